@@ -1,0 +1,92 @@
+//! The one codec: how every value that crosses a process boundary becomes bytes and back.
+//!
+//! Nothing else in flotilla names the serialization crate. Today it is bincode 1.x
+//! (finished upstream, RUSTSEC-2025-0141), used with a size limit on every decode; a
+//! change of format is a change to this file alone.
+//!
+//! Decoding never runs code: it builds plain data of the type the caller names, and
+//! refuses input that would make it allocate more than the limit.
+
+use bincode::Options;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The largest encoded value [`decode`] accepts: 1 GiB.
+pub const DEFAULT_LIMIT: u64 = 1 << 30;
+
+/// A value that could not be encoded or decoded.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what}: {reason}")]
+pub struct CodecError {
+    what: &'static str,
+    reason: String,
+}
+
+impl CodecError {
+    fn new(what: &'static str, err: bincode::Error) -> Self {
+        CodecError {
+            what,
+            reason: err.to_string(),
+        }
+    }
+}
+
+fn options(limit: u64) -> impl Options {
+    bincode::DefaultOptions::new()
+        .with_limit(limit)
+        .reject_trailing_bytes()
+}
+
+/// Encodes `value`.
+///
+/// ```
+/// use flotilla_core::codec;
+///
+/// let bytes = codec::encode(&(1u8, "two".to_string())).unwrap();
+/// let back: (u8, String) = codec::decode(&bytes).unwrap();
+/// assert_eq!(back, (1, "two".to_string()));
+/// ```
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
+    options(u64::MAX)
+        .serialize(value)
+        .map_err(|e| CodecError::new("could not encode the value", e))
+}
+
+/// Appends the encoding of `value` to `buf` (which keeps its contents on failure
+/// only up to its original length).
+pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), CodecError> {
+    let len = buf.len();
+    options(u64::MAX)
+        .serialize_into(&mut *buf, value)
+        .map_err(|e| {
+            buf.truncate(len);
+            CodecError::new("could not encode the value", e)
+        })
+}
+
+/// How many bytes [`encode`] would produce for `value`.
+pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<u64, CodecError> {
+    options(u64::MAX)
+        .serialized_size(value)
+        .map_err(|e| CodecError::new("could not size the value", e))
+}
+
+/// Decodes a `T` from exactly `bytes`, with the [`DEFAULT_LIMIT`].
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    decode_with_limit(bytes, DEFAULT_LIMIT)
+}
+
+/// Decodes a `T` from exactly `bytes`, refusing to allocate beyond `limit` bytes.
+///
+/// ```
+/// use flotilla_core::codec;
+///
+/// let bytes = codec::encode(&vec![0u8; 1000]).unwrap();
+/// assert!(codec::decode_with_limit::<Vec<u8>>(&bytes, 100).is_err());
+/// assert!(codec::decode::<Vec<u8>>(&bytes[..10]).is_err()); // truncated
+/// ```
+pub fn decode_with_limit<T: DeserializeOwned>(bytes: &[u8], limit: u64) -> Result<T, CodecError> {
+    options(limit)
+        .deserialize(bytes)
+        .map_err(|e| CodecError::new("could not decode the value", e))
+}

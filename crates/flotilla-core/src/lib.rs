@@ -1,0 +1,38 @@
+//! The foundation of flotilla: the [`Future`] every executor returns, the [`Completer`]
+//! executors finish it with, waiting on many futures ([`wait()`], [`as_completed()`]),
+//! cooperative cancellation ([`CancelToken`]), the one error type for failed tasks
+//! ([`TaskError`]), and the one [`codec`] for data that crosses a process boundary.
+//!
+//! This crate spawns no threads and does no I/O: it is the vocabulary the executor
+//! crates (`flotilla-thread`, `flotilla-process`, `flotilla-async`) share, so futures
+//! from all of them can be mixed in one `wait`.
+//!
+//! # Python names
+//!
+//! | Python (`concurrent.futures`)           | flotilla-core                          |
+//! |-----------------------------------------|----------------------------------------|
+//! | `Future.result(timeout)`                | [`Future::result`], [`Future::into_result`] |
+//! | `Future.exception(timeout)`             | [`Future::error`]                      |
+//! | `Future.cancel / cancelled / running / done` | the methods of the same names     |
+//! | `Future.add_done_callback`              | [`Future::add_done_callback`]          |
+//! | `Future.set_running_or_notify_cancel`, `set_result`, `set_exception` | [`Completer`] |
+//! | `wait(fs, timeout, return_when)`        | [`wait()`] with [`ReturnWhen`]          |
+//! | `as_completed(fs, timeout)`             | [`as_completed()`]                      |
+//! | `Executor`                              | [`Executor`]                           |
+
+pub mod codec;
+
+mod cancel;
+mod error;
+mod executor;
+mod future;
+mod wait;
+
+pub use crate::cancel::CancelToken;
+pub use crate::error::{TaskError, panic_message};
+pub use crate::executor::Executor;
+pub use crate::future::{Completer, Future, ResultFuture, ResultRefFuture, State};
+pub use crate::wait::{AsCompleted, ReturnWhen, Waitable, as_completed, wait};
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,1 @@
+//! Nothing here: the tests are in `tests/`, each file a test target of its own.
