@@ -1,0 +1,92 @@
+//! The demos: the classic scenarios of `../shared/SCENARIOS.md`, reproduced with flotilla.
+//!
+//! Each demo is a module with a `run(&Clock) -> anyhow::Result<()>`. It prints what
+//! happens with [`Clock::say`], so a reader sees the concurrency in the timestamps, and
+//! it checks what it claims (order, totals, errors) with `ensure!`, so `demo all` fails
+//! loudly when flotilla stops behaving as shown.
+
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+
+/// One demo: its name, a one-line description, and its body.
+struct Demo {
+    name: &'static str,
+    about: &'static str,
+    run: fn(&Clock) -> anyhow::Result<()>,
+}
+
+/// Every demo, in the order `demo all` runs them.
+const DEMOS: &[Demo] = &[];
+
+pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
+    match args.first().map(String::as_str) {
+        Some("--list") | Some("-l") => {
+            for demo in DEMOS {
+                println!("{:<24} {}", demo.name, demo.about);
+            }
+            Ok(())
+        }
+        Some("all") => run_all(DEMOS.iter()),
+        Some(_) => {
+            let mut chosen = Vec::new();
+            for name in args {
+                match DEMOS.iter().find(|d| d.name == name) {
+                    Some(demo) => chosen.push(demo),
+                    None => bail!("no demo named {name:?}; `cargo xtask demo --list` lists them"),
+                }
+            }
+            run_all(chosen.into_iter())
+        }
+        None => bail!("name a demo, or `all`, or `--list`"),
+    }
+}
+
+fn run_all<'a>(demos: impl Iterator<Item = &'a Demo>) -> anyhow::Result<()> {
+    for demo in demos {
+        println!("\n=== {} — {}", demo.name, demo.about);
+        let clock = Clock::start();
+        (demo.run)(&clock).map_err(|e| e.context(format!("demo {}", demo.name)))?;
+    }
+    Ok(())
+}
+
+/// Scenario time: one unit is one second of the classic examples, scaled down.
+#[derive(Debug)]
+pub(crate) struct Clock {
+    start: Instant,
+    unit: Duration,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let unit_ms = std::env::var("FLOTILLA_DEMO_UNIT_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100);
+        Clock {
+            start: Instant::now(),
+            unit: Duration::from_millis(unit_ms),
+        }
+    }
+
+    /// `units` scenario seconds as real time.
+    pub(crate) fn units(&self, units: f64) -> Duration {
+        self.unit.mul_f64(units)
+    }
+
+    /// Sleeps `units` scenario seconds.
+    pub(crate) fn sleep(&self, units: f64) {
+        std::thread::sleep(self.units(units));
+    }
+
+    /// Scenario seconds since the demo started.
+    pub(crate) fn now(&self) -> f64 {
+        self.start.elapsed().as_secs_f64() / self.unit.as_secs_f64()
+    }
+
+    /// Prints `what` with the current scenario time.
+    pub(crate) fn say(&self, what: impl std::fmt::Display) {
+        println!("[t={:>5.2}] {what}", self.now());
+    }
+}
