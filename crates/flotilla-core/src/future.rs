@@ -455,6 +455,11 @@ impl<T> Future<T> {
             .retain(|(s, _)| !Arc::ptr_eq(s, signal));
     }
 
+    #[cfg(test)]
+    pub(crate) fn watcher_count(&self) -> usize {
+        self.shared.lock().watchers.len()
+    }
+
     /// True when the task finished with a failure (not a cancellation).
     pub(crate) fn failed_now(&self) -> bool {
         self.shared.state() == FINISHED_ERR

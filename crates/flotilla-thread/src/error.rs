@@ -8,4 +8,7 @@ pub enum Error {
     /// The operating system refused to start a thread.
     #[error("could not start a thread: {0}")]
     Spawn(#[from] std::io::Error),
+    /// An option was given a value it cannot take.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
 }

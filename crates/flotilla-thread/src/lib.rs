@@ -5,7 +5,7 @@
 //!   submission returning a [`flotilla_core::Future`].
 
 mod error;
-//mod executor;
+mod executor;
 
 pub use crate::error::Error;
-//pub use crate::executor::{Map, ThreadPoolExecutor, ThreadPoolExecutorBuilder};
+pub use crate::executor::{Map, ThreadPoolExecutor, ThreadPoolExecutorBuilder};

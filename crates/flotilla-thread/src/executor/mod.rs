@@ -1,1 +1,595 @@
-//! x
+//! [`ThreadPoolExecutor`]: Python's `concurrent.futures.ThreadPoolExecutor`.
+//!
+//! # How it works
+//!
+//! Submissions go through one unbounded crossbeam channel; the pool owns the receiving
+//! end and every worker thread holds a clone of it. The sending end sits in a mutex as
+//! an `Option`: shutdown takes it out, so a submission after shutdown is refused, and
+//! the workers see the channel disconnect once they have drained what was queued.
+//!
+//! Threads start lazily. `idle` counts workers that have finished a task and not yet been
+//! promised a new one: a submission that can take one from it wakes that worker instead
+//! of starting a thread; otherwise it starts one, up to `max_workers`. A worker marks
+//! itself idle *before* it publishes its task's result, so a caller that submits its
+//! next task as soon as it sees the result finds the worker it just used.
+//!
+//! No lock is held while user code (a task, an initializer, a done callback) runs:
+//! cancelled or failed jobs are collected under the lock and finished after it.
+
+mod map;
+
+use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use flotilla_core::{Completer, Executor, Future, TaskError, panic_message};
+
+pub use self::map::Map;
+use crate::error::Error;
+
+/// A task waiting in the queue, type-erased.
+trait Job: Send {
+    /// Runs the task unless it was cancelled. `now_idle` is called once the task's code
+    /// has returned (or was skipped), before its result is published.
+    fn run(self: Box<Self>, now_idle: &dyn Fn());
+    /// Cancels a task that will never run.
+    fn cancel(self: Box<Self>);
+    /// Fails a task that will never run.
+    fn fail(self: Box<Self>, error: TaskError);
+}
+
+struct WorkItem<T, F> {
+    completer: Completer<T>,
+    task: F,
+}
+
+impl<T, F> Job for WorkItem<T, F>
+where
+    T: Send,
+    F: FnOnce() -> Result<T, TaskError> + Send,
+{
+    fn run(self: Box<Self>, now_idle: &dyn Fn()) {
+        let WorkItem { completer, task } = *self;
+        if !completer.set_running_or_notify_cancel() {
+            now_idle();
+            return;
+        }
+        let outcome = match catch_unwind(AssertUnwindSafe(task)) {
+            Ok(outcome) => outcome,
+            Err(payload) => Err(TaskError::from_panic(&*payload)),
+        };
+        now_idle();
+        completer.complete(outcome);
+    }
+
+    fn cancel(self: Box<Self>) {
+        self.completer.cancel();
+    }
+
+    fn fail(self: Box<Self>, error: TaskError) {
+        self.completer.set_error(error);
+    }
+}
+
+type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// Everything the executor, its workers and its `map` iterators share.
+struct Pool {
+    max_workers: usize,
+    name_prefix: String,
+    initializer: Option<Initializer>,
+    /// `None` once shut down.
+    sender: Mutex<Option<Sender<Box<dyn Job>>>>,
+    receiver: Receiver<Box<dyn Job>>,
+    idle: AtomicUsize,
+    started: AtomicUsize,
+    /// Workers still running, and the condition `shutdown(wait)` waits on.
+    alive: Mutex<usize>,
+    exited: Condvar,
+    broken: OnceLock<String>,
+}
+
+thread_local! {
+    /// The pool whose worker this thread is (its address), so `shutdown(wait)` from
+    /// inside a task does not wait for itself.
+    static WORKER_OF: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// The number of pools created so far, for default thread names.
+static POOLS: AtomicUsize = AtomicUsize::new(0);
+
+impl Pool {
+    fn lock_sender(&self) -> MutexGuard<'_, Option<Sender<Box<dyn Job>>>> {
+        self.sender.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn lock_alive(&self) -> MutexGuard<'_, usize> {
+        self.alive.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn broken_error(&self) -> Option<TaskError> {
+        self.broken.get().map(|reason| TaskError::Broken {
+            reason: reason.clone(),
+        })
+    }
+
+    fn submit_job(self: &Arc<Self>, job: Box<dyn Job>) -> Result<(), TaskError> {
+        {
+            let sender = self.lock_sender();
+            if let Some(error) = self.broken_error() {
+                return Err(error);
+            }
+            let Some(sender) = sender.as_ref() else {
+                return Err(TaskError::ShutDown);
+            };
+            // The pool holds a receiver for as long as it lives, so this cannot fail.
+            let _ = sender.send(job);
+        }
+        self.adjust_thread_count();
+        Ok(())
+    }
+
+    fn adjust_thread_count(self: &Arc<Self>) {
+        if self
+            .idle
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return;
+        }
+        let mut alive = self.lock_alive();
+        let started = self.started.load(Ordering::Relaxed);
+        if started >= self.max_workers {
+            return;
+        }
+        let pool = Arc::clone(self);
+        let spawned = std::thread::Builder::new()
+            .name(format!("{}_{started}", self.name_prefix))
+            .spawn(move || pool.work());
+        match spawned {
+            Ok(_detached) => {
+                self.started.store(started + 1, Ordering::Relaxed);
+                *alive += 1;
+            }
+            Err(e) if *alive == 0 => {
+                drop(alive);
+                self.break_pool(format!("could not start a worker thread: {e}"));
+            }
+            Err(e) => {
+                tracing::warn!(pid = std::process::id(), error = %e,
+                    "could not start another worker thread; the running ones take the work");
+            }
+        }
+    }
+
+    /// A worker thread's whole life.
+    fn work(self: Arc<Self>) {
+        WORKER_OF.with(|w| w.set(Arc::as_ptr(&self) as usize));
+        // Counted out on every exit path, including an unwinding one.
+        let _exit = ExitGuard(&self);
+        if let Some(init) = &self.initializer {
+            let failure = match catch_unwind(AssertUnwindSafe(|| init())) {
+                Ok(Ok(())) => None,
+                Ok(Err(message)) => Some(message),
+                Err(payload) => Some(format!("it panicked: {}", panic_message(&*payload))),
+            };
+            if let Some(message) = failure {
+                self.break_pool(format!(
+                    "a thread initializer failed ({message}); the pool runs no more tasks"
+                ));
+                return;
+            }
+        }
+        let now_idle = || {
+            self.idle.fetch_add(1, Ordering::AcqRel);
+        };
+        loop {
+            let job = match self.receiver.try_recv() {
+                Ok(job) => job,
+                Err(TryRecvError::Disconnected) => return,
+                Err(TryRecvError::Empty) => match self.receiver.recv() {
+                    Ok(job) => job,
+                    Err(_) => return,
+                },
+            };
+            match self.broken_error() {
+                Some(error) => job.fail(error),
+                None => job.run(&now_idle),
+            }
+        }
+    }
+
+    /// Marks the pool broken and fails everything queued.
+    fn break_pool(&self, reason: String) {
+        tracing::error!(pid = std::process::id(), %reason, "thread pool broken");
+        let _ = self.broken.set(reason);
+        let error = self.broken_error().expect("just set");
+        let queued: Vec<_> = {
+            let mut sender = self.lock_sender();
+            sender.take();
+            self.receiver.try_iter().collect()
+        };
+        for job in queued {
+            job.fail(error.clone());
+        }
+    }
+
+    /// Stops taking tasks; with `cancel_futures`, cancels the queued ones.
+    fn stop(&self, cancel_futures: bool) {
+        let cancelled: Vec<_> = {
+            let mut sender = self.lock_sender();
+            sender.take();
+            if cancel_futures {
+                self.receiver.try_iter().collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for job in cancelled {
+            job.cancel();
+        }
+    }
+
+    /// Waits until every worker but the calling one (when it is one) has exited, or
+    /// `timeout` passes; true when they all did.
+    fn join_workers(&self, timeout: Option<Duration>) -> bool {
+        let me = WORKER_OF.with(|w| w.get()) == self as *const Pool as usize;
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let mut alive = self.lock_alive();
+        while *alive > usize::from(me) {
+            alive = match deadline {
+                None => self
+                    .exited
+                    .wait(alive)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return false;
+                    }
+                    self.exited
+                        .wait_timeout(alive, deadline - now)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+        true
+    }
+}
+
+struct ExitGuard<'a>(&'a Pool);
+
+impl Drop for ExitGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.lock_alive() -= 1;
+        self.0.exited.notify_all();
+    }
+}
+
+/// A pool of threads that runs closures and returns [`Future`]s: Python's
+/// `concurrent.futures.ThreadPoolExecutor`.
+///
+/// - Threads start lazily, one per submission while none is idle, up to
+///   [`max_workers`](ThreadPoolExecutorBuilder::max_workers) (default
+///   `min(32, cpus + 4)`, as in Python).
+/// - A task that panics fails its own future with [`TaskError::Panicked`]; its worker
+///   lives on.
+/// - [`map`](ThreadPoolExecutor::map) is lazy and ordered, and stops at the first failure.
+/// - Dropping the executor is `shutdown(wait = true)`: like leaving Python's `with`
+///   block, it waits for queued and running tasks.
+///
+/// To share one executor between threads, put it in an `Arc` (or borrow it from a
+/// scope): all its methods take `&self`.
+///
+/// # Examples
+///
+/// ```
+/// use flotilla_thread::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
+/// let fut = pool.submit(|| 6 * 7).unwrap();
+/// assert_eq!(fut.result(None).unwrap(), 42);
+///
+/// let squares: Vec<u64> = pool.map(|x: u64| x * x, 1..=4).map(Result::unwrap).collect();
+/// assert_eq!(squares, [1, 4, 9, 16]);
+/// ```
+pub struct ThreadPoolExecutor {
+    pool: Arc<Pool>,
+}
+
+/// Options for a [`ThreadPoolExecutor`]: `ThreadPoolExecutor::builder()`.
+pub struct ThreadPoolExecutorBuilder {
+    max_workers: Option<usize>,
+    name_prefix: Option<String>,
+    initializer: Option<Initializer>,
+}
+
+impl ThreadPoolExecutorBuilder {
+    /// The most threads the pool starts. Default `min(32, cpus + 4)`, Python's: enough
+    /// for I/O-bound work without starting hundreds of threads on a big machine.
+    pub fn max_workers(mut self, max_workers: usize) -> Self {
+        self.max_workers = Some(max_workers);
+        self
+    }
+
+    /// Names the threads `PREFIX_0`, `PREFIX_1`, ... Default `ThreadPoolExecutor-N`, N
+    /// counting the pools of this process.
+    pub fn thread_name_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.name_prefix = Some(prefix.into());
+        self
+    }
+
+    /// Runs `init` at the start of each worker thread. If it panics the pool is broken:
+    /// queued and later tasks fail with [`TaskError::Broken`].
+    pub fn initializer<F>(mut self, init: F) -> Self
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
+        self.initializer = Some(Arc::new(move || {
+            init();
+            Ok(())
+        }));
+        self
+    }
+
+    /// Like [`initializer`](Self::initializer), for one that reports failure by
+    /// returning `Err`.
+    ///
+    /// ```
+    /// use flotilla_core::TaskError;
+    /// use flotilla_thread::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::builder()
+    ///     .try_initializer(|| "no database".parse::<u16>().map(drop))
+    ///     .build()
+    ///     .unwrap();
+    /// let fut = pool.submit(|| 1).unwrap();
+    /// assert!(matches!(fut.result(None), Err(TaskError::Broken { .. })));
+    /// assert!(matches!(pool.submit(|| 2), Err(TaskError::Broken { .. })));
+    /// ```
+    pub fn try_initializer<F, E>(mut self, init: F) -> Self
+    where
+        F: Fn() -> Result<(), E> + Send + Sync + 'static,
+        E: fmt::Display,
+    {
+        self.initializer = Some(Arc::new(move || init().map_err(|e| e.to_string())));
+        self
+    }
+
+    /// Creates the executor. No thread starts until the first submission.
+    ///
+    /// Fails when `max_workers` is 0.
+    pub fn build(self) -> Result<ThreadPoolExecutor, Error> {
+        let max_workers = match self.max_workers {
+            Some(0) => return Err(Error::InvalidArgument("max_workers must be at least 1")),
+            Some(n) => n,
+            None => default_max_workers(),
+        };
+        let index = POOLS.fetch_add(1, Ordering::Relaxed);
+        let (sender, receiver) = crossbeam_channel::unbounded();
+        Ok(ThreadPoolExecutor {
+            pool: Arc::new(Pool {
+                max_workers,
+                name_prefix: self
+                    .name_prefix
+                    .unwrap_or_else(|| format!("ThreadPoolExecutor-{index}")),
+                initializer: self.initializer,
+                sender: Mutex::new(Some(sender)),
+                receiver,
+                idle: AtomicUsize::new(0),
+                started: AtomicUsize::new(0),
+                alive: Mutex::new(0),
+                exited: Condvar::new(),
+                broken: OnceLock::new(),
+            }),
+        })
+    }
+}
+
+fn default_max_workers() -> usize {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus + 4).min(32)
+}
+
+impl ThreadPoolExecutor {
+    /// An executor with the default options.
+    pub fn new() -> Self {
+        Self::builder()
+            .build()
+            .expect("the default options are valid")
+    }
+
+    /// Options for a new executor.
+    pub fn builder() -> ThreadPoolExecutorBuilder {
+        ThreadPoolExecutorBuilder {
+            max_workers: None,
+            name_prefix: None,
+            initializer: None,
+        }
+    }
+
+    /// The most threads this pool starts.
+    pub fn max_workers(&self) -> usize {
+        self.pool.max_workers
+    }
+
+    /// How many worker threads have been started so far.
+    pub fn num_threads(&self) -> usize {
+        self.pool.started.load(Ordering::Relaxed)
+    }
+
+    fn submit_with<T, F>(&self, task: F) -> Result<Future<T>, TaskError>
+    where
+        F: FnOnce() -> Result<T, TaskError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (completer, fut) = Completer::new();
+        self.pool
+            .submit_job(Box::new(WorkItem { completer, task }))?;
+        Ok(fut)
+    }
+
+    /// Schedules `task` and returns the future of its value.
+    ///
+    /// Fails with [`TaskError::ShutDown`] after [`shutdown`](Self::shutdown), or
+    /// [`TaskError::Broken`] when the pool is broken; a task that panics fails its
+    /// future, not this call.
+    pub fn submit<F, T>(&self, task: F) -> Result<Future<T>, TaskError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit_with(move || Ok(task()))
+    }
+
+    /// Schedules a task that reports failure by returning `Err`: its future fails with
+    /// [`TaskError::Failed`], as if it had raised.
+    ///
+    /// ```
+    /// use flotilla_thread::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let fut = pool.try_submit(|| "x".parse::<i32>()).unwrap();
+    /// let err = fut.result(None).unwrap_err();
+    /// assert!(err.downcast_ref::<std::num::ParseIntError>().is_some());
+    /// ```
+    pub fn try_submit<F, T, E>(&self, task: F) -> Result<Future<T>, TaskError>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        self.submit_with(move || task().map_err(TaskError::failed))
+    }
+
+    /// Applies `f` to every item on the pool: a lazy iterator of the results in input
+    /// order, Python's `Executor.map`.
+    ///
+    /// At most [`buffer_size`](Map::buffer_size) tasks are submitted ahead of the
+    /// consumer (default: twice `max_workers`), so a huge or endless input is not
+    /// consumed eagerly. Iteration stops after the first failure, which it yields;
+    /// dropping the iterator cancels the tasks that have not started.
+    /// [`timeout`](Map::timeout) bounds the whole iteration, counted from this call.
+    pub fn map<I, F, T>(&self, f: F, items: I) -> Map<I::IntoIter, T>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> T + Send + Sync + 'static,
+        T: Send + 'static,
+    {
+        Map::new(
+            Arc::clone(&self.pool),
+            items.into_iter(),
+            Arc::new(move |x| Ok(f(x))),
+        )
+    }
+
+    /// Like [`map`](Self::map), for a function that reports failure by returning `Err`:
+    /// iteration yields that failure as [`TaskError::Failed`] and stops.
+    ///
+    /// ```
+    /// use flotilla_thread::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let parsed: Vec<_> = pool.try_map(|s: &str| s.parse::<u8>(), ["1", "2", "x", "4"]).collect();
+    /// assert_eq!(parsed.len(), 3); // 1, 2, then the error; "4" is never yielded
+    /// assert!(parsed[2].is_err());
+    /// ```
+    pub fn try_map<I, F, T, E>(&self, f: F, items: I) -> Map<I::IntoIter, T>
+    where
+        I: IntoIterator,
+        I::Item: Send + 'static,
+        F: Fn(I::Item) -> Result<T, E> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        Map::new(
+            Arc::clone(&self.pool),
+            items.into_iter(),
+            Arc::new(move |x| f(x).map_err(TaskError::failed)),
+        )
+    }
+
+    /// Stops taking tasks: later submissions fail with [`TaskError::ShutDown`].
+    ///
+    /// With `cancel_futures`, tasks that have not started are cancelled; otherwise they
+    /// still run. With `wait`, blocks until every worker has finished (from inside a
+    /// task, every worker but the caller's). Calling it again is harmless.
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        self.pool.stop(cancel_futures);
+        if wait {
+            self.pool.join_workers(None);
+        }
+    }
+
+    /// Like `shutdown(wait = true, ..)` with a bound on the wait: true when every worker
+    /// finished in time.
+    pub fn shutdown_timeout(&self, timeout: Duration, cancel_futures: bool) -> bool {
+        self.pool.stop(cancel_futures);
+        self.pool.join_workers(Some(timeout))
+    }
+}
+
+impl Default for ThreadPoolExecutor {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Executor for ThreadPoolExecutor {
+    fn submit<F, T>(&self, task: F) -> Result<Future<T>, TaskError>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        ThreadPoolExecutor::submit(self, task)
+    }
+
+    fn try_submit<F, T, E>(&self, task: F) -> Result<Future<T>, TaskError>
+    where
+        F: FnOnce() -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        ThreadPoolExecutor::try_submit(self, task)
+    }
+
+    fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        ThreadPoolExecutor::shutdown(self, wait, cancel_futures);
+    }
+}
+
+impl Drop for ThreadPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+impl fmt::Debug for ThreadPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolExecutor")
+            .field("name_prefix", &self.pool.name_prefix)
+            .field("max_workers", &self.pool.max_workers)
+            .field("threads", &self.num_threads())
+            .field("shut_down", &self.pool.lock_sender().is_none())
+            .field("broken", &self.pool.broken.get())
+            .finish()
+    }
+}
+
+impl fmt::Debug for ThreadPoolExecutorBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ThreadPoolExecutorBuilder")
+            .field("max_workers", &self.max_workers)
+            .field("name_prefix", &self.name_prefix)
+            .field("initializer", &self.initializer.is_some())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests;

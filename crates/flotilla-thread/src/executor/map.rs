@@ -1,0 +1,189 @@
+//! [`Map`]: the lazy, ordered iterator behind [`ThreadPoolExecutor::map`].
+//!
+//! It keeps a window of submitted futures in input order, topping it up from the input
+//! as the consumer takes results, so at most `buffer_size` tasks are ahead of the
+//! consumer. The first failure ends the iteration and cancels the rest of the window;
+//! so does dropping the iterator.
+//!
+//! [`ThreadPoolExecutor::map`]: super::ThreadPoolExecutor::map
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flotilla_core::{Completer, Future, TaskError};
+
+use super::{Pool, WorkItem};
+
+type MapFn<A, T> = Arc<dyn Fn(A) -> Result<T, TaskError> + Send + Sync>;
+
+/// The iterator returned by [`ThreadPoolExecutor::map`] and
+/// [`ThreadPoolExecutor::try_map`]: each item's result, in input order, up to and
+/// including the first failure.
+///
+/// ```
+/// use std::time::Duration;
+/// use flotilla_thread::ThreadPoolExecutor;
+///
+/// let pool = ThreadPoolExecutor::builder().max_workers(4).build().unwrap();
+/// let total: u64 = pool
+///     .map(|x: u64| x + 1, 0..1000)
+///     .buffer_size(16)
+///     .timeout(Duration::from_secs(60))
+///     .map(Result::unwrap)
+///     .sum();
+/// assert_eq!(total, 500_500);
+/// ```
+///
+/// [`ThreadPoolExecutor::map`]: super::ThreadPoolExecutor::map
+/// [`ThreadPoolExecutor::try_map`]: super::ThreadPoolExecutor::try_map
+#[must_use = "iterators are lazy beyond their first window of tasks"]
+pub struct Map<I: Iterator, T> {
+    pool: Arc<Pool>,
+    items: I,
+    f: MapFn<I::Item, T>,
+    window: VecDeque<Future<T>>,
+    buffer_size: usize,
+    started: Instant,
+    deadline: Option<Instant>,
+    finished: bool,
+}
+
+impl<I, T> Map<I, T>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    T: Send + 'static,
+{
+    pub(super) fn new(pool: Arc<Pool>, items: I, f: MapFn<I::Item, T>) -> Self {
+        let buffer_size = 2 * pool.max_workers;
+        let mut map = Map {
+            pool,
+            items,
+            f,
+            window: VecDeque::with_capacity(buffer_size),
+            buffer_size,
+            started: Instant::now(),
+            deadline: None,
+            finished: false,
+        };
+        // Start the first window now, as Python's map does, so the work begins at the
+        // call and not at the first `next`.
+        map.fill();
+        map
+    }
+
+    /// Keeps at most `n` (at least 1) tasks submitted ahead of the consumer.
+    pub fn buffer_size(mut self, n: usize) -> Self {
+        self.buffer_size = n.max(1);
+        self
+    }
+
+    /// Fails the iteration with [`TaskError::TimedOut`] (and cancels what has not
+    /// started) when a result is not ready `timeout` after the call to `map`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.deadline = self.started.checked_add(timeout);
+        self
+    }
+
+    fn fill(&mut self) {
+        while !self.finished && self.window.len() < self.buffer_size {
+            let Some(item) = self.items.next() else {
+                return;
+            };
+            let (completer, fut) = Completer::new();
+            let f = Arc::clone(&self.f);
+            let job = Box::new(WorkItem {
+                completer,
+                task: move || f(item),
+            });
+            // A refused submission (the executor was shut down) surfaces in order, as
+            // that item's failure.
+            if let Err(error) = self.pool.submit_job(job) {
+                self.window.push_back(Future::failed(error));
+                return;
+            }
+            self.window.push_back(fut);
+        }
+    }
+}
+
+impl<I: Iterator, T> Map<I, T> {
+    fn cancel_window(&mut self) {
+        for fut in self.window.drain(..) {
+            fut.cancel();
+        }
+    }
+}
+
+impl<I, T> Iterator for Map<I, T>
+where
+    I: Iterator,
+    I::Item: Send + 'static,
+    T: Send + 'static,
+{
+    type Item = Result<T, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.finished {
+            return None;
+        }
+        self.fill();
+        let Some(fut) = self.window.pop_front() else {
+            self.finished = true;
+            return None;
+        };
+        let timeout = self
+            .deadline
+            .map(|d| d.saturating_duration_since(Instant::now()));
+        let outcome = if fut.wait(timeout) {
+            fut.into_result(None)
+        } else {
+            fut.cancel();
+            Err(TaskError::TimedOut)
+        };
+        match outcome {
+            Ok(value) => {
+                // Top the window up before handing the value over, so the workers have
+                // the next tasks while the consumer works on this one.
+                self.fill();
+                Some(Ok(value))
+            }
+            Err(error) => {
+                self.finished = true;
+                self.cancel_window();
+                Some(Err(error))
+            }
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.finished {
+            return (0, Some(0));
+        }
+        let (low, high) = self.items.size_hint();
+        let queued = self.window.len();
+        (
+            low.saturating_add(queued).min(1),
+            high.and_then(|h| h.checked_add(queued)),
+        )
+    }
+}
+
+impl<I: Iterator, T> Drop for Map<I, T> {
+    fn drop(&mut self) {
+        self.cancel_window();
+    }
+}
+
+impl<I: Iterator, T> fmt::Debug for Map<I, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Map")
+            .field("in_flight", &self.window.len())
+            .field("buffer_size", &self.buffer_size)
+            .field("deadline", &self.deadline)
+            .field("finished", &self.finished)
+            .finish_non_exhaustive()
+    }
+}
