@@ -5,15 +5,17 @@ use std::collections::BTreeMap;
 use flotilla_core::codec;
 use proptest::prelude::*;
 
+type Record = (u64, String, Vec<i32>, Option<bool>);
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(128))]
 
     #[test]
-    fn round_trip(value in any::<(u64, String, Vec<i32>, Option<bool>)>(),
+    fn round_trip(value in any::<Record>(),
                   map in proptest::collection::btree_map(any::<u8>(), any::<f64>(), 0..8)) {
         let bytes = codec::encode(&(&value, &map)).unwrap();
         prop_assert_eq!(codec::encoded_size(&(&value, &map)).unwrap(), bytes.len() as u64);
-        let (back, back_map): ((u64, String, Vec<i32>, Option<bool>), BTreeMap<u8, f64>) =
+        let (back, back_map): (Record, BTreeMap<u8, f64>) =
             codec::decode(&bytes).unwrap();
         prop_assert_eq!(back, value);
         prop_assert_eq!(back_map.len(), map.len());

@@ -1,0 +1,149 @@
+//! ThreadPoolExecutor::map: ordered, lazy, stops at the first failure, cancels on drop.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+use flotilla_core::TaskError;
+use flotilla_thread::ThreadPoolExecutor;
+use proptest::prelude::*;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn pool(workers: usize) -> ThreadPoolExecutor {
+    ThreadPoolExecutor::builder()
+        .max_workers(workers)
+        .build()
+        .unwrap()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("item {0} is bad")]
+struct Bad(usize);
+
+#[test]
+fn the_input_is_consumed_lazily() {
+    let pool = pool(2);
+    let pulled = Arc::new(AtomicUsize::new(0));
+    let counting = {
+        let pulled = Arc::clone(&pulled);
+        (0..1_000_000u64).inspect(move |_| {
+            pulled.fetch_add(1, Ordering::SeqCst);
+        })
+    };
+    let mut results = pool.map(|x| x * 2, counting).buffer_size(4);
+    assert!(
+        pulled.load(Ordering::SeqCst) <= 4,
+        "only the first window is submitted"
+    );
+    let first: Vec<u64> = results.by_ref().take(10).map(Result::unwrap).collect();
+    assert_eq!(first, (0..10).map(|x| x * 2).collect::<Vec<_>>());
+    // Ten consumed, at most a window ahead (the default window is 2 * max_workers
+    // before `buffer_size` narrows it).
+    assert!(pulled.load(Ordering::SeqCst) <= 10 + 4 + 4);
+}
+
+#[test]
+fn dropping_the_iterator_cancels_what_has_not_started() {
+    let pool = pool(1);
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (open, gate) = mpsc::channel::<()>();
+    let gate = Arc::new(Mutex::new(gate));
+    let (started_tx, started) = mpsc::channel();
+    let started_tx = Mutex::new(started_tx);
+    let results = {
+        let ran = Arc::clone(&ran);
+        pool.map(
+            move |i: usize| {
+                if i == 0 {
+                    started_tx.lock().unwrap().send(()).unwrap();
+                    let _ = gate.lock().unwrap().recv_timeout(LONG);
+                }
+                ran.fetch_add(1, Ordering::SeqCst);
+            },
+            0..10,
+        )
+        .buffer_size(10)
+    };
+    started.recv_timeout(LONG).unwrap();
+    drop(results);
+    open.send(()).unwrap();
+    pool.shutdown(true, false);
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "only the running task ran");
+}
+
+#[test]
+fn timeout_counts_from_the_call_and_cancels_the_rest() {
+    let pool = pool(1);
+    let mut results = pool
+        .map(
+            |i: u64| {
+                std::thread::sleep(Duration::from_millis(if i == 1 { 1_000 } else { 0 }));
+                i
+            },
+            0..5,
+        )
+        .timeout(Duration::from_millis(100));
+    assert_eq!(results.next().unwrap().unwrap(), 0);
+    assert!(matches!(results.next(), Some(Err(TaskError::TimedOut))));
+    assert!(results.next().is_none());
+}
+
+#[test]
+fn map_after_shutdown_yields_shut_down() {
+    let pool = pool(1);
+    pool.shutdown(true, false);
+    let mut results = pool.map(|x: u8| x, [1, 2]);
+    assert!(matches!(results.next(), Some(Err(TaskError::ShutDown))));
+    assert!(results.next().is_none());
+}
+
+#[test]
+fn a_panic_stops_map_like_an_err() {
+    let pool = pool(3);
+    let results: Vec<_> = pool
+        .map(|i: u32| if i == 2 { panic!("item {i}") } else { i }, 0..6)
+        .collect();
+    assert_eq!(results.len(), 3);
+    assert!(matches!(&results[2], Err(TaskError::Panicked { message }) if message == "item 2"));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Results come in input order, up to and including the first failure, and nothing
+    /// after it.
+    #[test]
+    fn map_is_ordered_up_to_the_first_failure(
+        delays in proptest::collection::vec(0u64..300, 0..40),
+        failing in proptest::collection::btree_set(0usize..40, 0..3),
+        workers in 1usize..5,
+        buffer in 1usize..10,
+    ) {
+        let pool = pool(workers);
+        let n = delays.len();
+        let fail = failing.clone();
+        let results: Vec<_> = pool
+            .try_map(
+                move |(i, us): (usize, u64)| {
+                    std::thread::sleep(Duration::from_micros(us));
+                    if fail.contains(&i) { Err(Bad(i)) } else { Ok(i) }
+                },
+                delays.into_iter().enumerate(),
+            )
+            .buffer_size(buffer)
+            .timeout(LONG)
+            .collect();
+        let first_failure = failing.iter().copied().find(|&i| i < n);
+        let expected_len = first_failure.map_or(n, |i| i + 1);
+        prop_assert_eq!(results.len(), expected_len);
+        for (i, r) in results.iter().enumerate() {
+            if Some(i) == first_failure {
+                let err = r.as_ref().unwrap_err();
+                prop_assert_eq!(err.downcast_ref::<Bad>().map(|b| b.0), Some(i));
+            } else {
+                prop_assert_eq!(r.as_ref().ok(), Some(&i));
+            }
+        }
+    }
+}
