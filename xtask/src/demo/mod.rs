@@ -9,6 +9,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+mod done_callback;
+mod executor_as_completed;
+mod executor_map;
+mod tasks;
+
 /// One demo: its name, a one-line description, and its body.
 struct Demo {
     name: &'static str,
@@ -17,7 +22,23 @@ struct Demo {
 }
 
 /// Every demo, in the order `demo all` runs them.
-const DEMOS: &[Demo] = &[];
+const DEMOS: &[Demo] = &[
+    Demo {
+        name: "executor-map",
+        about: "map over four tasks on 3 workers: ordered results, stops at the failure",
+        run: executor_map::run,
+    },
+    Demo {
+        name: "executor-as-completed",
+        about: "the same four tasks with submit + as_completed: completion order",
+        run: executor_as_completed::run,
+    },
+    Demo {
+        name: "done-callback",
+        about: "add_done_callback before and after the task is done",
+        run: done_callback::run,
+    },
+];
 
 pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
@@ -52,7 +73,7 @@ fn run_all<'a>(demos: impl Iterator<Item = &'a Demo>) -> anyhow::Result<()> {
 }
 
 /// Scenario time: one unit is one second of the classic examples, scaled down.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Clock {
     start: Instant,
     unit: Duration,
