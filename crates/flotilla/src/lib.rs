@@ -35,6 +35,11 @@
 #[doc(inline)]
 pub use flotilla_core::codec;
 
+/// The README's examples, compiled and run as doctests so the tour stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
+
 /// Python's `concurrent.futures`: futures, waiting on them, and executors.
 pub mod futures {
     #[doc(inline)]
