@@ -6,6 +6,9 @@
 //!
 //! Decoding never runs code: it builds plain data of the type the caller names, and
 //! refuses input that would make it allocate more than the limit.
+//!
+//! [`encode`] and [`encode_into`] call the value's `Serialize` exactly once (no sizing
+//! pass first): types that hand out OS handles while being serialized rely on it.
 
 use bincode::Options;
 use serde::Serialize;
@@ -31,10 +34,10 @@ impl CodecError {
     }
 }
 
-fn options(limit: u64) -> impl Options {
-    bincode::DefaultOptions::new()
-        .with_limit(limit)
-        .reject_trailing_bytes()
+/// No bincode limit on either side: when encoding, a limit makes bincode size the value
+/// first, running its `Serialize` twice; when decoding from a slice, bincode ignores it.
+fn options() -> impl Options {
+    bincode::DefaultOptions::new().reject_trailing_bytes()
 }
 
 /// Encodes `value`.
@@ -47,26 +50,24 @@ fn options(limit: u64) -> impl Options {
 /// assert_eq!(back, (1, "two".to_string()));
 /// ```
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    options(u64::MAX)
-        .serialize(value)
-        .map_err(|e| CodecError::new("could not encode the value", e))
+    let mut buf = Vec::new();
+    encode_into(&mut buf, value)?;
+    Ok(buf)
 }
 
 /// Appends the encoding of `value` to `buf` (which keeps its contents on failure
 /// only up to its original length).
 pub fn encode_into<T: Serialize + ?Sized>(buf: &mut Vec<u8>, value: &T) -> Result<(), CodecError> {
     let len = buf.len();
-    options(u64::MAX)
-        .serialize_into(&mut *buf, value)
-        .map_err(|e| {
-            buf.truncate(len);
-            CodecError::new("could not encode the value", e)
-        })
+    options().serialize_into(&mut *buf, value).map_err(|e| {
+        buf.truncate(len);
+        CodecError::new("could not encode the value", e)
+    })
 }
 
 /// How many bytes [`encode`] would produce for `value`.
 pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<u64, CodecError> {
-    options(u64::MAX)
+    options()
         .serialized_size(value)
         .map_err(|e| CodecError::new("could not size the value", e))
 }
@@ -76,7 +77,10 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     decode_with_limit(bytes, DEFAULT_LIMIT)
 }
 
-/// Decodes a `T` from exactly `bytes`, refusing to allocate beyond `limit` bytes.
+/// Decodes a `T` from exactly `bytes`, refusing input longer than `limit` bytes.
+///
+/// Decoding allocates in proportion to the input (serde preallocates cautiously and
+/// every element consumes input), so bounding the input bounds the allocation.
 ///
 /// ```
 /// use flotilla_core::codec;
@@ -86,7 +90,14 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
 /// assert!(codec::decode::<Vec<u8>>(&bytes[..10]).is_err()); // truncated
 /// ```
 pub fn decode_with_limit<T: DeserializeOwned>(bytes: &[u8], limit: u64) -> Result<T, CodecError> {
-    options(limit)
+    if bytes.len() as u64 > limit {
+        return Err(CodecError {
+            what: "refused to decode the value",
+            reason: format!("{} bytes is over the limit of {limit}", bytes.len()),
+        });
+    }
+    // bincode ignores its own limit when reading from a slice; the check above is it.
+    options()
         .deserialize(bytes)
         .map_err(|e| CodecError::new("could not decode the value", e))
 }

@@ -1,0 +1,400 @@
+//! [`Connection`] and [`pipe`]: Python's `multiprocessing.Pipe` and `Connection`, with
+//! framing that refuses oversized frames before allocating and descriptors that travel
+//! with the messages.
+//!
+//! # Wire format
+//!
+//! Every message is one frame: a 16-byte header, then the payload.
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  payload length, u64 little-endian
+//!      8     4  number of descriptors sent with this frame, u32 little-endian
+//!     12     4  magic "FLT1" (0x31544c46 little-endian): not a frame otherwise
+//! ```
+//!
+//! Descriptors travel as `SCM_RIGHTS` with the header's bytes, so they arrive with the
+//! first read of the frame. Nothing is buffered in user space: after `recv` returns, the
+//! next frame is untouched in the kernel, so `poll` and [`wait`] on the descriptor tell
+//! the truth.
+//!
+//! A header that is not a frame, or declares more than the receiver's maximum, closes
+//! the connection on the receiving side: the stream can no longer be trusted.
+
+use std::fmt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::handle::{self, Fd};
+use crate::sys;
+
+const HEADER_LEN: usize = 16;
+const MAGIC: u32 = u32::from_le_bytes(*b"FLT1");
+
+/// The largest frame a new connection accepts: 1 GiB. Change it per connection with
+/// [`Connection::set_max_frame`].
+pub const DEFAULT_MAX_FRAME: u64 = 1 << 30;
+
+/// Which way a connection end works.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+enum Kind {
+    /// One end of a socket pair: sends and receives, and carries descriptors.
+    Duplex,
+    /// The read end of a pipe.
+    ReadOnly,
+    /// The write end of a pipe.
+    WriteOnly,
+}
+
+/// One end of a pipe between processes (or threads): framed messages of bytes or serde
+/// values, with the OS handles inside those values carried along.
+///
+/// All methods take `&self`: a connection can be shared between threads (say in an
+/// `Arc`); each frame is sent and received whole, never interleaved.
+///
+/// A connection can itself be sent: inherited by a forked child, passed as an argument
+/// to a spawned one, or sent over another connection. The receiving process gets its
+/// own descriptor for the same end.
+///
+/// # Examples
+///
+/// ```
+/// use flotilla_ipc::pipe;
+///
+/// let (left, right) = pipe(true).unwrap();
+/// left.send(&("ping", 1u32)).unwrap();
+/// let (word, n): (String, u32) = right.recv().unwrap();
+/// assert_eq!((word.as_str(), n), ("ping", 1));
+///
+/// right.send_bytes(b"pong").unwrap();
+/// assert_eq!(left.recv_bytes().unwrap(), b"pong");
+/// ```
+pub struct Connection {
+    fd: OwnedFd,
+    kind: Kind,
+    max_frame: u64,
+    /// Set when the stream stopped being trustworthy (a refused or malformed frame).
+    broken: AtomicBool,
+    send_lock: Mutex<()>,
+    recv_lock: Mutex<()>,
+}
+
+/// A pair of connected [`Connection`]s: Python's `multiprocessing.Pipe(duplex)`.
+///
+/// With `duplex`, both ends send and receive (a Unix socket pair), and messages may carry
+/// OS handles. Without, the first end only receives and the second only sends (a pipe);
+/// using an end the other way is an [`Error::WrongDirection`], and a pipe cannot carry
+/// handles ([`Error::HandlesNotSupported`]).
+///
+/// ```
+/// use flotilla_ipc::{Error, pipe};
+///
+/// let (reader, writer) = pipe(false).unwrap();
+/// writer.send(&vec![1, 2, 3]).unwrap();
+/// assert_eq!(reader.recv::<Vec<i32>>().unwrap(), [1, 2, 3]);
+/// assert!(matches!(reader.send(&0), Err(Error::WrongDirection(_))));
+/// ```
+pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
+    if duplex {
+        let (a, b) = sys::socketpair()?;
+        Ok((
+            Connection::new(a, Kind::Duplex),
+            Connection::new(b, Kind::Duplex),
+        ))
+    } else {
+        let (r, w) = sys::pipe()?;
+        Ok((
+            Connection::new(r, Kind::ReadOnly),
+            Connection::new(w, Kind::WriteOnly),
+        ))
+    }
+}
+
+fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
+    // The guarded data is `()`: a poisoned lock protects nothing that could be torn.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Connection {
+    fn new(fd: OwnedFd, kind: Kind) -> Self {
+        Connection {
+            fd,
+            kind,
+            max_frame: DEFAULT_MAX_FRAME,
+            broken: AtomicBool::new(false),
+            send_lock: Mutex::new(()),
+            recv_lock: Mutex::new(()),
+        }
+    }
+
+    /// Wraps a connected Unix stream socket (one end of a `socketpair`, or an accepted
+    /// or connected `UnixStream`) as a duplex connection.
+    pub fn from_socket(fd: OwnedFd) -> Self {
+        Self::new(fd, Kind::Duplex)
+    }
+
+    /// Sets the largest frame this end accepts; a larger one is refused before anything
+    /// is allocated, and closes the connection.
+    pub fn set_max_frame(&mut self, max: u64) {
+        self.max_frame = max;
+    }
+
+    /// The largest frame this end accepts.
+    pub fn max_frame(&self) -> u64 {
+        self.max_frame
+    }
+
+    /// True when this end can send.
+    pub fn writable(&self) -> bool {
+        self.kind != Kind::ReadOnly
+    }
+
+    /// True when this end can receive.
+    pub fn readable(&self) -> bool {
+        self.kind != Kind::WriteOnly
+    }
+
+    /// Sends `value`, with the descriptors of any handles inside it.
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+        let (bytes, fds) = handle::encode(value)?;
+        self.send_frame(&bytes, &fds)
+    }
+
+    /// Sends `bytes` as one message.
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), Error> {
+        self.send_frame(bytes, &[])
+    }
+
+    /// Sends one frame: `payload` with `fds` beside it.
+    pub fn send_frame(&self, payload: &[u8], fds: &[OwnedFd]) -> Result<(), Error> {
+        if !self.writable() {
+            return Err(Error::WrongDirection("read-only"));
+        }
+        if !fds.is_empty() && self.kind != Kind::Duplex {
+            return Err(Error::HandlesNotSupported(
+                "a simplex pipe carries bytes only; use a duplex pipe to send handles",
+            ));
+        }
+        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+            return Err(Error::HandlesNotSupported(
+                "more than 253 handles in one message",
+            ));
+        }
+        let mut header = [0u8; HEADER_LEN];
+        header[..8].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+        header[8..12].copy_from_slice(&(fds.len() as u32).to_le_bytes());
+        header[12..].copy_from_slice(&MAGIC.to_le_bytes());
+        let raw: Vec<_> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+        let _guard = lock(&self.send_lock);
+        sys::write_all(
+            self.fd.as_fd(),
+            self.kind == Kind::Duplex,
+            &[&header, payload],
+            &raw,
+        )
+    }
+
+    /// Receives a value sent with [`send`](Connection::send), blocking until one
+    /// arrives. [`Error::Eof`] when the other end is closed.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T, Error> {
+        let (bytes, fds) = self.recv_frame()?;
+        handle::decode_with_limit(&bytes, fds, self.max_frame)
+    }
+
+    /// Like [`recv`](Connection::recv), giving up with [`Error::Timeout`] when nothing
+    /// arrives within `timeout`.
+    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, Error> {
+        let (bytes, fds) = self.recv_frame_timeout(Some(timeout))?;
+        handle::decode_with_limit(&bytes, fds, self.max_frame)
+    }
+
+    /// Receives one message as bytes.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>, Error> {
+        Ok(self.recv_frame()?.0)
+    }
+
+    /// Receives one message into `buf`, returning its length. When the message is longer
+    /// than `buf`, it is returned whole in [`Error::BufferTooSmall`], so nothing is lost.
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, Error> {
+        let (bytes, _fds) = self.recv_frame()?;
+        if bytes.len() > buf.len() {
+            return Err(Error::BufferTooSmall {
+                capacity: buf.len(),
+                message: bytes,
+            });
+        }
+        buf[..bytes.len()].copy_from_slice(&bytes);
+        Ok(bytes.len())
+    }
+
+    /// Receives one frame: its payload and the descriptors that came with it.
+    pub fn recv_frame(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
+        self.recv_frame_timeout(None)
+    }
+
+    /// Like [`recv_frame`](Connection::recv_frame) with a timeout (`None`: wait forever).
+    pub fn recv_frame_timeout(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
+        if !self.readable() {
+            return Err(Error::WrongDirection("write-only"));
+        }
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let _guard = lock(&self.recv_lock);
+        if self.broken.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if !sys::poll_readable(self.fd.as_fd(), Some(left))? {
+                return Err(Error::Timeout(timeout.unwrap_or_default()));
+            }
+        }
+        let socket = self.kind == Kind::Duplex;
+        let mut fds = Vec::new();
+        let mut header = [0u8; HEADER_LEN];
+        if !sys::read_exact(self.fd.as_fd(), socket, &mut header, Some(&mut fds))? {
+            return Err(Error::Eof);
+        }
+        let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+        let nfds = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+        let magic = u32::from_le_bytes(header[12..].try_into().expect("4 bytes"));
+        if magic != MAGIC {
+            return Err(self.poison(Error::Malformed("the stream is not flotilla frames".into())));
+        }
+        if len > self.max_frame {
+            return Err(self.poison(Error::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            }));
+        }
+        if nfds != fds.len() {
+            return Err(self.poison(Error::Malformed(format!(
+                "the frame declares {nfds} descriptors but {} arrived",
+                fds.len()
+            ))));
+        }
+        // `len <= max_frame`, which the receiver chose: allocating it is the contract.
+        let mut payload = vec![
+            0u8;
+            usize::try_from(len).map_err(|_| {
+                self.poison(Error::FrameTooLarge {
+                    len,
+                    max: usize::MAX as u64,
+                })
+            })?
+        ];
+        if !sys::read_exact(self.fd.as_fd(), socket, &mut payload, None)? && len > 0 {
+            return Err(self.poison(Error::Eof));
+        }
+        Ok((payload, fds))
+    }
+
+    fn poison(&self, error: Error) -> Error {
+        self.broken.store(true, Ordering::Release);
+        tracing::warn!(pid = std::process::id(), %error, "connection closed after bad input");
+        error
+    }
+
+    /// True when a message (or end of file) is ready to be received, waiting up to
+    /// `timeout` for one (`None`: forever; `Some(ZERO)`: just look).
+    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+        if !self.readable() {
+            return Err(Error::WrongDirection("write-only"));
+        }
+        sys::poll_readable(self.fd.as_fd(), timeout)
+    }
+
+    /// Closes this end. The other end sees end of file once every process holding this
+    /// end has closed it (as with any descriptor). Dropping the connection does the same.
+    pub fn close(self) {
+        drop(self);
+    }
+}
+
+impl AsFd for Connection {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Connection")
+            .field("fd", &self.fd)
+            .field("kind", &self.kind)
+            .field("max_frame", &self.max_frame)
+            .field("broken", &self.broken.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+/// What a connection is on the wire: its descriptor as a handle, and its settings.
+#[derive(Serialize, Deserialize)]
+struct WireConnection {
+    fd: Fd,
+    kind: Kind,
+    max_frame: u64,
+}
+
+impl Serialize for Connection {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("WireConnection", 3)?;
+        s.serialize_field("fd", &FdRef(self.fd.as_fd()))?;
+        s.serialize_field("kind", &self.kind)?;
+        s.serialize_field("max_frame", &self.max_frame)?;
+        s.end()
+    }
+}
+
+/// A borrowed descriptor serialized like [`Fd`], so sending a connection does not need
+/// a duplicate of its own first.
+struct FdRef<'a>(BorrowedFd<'a>);
+
+impl Serialize for FdRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        handle::export(self.0, serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Connection {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = WireConnection::deserialize(deserializer)?;
+        let mut conn = Connection::new(wire.fd.into_inner(), wire.kind);
+        conn.max_frame = wire.max_frame;
+        Ok(conn)
+    }
+}
+
+/// Waits until at least one of `objects` is ready to read (a message or end of file),
+/// or `timeout` passes, and returns the ready ones: Python's
+/// `multiprocessing.connection.wait`.
+///
+/// Works on anything with a descriptor: connections, sockets, a process's sentinel.
+///
+/// ```
+/// use std::time::Duration;
+/// use flotilla_ipc::{pipe, wait};
+///
+/// let (a_in, a_out) = pipe(true).unwrap();
+/// let (b_in, b_out) = pipe(true).unwrap();
+/// b_out.send(&"hello").unwrap();
+/// let ends = [&a_in, &b_in];
+/// let ready = wait(&ends, Some(Duration::from_secs(10))).unwrap();
+/// assert_eq!(ready.len(), 1);
+/// assert_eq!(ready[0].recv::<String>().unwrap(), "hello");
+/// # drop((a_out,));
+/// ```
+pub fn wait<T: AsFd>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<&T>, Error> {
+    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(AsFd::as_fd).collect();
+    let ready = sys::poll_many(&fds, timeout)?;
+    Ok(ready.into_iter().map(|i| &objects[i]).collect())
+}

@@ -1,0 +1,67 @@
+//! The crate's one error enum.
+
+use flotilla_core::codec::CodecError;
+
+/// What went wrong in an IPC operation.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The other end was closed (or its process died): nothing more will arrive, or
+    /// nothing sent will be read.
+    #[error("end of file: the other end of the connection is closed")]
+    Eof,
+    /// This end was closed with `close()`.
+    #[error("the connection was closed on this side")]
+    Closed,
+    /// Nothing arrived within the timeout.
+    #[error("timed out after {0:?}")]
+    Timeout(std::time::Duration),
+    /// A frame declared a length beyond the connection's maximum. It was refused before
+    /// anything was allocated, and the connection is closed: its stream can no longer be
+    /// trusted.
+    #[error("refused a frame of {len} bytes: the maximum is {max} (the connection is now closed)")]
+    FrameTooLarge {
+        /// The length the frame declared.
+        len: u64,
+        /// The connection's maximum.
+        max: u64,
+    },
+    /// The stream held something that is not a frame; the connection is now closed.
+    #[error("malformed input: {0} (the connection is now closed)")]
+    Malformed(String),
+    /// A simplex pipe end was used in the direction it does not support.
+    #[error("this end of a simplex pipe is {0}")]
+    WrongDirection(&'static str),
+    /// The message holds OS handles (file descriptors) but the route cannot carry them.
+    #[error("cannot send OS handles here: {0}")]
+    HandlesNotSupported(&'static str),
+    /// `recv_bytes_into` was given a buffer too small for the message; the message was
+    /// consumed and is returned whole.
+    #[error("the buffer holds {capacity} bytes but the message has {}", .message.len())]
+    BufferTooSmall {
+        /// The buffer's size.
+        capacity: usize,
+        /// The message, so nothing is lost.
+        message: Vec<u8>,
+    },
+    /// A value could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The operating system reported an error.
+    #[error("{op}: {source}")]
+    Os {
+        /// What flotilla was doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
+        Error::Os {
+            op,
+            source: std::io::Error::from(errno),
+        }
+    }
+}

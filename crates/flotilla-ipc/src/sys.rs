@@ -1,0 +1,182 @@
+//! The system calls this crate makes, the nix way: every `-1` becomes a `Result` at once,
+//! and every descriptor is an `OwnedFd` from the moment it exists.
+
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
+};
+
+use crate::error::Error;
+
+/// The most descriptors one message carries (the kernel's `SCM_MAX_FD`).
+pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
+
+pub(crate) fn socketpair() -> Result<(OwnedFd, OwnedFd), Error> {
+    nix::sys::socket::socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::os("socketpair", e))
+}
+
+/// A pipe: (read end, write end).
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))
+}
+
+/// Writes all of `bufs`, retrying on partial writes and EINTR. When `fds` is not empty it
+/// travels with the first byte (on a socket).
+pub(crate) fn write_all(
+    fd: BorrowedFd<'_>,
+    socket: bool,
+    bufs: &[&[u8]],
+    fds: &[RawFd],
+) -> Result<(), Error> {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    let mut written = 0;
+    let mut fds = fds;
+    while written < total {
+        // Rebuild the slices past what is written (rarely more than one round).
+        let mut skip = written;
+        let mut iov = Vec::with_capacity(bufs.len());
+        for b in bufs {
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            iov.push(IoSlice::new(&b[skip..]));
+            skip = 0;
+        }
+        let result = if socket {
+            let rights = [ControlMessage::ScmRights(fds)];
+            let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+            nix::sys::socket::sendmsg::<()>(
+                fd.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+        } else {
+            nix::sys::uio::writev(fd, &iov)
+        };
+        match result {
+            Ok(n) => {
+                written += n;
+                fds = &[];
+            }
+            Err(Errno::EINTR) => {}
+            Err(Errno::EPIPE | Errno::ECONNRESET) => return Err(Error::Eof),
+            Err(e) => return Err(Error::os("send", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Fills `buf` completely. Descriptors that arrive with the data are appended to `fds`
+/// (only asked for on a socket). `Ok(false)` when the stream ended before the first byte.
+pub(crate) fn read_exact(
+    fd: BorrowedFd<'_>,
+    socket: bool,
+    buf: &mut [u8],
+    mut fds: Option<&mut Vec<OwnedFd>>,
+) -> Result<bool, Error> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = match (socket, fds.as_deref_mut()) {
+            (true, Some(fds)) => recv_with_fds(fd, &mut buf[filled..], fds),
+            _ => nix::unistd::read(fd, &mut buf[filled..]),
+        };
+        match n {
+            Ok(0) if filled == 0 => return Ok(false),
+            Ok(0) => return Err(Error::Eof),
+            Ok(n) => filled += n,
+            Err(Errno::EINTR) => {}
+            Err(Errno::ECONNRESET) => return Err(Error::Eof),
+            Err(Errno::EMSGSIZE) => {
+                return Err(Error::Malformed(format!(
+                    "more than {MAX_FDS_PER_MESSAGE} descriptors arrived with one message"
+                )));
+            }
+            Err(e) => return Err(Error::os("read", e)),
+        }
+    }
+    Ok(true)
+}
+
+/// One `recvmsg`, keeping the descriptors that come with it. A message whose
+/// descriptors did not all fit is reported as `EMSGSIZE` (the ones that did are closed).
+fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> nix::Result<usize> {
+    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    let mut iov = [IoSliceMut::new(buf)];
+    let msg = nix::sys::socket::recvmsg::<()>(
+        fd.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for cmsg in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = cmsg {
+            for raw in raw {
+                // SAFETY: the kernel has just installed `raw` in this process for this
+                // message; nothing else owns it, so it becomes owned exactly once here.
+                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+            }
+        }
+    }
+    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
+        return Err(Errno::EMSGSIZE);
+    }
+    Ok(msg.bytes)
+}
+
+/// Waits until `fd` is readable (or at end of file / error) or `timeout` passes.
+pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Error> {
+    let ready = poll_many(&[fd], timeout)?;
+    Ok(!ready.is_empty())
+}
+
+/// Waits until at least one of `fds` is readable, or `timeout` passes; the indices of
+/// the ready ones.
+pub(crate) fn poll_many(
+    fds: &[BorrowedFd<'_>],
+    timeout: Option<Duration>,
+) -> Result<Vec<usize>, Error> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut pollfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
+        .collect();
+    loop {
+        let wait = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                // Round up so a sub-millisecond wait does not turn into a busy loop.
+                let ms = left.as_micros().div_ceil(1000).min(i32::MAX as u128) as i32;
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        match nix::poll::poll(&mut pollfds, wait) {
+            Ok(0) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(Vec::new()),
+            Ok(0) => continue,
+            Ok(_) => {
+                return Ok(pollfds
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|(i, _)| i)
+                    .collect());
+            }
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::os("poll", e)),
+        }
+    }
+}
