@@ -210,7 +210,13 @@ impl<T: fmt::Debug> fmt::Debug for Condition<T> {
 
 /// The lock of a [`Condition`], held: derefs to the data, and waits and notifies.
 ///
-/// Dropping it unlocks the data.
+/// Dropping it unlocks the data. Like std's `MutexGuard`, it is not `Send`: it must be
+/// dropped by the thread that locked.
+///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<flotilla_thread::ConditionGuard<'static, ()>>();
+/// ```
 ///
 /// # Examples
 ///

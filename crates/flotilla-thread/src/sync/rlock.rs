@@ -276,6 +276,11 @@ impl<T: ?Sized + fmt::Debug> fmt::Debug for RLock<T> {
 ///
 /// Not `Send`: it must be dropped by the thread that acquired it.
 ///
+/// ```compile_fail
+/// fn send<T: Send>() {}
+/// send::<flotilla_thread::RLockGuard<'static, ()>>();
+/// ```
+///
 /// # Examples
 ///
 /// ```
