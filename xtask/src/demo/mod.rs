@@ -5,6 +5,10 @@
 //! it checks what it claims (order, totals, errors) with `ensure!`, so `demo all` fails
 //! loudly when flotilla stops behaving as shown.
 
+mod condition_producers;
+mod daemon_threads;
+mod thread_local;
+
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -17,7 +21,23 @@ struct Demo {
 }
 
 /// Every demo, in the order `demo all` runs them.
-const DEMOS: &[Demo] = &[];
+const DEMOS: &[Demo] = &[
+    Demo {
+        name: "condition-producers",
+        about: "five producers and a consumer share a bounded queue through a Condition",
+        run: condition_producers::run,
+    },
+    Demo {
+        name: "daemon-threads",
+        about: "exit waits for normal threads, not daemons; join(timeout) leaves a thread running",
+        run: daemon_threads::run,
+    },
+    Demo {
+        name: "thread-local",
+        about: "each thread sees its own thread-local \"student\"",
+        run: thread_local::run,
+    },
+];
 
 pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
@@ -28,6 +48,11 @@ pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
             Ok(())
         }
         Some("all") => run_all(DEMOS.iter()),
+        // A demo's own child process (a re-exec of this binary), not listed.
+        Some("--child") => match args.get(1).map(String::as_str) {
+            Some("daemon-threads") => daemon_threads::child(),
+            other => bail!("no child mode {other:?}"),
+        },
         Some(_) => {
             let mut chosen = Vec::new();
             for name in args {
