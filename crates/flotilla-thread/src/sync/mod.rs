@@ -62,3 +62,6 @@ impl Deadline {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
