@@ -3,9 +3,21 @@
 //!
 //! - [`ThreadPoolExecutor`]: a pool of lazily started threads running closures, each
 //!   submission returning a [`flotilla_core::Future`].
+//! - [`Thread`] (made by [`ThreadBuilder`] or [`spawn`]): Python's `threading.Thread`, with
+//!   a name, a daemon flag honoured at process exit, and `join` with a retryable timeout.
+//! - Python's `threading` primitives with a timed form of every blocking call: [`Event`],
+//!   [`Semaphore`] and [`BoundedSemaphore`], [`RLock`], [`Condition`] (owning its data)
+//!   and [`Barrier`] (with `abort` and `reset`).
 
 mod error;
 mod executor;
+mod sync;
+mod thread;
 
 pub use crate::error::Error;
 pub use crate::executor::{Map, ThreadPoolExecutor, ThreadPoolExecutorBuilder};
+pub use crate::sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, RLock, RLockGuard, Semaphore,
+    SemaphorePermit,
+};
+pub use crate::thread::{Thread, ThreadBuilder, spawn};

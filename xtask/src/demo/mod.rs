@@ -9,10 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 
+mod condition_producers;
+mod daemon_threads;
 mod done_callback;
 mod executor_as_completed;
 mod executor_map;
 mod tasks;
+mod thread_local;
 
 /// One demo: its name, a one-line description, and its body.
 struct Demo {
@@ -38,6 +41,21 @@ const DEMOS: &[Demo] = &[
         about: "add_done_callback before and after the task is done",
         run: done_callback::run,
     },
+    Demo {
+        name: "condition-producers",
+        about: "five producers and a consumer share a bounded queue through a Condition",
+        run: condition_producers::run,
+    },
+    Demo {
+        name: "daemon-threads",
+        about: "exit waits for normal threads, not daemons; join(timeout) leaves a thread running",
+        run: daemon_threads::run,
+    },
+    Demo {
+        name: "thread-local",
+        about: "each thread sees its own thread-local \"student\"",
+        run: thread_local::run,
+    },
 ];
 
 pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
@@ -49,6 +67,11 @@ pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
             Ok(())
         }
         Some("all") => run_all(DEMOS.iter()),
+        // A demo's own child process (a re-exec of this binary), not listed.
+        Some("--child") => match args.get(1).map(String::as_str) {
+            Some("daemon-threads") => daemon_threads::child(),
+            other => bail!("no child mode {other:?}"),
+        },
         Some(_) => {
             let mut chosen = Vec::new();
             for name in args {

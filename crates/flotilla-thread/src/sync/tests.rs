@@ -1,0 +1,46 @@
+//! Unit tests for the internals shared by the primitives: `Deadline` and the per-thread
+//! serial number `RLock` identifies owners by.
+
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use super::{Deadline, lock};
+use crate::thread::current_serial;
+
+#[test]
+fn no_timeout_and_unrepresentable_timeouts_never_expire() {
+    assert!(!Deadline::after(None).expired());
+    assert!(!Deadline::after(Some(Duration::MAX)).expired());
+}
+
+#[test]
+fn a_zero_timeout_has_expired_and_does_not_block() {
+    let deadline = Deadline::after(Some(Duration::ZERO));
+    assert!(deadline.expired());
+    let (mutex, cv) = (Mutex::new(()), Condvar::new());
+    // Returns at once: nobody will ever notify `cv`.
+    drop(deadline.wait(&cv, lock(&mutex)));
+}
+
+#[test]
+fn serials_are_stable_per_thread_and_distinct_across_threads() {
+    let here = current_serial();
+    assert_ne!(here, 0);
+    assert_eq!(current_serial(), here);
+    let there = std::thread::spawn(current_serial).join().unwrap();
+    assert_ne!(there, here);
+    assert_ne!(there, 0);
+}
+
+#[test]
+fn lock_recovers_a_poisoned_mutex() {
+    let mutex = std::sync::Arc::new(Mutex::new(1));
+    let poisoner = std::sync::Arc::clone(&mutex);
+    let _ = std::thread::spawn(move || {
+        let _guard = poisoner.lock().unwrap();
+        panic!("poison the mutex");
+    })
+    .join();
+    assert!(mutex.is_poisoned());
+    assert_eq!(*lock(&mutex), 1);
+}
