@@ -312,6 +312,11 @@ impl Connection {
         sys::poll_readable(self.fd.as_fd(), timeout)
     }
 
+    /// The descriptor behind this end, for handing it to another process by hand.
+    pub fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// Closes this end. The other end sees end of file once every process holding this
     /// end has closed it (as with any descriptor). Dropping the connection does the same.
     pub fn close(self) {

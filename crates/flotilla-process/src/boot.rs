@@ -1,0 +1,303 @@
+//! The child side: how a new process becomes a flotilla worker before any user code
+//! runs, and how a task is named across an `exec`.
+//!
+//! # Recognising a worker
+//!
+//! A spawned child is a fresh `exec` of the parent's binary, with the environment
+//! variable [`ROLE_VAR`] saying what it is for and its bootstrap socket at descriptor
+//! [`BOOT_FD`]. [`dispatch`] reads the variable, removes it, and runs the role — one
+//! task, or the forkserver — and then ends the process with `_exit`; it never returns
+//! into `main` for a worker.
+//!
+//! [`dispatch`] runs from two places. A function pointer in the ELF `.init_array`
+//! section calls it when the binary starts, before `main` — also before the test
+//! harness's `main`, which is what makes multi-process tests work under plain
+//! `cargo test` with no setup. And `flotilla::init()`, called at the top of `main`, runs
+//! it again: the explicit form, and the safety net should the linker ever drop the
+//! section. A process that was started as a worker but reaches flotilla's process code
+//! without having dispatched refuses to start processes of its own (see [`guard`]), so
+//! a missing bootstrap can never become a fork bomb.
+//!
+//! # Naming a task across `exec`
+//!
+//! Parent and child run the same file (`/proc/self/exe`), so a function is named by its
+//! address relative to a base function of the same binary. The function is always a
+//! monomorphised [`trampoline`] for the user's zero-sized target type, which decodes
+//! the arguments, conjures the (data-less) target, calls it, and encodes the result.
+//! The child checks a [`fingerprint`] of the binary first and refuses a task from a
+//! different build.
+
+use std::io::Write;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::OnceLock;
+
+use flotilla_core::codec;
+use flotilla_ipc::{Connection, handle};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::child::Report;
+use crate::error::Error;
+use crate::state::{self, ProcessInfo};
+use crate::sys;
+
+/// The environment variable that marks a flotilla worker, and its role.
+pub(crate) const ROLE_VAR: &str = "FLOTILLA_WORKER";
+/// Role: run the one task that arrives on the bootstrap socket.
+pub(crate) const ROLE_TASK: &str = "task";
+/// Role: be the forkserver, serving requests on the bootstrap socket.
+pub(crate) const ROLE_FORKSERVER: &str = "forkserver";
+/// Where a spawned child finds its bootstrap socket.
+pub(crate) const BOOT_FD: RawFd = 3;
+
+/// The first message a task child receives.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct Boot {
+    pub(crate) fingerprint: u64,
+    /// The trampoline's address minus [`entry_base`]'s.
+    pub(crate) entry: usize,
+    /// The encoded arguments; their descriptors travel with this frame.
+    pub(crate) args: Vec<u8>,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    pub(crate) parent: (String, i32),
+}
+
+/// A task's entry: decodes the arguments, runs the target, encodes the result.
+pub(crate) type Entry = fn(&[u8], Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), String>;
+
+#[used]
+#[unsafe(link_section = ".init_array")]
+static BOOT_HOOK: extern "C" fn() = boot_hook;
+
+extern "C" fn boot_hook() {
+    dispatch();
+}
+
+/// Runs this process's worker role, if it has one, and never returns then. Idempotent,
+/// and cheap (one environment lookup) in a process that is not a worker.
+///
+/// Call it first thing in `main`, before any thread starts: Python's
+/// `if __name__ == "__main__":`.
+pub fn init() {
+    dispatch();
+}
+
+fn dispatch() {
+    let Some(role) = std::env::var_os(ROLE_VAR) else {
+        return;
+    };
+    // SAFETY: dispatch runs before `main` (from .init_array) or, per `init`'s contract,
+    // at the top of `main` before any thread exists; nothing reads the environment
+    // concurrently.
+    unsafe { std::env::remove_var(ROLE_VAR) };
+    // SAFETY: the parent put our bootstrap socket at BOOT_FD before exec, and nothing
+    // in this fresh process has claimed that descriptor yet.
+    let boot = Connection::from_socket(unsafe { OwnedFd::from_raw_fd(BOOT_FD) });
+    if role == ROLE_TASK {
+        run_task(boot, true)
+    } else if role == ROLE_FORKSERVER {
+        crate::forkserver::serve(boot)
+    } else {
+        eprintln!("flotilla: unknown worker role {role:?}; exiting");
+        sys::exit_now(70)
+    }
+}
+
+/// Refuses to start processes from a process that was started as a worker but has not
+/// run its role: the bootstrap did not run, and `main` is running instead.
+pub(crate) fn guard() -> Result<(), Error> {
+    if std::env::var_os(ROLE_VAR).is_some() {
+        return Err(Error::Unsupported(
+            "this process was started as a flotilla worker but never ran its task: \
+             call flotilla::init() at the top of main"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Receives a task on `boot`, runs it, reports, and exits. `check_parent` applies the
+/// daemon flag's parent-death rule relative to the parent named in the task (a
+/// forkserver child has it applied by the server instead).
+pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
+    let (bytes, fds) = match boot.recv_frame() {
+        Ok(frame) => frame,
+        // The parent went away before sending the task: nothing to do.
+        Err(_) => sys::exit_now(0),
+    };
+    let task: Boot = match codec::decode(&bytes) {
+        Ok(task) => task,
+        Err(e) => refuse(&boot, format!("the task message could not be decoded: {e}")),
+    };
+    if task.fingerprint != fingerprint() {
+        refuse(
+            &boot,
+            format!(
+                "the task comes from a different build of this program \
+                 (fingerprint {:016x}, this binary's is {:016x})",
+                task.fingerprint,
+                fingerprint()
+            ),
+        );
+    }
+    if check_parent && task.daemon {
+        sys::die_with_parent(task.parent.1);
+    }
+    state::reset_after_fork(
+        ProcessInfo {
+            name: task.name.clone(),
+            pid: std::process::id() as i32,
+        },
+        ProcessInfo {
+            name: task.parent.0.clone(),
+            pid: task.parent.1,
+        },
+    );
+    // SAFETY: the fingerprint matched, so this is the parent's very binary: the same
+    // code sits at the same offset from `entry_base`, and the parent computed `entry`
+    // from a function of type `Entry`.
+    let entry: Entry = unsafe {
+        std::mem::transmute::<usize, Entry>(
+            (entry_base as *const () as usize).wrapping_add(task.entry),
+        )
+    };
+    match catch_unwind(AssertUnwindSafe(|| entry(&task.args, fds))) {
+        Ok(Ok((value, fds))) => finish(&boot, &Report::Returned(value), &fds, 0),
+        Ok(Err(message)) => refuse(&boot, message),
+        Err(payload) => finish(
+            &boot,
+            &Report::Panicked(flotilla_core::panic_message(&*payload)),
+            &[],
+            1,
+        ),
+    }
+}
+
+fn refuse(boot: &Connection, reason: String) -> ! {
+    eprintln!("flotilla worker {}: {reason}", std::process::id());
+    finish(boot, &Report::Refused(reason), &[], 70)
+}
+
+/// Sends `report`, flushes standard output, and exits with `code`.
+pub(crate) fn finish(results: &Connection, report: &Report, fds: &[OwnedFd], code: i32) -> ! {
+    if let Ok(bytes) = codec::encode(report) {
+        // A parent that stopped listening just misses the report.
+        let _ = results.send_frame(&bytes, fds);
+    }
+    let _ = std::io::stdout().flush();
+    sys::exit_now(code)
+}
+
+/// Runs `target` in a child (after fork, or from a trampoline) and ends the process the
+/// way every child ends.
+pub(crate) fn run_and_report<R, F>(results: &Connection, target: F) -> !
+where
+    F: FnOnce() -> R,
+    R: Serialize,
+{
+    match catch_unwind(AssertUnwindSafe(target)) {
+        Ok(value) => match handle::encode(&value) {
+            Ok((bytes, fds)) => finish(results, &Report::Returned(bytes), &fds, 0),
+            Err(e) => finish(
+                results,
+                &Report::Panicked(format!("the return value could not be encoded: {e}")),
+                &[],
+                1,
+            ),
+        },
+        Err(payload) => finish(
+            results,
+            &Report::Panicked(flotilla_core::panic_message(&*payload)),
+            &[],
+            1,
+        ),
+    }
+}
+
+/// The function task entries are measured from.
+#[inline(never)]
+fn entry_base() {
+    // A body that cannot be merged with another function's.
+    std::hint::black_box(0xf10_7111a_u64);
+}
+
+/// The entry for target type `F` with arguments `A`, as an offset from [`entry_base`].
+pub(crate) fn entry_of<F, A, R>() -> usize
+where
+    F: Fn(A) -> R + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let entry: Entry = trampoline::<F, A, R>;
+    (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
+}
+
+/// Decodes `A`, calls the zero-sized target `F`, encodes `R`.
+fn trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
+where
+    F: Fn(A) -> R + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a process target for spawn or forkserver must be a fn item or a closure that \
+             captures nothing; pass data as its argument"
+        )
+    };
+    let args: A = handle::decode(args, fds)
+        .map_err(|e| format!("the arguments could not be decoded: {e}"))?;
+    // SAFETY: F is zero-sized (checked above at compile time), so reading one from any
+    // non-null, aligned pointer reads no memory; and F is inhabited (the parent held a
+    // value of it to name this entry), so the value read is a valid F.
+    let target: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
+    let value = target(args);
+    handle::encode(&value).map_err(|e| format!("the return value could not be encoded: {e}"))
+}
+
+/// A fingerprint of this program's binary: its identity on disk (device, inode, size,
+/// modification time) and flotilla's version. Computed once per process.
+pub(crate) fn fingerprint() -> u64 {
+    static FINGERPRINT: OnceLock<u64> = OnceLock::new();
+    if let Some(forced) = crate::testing::forced_fingerprint() {
+        return forced;
+    }
+    *FINGERPRINT.get_or_init(|| {
+        use std::os::unix::fs::MetadataExt;
+        let mut h = Fnv::default();
+        if let Ok(meta) = std::fs::metadata("/proc/self/exe") {
+            for part in [
+                meta.dev(),
+                meta.ino(),
+                meta.size(),
+                meta.mtime() as u64,
+                meta.mtime_nsec() as u64,
+            ] {
+                h.write(&part.to_le_bytes());
+            }
+        }
+        h.write(env!("CARGO_PKG_VERSION").as_bytes());
+        h.0
+    })
+}
+
+/// FNV-1a: tiny, and good enough to tell builds apart.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= u64::from(b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}

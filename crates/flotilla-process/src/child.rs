@@ -1,0 +1,237 @@
+//! [`Child`]: what a parent knows of one child process, whatever started it: how to
+//! learn that it ended, its exit code, and the report it sent before ending.
+//!
+//! A child ends in one of two observable ways: its exit watcher becomes readable (a
+//! pidfd for the children this process forked or spawned, a status channel from the
+//! forkserver for the ones it forked), and its report arrives on the result channel.
+//! Waiting polls both, so a child writing a report larger than a socket buffer is read
+//! while it writes, and never blocks its own exit.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use flotilla_ipc::Connection;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Error;
+use crate::sys;
+
+/// What a child sends its parent just before it exits.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) enum Report {
+    /// The target returned; the value's bytes (its handles travel beside them).
+    Returned(Vec<u8>),
+    /// The target panicked.
+    Panicked(String),
+    /// The child would not run its task.
+    Refused(String),
+}
+
+/// How the parent learns a child's exit code.
+#[derive(Debug)]
+pub(crate) enum ExitWatch {
+    /// Our own child: its pidfd says when it ended, `waitpid` gives the code.
+    Direct { pidfd: OwnedFd },
+    /// A forkserver child: the server sends the code on this channel once it reaped it.
+    Server {
+        status: Connection,
+        pidfd: Option<OwnedFd>,
+    },
+}
+
+/// The report as it arrived: decoded lazily by the typed `Process<R>`.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Nothing yet.
+    Pending,
+    /// The report, with the descriptors that came with it.
+    Reported(Report, Vec<OwnedFd>),
+    /// The value was handed to a `join`.
+    Taken,
+}
+
+#[derive(Debug)]
+struct Status {
+    exitcode: Option<i32>,
+    /// Closed once the report arrived or the child ended without one.
+    results: Option<Connection>,
+    outcome: Outcome,
+}
+
+/// One child, as its parent sees it.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pub(crate) pid: i32,
+    pub(crate) name: String,
+    pub(crate) daemon: bool,
+    watch: ExitWatch,
+    status: Mutex<Status>,
+}
+
+impl Child {
+    pub(crate) fn new(
+        pid: i32,
+        name: String,
+        daemon: bool,
+        watch: ExitWatch,
+        results: Connection,
+    ) -> Self {
+        Child {
+            pid,
+            name,
+            daemon,
+            watch,
+            status: Mutex::new(Status {
+                exitcode: None,
+                results: Some(results),
+                outcome: Outcome::Pending,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Status> {
+        // No user code runs under this lock; see `state::lock`.
+        self.status.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The descriptor that becomes readable when the child has ended: Python's
+    /// `Process.sentinel`.
+    pub(crate) fn sentinel(&self) -> BorrowedFd<'_> {
+        match &self.watch {
+            ExitWatch::Direct { pidfd } => pidfd.as_fd(),
+            ExitWatch::Server { status, .. } => status.as_fd(),
+        }
+    }
+
+    /// Waits up to `timeout` for the child to end, reading its report on the way; true
+    /// once it has ended and been reaped.
+    ///
+    /// Concurrent waiters serialise on the status lock; each wait polls in slices short
+    /// enough that a second waiter is not starved.
+    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        loop {
+            let mut status = self.lock();
+            if status.exitcode.is_some() {
+                return Ok(true);
+            }
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            // Hold the lock for at most a slice, so `exitcode()` from another thread
+            // is never blocked for long behind a long join.
+            let slice = left.map_or(Duration::from_millis(50), |l| {
+                l.min(Duration::from_millis(50))
+            });
+            let mut fds = vec![self.sentinel()];
+            if let Some(results) = &status.results {
+                fds.push(results.as_fd());
+            }
+            let ready = flotilla_ipc::wait(&fds, Some(slice))?;
+            let sentinel = self.sentinel().as_raw_fd();
+            let exited = ready.iter().any(|fd| fd.as_raw_fd() == sentinel);
+            if ready.len() > usize::from(exited) {
+                self.read_report(&mut status, None)?;
+            }
+            if exited {
+                self.reap(&mut status)?;
+                if status.exitcode.is_some() {
+                    // Anything the child wrote before ending is already buffered; bound
+                    // the read in case a sibling inherited the child's end of the channel.
+                    self.read_report(&mut status, Some(Duration::from_secs(1)))?;
+                    return Ok(true);
+                }
+            }
+            drop(status);
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Reads the child's report if one is there; closes the channel at end of file.
+    fn read_report(&self, status: &mut Status, wait: Option<Duration>) -> Result<(), Error> {
+        let Some(results) = &status.results else {
+            return Ok(());
+        };
+        match results.recv_frame_timeout(Some(wait.unwrap_or(Duration::ZERO))) {
+            Ok((bytes, fds)) => {
+                let report: Report =
+                    flotilla_core::codec::decode(&bytes).map_err(flotilla_ipc::Error::from)?;
+                status.outcome = Outcome::Reported(report, fds);
+                status.results = None;
+            }
+            Err(flotilla_ipc::Error::Timeout(_)) => {}
+            // No report is coming: the child died before sending it.
+            Err(flotilla_ipc::Error::Eof) => status.results = None,
+            Err(e) => {
+                status.results = None;
+                return Err(e.into());
+            }
+        }
+        Ok(())
+    }
+
+    fn reap(&self, status: &mut Status) -> Result<(), Error> {
+        match &self.watch {
+            ExitWatch::Direct { .. } => status.exitcode = sys::try_reap(self.pid)?,
+            ExitWatch::Server {
+                status: channel, ..
+            } => match channel.recv_timeout::<i32>(Duration::ZERO) {
+                Ok(code) => status.exitcode = Some(code),
+                Err(flotilla_ipc::Error::Timeout(_)) => {}
+                Err(flotilla_ipc::Error::Eof) => {
+                    return Err(Error::ForkServer(format!(
+                        "the forkserver went away before reporting how {} (pid {}) ended",
+                        self.name, self.pid
+                    )));
+                }
+                Err(e) => return Err(e.into()),
+            },
+        }
+        Ok(())
+    }
+
+    /// The exit code if the child has ended (reaping it): 0 for success, 1 for a panic,
+    /// `-N` when killed by signal N.
+    pub(crate) fn exitcode(&self) -> Result<Option<i32>, Error> {
+        self.wait(Some(Duration::ZERO))?;
+        Ok(self.lock().exitcode)
+    }
+
+    /// Sends `signal`, unless the child is already known to have ended.
+    pub(crate) fn signal(&self, signal: i32) -> Result<(), Error> {
+        let status = self.lock();
+        if status.exitcode.is_some() {
+            return Ok(());
+        }
+        let pidfd = match &self.watch {
+            ExitWatch::Direct { pidfd } => Some(pidfd),
+            ExitWatch::Server { pidfd, .. } => pidfd.as_ref(),
+        };
+        match pidfd {
+            Some(pidfd) => sys::pidfd_send_signal(pidfd.as_fd(), signal),
+            None => nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.pid),
+                nix::sys::signal::Signal::try_from(signal).map_err(|e| Error::os("kill", e))?,
+            )
+            .map_err(|e| Error::os("kill", e)),
+        }
+    }
+
+    /// Takes the report once the child has ended (see `Process::join`).
+    pub(crate) fn take_outcome(&self) -> (Option<i32>, Outcome) {
+        let mut status = self.lock();
+        let outcome = match &status.outcome {
+            // Failures stay, so every join reports them.
+            Outcome::Reported(Report::Panicked(m), _) => {
+                Outcome::Reported(Report::Panicked(m.clone()), Vec::new())
+            }
+            Outcome::Reported(Report::Refused(m), _) => {
+                Outcome::Reported(Report::Refused(m.clone()), Vec::new())
+            }
+            Outcome::Pending => Outcome::Pending,
+            _ => std::mem::replace(&mut status.outcome, Outcome::Taken),
+        };
+        (status.exitcode, outcome)
+    }
+}

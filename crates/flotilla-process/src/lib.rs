@@ -1,0 +1,38 @@
+//! Processes for flotilla: Python's `multiprocessing.Process`, started by fork, spawn or
+//! forkserver, with the target's value coming back typed.
+//!
+//! - [`Process`]: start a function with serde arguments under any start method
+//!   ([`Process::new`], [`Context::process`]), or any closure under fork
+//!   ([`Process::fork`]); then `join(timeout)`, `is_alive`, `terminate`, `kill`,
+//!   `exitcode` as in Python.
+//! - [`StartMethod`], [`Context`], [`get_context`], [`set_start_method`]: how processes
+//!   begin; forkserver by default.
+//! - [`init`]: the worker bootstrap, Python's `if __name__ == "__main__":`. It also runs
+//!   by itself before `main`, so tests need no setup; call it at the top of `main` all
+//!   the same.
+//! - [`current_process`], [`parent_process`], [`active_children`], [`cpu_count`].
+//!
+//! Arguments and return values may hold flotilla IPC handles (a `Connection` end, ...):
+//! their descriptors travel beside the bytes (`flotilla_ipc::handle`).
+//!
+//! The process-wide state (identity, children, the forkserver) lives in one place, the
+//! private `state` module; the forkserver singleton is owned by `forkserver`.
+//!
+//! Linux only: it uses pidfds, `PR_SET_PDEATHSIG` and `/proc/self/exe`.
+
+mod boot;
+mod child;
+mod context;
+mod error;
+mod forkserver;
+mod process;
+mod state;
+mod sys;
+#[doc(hidden)]
+pub mod testing;
+
+pub use crate::boot::init;
+pub use crate::context::{Context, StartMethod, get_context, get_start_method, set_start_method};
+pub use crate::error::Error;
+pub use crate::process::{FnTarget, ForkTarget, Process, ProcessBuilder, active_children};
+pub use crate::state::{ProcessInfo, cpu_count, current_process, parent_process};

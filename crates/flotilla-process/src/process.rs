@@ -1,0 +1,518 @@
+//! [`Process`] and its [`ProcessBuilder`]: Python's `multiprocessing.Process`, started
+//! by one of the three start methods.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_core::codec;
+use flotilla_ipc::{Connection, handle, pipe};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::boot::{self, BOOT_FD, Boot, ROLE_TASK, ROLE_VAR};
+use crate::child::{Child, ExitWatch, Outcome, Report};
+use crate::context::{Context, StartMethod};
+use crate::error::Error;
+use crate::state::{self, ProcessInfo};
+use crate::{forkserver, sys};
+
+/// A target that runs under every start method: a fn item or non-capturing closure,
+/// and its serde arguments.
+#[derive(Debug)]
+pub struct FnTarget<F, A, R> {
+    f: F,
+    args: A,
+    entry: usize,
+    _r: PhantomData<fn() -> R>,
+}
+
+/// A target for the fork start method only: any closure, capturing anything.
+pub struct ForkTarget<C, R> {
+    closure: C,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl<C, R> fmt::Debug for ForkTarget<C, R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ForkTarget")
+    }
+}
+
+/// Options for a new process: its name, daemon flag and start method. Made by
+/// [`Process::new`], [`Process::fork`] or [`Context::process`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until `start`"]
+pub struct ProcessBuilder<T> {
+    target: T,
+    name: Option<String>,
+    daemon: bool,
+    method: StartMethod,
+}
+
+/// A child process: Python's `multiprocessing.Process`, with the target's return value
+/// coming back typed.
+///
+/// Start one with [`Process::new`] (a function and its arguments, under any start
+/// method) or [`Process::fork`] (any closure, under fork), then `start()`. `join` waits
+/// for it and hands over its value; `exitcode` follows Python: `0` on success, `1` when
+/// the target panicked, `-N` when killed by signal N.
+///
+/// A child is always reaped: by `join`, `is_alive` or `exitcode`, or, when its
+/// `Process` was dropped first, by the next process start or `active_children()`.
+/// At normal exit of the parent, daemonic children are terminated and the others
+/// waited for, as in Python.
+///
+/// # Examples
+///
+/// ```
+/// use flotilla_process::{Process, StartMethod, get_context};
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+///     let child = get_context(Some(method)).process(square, 12).name("squarer").start().unwrap();
+///     assert_eq!(child.name(), "squarer");
+///     assert_eq!(child.join(None).unwrap(), 144);
+///     assert_eq!(child.exitcode(), Some(0));
+/// }
+/// ```
+pub struct Process<R> {
+    child: Arc<Child>,
+    _r: PhantomData<fn() -> R>,
+}
+
+impl Process<()> {
+    /// A process running `target(args)`, under the program's start method.
+    ///
+    /// `target` must be a fn item or a closure that captures nothing (the child finds it
+    /// by its address in the same binary); its arguments and return value cross in
+    /// serialized form, with any flotilla handles in them (a `Connection` end, ...).
+    ///
+    /// ```compile_fail
+    /// let captured = String::from("not allowed");
+    /// let p = flotilla_process::Process::new(move |_: ()| captured.len(), ()).start();
+    /// ```
+    #[allow(
+        clippy::new_ret_no_self,
+        reason = "Python's Process(target, args) is an unstarted process: here, its builder"
+    )]
+    pub fn new<F, A, R>(target: F, args: A) -> ProcessBuilder<FnTarget<F, A, R>>
+    where
+        F: Fn(A) -> R + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        Context::default_context().process(target, args)
+    }
+
+    /// A process running `closure` in a fork of this one: it may capture anything, and
+    /// sees a copy of this process's memory.
+    ///
+    /// ```
+    /// let data = vec![1, 2, 3];
+    /// let child = flotilla_process::Process::fork(move || data.iter().sum::<i32>()).start();
+    /// # // The doctest runs single-threaded, so the safe fork check passes.
+    /// assert_eq!(child.unwrap().join(None).unwrap(), 6);
+    /// ```
+    pub fn fork<C, R>(closure: C) -> ProcessBuilder<ForkTarget<C, R>>
+    where
+        C: FnOnce() -> R,
+        R: Serialize + DeserializeOwned,
+    {
+        ProcessBuilder {
+            target: ForkTarget {
+                closure,
+                _r: PhantomData,
+            },
+            name: None,
+            daemon: false,
+            method: StartMethod::Fork,
+        }
+    }
+}
+
+impl Context {
+    /// A process running `target(args)` under this context's start method; see
+    /// [`Process::new`].
+    pub fn process<F, A, R>(&self, target: F, args: A) -> ProcessBuilder<FnTarget<F, A, R>>
+    where
+        F: Fn(A) -> R + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned,
+    {
+        ProcessBuilder {
+            target: FnTarget {
+                f: target,
+                args,
+                // Named here, for every method, so a target that would not work under
+                // spawn fails to compile under fork too.
+                entry: boot::entry_of::<F, A, R>(),
+                _r: PhantomData,
+            },
+            name: None,
+            daemon: false,
+            method: self.start_method(),
+        }
+    }
+}
+
+impl<T> ProcessBuilder<T> {
+    /// The process's name. Default `Process-N`, N counting this process's children.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// A daemonic process is terminated when its parent exits normally, and killed when
+    /// the parent dies any other way (even by `SIGKILL`). Default false.
+    ///
+    /// The kernel ties the death signal to the *thread* that started the child: start
+    /// daemonic children from a thread that lives as long as they should.
+    pub fn daemon(mut self, daemon: bool) -> Self {
+        self.daemon = daemon;
+        self
+    }
+}
+
+impl<F, A, R> ProcessBuilder<FnTarget<F, A, R>>
+where
+    F: Fn(A) -> R + 'static,
+    A: Serialize + DeserializeOwned,
+    R: Serialize + DeserializeOwned,
+{
+    /// Starts the process.
+    ///
+    /// Under the fork start method this refuses, with [`Error::Unsupported`], when this
+    /// process runs other threads: a lock one of them holds would stay locked forever in
+    /// the child. Use spawn or forkserver then, or, if you know the child touches no such
+    /// lock, [`start_unchecked`](Self::start_unchecked).
+    pub fn start(self) -> Result<Process<R>, Error> {
+        if self.method == StartMethod::Fork {
+            ensure_single_threaded()?;
+        }
+        // SAFETY: under fork, this process has one thread (checked just above), so no
+        // lock can be held by a thread missing from the child; the other methods do not
+        // fork this process.
+        unsafe { self.start_unchecked() }
+    }
+
+    /// Starts the process without the fork start method's thread check.
+    ///
+    /// # Safety
+    ///
+    /// Under the fork start method, when this process has other threads, the child may
+    /// only use what those threads could not have been holding locked at the moment of
+    /// the fork (the allocator is safe; stdout, loggers and user mutexes may not be).
+    /// Under spawn and forkserver this is the same as [`start`](Self::start).
+    pub unsafe fn start_unchecked(self) -> Result<Process<R>, Error> {
+        let (name, parent) = prepare(self.name)?;
+        let daemon = self.daemon;
+        let FnTarget { f, args, entry, .. } = self.target;
+        let child = match self.method {
+            // SAFETY: forwarded from this function's contract.
+            StartMethod::Fork => unsafe { fork_child(name, daemon, parent, move || f(args))? },
+            StartMethod::Spawn | StartMethod::ForkServer => {
+                let (ours, theirs) = pipe(true)?;
+                let (bytes, fds) = handle::encode(&args)?;
+                let boot = Boot {
+                    fingerprint: boot::fingerprint(),
+                    entry,
+                    args: bytes,
+                    name: name.clone(),
+                    daemon,
+                    parent: (parent.name, parent.pid),
+                };
+                let (pid, watch) = if self.method == StartMethod::Spawn {
+                    let pid = sys::spawn_self(
+                        &[(ROLE_VAR, ROLE_TASK.to_owned())],
+                        theirs.as_fd(),
+                        BOOT_FD,
+                    )?;
+                    drop(theirs);
+                    (
+                        pid,
+                        ExitWatch::Direct {
+                            pidfd: pidfd_or_reap(pid)?,
+                        },
+                    )
+                } else {
+                    let (pid, status) = forkserver::get()?.fork(daemon, theirs.into_fd())?;
+                    (
+                        pid,
+                        ExitWatch::Server {
+                            status,
+                            pidfd: sys::pidfd_open(pid).ok(),
+                        },
+                    )
+                };
+                send_boot(&ours, &boot, &fds)?;
+                Child::new(pid, name, daemon, watch, ours)
+            }
+        };
+        Ok(register(child))
+    }
+}
+
+impl<C, R> ProcessBuilder<ForkTarget<C, R>>
+where
+    C: FnOnce() -> R,
+    R: Serialize + DeserializeOwned,
+{
+    /// Forks, and runs the closure in the child.
+    ///
+    /// Refuses, with [`Error::Unsupported`], when this process runs other threads: see
+    /// [`start_unchecked`](Self::start_unchecked).
+    pub fn start(self) -> Result<Process<R>, Error> {
+        ensure_single_threaded()?;
+        // SAFETY: this process has one thread (checked just above).
+        unsafe { self.start_unchecked() }
+    }
+
+    /// Forks without checking for other threads.
+    ///
+    /// # Safety
+    ///
+    /// When this process has other threads, the closure may only use what those threads
+    /// could not have been holding locked at the moment of the fork (the allocator is
+    /// safe; stdout, loggers and user mutexes may not be).
+    pub unsafe fn start_unchecked(self) -> Result<Process<R>, Error> {
+        let (name, parent) = prepare(self.name)?;
+        // SAFETY: forwarded from this function's contract.
+        let child = unsafe { fork_child(name, self.daemon, parent, self.target.closure)? };
+        Ok(register(child))
+    }
+}
+
+fn ensure_single_threaded() -> Result<(), Error> {
+    match sys::thread_count()? {
+        1 => Ok(()),
+        n => Err(Error::Unsupported(format!(
+            "refusing to fork: this process runs {n} threads, and a lock held by one of them \
+             would stay locked forever in the child; use the spawn or forkserver start method, \
+             or start_unchecked if the child touches no such lock"
+        ))),
+    }
+}
+
+/// Checks this process may start children, reaps finished ones, and names the new one.
+fn prepare(name: Option<String>) -> Result<(String, ProcessInfo), Error> {
+    boot::guard()?;
+    let mut state = state::lock();
+    state
+        .children
+        .retain(|c| !matches!(c.exitcode(), Ok(Some(_))));
+    state.counter += 1;
+    let name = name.unwrap_or_else(|| format!("Process-{}", state.counter));
+    Ok((name, state.identity.clone()))
+}
+
+fn register<R>(child: Child) -> Process<R> {
+    let child = Arc::new(child);
+    let mut state = state::lock();
+    state.children.push(Arc::clone(&child));
+    if !state.exit_hook {
+        state.exit_hook = true;
+        // SAFETY: `at_exit` is an `extern "C" fn()` that lives for the whole program.
+        unsafe { libc::atexit(at_exit) };
+    }
+    Process {
+        child,
+        _r: PhantomData,
+    }
+}
+
+/// Python's exit handling: terminate the daemonic children, then wait for all.
+extern "C" fn at_exit() {
+    let children = {
+        let mut state = state::lock();
+        if state.identity.pid != std::process::id() as i32 {
+            return; // a forked child inherited the registration; children end with _exit
+        }
+        std::mem::take(&mut state.children)
+    };
+    for child in children.iter().filter(|c| c.daemon) {
+        let _ = child.signal(libc::SIGTERM);
+    }
+    for child in &children {
+        let _ = child.wait(None);
+    }
+}
+
+/// Forks a child that runs `body` and reports its value.
+///
+/// # Safety
+///
+/// See [`ProcessBuilder::start_unchecked`].
+unsafe fn fork_child<G, R>(
+    name: String,
+    daemon: bool,
+    parent: ProcessInfo,
+    body: G,
+) -> Result<Child, Error>
+where
+    G: FnOnce() -> R,
+    R: Serialize,
+{
+    let (ours, theirs) = pipe(true)?;
+    // SAFETY: forwarded from this function's contract: the child only runs `body` and
+    // flotilla's own bootstrap, which takes no lock another thread could hold (the
+    // process state is replaced, not locked, in the child).
+    match unsafe { nix::unistd::fork() }.map_err(|e| Error::os("fork", e))? {
+        nix::unistd::ForkResult::Child => {
+            drop(ours);
+            let parent_pid = parent.pid;
+            state::reset_after_fork(
+                ProcessInfo {
+                    name,
+                    pid: std::process::id() as i32,
+                },
+                parent,
+            );
+            if daemon {
+                sys::die_with_parent(parent_pid);
+            }
+            boot::run_and_report(&theirs, body)
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(theirs);
+            let pid = child.as_raw();
+            Ok(Child::new(
+                pid,
+                name,
+                daemon,
+                ExitWatch::Direct {
+                    pidfd: pidfd_or_reap(pid)?,
+                },
+                ours,
+            ))
+        }
+    }
+}
+
+/// A pidfd for our new child `pid`; on failure the child is killed and reaped, so it is
+/// never left running unwatched.
+fn pidfd_or_reap(pid: i32) -> Result<std::os::fd::OwnedFd, Error> {
+    sys::pidfd_open(pid).inspect_err(|_| {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    })
+}
+
+fn send_boot(conn: &Connection, boot: &Boot, fds: &[std::os::fd::OwnedFd]) -> Result<(), Error> {
+    let bytes = codec::encode(boot).map_err(flotilla_ipc::Error::from)?;
+    match conn.send_frame(&bytes, fds) {
+        // A child that died before reading its task is reported by `join`.
+        Ok(()) | Err(flotilla_ipc::Error::Eof) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+impl<R: DeserializeOwned> Process<R> {
+    /// Waits up to `timeout` (forever when `None`) for the process to end, and returns
+    /// the target's value.
+    ///
+    /// [`Error::Timeout`] when it still runs (join again later). When it ended without a
+    /// value: [`Error::Panicked`] with the child's panic message, [`Error::Signaled`]
+    /// when killed, [`Error::Exited`] when it exited by itself, [`Error::Refused`] when it
+    /// would not run the task. The value is handed to the first join that sees it; later
+    /// joins get [`Error::AlreadyJoined`], while failures are reported to every join.
+    pub fn join(&self, timeout: Option<Duration>) -> Result<R, Error> {
+        if !self.child.wait(timeout)? {
+            return Err(Error::Timeout(timeout.unwrap_or_default()));
+        }
+        let (code, outcome) = self.child.take_outcome();
+        match outcome {
+            Outcome::Reported(Report::Returned(bytes), fds) => Ok(handle::decode(&bytes, fds)?),
+            Outcome::Reported(Report::Panicked(message), _) => Err(Error::Panicked { message }),
+            Outcome::Reported(Report::Refused(reason), _) => Err(Error::Refused(reason)),
+            Outcome::Taken => Err(Error::AlreadyJoined),
+            Outcome::Pending => match code {
+                Some(code) if code < 0 => Err(Error::Signaled {
+                    signal: -code,
+                    name: sys::signal_name(-code),
+                }),
+                Some(code) => Err(Error::Exited { code }),
+                None => unreachable!("a joined child has an exit code"),
+            },
+        }
+    }
+}
+
+impl<R> Process<R> {
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.child.pid
+    }
+
+    /// The child's name.
+    pub fn name(&self) -> &str {
+        &self.child.name
+    }
+
+    /// Whether the child is daemonic.
+    pub fn daemon(&self) -> bool {
+        self.child.daemon
+    }
+
+    /// True while the child runs.
+    pub fn is_alive(&self) -> bool {
+        matches!(self.child.exitcode(), Ok(None))
+    }
+
+    /// The exit code once the child has ended: 0 on success, 1 when the target
+    /// panicked, `-N` when killed by signal N; `None` while it runs.
+    pub fn exitcode(&self) -> Option<i32> {
+        self.child.exitcode().ok().flatten()
+    }
+
+    /// Asks the child to stop with `SIGTERM` (its exit code becomes -15).
+    pub fn terminate(&self) -> Result<(), Error> {
+        self.child.signal(libc::SIGTERM)
+    }
+
+    /// Kills the child with `SIGKILL` (its exit code becomes -9).
+    pub fn kill(&self) -> Result<(), Error> {
+        self.child.signal(libc::SIGKILL)
+    }
+
+    /// A descriptor that becomes readable when the child ends: Python's
+    /// `Process.sentinel`, for `flotilla_ipc::wait` beside connections.
+    pub fn sentinel(&self) -> BorrowedFd<'_> {
+        self.child.sentinel()
+    }
+}
+
+impl<R> fmt::Debug for Process<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Process")
+            .field("name", &self.child.name)
+            .field("pid", &self.child.pid)
+            .field("daemon", &self.child.daemon)
+            .field("exitcode", &self.exitcode())
+            .finish()
+    }
+}
+
+/// The live children of this process, reaping the ones that ended.
+pub fn active_children() -> Vec<ProcessInfo> {
+    let mut state = state::lock();
+    state
+        .children
+        .retain(|c| !matches!(c.exitcode(), Ok(Some(_))));
+    state
+        .children
+        .iter()
+        .map(|c| ProcessInfo {
+            name: c.name.clone(),
+            pid: c.pid,
+        })
+        .collect()
+}

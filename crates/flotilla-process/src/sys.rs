@@ -1,0 +1,243 @@
+//! The system calls behind processes, the nix way: results at once, owned descriptors
+//! from the start. Linux-specific calls (pidfd, prctl) live here and nowhere else.
+
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStringExt;
+
+use nix::errno::Errno;
+use nix::sys::wait::{WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::error::Error;
+
+/// A descriptor that becomes readable when process `pid` ends (Linux 5.3+).
+pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd, Error> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1; it
+    // touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(Error::os("pidfd_open", Errno::last()));
+    }
+    // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `signal` to the process behind `pidfd`, which cannot have been replaced by a
+/// newer process with the same pid.
+pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), Error> {
+    // SAFETY: the call reads no memory of ours (the siginfo pointer is null).
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    match rc {
+        0 => Ok(()),
+        // Already gone (and maybe reaped): there is nothing left to signal.
+        _ if Errno::last() == Errno::ESRCH => Ok(()),
+        _ => Err(Error::os("pidfd_send_signal", Errno::last())),
+    }
+}
+
+/// The exit code of child `pid` if it has ended (reaping it), in Python's convention:
+/// the code, or minus the signal number.
+pub(crate) fn try_reap(pid: i32) -> Result<Option<i32>, Error> {
+    loop {
+        match nix::sys::wait::waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(Some(code)),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(Some(-(signal as i32))),
+            Ok(_) => return Ok(None),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(Error::os("waitpid", e)),
+        }
+    }
+}
+
+/// Reaps every ended child of this process whose pid is not watched by anyone (the
+/// forkserver does this for its children): (pid, exit code) for each.
+pub(crate) fn reap_any() -> Vec<(i32, i32)> {
+    let mut reaped = Vec::new();
+    loop {
+        match nix::sys::wait::waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => reaped.push((pid.as_raw(), code)),
+            Ok(WaitStatus::Signaled(pid, signal, _)) => {
+                reaped.push((pid.as_raw(), -(signal as i32)))
+            }
+            Err(Errno::EINTR) => continue,
+            _ => return reaped,
+        }
+    }
+}
+
+/// Asks the kernel to kill this process when the thread that started it ends, and
+/// exits at once if that already happened (its parent is no longer `parent`).
+pub(crate) fn die_with_parent(parent: i32) {
+    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        );
+    }
+    if nix::unistd::getppid().as_raw() != parent {
+        exit_now(-libc::SIGKILL & 0xff);
+    }
+}
+
+/// Ends this process now, running no destructors, atexit handlers or buffered-output
+/// flushes: the way every flotilla child ends, so it never unwinds into its parent's
+/// code.
+pub(crate) fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and ends the process; nothing runs after it.
+    unsafe { libc::_exit(code) }
+}
+
+/// How many threads this process has.
+pub(crate) fn thread_count() -> Result<usize, Error> {
+    let dir = std::fs::read_dir("/proc/self/task").map_err(|e| Error::Os {
+        op: "reading /proc/self/task",
+        source: e,
+    })?;
+    Ok(dir.count())
+}
+
+/// Starts a fresh copy of this very executable (`/proc/self/exe`, so a binary replaced on
+/// disk since is not picked up), with `extra_env` added to the environment and `fd`
+/// available in the child as descriptor `child_fd`. The child's signal mask is cleared.
+pub(crate) fn spawn_self(
+    extra_env: &[(&str, String)],
+    fd: BorrowedFd<'_>,
+    child_fd: RawFd,
+) -> Result<i32, Error> {
+    let path = CString::new("/proc/self/exe").expect("no NUL");
+    let argv0 = std::env::args_os()
+        .next()
+        .map(|a| CString::new(a.into_vec()).unwrap_or_else(|_| path.clone()))
+        .unwrap_or_else(|| path.clone());
+    // Should the worker bootstrap not run (see `boot`), a test harness given these
+    // arguments runs no test, and the parent reports that the child never ran its task.
+    let args = [
+        argv0,
+        CString::new("--exact").expect("no NUL"),
+        CString::new("__flotilla_worker__").expect("no NUL"),
+    ];
+    let mut env: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| !extra_env.iter().any(|(name, _)| k.as_os_str() == *name))
+        .filter_map(|(k, v)| {
+            let mut kv: OsString = k;
+            kv.push("=");
+            kv.push(v);
+            CString::new(kv.into_vec()).ok()
+        })
+        .collect();
+    for (k, v) in extra_env {
+        env.push(
+            CString::new(format!("{k}={v}"))
+                .map_err(|_| Error::Unsupported("NUL in an environment value".into()))?,
+        );
+    }
+    let mut argv: Vec<*mut libc::c_char> = args.iter().map(|a| a.as_ptr().cast_mut()).collect();
+    argv.push(std::ptr::null_mut());
+    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
+    envp.push(std::ptr::null_mut());
+
+    // dup2 onto the same number would keep close-on-exec set, so move the descriptor
+    // out of the way first when it already sits at `child_fd`.
+    let moved;
+    let source = if fd.as_raw_fd() == child_fd {
+        moved = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(child_fd + 1))
+            .map_err(|e| Error::os("fcntl(F_DUPFD_CLOEXEC)", e))?;
+        // SAFETY: fcntl just returned this new descriptor; we own it.
+        let owned = unsafe { OwnedFd::from_raw_fd(moved) };
+        Some(owned)
+    } else {
+        None
+    };
+    let source_fd = source.as_ref().map_or(fd.as_raw_fd(), AsRawFd::as_raw_fd);
+
+    let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
+    let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
+    // SAFETY: init functions initialise the structures they are given; each is
+    // destroyed below once, after posix_spawn has used it.
+    unsafe {
+        check(
+            libc::posix_spawn_file_actions_init(actions.as_mut_ptr()),
+            "posix_spawn_file_actions_init",
+        )?;
+        if let Err(e) = check(
+            libc::posix_spawnattr_init(attr.as_mut_ptr()),
+            "posix_spawnattr_init",
+        ) {
+            libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+            return Err(e);
+        }
+    }
+    let mut pid: libc::pid_t = 0;
+    // SAFETY: `actions` and `attr` are initialised; every pointer in argv and envp points
+    // into a CString that outlives this call, and both arrays end with a null pointer.
+    let result = unsafe {
+        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+        libc::sigemptyset(empty.as_mut_ptr());
+        check(
+            libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), empty.as_ptr()),
+            "posix_spawnattr_setsigmask",
+        )
+        .and_then(|()| {
+            check(
+                libc::posix_spawnattr_setflags(
+                    attr.as_mut_ptr(),
+                    libc::POSIX_SPAWN_SETSIGMASK as libc::c_short,
+                ),
+                "posix_spawnattr_setflags",
+            )
+        })
+        .and_then(|()| {
+            check(
+                libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), source_fd, child_fd),
+                "posix_spawn_file_actions_adddup2",
+            )
+        })
+        .and_then(|()| {
+            check(
+                libc::posix_spawn(
+                    &mut pid,
+                    path.as_ptr(),
+                    actions.as_ptr(),
+                    attr.as_ptr(),
+                    argv.as_ptr(),
+                    envp.as_ptr(),
+                ),
+                "posix_spawn",
+            )
+        })
+    };
+    // SAFETY: both were initialised above and are not used after this.
+    unsafe {
+        libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
+        libc::posix_spawnattr_destroy(attr.as_mut_ptr());
+    }
+    drop(source);
+    result.map(|()| pid)
+}
+
+/// posix_spawn* functions return an error number instead of setting errno.
+fn check(rc: libc::c_int, op: &'static str) -> Result<(), Error> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::os(op, Errno::from_raw(rc)))
+    }
+}
+
+/// The name of signal `signal`, such as `SIGTERM`.
+pub(crate) fn signal_name(signal: i32) -> &'static str {
+    nix::sys::signal::Signal::try_from(signal).map_or("unknown signal", |s| s.as_str())
+}

@@ -1,0 +1,164 @@
+//! Every start method runs a real child: its pid, its name, its value, its exit code.
+
+use std::time::Duration;
+
+use flotilla_process::{Error, Process, StartMethod, get_context};
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn describe(tag: String) -> (String, i32, i32, String) {
+    let me = flotilla_process::current_process();
+    let parent = flotilla_process::parent_process().expect("a flotilla child has a parent");
+    (tag, me.pid, parent.pid, me.name)
+}
+
+#[test]
+fn a_function_with_arguments_runs_under_every_method() {
+    for method in StartMethod::ALL {
+        let ctx = get_context(Some(method));
+        let builder = ctx.process(describe, format!("via {method}"));
+        // SAFETY: under fork the child only formats a few strings and reads flotilla's
+        // process state (replaced, not locked, in a forked child); it takes no lock that
+        // another test thread could hold. The test harness always runs other threads,
+        // so the checked `start` would refuse (tested below).
+        let child =
+            unsafe { builder.start_unchecked() }.unwrap_or_else(|e| panic!("{method}: {e}"));
+        let (tag, pid, ppid, name) = child.join(Some(LONG)).unwrap();
+        assert_eq!(tag, format!("via {method}"));
+        assert_eq!(pid, child.pid());
+        assert_ne!(pid, std::process::id() as i32);
+        assert_eq!(name, child.name());
+        assert!(name.starts_with("Process-"), "{name}");
+        assert_eq!(
+            ppid,
+            std::process::id() as i32,
+            "{method}: the child reports its parent"
+        );
+        assert_eq!(child.exitcode(), Some(0));
+        assert!(!child.is_alive());
+    }
+}
+
+fn boom(_: ()) -> u8 {
+    panic!("the child exploded")
+}
+
+#[test]
+fn a_panic_in_the_child_is_exit_code_1_with_its_message() {
+    for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+        let child = get_context(Some(method)).process(boom, ()).start().unwrap();
+        match child.join(Some(LONG)) {
+            Err(Error::Panicked { message }) => assert_eq!(message, "the child exploded"),
+            other => panic!("{method}: unexpected {other:?}"),
+        }
+        assert_eq!(child.exitcode(), Some(1));
+        assert!(
+            matches!(child.join(Some(LONG)), Err(Error::Panicked { .. })),
+            "failures repeat"
+        );
+    }
+}
+
+fn sleep_long(seconds: u64) {
+    std::thread::sleep(Duration::from_secs(seconds));
+}
+
+#[test]
+fn terminate_and_kill_give_negative_signal_codes() {
+    for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+        let ctx = get_context(Some(method));
+        let a = ctx.process(sleep_long, 300).start().unwrap();
+        let b = ctx.process(sleep_long, 300).start().unwrap();
+        assert!(matches!(
+            a.join(Some(Duration::from_millis(50))),
+            Err(Error::Timeout(_))
+        ));
+        assert!(a.is_alive());
+        a.terminate().unwrap();
+        b.kill().unwrap();
+        match a.join(Some(LONG)) {
+            Err(Error::Signaled { signal: 15, name }) => assert_eq!(name, "SIGTERM"),
+            other => panic!("{method}: unexpected {other:?}"),
+        }
+        assert!(matches!(
+            b.join(Some(LONG)),
+            Err(Error::Signaled { signal: 9, .. })
+        ));
+        assert_eq!((a.exitcode(), b.exitcode()), (Some(-15), Some(-9)));
+        a.terminate().unwrap(); // after the end: nothing to do, no error
+    }
+}
+
+fn exit_with(code: i32) {
+    std::process::exit(code)
+}
+
+#[test]
+fn an_exit_without_a_value_is_reported_with_its_code() {
+    let child = get_context(Some(StartMethod::Spawn))
+        .process(exit_with, 3)
+        .start()
+        .unwrap();
+    assert!(matches!(
+        child.join(Some(LONG)),
+        Err(Error::Exited { code: 3 })
+    ));
+    assert_eq!(child.exitcode(), Some(3));
+}
+
+fn add((a, b): (u64, u64)) -> u64 {
+    a + b
+}
+
+#[test]
+fn the_value_goes_to_the_first_join() {
+    let child = Process::new(add, (2, 40)).name("adder").start().unwrap();
+    assert_eq!(child.name(), "adder");
+    assert_eq!(child.join(Some(LONG)).unwrap(), 42);
+    assert!(matches!(child.join(Some(LONG)), Err(Error::AlreadyJoined)));
+}
+
+#[test]
+fn fork_refuses_when_other_threads_run() {
+    let _other = std::thread::spawn(|| std::thread::sleep(Duration::from_secs(2)));
+    match Process::fork(|| 1).start() {
+        Err(Error::Unsupported(msg)) => assert!(msg.contains("threads"), "{msg}"),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
+fn a_capturing_closure_runs_under_fork() {
+    let captured = [String::from("captured"), String::from("anything")];
+    // SAFETY: the child only joins strings and returns; it takes no lock that another
+    // test thread could be holding.
+    let child = unsafe { Process::fork(move || captured.join(" ")).start_unchecked() }.unwrap();
+    assert_eq!(child.join(Some(LONG)).unwrap(), "captured anything");
+}
+
+#[test]
+fn sentinels_and_active_children() {
+    let child = get_context(Some(StartMethod::ForkServer))
+        .process(sleep_long, 300)
+        .start()
+        .unwrap();
+    assert!(
+        flotilla_process::active_children()
+            .iter()
+            .any(|c| c.pid == child.pid())
+    );
+    let sentinel = [child.sentinel()];
+    assert!(
+        flotilla_ipc::wait(&sentinel, Some(Duration::from_millis(20)))
+            .unwrap()
+            .is_empty()
+    );
+    child.kill().unwrap();
+    assert_eq!(flotilla_ipc::wait(&sentinel, Some(LONG)).unwrap().len(), 1);
+    let _ = child.join(Some(LONG));
+    assert!(
+        !flotilla_process::active_children()
+            .iter()
+            .any(|c| c.pid == child.pid())
+    );
+}
