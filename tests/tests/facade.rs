@@ -8,7 +8,19 @@ use flotilla::futures::{
     as_completed, panic_message, wait,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::multiprocessing::{
+    Connection, Context, Error as ProcessError, FnTarget, ForkTarget, IpcError, Pipe, Process,
+    ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count, current_process,
+    get_context, get_start_method, handle, parent_process, pipe, set_start_method,
+    wait as wait_connections,
+};
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::prelude::*;
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::threading::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, Error as ThreadError, Event, RLock,
+    RLockGuard, Semaphore, SemaphorePermit, Thread, ThreadBuilder, spawn,
+};
 
 #[test]
 fn facade_types_are_the_sub_crates_types() {
@@ -51,4 +63,27 @@ fn a_future_from_the_facade_pool_waits_with_the_facade_wait() {
     assert_eq!(total, 14);
     let bytes = flotilla::codec::encode(&total).unwrap();
     assert_eq!(flotilla::codec::decode::<u32>(&bytes).unwrap(), 14);
+}
+
+fn echo(conn: Connection) -> String {
+    let message: String = conn.recv().unwrap();
+    conn.send(&format!("echo: {message}")).unwrap();
+    message
+}
+
+#[test]
+fn a_connection_end_is_a_process_argument() {
+    let (ours, theirs) = Pipe(true).unwrap();
+    let child = get_context(Some(StartMethod::ForkServer))
+        .process(echo, theirs)
+        .start()
+        .unwrap();
+    ours.send(&"hello").unwrap();
+    assert_eq!(ours.recv::<String>().unwrap(), "echo: hello");
+    assert_eq!(
+        child
+            .join(Some(std::time::Duration::from_secs(60)))
+            .unwrap(),
+        "hello"
+    );
 }

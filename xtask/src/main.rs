@@ -13,6 +13,8 @@ Demos print events with timestamps in scenario units (the classic examples' seco
 one unit is FLOTILLA_DEMO_UNIT_MS milliseconds of real time (default 100).";
 
 fn main() -> anyhow::Result<()> {
+    // The process demos re-run this binary as workers: they start here.
+    flotilla::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("demo") => demo::main(&args[1..]).context("demo failed"),

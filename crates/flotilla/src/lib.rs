@@ -15,6 +15,18 @@
 //! trait, [`TaskError`](futures::TaskError), and [`CancelToken`](futures::CancelToken) for
 //! stopping tasks that already run.
 //!
+//! **[`threading`]** — Python's `threading` (crate `flotilla-thread`):
+//! [`Thread`](threading::Thread) with timed join and daemon mode,
+//! [`Event`](threading::Event), [`Semaphore`](threading::Semaphore),
+//! [`BoundedSemaphore`](threading::BoundedSemaphore), [`RLock`](threading::RLock),
+//! [`Condition`](threading::Condition), [`Barrier`](threading::Barrier).
+//!
+//! **[`multiprocessing`]** — Python's `multiprocessing` (crates `flotilla-process` and
+//! `flotilla-ipc`): [`Process`](multiprocessing::Process) under the fork, spawn and
+//! forkserver [start methods](multiprocessing::StartMethod), [`Context`](multiprocessing::Context),
+//! [`Pipe`](multiprocessing::Pipe) and [`Connection`](multiprocessing::Connection), and
+//! [`init`] to call at the top of `main`.
+//!
 //! **[`codec`]** — the one serialization seam for data crossing a process boundary.
 //!
 //! # Example
@@ -51,6 +63,58 @@ pub mod futures {
     #[cfg(feature = "thread")]
     #[doc(inline)]
     pub use flotilla_thread::{Map, ThreadPoolExecutor, ThreadPoolExecutorBuilder};
+}
+
+/// Python's `threading`: what std lacks, with a timed form of every blocking call.
+#[cfg(feature = "thread")]
+pub mod threading {
+    #[doc(inline)]
+    pub use flotilla_thread::{
+        Barrier, BoundedSemaphore, Condition, ConditionGuard, Error, Event, RLock, RLockGuard,
+        Semaphore, SemaphorePermit, Thread, ThreadBuilder, spawn,
+    };
+}
+
+/// Python's `multiprocessing`: processes, pipes and connections.
+#[cfg(feature = "ipc")]
+pub mod multiprocessing {
+    /// Python's `multiprocessing.Pipe(duplex)`: two connected [`Connection`]s.
+    #[doc(inline)]
+    pub use flotilla_ipc::pipe as Pipe;
+    #[doc(inline)]
+    pub use flotilla_ipc::{Connection, handle, pipe, wait};
+
+    /// Errors of pipes and connections.
+    pub use flotilla_ipc::Error as IpcError;
+
+    #[cfg(feature = "process")]
+    #[doc(inline)]
+    pub use flotilla_process::{
+        Context, Error, FnTarget, ForkTarget, Process, ProcessBuilder, ProcessInfo, StartMethod,
+        active_children, cpu_count, current_process, get_context, get_start_method, parent_process,
+        set_start_method,
+    };
+}
+
+/// Makes this program ready to be a flotilla worker: call it first thing in `main`, before
+/// any thread starts. Python's `if __name__ == "__main__":`.
+///
+/// When this process was started as a worker (a spawned child, or the forkserver), it
+/// runs its task and exits here, before any of `main`'s own code. In any other process
+/// it returns at once. (flotilla also runs this check before `main` by itself, which is
+/// what lets tests start processes with no setup; calling it keeps a program correct
+/// should that ever not happen.)
+///
+/// ```no_run
+/// # #[allow(clippy::needless_doctest_main, reason = "the point is where the call goes")]
+/// fn main() {
+///     flotilla::init();
+///     // ... the program ...
+/// }
+/// ```
+#[cfg(feature = "process")]
+pub fn init() {
+    flotilla_process::init();
 }
 
 /// The names most programs use, for a glob import.

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use anyhow::{Context, ensure};
-use flotilla_thread::Condition;
+use flotilla::threading::Condition;
 
 use super::Clock;
 

@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
-use flotilla_thread::{Event, ThreadBuilder};
+use flotilla::threading::{Event, ThreadBuilder};
 
 use super::Clock;
 

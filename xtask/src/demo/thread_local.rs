@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 
 use anyhow::ensure;
-use flotilla_thread::ThreadBuilder;
+use flotilla::threading::ThreadBuilder;
 
 use super::Clock;
 
