@@ -113,6 +113,11 @@ impl Process<()> {
     /// A process running `closure` in a fork of this one: it may capture anything, and
     /// sees a copy of this process's memory.
     ///
+    /// The child also inherits every open descriptor, the parent's ends of pipes
+    /// included, and ends without running destructors: a pipe whose other end the parent
+    /// still holds does not reach end of file in the child until the child exits. Send
+    /// an explicit "stop" message rather than relying on end of file, as in Python.
+    ///
     /// ```
     /// let data = vec![1, 2, 3];
     /// let child = flotilla_process::Process::fork(move || data.iter().sum::<i32>()).start();
