@@ -19,10 +19,12 @@ pub(crate) fn number(value: f64) -> String {
         v if v >= 1e4 => (value / 1e3, "k"),
         _ => (value, ""),
     };
+    // Three significant digits, however small: a ratio of 0.00212 must not print as 0.
     let digits = match scaled.abs() {
         v if v >= 100.0 => 0,
         v if v >= 10.0 => 1,
-        _ => 2,
+        v if v >= 1.0 || v == 0.0 => 2,
+        v => (2 - v.log10().floor() as i32) as usize,
     };
     format!("{scaled:.digits$}{suffix}")
 }
@@ -199,12 +201,20 @@ impl Machine {
     /// Reads this machine's description; call it before the run, for the load average.
     pub(crate) fn detect(python: &Python) -> Machine {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu = cpuinfo
-            .lines()
-            .find(|l| l.starts_with("model name"))
-            .and_then(|l| l.split_once(':'))
-            .map_or("unknown", |(_, model)| model.trim())
-            .to_owned();
+        let field = |name: &str| {
+            cpuinfo
+                .lines()
+                .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, value)| value.trim().to_owned())
+        };
+        let mut cpu = field("model name").unwrap_or_else(|| "unknown CPU".to_owned());
+        if let (Some(family), Some(model)) = (field("cpu family"), field("model")) {
+            let _ = write!(cpu, " (family {family}, model {model})");
+        }
+        if field("flags").is_some_and(|flags| flags.split(' ').any(|f| f == "hypervisor")) {
+            cpu.push_str(", virtual machine");
+        }
         let unknown = || "unknown".to_owned();
         Machine {
             cpu,
@@ -284,7 +294,7 @@ pub(crate) fn markdown(
     }
 
     let _ = writeln!(w, "\n## The run\n");
-    let _ = writeln!(w, "- **Machine**: {}, {} cores", machine.cpu, machine.cores);
+    let _ = writeln!(w, "- **Machine**: {}; {} cores", machine.cpu, machine.cores);
     let _ = writeln!(w, "- **Kernel**: {}", machine.kernel);
     let _ = writeln!(w, "- **Rust**: {}, release profile", machine.rustc);
     let _ = writeln!(w, "- **Python**: {}", machine.python);
@@ -384,6 +394,8 @@ mod tests {
         assert_eq!(number(48_213.0), "48.2k");
         assert_eq!(number(9_876.0), "9876");
         assert_eq!(number(12.345), "12.3");
-        assert_eq!(number(0.8456), "0.85");
+        assert_eq!(number(0.8456), "0.846");
+        assert_eq!(number(0.002123), "0.00212");
+        assert_eq!(number(0.0), "0.00");
     }
 }

@@ -58,8 +58,8 @@ items per second. Warm-up, rounds and calls as for `thread-pool-submit`.
 
 - **flotilla**: `ThreadPoolExecutor::map(|x| x + 1, 0..n)` with its default look-ahead
   (`buffer_size` = 2 × `max_workers` = 4 tasks ahead of the consumer), collected.
-- **cpython**: `list(ex.map(inc, range(n)))`; the `map` of Python 3.13 and older submits
-  every item before yielding the first result.
+- **cpython**: `list(ex.map(inc, range(n)))`, which submits every item before yielding
+  the first result (3.14's `buffersize` is not used).
 - **threadpool** and **crossbeam**: one task per item, sending `(index, value)` on one
   shared channel; the caller puts each value in its place.
 - **rayon**: `pool.install(|| (0..n).into_par_iter().map(|x| x + 1).collect())`. rayon
