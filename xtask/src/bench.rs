@@ -1,0 +1,39 @@
+//! `cargo xtask bench`: builds the `bench/` crate in release and runs it with the given
+//! arguments. The harness itself (figures, rounds, reports) lives in that crate, which is
+//! its own workspace so that the workspace build never compiles its peers.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, ensure};
+
+/// Builds `bench/` into `target/bench-build` (a target dir of its own, so it never waits
+/// for the workspace's build lock) with its committed `Cargo.lock`, then runs it, and
+/// exits with its status.
+pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("xtask/ is inside the workspace")?;
+    let target_dir = root.join("target/bench-build");
+    // `cargo run` tells the program which cargo runs it; use the same one.
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "--locked", "--manifest-path"])
+        .arg(root.join("bench/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target_dir)
+        .status()
+        .context("cannot run cargo to build bench/")?;
+    ensure!(status.success(), "building bench/ failed ({status})");
+
+    let binary = target_dir.join("release/flotilla-bench");
+    let status = Command::new(&binary)
+        .args(args)
+        .status()
+        .with_context(|| format!("cannot run {}", binary.display()))?;
+    if !status.success() {
+        // The harness has said what failed; pass its verdict on without repeating it.
+        std::process::exit(status.code().unwrap_or(1));
+    }
+    Ok(())
+}
