@@ -2,7 +2,8 @@
 //!
 //! It keeps a window of submitted futures in input order, topping it up from the input
 //! as the consumer takes results, so at most `buffer_size` tasks are ahead of the
-//! consumer. The first failure ends the iteration and cancels the rest of the window;
+//! consumer. Like every Rust iterator adapter it is lazy: the first window is submitted
+//! by the first `next`, after `buffer_size` and `timeout` have been set. The first failure ends the iteration and cancels the rest of the window;
 //! so does dropping the iterator.
 //!
 //! [`ThreadPoolExecutor::map`]: super::ThreadPoolExecutor::map
@@ -15,6 +16,9 @@ use std::time::{Duration, Instant};
 use flotilla_core::{Completer, Future, TaskError};
 
 use super::{Pool, WorkItem};
+
+/// The default look-ahead of a `map`.
+const DEFAULT_BUFFER: usize = 256;
 
 type MapFn<A, T> = Arc<dyn Fn(A) -> Result<T, TaskError> + Send + Sync>;
 
@@ -57,8 +61,10 @@ where
     T: Send + 'static,
 {
     pub(super) fn new(pool: Arc<Pool>, items: I, f: MapFn<I::Item, T>) -> Self {
-        let buffer_size = 2 * pool.max_workers;
-        let mut map = Map {
+        // Deep enough that trivial tasks keep every worker busy (measured by
+        // `cargo xtask bench map`), bounded so a huge input is not consumed eagerly.
+        let buffer_size = DEFAULT_BUFFER.max(4 * pool.max_workers);
+        Map {
             pool,
             items,
             f,
@@ -67,11 +73,7 @@ where
             started: Instant::now(),
             deadline: None,
             finished: false,
-        };
-        // Start the first window now, as Python's map does, so the work begins at the
-        // call and not at the first `next`.
-        map.fill();
-        map
+        }
     }
 
     /// Keeps at most `n` (at least 1) tasks submitted ahead of the consumer.

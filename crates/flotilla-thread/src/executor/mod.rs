@@ -140,6 +140,10 @@ impl Pool {
         {
             return;
         }
+        // The common case of a busy, fully grown pool must not take a lock.
+        if self.started.load(Ordering::Acquire) >= self.max_workers {
+            return;
+        }
         let mut alive = self.lock_alive();
         let started = self.started.load(Ordering::Relaxed);
         if started >= self.max_workers {
@@ -151,7 +155,7 @@ impl Pool {
             .spawn(move || pool.work());
         match spawned {
             Ok(_detached) => {
-                self.started.store(started + 1, Ordering::Relaxed);
+                self.started.store(started + 1, Ordering::Release);
                 *alive += 1;
             }
             Err(e) if *alive == 0 => {
@@ -469,8 +473,11 @@ impl ThreadPoolExecutor {
     /// Applies `f` to every item on the pool: a lazy iterator of the results in input
     /// order, Python's `Executor.map`.
     ///
+    /// Unlike Python's, and like every Rust iterator adapter, nothing is submitted until
+    /// the first `next()`: that is when the first window of tasks starts.
+    ///
     /// At most [`buffer_size`](Map::buffer_size) tasks are submitted ahead of the
-    /// consumer (default: twice `max_workers`), so a huge or endless input is not
+    /// consumer (default: 256, or 4 × `max_workers` when that is more), so a huge or endless input is not
     /// consumed eagerly. Iteration stops after the first failure, which it yields;
     /// dropping the iterator cancels the tasks that have not started.
     /// [`timeout`](Map::timeout) bounds the whole iteration, counted from this call.
