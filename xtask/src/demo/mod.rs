@@ -5,6 +5,8 @@
 //! it checks what it claims (order, totals, errors) with `ensure!`, so `demo all` fails
 //! loudly when flotilla stops behaving as shown.
 
+mod queue_workers;
+
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
@@ -17,7 +19,11 @@ struct Demo {
 }
 
 /// Every demo, in the order `demo all` runs them.
-const DEMOS: &[Demo] = &[];
+const DEMOS: &[Demo] = &[Demo {
+    name: "queue-workers",
+    about: "two workers drain a queue with task_done; join waits; close ends them",
+    run: queue_workers::run,
+}];
 
 pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
