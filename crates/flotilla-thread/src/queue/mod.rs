@@ -168,6 +168,17 @@ pub type PriorityQueue<T> = GenericQueue<Priority<T>>;
 /// let total: i32 = workers.into_iter().map(|w| w.join().unwrap()).sum();
 /// assert_eq!(total, 5050);
 /// ```
+///
+/// Items that may not cross threads make a queue that may not either:
+///
+/// ```compile_fail
+/// use std::rc::Rc;
+/// use flotilla_thread::Queue;
+///
+/// let q = Queue::new();
+/// q.put(Rc::new(1)).unwrap();
+/// std::thread::spawn(move || q.get()); // `Rc` is not `Send`
+/// ```
 pub struct GenericQueue<S> {
     shared: Arc<Shared<S>>,
 }
