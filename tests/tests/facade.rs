@@ -17,6 +17,11 @@ use flotilla::multiprocessing::{
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::prelude::*;
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::queue::{
+    GenericQueue, GetError, GetTimeoutError, LifoQueue, PriorityQueue, PutError, PutTimeoutError,
+    Queue, Store, TaskDoneError, TryGetError, TryPutError,
+};
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::threading::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Error as ThreadError, Event, RLock,
     RLockGuard, Semaphore, SemaphorePermit, Thread, ThreadBuilder, spawn,

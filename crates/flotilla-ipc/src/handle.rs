@@ -1,6 +1,6 @@
 //! How IPC handles cross a process boundary: one mechanism for every route and type.
 //!
-//! A value is sent as two parts: its bytes, from the [codec](flotilla_core::codec), and
+//! A value is sent as two parts: its bytes, from the codec (`flotilla_core::codec`), and
 //! the file descriptors it holds, which travel out of band (`SCM_RIGHTS` on a Unix
 //! socket, or inheritance into a new process). In the bytes, each descriptor is only
 //! its index among the descriptors of that message.

@@ -8,14 +8,23 @@
 //! - Python's `threading` primitives with a timed form of every blocking call: [`Event`],
 //!   [`Semaphore`] and [`BoundedSemaphore`], [`RLock`], [`Condition`] (owning its data)
 //!   and [`Barrier`] (with `abort` and `reset`).
+//! - [`queue`]: Python's `queue` module. [`Queue`] (FIFO), [`LifoQueue`] and
+//!   [`PriorityQueue`] (smallest first), bounded or not, with `task_done` / `join`, timed
+//!   forms of every blocking call, and `close`, which ends consumers' loops once the queue
+//!   is drained. A failed put hands its item back ([`PutError`], [`TryPutError`], ...).
 
 mod error;
 mod executor;
+pub mod queue;
 mod sync;
 mod thread;
 
-pub use crate::error::Error;
+pub use crate::error::{
+    Error, GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError,
+    TryPutError,
+};
 pub use crate::executor::{Map, ThreadPoolExecutor, ThreadPoolExecutorBuilder};
+pub use crate::queue::{LifoQueue, PriorityQueue, Queue};
 pub use crate::sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, RLock, RLockGuard, Semaphore,
     SemaphorePermit,

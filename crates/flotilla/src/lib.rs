@@ -21,6 +21,10 @@
 //! [`BoundedSemaphore`](threading::BoundedSemaphore), [`RLock`](threading::RLock),
 //! [`Condition`](threading::Condition), [`Barrier`](threading::Barrier).
 //!
+//! **[`queue`]** — Python's `queue`: [`Queue`](queue::Queue),
+//! [`LifoQueue`](queue::LifoQueue), [`PriorityQueue`](queue::PriorityQueue), closable, with
+//! `task_done`/`join`.
+//!
 //! **[`multiprocessing`]** — Python's `multiprocessing` (crates `flotilla-process` and
 //! `flotilla-ipc`): [`Process`](multiprocessing::Process) under the fork, spawn and
 //! forkserver [start methods](multiprocessing::StartMethod), [`Context`](multiprocessing::Context),
@@ -72,6 +76,19 @@ pub mod threading {
     pub use flotilla_thread::{
         Barrier, BoundedSemaphore, Condition, ConditionGuard, Error, Event, RLock, RLockGuard,
         Semaphore, SemaphorePermit, Thread, ThreadBuilder, spawn,
+    };
+}
+
+/// Python's `queue`: FIFO, LIFO and priority queues with `task_done`/`join`, and a
+/// `close` that ends consumers' iteration once drained.
+#[cfg(feature = "thread")]
+pub mod queue {
+    #[doc(inline)]
+    pub use flotilla_thread::queue::*;
+    #[doc(inline)]
+    pub use flotilla_thread::{
+        GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError,
+        TryPutError,
     };
 }
 

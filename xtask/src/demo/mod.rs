@@ -14,6 +14,7 @@ mod daemon_threads;
 mod done_callback;
 mod executor_as_completed;
 mod executor_map;
+mod queue_workers;
 mod tasks;
 mod thread_local;
 
@@ -55,6 +56,11 @@ const DEMOS: &[Demo] = &[
         name: "thread-local",
         about: "each thread sees its own thread-local \"student\"",
         run: thread_local::run,
+    },
+    Demo {
+        name: "queue-workers",
+        about: "two workers drain a queue with task_done; join waits; close ends them",
+        run: queue_workers::run,
     },
 ];
 
