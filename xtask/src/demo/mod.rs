@@ -5,7 +5,7 @@
 //! it checks what it claims (order, totals, errors) with `ensure!`, so `demo all` fails
 //! loudly when flotilla stops behaving as shown.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 
@@ -14,7 +14,10 @@ mod daemon_threads;
 mod done_callback;
 mod executor_as_completed;
 mod executor_map;
+mod pipe;
+mod process_basics;
 mod queue_workers;
+mod start_methods;
 mod tasks;
 mod thread_local;
 
@@ -62,6 +65,21 @@ const DEMOS: &[Demo] = &[
         about: "two workers drain a queue with task_done; join waits; close ends them",
         run: queue_workers::run,
     },
+    Demo {
+        name: "process-basics",
+        about: "pids and names of parent and child, is_alive, terminate, exit codes",
+        run: process_basics::run,
+    },
+    Demo {
+        name: "pipe",
+        about: "duplex and simplex pipes between parent and child, under each start method",
+        run: pipe::run,
+    },
+    Demo {
+        name: "start-methods",
+        about: "the same child under fork, spawn and forkserver, with start-to-join times",
+        run: start_methods::run,
+    },
 ];
 
 pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
@@ -102,9 +120,12 @@ fn run_all<'a>(demos: impl Iterator<Item = &'a Demo>) -> anyhow::Result<()> {
 }
 
 /// Scenario time: one unit is one second of the classic examples, scaled down.
-#[derive(Debug, Clone, Copy)]
+///
+/// It is wall-clock based so that it can be handed to a child process (it is serde
+/// data), which then prints on the same timeline as its parent.
+#[derive(Debug, Clone, Copy, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Clock {
-    start: Instant,
+    start: SystemTime,
     unit: Duration,
 }
 
@@ -115,7 +136,7 @@ impl Clock {
             .and_then(|v| v.parse().ok())
             .unwrap_or(100);
         Clock {
-            start: Instant::now(),
+            start: SystemTime::now(),
             unit: Duration::from_millis(unit_ms),
         }
     }
@@ -132,7 +153,10 @@ impl Clock {
 
     /// Scenario seconds since the demo started.
     pub(crate) fn now(&self) -> f64 {
-        self.start.elapsed().as_secs_f64() / self.unit.as_secs_f64()
+        let elapsed = SystemTime::now()
+            .duration_since(self.start)
+            .unwrap_or_default();
+        elapsed.as_secs_f64() / self.unit.as_secs_f64()
     }
 
     /// Prints `what` with the current scenario time.
