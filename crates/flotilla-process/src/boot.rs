@@ -92,8 +92,15 @@ fn dispatch() {
     // at the top of `main` before any thread exists; nothing reads the environment
     // concurrently.
     unsafe { std::env::remove_var(ROLE_VAR) };
-    // SAFETY: the parent put our bootstrap socket at BOOT_FD before exec, and nothing
-    // in this fresh process has claimed that descriptor yet.
+    if !is_socket(BOOT_FD) {
+        eprintln!(
+            "flotilla: this process was started as a flotilla worker ({ROLE_VAR}={role:?}) \
+             but has no bootstrap socket at descriptor {BOOT_FD}; exiting"
+        );
+        sys::exit_now(70)
+    }
+    // SAFETY: BOOT_FD is an open socket (checked just above): the bootstrap socket the
+    // parent placed there before exec, which nothing in this fresh process has claimed.
     let boot = Connection::from_socket(unsafe { OwnedFd::from_raw_fd(BOOT_FD) });
     if role == ROLE_TASK {
         run_task(boot, true)
@@ -103,6 +110,16 @@ fn dispatch() {
         eprintln!("flotilla: unknown worker role {role:?}; exiting");
         sys::exit_now(70)
     }
+}
+
+/// True when `fd` is an open socket.
+fn is_socket(fd: RawFd) -> bool {
+    let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+    // SAFETY: fstat writes a `stat` into the buffer it is given and reads nothing else;
+    // on failure (say EBADF) the buffer is not read.
+    let rc = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
+    // SAFETY: fstat succeeded, so it filled the buffer.
+    rc == 0 && (unsafe { stat.assume_init() }.st_mode & libc::S_IFMT) == libc::S_IFSOCK
 }
 
 /// Refuses to start processes from a process that was started as a worker but has not

@@ -162,3 +162,21 @@ fn sentinels_and_active_children() {
             .any(|c| c.pid == child.pid())
     );
 }
+
+#[test]
+fn a_worker_marker_without_a_bootstrap_socket_is_a_clear_error_not_a_run() {
+    // Pretend to be a flotilla worker with no bootstrap socket: the bootstrap must refuse
+    // before the test harness (this binary's main) runs any test.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env("FLOTILLA_WORKER", "task")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(70));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no bootstrap socket"), "{stderr}");
+    assert!(
+        !String::from_utf8_lossy(&out.stdout).contains("running"),
+        "the harness never ran"
+    );
+}
