@@ -8,8 +8,11 @@ use std::process::Command;
 use anyhow::{Context, ensure};
 
 /// Builds `bench/` into `target/bench-build` (a target dir of its own, so it never waits
-/// for the workspace's build lock) with its committed `Cargo.lock`, then runs it, and
-/// exits with its status.
+/// for the workspace's build lock), then runs it, and exits with its status.
+///
+/// The committed `bench/Cargo.lock` pins the peers' versions, but the build is not
+/// `--locked`: the flotilla crates are path dependencies, and when one of them gains a
+/// dependency, cargo must add it to the lock rather than refuse to build.
 pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
@@ -18,7 +21,7 @@ pub(crate) fn main(args: &[String]) -> anyhow::Result<()> {
     // `cargo run` tells the program which cargo runs it; use the same one.
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let status = Command::new(cargo)
-        .args(["build", "--release", "--locked", "--manifest-path"])
+        .args(["build", "--release", "--manifest-path"])
         .arg(root.join("bench/Cargo.toml"))
         .arg("--target-dir")
         .arg(&target_dir)
