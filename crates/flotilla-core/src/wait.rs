@@ -217,11 +217,12 @@ where
 /// use flotilla_core::{Completer, Future, as_completed};
 ///
 /// let (later, later_fut) = Completer::new();
-/// std::thread::spawn(move || later.set_result("second"));
-/// let order: Vec<&str> = as_completed(vec![later_fut, Future::ready("first")], None)
-///     .map(|f| f.unwrap().result(None).unwrap())
-///     .collect();
-/// assert_eq!(order, ["first", "second"]);
+/// let mut done = as_completed(vec![later_fut, Future::ready("first")], None);
+/// // The future that is already done comes first, whatever its place in the input.
+/// assert_eq!(done.next().unwrap().unwrap().result(None).unwrap(), "first");
+/// later.set_result("second");
+/// assert_eq!(done.next().unwrap().unwrap().result(None).unwrap(), "second");
+/// assert!(done.next().is_none());
 /// ```
 pub fn as_completed<I, W>(futures: I, timeout: Option<Duration>) -> AsCompleted<W>
 where

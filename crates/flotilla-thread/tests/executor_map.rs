@@ -81,18 +81,39 @@ fn dropping_the_iterator_cancels_what_has_not_started() {
 #[test]
 fn timeout_counts_from_the_call_and_cancels_the_rest() {
     let pool = pool(1);
-    let mut results = pool
-        .map(
-            |i: u64| {
-                std::thread::sleep(Duration::from_millis(if i == 1 { 1_000 } else { 0 }));
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (open, gate) = mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let results: Vec<_> = {
+        let ran = Arc::clone(&ran);
+        pool.map(
+            move |i: u64| {
+                if i == 1 {
+                    // Blocks until the test opens the gate, long after the timeout.
+                    let _ = gate.lock().unwrap().recv_timeout(LONG);
+                }
+                ran.fetch_add(1, Ordering::SeqCst);
                 i
             },
             0..5,
         )
-        .timeout(Duration::from_millis(100));
-    assert_eq!(results.next().unwrap().unwrap(), 0);
-    assert!(matches!(results.next(), Some(Err(TaskError::TimedOut))));
-    assert!(results.next().is_none());
+        .timeout(Duration::from_millis(100))
+        .collect()
+    };
+    // However slow the machine, item 1 cannot finish in time: the iteration ends with
+    // the timeout, after at most item 0, and yields nothing after it.
+    assert!(results.len() <= 2, "{results:?}");
+    assert!(
+        matches!(results.last(), Some(Err(TaskError::TimedOut))),
+        "{results:?}"
+    );
+    assert!(results[..results.len() - 1].iter().all(Result::is_ok));
+    open.send(()).unwrap();
+    pool.shutdown(true, false);
+    assert!(
+        ran.load(Ordering::SeqCst) <= 2,
+        "items after the blocked one were cancelled"
+    );
 }
 
 #[test]
