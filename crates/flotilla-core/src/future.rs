@@ -16,8 +16,12 @@
 //!
 //! # Who touches what
 //!
-//! - `state` is written only while holding `inner`; it is read without the lock (with
-//!   `Acquire`) for the cheap `done()`-style checks and the spin before parking.
+//! - `state` enters a terminal state only while holding `inner` (by compare-exchange);
+//!   PENDING → RUNNING is a lock-free compare-exchange by the executor, so a racing
+//!   `cancel` and `set_running_or_notify_cancel` have exactly one winner. The state is
+//!   read without the lock (with `Acquire`) for the cheap `done()`-style checks and the
+//!   spin before parking; whoever then needs the outcome takes the lock, which the
+//!   terminal transition holds until the slot is filled.
 //! - `inner.outcome` is written once by the transition to a terminal state; after that
 //!   it is read (cloned) by `result` and moved out by `into_result`/`.await`, always under
 //!   the lock.
@@ -147,11 +151,27 @@ impl<T> Shared<T> {
             Err(_) => FINISHED_ERR,
         };
         let mut inner = self.lock();
-        if !from(self.state.load(Ordering::Relaxed)) {
-            return false;
+        // Only this lock's holder enters a terminal state, but PENDING → RUNNING happens
+        // without the lock (see `set_running_or_notify_cancel`), so the state may move
+        // under us once: a compare-exchange settles which transition won.
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            if !from(current) {
+                return false;
+            }
+            match self.state.compare_exchange(
+                current,
+                terminal,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
         }
+        // Readers that saw the terminal state take this lock before reading the slot,
+        // so they find it filled.
         inner.outcome = Slot::Ready(outcome);
-        self.state.store(terminal, Ordering::Release);
         let callbacks = std::mem::take(&mut inner.callbacks);
         let wakers = std::mem::take(&mut inner.wakers);
         let watchers = std::mem::take(&mut inner.watchers);
@@ -498,15 +518,15 @@ impl<T> Completer<T> {
     /// Call it once, when a worker picks the task up; after it returns true,
     /// [`Future::cancel`] no longer succeeds.
     pub fn set_running_or_notify_cancel(&self) -> bool {
-        let shared = &self.shared;
-        let _inner = shared.lock();
-        match shared.state.load(Ordering::Relaxed) {
-            PENDING => {
-                shared.state.store(RUNNING, Ordering::Release);
-                true
-            }
-            RUNNING => true,
-            _ => false,
+        // Lock-free: racing a `cancel`, exactly one compare-exchange from PENDING wins.
+        match self.shared.state.compare_exchange(
+            PENDING,
+            RUNNING,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) | Err(RUNNING) => true,
+            Err(_) => false,
         }
     }
 

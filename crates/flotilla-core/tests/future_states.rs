@@ -236,3 +236,28 @@ fn public_types_are_send_and_sync() {
     send_sync::<flotilla_core::CancelToken>();
     send_sync::<flotilla_core::ResultFuture<String>>();
 }
+
+#[test]
+fn cancel_racing_set_running_has_exactly_one_winner() {
+    for _ in 0..2000 {
+        let (completer, fut) = Completer::<u8>::new();
+        let barrier = Arc::new(std::sync::Barrier::new(2));
+        let canceller = {
+            let (fut, barrier) = (fut.clone(), Arc::clone(&barrier));
+            std::thread::spawn(move || {
+                barrier.wait();
+                fut.cancel()
+            })
+        };
+        barrier.wait();
+        let started = completer.set_running_or_notify_cancel();
+        let cancelled = canceller.join().unwrap();
+        assert_ne!(started, cancelled, "exactly one of them wins");
+        if started {
+            completer.set_result(1);
+            assert_eq!(fut.result(Some(LONG)).unwrap(), 1);
+        } else {
+            assert!(matches!(fut.result(Some(LONG)), Err(TaskError::Cancelled)));
+        }
+    }
+}
