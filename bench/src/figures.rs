@@ -2,16 +2,40 @@
 //! its baselines. Adding a figure is adding one [`Figure`] entry to [`FIGURES`] (and, for
 //! a CPython column, one runner in a script under `benches/python/`).
 
-use crate::thread_pool;
+use crate::{connection, process, thread_pool};
 
 /// How many threads every contender of the thread figures gets: flotilla's workers,
 /// `threadpool`'s and rayon's threads, tokio's blocking threads, the crossbeam pool's
 /// threads and CPython's `max_workers`.
 pub(crate) const THREADS: usize = 2;
 
-/// One timed call of a contender: given `n`, do `n` tasks (or items) and return their
-/// results, which the harness checks untimed with [`Figure::check`].
-pub(crate) type Batch = Box<dyn FnMut(usize) -> anyhow::Result<Vec<u64>>>;
+/// A contender ready to be measured: its pool, peer process or socket, built untimed by a
+/// [`Setup`]. The harness times each [`call`](Calls::call) alone, then, untimed, checks
+/// its results with [`Figure::check`] and calls [`verify`](Calls::verify).
+pub(crate) trait Calls {
+    /// Does `n` tasks (items, messages, processes) and returns their results.
+    fn call(&mut self, n: usize) -> anyhow::Result<Vec<u64>>;
+
+    /// Checks what the last call left that its results cannot carry, such as the bytes
+    /// of an echoed message. Untimed.
+    fn verify(&mut self) -> anyhow::Result<()> {
+        Ok(())
+    }
+}
+
+impl<F: FnMut(usize) -> anyhow::Result<Vec<u64>>> Calls for F {
+    fn call(&mut self, n: usize) -> anyhow::Result<Vec<u64>> {
+        self(n)
+    }
+}
+
+/// One contender's [`Calls`], boxed.
+pub(crate) type Batch = Box<dyn Calls>;
+
+/// A [`Batch`] of a closure that does `n` tasks and returns their results.
+pub(crate) fn batch(calls: impl FnMut(usize) -> anyhow::Result<Vec<u64>> + 'static) -> Batch {
+    Box::new(calls)
+}
 
 /// Builds a contender's pool (untimed) with the given thread count and returns its
 /// [`Batch`], which owns the pool.
@@ -50,18 +74,58 @@ pub(crate) enum Measure {
         /// Tasks or items per timed call.
         items: usize,
     },
-    /// `trips` timed calls of one task each; the round's value is the median call time,
-    /// in microseconds. Lower is better.
+    /// A batch of `messages` messages of `bytes` bytes each per timed call; the round's
+    /// value is the bytes moved divided by the median call time, in MB/s (10^6 bytes).
+    /// Higher is better.
+    Bandwidth {
+        /// Messages per timed call.
+        messages: usize,
+        /// Bytes per message.
+        bytes: usize,
+    },
+    /// `trips` timed calls of one task each (`quick_trips` with `--quick`); the round's
+    /// value is the median call time, in `unit`. Lower is better.
     Latency {
         /// Timed calls per round.
         trips: usize,
+        /// Timed calls per round with `--quick`.
+        quick_trips: usize,
+        /// The unit of the value.
+        unit: TimeUnit,
     },
+}
+
+/// The unit of a latency.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum TimeUnit {
+    /// Microseconds, `µs`.
+    Micros,
+    /// Milliseconds, `ms`.
+    Millis,
+}
+
+impl TimeUnit {
+    /// Nanoseconds in one of this unit.
+    pub(crate) fn nanos(self) -> f64 {
+        match self {
+            TimeUnit::Micros => 1e3,
+            TimeUnit::Millis => 1e6,
+        }
+    }
+
+    /// Its symbol, which must be the `unit` of a figure measured in it.
+    pub(crate) const fn symbol(self) -> &'static str {
+        match self {
+            TimeUnit::Micros => "µs",
+            TimeUnit::Millis => "ms",
+        }
+    }
 }
 
 impl Measure {
     /// Whether a larger value is a better one.
     pub(crate) fn higher_is_better(self) -> bool {
-        matches!(self, Measure::Throughput { .. })
+        !matches!(self, Measure::Latency { .. })
     }
 }
 
@@ -107,6 +171,103 @@ impl std::fmt::Debug for Figure {
     }
 }
 
+/// The CPython contender running `runner` of `script`.
+const fn cpython(script: &'static str, runner: &'static str) -> Contender {
+    Contender {
+        name: "cpython",
+        side: Side::Python { script, runner },
+    }
+}
+
+/// A Rust contender.
+const fn rust(name: &'static str, setup: Setup) -> Contender {
+    Contender {
+        name,
+        side: Side::Rust(setup),
+    }
+}
+
+/// A `process-start-join-*` figure: its name, title, timed calls a round, conditions,
+/// flotilla's setup, CPython's runner and the os-limit's setup.
+macro_rules! start_join {
+    ($name:literal, $title:literal, $trips:literal, $conditions:expr, $flotilla:expr,
+     $python:literal, $os:expr) => {
+        Figure {
+            name: $name,
+            title: $title,
+            unit: TimeUnit::Millis.symbol(),
+            measure: Measure::Latency {
+                trips: $trips,
+                quick_trips: $trips / 5,
+                unit: TimeUnit::Millis,
+            },
+            conditions: $conditions,
+            check: process::check,
+            flotilla: $flotilla,
+            baselines: &[
+                cpython("process.py", $python),
+                rust("procspawn", process::procspawn_spawn),
+                rust("os-limit", $os),
+            ],
+        }
+    };
+}
+
+/// A `connection-round-trip-*` figure of `$size`-byte messages, `$trips` timed calls a
+/// round; `$python` is CPython's runner.
+macro_rules! round_trip {
+    ($name:literal, $title:literal, $size:expr, $trips:literal, $python:literal) => {
+        Figure {
+            name: $name,
+            title: $title,
+            unit: TimeUnit::Micros.symbol(),
+            measure: Measure::Latency {
+                trips: $trips,
+                quick_trips: $trips / 5,
+                unit: TimeUnit::Micros,
+            },
+            conditions: connection::ROUND_TRIP_CONDITIONS,
+            check: connection::check_round_trip::<{ $size }>,
+            flotilla: connection::flotilla_round_trip::<{ $size }>,
+            baselines: &[
+                cpython("connection.py", $python),
+                rust(
+                    "ipc-channel",
+                    connection::ipc_channel_round_trip::<{ $size }>,
+                ),
+                rust("os-limit", connection::os_round_trip::<{ $size }>),
+            ],
+        }
+    };
+}
+
+/// A `connection-throughput-*` figure of `$messages` messages of `$size` bytes per timed
+/// call; `$python` is CPython's runner.
+macro_rules! throughput {
+    ($name:literal, $title:literal, $size:expr, $messages:literal, $python:literal) => {
+        Figure {
+            name: $name,
+            title: $title,
+            unit: "MB/s",
+            measure: Measure::Bandwidth {
+                messages: $messages,
+                bytes: $size,
+            },
+            conditions: connection::THROUGHPUT_CONDITIONS,
+            check: connection::check_throughput::<{ $size }>,
+            flotilla: connection::flotilla_throughput::<{ $size }>,
+            baselines: &[
+                cpython("connection.py", $python),
+                rust(
+                    "ipc-channel",
+                    connection::ipc_channel_throughput::<{ $size }>,
+                ),
+                rust("os-limit", connection::os_throughput::<{ $size }>),
+            ],
+        }
+    };
+}
+
 /// Every figure, in the order a run measures them.
 pub(crate) const FIGURES: &[Figure] = &[
     Figure {
@@ -146,8 +307,12 @@ pub(crate) const FIGURES: &[Figure] = &[
     Figure {
         name: "thread-pool-round-trip",
         title: "thread pool: submit one trivial task and wait for its result",
-        unit: "µs",
-        measure: Measure::Latency { trips: 20_000 },
+        unit: TimeUnit::Micros.symbol(),
+        measure: Measure::Latency {
+            trips: 20_000,
+            quick_trips: 20_000,
+            unit: TimeUnit::Micros,
+        },
         conditions: thread_pool::ROUND_TRIP_CONDITIONS,
         check: thread_pool::check_submit,
         flotilla: thread_pool::flotilla_submit,
@@ -211,9 +376,114 @@ pub(crate) const FIGURES: &[Figure] = &[
             },
         ],
     },
+    start_join!(
+        "process-start-join-fork",
+        "process start + join, fork start method: a child that returns 42",
+        300,
+        process::FORK_CONDITIONS,
+        process::flotilla_fork,
+        "fork",
+        process::os_fork
+    ),
+    start_join!(
+        "process-start-join-spawn",
+        "process start + join, spawn start method: a child that returns 42",
+        60,
+        process::SPAWN_CONDITIONS,
+        process::flotilla_spawn,
+        "spawn",
+        process::os_spawn
+    ),
+    start_join!(
+        "process-start-join-forkserver",
+        "process start + join, forkserver start method: a child that returns 42",
+        150,
+        process::FORKSERVER_CONDITIONS,
+        process::flotilla_forkserver,
+        "forkserver",
+        process::os_fork
+    ),
+    round_trip!(
+        "connection-round-trip-64B",
+        "Connection round trip to a child process, 64 B messages",
+        64,
+        5_000,
+        "round-trip-64"
+    ),
+    round_trip!(
+        "connection-round-trip-4KiB",
+        "Connection round trip to a child process, 4 KiB messages",
+        4 << 10,
+        5_000,
+        "round-trip-4096"
+    ),
+    round_trip!(
+        "connection-round-trip-64KiB",
+        "Connection round trip to a child process, 64 KiB messages",
+        64 << 10,
+        2_000,
+        "round-trip-65536"
+    ),
+    round_trip!(
+        "connection-round-trip-1MiB",
+        "Connection round trip to a child process, 1 MiB messages",
+        1 << 20,
+        300,
+        "round-trip-1048576"
+    ),
+    throughput!(
+        "connection-throughput-64B",
+        "Connection one-way throughput to a child process, 64 B messages",
+        64,
+        100_000,
+        "throughput-64"
+    ),
+    throughput!(
+        "connection-throughput-4KiB",
+        "Connection one-way throughput to a child process, 4 KiB messages",
+        4 << 10,
+        40_000,
+        "throughput-4096"
+    ),
+    throughput!(
+        "connection-throughput-64KiB",
+        "Connection one-way throughput to a child process, 64 KiB messages",
+        64 << 10,
+        8_000,
+        "throughput-65536"
+    ),
+    throughput!(
+        "connection-throughput-1MiB",
+        "Connection one-way throughput to a child process, 1 MiB messages",
+        1 << 20,
+        512,
+        "throughput-1048576"
+    ),
 ];
 
 /// The figure named `name`.
 pub(crate) fn find(name: &str) -> Option<&'static Figure> {
     FIGURES.iter().find(|figure| figure.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_units_match_measures() {
+        for (i, figure) in FIGURES.iter().enumerate() {
+            assert!(
+                FIGURES[..i].iter().all(|f| f.name != figure.name),
+                "{} twice",
+                figure.name
+            );
+            let unit = match figure.measure {
+                Measure::Latency { unit, .. } => unit.symbol(),
+                Measure::Bandwidth { .. } => "MB/s",
+                Measure::Throughput { .. } => continue,
+            };
+            assert_eq!(figure.unit, unit, "{}", figure.name);
+        }
+    }
 }

@@ -3,9 +3,12 @@
 //! round by round, prints the table, and writes `target/bench/results.json` (and, with
 //! `--write-docs`, `docs/benchmarks.md`). `cargo xtask bench` builds and runs it.
 
+mod connection;
 mod crossbeam_pool;
 mod figures;
 mod harness;
+mod os;
+mod process;
 mod report;
 mod thread_pool;
 
@@ -74,7 +77,17 @@ fn workspace_root() -> PathBuf {
 }
 
 fn main() -> anyhow::Result<()> {
+    // Both make this binary a worker when it was started as one (a flotilla spawn or
+    // forkserver child, a procspawn child), and never return then. Each looks for its
+    // own environment variable only, so their order does not matter for correctness;
+    // flotilla's goes first, as its docs ask.
+    flotilla::init();
+    procspawn::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some(os::EXIT_NOW) {
+        // The posix_spawn limit's child: a fresh start of this binary, and nothing else.
+        std::process::exit(os::EXIT_NOW_CODE);
+    }
     if args.first().map(String::as_str) == Some(harness::MEASURE) {
         return harness::measure_main(&args[1..]);
     }

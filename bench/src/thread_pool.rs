@@ -13,7 +13,7 @@ use flotilla::futures::ThreadPoolExecutor;
 use rayon::iter::{IntoParallelIterator, ParallelIterator};
 
 use crate::crossbeam_pool::CrossbeamPool;
-use crate::figures::Batch;
+use crate::figures::{Batch, batch};
 
 /// The conditions of `thread-pool-submit`, for `docs/benchmarks.md`.
 pub(crate) const SUBMIT_CONDITIONS: &str = "\
@@ -94,7 +94,7 @@ fn in_order(n: usize, pairs: impl Iterator<Item = (usize, u64)>) -> anyhow::Resu
 /// flotilla: `submit` each task, then `into_result` each future.
 pub(crate) fn flotilla_submit(threads: usize) -> anyhow::Result<Batch> {
     let pool = ThreadPoolExecutor::builder().max_workers(threads).build()?;
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         let futures = (0..n as u64)
             .map(|i| pool.submit(move || i))
             .collect::<Result<Vec<_>, _>>()?;
@@ -109,7 +109,7 @@ pub(crate) fn flotilla_submit(threads: usize) -> anyhow::Result<Batch> {
 /// flotilla: `map`, with its default look-ahead.
 pub(crate) fn flotilla_map(threads: usize) -> anyhow::Result<Batch> {
     let pool = ThreadPoolExecutor::builder().max_workers(threads).build()?;
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         let results = pool
             .map(|x: u64| x + 1, 0..n as u64)
             .collect::<Result<Vec<_>, _>>()?;
@@ -121,7 +121,7 @@ pub(crate) fn flotilla_map(threads: usize) -> anyhow::Result<Batch> {
 pub(crate) fn threadpool_submit(threads: usize) -> anyhow::Result<Batch> {
     let pool = threadpool::ThreadPool::new(threads);
     let (tx, rx) = mpsc::channel();
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         for i in 0..n as u64 {
             let tx = tx.clone();
             pool.execute(move || tx.send(i).expect("the caller waits for every result"));
@@ -134,7 +134,7 @@ pub(crate) fn threadpool_submit(threads: usize) -> anyhow::Result<Batch> {
 pub(crate) fn threadpool_map(threads: usize) -> anyhow::Result<Batch> {
     let pool = threadpool::ThreadPool::new(threads);
     let (tx, rx) = mpsc::channel();
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         for i in 0..n {
             let tx = tx.clone();
             pool.execute(move || {
@@ -152,7 +152,7 @@ pub(crate) fn rayon_submit(threads: usize) -> anyhow::Result<Batch> {
         .num_threads(threads)
         .build()?;
     let (tx, rx) = mpsc::channel();
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         for i in 0..n as u64 {
             let tx = tx.clone();
             pool.spawn(move || tx.send(i).expect("the caller waits for every result"));
@@ -166,7 +166,7 @@ pub(crate) fn rayon_map(threads: usize) -> anyhow::Result<Batch> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()?;
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         Ok(pool.install(|| (0..n as u64).into_par_iter().map(|x| x + 1).collect()))
     }))
 }
@@ -197,7 +197,7 @@ fn tokio_join_all(
 /// tokio: `spawn_blocking` each task, then await every handle in order.
 pub(crate) fn tokio_submit(threads: usize) -> anyhow::Result<Batch> {
     let runtime = tokio_runtime(threads)?;
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         let handles = (0..n as u64)
             .map(|i| runtime.spawn_blocking(move || i))
             .collect();
@@ -208,7 +208,7 @@ pub(crate) fn tokio_submit(threads: usize) -> anyhow::Result<Batch> {
 /// tokio: `spawn_blocking` per item, then await every handle in order.
 pub(crate) fn tokio_map(threads: usize) -> anyhow::Result<Batch> {
     let runtime = tokio_runtime(threads)?;
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         let handles = (0..n as u64)
             .map(|x| runtime.spawn_blocking(move || x + 1))
             .collect();
@@ -220,7 +220,7 @@ pub(crate) fn tokio_map(threads: usize) -> anyhow::Result<Batch> {
 pub(crate) fn crossbeam_submit(threads: usize) -> anyhow::Result<Batch> {
     let pool = CrossbeamPool::new(threads)?;
     let (tx, rx) = crossbeam_channel::unbounded();
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         for i in 0..n as u64 {
             let tx = tx.clone();
             pool.execute(move || tx.send(i).expect("the caller waits for every result"));
@@ -233,7 +233,7 @@ pub(crate) fn crossbeam_submit(threads: usize) -> anyhow::Result<Batch> {
 pub(crate) fn crossbeam_map(threads: usize) -> anyhow::Result<Batch> {
     let pool = CrossbeamPool::new(threads)?;
     let (tx, rx) = crossbeam_channel::unbounded();
-    Ok(Box::new(move |n| {
+    Ok(batch(move |n| {
         for i in 0..n {
             let tx = tx.clone();
             pool.execute(move || {
