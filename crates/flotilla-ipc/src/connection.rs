@@ -82,7 +82,8 @@ pub struct Connection {
     /// Set when the stream stopped being trustworthy (a refused or malformed frame).
     broken: AtomicBool,
     send_lock: Mutex<()>,
-    recv_lock: Mutex<()>,
+    /// Held for a whole frame; keeps the receive-side scratch space.
+    recv_lock: Mutex<sys::FdSink>,
 }
 
 /// A pair of connected [`Connection`]s: Python's `multiprocessing.Pipe(duplex)`.
@@ -116,8 +117,9 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
     }
 }
 
-fn lock(m: &Mutex<()>) -> MutexGuard<'_, ()> {
-    // The guarded data is `()`: a poisoned lock protects nothing that could be torn.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded data is scratch space, refilled by every use: a poisoned lock protects
+    // nothing that could be torn.
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -129,7 +131,7 @@ impl Connection {
             max_frame: DEFAULT_MAX_FRAME,
             broken: AtomicBool::new(false),
             send_lock: Mutex::new(()),
-            recv_lock: Mutex::new(()),
+            recv_lock: Mutex::new(sys::FdSink::default()),
         }
     }
 
@@ -222,15 +224,19 @@ impl Connection {
     /// Receives one message into `buf`, returning its length. When the message is longer
     /// than `buf`, it is returned whole in [`Error::BufferTooSmall`], so nothing is lost.
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        let (bytes, _fds) = self.recv_frame()?;
-        if bytes.len() > buf.len() {
+        let mut sink = self.begin_frame(None)?;
+        let len = self.header_len(&mut sink)?;
+        if len > buf.len() {
+            let message = self.read_payload(len)?;
             return Err(Error::BufferTooSmall {
                 capacity: buf.len(),
-                message: bytes,
+                message,
             });
         }
-        buf[..bytes.len()].copy_from_slice(&bytes);
-        Ok(bytes.len())
+        // Straight into the caller's buffer: no allocation, no copy.
+        self.fill(&mut buf[..len])?;
+        sink.fds.clear(); // descriptors sent with raw bytes have no one to claim them
+        Ok(len)
     }
 
     /// Receives one frame: its payload and the descriptors that came with it.
@@ -243,11 +249,19 @@ impl Connection {
         &self,
         timeout: Option<Duration>,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
+        let mut sink = self.begin_frame(timeout)?;
+        let len = self.header_len(&mut sink)?;
+        let payload = self.read_payload(len)?;
+        Ok((payload, std::mem::take(&mut sink.fds)))
+    }
+
+    /// Takes the receive lock and waits (up to `timeout`) for a frame to begin.
+    fn begin_frame(&self, timeout: Option<Duration>) -> Result<MutexGuard<'_, sys::FdSink>, Error> {
         if !self.readable() {
             return Err(Error::WrongDirection("write-only"));
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let _guard = lock(&self.recv_lock);
+        let sink = lock(&self.recv_lock);
         if self.broken.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
@@ -257,10 +271,16 @@ impl Connection {
                 return Err(Error::Timeout(timeout.unwrap_or_default()));
             }
         }
+        Ok(sink)
+    }
+
+    /// Reads and checks a frame header (its descriptors land in `sink.fds`); the payload
+    /// length, which is within this end's maximum.
+    fn header_len(&self, sink: &mut sys::FdSink) -> Result<usize, Error> {
+        sink.fds.clear();
         let socket = self.kind == Kind::Duplex;
-        let mut fds = Vec::new();
         let mut header = [0u8; HEADER_LEN];
-        if !sys::read_exact(self.fd.as_fd(), socket, &mut header, Some(&mut fds))? {
+        if !sys::read_exact(self.fd.as_fd(), socket, &mut header, Some(sink))? {
             return Err(Error::Eof);
         }
         let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
@@ -275,26 +295,34 @@ impl Connection {
                 max: self.max_frame,
             }));
         }
-        if nfds != fds.len() {
+        if nfds != sink.fds.len() {
             return Err(self.poison(Error::Malformed(format!(
                 "the frame declares {nfds} descriptors but {} arrived",
-                fds.len()
+                sink.fds.len()
             ))));
         }
-        // `len <= max_frame`, which the receiver chose: allocating it is the contract.
-        let mut payload = vec![
-            0u8;
-            usize::try_from(len).map_err(|_| {
-                self.poison(Error::FrameTooLarge {
-                    len,
-                    max: usize::MAX as u64,
-                })
-            })?
-        ];
-        if !sys::read_exact(self.fd.as_fd(), socket, &mut payload, None)? && len > 0 {
+        usize::try_from(len).map_err(|_| {
+            self.poison(Error::FrameTooLarge {
+                len,
+                max: usize::MAX as u64,
+            })
+        })
+    }
+
+    /// Reads a payload of `len` bytes (within the maximum, which the receiver chose:
+    /// allocating it is the contract).
+    fn read_payload(&self, len: usize) -> Result<Vec<u8>, Error> {
+        let mut payload = vec![0u8; len];
+        self.fill(&mut payload)?;
+        Ok(payload)
+    }
+
+    fn fill(&self, buf: &mut [u8]) -> Result<(), Error> {
+        let socket = self.kind == Kind::Duplex;
+        if !sys::read_exact(self.fd.as_fd(), socket, buf, None)? && !buf.is_empty() {
             return Err(self.poison(Error::Eof));
         }
-        Ok((payload, fds))
+        Ok(())
     }
 
     fn poison(&self, error: Error) -> Error {

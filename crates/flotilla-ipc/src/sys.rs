@@ -80,13 +80,21 @@ pub(crate) fn write_all(
     Ok(())
 }
 
+/// Where descriptors received with data go, with the control-message buffer `recvmsg`
+/// needs, kept between calls so receiving allocates nothing.
+#[derive(Debug, Default)]
+pub(crate) struct FdSink {
+    pub(crate) fds: Vec<OwnedFd>,
+    space: Vec<u8>,
+}
+
 /// Fills `buf` completely. Descriptors that arrive with the data are appended to `fds`
 /// (only asked for on a socket). `Ok(false)` when the stream ended before the first byte.
 pub(crate) fn read_exact(
     fd: BorrowedFd<'_>,
     socket: bool,
     buf: &mut [u8],
-    mut fds: Option<&mut Vec<OwnedFd>>,
+    mut fds: Option<&mut FdSink>,
 ) -> Result<bool, Error> {
     let mut filled = 0;
     while filled < buf.len() {
@@ -113,13 +121,16 @@ pub(crate) fn read_exact(
 
 /// One `recvmsg`, keeping the descriptors that come with it. A message whose
 /// descriptors did not all fit is reported as `EMSGSIZE` (the ones that did are closed).
-fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> nix::Result<usize> {
-    let mut space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], sink: &mut FdSink) -> nix::Result<usize> {
+    if sink.space.capacity() == 0 {
+        sink.space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    }
+    let fds = &mut sink.fds;
     let mut iov = [IoSliceMut::new(buf)];
     let msg = nix::sys::socket::recvmsg::<()>(
         fd.as_raw_fd(),
         &mut iov,
-        Some(&mut space),
+        Some(&mut sink.space),
         MsgFlags::MSG_CMSG_CLOEXEC,
     )?;
     for cmsg in msg.cmsgs()? {
