@@ -45,6 +45,13 @@ pub enum TaskError {
         /// The remote backtrace, when the other side captured one.
         backtrace: Option<String>,
     },
+    /// The worker process running the task died (killed by a signal, or exited) before
+    /// finishing it.
+    #[error("the worker running the task died: {reason}")]
+    WorkerDied {
+        /// Which worker, and how it ended (the signal or exit code).
+        reason: String,
+    },
     /// The future was cancelled before its task started.
     #[error("the task was cancelled before it started")]
     Cancelled,
@@ -137,6 +144,10 @@ impl fmt::Debug for TaskError {
                 .debug_struct("Remote")
                 .field("message", message)
                 .field("backtrace", backtrace)
+                .finish(),
+            TaskError::WorkerDied { reason } => f
+                .debug_struct("WorkerDied")
+                .field("reason", reason)
                 .finish(),
             TaskError::Cancelled => f.write_str("Cancelled"),
             TaskError::TimedOut => f.write_str("TimedOut"),

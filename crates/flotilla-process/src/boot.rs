@@ -172,14 +172,8 @@ pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
             pid: task.parent.1,
         },
     );
-    // SAFETY: the fingerprint matched, so this is the parent's very binary: the same
-    // code sits at the same offset from `entry_base`, and the parent computed `entry`
-    // from a function of type `Entry`.
-    let entry: Entry = unsafe {
-        std::mem::transmute::<usize, Entry>(
-            (entry_base as *const () as usize).wrapping_add(task.entry),
-        )
-    };
+    // SAFETY: the fingerprint matched, so this is the parent's very binary.
+    let entry = unsafe { entry_at(task.entry) };
     match catch_unwind(AssertUnwindSafe(|| entry(&task.args, fds))) {
         Ok(Ok((value, fds))) => finish(&boot, &Report::Returned(value), &fds, 0),
         Ok(Err(message)) => refuse(&boot, message),
@@ -233,6 +227,19 @@ where
     }
 }
 
+/// The entry at `offset` from [`entry_base`].
+///
+/// # Safety
+///
+/// `offset` must come from [`entry_of`] or [`entry_of_chunk`] in a process running this
+/// very binary (same fingerprint): then the same code sits at the same offset from
+/// `entry_base`, and it is a function of type `Entry`.
+pub(crate) unsafe fn entry_at(offset: usize) -> Entry {
+    let address = (entry_base as *const () as usize).wrapping_add(offset);
+    // SAFETY: per this function's contract, `address` is the address of an `Entry`.
+    unsafe { std::mem::transmute::<usize, Entry>(address) }
+}
+
 /// The function task entries are measured from.
 #[inline(never)]
 fn entry_base() {
@@ -251,6 +258,50 @@ where
     (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
 }
 
+/// The entry that applies target type `F` to every item of a `Vec<A>` (a map chunk),
+/// as an offset from [`entry_base`].
+pub(crate) fn entry_of_chunk<F, A, R>() -> usize
+where
+    F: Fn(A) -> R + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let entry: Entry = chunk_trampoline::<F, A, R>;
+    (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
+}
+
+/// Like [`trampoline`], over a chunk: decodes `Vec<A>`, encodes `Vec<R>`.
+fn chunk_trampoline<F, A, R>(
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
+where
+    F: Fn(A) -> R + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    let items: Vec<A> = handle::decode(args, fds)
+        .map_err(|e| format!("the arguments could not be decoded: {e}"))?;
+    let target: F = conjure::<F>();
+    let values: Vec<R> = items.into_iter().map(target).collect();
+    handle::encode(&values).map_err(|e| format!("the return value could not be encoded: {e}"))
+}
+
+/// A value of the zero-sized, inhabited target type `F`.
+fn conjure<F>() -> F {
+    const {
+        assert!(
+            std::mem::size_of::<F>() == 0,
+            "a process target for spawn, forkserver or a process pool must be a fn item or a \
+             closure that captures nothing; pass data as its argument"
+        )
+    };
+    // SAFETY: F is zero-sized (checked above at compile time), so reading one from any
+    // non-null, aligned pointer reads no memory; and F is inhabited (the parent held a
+    // value of it to name this entry), so the value read is a valid F.
+    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+}
+
 /// Decodes `A`, calls the zero-sized target `F`, encodes `R`.
 fn trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
 where
@@ -258,19 +309,9 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "a process target for spawn or forkserver must be a fn item or a closure that \
-             captures nothing; pass data as its argument"
-        )
-    };
     let args: A = handle::decode(args, fds)
         .map_err(|e| format!("the arguments could not be decoded: {e}"))?;
-    // SAFETY: F is zero-sized (checked above at compile time), so reading one from any
-    // non-null, aligned pointer reads no memory; and F is inhabited (the parent held a
-    // value of it to name this entry), so the value read is a valid F.
-    let target: F = unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() };
+    let target: F = conjure::<F>();
     let value = target(args);
     handle::encode(&value).map_err(|e| format!("the return value could not be encoded: {e}"))
 }

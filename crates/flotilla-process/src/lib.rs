@@ -7,6 +7,9 @@
 //!   `exitcode` as in Python.
 //! - [`StartMethod`], [`Context`], [`get_context`], [`set_start_method`]: how processes
 //!   begin; forkserver by default.
+//! - [`ProcessPoolExecutor`]: Python's `concurrent.futures.ProcessPoolExecutor`, whose
+//!   futures mix with every other flotilla future, and which never hangs on a dead
+//!   worker.
 //! - [`init`]: the worker bootstrap, Python's `if __name__ == "__main__":`. It also runs
 //!   by itself before `main`, so tests need no setup; call it at the top of `main` all
 //!   the same.
@@ -25,6 +28,7 @@ mod child;
 mod context;
 mod error;
 mod forkserver;
+mod pool;
 mod process;
 mod state;
 mod sys;
@@ -34,5 +38,8 @@ pub mod testing;
 pub use crate::boot::init;
 pub use crate::context::{Context, StartMethod, get_context, get_start_method, set_start_method};
 pub use crate::error::Error;
+pub use crate::pool::{
+    PIPELINE, ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath,
+};
 pub use crate::process::{FnTarget, ForkTarget, Process, ProcessBuilder, active_children};
 pub use crate::state::{ProcessInfo, cpu_count, current_process, parent_process};

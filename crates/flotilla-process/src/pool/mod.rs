@@ -1,0 +1,744 @@
+//! [`ProcessPoolExecutor`]: Python's `concurrent.futures.ProcessPoolExecutor`, which
+//! never hangs on a dead worker.
+//!
+//! # How it works
+//!
+//! Submissions are encoded on the caller's thread (so an argument that cannot be sent is
+//! an error of `submit`, not of the task) and queued. One manager thread owns the
+//! workers: it starts them on demand up to `max_workers`, keeps up to [`PIPELINE`] tasks
+//! in flight per worker (so a worker never waits for the round trip to learn of its next
+//! task), reads the answers, completes the futures, and watches for a worker's death,
+//! which shows as end of file on its connection.
+//!
+//! A worker that dies fails exactly the task it held with [`TaskError::WorkerDied`],
+//! naming the signal or exit code; the tasks queued behind it go back to the front of
+//! the queue, and a new worker takes its place ([`WorkerDeath::FailTask`], the default).
+//! [`WorkerDeath::BreakPool`] gives Python's behaviour instead: the pool is broken and
+//! every pending task fails. The default is the per-task one because a pool that loses
+//! one worker to the OOM killer can still finish everything else, which is what a user
+//! who chose processes for isolation wants.
+
+mod map;
+mod worker;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use flotilla_core::{Completer, Future, TaskError, codec};
+use flotilla_ipc::handle::{self, Fd};
+use flotilla_ipc::{Connection, pipe};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+pub use self::map::ProcessMap;
+use self::worker::{Request, Response, WorkerArgs, worker_main};
+use crate::boot;
+use crate::context::{Context, StartMethod};
+use crate::error::Error;
+use crate::process::Process;
+
+/// How many tasks a worker may have in flight: one running, one waiting beside it.
+pub const PIPELINE: usize = 2;
+
+/// Arguments larger than this go to a worker only when it is idle, so the pool never
+/// blocks writing to a worker that is itself blocked writing a large result back.
+const SMALL_ARGS: usize = 32 * 1024;
+
+/// What the pool does when a worker dies while running a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WorkerDeath {
+    /// Fail that one task, start a replacement worker, go on. The default.
+    #[default]
+    FailTask,
+    /// Python's `BrokenProcessPool`: fail every pending task and refuse new ones.
+    BreakPool,
+}
+
+/// A task's completion, type-erased for the manager.
+trait Sink: Send {
+    /// Marks the task running; false when it was cancelled and must be skipped.
+    fn start(&self) -> bool;
+    /// Completes the task with a worker's encoded answer.
+    fn finish(self: Box<Self>, outcome: Result<(Vec<u8>, Vec<OwnedFd>), TaskError>);
+    /// Cancels a task that will never run.
+    fn cancel(self: Box<Self>);
+}
+
+struct Typed<R>(Completer<R>);
+
+impl<R: DeserializeOwned + Send> Sink for Typed<R> {
+    fn start(&self) -> bool {
+        self.0.set_running_or_notify_cancel()
+    }
+
+    fn finish(self: Box<Self>, outcome: Result<(Vec<u8>, Vec<OwnedFd>), TaskError>) {
+        let value = outcome.and_then(|(bytes, fds)| {
+            handle::decode(&bytes, fds).map_err(|e| TaskError::Remote {
+                message: format!("the task's value could not be decoded: {e}"),
+                backtrace: None,
+            })
+        });
+        self.0.complete(value);
+    }
+
+    fn cancel(self: Box<Self>) {
+        self.0.cancel();
+    }
+}
+
+/// A task on its way to a worker.
+struct Job {
+    entry: usize,
+    args: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    sink: Box<dyn Sink>,
+}
+
+#[derive(Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    shutdown: bool,
+    broken: Option<String>,
+}
+
+/// What the executor, its map iterators and its manager share.
+struct Shared {
+    queue: Mutex<Queue>,
+    /// The manager sets this before it sleeps in `poll`, when a new task could be
+    /// dispatched at once; a submitter that finds it set writes to `wake`.
+    sleeping: AtomicBool,
+    wake: Connection,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // No user code runs under this lock (futures are completed after it is released).
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn wake_manager(&self) {
+        if self.sleeping.swap(false, Ordering::AcqRel) {
+            // A full socket already holds a wake-up; nothing more is needed.
+            let _ = self.wake.send_bytes(&[1]);
+        }
+    }
+
+    fn submit_job(&self, job: Job) -> Result<(), TaskError> {
+        {
+            let mut queue = self.lock();
+            if let Some(reason) = &queue.broken {
+                return Err(TaskError::Broken {
+                    reason: reason.clone(),
+                });
+            }
+            if queue.shutdown {
+                return Err(TaskError::ShutDown);
+            }
+            queue.jobs.push_back(job);
+        }
+        self.wake_manager();
+        Ok(())
+    }
+
+    /// Encodes `args` for `entry` and queues the task; its future.
+    fn submit_entry<A, R>(&self, entry: usize, args: &A) -> Result<Future<R>, TaskError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned + Send + 'static,
+    {
+        let (args, fds) = handle::encode(args).map_err(|e| TaskError::Remote {
+            message: format!("the task's arguments could not be encoded: {e}"),
+            backtrace: None,
+        })?;
+        let (completer, fut) = Completer::new();
+        self.submit_job(Job {
+            entry,
+            args,
+            fds,
+            sink: Box::new(Typed(completer)),
+        })?;
+        Ok(fut)
+    }
+}
+
+/// A pool of worker processes running functions and returning [`Future`]s: Python's
+/// `concurrent.futures.ProcessPoolExecutor`.
+///
+/// Tasks are fn items or closures that capture nothing, with serde arguments and
+/// results, as for [`Process::new`]; arguments may hold flotilla handles (a
+/// `Connection` end, ...). Its futures are flotilla-core futures: `wait`,
+/// `as_completed` and `.await` work on them beside thread-pool futures.
+///
+/// Dropping the executor is `shutdown(wait = true)`.
+///
+/// # Examples
+///
+/// ```
+/// use flotilla_process::ProcessPoolExecutor;
+///
+/// fn square(x: u64) -> u64 {
+///     x * x
+/// }
+///
+/// let pool = ProcessPoolExecutor::builder().max_workers(2).build().unwrap();
+/// assert_eq!(pool.submit(square, 7).unwrap().result(None).unwrap(), 49);
+/// let squares: Vec<u64> = pool.map(square, 1..=5, 2).map(Result::unwrap).collect();
+/// assert_eq!(squares, [1, 4, 9, 16, 25]);
+/// ```
+pub struct ProcessPoolExecutor {
+    shared: Arc<Shared>,
+    manager: Mutex<Option<JoinHandle<()>>>,
+    max_workers: usize,
+    started: Arc<AtomicUsize>,
+}
+
+/// Options for a [`ProcessPoolExecutor`]: `ProcessPoolExecutor::builder()`.
+#[derive(Debug)]
+pub struct ProcessPoolExecutorBuilder {
+    max_workers: Option<usize>,
+    context: Option<Context>,
+    initializer: Option<(usize, Vec<u8>, Vec<OwnedFd>)>,
+    initializer_error: Option<String>,
+    max_tasks_per_child: Option<usize>,
+    on_worker_death: WorkerDeath,
+}
+
+impl ProcessPoolExecutorBuilder {
+    /// The most worker processes. Default: the CPU count.
+    pub fn max_workers(mut self, n: usize) -> Self {
+        self.max_workers = Some(n);
+        self
+    }
+
+    /// The start method of the workers: spawn or forkserver (the default is the
+    /// program's start method, forkserver unless set otherwise). Fork is refused: the
+    /// pool starts workers from its manager thread, and a fork of a multi-threaded
+    /// process is unsound in general.
+    pub fn context(mut self, context: Context) -> Self {
+        self.context = Some(context);
+        self
+    }
+
+    /// Runs `init(args)` in each worker before its first task. An initializer that
+    /// fails (panics) breaks the pool: pending and later tasks fail with
+    /// [`TaskError::Broken`] naming the failure; it is not retried.
+    pub fn initializer<F, A>(mut self, init: F, args: A) -> Self
+    where
+        F: Fn(A) + 'static,
+        A: Serialize + DeserializeOwned,
+    {
+        let _ = init;
+        let entry = boot::entry_of::<F, A, ()>();
+        match handle::encode(&args) {
+            Ok((bytes, fds)) => self.initializer = Some((entry, bytes, fds)),
+            Err(e) => self.initializer_error = Some(e.to_string()),
+        }
+        self
+    }
+
+    /// Replaces each worker after it has run `n` tasks (Python's `max_tasks_per_child`).
+    pub fn max_tasks_per_child(mut self, n: usize) -> Self {
+        self.max_tasks_per_child = Some(n.max(1));
+        self
+    }
+
+    /// What happens when a worker dies mid-task; see [`WorkerDeath`].
+    pub fn on_worker_death(mut self, policy: WorkerDeath) -> Self {
+        self.on_worker_death = policy;
+        self
+    }
+
+    /// Creates the executor. No worker starts until the first task arrives.
+    pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
+        boot::guard()?;
+        if let Some(e) = self.initializer_error {
+            return Err(Error::Unsupported(format!(
+                "the initializer's arguments could not be encoded: {e}"
+            )));
+        }
+        let max_workers = match self.max_workers {
+            Some(0) => return Err(Error::Unsupported("max_workers must be at least 1".into())),
+            Some(n) => n,
+            None => crate::cpu_count(),
+        };
+        let context = self.context.unwrap_or_else(Context::default_context);
+        if context.start_method() == StartMethod::Fork {
+            return Err(Error::Unsupported(
+                "a process pool cannot use the fork start method: it starts workers from its \
+                 manager thread; use spawn or forkserver"
+                    .into(),
+            ));
+        }
+        let (wake_rx, wake_tx) = pipe(true)?;
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            sleeping: AtomicBool::new(false),
+            wake: wake_tx,
+        });
+        let started = Arc::new(AtomicUsize::new(0));
+        let manager = Manager {
+            shared: Arc::clone(&shared),
+            wake: wake_rx,
+            context,
+            max_workers,
+            max_tasks: self.max_tasks_per_child,
+            init: self.initializer,
+            on_death: self.on_worker_death,
+            workers: Vec::new(),
+            started: Arc::clone(&started),
+        };
+        let handle = std::thread::Builder::new()
+            .name("ProcessPoolExecutor-manager".into())
+            .spawn(move || manager.run())
+            .map_err(|e| Error::Os {
+                op: "starting the pool's manager thread",
+                source: e,
+            })?;
+        Ok(ProcessPoolExecutor {
+            shared,
+            manager: Mutex::new(Some(handle)),
+            max_workers,
+            started,
+        })
+    }
+}
+
+impl ProcessPoolExecutor {
+    /// Options for a new executor.
+    pub fn builder() -> ProcessPoolExecutorBuilder {
+        ProcessPoolExecutorBuilder {
+            max_workers: None,
+            context: None,
+            initializer: None,
+            initializer_error: None,
+            max_tasks_per_child: None,
+            on_worker_death: WorkerDeath::default(),
+        }
+    }
+
+    /// The most worker processes.
+    pub fn max_workers(&self) -> usize {
+        self.max_workers
+    }
+
+    /// How many worker processes have been started so far (replacements included).
+    pub fn workers_started(&self) -> usize {
+        self.started.load(Ordering::Relaxed)
+    }
+
+    /// Schedules `task(args)` on a worker and returns the future of its value.
+    ///
+    /// Fails with [`TaskError::ShutDown`] after shutdown, [`TaskError::Broken`] when the
+    /// pool is broken, or [`TaskError::Remote`] when the arguments cannot be encoded.
+    pub fn submit<F, A, R>(&self, task: F, args: A) -> Result<Future<R>, TaskError>
+    where
+        F: Fn(A) -> R + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let _ = task;
+        self.shared.submit_entry(boot::entry_of::<F, A, R>(), &args)
+    }
+
+    /// Applies `task` to every item on the workers, `chunksize` items per message: a
+    /// lazy iterator of the results in input order, stopping after the first failure
+    /// (Python's `ProcessPoolExecutor.map`).
+    ///
+    /// At most [`buffer_size`](ProcessMap::buffer_size) chunks are in flight ahead of
+    /// the consumer, so a huge input is not consumed eagerly (Python 3.14's
+    /// `buffersize`); nothing is submitted before the first `next()`.
+    pub fn map<F, I, R>(&self, task: F, items: I, chunksize: usize) -> ProcessMap<I::IntoIter, R>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        let _ = task;
+        ProcessMap::new(
+            Arc::clone(&self.shared),
+            boot::entry_of_chunk::<F, I::Item, R>(),
+            items.into_iter(),
+            chunksize.max(1),
+            4 * self.max_workers,
+        )
+    }
+
+    /// Stops taking tasks. With `cancel_futures`, cancels the ones not yet sent to a
+    /// worker; with `wait`, blocks until every task is done and the workers have exited.
+    pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
+        let cancelled: Vec<Job> = {
+            let mut queue = self.shared.lock();
+            queue.shutdown = true;
+            if cancel_futures {
+                queue.jobs.drain(..).collect()
+            } else {
+                Vec::new()
+            }
+        };
+        for job in cancelled {
+            job.sink.cancel();
+        }
+        self.shared.sleeping.store(true, Ordering::Release);
+        self.shared.wake_manager();
+        if wait {
+            let handle = self
+                .manager
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            if let Some(handle) = handle {
+                let _ = handle.join();
+            }
+        }
+    }
+}
+
+impl Drop for ProcessPoolExecutor {
+    fn drop(&mut self) {
+        self.shutdown(true, false);
+    }
+}
+
+impl fmt::Debug for ProcessPoolExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let queue = self.shared.lock();
+        f.debug_struct("ProcessPoolExecutor")
+            .field("max_workers", &self.max_workers)
+            .field("queued", &queue.jobs.len())
+            .field("shut_down", &queue.shutdown)
+            .field("broken", &queue.broken)
+            .finish()
+    }
+}
+
+/// One worker, as the manager sees it.
+struct Worker {
+    process: Process<()>,
+    conn: Connection,
+    inflight: VecDeque<Job>,
+    /// Tasks it may still be given before it retires (`max_tasks_per_child`).
+    left: Option<usize>,
+}
+
+/// The manager thread's state.
+struct Manager {
+    shared: Arc<Shared>,
+    wake: Connection,
+    context: Context,
+    max_workers: usize,
+    max_tasks: Option<usize>,
+    init: Option<(usize, Vec<u8>, Vec<OwnedFd>)>,
+    on_death: WorkerDeath,
+    workers: Vec<Worker>,
+    started: Arc<AtomicUsize>,
+}
+
+impl Manager {
+    fn run(mut self) {
+        loop {
+            if let Err(reason) = self.start_workers() {
+                self.break_pool(reason);
+                break;
+            }
+            self.dispatch();
+            let (shutdown, idle) = {
+                let queue = self.shared.lock();
+                if queue.broken.is_some() {
+                    break;
+                }
+                let idle =
+                    queue.jobs.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty());
+                (queue.shutdown, idle)
+            };
+            if shutdown && idle {
+                break;
+            }
+            // Ask to be woken by a submission only when one could be dispatched at once.
+            let capacity = self.workers.len() < self.max_workers
+                || self.workers.iter().any(|w| self.has_room(w, 0));
+            self.shared.sleeping.store(capacity, Ordering::Release);
+            if capacity && !self.shared.lock().jobs.is_empty() {
+                self.shared.sleeping.store(false, Ordering::Release);
+                continue;
+            }
+            self.wait_for_events();
+        }
+        self.stop_workers();
+    }
+
+    fn has_room(&self, worker: &Worker, args_len: usize) -> bool {
+        let depth = if args_len > SMALL_ARGS { 1 } else { PIPELINE };
+        worker.inflight.len() < depth && worker.left.is_none_or(|left| left > 0)
+    }
+
+    /// Starts workers while tasks wait and there is room for more workers.
+    fn start_workers(&mut self) -> Result<(), String> {
+        loop {
+            let waiting = self.shared.lock().jobs.len();
+            let spare: usize = self
+                .workers
+                .iter()
+                .map(|w| PIPELINE.saturating_sub(w.inflight.len()))
+                .sum();
+            if waiting <= spare || self.workers.len() >= self.max_workers {
+                return Ok(());
+            }
+            let worker = self.start_worker()?;
+            self.workers.push(worker);
+        }
+    }
+
+    fn start_worker(&mut self) -> Result<Worker, String> {
+        let (ours, theirs) = pipe(true).map_err(|e| e.to_string())?;
+        let init = match &self.init {
+            Some((entry, bytes, fds)) => {
+                let fds = fds
+                    .iter()
+                    .map(|fd| fd.try_clone().map(Fd::from))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| format!("could not share the initializer's handles: {e}"))?;
+                Some((*entry, bytes.clone(), fds))
+            }
+            None => None,
+        };
+        let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
+        let process = self
+            .context
+            .process(
+                worker_main,
+                WorkerArgs {
+                    conn: theirs,
+                    init,
+                    max_tasks: self.max_tasks,
+                },
+            )
+            .name(format!("PoolWorker-{n}"))
+            .daemon(true)
+            .start()
+            .map_err(|e| format!("could not start a worker: {e}"))?;
+        Ok(Worker {
+            process,
+            conn: ours,
+            inflight: VecDeque::new(),
+            left: self.max_tasks,
+        })
+    }
+
+    /// Sends queued tasks to workers with room.
+    fn dispatch(&mut self) {
+        for i in 0..self.workers.len() {
+            loop {
+                let job = {
+                    let mut queue = self.shared.lock();
+                    let Some(front) = queue.jobs.front() else {
+                        return;
+                    };
+                    if !self.has_room(&self.workers[i], front.args.len()) {
+                        break;
+                    }
+                    queue.jobs.pop_front().expect("just looked")
+                };
+                if !job.sink.start() {
+                    continue; // cancelled while queued
+                }
+                let worker = &mut self.workers[i];
+                let request = codec::encode(&Request::Task {
+                    entry: job.entry,
+                    args: job.args.clone(),
+                });
+                let sent = request
+                    .map_err(flotilla_ipc::Error::from)
+                    .and_then(|bytes| worker.conn.send_frame(&bytes, &job.fds));
+                match sent {
+                    Ok(()) => {
+                        if let Some(left) = &mut worker.left {
+                            *left -= 1;
+                        }
+                        worker.inflight.push_back(job);
+                    }
+                    // The worker died: its end of file will be read shortly and it
+                    // will be replaced; this task was never run by anyone.
+                    Err(flotilla_ipc::Error::Eof) => {
+                        worker.inflight.push_back(job);
+                        break;
+                    }
+                    Err(e) => job.sink.finish(Err(TaskError::Remote {
+                        message: format!("could not send the task to a worker: {e}"),
+                        backtrace: None,
+                    })),
+                }
+            }
+        }
+    }
+
+    /// Sleeps until a submission, an answer, or a worker's end; handles what came.
+    fn wait_for_events(&mut self) {
+        let mut fds = vec![std::os::fd::AsFd::as_fd(&self.wake)];
+        fds.extend(
+            self.workers
+                .iter()
+                .map(|w| std::os::fd::AsFd::as_fd(&w.conn)),
+        );
+        let ready: Vec<usize> = match flotilla_ipc::wait(&fds, None) {
+            Ok(ready) => {
+                let raw: Vec<_> = ready
+                    .iter()
+                    .map(|fd| std::os::fd::AsRawFd::as_raw_fd(*fd))
+                    .collect();
+                fds.iter()
+                    .enumerate()
+                    .filter(|(_, fd)| raw.contains(&std::os::fd::AsRawFd::as_raw_fd(*fd)))
+                    .map(|(i, _)| i)
+                    .collect()
+            }
+            Err(_) => return,
+        };
+        drop(fds);
+        if ready.contains(&0) {
+            let mut buf = [0u8; 64];
+            while self.wake.poll(Some(Duration::ZERO)).unwrap_or(false) {
+                if self.wake.recv_bytes_into(&mut buf).is_err() {
+                    break;
+                }
+            }
+        }
+        // Highest index first, so removing a dead worker keeps the others' indices.
+        for &i in ready.iter().rev().filter(|&&i| i > 0) {
+            self.read_answers(i - 1);
+        }
+    }
+
+    /// Reads every answer worker `i` has sent; handles its end.
+    fn read_answers(&mut self, i: usize) {
+        loop {
+            let worker = &mut self.workers[i];
+            match worker.conn.recv_frame_timeout(Some(Duration::ZERO)) {
+                Ok((bytes, fds)) => {
+                    let response = match codec::decode::<Response>(&bytes) {
+                        Ok(r) => r,
+                        Err(e) => {
+                            tracing::error!(pid = std::process::id(), error = %e, "a worker sent garbage; replacing it");
+                            let _ = worker.process.kill();
+                            continue;
+                        }
+                    };
+                    let outcome = match response {
+                        Response::Ready => continue,
+                        Response::InitFailed(message) => {
+                            self.break_pool(format!("a worker's initializer failed: {message}"));
+                            return;
+                        }
+                        Response::Done(value) => Ok((value, fds)),
+                        Response::Panicked(message) => Err(TaskError::Panicked { message }),
+                        Response::Failed(message) => Err(TaskError::Remote {
+                            message,
+                            backtrace: None,
+                        }),
+                    };
+                    if let Some(job) = worker.inflight.pop_front() {
+                        job.sink.finish(outcome);
+                    }
+                }
+                Err(flotilla_ipc::Error::Timeout(_)) => return,
+                Err(_) => {
+                    self.worker_ended(i);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Worker `i` closed its connection: it retired or died.
+    fn worker_ended(&mut self, i: usize) {
+        let mut worker = self.workers.swap_remove(i);
+        let how = match worker.process.join(Some(Duration::from_secs(10))) {
+            Ok(()) => "exited".to_owned(),
+            Err(Error::Signaled { signal, name }) => {
+                format!("was killed by signal {signal} ({name})")
+            }
+            Err(Error::Exited { code }) => format!("exited with code {code}"),
+            Err(Error::Timeout(_)) => {
+                let _ = worker.process.kill();
+                "closed its connection and hung (it was killed)".to_owned()
+            }
+            Err(e) => e.to_string(),
+        };
+        let Some(held) = worker.inflight.pop_front() else {
+            return; // retired after its last task, or died idle: nothing lost
+        };
+        let reason = format!(
+            "{} (pid {}) {how} while running this task",
+            worker.process.name(),
+            worker.process.pid()
+        );
+        match self.on_death {
+            WorkerDeath::FailTask => {
+                held.sink.finish(Err(TaskError::WorkerDied { reason }));
+                // The tasks queued behind it never started: they go back, in order.
+                let mut queue = self.shared.lock();
+                while let Some(job) = worker.inflight.pop_back() {
+                    queue.jobs.push_front(job);
+                }
+            }
+            WorkerDeath::BreakPool => {
+                held.sink.finish(Err(TaskError::WorkerDied {
+                    reason: reason.clone(),
+                }));
+                for job in worker.inflight.drain(..) {
+                    job.sink.finish(Err(TaskError::Broken {
+                        reason: reason.clone(),
+                    }));
+                }
+                self.break_pool(format!("a worker died: {reason}"));
+            }
+        }
+    }
+
+    /// Marks the pool broken and fails everything pending.
+    fn break_pool(&mut self, reason: String) {
+        tracing::error!(pid = std::process::id(), %reason, "process pool broken");
+        let queued: Vec<Job> = {
+            let mut queue = self.shared.lock();
+            queue.broken = Some(reason.clone());
+            queue.jobs.drain(..).collect()
+        };
+        let error = TaskError::Broken { reason };
+        for job in queued {
+            job.sink.finish(Err(error.clone()));
+        }
+        for worker in &mut self.workers {
+            for job in worker.inflight.drain(..) {
+                job.sink.finish(Err(error.clone()));
+            }
+            let _ = worker.process.terminate();
+        }
+    }
+
+    /// Closes every worker's connection (they exit at end of file) and reaps them.
+    fn stop_workers(&mut self) {
+        let workers = std::mem::take(&mut self.workers);
+        let mut processes = Vec::new();
+        for worker in workers {
+            for job in worker.inflight {
+                job.sink.finish(Err(TaskError::ShutDown));
+            }
+            drop(worker.conn);
+            processes.push(worker.process);
+        }
+        for process in processes {
+            if matches!(
+                process.join(Some(Duration::from_secs(10))),
+                Err(Error::Timeout(_))
+            ) {
+                let _ = process.kill();
+                let _ = process.join(Some(Duration::from_secs(10)));
+            }
+        }
+    }
+}
