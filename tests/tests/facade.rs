@@ -8,6 +8,8 @@ use flotilla::futures::{
     as_completed, panic_message, wait,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::futures::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath};
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{
     Connection, Context, Error as ProcessError, FnTarget, ForkTarget, IpcError, Pipe, Process,
     ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count, current_process,
@@ -91,4 +93,28 @@ fn a_connection_end_is_a_process_argument() {
             .unwrap(),
         "hello"
     );
+}
+
+fn cube(x: u64) -> u64 {
+    x * x * x
+}
+
+#[test]
+fn thread_and_process_futures_wait_together() {
+    let threads = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let processes = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let futures = vec![
+        threads.submit(|| 8u64).unwrap(),
+        processes.submit(cube, 2).unwrap(),
+    ];
+    let total: u64 = as_completed(futures, Some(std::time::Duration::from_secs(60)))
+        .map(|f| f.unwrap().result(None).unwrap())
+        .sum();
+    assert_eq!(total, 16);
 }

@@ -11,7 +11,8 @@
 //! `flotilla-thread` for the executor):
 //! [`Future`](futures::Future) with its completing side [`Completer`](futures::Completer),
 //! [`wait`](futures::wait()), [`as_completed`](futures::as_completed()),
-//! [`ThreadPoolExecutor`](futures::ThreadPoolExecutor), the [`Executor`](futures::Executor)
+//! [`ThreadPoolExecutor`](futures::ThreadPoolExecutor),
+//! [`ProcessPoolExecutor`](futures::ProcessPoolExecutor), the [`Executor`](futures::Executor)
 //! trait, [`TaskError`](futures::TaskError), and [`CancelToken`](futures::CancelToken) for
 //! stopping tasks that already run.
 //!
@@ -67,6 +68,12 @@ pub mod futures {
     #[cfg(feature = "thread")]
     #[doc(inline)]
     pub use flotilla_thread::{Map, ThreadPoolExecutor, ThreadPoolExecutorBuilder};
+
+    #[cfg(feature = "process")]
+    #[doc(inline)]
+    pub use flotilla_process::{
+        ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath,
+    };
 }
 
 /// Python's `threading`: what std lacks, with a timed form of every blocking call.
