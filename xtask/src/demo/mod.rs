@@ -15,11 +15,13 @@ mod done_callback;
 mod executor_as_completed;
 mod executor_map;
 mod pipe;
+mod primes;
 mod process_basics;
 mod queue_workers;
 mod start_methods;
 mod tasks;
 mod thread_local;
+mod worker_killed;
 
 /// One demo: its name, a one-line description, and its body.
 struct Demo {
@@ -79,6 +81,16 @@ const DEMOS: &[Demo] = &[
         name: "start-methods",
         about: "the same child under fork, spawn and forkserver, with start-to-join times",
         run: start_methods::run,
+    },
+    Demo {
+        name: "primes",
+        about: "is_prime over six large numbers on a process pool and a thread pool, timed",
+        run: primes::run,
+    },
+    Demo {
+        name: "worker-killed",
+        about: "a worker SIGKILLed mid-task: that task fails naming the signal, the rest finish",
+        run: worker_killed::run,
     },
 ];
 
