@@ -11,10 +11,10 @@ use flotilla::futures::{
 use flotilla::futures::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath};
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{
-    Connection, Context, Error as ProcessError, FnTarget, ForkTarget, IpcError, Pipe, Process,
-    ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count, current_process,
-    get_context, get_start_method, handle, parent_process, pipe, set_start_method,
-    wait as wait_connections,
+    AsyncResult, Connection, Context, Error as ProcessError, FnTarget, ForkTarget, IpcError, Pipe,
+    Pool, PoolBuilder, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children,
+    cpu_count, current_process, get_context, get_start_method, handle, parent_process, pipe,
+    set_start_method, wait as wait_connections,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::prelude::*;

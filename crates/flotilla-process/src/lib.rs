@@ -39,7 +39,8 @@ pub use crate::boot::init;
 pub use crate::context::{Context, StartMethod, get_context, get_start_method, set_start_method};
 pub use crate::error::Error;
 pub use crate::pool::{
-    PIPELINE, ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath,
+    AsyncResult, PIPELINE, Pool, PoolBuilder, ProcessMap, ProcessPoolExecutor,
+    ProcessPoolExecutorBuilder, WorkerDeath,
 };
 pub use crate::process::{FnTarget, ForkTarget, Process, ProcessBuilder, active_children};
 pub use crate::state::{ProcessInfo, cpu_count, current_process, parent_process};

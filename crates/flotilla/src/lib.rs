@@ -114,9 +114,9 @@ pub mod multiprocessing {
     #[cfg(feature = "process")]
     #[doc(inline)]
     pub use flotilla_process::{
-        Context, Error, FnTarget, ForkTarget, Process, ProcessBuilder, ProcessInfo, StartMethod,
-        active_children, cpu_count, current_process, get_context, get_start_method, parent_process,
-        set_start_method,
+        AsyncResult, Context, Error, FnTarget, ForkTarget, Pool, PoolBuilder, Process,
+        ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count, current_process,
+        get_context, get_start_method, parent_process, set_start_method,
     };
 }
 

@@ -18,6 +18,7 @@
 //! one worker to the OOM killer can still finish everything else, which is what a user
 //! who chose processes for isolation wants.
 
+mod classic;
 mod map;
 mod worker;
 
@@ -35,6 +36,7 @@ use flotilla_ipc::{Connection, pipe};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use self::classic::{AsyncResult, Pool, PoolBuilder};
 pub use self::map::ProcessMap;
 use self::worker::{Request, Response, WorkerArgs, worker_main};
 use crate::boot;
@@ -103,6 +105,8 @@ struct Job {
 struct Queue {
     jobs: VecDeque<Job>,
     shutdown: bool,
+    /// Stop now: fail what is pending, kill the workers (`Pool::terminate`).
+    terminate: bool,
     broken: Option<String>,
 }
 
@@ -206,6 +210,7 @@ pub struct ProcessPoolExecutorBuilder {
     initializer_error: Option<String>,
     max_tasks_per_child: Option<usize>,
     on_worker_death: WorkerDeath,
+    eager: bool,
 }
 
 impl ProcessPoolExecutorBuilder {
@@ -253,6 +258,12 @@ impl ProcessPoolExecutorBuilder {
         self
     }
 
+    /// Starts every worker at once instead of on demand.
+    pub(crate) fn eager(mut self) -> Self {
+        self.eager = true;
+        self
+    }
+
     /// Creates the executor. No worker starts until the first task arrives.
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
         boot::guard()?;
@@ -289,6 +300,7 @@ impl ProcessPoolExecutorBuilder {
             max_tasks: self.max_tasks_per_child,
             init: self.initializer,
             on_death: self.on_worker_death,
+            eager: self.eager,
             workers: Vec::new(),
             started: Arc::clone(&started),
         };
@@ -318,6 +330,7 @@ impl ProcessPoolExecutor {
             initializer_error: None,
             max_tasks_per_child: None,
             on_worker_death: WorkerDeath::default(),
+            eager: false,
         }
     }
 
@@ -399,6 +412,34 @@ impl ProcessPoolExecutor {
     }
 }
 
+impl ProcessPoolExecutor {
+    /// Fails every pending task with [`TaskError::ShutDown`], stops the workers at once
+    /// and waits for the manager to end (`Pool::terminate`).
+    pub(crate) fn terminate(&self) {
+        {
+            let mut queue = self.shared.lock();
+            queue.shutdown = true;
+            queue.terminate = true;
+        }
+        self.shared.sleeping.store(true, Ordering::Release);
+        self.shared.wake_manager();
+        self.shutdown(true, false);
+    }
+
+    /// Queues `chunk` for the chunk entry `entry`; its future.
+    pub(crate) fn submit_chunk<A, R>(
+        &self,
+        entry: usize,
+        chunk: &[A],
+    ) -> Result<Future<Vec<R>>, TaskError>
+    where
+        A: Serialize,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.shared.submit_entry(entry, chunk)
+    }
+}
+
 impl Drop for ProcessPoolExecutor {
     fn drop(&mut self) {
         self.shutdown(true, false);
@@ -435,6 +476,8 @@ struct Manager {
     max_tasks: Option<usize>,
     init: Option<(usize, Vec<u8>, Vec<OwnedFd>)>,
     on_death: WorkerDeath,
+    /// Start every worker at once rather than on demand (`Pool`, as in Python).
+    eager: bool,
     workers: Vec<Worker>,
     started: Arc<AtomicUsize>,
 }
@@ -450,6 +493,11 @@ impl Manager {
             let (shutdown, idle) = {
                 let queue = self.shared.lock();
                 if queue.broken.is_some() {
+                    break;
+                }
+                if queue.terminate {
+                    drop(queue);
+                    self.fail_all(&TaskError::ShutDown, true);
                     break;
                 }
                 let idle =
@@ -486,7 +534,8 @@ impl Manager {
                 .iter()
                 .map(|w| PIPELINE.saturating_sub(w.inflight.len()))
                 .sum();
-            if waiting <= spare || self.workers.len() >= self.max_workers {
+            let wanted = self.eager || waiting > spare;
+            if !wanted || self.workers.len() >= self.max_workers {
                 return Ok(());
             }
             let worker = self.start_worker()?;
@@ -703,12 +752,14 @@ impl Manager {
     /// Marks the pool broken and fails everything pending.
     fn break_pool(&mut self, reason: String) {
         tracing::error!(pid = std::process::id(), %reason, "process pool broken");
-        let queued: Vec<Job> = {
-            let mut queue = self.shared.lock();
-            queue.broken = Some(reason.clone());
-            queue.jobs.drain(..).collect()
-        };
-        let error = TaskError::Broken { reason };
+        self.shared.lock().broken = Some(reason.clone());
+        self.fail_all(&TaskError::Broken { reason }, true);
+    }
+
+    /// Fails every queued and in-flight task with `error`; with `kill`, also stops the
+    /// workers at once.
+    fn fail_all(&mut self, error: &TaskError, kill: bool) {
+        let queued: Vec<Job> = self.shared.lock().jobs.drain(..).collect();
         for job in queued {
             job.sink.finish(Err(error.clone()));
         }
@@ -716,7 +767,9 @@ impl Manager {
             for job in worker.inflight.drain(..) {
                 job.sink.finish(Err(error.clone()));
             }
-            let _ = worker.process.terminate();
+            if kill {
+                let _ = worker.process.terminate();
+            }
         }
     }
 

@@ -1,0 +1,412 @@
+//! [`Pool`]: Python's `multiprocessing.Pool` — `apply`, `apply_async` with callbacks,
+//! `map`, `map_async`, `imap`, `imap_unordered`, `starmap`, `close`, `join`,
+//! `terminate` — on the same workers and manager as [`ProcessPoolExecutor`].
+//!
+//! The differences from the executor are Python's: every worker starts with the pool,
+//! `join` needs `close` first, and dropping a pool terminates it (as leaving
+//! `with Pool() as p:` does), where dropping an executor waits.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use flotilla_core::{Future, TaskError, as_completed};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder};
+use crate::boot;
+use crate::context::Context;
+use crate::error::Error;
+
+/// A pool of worker processes: Python's `multiprocessing.Pool`.
+///
+/// Targets are fn items or closures that capture nothing, with serde arguments, as for
+/// [`Process::new`](crate::Process::new). A worker killed mid-task fails exactly that
+/// task (naming the signal) and is replaced: nothing hangs.
+///
+/// # Examples
+///
+/// ```
+/// use flotilla_process::Pool;
+///
+/// fn hello(name: String) -> String {
+///     format!("hello {name}")
+/// }
+///
+/// let pool = Pool::new(2).unwrap();
+/// assert_eq!(pool.apply(hello, "ann".into()).unwrap(), "hello ann");
+/// let all = pool.map(hello, ["bo".to_string(), "cy".to_string()], None).unwrap();
+/// assert_eq!(all, ["hello bo", "hello cy"]);
+/// pool.close();
+/// pool.join().unwrap();
+/// ```
+pub struct Pool {
+    executor: ProcessPoolExecutor,
+    closed: AtomicBool,
+}
+
+/// Options for a [`Pool`]: `Pool::builder()`.
+#[derive(Debug)]
+pub struct PoolBuilder {
+    inner: ProcessPoolExecutorBuilder,
+}
+
+impl PoolBuilder {
+    /// The number of worker processes. Default: the CPU count.
+    pub fn processes(mut self, n: usize) -> Self {
+        self.inner = self.inner.max_workers(n);
+        self
+    }
+
+    /// Runs `init(args)` in each worker before its first task; see
+    /// [`ProcessPoolExecutorBuilder::initializer`].
+    pub fn initializer<F, A>(mut self, init: F, args: A) -> Self
+    where
+        F: Fn(A) + 'static,
+        A: Serialize + DeserializeOwned,
+    {
+        self.inner = self.inner.initializer(init, args);
+        self
+    }
+
+    /// Replaces each worker after `n` tasks (Python's `maxtasksperchild`).
+    pub fn maxtasksperchild(mut self, n: usize) -> Self {
+        self.inner = self.inner.max_tasks_per_child(n);
+        self
+    }
+
+    /// The start method of the workers (spawn or forkserver).
+    pub fn context(mut self, context: Context) -> Self {
+        self.inner = self.inner.context(context);
+        self
+    }
+
+    /// Creates the pool and starts its workers.
+    pub fn build(self) -> Result<Pool, Error> {
+        Ok(Pool {
+            executor: self.inner.eager().build()?,
+            closed: AtomicBool::new(false),
+        })
+    }
+}
+
+/// The pending result of [`Pool::apply_async`] or [`Pool::map_async`]: Python's
+/// `AsyncResult`.
+pub struct AsyncResult<R> {
+    future: Future<R>,
+}
+
+impl<R> AsyncResult<R> {
+    /// Waits up to `timeout` (forever when `None`) and returns the value, or the task's
+    /// failure, or [`TaskError::TimedOut`] (the task goes on).
+    pub fn get(&self, timeout: Option<Duration>) -> Result<R, TaskError>
+    where
+        R: Clone,
+    {
+        self.future.result(timeout)
+    }
+
+    /// Waits up to `timeout`; true when the result is ready.
+    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+        self.future.wait(timeout)
+    }
+
+    /// True once the result is ready.
+    pub fn ready(&self) -> bool {
+        self.future.done()
+    }
+
+    /// Whether the task succeeded; `None` while it is not ready (Python raises there).
+    pub fn successful(&self) -> Option<bool> {
+        self.ready()
+            .then(|| matches!(self.future.error(Some(Duration::ZERO)), Ok(None)))
+    }
+
+    /// The underlying future, for `wait`, `as_completed` or `.await`.
+    pub fn into_future(self) -> Future<R> {
+        self.future
+    }
+}
+
+impl<R> fmt::Debug for AsyncResult<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("AsyncResult").field(&self.future).finish()
+    }
+}
+
+impl Pool {
+    /// A pool of `processes` workers with the default options.
+    pub fn new(processes: usize) -> Result<Pool, Error> {
+        Pool::builder().processes(processes).build()
+    }
+
+    /// Options for a new pool.
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder {
+            inner: ProcessPoolExecutor::builder(),
+        }
+    }
+
+    fn check_open(&self) -> Result<(), TaskError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(TaskError::ShutDown);
+        }
+        Ok(())
+    }
+
+    /// Runs `f(arg)` on a worker and waits for its value.
+    pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R, TaskError>
+    where
+        F: Fn(A) -> R + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_open()?;
+        self.executor.submit(f, arg)?.into_result(None)
+    }
+
+    /// Runs `f(arg)` on a worker; its pending result.
+    pub fn apply_async<F, A, R>(&self, f: F, arg: A) -> Result<AsyncResult<R>, TaskError>
+    where
+        F: Fn(A) -> R + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_open()?;
+        Ok(AsyncResult {
+            future: self.executor.submit(f, arg)?,
+        })
+    }
+
+    /// Like [`apply_async`](Self::apply_async), calling `callback` with the value or
+    /// `error_callback` with the failure when the task ends (on the pool's manager
+    /// thread: keep them short). A panicking callback is reported and changes nothing.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use flotilla_process::Pool;
+    ///
+    /// fn half(x: i32) -> i32 {
+    ///     assert!(x % 2 == 0, "odd input");
+    ///     x / 2
+    /// }
+    ///
+    /// let pool = Pool::new(1).unwrap();
+    /// let (tx, rx) = mpsc::channel();
+    /// let (ok, err) = (tx.clone(), tx);
+    /// pool.apply_async_with(half, 8, move |v| ok.send(format!("got {v}")).unwrap(),
+    ///                       move |e| err.send(format!("failed: {e}")).unwrap()).unwrap();
+    /// assert_eq!(rx.recv().unwrap(), "got 4");
+    /// ```
+    pub fn apply_async_with<F, A, R, C, E>(
+        &self,
+        f: F,
+        arg: A,
+        callback: C,
+        error_callback: E,
+    ) -> Result<AsyncResult<R>, TaskError>
+    where
+        F: Fn(A) -> R + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Clone + Send + 'static,
+        C: FnOnce(&R) + Send + 'static,
+        E: FnOnce(&TaskError) + Send + 'static,
+    {
+        let result = self.apply_async(f, arg)?;
+        result.future.add_done_callback(move |fut| {
+            // The future is done: this reads its outcome without waiting. The value is
+            // cloned so that `get` still returns it afterwards, as in Python.
+            match fut.result(Some(Duration::ZERO)) {
+                Ok(value) => callback(&value),
+                Err(e) => error_callback(&e),
+            }
+        });
+        Ok(result)
+    }
+
+    /// Applies `f` to every item and waits for all the values, in order; the first
+    /// failure (in input order) is returned instead. `chunksize` defaults to Python's
+    /// choice: the items spread over four chunks per worker.
+    pub fn map<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async(f, items, chunksize)?
+            .future
+            .into_result(None)
+    }
+
+    /// [`map`](Self::map) without waiting: one pending result for the whole list.
+    pub fn map_async<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>, TaskError>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_open()?;
+        let _ = f;
+        let items: Vec<I::Item> = items.into_iter().collect();
+        let chunksize = chunksize
+            .unwrap_or_else(|| items.len().div_ceil(4 * self.executor.max_workers()).max(1));
+        let entry = boot::entry_of_chunk::<F, I::Item, R>();
+        let chunks = items
+            .chunks(chunksize)
+            .map(|chunk| self.executor.submit_chunk::<I::Item, R>(entry, chunk))
+            .collect::<Result<Vec<_>, _>>()?;
+        // One future for the whole list, completed when the last chunk is.
+        let (completer, future) = flotilla_core::Completer::new();
+        std::thread::Builder::new()
+            .name("Pool-map_async".into())
+            .spawn(move || {
+                let gather = || -> Result<Vec<R>, TaskError> {
+                    let mut all = Vec::new();
+                    for chunk in chunks {
+                        // The first failure in input order is the list's failure.
+                        all.extend(chunk.into_result(None)?);
+                    }
+                    Ok(all)
+                };
+                completer.complete(gather());
+            })
+            .map_err(|e| TaskError::Broken {
+                reason: format!("could not start a thread to gather map results: {e}"),
+            })?;
+        Ok(AsyncResult { future })
+    }
+
+    /// A lazy iterator of `f` over the items, in order, `chunksize` items per message.
+    pub fn imap<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> Result<ProcessMap<I::IntoIter, R>, TaskError>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_open()?;
+        Ok(self.executor.map(f, items, chunksize))
+    }
+
+    /// `f` over the items, each value as soon as it is ready: completion order.
+    /// Every item's result comes exactly once; a failed chunk yields its failure once.
+    pub fn imap_unordered<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: usize,
+    ) -> Result<impl Iterator<Item = Result<R, TaskError>> + use<F, I, R>, TaskError>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_open()?;
+        let _ = f;
+        let entry = boot::entry_of_chunk::<F, I::Item, R>();
+        let items: Vec<I::Item> = items.into_iter().collect();
+        let chunks = items
+            .chunks(chunksize.max(1))
+            .map(|chunk| self.executor.submit_chunk::<I::Item, R>(entry, chunk))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(as_completed(chunks, None).flat_map(|done| {
+            let outcome = done.and_then(|fut| fut.into_result(None));
+            match outcome {
+                Ok(values) => values.into_iter().map(Ok).collect::<Vec<_>>(),
+                Err(e) => vec![Err(e)],
+            }
+        }))
+    }
+
+    /// Python's `starmap`: `f` takes its arguments as one tuple, so this is
+    /// [`map`](Self::map) over tuples.
+    pub fn starmap<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<R>, TaskError>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map(f, items, chunksize)
+    }
+
+    /// [`starmap`](Self::starmap) without waiting.
+    pub fn starmap_async<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<AsyncResult<Vec<R>>, TaskError>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.map_async(f, items, chunksize)
+    }
+
+    /// Takes no more tasks; the workers exit once the submitted ones are done.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.executor.shutdown(false, false);
+    }
+
+    /// Waits for the workers to exit. An error before [`close`](Self::close) or
+    /// [`terminate`](Self::terminate), as in Python.
+    pub fn join(&self) -> Result<(), Error> {
+        if !self.closed.load(Ordering::Acquire) {
+            return Err(Error::Unsupported(
+                "Pool::join called before close or terminate".into(),
+            ));
+        }
+        self.executor.shutdown(true, false);
+        Ok(())
+    }
+
+    /// Stops the workers at once; pending tasks fail with [`TaskError::ShutDown`].
+    pub fn terminate(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.executor.terminate();
+    }
+}
+
+impl Drop for Pool {
+    /// Terminates the pool, as leaving Python's `with Pool() as p:` block does.
+    fn drop(&mut self) {
+        self.terminate();
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("executor", &self.executor)
+            .field("closed", &self.closed.load(Ordering::Relaxed))
+            .finish()
+    }
+}

@@ -1,0 +1,238 @@
+//! multiprocessing.Pool: apply, async results and callbacks, map and friends, close,
+//! join, terminate, initializers and recycled workers.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use flotilla_core::TaskError;
+use flotilla_process::Pool;
+use proptest::prelude::*;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn double(x: i64) -> i64 {
+    2 * x
+}
+
+fn add((a, b): (i64, i64)) -> i64 {
+    a + b
+}
+
+fn pid(_: u32) -> i32 {
+    std::process::id() as i32
+}
+
+fn odd_fails(x: i64) -> i64 {
+    assert!(x % 2 == 0, "{x} is odd");
+    x
+}
+
+#[test]
+fn apply_map_starmap_and_async_results() {
+    let pool = Pool::new(2).unwrap();
+    assert_eq!(pool.apply(double, 21).unwrap(), 42);
+    let pending = pool.apply_async(double, 5).unwrap();
+    assert!(pending.wait(Some(LONG)));
+    assert!(pending.ready());
+    assert_eq!(pending.successful(), Some(true));
+    assert_eq!(pending.get(None).unwrap(), 10);
+    assert_eq!(
+        pool.map(double, 0..10, None).unwrap(),
+        (0..10).map(double).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        pool.starmap(add, [(1, 2), (3, 4)], Some(1)).unwrap(),
+        [3, 7]
+    );
+    let all = pool.map_async(double, 0..100, Some(7)).unwrap();
+    assert_eq!(all.get(Some(LONG)).unwrap().len(), 100);
+    assert!(matches!(
+        pool.map(odd_fails, [2, 4, 5, 6], Some(1)),
+        Err(TaskError::Panicked { .. })
+    ));
+}
+
+#[test]
+fn imap_is_ordered_and_imap_unordered_yields_each_once() {
+    let pool = Pool::new(2).unwrap();
+    let ordered: Vec<i64> = pool
+        .imap(double, 0..50, 3)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(ordered, (0..50).map(double).collect::<Vec<_>>());
+    let mut unordered: Vec<i64> = pool
+        .imap_unordered(double, 0..50, 3)
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    unordered.sort_unstable();
+    assert_eq!(unordered, ordered);
+}
+
+#[test]
+fn callbacks_and_error_callbacks() {
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = mpsc::channel();
+    for x in [2, 4, 6, 7, 9] {
+        let (ok, err) = (tx.clone(), tx.clone());
+        pool.apply_async_with(
+            odd_fails,
+            x,
+            move |v| ok.send(format!("ok {v}")).unwrap(),
+            move |e| err.send(format!("error {e}")).unwrap(),
+        )
+        .unwrap();
+    }
+    drop(tx);
+    pool.close();
+    pool.join().unwrap();
+    let mut got: Vec<String> = rx.iter().collect();
+    got.sort();
+    assert_eq!(got.len(), 5);
+    assert_eq!(got.iter().filter(|m| m.starts_with("ok")).count(), 3);
+    assert!(got.iter().any(|m| m.contains("7 is odd")), "{got:?}");
+}
+
+#[test]
+fn join_before_close_is_an_error_and_close_refuses_new_work() {
+    let pool = Pool::new(1).unwrap();
+    assert!(pool.join().is_err());
+    pool.close();
+    assert!(matches!(pool.apply(double, 1), Err(TaskError::ShutDown)));
+    pool.join().unwrap();
+}
+
+fn sleep_long(_: u32) {
+    std::thread::sleep(Duration::from_secs(300));
+}
+
+fn dead(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn terminate_stops_workers_at_once_and_fails_pending_work() {
+    let pool = Pool::new(2).unwrap();
+    let pids: HashSet<i32> = (0..20).map(|i| pool.apply(pid, i).unwrap()).collect();
+    let pending: Vec<_> = (0..4)
+        .map(|i| pool.apply_async(sleep_long, i).unwrap())
+        .collect();
+    let started = Instant::now();
+    pool.terminate();
+    assert!(started.elapsed() < LONG);
+    for p in &pending {
+        assert!(
+            matches!(
+                p.get(Some(LONG)),
+                Err(TaskError::ShutDown | TaskError::WorkerDied { .. })
+            ),
+            "{:?}",
+            p.get(Some(LONG))
+        );
+    }
+    pool.join().unwrap();
+    let deadline = Instant::now() + LONG;
+    while !pids.iter().all(|&p| dead(p)) {
+        assert!(
+            Instant::now() < deadline,
+            "workers {pids:?} outlived terminate"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn maxtasksperchild_recycles_workers() {
+    let pool = Pool::builder()
+        .processes(1)
+        .maxtasksperchild(3)
+        .build()
+        .unwrap();
+    let pids: Vec<i32> = (0..9).map(|i| pool.apply(pid, i).unwrap()).collect();
+    assert_eq!(pids.iter().collect::<HashSet<_>>().len(), 3, "{pids:?}");
+}
+
+static INITIALIZED: AtomicUsize = AtomicUsize::new(0);
+
+fn init(count: usize) {
+    INITIALIZED.fetch_add(count, Ordering::SeqCst);
+}
+
+fn initialized(_: u32) -> (i32, usize) {
+    (
+        std::process::id() as i32,
+        INITIALIZED.load(Ordering::SeqCst),
+    )
+}
+
+#[test]
+fn the_initializer_runs_once_in_each_worker() {
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(init, 1)
+        .build()
+        .unwrap();
+    let seen = pool.map(initialized, 0..40, Some(1)).unwrap();
+    assert!(seen.iter().all(|&(_, n)| n == 1), "{seen:?}");
+    assert_eq!(
+        INITIALIZED.load(Ordering::SeqCst),
+        0,
+        "the parent never ran it"
+    );
+}
+
+fn die_on_7(x: u32) -> u32 {
+    if x == 7 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+    x
+}
+
+#[test]
+fn a_worker_killed_mid_map_fails_that_chunk_and_the_rest_complete() {
+    let pool = Pool::new(2).unwrap();
+    let results: Vec<_> = pool
+        .imap_unordered(die_on_7, 0..20u32, 1)
+        .unwrap()
+        .collect();
+    assert_eq!(results.len(), 20);
+    let died: Vec<_> = results
+        .iter()
+        .filter(|r| matches!(r, Err(TaskError::WorkerDied { .. })))
+        .collect();
+    assert_eq!(died.len(), 1, "{results:?}");
+    assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 19);
+    assert_eq!(pool.apply(die_on_7, 1).unwrap(), 1, "the pool goes on");
+}
+
+#[test]
+fn dropping_a_pool_terminates_it() {
+    let pending;
+    {
+        let pool = Pool::new(1).unwrap();
+        pending = pool.apply_async(sleep_long, 0).unwrap();
+    }
+    assert!(pending.get(Some(LONG)).is_err());
+    let _ = Arc::new(());
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(8))]
+
+    /// map equals a sequential run for any input and chunk size.
+    #[test]
+    fn map_equals_a_sequential_run(items in proptest::collection::vec(-1000i64..1000, 0..200), chunksize in proptest::option::of(1usize..40)) {
+        let pool = Pool::new(2).unwrap();
+        let got = pool.map(double, items.clone(), chunksize).unwrap();
+        prop_assert_eq!(got, items.into_iter().map(double).collect::<Vec<_>>());
+    }
+}
