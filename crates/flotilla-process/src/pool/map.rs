@@ -4,6 +4,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use flotilla_core::{Future, TaskError};
@@ -30,6 +31,14 @@ pub struct ProcessMap<I: Iterator, R> {
     started: Instant,
     deadline: Option<Instant>,
     finished: bool,
+    progress: Option<Arc<Progress>>,
+}
+
+/// Progress reporting: how many items are done, out of how many.
+struct Progress {
+    completed: AtomicUsize,
+    total: Option<usize>,
+    report: Box<dyn Fn(usize, Option<usize>) + Send + Sync>,
 }
 
 impl<I, R> ProcessMap<I, R>
@@ -56,7 +65,49 @@ where
             started: Instant::now(),
             deadline: None,
             finished: false,
+            progress: None,
         }
+    }
+
+    /// Calls `report(completed, total)` each time a chunk of items completes (on the
+    /// pool's manager thread, in completion order: keep it short), so a program can
+    /// drive a progress bar. `total` is known when the input knows its length.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use flotilla_process::ProcessPoolExecutor;
+    ///
+    /// fn inc(x: u32) -> u32 {
+    ///     x + 1
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::builder().max_workers(2).build().unwrap();
+    /// let last = Arc::new(AtomicUsize::new(0));
+    /// let seen = Arc::clone(&last);
+    /// let out: Vec<u32> = pool
+    ///     .map(inc, 0..100, 10)
+    ///     .progress(move |done, total| {
+    ///         assert_eq!(total, Some(100));
+    ///         seen.fetch_max(done, Ordering::SeqCst);
+    ///     })
+    ///     .map(Result::unwrap)
+    ///     .collect();
+    /// assert_eq!(out.len(), 100);
+    /// # pool.shutdown(true, false); // callbacks have all run once the pool is shut down
+    /// assert_eq!(last.load(Ordering::SeqCst), 100);
+    /// ```
+    pub fn progress<P>(mut self, report: P) -> Self
+    where
+        P: Fn(usize, Option<usize>) + Send + Sync + 'static,
+    {
+        let (low, high) = self.items.size_hint();
+        self.progress = Some(Arc::new(Progress {
+            completed: AtomicUsize::new(0),
+            total: (high == Some(low)).then_some(low),
+            report: Box::new(report),
+        }));
+        self
     }
 
     /// Keeps at most `n` (at least 1) chunks in flight ahead of the consumer.
@@ -78,10 +129,18 @@ where
             if chunk.is_empty() {
                 return;
             }
+            let items = chunk.len();
             let fut = self
                 .shared
                 .submit_entry::<_, Vec<R>>(self.entry, &chunk)
                 .unwrap_or_else(Future::failed);
+            if let Some(progress) = &self.progress {
+                let progress = Arc::clone(progress);
+                fut.add_done_callback(move |_| {
+                    let done = progress.completed.fetch_add(items, Ordering::AcqRel) + items;
+                    (progress.report)(done, progress.total);
+                });
+            }
             self.window.push_back(fut);
         }
     }
