@@ -15,8 +15,12 @@ mod done_callback;
 mod executor_as_completed;
 mod executor_map;
 mod pipe;
+mod pool_callbacks;
+mod pool_in_threads;
+mod pool_methods;
 mod primes;
 mod process_basics;
+mod progress;
 mod queue_workers;
 mod start_methods;
 mod tasks;
@@ -91,6 +95,26 @@ const DEMOS: &[Demo] = &[
         name: "worker-killed",
         about: "a worker SIGKILLed mid-task: that task fails naming the signal, the rest finish",
         run: worker_killed::run,
+    },
+    Demo {
+        name: "pool-methods",
+        about: "map, map_async, imap_unordered, apply and apply_async on a pool of 4, timed",
+        run: pool_methods::run,
+    },
+    Demo {
+        name: "pool-callbacks",
+        about: "apply_async with callback and error_callback; close, join; get with a timeout",
+        run: pool_callbacks::run,
+    },
+    Demo {
+        name: "pool-in-threads",
+        about: "three threads share one process pool, fed by a closable thread queue",
+        run: pool_in_threads::run,
+    },
+    Demo {
+        name: "progress",
+        about: "a pool map reporting completed/total to an indicatif progress bar",
+        run: progress::run,
     },
 ];
 

@@ -525,16 +525,17 @@ impl Manager {
         worker.inflight.len() < depth && worker.left.is_none_or(|left| left > 0)
     }
 
-    /// Starts workers while tasks wait and there is room for more workers.
+    /// Starts workers while more tasks wait than there are idle workers, up to
+    /// `max_workers` (or all of them at once, when eager).
     fn start_workers(&mut self) -> Result<(), String> {
         loop {
             let waiting = self.shared.lock().jobs.len();
-            let spare: usize = self
+            let idle = self
                 .workers
                 .iter()
-                .map(|w| PIPELINE.saturating_sub(w.inflight.len()))
-                .sum();
-            let wanted = self.eager || waiting > spare;
+                .filter(|w| w.inflight.is_empty())
+                .count();
+            let wanted = self.eager || waiting > idle;
             if !wanted || self.workers.len() >= self.max_workers {
                 return Ok(());
             }
@@ -579,49 +580,53 @@ impl Manager {
         })
     }
 
-    /// Sends queued tasks to workers with room.
+    /// Sends queued tasks to workers with room, the least busy first: an idle worker
+    /// gets a task before any worker gets a second one in flight.
     fn dispatch(&mut self) {
-        for i in 0..self.workers.len() {
-            loop {
-                let job = {
-                    let mut queue = self.shared.lock();
-                    let Some(front) = queue.jobs.front() else {
-                        return;
-                    };
-                    if !self.has_room(&self.workers[i], front.args.len()) {
-                        break;
-                    }
-                    queue.jobs.pop_front().expect("just looked")
+        loop {
+            let job = {
+                let mut queue = self.shared.lock();
+                let Some(front) = queue.jobs.front() else {
+                    return;
                 };
-                if !job.sink.start() {
-                    continue; // cancelled while queued
-                }
-                let worker = &mut self.workers[i];
-                let request = codec::encode(&Request::Task {
-                    entry: job.entry,
-                    args: job.args.clone(),
-                });
-                let sent = request
-                    .map_err(flotilla_ipc::Error::from)
-                    .and_then(|bytes| worker.conn.send_frame(&bytes, &job.fds));
-                match sent {
-                    Ok(()) => {
-                        if let Some(left) = &mut worker.left {
-                            *left -= 1;
-                        }
-                        worker.inflight.push_back(job);
+                let args_len = front.args.len();
+                let Some(i) = (0..self.workers.len())
+                    .filter(|&i| self.has_room(&self.workers[i], args_len))
+                    .min_by_key(|&i| self.workers[i].inflight.len())
+                else {
+                    return;
+                };
+                (i, queue.jobs.pop_front().expect("just looked"))
+            };
+            let (i, job) = job;
+            if !job.sink.start() {
+                continue; // cancelled while queued
+            }
+            let worker = &mut self.workers[i];
+            let request = codec::encode(&Request::Task {
+                entry: job.entry,
+                args: job.args.clone(),
+            });
+            let sent = request
+                .map_err(flotilla_ipc::Error::from)
+                .and_then(|bytes| worker.conn.send_frame(&bytes, &job.fds));
+            match sent {
+                Ok(()) => {
+                    if let Some(left) = &mut worker.left {
+                        *left -= 1;
                     }
-                    // The worker died: its end of file will be read shortly and it
-                    // will be replaced; this task was never run by anyone.
-                    Err(flotilla_ipc::Error::Eof) => {
-                        worker.inflight.push_back(job);
-                        break;
-                    }
-                    Err(e) => job.sink.finish(Err(TaskError::Remote {
-                        message: format!("could not send the task to a worker: {e}"),
-                        backtrace: None,
-                    })),
+                    worker.inflight.push_back(job);
                 }
+                // The worker died: its end of file will be read shortly and it will be
+                // replaced; this task, which no one ran, goes back with its others.
+                Err(flotilla_ipc::Error::Eof) => {
+                    worker.inflight.push_back(job);
+                    worker.left = Some(0);
+                }
+                Err(e) => job.sink.finish(Err(TaskError::Remote {
+                    message: format!("could not send the task to a worker: {e}"),
+                    backtrace: None,
+                })),
             }
         }
     }

@@ -55,6 +55,9 @@ pub(super) fn worker_main(args: WorkerArgs) {
         init,
         max_tasks,
     } = args;
+    // A task's panic goes back to the pool with its message, as Python's pools send an
+    // exception back without printing it: the worker prints nothing of its own.
+    std::panic::set_hook(Box::new(|_| {}));
     if let Some((entry, bytes, fds)) = init {
         let fds = fds.into_iter().map(Fd::into_inner).collect();
         if let Err(message) = run(entry, &bytes, fds) {
