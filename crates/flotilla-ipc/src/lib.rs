@@ -4,19 +4,24 @@
 //! - [`pipe`] and [`Connection`]: framed messages of bytes or serde values between two
 //!   ends, with a per-connection maximum frame size enforced before any allocation.
 //! - [`wait`]: wait on many connections at once.
-//! - [`handle`]: how any value holding OS handles (a connection end, and the queues,
-//!   shared memory and locks to come) is sent to another process — its descriptors
-//!   travel beside its bytes.
+//! - [`SharedMemory`]: anonymous (memfd) or named (`/dev/shm`) segments, with explicit
+//!   ownership of names.
+//! - [`handle`]: how any value holding OS handles (a connection end, a shared segment, a
+//!   lock, a value, and the queues to come) is sent to another process — its
+//!   descriptors travel beside its bytes.
 //!
 //! This crate is Linux-first: it uses Unix sockets and `SCM_RIGHTS`.
 
 mod connection;
 mod error;
+mod futex;
 pub mod handle;
+mod shm;
 mod sys;
 
 pub use crate::connection::{Connection, DEFAULT_MAX_FRAME, pipe, wait};
 pub use crate::error::Error;
+pub use crate::shm::SharedMemory;
 
 #[cfg(test)]
 mod tests;
