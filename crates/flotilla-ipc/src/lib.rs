@@ -6,6 +6,8 @@
 //! - [`wait`]: wait on many connections at once.
 //! - [`SharedMemory`]: anonymous (memfd) or named (`/dev/shm`) segments, with explicit
 //!   ownership of names.
+//! - [`Lock`] and [`RLock`]: process-shared locks that tell the next acquirer when a
+//!   holder died ([`AcquireError::OwnerDied`]) instead of hanging.
 //! - [`handle`]: how any value holding OS handles (a connection end, a shared segment, a
 //!   lock, a value, and the queues to come) is sent to another process — its
 //!   descriptors travel beside its bytes.
@@ -16,11 +18,13 @@ mod connection;
 mod error;
 mod futex;
 pub mod handle;
+mod lock;
 mod shm;
 mod sys;
 
 pub use crate::connection::{Connection, DEFAULT_MAX_FRAME, pipe, wait};
 pub use crate::error::Error;
+pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};
 pub use crate::shm::SharedMemory;
 
 #[cfg(test)]

@@ -2,63 +2,10 @@
 //! memory mapped into every process that holds it, anonymous (memfd) or named
 //! (`/dev/shm`).
 //!
-//! # Ownership of names
-//!
-//! An anonymous segment has no name: it lives while some process holds its descriptor or
-//! a mapping of it, and the kernel frees it when the last one goes. Nothing can leak.
-//!
-//! A named segment also has an entry in `/dev/shm`, which outlives every process unless
-//! someone unlinks it. The rule here is explicit, and differs from Python's (where every
-//! process's resource tracker may unlink, and warns about "leaked" segments at exit):
-//!
-//! - the process that **creates** a named segment ([`SharedMemory::create`]) unlinks its
-//!   name when it drops it, unless told to keep it
-//!   ([`SharedMemory::set_unlink_on_drop`]`(false)`);
-//! - a process that **attaches** by name ([`SharedMemory::open`]) or receives a segment
-//!   (as a process argument, over a `Connection`, or as a forked copy) never unlinks
-//!   unless it asks to ([`SharedMemory::unlink`], or `set_unlink_on_drop(true)`). A
-//!   forked child's copy of the creator's segment does not unlink either: the duty is
-//!   tied to the creator's pid, not to the value;
-//! - a name is unlinked only while it still names *this* segment (same inode): if
-//!   someone unlinked it and created another segment under the same name, that one is
-//!   left alone.
-//!
-//! Unlinking removes only the name. As POSIX specifies for `shm_unlink`, memory mapped by
-//! any process stays valid until that process unmaps it (drops its `SharedMemory`): a
-//! creator that exits early never pulls memory from under the others. If the creator is
-//! killed before it drops the segment, the name stays in `/dev/shm` (Python's resource
-//! tracker exists for that case; flotilla has none yet): use an anonymous segment when
-//! nobody needs to attach by name.
-//!
-//! # Access: why there is no safe `&[u8]`
-//!
-//! Another process can write the segment at any moment, outside anything the compiler
-//! can see. A `&[u8]` promises that the bytes do not change while it lives, so handing one
-//! out in safe code would be unsound as soon as a second process writes. The segment is
-//! therefore treated like memory-mapped I/O — memory outside any Rust allocation, changed
-//! from outside the program — and touched only in ways that stay defined when it changes:
-//!
-//! - [`read_at`](SharedMemory::read_at), [`write_at`](SharedMemory::write_at) and
-//!   [`to_vec`](SharedMemory::to_vec) copy with volatile accesses, which the compiler may
-//!   neither elide nor assume stable. A copy that races with another process's write
-//!   sees some mix of old and new bytes; it is never undefined behaviour. Agree on *when*
-//!   to read with a lock ([`Lock`](crate::Lock)) or an atomic (an integer
-//!   [`Value`](crate::Value));
-//! - typed shared data ([`Value`](crate::Value), [`Array`](crate::Array), the locks)
-//!   lives in segments of its own and is touched only through atomics and pthread calls;
-//! - [`as_ptr`](SharedMemory::as_ptr) for everything else, and the `unsafe`
-//!   [`as_slice`](SharedMemory::as_slice) / [`as_mut_slice`](SharedMemory::as_mut_slice)
-//!   for when the caller can promise that nobody writes (or, for the mutable one, reads)
-//!   the segment while the slice lives — filling a segment before handing it out, say.
-//!
-//! # Crossing process boundaries
-//!
-//! A `SharedMemory` serializes as its descriptor (through [`crate::handle`]), its size
-//! and its name, so it can be passed to a spawn or forkserver child as an argument or sent
-//! over a [`Connection`](crate::Connection); the receiver maps the same memory, even if
-//! the name was unlinked meanwhile. A forked child inherits the mapping itself.
-//! Anonymous segments are sealed at their size (`F_SEAL_SHRINK | F_SEAL_GROW`), so no
-//! holder can shrink one and make the others' accesses fault.
+//! The rules users rely on — who unlinks a name, why there is no safe `&[u8]`, how a
+//! segment crosses into another process — are on [`SharedMemory`] itself. What this
+//! file adds: the mapping is made once in `map` and unmapped once in `Drop`; every other
+//! function reaches the memory through `as_ptr` within `0..size`.
 
 use std::fmt;
 use std::num::NonZeroUsize;
@@ -85,8 +32,65 @@ const NAME_MAX: usize = 255;
 /// ([`create`](Self::create), [`open`](Self::open)).
 ///
 /// The memory is zeroed when created, mapped read-write, and stays mapped until this
-/// value is dropped. See the [module documentation](self) for who unlinks a name and why
-/// there is no safe `&[u8]` view.
+/// value is dropped.
+///
+/// # Ownership of names
+///
+/// An anonymous segment has no name: it lives while some process holds its descriptor or
+/// a mapping of it, and the kernel frees it when the last one goes. Nothing can leak.
+///
+/// A named segment also has an entry in `/dev/shm`, which outlives every process unless
+/// someone unlinks it. The rule here is explicit, and differs from Python's (where every
+/// process's resource tracker may unlink, and warns about "leaked" segments at exit):
+///
+/// - the process that **creates** a named segment ([`SharedMemory::create`]) unlinks its
+///   name when it drops it, unless told to keep it
+///   ([`SharedMemory::set_unlink_on_drop`]`(false)`);
+/// - a process that **attaches** by name ([`SharedMemory::open`]) or receives a segment
+///   (as a process argument, over a `Connection`, or as a forked copy) never unlinks
+///   unless it asks to ([`SharedMemory::unlink`], or `set_unlink_on_drop(true)`). A
+///   forked child's copy of the creator's segment does not unlink either: the duty is
+///   tied to the creator's pid, not to the value;
+/// - a name is unlinked only while it still names *this* segment (same inode): if
+///   someone unlinked it and created another segment under the same name, that one is
+///   left alone.
+///
+/// Unlinking removes only the name. As POSIX specifies for `shm_unlink`, memory mapped by
+/// any process stays valid until that process unmaps it (drops its `SharedMemory`): a
+/// creator that exits early never pulls memory from under the others. If the creator is
+/// killed before it drops the segment, the name stays in `/dev/shm` (Python's resource
+/// tracker exists for that case; flotilla has none yet): use an anonymous segment when
+/// nobody needs to attach by name.
+///
+/// # Access: why there is no safe `&[u8]`
+///
+/// Another process can write the segment at any moment, outside anything the compiler
+/// can see. A `&[u8]` promises that the bytes do not change while it lives, so handing one
+/// out in safe code would be unsound as soon as a second process writes. The segment is
+/// therefore treated like memory-mapped I/O — memory outside any Rust allocation, changed
+/// from outside the program — and touched only in ways that stay defined when it changes:
+///
+/// - [`read_at`](SharedMemory::read_at), [`write_at`](SharedMemory::write_at) and
+///   [`to_vec`](SharedMemory::to_vec) copy with volatile accesses, which the compiler may
+///   neither elide nor assume stable. A copy that races with another process's write
+///   sees some mix of old and new bytes; it is never undefined behaviour. Agree on *when*
+///   to read with a lock ([`Lock`](crate::Lock)) or an atomic (an integer
+///   [`Value`](crate::Value));
+/// - typed shared data ([`Value`](crate::Value), [`Array`](crate::Array), the locks)
+///   lives in segments of its own and is touched only through atomics and pthread calls;
+/// - [`as_ptr`](SharedMemory::as_ptr) for everything else, and the `unsafe`
+///   [`as_slice`](SharedMemory::as_slice) / [`as_mut_slice`](SharedMemory::as_mut_slice)
+///   for when the caller can promise that nobody writes (or, for the mutable one, reads)
+///   the segment while the slice lives — filling a segment before handing it out, say.
+///
+/// # Crossing process boundaries
+///
+/// A `SharedMemory` serializes as its descriptor (through [`crate::handle`]), its size
+/// and its name, so it can be passed to a spawn or forkserver child as an argument or sent
+/// over a [`Connection`](crate::Connection); the receiver maps the same memory, even if
+/// the name was unlinked meanwhile. A forked child inherits the mapping itself.
+/// Anonymous segments are sealed at their size (`F_SEAL_SHRINK | F_SEAL_GROW`), so no
+/// holder can shrink one and make the others' accesses fault.
 ///
 /// # Examples
 ///
@@ -298,8 +302,8 @@ impl SharedMemory {
 
     /// The first byte of the mapping, valid for [`size`](Self::size) bytes while `self`
     /// lives, at an address aligned to the page size. Other processes may read and write
-    /// the memory at any time: access it with atomics or volatile operations (see the
-    /// [module documentation](self)).
+    /// the memory at any time: access it with atomics or volatile operations (see
+    /// [why there is no safe `&[u8]`](SharedMemory#access-why-there-is-no-safe-u8)).
     ///
     /// ```
     /// use std::sync::atomic::{AtomicU64, Ordering};
