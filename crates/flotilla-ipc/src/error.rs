@@ -44,6 +44,52 @@ pub enum Error {
         /// The message, so nothing is lost.
         message: Vec<u8>,
     },
+    /// `try_acquire` found the lock held by someone else.
+    #[error("the lock is held by another thread or process")]
+    WouldBlock,
+    /// This thread already holds this `Lock`, which is not recursive: acquiring it again
+    /// would wait forever. Use an `RLock` to acquire a lock more than once.
+    #[error("this thread already holds the lock; a Lock is not recursive (use an RLock)")]
+    WouldDeadlock,
+    /// The previous holder of a lock died holding it. Returned by `?` on an
+    /// `AcquireError::OwnerDied`, whose guard was then dropped (the lock is released and
+    /// usable); match on the `AcquireError` instead to repair the data under the lock.
+    #[error("the previous holder of the lock died while holding it")]
+    OwnerDied,
+    /// The `Value` or `Array` was made raw, without a lock, so it has no locked section.
+    #[error("this shared value was made raw, without a lock")]
+    NoLock,
+    /// An index past the end of a shared `Array`.
+    #[error("index {index} is out of range for a shared array of length {len}")]
+    IndexOutOfRange {
+        /// The index asked for.
+        index: usize,
+        /// The array's length.
+        len: usize,
+    },
+    /// A slice given to fill a shared `Array` does not have the array's length.
+    #[error("the slice has {got} elements but the shared array has {len}")]
+    LengthMismatch {
+        /// The slice's length.
+        got: usize,
+        /// The array's length.
+        len: usize,
+    },
+    /// A range of bytes past the end of a shared memory segment.
+    #[error("bytes {offset}..{end} are out of range for a segment of {size} bytes")]
+    OutOfBounds {
+        /// Where the range starts.
+        offset: usize,
+        /// Where it ends (exclusive); may have overflowed to `usize::MAX`.
+        end: usize,
+        /// The segment's size.
+        size: usize,
+    },
+    /// A shared memory segment could not be made, opened or received as asked: an empty
+    /// size, a malformed name, or a received segment that does not hold what its type
+    /// says.
+    #[error("shared memory: {0}")]
+    InvalidSegment(String),
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),

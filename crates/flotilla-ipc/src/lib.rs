@@ -4,19 +4,34 @@
 //! - [`pipe`] and [`Connection`]: framed messages of bytes or serde values between two
 //!   ends, with a per-connection maximum frame size enforced before any allocation.
 //! - [`wait`]: wait on many connections at once.
-//! - [`handle`]: how any value holding OS handles (a connection end, and the queues,
-//!   shared memory and locks to come) is sent to another process — its descriptors
-//!   travel beside its bytes.
+//! - [`SharedMemory`]: anonymous (memfd) or named (`/dev/shm`) segments, with explicit
+//!   ownership of names.
+//! - [`Lock`] and [`RLock`]: process-shared locks that tell the next acquirer when a
+//!   holder died ([`AcquireError::OwnerDied`]) instead of hanging.
+//! - [`Value`] and [`Array`]: plain data ([`Element`]s) in shared memory, with a
+//!   recursive lock or raw; integer values also have atomic operations.
+//! - [`handle`]: how any value holding OS handles (a connection end, a shared segment, a
+//!   lock, a value, and the queues to come) is sent to another process — its
+//!   descriptors travel beside its bytes.
 //!
 //! This crate is Linux-first: it uses Unix sockets and `SCM_RIGHTS`.
 
 mod connection;
+mod element;
 mod error;
+mod futex;
 pub mod handle;
+mod lock;
+mod shm;
 mod sys;
+mod value;
 
 pub use crate::connection::{Connection, DEFAULT_MAX_FRAME, pipe, wait};
+pub use crate::element::{Element, Integer};
 pub use crate::error::Error;
+pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};
+pub use crate::shm::SharedMemory;
+pub use crate::value::{Array, ArrayGuard, Value, ValueGuard};
 
 #[cfg(test)]
 mod tests;

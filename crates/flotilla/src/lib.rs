@@ -106,7 +106,10 @@ pub mod multiprocessing {
     #[doc(inline)]
     pub use flotilla_ipc::pipe as Pipe;
     #[doc(inline)]
-    pub use flotilla_ipc::{Connection, handle, pipe, wait};
+    pub use flotilla_ipc::{
+        AcquireError, Array, ArrayGuard, Connection, Element, Integer, Lock, LockGuard, RLock,
+        RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe, wait,
+    };
 
     /// Errors of pipes and connections.
     pub use flotilla_ipc::Error as IpcError;

@@ -1,0 +1,102 @@
+//! Futex wait and wake on a 32-bit word in shared memory: the kernel primitive that the
+//! process-shared semaphores, events and queues sleep on.
+//!
+//! The futexes are *shared* (no `FUTEX_PRIVATE_FLAG`): the kernel keys a shared futex
+//! by the page that backs it, so a waiter in one process is woken by a waker in another
+//! that maps the same segment, at whatever address. Errors become `Result`s at once, the
+//! nix way; the outcomes a caller must loop on anyway (woken, the word already changed,
+//! interrupted by a signal) are one answer, [`Wake::Woken`], because a futex wake-up is
+//! only ever a hint to look at the word again.
+
+// The process-shared Semaphore, Event, Condition, Barrier and queues (the next part of
+// this crate) sleep here; until they land only the unit tests call it.
+#![cfg_attr(not(test), allow(dead_code))]
+
+use std::ptr;
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+use nix::errno::Errno;
+
+/// Why [`wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wake {
+    /// Woken, or the word did not hold the expected value, or a signal interrupted the
+    /// wait, or (rarely) for no reason at all: look at the word again.
+    Woken,
+    /// The deadline passed.
+    TimedOut,
+}
+
+/// Sleeps while `word` holds `expected`, until woken by [`wake`] or until `deadline`
+/// (`None`: no deadline). Returns at once with [`Wake::Woken`] if the word holds
+/// something else: the kernel compares and sleeps atomically, so a wake between the
+/// caller's load and this call is never lost.
+pub(crate) fn wait(
+    word: &AtomicU32,
+    expected: u32,
+    deadline: Option<Instant>,
+) -> Result<Wake, Errno> {
+    let timeout = match deadline {
+        None => None,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Wake::TimedOut);
+            }
+            Some(libc::timespec {
+                tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+                // Below one billion, so it fits in every `c_long`, 32-bit ones too.
+                tv_nsec: left.subsec_nanos() as libc::c_long,
+            })
+        }
+    };
+    let timeout_ptr = timeout.as_ref().map_or(ptr::null(), ptr::from_ref);
+    // SAFETY: `word` is a live, aligned `AtomicU32`, which the kernel reads atomically;
+    // `timeout_ptr` is null or points to `timeout`, alive for the whole call (FUTEX_WAIT
+    // takes a relative timeout); the last two arguments are unused by FUTEX_WAIT.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            timeout_ptr,
+            ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    match Errno::result(rc) {
+        Ok(_) | Err(Errno::EAGAIN | Errno::EINTR) => Ok(Wake::Woken),
+        Err(Errno::ETIMEDOUT) => Ok(Wake::TimedOut),
+        Err(e) => Err(e),
+    }
+}
+
+/// Wakes up to `count` waiters sleeping on `word`, in any process; returns how many
+/// were woken. Change the word *before* waking, or a waiter may sleep again.
+pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize, Errno> {
+    let count = i32::try_from(count).unwrap_or(i32::MAX);
+    // SAFETY: `word` is a live, aligned `AtomicU32`; FUTEX_WAKE only uses it as the key
+    // and reads none of the last three arguments.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            count,
+            ptr::null::<libc::timespec>(),
+            ptr::null::<u32>(),
+            0u32,
+        )
+    };
+    Errno::result(rc).map(|woken| usize::try_from(woken).unwrap_or(0))
+}
+
+/// Wakes every waiter sleeping on `word`.
+pub(crate) fn wake_all(word: &AtomicU32) -> Result<usize, Errno> {
+    wake(word, u32::MAX)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,932 @@
+//! [`Value`] and [`Array`]: Python's `multiprocessing.Value` and `Array` (and, made with
+//! `raw`, `RawValue` and `RawArray`): plain data in shared memory, with a recursive lock
+//! by default.
+//!
+//! # Layout and access
+//!
+//! Each value or array has a segment of its own:
+//!
+//! ```text
+//! offset 0    the RLock's pthread_mutex_t (unused by a raw value or array)
+//! offset 64   the elements, each at its natural alignment
+//! ```
+//!
+//! How elements are accessed, and what that promises, is documented on [`Value`].
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::element::sealed::Atomic as _;
+use crate::element::{Element, Integer};
+use crate::error::Error;
+use crate::lock::{AcquireError, RLock, RLockGuard, RawMutex};
+use crate::shm::SharedMemory;
+
+/// Where the elements start: past the lock, on a cache line of their own.
+const DATA: usize = 64;
+const _: () = assert!(RawMutex::SIZE <= DATA);
+
+/// What `Value` and `Array` share: a segment, an optional lock at its head, and `len`
+/// elements after it.
+struct Shared<T> {
+    shm: Arc<SharedMemory>,
+    lock: Option<RLock>,
+    len: usize,
+    _elements: PhantomData<T>,
+}
+
+impl<T> Clone for Shared<T> {
+    fn clone(&self) -> Self {
+        Shared {
+            shm: Arc::clone(&self.shm),
+            lock: self.lock.clone(),
+            len: self.len,
+            _elements: PhantomData,
+        }
+    }
+}
+
+impl<T: Element> Shared<T> {
+    fn new(len: usize, locked: bool) -> Result<Self, Error> {
+        let bytes = len
+            .checked_mul(size_of::<T::Atomic>())
+            .and_then(|b| b.checked_add(DATA))
+            .ok_or_else(|| {
+                Error::InvalidSegment(format!("an array of {len} elements is too large"))
+            })?;
+        let shm = Arc::new(SharedMemory::new(bytes)?);
+        let lock = if locked {
+            // SAFETY: the segment was created just now and has not been shared.
+            Some(RLock::from_raw(unsafe {
+                RawMutex::init(Arc::clone(&shm), 0, true)
+            }?))
+        } else {
+            None
+        };
+        Ok(Shared {
+            shm,
+            lock,
+            len,
+            _elements: PhantomData,
+        })
+    }
+
+    fn received(shm: SharedMemory, len: usize, locked: bool, code: u8) -> Result<Self, Error> {
+        if code != T::CODE {
+            return Err(Error::InvalidSegment(format!(
+                "received shared data of another element type than {}",
+                std::any::type_name::<T>()
+            )));
+        }
+        let needed = len
+            .checked_mul(size_of::<T::Atomic>())
+            .and_then(|b| b.checked_add(DATA));
+        if needed.is_none_or(|needed| needed > shm.size()) {
+            return Err(Error::InvalidSegment(format!(
+                "a segment of {} bytes cannot hold {len} elements",
+                shm.size()
+            )));
+        }
+        let shm = Arc::new(shm);
+        let lock = if locked {
+            Some(RLock::from_raw(RawMutex::attach(Arc::clone(&shm), 0)?))
+        } else {
+            None
+        };
+        Ok(Shared {
+            shm,
+            lock,
+            len,
+            _elements: PhantomData,
+        })
+    }
+
+    fn check(&self, index: usize) -> Result<(), Error> {
+        if index < self.len {
+            Ok(())
+        } else {
+            Err(Error::IndexOutOfRange {
+                index,
+                len: self.len,
+            })
+        }
+    }
+
+    /// The element at `index`, which must be below `len`.
+    fn cell(&self, index: usize) -> &T::Atomic {
+        debug_assert!(index < self.len);
+        // SAFETY: `new` and `received` made sure the segment holds `DATA + len * size`
+        // bytes and `index < len`; the mapping is page-aligned and `DATA` a multiple of
+        // 64, so the cell is aligned for its atomic type (whose alignment is its size).
+        // An atomic is the one kind of reference that stays valid while other processes
+        // write the same memory, and the mapping lives as long as `&self`.
+        unsafe {
+            &*self
+                .shm
+                .as_ptr()
+                .add(DATA + index * size_of::<T::Atomic>())
+                .cast::<T::Atomic>()
+        }
+    }
+
+    fn load(&self, index: usize) -> T {
+        T::from_repr(self.cell(index).load(Ordering::Acquire))
+    }
+
+    fn store(&self, index: usize, value: T) {
+        self.cell(index).store(value.into_repr(), Ordering::Release);
+    }
+
+    fn as_ptr(&self) -> *mut T {
+        // SAFETY: `DATA` lies inside the segment, which is at least `DATA` bytes long.
+        unsafe { self.shm.as_ptr().add(DATA) }.cast()
+    }
+
+    /// Holds the lock for one access, if there is a lock. A holder's death does not
+    /// matter to a single element, which is always whole.
+    fn enter(&self) -> Result<Option<RLockGuard<'_>>, Error> {
+        match &self.lock {
+            None => Ok(None),
+            Some(lock) => lock.acquire(None).or_else(AcquireError::recover).map(Some),
+        }
+    }
+
+    fn section(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
+        match &self.lock {
+            None => Err(AcquireError::Failed(Error::NoLock)),
+            Some(lock) => lock.acquire(timeout),
+        }
+    }
+
+    fn to_vec(&self) -> Vec<T> {
+        (0..self.len).map(|i| self.load(i)).collect()
+    }
+
+    fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {
+        if values.len() != self.len {
+            return Err(Error::LengthMismatch {
+                got: values.len(),
+                len: self.len,
+            });
+        }
+        for (i, &v) in values.iter().enumerate() {
+            self.store(i, v);
+        }
+        Ok(())
+    }
+}
+
+/// What a value or array serializes as.
+#[derive(Serialize)]
+#[serde(rename = "SharedData")]
+struct Sent<'a> {
+    shm: &'a SharedMemory,
+    len: usize,
+    locked: bool,
+    code: u8,
+}
+
+#[derive(Deserialize)]
+#[serde(rename = "SharedData")]
+struct Received {
+    shm: SharedMemory,
+    len: usize,
+    locked: bool,
+    code: u8,
+}
+
+impl<T: Element> Serialize for Shared<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        Sent {
+            shm: &self.shm,
+            len: self.len,
+            locked: self.lock.is_some(),
+            code: T::CODE,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de, T: Element> Deserialize<'de> for Shared<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let r = Received::deserialize(deserializer)?;
+        Shared::received(r.shm, r.len, r.locked, r.code).map_err(D::Error::custom)
+    }
+}
+
+/// Python's `multiprocessing.Value` (and, made with [`raw`](Value::raw), `RawValue`):
+/// one [`Element`] in shared memory, with a recursive lock unless made raw.
+///
+/// Give it to other processes by fork, as a process argument or over a `Connection`; a
+/// clone is another handle to the same memory. An integer value also offers atomic
+/// operations, which need no lock.
+///
+/// # Access
+///
+/// Every element is read and written through the std atomic type of its size — plain
+/// `mov`s on x86-64 for loads and stores — never through a `&T`, since another process
+/// may write it at any time (see [`SharedMemory`]'s module doc). So even a raw array
+/// written by several processes at once is defined behaviour: each element read is some
+/// value that was written, though a read-modify-write without the lock may lose updates,
+/// as in Python. Loads are `Acquire` and stores `Release`, so a value set after other
+/// data publishes that data to a process that reads the value; the atomic operations of
+/// integer values are `SeqCst`.
+///
+/// `get` and `set` take the lock (when there is one) for that one access, as Python's
+/// `.value` does; the lock is recursive, so they also work inside a section that holds
+/// it. A single element is always whole, so when `get` or `set` finds that the previous
+/// holder died, there is nothing to repair and it carries on; a locked section
+/// ([`Value::lock`], [`Array::lock`]) reports it, since a multi-step update may have been
+/// cut short.
+///
+/// # Examples
+///
+/// ```
+/// use flotilla_ipc::Value;
+///
+/// let v = Value::new(1.5f64).unwrap();
+/// v.set(2.5).unwrap();
+/// assert_eq!(v.get().unwrap(), 2.5);
+///
+/// // A read-modify-write, as Python's `with v.get_lock(): v.value += 1`:
+/// let n = Value::new(0i32).unwrap();
+/// {
+///     let _held = n.get_lock().unwrap().acquire(None).unwrap();
+///     n.set(n.get().unwrap() + 1).unwrap(); // the lock is recursive
+/// }
+/// // Or with no lock at all:
+/// n.fetch_add(1);
+/// assert_eq!(n.load(), 2);
+/// ```
+pub struct Value<T: Element> {
+    shared: Shared<T>,
+}
+
+impl<T: Element> Clone for Value<T> {
+    fn clone(&self) -> Self {
+        Value {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T: Element> Value<T> {
+    /// A value in a new shared segment, with a recursive lock (Python's
+    /// `Value(typecode, initial)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the system refuses the memory or the lock.
+    ///
+    /// ```
+    /// let flag = flotilla_ipc::Value::new(true).unwrap();
+    /// assert!(flag.get().unwrap());
+    /// assert!(flag.get_lock().is_some());
+    /// ```
+    pub fn new(initial: T) -> Result<Self, Error> {
+        Self::make(initial, true)
+    }
+
+    /// A value in a new shared segment, without a lock (Python's `RawValue`, or
+    /// `Value(..., lock=False)`): `get` and `set` do not lock, and there is no locked
+    /// section.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the system refuses the memory.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::raw(7u8).unwrap();
+    /// assert_eq!(v.get().unwrap(), 7);
+    /// assert!(v.get_lock().is_none());
+    /// ```
+    pub fn raw(initial: T) -> Result<Self, Error> {
+        Self::make(initial, false)
+    }
+
+    fn make(initial: T, locked: bool) -> Result<Self, Error> {
+        let shared = Shared::new(1, locked)?;
+        shared.store(0, initial);
+        Ok(Value { shared })
+    }
+
+    /// The value, read under the lock (Python's `.value`).
+    ///
+    /// There is no timed form: to bound the wait, hold the lock with a timeout first
+    /// ([`lock`](Self::lock) or [`get_lock`](Self::get_lock)), then read.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the lock fails; a previous holder's death is no error here (a
+    /// single value is always whole).
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(-3i64).unwrap();
+    /// assert_eq!(v.get().unwrap(), -3);
+    /// ```
+    pub fn get(&self) -> Result<T, Error> {
+        let _held = self.shared.enter()?;
+        Ok(self.shared.load(0))
+    }
+
+    /// Sets the value under the lock (Python's `.value = x`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`get`](Self::get).
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(0u16).unwrap();
+    /// v.set(9).unwrap();
+    /// assert_eq!(v.get().unwrap(), 9);
+    /// ```
+    pub fn set(&self, value: T) -> Result<(), Error> {
+        let _held = self.shared.enter()?;
+        self.shared.store(0, value);
+        Ok(())
+    }
+
+    /// The value's recursive lock (Python's `get_lock()`); `None` for a raw value.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(0u32).unwrap();
+    /// let held = v.get_lock().unwrap().acquire(None).unwrap();
+    /// v.set(v.get().unwrap() + 1).unwrap();
+    /// drop(held);
+    /// ```
+    pub fn get_lock(&self) -> Option<&RLock> {
+        self.shared.lock.as_ref()
+    }
+
+    /// Holds the lock, waiting at most `timeout`, and returns a guard through which the
+    /// value is read and written without locking again.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::OwnerDied`] with the guard if the previous holder died holding
+    /// the lock; [`AcquireError::Failed`] with [`Error::Timeout`], [`Error::NoLock`]
+    /// for a raw value, or an OS error.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(10i32).unwrap();
+    /// let guard = v.lock(None).unwrap();
+    /// guard.set(guard.get() * 2);
+    /// drop(guard);
+    /// assert_eq!(v.get().unwrap(), 20);
+    /// ```
+    pub fn lock(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        let wrap = |held| ValueGuard {
+            shared: &self.shared,
+            _held: held,
+        };
+        match self.shared.section(timeout) {
+            Ok(held) => Ok(wrap(held)),
+            Err(e) => Err(e.map(wrap)),
+        }
+    }
+
+    /// The value's address in this process's mapping, for access by atomics or volatile
+    /// operations; valid while `self` lives.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::raw(5u32).unwrap();
+    /// // SAFETY: the address is valid and aligned while `v` lives; a volatile read
+    /// // stays defined if another process writes.
+    /// assert_eq!(unsafe { v.as_ptr().read_volatile() }, 5);
+    /// ```
+    pub fn as_ptr(&self) -> *mut T {
+        self.shared.as_ptr()
+    }
+}
+
+/// Atomic operations on the shared integer itself, without the lock: a counter needs
+/// none. All are sequentially consistent (`SeqCst`); arithmetic wraps on overflow, as
+/// std's atomics do. They do not wait for the lock, so one can land in the middle of
+/// another process's locked read-modify-write: use one or the other for a given value.
+impl<T: Integer> Value<T> {
+    fn atomic(&self) -> &T::Atomic {
+        self.shared.cell(0)
+    }
+
+    /// The value, read atomically.
+    ///
+    /// ```
+    /// assert_eq!(flotilla_ipc::Value::new(3u8).unwrap().load(), 3);
+    /// ```
+    pub fn load(&self) -> T {
+        self.atomic().load(Ordering::SeqCst)
+    }
+
+    /// Stores `value` atomically.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(0i8).unwrap();
+    /// v.store(-1);
+    /// assert_eq!(v.load(), -1);
+    /// ```
+    pub fn store(&self, value: T) {
+        self.atomic().store(value, Ordering::SeqCst);
+    }
+
+    /// Stores `value` and returns the previous value, atomically.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(1u64).unwrap();
+    /// assert_eq!(v.swap(2), 1);
+    /// assert_eq!(v.load(), 2);
+    /// ```
+    pub fn swap(&self, value: T) -> T {
+        self.atomic().swap(value, Ordering::SeqCst)
+    }
+
+    /// Adds `value` (wrapping) and returns the previous value, atomically.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(40i32).unwrap();
+    /// assert_eq!(v.fetch_add(2), 40);
+    /// assert_eq!(v.load(), 42);
+    /// ```
+    pub fn fetch_add(&self, value: T) -> T {
+        self.atomic().fetch_add(value, Ordering::SeqCst)
+    }
+
+    /// Subtracts `value` (wrapping) and returns the previous value, atomically.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(0u32).unwrap();
+    /// assert_eq!(v.fetch_sub(1), 0);
+    /// assert_eq!(v.load(), u32::MAX);
+    /// ```
+    pub fn fetch_sub(&self, value: T) -> T {
+        self.atomic().fetch_sub(value, Ordering::SeqCst)
+    }
+
+    /// Stores `new` if the value is `current`, atomically: `Ok(previous)` if it was
+    /// stored, `Err(actual)` if the value was something else.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(5i64).unwrap();
+    /// assert_eq!(v.compare_exchange(5, 6), Ok(5));
+    /// assert_eq!(v.compare_exchange(5, 7), Err(6));
+    /// ```
+    pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
+        self.atomic()
+            .compare_exchange(current, new, Ordering::SeqCst, Ordering::SeqCst)
+    }
+}
+
+impl<T: Element> fmt::Debug for Value<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Value")
+            .field("value", &self.shared.load(0))
+            .field("locked", &self.shared.lock.is_some())
+            .finish()
+    }
+}
+
+impl<T: Element> Serialize for Value<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.shared.serialize(serializer)
+    }
+}
+
+impl<'de, T: Element> Deserialize<'de> for Value<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let shared = Shared::<T>::deserialize(deserializer)?;
+        if shared.len != 1 {
+            return Err(D::Error::custom(
+                "received a shared array where a Value was expected",
+            ));
+        }
+        Ok(Value { shared })
+    }
+}
+
+/// Holds a [`Value`]'s lock; reads and writes through it do not lock again. Releases
+/// the lock when dropped; not `Send`, like every lock guard here.
+pub struct ValueGuard<'a, T: Element> {
+    shared: &'a Shared<T>,
+    _held: RLockGuard<'a>,
+}
+
+impl<T: Element> ValueGuard<'_, T> {
+    /// The value.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(4u8).unwrap();
+    /// assert_eq!(v.lock(None).unwrap().get(), 4);
+    /// ```
+    pub fn get(&self) -> T {
+        self.shared.load(0)
+    }
+
+    /// Sets the value.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(4u8).unwrap();
+    /// v.lock(None).unwrap().set(5);
+    /// assert_eq!(v.get().unwrap(), 5);
+    /// ```
+    pub fn set(&self, value: T) {
+        self.shared.store(0, value);
+    }
+}
+
+impl<T: Element> fmt::Debug for ValueGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValueGuard")
+            .field("value", &self.get())
+            .finish()
+    }
+}
+
+/// Python's `multiprocessing.Array` (and, made with [`raw`](Array::raw), `RawArray`): a
+/// fixed number of [`Element`]s in shared memory, with a recursive lock unless made raw.
+///
+/// Indexing is checked: an index past the end is [`Error::IndexOutOfRange`], never a
+/// panic. Each element access is atomic (see [`Value`'s access rules](Value#access)); for
+/// updates of several elements that others must see together, hold the lock with
+/// [`lock`](Self::lock). Give it to other processes by fork, as a process argument or
+/// over a `Connection`; a clone is another handle to the same memory.
+///
+/// # Examples
+///
+/// ```
+/// use flotilla_ipc::{Array, Error};
+///
+/// let a = Array::from_slice(&[1i32, 2, 3]).unwrap();
+/// a.set(0, 10).unwrap();
+/// assert_eq!(a.to_vec().unwrap(), [10, 2, 3]);
+/// assert!(matches!(a.get(3), Err(Error::IndexOutOfRange { index: 3, len: 3 })));
+///
+/// // Several elements at once, under the lock:
+/// let section = a.lock(None).unwrap();
+/// let (x, y) = (section.get(1).unwrap(), section.get(2).unwrap());
+/// section.set(1, y).unwrap();
+/// section.set(2, x).unwrap();
+/// drop(section);
+/// assert_eq!(a.to_vec().unwrap(), [10, 3, 2]);
+/// ```
+pub struct Array<T: Element> {
+    shared: Shared<T>,
+}
+
+impl<T: Element> Clone for Array<T> {
+    fn clone(&self) -> Self {
+        Array {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T: Element> Array<T> {
+    /// An array of `len` zeros (`false`, `0.0`) with a recursive lock (Python's
+    /// `Array(typecode, len)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the system refuses the memory or the lock.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<f32>::new(4).unwrap();
+    /// assert_eq!(a.to_vec().unwrap(), [0.0; 4]);
+    /// ```
+    pub fn new(len: usize) -> Result<Self, Error> {
+        Ok(Array {
+            shared: Shared::new(len, true)?,
+        })
+    }
+
+    /// An array holding a copy of `values`, with a recursive lock (Python's
+    /// `Array(typecode, initializer)`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`new`](Self::new).
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::from_slice(&[true, false]).unwrap();
+    /// assert_eq!(a.to_vec().unwrap(), [true, false]);
+    /// ```
+    pub fn from_slice(values: &[T]) -> Result<Self, Error> {
+        let array = Self::new(values.len())?;
+        array.shared.copy_from_slice(values)?;
+        Ok(array)
+    }
+
+    /// An array of `len` zeros without a lock (Python's `RawArray(typecode, len)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the system refuses the memory.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<u8>::raw(3).unwrap();
+    /// assert!(a.get_lock().is_none());
+    /// ```
+    pub fn raw(len: usize) -> Result<Self, Error> {
+        Ok(Array {
+            shared: Shared::new(len, false)?,
+        })
+    }
+
+    /// An array holding a copy of `values`, without a lock (Python's
+    /// `RawArray(typecode, initializer)`).
+    ///
+    /// # Errors
+    ///
+    /// As for [`raw`](Self::raw).
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::raw_from_slice(&[1u64, 2]).unwrap();
+    /// assert_eq!(a.get(1).unwrap(), 2);
+    /// ```
+    pub fn raw_from_slice(values: &[T]) -> Result<Self, Error> {
+        let array = Self::raw(values.len())?;
+        array.shared.copy_from_slice(values)?;
+        Ok(array)
+    }
+
+    /// The number of elements.
+    ///
+    /// ```
+    /// assert_eq!(flotilla_ipc::Array::<i16>::new(5).unwrap().len(), 5);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shared.len
+    }
+
+    /// Whether the array has no elements.
+    ///
+    /// ```
+    /// assert!(flotilla_ipc::Array::<i16>::new(0).unwrap().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.shared.len == 0
+    }
+
+    /// The element at `index`, read under the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`] past the end; [`Error::Os`] if the lock fails.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::from_slice(&[5u32, 6]).unwrap();
+    /// assert_eq!(a.get(1).unwrap(), 6);
+    /// assert!(a.get(2).is_err());
+    /// ```
+    pub fn get(&self, index: usize) -> Result<T, Error> {
+        self.shared.check(index)?;
+        let _held = self.shared.enter()?;
+        Ok(self.shared.load(index))
+    }
+
+    /// Sets the element at `index` under the lock.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get`](Self::get).
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<f64>::new(2).unwrap();
+    /// a.set(1, 0.5).unwrap();
+    /// assert_eq!(a.to_vec().unwrap(), [0.0, 0.5]);
+    /// assert!(a.set(2, 1.0).is_err());
+    /// ```
+    pub fn set(&self, index: usize, value: T) -> Result<(), Error> {
+        self.shared.check(index)?;
+        let _held = self.shared.enter()?;
+        self.shared.store(index, value);
+        Ok(())
+    }
+
+    /// A copy of every element, taken under the lock (so, with a lock, a consistent
+    /// snapshot).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the lock fails.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::from_slice(&[1i8, 2]).unwrap();
+    /// assert_eq!(a.to_vec().unwrap(), vec![1, 2]);
+    /// ```
+    pub fn to_vec(&self) -> Result<Vec<T>, Error> {
+        let _held = self.shared.enter()?;
+        Ok(self.shared.to_vec())
+    }
+
+    /// Overwrites every element from `values`, under the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LengthMismatch`] unless `values` has the array's length; [`Error::Os`]
+    /// if the lock fails.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<u16>::new(2).unwrap();
+    /// a.copy_from_slice(&[3, 4]).unwrap();
+    /// assert_eq!(a.to_vec().unwrap(), [3, 4]);
+    /// assert!(a.copy_from_slice(&[1]).is_err());
+    /// ```
+    pub fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {
+        if values.len() != self.shared.len {
+            return Err(Error::LengthMismatch {
+                got: values.len(),
+                len: self.shared.len,
+            });
+        }
+        let _held = self.shared.enter()?;
+        self.shared.copy_from_slice(values)
+    }
+
+    /// The array's recursive lock (Python's `get_lock()`); `None` for a raw array.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<u8>::new(1).unwrap();
+    /// let held = a.get_lock().unwrap().acquire(None).unwrap();
+    /// a.set(0, 1).unwrap(); // recursive: no deadlock
+    /// drop(held);
+    /// ```
+    pub fn get_lock(&self) -> Option<&RLock> {
+        self.shared.lock.as_ref()
+    }
+
+    /// Holds the lock, waiting at most `timeout`, and returns a guard through which
+    /// elements are read and written without locking again: the locked section for
+    /// updates of several elements.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::OwnerDied`] with the guard if the previous holder died holding
+    /// the lock (perhaps halfway through an update); [`AcquireError::Failed`] with
+    /// [`Error::Timeout`], [`Error::NoLock`] for a raw array, or an OS error.
+    ///
+    /// ```
+    /// use flotilla_ipc::{AcquireError, Array};
+    ///
+    /// let a = Array::<i64>::new(3).unwrap();
+    /// let section = a.lock(None).or_else(AcquireError::recover).unwrap();
+    /// for i in 0..section.len() {
+    ///     section.set(i, i as i64 * 10).unwrap();
+    /// }
+    /// drop(section);
+    /// assert_eq!(a.to_vec().unwrap(), [0, 10, 20]);
+    /// ```
+    pub fn lock(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        let wrap = |held| ArrayGuard {
+            shared: &self.shared,
+            _held: held,
+        };
+        match self.shared.section(timeout) {
+            Ok(held) => Ok(wrap(held)),
+            Err(e) => Err(e.map(wrap)),
+        }
+    }
+
+    /// The first element's address in this process's mapping, for access by atomics or
+    /// volatile operations; valid for [`len`](Self::len) elements while `self` lives.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::raw_from_slice(&[1u16, 2]).unwrap();
+    /// // SAFETY: two aligned elements live at the address while `a` does; a volatile
+    /// // read stays defined if another process writes.
+    /// assert_eq!(unsafe { a.as_ptr().add(1).read_volatile() }, 2);
+    /// ```
+    pub fn as_ptr(&self) -> *mut T {
+        self.shared.as_ptr()
+    }
+}
+
+impl<T: Element> fmt::Debug for Array<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Array")
+            .field("len", &self.shared.len)
+            .field("locked", &self.shared.lock.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Element> Serialize for Array<T> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.shared.serialize(serializer)
+    }
+}
+
+impl<'de, T: Element> Deserialize<'de> for Array<T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Shared::deserialize(deserializer).map(|shared| Array { shared })
+    }
+}
+
+/// Holds an [`Array`]'s lock: the locked section. Reads and writes through it do not
+/// lock again. Releases the lock when dropped; not `Send`, like every lock guard here.
+pub struct ArrayGuard<'a, T: Element> {
+    shared: &'a Shared<T>,
+    _held: RLockGuard<'a>,
+}
+
+impl<T: Element> ArrayGuard<'_, T> {
+    /// The number of elements.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
+    /// assert_eq!(a.lock(None).unwrap().len(), 2);
+    /// ```
+    pub fn len(&self) -> usize {
+        self.shared.len
+    }
+
+    /// Whether the array has no elements.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<u8>::new(0).unwrap();
+    /// assert!(a.lock(None).unwrap().is_empty());
+    /// ```
+    pub fn is_empty(&self) -> bool {
+        self.shared.len == 0
+    }
+
+    /// The element at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`] past the end.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::from_slice(&[7u8]).unwrap();
+    /// let section = a.lock(None).unwrap();
+    /// assert_eq!(section.get(0).unwrap(), 7);
+    /// assert!(section.get(1).is_err());
+    /// ```
+    pub fn get(&self, index: usize) -> Result<T, Error> {
+        self.shared.check(index)?;
+        Ok(self.shared.load(index))
+    }
+
+    /// Sets the element at `index`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::IndexOutOfRange`] past the end.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<u8>::new(1).unwrap();
+    /// a.lock(None).unwrap().set(0, 3).unwrap();
+    /// assert_eq!(a.get(0).unwrap(), 3);
+    /// ```
+    pub fn set(&self, index: usize, value: T) -> Result<(), Error> {
+        self.shared.check(index)?;
+        self.shared.store(index, value);
+        Ok(())
+    }
+
+    /// A copy of every element.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::from_slice(&[1u8, 2]).unwrap();
+    /// assert_eq!(a.lock(None).unwrap().to_vec(), [1, 2]);
+    /// ```
+    pub fn to_vec(&self) -> Vec<T> {
+        self.shared.to_vec()
+    }
+
+    /// Overwrites every element from `values`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::LengthMismatch`] unless `values` has the array's length.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
+    /// a.lock(None).unwrap().copy_from_slice(&[8, 9]).unwrap();
+    /// assert_eq!(a.to_vec().unwrap(), [8, 9]);
+    /// ```
+    pub fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {
+        self.shared.copy_from_slice(values)
+    }
+}
+
+impl<T: Element> fmt::Debug for ArrayGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ArrayGuard")
+            .field("len", &self.shared.len)
+            .finish_non_exhaustive()
+    }
+}
