@@ -22,6 +22,7 @@ mod primes;
 mod process_basics;
 mod progress;
 mod queue_workers;
+mod shared_value;
 mod start_methods;
 mod tasks;
 mod thread_local;
@@ -115,6 +116,11 @@ const DEMOS: &[Demo] = &[
         name: "progress",
         about: "a pool map reporting completed/total to an indicatif progress bar",
         run: progress::run,
+    },
+    Demo {
+        name: "shared-value",
+        about: "Value and Array written by children; a counter without a lock, with one, atomic",
+        run: shared_value::run,
     },
 ];
 
