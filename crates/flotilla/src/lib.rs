@@ -61,8 +61,8 @@ struct ReadmeDoctests;
 pub mod futures {
     #[doc(inline)]
     pub use flotilla_core::{
-        AsCompleted, CancelToken, Completer, Executor, Future, ResultFuture, ResultRefFuture,
-        ReturnWhen, State, TaskError, Waitable, as_completed, panic_message, wait,
+        AsCompleted, CancelToken, Completer, Executor, Future, OrderedWindow, ResultFuture,
+        ResultRefFuture, ReturnWhen, State, TaskError, Waitable, as_completed, panic_message, wait,
     };
 
     #[cfg(feature = "thread")]

@@ -1,13 +1,12 @@
 //! [`ProcessMap`]: the lazy, ordered, chunked iterator behind
 //! [`ProcessPoolExecutor::map`](super::ProcessPoolExecutor::map).
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use flotilla_core::{Future, TaskError};
+use flotilla_core::{Future, OrderedWindow, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -25,12 +24,10 @@ pub struct ProcessMap<I: Iterator, R> {
     entry: usize,
     items: I,
     chunksize: usize,
-    window: VecDeque<Future<Vec<R>>>,
+    window: OrderedWindow<Vec<R>>,
     current: std::vec::IntoIter<R>,
     buffer_size: usize,
     started: Instant,
-    deadline: Option<Instant>,
-    finished: bool,
     progress: Option<Arc<Progress>>,
 }
 
@@ -59,12 +56,10 @@ where
             entry,
             items,
             chunksize,
-            window: VecDeque::new(),
+            window: OrderedWindow::new(),
             current: Vec::new().into_iter(),
             buffer_size: buffer_size.max(1),
             started: Instant::now(),
-            deadline: None,
-            finished: false,
             progress: None,
         }
     }
@@ -119,12 +114,12 @@ where
     /// Fails the iteration with [`TaskError::TimedOut`] when a result is not ready
     /// `timeout` after the call to `map`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.deadline = self.started.checked_add(timeout);
+        self.window.set_deadline(self.started, timeout);
         self
     }
 
     fn fill(&mut self) {
-        while self.window.len() < self.buffer_size {
+        while !self.window.is_finished() && self.window.len() < self.buffer_size {
             let chunk: Vec<I::Item> = self.items.by_ref().take(self.chunksize).collect();
             if chunk.is_empty() {
                 return;
@@ -141,15 +136,7 @@ where
                     (progress.report)(done, progress.total);
                 });
             }
-            self.window.push_back(fut);
-        }
-    }
-}
-
-impl<I: Iterator, R> ProcessMap<I, R> {
-    fn cancel_window(&mut self) {
-        for fut in self.window.drain(..) {
-            fut.cancel();
+            self.window.push(fut);
         }
     }
 }
@@ -166,41 +153,15 @@ where
         if let Some(value) = self.current.next() {
             return Some(Ok(value));
         }
-        if self.finished {
-            return None;
-        }
         self.fill();
-        let Some(fut) = self.window.pop_front() else {
-            self.finished = true;
-            return None;
-        };
-        let timeout = self
-            .deadline
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        let outcome = if fut.wait(timeout) {
-            fut.into_result(None)
-        } else {
-            fut.cancel();
-            Err(TaskError::TimedOut)
-        };
-        match outcome {
+        match self.window.next_result()? {
             Ok(values) => {
                 self.fill();
                 self.current = values.into_iter();
                 self.next()
             }
-            Err(error) => {
-                self.finished = true;
-                self.cancel_window();
-                Some(Err(error))
-            }
+            Err(error) => Some(Err(error)),
         }
-    }
-}
-
-impl<I: Iterator, R> Drop for ProcessMap<I, R> {
-    fn drop(&mut self) {
-        self.cancel_window();
     }
 }
 
@@ -208,9 +169,8 @@ impl<I: Iterator, R> fmt::Debug for ProcessMap<I, R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessMap")
             .field("chunksize", &self.chunksize)
-            .field("in_flight", &self.window.len())
+            .field("window", &self.window)
             .field("buffer_size", &self.buffer_size)
-            .field("finished", &self.finished)
             .finish_non_exhaustive()
     }
 }

@@ -3,17 +3,18 @@
 //! It keeps a window of submitted futures in input order, topping it up from the input
 //! as the consumer takes results, so at most `buffer_size` tasks are ahead of the
 //! consumer. Like every Rust iterator adapter it is lazy: the first window is submitted
-//! by the first `next`, after `buffer_size` and `timeout` have been set. The first failure ends the iteration and cancels the rest of the window;
+//! by the first `next`, after `buffer_size` and `timeout` have been set. The window
+//! itself is flotilla-core's `OrderedWindow`: the first failure ends the iteration and
+//! cancels the rest of the window;
 //! so does dropping the iterator.
 //!
 //! [`ThreadPoolExecutor::map`]: super::ThreadPoolExecutor::map
 
-use std::collections::VecDeque;
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flotilla_core::{Completer, Future, TaskError};
+use flotilla_core::{Completer, Future, OrderedWindow, TaskError};
 
 use super::{Pool, WorkItem};
 
@@ -47,11 +48,9 @@ pub struct Map<I: Iterator, T> {
     pool: Arc<Pool>,
     items: I,
     f: MapFn<I::Item, T>,
-    window: VecDeque<Future<T>>,
+    window: OrderedWindow<T>,
     buffer_size: usize,
     started: Instant,
-    deadline: Option<Instant>,
-    finished: bool,
 }
 
 impl<I, T> Map<I, T>
@@ -68,11 +67,9 @@ where
             pool,
             items,
             f,
-            window: VecDeque::with_capacity(buffer_size),
+            window: OrderedWindow::new(),
             buffer_size,
             started: Instant::now(),
-            deadline: None,
-            finished: false,
         }
     }
 
@@ -85,12 +82,12 @@ where
     /// Fails the iteration with [`TaskError::TimedOut`] (and cancels what has not
     /// started) when a result is not ready `timeout` after the call to `map`.
     pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.deadline = self.started.checked_add(timeout);
+        self.window.set_deadline(self.started, timeout);
         self
     }
 
     fn fill(&mut self) {
-        while !self.finished && self.window.len() < self.buffer_size {
+        while !self.window.is_finished() && self.window.len() < self.buffer_size {
             let Some(item) = self.items.next() else {
                 return;
             };
@@ -103,18 +100,10 @@ where
             // A refused submission (the executor was shut down) surfaces in order, as
             // that item's failure.
             if let Err(error) = self.pool.submit_job(job) {
-                self.window.push_back(Future::failed(error));
+                self.window.push(Future::failed(error));
                 return;
             }
-            self.window.push_back(fut);
-        }
-    }
-}
-
-impl<I: Iterator, T> Map<I, T> {
-    fn cancel_window(&mut self) {
-        for fut in self.window.drain(..) {
-            fut.cancel();
+            self.window.push(fut);
         }
     }
 }
@@ -128,40 +117,18 @@ where
     type Item = Result<T, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.finished {
-            return None;
-        }
         self.fill();
-        let Some(fut) = self.window.pop_front() else {
-            self.finished = true;
-            return None;
-        };
-        let timeout = self
-            .deadline
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        let outcome = if fut.wait(timeout) {
-            fut.into_result(None)
-        } else {
-            fut.cancel();
-            Err(TaskError::TimedOut)
-        };
-        match outcome {
-            Ok(value) => {
-                // Top the window up before handing the value over, so the workers have
-                // the next tasks while the consumer works on this one.
-                self.fill();
-                Some(Ok(value))
-            }
-            Err(error) => {
-                self.finished = true;
-                self.cancel_window();
-                Some(Err(error))
-            }
+        let outcome = self.window.next_result()?;
+        if outcome.is_ok() {
+            // Top the window up before handing the value over, so the workers have the
+            // next tasks while the consumer works on this one.
+            self.fill();
         }
+        Some(outcome)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        if self.finished {
+        if self.window.is_finished() {
             return (0, Some(0));
         }
         let (low, high) = self.items.size_hint();
@@ -173,19 +140,11 @@ where
     }
 }
 
-impl<I: Iterator, T> Drop for Map<I, T> {
-    fn drop(&mut self) {
-        self.cancel_window();
-    }
-}
-
 impl<I: Iterator, T> fmt::Debug for Map<I, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Map")
-            .field("in_flight", &self.window.len())
+            .field("window", &self.window)
             .field("buffer_size", &self.buffer_size)
-            .field("deadline", &self.deadline)
-            .field("finished", &self.finished)
             .finish_non_exhaustive()
     }
 }
