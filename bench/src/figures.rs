@@ -63,16 +63,24 @@ pub(crate) struct Contender {
     pub(crate) name: &'static str,
     /// Its code.
     pub(crate) side: Side,
+    /// Tasks or items per timed call of a [`Measure::Throughput`] figure, when this
+    /// contender does a different number from the figure's (a much slower contender
+    /// does fewer, so that a round stays short; the value is a rate, so it compares).
+    pub(crate) items: Option<usize>,
 }
 
 /// What one round of a figure measures.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Measure {
-    /// A batch of `items` tasks per timed call; the round's value is `items` divided by
+    /// A batch of `items` tasks per timed call, `calls` timed calls a round (a third
+    /// as many, at least one, with `--quick`); the round's value is `items` divided by
     /// the median call time, per second. Higher is better.
     Throughput {
-        /// Tasks or items per timed call.
+        /// Tasks or items per timed call (a contender may override it:
+        /// [`Contender::items`]).
         items: usize,
+        /// Timed calls per round.
+        calls: usize,
     },
     /// A batch of `messages` messages of `bytes` bytes each per timed call; the round's
     /// value is the bytes moved divided by the median call time, in MB/s (10^6 bytes).
@@ -153,10 +161,7 @@ pub(crate) struct Figure {
 impl Figure {
     /// flotilla first, then the baselines.
     pub(crate) fn contenders(&self) -> Vec<Contender> {
-        let flotilla = Contender {
-            name: "flotilla",
-            side: Side::Rust(self.flotilla),
-        };
+        let flotilla = rust("flotilla", self.flotilla);
         std::iter::once(flotilla)
             .chain(self.baselines.iter().copied())
             .collect()
@@ -173,9 +178,16 @@ impl std::fmt::Debug for Figure {
 
 /// The CPython contender running `runner` of `script`.
 const fn cpython(script: &'static str, runner: &'static str) -> Contender {
+    python("cpython", script, runner)
+}
+
+/// A CPython contender named `name` (for a figure with more than one), running
+/// `runner` of `script`.
+const fn python(name: &'static str, script: &'static str, runner: &'static str) -> Contender {
     Contender {
-        name: "cpython",
+        name,
         side: Side::Python { script, runner },
+        items: None,
     }
 }
 
@@ -184,6 +196,7 @@ const fn rust(name: &'static str, setup: Setup) -> Contender {
     Contender {
         name,
         side: Side::Rust(setup),
+        items: None,
     }
 }
 
@@ -274,34 +287,19 @@ pub(crate) const FIGURES: &[Figure] = &[
         name: "thread-pool-submit",
         title: "thread pool: submit 100k trivial tasks, then collect every result",
         unit: "tasks/s",
-        measure: Measure::Throughput { items: 100_000 },
+        measure: Measure::Throughput {
+            items: 100_000,
+            calls: 3,
+        },
         conditions: thread_pool::SUBMIT_CONDITIONS,
         check: thread_pool::check_submit,
         flotilla: thread_pool::flotilla_submit,
         baselines: &[
-            Contender {
-                name: "cpython",
-                side: Side::Python {
-                    script: "thread_pool.py",
-                    runner: "submit",
-                },
-            },
-            Contender {
-                name: "threadpool",
-                side: Side::Rust(thread_pool::threadpool_submit),
-            },
-            Contender {
-                name: "rayon",
-                side: Side::Rust(thread_pool::rayon_submit),
-            },
-            Contender {
-                name: "tokio",
-                side: Side::Rust(thread_pool::tokio_submit),
-            },
-            Contender {
-                name: "crossbeam",
-                side: Side::Rust(thread_pool::crossbeam_submit),
-            },
+            cpython("thread_pool.py", "submit"),
+            rust("threadpool", thread_pool::threadpool_submit),
+            rust("rayon", thread_pool::rayon_submit),
+            rust("tokio", thread_pool::tokio_submit),
+            rust("crossbeam", thread_pool::crossbeam_submit),
         ],
     },
     Figure {
@@ -317,63 +315,30 @@ pub(crate) const FIGURES: &[Figure] = &[
         check: thread_pool::check_submit,
         flotilla: thread_pool::flotilla_submit,
         baselines: &[
-            Contender {
-                name: "cpython",
-                side: Side::Python {
-                    script: "thread_pool.py",
-                    runner: "submit",
-                },
-            },
-            Contender {
-                name: "threadpool",
-                side: Side::Rust(thread_pool::threadpool_submit),
-            },
-            Contender {
-                name: "rayon",
-                side: Side::Rust(thread_pool::rayon_submit),
-            },
-            Contender {
-                name: "tokio",
-                side: Side::Rust(thread_pool::tokio_submit),
-            },
-            Contender {
-                name: "crossbeam",
-                side: Side::Rust(thread_pool::crossbeam_submit),
-            },
+            cpython("thread_pool.py", "submit"),
+            rust("threadpool", thread_pool::threadpool_submit),
+            rust("rayon", thread_pool::rayon_submit),
+            rust("tokio", thread_pool::tokio_submit),
+            rust("crossbeam", thread_pool::crossbeam_submit),
         ],
     },
     Figure {
         name: "executor-map",
         title: "executor map: 100k trivial items, results in input order",
         unit: "items/s",
-        measure: Measure::Throughput { items: 100_000 },
+        measure: Measure::Throughput {
+            items: 100_000,
+            calls: 3,
+        },
         conditions: thread_pool::MAP_CONDITIONS,
         check: thread_pool::check_map,
         flotilla: thread_pool::flotilla_map,
         baselines: &[
-            Contender {
-                name: "cpython",
-                side: Side::Python {
-                    script: "thread_pool.py",
-                    runner: "map",
-                },
-            },
-            Contender {
-                name: "threadpool",
-                side: Side::Rust(thread_pool::threadpool_map),
-            },
-            Contender {
-                name: "rayon",
-                side: Side::Rust(thread_pool::rayon_map),
-            },
-            Contender {
-                name: "tokio",
-                side: Side::Rust(thread_pool::tokio_map),
-            },
-            Contender {
-                name: "crossbeam",
-                side: Side::Rust(thread_pool::crossbeam_map),
-            },
+            cpython("thread_pool.py", "map"),
+            rust("threadpool", thread_pool::threadpool_map),
+            rust("rayon", thread_pool::rayon_map),
+            rust("tokio", thread_pool::tokio_map),
+            rust("crossbeam", thread_pool::crossbeam_map),
         ],
     },
     start_join!(
