@@ -2,7 +2,7 @@
 //! its baselines. Adding a figure is adding one [`Figure`] entry to [`FIGURES`] (and, for
 //! a CPython column, one runner in a script under `benches/python/`).
 
-use crate::{connection, process, thread_pool};
+use crate::{connection, process, process_pool, thread_pool};
 
 /// How many threads every contender of the thread figures gets: flotilla's workers,
 /// `threadpool`'s and rayon's threads, tokio's blocking threads, the crossbeam pool's
@@ -67,6 +67,16 @@ pub(crate) struct Contender {
     /// contender does a different number from the figure's (a much slower contender
     /// does fewer, so that a round stays short; the value is a rate, so it compares).
     pub(crate) items: Option<usize>,
+}
+
+impl Contender {
+    /// This contender with `items` tasks per timed call instead of the figure's.
+    const fn with_items(self, items: usize) -> Contender {
+        Contender {
+            items: Some(items),
+            ..self
+        }
+    }
 }
 
 /// What one round of a figure measures.
@@ -368,6 +378,57 @@ pub(crate) const FIGURES: &[Figure] = &[
         "forkserver",
         process::os_fork
     ),
+    Figure {
+        name: "process-pool-submit",
+        title: "process pool: submit trivial tasks one by one, then collect every result",
+        unit: "tasks/s",
+        measure: Measure::Throughput {
+            items: 50_000,
+            calls: 3,
+        },
+        conditions: process_pool::SUBMIT_CONDITIONS,
+        check: process_pool::check_submit,
+        flotilla: process_pool::flotilla_submit,
+        baselines: &[
+            cpython("process_pool.py", "ppe-submit").with_items(10_000),
+            python("cpython-pool", "process_pool.py", "pool-apply").with_items(10_000),
+            rust("procspawn", process_pool::procspawn_submit).with_items(2_000),
+        ],
+    },
+    Figure {
+        name: "process-pool-round-trip",
+        title: "process pool: submit one trivial task and wait for its result",
+        unit: TimeUnit::Micros.symbol(),
+        measure: Measure::Latency {
+            trips: 2_000,
+            quick_trips: 400,
+            unit: TimeUnit::Micros,
+        },
+        conditions: process_pool::ROUND_TRIP_CONDITIONS,
+        check: process_pool::check_submit,
+        flotilla: process_pool::flotilla_submit,
+        baselines: &[
+            cpython("process_pool.py", "ppe-submit"),
+            python("cpython-pool", "process_pool.py", "pool-apply"),
+            rust("procspawn", process_pool::procspawn_submit),
+        ],
+    },
+    Figure {
+        name: "process-pool-map",
+        title: "process pool map: 100k ints, chunksize 1000, results in input order",
+        unit: "items/s",
+        measure: Measure::Throughput {
+            items: 100_000,
+            calls: 30,
+        },
+        conditions: process_pool::MAP_CONDITIONS,
+        check: process_pool::check_map,
+        flotilla: process_pool::flotilla_map,
+        baselines: &[
+            cpython("process_pool.py", "ppe-map"),
+            python("cpython-pool", "process_pool.py", "pool-map"),
+        ],
+    },
     round_trip!(
         "connection-round-trip-64B",
         "Connection round trip to a child process, 64 B messages",
