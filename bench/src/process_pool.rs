@@ -45,12 +45,16 @@ untimed, the results must be exactly `0..n`, in order.
 the default); `submit(identity, i)` each into a `Vec<Future<u64>>`, then \
 `into_result(Some(60 s))` on each in order. The pool keeps up to 2 tasks in flight per \
 worker (`PIPELINE`).
-- **cpython**: `ProcessPoolExecutor(max_workers=2, \
-mp_context=get_context(\"forkserver\"))`; `[ex.submit(identity, i) for i in range(n)]`, \
-then `[f.result() for f in futures]`.
-- **cpython-pool**: `get_context(\"forkserver\").Pool(2)`; \
-`[pool.apply_async(identity, (i,)) for i in range(n)]`, then `[r.get() for r in \
-results]`.
+- **cpython**: `ProcessPoolExecutor(max_workers=2)`; `[ex.submit(identity, i) for i in \
+range(n)]`, then `[f.result() for f in futures]`.
+- **cpython-pool**: `multiprocessing.Pool(2)`; `[pool.apply_async(identity, (i,)) for i \
+in range(n)]`, then `[r.get() for r in results]`.
+
+Both CPython pools use the default start method, fork on Linux before 3.14, not \
+flotilla's forkserver: once the workers run, the start method should not matter, but \
+CPython's `Pool` measured 4 to 10 times slower on forkserver workers than on fork or \
+spawn ones on this machine (its `ProcessPoolExecutor` did not), so the default is both \
+what a Python user gets and the stronger baseline.
 - **procspawn**: `procspawn::Pool::new(2)` (its workers are fresh execs of this binary); \
 `pool.spawn(i, identity)` each into a `Vec<JoinHandle<u64>>`, then `join()` on each in \
 order. procspawn makes two ipc-channel channels per task, and its pool hands a result \
