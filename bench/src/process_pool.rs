@@ -37,9 +37,10 @@ setup submits batches of tasks returning the worker's pid until both pids have c
 back. n differs per contender, so that a call takes about a second or less: \
 **flotilla 50,000; cpython and cpython-pool 10,000; procspawn 2,000** (each of \
 procspawn's pending tasks holds four descriptors, and 10,000 of them run out of this \
-machine's limit of 20,000); the value is a rate, so the columns compare. Each round is a fresh process that makes one untimed call of n/10 \
-tasks, then times 3 calls (1 with `--quick`) and keeps their median; after each call, \
-untimed, the results must be exactly `0..n`, in order.
+machine's limit of 20,000); the value is a rate, so the columns compare. Each round is \
+a fresh process that makes one untimed call of n/10 tasks, then times 3 calls (1 with \
+`--quick`) and keeps their median; after each call, untimed, the results must be \
+exactly `0..n`, in order.
 
 - **flotilla**: `ProcessPoolExecutor::builder().max_workers(2)` (forkserver workers, \
 the default); `submit(identity, i)` each into a `Vec<Future<u64>>`, then \
@@ -49,17 +50,17 @@ worker (`PIPELINE`).
 range(n)]`, then `[f.result() for f in futures]`.
 - **cpython-pool**: `multiprocessing.Pool(2)`; `[pool.apply_async(identity, (i,)) for i \
 in range(n)]`, then `[r.get() for r in results]`.
+- **procspawn**: `procspawn::Pool::new(2)` (its workers are fresh execs of this binary); \
+`pool.spawn(i, identity)` each into a `Vec<JoinHandle<u64>>`, then `join_timeout(60 s)` \
+on each in order. procspawn makes two ipc-channel channels per task, and its pool hands \
+a result over by rendezvous (a zero-capacity channel), so a worker's thread in the \
+parent waits for the caller to join one task before it takes the next.
 
 Both CPython pools use the default start method, fork on Linux before 3.14, not \
 flotilla's forkserver: once the workers run, the start method should not matter, but \
 CPython's `Pool` measured 4 to 10 times slower on forkserver workers than on fork or \
 spawn ones on this machine (its `ProcessPoolExecutor` did not), so the default is both \
-what a Python user gets and the stronger baseline.
-- **procspawn**: `procspawn::Pool::new(2)` (its workers are fresh execs of this binary); \
-`pool.spawn(i, identity)` each into a `Vec<JoinHandle<u64>>`, then `join()` on each in \
-order. procspawn makes two ipc-channel channels per task, and its pool hands a result \
-over by rendezvous (a zero-capacity channel), so a worker's thread in the parent waits \
-for the caller to join one task before it takes the next.";
+what a Python user gets and the stronger baseline.";
 
 /// The conditions of `process-pool-round-trip`, for `docs/benchmarks.md`.
 pub(crate) const ROUND_TRIP_CONDITIONS: &str = "\
