@@ -2,7 +2,7 @@
 //! its baselines. Adding a figure is adding one [`Figure`] entry to [`FIGURES`] (and, for
 //! a CPython column, one runner in a script under `benches/python/`).
 
-use crate::{connection, process, thread_pool};
+use crate::{connection, process, process_pool, thread_pool};
 
 /// How many threads every contender of the thread figures gets: flotilla's workers,
 /// `threadpool`'s and rayon's threads, tokio's blocking threads, the crossbeam pool's
@@ -63,16 +63,34 @@ pub(crate) struct Contender {
     pub(crate) name: &'static str,
     /// Its code.
     pub(crate) side: Side,
+    /// Tasks or items per timed call of a [`Measure::Throughput`] figure, when this
+    /// contender does a different number from the figure's (a much slower contender
+    /// does fewer, so that a round stays short; the value is a rate, so it compares).
+    pub(crate) items: Option<usize>,
+}
+
+impl Contender {
+    /// This contender with `items` tasks per timed call instead of the figure's.
+    const fn with_items(self, items: usize) -> Contender {
+        Contender {
+            items: Some(items),
+            ..self
+        }
+    }
 }
 
 /// What one round of a figure measures.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Measure {
-    /// A batch of `items` tasks per timed call; the round's value is `items` divided by
+    /// A batch of `items` tasks per timed call, `calls` timed calls a round (a third
+    /// as many, at least one, with `--quick`); the round's value is `items` divided by
     /// the median call time, per second. Higher is better.
     Throughput {
-        /// Tasks or items per timed call.
+        /// Tasks or items per timed call (a contender may override it:
+        /// [`Contender::items`]).
         items: usize,
+        /// Timed calls per round.
+        calls: usize,
     },
     /// A batch of `messages` messages of `bytes` bytes each per timed call; the round's
     /// value is the bytes moved divided by the median call time, in MB/s (10^6 bytes).
@@ -153,10 +171,7 @@ pub(crate) struct Figure {
 impl Figure {
     /// flotilla first, then the baselines.
     pub(crate) fn contenders(&self) -> Vec<Contender> {
-        let flotilla = Contender {
-            name: "flotilla",
-            side: Side::Rust(self.flotilla),
-        };
+        let flotilla = rust("flotilla", self.flotilla);
         std::iter::once(flotilla)
             .chain(self.baselines.iter().copied())
             .collect()
@@ -173,9 +188,16 @@ impl std::fmt::Debug for Figure {
 
 /// The CPython contender running `runner` of `script`.
 const fn cpython(script: &'static str, runner: &'static str) -> Contender {
+    python("cpython", script, runner)
+}
+
+/// A CPython contender named `name` (for a figure with more than one), running
+/// `runner` of `script`.
+const fn python(name: &'static str, script: &'static str, runner: &'static str) -> Contender {
     Contender {
-        name: "cpython",
+        name,
         side: Side::Python { script, runner },
+        items: None,
     }
 }
 
@@ -184,6 +206,7 @@ const fn rust(name: &'static str, setup: Setup) -> Contender {
     Contender {
         name,
         side: Side::Rust(setup),
+        items: None,
     }
 }
 
@@ -274,34 +297,19 @@ pub(crate) const FIGURES: &[Figure] = &[
         name: "thread-pool-submit",
         title: "thread pool: submit 100k trivial tasks, then collect every result",
         unit: "tasks/s",
-        measure: Measure::Throughput { items: 100_000 },
+        measure: Measure::Throughput {
+            items: 100_000,
+            calls: 3,
+        },
         conditions: thread_pool::SUBMIT_CONDITIONS,
         check: thread_pool::check_submit,
         flotilla: thread_pool::flotilla_submit,
         baselines: &[
-            Contender {
-                name: "cpython",
-                side: Side::Python {
-                    script: "thread_pool.py",
-                    runner: "submit",
-                },
-            },
-            Contender {
-                name: "threadpool",
-                side: Side::Rust(thread_pool::threadpool_submit),
-            },
-            Contender {
-                name: "rayon",
-                side: Side::Rust(thread_pool::rayon_submit),
-            },
-            Contender {
-                name: "tokio",
-                side: Side::Rust(thread_pool::tokio_submit),
-            },
-            Contender {
-                name: "crossbeam",
-                side: Side::Rust(thread_pool::crossbeam_submit),
-            },
+            cpython("thread_pool.py", "submit"),
+            rust("threadpool", thread_pool::threadpool_submit),
+            rust("rayon", thread_pool::rayon_submit),
+            rust("tokio", thread_pool::tokio_submit),
+            rust("crossbeam", thread_pool::crossbeam_submit),
         ],
     },
     Figure {
@@ -317,63 +325,30 @@ pub(crate) const FIGURES: &[Figure] = &[
         check: thread_pool::check_submit,
         flotilla: thread_pool::flotilla_submit,
         baselines: &[
-            Contender {
-                name: "cpython",
-                side: Side::Python {
-                    script: "thread_pool.py",
-                    runner: "submit",
-                },
-            },
-            Contender {
-                name: "threadpool",
-                side: Side::Rust(thread_pool::threadpool_submit),
-            },
-            Contender {
-                name: "rayon",
-                side: Side::Rust(thread_pool::rayon_submit),
-            },
-            Contender {
-                name: "tokio",
-                side: Side::Rust(thread_pool::tokio_submit),
-            },
-            Contender {
-                name: "crossbeam",
-                side: Side::Rust(thread_pool::crossbeam_submit),
-            },
+            cpython("thread_pool.py", "submit"),
+            rust("threadpool", thread_pool::threadpool_submit),
+            rust("rayon", thread_pool::rayon_submit),
+            rust("tokio", thread_pool::tokio_submit),
+            rust("crossbeam", thread_pool::crossbeam_submit),
         ],
     },
     Figure {
         name: "executor-map",
         title: "executor map: 100k trivial items, results in input order",
         unit: "items/s",
-        measure: Measure::Throughput { items: 100_000 },
+        measure: Measure::Throughput {
+            items: 100_000,
+            calls: 3,
+        },
         conditions: thread_pool::MAP_CONDITIONS,
         check: thread_pool::check_map,
         flotilla: thread_pool::flotilla_map,
         baselines: &[
-            Contender {
-                name: "cpython",
-                side: Side::Python {
-                    script: "thread_pool.py",
-                    runner: "map",
-                },
-            },
-            Contender {
-                name: "threadpool",
-                side: Side::Rust(thread_pool::threadpool_map),
-            },
-            Contender {
-                name: "rayon",
-                side: Side::Rust(thread_pool::rayon_map),
-            },
-            Contender {
-                name: "tokio",
-                side: Side::Rust(thread_pool::tokio_map),
-            },
-            Contender {
-                name: "crossbeam",
-                side: Side::Rust(thread_pool::crossbeam_map),
-            },
+            cpython("thread_pool.py", "map"),
+            rust("threadpool", thread_pool::threadpool_map),
+            rust("rayon", thread_pool::rayon_map),
+            rust("tokio", thread_pool::tokio_map),
+            rust("crossbeam", thread_pool::crossbeam_map),
         ],
     },
     start_join!(
@@ -403,6 +378,57 @@ pub(crate) const FIGURES: &[Figure] = &[
         "forkserver",
         process::os_fork
     ),
+    Figure {
+        name: "process-pool-submit",
+        title: "process pool: submit trivial tasks one by one, then collect every result",
+        unit: "tasks/s",
+        measure: Measure::Throughput {
+            items: 50_000,
+            calls: 3,
+        },
+        conditions: process_pool::SUBMIT_CONDITIONS,
+        check: process_pool::check_submit,
+        flotilla: process_pool::flotilla_submit,
+        baselines: &[
+            cpython("process_pool.py", "ppe-submit").with_items(10_000),
+            python("cpython-pool", "process_pool.py", "pool-apply").with_items(10_000),
+            rust("procspawn", process_pool::procspawn_submit).with_items(2_000),
+        ],
+    },
+    Figure {
+        name: "process-pool-round-trip",
+        title: "process pool: submit one trivial task and wait for its result",
+        unit: TimeUnit::Micros.symbol(),
+        measure: Measure::Latency {
+            trips: 2_000,
+            quick_trips: 400,
+            unit: TimeUnit::Micros,
+        },
+        conditions: process_pool::ROUND_TRIP_CONDITIONS,
+        check: process_pool::check_submit,
+        flotilla: process_pool::flotilla_submit,
+        baselines: &[
+            cpython("process_pool.py", "ppe-submit"),
+            python("cpython-pool", "process_pool.py", "pool-apply"),
+            rust("procspawn", process_pool::procspawn_submit),
+        ],
+    },
+    Figure {
+        name: "process-pool-map",
+        title: "process pool map: 100k ints, chunksize 1000, results in input order",
+        unit: "items/s",
+        measure: Measure::Throughput {
+            items: 100_000,
+            calls: 30,
+        },
+        conditions: process_pool::MAP_CONDITIONS,
+        check: process_pool::check_map,
+        flotilla: process_pool::flotilla_map,
+        baselines: &[
+            cpython("process_pool.py", "ppe-map"),
+            python("cpython-pool", "process_pool.py", "pool-map"),
+        ],
+    },
     round_trip!(
         "connection-round-trip-64B",
         "Connection round trip to a child process, 64 B messages",

@@ -40,16 +40,19 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
-    /// The plan of a round of `measure`; `quick` times fewer calls.
-    pub(crate) fn new(measure: Measure, quick: bool) -> Plan {
+    /// The plan of `contender`'s round of `measure`; `quick` times fewer calls.
+    pub(crate) fn new(measure: Measure, contender: &Contender, quick: bool) -> Plan {
         match measure {
-            Measure::Throughput { items } => Plan {
-                threads: THREADS,
-                batch: items,
-                calls: if quick { 1 } else { 3 },
-                warmup_calls: 1,
-                warmup_batch: (items / 10).max(1),
-            },
+            Measure::Throughput { items, calls } => {
+                let items = contender.items.unwrap_or(items);
+                Plan {
+                    threads: THREADS,
+                    batch: items,
+                    calls: if quick { (calls / 3).max(1) } else { calls },
+                    warmup_calls: 1,
+                    warmup_batch: (items / 10).max(1),
+                }
+            }
             Measure::Bandwidth { messages, .. } => Plan {
                 threads: THREADS,
                 batch: messages,
@@ -126,13 +129,14 @@ struct Samples {
 }
 
 impl Figure {
-    /// A round's value from its call times: tasks per second for a throughput, MB/s for
-    /// a bandwidth, the median call in the figure's unit for a latency.
-    pub(crate) fn value(&self, samples_ns: &[u64]) -> f64 {
+    /// A round's value from the call times of a round run by `plan`: tasks per second
+    /// for a throughput, MB/s for a bandwidth, the median call in the figure's unit for
+    /// a latency.
+    pub(crate) fn value(&self, plan: Plan, samples_ns: &[u64]) -> f64 {
         let mut samples: Vec<f64> = samples_ns.iter().map(|&ns| ns as f64).collect();
         let median_ns = median(&mut samples);
         match self.measure {
-            Measure::Throughput { items } => items as f64 / (median_ns / 1e9),
+            Measure::Throughput { .. } => plan.batch as f64 / (median_ns / 1e9),
             Measure::Bandwidth { messages, bytes } => {
                 (messages * bytes) as f64 / 1e6 / (median_ns / 1e9)
             }
@@ -265,7 +269,8 @@ impl Column {
 pub(crate) struct FigureResult {
     /// The figure.
     pub(crate) figure: &'static Figure,
-    /// What each child did.
+    /// What flotilla's child did (a baseline's may do another number of items:
+    /// [`Contender::items`]).
     pub(crate) plan: Plan,
     /// Rounds run.
     pub(crate) rounds: usize,
@@ -283,8 +288,11 @@ pub(crate) fn run_figure(
     python: &Python,
     root: &Path,
 ) -> FigureResult {
-    let plan = Plan::new(figure.measure, quick);
     let contenders = figure.contenders();
+    let plans: Vec<Plan> = contenders
+        .iter()
+        .map(|c| Plan::new(figure.measure, c, quick))
+        .collect();
     let mut columns: Vec<Column> = contenders
         .iter()
         .map(|c| Column {
@@ -304,9 +312,9 @@ pub(crate) fn run_figure(
                 continue;
             }
             let contender = &contenders[i];
-            match run_child(figure, contender, plan, python, root) {
+            match run_child(figure, contender, plans[i], python, root) {
                 Ok(samples_ns) if !samples_ns.is_empty() => {
-                    let value = figure.value(&samples_ns);
+                    let value = figure.value(plans[i], &samples_ns);
                     eprint!(" {} {}", contender.name, crate::report::number(value));
                     columns[i].values.push(value);
                 }
@@ -321,7 +329,7 @@ pub(crate) fn run_figure(
     }
     FigureResult {
         figure,
-        plan,
+        plan: plans[0],
         rounds,
         columns,
     }
@@ -407,8 +415,10 @@ mod tests {
     fn plan_flags_round_trip() {
         for quick in [false, true] {
             for figure in figures::FIGURES {
-                let plan = Plan::new(figure.measure, quick);
-                assert_eq!(Plan::from_args(&plan.to_args()).unwrap(), plan);
+                for contender in figure.contenders() {
+                    let plan = Plan::new(figure.measure, &contender, quick);
+                    assert_eq!(Plan::from_args(&plan.to_args()).unwrap(), plan);
+                }
             }
         }
     }

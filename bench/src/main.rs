@@ -9,6 +9,7 @@ mod figures;
 mod harness;
 mod os;
 mod process;
+mod process_pool;
 mod report;
 mod thread_pool;
 

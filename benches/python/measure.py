@@ -1,4 +1,4 @@
-"""The measuring protocol shared by process.py and connection.py.
+"""The measuring protocol shared by process.py, process_pool.py and connection.py.
 
 A script calls `main(RUNNERS)`, where each runner is `setup(args) -> Contender`. The
 protocol is the Rust harness's (bench/src/harness.rs): make the untimed warm-up calls,
