@@ -1,14 +1,18 @@
 //! multiprocessing.Pool: apply, async results and callbacks, map and friends, close,
 //! join, terminate, initializers and recycled workers.
 
+mod common;
+
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flotilla_core::TaskError;
 use flotilla_process::Pool;
 use proptest::prelude::*;
+
+use common::dead;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -107,16 +111,6 @@ fn join_before_close_is_an_error_and_close_refuses_new_work() {
 
 fn sleep_long(_: u32) {
     std::thread::sleep(Duration::from_secs(300));
-}
-
-fn dead(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
 }
 
 #[test]
@@ -222,7 +216,6 @@ fn dropping_a_pool_terminates_it() {
         pending = pool.apply_async(sleep_long, 0).unwrap();
     }
     assert!(pending.get(Some(LONG)).is_err());
-    let _ = Arc::new(());
 }
 
 proptest! {

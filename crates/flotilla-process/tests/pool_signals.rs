@@ -1,11 +1,15 @@
 //! A pool under Ctrl+C, and IPC handles as pool task arguments.
 
+mod common;
+
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flotilla_ipc::{Connection, pipe};
 use flotilla_process::{Pool, ProcessPoolExecutor};
+
+use common::dead;
 
 const HELPER: &str = "FLOTILLA_POOL_SIGINT_HELPER";
 const LONG: Duration = Duration::from_secs(60);
@@ -31,16 +35,6 @@ fn helper() {
     }
     println!("READY");
     let _ = pool.map(slow, 0..8, Some(1));
-}
-
-fn dead(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
 }
 
 #[test]

@@ -6,11 +6,15 @@
 //! nothing unless `FLOTILLA_LIFECYCLE_HELPER` is set), and watches what happens to the
 //! helper's children.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flotilla_process::{StartMethod, get_context};
+
+use common::dead;
 
 const HELPER: &str = "FLOTILLA_LIFECYCLE_HELPER";
 const LONG: Duration = Duration::from_secs(60);
@@ -87,17 +91,6 @@ fn pids(lines: &[String], tag: &str) -> Vec<i32> {
         // The harness prints "test helper ... " with no newline before the first line.
         .filter_map(|l| l.split(tag).nth(1)?.trim().parse().ok())
         .collect()
-}
-
-/// True once `pid` no longer runs (gone, or a zombie waiting for its reaper).
-fn dead(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(')')
-            .next()
-            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
-    }
 }
 
 fn wait_until_dead(pids: &[i32]) {

@@ -264,10 +264,9 @@ impl Pool {
         let chunksize = chunksize
             .unwrap_or_else(|| items.len().div_ceil(4 * self.executor.max_workers()).max(1));
         let entry = boot::entry_of_chunk::<F, I::Item, R>();
-        let chunks = items
-            .chunks(chunksize)
-            .map(|chunk| self.executor.submit_chunk::<I::Item, R>(entry, chunk))
-            .collect::<Result<Vec<_>, _>>()?;
+        let chunks = self
+            .executor
+            .submit_chunks::<_, R>(entry, &items, chunksize)?;
         // One future for the whole list, completed when the last chunk is.
         let (completer, future) = flotilla_core::Completer::new();
         std::thread::Builder::new()
@@ -324,10 +323,9 @@ impl Pool {
         let _ = f;
         let entry = boot::entry_of_chunk::<F, I::Item, R>();
         let items: Vec<I::Item> = items.into_iter().collect();
-        let chunks = items
-            .chunks(chunksize.max(1))
-            .map(|chunk| self.executor.submit_chunk::<I::Item, R>(entry, chunk))
-            .collect::<Result<Vec<_>, _>>()?;
+        let chunks = self
+            .executor
+            .submit_chunks::<_, R>(entry, &items, chunksize)?;
         Ok(as_completed(chunks, None).flat_map(|done| {
             let outcome = done.and_then(|fut| fut.into_result(None));
             match outcome {

@@ -421,22 +421,26 @@ impl ProcessPoolExecutor {
             queue.shutdown = true;
             queue.terminate = true;
         }
-        self.shared.sleeping.store(true, Ordering::Release);
-        self.shared.wake_manager();
+        // `shutdown` wakes the manager, which sees `terminate`, and waits for it.
         self.shutdown(true, false);
     }
 
-    /// Queues `chunk` for the chunk entry `entry`; its future.
-    pub(crate) fn submit_chunk<A, R>(
+    /// Queues `items` for the chunk entry `entry`, `chunksize` to a task; the chunks'
+    /// futures, in order.
+    pub(crate) fn submit_chunks<A, R>(
         &self,
         entry: usize,
-        chunk: &[A],
-    ) -> Result<Future<Vec<R>>, TaskError>
+        items: &[A],
+        chunksize: usize,
+    ) -> Result<Vec<Future<Vec<R>>>, TaskError>
     where
         A: Serialize,
         R: DeserializeOwned + Send + 'static,
     {
-        self.shared.submit_entry(entry, chunk)
+        items
+            .chunks(chunksize.max(1))
+            .map(|chunk| self.shared.submit_entry(entry, chunk))
+            .collect()
     }
 }
 
