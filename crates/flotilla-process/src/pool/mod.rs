@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use flotilla_core::{Completer, Future, FutureId, TaskError, codec};
+use flotilla_core::{Completer, Future, FutureId, TaskError};
 use flotilla_ipc::handle::{self, Fd};
 use flotilla_ipc::{Connection, pipe};
 use serde::Serialize;
@@ -38,7 +38,7 @@ use serde::de::DeserializeOwned;
 
 pub use self::classic::{AsyncResult, Pool, PoolBuilder};
 pub use self::map::ProcessMap;
-use self::worker::{Request, Response, WorkerArgs, worker_main};
+use self::worker::{Response, WorkerArgs, task_frame, worker_main};
 use crate::boot;
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
@@ -113,8 +113,8 @@ where
 
 /// A task on its way to a worker.
 struct Job {
-    entry: usize,
-    args: Vec<u8>,
+    /// The request frame: the encoded arguments and the entry (see `worker`).
+    frame: Vec<u8>,
     fds: Vec<OwnedFd>,
     sink: Box<dyn Sink>,
 }
@@ -197,8 +197,7 @@ impl Shared {
         })?;
         let (completer, fut) = Completer::new();
         self.submit_job(Job {
-            entry,
-            args,
+            frame: task_frame(args, entry),
             fds,
             sink: Box::new(Typed { completer, outcome }),
         })?;
@@ -731,7 +730,7 @@ impl Manager {
                 let Some(front) = queue.jobs.front() else {
                     return;
                 };
-                let args_len = front.args.len();
+                let args_len = front.frame.len();
                 let Some(i) = (0..self.workers.len())
                     .filter(|&i| self.has_room(&self.workers[i], args_len))
                     .min_by_key(|&i| self.workers[i].inflight.len())
@@ -745,14 +744,7 @@ impl Manager {
                 continue; // cancelled while queued
             }
             let worker = &mut self.workers[i];
-            let request = codec::encode(&Request::Task {
-                entry: job.entry,
-                args: job.args.clone(),
-            });
-            let sent = request
-                .map_err(flotilla_ipc::Error::from)
-                .and_then(|bytes| worker.conn.send_frame(&bytes, &job.fds));
-            match sent {
+            match worker.conn.send_frame(&job.frame, &job.fds) {
                 Ok(()) => {
                     if let Some(left) = &mut worker.left {
                         *left -= 1;
@@ -847,10 +839,13 @@ impl Manager {
             let worker = &mut self.workers[i];
             match worker.conn.recv_frame_timeout(Some(Duration::ZERO)) {
                 Ok((bytes, fds)) => {
-                    let response = match codec::decode::<Response>(&bytes) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(pid = std::process::id(), error = %e, "a worker sent garbage; replacing it");
+                    let response = match Response::from_frame(bytes) {
+                        Some(r) => r,
+                        None => {
+                            tracing::error!(
+                                pid = std::process::id(),
+                                "a worker sent garbage; replacing it"
+                            );
                             let _ = worker.process.kill();
                             continue;
                         }
