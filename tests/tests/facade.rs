@@ -10,12 +10,21 @@ use flotilla::futures::{
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::futures::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath};
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::multiprocessing::queues::{
+    DEFAULT_CAPACITY, GetError as QueueGetError, GetTimeoutError as QueueGetTimeoutError, Iter,
+    PutError as QueuePutError, PutTimeoutError as QueuePutTimeoutError, QueueBuilder,
+    TaskDoneError as QueueTaskDoneError, TryGetError as QueueTryGetError, TryIter,
+    TryPutError as QueueTryPutError,
+};
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{
     AsyncResult, Connection, Context, Error as ProcessError, FnTarget, ForkTarget, IpcError, Pipe,
     Pool, PoolBuilder, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children,
     cpu_count, current_process, get_context, get_start_method, handle, parent_process, pipe,
     set_start_method, wait as wait_connections,
 };
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::multiprocessing::{JoinableQueue, Queue as ProcessQueue, SimpleQueue};
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::prelude::*;
 #[allow(unused_imports, reason = "the test is that these paths resolve")]

@@ -90,6 +90,19 @@ pub enum Error {
     /// says.
     #[error("shared memory: {0}")]
     InvalidSegment(String),
+    /// A queue could not be made or received as asked (a bad option, a segment that
+    /// holds no queue or one of another message type), or its shared memory was found
+    /// corrupted.
+    #[error("queue: {0}")]
+    InvalidQueue(String),
+    /// A message, encoded, is longer than the queue's maximum; nothing was put.
+    #[error("a message of {len} bytes is longer than the queue's maximum of {max}")]
+    MessageTooLarge {
+        /// The encoded message's length.
+        len: u64,
+        /// The queue's maximum.
+        max: u64,
+    },
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),

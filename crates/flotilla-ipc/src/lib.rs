@@ -10,8 +10,11 @@
 //!   holder died ([`AcquireError::OwnerDied`]) instead of hanging.
 //! - [`Value`] and [`Array`]: plain data ([`Element`]s) in shared memory, with a
 //!   recursive lock or raw; integer values also have atomic operations.
+//! - [`Queue`], [`JoinableQueue`] and [`SimpleQueue`] (module [`queue`]): queues of any
+//!   serde type between any number of producer and consumer processes, in a
+//!   shared-memory ring, with no feeder thread.
 //! - [`handle`]: how any value holding OS handles (a connection end, a shared segment, a
-//!   lock, a value, and the queues to come) is sent to another process — its
+//!   lock, a value, a queue) is sent to another process — its
 //!   descriptors travel beside its bytes.
 //!
 //! This crate is Linux-first: it uses Unix sockets and `SCM_RIGHTS`.
@@ -22,6 +25,7 @@ mod error;
 mod futex;
 pub mod handle;
 mod lock;
+pub mod queue;
 mod shm;
 mod sys;
 mod value;
@@ -30,6 +34,10 @@ pub use crate::connection::{Connection, DEFAULT_MAX_FRAME, pipe, wait};
 pub use crate::element::{Element, Integer};
 pub use crate::error::Error;
 pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};
+pub use crate::queue::{
+    GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,
+    SimpleQueue, TaskDoneError, TryGetError, TryPutError,
+};
 pub use crate::shm::SharedMemory;
 pub use crate::value::{Array, ArrayGuard, Value, ValueGuard};
 

@@ -45,7 +45,7 @@ pub(crate) struct RawMutex {
 
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Acquired {
+pub(crate) enum Acquired {
     /// The usual way.
     Clean,
     /// The previous holder died holding it; the mutex has been made consistent.
@@ -143,7 +143,7 @@ impl RawMutex {
         unsafe { self.shm.as_ptr().add(self.offset) }.cast()
     }
 
-    fn lock(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
+    pub(crate) fn lock(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
         let rc = match timeout.and_then(deadline) {
             // SAFETY: the mutex was initialised before the segment was shared (rule 1),
             // and its memory lives as long as `self`.
@@ -153,7 +153,7 @@ impl RawMutex {
         self.outcome("pthread_mutex_lock", rc, timeout)
     }
 
-    fn try_lock(&self) -> Result<Acquired, Error> {
+    pub(crate) fn try_lock(&self) -> Result<Acquired, Error> {
         // SAFETY: as in `lock`.
         let rc = unsafe { libc::pthread_mutex_trylock(self.ptr()) };
         self.outcome("pthread_mutex_trylock", rc, None)
@@ -189,7 +189,7 @@ impl RawMutex {
     /// # Safety
     ///
     /// The calling thread holds the mutex, once for each unlock.
-    unsafe fn unlock(&self) {
+    pub(crate) unsafe fn unlock(&self) {
         // SAFETY: our caller holds the mutex on this thread.
         let rc = unsafe { libc::pthread_mutex_unlock(self.ptr()) };
         if rc != 0 {

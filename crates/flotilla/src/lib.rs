@@ -29,8 +29,11 @@
 //! **[`multiprocessing`]** — Python's `multiprocessing` (crates `flotilla-process` and
 //! `flotilla-ipc`): [`Process`](multiprocessing::Process) under the fork, spawn and
 //! forkserver [start methods](multiprocessing::StartMethod), [`Context`](multiprocessing::Context),
-//! [`Pipe`](multiprocessing::Pipe) and [`Connection`](multiprocessing::Connection), and
-//! [`init`] to call at the top of `main`.
+//! [`Pipe`](multiprocessing::Pipe) and [`Connection`](multiprocessing::Connection),
+//! [`Queue`](multiprocessing::Queue), [`JoinableQueue`](multiprocessing::JoinableQueue) and
+//! [`SimpleQueue`](multiprocessing::SimpleQueue) between processes (with their builder
+//! and errors in [`queues`](multiprocessing::queues)), and [`init`] to call at the top of
+//! `main`.
 //!
 //! **[`codec`]** — the one serialization seam for data crossing a process boundary.
 //!
@@ -113,6 +116,11 @@ pub mod multiprocessing {
 
     /// Errors of pipes and connections.
     pub use flotilla_ipc::Error as IpcError;
+
+    #[doc(inline)]
+    pub use flotilla_ipc::queue as queues;
+    #[doc(inline)]
+    pub use flotilla_ipc::{JoinableQueue, Queue, SimpleQueue};
 
     #[cfg(feature = "process")]
     #[doc(inline)]

@@ -14,6 +14,7 @@ mod daemon_threads;
 mod done_callback;
 mod executor_as_completed;
 mod executor_map;
+mod joinable_queue;
 mod pipe;
 mod pool_callbacks;
 mod pool_in_threads;
@@ -21,6 +22,8 @@ mod pool_methods;
 mod primes;
 mod process_basics;
 mod progress;
+mod queue_bounded;
+mod queue_processes;
 mod queue_workers;
 mod shared_value;
 mod start_methods;
@@ -121,6 +124,21 @@ const DEMOS: &[Demo] = &[
         name: "shared-value",
         about: "Value and Array written by children; a counter without a lock, with one, atomic",
         run: shared_value::run,
+    },
+    Demo {
+        name: "queue-processes",
+        about: "a child's put is got after it exits; two children talk through one queue",
+        run: queue_processes::run,
+    },
+    Demo {
+        name: "queue-bounded",
+        about: "a queue of maxsize 3: put with a timeout and put_nowait say Full; a child drains it",
+        run: queue_bounded::run,
+    },
+    Demo {
+        name: "joinable-queue",
+        about: "two worker processes call task_done; join waits for them; close ends them",
+        run: joinable_queue::run,
     },
 ];
 

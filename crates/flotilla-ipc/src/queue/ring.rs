@@ -1,0 +1,1041 @@
+//! The ring under every cross-process queue: a byte ring in one shared segment, written
+//! by one producer at a time and read by one consumer at a time, each side behind a
+//! robust process-shared mutex, with futex wake-ups after a brief spin.
+//!
+//! # Layout
+//!
+//! ```text
+//! offset 0     Meta     magic, version, capacity, maxsize, max_message, type tag
+//! offset 64    the write lock (pthread_mutex_t, robust, process-shared)
+//! offset 128   the read lock
+//! offset 192   Side     the writers' counters: head, messages published, ...
+//! offset 256   Side     the readers' counters: tail, messages consumed, ...
+//! offset 320   Signals  closed, and the futex words sleepers wait on
+//! offset 384   Tasks    task_done count and the joiners' futex word
+//! offset 4096  the ring: `capacity` bytes, a power of two
+//! ```
+//!
+//! Positions (`head`, `tail`) count bytes since the queue was made and never wrap (2^64
+//! bytes); the byte at position `p` lives at `p % capacity`. The ring holds `[tail,
+//! head)`; `[head, tail + capacity)` is free.
+//!
+//! # Chunks
+//!
+//! A message travels as one or more chunks, each a 16-byte header — payload length
+//! (u32), flags (u32), the message's total length (u64) — and its payload, padded to 16
+//! bytes, so a header never straddles the end of the ring (a payload may: it is copied
+//! in two pieces). Flags: `FIRST` starts a message, `LAST` ends it (a message that fits
+//! is one chunk with both), `ABORT` (a bare header) says that the message in progress
+//! will never be finished: readers discard what they have of it.
+//!
+//! A message that fits in the free room is written whole. One that does not is streamed:
+//! the writer writes what fits, publishes it, and waits for readers to free more, so a
+//! message may be any size, larger than the ring too. A non-final chunk always leaves at
+//! least 16 bytes free, so that an `ABORT` header can be written without waiting.
+//!
+//! # Who may touch what
+//!
+//! 1. Meta is written once, before the segment is shared, and only read afterwards;
+//!    every bound used for memory access is this process's copy, checked on attach.
+//! 2. The writers' `Side` and the free bytes of the ring are written only by the holder
+//!    of the write lock; the readers' `Side` and the bytes `[tail, head)` are read and
+//!    consumed only by the holder of the read lock. A holder keeps its lock for a whole
+//!    message, so messages never interleave.
+//! 3. `head` is stored (release) only after the bytes it covers are written; `tail` only
+//!    after the bytes it frees are copied out. The other side loads them with acquire
+//!    before touching those bytes: the ring is a classic single-producer,
+//!    single-consumer ring, with the locks electing the single producer and consumer.
+//! 4. `Signals` and `Tasks` are atomics anyone may touch.
+//!
+//! # Dying in the middle
+//!
+//! A side's counters (position, message count, open-message flag) change together in a
+//! *commit*: the new values are first written to the side's `pend_*` fields and
+//! `pending` is set, then the counters are stored, then `pending` is cleared. Whoever
+//! next takes the lock after a holder died (told by the robust mutex, or by finding
+//! `pending` or `open` set on a free lock) rolls a pending commit forward — its bytes
+//! were complete before it began — and then:
+//!
+//! - on the write side, if a message was open, writes an `ABORT` chunk, so readers drop
+//!   the partial message: a producer killed mid-put leaves no corrupted message, and
+//!   its message is simply not delivered;
+//! - on the read side, if a message was open, skips the rest of it: a consumer killed
+//!   mid-get takes with it at most the message it was reading, and only once it had
+//!   consumed a part of it; a message it had copied out whole but not yet committed is
+//!   delivered to the next reader instead.
+//!
+//! A reader waiting for the rest of a message whose writer died notices by itself: every
+//! [`SLICE`] of sleep it tries the write lock, and if the lock is free while a message is
+//! open, the writer is gone and it does the writer's recovery.
+//!
+//! # Waiting
+//!
+//! Only lock holders wait on the ring: a reader for data (`data_seq`), a writer for room
+//! (`space_seq`). A waiter first spins for a bounded time ([`Spin`]), since a futex
+//! wake-up across CPUs costs tens of microseconds, then sets its side's `sleeps` flag,
+//! re-checks, and sleeps on the sequence word. The other side, after each commit (a
+//! sequentially consistent store), looks at that flag and bumps and wakes the word only
+//! when someone sleeps, so a busy queue makes no system calls at all.
+
+use std::ptr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::futex;
+use crate::lock::{Acquired, RawMutex};
+use crate::shm::SharedMemory;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"FLTQUEUE");
+const VERSION: u32 = 1;
+
+const WRITE_LOCK: usize = 64;
+const READ_LOCK: usize = 128;
+const WRITER: usize = 192;
+const READER: usize = 256;
+const SIGNALS: usize = 320;
+const TASKS: usize = 384;
+/// Where the ring's bytes start: on a page of their own.
+const DATA: usize = 4096;
+const _: () = assert!(RawMutex::SIZE <= 64);
+const _: () = assert!(size_of::<Meta>() <= WRITE_LOCK);
+const _: () = assert!(size_of::<Side>() <= 64);
+const _: () = assert!(size_of::<Signals>() <= 64 && size_of::<Tasks>() <= 64);
+
+/// The bytes of a chunk header; payloads are padded to a multiple of it.
+const HEADER: u64 = 16;
+const FIRST: u32 = 1;
+const LAST: u32 = 2;
+const ABORT: u32 = 4;
+
+/// The smallest ring.
+pub(crate) const MIN_CAPACITY: usize = 4096;
+/// The largest ring: a chunk's length must fit its u32 field.
+pub(crate) const MAX_CAPACITY: usize = 1 << 31;
+
+/// How long a sleeping reader waits before it checks whether a writer died.
+pub(crate) const SLICE: Duration = Duration::from_millis(100);
+/// How long a waiter spins before it sleeps.
+const SPIN_FOR: Duration = Duration::from_micros(50);
+/// Of which the first part without yielding the CPU.
+const SPIN_HOT: Duration = Duration::from_micros(10);
+
+#[repr(C)]
+struct Meta {
+    magic: AtomicU64,
+    version: AtomicU32,
+    _reserved: AtomicU32,
+    capacity: AtomicU64,
+    /// The most messages the queue holds; 0 for no limit.
+    maxsize: AtomicU64,
+    max_message: AtomicU64,
+    type_tag: AtomicU64,
+}
+
+/// One side's counters (rule 2 of the module doc).
+#[repr(C)]
+struct Side {
+    /// Bytes committed: the head (writers) or the tail (readers).
+    pos: AtomicU64,
+    /// Messages committed: published (writers) or consumed (readers).
+    msgs: AtomicU64,
+    /// Whether a message is partly written (writers) or partly read (readers).
+    open: AtomicU32,
+    /// Whether a commit is under way, with its values in `pend_*`.
+    pending: AtomicU32,
+    pend_pos: AtomicU64,
+    pend_msgs: AtomicU64,
+    pend_open: AtomicU32,
+    _reserved: AtomicU32,
+    /// A recent look at the other side's position: never ahead of it, so safe to use
+    /// without reloading while it suffices.
+    other: AtomicU64,
+}
+
+#[repr(C)]
+struct Signals {
+    closed: AtomicU32,
+    /// Bumped when data is published (and on close) while a reader sleeps.
+    data_seq: AtomicU32,
+    /// Whether the read-lock holder sleeps on `data_seq`.
+    reader_sleeps: AtomicU32,
+    /// Bumped when room is freed or a message consumed (and on close) while a writer
+    /// sleeps.
+    space_seq: AtomicU32,
+    /// Whether the write-lock holder sleeps on `space_seq`.
+    writer_sleeps: AtomicU32,
+}
+
+#[repr(C)]
+struct Tasks {
+    /// `task_done` calls so far; never above the readers' messages published.
+    done: AtomicU64,
+    /// Bumped by `task_done` while someone joins.
+    seq: AtomicU32,
+    /// How many processes' threads sleep in `join`.
+    joiners: AtomicU32,
+}
+
+/// What a new ring is made with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Options {
+    /// Bytes of the ring, a power of two in `MIN_CAPACITY..=MAX_CAPACITY`.
+    pub(crate) capacity: usize,
+    /// The most messages it holds; 0 for no limit.
+    pub(crate) maxsize: u64,
+    /// The longest message, encoded, in bytes.
+    pub(crate) max_message: u64,
+    /// A fingerprint of the message type, checked when the ring is received.
+    pub(crate) type_tag: u64,
+}
+
+/// When a blocking operation gives up.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Deadline {
+    /// At once: never wait for room or data (a busy lock is still given a brief spin).
+    Now,
+    /// At this instant.
+    At(Instant),
+    /// Never.
+    Never,
+}
+
+impl Deadline {
+    pub(crate) fn after(timeout: Duration) -> Deadline {
+        Instant::now()
+            .checked_add(timeout)
+            .map_or(Deadline::Never, Deadline::At)
+    }
+}
+
+/// Why a put or get did not happen.
+#[derive(Debug)]
+pub(crate) enum Refused {
+    /// No room (put) or nothing to get (get) by the deadline.
+    Busy,
+    /// The queue is closed (put), or closed and drained (get).
+    Closed,
+    /// Something else went wrong.
+    Failed(Error),
+}
+
+impl From<Error> for Refused {
+    fn from(e: Error) -> Self {
+        Refused::Failed(e)
+    }
+}
+
+/// The shared ring of one queue. Clones share it.
+#[derive(Clone)]
+pub(crate) struct Ring {
+    shm: Arc<SharedMemory>,
+    write_lock: RawMutex,
+    read_lock: RawMutex,
+    capacity: u64,
+    maxsize: u64,
+    max_message: u64,
+}
+
+/// Holds a [`RawMutex`]; releases it when dropped. Made only by [`lock`], on the thread
+/// that acquired, and never moved across threads (a ring operation acquires and releases
+/// within one call).
+struct Held<'a>(&'a RawMutex);
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a `Held` exists only for an acquisition made on this thread, released
+        // exactly once, here.
+        unsafe { self.0.unlock() }
+    }
+}
+
+/// Acquires `mutex`: a brief spin of `try_lock`s, then a blocking lock up to the deadline.
+fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<Held<'_>, Refused> {
+    let mut spin = Spin::new();
+    loop {
+        match mutex.try_lock() {
+            // Recovery after a holder's death is decided by the shared state, not by
+            // how the lock was acquired (see the module doc).
+            Ok(Acquired::Clean | Acquired::OwnerDied) => return Ok(Held(mutex)),
+            Err(Error::WouldBlock) => {}
+            Err(e) => return Err(Refused::Failed(e)),
+        }
+        if !spin.snooze() {
+            break;
+        }
+    }
+    let outcome = match deadline {
+        Deadline::Now => return Err(Refused::Busy),
+        Deadline::Never => mutex.lock(None),
+        Deadline::At(at) => {
+            let left = at.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Refused::Busy);
+            }
+            mutex.lock(Some(left))
+        }
+    };
+    match outcome {
+        Ok(Acquired::Clean | Acquired::OwnerDied) => Ok(Held(mutex)),
+        Err(Error::Timeout(_)) => Err(Refused::Busy),
+        Err(e) => Err(Refused::Failed(e)),
+    }
+}
+
+/// A bounded spin: busy for [`SPIN_HOT`], then yielding the CPU until [`SPIN_FOR`].
+struct Spin {
+    start: Option<Instant>,
+    round: u32,
+}
+
+impl Spin {
+    fn new() -> Self {
+        Spin {
+            start: None,
+            round: 0,
+        }
+    }
+
+    /// Waits a little; `false` once the budget is spent.
+    fn snooze(&mut self) -> bool {
+        self.round += 1;
+        if self.round <= 6 {
+            for _ in 0..(1u32 << self.round) {
+                std::hint::spin_loop();
+            }
+            return true;
+        }
+        let start = *self.start.get_or_insert_with(Instant::now);
+        let spun = start.elapsed();
+        if spun >= SPIN_FOR {
+            false
+        } else if spun >= SPIN_HOT {
+            std::thread::yield_now();
+            true
+        } else {
+            for _ in 0..64 {
+                std::hint::spin_loop();
+            }
+            true
+        }
+    }
+}
+
+/// The padded size of a chunk carrying `len` payload bytes.
+fn span(len: u64) -> u64 {
+    HEADER + len.div_ceil(HEADER) * HEADER
+}
+
+/// Stores a side's counters as one commit (see "Dying in the middle").
+fn commit(side: &Side, pos: u64, msgs: u64, open: bool) {
+    side.pend_pos.store(pos, Ordering::Relaxed);
+    side.pend_msgs.store(msgs, Ordering::Relaxed);
+    side.pend_open.store(u32::from(open), Ordering::Relaxed);
+    side.pending.store(1, Ordering::Release);
+    apply(side, pos, msgs, open);
+    side.pending.store(0, Ordering::Release);
+}
+
+fn apply(side: &Side, pos: u64, msgs: u64, open: bool) {
+    side.open.store(u32::from(open), Ordering::Relaxed);
+    side.msgs.store(msgs, Ordering::Release);
+    // Sequentially consistent: the waker's following load of the sleeper's flag must not
+    // be ordered before it (the sleeper sets its flag, then looks at this position).
+    side.pos.store(pos, Ordering::SeqCst);
+}
+
+/// Wakes the sleeper on `seq` if its flag says there is one.
+fn wake(seq: &AtomicU32, sleeps: &AtomicU32) {
+    if sleeps.load(Ordering::SeqCst) != 0 {
+        wake_all(seq);
+    }
+}
+
+fn wake_all(seq: &AtomicU32) {
+    seq.fetch_add(1, Ordering::SeqCst);
+    if let Err(e) = futex::wake_all(seq) {
+        tracing::error!(error = %e, "futex wake of a queue failed");
+    }
+}
+
+fn corrupted(what: String) -> Error {
+    Error::InvalidQueue(format!("the queue's shared memory is corrupted: {what}"))
+}
+
+impl Ring {
+    /// The bytes a segment needs for a ring of `capacity`.
+    pub(crate) fn segment_size(capacity: usize) -> usize {
+        DATA + capacity
+    }
+
+    /// Makes a ring in a new anonymous segment.
+    pub(crate) fn create(options: Options) -> Result<Ring, Error> {
+        let shm = Arc::new(SharedMemory::new(Self::segment_size(options.capacity))?);
+        // SAFETY: the segment was created just now and has not been shared.
+        let write_lock = unsafe { RawMutex::init(Arc::clone(&shm), WRITE_LOCK, false) }?;
+        // SAFETY: as above.
+        let read_lock = unsafe { RawMutex::init(Arc::clone(&shm), READ_LOCK, false) }?;
+        let ring = Ring {
+            shm,
+            write_lock,
+            read_lock,
+            capacity: options.capacity as u64,
+            maxsize: options.maxsize,
+            max_message: options.max_message,
+        };
+        let meta = ring.meta();
+        meta.version.store(VERSION, Ordering::Relaxed);
+        meta.capacity.store(ring.capacity, Ordering::Relaxed);
+        meta.maxsize.store(options.maxsize, Ordering::Relaxed);
+        meta.max_message
+            .store(options.max_message, Ordering::Relaxed);
+        meta.type_tag.store(options.type_tag, Ordering::Relaxed);
+        meta.magic.store(MAGIC, Ordering::Release);
+        Ok(ring)
+    }
+
+    /// The ring in a received segment, checked against what this process expects.
+    pub(crate) fn attach(shm: SharedMemory, type_tag: u64, type_name: &str) -> Result<Ring, Error> {
+        if shm.size() < DATA {
+            return Err(Error::InvalidQueue(format!(
+                "received a segment of {} bytes, too small for a queue",
+                shm.size()
+            )));
+        }
+        let shm = Arc::new(shm);
+        // SAFETY: the segment holds at least `DATA` bytes (checked above) and is
+        // page-aligned; `Meta` is all atomics, valid for any bits.
+        let meta = unsafe { &*shm.as_ptr().cast::<Meta>() };
+        if meta.magic.load(Ordering::Acquire) != MAGIC
+            || meta.version.load(Ordering::Relaxed) != VERSION
+        {
+            return Err(Error::InvalidQueue(
+                "received a segment that does not hold a queue of this version".into(),
+            ));
+        }
+        if meta.type_tag.load(Ordering::Relaxed) != type_tag {
+            return Err(Error::InvalidQueue(format!(
+                "received a queue of another message type than {type_name}"
+            )));
+        }
+        let capacity = meta.capacity.load(Ordering::Relaxed);
+        let fits = usize::try_from(capacity)
+            .ok()
+            .and_then(|c| c.checked_add(DATA))
+            .is_some_and(|end| end <= shm.size());
+        if !capacity.is_power_of_two() || capacity < MIN_CAPACITY as u64 || !fits {
+            return Err(Error::InvalidQueue(format!(
+                "received a queue whose ring of {capacity} bytes does not fit its segment of {} bytes",
+                shm.size()
+            )));
+        }
+        Ok(Ring {
+            write_lock: RawMutex::attach(Arc::clone(&shm), WRITE_LOCK)?,
+            read_lock: RawMutex::attach(Arc::clone(&shm), READ_LOCK)?,
+            capacity,
+            maxsize: meta.maxsize.load(Ordering::Relaxed),
+            max_message: meta.max_message.load(Ordering::Relaxed),
+            shm,
+        })
+    }
+
+    pub(crate) fn shm(&self) -> &SharedMemory {
+        &self.shm
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.capacity as usize
+    }
+
+    pub(crate) fn maxsize(&self) -> Option<usize> {
+        (self.maxsize != 0).then(|| usize::try_from(self.maxsize).unwrap_or(usize::MAX))
+    }
+
+    pub(crate) fn max_message(&self) -> u64 {
+        self.max_message
+    }
+
+    /// The part of the first page at `offset`, as a `T` made of atomics.
+    fn at<T>(&self, offset: usize) -> &T {
+        // SAFETY: every caller passes one of the offsets above, all below `DATA` with room
+        // for `T` (asserted at compile time); the segment is at least `DATA` bytes
+        // (checked in `create` and `attach`), page-aligned, so the offsets (multiples of
+        // 64) are aligned for atomics; `T` is all atomics, valid for any bits, which stay
+        // sound while other processes change them; the mapping lives as long as `self`.
+        unsafe { &*self.shm.as_ptr().add(offset).cast::<T>() }
+    }
+
+    fn meta(&self) -> &Meta {
+        self.at(0)
+    }
+
+    fn writer(&self) -> &Side {
+        self.at(WRITER)
+    }
+
+    fn reader(&self) -> &Side {
+        self.at(READER)
+    }
+
+    fn signals(&self) -> &Signals {
+        self.at(SIGNALS)
+    }
+
+    fn tasks(&self) -> &Tasks {
+        self.at(TASKS)
+    }
+
+    fn data(&self) -> *mut u8 {
+        // SAFETY: the segment holds `DATA + capacity` bytes (checked in `create` and
+        // `attach`), so the result and the `capacity` bytes after it are inside it.
+        unsafe { self.shm.as_ptr().add(DATA) }
+    }
+
+    /// Copies `src` into the ring at position `pos`, wrapping at its end.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the write lock and `[pos, pos + src.len())` is free (rule 2), so
+    /// no reader looks at those bytes until a later commit publishes them.
+    unsafe fn write_at(&self, pos: u64, src: &[u8]) {
+        let at = (pos & (self.capacity - 1)) as usize;
+        let first = src.len().min(self.capacity as usize - at);
+        // SAFETY: `at + first <= capacity` and `src.len() - first <= capacity - first`
+        // (a chunk is never longer than the ring), so both copies stay inside the ring;
+        // private `src` cannot overlap the shared mapping; the bytes are ours alone
+        // (our caller's promise), so nobody reads or writes them concurrently.
+        unsafe {
+            ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(at), first);
+            ptr::copy_nonoverlapping(src.as_ptr().add(first), self.data(), src.len() - first);
+        }
+    }
+
+    /// Copies `len` bytes at position `pos` of the ring to `dst`, wrapping at its end.
+    ///
+    /// # Safety
+    ///
+    /// The caller holds the read lock and `[pos, pos + len)` lies in `[tail, head)` as
+    /// published (rule 3), so nobody writes those bytes until a later commit frees them;
+    /// `len <= capacity`; `dst` is private memory valid for `len` bytes of writes.
+    unsafe fn read_at(&self, pos: u64, dst: *mut u8, len: usize) {
+        let at = (pos & (self.capacity - 1)) as usize;
+        let first = len.min(self.capacity as usize - at);
+        // SAFETY: as in `write_at`, with the roles swapped.
+        unsafe {
+            ptr::copy_nonoverlapping(self.data().add(at), dst, first);
+            ptr::copy_nonoverlapping(self.data(), dst.add(first), len - first);
+        }
+    }
+
+    /// # Safety
+    ///
+    /// As for [`write_at`](Self::write_at), for the chunk's header and payload.
+    unsafe fn write_chunk(&self, pos: u64, flags: u32, payload: &[u8], total: u64) {
+        let mut header = [0u8; HEADER as usize];
+        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[4..8].copy_from_slice(&flags.to_le_bytes());
+        header[8..].copy_from_slice(&total.to_le_bytes());
+        // SAFETY: our caller's promise covers the header and the payload after it.
+        unsafe {
+            self.write_at(pos, &header);
+            self.write_at(pos + HEADER, payload);
+        }
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.signals().closed.load(Ordering::Acquire) != 0
+    }
+
+    /// Closes the queue for every process and wakes every sleeper to see it.
+    pub(crate) fn close(&self) {
+        let signals = self.signals();
+        signals.closed.store(1, Ordering::SeqCst);
+        wake_all(&signals.data_seq);
+        wake_all(&signals.space_seq);
+    }
+
+    /// Messages published and not yet consumed: never above the true count, which a
+    /// bounded queue keeps at most `maxsize`.
+    pub(crate) fn len(&self) -> u64 {
+        // Published first: a later (larger) consumed count can only lower the answer.
+        let published = self.writer().msgs.load(Ordering::Acquire);
+        let consumed = self.reader().msgs.load(Ordering::Acquire);
+        published.saturating_sub(consumed)
+    }
+
+    /// Free bytes in front of `head`, with a fresh look at the tail if `fresh`.
+    fn free(&self, head: u64, fresh: bool) -> Result<u64, Error> {
+        let cache = &self.writer().other;
+        let tail = if fresh {
+            let tail = self.reader().pos.load(Ordering::Acquire);
+            cache.store(tail, Ordering::Relaxed);
+            tail
+        } else {
+            cache.load(Ordering::Relaxed)
+        };
+        match head.checked_sub(tail) {
+            Some(used) if used <= self.capacity => Ok(self.capacity - used),
+            _ => Err(corrupted(format!("head {head} and tail {tail}"))),
+        }
+    }
+
+    /// The head as far as it is needed from `tail`, with a fresh look if `fresh`.
+    fn head(&self, tail: u64, fresh: bool) -> Result<u64, Error> {
+        let cache = &self.reader().other;
+        let head = if fresh {
+            let head = self.writer().pos.load(Ordering::Acquire);
+            cache.store(head, Ordering::Relaxed);
+            head
+        } else {
+            cache.load(Ordering::Relaxed)
+        };
+        match head.checked_sub(tail) {
+            Some(used) if used <= self.capacity => Ok(head),
+            // The cache may lag behind a tail that went on from a fresh head.
+            _ if !fresh => self.head(tail, true),
+            _ => Err(corrupted(format!("head {head} and tail {tail}"))),
+        }
+    }
+
+    /// Waits until `ready` holds or the deadline passes: a spin, then sleeps on `seq`
+    /// with `sleeps` set, calling `housekeeping` after every [`SLICE`] of sleep.
+    fn wait(
+        &self,
+        seq: &AtomicU32,
+        sleeps: &AtomicU32,
+        deadline: Deadline,
+        ready: &mut dyn FnMut() -> Result<bool, Error>,
+        housekeeping: &mut dyn FnMut() -> Result<(), Error>,
+    ) -> Result<bool, Error> {
+        if ready()? {
+            return Ok(true);
+        }
+        if let Deadline::Now = deadline {
+            return Ok(false);
+        }
+        let mut spin = Spin::new();
+        while spin.snooze() {
+            if ready()? {
+                return Ok(true);
+            }
+        }
+        loop {
+            let now = Instant::now();
+            let until = match deadline {
+                Deadline::At(at) if at <= now => return ready(),
+                Deadline::At(at) => at.min(now + SLICE),
+                Deadline::Now | Deadline::Never => now + SLICE,
+            };
+            sleeps.store(1, Ordering::SeqCst);
+            let seen = seq.load(Ordering::SeqCst);
+            let mut done = ready();
+            if matches!(done, Ok(false)) {
+                if let Err(e) = futex::wait(seq, seen, Some(until)) {
+                    done = Err(Error::os("futex wait", e));
+                }
+                done = done.and_then(|_| ready());
+            }
+            sleeps.store(0, Ordering::Relaxed);
+            if done? {
+                return Ok(true);
+            }
+            housekeeping()?;
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Writing.
+    // -----------------------------------------------------------------------------------
+
+    /// Puts one message: its bytes are in the ring, published, when this returns `Ok`.
+    pub(crate) fn put(&self, message: &[u8], deadline: Deadline) -> Result<(), Refused> {
+        let len = message.len() as u64;
+        if len > self.max_message {
+            return Err(Refused::Failed(Error::MessageTooLarge {
+                len,
+                max: self.max_message,
+            }));
+        }
+        if self.is_closed() {
+            return Err(Refused::Closed);
+        }
+        let _held = lock(&self.write_lock, deadline)?;
+        self.recover_writer()?;
+        self.put_locked(message, deadline)
+    }
+
+    fn put_locked(&self, message: &[u8], deadline: Deadline) -> Result<(), Refused> {
+        let writer = self.writer();
+        let signals = self.signals();
+        if self.maxsize != 0 {
+            let mut room = || {
+                // Our own count is exact; a stale consumed count only makes us wait.
+                let published = writer.msgs.load(Ordering::Relaxed);
+                let consumed = self.reader().msgs.load(Ordering::Acquire);
+                Ok(self.is_closed() || published.saturating_sub(consumed) < self.maxsize)
+            };
+            let ready = self.wait(
+                &signals.space_seq,
+                &signals.writer_sleeps,
+                deadline,
+                &mut room,
+                &mut || Ok(()),
+            )?;
+            if !ready {
+                return Err(Refused::Busy);
+            }
+        }
+        if self.is_closed() {
+            return Err(Refused::Closed);
+        }
+        let total = message.len() as u64;
+        let published = writer.msgs.load(Ordering::Relaxed);
+        let mut head = writer.pos.load(Ordering::Relaxed);
+        let mut sent = 0usize;
+        loop {
+            let rest = &message[sent..];
+            let whole = span(rest.len() as u64);
+            // Wait for room for the whole rest, or (streaming) for half the ring; a
+            // try_put never streams.
+            let want = match deadline {
+                Deadline::Now => whole,
+                _ => whole.min(self.capacity / 2),
+            };
+            let mut free = self.free(head, false)?;
+            if free < want {
+                let mut room = || {
+                    free = self.free(head, true)?;
+                    Ok(free >= want || (sent == 0 && self.is_closed()))
+                };
+                let ready = self.wait(
+                    &signals.space_seq,
+                    &signals.writer_sleeps,
+                    deadline,
+                    &mut room,
+                    &mut || Ok(()),
+                )?;
+                if !ready {
+                    if sent > 0 {
+                        self.abort(head)?;
+                    }
+                    return Err(Refused::Busy);
+                }
+                if sent == 0 && free < want {
+                    return Err(Refused::Closed);
+                }
+            }
+            let first = if sent == 0 { FIRST } else { 0 };
+            if whole <= free {
+                // SAFETY: we hold the write lock and `whole <= free` bytes from `head`
+                // are free.
+                unsafe { self.write_chunk(head, first | LAST, rest, total) };
+                commit(writer, head + whole, published + 1, false);
+                wake(&signals.data_seq, &signals.reader_sleeps);
+                return Ok(());
+            }
+            // Stream what fits, leaving room for an ABORT header; `free >= capacity / 2`
+            // here, so `n` is at least a kilobyte.
+            let n = ((free - 2 * HEADER) / HEADER * HEADER) as usize;
+            // SAFETY: as above, with `span(n) = HEADER + n <= free - HEADER`.
+            unsafe { self.write_chunk(head, first, &rest[..n], total) };
+            head += HEADER + n as u64;
+            sent += n;
+            commit(writer, head, published, true);
+            wake(&signals.data_seq, &signals.reader_sleeps);
+        }
+    }
+
+    /// Ends the open message at `head` with an ABORT chunk.
+    fn abort(&self, head: u64) -> Result<(), Error> {
+        let writer = self.writer();
+        if self.free(head, true)? < HEADER {
+            return Err(corrupted("no room left for an abort chunk".into()));
+        }
+        // SAFETY: we hold the write lock and HEADER bytes from `head` are free.
+        unsafe { self.write_chunk(head, ABORT, &[], 0) };
+        let published = writer.msgs.load(Ordering::Relaxed);
+        commit(writer, head + HEADER, published, false);
+        let signals = self.signals();
+        wake(&signals.data_seq, &signals.reader_sleeps);
+        Ok(())
+    }
+
+    /// Repairs what a writer that died holding the write lock left: called by every new
+    /// holder of the write lock (see "Dying in the middle").
+    fn recover_writer(&self) -> Result<(), Error> {
+        let writer = self.writer();
+        if writer.pending.load(Ordering::Acquire) != 0 {
+            let pos = writer.pend_pos.load(Ordering::Relaxed);
+            let msgs = writer.pend_msgs.load(Ordering::Relaxed);
+            let open = writer.pend_open.load(Ordering::Relaxed) != 0;
+            let head = writer.pos.load(Ordering::Relaxed);
+            let tail = self.reader().pos.load(Ordering::Acquire);
+            let sane = pos >= head
+                && pos
+                    .checked_sub(tail)
+                    .is_some_and(|used| used <= self.capacity)
+                && msgs >= writer.msgs.load(Ordering::Relaxed);
+            if !sane {
+                return Err(corrupted(format!(
+                    "a dead writer's pending head {pos} (head {head}, tail {tail})"
+                )));
+            }
+            tracing::warn!("a producer died while publishing; its message is published");
+            apply(writer, pos, msgs, open);
+            writer.pending.store(0, Ordering::Release);
+            let signals = self.signals();
+            wake(&signals.data_seq, &signals.reader_sleeps);
+        }
+        if writer.open.load(Ordering::Acquire) != 0 {
+            tracing::warn!("a producer died in the middle of a message; it is discarded");
+            self.abort(writer.pos.load(Ordering::Relaxed))?;
+        }
+        // The dead holder's sleep flag, if it died asleep.
+        self.signals().writer_sleeps.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Called by a sleeping reader every [`SLICE`]: if a writer seems to be in the middle
+    /// of something and the write lock is free, it died there; repair it.
+    fn rescue_writer(&self) -> Result<(), Error> {
+        let writer = self.writer();
+        if writer.pending.load(Ordering::Acquire) == 0 && writer.open.load(Ordering::Acquire) == 0 {
+            return Ok(());
+        }
+        match self.write_lock.try_lock() {
+            Ok(_) => {
+                let _held = Held(&self.write_lock);
+                self.recover_writer()
+            }
+            Err(Error::WouldBlock) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Reading.
+    // -----------------------------------------------------------------------------------
+
+    /// Gets one message into `out` (cleared first).
+    ///
+    /// The deadline bounds the wait for a message to *begin*; once its first chunk is
+    /// read, the rest is waited for without one: its writer is streaming it, and either
+    /// finishes, aborts it (its own timeout), or dies (noticed every [`SLICE`]).
+    pub(crate) fn get(&self, deadline: Deadline, out: &mut Vec<u8>) -> Result<(), Refused> {
+        out.clear();
+        let _held = lock(&self.read_lock, deadline)?;
+        let reader = self.reader();
+        let signals = self.signals();
+        let mut skipping = self.recover_reader()?;
+        let mut open = skipping;
+        let mut tail = reader.pos.load(Ordering::Relaxed);
+        let mut consumed = reader.msgs.load(Ordering::Relaxed);
+        let mut total = 0u64;
+        loop {
+            let mut head = self.head(tail, false)?;
+            if head == tail {
+                head = self.head(tail, true)?;
+            }
+            if head == tail {
+                let mut data = || {
+                    head = self.head(tail, true)?;
+                    Ok(head != tail || (!open && self.is_closed()))
+                };
+                let ready = self.wait(
+                    &signals.data_seq,
+                    &signals.reader_sleeps,
+                    if open { Deadline::Never } else { deadline },
+                    &mut data,
+                    &mut || self.rescue_writer(),
+                )?;
+                if head == tail {
+                    if !ready {
+                        return Err(Refused::Busy);
+                    }
+                    if self.drained(tail, deadline)? {
+                        return Err(Refused::Closed);
+                    }
+                    continue;
+                }
+            }
+            let mut header = [0u8; HEADER as usize];
+            // SAFETY: we hold the read lock; `head - tail >= HEADER` (positions are
+            // multiples of HEADER and head > tail), and `[tail, head)` is published.
+            unsafe { self.read_at(tail, header.as_mut_ptr(), header.len()) };
+            let len = u64::from(u32::from_le_bytes([
+                header[0], header[1], header[2], header[3],
+            ]));
+            let flags = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+            let whole = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
+            let chunk = span(len);
+            if chunk > head - tail || flags & !(FIRST | LAST | ABORT) != 0 {
+                return Err(Refused::Failed(corrupted(format!(
+                    "a chunk of {len} bytes with flags {flags:#x} at {tail} (head {head})"
+                ))));
+            }
+            if flags & ABORT != 0 {
+                // The writer gave up on (or died in) the message we were reading.
+                tail += chunk;
+                commit(reader, tail, consumed, false);
+                wake(&signals.space_seq, &signals.writer_sleeps);
+                (open, skipping) = (false, false);
+                out.clear();
+                continue;
+            }
+            if flags & FIRST != 0 {
+                if open && !skipping {
+                    return Err(Refused::Failed(corrupted(
+                        "a message began inside another".into(),
+                    )));
+                }
+                if whole > self.max_message {
+                    return Err(Refused::Failed(corrupted(format!(
+                        "a message of {whole} bytes, beyond the queue's maximum"
+                    ))));
+                }
+                (open, skipping) = (true, false);
+                total = whole;
+                out.clear();
+                out.reserve(usize::try_from(whole).unwrap_or(0));
+            } else if !open {
+                return Err(Refused::Failed(corrupted(
+                    "a chunk continues no message".into(),
+                )));
+            }
+            if !skipping {
+                let len = len as usize;
+                if (out.len() + len) as u64 > total {
+                    return Err(Refused::Failed(corrupted(
+                        "a message longer than it said".into(),
+                    )));
+                }
+                out.reserve(len);
+                // SAFETY: we hold the read lock and the chunk lies in `[tail, head)`
+                // (checked above); `out` has room for `len` more bytes, which the copy
+                // initialises before `set_len` counts them.
+                unsafe {
+                    self.read_at(tail + HEADER, out.as_mut_ptr().add(out.len()), len);
+                    out.set_len(out.len() + len);
+                }
+            }
+            tail += chunk;
+            if flags & LAST != 0 {
+                consumed += 1;
+                commit(reader, tail, consumed, false);
+                wake(&signals.space_seq, &signals.writer_sleeps);
+                if skipping {
+                    (open, skipping) = (false, false);
+                    continue;
+                }
+                return Ok(());
+            }
+            commit(reader, tail, consumed, true);
+            wake(&signals.space_seq, &signals.writer_sleeps);
+        }
+    }
+
+    /// With the ring seen empty after a close: whether it is drained for good. A writer
+    /// that began before the close may still be publishing; wait for it by taking the
+    /// write lock (it cannot be waiting for us: the ring is empty).
+    fn drained(&self, tail: u64, deadline: Deadline) -> Result<bool, Refused> {
+        let _held = lock(&self.write_lock, deadline)?;
+        self.recover_writer()?;
+        Ok(self.writer().pos.load(Ordering::Acquire) == tail)
+    }
+
+    /// Repairs what a reader that died holding the read lock left; `true` if the message
+    /// at the tail is the rest of one it had begun, to be skipped.
+    fn recover_reader(&self) -> Result<bool, Error> {
+        let reader = self.reader();
+        if reader.pending.load(Ordering::Acquire) != 0 {
+            let pos = reader.pend_pos.load(Ordering::Relaxed);
+            let msgs = reader.pend_msgs.load(Ordering::Relaxed);
+            let open = reader.pend_open.load(Ordering::Relaxed) != 0;
+            let tail = reader.pos.load(Ordering::Relaxed);
+            let head = self.writer().pos.load(Ordering::Acquire);
+            if pos < tail || pos > head {
+                return Err(corrupted(format!(
+                    "a dead reader's pending tail {pos} (tail {tail}, head {head})"
+                )));
+            }
+            apply(reader, pos, msgs, open);
+            reader.pending.store(0, Ordering::Release);
+            let signals = self.signals();
+            wake(&signals.space_seq, &signals.writer_sleeps);
+        }
+        self.signals().reader_sleeps.store(0, Ordering::Relaxed);
+        let open = reader.open.load(Ordering::Acquire) != 0;
+        if open {
+            tracing::warn!("a consumer died in the middle of a message; the rest of it is skipped");
+        }
+        Ok(open)
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Tasks (JoinableQueue).
+    // -----------------------------------------------------------------------------------
+
+    /// Counts one task done; `false` if that would count more than were published.
+    pub(crate) fn task_done(&self) -> bool {
+        let tasks = self.tasks();
+        // `done` first: a task_done counted elsewhere that we see was for a message
+        // whose publication we then see too.
+        let mut done = tasks.done.load(Ordering::Acquire);
+        loop {
+            let published = self.writer().msgs.load(Ordering::Acquire);
+            if done >= published {
+                return false;
+            }
+            match tasks.done.compare_exchange_weak(
+                done,
+                done + 1,
+                Ordering::SeqCst,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => done = now,
+            }
+        }
+        if tasks.joiners.load(Ordering::SeqCst) != 0 {
+            wake_all(&tasks.seq);
+        }
+        true
+    }
+
+    /// Messages published and not yet marked done.
+    pub(crate) fn unfinished(&self) -> u64 {
+        let published = self.writer().msgs.load(Ordering::Acquire);
+        published.saturating_sub(self.tasks().done.load(Ordering::Acquire))
+    }
+
+    /// Waits until every published message is marked done; `false` on the deadline.
+    pub(crate) fn join(&self, deadline: Deadline) -> Result<bool, Error> {
+        let tasks = self.tasks();
+        loop {
+            let until = match deadline {
+                Deadline::Now => None,
+                Deadline::At(at) => Some(Some(at)),
+                Deadline::Never => Some(None),
+            };
+            tasks.joiners.fetch_add(1, Ordering::SeqCst);
+            let seen = tasks.seq.load(Ordering::SeqCst);
+            let outcome = match until {
+                _ if self.unfinished() == 0 => Ok(futex::Wake::Woken),
+                None => Ok(futex::Wake::TimedOut),
+                Some(until) => futex::wait(&tasks.seq, seen, until),
+            };
+            tasks.joiners.fetch_sub(1, Ordering::SeqCst);
+            match outcome {
+                _ if self.unfinished() == 0 => return Ok(true),
+                Ok(futex::Wake::TimedOut) => return Ok(false),
+                Ok(futex::Wake::Woken) => {}
+                Err(e) => return Err(Error::os("futex wait", e)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
