@@ -1,10 +1,11 @@
 //! flotilla IPC objects as arguments of pool tasks — what Python refuses with "objects
-//! should only be shared between processes through inheritance": a Value, an Array and
-//! a Lock given to tasks of running workers, by submit, apply and map.
+//! should only be shared between processes through inheritance": a Queue, a
+//! JoinableQueue, a Value, an Array and a Lock given to tasks of running workers, by
+//! submit, apply and map.
 
 use std::time::Duration;
 
-use flotilla_ipc::{Array, Lock, Value};
+use flotilla_ipc::{Array, JoinableQueue, Lock, Queue, Value};
 use flotilla_process::{Pool, ProcessPoolExecutor, StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -73,4 +74,50 @@ fn arrays_and_locks_cross_to_pool_workers_by_apply_and_map() {
         "held here: busy there"
     );
     drop(held);
+}
+
+/// Puts `n` items on the queue.
+fn produce((queue, from, n): (Queue<u64>, u64, u64)) {
+    for i in from..from + n {
+        queue.put(i).expect("the queue takes it");
+    }
+}
+
+/// Takes items until the queue closes, marking each done; returns their sum.
+fn consume(queue: JoinableQueue<u64>) -> u64 {
+    let mut sum = 0;
+    while let Ok(item) = queue.get() {
+        sum += item;
+        queue.task_done().expect("one task_done per get");
+    }
+    sum
+}
+
+#[test]
+fn queues_passed_to_pool_tasks_carry_items_both_ways() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    // Workers produce, this process consumes.
+    let queue = Queue::<u64>::new().unwrap();
+    let producers: Vec<_> = (0..4)
+        .map(|p| pool.submit(produce, (queue.clone(), p * 100, 100)).unwrap())
+        .collect();
+    for p in &producers {
+        p.result(Some(LONG)).unwrap();
+    }
+    let mut got: Vec<u64> = (0..400).map(|_| queue.get_timeout(LONG).unwrap()).collect();
+    got.sort_unstable();
+    assert_eq!(got, (0..400).collect::<Vec<_>>());
+
+    // This process produces, a worker consumes, join waits for its task_done calls.
+    let jobs = JoinableQueue::<u64>::new().unwrap();
+    let consumer = pool.submit(consume, jobs.clone()).unwrap();
+    for i in 1..=100 {
+        jobs.put(i).unwrap();
+    }
+    assert!(jobs.join_timeout(LONG).unwrap(), "every item marked done");
+    jobs.close();
+    assert_eq!(consumer.result(Some(LONG)).unwrap(), 5050);
 }

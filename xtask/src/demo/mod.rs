@@ -19,6 +19,7 @@ mod pipe;
 mod pool_callbacks;
 mod pool_in_threads;
 mod pool_methods;
+mod pool_queue;
 mod primes;
 mod process_basics;
 mod progress;
@@ -109,6 +110,11 @@ const DEMOS: &[Demo] = &[
         name: "pool-callbacks",
         about: "apply_async with callback and error_callback; close, join; get with a timeout",
         run: pool_callbacks::run,
+    },
+    Demo {
+        name: "pool-queue",
+        about: "a Queue passed to pool tasks as an argument (Python refuses), and by initializer",
+        run: pool_queue::run,
     },
     Demo {
         name: "pool-in-threads",
