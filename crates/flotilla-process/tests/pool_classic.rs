@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use flotilla_core::TaskError;
-use flotilla_process::Pool;
+use flotilla_process::{Pool, StartMethod, get_context};
 use proptest::prelude::*;
 
 use common::dead;
@@ -221,10 +221,20 @@ fn dropping_a_pool_terminates_it() {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
 
-    /// map equals a sequential run for any input and chunk size.
+    /// map equals a sequential run for any input and chunk size, under either start
+    /// method a pool may use.
     #[test]
-    fn map_equals_a_sequential_run(items in proptest::collection::vec(-1000i64..1000, 0..200), chunksize in proptest::option::of(1usize..40)) {
-        let pool = Pool::new(2).unwrap();
+    fn map_equals_a_sequential_run(
+        items in proptest::collection::vec(-1000i64..1000, 0..200),
+        chunksize in proptest::option::of(1usize..40),
+        spawn in any::<bool>(),
+    ) {
+        let method = if spawn { StartMethod::Spawn } else { StartMethod::ForkServer };
+        let pool = Pool::builder()
+            .processes(2)
+            .context(get_context(Some(method)))
+            .build()
+            .unwrap();
         let got = pool.map(double, items.clone(), chunksize).unwrap();
         prop_assert_eq!(got, items.into_iter().map(double).collect::<Vec<_>>());
     }

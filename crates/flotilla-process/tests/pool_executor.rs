@@ -211,10 +211,20 @@ fn sleep_ms(ms: u64) {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(8))]
 
-    /// map equals a sequential run, for any input and chunk size.
+    /// map equals a sequential run, for any input and chunk size, under either start
+    /// method a pool may use.
     #[test]
-    fn map_equals_a_sequential_run(items in proptest::collection::vec(0u64..1_000_000, 0..300), chunksize in 1usize..50) {
-        let pool = pool(2);
+    fn map_equals_a_sequential_run(
+        items in proptest::collection::vec(0u64..1_000_000, 0..300),
+        chunksize in 1usize..50,
+        spawn in any::<bool>(),
+    ) {
+        let method = if spawn { StartMethod::Spawn } else { StartMethod::ForkServer };
+        let pool = ProcessPoolExecutor::builder()
+            .max_workers(2)
+            .context(get_context(Some(method)))
+            .build()
+            .unwrap();
         let got: Vec<u64> = pool.map(square, items.clone(), chunksize).map(Result::unwrap).collect();
         let expected: Vec<u64> = items.into_iter().map(square).collect();
         prop_assert_eq!(got, expected);
