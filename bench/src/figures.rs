@@ -429,6 +429,22 @@ pub(crate) const FIGURES: &[Figure] = &[
             python("cpython-pool", "process_pool.py", "pool-map"),
         ],
     },
+    Figure {
+        name: "process-pool-imap-unordered",
+        title: "process pool imap_unordered: trivial items one per message, completion order",
+        unit: "items/s",
+        measure: Measure::Throughput {
+            items: 50_000,
+            calls: 3,
+        },
+        conditions: process_pool::IMAP_UNORDERED_CONDITIONS,
+        check: process_pool::check_unordered,
+        flotilla: process_pool::flotilla_imap_unordered,
+        baselines: &[
+            cpython("process_pool.py", "ppe-as-completed").with_items(10_000),
+            python("cpython-pool", "process_pool.py", "pool-imap-unordered").with_items(10_000),
+        ],
+    },
     round_trip!(
         "connection-round-trip-64B",
         "Connection round trip to a child process, 64 B messages",

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::ensure;
 use flotilla::futures::ProcessPoolExecutor;
+use flotilla::multiprocessing::Pool;
 
 use crate::figures::{Batch, THREADS, batch};
 
@@ -94,6 +95,25 @@ yielding the first result).
 - procspawn has no map: its pool runs one closure per `spawn`, so it is left out \
 here (its per-task cost is `process-pool-submit`'s).";
 
+/// The conditions of `process-pool-imap-unordered`, for `docs/benchmarks.md`.
+pub(crate) const IMAP_UNORDERED_CONDITIONS: &str = "\
+Each timed call streams `x + 1` over the integers `0..n` through 2 worker processes one \
+item per message (chunksize 1, the default of Python's `imap_unordered`) and collects the \
+results in completion order; the value is items per second. n is **flotilla 50,000; \
+cpython and cpython-pool 10,000** (the value is a rate, so the columns compare). Pools are \
+started and warmed up as for `process-pool-submit`. Each round is a fresh process that \
+makes one untimed call of n/10 items, then times 3 calls (1 with `--quick`) and keeps \
+their median; after each call, untimed, the results sorted must be exactly \
+`1..=n`.
+
+- **flotilla**: `Pool::new(2)`; `pool.imap_unordered(inc, 0..n, 1)` (`u64`s), collected \
+into a `Result<Vec<u64>, _>`.
+- **cpython-pool**: `multiprocessing.Pool(2)`; `list(pool.imap_unordered(inc, range(n)))`.
+- **cpython**: its `ProcessPoolExecutor` has no `imap_unordered`; the idiom is \
+`[f.result() for f in as_completed([ex.submit(inc, i) for i in range(n)])]`, on the \
+executor of `process-pool-submit`.
+- procspawn has no way to take results in completion order, so it is left out here.";
+
 /// A submit task: returns its argument.
 fn identity(i: u64) -> u64 {
     i
@@ -171,6 +191,19 @@ pub(crate) fn flotilla_map(threads: usize) -> anyhow::Result<Batch> {
     }))
 }
 
+/// flotilla: `Pool::imap_unordered` with chunks of one item, collected.
+pub(crate) fn flotilla_imap_unordered(threads: usize) -> anyhow::Result<Batch> {
+    ensure!(threads == THREADS, "the warm-up expects {THREADS} workers");
+    let pool = Pool::new(threads)?;
+    warm_up(|| Ok(pool.map(worker_pid, vec![(); WARM_UP_TASKS], Some(1))?))?;
+    Ok(batch(move |n| {
+        let results = pool
+            .imap_unordered(inc, 0..n as u64, 1)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(results)
+    }))
+}
+
 /// procspawn: `Pool::spawn` each task, then `join` each handle in order.
 pub(crate) fn procspawn_submit(threads: usize) -> anyhow::Result<Batch> {
     ensure!(threads == THREADS, "the warm-up expects {THREADS} workers");
@@ -198,6 +231,13 @@ pub(crate) fn procspawn_submit(threads: usize) -> anyhow::Result<Batch> {
 /// Whether `results` are the submit tasks' values: `0..n`, in order.
 pub(crate) fn check_submit(n: usize, results: &[u64]) -> bool {
     results.len() == n && results.iter().zip(0..).all(|(&got, want)| got == want)
+}
+
+/// Whether `results` are `x + 1` for `x` in `0..n`, in any order.
+pub(crate) fn check_unordered(n: usize, results: &[u64]) -> bool {
+    let mut sorted = results.to_vec();
+    sorted.sort_unstable();
+    check_map(n, &sorted)
 }
 
 /// Whether `results` are `x + 1` for `x` in `0..n`, in order.

@@ -23,11 +23,14 @@ Runners:
   pool-apply   multiprocessing.Pool: apply_async each task, then get every result
   ppe-map      list(ProcessPoolExecutor.map(inc, range(batch), chunksize=1000))
   pool-map     Pool.map(inc, range(batch), chunksize=1000)
+  ppe-as-completed     ProcessPoolExecutor: submit inc(i) for each i, then the
+                       results in completion order with as_completed
+  pool-imap-unordered  list(Pool.imap_unordered(inc, range(batch))), chunksize 1
 """
 
 import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from measure import Contender, main
 
@@ -66,6 +69,13 @@ def check_map(n, results):
     return results == list(range(1, n + 1))
 
 
+def check_unordered(n, results):
+    return sorted(results) == list(range(1, n + 1))
+
+
+CHECKS = {"submit": check_submit, "map": check_map, "unordered": check_unordered}
+
+
 class Executor(Contender):
     """concurrent.futures.ProcessPoolExecutor."""
 
@@ -81,11 +91,14 @@ class Executor(Contender):
     def call(self, n):
         if self.kind == "map":
             return list(self.executor.map(inc, range(n), chunksize=CHUNKSIZE))
+        if self.kind == "unordered":
+            futures = [self.executor.submit(inc, i) for i in range(n)]
+            return [f.result() for f in as_completed(futures)]
         futures = [self.executor.submit(identity, i) for i in range(n)]
         return [f.result() for f in futures]
 
     def check(self, n, results):
-        return (check_map if self.kind == "map" else check_submit)(n, results)
+        return CHECKS[self.kind](n, results)
 
     def close(self):
         self.executor.shutdown(wait=True)
@@ -106,11 +119,13 @@ class Pool(Contender):
     def call(self, n):
         if self.kind == "map":
             return self.pool.map(inc, range(n), chunksize=CHUNKSIZE)
+        if self.kind == "unordered":
+            return list(self.pool.imap_unordered(inc, range(n)))
         results = [self.pool.apply_async(identity, (i,)) for i in range(n)]
         return [r.get() for r in results]
 
     def check(self, n, results):
-        return (check_map if self.kind == "map" else check_submit)(n, results)
+        return CHECKS[self.kind](n, results)
 
     def close(self):
         self.pool.close()
@@ -122,6 +137,8 @@ RUNNERS = {
     "pool-apply": lambda args: Pool(args.threads, "submit"),
     "ppe-map": lambda args: Executor(args.threads, "map"),
     "pool-map": lambda args: Pool(args.threads, "map"),
+    "ppe-as-completed": lambda args: Executor(args.threads, "unordered"),
+    "pool-imap-unordered": lambda args: Pool(args.threads, "unordered"),
 }
 
 if __name__ == "__main__":

@@ -65,6 +65,24 @@ pub enum State {
     Cancelled,
 }
 
+/// Which task a [`Future`] stands for: equal for every clone of a future and for its
+/// [`Completer`], different for different tasks, for as long as any of them is alive.
+///
+/// Python's futures are hashable by identity; this is that identity, for keying maps of
+/// futures or telling an executor which task is meant (`ProcessPoolExecutor::stop`).
+///
+/// ```
+/// use flotilla_core::Completer;
+///
+/// let (completer, fut) = Completer::<u8>::new();
+/// let (_, other) = Completer::<u8>::new();
+/// assert_eq!(fut.id(), fut.clone().id());
+/// assert_eq!(fut.id(), completer.id());
+/// assert_ne!(fut.id(), other.id());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FutureId(usize);
+
 /// A done callback, as given to [`Future::add_done_callback`].
 type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send + 'static>;
 
@@ -298,6 +316,11 @@ impl<T> Future<T> {
             _ => FINISHED_ERR,
         };
         Self::with_state(state, Slot::Ready(Err(error)))
+    }
+
+    /// Which task this future stands for; see [`FutureId`].
+    pub fn id(&self) -> FutureId {
+        FutureId(Arc::as_ptr(&self.shared).addr())
     }
 
     /// Where the future is in its life.
@@ -536,6 +559,11 @@ impl<T> Completer<T> {
             Ok(_) | Err(RUNNING) => true,
             Err(_) => false,
         }
+    }
+
+    /// Which task this completer finishes: its future's [`Future::id`].
+    pub fn id(&self) -> FutureId {
+        FutureId(Arc::as_ptr(&self.shared).addr())
     }
 
     /// True when the user cancelled the future before it started.

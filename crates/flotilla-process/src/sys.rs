@@ -92,6 +92,26 @@ pub(crate) fn die_with_parent(parent: i32) {
     }
 }
 
+/// Names this thread (the process's main thread, in a new child) `name`, cut to the
+/// kernel's 15 bytes: the name `ps` and `top` show. Best effort: a failure changes
+/// nothing else.
+pub(crate) fn set_process_name(name: &str) {
+    let mut buf = [0u8; 16];
+    let mut len = 0;
+    for (i, c) in name.char_indices() {
+        if c == '\0' || i + c.len_utf8() > 15 {
+            break;
+        }
+        len = i + c.len_utf8();
+    }
+    buf[..len].copy_from_slice(&name.as_bytes()[..len]);
+    // SAFETY: `buf` is NUL-terminated (its last byte, at least, is zero) and outlives
+    // the call; PR_SET_NAME reads at most 16 bytes from it.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, buf.as_ptr(), 0, 0, 0);
+    }
+}
+
 /// Ends this process now, running no destructors, atexit handlers or buffered-output
 /// flushes: the way every flotilla child ends, so it never unwinds into its parent's
 /// code.

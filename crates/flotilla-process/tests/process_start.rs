@@ -180,3 +180,40 @@ fn a_worker_marker_without_a_bootstrap_socket_is_a_clear_error_not_a_run() {
         "the harness never ran"
     );
 }
+
+fn comm(_: ()) -> String {
+    std::fs::read_to_string("/proc/self/comm")
+        .unwrap()
+        .trim_end()
+        .to_owned()
+}
+
+#[test]
+fn a_child_shows_its_process_name_to_ps() {
+    // (fork names its child by the same code; this multi-threaded harness cannot fork.)
+    for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+        let child = get_context(Some(method))
+            .process(comm, ())
+            .name("cruncher")
+            .start()
+            .unwrap();
+        assert_eq!(child.join(Some(LONG)).unwrap(), "cruncher", "{method}");
+        // Longer than the kernel's 15 bytes: cut at a char boundary.
+        let child = get_context(Some(method))
+            .process(comm, ())
+            .name("a-rather-long-näme")
+            .start()
+            .unwrap();
+        assert_eq!(
+            child.join(Some(LONG)).unwrap(),
+            "a-rather-long-n",
+            "{method}"
+        );
+    }
+    let pool = flotilla_process::ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let name = pool.submit(comm, ()).unwrap().result(Some(LONG)).unwrap();
+    assert!(name.starts_with("PoolWorker-"), "{name}");
+}

@@ -30,7 +30,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use flotilla_core::{Completer, Future, TaskError, codec};
+use flotilla_core::{Completer, Future, FutureId, TaskError};
 use flotilla_ipc::handle::{self, Fd};
 use flotilla_ipc::{Connection, pipe};
 use serde::Serialize;
@@ -38,7 +38,7 @@ use serde::de::DeserializeOwned;
 
 pub use self::classic::{AsyncResult, Pool, PoolBuilder};
 pub use self::map::ProcessMap;
-use self::worker::{Request, Response, WorkerArgs, worker_main};
+use self::worker::{Response, WorkerArgs, task_frame, worker_main};
 use crate::boot;
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
@@ -69,34 +69,52 @@ trait Sink: Send {
     fn finish(self: Box<Self>, outcome: Result<(Vec<u8>, Vec<OwnedFd>), TaskError>);
     /// Cancels a task that will never run.
     fn cancel(self: Box<Self>);
+    /// The task's future.
+    fn id(&self) -> FutureId;
 }
 
-struct Typed<R>(Completer<R>);
+/// A task's sink: the completer and how its worker's answer becomes the outcome.
+struct Typed<R, W> {
+    completer: Completer<R>,
+    /// What the worker sends (`R` itself, or `Result<R, E>` for `try_submit`) and how it
+    /// becomes an outcome.
+    outcome: fn(W) -> Result<R, TaskError>,
+}
 
-impl<R: DeserializeOwned + Send> Sink for Typed<R> {
+impl<R, W> Sink for Typed<R, W>
+where
+    R: Send,
+    W: DeserializeOwned,
+{
     fn start(&self) -> bool {
-        self.0.set_running_or_notify_cancel()
+        self.completer.set_running_or_notify_cancel()
     }
 
     fn finish(self: Box<Self>, outcome: Result<(Vec<u8>, Vec<OwnedFd>), TaskError>) {
         let value = outcome.and_then(|(bytes, fds)| {
-            handle::decode(&bytes, fds).map_err(|e| TaskError::Remote {
-                message: format!("the task's value could not be decoded: {e}"),
-                backtrace: None,
-            })
+            handle::decode::<W>(&bytes, fds)
+                .map_err(|e| TaskError::Remote {
+                    message: format!("the task's value could not be decoded: {e}"),
+                    backtrace: None,
+                })
+                .and_then(self.outcome)
         });
-        self.0.complete(value);
+        self.completer.complete(value);
     }
 
     fn cancel(self: Box<Self>) {
-        self.0.cancel();
+        self.completer.cancel();
+    }
+
+    fn id(&self) -> FutureId {
+        self.completer.id()
     }
 }
 
 /// A task on its way to a worker.
 struct Job {
-    entry: usize,
-    args: Vec<u8>,
+    /// The request frame: the encoded arguments and the entry (see `worker`).
+    frame: Vec<u8>,
     fds: Vec<OwnedFd>,
     sink: Box<dyn Sink>,
 }
@@ -107,6 +125,8 @@ struct Queue {
     shutdown: bool,
     /// Stop now: fail what is pending, kill the workers (`Pool::terminate`).
     terminate: bool,
+    /// Running tasks to stop by killing their workers ([`ProcessPoolExecutor::stop`]).
+    stops: Vec<FutureId>,
     broken: Option<String>,
 }
 
@@ -155,16 +175,31 @@ impl Shared {
         A: Serialize + ?Sized,
         R: DeserializeOwned + Send + 'static,
     {
+        self.submit_with(entry, args, Ok)
+    }
+
+    /// Like `submit_entry`, for an entry whose worker-side value `W` becomes the outcome
+    /// through `outcome`.
+    fn submit_with<A, R, W>(
+        &self,
+        entry: usize,
+        args: &A,
+        outcome: fn(W) -> Result<R, TaskError>,
+    ) -> Result<Future<R>, TaskError>
+    where
+        A: Serialize + ?Sized,
+        R: Send + 'static,
+        W: DeserializeOwned + 'static,
+    {
         let (args, fds) = handle::encode(args).map_err(|e| TaskError::Remote {
             message: format!("the task's arguments could not be encoded: {e}"),
             backtrace: None,
         })?;
         let (completer, fut) = Completer::new();
         self.submit_job(Job {
-            entry,
-            args,
+            frame: task_frame(args, entry),
             fds,
-            sink: Box::new(Typed(completer)),
+            sink: Box::new(Typed { completer, outcome }),
         })?;
         Ok(fut)
     }
@@ -303,6 +338,7 @@ impl ProcessPoolExecutorBuilder {
             eager: self.eager,
             workers: Vec::new(),
             started: Arc::clone(&started),
+            stops: Vec::new(),
         };
         let handle = std::thread::Builder::new()
             .name("ProcessPoolExecutor-manager".into())
@@ -356,6 +392,100 @@ impl ProcessPoolExecutor {
     {
         let _ = task;
         self.shared.submit_entry(boot::entry_of::<F, A, R>(), &args)
+    }
+
+    /// Schedules a task that reports failure by returning `Err`: its future fails with
+    /// [`TaskError::Failed`] holding that very error, sent back from the worker, so
+    /// [`TaskError::downcast_ref`] finds it as it would for a thread-pool task.
+    ///
+    /// ```
+    /// use flotilla_process::ProcessPoolExecutor;
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Debug, PartialEq, Serialize, Deserialize)]
+    /// struct NotANumber(String);
+    ///
+    /// impl std::fmt::Display for NotANumber {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         write!(f, "{:?} is not a number", self.0)
+    ///     }
+    /// }
+    ///
+    /// impl std::error::Error for NotANumber {}
+    ///
+    /// fn parse(s: String) -> Result<u8, NotANumber> {
+    ///     s.parse().map_err(|_| NotANumber(s))
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::builder().max_workers(1).build().unwrap();
+    /// assert_eq!(pool.try_submit(parse, "7".into()).unwrap().result(None).unwrap(), 7);
+    /// let err = pool.try_submit(parse, "x".into()).unwrap().result(None).unwrap_err();
+    /// assert_eq!(err.downcast_ref(), Some(&NotANumber("x".into())));
+    /// ```
+    ///
+    /// The error type travels by serde, so it must implement `Serialize` and
+    /// `Deserialize` besides `std::error::Error` (std's own error types do not: wrap
+    /// them, or map them to your error enum, in the task).
+    pub fn try_submit<F, A, R, E>(&self, task: F, args: A) -> Result<Future<R>, TaskError>
+    where
+        F: Fn(A) -> Result<R, E> + 'static,
+        A: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        E: Serialize + DeserializeOwned + std::error::Error + Send + Sync + 'static,
+    {
+        let _ = task;
+        self.shared.submit_with(
+            boot::entry_of::<F, A, Result<R, E>>(),
+            &args,
+            |answer: Result<R, E>| answer.map_err(TaskError::failed),
+        )
+    }
+
+    /// Stops a task: cancels it if it has not been sent to a worker yet, or kills the
+    /// worker running it, so that its future fails with [`TaskError::Cancelled`] and a
+    /// replacement worker takes the dead one's place; the pool goes on with the rest
+    /// (tasks queued behind it on that worker go back to the queue, unharmed), whatever
+    /// its [`WorkerDeath`] policy. Returns false when the task had already finished (or
+    /// been cancelled).
+    ///
+    /// Python has no way to stop a running task of a process pool; this is the one
+    /// asyncio's cancellation needs. The kill is `SIGKILL`: the task gets no chance to
+    /// clean up, so a task holding a process-shared lock leaves it to the next acquirer
+    /// as owner-died. A task that finishes before the kill lands keeps its result.
+    ///
+    /// Returns at once; wait on the future to see the outcome.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flotilla_core::TaskError;
+    /// use flotilla_process::ProcessPoolExecutor;
+    ///
+    /// fn forever(_: ()) {
+    ///     loop {
+    ///         std::thread::sleep(Duration::from_secs(1));
+    ///     }
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::builder().max_workers(1).build().unwrap();
+    /// let stuck = pool.submit(forever, ()).unwrap();
+    /// while !stuck.running() {
+    ///     std::thread::sleep(Duration::from_millis(1));
+    /// }
+    /// assert!(pool.stop(&stuck));
+    /// let outcome = stuck.result(Some(Duration::from_secs(60)));
+    /// assert!(matches!(outcome, Err(TaskError::Cancelled)));
+    /// ```
+    pub fn stop<R>(&self, future: &Future<R>) -> bool {
+        if future.done() {
+            return false;
+        }
+        if future.cancel() {
+            return true;
+        }
+        self.shared.lock().stops.push(future.id());
+        self.shared.sleeping.store(true, Ordering::Release);
+        self.shared.wake_manager();
+        true
     }
 
     /// Applies `task` to every item on the workers, `chunksize` items per message: a
@@ -469,6 +599,8 @@ struct Worker {
     inflight: VecDeque<Job>,
     /// Tasks it may still be given before it retires (`max_tasks_per_child`).
     left: Option<usize>,
+    /// Killed by [`ProcessPoolExecutor::stop`] to stop this task.
+    stopped: Option<FutureId>,
 }
 
 /// The manager thread's state.
@@ -484,6 +616,9 @@ struct Manager {
     eager: bool,
     workers: Vec<Worker>,
     started: Arc<AtomicUsize>,
+    /// Stop requests for tasks not yet running on a worker: a task second in a worker's
+    /// pipeline is stopped when it reaches the front.
+    stops: Vec<FutureId>,
 }
 
 impl Manager {
@@ -494,6 +629,7 @@ impl Manager {
                 break;
             }
             self.dispatch();
+            self.stop_tasks();
             let (shutdown, idle) = {
                 let queue = self.shared.lock();
                 if queue.broken.is_some() {
@@ -581,6 +717,7 @@ impl Manager {
             conn: ours,
             inflight: VecDeque::new(),
             left: self.max_tasks,
+            stopped: None,
         })
     }
 
@@ -593,7 +730,7 @@ impl Manager {
                 let Some(front) = queue.jobs.front() else {
                     return;
                 };
-                let args_len = front.args.len();
+                let args_len = front.frame.len();
                 let Some(i) = (0..self.workers.len())
                     .filter(|&i| self.has_room(&self.workers[i], args_len))
                     .min_by_key(|&i| self.workers[i].inflight.len())
@@ -607,14 +744,7 @@ impl Manager {
                 continue; // cancelled while queued
             }
             let worker = &mut self.workers[i];
-            let request = codec::encode(&Request::Task {
-                entry: job.entry,
-                args: job.args.clone(),
-            });
-            let sent = request
-                .map_err(flotilla_ipc::Error::from)
-                .and_then(|bytes| worker.conn.send_frame(&bytes, &job.fds));
-            match sent {
+            match worker.conn.send_frame(&job.frame, &job.fds) {
                 Ok(()) => {
                     if let Some(left) = &mut worker.left {
                         *left -= 1;
@@ -633,6 +763,37 @@ impl Manager {
                 })),
             }
         }
+    }
+
+    /// Carries out stop requests: kills each worker whose running task (the front of its
+    /// pipeline) was asked to stop. Requests for a task waiting behind another in a
+    /// worker's pipeline stay until it runs; those for tasks no longer anywhere (finished)
+    /// are dropped.
+    fn stop_tasks(&mut self) {
+        self.stops.append(&mut self.shared.lock().stops);
+        if self.stops.is_empty() {
+            return;
+        }
+        let mut waiting = Vec::new();
+        for id in std::mem::take(&mut self.stops) {
+            for worker in &mut self.workers {
+                let Some(at) = worker.inflight.iter().position(|job| job.sink.id() == id) else {
+                    continue;
+                };
+                if at > 0 {
+                    waiting.push(id);
+                } else if worker.stopped.is_none() {
+                    worker.stopped = Some(id);
+                    // No more tasks for it: its end of file comes next.
+                    worker.left = Some(0);
+                    if let Err(e) = worker.process.kill() {
+                        tracing::warn!(pid = std::process::id(), error = %e, "could not kill a worker to stop its task");
+                    }
+                }
+                break;
+            }
+        }
+        self.stops = waiting;
     }
 
     /// Sleeps until a submission, an answer, or a worker's end; handles what came.
@@ -678,10 +839,13 @@ impl Manager {
             let worker = &mut self.workers[i];
             match worker.conn.recv_frame_timeout(Some(Duration::ZERO)) {
                 Ok((bytes, fds)) => {
-                    let response = match codec::decode::<Response>(&bytes) {
-                        Ok(r) => r,
-                        Err(e) => {
-                            tracing::error!(pid = std::process::id(), error = %e, "a worker sent garbage; replacing it");
+                    let response = match Response::from_frame(bytes) {
+                        Some(r) => r,
+                        None => {
+                            tracing::error!(
+                                pid = std::process::id(),
+                                "a worker sent garbage; replacing it"
+                            );
                             let _ = worker.process.kill();
                             continue;
                         }
@@ -730,6 +894,22 @@ impl Manager {
         let Some(held) = worker.inflight.pop_front() else {
             return; // retired after its last task, or died idle: nothing lost
         };
+        if let Some(stopped) = worker.stopped {
+            // Killed on purpose. The task it held is the one to stop — unless that one
+            // finished just before the kill and the next had started: that one did
+            // nothing wrong, so it goes back to run again, with the rest.
+            let mut queue = self.shared.lock();
+            while let Some(job) = worker.inflight.pop_back() {
+                queue.jobs.push_front(job);
+            }
+            if held.sink.id() == stopped {
+                drop(queue);
+                held.sink.finish(Err(TaskError::Cancelled));
+            } else {
+                queue.jobs.push_front(held);
+            }
+            return;
+        }
         let reason = format!(
             "{} (pid {}) {how} while running this task",
             worker.process.name(),

@@ -1,30 +1,53 @@
 //! A pool worker: the protocol between a pool and its worker processes, and the worker's
 //! loop.
 //!
-//! The pool sends [`Request`] frames on the worker's connection, the worker answers each
-//! with one [`Response`] frame, in order; handles in arguments and results travel as
+//! The pool sends request frames on the worker's connection, the worker answers each
+//! with one response frame, in order; handles in arguments and results travel as
 //! descriptors beside the frames. Tasks are named like spawn targets: an entry offset in
 //! this same binary (the worker was started by spawn or forkserver, which checked the
 //! binary's fingerprint).
+//!
+//! # Frames
+//!
+//! A frame is a task's payload as the codec encoded it (arguments one way, the value
+//! or a message the other), followed by a fixed trailer: for a request the entry
+//! (8 bytes, little-endian) and a kind byte, for a response a kind byte. A trailer
+//! rather than an envelope type, because the payload then crosses with no copy and no
+//! re-encoding — the codec writes a `Vec<u8>` field byte by byte, which cost more than
+//! the rest of a small task's trip — and appending to the codec's buffer is free.
 
+use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use flotilla_core::codec;
 use flotilla_ipc::Connection;
 use flotilla_ipc::handle::Fd;
 use serde::{Deserialize, Serialize};
 
 use crate::boot;
 
-/// From the pool to a worker.
-#[derive(Debug, Serialize, Deserialize)]
-pub(super) enum Request {
-    /// Run the entry on these encoded arguments (descriptors beside the frame).
-    Task { entry: usize, args: Vec<u8> },
+/// The kind byte of a request: run the entry on the payload.
+const TASK: u8 = 0x54;
+
+/// Appends a task request's trailer to its encoded arguments: the frame to send.
+pub(super) fn task_frame(mut args: Vec<u8>, entry: usize) -> Vec<u8> {
+    args.extend_from_slice(&(entry as u64).to_le_bytes());
+    args.push(TASK);
+    args
+}
+
+/// Splits a request frame into its entry and arguments; `None` when it is malformed.
+fn parse_task(mut frame: Vec<u8>) -> Option<(usize, Vec<u8>)> {
+    if frame.pop()? != TASK || frame.len() < 8 {
+        return None;
+    }
+    let at = frame.len() - 8;
+    let entry = u64::from_le_bytes(frame[at..].try_into().ok()?);
+    frame.truncate(at);
+    Some((usize::try_from(entry).ok()?, frame))
 }
 
 /// From a worker to the pool, one per request, in order.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq)]
 pub(super) enum Response {
     /// The encoded value (descriptors beside the frame).
     Done(Vec<u8>),
@@ -36,6 +59,40 @@ pub(super) enum Response {
     InitFailed(String),
     /// The initializer ran; tasks may come. Sent once, first.
     Ready,
+}
+
+impl Response {
+    const DONE: u8 = 0x44;
+    const PANICKED: u8 = 0x50;
+    const FAILED: u8 = 0x46;
+    const INIT_FAILED: u8 = 0x49;
+    const READY: u8 = 0x52;
+
+    /// The frame that carries this response.
+    pub(super) fn into_frame(self) -> Vec<u8> {
+        let (mut bytes, kind) = match self {
+            Response::Done(value) => (value, Self::DONE),
+            Response::Panicked(message) => (message.into_bytes(), Self::PANICKED),
+            Response::Failed(message) => (message.into_bytes(), Self::FAILED),
+            Response::InitFailed(message) => (message.into_bytes(), Self::INIT_FAILED),
+            Response::Ready => (Vec::new(), Self::READY),
+        };
+        bytes.push(kind);
+        bytes
+    }
+
+    /// The response a frame carries; `None` when it is malformed.
+    pub(super) fn from_frame(mut frame: Vec<u8>) -> Option<Response> {
+        let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+        Some(match frame.pop()? {
+            Self::DONE => Response::Done(frame),
+            Self::PANICKED => Response::Panicked(text(frame)),
+            Self::FAILED => Response::Failed(text(frame)),
+            Self::INIT_FAILED => Response::InitFailed(text(frame)),
+            Self::READY if frame.is_empty() => Response::Ready,
+            _ => return None,
+        })
+    }
 }
 
 /// A worker's start-up arguments.
@@ -61,11 +118,11 @@ pub(super) fn worker_main(args: WorkerArgs) {
     if let Some((entry, bytes, fds)) = init {
         let fds = fds.into_iter().map(Fd::into_inner).collect();
         if let Err(message) = run(entry, &bytes, fds) {
-            let _ = send(&conn, &Response::InitFailed(message), &[]);
+            let _ = send(&conn, Response::InitFailed(message), &[]);
             return;
         }
     }
-    if send(&conn, &Response::Ready, &[]).is_err() {
+    if send(&conn, Response::Ready, &[]).is_err() {
         return;
     }
     let mut done = 0;
@@ -73,17 +130,17 @@ pub(super) fn worker_main(args: WorkerArgs) {
         let Ok((bytes, fds)) = conn.recv_frame() else {
             return; // the pool closed our connection: time to go
         };
-        let Ok(Request::Task { entry, args }) = codec::decode(&bytes) else {
+        let Some((entry, args)) = parse_task(bytes) else {
             return;
         };
         let sent = match run(entry, &args, fds) {
-            Ok((value, fds)) => send(&conn, &Response::Done(value), &fds),
+            Ok((value, fds)) => send(&conn, Response::Done(value), &fds),
             Err(message) if message.starts_with(PANIC) => send(
                 &conn,
-                &Response::Panicked(message[PANIC.len()..].to_owned()),
+                Response::Panicked(message[PANIC.len()..].to_owned()),
                 &[],
             ),
-            Err(message) => send(&conn, &Response::Failed(message), &[]),
+            Err(message) => send(&conn, Response::Failed(message), &[]),
         };
         if sent.is_err() {
             return;
@@ -96,11 +153,7 @@ pub(super) fn worker_main(args: WorkerArgs) {
 const PANIC: &str = "\u{0}panic:";
 
 /// Runs the entry at `entry` on `args`, catching a panic.
-fn run(
-    entry: usize,
-    args: &[u8],
-    fds: Vec<std::os::fd::OwnedFd>,
-) -> Result<(Vec<u8>, Vec<std::os::fd::OwnedFd>), String> {
+fn run(entry: usize, args: &[u8], fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), String> {
     // SAFETY: the pool computed `entry` with `entry_of`/`entry_of_chunk` in a process
     // running this very binary: this worker was started by spawn or forkserver, whose
     // bootstrap checked the binary's fingerprint.
@@ -114,11 +167,36 @@ fn run(
     }
 }
 
-fn send(
-    conn: &Connection,
-    response: &Response,
-    fds: &[std::os::fd::OwnedFd],
-) -> Result<(), flotilla_ipc::Error> {
-    let bytes = codec::encode(response)?;
-    conn.send_frame(&bytes, fds)
+fn send(conn: &Connection, response: Response, fds: &[OwnedFd]) -> Result<(), flotilla_ipc::Error> {
+    conn.send_frame(&response.into_frame(), fds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_garbage_is_refused() {
+        let frame = task_frame(vec![1, 2, 3], 0xdead_beef);
+        assert_eq!(parse_task(frame), Some((0xdead_beef, vec![1, 2, 3])));
+        assert_eq!(parse_task(task_frame(Vec::new(), 7)), Some((7, Vec::new())));
+        assert_eq!(parse_task(Vec::new()), None);
+        assert_eq!(parse_task(vec![0; 5]), None);
+        assert_eq!(parse_task(vec![TASK; 3]), None);
+        for response in [
+            Response::Done(vec![9; 100]),
+            Response::Done(Vec::new()),
+            Response::Panicked("boom".into()),
+            Response::Failed("bad".into()),
+            Response::InitFailed("init".into()),
+            Response::Ready,
+        ] {
+            let expected = format!("{response:?}");
+            let back = Response::from_frame(response.into_frame()).unwrap();
+            assert_eq!(format!("{back:?}"), expected);
+        }
+        assert_eq!(Response::from_frame(Vec::new()), None);
+        assert_eq!(Response::from_frame(vec![0]), None);
+        assert_eq!(Response::from_frame(vec![1, Response::READY]), None);
+    }
 }
