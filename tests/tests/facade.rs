@@ -3,9 +3,9 @@
 
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::asyncio::{
-    AsCompleted as AsyncAsCompleted, AsFuture, Cancellable, Gather, GatherAll, Submit, Task,
-    as_completed as async_as_completed, default_executor, gather, run_in_executor, shield,
-    to_thread, wait as async_wait, wait_for, wrap_future,
+    AsCompleted as AsyncAsCompleted, AsFuture, AsyncConnection, Cancellable, Gather, GatherAll,
+    Submit, Task, as_completed as async_as_completed, default_executor, gather, run_in_executor,
+    shield, to_thread, wait as async_wait, wait_for, wrap_future,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::futures::Completion;
@@ -19,10 +19,10 @@ use flotilla::futures::{
 use flotilla::futures::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath};
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{
-    AsyncResult, Connection, Context, Error as ProcessError, FnTarget, ForkTarget, IpcError, Pipe,
-    Pool, PoolBuilder, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children,
-    cpu_count, current_process, get_context, get_start_method, handle, parent_process, pipe,
-    set_start_method, wait as wait_connections,
+    AsyncResult, Connection, Context, Error as ProcessError, FnTarget, ForkTarget, Frame,
+    FrameReader, FrameWriter, IpcError, Pipe, Pool, PoolBuilder, Process, ProcessBuilder,
+    ProcessInfo, StartMethod, active_children, cpu_count, current_process, get_context,
+    get_start_method, handle, parent_process, pipe, set_start_method, wait as wait_connections,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::prelude::*;

@@ -8,7 +8,7 @@
 //! thread blocked in [`to_thread`]'s executor does not hold up the end of the program.
 //!
 //! Nothing here blocks a runtime thread: every wait is a waker registered with the
-//! future (or, for `AsyncConnection`, a readiness registration with tokio's reactor),
+//! future (or, for [`AsyncConnection`], a readiness registration with tokio's reactor),
 //! so all of it works in a current-thread runtime, where timers and other tasks keep
 //! running while a task awaits a pool's result.
 //!
@@ -26,14 +26,14 @@
 //! | `asyncio.as_completed(aws, timeout)`      | [`as_completed`] (a `Stream`)                |
 //! | `asyncio.shield(aw)`                      | [`shield`], [`Task::detach`]                 |
 //! | `asyncio.wait_for(aw, timeout)`           | [`wait_for`]                                 |
-//! | `loop.connect_read_pipe` / `Connection` in asyncio | `AsyncConnection`                 |
+//! | `loop.connect_read_pipe` / `Connection` in asyncio | [`AsyncConnection`]                 |
 //!
 //! # Features
 //!
 //! - `thread` (default): [`to_thread`], and [`Cancellable`] jobs on a
 //!   `ThreadPoolExecutor`.
 //! - `process` (default, implies `ipc`): `run_in_executor` on a `ProcessPoolExecutor`.
-//! - `ipc`: `AsyncConnection`.
+//! - `ipc`: [`AsyncConnection`].
 //!
 //! Without features, [`run_in_executor`] still takes any
 //! [`Executor`](flotilla_core::Executor), and every combinator works on any flotilla
@@ -62,12 +62,16 @@
 //! # }
 //! ```
 
+#[cfg(feature = "ipc")]
+mod connection;
 mod gather;
 mod ready;
 mod shield;
 mod task;
 mod wait;
 
+#[cfg(feature = "ipc")]
+pub use crate::connection::AsyncConnection;
 pub use crate::gather::{Gather, GatherAll, gather};
 pub use crate::shield::{shield, wait_for};
 pub use crate::task::{Cancellable, Submit, Task, run_in_executor, wrap_future};

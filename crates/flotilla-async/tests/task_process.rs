@@ -108,3 +108,26 @@ async fn a_submission_to_a_shut_down_pool_is_a_failed_task() {
         Err(TaskError::ShutDown)
     ));
 }
+
+fn forever(_: ()) -> u64 {
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[tokio::test]
+async fn stopping_a_running_process_task_kills_its_worker_and_the_pool_goes_on() {
+    let procs = pool(1);
+    let stuck = run_in_executor(&procs, (forever, ()));
+    while !stuck.future().running() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(procs.stop(stuck.future()));
+    assert!(matches!(bounded(stuck).await, Err(TaskError::Cancelled)));
+    assert_eq!(
+        bounded(run_in_executor(&procs, (sum_of_squares, 3)))
+            .await
+            .unwrap(),
+        5
+    );
+}

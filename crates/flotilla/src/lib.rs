@@ -37,7 +37,8 @@
 //! [`to_thread`](asyncio::to_thread), [`wrap_future`](asyncio::wrap_future) returning a
 //! [`Task`](asyncio::Task) whose drop cancels the work, [`gather`](asyncio::gather),
 //! [`wait`](asyncio::wait()), [`as_completed`](asyncio::as_completed()),
-//! [`shield`](asyncio::shield) and [`wait_for`](asyncio::wait_for).
+//! [`shield`](asyncio::shield), [`wait_for`](asyncio::wait_for), and
+//! [`AsyncConnection`](asyncio::AsyncConnection).
 //!
 //! **[`codec`]** — the one serialization seam for data crossing a process boundary.
 //!
@@ -115,8 +116,9 @@ pub mod multiprocessing {
     pub use flotilla_ipc::pipe as Pipe;
     #[doc(inline)]
     pub use flotilla_ipc::{
-        AcquireError, Array, ArrayGuard, Connection, Element, Integer, Lock, LockGuard, RLock,
-        RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe, wait,
+        AcquireError, Array, ArrayGuard, Connection, Element, Frame, FrameReader, FrameWriter,
+        Integer, Lock, LockGuard, RLock, RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe,
+        wait,
     };
 
     /// Errors of pipes and connections.
@@ -144,6 +146,10 @@ pub mod asyncio {
     #[cfg(feature = "thread")]
     #[doc(inline)]
     pub use flotilla_async::{default_executor, to_thread};
+
+    #[cfg(feature = "ipc")]
+    #[doc(inline)]
+    pub use flotilla_async::AsyncConnection;
 }
 
 /// Makes this program ready to be a flotilla worker: call it first thing in `main`, before
