@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 
+mod async_cancel;
+mod async_executors;
 mod condition_producers;
 mod daemon_threads;
 mod done_callback;
@@ -23,10 +25,12 @@ mod process_basics;
 mod progress;
 mod queue_workers;
 mod shared_value;
+mod shield;
 mod start_methods;
 mod tasks;
 mod thread_local;
 mod worker_killed;
+mod wrap_future;
 
 /// One demo: its name, a one-line description, and its body.
 struct Demo {
@@ -121,6 +125,26 @@ const DEMOS: &[Demo] = &[
         name: "shared-value",
         about: "Value and Array written by children; a counter without a lock, with one, atomic",
         run: shared_value::run,
+    },
+    Demo {
+        name: "async-executors",
+        about: "blocking I/O on threads and CPU work in a process, gathered: they overlap",
+        run: async_executors::run,
+    },
+    Demo {
+        name: "wrap-future",
+        about: "two thread-pool futures wrapped as awaitables and gathered: both arrive together",
+        run: wrap_future::run,
+    },
+    Demo {
+        name: "shield",
+        about: "cancelling a shielded task's outer handle; the inner work runs on and is awaited",
+        run: shield::run,
+    },
+    Demo {
+        name: "async-cancel",
+        about: "a stuck pool task stopped from async code, the pool goes on; a thread task's token",
+        run: async_cancel::run,
     },
 ];
 
