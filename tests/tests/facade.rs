@@ -2,6 +2,14 @@
 //! facade's types are the sub-crates' own (not copies), so they mix freely.
 
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::asyncio::{
+    AsCompleted as AsyncAsCompleted, AsFuture, AsyncConnection, Cancellable, Gather, GatherAll,
+    Submit, Task, as_completed as async_as_completed, default_executor, gather, run_in_executor,
+    shield, to_thread, wait as async_wait, wait_for, wrap_future,
+};
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::futures::Completion;
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::futures::{
     AsCompleted, CancelToken, Completer, Executor, Future, Map, ResultFuture, ResultRefFuture,
     ReturnWhen, State, TaskError, ThreadPoolExecutor, ThreadPoolExecutorBuilder, Waitable,
@@ -18,10 +26,10 @@ use flotilla::multiprocessing::queues::{
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{
-    AsyncResult, Connection, Context, Error as ProcessError, FnTarget, ForkTarget, IpcError, Pipe,
-    Pool, PoolBuilder, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children,
-    cpu_count, current_process, get_context, get_start_method, handle, parent_process, pipe,
-    set_start_method, wait as wait_connections,
+    AsyncResult, Connection, Context, Error as ProcessError, FnTarget, ForkTarget, Frame,
+    FrameReader, FrameWriter, IpcError, Pipe, Pool, PoolBuilder, Process, ProcessBuilder,
+    ProcessInfo, StartMethod, active_children, cpu_count, current_process, get_context,
+    get_start_method, handle, parent_process, pipe, set_start_method, wait as wait_connections,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{JoinableQueue, Queue as ProcessQueue, SimpleQueue};
@@ -126,4 +134,28 @@ fn thread_and_process_futures_wait_together() {
         .map(|f| f.unwrap().result(None).unwrap())
         .sum();
     assert_eq!(total, 16);
+}
+
+#[test]
+fn the_asyncio_bridge_awaits_facade_pools_and_its_task_is_the_sub_crates() {
+    fn sub_crate_task(t: flotilla::asyncio::Task<u64>) -> flotilla_async::Task<u64> {
+        t
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let threads = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let procs = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let values = runtime.block_on(gather([
+        sub_crate_task(run_in_executor(&threads, || 2u64)),
+        run_in_executor(&procs, (cube, 3)),
+        to_thread(|| 4u64),
+    ]));
+    assert_eq!(values.unwrap(), [2, 27, 4]);
 }

@@ -28,6 +28,10 @@
 //! - `inner.callbacks`, `wakers` and `watchers` are appended to while the future is not
 //!   done, and drained by the terminal transition. They are invoked after the lock is
 //!   released: no user code, waker or callback ever runs under the lock.
+//! - Each `.await` (and each [`Completion`]) keeps the key of the one waker it
+//!   registered, replaces it in place when polled with another waker, and removes it
+//!   when dropped unfinished: an awaiting side that gives up (a `select!` that took
+//!   another branch, an aborted task) leaves nothing behind in a future that lives on.
 
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -91,7 +95,10 @@ enum Slot<T> {
 struct Inner<T> {
     outcome: Slot<T>,
     callbacks: Vec<Callback<T>>,
-    wakers: Vec<Waker>,
+    /// Registered wakers with the key their registrant keeps (see [`WakerSlot`]).
+    wakers: Vec<(u64, Waker)>,
+    /// The key the next waker registration gets.
+    next_waker: u64,
     watchers: Vec<(Arc<Signal>, usize)>,
     /// Threads parked on `Shared::cond`; the completing side skips the notify when zero.
     sleepers: usize,
@@ -202,7 +209,7 @@ impl<T> Shared<T> {
         for (signal, index) in watchers {
             signal.fire(index);
         }
-        for waker in wakers {
+        for (_, waker) in wakers {
             waker.wake();
         }
         if !callbacks.is_empty() {
@@ -282,6 +289,7 @@ impl<T> Future<T> {
                     outcome,
                     callbacks: Vec::new(),
                     wakers: Vec::new(),
+                    next_waker: 0,
                     watchers: Vec::new(),
                     sleepers: 0,
                 }),
@@ -672,29 +680,103 @@ impl<T> fmt::Debug for Completer<T> {
 #[must_use = "futures do nothing unless awaited"]
 pub struct ResultFuture<T> {
     fut: Future<T>,
+    slot: WakerSlot,
 }
 
 /// The `.await` form of a `&Future`, cloning the value like [`Future::result`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct ResultRefFuture<'a, T> {
     fut: &'a Future<T>,
+    slot: WakerSlot,
 }
 
+/// A std future that resolves once a [`Future`] is done, without taking or cloning its
+/// value: [`Future::completion`].
+///
+/// Dropping it before then removes its waker from the future, so giving up on a wait
+/// (a `select!` that took another branch, a timeout) leaves nothing behind.
+///
+/// ```
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     use std::task::{Context, Poll, Waker};
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = Context::from_waker(Waker::noop());
+/// #     loop { if let Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } std::thread::yield_now(); }
+/// # }
+/// use flotilla_core::Completer;
+///
+/// let (completer, fut) = Completer::<String>::new();
+/// std::thread::spawn(move || completer.set_result("not cloned".to_owned()));
+/// block_on(fut.completion());
+/// assert!(fut.done());
+/// ```
+#[must_use = "futures do nothing unless awaited"]
+pub struct Completion<T> {
+    fut: Future<T>,
+    slot: WakerSlot,
+}
+
+/// The key of the one waker an awaiting side has registered with a future, if any.
+#[derive(Debug, Default)]
+struct WakerSlot(Option<u64>);
+
 impl<T> Future<T> {
-    /// Polls for the outcome, reading it with `read` once the future is done.
-    fn poll_with(
+    /// Registers `cx`'s waker under `slot` unless the future is done; reads the outcome
+    /// with `read` (under the lock) when it is.
+    fn poll_with<R>(
         &self,
         cx: &mut Context<'_>,
-        read: impl FnOnce(&mut Inner<T>) -> Result<T, TaskError>,
-    ) -> Poll<Result<T, TaskError>> {
+        slot: &mut WakerSlot,
+        read: impl FnOnce(&mut Inner<T>) -> R,
+    ) -> Poll<R> {
         let mut inner = self.shared.lock();
         if is_done(self.shared.state.load(Ordering::Relaxed)) {
+            // The terminal transition drained the wakers, ours included.
+            slot.0 = None;
             return Poll::Ready(read(&mut inner));
         }
-        if !inner.wakers.iter().any(|w| w.will_wake(cx.waker())) {
-            inner.wakers.push(cx.waker().clone());
+        let registered = slot
+            .0
+            .and_then(|key| inner.wakers.iter_mut().find(|(k, _)| *k == key));
+        match registered {
+            Some((_, waker)) => {
+                if !waker.will_wake(cx.waker()) {
+                    waker.clone_from(cx.waker());
+                }
+            }
+            None => {
+                let key = inner.next_waker;
+                inner.next_waker += 1;
+                inner.wakers.push((key, cx.waker().clone()));
+                slot.0 = Some(key);
+            }
         }
         Poll::Pending
+    }
+
+    /// Removes the waker registered under `slot`, if it is still there.
+    fn forget_waker(&self, slot: &mut WakerSlot) {
+        if let Some(key) = slot.0.take() {
+            if self.done() {
+                return; // the terminal transition already drained it
+            }
+            self.shared.lock().wakers.retain(|(k, _)| *k != key);
+        }
+    }
+
+    /// A std future that resolves once this future is done, leaving its value in place
+    /// (for [`result`](Future::result) or another `.await`): what an async `wait` over
+    /// many futures needs. See [`Completion`].
+    pub fn completion(&self) -> Completion<T> {
+        Completion {
+            fut: self.clone(),
+            slot: WakerSlot::default(),
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn waker_count(&self) -> usize {
+        self.shared.lock().wakers.len()
     }
 }
 
@@ -702,7 +784,8 @@ impl<T> std::future::Future for ResultFuture<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.fut.poll_with(cx, Shared::take_outcome)
+        let this = self.get_mut();
+        this.fut.poll_with(cx, &mut this.slot, Shared::take_outcome)
     }
 }
 
@@ -710,11 +793,40 @@ impl<T: Clone> std::future::Future for ResultRefFuture<'_, T> {
     type Output = Result<T, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.fut.poll_with(cx, |inner| match &inner.outcome {
-            Slot::Ready(outcome) => outcome.clone(),
-            Slot::Taken => Err(TaskError::ResultTaken),
-            Slot::Empty => unreachable!("a done future always has an outcome"),
-        })
+        let this = self.get_mut();
+        this.fut
+            .poll_with(cx, &mut this.slot, |inner| match &inner.outcome {
+                Slot::Ready(outcome) => outcome.clone(),
+                Slot::Taken => Err(TaskError::ResultTaken),
+                Slot::Empty => unreachable!("a done future always has an outcome"),
+            })
+    }
+}
+
+impl<T> std::future::Future for Completion<T> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        this.fut.poll_with(cx, &mut this.slot, |_| ())
+    }
+}
+
+impl<T> Drop for ResultFuture<T> {
+    fn drop(&mut self) {
+        self.fut.forget_waker(&mut self.slot);
+    }
+}
+
+impl<T> Drop for ResultRefFuture<'_, T> {
+    fn drop(&mut self) {
+        self.fut.forget_waker(&mut self.slot);
+    }
+}
+
+impl<T> Drop for Completion<T> {
+    fn drop(&mut self) {
+        self.fut.forget_waker(&mut self.slot);
     }
 }
 
@@ -723,7 +835,10 @@ impl<T> std::future::IntoFuture for Future<T> {
     type IntoFuture = ResultFuture<T>;
 
     fn into_future(self) -> ResultFuture<T> {
-        ResultFuture { fut: self }
+        ResultFuture {
+            fut: self,
+            slot: WakerSlot::default(),
+        }
     }
 }
 
@@ -732,7 +847,16 @@ impl<'a, T: Clone> std::future::IntoFuture for &'a Future<T> {
     type IntoFuture = ResultRefFuture<'a, T>;
 
     fn into_future(self) -> ResultRefFuture<'a, T> {
-        ResultRefFuture { fut: self }
+        ResultRefFuture {
+            fut: self,
+            slot: WakerSlot::default(),
+        }
+    }
+}
+
+impl<T> fmt::Debug for Completion<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Completion").field(&self.fut).finish()
     }
 }
 

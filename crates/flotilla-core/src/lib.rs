@@ -32,7 +32,9 @@ mod window;
 pub use crate::cancel::CancelToken;
 pub use crate::error::{TaskError, panic_message};
 pub use crate::executor::Executor;
-pub use crate::future::{Completer, Future, FutureId, ResultFuture, ResultRefFuture, State};
+pub use crate::future::{
+    Completer, Completion, Future, FutureId, ResultFuture, ResultRefFuture, State,
+};
 pub use crate::wait::{AsCompleted, ReturnWhen, Waitable, as_completed, wait};
 pub use crate::window::OrderedWindow;
 

@@ -188,10 +188,7 @@ impl Connection {
                 "more than 253 handles in one message",
             ));
         }
-        let mut header = [0u8; HEADER_LEN];
-        header[..8].copy_from_slice(&(payload.len() as u64).to_le_bytes());
-        header[8..12].copy_from_slice(&(fds.len() as u32).to_le_bytes());
-        header[12..].copy_from_slice(&MAGIC.to_le_bytes());
+        let header = frame_header(payload.len(), fds.len());
         let raw: Vec<_> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
         let _guard = lock(&self.send_lock);
         sys::write_all(
@@ -283,6 +280,12 @@ impl Connection {
         if !sys::read_exact(self.fd.as_fd(), socket, &mut header, Some(sink))? {
             return Err(Error::Eof);
         }
+        self.check_header(&header, sink.fds.len())
+    }
+
+    /// Checks a frame header against this end's rules, given how many descriptors
+    /// arrived with it; the payload length.
+    fn check_header(&self, header: &[u8; HEADER_LEN], fds_arrived: usize) -> Result<usize, Error> {
         let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
         let nfds = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
         let magic = u32::from_le_bytes(header[12..].try_into().expect("4 bytes"));
@@ -295,10 +298,9 @@ impl Connection {
                 max: self.max_frame,
             }));
         }
-        if nfds != sink.fds.len() {
+        if nfds != fds_arrived {
             return Err(self.poison(Error::Malformed(format!(
-                "the frame declares {nfds} descriptors but {} arrived",
-                sink.fds.len()
+                "the frame declares {nfds} descriptors but {fds_arrived} arrived"
             ))));
         }
         usize::try_from(len).map_err(|_| {
@@ -340,6 +342,135 @@ impl Connection {
         sys::poll_readable(self.fd.as_fd(), timeout)
     }
 
+    /// Puts this end in (or out of) non-blocking mode, for an event loop that waits for
+    /// readiness itself and then calls [`try_recv_frame`](Connection::try_recv_frame) and
+    /// [`try_send_frame`](Connection::try_send_frame).
+    ///
+    /// The mode belongs to the open file description, so it is shared with every copy of
+    /// this end (a forked child's inherited one too). The blocking methods must not be
+    /// used while it is on: they would fail with `EAGAIN` instead of waiting.
+    pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
+        sys::set_nonblocking(self.fd.as_fd(), nonblocking)
+    }
+
+    /// Reads as much of the next frame as has arrived, without blocking, keeping the
+    /// progress in `reader`: `Ok(Some(frame))` once the frame is whole, `Ok(None)` when
+    /// more must arrive first (wait for the descriptor to be readable and call again).
+    ///
+    /// The end must be [non-blocking](Connection::set_nonblocking). The same checks as
+    /// [`recv_frame`](Connection::recv_frame) apply, and [`Error::Eof`] reports the
+    /// other end closed between frames.
+    ///
+    /// ```
+    /// use flotilla_ipc::{FrameReader, pipe};
+    ///
+    /// let (a, b) = pipe(true).unwrap();
+    /// b.set_nonblocking(true).unwrap();
+    /// let mut reader = FrameReader::default();
+    /// assert!(b.try_recv_frame(&mut reader).unwrap().is_none()); // nothing yet
+    /// a.send_bytes(b"hello").unwrap();
+    /// let (payload, fds) = b.try_recv_frame(&mut reader).unwrap().unwrap();
+    /// assert_eq!((payload.as_slice(), fds.len()), (&b"hello"[..], 0));
+    /// ```
+    pub fn try_recv_frame(&self, reader: &mut FrameReader) -> Result<Option<Frame>, Error> {
+        if !self.readable() {
+            return Err(Error::WrongDirection("write-only"));
+        }
+        if self.broken.load(Ordering::Acquire) {
+            return Err(Error::Closed);
+        }
+        let socket = self.kind == Kind::Duplex;
+        while reader.got < HEADER_LEN {
+            let at = reader.got;
+            match sys::read_some(
+                self.fd.as_fd(),
+                socket,
+                &mut reader.header[at..],
+                &mut reader.sink,
+            )? {
+                None => return Ok(None),
+                Some(0) if at == 0 => return Err(Error::Eof),
+                Some(0) => return Err(self.poison(Error::Eof)),
+                Some(n) => reader.got += n,
+            }
+            if reader.got == HEADER_LEN {
+                let len = self.check_header(&reader.header, reader.sink.fds.len())?;
+                reader.payload = vec![0; len];
+            }
+        }
+        let body_len = reader.payload.len();
+        while reader.got - HEADER_LEN < body_len {
+            let at = reader.got - HEADER_LEN;
+            // Payload bytes never carry descriptors: they came with the header.
+            match sys::read_some(
+                self.fd.as_fd(),
+                false,
+                &mut reader.payload[at..],
+                &mut reader.sink,
+            )? {
+                None => return Ok(None),
+                Some(0) => return Err(self.poison(Error::Eof)),
+                Some(n) => reader.got += n,
+            }
+        }
+        reader.got = 0;
+        Ok(Some((
+            std::mem::take(&mut reader.payload),
+            std::mem::take(&mut reader.sink.fds),
+        )))
+    }
+
+    /// Writes as much of `writer`'s frame as fits without blocking: `Ok(true)` once it is
+    /// all sent (the writer is then empty), `Ok(false)` when the rest must wait for the
+    /// descriptor to be writable. An empty writer is sent at once.
+    ///
+    /// The end must be [non-blocking](Connection::set_nonblocking).
+    ///
+    /// ```
+    /// use flotilla_ipc::{FrameWriter, pipe};
+    ///
+    /// let (a, b) = pipe(true).unwrap();
+    /// a.set_nonblocking(true).unwrap();
+    /// let mut writer = FrameWriter::default();
+    /// writer.start(b"hello".to_vec(), Vec::new()).unwrap();
+    /// assert!(a.try_send_frame(&mut writer).unwrap());
+    /// assert_eq!(b.recv_bytes().unwrap(), b"hello");
+    /// ```
+    pub fn try_send_frame(&self, writer: &mut FrameWriter) -> Result<bool, Error> {
+        if !self.writable() {
+            return Err(Error::WrongDirection("read-only"));
+        }
+        if !writer.fds.is_empty() && self.kind != Kind::Duplex {
+            return Err(Error::HandlesNotSupported(
+                "a simplex pipe carries bytes only; use a duplex pipe to send handles",
+            ));
+        }
+        let socket = self.kind == Kind::Duplex;
+        let total = HEADER_LEN + writer.payload.len();
+        while writer.sent < total {
+            let raw: Vec<_> = writer
+                .fds
+                .iter()
+                .map(std::os::fd::AsRawFd::as_raw_fd)
+                .collect();
+            let (header, payload) = if writer.sent < HEADER_LEN {
+                (&writer.header[writer.sent..], &writer.payload[..])
+            } else {
+                (&[][..], &writer.payload[writer.sent - HEADER_LEN..])
+            };
+            match sys::write_some(self.fd.as_fd(), socket, &[header, payload], &raw)? {
+                None => return Ok(false),
+                Some(n) => {
+                    writer.sent += n;
+                    // They went with the first byte; the kernel holds its own copies.
+                    writer.fds.clear();
+                }
+            }
+        }
+        writer.clear();
+        Ok(true)
+    }
+
     /// The descriptor behind this end, for handing it to another process by hand.
     pub fn into_fd(self) -> OwnedFd {
         self.fd
@@ -350,6 +481,87 @@ impl Connection {
     pub fn close(self) {
         drop(self);
     }
+}
+
+/// A received frame: its payload and the descriptors that came with it.
+pub type Frame = (Vec<u8>, Vec<OwnedFd>);
+
+/// A frame being received without blocking: the progress of
+/// [`Connection::try_recv_frame`], kept between calls.
+///
+/// Keep one per connection end, outside whatever future waits for readiness, so that
+/// a wait given up midway loses nothing: the next call goes on where this one stopped.
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    header: [u8; HEADER_LEN],
+    /// Bytes of the frame (header, then payload) received so far.
+    got: usize,
+    payload: Vec<u8>,
+    sink: sys::FdSink,
+}
+
+impl FrameReader {
+    /// True when part of a frame has arrived and the rest has not.
+    pub fn in_progress(&self) -> bool {
+        self.got > 0
+    }
+}
+
+/// A frame being sent without blocking: the bytes and descriptors
+/// [`Connection::try_send_frame`] has not written yet.
+#[derive(Debug, Default)]
+pub struct FrameWriter {
+    header: [u8; HEADER_LEN],
+    payload: Vec<u8>,
+    fds: Vec<OwnedFd>,
+    /// Bytes of the frame (header, then payload) written so far.
+    sent: usize,
+    pending: bool,
+}
+
+impl FrameWriter {
+    /// Loads the next frame: `payload` with `fds` beside it. Fails (loading nothing) when
+    /// the previous frame is not all sent, or when there are more descriptors than one
+    /// message carries.
+    pub fn start(&mut self, payload: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(), Error> {
+        if self.pending {
+            return Err(Error::Malformed(
+                "the previous frame is still being sent".into(),
+            ));
+        }
+        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
+            return Err(Error::HandlesNotSupported(
+                "more than 253 handles in one message",
+            ));
+        }
+        self.header = frame_header(payload.len(), fds.len());
+        self.payload = payload;
+        self.fds = fds;
+        self.sent = 0;
+        self.pending = true;
+        Ok(())
+    }
+
+    /// True while a frame is loaded and not all sent.
+    pub fn in_progress(&self) -> bool {
+        self.pending
+    }
+
+    fn clear(&mut self) {
+        self.payload = Vec::new();
+        self.fds.clear();
+        self.sent = 0;
+        self.pending = false;
+    }
+}
+
+/// The 16-byte header of a frame of `len` payload bytes with `nfds` descriptors.
+fn frame_header(len: usize, nfds: usize) -> [u8; HEADER_LEN] {
+    let mut header = [0u8; HEADER_LEN];
+    header[..8].copy_from_slice(&(len as u64).to_le_bytes());
+    header[8..12].copy_from_slice(&(nfds as u32).to_le_bytes());
+    header[12..].copy_from_slice(&MAGIC.to_le_bytes());
+    header
 }
 
 impl AsFd for Connection {

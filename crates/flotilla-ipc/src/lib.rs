@@ -30,7 +30,9 @@ mod shm;
 mod sys;
 mod value;
 
-pub use crate::connection::{Connection, DEFAULT_MAX_FRAME, pipe, wait};
+pub use crate::connection::{
+    Connection, DEFAULT_MAX_FRAME, Frame, FrameReader, FrameWriter, pipe, wait,
+};
 pub use crate::element::{Element, Integer};
 pub use crate::error::Error;
 pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};

@@ -148,6 +148,77 @@ fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], sink: &mut FdSink) -> nix::
     Ok(msg.bytes)
 }
 
+/// One read without blocking (the descriptor is in non-blocking mode): `Ok(None)` when
+/// nothing is there yet, `Ok(Some(0))` at end of file. Descriptors that arrive with the
+/// data are appended to `sink` (on a socket).
+pub(crate) fn read_some(
+    fd: BorrowedFd<'_>,
+    socket: bool,
+    buf: &mut [u8],
+    sink: &mut FdSink,
+) -> Result<Option<usize>, Error> {
+    loop {
+        let n = if socket {
+            recv_with_fds(fd, buf, sink)
+        } else {
+            nix::unistd::read(fd, buf)
+        };
+        return match n {
+            Ok(n) => Ok(Some(n)),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(Errno::ECONNRESET) => Ok(Some(0)),
+            Err(Errno::EMSGSIZE) => Err(Error::Malformed(format!(
+                "more than {MAX_FDS_PER_MESSAGE} descriptors arrived with one message"
+            ))),
+            Err(e) => Err(Error::os("read", e)),
+        };
+    }
+}
+
+/// One write of as much of `bufs` as fits without blocking; `fds` travel with its first
+/// byte (on a socket). `Ok(None)` when nothing could be written yet.
+pub(crate) fn write_some(
+    fd: BorrowedFd<'_>,
+    socket: bool,
+    bufs: &[&[u8]],
+    fds: &[RawFd],
+) -> Result<Option<usize>, Error> {
+    let iov: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+    loop {
+        let result = if socket {
+            let rights = [ControlMessage::ScmRights(fds)];
+            let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
+            nix::sys::socket::sendmsg::<()>(
+                fd.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            )
+        } else {
+            nix::sys::uio::writev(fd, &iov)
+        };
+        return match result {
+            Ok(n) => Ok(Some(n)),
+            Err(Errno::EINTR) => continue,
+            Err(Errno::EAGAIN) => Ok(None),
+            Err(Errno::EPIPE | Errno::ECONNRESET) => Err(Error::Eof),
+            Err(e) => Err(Error::os("send", e)),
+        };
+    }
+}
+
+/// Puts `fd`'s open file description in (or out of) non-blocking mode.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<(), Error> {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
+    let mut flags = OFlag::from_bits_retain(flags);
+    flags.set(OFlag::O_NONBLOCK, nonblocking);
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| Error::os("fcntl", e))?;
+    Ok(())
+}
+
 /// Waits until `fd` is readable (or at end of file / error) or `timeout` passes.
 pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Error> {
     let ready = poll_many(&[fd], timeout)?;

@@ -35,6 +35,14 @@
 //! and errors in [`queues`](multiprocessing::queues)), and [`init`] to call at the top of
 //! `main`.
 //!
+//! **[`asyncio`]** — Python's `asyncio` bridge to executors, on tokio (crate
+//! `flotilla-async`): [`run_in_executor`](asyncio::run_in_executor),
+//! [`to_thread`](asyncio::to_thread), [`wrap_future`](asyncio::wrap_future) returning a
+//! [`Task`](asyncio::Task) whose drop cancels the work, [`gather`](asyncio::gather),
+//! [`wait`](asyncio::wait()), [`as_completed`](asyncio::as_completed()),
+//! [`shield`](asyncio::shield), [`wait_for`](asyncio::wait_for), and
+//! [`AsyncConnection`](asyncio::AsyncConnection).
+//!
 //! **[`codec`]** — the one serialization seam for data crossing a process boundary.
 //!
 //! # Example
@@ -64,8 +72,9 @@ struct ReadmeDoctests;
 pub mod futures {
     #[doc(inline)]
     pub use flotilla_core::{
-        AsCompleted, CancelToken, Completer, Executor, Future, OrderedWindow, ResultFuture,
-        ResultRefFuture, ReturnWhen, State, TaskError, Waitable, as_completed, panic_message, wait,
+        AsCompleted, CancelToken, Completer, Completion, Executor, Future, OrderedWindow,
+        ResultFuture, ResultRefFuture, ReturnWhen, State, TaskError, Waitable, as_completed,
+        panic_message, wait,
     };
 
     #[cfg(feature = "thread")]
@@ -110,8 +119,9 @@ pub mod multiprocessing {
     pub use flotilla_ipc::pipe as Pipe;
     #[doc(inline)]
     pub use flotilla_ipc::{
-        AcquireError, Array, ArrayGuard, Connection, Element, Integer, Lock, LockGuard, RLock,
-        RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe, wait,
+        AcquireError, Array, ArrayGuard, Connection, Element, Frame, FrameReader, FrameWriter,
+        Integer, Lock, LockGuard, RLock, RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe,
+        wait,
     };
 
     /// Errors of pipes and connections.
@@ -129,6 +139,25 @@ pub mod multiprocessing {
         ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count, current_process,
         get_context, get_start_method, parent_process, set_start_method,
     };
+}
+
+/// Python's `asyncio` bridge to executors, on tokio: awaiting thread and process pool
+/// work from async code, with cancellation that reaches the work.
+#[cfg(feature = "asyncio")]
+pub mod asyncio {
+    #[doc(inline)]
+    pub use flotilla_async::{
+        AsCompleted, AsFuture, Cancellable, Gather, GatherAll, Submit, Task, as_completed, gather,
+        run_in_executor, shield, wait, wait_for, wrap_future,
+    };
+
+    #[cfg(feature = "thread")]
+    #[doc(inline)]
+    pub use flotilla_async::{default_executor, to_thread};
+
+    #[cfg(feature = "ipc")]
+    #[doc(inline)]
+    pub use flotilla_async::AsyncConnection;
 }
 
 /// Makes this program ready to be a flotilla worker: call it first thing in `main`, before

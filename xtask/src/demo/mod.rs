@@ -9,6 +9,8 @@ use std::time::{Duration, SystemTime};
 
 use anyhow::bail;
 
+mod async_cancel;
+mod async_executors;
 mod condition_producers;
 mod daemon_threads;
 mod done_callback;
@@ -27,10 +29,12 @@ mod queue_bounded;
 mod queue_processes;
 mod queue_workers;
 mod shared_value;
+mod shield;
 mod start_methods;
 mod tasks;
 mod thread_local;
 mod worker_killed;
+mod wrap_future;
 
 /// One demo: its name, a one-line description, and its body.
 struct Demo {
@@ -145,6 +149,26 @@ const DEMOS: &[Demo] = &[
         name: "joinable-queue",
         about: "two worker processes call task_done; join waits for them; close ends them",
         run: joinable_queue::run,
+    },
+    Demo {
+        name: "async-executors",
+        about: "blocking I/O on threads and CPU work in a process, gathered: they overlap",
+        run: async_executors::run,
+    },
+    Demo {
+        name: "wrap-future",
+        about: "two thread-pool futures wrapped as awaitables and gathered: both arrive together",
+        run: wrap_future::run,
+    },
+    Demo {
+        name: "shield",
+        about: "cancelling a shielded task's outer handle; the inner work runs on and is awaited",
+        run: shield::run,
+    },
+    Demo {
+        name: "async-cancel",
+        about: "a stuck pool task stopped from async code, the pool goes on; a thread task's token",
+        run: async_cancel::run,
     },
 ];
 

@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use flotilla_core::{Completer, Executor, Future, TaskError, panic_message};
+use flotilla_core::{CancelToken, Completer, Executor, Future, TaskError, panic_message};
 
 pub use self::map::Map;
 use crate::error::Error;
@@ -468,6 +468,53 @@ impl ThreadPoolExecutor {
         E: std::error::Error + Send + Sync + 'static,
     {
         self.submit_with(move || task().map_err(TaskError::failed))
+    }
+
+    /// Schedules a task that can be asked to stop while it runs: it gets `token` to
+    /// check, and returns `Err` to fail (`token.check()?` stops it with
+    /// [`TaskError::Cancelled`]).
+    ///
+    /// [`Future::cancel`] stops a task only before it starts; the token reaches it after.
+    /// A token cancelled before a worker picks the task up makes the task not run at
+    /// all, and its future ends cancelled, as does a task that returns
+    /// [`TaskError::Cancelled`]. Keep a clone of the token to cancel it (the async
+    /// bridge does this when its awaiting side is dropped).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flotilla_core::{CancelToken, TaskError};
+    /// use flotilla_thread::ThreadPoolExecutor;
+    ///
+    /// let pool = ThreadPoolExecutor::new();
+    /// let token = CancelToken::new();
+    /// let fut = pool
+    ///     .submit_with_token(token.clone(), |token| -> Result<u64, TaskError> {
+    ///         loop {
+    ///             token.check()?; // Err(Cancelled) once asked to stop
+    ///             std::thread::sleep(Duration::from_millis(1));
+    ///         }
+    ///     })
+    ///     .unwrap();
+    /// while !fut.running() {
+    ///     std::thread::yield_now();
+    /// }
+    /// token.cancel();
+    /// assert!(matches!(fut.result(None), Err(TaskError::Cancelled)));
+    /// assert!(fut.cancelled());
+    /// ```
+    pub fn submit_with_token<F, T>(
+        &self,
+        token: CancelToken,
+        task: F,
+    ) -> Result<Future<T>, TaskError>
+    where
+        F: FnOnce(&CancelToken) -> Result<T, TaskError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit_with(move || {
+            token.check()?;
+            task(&token)
+        })
     }
 
     /// Applies `f` to every item on the pool: a lazy iterator of the results in input

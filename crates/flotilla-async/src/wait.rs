@@ -1,0 +1,297 @@
+//! [`wait`] and [`as_completed`] for async code: Python's `asyncio.wait` and
+//! `asyncio.as_completed`, over flotilla futures and [`Task`]s.
+//!
+//! Both leave the values where they are: they wait on each future's
+//! [`completion`](Future::completion), so the caller reads (or awaits) the results it
+//! wants afterwards, as with the blocking [`flotilla_core::wait`].
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use flotilla_core::{Completion, Future, ReturnWhen, TaskError};
+use futures_core::Stream;
+use tokio::time::Sleep;
+
+use crate::ready::ReadySet;
+use crate::task::Task;
+
+/// Something [`wait`] and [`as_completed`] can wait on: a flotilla [`Future`], a
+/// [`Task`], or a reference to one.
+pub trait AsFuture {
+    /// The value type of the future.
+    type Output;
+
+    /// The flotilla future behind this value.
+    fn as_future(&self) -> &Future<Self::Output>;
+}
+
+impl<T> AsFuture for Future<T> {
+    type Output = T;
+    fn as_future(&self) -> &Future<T> {
+        self
+    }
+}
+
+impl<T> AsFuture for Task<T> {
+    type Output = T;
+    fn as_future(&self) -> &Future<T> {
+        self.future()
+    }
+}
+
+impl<W: AsFuture + ?Sized> AsFuture for &W {
+    type Output = W::Output;
+    fn as_future(&self) -> &Future<W::Output> {
+        (**self).as_future()
+    }
+}
+
+/// True when `fut` finished with a failure (what `FirstException` stops on).
+fn failed<T>(fut: &Future<T>) -> bool {
+    fut.done() && matches!(fut.error(Some(Duration::ZERO)), Ok(Some(_)))
+}
+
+/// The deadline of a wait, as a tokio timer. Needs a tokio runtime with time enabled.
+fn timer(timeout: Option<Duration>) -> Option<Pin<Box<Sleep>>> {
+    timeout.map(|t| Box::pin(tokio::time::sleep(t)))
+}
+
+/// Waits until `return_when` holds for `futures`, or `timeout` passes, and returns them
+/// split into `(done, pending)`, each in input order: Python's `asyncio.wait`.
+///
+/// On timeout nothing is cancelled: the pending ones are simply returned (cancel them,
+/// or drop the [`Task`]s, if they are no longer wanted). No runtime thread blocks.
+///
+/// # Panics
+///
+/// With a `timeout`, when called outside a tokio runtime that has its time driver
+/// enabled (as `tokio::time::sleep` does).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use flotilla_async::{to_thread, wait};
+/// use flotilla_core::ReturnWhen;
+///
+/// let quick = to_thread(|| 1);
+/// let slow = to_thread(|| std::thread::sleep(Duration::from_secs(5)));
+/// let (done, pending) = wait(
+///     [quick.future().clone()],
+///     Some(Duration::from_secs(60)),
+///     ReturnWhen::AllCompleted,
+/// )
+/// .await;
+/// assert_eq!((done.len(), pending.len()), (1, 0));
+///
+/// let (done, pending) =
+///     wait([&slow], Some(Duration::from_millis(10)), ReturnWhen::FirstCompleted).await;
+/// assert_eq!((done.len(), pending.len()), (0, 1));
+/// # drop(quick);
+/// # }
+/// ```
+pub async fn wait<I, W>(
+    futures: I,
+    timeout: Option<Duration>,
+    return_when: ReturnWhen,
+) -> (Vec<W>, Vec<W>)
+where
+    I: IntoIterator<Item = W>,
+    W: AsFuture,
+{
+    let futures: Vec<W> = futures.into_iter().collect();
+    let total = futures.len();
+    let satisfied = |done: usize, failed: bool| match return_when {
+        ReturnWhen::FirstCompleted => done > 0,
+        ReturnWhen::FirstException => failed || done == total,
+        ReturnWhen::AllCompleted => done == total,
+    };
+    let mut done = futures.iter().filter(|f| f.as_future().done()).count();
+    let mut any_failed = futures.iter().any(|f| failed(f.as_future()));
+    if !satisfied(done, any_failed) && timeout != Some(Duration::ZERO) {
+        // One completion per unfinished future; the done ones are already counted.
+        let mut completions: Vec<Option<Completion<W::Output>>> = futures
+            .iter()
+            .map(|f| (!f.as_future().done()).then(|| f.as_future().completion()))
+            .collect();
+        let ready = ReadySet::new(total);
+        let mut deadline = timer(timeout);
+        std::future::poll_fn(|cx| {
+            for i in ready.drain(cx) {
+                let Some(completion) = completions[i].as_mut() else {
+                    continue;
+                };
+                let mut child = Context::from_waker(ready.waker(i));
+                if Pin::new(completion).poll(&mut child).is_ready() {
+                    completions[i] = None;
+                    done += 1;
+                    any_failed |= failed(futures[i].as_future());
+                }
+            }
+            if satisfied(done, any_failed) {
+                return Poll::Ready(());
+            }
+            if let Some(deadline) = deadline.as_mut() {
+                if deadline.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(());
+                }
+            }
+            if ready.any_queued() {
+                cx.waker().wake_by_ref();
+            }
+            Poll::Pending
+        })
+        .await;
+    }
+    futures.into_iter().partition(|f| f.as_future().done())
+}
+
+/// A [`Stream`] of `futures` in the order they complete: Python's
+/// `asyncio.as_completed`.
+///
+/// The ones already done come first, in input order; then each as it completes; every
+/// future is yielded exactly once. When `timeout` (counted from this call) passes with
+/// futures unfinished, the stream yields one [`TaskError::Unfinished`] and ends.
+/// [`next`](AsCompleted::next) reads it without a stream-extension crate.
+///
+/// # Panics
+///
+/// With a `timeout`, when called outside a tokio runtime with its time driver enabled.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use flotilla_async::{as_completed, to_thread};
+///
+/// let tasks = vec![
+///     to_thread(|| { std::thread::sleep(Duration::from_millis(50)); "slow" }),
+///     to_thread(|| "quick"),
+/// ];
+/// let mut order = Vec::new();
+/// let mut completed = as_completed(tasks, Some(Duration::from_secs(60)));
+/// while let Some(task) = completed.next().await {
+///     order.push(task.unwrap().await.unwrap());
+/// }
+/// assert_eq!(order, ["quick", "slow"]);
+/// # }
+/// ```
+pub fn as_completed<I, W>(futures: I, timeout: Option<Duration>) -> AsCompleted<W>
+where
+    I: IntoIterator<Item = W>,
+    W: AsFuture,
+{
+    let futures: Vec<W> = futures.into_iter().collect();
+    let mut queue = VecDeque::new();
+    let completions = futures
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let fut = f.as_future();
+            if fut.done() {
+                queue.push_back(i);
+                None
+            } else {
+                Some(fut.completion())
+            }
+        })
+        .collect();
+    let total = futures.len();
+    AsCompleted {
+        ready: ReadySet::new(total),
+        futures: futures.into_iter().map(Some).collect(),
+        completions,
+        queue,
+        deadline: timer(timeout),
+        total,
+        remaining: total,
+        timed_out: false,
+    }
+}
+
+/// The stream returned by [`as_completed`].
+#[must_use = "streams do nothing unless polled"]
+pub struct AsCompleted<W: AsFuture> {
+    futures: Vec<Option<W>>,
+    completions: Vec<Option<Completion<W::Output>>>,
+    ready: ReadySet,
+    /// Done, not yet yielded, in completion order.
+    queue: VecDeque<usize>,
+    deadline: Option<Pin<Box<Sleep>>>,
+    total: usize,
+    remaining: usize,
+    timed_out: bool,
+}
+
+// The futures are handles, moved out by value when yielded, never pinned in place.
+impl<W: AsFuture> Unpin for AsCompleted<W> {}
+
+impl<W: AsFuture> AsCompleted<W> {
+    /// The next future to complete; `None` once every one was yielded (or after the
+    /// timeout's error).
+    pub async fn next(&mut self) -> Option<Result<W, TaskError>> {
+        std::future::poll_fn(|cx| Pin::new(&mut *self).poll_next(cx)).await
+    }
+}
+
+impl<W: AsFuture> Stream for AsCompleted<W> {
+    type Item = Result<W, TaskError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.timed_out || this.remaining == 0 {
+            return Poll::Ready(None);
+        }
+        if this.queue.is_empty() {
+            for i in this.ready.drain(cx) {
+                let Some(completion) = this.completions[i].as_mut() else {
+                    continue;
+                };
+                let mut child = Context::from_waker(this.ready.waker(i));
+                if Pin::new(completion).poll(&mut child).is_ready() {
+                    this.completions[i] = None;
+                    this.queue.push_back(i);
+                }
+            }
+        }
+        if let Some(i) = this.queue.pop_front() {
+            this.remaining -= 1;
+            return Poll::Ready(this.futures[i].take().map(Ok));
+        }
+        if let Some(deadline) = this.deadline.as_mut() {
+            if deadline.as_mut().poll(cx).is_ready() {
+                this.timed_out = true;
+                return Poll::Ready(Some(Err(TaskError::Unfinished {
+                    unfinished: this.remaining,
+                    total: this.total,
+                })));
+            }
+        }
+        if this.ready.any_queued() {
+            cx.waker().wake_by_ref();
+        }
+        Poll::Pending
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        if self.timed_out {
+            (0, Some(0))
+        } else {
+            (self.queue.len(), Some(self.remaining + 1))
+        }
+    }
+}
+
+impl<W: AsFuture> fmt::Debug for AsCompleted<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AsCompleted")
+            .field("total", &self.total)
+            .field("remaining", &self.remaining)
+            .field("timed_out", &self.timed_out)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,152 @@
+//! wait and as_completed over tasks and flotilla futures.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use flotilla_async::{Task, as_completed, run_in_executor, to_thread, wait};
+use flotilla_core::{CancelToken, Completer, Future, ReturnWhen, TaskError};
+use flotilla_thread::ThreadPoolExecutor;
+
+const LONG: Duration = Duration::from_secs(60);
+
+async fn bounded<F: std::future::IntoFuture>(f: F) -> F::Output {
+    tokio::time::timeout(LONG, f)
+        .await
+        .expect("timed out: the awaited work never completed")
+}
+
+fn gated(pool: &ThreadPoolExecutor, gate: &CancelToken, value: u32) -> Task<u32> {
+    let gate = gate.clone();
+    run_in_executor(pool, move || {
+        gate.wait(Some(LONG));
+        value
+    })
+}
+
+#[tokio::test]
+async fn wait_with_a_timeout_returns_done_and_pending_then_the_pending_can_be_cancelled() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let gate = CancelToken::new();
+    let tasks = vec![
+        to_thread(|| 1),
+        gated(&pool, &gate, 2),
+        gated(&pool, &gate, 3),
+        gated(&pool, &gate, 4), // queued behind the two on the pool's two threads
+    ];
+    let (done, pending) = bounded(wait(
+        tasks,
+        Some(Duration::from_millis(50)),
+        ReturnWhen::AllCompleted,
+    ))
+    .await;
+    assert_eq!((done.len(), pending.len()), (1, 3));
+    let queued = pending[2].future().clone();
+    drop(pending); // cancels what has not started
+    assert!(queued.cancelled());
+    gate.cancel();
+    assert_eq!(bounded(done.into_iter().next().unwrap()).await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn first_completed_and_first_exception() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(3)
+        .build()
+        .unwrap();
+    let gate = CancelToken::new();
+    let slow = gated(&pool, &gate, 1);
+    let quick = to_thread(|| 2);
+    let (done, pending) = bounded(wait(
+        [&slow, &quick],
+        Some(LONG),
+        ReturnWhen::FirstCompleted,
+    ))
+    .await;
+    assert_eq!((done.len(), pending.len()), (1, 1));
+
+    let failing = run_in_executor(&pool, || -> u32 { panic!("first exception") });
+    let (done, pending) = bounded(wait(
+        [&slow, &failing],
+        Some(LONG),
+        ReturnWhen::FirstException,
+    ))
+    .await;
+    assert_eq!((done.len(), pending.len()), (1, 1));
+    assert!(matches!(
+        done[0].future().error(None),
+        Ok(Some(TaskError::Panicked { .. }))
+    ));
+    gate.cancel();
+    let (done, _) = bounded(wait([&slow], None, ReturnWhen::AllCompleted)).await;
+    assert_eq!(done.len(), 1);
+}
+
+#[tokio::test]
+async fn wait_works_on_plain_flotilla_futures_and_leaves_their_values_in_place() {
+    let (completer, fut) = Completer::<String>::new();
+    let futures: Vec<Future<String>> = vec![Future::ready("ready".into()), fut];
+    std::thread::spawn(move || completer.set_result("later".into()));
+    let (done, pending) = bounded(wait(&futures, None, ReturnWhen::AllCompleted)).await;
+    assert_eq!((done.len(), pending.len()), (2, 0));
+    assert_eq!(futures[1].result(None).unwrap(), "later");
+}
+
+#[tokio::test]
+async fn as_completed_yields_each_once_in_completion_order() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(4)
+        .build()
+        .unwrap();
+    let tasks: Vec<_> = (0..20u64)
+        .map(|i| {
+            run_in_executor(&pool, move || {
+                std::thread::sleep(Duration::from_millis(i % 5));
+                i
+            })
+        })
+        .collect();
+    let mut seen = HashSet::new();
+    let mut completed = as_completed(tasks, Some(LONG));
+    while let Some(task) = bounded(completed.next()).await {
+        let task = task.expect("all complete before the timeout");
+        assert!(task.done());
+        assert!(seen.insert(bounded(task).await.unwrap()), "yielded twice");
+    }
+    assert_eq!(seen, (0..20).collect());
+    assert!(completed.next().await.is_none());
+}
+
+#[tokio::test]
+async fn as_completed_reports_the_unfinished_on_timeout_and_ends() {
+    let pool = ThreadPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let gate = CancelToken::new();
+    let (completer, fut) = Completer::<u32>::new();
+    let tasks = vec![gated(&pool, &gate, 1).detach(), Future::ready(2), fut];
+    let mut completed = as_completed(&tasks, Some(Duration::from_millis(30)));
+    let first = bounded(completed.next()).await.unwrap().unwrap();
+    assert_eq!(first.result(None).unwrap(), 2, "the done one comes first");
+    match bounded(completed.next()).await {
+        Some(Err(TaskError::Unfinished { unfinished, total })) => {
+            assert_eq!((unfinished, total), (2, 3));
+        }
+        other => panic!("expected the timeout's error, got {other:?}"),
+    }
+    assert!(completed.next().await.is_none());
+    gate.cancel();
+    completer.set_result(3);
+}
+
+#[tokio::test]
+async fn as_completed_is_a_stream() {
+    use futures_core::Stream;
+    fn is_stream<S: Stream>(_: &S) {}
+    let completed = as_completed(vec![Future::ready(1)], None);
+    is_stream(&completed);
+    assert_eq!(completed.size_hint(), (1, Some(2)));
+}
