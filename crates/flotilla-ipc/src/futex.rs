@@ -98,5 +98,88 @@ pub(crate) fn wake_all(word: &AtomicU32) -> Result<usize, Errno> {
     wake(word, u32::MAX)
 }
 
+/// One word of a [`wait_any`]: sleep while `word` holds `expected`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WaitOn<'a> {
+    pub(crate) word: &'a AtomicU32,
+    pub(crate) expected: u32,
+    /// The word is private to this process (not in shared memory): the kernel may key
+    /// it by address alone, which is cheaper — but then only a private wake (which
+    /// [`wake`] is not) reaches it.
+    pub(crate) private: bool,
+}
+
+/// The most words one [`wait_any`] takes (the kernel's `FUTEX_WAITV_MAX`).
+pub(crate) const WAIT_ANY_MAX: usize = 128;
+
+/// `struct futex_waitv` of the kernel's uapi.
+#[repr(C)]
+struct FutexWaitv {
+    val: u64,
+    uaddr: u64,
+    flags: u32,
+    reserved: u32,
+}
+
+/// Sleeps until any of `words` (at most [`WAIT_ANY_MAX`]) is woken or does not hold its
+/// expected value, or until `deadline`: `futex_waitv(2)`, Linux 5.16 and later.
+/// [`Wake::Woken`] means: look at the words again.
+pub(crate) fn wait_any(words: &[WaitOn<'_>], deadline: Option<Instant>) -> Result<Wake, Errno> {
+    if words.is_empty() || words.len() > WAIT_ANY_MAX {
+        return Err(Errno::EINVAL);
+    }
+    let waitv: Vec<FutexWaitv> = words
+        .iter()
+        .map(|w| FutexWaitv {
+            val: u64::from(w.expected),
+            uaddr: w.word.as_ptr().addr() as u64,
+            flags: (libc::FUTEX2_SIZE_U32 | if w.private { libc::FUTEX2_PRIVATE } else { 0 })
+                as u32,
+            reserved: 0,
+        })
+        .collect();
+    // futex_waitv takes an absolute deadline on the clock it is given.
+    let timeout = match deadline {
+        None => None,
+        Some(deadline) => {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(Wake::TimedOut);
+            }
+            let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+            // Both below one billion: their sum fits, and so does what is left of it.
+            let nanos = now.tv_nsec() + libc::c_long::from(left.subsec_nanos() as i32);
+            let secs = libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX);
+            Some(libc::timespec {
+                tv_sec: now
+                    .tv_sec()
+                    .saturating_add(secs)
+                    .saturating_add(libc::time_t::from(nanos >= 1_000_000_000)),
+                tv_nsec: nanos % 1_000_000_000,
+            })
+        }
+    };
+    let timeout_ptr = timeout.as_ref().map_or(ptr::null(), ptr::from_ref);
+    // SAFETY: `waitv` holds `words.len()` initialised entries, each naming a live,
+    // aligned `AtomicU32` (borrowed for this call) that the kernel reads atomically;
+    // `timeout_ptr` is null or points to `timeout`, alive for the whole call; the flags
+    // argument must be 0; the clock matches the absolute deadline's.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_futex_waitv,
+            waitv.as_ptr(),
+            waitv.len() as libc::c_uint,
+            0u32,
+            timeout_ptr,
+            libc::CLOCK_MONOTONIC,
+        )
+    };
+    match Errno::result(rc) {
+        Ok(_) | Err(Errno::EAGAIN | Errno::EINTR) => Ok(Wake::Woken),
+        Err(Errno::ETIMEDOUT) => Ok(Wake::TimedOut),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -26,6 +26,7 @@ mod futex;
 pub mod handle;
 mod lock;
 pub mod queue;
+mod readiness;
 mod shm;
 mod sys;
 mod value;

@@ -65,6 +65,7 @@
 //! `get` returned, before its `task_done`, leaves a [`JoinableQueue`] unfinished for
 //! ever, as in Python: [`join_timeout`](JoinableQueue::join_timeout) exists for that.
 
+mod aio;
 mod error;
 mod ring;
 

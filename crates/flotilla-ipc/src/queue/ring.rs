@@ -85,10 +85,11 @@ use std::time::{Duration, Instant};
 use crate::error::Error;
 use crate::futex;
 use crate::lock::{Acquired, RawMutex};
+use crate::readiness::{Changed, Word};
 use crate::shm::SharedMemory;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"FLTQUEUE");
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 const WRITE_LOCK: usize = 64;
 const READ_LOCK: usize = 128;
@@ -165,6 +166,10 @@ struct Signals {
     space_seq: AtomicU32,
     /// Whether the write-lock holder sleeps on `space_seq`.
     writer_sleeps: AtomicU32,
+    /// How many `async` gets wait (through the reactor) for `data_seq` to move.
+    async_readers: AtomicU32,
+    /// How many `async` puts wait for `space_seq` to move.
+    async_writers: AtomicU32,
 }
 
 #[repr(C)]
@@ -345,9 +350,10 @@ fn apply(side: &Side, pos: u64, msgs: u64, open: bool) {
     side.pos.store(pos, Ordering::SeqCst);
 }
 
-/// Wakes the sleeper on `seq` if its flag says there is one.
-fn wake(seq: &AtomicU32, sleeps: &AtomicU32) {
-    if sleeps.load(Ordering::SeqCst) != 0 {
+/// Wakes the sleepers on `seq` if the lock holder's flag or the count of `async`
+/// waiters says there are some.
+fn wake(seq: &AtomicU32, sleeps: &AtomicU32, waiting: &AtomicU32) {
+    if sleeps.load(Ordering::SeqCst) != 0 || waiting.load(Ordering::SeqCst) != 0 {
         wake_all(seq);
     }
 }
@@ -543,6 +549,45 @@ impl Ring {
         }
     }
 
+    /// A future that resolves when data may have come (or the queue closed): an
+    /// `async` get's wait between two tries. It counts as a waiter from now on, so a
+    /// `try` made after this call and failing cannot miss the data's wake-up.
+    pub(crate) fn data_changed(&self) -> Changed {
+        self.changed(
+            SIGNALS + std::mem::offset_of!(Signals, data_seq),
+            SIGNALS + std::mem::offset_of!(Signals, async_readers),
+        )
+    }
+
+    /// Like [`data_changed`](Self::data_changed), for room (an `async` put).
+    pub(crate) fn space_changed(&self) -> Changed {
+        self.changed(
+            SIGNALS + std::mem::offset_of!(Signals, space_seq),
+            SIGNALS + std::mem::offset_of!(Signals, async_writers),
+        )
+    }
+
+    /// Like [`data_changed`](Self::data_changed), for `task_done` (an `async` join).
+    pub(crate) fn tasks_changed(&self) -> Changed {
+        self.changed(
+            TASKS + std::mem::offset_of!(Tasks, seq),
+            TASKS + std::mem::offset_of!(Tasks, joiners),
+        )
+    }
+
+    /// Whether a message of `len` bytes fits in the ring at once, as one chunk (one that
+    /// does not must be streamed).
+    pub(crate) fn fits_whole(&self, len: u64) -> bool {
+        span(len) <= self.capacity
+    }
+
+    fn changed(&self, word: usize, interest: usize) -> Changed {
+        Changed::new(
+            Word::new(Arc::clone(&self.shm), word),
+            Some(Word::new(Arc::clone(&self.shm), interest)),
+        )
+    }
+
     /// Whether [`close`](Self::close) was called.
     pub(crate) fn is_closed(&self) -> bool {
         self.signals().closed.load(Ordering::Acquire) != 0
@@ -732,7 +777,11 @@ impl Ring {
                 // are free.
                 unsafe { self.write_chunk(head, first | LAST, rest, total) };
                 commit(writer, head + whole, published + 1, false);
-                wake(&signals.data_seq, &signals.reader_sleeps);
+                wake(
+                    &signals.data_seq,
+                    &signals.reader_sleeps,
+                    &signals.async_readers,
+                );
                 return Ok(());
             }
             // Stream what fits, leaving room for an ABORT header; `free >= capacity / 2`
@@ -743,7 +792,11 @@ impl Ring {
             head += HEADER + n as u64;
             sent += n;
             commit(writer, head, published, true);
-            wake(&signals.data_seq, &signals.reader_sleeps);
+            wake(
+                &signals.data_seq,
+                &signals.reader_sleeps,
+                &signals.async_readers,
+            );
         }
     }
 
@@ -758,7 +811,11 @@ impl Ring {
         let published = writer.msgs.load(Ordering::Relaxed);
         commit(writer, head + HEADER, published, false);
         let signals = self.signals();
-        wake(&signals.data_seq, &signals.reader_sleeps);
+        wake(
+            &signals.data_seq,
+            &signals.reader_sleeps,
+            &signals.async_readers,
+        );
         Ok(())
     }
 
@@ -786,7 +843,11 @@ impl Ring {
             apply(writer, pos, msgs, open);
             writer.pending.store(0, Ordering::Release);
             let signals = self.signals();
-            wake(&signals.data_seq, &signals.reader_sleeps);
+            wake(
+                &signals.data_seq,
+                &signals.reader_sleeps,
+                &signals.async_readers,
+            );
         }
         if writer.open.load(Ordering::Acquire) != 0 {
             tracing::warn!("a producer died in the middle of a message; it is discarded");
@@ -879,7 +940,11 @@ impl Ring {
                 // The writer gave up on (or died in) the message we were reading.
                 tail += chunk;
                 commit(reader, tail, consumed, false);
-                wake(&signals.space_seq, &signals.writer_sleeps);
+                wake(
+                    &signals.space_seq,
+                    &signals.writer_sleeps,
+                    &signals.async_writers,
+                );
                 (open, skipping) = (false, false);
                 out.clear();
                 continue;
@@ -924,7 +989,11 @@ impl Ring {
             if flags & LAST != 0 {
                 consumed += 1;
                 commit(reader, tail, consumed, false);
-                wake(&signals.space_seq, &signals.writer_sleeps);
+                wake(
+                    &signals.space_seq,
+                    &signals.writer_sleeps,
+                    &signals.async_writers,
+                );
                 if skipping {
                     (open, skipping) = (false, false);
                     continue;
@@ -932,7 +1001,11 @@ impl Ring {
                 return Ok(());
             }
             commit(reader, tail, consumed, true);
-            wake(&signals.space_seq, &signals.writer_sleeps);
+            wake(
+                &signals.space_seq,
+                &signals.writer_sleeps,
+                &signals.async_writers,
+            );
         }
     }
 
@@ -963,7 +1036,11 @@ impl Ring {
             apply(reader, pos, msgs, open);
             reader.pending.store(0, Ordering::Release);
             let signals = self.signals();
-            wake(&signals.space_seq, &signals.writer_sleeps);
+            wake(
+                &signals.space_seq,
+                &signals.writer_sleeps,
+                &signals.async_writers,
+            );
         }
         self.signals().reader_sleeps.store(0, Ordering::Relaxed);
         let open = reader.open.load(Ordering::Acquire) != 0;
