@@ -290,3 +290,31 @@ fn a_queue_is_received_only_as_what_it_is() {
     q.put(1).unwrap();
     assert_eq!(q.get().unwrap(), 1);
 }
+
+fn put_from_a_pool_task(q: Queue<String>) -> u32 {
+    q.put(format!("from pool worker {}", std::process::id()))
+        .unwrap();
+    1
+}
+
+#[test]
+fn a_queue_is_an_ordinary_pool_task_argument() {
+    // Python: "Queue objects should only be shared between processes through
+    // inheritance". Here the queue is sent with the task, to a running worker.
+    let pool = flotilla_process::Pool::builder()
+        .processes(2)
+        .build()
+        .unwrap();
+    let q = Queue::new().unwrap();
+    let results = pool
+        .map(
+            put_from_a_pool_task,
+            vec![q.clone(), q.clone(), q.clone()],
+            None,
+        )
+        .unwrap();
+    assert_eq!(results, [1, 1, 1]);
+    for _ in 0..3 {
+        assert!(q.get_timeout(LONG).unwrap().starts_with("from pool worker"));
+    }
+}
