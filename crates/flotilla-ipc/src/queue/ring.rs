@@ -352,6 +352,14 @@ fn wake(seq: &AtomicU32, sleeps: &AtomicU32) {
     }
 }
 
+/// Clears a sleep flag left set by a holder that died asleep; only the new holder of
+/// that side's lock may call it.
+fn clear(sleeps: &AtomicU32) {
+    if sleeps.load(Ordering::Relaxed) != 0 {
+        sleeps.store(0, Ordering::Relaxed);
+    }
+}
+
 fn wake_all(seq: &AtomicU32) {
     seq.fetch_add(1, Ordering::SeqCst);
     if let Err(e) = futex::wake_all(seq) {
@@ -792,8 +800,9 @@ impl Ring {
             tracing::warn!("a producer died in the middle of a message; it is discarded");
             self.abort(writer.pos.load(Ordering::Relaxed))?;
         }
-        // The dead holder's sleep flag, if it died asleep.
-        self.signals().writer_sleeps.store(0, Ordering::Relaxed);
+        // The dead holder's sleep flag, if it died asleep (read first: this runs on every
+        // put, and a store would take the line from the readers each time).
+        clear(&self.signals().writer_sleeps);
         Ok(())
     }
 
@@ -965,7 +974,7 @@ impl Ring {
             let signals = self.signals();
             wake(&signals.space_seq, &signals.writer_sleeps);
         }
-        self.signals().reader_sleeps.store(0, Ordering::Relaxed);
+        clear(&self.signals().reader_sleeps);
         let open = reader.open.load(Ordering::Acquire) != 0;
         if open {
             tracing::warn!("a consumer died in the middle of a message; the rest of it is skipped");
