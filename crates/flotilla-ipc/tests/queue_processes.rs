@@ -186,7 +186,7 @@ fn close_ends_the_consumers_loops_in_other_processes() {
 
 fn work_and_mark_done(q: JoinableQueue<u32>) -> u32 {
     let mut done = 0;
-    for item in &*q {
+    for item in &q {
         let _: u32 = item.unwrap();
         done += 1;
         q.task_done().unwrap();

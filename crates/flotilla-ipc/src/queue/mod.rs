@@ -646,6 +646,24 @@ impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a Queue<T> {
     }
 }
 
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a JoinableQueue<T> {
+    type Item = Result<T, Error>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.0.iter()
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a SimpleQueue<T> {
+    type Item = Result<T, Error>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.0.iter()
+    }
+}
+
 /// A [`Queue`] whose consumers mark each item done, so that producers can wait until all
 /// are processed: Python's `multiprocessing.JoinableQueue`.
 ///
@@ -659,7 +677,7 @@ impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a Queue<T> {
 /// let q = JoinableQueue::new().unwrap();
 /// std::thread::scope(|s| {
 ///     s.spawn(|| {
-///         for item in &*q {
+///         for item in &q {
 ///             let _n: u32 = item.unwrap();
 ///             q.task_done().unwrap();
 ///         }
