@@ -79,7 +79,7 @@
 
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -339,9 +339,10 @@ fn commit(side: &Side, pos: u64, msgs: u64, open: bool) {
 
 fn apply(side: &Side, pos: u64, msgs: u64, open: bool) {
     side.open.store(u32::from(open), Ordering::Relaxed);
-    side.msgs.store(msgs, Ordering::Release);
-    // Sequentially consistent: the waker's following load of the sleeper's flag must not
-    // be ordered before it (the sleeper sets its flag, then looks at this position).
+    // Sequentially consistent, both: the waker's following load of the sleeper's flag
+    // must not be ordered before them, and a sleeper that set its flag (then fenced)
+    // must see them (see `Ring::wait`).
+    side.msgs.store(msgs, Ordering::SeqCst);
     side.pos.store(pos, Ordering::SeqCst);
 }
 
@@ -636,7 +637,10 @@ impl Ring {
                 Deadline::At(at) => at.min(now + SLICE),
                 Deadline::Now | Deadline::Never => now + SLICE,
             };
+            // The flag, then (after a full fence) a last look: either the other side's
+            // commit is seen now, or its following look at the flag sees the flag.
             sleeps.store(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             let seen = seq.load(Ordering::SeqCst);
             let mut done = ready();
             if matches!(done, Ok(false)) {
@@ -1029,6 +1033,7 @@ impl Ring {
                 Deadline::Never => Some(None),
             };
             tasks.joiners.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             let seen = tasks.seq.load(Ordering::SeqCst);
             let outcome = match until {
                 _ if self.unfinished() == 0 => Ok(futex::Wake::Woken),
