@@ -2,7 +2,7 @@
 //! its baselines. Adding a figure is adding one [`Figure`] entry to [`FIGURES`] (and, for
 //! a CPython column, one runner in a script under `benches/python/`).
 
-use crate::{connection, process, process_pool, thread_pool};
+use crate::{connection, process, process_pool, queue, thread_pool};
 
 /// How many threads every contender of the thread figures gets: flotilla's workers,
 /// `threadpool`'s and rayon's threads, tokio's blocking threads, the crossbeam pool's
@@ -291,6 +291,47 @@ macro_rules! throughput {
     };
 }
 
+/// A `queue-throughput-small-*` figure: `$p` producers and `$c` consumers of small
+/// items through one process queue; `$baselines` after CPython's runner `$python`.
+macro_rules! queue_small {
+    ($name:literal, $title:literal, $p:literal, $c:literal, $python:literal,
+     [$($baseline:expr),*]) => {
+        Figure {
+            name: $name,
+            title: $title,
+            unit: "items/s",
+            measure: Measure::Throughput {
+                items: 200_000,
+                calls: 3,
+            },
+            conditions: queue::CONDITIONS,
+            check: queue::check::<8>,
+            flotilla: queue::flotilla_small::<$p, $c>,
+            baselines: &[cpython("mp_queue.py", $python).with_items(40_000), $($baseline),*],
+        }
+    };
+}
+
+/// A `queue-throughput-1MiB-*` figure: `$p` producers and `$c` consumers of 1 MiB items.
+macro_rules! queue_mib {
+    ($name:literal, $title:literal, $p:literal, $c:literal, $python:literal,
+     [$($baseline:expr),*]) => {
+        Figure {
+            name: $name,
+            title: $title,
+            unit: "MB/s",
+            measure: Measure::Bandwidth {
+                messages: 512,
+                bytes: 1 << 20,
+            },
+            conditions: queue::CONDITIONS,
+            check: queue::check::<{ 1 << 20 }>,
+            flotilla: queue::flotilla_mib::<$p, $c>,
+            baselines: &[cpython("mp_queue.py", $python), $($baseline),*],
+        }
+    };
+}
+
 /// Every figure, in the order a run measures them.
 pub(crate) const FIGURES: &[Figure] = &[
     Figure {
@@ -500,6 +541,47 @@ pub(crate) const FIGURES: &[Figure] = &[
         1 << 20,
         512,
         "throughput-1048576"
+    ),
+    queue_small!(
+        "queue-throughput-small-1x1",
+        "process Queue: small items from 1 producer process to 1 consumer process",
+        1,
+        1,
+        "small-1x1",
+        [
+            rust("ipc-channel", connection::ipc_channel_throughput::<8>),
+            rust("os-limit", connection::os_throughput::<8>)
+        ]
+    ),
+    queue_small!(
+        "queue-throughput-small-2x2",
+        "process Queue: small items from 2 producer processes to 2 consumer processes",
+        2,
+        2,
+        "small-2x2",
+        []
+    ),
+    queue_mib!(
+        "queue-throughput-1MiB-1x1",
+        "process Queue: 1 MiB items from 1 producer process to 1 consumer process",
+        1,
+        1,
+        "mib-1x1",
+        [
+            rust(
+                "ipc-channel",
+                connection::ipc_channel_throughput::<{ 1 << 20 }>
+            ),
+            rust("os-limit", queue::os_memcpy)
+        ]
+    ),
+    queue_mib!(
+        "queue-throughput-1MiB-2x2",
+        "process Queue: 1 MiB items from 2 producer processes to 2 consumer processes",
+        2,
+        2,
+        "mib-2x2",
+        []
     ),
 ];
 

@@ -10,6 +10,7 @@ mod harness;
 mod os;
 mod process;
 mod process_pool;
+mod queue;
 mod report;
 mod thread_pool;
 

@@ -361,3 +361,28 @@ fn timeouts_and_non_blocking_forms_give_up() {
         ));
     });
 }
+
+#[test]
+fn a_consumer_killed_while_waiting_leaves_the_queue_to_the_next() {
+    for method in [StartMethod::ForkServer, StartMethod::Spawn] {
+        let q = Queue::<u8>::new().unwrap();
+        let (ours, theirs) = pipe(true).unwrap();
+        let child = start(method, hold_a_get, (q.clone(), theirs));
+        assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "waiting");
+        std::thread::sleep(Duration::from_millis(50));
+        // It holds the consumers' lock, asleep; killing it hands the lock on.
+        child.kill().unwrap();
+        assert!(child.join(Some(LONG)).is_err());
+        q.put(7).unwrap();
+        assert_eq!(q.get_timeout(LONG).unwrap(), 7, "{method}");
+        assert!(q.try_get().unwrap_err().is_empty());
+    }
+}
+
+/// Queues are handles any thread may use, whatever their items.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Queue<std::rc::Rc<u8>>>();
+    send_sync::<flotilla_ipc::JoinableQueue<u8>>();
+    send_sync::<flotilla_ipc::SimpleQueue<String>>();
+};

@@ -13,7 +13,7 @@ const LONG: Duration = Duration::from_secs(60);
 
 fn worker((clock, name, q): (Clock, String, JoinableQueue<u32>)) -> u32 {
     let mut done = 0;
-    for job in &*q {
+    for job in &q {
         let job = job.unwrap();
         clock.sleep(0.5);
         clock.say(format!("  {name} finished job {job}"));

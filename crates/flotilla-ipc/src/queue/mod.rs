@@ -56,8 +56,9 @@
 //! # When a process dies
 //!
 //! A producer killed in the middle of a `put` leaves no partial item: the next process
-//! to take the producers' lock finds the message unfinished and marks it aborted, and
-//! consumers drop what they had of it. A consumer killed in the middle of a `get` takes
+//! to take the producers' lock (or a consumer waiting for the rest of the item) finds
+//! the item unfinished and marks it aborted, and consumers drop what they had of it; an
+//! item whose bytes were all written when its producer died is published whole instead. A consumer killed in the middle of a `get` takes
 //! with it **at most the item it was reading**: if it had consumed part of a long item,
 //! the rest is skipped by the next consumer and the item is lost; if it had copied the
 //! item out whole but not yet marked it taken, the next consumer gets it instead. No
@@ -131,7 +132,7 @@ impl QueueBuilder {
 
     /// The size of the ring in bytes, rounded up to a power of two, at least 4 KiB and at
     /// most 2 GiB. Larger rings let producers run further ahead of consumers; any item
-    /// fits through any ring. The memory is only touched as the ring fills.
+    /// fits through any ring. The pages are allocated as the ring first fills.
     pub fn capacity(mut self, bytes: usize) -> Self {
         self.capacity = bytes;
         self
@@ -647,6 +648,24 @@ impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a Queue<T> {
     }
 }
 
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a JoinableQueue<T> {
+    type Item = Result<T, Error>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.0.iter()
+    }
+}
+
+impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a SimpleQueue<T> {
+    type Item = Result<T, Error>;
+    type IntoIter = Iter<'a, T>;
+
+    fn into_iter(self) -> Iter<'a, T> {
+        self.0.iter()
+    }
+}
+
 /// A [`Queue`] whose consumers mark each item done, so that producers can wait until all
 /// are processed: Python's `multiprocessing.JoinableQueue`.
 ///
@@ -660,7 +679,7 @@ impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a Queue<T> {
 /// let q = JoinableQueue::new().unwrap();
 /// std::thread::scope(|s| {
 ///     s.spawn(|| {
-///         for item in &*q {
+///         for item in &q {
 ///             let _n: u32 = item.unwrap();
 ///             q.task_done().unwrap();
 ///         }

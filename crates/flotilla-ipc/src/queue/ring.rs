@@ -79,7 +79,7 @@
 
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -344,9 +344,10 @@ fn commit(side: &Side, pos: u64, msgs: u64, open: bool) {
 
 fn apply(side: &Side, pos: u64, msgs: u64, open: bool) {
     side.open.store(u32::from(open), Ordering::Relaxed);
-    side.msgs.store(msgs, Ordering::Release);
-    // Sequentially consistent: the waker's following load of the sleeper's flag must not
-    // be ordered before it (the sleeper sets its flag, then looks at this position).
+    // Sequentially consistent, both: the waker's following load of the sleeper's flag
+    // must not be ordered before them, and a sleeper that set its flag (then fenced)
+    // must see them (see `Ring::wait`).
+    side.msgs.store(msgs, Ordering::SeqCst);
     side.pos.store(pos, Ordering::SeqCst);
 }
 
@@ -355,6 +356,14 @@ fn apply(side: &Side, pos: u64, msgs: u64, open: bool) {
 fn wake(seq: &AtomicU32, sleeps: &AtomicU32, waiting: &AtomicU32) {
     if sleeps.load(Ordering::SeqCst) != 0 || waiting.load(Ordering::SeqCst) != 0 {
         wake_all(seq);
+    }
+}
+
+/// Clears a sleep flag left set by a holder that died asleep; only the new holder of
+/// that side's lock may call it.
+fn clear(sleeps: &AtomicU32) {
+    if sleeps.load(Ordering::Relaxed) != 0 {
+        sleeps.store(0, Ordering::Relaxed);
     }
 }
 
@@ -673,7 +682,10 @@ impl Ring {
                 Deadline::At(at) => at.min(now + SLICE),
                 Deadline::Now | Deadline::Never => now + SLICE,
             };
+            // The flag, then (after a full fence) a last look: either the other side's
+            // commit is seen now, or its following look at the flag sees the flag.
             sleeps.store(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             let seen = seq.load(Ordering::SeqCst);
             let mut done = ready();
             if matches!(done, Ok(false)) {
@@ -853,8 +865,9 @@ impl Ring {
             tracing::warn!("a producer died in the middle of a message; it is discarded");
             self.abort(writer.pos.load(Ordering::Relaxed))?;
         }
-        // The dead holder's sleep flag, if it died asleep.
-        self.signals().writer_sleeps.store(0, Ordering::Relaxed);
+        // The dead holder's sleep flag, if it died asleep (read first: this runs on every
+        // put, and a store would take the line from the readers each time).
+        clear(&self.signals().writer_sleeps);
         Ok(())
     }
 
@@ -1042,7 +1055,7 @@ impl Ring {
                 &signals.async_writers,
             );
         }
-        self.signals().reader_sleeps.store(0, Ordering::Relaxed);
+        clear(&self.signals().reader_sleeps);
         let open = reader.open.load(Ordering::Acquire) != 0;
         if open {
             tracing::warn!("a consumer died in the middle of a message; the rest of it is skipped");
@@ -1097,6 +1110,7 @@ impl Ring {
                 Deadline::Never => Some(None),
             };
             tasks.joiners.fetch_add(1, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             let seen = tasks.seq.load(Ordering::SeqCst);
             let outcome = match until {
                 _ if self.unfinished() == 0 => Ok(futex::Wake::Woken),
