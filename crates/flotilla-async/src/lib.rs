@@ -27,6 +27,7 @@
 //! | `asyncio.shield(aw)`                      | [`shield`], [`Task::detach`]                 |
 //! | `asyncio.wait_for(aw, timeout)`           | [`wait_for`]                                 |
 //! | `loop.connect_read_pipe` / `Connection` in asyncio | [`AsyncConnection`]                 |
+//! | a `multiprocessing.Queue` in asyncio      | `Queue::put_async` / `get_async` / `JoinableQueue::join_async` in flotilla-ipc (plain futures, usable here) |
 //!
 //! # Features
 //!
