@@ -38,13 +38,16 @@ waking it.
 - **cpython**: `ThreadPoolExecutor(max_workers=2)`, and one coroutine on the loop of \
 `asyncio.run` that times each `await loop.run_in_executor(ex, identity, i)` itself: \
 every call is one await inside the running loop, without the cost of entering the loop \
-(`run_until_complete`), which would add about 15 µs per call. The completion reaches \
+(`run_until_complete`), which would add 10 to 20 µs per call on this machine. The completion reaches \
 the loop through `call_soon_threadsafe`, which writes to the loop's self-pipe.
 - **tokio**: the same current-thread runtime built with `max_blocking_threads(2)`; each \
 call is `runtime.block_on(async { spawn_blocking(move || i).await })`.
 
-Both Rust contenders enter the runtime with `block_on` on every call (well under a \
-microsecond on this machine) and park in its I/O driver while they wait.";
+Both Rust contenders enter the runtime with `block_on` on every call (about 0.2 µs on \
+this machine, measured with a future that is ready at once) and park in its I/O driver \
+(epoll) while they wait. flotilla's workers spin briefly on their channel before they \
+park, so back-to-back calls often find the worker still awake; tokio's blocking threads \
+wait on a condition variable.";
 
 /// The conditions of `async-run-in-executor-gather`, for `docs/benchmarks.md`.
 pub(crate) const GATHER_CONDITIONS: &str = "\
