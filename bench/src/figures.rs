@@ -2,7 +2,7 @@
 //! its baselines. Adding a figure is adding one [`Figure`] entry to [`FIGURES`] (and, for
 //! a CPython column, one runner in a script under `benches/python/`).
 
-use crate::{connection, process, process_pool, queue, thread_pool};
+use crate::{asyncio, connection, process, process_pool, queue, thread_pool};
 
 /// How many threads every contender of the thread figures gets: flotilla's workers,
 /// `threadpool`'s and rayon's threads, tokio's blocking threads, the crossbeam pool's
@@ -583,6 +583,40 @@ pub(crate) const FIGURES: &[Figure] = &[
         "mib-2x2",
         []
     ),
+    // The asyncio bridge (bench/src/asyncio.rs, benches/python/asyncio_bridge.py).
+    Figure {
+        name: "async-run-in-executor-latency",
+        title: "run_in_executor from async code: start one trivial task and await it",
+        unit: TimeUnit::Micros.symbol(),
+        measure: Measure::Latency {
+            trips: 20_000,
+            quick_trips: 5_000,
+            unit: TimeUnit::Micros,
+        },
+        conditions: asyncio::LATENCY_CONDITIONS,
+        check: asyncio::check,
+        flotilla: asyncio::flotilla_one_by_one,
+        baselines: &[
+            cpython("asyncio_bridge.py", "one-by-one"),
+            rust("tokio", asyncio::tokio_one_by_one),
+        ],
+    },
+    Figure {
+        name: "async-run-in-executor-gather",
+        title: "run_in_executor from async code: start trivial tasks together, gather them",
+        unit: "tasks/s",
+        measure: Measure::Throughput {
+            items: 100_000,
+            calls: 3,
+        },
+        conditions: asyncio::GATHER_CONDITIONS,
+        check: asyncio::check,
+        flotilla: asyncio::flotilla_gather,
+        baselines: &[
+            cpython("asyncio_bridge.py", "gather").with_items(10_000),
+            rust("tokio", asyncio::tokio_gather),
+        ],
+    },
 ];
 
 /// The figure named `name`.

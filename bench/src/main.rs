@@ -3,6 +3,7 @@
 //! round by round, prints the table, and writes `target/bench/results.json` (and, with
 //! `--write-docs`, `docs/benchmarks.md`). `cargo xtask bench` builds and runs it.
 
+mod asyncio;
 mod connection;
 mod crossbeam_pool;
 mod figures;

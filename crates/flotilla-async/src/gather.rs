@@ -9,20 +9,35 @@ use std::task::{Context, Poll};
 use crate::ready::ReadySet;
 
 /// The children of a gather and their outputs, polled through a [`ReadySet`].
+///
+/// The children share one pinned allocation rather than a box each: a gather of n
+/// futures allocates once for its children, not n times.
 struct Join<F: Future> {
-    children: Vec<Option<Pin<Box<F>>>>,
+    /// A child is replaced by `None`, in place, when it finishes.
+    children: Pin<Box<[Option<F>]>>,
     outputs: Vec<Option<F::Output>>,
     ready: ReadySet,
     remaining: usize,
 }
 
-// Nothing of a Join is ever pinned in place: the children are pinned in their boxes,
-// the outputs are plain values moved out by value.
+// Nothing of a Join is ever pinned in place: the children are pinned in their boxed
+// slice, which does not move with the Join; the outputs are plain values moved out by
+// value.
 impl<F: Future> Unpin for Join<F> {}
+
+/// Child `i`'s slot of `children`, pinned.
+fn slot<F>(children: &mut Pin<Box<[Option<F>]>>, i: usize) -> Pin<&mut Option<F>> {
+    // SAFETY: the slice's elements are structurally pinned. The boxed slice is never
+    // resized or reordered, and nothing moves a child out of it: this projection is the
+    // only access to a slot, and a slot is only polled or `set` (which drops the old
+    // child in place) through the `Pin` it returns.
+    unsafe { children.as_mut().map_unchecked_mut(|slots| &mut slots[i]) }
+}
 
 impl<F: Future> Join<F> {
     fn new(futures: impl IntoIterator<Item = F>) -> Self {
-        let children: Vec<_> = futures.into_iter().map(|f| Some(Box::pin(f))).collect();
+        let children: Box<[Option<F>]> = futures.into_iter().map(Some).collect();
+        let children = Box::into_pin(children);
         let n = children.len();
         Join {
             outputs: (0..n).map(|_| None).collect(),
@@ -40,15 +55,14 @@ impl<F: Future> Join<F> {
         stop: impl Fn(&F::Output) -> bool,
     ) -> Poll<Option<usize>> {
         for i in self.ready.drain(cx) {
-            let Some(child) = self.children[i].as_mut() else {
+            let mut slot = slot(&mut self.children, i);
+            let Some(child) = slot.as_mut().as_pin_mut() else {
                 continue;
             };
-            if let Poll::Ready(output) = child
-                .as_mut()
-                .poll(&mut Context::from_waker(self.ready.waker(i)))
-            {
-                // Dropped at once: a finished child holds nothing worth keeping.
-                self.children[i] = None;
+            if let Poll::Ready(output) = child.poll(&mut Context::from_waker(self.ready.waker(i))) {
+                // Dropped at once, where it lies: a finished child holds nothing worth
+                // keeping.
+                slot.set(None);
                 self.remaining -= 1;
                 let stopping = stop(&output);
                 self.outputs[i] = Some(output);

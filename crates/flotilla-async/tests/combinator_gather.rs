@@ -1,5 +1,12 @@
-//! gather: values in input order, the first failure, and failures as values.
+//! gather: values in input order, the first failure, failures as values, and children
+//! that stay pinned where they are.
 
+use std::cell::Cell;
+use std::marker::PhantomPinned;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use flotilla_async::{gather, run_in_executor, to_thread};
@@ -105,4 +112,79 @@ async fn many_tasks_gathered_each_arrive_once() {
     .await
     .unwrap();
     assert_eq!(values, (0..2000).collect::<Vec<_>>());
+}
+
+/// A `!Unpin` future, pending on its first poll (it wakes itself) and ready with its
+/// value on the next, unless it is `endless`; it fails the test if it is polled at
+/// another address than the first, and counts its drops.
+struct StaysPut {
+    value: u32,
+    endless: bool,
+    polled_at: Cell<Option<usize>>,
+    drops: Arc<AtomicUsize>,
+    _pinned: PhantomPinned,
+}
+
+impl StaysPut {
+    fn new(value: u32, endless: bool, drops: &Arc<AtomicUsize>) -> Self {
+        StaysPut {
+            value,
+            endless,
+            polled_at: Cell::new(None),
+            drops: Arc::clone(drops),
+            _pinned: PhantomPinned,
+        }
+    }
+}
+
+impl Future for StaysPut {
+    type Output = Result<u32, TaskError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.as_ref().get_ref();
+        let here = std::ptr::from_ref(this) as usize;
+        match this.polled_at.replace(Some(here)) {
+            Some(first) => assert_eq!(first, here, "a pinned child was moved"),
+            None => {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+        if this.endless {
+            Poll::Pending
+        } else {
+            Poll::Ready(Ok(this.value))
+        }
+    }
+}
+
+impl Drop for StaysPut {
+    fn drop(&mut self) {
+        self.drops.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn children_stay_where_they_were_pinned_and_are_dropped_once_done() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut cx = Context::from_waker(Waker::noop());
+    let children = (0..4).map(|i| StaysPut::new(i, i == 3, &drops));
+    let mut gathered = gather(children).return_exceptions();
+    assert!(Pin::new(&mut gathered).poll(&mut cx).is_pending());
+
+    // Moving the gather must not move its children, which are pinned.
+    let mut moved = Box::new(gathered);
+    assert!(Pin::new(&mut *moved).poll(&mut cx).is_pending());
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        3,
+        "finished children dropped at once"
+    );
+    assert!(Pin::new(&mut *moved).poll(&mut cx).is_pending());
+    drop(moved);
+    assert_eq!(
+        drops.load(Ordering::SeqCst),
+        4,
+        "the endless child dropped with the gather"
+    );
 }
