@@ -8,6 +8,8 @@
 //!   ownership of names.
 //! - [`Lock`] and [`RLock`]: process-shared locks that tell the next acquirer when a
 //!   holder died ([`AcquireError::OwnerDied`]) instead of hanging.
+//! - [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`] and [`Barrier`]:
+//!   process-shared, futex-based, with the methods of their `flotilla-thread` twins.
 //! - [`Value`] and [`Array`]: plain data ([`Element`]s) in shared memory, with a
 //!   recursive lock or raw; integer values also have atomic operations.
 //! - [`handle`]: how any value holding OS handles (a connection end, a shared segment, a
@@ -23,6 +25,7 @@ mod futex;
 pub mod handle;
 mod lock;
 mod shm;
+mod sync;
 mod sys;
 mod value;
 
@@ -31,6 +34,10 @@ pub use crate::element::{Element, Integer};
 pub use crate::error::Error;
 pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};
 pub use crate::shm::SharedMemory;
+pub use crate::sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Semaphore,
+    SemaphorePermit,
+};
 pub use crate::value::{Array, ArrayGuard, Value, ValueGuard};
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ pub(crate) struct RawMutex {
 
 /// How a lock was acquired.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Acquired {
+pub(crate) enum Acquired {
     /// The usual way.
     Clean,
     /// The previous holder died holding it; the mutex has been made consistent.
@@ -143,7 +143,7 @@ impl RawMutex {
         unsafe { self.shm.as_ptr().add(self.offset) }.cast()
     }
 
-    fn lock(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
+    pub(crate) fn lock(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
         let rc = match timeout.and_then(deadline) {
             // SAFETY: the mutex was initialised before the segment was shared (rule 1),
             // and its memory lives as long as `self`.
@@ -189,12 +189,47 @@ impl RawMutex {
     /// # Safety
     ///
     /// The calling thread holds the mutex, once for each unlock.
-    unsafe fn unlock(&self) {
+    pub(crate) unsafe fn unlock(&self) {
         // SAFETY: our caller holds the mutex on this thread.
         let rc = unsafe { libc::pthread_mutex_unlock(self.ptr()) };
         if rc != 0 {
             tracing::error!(error = %Errno::from_raw(rc), "pthread_mutex_unlock failed");
         }
+    }
+
+    /// Releases every level the calling thread holds (one for a `Lock`, all of an
+    /// `RLock`'s), as Python's `Condition.wait` does with `_release_save`; returns how
+    /// many levels that was, for [`relock`](Self::relock).
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds the mutex at least once, through guards that stay alive
+    /// (and so must not unlock) until [`relock`](Self::relock) has restored the levels.
+    pub(crate) unsafe fn unlock_all(&self) -> usize {
+        let mut levels = 0;
+        // SAFETY: we hold the mutex (our caller's promise); the loop stops at the first
+        // unlock refused with EPERM, which robust and recursive mutexes return once this
+        // thread no longer owns them, so it never releases a level it does not hold.
+        while unsafe { libc::pthread_mutex_unlock(self.ptr()) } == 0 {
+            levels += 1;
+        }
+        levels
+    }
+
+    /// Takes back the `levels` released by [`unlock_all`](Self::unlock_all), waiting
+    /// as long as it takes for the first.
+    pub(crate) fn relock(&self, levels: usize) -> Result<Acquired, Error> {
+        if levels == 0 {
+            return Ok(Acquired::Clean);
+        }
+        let first = self.lock(None)?;
+        for _ in 1..levels {
+            // A recursive mutex this thread owns: each further level is immediate.
+            if let Err(e) = self.lock(None) {
+                tracing::error!(error = %e, "could not restore a level of a recursive lock");
+            }
+        }
+        Ok(first)
     }
 }
 
@@ -458,6 +493,11 @@ macro_rules! lock_type {
             #[allow(dead_code)]
             pub(crate) fn from_raw(raw: RawMutex) -> Self {
                 $name { raw }
+            }
+
+            /// The mutex, for a `Condition` over this lock.
+            pub(crate) fn raw(&self) -> &RawMutex {
+                &self.raw
             }
 
             /// Acquires the lock, waiting at most `timeout` (`None`: as long as it
