@@ -11,6 +11,15 @@ use flotilla::futures::{
 use flotilla::futures::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath};
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{
+    AcquireError, Array, ArrayGuard, Barrier as ProcessBarrier,
+    BoundedSemaphore as ProcessBoundedSemaphore, Condition as ProcessCondition,
+    ConditionGuard as ProcessConditionGuard, ConditionLock, Element, Event as ProcessEvent,
+    Integer, Lock, LockGuard, RLock as ProcessRLock, RLockGuard as ProcessRLockGuard,
+    Semaphore as ProcessSemaphore, SemaphorePermit as ProcessSemaphorePermit, SharedMemory, Value,
+    ValueGuard,
+};
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::multiprocessing::{
     AsyncResult, Connection, Context, Error as ProcessError, FnTarget, ForkTarget, IpcError, Pipe,
     Pool, PoolBuilder, Process, ProcessBuilder, ProcessInfo, StartMethod, active_children,
     cpu_count, current_process, get_context, get_start_method, handle, parent_process, pipe,
@@ -117,4 +126,29 @@ fn thread_and_process_futures_wait_together() {
         .map(|f| f.unwrap().result(None).unwrap())
         .sum();
     assert_eq!(total, 16);
+}
+
+fn meet_and_signal((barrier, done): (ProcessBarrier, ProcessEvent)) -> usize {
+    let index = barrier
+        .wait(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    done.set();
+    index
+}
+
+#[test]
+fn process_shared_primitives_from_the_facade_cross_into_a_child() {
+    let barrier = ProcessBarrier::new(2).unwrap();
+    let done = ProcessEvent::new().unwrap();
+    let child = Process::new(meet_and_signal, (barrier.clone(), done.clone()))
+        .start()
+        .unwrap();
+    let mine = barrier
+        .wait(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    assert!(done.wait(Some(std::time::Duration::from_secs(60))));
+    let theirs = child
+        .join(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(mine + theirs, 1, "distinct arrival indices");
 }

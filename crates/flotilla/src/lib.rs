@@ -29,7 +29,11 @@
 //! **[`multiprocessing`]** — Python's `multiprocessing` (crates `flotilla-process` and
 //! `flotilla-ipc`): [`Process`](multiprocessing::Process) under the fork, spawn and
 //! forkserver [start methods](multiprocessing::StartMethod), [`Context`](multiprocessing::Context),
-//! [`Pipe`](multiprocessing::Pipe) and [`Connection`](multiprocessing::Connection), and
+//! [`Pipe`](multiprocessing::Pipe) and [`Connection`](multiprocessing::Connection),
+//! shared memory with [`Value`](multiprocessing::Value) and [`Array`](multiprocessing::Array),
+//! the process-shared [`Lock`](multiprocessing::Lock), [`RLock`](multiprocessing::RLock),
+//! [`Semaphore`](multiprocessing::Semaphore), [`Event`](multiprocessing::Event),
+//! [`Condition`](multiprocessing::Condition) and [`Barrier`](multiprocessing::Barrier), and
 //! [`init`] to call at the top of `main`.
 //!
 //! **[`codec`]** — the one serialization seam for data crossing a process boundary.
@@ -99,7 +103,8 @@ pub mod queue {
     };
 }
 
-/// Python's `multiprocessing`: processes, pipes and connections.
+/// Python's `multiprocessing`: processes, pipes and connections, shared memory and
+/// process-shared synchronization.
 #[cfg(feature = "ipc")]
 pub mod multiprocessing {
     /// Python's `multiprocessing.Pipe(duplex)`: two connected [`Connection`]s.
@@ -109,6 +114,11 @@ pub mod multiprocessing {
     pub use flotilla_ipc::{
         AcquireError, Array, ArrayGuard, Connection, Element, Integer, Lock, LockGuard, RLock,
         RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe, wait,
+    };
+    #[doc(inline)]
+    pub use flotilla_ipc::{
+        Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Semaphore,
+        SemaphorePermit,
     };
 
     /// Errors of pipes and connections.

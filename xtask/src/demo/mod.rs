@@ -22,6 +22,7 @@ mod primes;
 mod process_basics;
 mod progress;
 mod queue_workers;
+mod shared_array;
 mod shared_value;
 mod start_methods;
 mod tasks;
@@ -121,6 +122,11 @@ const DEMOS: &[Demo] = &[
         name: "shared-value",
         about: "Value and Array written by children; a counter without a lock, with one, atomic",
         run: shared_value::run,
+    },
+    Demo {
+        name: "shared-array",
+        about: "an Array written by two children lined up by a Barrier; moves under its lock",
+        run: shared_array::run,
     },
 ];
 
