@@ -137,12 +137,14 @@ impl RawMutex {
         Ok(RawMutex { shm, offset })
     }
 
+    #[inline]
     fn ptr(&self) -> *mut libc::pthread_mutex_t {
         // SAFETY: `attach` checked that `offset + SIZE <= size`, so the result lies
         // inside the mapping, which lives as long as `self.shm`.
         unsafe { self.shm.as_ptr().add(self.offset) }.cast()
     }
 
+    #[inline]
     pub(crate) fn lock(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
         let rc = match timeout.and_then(deadline) {
             // SAFETY: the mutex was initialised before the segment was shared (rule 1),
@@ -150,15 +152,24 @@ impl RawMutex {
             None => unsafe { libc::pthread_mutex_lock(self.ptr()) },
             Some(at) => timed_lock(self.ptr(), &at),
         };
+        if rc == 0 {
+            return Ok(Acquired::Clean);
+        }
         self.outcome("pthread_mutex_lock", rc, timeout)
     }
 
+    #[inline]
     fn try_lock(&self) -> Result<Acquired, Error> {
         // SAFETY: as in `lock`.
         let rc = unsafe { libc::pthread_mutex_trylock(self.ptr()) };
+        if rc == 0 {
+            return Ok(Acquired::Clean);
+        }
         self.outcome("pthread_mutex_trylock", rc, None)
     }
 
+    /// What a non-zero return of a lock call means (0 is handled inline by the callers).
+    #[cold]
     fn outcome(
         &self,
         op: &'static str,
@@ -189,6 +200,7 @@ impl RawMutex {
     /// # Safety
     ///
     /// The calling thread holds the mutex, once for each unlock.
+    #[inline]
     pub(crate) unsafe fn unlock(&self) {
         // SAFETY: our caller holds the mutex on this thread.
         let rc = unsafe { libc::pthread_mutex_unlock(self.ptr()) };
@@ -399,6 +411,7 @@ impl<G> From<Error> for AcquireError<G> {
 }
 
 /// Acquires `raw`, wrapping a successful acquisition in a guard made by `guard`.
+#[inline]
 fn acquire_with<'a, G>(
     raw: &'a RawMutex,
     outcome: Result<Acquired, Error>,
@@ -516,6 +529,7 @@ macro_rules! lock_type {
             /// // ... the critical section ...
             /// drop(guard);
             /// ```
+            #[inline]
             pub fn acquire(
                 &self,
                 timeout: Option<Duration>,
@@ -535,6 +549,7 @@ macro_rules! lock_type {
             /// let guard = lock.try_acquire().unwrap();
             /// # drop(guard);
             /// ```
+            #[inline]
             pub fn try_acquire(&self) -> Result<$guard<'_>, AcquireError<$guard<'_>>> {
                 acquire_with(&self.raw, self.raw.try_lock(), $guard::new)
             }
@@ -573,6 +588,7 @@ macro_rules! lock_type {
         }
 
         impl<'a> $guard<'a> {
+            #[inline]
             fn new(raw: &'a RawMutex) -> Self {
                 $guard {
                     raw,
@@ -582,6 +598,7 @@ macro_rules! lock_type {
         }
 
         impl Drop for $guard<'_> {
+            #[inline]
             fn drop(&mut self) {
                 // SAFETY: a guard exists only for an acquisition made on this thread
                 // (guards are !Send), and each guard releases it exactly once.
