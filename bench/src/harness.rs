@@ -431,12 +431,14 @@ mod tests {
 
     #[test]
     fn every_contender_of_the_thread_figures_does_its_work() {
-        // The process and connection figures' contenders start processes: they need this
+        // The process, connection and shared figures' contenders start processes: they need this
         // binary's `main` (procspawn's init) and, for fork, a single-threaded process,
         // which the test harness is not. `cargo xtask bench --quick` checks them.
-        let thread_figures = figures::FIGURES
-            .iter()
-            .filter(|f| !f.name.starts_with("process-") && !f.name.starts_with("connection-"));
+        let thread_figures = figures::FIGURES.iter().filter(|f| {
+            !f.name.starts_with("process-")
+                && !f.name.starts_with("connection-")
+                && !f.name.starts_with("shared-")
+        });
         for figure in thread_figures {
             for contender in figure.contenders() {
                 if let Side::Rust(setup) = contender.side {

@@ -11,6 +11,7 @@ mod os;
 mod process;
 mod process_pool;
 mod report;
+mod shared;
 mod thread_pool;
 
 use std::path::{Path, PathBuf};
