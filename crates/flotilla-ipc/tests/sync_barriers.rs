@@ -106,3 +106,35 @@ fn an_abort_in_another_process_wakes_the_waiters_with_broken() {
     child.join(Some(LONG)).unwrap();
     assert!(barrier.broken());
 }
+
+fn meet_rounds((barrier, rounds): (Barrier, usize)) -> Vec<usize> {
+    (0..rounds)
+        .map(|_| barrier.wait(Some(LONG)).expect("every round passes"))
+        .collect()
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(8))]
+
+    /// For any number of parties and rounds, each round hands out every index in
+    /// `0..parties` exactly once.
+    #[test]
+    fn every_round_hands_out_each_index_once(parties in 2usize..5, rounds in 1usize..6, spawn: bool) {
+        let method = if spawn { StartMethod::Spawn } else { StartMethod::ForkServer };
+        let barrier = Barrier::new(parties).unwrap();
+        let ctx = get_context(Some(method));
+        let children: Vec<_> = (1..parties)
+            .map(|_| ctx.process(meet_rounds, (barrier.clone(), rounds)).start().unwrap())
+            .collect();
+        let mut seen = vec![meet_rounds((barrier.clone(), rounds))];
+        for child in children {
+            seen.push(child.join(Some(LONG)).unwrap());
+        }
+        for round in 0..rounds {
+            let mut indices: Vec<usize> = seen.iter().map(|s| s[round]).collect();
+            indices.sort_unstable();
+            proptest::prop_assert_eq!(indices, (0..parties).collect::<Vec<_>>());
+        }
+        proptest::prop_assert!(!barrier.broken());
+    }
+}

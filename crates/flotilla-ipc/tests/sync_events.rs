@@ -106,3 +106,28 @@ fn a_pulse_set_and_cleared_by_another_process_wakes_the_waiter() {
         assert!(!pulse.is_set());
     }
 }
+
+fn set_it(event: Event) -> bool {
+    event.set();
+    true
+}
+
+#[test]
+fn an_event_given_to_a_running_pool_worker_as_a_task_argument_is_the_same_event() {
+    let pool = flotilla_process::ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    // Warm the worker up, so the event reaches an already-running process.
+    let warm = Event::new().unwrap();
+    assert!(
+        pool.submit(set_it, warm)
+            .unwrap()
+            .result(Some(LONG))
+            .unwrap()
+    );
+    let event = Event::new().unwrap();
+    let done = pool.submit(set_it, event.clone()).unwrap();
+    assert!(event.wait(Some(LONG)));
+    assert!(done.result(Some(LONG)).unwrap());
+}
