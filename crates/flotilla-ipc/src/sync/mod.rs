@@ -12,11 +12,18 @@
 //! offset 64    a Barrier's internal pthread mutex
 //! ```
 //!
+//! So each primitive costs one descriptor and one page in every process that holds it
+//! (a [`Condition`] made with [`Condition::new`] two: it has its own [`RLock`](crate::RLock)),
+//! as each `Lock` and `Value` does; Python's semaphores cost a page each too. Packing
+//! several primitives into one segment would save both, at the price of a shared
+//! allocator; nothing needs that many primitives yet.
+//!
 //! 1. **Initialised once, before anyone else can see it**: the constructor fills the
 //!    words of a segment it has just created, then writes the magic; a receiver checks
 //!    the size and the magic and never initialises anything.
 //! 2. **After that, the words are touched only through atomics and futex calls**, from
-//!    any process mapping the segment; no plain Rust reference to shared memory exists.
+//!    any process mapping the segment (and the Barrier's mutex only through pthread
+//!    calls); no Rust reference into the segment exists but to atomics.
 //! 3. **Sleepers announce themselves before they sleep.** A waiter counts itself in a
 //!    waiters word, *then* reads the word it sleeps on; a waker changes that word,
 //!    *then* reads the waiters word and skips the wake-up syscall when nobody waits.
