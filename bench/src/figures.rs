@@ -2,7 +2,7 @@
 //! its baselines. Adding a figure is adding one [`Figure`] entry to [`FIGURES`] (and, for
 //! a CPython column, one runner in a script under `benches/python/`).
 
-use crate::{asyncio, connection, process, process_pool, queue, thread_pool};
+use crate::{asyncio, connection, process, process_pool, queue, shared, thread_pool};
 
 /// How many threads every contender of the thread figures gets: flotilla's workers,
 /// `threadpool`'s and rayon's threads, tokio's blocking threads, the crossbeam pool's
@@ -615,6 +615,51 @@ pub(crate) const FIGURES: &[Figure] = &[
         baselines: &[
             cpython("asyncio_bridge.py", "gather").with_items(10_000),
             rust("tokio", asyncio::tokio_gather),
+        ],
+    },
+    Figure {
+        name: "shared-counter-locked",
+        title: "shared counter: 2 processes increment a Value under its lock",
+        unit: "increments/s",
+        measure: Measure::Throughput {
+            items: 1_000_000,
+            calls: 5,
+        },
+        conditions: shared::LOCKED_CONDITIONS,
+        check: shared::check,
+        flotilla: shared::flotilla_locked,
+        baselines: &[
+            cpython("shared.py", "locked-2").with_items(100_000),
+            rust("os-limit", shared::os_locked),
+        ],
+    },
+    Figure {
+        name: "shared-counter-atomic",
+        title: "shared counter: 2 processes increment a Value with an atomic fetch_add",
+        unit: "increments/s",
+        measure: Measure::Throughput {
+            items: 10_000_000,
+            calls: 5,
+        },
+        conditions: shared::ATOMIC_CONDITIONS,
+        check: shared::check,
+        flotilla: shared::flotilla_atomic,
+        baselines: &[rust("os-limit", shared::os_atomic)],
+    },
+    Figure {
+        name: "shared-counter-locked-uncontended",
+        title: "shared counter: one process increments a Value under its lock, uncontended",
+        unit: "increments/s",
+        measure: Measure::Throughput {
+            items: 1_000_000,
+            calls: 5,
+        },
+        conditions: shared::UNCONTENDED_CONDITIONS,
+        check: shared::check,
+        flotilla: shared::flotilla_uncontended,
+        baselines: &[
+            cpython("shared.py", "locked-1").with_items(100_000),
+            rust("os-limit", shared::os_uncontended),
         ],
     },
 ];

@@ -431,11 +431,12 @@ mod tests {
 
     #[test]
     fn every_contender_of_the_thread_figures_does_its_work() {
-        // The process, connection and queue figures' contenders start processes: they
-        // need this binary's `main` (procspawn's init) and, for fork, a single-threaded
-        // process, which the test harness is not. `cargo xtask bench --quick` checks them.
+        // The process, connection, queue and shared figures' contenders start processes:
+        // they need this binary's `main` (procspawn's init) and, for fork, a
+        // single-threaded process, which the test harness is not. `cargo xtask bench
+        // --quick` checks them.
         let thread_figures = figures::FIGURES.iter().filter(|f| {
-            !["process-", "connection-", "queue-"]
+            !["process-", "connection-", "queue-", "shared-"]
                 .iter()
                 .any(|prefix| f.name.starts_with(prefix))
         });

@@ -13,6 +13,7 @@ mod process;
 mod process_pool;
 mod queue;
 mod report;
+mod shared;
 mod thread_pool;
 
 use std::path::{Path, PathBuf};

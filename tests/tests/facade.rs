@@ -26,6 +26,15 @@ use flotilla::multiprocessing::queues::{
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{
+    AcquireError, Array, ArrayGuard, Barrier as ProcessBarrier,
+    BoundedSemaphore as ProcessBoundedSemaphore, Condition as ProcessCondition,
+    ConditionGuard as ProcessConditionGuard, ConditionLock, Element, Event as ProcessEvent,
+    Integer, Lock, LockGuard, RLock as ProcessRLock, RLockGuard as ProcessRLockGuard,
+    Semaphore as ProcessSemaphore, SemaphorePermit as ProcessSemaphorePermit, SharedMemory, Value,
+    ValueGuard,
+};
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::multiprocessing::{
     AsyncResult, Connection, Context, Error as ProcessError, FnTarget, ForkTarget, Frame,
     FrameReader, FrameWriter, IpcError, Pipe, Pool, PoolBuilder, Process, ProcessBuilder,
     ProcessInfo, StartMethod, active_children, cpu_count, current_process, get_context,
@@ -158,4 +167,29 @@ fn the_asyncio_bridge_awaits_facade_pools_and_its_task_is_the_sub_crates() {
         to_thread(|| 4u64),
     ]));
     assert_eq!(values.unwrap(), [2, 27, 4]);
+}
+
+fn meet_and_signal((barrier, done): (ProcessBarrier, ProcessEvent)) -> usize {
+    let index = barrier
+        .wait(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    done.set();
+    index
+}
+
+#[test]
+fn process_shared_primitives_from_the_facade_cross_into_a_child() {
+    let barrier = ProcessBarrier::new(2).unwrap();
+    let done = ProcessEvent::new().unwrap();
+    let child = Process::new(meet_and_signal, (barrier.clone(), done.clone()))
+        .start()
+        .unwrap();
+    let mine = barrier
+        .wait(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    assert!(done.wait(Some(std::time::Duration::from_secs(60))));
+    let theirs = child
+        .join(Some(std::time::Duration::from_secs(60)))
+        .unwrap();
+    assert_eq!(mine + theirs, 1, "distinct arrival indices");
 }

@@ -74,21 +74,27 @@ macro_rules! atomic {
     ($($atomic:ty => $int:ty),* $(,)?) => {$(
         impl sealed::Atomic for $atomic {
             type Repr = $int;
+            #[inline]
             fn load(&self, order: Ordering) -> $int {
                 <$atomic>::load(self, order)
             }
+            #[inline]
             fn store(&self, value: $int, order: Ordering) {
                 <$atomic>::store(self, value, order)
             }
+            #[inline]
             fn swap(&self, value: $int, order: Ordering) -> $int {
                 <$atomic>::swap(self, value, order)
             }
+            #[inline]
             fn fetch_add(&self, value: $int, order: Ordering) -> $int {
                 <$atomic>::fetch_add(self, value, order)
             }
+            #[inline]
             fn fetch_sub(&self, value: $int, order: Ordering) -> $int {
                 <$atomic>::fetch_sub(self, value, order)
             }
+            #[inline]
             fn compare_exchange(
                 &self,
                 current: $int,
@@ -112,9 +118,11 @@ macro_rules! integer {
         impl sealed::Element for $int {
             type Atomic = $atomic;
             const CODE: u8 = $code;
+            #[inline]
             fn into_repr(self) -> $int {
                 self
             }
+            #[inline]
             fn from_repr(repr: $int) -> $int {
                 repr
             }
@@ -135,9 +143,11 @@ integer! {
 impl sealed::Element for f32 {
     type Atomic = AtomicU32;
     const CODE: u8 = 11;
+    #[inline]
     fn into_repr(self) -> u32 {
         self.to_bits()
     }
+    #[inline]
     fn from_repr(repr: u32) -> f32 {
         f32::from_bits(repr)
     }
@@ -147,9 +157,11 @@ impl Element for f32 {}
 impl sealed::Element for f64 {
     type Atomic = AtomicU64;
     const CODE: u8 = 12;
+    #[inline]
     fn into_repr(self) -> u64 {
         self.to_bits()
     }
+    #[inline]
     fn from_repr(repr: u64) -> f64 {
         f64::from_bits(repr)
     }
@@ -159,9 +171,11 @@ impl Element for f64 {}
 impl sealed::Element for bool {
     type Atomic = AtomicU8;
     const CODE: u8 = 13;
+    #[inline]
     fn into_repr(self) -> u8 {
         u8::from(self)
     }
+    #[inline]
     fn from_repr(repr: u8) -> bool {
         repr != 0
     }

@@ -103,6 +103,21 @@ pub enum Error {
         /// The queue's maximum.
         max: u64,
     },
+    /// A `BoundedSemaphore` was released more times than it was acquired (or a
+    /// `Semaphore` past its largest value): the value is left unchanged.
+    #[error("semaphore released too many times: its value may not exceed {bound}")]
+    SemaphoreOverReleased {
+        /// The largest value the semaphore may hold.
+        bound: usize,
+    },
+    /// The barrier is broken: aborted, reset while this process waited, a waiter timed
+    /// out, or a participant died inside it. `Barrier::reset` makes it usable again.
+    #[error("the barrier is broken (aborted, reset, a waiter timed out or died)")]
+    BrokenBarrier,
+    /// An argument outside what the primitive supports (a semaphore value or a number of
+    /// barrier parties beyond 32 bits).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),

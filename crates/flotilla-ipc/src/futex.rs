@@ -8,10 +8,6 @@
 //! interrupted by a signal) are one answer, [`Wake::Woken`], because a futex wake-up is
 //! only ever a hint to look at the word again.
 
-// The process-shared Semaphore, Event, Condition, Barrier and queues (the next part of
-// this crate) sleep here; until they land only the unit tests call it.
-#![cfg_attr(not(test), allow(dead_code))]
-
 use std::ptr;
 use std::sync::atomic::AtomicU32;
 use std::time::Instant;

@@ -34,6 +34,9 @@ thread_local! {
     static INCOMING: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
 }
 
+/// Why a handle cannot cross while this thread's locals are being destroyed.
+const TORN_DOWN: &str = "this thread is exiting (its thread-locals are gone): OS handles can no longer be sent or received";
+
 /// A file descriptor that can be part of a message: it serializes as an index, and the
 /// descriptor itself travels beside the bytes.
 ///
@@ -91,7 +94,7 @@ impl<'de> Deserialize<'de> for Fd {
 /// message's descriptors. For `Serialize` impls of types that hold a descriptor without
 /// an [`Fd`] field.
 pub fn export<S: Serializer>(fd: BorrowedFd<'_>, serializer: S) -> Result<S::Ok, S::Error> {
-    let index = OUTGOING.with(|out| -> Result<u32, String> {
+    let index = OUTGOING.try_with(|out| -> Result<u32, String> {
         let mut out = out.borrow_mut();
         let Some(out) = out.as_mut() else {
             return Err(
@@ -106,6 +109,7 @@ pub fn export<S: Serializer>(fd: BorrowedFd<'_>, serializer: S) -> Result<S::Ok,
         out.push(dup);
         u32::try_from(out.len() - 1).map_err(|_| "too many descriptors in one message".into())
     });
+    let index = index.unwrap_or_else(|_| Err(TORN_DOWN.into()));
     index.map_err(S::Error::custom)?.serialize(serializer)
 }
 
@@ -113,7 +117,7 @@ pub fn export<S: Serializer>(fd: BorrowedFd<'_>, serializer: S) -> Result<S::Ok,
 /// message being decoded.
 pub fn import<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OwnedFd, D::Error> {
     let index = u32::deserialize(deserializer)? as usize;
-    INCOMING.with(|incoming| {
+    let claimed = INCOMING.try_with(|incoming| {
         let mut incoming = incoming.borrow_mut();
         let Some(incoming) = incoming.as_mut() else {
             return Err(D::Error::custom(
@@ -130,7 +134,8 @@ pub fn import<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OwnedFd, D::
                 incoming.len()
             ))),
         }
-    })
+    });
+    claimed.unwrap_or_else(|_| Err(D::Error::custom(TORN_DOWN)))
 }
 
 /// Encodes `value`, collecting the descriptors its handles hold: the bytes and the
@@ -147,9 +152,15 @@ pub fn encode_into<T: Serialize + ?Sized>(
     value: &T,
 ) -> Result<Vec<OwnedFd>, Error> {
     // Restore whatever an enclosing encode on this thread had collected, so encodes nest.
-    let outer = OUTGOING.with(|out| out.replace(Some(Vec::new())));
+    // Once this thread's locals are torn down (an exit handler), `export` refuses
+    // handles, and values without any still encode.
+    let outer = OUTGOING.try_with(|out| out.replace(Some(Vec::new()))).ok();
     let result = codec::encode_into(buf, value);
-    let fds = OUTGOING.with(|out| out.replace(outer)).unwrap_or_default();
+    let fds = match outer {
+        Some(outer) => OUTGOING.try_with(|out| out.replace(outer)).ok().flatten(),
+        None => None,
+    }
+    .unwrap_or_default();
     result?;
     Ok(fds)
 }
@@ -167,9 +178,13 @@ pub fn decode_with_limit<T: DeserializeOwned>(
     limit: u64,
 ) -> Result<T, Error> {
     let incoming = fds.into_iter().map(Some).collect();
-    let outer = INCOMING.with(|inc| inc.replace(Some(incoming)));
+    // Once this thread's locals are torn down (an exit handler reading a child's exit
+    // status, say), the descriptors are closed and values without handles still decode.
+    let outer = INCOMING.try_with(|inc| inc.replace(Some(incoming))).ok();
     let result = codec::decode_with_limit(bytes, limit);
-    // Dropping what is left closes the descriptors nobody claimed.
-    drop(INCOMING.with(|inc| inc.replace(outer)));
+    if let Some(outer) = outer {
+        // Dropping what is left closes the descriptors nobody claimed.
+        drop(INCOMING.try_with(|inc| inc.replace(outer)));
+    }
     Ok(result?)
 }

@@ -8,6 +8,8 @@
 //!   ownership of names.
 //! - [`Lock`] and [`RLock`]: process-shared locks that tell the next acquirer when a
 //!   holder died ([`AcquireError::OwnerDied`]) instead of hanging.
+//! - [`Semaphore`], [`BoundedSemaphore`], [`Event`], [`Condition`] and [`Barrier`]:
+//!   process-shared, futex-based, with the methods of their `flotilla-thread` twins.
 //! - [`Value`] and [`Array`]: plain data ([`Element`]s) in shared memory, with a
 //!   recursive lock or raw; integer values also have atomic operations.
 //! - [`Queue`], [`JoinableQueue`] and [`SimpleQueue`] (module [`queue`]): queues of any
@@ -28,6 +30,7 @@ mod lock;
 pub mod queue;
 mod readiness;
 mod shm;
+mod sync;
 mod sys;
 mod value;
 
@@ -42,6 +45,10 @@ pub use crate::queue::{
     SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use crate::shm::SharedMemory;
+pub use crate::sync::{
+    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Semaphore,
+    SemaphorePermit,
+};
 pub use crate::value::{Array, ArrayGuard, Value, ValueGuard};
 
 #[cfg(test)]

@@ -137,12 +137,14 @@ impl RawMutex {
         Ok(RawMutex { shm, offset })
     }
 
+    #[inline]
     fn ptr(&self) -> *mut libc::pthread_mutex_t {
         // SAFETY: `attach` checked that `offset + SIZE <= size`, so the result lies
         // inside the mapping, which lives as long as `self.shm`.
         unsafe { self.shm.as_ptr().add(self.offset) }.cast()
     }
 
+    #[inline]
     pub(crate) fn lock(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
         let rc = match timeout.and_then(deadline) {
             // SAFETY: the mutex was initialised before the segment was shared (rule 1),
@@ -150,15 +152,24 @@ impl RawMutex {
             None => unsafe { libc::pthread_mutex_lock(self.ptr()) },
             Some(at) => timed_lock(self.ptr(), &at),
         };
+        if rc == 0 {
+            return Ok(Acquired::Clean);
+        }
         self.outcome("pthread_mutex_lock", rc, timeout)
     }
 
+    #[inline]
     pub(crate) fn try_lock(&self) -> Result<Acquired, Error> {
         // SAFETY: as in `lock`.
         let rc = unsafe { libc::pthread_mutex_trylock(self.ptr()) };
+        if rc == 0 {
+            return Ok(Acquired::Clean);
+        }
         self.outcome("pthread_mutex_trylock", rc, None)
     }
 
+    /// What a non-zero return of a lock call means (0 is handled inline by the callers).
+    #[cold]
     fn outcome(
         &self,
         op: &'static str,
@@ -189,12 +200,48 @@ impl RawMutex {
     /// # Safety
     ///
     /// The calling thread holds the mutex, once for each unlock.
+    #[inline]
     pub(crate) unsafe fn unlock(&self) {
         // SAFETY: our caller holds the mutex on this thread.
         let rc = unsafe { libc::pthread_mutex_unlock(self.ptr()) };
         if rc != 0 {
             tracing::error!(error = %Errno::from_raw(rc), "pthread_mutex_unlock failed");
         }
+    }
+
+    /// Releases every level the calling thread holds (one for a `Lock`, all of an
+    /// `RLock`'s), as Python's `Condition.wait` does with `_release_save`; returns how
+    /// many levels that was, for [`relock`](Self::relock).
+    ///
+    /// # Safety
+    ///
+    /// The calling thread holds the mutex at least once, through guards that stay alive
+    /// (and so must not unlock) until [`relock`](Self::relock) has restored the levels.
+    pub(crate) unsafe fn unlock_all(&self) -> usize {
+        let mut levels = 0;
+        // SAFETY: we hold the mutex (our caller's promise); the loop stops at the first
+        // unlock refused with EPERM, which robust and recursive mutexes return once this
+        // thread no longer owns them, so it never releases a level it does not hold.
+        while unsafe { libc::pthread_mutex_unlock(self.ptr()) } == 0 {
+            levels += 1;
+        }
+        levels
+    }
+
+    /// Takes back the `levels` released by [`unlock_all`](Self::unlock_all), waiting
+    /// as long as it takes for the first.
+    pub(crate) fn relock(&self, levels: usize) -> Result<Acquired, Error> {
+        if levels == 0 {
+            return Ok(Acquired::Clean);
+        }
+        let first = self.lock(None)?;
+        for _ in 1..levels {
+            // A recursive mutex this thread owns: each further level is immediate.
+            if let Err(e) = self.lock(None) {
+                tracing::error!(error = %e, "could not restore a level of a recursive lock");
+            }
+        }
+        Ok(first)
     }
 }
 
@@ -364,6 +411,7 @@ impl<G> From<Error> for AcquireError<G> {
 }
 
 /// Acquires `raw`, wrapping a successful acquisition in a guard made by `guard`.
+#[inline]
 fn acquire_with<'a, G>(
     raw: &'a RawMutex,
     outcome: Result<Acquired, Error>,
@@ -460,6 +508,11 @@ macro_rules! lock_type {
                 $name { raw }
             }
 
+            /// The mutex, for a `Condition` over this lock.
+            pub(crate) fn raw(&self) -> &RawMutex {
+                &self.raw
+            }
+
             /// Acquires the lock, waiting at most `timeout` (`None`: as long as it
             /// takes), and returns a guard that releases it when dropped.
             ///
@@ -476,6 +529,7 @@ macro_rules! lock_type {
             /// // ... the critical section ...
             /// drop(guard);
             /// ```
+            #[inline]
             pub fn acquire(
                 &self,
                 timeout: Option<Duration>,
@@ -495,6 +549,7 @@ macro_rules! lock_type {
             /// let guard = lock.try_acquire().unwrap();
             /// # drop(guard);
             /// ```
+            #[inline]
             pub fn try_acquire(&self) -> Result<$guard<'_>, AcquireError<$guard<'_>>> {
                 acquire_with(&self.raw, self.raw.try_lock(), $guard::new)
             }
@@ -533,6 +588,7 @@ macro_rules! lock_type {
         }
 
         impl<'a> $guard<'a> {
+            #[inline]
             fn new(raw: &'a RawMutex) -> Self {
                 $guard {
                     raw,
@@ -542,6 +598,7 @@ macro_rules! lock_type {
         }
 
         impl Drop for $guard<'_> {
+            #[inline]
             fn drop(&mut self) {
                 // SAFETY: a guard exists only for an acquisition made on this thread
                 // (guards are !Send), and each guard releases it exactly once.

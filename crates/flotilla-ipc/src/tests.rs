@@ -1,4 +1,5 @@
-//! Framing internals: what a raw peer can do to a connection.
+//! Framing internals: what a raw peer can do to a connection; and handles while a
+//! thread's locals are torn down.
 
 use std::os::fd::AsFd;
 
@@ -51,4 +52,40 @@ fn a_frame_claiming_descriptors_it_lacks_is_malformed() {
     let (a, b) = pipe(true).unwrap();
     raw_write(&a, &header(0, 3, b"FLT1"));
     assert!(matches!(b.recv_bytes(), Err(Error::Malformed(_))));
+}
+
+/// What a thread-local destructor saw of `handle` while its thread's locals were being
+/// torn down: a plain value round trip, and an attempt to encode a handle.
+struct HandlesAtExit(std::sync::mpsc::Sender<(Result<u32, String>, bool)>);
+
+impl Drop for HandlesAtExit {
+    fn drop(&mut self) {
+        let plain = crate::handle::encode(&7u32)
+            .and_then(|(bytes, fds)| crate::handle::decode::<u32>(&bytes, fds))
+            .map_err(|e| e.to_string());
+        let shm = crate::SharedMemory::new(8).map(|shm| crate::handle::encode(&shm).is_err());
+        let _ = self.0.send((plain, shm.unwrap_or(false)));
+    }
+}
+
+thread_local! {
+    static AT_EXIT: std::cell::RefCell<Option<HandlesAtExit>> = const { std::cell::RefCell::new(None) };
+}
+
+#[test]
+fn handles_degrade_to_an_error_not_an_abort_while_thread_locals_are_torn_down() {
+    // An exit handler that waits for a forkserver child decodes its exit status after
+    // the main thread's locals are gone; a thread-local destructor is the same moment.
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        AT_EXIT.with(|slot| *slot.borrow_mut() = Some(HandlesAtExit(tx)));
+        // The handle module's locals, registered after AT_EXIT, are destroyed before it.
+        let (bytes, fds) = crate::handle::encode(&1u32).unwrap();
+        crate::handle::decode::<u32>(&bytes, fds).unwrap();
+    })
+    .join()
+    .unwrap();
+    let (plain, handle_refused) = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
+    assert_eq!(plain, Ok(7), "values without handles still cross");
+    assert!(handle_refused, "a handle is an error, not a panic");
 }

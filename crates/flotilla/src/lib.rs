@@ -32,8 +32,12 @@
 //! [`Pipe`](multiprocessing::Pipe) and [`Connection`](multiprocessing::Connection),
 //! [`Queue`](multiprocessing::Queue), [`JoinableQueue`](multiprocessing::JoinableQueue) and
 //! [`SimpleQueue`](multiprocessing::SimpleQueue) between processes (with their builder
-//! and errors in [`queues`](multiprocessing::queues)), and [`init`] to call at the top of
-//! `main`.
+//! and errors in [`queues`](multiprocessing::queues)), shared memory with
+//! [`Value`](multiprocessing::Value) and [`Array`](multiprocessing::Array), the
+//! process-shared [`Lock`](multiprocessing::Lock), [`RLock`](multiprocessing::RLock),
+//! [`Semaphore`](multiprocessing::Semaphore), [`Event`](multiprocessing::Event),
+//! [`Condition`](multiprocessing::Condition) and [`Barrier`](multiprocessing::Barrier), and
+//! [`init`] to call at the top of `main`.
 //!
 //! **[`asyncio`]** — Python's `asyncio` bridge to executors, on tokio (crate
 //! `flotilla-async`): [`run_in_executor`](asyncio::run_in_executor),
@@ -111,7 +115,8 @@ pub mod queue {
     };
 }
 
-/// Python's `multiprocessing`: processes, pipes and connections.
+/// Python's `multiprocessing`: processes, pipes and connections, shared memory and
+/// process-shared synchronization.
 #[cfg(feature = "ipc")]
 pub mod multiprocessing {
     /// Python's `multiprocessing.Pipe(duplex)`: two connected [`Connection`]s.
@@ -122,6 +127,11 @@ pub mod multiprocessing {
         AcquireError, Array, ArrayGuard, Connection, Element, Frame, FrameReader, FrameWriter,
         Integer, Lock, LockGuard, RLock, RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe,
         wait,
+    };
+    #[doc(inline)]
+    pub use flotilla_ipc::{
+        Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Semaphore,
+        SemaphorePermit,
     };
 
     /// Errors of pipes and connections.

@@ -28,6 +28,7 @@ mod progress;
 mod queue_bounded;
 mod queue_processes;
 mod queue_workers;
+mod shared_array;
 mod shared_value;
 mod shield;
 mod start_methods;
@@ -169,6 +170,11 @@ const DEMOS: &[Demo] = &[
         name: "async-cancel",
         about: "a stuck pool task stopped from async code, the pool goes on; a thread task's token",
         run: async_cancel::run,
+    },
+    Demo {
+        name: "shared-array",
+        about: "an Array written by two children lined up by a Barrier; moves under its lock",
+        run: shared_array::run,
     },
 ];
 

@@ -1,0 +1,354 @@
+//! [`Barrier`]: Python's `multiprocessing.Barrier`, a meeting point in shared memory for
+//! a fixed number of processes, with timeouts, `abort` and `reset`.
+//!
+//! # Words and rounds
+//!
+//! Each round of `PARTIES` arrivals is numbered by `ROUND`, the futex word waiters sleep
+//! on. `COUNT` (arrivals in this round), `BROKEN`, `OUTCOMES` and `ROUND` change only
+//! with the segment's own robust mutex held, for a few instructions and never across a
+//! sleep; `ROUND` and `BROKEN` are also read without it.
+//!
+//! A round ends in one of two ways: the last arrival *passes* it, or `abort`, a waiter's
+//! timeout or a `reset` with waiters *breaks* it. Either way the ender records the
+//! outcome in bit `round % 64` of `OUTCOMES`, empties `COUNT`, bumps `ROUND` (release)
+//! and wakes every sleeper. A waiter that sees `ROUND` move reads its own round's bit:
+//! however many rounds ran before it woke, the bit is still its round's unless 64 more
+//! rounds ended meanwhile — each needing every party, and a reset after each break —
+//! which no real schedule produces; such a waiter reports its round passed.
+//!
+//! If a process dies holding the mutex, the next one to take it finds the bookkeeping
+//! perhaps half-done and breaks the barrier: everyone waiting is told, and `reset`
+//! makes it usable again.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Kind, Segment, deadline, expired, sleep, spin, to_u32, wake_all};
+use crate::error::Error;
+use crate::lock::{Acquired, RawMutex};
+
+const ROUND: usize = 4;
+const COUNT: usize = 8;
+const BROKEN: usize = 12;
+const PARTIES: usize = 16;
+const OUTCOMES: usize = 24;
+
+/// A barrier for a fixed number of processes: Python's `multiprocessing.Barrier`.
+///
+/// Each participant calls [`wait`](Self::wait); all block until `parties` have arrived,
+/// then all return at once, each with a distinct arrival index in `0..parties` (Python's
+/// way to choose one process for a follow-up action: `if index == 0`). The barrier then
+/// serves the next round. Give it to other processes by fork, as a process argument or
+/// over a `Connection`; a clone is another handle to the same barrier.
+///
+/// A barrier is *broken* by [`abort`](Self::abort) or by a `wait` whose timeout
+/// passes: every process waiting then, and every later `wait`, gets
+/// [`Error::BrokenBarrier`] until [`reset`](Self::reset).
+///
+/// # When a process dies
+///
+/// A participant killed before it arrives never comes: the others wait until the first
+/// of their timeouts passes, which breaks the barrier for all of them, as in Python.
+/// Waits without a timeout would wait for it forever, so give every `wait` a timeout
+/// where a participant may die. A participant killed after arriving still counts as
+/// arrived in that round.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use flotilla_ipc::Barrier;
+///
+/// let barrier = Barrier::new(3).unwrap();
+/// let others: Vec<_> = (0..2)
+///     .map(|_| {
+///         let barrier = barrier.clone();
+///         std::thread::spawn(move || barrier.wait(Some(Duration::from_secs(10))))
+///     })
+///     .collect();
+/// let mut indices = vec![barrier.wait(Some(Duration::from_secs(10)))?];
+/// for other in others {
+///     indices.push(other.join().unwrap()?);
+/// }
+/// indices.sort();
+/// assert_eq!(indices, [0, 1, 2]);
+/// # Ok::<(), flotilla_ipc::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Barrier {
+    segment: Segment,
+    mutex: RawMutex,
+    parties: u32,
+}
+
+/// Holds the barrier's mutex; releases it when dropped.
+pub(super) struct Bookkeeping<'a> {
+    mutex: &'a RawMutex,
+}
+
+impl Drop for Bookkeeping<'_> {
+    fn drop(&mut self) {
+        // SAFETY: a `Bookkeeping` exists only while this thread holds the mutex, once.
+        unsafe { self.mutex.unlock() }
+    }
+}
+
+impl Barrier {
+    /// A barrier for `parties` processes, in a small shared segment of its own. Like
+    /// std's `Barrier` (and `flotilla_thread::Barrier`), 0 parties behaves as 1: every
+    /// `wait` passes at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::InvalidArgument`] for more than `u32::MAX` parties; [`Error::Os`] if the
+    /// system refuses the memory or the mutex.
+    ///
+    /// ```
+    /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
+    /// assert_eq!(barrier.wait(None).unwrap(), 0);
+    /// ```
+    pub fn new(parties: usize) -> Result<Self, Error> {
+        let parties = to_u32(parties, "a barrier of")?.max(1);
+        let mut mutex = None;
+        let segment = Segment::new(Kind::Barrier, |s| {
+            s.u32_at(PARTIES).store(parties, Ordering::Relaxed);
+            // SAFETY: the segment was created just now and has not been shared.
+            mutex = Some(unsafe { RawMutex::init(Arc::clone(&s.shm), Segment::MUTEX, false) }?);
+            Ok(())
+        })?;
+        let mutex = mutex.ok_or_else(|| Error::InvalidSegment("no barrier mutex".into()))?;
+        Ok(Barrier {
+            segment,
+            mutex,
+            parties,
+        })
+    }
+
+    fn word(&self, offset: usize) -> &AtomicU32 {
+        self.segment.u32_at(offset)
+    }
+
+    fn outcomes(&self) -> &AtomicU64 {
+        self.segment.u64_at(OUTCOMES)
+    }
+
+    /// How many processes must call [`wait`](Self::wait) to pass the barrier.
+    ///
+    /// ```
+    /// assert_eq!(flotilla_ipc::Barrier::new(4).unwrap().parties(), 4);
+    /// ```
+    pub fn parties(&self) -> usize {
+        self.parties as usize
+    }
+
+    /// How many processes are waiting in the current round (0 while broken).
+    ///
+    /// ```
+    /// assert_eq!(flotilla_ipc::Barrier::new(2).unwrap().n_waiting(), 0);
+    /// ```
+    pub fn n_waiting(&self) -> usize {
+        if self.broken() {
+            0
+        } else {
+            self.word(COUNT).load(Ordering::Relaxed) as usize
+        }
+    }
+
+    /// Whether the barrier is broken (see the type's documentation).
+    ///
+    /// ```
+    /// let barrier = flotilla_ipc::Barrier::new(2).unwrap();
+    /// barrier.abort().unwrap();
+    /// assert!(barrier.broken());
+    /// barrier.reset().unwrap();
+    /// assert!(!barrier.broken());
+    /// ```
+    pub fn broken(&self) -> bool {
+        self.word(BROKEN).load(Ordering::Acquire) != 0
+    }
+
+    /// Waits until `parties` processes have called `wait`, or until `timeout` passes
+    /// (`None`: no timeout). Returns this caller's arrival index, `0..parties`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::BrokenBarrier`] if the barrier is broken when called, breaks while
+    /// waiting (abort, another waiter's timeout, a reset, a participant dying inside
+    /// the barrier's bookkeeping), or this call's own timeout passes, which also breaks
+    /// it for the others, as in Python.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flotilla_ipc::{Barrier, Error};
+    ///
+    /// let barrier = Barrier::new(2).unwrap();
+    /// // Nobody else comes: the wait times out and breaks the barrier.
+    /// let alone = barrier.wait(Some(Duration::from_millis(10)));
+    /// assert!(matches!(alone, Err(Error::BrokenBarrier)));
+    /// assert!(barrier.broken());
+    /// ```
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<usize, Error> {
+        let deadline = deadline(timeout);
+        let (index, round) = {
+            let _book = self.bookkeeping()?;
+            if self.broken() {
+                return Err(Error::BrokenBarrier);
+            }
+            let index = self.word(COUNT).load(Ordering::Relaxed);
+            if index + 1 >= self.parties {
+                self.end_round(false);
+                return Ok(index as usize);
+            }
+            self.word(COUNT).store(index + 1, Ordering::Relaxed);
+            (index, self.word(ROUND).load(Ordering::Relaxed))
+        };
+        let ended = || self.word(ROUND).load(Ordering::Acquire) != round;
+        if !spin(ended) {
+            loop {
+                // The round is checked before the deadline: one that ended as the
+                // timeout ran out counts with its outcome.
+                if ended() {
+                    break;
+                }
+                if expired(deadline) {
+                    let _book = self.bookkeeping()?;
+                    if !ended() {
+                        self.break_round();
+                    }
+                    break;
+                }
+                sleep(self.word(ROUND), round, deadline);
+            }
+        }
+        if self.passed(round) {
+            Ok(index as usize)
+        } else {
+            Err(Error::BrokenBarrier)
+        }
+    }
+
+    /// Breaks the barrier: the processes waiting now and all later callers of
+    /// [`wait`](Self::wait) get [`Error::BrokenBarrier`] until [`reset`](Self::reset).
+    /// Python's `Barrier.abort`, for when a party cannot come.
+    ///
+    /// # Errors
+    ///
+    /// An OS error if the barrier's mutex could not be taken.
+    ///
+    /// ```
+    /// use flotilla_ipc::{Barrier, Error};
+    ///
+    /// let barrier = Barrier::new(2).unwrap();
+    /// barrier.abort().unwrap();
+    /// assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+    /// ```
+    pub fn abort(&self) -> Result<(), Error> {
+        let _book = self.bookkeeping()?;
+        self.break_round();
+        Ok(())
+    }
+
+    /// Returns the barrier to its initial state, empty and not broken. Processes waiting
+    /// on it now get [`Error::BrokenBarrier`], as in Python.
+    ///
+    /// # Errors
+    ///
+    /// An OS error if the barrier's mutex could not be taken.
+    ///
+    /// ```
+    /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
+    /// barrier.abort().unwrap();
+    /// barrier.reset().unwrap();
+    /// assert_eq!(barrier.wait(None).unwrap(), 0);
+    /// ```
+    pub fn reset(&self) -> Result<(), Error> {
+        let _book = self.bookkeeping()?;
+        if self.word(COUNT).load(Ordering::Relaxed) > 0 {
+            self.end_round(true);
+        }
+        self.word(BROKEN).store(0, Ordering::Release);
+        Ok(())
+    }
+
+    /// Takes the barrier's mutex. If its last holder died holding it, the bookkeeping
+    /// may be half-done: the barrier is broken, so that every waiter hears of it.
+    pub(super) fn bookkeeping(&self) -> Result<Bookkeeping<'_>, Error> {
+        let acquired = self.mutex.lock(None)?;
+        let book = Bookkeeping { mutex: &self.mutex };
+        if acquired == Acquired::OwnerDied {
+            tracing::warn!(
+                pid = std::process::id(),
+                "a process died inside a barrier's bookkeeping; the barrier is broken"
+            );
+            self.break_round();
+        }
+        Ok(book)
+    }
+
+    /// Marks the barrier broken and ends the current round as broken. The mutex is held.
+    fn break_round(&self) {
+        self.word(BROKEN).store(1, Ordering::Release);
+        self.end_round(true);
+    }
+
+    /// Ends the current round with its outcome and wakes everyone waiting in it. The
+    /// mutex is held.
+    fn end_round(&self, broken: bool) {
+        let round = self.word(ROUND).load(Ordering::Relaxed);
+        let bit = 1u64 << (round % 64);
+        if broken {
+            self.outcomes().fetch_or(bit, Ordering::Relaxed);
+        } else {
+            self.outcomes().fetch_and(!bit, Ordering::Relaxed);
+        }
+        self.word(COUNT).store(0, Ordering::Relaxed);
+        self.word(ROUND)
+            .store(round.wrapping_add(1), Ordering::Release);
+        wake_all(self.word(ROUND));
+    }
+
+    /// Whether `round`, which has ended, passed (see the module doc).
+    fn passed(&self, round: u32) -> bool {
+        let now = self.word(ROUND).load(Ordering::Acquire);
+        now.wrapping_sub(round) > 64
+            || self.outcomes().load(Ordering::Relaxed) & (1 << (round % 64)) == 0
+    }
+}
+
+impl Serialize for Barrier {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.segment.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Barrier {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let segment = Segment::deserialize(deserializer, Kind::Barrier)?;
+        let parties = segment.u32_at(PARTIES).load(Ordering::Relaxed);
+        if parties == 0 {
+            return Err(D::Error::custom("received a barrier of 0 parties"));
+        }
+        let mutex =
+            RawMutex::attach(Arc::clone(&segment.shm), Segment::MUTEX).map_err(D::Error::custom)?;
+        Ok(Barrier {
+            segment,
+            mutex,
+            parties,
+        })
+    }
+}
+
+impl fmt::Debug for Barrier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Barrier")
+            .field("parties", &self.parties)
+            .field("n_waiting", &self.n_waiting())
+            .field("broken", &self.broken())
+            .finish()
+    }
+}

@@ -1,0 +1,478 @@
+//! [`Condition`]: Python's `multiprocessing.Condition`, a condition variable in shared
+//! memory over one of the crate's robust locks.
+//!
+//! # Words and the protocol
+//!
+//! - `SEQ`: bumped by every notification that wakes someone; waiters sleep on it.
+//! - `COUNTS`: two counts in one 64-bit word, changed together by compare-and-swap:
+//!   *waiting* (high half), the waiters not yet notified, and *signals* (low half),
+//!   notifications given but not yet taken.
+//!
+//! A waiter, holding the lock, adds itself to *waiting*, releases the lock and loops:
+//! read `SEQ`, try to take a signal, sleep while `SEQ` is unchanged. `notify(n)`, also
+//! holding the lock, moves up to `n` from *waiting* to *signals* in one step, bumps
+//! `SEQ` and wakes that many sleepers. A waiter whose timeout passes takes a signal if
+//! one is there (the notification raced the timeout and counts), and otherwise removes
+//! itself from *waiting*. So *waiting* + *signals* is always the number of waiters
+//! between their entry and their exit, every waiter leaves through exactly one of the
+//! two counts, and `notify(n)` makes at most `n` waits return `true`, as in Python.
+//!
+//! Reading `SEQ` before trying for a signal is what keeps a notification from being
+//! lost: if the signal was not there yet, `SEQ` has not been bumped yet either, and the
+//! sleep returns at once when it is.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{Kind, Segment, deadline, expired, sleep, spin, wake};
+use crate::error::Error;
+use crate::lock::{AcquireError, Acquired, Lock, LockGuard, RLock, RLockGuard, RawMutex};
+use crate::shm::SharedMemory;
+
+const SEQ: usize = 4;
+const COUNTS: usize = 8;
+/// One waiter in the high half of `COUNTS`.
+const WAITER: u64 = 1 << 32;
+
+fn waiting(counts: u64) -> u32 {
+    (counts >> 32) as u32
+}
+
+fn signals(counts: u64) -> u32 {
+    counts as u32
+}
+
+/// The lock a [`Condition`] is built on: Python's `Condition(lock)` accepts either.
+///
+/// ```
+/// use flotilla_ipc::{Condition, Lock};
+///
+/// let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
+/// # drop(cond);
+/// ```
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ConditionLock {
+    /// A [`Lock`]: `wait` releases its one level.
+    Lock(Lock),
+    /// An [`RLock`]: `wait` releases every level the waiting thread holds, and restores
+    /// them before returning, as Python does.
+    RLock(RLock),
+}
+
+impl From<Lock> for ConditionLock {
+    fn from(lock: Lock) -> Self {
+        ConditionLock::Lock(lock)
+    }
+}
+
+impl From<RLock> for ConditionLock {
+    fn from(lock: RLock) -> Self {
+        ConditionLock::RLock(lock)
+    }
+}
+
+impl ConditionLock {
+    fn raw(&self) -> &RawMutex {
+        match self {
+            ConditionLock::Lock(lock) => lock.raw(),
+            ConditionLock::RLock(lock) => lock.raw(),
+        }
+    }
+}
+
+/// A condition variable shared by processes: Python's `multiprocessing.Condition`.
+///
+/// It pairs a lock ([`ConditionLock`]: an [`RLock`] by default, as in Python) with a
+/// place to wait. [`acquire`](Self::acquire) takes the lock and returns a
+/// [`ConditionGuard`]; waiting and notifying are methods of the guard, so Python's rule
+/// that both need the lock held is checked by the compiler:
+/// [`wait`](ConditionGuard::wait), [`wait_for`](ConditionGuard::wait_for),
+/// [`notify`](ConditionGuard::notify) and [`notify_all`](ConditionGuard::notify_all).
+/// The data the condition is about lives elsewhere in shared memory — a
+/// [`Value`](crate::Value), an [`Array`](crate::Array) — as in Python. Give the condition
+/// to other processes by fork, as a process argument or over a `Connection`; a clone is
+/// another handle to the same condition.
+///
+/// # When a process dies
+///
+/// - **The lock's holder** (a notifier, or a waiter between its wake-up and its
+///   release): the lock is robust, so the next process to take it is told. From
+///   [`acquire`](Self::acquire) that is [`AcquireError::OwnerDied`] with the guard;
+///   from a `wait` that was re-taking the lock, it is [`Error::OwnerDied`] — the guard
+///   holds the lock again all the same. Repair the shared data, then carry on.
+/// - **A waiter**, killed while waiting: it stays counted, so one later `notify(1)` may
+///   go to it and wake no live process, or a notification it was given stays unused
+///   and a later waiter returns `true` from it. `notify_all`, `wait_for` (which
+///   re-checks its predicate) and timeouts are unaffected. Python's `Condition` is worse
+///   off here: its `notify` waits for the dead waiter to acknowledge, forever.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use flotilla_ipc::{Condition, Value};
+///
+/// let cond = Condition::new().unwrap();
+/// let ready = Value::raw(0u32).unwrap();
+/// let consumer = {
+///     let (cond, ready) = (cond.clone(), ready.clone());
+///     std::thread::spawn(move || {
+///         let mut guard = cond.acquire(None).unwrap();
+///         guard.wait_for(|| ready.load() == 1, Some(Duration::from_secs(10))).unwrap()
+///     })
+/// };
+/// {
+///     let mut guard = cond.acquire(None).unwrap();
+///     ready.store(1);
+///     guard.notify(1);
+/// }
+/// assert!(consumer.join().unwrap());
+/// ```
+#[derive(Clone)]
+pub struct Condition {
+    lock: ConditionLock,
+    segment: Segment,
+}
+
+impl Condition {
+    /// A condition over a new [`RLock`], as Python's `Condition()`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the system refuses the memory or the mutex.
+    ///
+    /// ```
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// let guard = cond.acquire(None).unwrap();
+    /// assert_eq!(guard.waiting(), 0);
+    /// ```
+    pub fn new() -> Result<Self, Error> {
+        Self::with_lock(RLock::new()?)
+    }
+
+    /// A condition over `lock`, which may be shared with other code (Python's
+    /// `Condition(lock)`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the system refuses the memory.
+    ///
+    /// ```
+    /// use flotilla_ipc::{Condition, Lock};
+    ///
+    /// let lock = Lock::new().unwrap();
+    /// let cond = Condition::with_lock(lock.clone()).unwrap();
+    /// let guard = cond.acquire(None).unwrap();
+    /// assert!(lock.try_acquire().is_err(), "the condition's lock is that lock");
+    /// # drop(guard);
+    /// ```
+    pub fn with_lock(lock: impl Into<ConditionLock>) -> Result<Self, Error> {
+        Ok(Condition {
+            lock: lock.into(),
+            segment: Segment::new(Kind::Condition, |_| Ok(()))?,
+        })
+    }
+
+    /// The lock the condition is built on.
+    ///
+    /// ```
+    /// use flotilla_ipc::{Condition, ConditionLock};
+    ///
+    /// let cond = Condition::new().unwrap();
+    /// assert!(matches!(cond.lock(), ConditionLock::RLock(_)));
+    /// ```
+    pub fn lock(&self) -> &ConditionLock {
+        &self.lock
+    }
+
+    /// Takes the lock, waiting at most `timeout` (`None`: as long as it takes).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Lock::acquire`]: [`AcquireError::OwnerDied`] with the guard if the
+    /// previous holder died holding the lock; [`AcquireError::Failed`] with
+    /// [`Error::Timeout`] if the timeout passed first, or
+    /// [`Error::WouldDeadlock`] if the condition is over a [`Lock`] this thread holds.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// let guard = cond.acquire(Some(Duration::from_secs(1))).unwrap();
+    /// # drop(guard);
+    /// ```
+    pub fn acquire(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        match &self.lock {
+            ConditionLock::Lock(lock) => self.guard(lock.acquire(timeout), Held::Lock),
+            ConditionLock::RLock(lock) => self.guard(lock.acquire(timeout), Held::RLock),
+        }
+    }
+
+    /// Takes the lock if it is free, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError::Failed`] with [`Error::WouldBlock`] if it is held;
+    /// [`AcquireError::OwnerDied`] as for [`acquire`](Self::acquire).
+    ///
+    /// ```
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// let guard = cond.try_acquire().unwrap();
+    /// # drop(guard);
+    /// ```
+    pub fn try_acquire(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        match &self.lock {
+            ConditionLock::Lock(lock) => self.guard(lock.try_acquire(), Held::Lock),
+            ConditionLock::RLock(lock) => self.guard(lock.try_acquire(), Held::RLock),
+        }
+    }
+
+    fn guard<'a, G>(
+        &'a self,
+        acquired: Result<G, AcquireError<G>>,
+        held: impl FnOnce(G) -> Held<'a>,
+    ) -> Result<ConditionGuard<'a>, AcquireError<ConditionGuard<'a>>> {
+        let wrap = |guard| ConditionGuard {
+            cond: self,
+            _held: held(guard),
+        };
+        match acquired {
+            Ok(guard) => Ok(wrap(guard)),
+            Err(e) => Err(e.map(wrap)),
+        }
+    }
+
+    fn seq(&self) -> &AtomicU32 {
+        self.segment.u32_at(SEQ)
+    }
+
+    fn counts(&self) -> &AtomicU64 {
+        self.segment.u64_at(COUNTS)
+    }
+
+    /// Takes a signal if there is one.
+    fn take_signal(&self) -> bool {
+        self.counts()
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                (signals(c) > 0).then(|| c - 1)
+            })
+            .is_ok()
+    }
+
+    /// Leaves after a timeout: with a signal if one is there, otherwise by removing
+    /// this waiter from *waiting*. Returns whether a signal was taken.
+    fn leave(&self) -> bool {
+        let before = self
+            .counts()
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                Some(if signals(c) > 0 {
+                    c - 1
+                } else {
+                    // Never 0 here (the module doc's sum); saturate all the same.
+                    c.saturating_sub(WAITER)
+                })
+            })
+            .unwrap_or_default();
+        signals(before) > 0
+    }
+
+    /// The wait itself, between the release and the re-acquisition of the lock.
+    fn sleep_until(&self, deadline: Option<Instant>) -> bool {
+        loop {
+            let seq = self.seq().load(Ordering::SeqCst);
+            if self.take_signal() {
+                return true;
+            }
+            if expired(deadline) {
+                return self.leave();
+            }
+            if spin(|| self.seq().load(Ordering::Relaxed) != seq) {
+                continue;
+            }
+            sleep(self.seq(), seq, deadline);
+        }
+    }
+}
+
+impl Serialize for Condition {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        (&self.lock, &*self.segment.shm).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Condition {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let (lock, shm) = <(ConditionLock, SharedMemory)>::deserialize(deserializer)?;
+        let segment = Segment::received(shm, Kind::Condition).map_err(D::Error::custom)?;
+        Ok(Condition { lock, segment })
+    }
+}
+
+impl fmt::Debug for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Condition")
+            .field("lock", &self.lock)
+            .field("waiting", &waiting(self.counts().load(Ordering::Relaxed)))
+            .finish()
+    }
+}
+
+/// The lock guard a [`ConditionGuard`] holds.
+#[allow(dead_code, reason = "held only for its Drop, which releases the lock")]
+enum Held<'a> {
+    Lock(LockGuard<'a>),
+    RLock(RLockGuard<'a>),
+}
+
+/// Holds a [`Condition`]'s lock; releases it when dropped. Waiting and notifying happen
+/// through it.
+///
+/// Neither `Send` nor `Sync`, like the lock guards it wraps.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub struct ConditionGuard<'a> {
+    cond: &'a Condition,
+    /// Released by its own `Drop`; `wait` only lends its levels out and takes them back.
+    _held: Held<'a>,
+}
+
+impl ConditionGuard<'_> {
+    /// Releases the lock, blocks until notified or until `timeout` passes (`None`: no
+    /// timeout), then takes the lock again. Returns `Ok(true)` if notified, `Ok(false)`
+    /// on timeout, like Python's `Condition.wait`. Spurious wake-ups are absorbed: it
+    /// returns `true` only for a [`notify`](Self::notify) or
+    /// [`notify_all`](Self::notify_all). Over an [`RLock`], every level this thread
+    /// holds is released and restored, as in Python.
+    ///
+    /// As in Python, the timeout bounds the wait for a notification; taking the lock
+    /// back afterwards waits as long as the lock is held.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OwnerDied`] if, taking the lock back, this process found that its
+    /// holder had died holding it: the guard holds the lock again, and the data it
+    /// protects may be half-updated (see [`Condition`]). An OS error if the lock could
+    /// not be taken back.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// let mut guard = cond.acquire(None).unwrap();
+    /// assert!(!guard.wait(Some(Duration::from_millis(10))).unwrap()); // nobody notifies
+    /// ```
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
+        self.wait_until(deadline(timeout))
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool, Error> {
+        let cond = self.cond;
+        let raw = cond.lock.raw();
+        // Counted while the lock is still held, so a notifier sees this waiter.
+        cond.counts().fetch_add(WAITER, Ordering::SeqCst);
+        // SAFETY: this thread holds the lock through `self._held`, which stays alive and
+        // untouched until `relock` below has restored every level released here.
+        let levels = unsafe { raw.unlock_all() };
+        let notified = cond.sleep_until(deadline);
+        match raw.relock(levels)? {
+            Acquired::Clean => Ok(notified),
+            Acquired::OwnerDied => Err(Error::OwnerDied),
+        }
+    }
+
+    /// Waits until `predicate` returns `true` or `timeout` passes (`None`: no timeout),
+    /// and returns the predicate's last result: Python's `Condition.wait_for`.
+    ///
+    /// The predicate is called with the lock held, first before any waiting, then after
+    /// each wake-up. The timeout bounds the whole call, not each wait.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait): [`Error::OwnerDied`] stops the loop so that the
+    /// caller can repair the data before testing it again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// let mut guard = cond.acquire(None).unwrap();
+    /// assert!(guard.wait_for(|| true, None).unwrap());
+    /// assert!(!guard.wait_for(|| false, Some(Duration::from_millis(10))).unwrap());
+    /// ```
+    pub fn wait_for<F>(
+        &mut self,
+        mut predicate: F,
+        timeout: Option<Duration>,
+    ) -> Result<bool, Error>
+    where
+        F: FnMut() -> bool,
+    {
+        let deadline = deadline(timeout);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            if expired(deadline) {
+                return Ok(false);
+            }
+            self.wait_until(deadline)?;
+        }
+    }
+
+    /// Wakes up to `n` waiters, in any process. They run once this guard is dropped (or
+    /// waits). Python's `Condition.notify`.
+    ///
+    /// ```
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// let mut guard = cond.acquire(None).unwrap();
+    /// guard.notify(1); // no waiter: nothing happens
+    /// ```
+    pub fn notify(&mut self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        let cond = self.cond;
+        let before = cond
+            .counts()
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                let k = waiting(c).min(n);
+                (k > 0).then(|| c - u64::from(k) * WAITER + u64::from(k))
+            });
+        if let Ok(before) = before {
+            cond.seq().fetch_add(1, Ordering::SeqCst);
+            wake(cond.seq(), waiting(before).min(n));
+        }
+    }
+
+    /// Wakes every waiter, in every process: Python's `Condition.notify_all`.
+    ///
+    /// ```
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// cond.acquire(None).unwrap().notify_all();
+    /// ```
+    pub fn notify_all(&mut self) {
+        self.notify(usize::MAX);
+    }
+
+    /// How many waiters, in all processes, are waiting and not yet notified.
+    ///
+    /// ```
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// assert_eq!(cond.acquire(None).unwrap().waiting(), 0);
+    /// ```
+    pub fn waiting(&self) -> usize {
+        waiting(self.cond.counts().load(Ordering::SeqCst)) as usize
+    }
+}
+
+impl fmt::Debug for ConditionGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConditionGuard")
+            .field("waiting", &self.waiting())
+            .finish_non_exhaustive()
+    }
+}
