@@ -31,6 +31,7 @@ use std::io::Write;
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use flotilla_core::codec;
 use flotilla_ipc::{Connection, handle};
@@ -197,8 +198,20 @@ pub(crate) fn finish(results: &Connection, report: &Report, fds: &[OwnedFd], cod
         // A parent that stopped listening just misses the report.
         let _ = results.send_frame(&bytes, fds);
     }
-    let _ = std::io::stdout().flush();
+    if FLUSH_STDOUT.load(Ordering::Relaxed) {
+        let _ = std::io::stdout().flush();
+    }
     sys::exit_now(code)
+}
+
+/// Whether [`finish`] flushes stdout: not in a child forked from a process that ran
+/// other threads (`start_unchecked`), where one of them may have held stdout's lock at
+/// the fork — a lock nobody in the child would ever release.
+static FLUSH_STDOUT: AtomicBool = AtomicBool::new(true);
+
+/// Called in a forked child, before anything else: see [`FLUSH_STDOUT`].
+pub(crate) fn set_flush_stdout(flush: bool) {
+    FLUSH_STDOUT.store(flush, Ordering::Relaxed);
 }
 
 /// Runs `target` in a child (after fork, or from a trampoline) and ends the process the

@@ -203,7 +203,7 @@ where
         // SAFETY: under fork, this process has one thread (checked just above), so no
         // lock can be held by a thread missing from the child; the other methods do not
         // fork this process.
-        unsafe { self.start_unchecked() }
+        unsafe { self.start_checked(true) }
     }
 
     /// Starts the process without the fork start method's thread check.
@@ -213,14 +213,29 @@ where
     /// Under the fork start method, when this process has other threads, the child may
     /// only use what those threads could not have been holding locked at the moment of
     /// the fork (the allocator is safe; stdout, loggers and user mutexes may not be).
-    /// Under spawn and forkserver this is the same as [`start`](Self::start).
+    /// Such a child does not flush Rust's stdout buffer when it ends, for that reason:
+    /// end its output with a newline or flush it in the target. Under spawn and
+    /// forkserver this is the same as [`start`](Self::start).
     pub unsafe fn start_unchecked(self) -> Result<Process<R>, Error> {
+        // SAFETY: forwarded from this function's contract.
+        unsafe { self.start_checked(false) }
+    }
+
+    /// Starts the process; `single_threaded` says whether a fork child may take the
+    /// locks of this process's other threads (it has none) when it ends.
+    ///
+    /// # Safety
+    ///
+    /// As for [`start_unchecked`](Self::start_unchecked).
+    unsafe fn start_checked(self, single_threaded: bool) -> Result<Process<R>, Error> {
         let (name, parent) = prepare(self.name)?;
         let daemon = self.daemon;
         let FnTarget { f, args, entry, .. } = self.target;
         let child = match self.method {
             // SAFETY: forwarded from this function's contract.
-            StartMethod::Fork => unsafe { fork_child(name, daemon, parent, move || f(args))? },
+            StartMethod::Fork => unsafe {
+                fork_child(name, daemon, parent, single_threaded, move || f(args))?
+            },
             StartMethod::Spawn | StartMethod::ForkServer => {
                 let (ours, theirs) = pipe(true)?;
                 let (bytes, fds) = handle::encode(&args)?;
@@ -274,8 +289,11 @@ where
     /// [`start_unchecked`](Self::start_unchecked).
     pub fn start(self) -> Result<Process<R>, Error> {
         ensure_single_threaded()?;
-        // SAFETY: this process has one thread (checked just above).
-        unsafe { self.start_unchecked() }
+        let (name, parent) = prepare(self.name)?;
+        // SAFETY: this process has one thread (checked just above), so no lock can be
+        // held by a thread missing from the child.
+        let child = unsafe { fork_child(name, self.daemon, parent, true, self.target.closure)? };
+        Ok(register(child))
     }
 
     /// Forks without checking for other threads.
@@ -284,11 +302,13 @@ where
     ///
     /// When this process has other threads, the closure may only use what those threads
     /// could not have been holding locked at the moment of the fork (the allocator is
-    /// safe; stdout, loggers and user mutexes may not be).
+    /// safe; stdout, loggers and user mutexes may not be). Such a child does not flush
+    /// Rust's stdout buffer when it ends, for that reason: end its output with a newline
+    /// or flush it in the closure.
     pub unsafe fn start_unchecked(self) -> Result<Process<R>, Error> {
         let (name, parent) = prepare(self.name)?;
         // SAFETY: forwarded from this function's contract.
-        let child = unsafe { fork_child(name, self.daemon, parent, self.target.closure)? };
+        let child = unsafe { fork_child(name, self.daemon, parent, false, self.target.closure)? };
         Ok(register(child))
     }
 }
@@ -357,6 +377,7 @@ unsafe fn fork_child<G, R>(
     name: String,
     daemon: bool,
     parent: ProcessInfo,
+    single_threaded: bool,
     body: G,
 ) -> Result<Child, Error>
 where
@@ -366,9 +387,11 @@ where
     let (ours, theirs) = pipe(true)?;
     // SAFETY: forwarded from this function's contract: the child only runs `body` and
     // flotilla's own bootstrap, which takes no lock another thread could hold (the
-    // process state is replaced, not locked, in the child).
+    // process state is replaced, not locked, in the child; stdout is flushed at the end
+    // only when there was no other thread to hold its lock).
     match unsafe { nix::unistd::fork() }.map_err(|e| Error::os("fork", e))? {
         nix::unistd::ForkResult::Child => {
+            boot::set_flush_stdout(single_threaded);
             drop(ours);
             let parent_pid = parent.pid;
             state::reset_after_fork(

@@ -137,6 +137,29 @@ fn a_capturing_closure_runs_under_fork() {
 }
 
 #[test]
+fn a_child_forked_while_another_thread_holds_stdout_still_ends() {
+    use std::io::Write;
+    use std::sync::mpsc;
+    let (locked, holding) = mpsc::channel();
+    let (release, released) = mpsc::channel::<()>();
+    let holder = std::thread::spawn(move || {
+        let mut out = std::io::stdout().lock();
+        locked.send(()).unwrap();
+        let _ = released.recv_timeout(LONG);
+        let _ = out.flush();
+    });
+    holding.recv_timeout(LONG).unwrap();
+    // SAFETY: the child only adds and returns; its bootstrap must not take stdout's
+    // lock, which the other thread holds at the fork and nobody in the child releases.
+    // (A daemon, so that if it did hang, exit handling would terminate it.)
+    let child = unsafe { Process::fork(|| 40 + 2).daemon(true).start_unchecked() }.unwrap();
+    let value = child.join(Some(LONG));
+    let _ = release.send(());
+    holder.join().unwrap();
+    assert_eq!(value.unwrap(), 42, "the child ended and reported");
+}
+
+#[test]
 fn sentinels_and_active_children() {
     let child = get_context(Some(StartMethod::ForkServer))
         .process(sleep_long, 300)
