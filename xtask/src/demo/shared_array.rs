@@ -2,9 +2,9 @@
 //! that run at the same time, one started by spawn and one by forkserver. A `Barrier`
 //! lines them up with the parent; each child writes its own element of the array and
 //! doubles the value under the value's lock; a second barrier round tells the parent
-//! both writes are in. Then the children move units between the array's slots under the
-//! array's lock while the parent watches the sum, which never changes; an `Event` tells
-//! them when to stop.
+//! both writes are in, and a third that the parent has looked. Then the children move
+//! units between the array's slots under the array's lock while the parent watches the
+//! sum, which never changes; an `Event` tells them when to stop.
 
 use std::time::Duration;
 
@@ -32,6 +32,7 @@ fn child((array, value, barrier, stop, who): Shared) -> u64 {
         v.set(v.get() * 2.0);
     }
     barrier.wait(Some(LONG)).expect("both writes are in");
+    barrier.wait(Some(LONG)).expect("the parent has looked");
 
     let mut moves = 0u64;
     let len = array.len();
@@ -72,7 +73,12 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
                 who,
             );
             clock.say(format!("child {who} starts by {method}"));
-            get_context(Some(method)).process(child, shared).start()
+            // Daemons: should this demo fail before it sets `stop`, its exit ends them
+            // rather than waiting for ever.
+            get_context(Some(method))
+                .process(child, shared)
+                .daemon(true)
+                .start()
         })
         .collect::<Result<Vec<_>, _>>()?;
 
@@ -94,6 +100,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         value.get()? == start * 4.0,
         "both doublings happened, one after the other"
     );
+    barrier.wait(Some(LONG))?;
 
     let sum: i32 = seen.iter().sum();
     for _ in 0..5 {
