@@ -151,32 +151,35 @@ fn flotilla_pool(threads: usize) -> anyhow::Result<ProcessPoolExecutor> {
     let pool = ProcessPoolExecutor::builder()
         .max_workers(threads)
         .build()?;
-    warm_up(|| {
-        let futures = (0..WARM_UP_TASKS)
-            .map(|_| pool.submit(worker_pid, ()))
-            .collect::<Result<Vec<_>, _>>()?;
-        let pids = futures
-            .into_iter()
-            .map(|fut| fut.into_result(Some(RESULT_TIMEOUT)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(pids)
-    })?;
+    warm_up(|| submit_all(&pool, worker_pid, (0..WARM_UP_TASKS).map(|_| ())))?;
     Ok(pool)
+}
+
+/// Submits `task` on each argument, then takes every result, in submission order.
+fn submit_all<F, A, R>(
+    pool: &ProcessPoolExecutor,
+    task: F,
+    args: impl Iterator<Item = A>,
+) -> anyhow::Result<Vec<R>>
+where
+    F: Fn(A) -> R + Copy + 'static,
+    A: serde::Serialize + serde::de::DeserializeOwned,
+    R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    let futures = args
+        .map(|arg| pool.submit(task, arg))
+        .collect::<Result<Vec<_>, _>>()?;
+    let results = futures
+        .into_iter()
+        .map(|fut| fut.into_result(Some(RESULT_TIMEOUT)))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(results)
 }
 
 /// flotilla: `submit` each task, then `into_result` each future in order.
 pub(crate) fn flotilla_submit(threads: usize) -> anyhow::Result<Batch> {
     let pool = flotilla_pool(threads)?;
-    Ok(batch(move |n| {
-        let futures = (0..n as u64)
-            .map(|i| pool.submit(identity, i))
-            .collect::<Result<Vec<_>, _>>()?;
-        let results = futures
-            .into_iter()
-            .map(|fut| fut.into_result(Some(RESULT_TIMEOUT)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(results)
-    }))
+    Ok(batch(move |n| submit_all(&pool, identity, 0..n as u64)))
 }
 
 /// flotilla: `map` with chunks of [`CHUNKSIZE`], collected.
