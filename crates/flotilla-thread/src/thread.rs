@@ -28,8 +28,10 @@ use std::sync::{Arc, Condvar, Mutex, Once};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
+use flotilla_core::Deadline;
+
 use crate::Error;
-use crate::sync::{Deadline, lock};
+use crate::sync::lock;
 
 thread_local! {
     /// This thread's serial number, 0 until first asked for. A `const`-initialised

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::{Deadline, lock};
+use flotilla_core::Deadline;
+
+use super::lock;
 use crate::Error;
 
 const PENDING: u8 = 0;

@@ -12,7 +12,9 @@ use std::ops::Deref;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::{Deadline, lock};
+use flotilla_core::Deadline;
+
+use super::lock;
 use crate::thread::current_serial;
 
 /// A reentrant lock protecting a value: Python's `threading.RLock`.
