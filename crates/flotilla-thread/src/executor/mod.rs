@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_channel::{Receiver, Sender};
 use flotilla_core::{CancelToken, Completer, Deadline, Executor, Future, TaskError, panic_message};
 
 pub use self::map::Map;
@@ -190,15 +190,9 @@ impl Pool {
         let now_idle = || {
             self.idle.fetch_add(1, Ordering::AcqRel);
         };
-        loop {
-            let job = match self.receiver.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => match self.receiver.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-            };
+        // `recv` takes a queued job without blocking, and ends once shutdown has dropped
+        // the sender and the queue is drained.
+        while let Ok(job) = self.receiver.recv() {
             match self.broken_error() {
                 Some(error) => job.fail(error),
                 None => job.run(&now_idle),
