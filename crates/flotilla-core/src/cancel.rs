@@ -12,11 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
+use crate::deadline::Deadline;
 use crate::error::TaskError;
 
 struct TokenInner {
     cancelled: AtomicBool,
-    deadline: Option<Instant>,
+    deadline: Deadline,
     /// Children to cancel with this token; the lock also pairs with `cond` for `wait`.
     children: Mutex<Vec<Weak<TokenInner>>>,
     cond: Condvar,
@@ -59,20 +60,20 @@ pub struct CancelToken {
 impl CancelToken {
     /// A token that is cancelled only by [`cancel`](CancelToken::cancel).
     pub fn new() -> Self {
-        Self::build(None)
+        Self::build(Deadline::NEVER)
     }
 
     /// A token that also counts as cancelled from `deadline` on.
     pub fn with_deadline(deadline: Instant) -> Self {
-        Self::build(Some(deadline))
+        Self::build(Deadline::at(deadline))
     }
 
     /// A token that also counts as cancelled once `timeout` has passed from now.
     pub fn with_timeout(timeout: Duration) -> Self {
-        Self::build(Instant::now().checked_add(timeout))
+        Self::build(Deadline::after(Some(timeout)))
     }
 
-    fn build(deadline: Option<Instant>) -> Self {
+    fn build(deadline: Deadline) -> Self {
         CancelToken {
             inner: Arc::new(TokenInner {
                 cancelled: AtomicBool::new(false),
@@ -129,8 +130,7 @@ impl CancelToken {
     /// True once [`cancel`](CancelToken::cancel) was called (here or on a parent) or
     /// the deadline has passed.
     pub fn is_cancelled(&self) -> bool {
-        self.inner.cancelled.load(Ordering::Acquire)
-            || self.inner.deadline.is_some_and(|d| Instant::now() >= d)
+        self.inner.cancelled.load(Ordering::Acquire) || self.inner.deadline.expired()
     }
 
     /// `Err(TaskError::Cancelled)` when cancelled, so a task can stop with `?`.
@@ -144,39 +144,16 @@ impl CancelToken {
 
     /// The deadline, when the token has one.
     pub fn deadline(&self) -> Option<Instant> {
-        self.inner.deadline
+        self.inner.deadline.instant()
     }
 
     /// Blocks until the token is cancelled (or its deadline passes), or `timeout`
     /// passes; true when cancelled.
     pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        let wait_until = match (
-            timeout.and_then(|t| Instant::now().checked_add(t)),
-            self.inner.deadline,
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
+        let wait_until = Deadline::after(timeout).min(self.inner.deadline);
         let mut guard = self.lock_children();
-        while !self.inner.cancelled.load(Ordering::Acquire) {
-            guard = match wait_until {
-                None => self
-                    .inner
-                    .cond
-                    .wait(guard)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(until) => {
-                    let now = Instant::now();
-                    if now >= until {
-                        break;
-                    }
-                    self.inner
-                        .cond
-                        .wait_timeout(guard, until - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+        while !self.inner.cancelled.load(Ordering::Acquire) && !wait_until.expired() {
+            guard = wait_until.wait(&self.inner.cond, guard);
         }
         drop(guard);
         self.is_cancelled()
@@ -193,7 +170,7 @@ impl fmt::Debug for CancelToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CancelToken")
             .field("cancelled", &self.is_cancelled())
-            .field("deadline", &self.inner.deadline)
+            .field("deadline", &self.deadline())
             .finish()
     }
 }

@@ -39,10 +39,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_utils::Backoff;
 
+use crate::deadline::Deadline;
 use crate::error::TaskError;
 use crate::wait::Signal;
 
@@ -239,27 +240,14 @@ impl<T> Shared<T> {
                 }
             }
         }
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = Deadline::after(timeout);
         let mut inner = self.lock();
         while !is_done(self.state.load(Ordering::Relaxed)) {
+            if deadline.expired() {
+                return false;
+            }
             inner.sleepers += 1;
-            inner = match deadline {
-                None => self
-                    .cond
-                    .wait(inner)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        inner.sleepers -= 1;
-                        return false;
-                    }
-                    self.cond
-                        .wait_timeout(inner, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+            inner = deadline.wait(&self.cond, inner);
             inner.sleepers -= 1;
         }
         true

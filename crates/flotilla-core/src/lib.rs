@@ -1,7 +1,8 @@
 //! The foundation of flotilla: the [`Future`] every executor returns, the [`Completer`]
 //! executors finish it with, waiting on many futures ([`wait()`], [`as_completed()`]),
 //! cooperative cancellation ([`CancelToken`]), the one error type for failed tasks
-//! ([`TaskError`]), and the one [`codec`] for data that crosses a process boundary.
+//! ([`TaskError`]), the one [`codec`] for data that crosses a process boundary, and the
+//! [`Deadline`] every timed blocking call counts down to.
 //!
 //! This crate spawns no threads and does no I/O: it is the vocabulary the executor
 //! crates (`flotilla-thread`, `flotilla-process`, `flotilla-async`) share, so futures
@@ -23,6 +24,7 @@
 pub mod codec;
 
 mod cancel;
+mod deadline;
 mod error;
 mod executor;
 mod future;
@@ -30,6 +32,7 @@ mod wait;
 mod window;
 
 pub use crate::cancel::CancelToken;
+pub use crate::deadline::Deadline;
 pub use crate::error::{TaskError, panic_message};
 pub use crate::executor::Executor;
 pub use crate::future::{

@@ -9,8 +9,9 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::deadline::Deadline;
 use crate::error::TaskError;
 use crate::future::Future;
 
@@ -45,25 +46,10 @@ impl Signal {
 
     /// Waits until something fired or `deadline` passed; returns what fired (maybe
     /// nothing, on timeout).
-    fn take(&self, deadline: Option<Instant>) -> Vec<usize> {
+    fn take(&self, deadline: Deadline) -> Vec<usize> {
         let mut fired = self.lock();
-        while fired.is_empty() {
-            fired = match deadline {
-                None => self
-                    .cond
-                    .wait(fired)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    self.cond
-                        .wait_timeout(fired, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+        while fired.is_empty() && !deadline.expired() {
+            fired = deadline.wait(&self.cond, fired);
         }
         std::mem::take(&mut *fired)
     }
@@ -135,11 +121,6 @@ impl<W: sealed::Watch + ?Sized> sealed::Watch for Box<W> {
 }
 impl<W: Waitable + ?Sized> Waitable for Box<W> {}
 
-fn deadline_after(timeout: Option<Duration>) -> Option<Instant> {
-    // A timeout too large to represent is no timeout at all.
-    timeout.and_then(|t| Instant::now().checked_add(t))
-}
-
 /// Waits until `return_when` holds for `futures`, or `timeout` passes, and returns them
 /// split into `(done, not_done)`, each in input order.
 ///
@@ -171,7 +152,7 @@ where
     use sealed::Watch;
 
     let futures: Vec<W> = futures.into_iter().collect();
-    let deadline = deadline_after(timeout);
+    let deadline = Deadline::after(timeout);
     let satisfied = |done: usize, failed: bool| match return_when {
         ReturnWhen::FirstCompleted => done > 0,
         ReturnWhen::FirstException => failed || done == futures.len(),
@@ -244,7 +225,7 @@ where
         futures,
         ready,
         signal,
-        deadline: deadline_after(timeout),
+        deadline: Deadline::after(timeout),
         timed_out: false,
     }
 }
@@ -254,7 +235,7 @@ pub struct AsCompleted<W: Waitable> {
     futures: Vec<Option<W>>,
     ready: VecDeque<usize>,
     signal: Arc<Signal>,
-    deadline: Option<Instant>,
+    deadline: Deadline,
     total: usize,
     remaining: usize,
     timed_out: bool,

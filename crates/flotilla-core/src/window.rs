@@ -6,6 +6,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use crate::deadline::Deadline;
 use crate::error::TaskError;
 use crate::future::Future;
 
@@ -29,7 +30,7 @@ use crate::future::Future;
 /// ```
 pub struct OrderedWindow<T> {
     futures: VecDeque<Future<T>>,
-    deadline: Option<Instant>,
+    deadline: Deadline,
     finished: bool,
 }
 
@@ -38,14 +39,16 @@ impl<T> OrderedWindow<T> {
     pub fn new() -> Self {
         OrderedWindow {
             futures: VecDeque::new(),
-            deadline: None,
+            deadline: Deadline::NEVER,
             finished: false,
         }
     }
 
     /// Fails the results not ready by `start + timeout` with [`TaskError::TimedOut`].
     pub fn set_deadline(&mut self, start: Instant, timeout: Duration) {
-        self.deadline = start.checked_add(timeout);
+        self.deadline = start
+            .checked_add(timeout)
+            .map_or(Deadline::NEVER, Deadline::at);
     }
 
     /// Adds the next future in input order.
@@ -75,10 +78,7 @@ impl<T> OrderedWindow<T> {
             return None;
         }
         let future = self.futures.pop_front()?;
-        let timeout = self
-            .deadline
-            .map(|d| d.saturating_duration_since(Instant::now()));
-        let outcome = if future.wait(timeout) {
+        let outcome = if future.wait(self.deadline.remaining()) {
             future.into_result(None)
         } else {
             future.cancel();
@@ -115,7 +115,7 @@ impl<T> fmt::Debug for OrderedWindow<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OrderedWindow")
             .field("len", &self.futures.len())
-            .field("deadline", &self.deadline)
+            .field("deadline", &self.deadline.instant())
             .field("finished", &self.finished)
             .finish()
     }

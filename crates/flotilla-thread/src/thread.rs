@@ -24,12 +24,12 @@
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, Once};
+use std::sync::{Arc, Mutex, Once};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
 use crate::Error;
-use crate::sync::{Deadline, lock};
+use crate::sync::{Event, lock};
 
 thread_local! {
     /// This thread's serial number, 0 until first asked for. A `const`-initialised
@@ -73,32 +73,13 @@ struct Status {
     serial: u64,
     /// The process that spawned the thread.
     pid: u32,
-    finished: Mutex<bool>,
-    cv: Condvar,
+    /// Set once the target has returned or unwound; never cleared.
+    finished: Event,
 }
 
 impl Status {
-    fn is_finished(&self) -> bool {
-        *lock(&self.finished)
-    }
-
-    /// Waits until the thread has finished or the deadline passes; whether it finished.
-    fn wait(&self, deadline: Deadline) -> bool {
-        let mut finished = lock(&self.finished);
-        loop {
-            if *finished {
-                return true;
-            }
-            if deadline.expired() {
-                return false;
-            }
-            finished = deadline.wait(&self.cv, finished);
-        }
-    }
-
     fn finish(self: &Arc<Self>, registered: bool) {
-        *lock(&self.finished) = true;
-        self.cv.notify_all();
+        self.finished.set();
         if registered {
             lock(&LIVE).retain(|s| !Arc::ptr_eq(s, self));
         }
@@ -129,11 +110,11 @@ extern "C" fn join_non_daemon_threads() {
     loop {
         let next = lock(&LIVE)
             .iter()
-            .find(|s| s.pid == pid && s.serial != me && !s.is_finished())
+            .find(|s| s.pid == pid && s.serial != me && !s.finished.is_set())
             .cloned();
         match next {
             Some(status) => {
-                status.wait(Deadline::after(None));
+                status.finished.wait(None);
             }
             None => break,
         }
@@ -274,8 +255,7 @@ impl ThreadBuilder {
         let status = Arc::new(Status {
             serial,
             pid: std::process::id(),
-            finished: Mutex::new(false),
-            cv: Condvar::new(),
+            finished: Event::new(),
         });
         // Registered before the thread exists, so an exit racing this spawn still
         // waits for it.
@@ -402,7 +382,7 @@ impl<T> Thread<T> {
         if self.status.serial == current_serial() {
             return Err(Error::JoinSelf(self.name.clone()));
         }
-        if !self.status.wait(Deadline::after(timeout)) {
+        if !self.status.finished.wait(timeout) {
             return Ok(None);
         }
         let Some(handle) = self.handle.take() else {
@@ -430,7 +410,7 @@ impl<T> Thread<T> {
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn is_alive(&self) -> bool {
-        !self.status.is_finished()
+        !self.status.finished.is_set()
     }
 
     /// The thread's identifier: unique for the life of the process and never reused,

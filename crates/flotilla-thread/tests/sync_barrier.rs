@@ -1,21 +1,14 @@
 //! Behaviour of `Barrier`: arrival indices, reuse across rounds, and breaking by abort,
 //! timeout and reset.
 
+mod common;
+
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flotilla_thread::{Barrier, Error};
 
-const LONG: Duration = Duration::from_secs(10);
-
-/// Polls `cond` until it holds, failing the test after a generous timeout.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + LONG;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::{LONG, eventually};
 
 fn spawn_waiters(
     barrier: &Arc<Barrier>,

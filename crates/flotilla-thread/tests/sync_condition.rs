@@ -1,22 +1,15 @@
 //! Behaviour of `Condition`: notify wakes exactly as many waiters as asked, in order,
 //! `wait` and `wait_for` time out, and a bounded buffer built on it loses nothing.
 
+mod common;
+
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flotilla_thread::Condition;
 
-const LONG: Duration = Duration::from_secs(10);
-
-/// Polls `cond` until it holds, failing the test after a generous timeout.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + LONG;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::{LONG, eventually};
 
 #[test]
 fn wait_without_notify_times_out() {

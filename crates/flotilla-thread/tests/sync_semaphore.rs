@@ -1,22 +1,15 @@
 //! Behaviour of `Semaphore` and `BoundedSemaphore`: blocking, timeouts, release(n),
 //! permits, and the bounded kind's over-release error.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flotilla_thread::{BoundedSemaphore, Error, Semaphore};
 
-const LONG: Duration = Duration::from_secs(10);
-
-/// Polls `cond` until it holds, failing the test after a generous timeout.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let end = Instant::now() + LONG;
-    while !cond() {
-        assert!(Instant::now() < end, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-}
+use common::{LONG, eventually};
 
 #[test]
 fn acquire_times_out_when_no_permit_is_free() {

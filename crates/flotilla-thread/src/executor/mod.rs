@@ -22,10 +22,10 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crossbeam_channel::{Receiver, Sender, TryRecvError};
-use flotilla_core::{CancelToken, Completer, Executor, Future, TaskError, panic_message};
+use crossbeam_channel::{Receiver, Sender};
+use flotilla_core::{CancelToken, Completer, Deadline, Executor, Future, TaskError, panic_message};
 
 pub use self::map::Map;
 use crate::error::Error;
@@ -190,15 +190,9 @@ impl Pool {
         let now_idle = || {
             self.idle.fetch_add(1, Ordering::AcqRel);
         };
-        loop {
-            let job = match self.receiver.try_recv() {
-                Ok(job) => job,
-                Err(TryRecvError::Disconnected) => return,
-                Err(TryRecvError::Empty) => match self.receiver.recv() {
-                    Ok(job) => job,
-                    Err(_) => return,
-                },
-            };
+        // `recv` takes a queued job without blocking, and ends once shutdown has dropped
+        // the sender and the queue is drained.
+        while let Ok(job) = self.receiver.recv() {
             match self.broken_error() {
                 Some(error) => job.fail(error),
                 None => job.run(&now_idle),
@@ -241,25 +235,13 @@ impl Pool {
     /// `timeout` passes; true when they all did.
     fn join_workers(&self, timeout: Option<Duration>) -> bool {
         let me = WORKER_OF.with(|w| w.get()) == self as *const Pool as usize;
-        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        let deadline = Deadline::after(timeout);
         let mut alive = self.lock_alive();
         while *alive > usize::from(me) {
-            alive = match deadline {
-                None => self
-                    .exited
-                    .wait(alive)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let now = Instant::now();
-                    if now >= deadline {
-                        return false;
-                    }
-                    self.exited
-                        .wait_timeout(alive, deadline - now)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+            if deadline.expired() {
+                return false;
+            }
+            alive = deadline.wait(&self.exited, alive);
         }
         true
     }

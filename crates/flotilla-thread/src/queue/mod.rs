@@ -61,6 +61,8 @@ use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use flotilla_core::Deadline;
+
 pub use self::iter::{Iter, TryIter};
 pub use self::store::{Fifo, Lifo, Priority, Store};
 pub use crate::error::{
@@ -286,10 +288,11 @@ impl<S: Store> GenericQueue<S> {
     /// assert_eq!(q.put(2).unwrap_err().into_inner(), 2);
     /// ```
     pub fn put(&self, item: S::Item) -> Result<(), PutError<S::Item>> {
-        self.put_until(item, None).map_err(|err| match err {
-            PutTimeoutError::Closed(item) => PutError(item),
-            PutTimeoutError::Timeout(_) => unreachable!("a put without a deadline timed out"),
-        })
+        self.put_until(item, Deadline::NEVER)
+            .map_err(|err| match err {
+                PutTimeoutError::Closed(item) => PutError(item),
+                PutTimeoutError::Timeout(_) => unreachable!("a put without a deadline timed out"),
+            })
     }
 
     /// Puts `item`, waiting at most `timeout` for room.
@@ -311,7 +314,7 @@ impl<S: Store> GenericQueue<S> {
         item: S::Item,
         timeout: Duration,
     ) -> Result<(), PutTimeoutError<S::Item>> {
-        self.put_until(item, Instant::now().checked_add(timeout))
+        self.put_until(item, Deadline::after(Some(timeout)))
     }
 
     /// Puts `item`, waiting for room until `deadline` at the latest.
@@ -336,7 +339,7 @@ impl<S: Store> GenericQueue<S> {
         item: S::Item,
         deadline: Instant,
     ) -> Result<(), PutTimeoutError<S::Item>> {
-        self.put_until(item, Some(deadline))
+        self.put_until(item, Deadline::at(deadline))
     }
 
     /// Puts `item` if there is room now, without waiting: Python's `put_nowait`.
@@ -363,16 +366,11 @@ impl<S: Store> GenericQueue<S> {
         Ok(())
     }
 
-    fn put_until(
-        &self,
-        item: S::Item,
-        deadline: Option<Instant>,
-    ) -> Result<(), PutTimeoutError<S::Item>> {
+    fn put_until(&self, item: S::Item, deadline: Deadline) -> Result<(), PutTimeoutError<S::Item>> {
         let mut state = self.lock();
-        let mut timed_out = false;
         loop {
-            // Checked after every wake-up, the last one included: close or room may have
-            // come with the timeout.
+            // Checked before the deadline after every wake-up, the last one included:
+            // close or room may have come with the timeout.
             if state.closed {
                 return Err(PutTimeoutError::Closed(item));
             }
@@ -380,11 +378,11 @@ impl<S: Store> GenericQueue<S> {
                 self.push_and_wake(state, item);
                 return Ok(());
             }
-            if timed_out {
+            if deadline.expired() {
                 return Err(PutTimeoutError::Timeout(item));
             }
             state.putters += 1;
-            (state, timed_out) = wait(&self.shared.not_full, state, deadline);
+            state = deadline.wait(&self.shared.not_full, state);
             state.putters -= 1;
         }
     }
@@ -421,7 +419,7 @@ impl<S: Store> GenericQueue<S> {
     /// assert_eq!(getter.join().unwrap(), (Ok("only one"), Err(GetError)));
     /// ```
     pub fn get(&self) -> Result<S::Item, GetError> {
-        self.get_until(None).map_err(|err| match err {
+        self.get_until(Deadline::NEVER).map_err(|err| match err {
             GetTimeoutError::Closed => GetError,
             GetTimeoutError::Timeout => unreachable!("a get without a deadline timed out"),
         })
@@ -442,7 +440,7 @@ impl<S: Store> GenericQueue<S> {
     /// assert_eq!(q.get_timeout(Duration::from_millis(10)), Err(GetTimeoutError::Timeout));
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<S::Item, GetTimeoutError> {
-        self.get_until(Instant::now().checked_add(timeout))
+        self.get_until(Deadline::after(Some(timeout)))
     }
 
     /// Takes the next item, waiting for one until `deadline` at the latest.
@@ -461,7 +459,7 @@ impl<S: Store> GenericQueue<S> {
     /// assert!(q.get_deadline(deadline).unwrap_err().is_timeout());
     /// ```
     pub fn get_deadline(&self, deadline: Instant) -> Result<S::Item, GetTimeoutError> {
-        self.get_until(Some(deadline))
+        self.get_until(Deadline::at(deadline))
     }
 
     /// Takes the next item if there is one now, without waiting: Python's `get_nowait`.
@@ -490,9 +488,8 @@ impl<S: Store> GenericQueue<S> {
         }
     }
 
-    fn get_until(&self, deadline: Option<Instant>) -> Result<S::Item, GetTimeoutError> {
+    fn get_until(&self, deadline: Deadline) -> Result<S::Item, GetTimeoutError> {
         let mut state = self.lock();
-        let mut timed_out = false;
         loop {
             // An item first, even when the time is up or the queue closed: a getter woken
             // for an item must take it, or that wake-up would be lost.
@@ -503,11 +500,11 @@ impl<S: Store> GenericQueue<S> {
             if state.closed {
                 return Err(GetTimeoutError::Closed);
             }
-            if timed_out {
+            if deadline.expired() {
                 return Err(GetTimeoutError::Timeout);
             }
             state.getters += 1;
-            (state, timed_out) = wait(&self.shared.not_empty, state, deadline);
+            state = deadline.wait(&self.shared.not_empty, state);
             state.getters -= 1;
         }
     }
@@ -578,7 +575,7 @@ impl<S: Store> GenericQueue<S> {
     /// worker.join().unwrap();
     /// ```
     pub fn join(&self) {
-        let done = self.join_until(None);
+        let done = self.join_until(Deadline::NEVER);
         debug_assert!(done, "a join without a deadline timed out");
     }
 
@@ -598,7 +595,7 @@ impl<S: Store> GenericQueue<S> {
     /// ```
     #[must_use = "`false` means some tasks are still unfinished"]
     pub fn join_timeout(&self, timeout: Duration) -> bool {
-        self.join_until(Instant::now().checked_add(timeout))
+        self.join_until(Deadline::after(Some(timeout)))
     }
 
     /// Waits until `deadline` at the latest for every item put to be marked done;
@@ -613,18 +610,17 @@ impl<S: Store> GenericQueue<S> {
     /// ```
     #[must_use = "`false` means some tasks are still unfinished"]
     pub fn join_deadline(&self, deadline: Instant) -> bool {
-        self.join_until(Some(deadline))
+        self.join_until(Deadline::at(deadline))
     }
 
-    fn join_until(&self, deadline: Option<Instant>) -> bool {
+    fn join_until(&self, deadline: Deadline) -> bool {
         let mut state = self.lock();
-        let mut timed_out = false;
         while state.unfinished > 0 {
-            if timed_out {
+            if deadline.expired() {
                 return false;
             }
             state.joiners += 1;
-            (state, timed_out) = wait(&self.shared.all_done, state, deadline);
+            state = deadline.wait(&self.shared.all_done, state);
             state.joiners -= 1;
         }
         true
@@ -800,31 +796,6 @@ impl<S: Store> GenericQueue<S> {
             .state
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-/// Waits on `condvar` until notified, or until `deadline` if there is one. Returns the
-/// guard and whether the deadline has passed (then without having waited, possibly).
-fn wait<'a, S>(
-    condvar: &Condvar,
-    guard: MutexGuard<'a, State<S>>,
-    deadline: Option<Instant>,
-) -> (MutexGuard<'a, State<S>>, bool) {
-    match deadline {
-        None => (
-            condvar.wait(guard).unwrap_or_else(PoisonError::into_inner),
-            false,
-        ),
-        Some(deadline) => {
-            let now = Instant::now();
-            if now >= deadline {
-                return (guard, true);
-            }
-            let (guard, _) = condvar
-                .wait_timeout(guard, deadline - now)
-                .unwrap_or_else(PoisonError::into_inner);
-            (guard, Instant::now() >= deadline)
-        }
     }
 }
 

@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use super::{Deadline, lock};
+use flotilla_core::Deadline;
+
+use super::lock;
 use crate::Error;
 
 const PENDING: u8 = 0;
@@ -46,7 +48,8 @@ impl Generation {
 
 #[derive(Debug)]
 struct State {
-    /// Threads waiting in the current generation.
+    /// Threads waiting in the current generation. Always 0 while `broken`: breaking
+    /// starts a fresh generation, and a broken barrier turns every `wait` away.
     count: usize,
     current: Arc<Generation>,
     /// Set by `abort` or a timeout, cleared by `reset`: while set, `wait` fails at once.
@@ -143,8 +146,7 @@ impl Barrier {
     /// assert_eq!(flotilla_thread::Barrier::new(2).n_waiting(), 0);
     /// ```
     pub fn n_waiting(&self) -> usize {
-        let state = lock(&self.state);
-        if state.broken { 0 } else { state.count }
+        lock(&self.state).count
     }
 
     /// Whether the barrier is broken (see the type's documentation).
@@ -262,7 +264,7 @@ impl fmt::Debug for Barrier {
         let state = lock(&self.state);
         f.debug_struct("Barrier")
             .field("parties", &self.parties)
-            .field("n_waiting", &if state.broken { 0 } else { state.count })
+            .field("n_waiting", &state.count)
             .field("broken", &state.broken)
             .finish()
     }

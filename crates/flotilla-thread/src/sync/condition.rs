@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, TryLockError};
 use std::time::Duration;
 
-use super::{Deadline, lock};
+use flotilla_core::Deadline;
+
+use super::lock;
 
 /// A condition variable owning the data it guards: Python's `threading.Condition`, as
 /// a `Mutex` and `Condvar` in one.

@@ -4,7 +4,9 @@ use std::fmt;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::{Deadline, lock};
+use flotilla_core::Deadline;
+
+use super::lock;
 
 /// A flag threads can wait on: Python's `threading.Event`.
 ///

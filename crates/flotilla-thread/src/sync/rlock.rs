@@ -1,9 +1,9 @@
 //! [`RLock`]: Python's `threading.RLock`, a lock the holding thread may take again,
 //! here wrapping the value it protects (like std's unstable `ReentrantLock<T>`).
 //!
-//! The state machine lives in `Owner`, behind a std mutex: `thread == None` and
-//! `depth == 0` when free; `thread == Some(id)` with `depth >= 1` while thread `id` holds
-//! `depth` guards. Only the owning thread changes `depth` while it is non-zero, and the
+//! The state machine lives in `Owner`, behind a std mutex: `thread == 0` and
+//! `depth == 0` when free (no thread's serial is 0); `thread == serial` with `depth >= 1`
+//! while the thread with that serial holds `depth` guards. Only the owning thread changes `depth` while it is non-zero, and the
 //! protected value is only reached through a guard, so only the owner reads it.
 
 use std::fmt;
@@ -12,7 +12,9 @@ use std::ops::Deref;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::{Deadline, lock};
+use flotilla_core::Deadline;
+
+use super::lock;
 use crate::thread::current_serial;
 
 /// A reentrant lock protecting a value: Python's `threading.RLock`.

@@ -8,7 +8,9 @@ use std::fmt;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
-use super::{Deadline, lock};
+use flotilla_core::Deadline;
+
+use super::lock;
 use crate::Error;
 
 /// The counter behind both semaphores.

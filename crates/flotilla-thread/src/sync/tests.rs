@@ -1,26 +1,10 @@
-//! Unit tests for the internals shared by the primitives: `Deadline` and the per-thread
-//! serial number `RLock` identifies owners by.
+//! Unit tests for the internals shared by the primitives: the poison-recovering `lock`
+//! and the per-thread serial number `RLock` identifies owners by.
 
-use std::sync::{Condvar, Mutex};
-use std::time::Duration;
+use std::sync::Mutex;
 
-use super::{Deadline, lock};
+use super::lock;
 use crate::thread::current_serial;
-
-#[test]
-fn no_timeout_and_unrepresentable_timeouts_never_expire() {
-    assert!(!Deadline::after(None).expired());
-    assert!(!Deadline::after(Some(Duration::MAX)).expired());
-}
-
-#[test]
-fn a_zero_timeout_has_expired_and_does_not_block() {
-    let deadline = Deadline::after(Some(Duration::ZERO));
-    assert!(deadline.expired());
-    let (mutex, cv) = (Mutex::new(()), Condvar::new());
-    // Returns at once: nobody will ever notify `cv`.
-    drop(deadline.wait(&cv, lock(&mutex)));
-}
 
 #[test]
 fn serials_are_stable_per_thread_and_distinct_across_threads() {
