@@ -31,7 +31,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::handle::{self, Fd};
+use crate::handle::{self, Exported, Fd};
 use crate::sys;
 
 const HEADER_LEN: usize = 16;
@@ -593,20 +593,10 @@ impl Serialize for Connection {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct("WireConnection", 3)?;
-        s.serialize_field("fd", &FdRef(self.fd.as_fd()))?;
+        s.serialize_field("fd", &Exported(self.fd.as_fd()))?;
         s.serialize_field("kind", &self.kind)?;
         s.serialize_field("max_frame", &self.max_frame)?;
         s.end()
-    }
-}
-
-/// A borrowed descriptor serialized like [`Fd`], so sending a connection does not need
-/// a duplicate of its own first.
-struct FdRef<'a>(BorrowedFd<'a>);
-
-impl Serialize for FdRef<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        handle::export(self.0, serializer)
     }
 }
 
