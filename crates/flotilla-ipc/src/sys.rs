@@ -196,6 +196,29 @@ pub(crate) fn write_some(
     }
 }
 
+/// The `CLOCK_MONOTONIC` time `after` from now, as the absolute `timespec` that the calls
+/// taking deadlines on that clock want (`futex_waitv`, `pthread_mutex_clocklock`);
+/// `Ok(None)` when it lies beyond what a `timespec` holds, which is as good as never.
+pub(crate) fn monotonic_after(after: Duration) -> nix::Result<Option<libc::timespec>> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+    let sum = || {
+        let mut sec = now
+            .tv_sec()
+            .checked_add(libc::time_t::try_from(after.as_secs()).ok()?)?;
+        // Both below one billion, so the sum fits in every `c_long`, 32-bit ones too.
+        let mut nsec = now.tv_nsec() + after.subsec_nanos() as libc::c_long;
+        if nsec >= 1_000_000_000 {
+            nsec -= 1_000_000_000;
+            sec = sec.checked_add(1)?;
+        }
+        Some(libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        })
+    };
+    Ok(sum())
+}
+
 /// Puts `fd`'s open file description in (or out of) non-blocking mode.
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<(), Error> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
