@@ -111,10 +111,6 @@ pub(crate) fn wake_all(word: &AtomicU32) -> Result<usize, Errno> {
 pub(crate) struct WaitOn<'a> {
     pub(crate) word: &'a AtomicU32,
     pub(crate) expected: u32,
-    /// The word is private to this process (not in shared memory): the kernel may key
-    /// it by address alone, which is cheaper — but then only a private wake (which
-    /// [`wake`] is not) reaches it.
-    pub(crate) private: bool,
 }
 
 /// The most words one [`wait_any`] takes (the kernel's `FUTEX_WAITV_MAX`).
@@ -141,8 +137,8 @@ pub(crate) fn wait_any(words: &[WaitOn<'_>], deadline: Option<Instant>) -> Resul
         .map(|w| FutexWaitv {
             val: u64::from(w.expected),
             uaddr: w.word.as_ptr().addr() as u64,
-            flags: (libc::FUTEX2_SIZE_U32 | if w.private { libc::FUTEX2_PRIVATE } else { 0 })
-                as u32,
+            // Shared, like the words `wake` wakes (a private futex is keyed differently).
+            flags: libc::FUTEX2_SIZE_U32 as u32,
             reserved: 0,
         })
         .collect();
