@@ -22,6 +22,7 @@
 //! the connection on the receiving side: the stream can no longer be trusted.
 
 use std::fmt;
+use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -31,7 +32,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
-use crate::handle::{self, Fd};
+use crate::handle::{self, Exported, Fd};
 use crate::sys;
 
 const HEADER_LEN: usize = 16;
@@ -175,20 +176,8 @@ impl Connection {
 
     /// Sends one frame: `payload` with `fds` beside it.
     pub fn send_frame(&self, payload: &[u8], fds: &[OwnedFd]) -> Result<(), Error> {
-        if !self.writable() {
-            return Err(Error::WrongDirection("read-only"));
-        }
-        if !fds.is_empty() && self.kind != Kind::Duplex {
-            return Err(Error::HandlesNotSupported(
-                "a simplex pipe carries bytes only; use a duplex pipe to send handles",
-            ));
-        }
-        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
-            return Err(Error::HandlesNotSupported(
-                "more than 253 handles in one message",
-            ));
-        }
-        let header = frame_header(payload.len(), fds.len());
+        self.check_send(fds)?;
+        let header = frame_header(payload.len(), fds.len())?;
         let raw: Vec<_> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
         let _guard = lock(&self.send_lock);
         sys::write_all(
@@ -197,6 +186,19 @@ impl Connection {
             &[&header, payload],
             &raw,
         )
+    }
+
+    /// Whether this end may send a frame carrying `fds`.
+    fn check_send(&self, fds: &[OwnedFd]) -> Result<(), Error> {
+        if !self.writable() {
+            return Err(Error::WrongDirection("read-only"));
+        }
+        if !fds.is_empty() && self.kind != Kind::Duplex {
+            return Err(Error::HandlesNotSupported(
+                "a simplex pipe carries bytes only; use a duplex pipe to send handles",
+            ));
+        }
+        Ok(())
     }
 
     /// Receives a value sent with [`send`](Connection::send), blocking until one
@@ -437,14 +439,7 @@ impl Connection {
     /// assert_eq!(b.recv_bytes().unwrap(), b"hello");
     /// ```
     pub fn try_send_frame(&self, writer: &mut FrameWriter) -> Result<bool, Error> {
-        if !self.writable() {
-            return Err(Error::WrongDirection("read-only"));
-        }
-        if !writer.fds.is_empty() && self.kind != Kind::Duplex {
-            return Err(Error::HandlesNotSupported(
-                "a simplex pipe carries bytes only; use a duplex pipe to send handles",
-            ));
-        }
+        self.check_send(&writer.fds)?;
         let socket = self.kind == Kind::Duplex;
         let total = HEADER_LEN + writer.payload.len();
         while writer.sent < total {
@@ -458,7 +453,8 @@ impl Connection {
             } else {
                 (&[][..], &writer.payload[writer.sent - HEADER_LEN..])
             };
-            match sys::write_some(self.fd.as_fd(), socket, &[header, payload], &raw)? {
+            let iov = [IoSlice::new(header), IoSlice::new(payload)];
+            match sys::write_some(self.fd.as_fd(), socket, &iov, &raw)? {
                 None => return Ok(false),
                 Some(n) => {
                     writer.sent += n;
@@ -529,12 +525,7 @@ impl FrameWriter {
                 "the previous frame is still being sent".into(),
             ));
         }
-        if fds.len() > sys::MAX_FDS_PER_MESSAGE {
-            return Err(Error::HandlesNotSupported(
-                "more than 253 handles in one message",
-            ));
-        }
-        self.header = frame_header(payload.len(), fds.len());
+        self.header = frame_header(payload.len(), fds.len())?;
         self.payload = payload;
         self.fds = fds;
         self.sent = 0;
@@ -555,13 +546,19 @@ impl FrameWriter {
     }
 }
 
-/// The 16-byte header of a frame of `len` payload bytes with `nfds` descriptors.
-fn frame_header(len: usize, nfds: usize) -> [u8; HEADER_LEN] {
+/// The 16-byte header of a frame of `len` payload bytes with `nfds` descriptors, if one
+/// message can carry that many.
+fn frame_header(len: usize, nfds: usize) -> Result<[u8; HEADER_LEN], Error> {
+    if nfds > sys::MAX_FDS_PER_MESSAGE {
+        return Err(Error::HandlesNotSupported(
+            "more than 253 handles in one message",
+        ));
+    }
     let mut header = [0u8; HEADER_LEN];
     header[..8].copy_from_slice(&(len as u64).to_le_bytes());
     header[8..12].copy_from_slice(&(nfds as u32).to_le_bytes());
     header[12..].copy_from_slice(&MAGIC.to_le_bytes());
-    header
+    Ok(header)
 }
 
 impl AsFd for Connection {
@@ -593,20 +590,10 @@ impl Serialize for Connection {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let mut s = serializer.serialize_struct("WireConnection", 3)?;
-        s.serialize_field("fd", &FdRef(self.fd.as_fd()))?;
+        s.serialize_field("fd", &Exported(self.fd.as_fd()))?;
         s.serialize_field("kind", &self.kind)?;
         s.serialize_field("max_frame", &self.max_frame)?;
         s.end()
-    }
-}
-
-/// A borrowed descriptor serialized like [`Fd`], so sending a connection does not need
-/// a duplicate of its own first.
-struct FdRef<'a>(BorrowedFd<'a>);
-
-impl Serialize for FdRef<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        handle::export(self.0, serializer)
     }
 }
 

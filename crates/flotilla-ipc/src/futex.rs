@@ -10,9 +10,11 @@
 
 use std::ptr;
 use std::sync::atomic::AtomicU32;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
+
+use crate::sys;
 
 /// Why [`wait`] returned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,20 +35,16 @@ pub(crate) fn wait(
     expected: u32,
     deadline: Option<Instant>,
 ) -> Result<Wake, Errno> {
-    let timeout = match deadline {
-        None => None,
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(Wake::TimedOut);
-            }
-            Some(libc::timespec {
-                tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
-                // Below one billion, so it fits in every `c_long`, 32-bit ones too.
-                tv_nsec: left.subsec_nanos() as libc::c_long,
-            })
-        }
+    let left = match time_left(deadline) {
+        Ok(left) => left,
+        Err(timed_out) => return Ok(timed_out),
     };
+    // FUTEX_WAIT takes a relative timeout.
+    let timeout = left.map(|left| libc::timespec {
+        tv_sec: libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Below one billion, so it fits in every `c_long`, 32-bit ones too.
+        tv_nsec: left.subsec_nanos() as libc::c_long,
+    });
     let timeout_ptr = timeout.as_ref().map_or(ptr::null(), ptr::from_ref);
     // SAFETY: `word` is a live, aligned `AtomicU32`, which the kernel reads atomically;
     // `timeout_ptr` is null or points to `timeout`, alive for the whole call (FUTEX_WAIT
@@ -62,6 +60,20 @@ pub(crate) fn wait(
             0u32,
         )
     };
+    outcome(rc)
+}
+
+/// The time left until `deadline` (`None`: no deadline), or `Err(Wake::TimedOut)` once it
+/// has passed: the waits then return without a system call.
+fn time_left(deadline: Option<Instant>) -> Result<Option<Duration>, Wake> {
+    match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+        Some(left) if left.is_zero() => Err(Wake::TimedOut),
+        left => Ok(left),
+    }
+}
+
+/// What a futex wait's return means (see [`Wake`]).
+fn outcome(rc: libc::c_long) -> Result<Wake, Errno> {
     match Errno::result(rc) {
         Ok(_) | Err(Errno::EAGAIN | Errno::EINTR) => Ok(Wake::Woken),
         Err(Errno::ETIMEDOUT) => Ok(Wake::TimedOut),
@@ -99,10 +111,6 @@ pub(crate) fn wake_all(word: &AtomicU32) -> Result<usize, Errno> {
 pub(crate) struct WaitOn<'a> {
     pub(crate) word: &'a AtomicU32,
     pub(crate) expected: u32,
-    /// The word is private to this process (not in shared memory): the kernel may key
-    /// it by address alone, which is cheaper — but then only a private wake (which
-    /// [`wake`] is not) reaches it.
-    pub(crate) private: bool,
 }
 
 /// The most words one [`wait_any`] takes (the kernel's `FUTEX_WAITV_MAX`).
@@ -129,31 +137,20 @@ pub(crate) fn wait_any(words: &[WaitOn<'_>], deadline: Option<Instant>) -> Resul
         .map(|w| FutexWaitv {
             val: u64::from(w.expected),
             uaddr: w.word.as_ptr().addr() as u64,
-            flags: (libc::FUTEX2_SIZE_U32 | if w.private { libc::FUTEX2_PRIVATE } else { 0 })
-                as u32,
+            // Shared, like the words `wake` wakes (a private futex is keyed differently).
+            flags: libc::FUTEX2_SIZE_U32 as u32,
             reserved: 0,
         })
         .collect();
-    // futex_waitv takes an absolute deadline on the clock it is given.
-    let timeout = match deadline {
+    let left = match time_left(deadline) {
+        Ok(left) => left,
+        Err(timed_out) => return Ok(timed_out),
+    };
+    // futex_waitv takes an absolute deadline on the clock it is given (none if that
+    // deadline is beyond what a timespec holds).
+    let timeout = match left {
+        Some(left) => sys::monotonic_after(left)?,
         None => None,
-        Some(deadline) => {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Ok(Wake::TimedOut);
-            }
-            let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
-            // Both below one billion: their sum fits, and so does what is left of it.
-            let nanos = now.tv_nsec() + libc::c_long::from(left.subsec_nanos() as i32);
-            let secs = libc::time_t::try_from(left.as_secs()).unwrap_or(libc::time_t::MAX);
-            Some(libc::timespec {
-                tv_sec: now
-                    .tv_sec()
-                    .saturating_add(secs)
-                    .saturating_add(libc::time_t::from(nanos >= 1_000_000_000)),
-                tv_nsec: nanos % 1_000_000_000,
-            })
-        }
     };
     let timeout_ptr = timeout.as_ref().map_or(ptr::null(), ptr::from_ref);
     // SAFETY: `waitv` holds `words.len()` initialised entries, each naming a live,
@@ -170,11 +167,7 @@ pub(crate) fn wait_any(words: &[WaitOn<'_>], deadline: Option<Instant>) -> Resul
             libc::CLOCK_MONOTONIC,
         )
     };
-    match Errno::result(rc) {
-        Ok(_) | Err(Errno::EAGAIN | Errno::EINTR) => Ok(Wake::Woken),
-        Err(Errno::ETIMEDOUT) => Ok(Wake::TimedOut),
-        Err(e) => Err(e),
-    }
+    outcome(rc)
 }
 
 #[cfg(test)]

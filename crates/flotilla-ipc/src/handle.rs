@@ -90,6 +90,16 @@ impl<'de> Deserialize<'de> for Fd {
     }
 }
 
+/// A borrowed descriptor that serializes like an [`Fd`] (through [`export`]), so a type
+/// that owns its descriptor can send it without duplicating it first.
+pub(crate) struct Exported<'a>(pub(crate) BorrowedFd<'a>);
+
+impl Serialize for Exported<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        export(self.0, serializer)
+    }
+}
+
 /// Serializes `fd` as its index in the message being encoded, duplicating it into the
 /// message's descriptors. For `Serialize` impls of types that hold a descriptor without
 /// an [`Fd`] field.

@@ -35,6 +35,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
 use crate::shm::SharedMemory;
+use crate::sys;
 
 /// A `pthread_mutex_t` at an offset of a shared segment. Clones share the mutex.
 #[derive(Clone)]
@@ -248,20 +249,7 @@ impl RawMutex {
 /// The absolute monotonic time `timeout` from now, or `None` if it is too far away to
 /// tell apart from forever.
 fn deadline(timeout: Duration) -> Option<libc::timespec> {
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).ok()?;
-    let mut sec = now
-        .tv_sec()
-        .checked_add(libc::time_t::try_from(timeout.as_secs()).ok()?)?;
-    // Both below one billion, so the sum fits in every `c_long`, 32-bit ones too.
-    let mut nsec = now.tv_nsec() + timeout.subsec_nanos() as libc::c_long;
-    if nsec >= 1_000_000_000 {
-        nsec -= 1_000_000_000;
-        sec = sec.checked_add(1)?;
-    }
-    Some(libc::timespec {
-        tv_sec: sec,
-        tv_nsec: nsec,
-    })
+    sys::monotonic_after(timeout).ok().flatten()
 }
 
 #[cfg(target_env = "gnu")]

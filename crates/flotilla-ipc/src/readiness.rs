@@ -238,14 +238,10 @@ impl Reactor {
             words.push(WaitOn {
                 word: &self.control,
                 expected: control,
-                // Shared like every other word here: `futex::wake_all`, which pokes it,
-                // wakes shared waiters only (a private futex is keyed differently).
-                private: false,
             });
             words.extend(watched.iter().map(|(word, seen)| WaitOn {
                 word: word.get(),
                 expected: *seen,
-                private: false,
             }));
             let deadline = overflow.then(|| Instant::now() + OVERFLOW_POLL);
             if let Err(e) = futex::wait_any(&words, deadline) {
@@ -260,8 +256,7 @@ impl Reactor {
     /// there were more.
     fn collect(&self) -> (Vec<(Word, u32)>, bool) {
         let mut woken = Vec::new();
-        let mut watched = Vec::new();
-        {
+        let (watched, overflow) = {
             let mut state = self.lock();
             state.entries.retain(|_, entry| {
                 if entry.word.get().load(Ordering::SeqCst) != entry.seen {
@@ -271,14 +266,15 @@ impl Reactor {
                     true
                 }
             });
-            for entry in state.entries.values() {
-                if watched.len() + 1 == futex::WAIT_ANY_MAX {
-                    break;
-                }
-                watched.push((entry.word.clone(), entry.seen));
-            }
-        }
-        let overflow = watched.len() + 1 == futex::WAIT_ANY_MAX;
+            let watched: Vec<_> = state
+                .entries
+                .values()
+                .take(futex::WAIT_ANY_MAX - 1)
+                .map(|entry| (entry.word.clone(), entry.seen))
+                .collect();
+            let overflow = watched.len() < state.entries.len();
+            (watched, overflow)
+        };
         for waker in woken {
             waker.wake();
         }

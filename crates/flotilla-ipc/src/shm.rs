@@ -23,7 +23,7 @@ use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::Error;
-use crate::handle::{self, Fd};
+use crate::handle::{Exported, Fd};
 
 /// The longest name a segment may have (`NAME_MAX`, without the leading slash).
 const NAME_MAX: usize = 255;
@@ -556,19 +556,10 @@ impl fmt::Debug for SharedMemory {
     }
 }
 
-/// A borrowed descriptor that serializes through [`handle::export`].
-struct ExportFd<'a>(BorrowedFd<'a>);
-
-impl Serialize for ExportFd<'_> {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        handle::export(self.0, serializer)
-    }
-}
-
 impl Serialize for SharedMemory {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut s = serializer.serialize_struct("SharedMemory", 3)?;
-        s.serialize_field("fd", &ExportFd(self.fd.as_fd()))?;
+        s.serialize_field("fd", &Exported(self.fd.as_fd()))?;
         s.serialize_field("size", &self.size)?;
         s.serialize_field("name", &self.name)?;
         s.end()

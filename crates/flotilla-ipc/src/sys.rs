@@ -54,27 +54,13 @@ pub(crate) fn write_all(
             iov.push(IoSlice::new(&b[skip..]));
             skip = 0;
         }
-        let result = if socket {
-            let rights = [ControlMessage::ScmRights(fds)];
-            let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
-            nix::sys::socket::sendmsg::<()>(
-                fd.as_raw_fd(),
-                &iov,
-                cmsgs,
-                MsgFlags::MSG_NOSIGNAL,
-                None,
-            )
-        } else {
-            nix::sys::uio::writev(fd, &iov)
-        };
-        match result {
-            Ok(n) => {
+        match write_some(fd, socket, &iov, fds)? {
+            Some(n) => {
                 written += n;
                 fds = &[];
             }
-            Err(Errno::EINTR) => {}
-            Err(Errno::EPIPE | Errno::ECONNRESET) => return Err(Error::Eof),
-            Err(e) => return Err(Error::os("send", e)),
+            // Only a descriptor in non-blocking mode says "not now": an error here.
+            None => return Err(Error::os("send", Errno::EAGAIN)),
         }
     }
     Ok(())
@@ -108,11 +94,7 @@ pub(crate) fn read_exact(
             Ok(n) => filled += n,
             Err(Errno::EINTR) => {}
             Err(Errno::ECONNRESET) => return Err(Error::Eof),
-            Err(Errno::EMSGSIZE) => {
-                return Err(Error::Malformed(format!(
-                    "more than {MAX_FDS_PER_MESSAGE} descriptors arrived with one message"
-                )));
-            }
+            Err(Errno::EMSGSIZE) => return Err(too_many_fds()),
             Err(e) => return Err(Error::os("read", e)),
         }
     }
@@ -148,6 +130,13 @@ fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], sink: &mut FdSink) -> nix::
     Ok(msg.bytes)
 }
 
+/// What [`recv_with_fds`]'s `EMSGSIZE` means to the receiver.
+fn too_many_fds() -> Error {
+    Error::Malformed(format!(
+        "more than {MAX_FDS_PER_MESSAGE} descriptors arrived with one message"
+    ))
+}
+
 /// One read without blocking (the descriptor is in non-blocking mode): `Ok(None)` when
 /// nothing is there yet, `Ok(Some(0))` at end of file. Descriptors that arrive with the
 /// data are appended to `sink` (on a socket).
@@ -168,36 +157,34 @@ pub(crate) fn read_some(
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => Ok(None),
             Err(Errno::ECONNRESET) => Ok(Some(0)),
-            Err(Errno::EMSGSIZE) => Err(Error::Malformed(format!(
-                "more than {MAX_FDS_PER_MESSAGE} descriptors arrived with one message"
-            ))),
+            Err(Errno::EMSGSIZE) => Err(too_many_fds()),
             Err(e) => Err(Error::os("read", e)),
         };
     }
 }
 
-/// One write of as much of `bufs` as fits without blocking; `fds` travel with its first
-/// byte (on a socket). `Ok(None)` when nothing could be written yet.
+/// One write of as much of `iov` as fits without blocking (retried on EINTR); `fds`
+/// travel with its first byte (on a socket). `Ok(None)` when nothing could be written
+/// yet.
 pub(crate) fn write_some(
     fd: BorrowedFd<'_>,
     socket: bool,
-    bufs: &[&[u8]],
+    iov: &[IoSlice<'_>],
     fds: &[RawFd],
 ) -> Result<Option<usize>, Error> {
-    let iov: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
     loop {
         let result = if socket {
             let rights = [ControlMessage::ScmRights(fds)];
             let cmsgs: &[ControlMessage<'_>] = if fds.is_empty() { &[] } else { &rights };
             nix::sys::socket::sendmsg::<()>(
                 fd.as_raw_fd(),
-                &iov,
+                iov,
                 cmsgs,
                 MsgFlags::MSG_NOSIGNAL,
                 None,
             )
         } else {
-            nix::sys::uio::writev(fd, &iov)
+            nix::sys::uio::writev(fd, iov)
         };
         return match result {
             Ok(n) => Ok(Some(n)),
@@ -207,6 +194,29 @@ pub(crate) fn write_some(
             Err(e) => Err(Error::os("send", e)),
         };
     }
+}
+
+/// The `CLOCK_MONOTONIC` time `after` from now, as the absolute `timespec` that the calls
+/// taking deadlines on that clock want (`futex_waitv`, `pthread_mutex_clocklock`);
+/// `Ok(None)` when it lies beyond what a `timespec` holds, which is as good as never.
+pub(crate) fn monotonic_after(after: Duration) -> nix::Result<Option<libc::timespec>> {
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)?;
+    let sum = || {
+        let mut sec = now
+            .tv_sec()
+            .checked_add(libc::time_t::try_from(after.as_secs()).ok()?)?;
+        // Both below one billion, so the sum fits in every `c_long`, 32-bit ones too.
+        let mut nsec = now.tv_nsec() + after.subsec_nanos() as libc::c_long;
+        if nsec >= 1_000_000_000 {
+            nsec -= 1_000_000_000;
+            sec = sec.checked_add(1)?;
+        }
+        Some(libc::timespec {
+            tv_sec: sec,
+            tv_nsec: nsec,
+        })
+    };
+    Ok(sum())
 }
 
 /// Puts `fd`'s open file description in (or out of) non-blocking mode.

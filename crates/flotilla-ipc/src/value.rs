@@ -34,22 +34,12 @@ const _: () = assert!(RawMutex::SIZE <= DATA);
 
 /// What `Value` and `Array` share: a segment, an optional lock at its head, and `len`
 /// elements after it.
+#[derive(Clone)]
 struct Shared<T> {
     shm: Arc<SharedMemory>,
     lock: Option<RLock>,
     len: usize,
     _elements: PhantomData<T>,
-}
-
-impl<T> Clone for Shared<T> {
-    fn clone(&self) -> Self {
-        Shared {
-            shm: Arc::clone(&self.shm),
-            lock: self.lock.clone(),
-            len: self.len,
-            _elements: PhantomData,
-        }
-    }
 }
 
 impl<T: Element> Shared<T> {
@@ -157,13 +147,20 @@ impl<T: Element> Shared<T> {
         }
     }
 
-    fn section(
-        &self,
+    /// Holds the lock for a locked section, the held lock wrapped by `guard` (also when
+    /// the previous holder died): `Value::lock` and `Array::lock`.
+    fn section<'a, G>(
+        &'a self,
         timeout: Option<Duration>,
-    ) -> Result<RLockGuard<'_>, AcquireError<RLockGuard<'_>>> {
-        match &self.lock {
+        guard: impl FnOnce(&'a Self, RLockGuard<'a>) -> G,
+    ) -> Result<G, AcquireError<G>> {
+        let held = match &self.lock {
             None => Err(AcquireError::Failed(Error::NoLock)),
             Some(lock) => lock.acquire(timeout),
+        };
+        match held {
+            Ok(held) => Ok(guard(self, held)),
+            Err(e) => Err(e.map(|held| guard(self, held))),
         }
     }
 
@@ -171,17 +168,23 @@ impl<T: Element> Shared<T> {
         (0..self.len).map(|i| self.load(i)).collect()
     }
 
-    fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {
-        if values.len() != self.len {
-            return Err(Error::LengthMismatch {
+    fn check_len(&self, values: &[T]) -> Result<(), Error> {
+        if values.len() == self.len {
+            Ok(())
+        } else {
+            Err(Error::LengthMismatch {
                 got: values.len(),
                 len: self.len,
-            });
+            })
         }
+    }
+
+    /// Stores `values`, which must have `len` elements.
+    fn store_all(&self, values: &[T]) {
+        debug_assert_eq!(values.len(), self.len);
         for (i, &v) in values.iter().enumerate() {
             self.store(i, v);
         }
-        Ok(())
     }
 }
 
@@ -267,16 +270,9 @@ impl<'de, T: Element> Deserialize<'de> for Shared<T> {
 /// n.fetch_add(1);
 /// assert_eq!(n.load(), 2);
 /// ```
+#[derive(Clone)]
 pub struct Value<T: Element> {
     shared: Shared<T>,
-}
-
-impl<T: Element> Clone for Value<T> {
-    fn clone(&self) -> Self {
-        Value {
-            shared: self.shared.clone(),
-        }
-    }
 }
 
 impl<T: Element> Value<T> {
@@ -387,14 +383,8 @@ impl<T: Element> Value<T> {
         &self,
         timeout: Option<Duration>,
     ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
-        let wrap = |held| ValueGuard {
-            shared: &self.shared,
-            _held: held,
-        };
-        match self.shared.section(timeout) {
-            Ok(held) => Ok(wrap(held)),
-            Err(e) => Err(e.map(wrap)),
-        }
+        self.shared
+            .section(timeout, |shared, _held| ValueGuard { shared, _held })
     }
 
     /// The value's address in this process's mapping, for access by atomics or volatile
@@ -579,16 +569,9 @@ impl<T: Element> fmt::Debug for ValueGuard<'_, T> {
 /// drop(section);
 /// assert_eq!(a.to_vec().unwrap(), [10, 3, 2]);
 /// ```
+#[derive(Clone)]
 pub struct Array<T: Element> {
     shared: Shared<T>,
-}
-
-impl<T: Element> Clone for Array<T> {
-    fn clone(&self) -> Self {
-        Array {
-            shared: self.shared.clone(),
-        }
-    }
 }
 
 impl<T: Element> Array<T> {
@@ -622,7 +605,7 @@ impl<T: Element> Array<T> {
     /// ```
     pub fn from_slice(values: &[T]) -> Result<Self, Error> {
         let array = Self::new(values.len())?;
-        array.shared.copy_from_slice(values)?;
+        array.shared.store_all(values);
         Ok(array)
     }
 
@@ -655,7 +638,7 @@ impl<T: Element> Array<T> {
     /// ```
     pub fn raw_from_slice(values: &[T]) -> Result<Self, Error> {
         let array = Self::raw(values.len())?;
-        array.shared.copy_from_slice(values)?;
+        array.shared.store_all(values);
         Ok(array)
     }
 
@@ -743,14 +726,10 @@ impl<T: Element> Array<T> {
     /// assert!(a.copy_from_slice(&[1]).is_err());
     /// ```
     pub fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {
-        if values.len() != self.shared.len {
-            return Err(Error::LengthMismatch {
-                got: values.len(),
-                len: self.shared.len,
-            });
-        }
+        self.shared.check_len(values)?;
         let _held = self.shared.enter()?;
-        self.shared.copy_from_slice(values)
+        self.shared.store_all(values);
+        Ok(())
     }
 
     /// The array's recursive lock (Python's `get_lock()`); `None` for a raw array.
@@ -790,14 +769,8 @@ impl<T: Element> Array<T> {
         &self,
         timeout: Option<Duration>,
     ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
-        let wrap = |held| ArrayGuard {
-            shared: &self.shared,
-            _held: held,
-        };
-        match self.shared.section(timeout) {
-            Ok(held) => Ok(wrap(held)),
-            Err(e) => Err(e.map(wrap)),
-        }
+        self.shared
+            .section(timeout, |shared, _held| ArrayGuard { shared, _held })
     }
 
     /// The first element's address in this process's mapping, for access by atomics or
@@ -919,7 +892,9 @@ impl<T: Element> ArrayGuard<'_, T> {
     /// assert_eq!(a.to_vec().unwrap(), [8, 9]);
     /// ```
     pub fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {
-        self.shared.copy_from_slice(values)
+        self.shared.check_len(values)?;
+        self.shared.store_all(values);
+        Ok(())
     }
 }
 
