@@ -1097,20 +1097,20 @@ impl Ring {
 
     /// Waits until every published message is marked done; `false` on the deadline.
     pub(crate) fn join(&self, deadline: Deadline) -> Result<bool, Error> {
+        let until = match deadline {
+            Deadline::Now => return Ok(self.unfinished() == 0),
+            Deadline::At(at) => Some(at),
+            Deadline::Never => None,
+        };
         let tasks = self.tasks();
         loop {
-            let until = match deadline {
-                Deadline::Now => None,
-                Deadline::At(at) => Some(Some(at)),
-                Deadline::Never => Some(None),
-            };
             tasks.joiners.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             let seen = tasks.seq.load(Ordering::SeqCst);
-            let outcome = match until {
-                _ if self.unfinished() == 0 => Ok(futex::Wake::Woken),
-                None => Ok(futex::Wake::TimedOut),
-                Some(until) => futex::wait(&tasks.seq, seen, until),
+            let outcome = if self.unfinished() == 0 {
+                Ok(futex::Wake::Woken)
+            } else {
+                futex::wait(&tasks.seq, seen, until)
             };
             tasks.joiners.fetch_sub(1, Ordering::SeqCst);
             match outcome {
