@@ -4,7 +4,9 @@
 //!
 //! Each is a loop of a non-blocking try and an await of the word that try's failure
 //! waits on (data, room, or `task_done`), made *before* the try, so a change between
-//! the try and the await is not missed (see `readiness.rs`).
+//! the try and the await is not missed (see `readiness.rs`). The first try is made
+//! before any such future: an operation that need not wait touches no shared word but
+//! the ring's, and does not make the other side's commits wake it.
 //!
 //! Two cases still use a thread, by necessity rather than convenience: an item too long
 //! to fit in the ring at once must be streamed, which holds the producers' lock (a
@@ -68,15 +70,19 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     /// ```
     pub async fn put_async(&self, item: T) -> Result<(), PutError<T>> {
         let mut item = item;
+        let mut room = None;
         loop {
-            let room = self.ring.space_changed();
             match self.put_step(item) {
                 Step::Done => return Ok(()),
                 Step::Busy(back) => item = back,
                 Step::Stream(back) => return self.put_streamed(back).await,
                 Step::Refused(e) => return Err(e),
             }
-            room.await;
+            // Made before the try that just failed, so no room freed since is missed.
+            if let Some(room) = room.take() {
+                room.await;
+            }
+            room = Some(self.ring.space_changed());
         }
     }
 
@@ -161,15 +167,19 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// # }
     /// ```
     pub async fn get_async(&self) -> Result<T, GetError> {
+        let mut data = None;
         loop {
-            let data = self.ring.data_changed();
             match self.get_by(Deadline::Now) {
                 Ok(item) => return Ok(item),
                 Err(Refused::Busy) => {}
                 Err(Refused::Closed) => return Err(GetError::Closed),
                 Err(Refused::Failed(e)) => return Err(GetError::Failed(e)),
             }
-            data.await;
+            // As in `put_async`.
+            if let Some(data) = data.take() {
+                data.await;
+            }
+            data = Some(self.ring.data_changed());
         }
     }
 }
@@ -203,12 +213,16 @@ impl<T> JoinableQueue<T> {
     /// # }
     /// ```
     pub async fn join_async(&self) -> Result<(), Error> {
+        let mut done = None;
         loop {
-            let done = self.0.ring.tasks_changed();
             if self.0.ring.unfinished() == 0 {
                 return Ok(());
             }
-            done.await;
+            // As in `put_async`.
+            if let Some(done) = done.take() {
+                done.await;
+            }
+            done = Some(self.0.ring.tasks_changed());
         }
     }
 }

@@ -359,6 +359,20 @@ fn wake(seq: &AtomicU32, sleeps: &AtomicU32, waiting: &AtomicU32) {
     }
 }
 
+impl Signals {
+    /// After a commit of the writers' side: wakes the reader asleep for data and the
+    /// `async` gets, if there are any.
+    fn wake_readers(&self) {
+        wake(&self.data_seq, &self.reader_sleeps, &self.async_readers);
+    }
+
+    /// After a commit of the readers' side: wakes the writer asleep for room and the
+    /// `async` puts, if there are any.
+    fn wake_writers(&self) {
+        wake(&self.space_seq, &self.writer_sleeps, &self.async_writers);
+    }
+}
+
 /// Clears a sleep flag left set by a holder that died asleep; only the new holder of
 /// that side's lock may call it.
 fn clear(sleeps: &AtomicU32) {
@@ -702,6 +716,39 @@ impl Ring {
         }
     }
 
+    /// A writer's [`wait`](Self::wait) for room (or a close).
+    fn wait_for_room(
+        &self,
+        deadline: Deadline,
+        ready: &mut dyn FnMut() -> Result<bool, Error>,
+    ) -> Result<bool, Error> {
+        let signals = self.signals();
+        self.wait(
+            &signals.space_seq,
+            &signals.writer_sleeps,
+            deadline,
+            ready,
+            &mut || Ok(()),
+        )
+    }
+
+    /// A reader's [`wait`](Self::wait) for data (or a close), rescuing a dead writer's
+    /// message every [`SLICE`].
+    fn wait_for_data(
+        &self,
+        deadline: Deadline,
+        ready: &mut dyn FnMut() -> Result<bool, Error>,
+    ) -> Result<bool, Error> {
+        let signals = self.signals();
+        self.wait(
+            &signals.data_seq,
+            &signals.reader_sleeps,
+            deadline,
+            ready,
+            &mut || self.rescue_writer(),
+        )
+    }
+
     // -----------------------------------------------------------------------------------
     // Writing.
     // -----------------------------------------------------------------------------------
@@ -733,13 +780,7 @@ impl Ring {
                 let consumed = self.reader().msgs.load(Ordering::Acquire);
                 Ok(self.is_closed() || published.saturating_sub(consumed) < self.maxsize)
             };
-            let ready = self.wait(
-                &signals.space_seq,
-                &signals.writer_sleeps,
-                deadline,
-                &mut room,
-                &mut || Ok(()),
-            )?;
+            let ready = self.wait_for_room(deadline, &mut room)?;
             if !ready {
                 return Err(Refused::Busy);
             }
@@ -766,13 +807,7 @@ impl Ring {
                     free = self.free(head, true)?;
                     Ok(free >= want || (sent == 0 && self.is_closed()))
                 };
-                let ready = self.wait(
-                    &signals.space_seq,
-                    &signals.writer_sleeps,
-                    deadline,
-                    &mut room,
-                    &mut || Ok(()),
-                )?;
+                let ready = self.wait_for_room(deadline, &mut room)?;
                 if !ready {
                     if sent > 0 {
                         self.abort(head)?;
@@ -789,11 +824,7 @@ impl Ring {
                 // are free.
                 unsafe { self.write_chunk(head, first | LAST, rest, total) };
                 commit(writer, head + whole, published + 1, false);
-                wake(
-                    &signals.data_seq,
-                    &signals.reader_sleeps,
-                    &signals.async_readers,
-                );
+                signals.wake_readers();
                 return Ok(());
             }
             // Stream what fits, leaving room for an ABORT header; `free >= capacity / 2`
@@ -804,11 +835,7 @@ impl Ring {
             head += HEADER + n as u64;
             sent += n;
             commit(writer, head, published, true);
-            wake(
-                &signals.data_seq,
-                &signals.reader_sleeps,
-                &signals.async_readers,
-            );
+            signals.wake_readers();
         }
     }
 
@@ -822,12 +849,7 @@ impl Ring {
         unsafe { self.write_chunk(head, ABORT, &[], 0) };
         let published = writer.msgs.load(Ordering::Relaxed);
         commit(writer, head + HEADER, published, false);
-        let signals = self.signals();
-        wake(
-            &signals.data_seq,
-            &signals.reader_sleeps,
-            &signals.async_readers,
-        );
+        self.signals().wake_readers();
         Ok(())
     }
 
@@ -854,12 +876,7 @@ impl Ring {
             tracing::warn!("a producer died while publishing; its message is published");
             apply(writer, pos, msgs, open);
             writer.pending.store(0, Ordering::Release);
-            let signals = self.signals();
-            wake(
-                &signals.data_seq,
-                &signals.reader_sleeps,
-                &signals.async_readers,
-            );
+            self.signals().wake_readers();
         }
         if writer.open.load(Ordering::Acquire) != 0 {
             tracing::warn!("a producer died in the middle of a message; it is discarded");
@@ -917,13 +934,8 @@ impl Ring {
                     head = self.head(tail, true)?;
                     Ok(head != tail || (!open && self.is_closed()))
                 };
-                let ready = self.wait(
-                    &signals.data_seq,
-                    &signals.reader_sleeps,
-                    if open { Deadline::Never } else { deadline },
-                    &mut data,
-                    &mut || self.rescue_writer(),
-                )?;
+                let ready =
+                    self.wait_for_data(if open { Deadline::Never } else { deadline }, &mut data)?;
                 if head == tail {
                     if !ready {
                         return Err(Refused::Busy);
@@ -953,11 +965,7 @@ impl Ring {
                 // The writer gave up on (or died in) the message we were reading.
                 tail += chunk;
                 commit(reader, tail, consumed, false);
-                wake(
-                    &signals.space_seq,
-                    &signals.writer_sleeps,
-                    &signals.async_writers,
-                );
+                signals.wake_writers();
                 (open, skipping) = (false, false);
                 out.clear();
                 continue;
@@ -1002,11 +1010,7 @@ impl Ring {
             if flags & LAST != 0 {
                 consumed += 1;
                 commit(reader, tail, consumed, false);
-                wake(
-                    &signals.space_seq,
-                    &signals.writer_sleeps,
-                    &signals.async_writers,
-                );
+                signals.wake_writers();
                 if skipping {
                     (open, skipping) = (false, false);
                     continue;
@@ -1014,11 +1018,7 @@ impl Ring {
                 return Ok(());
             }
             commit(reader, tail, consumed, true);
-            wake(
-                &signals.space_seq,
-                &signals.writer_sleeps,
-                &signals.async_writers,
-            );
+            signals.wake_writers();
         }
     }
 
@@ -1048,12 +1048,7 @@ impl Ring {
             }
             apply(reader, pos, msgs, open);
             reader.pending.store(0, Ordering::Release);
-            let signals = self.signals();
-            wake(
-                &signals.space_seq,
-                &signals.writer_sleeps,
-                &signals.async_writers,
-            );
+            self.signals().wake_writers();
         }
         clear(&self.signals().reader_sleeps);
         let open = reader.open.load(Ordering::Acquire) != 0;
@@ -1102,20 +1097,20 @@ impl Ring {
 
     /// Waits until every published message is marked done; `false` on the deadline.
     pub(crate) fn join(&self, deadline: Deadline) -> Result<bool, Error> {
+        let until = match deadline {
+            Deadline::Now => return Ok(self.unfinished() == 0),
+            Deadline::At(at) => Some(at),
+            Deadline::Never => None,
+        };
         let tasks = self.tasks();
         loop {
-            let until = match deadline {
-                Deadline::Now => None,
-                Deadline::At(at) => Some(Some(at)),
-                Deadline::Never => Some(None),
-            };
             tasks.joiners.fetch_add(1, Ordering::SeqCst);
             fence(Ordering::SeqCst);
             let seen = tasks.seq.load(Ordering::SeqCst);
-            let outcome = match until {
-                _ if self.unfinished() == 0 => Ok(futex::Wake::Woken),
-                None => Ok(futex::Wake::TimedOut),
-                Some(until) => futex::wait(&tasks.seq, seen, until),
+            let outcome = if self.unfinished() == 0 {
+                Ok(futex::Wake::Woken)
+            } else {
+                futex::wait(&tasks.seq, seen, until)
             };
             tasks.joiners.fetch_sub(1, Ordering::SeqCst);
             match outcome {

@@ -113,14 +113,11 @@ impl Barrier {
     /// ```
     pub fn new(parties: usize) -> Result<Self, Error> {
         let parties = to_u32(parties, "a barrier of")?.max(1);
-        let mut mutex = None;
-        let segment = Segment::new(Kind::Barrier, |s| {
+        let (segment, mutex) = Segment::new(Kind::Barrier, |s| {
             s.u32_at(PARTIES).store(parties, Ordering::Relaxed);
             // SAFETY: the segment was created just now and has not been shared.
-            mutex = Some(unsafe { RawMutex::init(Arc::clone(&s.shm), Segment::MUTEX, false) }?);
-            Ok(())
+            unsafe { RawMutex::init(Arc::clone(&s.shm), Segment::MUTEX, false) }
         })?;
-        let mutex = mutex.ok_or_else(|| Error::InvalidSegment("no barrier mutex".into()))?;
         Ok(Barrier {
             segment,
             mutex,

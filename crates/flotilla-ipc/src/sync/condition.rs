@@ -171,9 +171,10 @@ impl Condition {
     /// # drop(guard);
     /// ```
     pub fn with_lock(lock: impl Into<ConditionLock>) -> Result<Self, Error> {
+        let (segment, ()) = Segment::new(Kind::Condition, |_| Ok(()))?;
         Ok(Condition {
             lock: lock.into(),
-            segment: Segment::new(Kind::Condition, |_| Ok(()))?,
+            segment,
         })
     }
 

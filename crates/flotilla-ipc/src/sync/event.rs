@@ -62,9 +62,8 @@ impl Event {
     /// assert!(!event.is_set());
     /// ```
     pub fn new() -> Result<Self, Error> {
-        Ok(Event {
-            segment: Segment::new(Kind::Event, |_| Ok(()))?,
-        })
+        let (segment, ()) = Segment::new(Kind::Event, |_| Ok(()))?;
+        Ok(Event { segment })
     }
 
     fn state(&self) -> &AtomicU32 {

@@ -107,17 +107,20 @@ impl Segment {
     const MUTEX: usize = 64;
     const MAGIC: usize = 0;
 
-    /// A new segment for `kind`; `init` fills its words before the magic marks it
-    /// complete (rule 1).
-    fn new(kind: Kind, init: impl FnOnce(&Segment) -> Result<(), Error>) -> Result<Self, Error> {
+    /// A new segment for `kind`; `init` fills its words (and returns what else it made
+    /// in the segment) before the magic marks it complete (rule 1).
+    fn new<R>(
+        kind: Kind,
+        init: impl FnOnce(&Segment) -> Result<R, Error>,
+    ) -> Result<(Self, R), Error> {
         let segment = Segment {
             shm: Arc::new(SharedMemory::new(Self::SIZE)?),
         };
-        init(&segment)?;
+        let made = init(&segment)?;
         segment
             .u32_at(Self::MAGIC)
             .store(kind.magic(), Ordering::Release);
-        Ok(segment)
+        Ok((segment, made))
     }
 
     /// A segment received from another process, which must hold `kind`.

@@ -31,11 +31,18 @@ struct Inner {
 }
 
 impl Inner {
-    fn new(kind: Kind, value: usize, bound: u32) -> Result<Self, Error> {
+    /// A counter at `value`, bounded by it for a [`BoundedSemaphore`], by `u32::MAX`
+    /// otherwise.
+    fn new(kind: Kind, value: usize) -> Result<Self, Error> {
         let value = to_u32(value, "a semaphore value of")?;
-        let segment = Segment::new(kind, |s| {
+        let bound = if kind == Kind::BoundedSemaphore {
+            value
+        } else {
+            u32::MAX
+        };
+        let (segment, ()) = Segment::new(kind, |s| {
             s.u32_at(VALUE).store(value, Ordering::Relaxed);
-            s.u32_at(BOUND).store(bound.max(value), Ordering::Relaxed);
+            s.u32_at(BOUND).store(bound, Ordering::Relaxed);
             Ok(())
         })?;
         Ok(Inner { segment })
@@ -266,7 +273,7 @@ impl Semaphore {
     /// ```
     pub fn new(value: usize) -> Result<Self, Error> {
         Ok(Semaphore {
-            inner: Inner::new(Kind::Semaphore, value, u32::MAX)?,
+            inner: Inner::new(Kind::Semaphore, value)?,
         })
     }
 
@@ -334,9 +341,8 @@ impl BoundedSemaphore {
     /// assert_eq!((sem.value(), sem.bound()), (3, 3));
     /// ```
     pub fn new(value: usize) -> Result<Self, Error> {
-        let bound = to_u32(value, "a semaphore value of")?;
         Ok(BoundedSemaphore {
-            inner: Inner::new(Kind::BoundedSemaphore, value, bound)?,
+            inner: Inner::new(Kind::BoundedSemaphore, value)?,
         })
     }
 

@@ -185,17 +185,13 @@ fn close_lets_readers_drain_then_refuses() {
     assert!(matches!(get(&ring, Deadline::Now), Err(Refused::Closed)));
 
     // A reader asleep is woken by the close.
-    let ring = ring_for_wake();
+    let ring = self::ring(4096, 0);
     std::thread::scope(|s| {
         let reader = s.spawn(|| get(&ring, Deadline::Never));
         std::thread::sleep(Duration::from_millis(20));
         ring.close();
         assert!(matches!(reader.join().unwrap(), Err(Refused::Closed)));
     });
-}
-
-fn ring_for_wake() -> Ring {
-    ring(4096, 0)
 }
 
 /// Takes the write lock on a thread that then ends holding it, after `work`: the robust
