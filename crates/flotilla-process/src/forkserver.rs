@@ -17,7 +17,7 @@
 //! This process-wide singleton lives here and only here; `state` holds the handle.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -142,14 +142,10 @@ pub(crate) fn serve(control: Connection) -> ! {
     let mut children: HashMap<i32, (Connection, bool)> = HashMap::new();
     loop {
         let watched = [control.as_fd(), sigfd.as_fd()];
-        let (control_ready, child_ended) = match flotilla_ipc::wait(&watched, None) {
-            Ok(ready) => {
-                let is =
-                    |fd: &BorrowedFd<'_>| ready.iter().any(|r| r.as_raw_fd() == fd.as_raw_fd());
-                (is(&watched[0]), is(&watched[1]))
-            }
-            Err(_) => continue,
+        let Ok(ready) = sys::wait_readable(&watched, None) else {
+            continue;
         };
+        let (control_ready, child_ended) = (ready.contains(&0), ready.contains(&1));
         if child_ended {
             while let Ok(Some(_)) = sigfd.read_signal() {}
             for (pid, code) in sys::reap_any() {

@@ -24,7 +24,7 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -43,6 +43,7 @@ use crate::boot;
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
 use crate::process::Process;
+use crate::sys;
 
 /// How many tasks a worker may have in flight: one running, one waiting beside it.
 pub const PIPELINE: usize = 2;
@@ -798,27 +799,11 @@ impl Manager {
 
     /// Sleeps until a submission, an answer, or a worker's end; handles what came.
     fn wait_for_events(&mut self) {
-        let mut fds = vec![std::os::fd::AsFd::as_fd(&self.wake)];
-        fds.extend(
-            self.workers
-                .iter()
-                .map(|w| std::os::fd::AsFd::as_fd(&w.conn)),
-        );
-        let ready: Vec<usize> = match flotilla_ipc::wait(&fds, None) {
-            Ok(ready) => {
-                let raw: Vec<_> = ready
-                    .iter()
-                    .map(|fd| std::os::fd::AsRawFd::as_raw_fd(*fd))
-                    .collect();
-                fds.iter()
-                    .enumerate()
-                    .filter(|(_, fd)| raw.contains(&std::os::fd::AsRawFd::as_raw_fd(*fd)))
-                    .map(|(i, _)| i)
-                    .collect()
-            }
-            Err(_) => return,
+        let mut fds = vec![self.wake.as_fd()];
+        fds.extend(self.workers.iter().map(|w| w.conn.as_fd()));
+        let Ok(ready) = sys::wait_readable(&fds, None) else {
+            return;
         };
-        drop(fds);
         if ready.contains(&0) {
             let mut buf = [0u8; 64];
             while self.wake.poll(Some(Duration::ZERO)).unwrap_or(false) {
