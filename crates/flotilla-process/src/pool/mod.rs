@@ -805,12 +805,11 @@ impl Manager {
             return;
         };
         if ready.contains(&0) {
+            // Drain the wake-ups; the first one is there (`wait` said so).
             let mut buf = [0u8; 64];
-            while self.wake.poll(Some(Duration::ZERO)).unwrap_or(false) {
-                if self.wake.recv_bytes_into(&mut buf).is_err() {
-                    break;
-                }
-            }
+            while self.wake.recv_bytes_into(&mut buf).is_ok()
+                && self.wake.poll(Some(Duration::ZERO)).unwrap_or(false)
+            {}
         }
         // Highest index first, so removing a dead worker keeps the others' indices.
         for &i in ready.iter().rev().filter(|&&i| i > 0) {
@@ -818,41 +817,47 @@ impl Manager {
         }
     }
 
-    /// Reads every answer worker `i` has sent; handles its end.
+    /// Reads every answer worker `i` has sent; handles its end. Called when its
+    /// connection is readable, so the first read does not wait for a frame to begin.
     fn read_answers(&mut self, i: usize) {
         loop {
             let worker = &mut self.workers[i];
-            match worker.conn.recv_frame_timeout(Some(Duration::ZERO)) {
-                Ok((bytes, fds)) => {
-                    let response = match Response::from_frame(bytes) {
-                        Some(r) => r,
-                        None => {
-                            tracing::error!(
-                                pid = std::process::id(),
-                                "a worker sent garbage; replacing it"
-                            );
-                            let _ = worker.process.kill();
-                            continue;
-                        }
-                    };
-                    let outcome = match response {
-                        Response::Ready => continue,
-                        Response::InitFailed(message) => {
-                            self.break_pool(format!("a worker's initializer failed: {message}"));
-                            return;
-                        }
-                        Response::Done(value) => Ok((value, fds)),
-                        Response::Panicked(message) => Err(TaskError::Panicked { message }),
-                        Response::Failed(message) => Err(TaskError::Remote {
-                            message,
-                            backtrace: None,
-                        }),
-                    };
-                    if let Some(job) = worker.inflight.pop_front() {
-                        job.sink.finish(outcome);
-                    }
+            let (bytes, fds) = match worker.conn.recv_frame() {
+                Ok(frame) => frame,
+                Err(_) => {
+                    self.worker_ended(i);
+                    return;
                 }
-                Err(flotilla_ipc::Error::Timeout(_)) => return,
+            };
+            let outcome = match Response::from_frame(bytes) {
+                None => {
+                    tracing::error!(
+                        pid = std::process::id(),
+                        "a worker sent garbage; replacing it"
+                    );
+                    let _ = worker.process.kill();
+                    None
+                }
+                Some(Response::Ready) => None,
+                Some(Response::InitFailed(message)) => {
+                    self.break_pool(format!("a worker's initializer failed: {message}"));
+                    return;
+                }
+                Some(Response::Done(value)) => Some(Ok((value, fds))),
+                Some(Response::Panicked(message)) => Some(Err(TaskError::Panicked { message })),
+                Some(Response::Failed(message)) => Some(Err(TaskError::Remote {
+                    message,
+                    backtrace: None,
+                })),
+            };
+            if let Some(outcome) = outcome {
+                if let Some(job) = worker.inflight.pop_front() {
+                    job.sink.finish(outcome);
+                }
+            }
+            match worker.conn.poll(Some(Duration::ZERO)) {
+                Ok(true) => {}
+                Ok(false) => return,
                 Err(_) => {
                     self.worker_ended(i);
                     return;
