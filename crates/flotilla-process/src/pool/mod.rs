@@ -146,11 +146,23 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Wakes the manager for a new task, if it sleeps with room to dispatch one.
     fn wake_manager(&self) {
         if self.sleeping.swap(false, Ordering::AcqRel) {
-            // A full socket already holds a wake-up; nothing more is needed.
-            let _ = self.wake.send_bytes(&[1]);
+            self.send_wake();
         }
+    }
+
+    /// Wakes the manager whatever it waits for: for a request it must act on even when
+    /// no task could be dispatched (a stop, a shutdown).
+    fn alert_manager(&self) {
+        self.sleeping.store(false, Ordering::Release);
+        self.send_wake();
+    }
+
+    fn send_wake(&self) {
+        // A full socket already holds a wake-up; nothing more is needed.
+        let _ = self.wake.send_bytes(&[1]);
     }
 
     fn submit_job(&self, job: Job) -> Result<(), TaskError> {
@@ -484,8 +496,7 @@ impl ProcessPoolExecutor {
             return true;
         }
         self.shared.lock().stops.push(future.id());
-        self.shared.sleeping.store(true, Ordering::Release);
-        self.shared.wake_manager();
+        self.shared.alert_manager();
         true
     }
 
@@ -528,8 +539,7 @@ impl ProcessPoolExecutor {
         for job in cancelled {
             job.sink.cancel();
         }
-        self.shared.sleeping.store(true, Ordering::Release);
-        self.shared.wake_manager();
+        self.shared.alert_manager();
         if wait {
             let handle = self
                 .manager
