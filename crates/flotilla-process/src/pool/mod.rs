@@ -898,15 +898,12 @@ impl Manager {
             // Killed on purpose. The task it held is the one to stop — unless that one
             // finished just before the kill and the next had started: that one did
             // nothing wrong, so it goes back to run again, with the rest.
-            let mut queue = self.shared.lock();
-            while let Some(job) = worker.inflight.pop_back() {
-                queue.jobs.push_front(job);
-            }
             if held.sink.id() == stopped {
-                drop(queue);
+                self.requeue(worker.inflight);
                 held.sink.finish(Err(TaskError::Cancelled));
             } else {
-                queue.jobs.push_front(held);
+                worker.inflight.push_front(held);
+                self.requeue(worker.inflight);
             }
             return;
         }
@@ -918,11 +915,7 @@ impl Manager {
         match self.on_death {
             WorkerDeath::FailTask => {
                 held.sink.finish(Err(TaskError::WorkerDied { reason }));
-                // The tasks queued behind it never started: they go back, in order.
-                let mut queue = self.shared.lock();
-                while let Some(job) = worker.inflight.pop_back() {
-                    queue.jobs.push_front(job);
-                }
+                self.requeue(worker.inflight);
             }
             WorkerDeath::BreakPool => {
                 held.sink.finish(Err(TaskError::WorkerDied {
@@ -935,6 +928,15 @@ impl Manager {
                 }
                 self.break_pool(format!("a worker died: {reason}"));
             }
+        }
+    }
+
+    /// Puts tasks a worker held but never started back at the front of the queue, in
+    /// order.
+    fn requeue(&self, jobs: VecDeque<Job>) {
+        let mut queue = self.shared.lock();
+        for job in jobs.into_iter().rev() {
+            queue.jobs.push_front(job);
         }
     }
 
