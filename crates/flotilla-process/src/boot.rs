@@ -267,8 +267,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let entry: Entry = trampoline::<F, A, R>;
-    (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
+    offset_of(trampoline::<F, A, R>)
 }
 
 /// The entry that applies target type `F` to every item of a `Vec<A>` (a map chunk),
@@ -279,25 +278,12 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let entry: Entry = chunk_trampoline::<F, A, R>;
-    (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
+    offset_of(chunk_trampoline::<F, A, R>)
 }
 
-/// Like [`trampoline`], over a chunk: decodes `Vec<A>`, encodes `Vec<R>`.
-fn chunk_trampoline<F, A, R>(
-    args: &[u8],
-    fds: Vec<OwnedFd>,
-) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
-where
-    F: Fn(A) -> R + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    let items: Vec<A> = handle::decode(args, fds)
-        .map_err(|e| format!("the arguments could not be decoded: {e}"))?;
-    let target: F = conjure::<F>();
-    let values: Vec<R> = items.into_iter().map(target).collect();
-    handle::encode(&values).map_err(|e| format!("the return value could not be encoded: {e}"))
+/// `entry` as an offset from [`entry_base`]: what [`entry_at`] turns back into it.
+fn offset_of(entry: Entry) -> usize {
+    (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
 }
 
 /// A value of the zero-sized, inhabited target type `F`.
@@ -322,9 +308,36 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
+    call(args, fds, conjure::<F>())
+}
+
+/// Like [`trampoline`], over a chunk: decodes `Vec<A>`, encodes `Vec<R>`.
+fn chunk_trampoline<F, A, R>(
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
+where
+    F: Fn(A) -> R + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    call(args, fds, |items: Vec<A>| {
+        items.into_iter().map(conjure::<F>()).collect::<Vec<R>>()
+    })
+}
+
+/// An entry's body: decodes the arguments, calls `target` on them, encodes its value.
+fn call<A, R>(
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+    target: impl FnOnce(A) -> R,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
     let args: A = handle::decode(args, fds)
         .map_err(|e| format!("the arguments could not be decoded: {e}"))?;
-    let target: F = conjure::<F>();
     let value = target(args);
     handle::encode(&value).map_err(|e| format!("the return value could not be encoded: {e}"))
 }
