@@ -28,7 +28,7 @@
 //! different build.
 
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,13 +44,13 @@ use crate::state::{self, ProcessInfo};
 use crate::sys;
 
 /// The environment variable that marks a flotilla worker, and its role.
-pub(crate) const ROLE_VAR: &str = "FLOTILLA_WORKER";
+const ROLE_VAR: &str = "FLOTILLA_WORKER";
 /// Role: run the one task that arrives on the bootstrap socket.
 pub(crate) const ROLE_TASK: &str = "task";
 /// Role: be the forkserver, serving requests on the bootstrap socket.
 pub(crate) const ROLE_FORKSERVER: &str = "forkserver";
 /// Where a spawned child finds its bootstrap socket.
-pub(crate) const BOOT_FD: RawFd = 3;
+const BOOT_FD: RawFd = 3;
 
 /// The first message a task child receives.
 #[derive(Debug, Serialize, Deserialize)]
@@ -121,6 +121,12 @@ fn is_socket(fd: RawFd) -> bool {
     let rc = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
     // SAFETY: fstat succeeded, so it filled the buffer.
     rc == 0 && (unsafe { stat.assume_init() }.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+}
+
+/// Starts a fresh copy of this program to take `role`, with `boot` as its bootstrap
+/// socket (at [`BOOT_FD`]; our copy is closed here); the child's pid.
+pub(crate) fn spawn(role: &str, boot: Connection) -> Result<i32, Error> {
+    sys::spawn_self(&[(ROLE_VAR, role.to_owned())], boot.as_fd(), BOOT_FD)
 }
 
 /// Refuses to start processes from a process that was started as a worker but has not

@@ -27,7 +27,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::{Deserialize, Serialize};
 
-use crate::boot::{self, BOOT_FD, ROLE_FORKSERVER, ROLE_VAR};
+use crate::boot::{self, ROLE_FORKSERVER};
 use crate::error::Error;
 use crate::state;
 use crate::sys;
@@ -50,12 +50,7 @@ pub(crate) struct ForkServer {
 impl ForkServer {
     fn start() -> Result<ForkServer, Error> {
         let (ours, theirs) = pipe(true)?;
-        let pid = sys::spawn_self(
-            &[(ROLE_VAR, ROLE_FORKSERVER.to_owned())],
-            theirs.as_fd(),
-            BOOT_FD,
-        )?;
-        drop(theirs);
+        let pid = boot::spawn(ROLE_FORKSERVER, theirs)?;
         // The server says hello once it runs, so a server that cannot start is an error
         // here, not a hang at the first request.
         match ours.recv_timeout::<u32>(Duration::from_secs(60)) {
