@@ -565,24 +565,6 @@ impl ProcessPoolExecutor {
         // `shutdown` wakes the manager, which sees `terminate`, and waits for it.
         self.shutdown(true, false);
     }
-
-    /// Queues `items` for the chunk entry `entry`, `chunksize` to a task; the chunks'
-    /// futures, in order.
-    pub(crate) fn submit_chunks<A, R>(
-        &self,
-        entry: usize,
-        items: &[A],
-        chunksize: usize,
-    ) -> Result<Vec<Future<Vec<R>>>, TaskError>
-    where
-        A: Serialize,
-        R: DeserializeOwned + Send + 'static,
-    {
-        items
-            .chunks(chunksize.max(1))
-            .map(|chunk| self.shared.submit_entry(entry, chunk))
-            .collect()
-    }
 }
 
 impl Drop for ProcessPoolExecutor {
