@@ -66,7 +66,11 @@ pub(crate) struct Boot {
 }
 
 /// A task's entry: decodes the arguments, runs the target, encodes the result.
-pub(crate) type Entry = fn(&[u8], Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), String>;
+pub(crate) type Entry = fn(&[u8], Vec<OwnedFd>) -> EntryResult;
+
+/// What an entry returns: the encoded value and its descriptors, or why the arguments
+/// or the value could not be decoded or encoded.
+pub(crate) type EntryResult = Result<(Vec<u8>, Vec<OwnedFd>), String>;
 
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -308,7 +312,7 @@ fn conjure<F>() -> F {
 }
 
 /// Decodes `A`, calls the zero-sized target `F`, encodes `R`.
-fn trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
+fn trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
 where
     F: Fn(A) -> R + 'static,
     A: DeserializeOwned,
@@ -318,10 +322,7 @@ where
 }
 
 /// Like [`trampoline`], over a chunk: decodes `Vec<A>`, encodes `Vec<R>`.
-fn chunk_trampoline<F, A, R>(
-    args: &[u8],
-    fds: Vec<OwnedFd>,
-) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
+fn chunk_trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
 where
     F: Fn(A) -> R + 'static,
     A: DeserializeOwned,
@@ -333,11 +334,7 @@ where
 }
 
 /// An entry's body: decodes the arguments, calls `target` on them, encodes its value.
-fn call<A, R>(
-    args: &[u8],
-    fds: Vec<OwnedFd>,
-    target: impl FnOnce(A) -> R,
-) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
+fn call<A, R>(args: &[u8], fds: Vec<OwnedFd>, target: impl FnOnce(A) -> R) -> EntryResult
 where
     A: DeserializeOwned,
     R: Serialize,
