@@ -28,7 +28,7 @@
 //! different build.
 
 use std::io::Write;
-use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,13 +44,13 @@ use crate::state::{self, ProcessInfo};
 use crate::sys;
 
 /// The environment variable that marks a flotilla worker, and its role.
-pub(crate) const ROLE_VAR: &str = "FLOTILLA_WORKER";
+const ROLE_VAR: &str = "FLOTILLA_WORKER";
 /// Role: run the one task that arrives on the bootstrap socket.
 pub(crate) const ROLE_TASK: &str = "task";
 /// Role: be the forkserver, serving requests on the bootstrap socket.
 pub(crate) const ROLE_FORKSERVER: &str = "forkserver";
 /// Where a spawned child finds its bootstrap socket.
-pub(crate) const BOOT_FD: RawFd = 3;
+const BOOT_FD: RawFd = 3;
 
 /// The first message a task child receives.
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,7 +66,11 @@ pub(crate) struct Boot {
 }
 
 /// A task's entry: decodes the arguments, runs the target, encodes the result.
-pub(crate) type Entry = fn(&[u8], Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), String>;
+pub(crate) type Entry = fn(&[u8], Vec<OwnedFd>) -> EntryResult;
+
+/// What an entry returns: the encoded value and its descriptors, or why the arguments
+/// or the value could not be decoded or encoded.
+pub(crate) type EntryResult = Result<(Vec<u8>, Vec<OwnedFd>), String>;
 
 #[used]
 #[unsafe(link_section = ".init_array")]
@@ -121,6 +125,12 @@ fn is_socket(fd: RawFd) -> bool {
     let rc = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
     // SAFETY: fstat succeeded, so it filled the buffer.
     rc == 0 && (unsafe { stat.assume_init() }.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+}
+
+/// Starts a fresh copy of this program to take `role`, with `boot` as its bootstrap
+/// socket (at [`BOOT_FD`]; our copy is closed here); the child's pid.
+pub(crate) fn spawn(role: &str, boot: Connection) -> Result<i32, Error> {
+    sys::spawn_self(&[(ROLE_VAR, role.to_owned())], boot.as_fd(), BOOT_FD)
 }
 
 /// Refuses to start processes from a process that was started as a worker but has not
@@ -267,8 +277,7 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let entry: Entry = trampoline::<F, A, R>;
-    (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
+    offset_of(trampoline::<F, A, R>)
 }
 
 /// The entry that applies target type `F` to every item of a `Vec<A>` (a map chunk),
@@ -279,25 +288,12 @@ where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let entry: Entry = chunk_trampoline::<F, A, R>;
-    (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
+    offset_of(chunk_trampoline::<F, A, R>)
 }
 
-/// Like [`trampoline`], over a chunk: decodes `Vec<A>`, encodes `Vec<R>`.
-fn chunk_trampoline<F, A, R>(
-    args: &[u8],
-    fds: Vec<OwnedFd>,
-) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
-where
-    F: Fn(A) -> R + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    let items: Vec<A> = handle::decode(args, fds)
-        .map_err(|e| format!("the arguments could not be decoded: {e}"))?;
-    let target: F = conjure::<F>();
-    let values: Vec<R> = items.into_iter().map(target).collect();
-    handle::encode(&values).map_err(|e| format!("the return value could not be encoded: {e}"))
+/// `entry` as an offset from [`entry_base`]: what [`entry_at`] turns back into it.
+fn offset_of(entry: Entry) -> usize {
+    (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
 }
 
 /// A value of the zero-sized, inhabited target type `F`.
@@ -316,15 +312,35 @@ fn conjure<F>() -> F {
 }
 
 /// Decodes `A`, calls the zero-sized target `F`, encodes `R`.
-fn trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), String>
+fn trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
 where
     F: Fn(A) -> R + 'static,
     A: DeserializeOwned,
     R: Serialize,
 {
+    call(args, fds, conjure::<F>())
+}
+
+/// Like [`trampoline`], over a chunk: decodes `Vec<A>`, encodes `Vec<R>`.
+fn chunk_trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
+where
+    F: Fn(A) -> R + 'static,
+    A: DeserializeOwned,
+    R: Serialize,
+{
+    call(args, fds, |items: Vec<A>| {
+        items.into_iter().map(conjure::<F>()).collect::<Vec<R>>()
+    })
+}
+
+/// An entry's body: decodes the arguments, calls `target` on them, encodes its value.
+fn call<A, R>(args: &[u8], fds: Vec<OwnedFd>, target: impl FnOnce(A) -> R) -> EntryResult
+where
+    A: DeserializeOwned,
+    R: Serialize,
+{
     let args: A = handle::decode(args, fds)
         .map_err(|e| format!("the arguments could not be decoded: {e}"))?;
-    let target: F = conjure::<F>();
     let value = target(args);
     handle::encode(&value).map_err(|e| format!("the return value could not be encoded: {e}"))
 }

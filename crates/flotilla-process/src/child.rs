@@ -7,7 +7,7 @@
 //! Waiting polls both, so a child writing a report larger than a socket buffer is read
 //! while it writes, and never blocks its own exit.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -126,9 +126,8 @@ impl Child {
             if let Some(results) = &status.results {
                 fds.push(results.as_fd());
             }
-            let ready = flotilla_ipc::wait(&fds, Some(slice))?;
-            let sentinel = self.sentinel().as_raw_fd();
-            let exited = ready.iter().any(|fd| fd.as_raw_fd() == sentinel);
+            let ready = sys::wait_readable(&fds, Some(slice))?;
+            let exited = ready.first() == Some(&0);
             if ready.len() > usize::from(exited) {
                 self.read_report(&mut status, None)?;
             }

@@ -17,7 +17,7 @@
 //! This process-wide singleton lives here and only here; `state` holds the handle.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::{Deserialize, Serialize};
 
-use crate::boot::{self, BOOT_FD, ROLE_FORKSERVER, ROLE_VAR};
+use crate::boot::{self, ROLE_FORKSERVER};
 use crate::error::Error;
 use crate::state;
 use crate::sys;
@@ -50,12 +50,7 @@ pub(crate) struct ForkServer {
 impl ForkServer {
     fn start() -> Result<ForkServer, Error> {
         let (ours, theirs) = pipe(true)?;
-        let pid = sys::spawn_self(
-            &[(ROLE_VAR, ROLE_FORKSERVER.to_owned())],
-            theirs.as_fd(),
-            BOOT_FD,
-        )?;
-        drop(theirs);
+        let pid = boot::spawn(ROLE_FORKSERVER, theirs)?;
         // The server says hello once it runs, so a server that cannot start is an error
         // here, not a hang at the first request.
         match ours.recv_timeout::<u32>(Duration::from_secs(60)) {
@@ -142,14 +137,10 @@ pub(crate) fn serve(control: Connection) -> ! {
     let mut children: HashMap<i32, (Connection, bool)> = HashMap::new();
     loop {
         let watched = [control.as_fd(), sigfd.as_fd()];
-        let (control_ready, child_ended) = match flotilla_ipc::wait(&watched, None) {
-            Ok(ready) => {
-                let is =
-                    |fd: &BorrowedFd<'_>| ready.iter().any(|r| r.as_raw_fd() == fd.as_raw_fd());
-                (is(&watched[0]), is(&watched[1]))
-            }
-            Err(_) => continue,
+        let Ok(ready) = sys::wait_readable(&watched, None) else {
+            continue;
         };
+        let (control_ready, child_ended) = (ready.contains(&0), ready.contains(&1));
         if child_ended {
             while let Ok(Some(_)) = sigfd.read_signal() {}
             for (pid, code) in sys::reap_any() {

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +12,7 @@ use flotilla_ipc::{Connection, handle, pipe};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::boot::{self, BOOT_FD, Boot, ROLE_TASK, ROLE_VAR};
+use crate::boot::{self, Boot, ROLE_TASK};
 use crate::child::{Child, ExitWatch, Outcome, Report};
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
@@ -228,53 +228,34 @@ where
     ///
     /// As for [`start_unchecked`](Self::start_unchecked).
     unsafe fn start_checked(self, single_threaded: bool) -> Result<Process<R>, Error> {
+        let FnTarget { f, args, entry, .. } = self.target;
+        if self.method == StartMethod::Fork {
+            // SAFETY: forwarded from this function's contract.
+            return unsafe { fork_child(self.name, self.daemon, single_threaded, move || f(args)) };
+        }
         let (name, parent) = prepare(self.name)?;
         let daemon = self.daemon;
-        let FnTarget { f, args, entry, .. } = self.target;
-        let child = match self.method {
-            // SAFETY: forwarded from this function's contract.
-            StartMethod::Fork => unsafe {
-                fork_child(name, daemon, parent, single_threaded, move || f(args))?
-            },
-            StartMethod::Spawn | StartMethod::ForkServer => {
-                let (ours, theirs) = pipe(true)?;
-                let (bytes, fds) = handle::encode(&args)?;
-                let boot = Boot {
-                    fingerprint: boot::fingerprint(),
-                    entry,
-                    args: bytes,
-                    name: name.clone(),
-                    daemon,
-                    parent: (parent.name, parent.pid),
-                };
-                let (pid, watch) = if self.method == StartMethod::Spawn {
-                    let pid = sys::spawn_self(
-                        &[(ROLE_VAR, ROLE_TASK.to_owned())],
-                        theirs.as_fd(),
-                        BOOT_FD,
-                    )?;
-                    drop(theirs);
-                    (
-                        pid,
-                        ExitWatch::Direct {
-                            pidfd: pidfd_or_reap(pid)?,
-                        },
-                    )
-                } else {
-                    let (pid, status) = forkserver::get()?.fork(daemon, theirs.into_fd())?;
-                    (
-                        pid,
-                        ExitWatch::Server {
-                            status,
-                            pidfd: sys::pidfd_open(pid).ok(),
-                        },
-                    )
-                };
-                send_boot(&ours, &boot, &fds)?;
-                Child::new(pid, name, daemon, watch, ours)
-            }
+        let (ours, theirs) = pipe(true)?;
+        let (bytes, fds) = handle::encode(&args)?;
+        let boot = Boot {
+            fingerprint: boot::fingerprint(),
+            entry,
+            args: bytes,
+            name: name.clone(),
+            daemon,
+            parent: (parent.name, parent.pid),
         };
-        Ok(register(child))
+        let (pid, watch) = if self.method == StartMethod::Spawn {
+            let pid = boot::spawn(ROLE_TASK, theirs)?;
+            let pidfd = pidfd_or_reap(pid)?;
+            (pid, ExitWatch::Direct { pidfd })
+        } else {
+            let (pid, status) = forkserver::get()?.fork(daemon, theirs.into_fd())?;
+            let pidfd = sys::pidfd_open(pid).ok();
+            (pid, ExitWatch::Server { status, pidfd })
+        };
+        send_boot(&ours, &boot, &fds)?;
+        Ok(register(Child::new(pid, name, daemon, watch, ours)))
     }
 }
 
@@ -289,11 +270,9 @@ where
     /// [`start_unchecked`](Self::start_unchecked).
     pub fn start(self) -> Result<Process<R>, Error> {
         ensure_single_threaded()?;
-        let (name, parent) = prepare(self.name)?;
         // SAFETY: this process has one thread (checked just above), so no lock can be
         // held by a thread missing from the child.
-        let child = unsafe { fork_child(name, self.daemon, parent, true, self.target.closure)? };
-        Ok(register(child))
+        unsafe { fork_child(self.name, self.daemon, true, self.target.closure) }
     }
 
     /// Forks without checking for other threads.
@@ -306,10 +285,8 @@ where
     /// Rust's stdout buffer when it ends, for that reason: end its output with a newline
     /// or flush it in the closure.
     pub unsafe fn start_unchecked(self) -> Result<Process<R>, Error> {
-        let (name, parent) = prepare(self.name)?;
         // SAFETY: forwarded from this function's contract.
-        let child = unsafe { fork_child(name, self.daemon, parent, false, self.target.closure)? };
-        Ok(register(child))
+        unsafe { fork_child(self.name, self.daemon, false, self.target.closure) }
     }
 }
 
@@ -368,22 +345,24 @@ extern "C" fn at_exit() {
     }
 }
 
-/// Forks a child that runs `body` and reports its value.
+/// Starts a process by forking: the child runs `body` and reports its value.
+/// `single_threaded` says whether the child may take the locks of this process's other
+/// threads (it has none) when it ends.
 ///
 /// # Safety
 ///
 /// See [`ProcessBuilder::start_unchecked`].
 unsafe fn fork_child<G, R>(
-    name: String,
+    name: Option<String>,
     daemon: bool,
-    parent: ProcessInfo,
     single_threaded: bool,
     body: G,
-) -> Result<Child, Error>
+) -> Result<Process<R>, Error>
 where
     G: FnOnce() -> R,
     R: Serialize,
 {
+    let (name, parent) = prepare(name)?;
     let (ours, theirs) = pipe(true)?;
     // SAFETY: forwarded from this function's contract: the child only runs `body` and
     // flotilla's own bootstrap, which takes no lock another thread could hold (the
@@ -409,15 +388,10 @@ where
         nix::unistd::ForkResult::Parent { child } => {
             drop(theirs);
             let pid = child.as_raw();
-            Ok(Child::new(
-                pid,
-                name,
-                daemon,
-                ExitWatch::Direct {
-                    pidfd: pidfd_or_reap(pid)?,
-                },
-                ours,
-            ))
+            let watch = ExitWatch::Direct {
+                pidfd: pidfd_or_reap(pid)?,
+            };
+            Ok(register(Child::new(pid, name, daemon, watch, ours)))
         }
     }
 }

@@ -12,7 +12,7 @@ use flotilla_core::TaskError;
 use flotilla_process::{Pool, StartMethod, get_context};
 use proptest::prelude::*;
 
-use common::dead;
+use common::wait_until_dead;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -134,14 +134,7 @@ fn terminate_stops_workers_at_once_and_fails_pending_work() {
         );
     }
     pool.join().unwrap();
-    let deadline = Instant::now() + LONG;
-    while !pids.iter().all(|&p| dead(p)) {
-        assert!(
-            Instant::now() < deadline,
-            "workers {pids:?} outlived terminate"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_dead(&pids, LONG, "workers outlived terminate");
 }
 
 #[test]

@@ -167,7 +167,10 @@ fn a_failing_initializer_breaks_the_pool_once() {
         .unwrap();
     let fut = pool.submit(square, 2).unwrap();
     match fut.result(Some(LONG)) {
-        Err(TaskError::Broken { reason }) => assert!(reason.contains("no database"), "{reason}"),
+        Err(TaskError::Broken { reason }) => {
+            assert!(reason.contains("no database"), "{reason}");
+            assert!(!reason.contains('\0'), "no internal marker: {reason:?}");
+        }
         other => panic!("unexpected {other:?}"),
     }
     assert!(pool.workers_started() <= 2, "not retried in a loop");

@@ -4,12 +4,12 @@ mod common;
 
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flotilla_ipc::{Connection, pipe};
 use flotilla_process::{Pool, ProcessPoolExecutor};
 
-use common::dead;
+use common::{wait_for_exit, wait_until_dead};
 
 const HELPER: &str = "FLOTILLA_POOL_SIGINT_HELPER";
 const LONG: Duration = Duration::from_secs(60);
@@ -66,22 +66,9 @@ fn ctrl_c_ends_a_program_mid_map_and_leaves_no_worker() {
         nix::sys::signal::Signal::SIGINT,
     )
     .unwrap();
-    let deadline = Instant::now() + LONG;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the program ignored Ctrl+C");
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_for_exit(&mut child, LONG, "the program ignored Ctrl+C");
     assert!(!status.success());
-    while !workers.iter().all(|&p| dead(p)) {
-        assert!(
-            Instant::now() < deadline,
-            "workers {workers:?} outlived Ctrl+C"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until_dead(&workers, LONG, "workers outlived Ctrl+C");
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     assert!(!stderr.contains("panicked"), "no flood of panics: {stderr}");

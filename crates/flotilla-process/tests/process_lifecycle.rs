@@ -10,11 +10,11 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flotilla_process::{StartMethod, get_context};
 
-use common::dead;
+use common::{dead, wait_for_exit, wait_until_dead};
 
 const HELPER: &str = "FLOTILLA_LIFECYCLE_HELPER";
 const LONG: Duration = Duration::from_secs(60);
@@ -93,30 +93,12 @@ fn pids(lines: &[String], tag: &str) -> Vec<i32> {
         .collect()
 }
 
-fn wait_until_dead(pids: &[i32]) {
-    let deadline = Instant::now() + LONG;
-    while !pids.iter().all(|&p| dead(p)) {
-        assert!(
-            Instant::now() < deadline,
-            "children {pids:?} still alive after {LONG:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn a_normal_exit_waits_for_workers_and_terminates_daemons() {
     let marker = std::env::temp_dir().join(format!("flotilla-lifecycle-{}", std::process::id()));
     let _ = std::fs::remove_file(&marker);
     let (mut helper, lines) = start_helper("exit", marker.to_str().unwrap());
-    let deadline = Instant::now() + LONG;
-    let status = loop {
-        if let Some(status) = helper.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the helper never exited");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_for_exit(&mut helper, LONG, "the helper never exited");
     let lines: Vec<String> = lines.try_iter().collect();
     assert!(status.success(), "helper failed: {lines:?}");
     assert_eq!(
@@ -127,7 +109,11 @@ fn a_normal_exit_waits_for_workers_and_terminates_daemons() {
     let _ = std::fs::remove_file(&marker);
     let daemons = pids(&lines, "DAEMON ");
     assert_eq!(daemons.len(), 2, "{lines:?}");
-    wait_until_dead(&daemons);
+    wait_until_dead(
+        &daemons,
+        LONG,
+        "daemonic children outlived their parent's exit",
+    );
 }
 
 #[test]
@@ -146,5 +132,9 @@ fn daemons_die_when_their_parent_is_sigkilled() {
     assert!(daemons.iter().all(|&p| !dead(p)));
     helper.kill().unwrap(); // SIGKILL: no exit handling runs
     helper.wait().unwrap();
-    wait_until_dead(&daemons);
+    wait_until_dead(
+        &daemons,
+        LONG,
+        "daemonic children outlived their SIGKILLed parent",
+    );
 }

@@ -155,6 +155,33 @@ impl Pool {
         Ok(())
     }
 
+    /// Queues `f` over the items, `chunksize` to a task (by default Python's choice: the
+    /// items spread over four chunks per worker); the chunks' futures, in order.
+    fn submit_chunks<F, I, R>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> Result<Vec<Future<Vec<R>>>, TaskError>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned,
+        R: Serialize + DeserializeOwned + Send + 'static,
+    {
+        self.check_open()?;
+        let _ = f;
+        let entry = boot::entry_of_chunk::<F, I::Item, R>();
+        let items: Vec<I::Item> = items.into_iter().collect();
+        let chunksize = chunksize
+            .unwrap_or_else(|| items.len().div_ceil(4 * self.executor.max_workers()))
+            .max(1);
+        items
+            .chunks(chunksize)
+            .map(|chunk| self.executor.shared.submit_entry(entry, chunk))
+            .collect()
+    }
+
     /// Runs `f(arg)` on a worker and waits for its value.
     pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R, TaskError>
     where
@@ -258,15 +285,7 @@ impl Pool {
         I::Item: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.check_open()?;
-        let _ = f;
-        let items: Vec<I::Item> = items.into_iter().collect();
-        let chunksize = chunksize
-            .unwrap_or_else(|| items.len().div_ceil(4 * self.executor.max_workers()).max(1));
-        let entry = boot::entry_of_chunk::<F, I::Item, R>();
-        let chunks = self
-            .executor
-            .submit_chunks::<_, R>(entry, &items, chunksize)?;
+        let chunks = self.submit_chunks(f, items, chunksize)?;
         // One future for the whole list, completed when the last chunk is.
         let (completer, future) = flotilla_core::Completer::new();
         std::thread::Builder::new()
@@ -319,13 +338,7 @@ impl Pool {
         I::Item: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.check_open()?;
-        let _ = f;
-        let entry = boot::entry_of_chunk::<F, I::Item, R>();
-        let items: Vec<I::Item> = items.into_iter().collect();
-        let chunks = self
-            .executor
-            .submit_chunks::<_, R>(entry, &items, chunksize)?;
+        let chunks = self.submit_chunks(f, items, Some(chunksize))?;
         Ok(as_completed(chunks, None).flat_map(|done| {
             let outcome = done.and_then(|fut| fut.into_result(None));
             match outcome {

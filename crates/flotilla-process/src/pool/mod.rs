@@ -24,7 +24,7 @@ mod worker;
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -43,6 +43,7 @@ use crate::boot;
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
 use crate::process::Process;
+use crate::sys;
 
 /// How many tasks a worker may have in flight: one running, one waiting beside it.
 pub const PIPELINE: usize = 2;
@@ -145,11 +146,23 @@ impl Shared {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Wakes the manager for a new task, if it sleeps with room to dispatch one.
     fn wake_manager(&self) {
         if self.sleeping.swap(false, Ordering::AcqRel) {
-            // A full socket already holds a wake-up; nothing more is needed.
-            let _ = self.wake.send_bytes(&[1]);
+            self.send_wake();
         }
+    }
+
+    /// Wakes the manager whatever it waits for: for a request it must act on even when
+    /// no task could be dispatched (a stop, a shutdown).
+    fn alert_manager(&self) {
+        self.sleeping.store(false, Ordering::Release);
+        self.send_wake();
+    }
+
+    fn send_wake(&self) {
+        // A full socket already holds a wake-up; nothing more is needed.
+        let _ = self.wake.send_bytes(&[1]);
     }
 
     fn submit_job(&self, job: Job) -> Result<(), TaskError> {
@@ -483,8 +496,7 @@ impl ProcessPoolExecutor {
             return true;
         }
         self.shared.lock().stops.push(future.id());
-        self.shared.sleeping.store(true, Ordering::Release);
-        self.shared.wake_manager();
+        self.shared.alert_manager();
         true
     }
 
@@ -527,8 +539,7 @@ impl ProcessPoolExecutor {
         for job in cancelled {
             job.sink.cancel();
         }
-        self.shared.sleeping.store(true, Ordering::Release);
-        self.shared.wake_manager();
+        self.shared.alert_manager();
         if wait {
             let handle = self
                 .manager
@@ -553,24 +564,6 @@ impl ProcessPoolExecutor {
         }
         // `shutdown` wakes the manager, which sees `terminate`, and waits for it.
         self.shutdown(true, false);
-    }
-
-    /// Queues `items` for the chunk entry `entry`, `chunksize` to a task; the chunks'
-    /// futures, in order.
-    pub(crate) fn submit_chunks<A, R>(
-        &self,
-        entry: usize,
-        items: &[A],
-        chunksize: usize,
-    ) -> Result<Vec<Future<Vec<R>>>, TaskError>
-    where
-        A: Serialize,
-        R: DeserializeOwned + Send + 'static,
-    {
-        items
-            .chunks(chunksize.max(1))
-            .map(|chunk| self.shared.submit_entry(entry, chunk))
-            .collect()
     }
 }
 
@@ -798,34 +791,17 @@ impl Manager {
 
     /// Sleeps until a submission, an answer, or a worker's end; handles what came.
     fn wait_for_events(&mut self) {
-        let mut fds = vec![std::os::fd::AsFd::as_fd(&self.wake)];
-        fds.extend(
-            self.workers
-                .iter()
-                .map(|w| std::os::fd::AsFd::as_fd(&w.conn)),
-        );
-        let ready: Vec<usize> = match flotilla_ipc::wait(&fds, None) {
-            Ok(ready) => {
-                let raw: Vec<_> = ready
-                    .iter()
-                    .map(|fd| std::os::fd::AsRawFd::as_raw_fd(*fd))
-                    .collect();
-                fds.iter()
-                    .enumerate()
-                    .filter(|(_, fd)| raw.contains(&std::os::fd::AsRawFd::as_raw_fd(*fd)))
-                    .map(|(i, _)| i)
-                    .collect()
-            }
-            Err(_) => return,
+        let mut fds = vec![self.wake.as_fd()];
+        fds.extend(self.workers.iter().map(|w| w.conn.as_fd()));
+        let Ok(ready) = sys::wait_readable(&fds, None) else {
+            return;
         };
-        drop(fds);
         if ready.contains(&0) {
+            // Drain the wake-ups; the first one is there (`wait` said so).
             let mut buf = [0u8; 64];
-            while self.wake.poll(Some(Duration::ZERO)).unwrap_or(false) {
-                if self.wake.recv_bytes_into(&mut buf).is_err() {
-                    break;
-                }
-            }
+            while self.wake.recv_bytes_into(&mut buf).is_ok()
+                && self.wake.poll(Some(Duration::ZERO)).unwrap_or(false)
+            {}
         }
         // Highest index first, so removing a dead worker keeps the others' indices.
         for &i in ready.iter().rev().filter(|&&i| i > 0) {
@@ -833,41 +809,47 @@ impl Manager {
         }
     }
 
-    /// Reads every answer worker `i` has sent; handles its end.
+    /// Reads every answer worker `i` has sent; handles its end. Called when its
+    /// connection is readable, so the first read does not wait for a frame to begin.
     fn read_answers(&mut self, i: usize) {
         loop {
             let worker = &mut self.workers[i];
-            match worker.conn.recv_frame_timeout(Some(Duration::ZERO)) {
-                Ok((bytes, fds)) => {
-                    let response = match Response::from_frame(bytes) {
-                        Some(r) => r,
-                        None => {
-                            tracing::error!(
-                                pid = std::process::id(),
-                                "a worker sent garbage; replacing it"
-                            );
-                            let _ = worker.process.kill();
-                            continue;
-                        }
-                    };
-                    let outcome = match response {
-                        Response::Ready => continue,
-                        Response::InitFailed(message) => {
-                            self.break_pool(format!("a worker's initializer failed: {message}"));
-                            return;
-                        }
-                        Response::Done(value) => Ok((value, fds)),
-                        Response::Panicked(message) => Err(TaskError::Panicked { message }),
-                        Response::Failed(message) => Err(TaskError::Remote {
-                            message,
-                            backtrace: None,
-                        }),
-                    };
-                    if let Some(job) = worker.inflight.pop_front() {
-                        job.sink.finish(outcome);
-                    }
+            let (bytes, fds) = match worker.conn.recv_frame() {
+                Ok(frame) => frame,
+                Err(_) => {
+                    self.worker_ended(i);
+                    return;
                 }
-                Err(flotilla_ipc::Error::Timeout(_)) => return,
+            };
+            let outcome = match Response::from_frame(bytes) {
+                None => {
+                    tracing::error!(
+                        pid = std::process::id(),
+                        "a worker sent garbage; replacing it"
+                    );
+                    let _ = worker.process.kill();
+                    None
+                }
+                Some(Response::Ready) => None,
+                Some(Response::InitFailed(message)) => {
+                    self.break_pool(format!("a worker's initializer failed: {message}"));
+                    return;
+                }
+                Some(Response::Done(value)) => Some(Ok((value, fds))),
+                Some(Response::Panicked(message)) => Some(Err(TaskError::Panicked { message })),
+                Some(Response::Failed(message)) => Some(Err(TaskError::Remote {
+                    message,
+                    backtrace: None,
+                })),
+            };
+            if let Some(outcome) = outcome {
+                if let Some(job) = worker.inflight.pop_front() {
+                    job.sink.finish(outcome);
+                }
+            }
+            match worker.conn.poll(Some(Duration::ZERO)) {
+                Ok(true) => {}
+                Ok(false) => return,
                 Err(_) => {
                     self.worker_ended(i);
                     return;
@@ -898,15 +880,12 @@ impl Manager {
             // Killed on purpose. The task it held is the one to stop — unless that one
             // finished just before the kill and the next had started: that one did
             // nothing wrong, so it goes back to run again, with the rest.
-            let mut queue = self.shared.lock();
-            while let Some(job) = worker.inflight.pop_back() {
-                queue.jobs.push_front(job);
-            }
             if held.sink.id() == stopped {
-                drop(queue);
+                self.requeue(worker.inflight);
                 held.sink.finish(Err(TaskError::Cancelled));
             } else {
-                queue.jobs.push_front(held);
+                worker.inflight.push_front(held);
+                self.requeue(worker.inflight);
             }
             return;
         }
@@ -918,11 +897,7 @@ impl Manager {
         match self.on_death {
             WorkerDeath::FailTask => {
                 held.sink.finish(Err(TaskError::WorkerDied { reason }));
-                // The tasks queued behind it never started: they go back, in order.
-                let mut queue = self.shared.lock();
-                while let Some(job) = worker.inflight.pop_back() {
-                    queue.jobs.push_front(job);
-                }
+                self.requeue(worker.inflight);
             }
             WorkerDeath::BreakPool => {
                 held.sink.finish(Err(TaskError::WorkerDied {
@@ -935,6 +910,15 @@ impl Manager {
                 }
                 self.break_pool(format!("a worker died: {reason}"));
             }
+        }
+    }
+
+    /// Puts tasks a worker held but never started back at the front of the queue, in
+    /// order.
+    fn requeue(&self, jobs: VecDeque<Job>) {
+        let mut queue = self.shared.lock();
+        for job in jobs.into_iter().rev() {
+            queue.jobs.push_front(job);
         }
     }
 

@@ -23,7 +23,7 @@ use flotilla_ipc::Connection;
 use flotilla_ipc::handle::Fd;
 use serde::{Deserialize, Serialize};
 
-use crate::boot;
+use crate::boot::{self, EntryResult};
 
 /// The kind byte of a request: run the entry on the payload.
 const TASK: u8 = 0x54;
@@ -117,7 +117,7 @@ pub(super) fn worker_main(args: WorkerArgs) {
     std::panic::set_hook(Box::new(|_| {}));
     if let Some((entry, bytes, fds)) = init {
         let fds = fds.into_iter().map(Fd::into_inner).collect();
-        if let Err(message) = run(entry, &bytes, fds) {
+        if let Ok(Err(message)) | Err(message) = run(entry, &bytes, fds) {
             let _ = send(&conn, Response::InitFailed(message), &[]);
             return;
         }
@@ -134,13 +134,9 @@ pub(super) fn worker_main(args: WorkerArgs) {
             return;
         };
         let sent = match run(entry, &args, fds) {
-            Ok((value, fds)) => send(&conn, Response::Done(value), &fds),
-            Err(message) if message.starts_with(PANIC) => send(
-                &conn,
-                Response::Panicked(message[PANIC.len()..].to_owned()),
-                &[],
-            ),
-            Err(message) => send(&conn, Response::Failed(message), &[]),
+            Ok(Ok((value, fds))) => send(&conn, Response::Done(value), &fds),
+            Ok(Err(message)) => send(&conn, Response::Failed(message), &[]),
+            Err(message) => send(&conn, Response::Panicked(message), &[]),
         };
         if sent.is_err() {
             return;
@@ -149,22 +145,15 @@ pub(super) fn worker_main(args: WorkerArgs) {
     }
 }
 
-/// Marks a `run` error that is a panic, not a decoding failure.
-const PANIC: &str = "\u{0}panic:";
-
-/// Runs the entry at `entry` on `args`, catching a panic.
-fn run(entry: usize, args: &[u8], fds: Vec<OwnedFd>) -> Result<(Vec<u8>, Vec<OwnedFd>), String> {
+/// Runs the entry at `entry` on `args`: its outcome (the encoded value, or why the
+/// arguments or the value could not be decoded or encoded), or its panic's message.
+fn run(entry: usize, args: &[u8], fds: Vec<OwnedFd>) -> Result<EntryResult, String> {
     // SAFETY: the pool computed `entry` with `entry_of`/`entry_of_chunk` in a process
     // running this very binary: this worker was started by spawn or forkserver, whose
     // bootstrap checked the binary's fingerprint.
     let entry = unsafe { boot::entry_at(entry) };
-    match catch_unwind(AssertUnwindSafe(|| entry(args, fds))) {
-        Ok(result) => result,
-        Err(payload) => Err(format!(
-            "{PANIC}{}",
-            flotilla_core::panic_message(&*payload)
-        )),
-    }
+    catch_unwind(AssertUnwindSafe(|| entry(args, fds)))
+        .map_err(|payload| flotilla_core::panic_message(&*payload))
 }
 
 fn send(conn: &Connection, response: Response, fds: &[OwnedFd]) -> Result<(), flotilla_ipc::Error> {
