@@ -14,7 +14,8 @@
 //!   goes on with it;
 //! - a send dropped midway leaves the rest of its frame in the writer; the next send
 //!   (or [`flush`](AsyncConnection::flush)) writes it out before its own frame. Each
-//!   send has a ticket, so a send whose frame another one finished returns too.
+//!   send has a ticket, so a send whose frame another one finished returns too; a flush
+//!   waits for the tickets given out before it, through the same write loop.
 //!
 //! The std mutexes guarding the two records are held only for non-blocking system
 //! calls, never across an `.await`.
@@ -24,7 +25,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use flotilla_ipc::{Connection, Error, FrameReader, FrameWriter, handle};
+use flotilla_ipc::{Connection, Error, Frame, FrameReader, FrameWriter, handle};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::Interest;
@@ -95,7 +96,7 @@ fn reactor_error(source: io::Error) -> Error {
     }
 }
 
-/// What a step run under `try_io` tells the loop: done (with the operation's own
+/// What a step run under [`AsyncFd::async_io`] tells it: done (with the operation's own
 /// result), or wait for readiness (`WouldBlock`, which clears tokio's readiness flag).
 type Step<T> = io::Result<Result<T, Error>>;
 
@@ -167,68 +168,54 @@ impl AsyncConnection {
         if !self.get_ref().writable() {
             return Err(Error::WrongDirection("read-only"));
         }
-        let mut frame = Some((payload, fds));
-        let mut ticket = None;
-        loop {
-            let mut ready = self.io.writable().await.map_err(reactor_error)?;
-            let step = ready.try_io(|registered| {
-                let connection = &registered.get_ref().0;
-                let mut sending = lock(&self.sending);
-                loop {
-                    if ticket.is_some_and(|t| sending.finished >= t) {
-                        return Ok(Ok(()));
-                    }
-                    if sending.frame.in_progress() {
-                        // Ours, or one a dropped send left half written: out it goes.
-                        match connection.try_send_frame(&mut sending.frame) {
-                            Ok(true) => sending.finished += 1,
-                            Ok(false) => return would_block(),
-                            Err(e) => return Ok(Err(e)),
-                        }
-                        continue;
-                    }
-                    let Some((payload, fds)) = frame.take() else {
-                        unreachable!("a ticket is finished once its frame is sent");
-                    };
-                    if let Err(e) = sending.frame.start(payload, fds) {
-                        return Ok(Err(e));
-                    }
-                    sending.issued += 1;
-                    ticket = Some(sending.issued);
-                }
-            });
-            if let Ok(outcome) = step {
-                return outcome.map_err(reactor_error)?;
-            }
-        }
+        self.write(Some((payload, fds)), None).await
     }
 
     /// Writes out the rest of a frame whose send was dropped midway, if there is one.
     pub async fn flush(&self) -> Result<(), Error> {
-        loop {
-            // Always true of a read-only end: nothing is ever loaded to send.
-            if !lock(&self.sending).frame.in_progress() {
-                return Ok(());
-            }
-            let mut ready = self.io.writable().await.map_err(reactor_error)?;
-            let step = ready.try_io(|registered| {
-                let mut sending = lock(&self.sending);
-                if !sending.frame.in_progress() {
+        // Every frame given a ticket so far; none, always, on a read-only end.
+        let issued = lock(&self.sending).issued;
+        self.write(None, Some(issued)).await
+    }
+
+    /// Writes until the frame of `ticket` is all sent: first whatever frame is in the
+    /// writer, then `frame` (which gets the ticket) unless `ticket` is given.
+    async fn write(&self, mut frame: Option<Frame>, mut ticket: Option<u64>) -> Result<(), Error> {
+        let finished =
+            |sending: &Sending, ticket: Option<u64>| ticket.is_some_and(|t| sending.finished >= t);
+        // Not even registering for writability when there is nothing to write.
+        if finished(&lock(&self.sending), ticket) {
+            return Ok(());
+        }
+        let step = |registered: &Registered| -> Step<()> {
+            let mut sending = lock(&self.sending);
+            loop {
+                if finished(&sending, ticket) {
                     return Ok(Ok(()));
                 }
-                match registered.get_ref().0.try_send_frame(&mut sending.frame) {
-                    Ok(true) => {
-                        sending.finished += 1;
-                        Ok(Ok(()))
+                if sending.frame.in_progress() {
+                    // Ours, or one a dropped send left half written: out it goes.
+                    match registered.0.try_send_frame(&mut sending.frame) {
+                        Ok(true) => sending.finished += 1,
+                        Ok(false) => return would_block(),
+                        Err(e) => return Ok(Err(e)),
                     }
-                    Ok(false) => would_block(),
-                    Err(e) => Ok(Err(e)),
+                    continue;
                 }
-            });
-            if let Ok(outcome) = step {
-                return outcome.map_err(reactor_error)?;
+                let Some((payload, fds)) = frame.take() else {
+                    unreachable!("a ticket is finished once its frame is sent");
+                };
+                if let Err(e) = sending.frame.start(payload, fds) {
+                    return Ok(Err(e));
+                }
+                sending.issued += 1;
+                ticket = Some(sending.issued);
             }
-        }
+        };
+        self.io
+            .async_io(Interest::WRITABLE, step)
+            .await
+            .map_err(reactor_error)?
     }
 
     /// Receives a value sent with `send`, waiting for it without blocking the runtime.
@@ -244,25 +231,22 @@ impl AsyncConnection {
     }
 
     /// Receives one frame: its payload and the descriptors that came with it.
-    pub async fn recv_frame(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
+    pub async fn recv_frame(&self) -> Result<Frame, Error> {
         // Checked before waiting: a write-only end is never registered for readability.
         if !self.get_ref().readable() {
             return Err(Error::WrongDirection("write-only"));
         }
-        loop {
-            let mut ready = self.io.readable().await.map_err(reactor_error)?;
-            let step = ready.try_io(|registered| {
-                let mut receiving = lock(&self.receiving);
-                match registered.get_ref().0.try_recv_frame(&mut receiving) {
-                    Ok(Some(frame)) => Ok(Ok(frame)),
-                    Ok(None) => would_block(),
-                    Err(e) => Ok(Err(e)),
-                }
-            });
-            if let Ok(outcome) = step {
-                return outcome.map_err(reactor_error)?;
+        let step = |registered: &Registered| -> Step<Frame> {
+            match registered.0.try_recv_frame(&mut lock(&self.receiving)) {
+                Ok(Some(frame)) => Ok(Ok(frame)),
+                Ok(None) => would_block(),
+                Err(e) => Ok(Err(e)),
             }
-        }
+        };
+        self.io
+            .async_io(Interest::READABLE, step)
+            .await
+            .map_err(reactor_error)?
     }
 }
 

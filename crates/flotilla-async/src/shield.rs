@@ -1,10 +1,9 @@
 //! [`shield`] (work that outlives the await that started it) and [`wait_for`] (an
 //! await with a deadline that cancels what it gives up on).
 
-use std::future::{Future as StdFuture, IntoFuture};
+use std::future::{Future as _, IntoFuture};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use flotilla_core::{Completer, Future, TaskError};
@@ -55,27 +54,21 @@ where
     let (completer, fut) = Completer::new();
     // Running from the start: nothing can cancel the shielded work.
     completer.set_running_or_notify_cancel();
-    let work = CatchUnwind(Box::pin(future.into_future()));
+    let work = future.into_future();
     tokio::spawn(async move {
-        completer.complete(work.await);
+        let mut work = std::pin::pin!(work);
+        // Each poll inside `catch_unwind`, so a panic becomes the future's failure.
+        let outcome = std::future::poll_fn(|cx| {
+            match catch_unwind(AssertUnwindSafe(|| work.as_mut().poll(cx))) {
+                Ok(Poll::Pending) => Poll::Pending,
+                Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+                Err(payload) => Poll::Ready(Err(TaskError::from_panic(&*payload))),
+            }
+        })
+        .await;
+        completer.complete(outcome);
     });
     fut
-}
-
-/// Polls a future inside `catch_unwind`, so a panic becomes a [`TaskError`].
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: StdFuture> StdFuture for CatchUnwind<F> {
-    type Output = Result<F::Output, TaskError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
-            Err(payload) => Poll::Ready(Err(TaskError::from_panic(&*payload))),
-        }
-    }
 }
 
 /// Awaits `future` for at most `timeout`: its value, or [`TaskError::TimedOut`] when

@@ -46,8 +46,9 @@ use flotilla_core::{CancelToken, Executor, Future, ResultFuture, TaskError};
 #[must_use = "a Task cancels its task when dropped; detach() it to let the task run on"]
 pub struct Task<T> {
     fut: Future<T>,
-    /// `None` once polled to completion (the value was moved out).
-    result: Option<ResultFuture<T>>,
+    /// The `.await` form of `fut`; polled again once it has yielded, it reports
+    /// [`TaskError::ResultTaken`].
+    result: ResultFuture<T>,
     token: Option<CancelToken>,
     detached: bool,
 }
@@ -55,7 +56,7 @@ pub struct Task<T> {
 impl<T> Task<T> {
     fn new(fut: Future<T>, token: Option<CancelToken>) -> Self {
         Task {
-            result: Some(fut.clone().into_future()),
+            result: fut.clone().into_future(),
             fut,
             token,
             detached: false,
@@ -121,13 +122,7 @@ impl<T> std::future::Future for Task<T> {
     type Output = Result<T, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        let Some(result) = this.result.as_mut() else {
-            return Poll::Ready(Err(TaskError::ResultTaken));
-        };
-        let outcome = std::task::ready!(Pin::new(result).poll(cx));
-        this.result = None;
-        Poll::Ready(outcome)
+        Pin::new(&mut self.get_mut().result).poll(cx)
     }
 }
 

@@ -110,42 +110,24 @@ where
         ReturnWhen::FirstException => failed || done == total,
         ReturnWhen::AllCompleted => done == total,
     };
-    let mut done = futures.iter().filter(|f| f.as_future().done()).count();
+    let done = futures.iter().filter(|f| f.as_future().done()).count();
     let mut any_failed = futures.iter().any(|f| failed(f.as_future()));
     if !satisfied(done, any_failed) && timeout != Some(Duration::ZERO) {
-        // One completion per unfinished future; the done ones are already counted.
-        let mut completions: Vec<Option<Completion<W::Output>>> = futures
-            .iter()
-            .map(|f| (!f.as_future().done()).then(|| f.as_future().completion()))
-            .collect();
-        let ready = ReadySet::new(total);
-        let mut deadline = timer(timeout);
-        std::future::poll_fn(|cx| {
-            for i in ready.drain(cx) {
-                let Some(completion) = completions[i].as_mut() else {
-                    continue;
-                };
-                let mut child = Context::from_waker(ready.waker(i));
-                if Pin::new(completion).poll(&mut child).is_ready() {
-                    completions[i] = None;
+        // Counted afresh from what the stream yields: it decides once per future
+        // whether it is done already or to be waited for, so a future that completes
+        // meanwhile is counted exactly once.
+        let mut completed = as_completed(&futures, timeout);
+        let mut done = 0;
+        while !satisfied(done, any_failed) {
+            match completed.next().await {
+                Some(Ok(f)) => {
                     done += 1;
-                    any_failed |= failed(futures[i].as_future());
+                    any_failed |= failed(f.as_future());
                 }
+                // The deadline passed.
+                _ => break,
             }
-            if satisfied(done, any_failed) {
-                return Poll::Ready(());
-            }
-            if let Some(deadline) = deadline.as_mut() {
-                if deadline.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(());
-                }
-            }
-            if ready.any_queued() {
-                cx.waker().wake_by_ref();
-            }
-            Poll::Pending
-        })
-        .await;
+        }
     }
     futures.into_iter().partition(|f| f.as_future().done())
 }
@@ -200,15 +182,13 @@ where
             }
         })
         .collect();
-    let total = futures.len();
     AsCompleted {
-        ready: ReadySet::new(total),
+        ready: ReadySet::new(futures.len()),
+        remaining: futures.len(),
         futures: futures.into_iter().map(Some).collect(),
         completions,
         queue,
         deadline: timer(timeout),
-        total,
-        remaining: total,
         timed_out: false,
     }
 }
@@ -216,13 +196,13 @@ where
 /// The stream returned by [`as_completed`].
 #[must_use = "streams do nothing unless polled"]
 pub struct AsCompleted<W: AsFuture> {
+    /// Each in its input place, `None` once yielded.
     futures: Vec<Option<W>>,
     completions: Vec<Option<Completion<W::Output>>>,
     ready: ReadySet,
     /// Done, not yet yielded, in completion order.
     queue: VecDeque<usize>,
     deadline: Option<Pin<Box<Sleep>>>,
-    total: usize,
     remaining: usize,
     timed_out: bool,
 }
@@ -267,7 +247,7 @@ impl<W: AsFuture> Stream for AsCompleted<W> {
                 this.timed_out = true;
                 return Poll::Ready(Some(Err(TaskError::Unfinished {
                     unfinished: this.remaining,
-                    total: this.total,
+                    total: this.futures.len(),
                 })));
             }
         }
@@ -289,7 +269,7 @@ impl<W: AsFuture> Stream for AsCompleted<W> {
 impl<W: AsFuture> fmt::Debug for AsCompleted<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AsCompleted")
-            .field("total", &self.total)
+            .field("total", &self.futures.len())
             .field("remaining", &self.remaining)
             .field("timed_out", &self.timed_out)
             .finish_non_exhaustive()

@@ -1,6 +1,8 @@
 //! gather: values in input order, the first failure, failures as values, and children
 //! that stay pinned where they are.
 
+mod common;
+
 use std::cell::Cell;
 use std::marker::PhantomPinned;
 use std::pin::Pin;
@@ -9,24 +11,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use common::{LONG, bounded, thread_pool};
 use flotilla_async::{gather, run_in_executor, to_thread};
 use flotilla_core::{CancelToken, TaskError};
-use flotilla_thread::ThreadPoolExecutor;
-
-const LONG: Duration = Duration::from_secs(60);
-
-async fn bounded<F: std::future::IntoFuture>(f: F) -> F::Output {
-    tokio::time::timeout(LONG, f)
-        .await
-        .expect("timed out: the awaited work never completed")
-}
 
 #[tokio::test]
 async fn results_come_in_input_order_whatever_the_completion_order() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(4)
-        .build()
-        .unwrap();
+    let pool = thread_pool(4);
     let tasks = (0..8u64).map(|i| {
         run_in_executor(&pool, move || {
             // Later items finish first.
@@ -46,10 +37,7 @@ async fn an_empty_gather_is_ready_at_once() {
 
 #[tokio::test]
 async fn the_first_failure_is_returned_and_the_rest_are_cancelled() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .build()
-        .unwrap();
+    let pool = thread_pool(1);
     let gate = CancelToken::new();
     let blocked = {
         let gate = gate.clone();
@@ -102,10 +90,7 @@ async fn gather_takes_any_futures_not_only_tasks() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_tasks_gathered_each_arrive_once() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(2)
-        .build()
-        .unwrap();
+    let pool = thread_pool(2);
     let values = bounded(gather(
         (0..2000u32).map(|i| run_in_executor(&pool, move || i)),
     ))

@@ -1,21 +1,15 @@
 //! shield: cancelling the outer await leaves the inner work running and its result
 //! awaitable; wait_for: a deadline that cancels what it gives up on.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::{LONG, bounded, thread_pool};
 use flotilla_async::{run_in_executor, shield, to_thread, wait_for};
 use flotilla_core::{CancelToken, TaskError};
-use flotilla_thread::ThreadPoolExecutor;
-
-const LONG: Duration = Duration::from_secs(60);
-
-async fn bounded<F: std::future::IntoFuture>(f: F) -> F::Output {
-    tokio::time::timeout(LONG, f)
-        .await
-        .expect("timed out: the awaited work never completed")
-}
 
 #[tokio::test]
 async fn cancelling_the_outer_await_leaves_the_inner_work_running() {
@@ -64,10 +58,7 @@ async fn a_panic_in_shielded_work_is_a_task_failure() {
 
 #[tokio::test]
 async fn a_detached_task_is_shielded_from_its_awaiter() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .build()
-        .unwrap();
+    let pool = thread_pool(1);
     let gate = CancelToken::new();
     let shielded = {
         let gate = gate.clone();
@@ -84,10 +75,7 @@ async fn a_detached_task_is_shielded_from_its_awaiter() {
 async fn wait_for_returns_the_value_or_times_out_and_cancels() {
     assert_eq!(wait_for(to_thread(|| 3), LONG).await.unwrap(), 3);
 
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .build()
-        .unwrap();
+    let pool = thread_pool(1);
     let gate = CancelToken::new();
     let blocked = {
         let gate = gate.clone();

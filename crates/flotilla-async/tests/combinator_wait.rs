@@ -1,19 +1,14 @@
 //! wait and as_completed over tasks and flotilla futures.
 
+mod common;
+
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::{LONG, bounded, thread_pool};
 use flotilla_async::{Task, as_completed, run_in_executor, to_thread, wait};
 use flotilla_core::{CancelToken, Completer, Future, ReturnWhen, TaskError};
 use flotilla_thread::ThreadPoolExecutor;
-
-const LONG: Duration = Duration::from_secs(60);
-
-async fn bounded<F: std::future::IntoFuture>(f: F) -> F::Output {
-    tokio::time::timeout(LONG, f)
-        .await
-        .expect("timed out: the awaited work never completed")
-}
 
 fn gated(pool: &ThreadPoolExecutor, gate: &CancelToken, value: u32) -> Task<u32> {
     let gate = gate.clone();
@@ -25,10 +20,7 @@ fn gated(pool: &ThreadPoolExecutor, gate: &CancelToken, value: u32) -> Task<u32>
 
 #[tokio::test]
 async fn wait_with_a_timeout_returns_done_and_pending_then_the_pending_can_be_cancelled() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(2)
-        .build()
-        .unwrap();
+    let pool = thread_pool(2);
     let gate = CancelToken::new();
     let tasks = vec![
         to_thread(|| 1),
@@ -52,10 +44,7 @@ async fn wait_with_a_timeout_returns_done_and_pending_then_the_pending_can_be_ca
 
 #[tokio::test]
 async fn first_completed_and_first_exception() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(3)
-        .build()
-        .unwrap();
+    let pool = thread_pool(3);
     let gate = CancelToken::new();
     let slow = gated(&pool, &gate, 1);
     let quick = to_thread(|| 2);
@@ -96,10 +85,7 @@ async fn wait_works_on_plain_flotilla_futures_and_leaves_their_values_in_place()
 
 #[tokio::test]
 async fn as_completed_yields_each_once_in_completion_order() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(4)
-        .build()
-        .unwrap();
+    let pool = thread_pool(4);
     let tasks: Vec<_> = (0..20u64)
         .map(|i| {
             run_in_executor(&pool, move || {
@@ -121,10 +107,7 @@ async fn as_completed_yields_each_once_in_completion_order() {
 
 #[tokio::test]
 async fn as_completed_reports_the_unfinished_on_timeout_and_ends() {
-    let pool = ThreadPoolExecutor::builder()
-        .max_workers(1)
-        .build()
-        .unwrap();
+    let pool = thread_pool(1);
     let gate = CancelToken::new();
     let (completer, fut) = Completer::<u32>::new();
     let tasks = vec![gated(&pool, &gate, 1).detach(), Future::ready(2), fut];

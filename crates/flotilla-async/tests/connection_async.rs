@@ -2,19 +2,14 @@
 //! frames, a connection end passed as a handle), cancel-safe receives and sends, and
 //! concurrent senders whose frames never interleave.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{LONG, bounded};
 use flotilla_async::AsyncConnection;
 use flotilla_ipc::{Connection, Error, pipe};
 use flotilla_process::{StartMethod, get_context};
-
-const LONG: Duration = Duration::from_secs(60);
-
-async fn bounded<F: std::future::IntoFuture>(f: F) -> F::Output {
-    tokio::time::timeout(LONG, f)
-        .await
-        .expect("timed out: the other side never answered")
-}
 
 /// The other side, in a child process: answers each number with its double and each
 /// byte message with its reverse, until end of file.

@@ -2,20 +2,14 @@
 //! with a process on the other side, on a current-thread runtime whose timers keep
 //! ticking while a task awaits the queue — no runtime thread ever blocks on it.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::{LONG, bounded, ticker};
 use flotilla_ipc::{GetError, JoinableQueue, Queue, QueueBuilder};
 use flotilla_process::{StartMethod, get_context};
-
-const LONG: Duration = Duration::from_secs(60);
-
-async fn bounded<F: std::future::IntoFuture>(f: F) -> F::Output {
-    tokio::time::timeout(LONG, f)
-        .await
-        .expect("timed out: the other side never answered")
-}
 
 /// The other side: answers each number on `requests` with its square on `replies`,
 /// after a pause, until `requests` is closed.
@@ -38,16 +32,7 @@ async fn a_process_answers_through_queues_while_timers_tick() {
             .unwrap();
         // A ticker on the same (only) runtime thread: it advances only if awaiting the
         // queues never blocks that thread.
-        let ticks = Arc::new(AtomicU32::new(0));
-        let ticker = tokio::spawn({
-            let ticks = Arc::clone(&ticks);
-            async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                    ticks.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        });
+        let (ticks, ticker) = ticker(Duration::from_millis(5));
         let producer = async {
             // maxsize 2 against a slow consumer: these puts wait for room.
             for n in 1..=10u64 {

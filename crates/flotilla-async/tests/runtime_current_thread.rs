@@ -1,15 +1,15 @@
 //! In a current-thread runtime, awaiting a process pool's (or a thread pool's) result
 //! blocks nothing: timers and other tasks keep running on the one runtime thread.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+mod common;
+
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use common::{LONG, ticker};
 use flotilla_async::{gather, run_in_executor, to_thread};
 use flotilla_core::CancelToken;
 use flotilla_process::ProcessPoolExecutor;
-
-const LONG: Duration = Duration::from_secs(60);
 
 /// Waits in the worker process until `release` says so: the pool result stays pending
 /// for as long as the test wants.
@@ -30,16 +30,7 @@ fn timers_and_other_tasks_run_while_a_task_awaits_a_process_result() {
     let (release_tx, release_rx) = flotilla_ipc::pipe(true).unwrap();
     runtime.block_on(async {
         let result = run_in_executor(&procs, (wait_for_release, release_rx));
-        let ticks = Arc::new(AtomicU32::new(0));
-        let ticker = tokio::spawn({
-            let ticks = Arc::clone(&ticks);
-            async move {
-                loop {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    ticks.fetch_add(1, Ordering::SeqCst);
-                }
-            }
-        });
+        let (ticks, ticker) = ticker(Duration::from_millis(1));
         let awaiting = tokio::spawn(result);
         // The ticker runs on the only runtime thread while `awaiting` waits for the
         // worker process: if awaiting blocked the thread, it would never tick.

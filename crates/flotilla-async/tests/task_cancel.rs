@@ -1,29 +1,16 @@
 //! Tasks from run_in_executor / to_thread / wrap_future: values, refused submissions,
 //! and cancellation reaching the work when the awaiting side goes away.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::{LONG, bounded, thread_pool};
 use flotilla_async::{Cancellable, Task, run_in_executor, to_thread, wrap_future};
 use flotilla_core::{CancelToken, Completer, State, TaskError};
 use flotilla_thread::ThreadPoolExecutor;
-
-const LONG: Duration = Duration::from_secs(60);
-
-fn pool(workers: usize) -> ThreadPoolExecutor {
-    ThreadPoolExecutor::builder()
-        .max_workers(workers)
-        .build()
-        .unwrap()
-}
-
-/// Awaits `f` for at most LONG: a test that would hang fails instead.
-async fn bounded<F: std::future::IntoFuture>(f: F) -> F::Output {
-    tokio::time::timeout(LONG, f)
-        .await
-        .expect("timed out: the awaited work never completed")
-}
 
 /// A thread-pool task that blocks until `gate` is cancelled (or LONG passes).
 fn blocker(pool: &ThreadPoolExecutor, gate: &CancelToken) -> Task<bool> {
@@ -33,7 +20,7 @@ fn blocker(pool: &ThreadPoolExecutor, gate: &CancelToken) -> Task<bool> {
 
 #[tokio::test]
 async fn run_in_executor_and_to_thread_return_values() {
-    let pool = pool(2);
+    let pool = thread_pool(2);
     assert_eq!(bounded(run_in_executor(&pool, || 6 * 7)).await.unwrap(), 42);
     assert_eq!(
         bounded(to_thread(|| "on a thread")).await.unwrap(),
@@ -45,7 +32,7 @@ async fn run_in_executor_and_to_thread_return_values() {
 
 #[tokio::test]
 async fn a_refused_submission_is_a_failed_task_not_a_panic() {
-    let pool = pool(1);
+    let pool = thread_pool(1);
     pool.shutdown(true, false);
     let task = run_in_executor(&pool, || 1);
     assert!(task.done());
@@ -54,7 +41,7 @@ async fn a_refused_submission_is_a_failed_task_not_a_panic() {
 
 #[tokio::test]
 async fn dropping_the_awaiting_side_cancels_a_pending_task() {
-    let pool = pool(1);
+    let pool = thread_pool(1);
     let gate = CancelToken::new();
     let running = blocker(&pool, &gate);
     let ran = Arc::new(AtomicBool::new(false));
@@ -79,7 +66,7 @@ async fn dropping_the_awaiting_side_cancels_a_pending_task() {
 
 #[tokio::test]
 async fn aborting_the_awaiting_tokio_task_cancels_a_running_tasks_token() {
-    let pool = pool(1);
+    let pool = thread_pool(1);
     let (started_tx, started) = std::sync::mpsc::channel();
     let task = run_in_executor(
         &pool,
@@ -129,7 +116,7 @@ async fn cancel_asks_a_running_task_to_stop_and_a_finished_one_is_left_alone() {
 
 #[tokio::test]
 async fn a_detached_task_runs_on_and_its_future_keeps_the_value() {
-    let pool = pool(1);
+    let pool = thread_pool(1);
     let gate = CancelToken::new();
     let running = blocker(&pool, &gate);
     let queued = run_in_executor(&pool, || "still wanted").detach();

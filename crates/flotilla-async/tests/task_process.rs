@@ -1,19 +1,14 @@
 //! run_in_executor on a ProcessPoolExecutor: values, remote failures, arguments that
 //! cannot be sent, and a dropped awaiting side cancelling a queued task.
 
+mod common;
+
 use std::time::Duration;
 
+use common::bounded;
 use flotilla_async::{gather, run_in_executor};
 use flotilla_core::TaskError;
 use flotilla_process::ProcessPoolExecutor;
-
-const LONG: Duration = Duration::from_secs(60);
-
-async fn bounded<F: std::future::IntoFuture>(f: F) -> F::Output {
-    tokio::time::timeout(LONG, f)
-        .await
-        .expect("timed out: the awaited work never completed")
-}
 
 fn sum_of_squares(n: u64) -> u64 {
     (0..n).map(|i| i * i).sum()
