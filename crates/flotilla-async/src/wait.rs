@@ -51,10 +51,6 @@ impl<W: AsFuture + ?Sized> AsFuture for &W {
 }
 
 /// True when `fut` finished with a failure (what `FirstException` stops on).
-fn failed<T>(fut: &Future<T>) -> bool {
-    fut.done() && matches!(fut.error(Some(Duration::ZERO)), Ok(Some(_)))
-}
-
 /// The deadline of a wait, as a tokio timer. Needs a tokio runtime with time enabled.
 fn timer(timeout: Option<Duration>) -> Option<Pin<Box<Sleep>>> {
     timeout.map(|t| Box::pin(tokio::time::sleep(t)))
@@ -104,14 +100,9 @@ where
     W: AsFuture,
 {
     let futures: Vec<W> = futures.into_iter().collect();
-    let total = futures.len();
-    let satisfied = |done: usize, failed: bool| match return_when {
-        ReturnWhen::FirstCompleted => done > 0,
-        ReturnWhen::FirstException => failed || done == total,
-        ReturnWhen::AllCompleted => done == total,
-    };
+    let satisfied = |done: usize, failed: bool| return_when.is_met(done, futures.len(), failed);
     let done = futures.iter().filter(|f| f.as_future().done()).count();
-    let mut any_failed = futures.iter().any(|f| failed(f.as_future()));
+    let mut any_failed = futures.iter().any(|f| f.as_future().is_failed());
     if !satisfied(done, any_failed) && timeout != Some(Duration::ZERO) {
         // Counted afresh from what the stream yields: it decides once per future
         // whether it is done already or to be waited for, so a future that completes
@@ -122,7 +113,7 @@ where
             match completed.next().await {
                 Some(Ok(f)) => {
                     done += 1;
-                    any_failed |= failed(f.as_future());
+                    any_failed |= f.as_future().is_failed();
                 }
                 // The deadline passed.
                 _ => break,

@@ -336,6 +336,22 @@ impl<T> Future<T> {
         self.shared.state() == CANCELLED
     }
 
+    /// True when the task has finished with a failure: it panicked, returned `Err`, or
+    /// was lost with its worker — what Python calls a done future with an exception,
+    /// and what [`ReturnWhen::FirstException`](crate::ReturnWhen) stops on. False while
+    /// it runs, after a success, and after a cancellation. Never waits.
+    ///
+    /// ```
+    /// use flotilla_core::{Future, TaskError};
+    ///
+    /// assert!(Future::<u8>::failed(TaskError::ShutDown).is_failed());
+    /// assert!(!Future::<u8>::failed(TaskError::Cancelled).is_failed());
+    /// assert!(!Future::ready(1).is_failed());
+    /// ```
+    pub fn is_failed(&self) -> bool {
+        self.shared.state() == FINISHED_ERR
+    }
+
     /// Cancels the task if it has not started yet.
     ///
     /// Returns true when the future is (now or already) cancelled, false when the task is
@@ -497,11 +513,6 @@ impl<T> Future<T> {
     #[cfg(test)]
     pub(crate) fn watcher_count(&self) -> usize {
         self.shared.lock().watchers.len()
-    }
-
-    /// True when the task finished with a failure (not a cancellation).
-    pub(crate) fn failed_now(&self) -> bool {
-        self.shared.state() == FINISHED_ERR
     }
 }
 

@@ -27,6 +27,28 @@ pub enum ReturnWhen {
     AllCompleted,
 }
 
+impl ReturnWhen {
+    /// Whether a wait for this condition is over, with `done` of `total` futures done
+    /// and `any_failed` telling whether one of those failed. Every `wait` decides by it
+    /// (this crate's, and the async bridge's).
+    ///
+    /// ```
+    /// use flotilla_core::ReturnWhen;
+    ///
+    /// assert!(ReturnWhen::FirstCompleted.is_met(1, 3, false));
+    /// assert!(!ReturnWhen::FirstException.is_met(1, 3, false));
+    /// assert!(ReturnWhen::FirstException.is_met(1, 3, true));
+    /// assert!(ReturnWhen::AllCompleted.is_met(3, 3, false));
+    /// ```
+    pub fn is_met(self, done: usize, total: usize, any_failed: bool) -> bool {
+        match self {
+            ReturnWhen::FirstCompleted => done > 0,
+            ReturnWhen::FirstException => any_failed || done == total,
+            ReturnWhen::AllCompleted => done == total,
+        }
+    }
+}
+
 /// A set of futures' wake-up point: each future pushes its index when it completes.
 #[derive(Debug, Default)]
 pub struct Signal {
@@ -78,7 +100,7 @@ impl<T> sealed::Watch for Future<T> {
         self.done()
     }
     fn is_failed(&self) -> bool {
-        self.failed_now()
+        Future::is_failed(self)
     }
     fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
         Future::watch(self, signal, index)
@@ -153,11 +175,7 @@ where
 
     let futures: Vec<W> = futures.into_iter().collect();
     let deadline = Deadline::after(timeout);
-    let satisfied = |done: usize, failed: bool| match return_when {
-        ReturnWhen::FirstCompleted => done > 0,
-        ReturnWhen::FirstException => failed || done == futures.len(),
-        ReturnWhen::AllCompleted => done == futures.len(),
-    };
+    let satisfied = |done: usize, failed: bool| return_when.is_met(done, futures.len(), failed);
 
     let mut done = futures.iter().filter(|f| f.is_done()).count();
     let mut failed = futures.iter().any(|f| f.is_failed());
