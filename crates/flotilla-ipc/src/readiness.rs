@@ -34,7 +34,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
@@ -111,7 +111,12 @@ impl Future for Changed {
             }
             return Poll::Ready(());
         }
-        this.key = Some(Reactor::get().register(this.key, &this.word, this.seen, cx.waker()));
+        let reactor = Reactor::get();
+        this.key = Some(reactor.register(this.key, &this.word, this.seen, cx.waker()));
+        if !reactor.running.load(Ordering::Relaxed) {
+            // No reactor thread to wake us: ask to be polled again, and look again then.
+            cx.waker().wake_by_ref();
+        }
         Poll::Pending
     }
 }
@@ -154,6 +159,9 @@ struct State {
 struct Reactor {
     state: Mutex<State>,
     control: AtomicU32,
+    /// Whether its thread runs; when it could not start, nothing would ever wake the
+    /// registered futures, so they poll instead (see [`Changed::poll`]).
+    running: AtomicBool,
 }
 
 /// How often the reactor looks at the words it cannot sleep on (beyond the kernel's
@@ -168,13 +176,14 @@ impl Reactor {
             let reactor: &'static Reactor = Box::leak(Box::new(Reactor {
                 state: Mutex::new(State::default()),
                 control: AtomicU32::new(0),
+                running: AtomicBool::new(true),
             }));
             let started = std::thread::Builder::new()
                 .name("flotilla-futex-reactor".into())
                 .spawn(move || reactor.run());
             if let Err(e) = started {
-                // Without its thread the futures still resolve: `register` then polls.
-                tracing::error!(pid = std::process::id(), error = %e, "could not start the futex reactor");
+                reactor.running.store(false, Ordering::Relaxed);
+                tracing::error!(pid = std::process::id(), error = %e, "could not start the futex reactor; async queue waits will poll");
             }
             reactor
         })
