@@ -145,28 +145,44 @@ impl RawMutex {
         unsafe { self.shm.as_ptr().add(self.offset) }.cast()
     }
 
+    /// Locks the mutex, waiting at most `timeout`: the guard that unlocks it, and how it
+    /// was acquired. The only ways to acquire it, so every acquisition is released by
+    /// exactly one guard (rule 3).
     #[inline]
-    pub(crate) fn lock(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
+    pub(crate) fn lock(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<(RawGuard<'_>, Acquired), Error> {
+        let acquired = self.acquire(timeout)?;
+        Ok((RawGuard::new(self), acquired))
+    }
+
+    /// Locks the mutex, leaving the release to the caller: [`lock`](Self::lock), and
+    /// [`relock`](Self::relock), whose levels the guards already out release.
+    #[inline]
+    fn acquire(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
         let rc = match timeout.and_then(deadline) {
             // SAFETY: the mutex was initialised before the segment was shared (rule 1),
             // and its memory lives as long as `self`.
             None => unsafe { libc::pthread_mutex_lock(self.ptr()) },
             Some(at) => timed_lock(self.ptr(), &at),
         };
-        if rc == 0 {
-            return Ok(Acquired::Clean);
+        match rc {
+            0 => Ok(Acquired::Clean),
+            rc => self.outcome("pthread_mutex_lock", rc, timeout),
         }
-        self.outcome("pthread_mutex_lock", rc, timeout)
     }
 
+    /// Locks the mutex if it is free, without waiting; as [`lock`](Self::lock).
     #[inline]
-    pub(crate) fn try_lock(&self) -> Result<Acquired, Error> {
+    pub(crate) fn try_lock(&self) -> Result<(RawGuard<'_>, Acquired), Error> {
         // SAFETY: as in `lock`.
         let rc = unsafe { libc::pthread_mutex_trylock(self.ptr()) };
-        if rc == 0 {
-            return Ok(Acquired::Clean);
-        }
-        self.outcome("pthread_mutex_trylock", rc, None)
+        let acquired = match rc {
+            0 => Acquired::Clean,
+            rc => self.outcome("pthread_mutex_trylock", rc, None)?,
+        };
+        Ok((RawGuard::new(self), acquired))
     }
 
     /// What a non-zero return of a lock call means (0 is handled inline by the callers).
@@ -202,7 +218,7 @@ impl RawMutex {
     ///
     /// The calling thread holds the mutex, once for each unlock.
     #[inline]
-    pub(crate) unsafe fn unlock(&self) {
+    unsafe fn unlock(&self) {
         // SAFETY: our caller holds the mutex on this thread.
         let rc = unsafe { libc::pthread_mutex_unlock(self.ptr()) };
         if rc != 0 {
@@ -235,10 +251,10 @@ impl RawMutex {
         if levels == 0 {
             return Ok(Acquired::Clean);
         }
-        let first = self.lock(None)?;
+        let first = self.acquire(None)?;
         for _ in 1..levels {
             // A recursive mutex this thread owns: each further level is immediate.
-            if let Err(e) = self.lock(None) {
+            if let Err(e) = self.acquire(None) {
                 tracing::error!(error = %e, "could not restore a level of a recursive lock");
             }
         }
@@ -398,16 +414,44 @@ impl<G> From<Error> for AcquireError<G> {
     }
 }
 
-/// Acquires `raw`, wrapping a successful acquisition in a guard made by `guard`.
+/// Holds a [`RawMutex`] that this thread acquired, once; releases it when dropped. Made
+/// only by [`RawMutex::lock`] and [`RawMutex::try_lock`]; `!Send` and `!Sync`, so the
+/// release happens on the acquiring thread (rule 3 of the module doc).
+#[must_use = "the mutex is released as soon as the guard is dropped"]
+pub(crate) struct RawGuard<'a> {
+    raw: &'a RawMutex,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> RawGuard<'a> {
+    #[inline]
+    fn new(raw: &'a RawMutex) -> Self {
+        RawGuard {
+            raw,
+            _not_send: PhantomData,
+        }
+    }
+}
+
+impl Drop for RawGuard<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // SAFETY: a guard exists only for an acquisition made on this thread (guards
+        // are !Send), and each guard releases it exactly once.
+        unsafe { self.raw.unlock() }
+    }
+}
+
+/// A lock attempt's outcome as the public face of a lock: a guard made by `guard`, or
+/// the guard inside [`AcquireError::OwnerDied`].
 #[inline]
 fn acquire_with<'a, G>(
-    raw: &'a RawMutex,
-    outcome: Result<Acquired, Error>,
-    guard: impl FnOnce(&'a RawMutex) -> G,
+    outcome: Result<(RawGuard<'a>, Acquired), Error>,
+    guard: impl FnOnce(RawGuard<'a>) -> G,
 ) -> Result<G, AcquireError<G>> {
     match outcome {
-        Ok(Acquired::Clean) => Ok(guard(raw)),
-        Ok(Acquired::OwnerDied) => Err(AcquireError::OwnerDied(guard(raw))),
+        Ok((held, Acquired::Clean)) => Ok(guard(held)),
+        Ok((held, Acquired::OwnerDied)) => Err(AcquireError::OwnerDied(guard(held))),
         Err(e) => Err(AcquireError::Failed(e)),
     }
 }
@@ -522,7 +566,7 @@ macro_rules! lock_type {
                 &self,
                 timeout: Option<Duration>,
             ) -> Result<$guard<'_>, AcquireError<$guard<'_>>> {
-                acquire_with(&self.raw, self.raw.lock(timeout), $guard::new)
+                acquire_with(self.raw.lock(timeout), $guard::new)
             }
 
             /// Acquires the lock if nobody holds it, without waiting.
@@ -539,7 +583,7 @@ macro_rules! lock_type {
             /// ```
             #[inline]
             pub fn try_acquire(&self) -> Result<$guard<'_>, AcquireError<$guard<'_>>> {
-                acquire_with(&self.raw, self.raw.try_lock(), $guard::new)
+                acquire_with(self.raw.try_lock(), $guard::new)
             }
         }
 
@@ -570,34 +614,22 @@ macro_rules! lock_type {
         /// that acquired it.
         #[must_use = "the lock is released as soon as the guard is dropped"]
         pub struct $guard<'a> {
-            raw: &'a RawMutex,
-            /// `!Send` and `!Sync` (rule 3 of the module doc).
-            _not_send: PhantomData<*const ()>,
+            /// Releases the mutex when dropped; `!Send` and `!Sync` (rule 3 of the
+            /// module doc).
+            held: RawGuard<'a>,
         }
 
         impl<'a> $guard<'a> {
             #[inline]
-            fn new(raw: &'a RawMutex) -> Self {
-                $guard {
-                    raw,
-                    _not_send: PhantomData,
-                }
-            }
-        }
-
-        impl Drop for $guard<'_> {
-            #[inline]
-            fn drop(&mut self) {
-                // SAFETY: a guard exists only for an acquisition made on this thread
-                // (guards are !Send), and each guard releases it exactly once.
-                unsafe { self.raw.unlock() }
+            fn new(held: RawGuard<'a>) -> Self {
+                $guard { held }
             }
         }
 
         impl fmt::Debug for $guard<'_> {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($guard))
-                    .field("offset", &self.raw.offset)
+                    .field("offset", &self.held.raw.offset)
                     .finish_non_exhaustive()
             }
         }

@@ -84,7 +84,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::futex;
-use crate::lock::{Acquired, RawMutex};
+use crate::lock::{RawGuard, RawMutex};
 use crate::readiness::{Changed, Word};
 use crate::shm::SharedMemory;
 
@@ -242,27 +242,14 @@ pub(crate) struct Ring {
     max_message: u64,
 }
 
-/// Holds a [`RawMutex`]; releases it when dropped. Made only by [`lock`], on the thread
-/// that acquired, and never moved across threads (a ring operation acquires and releases
-/// within one call).
-struct Held<'a>(&'a RawMutex);
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        // SAFETY: a `Held` exists only for an acquisition made on this thread, released
-        // exactly once, here.
-        unsafe { self.0.unlock() }
-    }
-}
-
 /// Acquires `mutex`: a brief spin of `try_lock`s, then a blocking lock up to the deadline.
-fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<Held<'_>, Refused> {
+/// Recovery after a holder's death is decided by the shared state, not by how the lock
+/// was acquired (see the module doc).
+fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
     let mut spin = Spin::new();
     loop {
         match mutex.try_lock() {
-            // Recovery after a holder's death is decided by the shared state, not by
-            // how the lock was acquired (see the module doc).
-            Ok(Acquired::Clean | Acquired::OwnerDied) => return Ok(Held(mutex)),
+            Ok((held, _)) => return Ok(held),
             Err(Error::WouldBlock) => {}
             Err(e) => return Err(Refused::Failed(e)),
         }
@@ -282,7 +269,7 @@ fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<Held<'_>, Refused> {
         }
     };
     match outcome {
-        Ok(Acquired::Clean | Acquired::OwnerDied) => Ok(Held(mutex)),
+        Ok((held, _)) => Ok(held),
         Err(Error::Timeout(_)) => Err(Refused::Busy),
         Err(e) => Err(Refused::Failed(e)),
     }
@@ -896,10 +883,7 @@ impl Ring {
             return Ok(());
         }
         match self.write_lock.try_lock() {
-            Ok(_) => {
-                let _held = Held(&self.write_lock);
-                self.recover_writer()
-            }
+            Ok((_held, _)) => self.recover_writer(),
             Err(Error::WouldBlock) => Ok(()),
             Err(e) => Err(e),
         }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Kind, Segment, deadline, expired, sleep, spin, to_u32, wake_all};
 use crate::error::Error;
-use crate::lock::{Acquired, RawMutex};
+use crate::lock::{Acquired, RawGuard, RawMutex};
 
 const ROUND: usize = 4;
 const COUNT: usize = 8;
@@ -83,18 +83,6 @@ pub struct Barrier {
     segment: Segment,
     mutex: RawMutex,
     parties: u32,
-}
-
-/// Holds the barrier's mutex; releases it when dropped.
-pub(super) struct Bookkeeping<'a> {
-    mutex: &'a RawMutex,
-}
-
-impl Drop for Bookkeeping<'_> {
-    fn drop(&mut self) {
-        // SAFETY: a `Bookkeeping` exists only while this thread holds the mutex, once.
-        unsafe { self.mutex.unlock() }
-    }
 }
 
 impl Barrier {
@@ -273,9 +261,8 @@ impl Barrier {
 
     /// Takes the barrier's mutex. If its last holder died holding it, the bookkeeping
     /// may be half-done: the barrier is broken, so that every waiter hears of it.
-    pub(super) fn bookkeeping(&self) -> Result<Bookkeeping<'_>, Error> {
-        let acquired = self.mutex.lock(None)?;
-        let book = Bookkeeping { mutex: &self.mutex };
+    pub(super) fn bookkeeping(&self) -> Result<RawGuard<'_>, Error> {
+        let (book, acquired) = self.mutex.lock(None)?;
         if acquired == Acquired::OwnerDied {
             tracing::warn!(
                 pid = std::process::id(),
