@@ -27,7 +27,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Kind, Segment, deadline, expired, sleep, spin, to_u32, wake_all};
+use super::{Kind, Segment, sleep, spin, to_u32, wake_all};
+use flotilla_core::Deadline;
+
 use crate::error::Error;
 use crate::lock::{Acquired, RawGuard, RawMutex};
 
@@ -177,7 +179,7 @@ impl Barrier {
     /// assert!(barrier.broken());
     /// ```
     pub fn wait(&self, timeout: Option<Duration>) -> Result<usize, Error> {
-        let deadline = deadline(timeout);
+        let deadline = Deadline::after(timeout);
         let (index, round) = {
             let _book = self.bookkeeping()?;
             if self.broken() {
@@ -199,7 +201,7 @@ impl Barrier {
                 if ended() {
                     break;
                 }
-                if expired(deadline) {
+                if deadline.expired() {
                     let _book = self.bookkeeping()?;
                     if !ended() {
                         self.break_round();

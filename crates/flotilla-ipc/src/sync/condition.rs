@@ -23,12 +23,14 @@
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Kind, Segment, deadline, expired, sleep, spin, wake};
+use super::{Kind, Segment, sleep, spin, wake};
+use flotilla_core::Deadline;
+
 use crate::error::Error;
 use crate::lock::{AcquireError, Acquired, Lock, LockGuard, RLock, RLockGuard, RawMutex};
 use crate::shm::SharedMemory;
@@ -285,13 +287,13 @@ impl Condition {
     }
 
     /// The wait itself, between the release and the re-acquisition of the lock.
-    fn sleep_until(&self, deadline: Option<Instant>) -> bool {
+    fn sleep_until(&self, deadline: Deadline) -> bool {
         loop {
             let seq = self.seq().load(Ordering::SeqCst);
             if self.take_signal() {
                 return true;
             }
-            if expired(deadline) {
+            if deadline.expired() {
                 return self.leave();
             }
             if spin(|| self.seq().load(Ordering::Relaxed) != seq) {
@@ -369,10 +371,10 @@ impl ConditionGuard<'_> {
     /// assert!(!guard.wait(Some(Duration::from_millis(10))).unwrap()); // nobody notifies
     /// ```
     pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
-        self.wait_until(deadline(timeout))
+        self.wait_until(Deadline::after(timeout))
     }
 
-    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<bool, Error> {
+    fn wait_until(&mut self, deadline: Deadline) -> Result<bool, Error> {
         let cond = self.cond;
         let raw = cond.lock.raw();
         // Counted while the lock is still held, so a notifier sees this waiter.
@@ -414,12 +416,12 @@ impl ConditionGuard<'_> {
     where
         F: FnMut() -> bool,
     {
-        let deadline = deadline(timeout);
+        let deadline = Deadline::after(timeout);
         loop {
             if predicate() {
                 return Ok(true);
             }
-            if expired(deadline) {
+            if deadline.expired() {
                 return Ok(false);
             }
             self.wait_until(deadline)?;

@@ -14,7 +14,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Kind, Segment, deadline, expired, sleep, spin, wake_all};
+use super::{Kind, Segment, sleep, spin, wake_all};
+use flotilla_core::Deadline;
+
 use crate::error::Error;
 
 const STATE: usize = 4;
@@ -141,14 +143,14 @@ impl Event {
         if seen(start) || spin(|| seen(state.load(Ordering::Acquire))) {
             return true;
         }
-        let deadline = deadline(timeout);
+        let deadline = Deadline::after(timeout);
         self.waiters().fetch_add(1, Ordering::SeqCst);
         let set = loop {
             let now = state.load(Ordering::SeqCst);
             if seen(now) {
                 break true;
             }
-            if expired(deadline) {
+            if deadline.expired() {
                 break false;
             }
             sleep(state, now, deadline);

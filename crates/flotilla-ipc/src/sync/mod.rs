@@ -50,10 +50,12 @@ mod semaphore;
 use std::hint;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use flotilla_core::Deadline;
 
 use crate::error::Error;
 use crate::futex::{self, Wake};
@@ -189,16 +191,6 @@ fn to_u32(value: usize, what: &str) -> Result<u32, Error> {
         .map_err(|_| Error::InvalidArgument(format!("{what} {value} does not fit in 32 bits")))
 }
 
-/// The instant a timed wait gives up; `None` waits forever (no timeout, or one too
-/// large for `Instant`).
-fn deadline(timeout: Option<Duration>) -> Option<Instant> {
-    timeout.and_then(|t| Instant::now().checked_add(t))
-}
-
-fn expired(deadline: Option<Instant>) -> bool {
-    deadline.is_some_and(|d| Instant::now() >= d)
-}
-
 /// How many times [`spin`] checks before giving up: a few microseconds, well below the
 /// cost of a futex wake-up across CPUs.
 const SPINS: u32 = 100;
@@ -218,14 +210,14 @@ fn spin(mut ready: impl FnMut() -> bool) -> bool {
 /// the deadline passed. A futex failure (which only a kernel without futexes or a
 /// corrupted mapping produce) is logged and degrades into a short sleep, so callers
 /// poll rather than hang or panic.
-fn sleep(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
-    match futex::wait(word, expected, deadline) {
+fn sleep(word: &AtomicU32, expected: u32, deadline: Deadline) -> bool {
+    match futex::wait(word, expected, deadline.instant()) {
         Ok(Wake::Woken) => true,
         Ok(Wake::TimedOut) => false,
         Err(errno) => {
             tracing::error!(pid = std::process::id(), %errno, "futex wait failed; polling");
             std::thread::sleep(Duration::from_millis(1));
-            !expired(deadline)
+            !deadline.expired()
         }
     }
 }

@@ -17,7 +17,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Kind, Segment, deadline, expired, sleep, spin, to_u32, wake};
+use super::{Kind, Segment, sleep, spin, to_u32, wake};
+use flotilla_core::Deadline;
+
 use crate::error::Error;
 
 const VALUE: usize = 4;
@@ -81,7 +83,7 @@ impl Inner {
         if self.try_acquire() {
             return true;
         }
-        let deadline = deadline(timeout);
+        let deadline = Deadline::after(timeout);
         if spin(|| self.value_word().load(Ordering::Relaxed) > 0 && self.try_acquire()) {
             return true;
         }
@@ -91,7 +93,7 @@ impl Inner {
             if self.try_acquire() {
                 return true;
             }
-            if expired(deadline) {
+            if deadline.expired() {
                 return false;
             }
             self.waiters().fetch_add(1, Ordering::SeqCst);
