@@ -11,9 +11,9 @@ use flotilla::asyncio::{
 use flotilla::futures::Completion;
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::futures::{
-    AsCompleted, CancelToken, Completer, Executor, Future, Map, ResultFuture, ResultRefFuture,
-    ReturnWhen, State, TaskError, ThreadPoolExecutor, ThreadPoolExecutorBuilder, Waitable,
-    as_completed, panic_message, wait,
+    AsCompleted, CancelToken, Completer, Deadline, Executor, Future, FutureId, Map, ResultFuture,
+    ResultRefFuture, ReturnWhen, State, TaskError, ThreadPoolExecutor, ThreadPoolExecutorBuilder,
+    Waitable, as_completed, panic_message, wait,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::futures::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath};

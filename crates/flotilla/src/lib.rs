@@ -76,9 +76,9 @@ struct ReadmeDoctests;
 pub mod futures {
     #[doc(inline)]
     pub use flotilla_core::{
-        AsCompleted, CancelToken, Completer, Completion, Executor, Future, OrderedWindow,
-        ResultFuture, ResultRefFuture, ReturnWhen, State, TaskError, Waitable, as_completed,
-        panic_message, wait,
+        AsCompleted, CancelToken, Completer, Completion, Deadline, Executor, Future, FutureId,
+        OrderedWindow, ResultFuture, ResultRefFuture, ReturnWhen, State, TaskError, Waitable,
+        as_completed, panic_message, wait,
     };
 
     #[cfg(feature = "thread")]
