@@ -39,6 +39,7 @@ use flotilla::multiprocessing::{
     FrameReader, FrameWriter, IpcError, Pipe, Pool, PoolBuilder, Process, ProcessBuilder,
     ProcessInfo, StartMethod, active_children, cpu_count, current_process, get_context,
     get_start_method, handle, parent_process, pipe, set_start_method, wait as wait_connections,
+    wait_indices,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{JoinableQueue, Queue as ProcessQueue, SimpleQueue};

@@ -626,7 +626,32 @@ impl<'de> Deserialize<'de> for Connection {
 /// # drop((a_out,));
 /// ```
 pub fn wait<T: AsFd>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<&T>, Error> {
-    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(AsFd::as_fd).collect();
-    let ready = sys::poll_many(&fds, timeout)?;
+    let ready = wait_indices(objects, timeout)?;
     Ok(ready.into_iter().map(|i| &objects[i]).collect())
+}
+
+/// Like [`wait`], answering with the positions of the ready objects in `objects`, in
+/// order: for a caller that keeps state beside each object (a pool's workers, say).
+///
+/// # Errors
+///
+/// As for [`wait`].
+///
+/// ```
+/// use std::time::Duration;
+/// use flotilla_ipc::{pipe, wait_indices};
+///
+/// let (a_in, a_out) = pipe(true).unwrap();
+/// let (b_in, b_out) = pipe(true).unwrap();
+/// b_out.send(&1u8).unwrap();
+/// let ready = wait_indices(&[&a_in, &b_in], Some(Duration::from_secs(10))).unwrap();
+/// assert_eq!(ready, [1]);
+/// # drop(a_out);
+/// ```
+pub fn wait_indices<T: AsFd>(
+    objects: &[T],
+    timeout: Option<Duration>,
+) -> Result<Vec<usize>, Error> {
+    let fds: Vec<BorrowedFd<'_>> = objects.iter().map(AsFd::as_fd).collect();
+    sys::poll_many(&fds, timeout)
 }

@@ -35,7 +35,7 @@ mod sys;
 mod value;
 
 pub use crate::connection::{
-    Connection, DEFAULT_MAX_FRAME, Frame, FrameReader, FrameWriter, pipe, wait,
+    Connection, DEFAULT_MAX_FRAME, Frame, FrameReader, FrameWriter, pipe, wait, wait_indices,
 };
 pub use crate::element::{Element, Integer};
 pub use crate::error::Error;

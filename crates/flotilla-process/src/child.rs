@@ -126,7 +126,7 @@ impl Child {
             if let Some(results) = &status.results {
                 fds.push(results.as_fd());
             }
-            let ready = sys::wait_readable(&fds, Some(slice))?;
+            let ready = flotilla_ipc::wait_indices(&fds, Some(slice))?;
             let exited = ready.first() == Some(&0);
             if ready.len() > usize::from(exited) {
                 self.read_report(&mut status, None)?;

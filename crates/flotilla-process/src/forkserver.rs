@@ -137,7 +137,7 @@ pub(crate) fn serve(control: Connection) -> ! {
     let mut children: HashMap<i32, (Connection, bool)> = HashMap::new();
     loop {
         let watched = [control.as_fd(), sigfd.as_fd()];
-        let Ok(ready) = sys::wait_readable(&watched, None) else {
+        let Ok(ready) = flotilla_ipc::wait_indices(&watched, None) else {
             continue;
         };
         let (control_ready, child_ended) = (ready.contains(&0), ready.contains(&1));

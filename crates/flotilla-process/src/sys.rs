@@ -2,9 +2,8 @@
 //! from the start. Linux-specific calls (pidfd, prctl) live here and nowhere else.
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
-use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
@@ -116,25 +115,6 @@ pub(crate) fn set_process_name(name: &str) {
 /// Ends this process now, running no destructors, atexit handlers or buffered-output
 /// flushes: the way every flotilla child ends, so it never unwinds into its parent's
 /// code.
-/// Waits up to `timeout` (forever when `None`) until at least one of `fds` is readable
-/// (a message, or end of file), as [`flotilla_ipc::wait`] does: the indices of the
-/// ready ones, in order.
-pub(crate) fn wait_readable(
-    fds: &[BorrowedFd<'_>],
-    timeout: Option<Duration>,
-) -> Result<Vec<usize>, Error> {
-    /// A descriptor with its place in `fds`: `wait` hands the ready ones back.
-    struct Slot<'a>(usize, BorrowedFd<'a>);
-    impl AsFd for Slot<'_> {
-        fn as_fd(&self) -> BorrowedFd<'_> {
-            self.1
-        }
-    }
-    let slots: Vec<Slot<'_>> = fds.iter().enumerate().map(|(i, fd)| Slot(i, *fd)).collect();
-    let ready = flotilla_ipc::wait(&slots, timeout)?;
-    Ok(ready.into_iter().map(|slot| slot.0).collect())
-}
-
 pub(crate) fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is async-signal-safe and ends the process; nothing runs after it.
     unsafe { libc::_exit(code) }

@@ -126,7 +126,7 @@ pub mod multiprocessing {
     pub use flotilla_ipc::{
         AcquireError, Array, ArrayGuard, Connection, Element, Frame, FrameReader, FrameWriter,
         Integer, Lock, LockGuard, RLock, RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe,
-        wait,
+        wait, wait_indices,
     };
     #[doc(inline)]
     pub use flotilla_ipc::{

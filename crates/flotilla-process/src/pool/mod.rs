@@ -43,7 +43,6 @@ use crate::boot;
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
 use crate::process::Process;
-use crate::sys;
 
 /// How many tasks a worker may have in flight: one running, one waiting beside it.
 pub const PIPELINE: usize = 2;
@@ -793,7 +792,7 @@ impl Manager {
     fn wait_for_events(&mut self) {
         let mut fds = vec![self.wake.as_fd()];
         fds.extend(self.workers.iter().map(|w| w.conn.as_fd()));
-        let Ok(ready) = sys::wait_readable(&fds, None) else {
+        let Ok(ready) = flotilla_ipc::wait_indices(&fds, None) else {
             return;
         };
         if ready.contains(&0) {
