@@ -583,8 +583,7 @@ impl<T> Completer<T> {
     /// Finishes the future with `outcome`. Does nothing if it was cancelled meanwhile.
     pub fn complete(self, outcome: Result<T, TaskError>) {
         self.shared.finish(|s| !is_done(s), outcome);
-        // Completed: nothing left for Drop to do.
-        std::mem::forget(self);
+        // Drop now finds the future done and releases this side's reference, nothing more.
     }
 
     /// Cancels a future whose task will never run (an executor shutting down with
@@ -637,6 +636,11 @@ impl<T> Completer<T> {
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
+        // The usual case, a completed task, needs neither the lock nor the error below.
+        // A racing cancel after this check is settled by `finish`'s own state check.
+        if is_done(self.shared.state.load(Ordering::Acquire)) {
+            return;
+        }
         self.shared.finish(
             |s| !is_done(s),
             Err(TaskError::Broken {
