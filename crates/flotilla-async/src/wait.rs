@@ -50,7 +50,22 @@ impl<W: AsFuture + ?Sized> AsFuture for &W {
     }
 }
 
-/// True when `fut` finished with a failure (what `FirstException` stops on).
+/// `futures` with every future after its first appearance left out: a future given
+/// more than once (or with its clones, or as a `Task` and its future) is one future, as
+/// in Python's sets.
+fn distinct<I, W>(futures: I) -> Vec<W>
+where
+    I: IntoIterator<Item = W>,
+    W: AsFuture,
+{
+    let mut futures: Vec<W> = futures.into_iter().collect();
+    if futures.len() > 1 {
+        let mut seen = std::collections::HashSet::with_capacity(futures.len());
+        futures.retain(|f| seen.insert(f.as_future().id()));
+    }
+    futures
+}
+
 /// The deadline of a wait, as a tokio timer. Needs a tokio runtime with time enabled.
 fn timer(timeout: Option<Duration>) -> Option<Pin<Box<Sleep>>> {
     timeout.map(|t| Box::pin(tokio::time::sleep(t)))
@@ -99,7 +114,7 @@ where
     I: IntoIterator<Item = W>,
     W: AsFuture,
 {
-    let futures: Vec<W> = futures.into_iter().collect();
+    let futures = distinct(futures);
     let satisfied = |done: usize, failed: bool| return_when.is_met(done, futures.len(), failed);
     let done = futures.iter().filter(|f| f.as_future().done()).count();
     let mut any_failed = futures.iter().any(|f| f.as_future().is_failed());
@@ -127,7 +142,7 @@ where
 /// `asyncio.as_completed`.
 ///
 /// The ones already done come first, in input order; then each as it completes; every
-/// future is yielded exactly once. When `timeout` (counted from this call) passes with
+/// distinct future is yielded exactly once (a future given twice is one future). When `timeout` (counted from this call) passes with
 /// futures unfinished, the stream yields one [`TaskError::Unfinished`] and ends.
 /// [`next`](AsCompleted::next) reads it without a stream-extension crate.
 ///
@@ -158,7 +173,7 @@ where
     I: IntoIterator<Item = W>,
     W: AsFuture,
 {
-    let futures: Vec<W> = futures.into_iter().collect();
+    let futures = distinct(futures);
     let mut queue = VecDeque::new();
     let completions = futures
         .iter()

@@ -133,3 +133,29 @@ async fn as_completed_is_a_stream() {
     is_stream(&completed);
     assert_eq!(completed.size_hint(), (1, Some(2)));
 }
+
+/// A future given several times is one future, as in Python's sets; and a wait on no
+/// futures is over at once.
+#[tokio::test]
+async fn a_future_given_twice_is_one_future_and_none_is_no_wait() {
+    let (c, f) = Completer::<u8>::new();
+    let input = vec![f.clone(), f.clone(), Future::ready(9), f.clone()];
+    c.set_result(1);
+    let mut yielded = Vec::new();
+    let mut completed = as_completed(input.clone(), Some(LONG));
+    while let Some(f) = bounded(completed.next()).await {
+        yielded.push(f.unwrap().result(None).unwrap());
+    }
+    assert_eq!(yielded, [1, 9]);
+    let (done, pending) = bounded(wait(input, Some(LONG), ReturnWhen::AllCompleted)).await;
+    assert_eq!((done.len(), pending.len()), (2, 0));
+
+    for when in [
+        ReturnWhen::FirstCompleted,
+        ReturnWhen::FirstException,
+        ReturnWhen::AllCompleted,
+    ] {
+        let (done, pending) = bounded(wait(Vec::<Future<u8>>::new(), None, when)).await;
+        assert!(done.is_empty() && pending.is_empty());
+    }
+}

@@ -6,14 +6,14 @@
 //! of polling them. Registrations are removed when the wait ends, so a future outliving
 //! many waits does not accumulate them.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::fmt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::deadline::Deadline;
 use crate::error::TaskError;
-use crate::future::Future;
+use crate::future::{Future, FutureId};
 
 /// When [`wait()`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,7 +30,8 @@ pub enum ReturnWhen {
 impl ReturnWhen {
     /// Whether a wait for this condition is over, with `done` of `total` futures done
     /// and `any_failed` telling whether one of those failed. Every `wait` decides by it
-    /// (this crate's, and the async bridge's).
+    /// (this crate's, and the async bridge's). Once every future is done, every
+    /// condition holds, so a wait on no futures at all is over at once, as in Python.
     ///
     /// ```
     /// use flotilla_core::ReturnWhen;
@@ -39,13 +40,15 @@ impl ReturnWhen {
     /// assert!(!ReturnWhen::FirstException.is_met(1, 3, false));
     /// assert!(ReturnWhen::FirstException.is_met(1, 3, true));
     /// assert!(ReturnWhen::AllCompleted.is_met(3, 3, false));
+    /// assert!(ReturnWhen::FirstCompleted.is_met(0, 0, false));
     /// ```
     pub fn is_met(self, done: usize, total: usize, any_failed: bool) -> bool {
-        match self {
-            ReturnWhen::FirstCompleted => done > 0,
-            ReturnWhen::FirstException => any_failed || done == total,
-            ReturnWhen::AllCompleted => done == total,
-        }
+        done == total
+            || match self {
+                ReturnWhen::FirstCompleted => done > 0,
+                ReturnWhen::FirstException => any_failed,
+                ReturnWhen::AllCompleted => false,
+            }
     }
 }
 
@@ -82,6 +85,7 @@ mod sealed {
 
     /// The operations [`wait`](super::wait()) needs from a future, whatever its value type.
     pub trait Watch {
+        fn id(&self) -> crate::future::FutureId;
         fn is_done(&self) -> bool;
         fn is_failed(&self) -> bool;
         fn watch(&self, signal: &Arc<super::Signal>, index: usize) -> bool;
@@ -96,6 +100,9 @@ mod sealed {
 pub trait Waitable: sealed::Watch {}
 
 impl<T> sealed::Watch for Future<T> {
+    fn id(&self) -> FutureId {
+        Future::id(self)
+    }
     fn is_done(&self) -> bool {
         self.done()
     }
@@ -112,6 +119,9 @@ impl<T> sealed::Watch for Future<T> {
 impl<T> Waitable for Future<T> {}
 
 impl<W: sealed::Watch + ?Sized> sealed::Watch for &W {
+    fn id(&self) -> FutureId {
+        (**self).id()
+    }
     fn is_done(&self) -> bool {
         (**self).is_done()
     }
@@ -128,6 +138,9 @@ impl<W: sealed::Watch + ?Sized> sealed::Watch for &W {
 impl<W: Waitable + ?Sized> Waitable for &W {}
 
 impl<W: sealed::Watch + ?Sized> sealed::Watch for Box<W> {
+    fn id(&self) -> FutureId {
+        (**self).id()
+    }
     fn is_done(&self) -> bool {
         (**self).is_done()
     }
@@ -147,7 +160,9 @@ impl<W: Waitable + ?Sized> Waitable for Box<W> {}
 /// split into `(done, not_done)`, each in input order.
 ///
 /// The futures may come from different executors. On timeout nothing fails: the split
-/// just has futures left in `not_done`. Python's `concurrent.futures.wait`.
+/// just has futures left in `not_done`. A future given more than once (the same future
+/// or clones of it) counts, and is returned, once, in its first place: Python's sets.
+/// Python's `concurrent.futures.wait`.
 ///
 /// ```
 /// use std::time::Duration;
@@ -173,7 +188,7 @@ where
 {
     use sealed::Watch;
 
-    let futures: Vec<W> = futures.into_iter().collect();
+    let futures = distinct(futures);
     let deadline = Deadline::after(timeout);
     let satisfied = |done: usize, failed: bool| return_when.is_met(done, futures.len(), failed);
 
@@ -205,11 +220,29 @@ where
     futures.into_iter().partition(|f| f.is_done())
 }
 
+/// `futures` with every future after its first appearance left out (a future and its
+/// clones are one future).
+fn distinct<I, W>(futures: I) -> Vec<W>
+where
+    I: IntoIterator<Item = W>,
+    W: Waitable,
+{
+    use sealed::Watch;
+
+    let mut futures: Vec<W> = futures.into_iter().collect();
+    if futures.len() > 1 {
+        let mut seen = HashSet::with_capacity(futures.len());
+        futures.retain(|f| seen.insert(f.id()));
+    }
+    futures
+}
+
 /// An iterator over futures in the order they complete: Python's
 /// `concurrent.futures.as_completed`.
 ///
 /// Futures already done come first, in input order; then each one as it completes. Every
-/// future is yielded exactly once. When `timeout` (counted from the call) passes with
+/// distinct future is yielded exactly once, however many times the input holds it (or
+/// clones of it), as in Python. When `timeout` (counted from the call) passes with
 /// futures unfinished, the iterator yields one [`TaskError::Unfinished`] and ends.
 ///
 /// ```
@@ -228,7 +261,7 @@ where
     I: IntoIterator<Item = W>,
     W: Waitable,
 {
-    let futures: Vec<W> = futures.into_iter().collect();
+    let futures = distinct(futures);
     let signal = Arc::new(Signal::default());
     let mut ready = VecDeque::new();
     for (index, f) in futures.iter().enumerate() {

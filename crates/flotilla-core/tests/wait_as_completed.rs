@@ -190,3 +190,62 @@ proptest! {
         t.join().unwrap();
     }
 }
+
+/// A wait on no futures is over at once, whatever it waits for (Python returns two
+/// empty sets); run on a thread so that a hang fails the test instead of stalling it.
+#[test]
+fn wait_on_no_futures_returns_at_once_for_every_return_when() {
+    let waiter = std::thread::spawn(|| {
+        for when in [
+            ReturnWhen::FirstCompleted,
+            ReturnWhen::FirstException,
+            ReturnWhen::AllCompleted,
+        ] {
+            for timeout in [None, Some(LONG), Some(Duration::ZERO)] {
+                let (done, not_done) = wait(Vec::<Future<u8>>::new(), timeout, when);
+                assert!(done.is_empty() && not_done.is_empty());
+            }
+        }
+        assert_eq!(as_completed(Vec::<Future<u8>>::new(), None).count(), 0);
+    });
+    let deadline = std::time::Instant::now() + LONG;
+    while !waiter.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wait on no futures hung"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    waiter.join().unwrap();
+}
+
+/// A future given several times (itself or its clones) is one future: `as_completed`
+/// yields it once and `wait` counts and returns it once, in its first place.
+#[test]
+fn a_future_given_twice_is_one_future() {
+    let (c, f) = Completer::<u8>::new();
+    let other = Future::ready(9u8);
+    let input = vec![
+        f.clone(),
+        other.clone(),
+        f.clone(),
+        f.clone(),
+        other.clone(),
+    ];
+
+    let (done, not_done) = wait(&input, Some(Duration::ZERO), ReturnWhen::AllCompleted);
+    assert_eq!((done.len(), not_done.len()), (1, 1));
+
+    c.set_result(1);
+    let yielded: Vec<u8> = as_completed(input.clone(), Some(LONG))
+        .map(|f| f.unwrap().result(None).unwrap())
+        .collect();
+    assert_eq!(yielded, [1, 9]);
+
+    let (done, not_done) = wait(input, Some(LONG), ReturnWhen::AllCompleted);
+    assert_eq!(
+        done.iter().map(|f| f.id()).collect::<Vec<_>>(),
+        [f.id(), other.id()]
+    );
+    assert!(not_done.is_empty());
+}
