@@ -227,8 +227,6 @@ where
     I: IntoIterator<Item = W>,
     W: Waitable,
 {
-    use sealed::Watch;
-
     let mut futures: Vec<W> = futures.into_iter().collect();
     if futures.len() > 1 {
         let mut seen = HashSet::with_capacity(futures.len());
