@@ -79,7 +79,7 @@ fn run_child(clock: &Clock) -> anyhow::Result<Vec<String>> {
 
     // Generous: the child needs 2 units; a hang (waiting for the daemon forever, or
     // worse) fails the demo instead of stalling it.
-    let give_up = Instant::now() + clock.units(40.0);
+    let give_up = Instant::now() + clock.units(40.0).max(std::time::Duration::from_secs(60));
     let mut lines = Vec::new();
     loop {
         let left = give_up.saturating_duration_since(Instant::now());

@@ -1,13 +1,16 @@
 //! pool-callbacks: `apply_async` with a `callback` for three tasks that succeed and an
 //! `error_callback` for two that fail; `close` then `join`; the results arrive through
-//! the callbacks. Then `get(timeout = 1)` on a task that takes a second times out.
+//! the callbacks. Then `get(timeout = 0.5)` on a task that cannot finish yet times out.
+//!
+//! Python's example sleeps in the task and trusts the clock; here the slow task waits
+//! for the parent's word, so the timeout is certain however loaded the machine is.
 
 use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::ensure;
 use flotilla::futures::TaskError;
-use flotilla::multiprocessing::Pool;
+use flotilla::multiprocessing::{Event, Pool};
 
 use super::Clock;
 
@@ -15,6 +18,13 @@ fn task((clock, n): (Clock, u32)) -> u32 {
     clock.sleep(1.0);
     assert!(n < 3, "task {n} raises");
     n * 100
+}
+
+/// The slow task: it finishes only once the parent sets `release` (or after a minute,
+/// so that a broken demo cannot hang).
+fn held(release: Event) -> u32 {
+    release.wait(Some(Duration::from_secs(60)));
+    100
 }
 
 pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
@@ -51,13 +61,15 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     );
 
     let pool = Pool::new(1)?;
-    let slow = pool.apply_async(task, (clock, 1))?;
+    let release = Event::new()?;
+    let slow = pool.apply_async(held, release.clone())?;
     match slow.get(Some(clock.units(0.5))) {
         Err(TaskError::TimedOut) => {
-            clock.say("get(timeout=0.5) on a 1-unit task: timed out, the task goes on")
+            clock.say("get(timeout=0.5) on a task still held: timed out, the task goes on")
         }
         other => anyhow::bail!("expected a timeout, got {other:?}"),
     }
+    release.set();
     ensure!(
         slow.get(Some(Duration::from_secs(60)))? == 100,
         "the task still finished"
