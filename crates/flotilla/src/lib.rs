@@ -192,9 +192,22 @@ pub fn init() {
 }
 
 /// The names most programs use, for a glob import.
+///
+/// It never shadows a name of std's prelude: flotilla's `Future` struct is not here (std's
+/// `Future` trait is what `impl Future` and `async fn` mean), so name it as
+/// `flotilla::futures::Future`.
+///
+/// ```
+/// use flotilla::prelude::*;
+///
+/// fn later() -> impl Future<Output = u8> {
+///     async { 7 }
+/// }
+/// # drop(later());
+/// ```
 pub mod prelude {
     #[doc(no_inline)]
-    pub use crate::futures::{Future, ReturnWhen, TaskError, as_completed, wait};
+    pub use crate::futures::{ReturnWhen, TaskError, as_completed, wait};
 
     #[cfg(feature = "thread")]
     #[doc(no_inline)]
