@@ -3,7 +3,10 @@
 
 use flotilla::prelude::*;
 
-#[allow(clippy::manual_async_fn, reason = "the test is that `impl Future` names std's trait")]
+#[allow(
+    clippy::manual_async_fn,
+    reason = "the test is that `impl Future` names std's trait"
+)]
 fn deferred(x: u8) -> impl Future<Output = u8> {
     async move { x + 1 }
 }

@@ -21,6 +21,13 @@
 //! | `as_completed(fs, timeout)`             | [`as_completed()`]                      |
 //! | `Executor`                              | [`Executor`]                           |
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 pub mod codec;
 
 mod cancel;

@@ -21,6 +21,20 @@
 //!
 //! This crate is Linux-first: it uses Unix sockets and `SCM_RIGHTS`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "flotilla-ipc supports Linux only (5.3 or newer): it is built on memfd, futexes, \
+     robust process-shared mutexes and SCM_RIGHTS. flotilla-core and flotilla-thread \
+     build on other platforms."
+);
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod connection;
 mod element;
 mod error;

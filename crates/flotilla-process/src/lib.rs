@@ -23,6 +23,20 @@
 //!
 //! Linux only: it uses pidfds, `PR_SET_PDEATHSIG` and `/proc/self/exe`.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+#[cfg(not(target_os = "linux"))]
+compile_error!(
+    "flotilla-process supports Linux only (5.3 or newer): it is built on fork, \
+     posix_spawn of /proc/self/exe, pidfd and PR_SET_PDEATHSIG. flotilla-core and \
+     flotilla-thread build on other platforms."
+);
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod boot;
 mod child;
 mod context;

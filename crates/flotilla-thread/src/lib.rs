@@ -13,6 +13,13 @@
 //!   forms of every blocking call, and `close`, which ends consumers' loops once the queue
 //!   is drained. A failed put hands its item back ([`PutError`], [`TryPutError`], ...).
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+/// The README's example, compiled and run as a doctest so it stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
 mod error;
 mod executor;
 pub mod queue;

@@ -63,9 +63,35 @@
 //! assert_eq!(futures[3].result(None)?, 24);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! # Feature flags
+//!
+//! One feature per sub-crate; `full` (every one of them) is the default. With
+//! `default-features = false` only [`futures`] (without executors) and [`codec`]'s error
+//! type remain.
+//!
+//! | feature | what it adds | crate |
+//! |---|---|---|
+//! | `full` | all of the below (default) | |
+//! | `thread` | [`threading`], [`queue`], `futures::ThreadPoolExecutor` | `flotilla-thread` |
+//! | `ipc` | [`multiprocessing`]'s pipes, shared memory, process-shared locks and queues; the codec | `flotilla-ipc` |
+//! | `process` | `multiprocessing::Process`, `Pool`, `futures::ProcessPoolExecutor`, [`init`] (turns on `ipc`) | `flotilla-process` |
+//! | `asyncio` | [`asyncio`], for the executors enabled beside it | `flotilla-async` (tokio) |
+//!
+//! `thread` alone builds on any platform and pulls in no serde; `ipc` and `process` need
+//! Linux (5.3 or newer).
+
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(inline)]
 pub use flotilla_core::codec;
+
+#[cfg(all(not(target_os = "linux"), any(feature = "ipc", feature = "process")))]
+compile_error!(
+    "flotilla's `ipc` and `process` features (in `full`, the default) support Linux only \
+     (5.3 or newer). On other platforms depend on flotilla with \
+     `default-features = false, features = [\"thread\"]` (futures, threads, queues)."
+);
 
 /// The README's examples, compiled and run as doctests so the tour stays true.
 #[cfg(doctest)]
