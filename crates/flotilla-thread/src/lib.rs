@@ -7,7 +7,7 @@
 //!   a name, a daemon flag honoured at process exit, and `join` with a retryable timeout.
 //! - Python's `threading` primitives with a timed form of every blocking call: [`Event`],
 //!   [`Semaphore`] and [`BoundedSemaphore`], [`RLock`], [`Condition`] (owning its data)
-//!   and [`Barrier`] (with `abort` and `reset`).
+//!   and [`Barrier`] (with `abort`, `reset`, an action and a default timeout).
 //! - [`queue`]: Python's `queue` module. [`Queue`] (FIFO), [`LifoQueue`] and
 //!   [`PriorityQueue`] (smallest first), bounded or not, with `task_done` / `join`, timed
 //!   forms of every blocking call, and `close`, which ends consumers' loops once the queue
@@ -33,7 +33,7 @@ pub use crate::error::{
 pub use crate::executor::{Map, ThreadPoolExecutor, ThreadPoolExecutorBuilder};
 pub use crate::queue::{LifoQueue, PriorityQueue, Queue};
 pub use crate::sync::{
-    Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, RLock, RLockGuard, Semaphore,
-    SemaphorePermit,
+    Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionGuard, Event, RLock, RLockGuard,
+    Semaphore, SemaphorePermit,
 };
 pub use crate::thread::{Thread, ThreadBuilder, spawn};

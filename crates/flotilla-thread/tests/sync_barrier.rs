@@ -121,3 +121,106 @@ fn zero_parties_behaves_as_one() {
     assert_eq!(barrier.wait(Some(Duration::ZERO)).unwrap(), 0);
     assert_eq!(barrier.wait(None).unwrap(), 0);
 }
+
+/// Python's `Barrier(parties, action)`: the action runs once per round, in one of the
+/// arriving threads, before any of them is released; it may use the barrier itself.
+#[test]
+fn the_action_runs_once_per_round_before_the_release() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    const PARTIES: usize = 3;
+    const ROUNDS: usize = 10;
+    let actions = Arc::new(AtomicUsize::new(0));
+    let slot = Arc::new(std::sync::OnceLock::<Arc<Barrier>>::new());
+    let barrier = {
+        let (actions, slot) = (Arc::clone(&actions), Arc::clone(&slot));
+        Arc::new(
+            Barrier::builder(PARTIES)
+                .action(move || {
+                    // The barrier's own methods work from inside the action.
+                    let barrier = slot.get().expect("set before any wait");
+                    assert_eq!(barrier.n_waiting(), PARTIES - 1);
+                    assert!(!barrier.broken());
+                    actions.fetch_add(1, Ordering::SeqCst);
+                })
+                .build(),
+        )
+    };
+    slot.set(Arc::clone(&barrier)).unwrap();
+    let threads: Vec<_> = (0..PARTIES)
+        .map(|_| {
+            let (barrier, actions) = (Arc::clone(&barrier), Arc::clone(&actions));
+            std::thread::spawn(move || {
+                for round in 1..=ROUNDS {
+                    barrier.wait(Some(LONG)).unwrap();
+                    // Released only after this round's action ran (and not the next's).
+                    let seen = actions.load(Ordering::SeqCst);
+                    assert!(seen == round || seen == round + 1, "round {round}: {seen}");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(actions.load(Ordering::SeqCst), ROUNDS);
+}
+
+/// An action that panics breaks the barrier for the round's waiters, and the panic goes
+/// on in the thread that ran it, as Python's exception does.
+#[test]
+fn a_panicking_action_breaks_the_round_and_panics_its_thread() {
+    let barrier = Arc::new(
+        Barrier::builder(2)
+            .action(|| panic!("the action failed"))
+            .build(),
+    );
+    let waiter = spawn_waiters(&barrier, 1, Some(LONG)).pop().unwrap();
+    eventually("the first party waits", || barrier.n_waiting() == 1);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| barrier.wait(Some(LONG))));
+    let panic = ran.expect_err("the action's panic reaches its thread");
+    assert_eq!(panic.downcast_ref::<&str>(), Some(&"the action failed"));
+    assert!(matches!(waiter.join().unwrap(), Err(Error::BrokenBarrier)));
+    assert!(barrier.broken());
+    barrier.reset();
+    assert!(!barrier.broken());
+}
+
+/// Python's `Barrier(parties, timeout=...)`: a `wait(None)` uses the barrier's default
+/// timeout, and its expiry breaks the barrier.
+#[test]
+fn wait_none_uses_the_default_timeout() {
+    let barrier = Barrier::builder(2)
+        .timeout(Duration::from_millis(50))
+        .build();
+    let waited = std::thread::scope(|s| s.spawn(|| barrier.wait(None)).join().unwrap());
+    assert!(matches!(waited, Err(Error::BrokenBarrier)));
+    assert!(barrier.broken());
+}
+
+/// A thread arriving while the action runs belongs to the next round: it does not pass
+/// with the round that is being released.
+#[test]
+fn an_arrival_during_the_action_waits_for_the_next_round() {
+    let gate = Arc::new(flotilla_thread::Event::new());
+    let barrier = {
+        let gate = Arc::clone(&gate);
+        Arc::new(
+            Barrier::builder(1)
+                .action(move || {
+                    gate.wait(Some(LONG));
+                })
+                .build(),
+        )
+    };
+    // The first arrival runs the action, which holds until the gate opens.
+    let first = spawn_waiters(&barrier, 1, Some(LONG)).pop().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // A second arrival meanwhile cannot pass with that round.
+    let second = spawn_waiters(&barrier, 1, Some(LONG)).pop().unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    assert!(!first.is_finished() && !second.is_finished());
+    gate.set();
+    assert_eq!(first.join().unwrap().unwrap(), 0);
+    assert_eq!(second.join().unwrap().unwrap(), 0);
+}

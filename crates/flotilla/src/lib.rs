@@ -123,8 +123,8 @@ pub mod futures {
 pub mod threading {
     #[doc(inline)]
     pub use flotilla_thread::{
-        Barrier, BoundedSemaphore, Condition, ConditionGuard, Error, Event, RLock, RLockGuard,
-        Semaphore, SemaphorePermit, Thread, ThreadBuilder, spawn,
+        Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionGuard, Error, Event, RLock,
+        RLockGuard, Semaphore, SemaphorePermit, Thread, ThreadBuilder, spawn,
     };
 }
 

@@ -7,8 +7,16 @@
 //! Either way the barrier moves on to a fresh generation at once, so a waiter that wakes
 //! late still reads its own round's outcome, however many rounds ran meanwhile. Outcomes
 //! are only written with the barrier's mutex held.
+//!
+//! The action (Python's `action=`) runs in the last arrival's thread *without* the
+//! mutex, so it may call the barrier's own methods. While it runs, `acting` is set and
+//! the round is full: a thread arriving then waits for the next round. The action's
+//! round ends when it returns (passed) or panics (broken, and the panic goes on in the
+//! thread that ran it); an abort, reset or timeout meanwhile breaks the round as usual,
+//! and the acting thread then finds it broken.
 
 use std::fmt;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -54,6 +62,8 @@ struct State {
     current: Arc<Generation>,
     /// Set by `abort` or a timeout, cleared by `reset`: while set, `wait` fails at once.
     broken: bool,
+    /// The last arrival is running the action; arrivals wait for the next round.
+    acting: bool,
 }
 
 impl State {
@@ -102,6 +112,86 @@ pub struct Barrier {
     parties: usize,
     state: Mutex<State>,
     cv: Condvar,
+    action: Option<Action>,
+    timeout: Option<Duration>,
+}
+
+/// What the last arrival of each round runs before the round is released.
+type Action = Box<dyn Fn() + Send + Sync + 'static>;
+
+/// Options for a [`Barrier`]: Python's `Barrier(parties, action=None, timeout=None)`.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::time::Duration;
+/// use flotilla_thread::Barrier;
+///
+/// let rounds = Arc::new(AtomicUsize::new(0));
+/// let counted = Arc::clone(&rounds);
+/// let barrier = Barrier::builder(2)
+///     .action(move || {
+///         counted.fetch_add(1, Ordering::SeqCst);
+///     })
+///     .timeout(Duration::from_secs(10)) // for every wait(None)
+///     .build();
+/// std::thread::scope(|s| {
+///     s.spawn(|| barrier.wait(None).unwrap());
+///     barrier.wait(None).unwrap();
+/// });
+/// assert_eq!(rounds.load(Ordering::SeqCst), 1);
+/// ```
+#[must_use = "a builder does nothing until build() is called"]
+pub struct BarrierBuilder {
+    parties: usize,
+    action: Option<Action>,
+    timeout: Option<Duration>,
+}
+
+impl BarrierBuilder {
+    /// Runs `action` once per round, in the thread that arrives last, before any waiter
+    /// is released. If it panics, the barrier breaks (every waiter of that round gets
+    /// [`Error::BrokenBarrier`]) and the panic continues in the thread that ran it, as
+    /// Python's exception does.
+    pub fn action<F>(mut self, action: F) -> Self
+    where
+        F: Fn() + Send + Sync + 'static,
+    {
+        self.action = Some(Box::new(action));
+        self
+    }
+
+    /// The timeout of every [`wait`](Barrier::wait) called with `None`.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The barrier.
+    pub fn build(self) -> Barrier {
+        Barrier {
+            parties: self.parties.max(1),
+            state: Mutex::new(State {
+                count: 0,
+                current: Generation::new(),
+                broken: false,
+                acting: false,
+            }),
+            cv: Condvar::new(),
+            action: self.action,
+            timeout: self.timeout,
+        }
+    }
+}
+
+impl fmt::Debug for BarrierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BarrierBuilder")
+            .field("parties", &self.parties)
+            .field("action", &self.action.is_some())
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 impl Barrier {
@@ -116,14 +206,15 @@ impl Barrier {
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn new(parties: usize) -> Self {
-        Barrier {
-            parties: parties.max(1),
-            state: Mutex::new(State {
-                count: 0,
-                current: Generation::new(),
-                broken: false,
-            }),
-            cv: Condvar::new(),
+        Barrier::builder(parties).build()
+    }
+
+    /// A builder for a barrier of `parties` threads with an action or a default timeout.
+    pub fn builder(parties: usize) -> BarrierBuilder {
+        BarrierBuilder {
+            parties,
+            action: None,
+            timeout: None,
         }
     }
 
@@ -165,7 +256,11 @@ impl Barrier {
     }
 
     /// Waits until `parties` threads have called `wait`, or until `timeout` passes
-    /// (`None`: no timeout). Returns this thread's arrival index, `0..parties`.
+    /// (`None`: the barrier's default timeout, if it was built with one, else none).
+    /// Returns this thread's arrival index, `0..parties`.
+    ///
+    /// The last arrival runs the barrier's action, if it has one, before the others are
+    /// released.
     ///
     /// # Errors
     ///
@@ -186,19 +281,54 @@ impl Barrier {
     /// assert!(barrier.broken());
     /// ```
     pub fn wait(&self, timeout: Option<Duration>) -> Result<usize, Error> {
+        let deadline = Deadline::after(timeout.or(self.timeout));
         let mut state = lock(&self.state);
+        // A round whose action is running is full: wait for the next one.
+        while state.acting && !state.broken {
+            if deadline.expired() {
+                state.broken = true;
+                state.next_generation(BROKEN);
+                self.cv.notify_all();
+                return Err(Error::BrokenBarrier);
+            }
+            state = deadline.wait(&self.cv, state);
+        }
         if state.broken {
             return Err(Error::BrokenBarrier);
         }
         let index = state.count;
         if index + 1 >= self.parties {
-            state.next_generation(PASSED);
+            let Some(action) = &self.action else {
+                state.next_generation(PASSED);
+                self.cv.notify_all();
+                return Ok(index);
+            };
+            let round = Arc::clone(&state.current);
+            state.acting = true;
+            drop(state);
+            let outcome = catch_unwind(AssertUnwindSafe(action));
+            let mut state = lock(&self.state);
+            state.acting = false;
+            // An abort, reset or timeout while the action ran already broke the round.
+            let ours = round.outcome() == PENDING;
+            match outcome {
+                Ok(()) if ours => state.next_generation(PASSED),
+                Err(_) if ours => {
+                    state.broken = true;
+                    state.next_generation(BROKEN);
+                }
+                _ => {}
+            }
             self.cv.notify_all();
-            return Ok(index);
+            drop(state);
+            return match outcome {
+                Ok(()) if ours => Ok(index),
+                Ok(()) => Err(Error::BrokenBarrier),
+                Err(panic) => resume_unwind(panic),
+            };
         }
         state.count += 1;
         let round = Arc::clone(&state.current);
-        let deadline = Deadline::after(timeout);
         loop {
             // The outcome is checked before the deadline: a round that completed as the
             // timeout ran out still counts as passed.
@@ -266,6 +396,8 @@ impl fmt::Debug for Barrier {
             .field("parties", &self.parties)
             .field("n_waiting", &state.count)
             .field("broken", &state.broken)
+            .field("action", &self.action.is_some())
+            .field("timeout", &self.timeout)
             .finish()
     }
 }

@@ -16,7 +16,7 @@ mod semaphore;
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-pub use self::barrier::Barrier;
+pub use self::barrier::{Barrier, BarrierBuilder};
 pub use self::condition::{Condition, ConditionGuard};
 pub use self::event::Event;
 pub use self::rlock::{RLock, RLockGuard};
