@@ -126,10 +126,47 @@ fn unbounded_is_never_full() {
     assert_eq!(q.maxsize(), None);
 }
 
+/// Python's `Queue(maxsize=0)` is unbounded, and so is `bounded(0)` (no panic).
 #[test]
-#[should_panic(expected = "could never take one")]
-fn bounded_to_zero_panics() {
-    let _ = Queue::<()>::bounded(0);
+fn bounded_to_zero_is_unbounded_as_in_python() {
+    let q = Queue::bounded(0);
+    assert_eq!(q.maxsize(), None);
+    for i in 0..1_000 {
+        q.try_put(i).unwrap();
+    }
+    assert!(!q.is_full());
+}
+
+/// Python 3.13's `shutdown(immediate=True)`: the items left are dropped (here: handed
+/// back in get order), `join` no longer waits for them, and a blocked getter wakes to
+/// `Closed`.
+#[test]
+fn close_immediately_hands_back_the_items_and_wakes_everyone() {
+    const LONG: Duration = Duration::from_secs(60);
+    let q = Queue::new();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let joiner = {
+        let q = q.clone();
+        thread::spawn(move || q.join_timeout(LONG))
+    };
+    assert_eq!(q.close_immediately(), [1, 2]);
+    assert!(
+        joiner.join().unwrap(),
+        "join still waited for the dropped items"
+    );
+    assert!(q.is_closed() && q.is_empty() && q.unfinished_tasks() == 0);
+    assert!(q.put(3).is_err());
+    assert!(q.close_immediately().is_empty());
+
+    let empty = Queue::<u8>::new();
+    let getter = {
+        let empty = empty.clone();
+        thread::spawn(move || empty.get_timeout(LONG))
+    };
+    thread::sleep(Duration::from_millis(20));
+    assert!(empty.close_immediately().is_empty());
+    assert!(getter.join().unwrap().unwrap_err().is_closed());
 }
 
 #[test]

@@ -16,6 +16,7 @@
 //! | `qsize()`, `empty()`, `full()`  | [`len`](GenericQueue::len), [`is_empty`](GenericQueue::is_empty), [`is_full`](GenericQueue::is_full) |
 //! | `task_done()`, `join()`         | [`task_done`](GenericQueue::task_done), [`join`](GenericQueue::join) / [`join_timeout`](GenericQueue::join_timeout) |
 //! | `shutdown()` (3.13)             | [`close`](GenericQueue::close)                  |
+//! | `shutdown(immediate=True)`      | [`close_immediately`](GenericQueue::close_immediately), which hands the dropped items back |
 //! | `queue.Full`, `queue.Empty`     | [`TryPutError::Full`], [`TryGetError::Empty`], and the `Timeout` variants |
 //!
 //! What Python lacks: a closed queue ends the consumers' `for item in &queue` loops once
@@ -230,12 +231,8 @@ impl<S: Store + Default> GenericQueue<S> {
     }
 
     /// Creates a queue that holds at most `maxsize` items: [`put`](Self::put) waits while
-    /// it is full.
-    ///
-    /// # Panics
-    ///
-    /// If `maxsize` is zero: such a queue could never take an item. (Python reads
-    /// `maxsize=0` as unbounded; here that is [`new`](Self::new).)
+    /// it is full. A `maxsize` of zero means unbounded, as Python's `Queue(maxsize=0)`
+    /// (a queue of zero places could never take an item).
     ///
     /// ```
     /// use flotilla_thread::Queue;
@@ -245,13 +242,8 @@ impl<S: Store + Default> GenericQueue<S> {
     /// assert!(q.is_full());
     /// assert!(q.try_put(2).unwrap_err().is_full());
     /// ```
-    #[track_caller]
     pub fn bounded(maxsize: usize) -> Self {
-        assert!(
-            maxsize > 0,
-            "a queue bounded to 0 items could never take one; use `new` for unbounded"
-        );
-        Self::with_maxsize(Some(maxsize))
+        Self::with_maxsize((maxsize > 0).then_some(maxsize))
     }
 
     fn with_maxsize(maxsize: Option<usize>) -> Self {
@@ -659,6 +651,50 @@ impl<S: Store> GenericQueue<S> {
         if wake_putters {
             self.shared.not_full.notify_all();
         }
+    }
+
+    /// Closes the queue and empties it at once: Python 3.13's `shutdown(immediate=True)`.
+    ///
+    /// Like [`close`](Self::close), and the items still in the queue are taken out and
+    /// handed back, in the order gets would have taken them, instead of being left for
+    /// the getters: threads waiting in a get wake up to `Closed` at once. Each item taken
+    /// counts as done, so [`join`](Self::join) returns once the items already handed
+    /// out are marked done (Python's `unfinished_tasks` drops the same way).
+    ///
+    /// ```
+    /// use flotilla_thread::Queue;
+    ///
+    /// let q = Queue::new();
+    /// q.put(1).unwrap();
+    /// q.put(2).unwrap();
+    /// assert_eq!(q.close_immediately(), [1, 2]);
+    /// assert!(q.is_closed() && q.is_empty());
+    /// assert!(q.try_get().unwrap_err().is_closed());
+    /// q.join(); // the dropped items count as done
+    /// ```
+    #[doc(alias = "shutdown")]
+    pub fn close_immediately(&self) -> Vec<S::Item> {
+        let mut state = self.lock();
+        state.closed = true;
+        let mut taken = Vec::with_capacity(state.store.len());
+        while let Some(item) = state.store.pop() {
+            taken.push(item);
+        }
+        state.unfinished = state.unfinished.saturating_sub(taken.len());
+        let wake_joiners = state.joiners > 0 && state.unfinished == 0;
+        let wake_getters = state.getters > 0;
+        let wake_putters = state.putters > 0;
+        drop(state);
+        if wake_getters {
+            self.shared.not_empty.notify_all();
+        }
+        if wake_putters {
+            self.shared.not_full.notify_all();
+        }
+        if wake_joiners {
+            self.shared.all_done.notify_all();
+        }
+        taken
     }
 
     /// Whether [`close`](Self::close) has been called.
