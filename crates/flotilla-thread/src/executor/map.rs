@@ -43,7 +43,7 @@ type MapFn<A, T> = Arc<dyn Fn(A) -> Result<T, TaskError> + Send + Sync>;
 ///
 /// [`ThreadPoolExecutor::map`]: super::ThreadPoolExecutor::map
 /// [`ThreadPoolExecutor::try_map`]: super::ThreadPoolExecutor::try_map
-#[must_use = "iterators are lazy beyond their first window of tasks"]
+#[must_use = "map runs nothing until it is iterated: consume it (a for loop, collect, or for_each(drop))"]
 pub struct Map<I: Iterator, T> {
     pool: Arc<Pool>,
     items: I,
