@@ -1,7 +1,7 @@
 //! The asyncio-bridge figures' contenders: flotilla's `run_in_executor` on a
 //! `ThreadPoolExecutor`, and tokio's `spawn_blocking`, both awaited from async code on
 //! the same current-thread runtime (CPython's `loop.run_in_executor` is in
-//! `benches/python/asyncio_bridge.py`).
+//! `bench/python/asyncio_bridge.py`).
 //!
 //! Two kinds of work, each task returning its index `i` (a `u64`, `0..n`): *one by one*
 //! (n tasks, each started and awaited before the next; the latency figure is n = 1) and

@@ -1,6 +1,6 @@
 //! The figure table: every measurement the harness knows, each with its flotilla side and
 //! its baselines. Adding a figure is adding one [`Figure`] entry to [`FIGURES`] (and, for
-//! a CPython column, one runner in a script under `benches/python/`).
+//! a CPython column, one runner in a script under `bench/python/`).
 
 use crate::{asyncio, connection, process, process_pool, queue, shared, thread_pool};
 
@@ -46,7 +46,7 @@ pub(crate) type Setup = fn(threads: usize) -> anyhow::Result<Batch>;
 pub(crate) enum Side {
     /// Rust code in this crate, run in a fresh process of this binary.
     Rust(Setup),
-    /// A runner of a Python script under `benches/python/`, run with `python3`.
+    /// A runner of a Python script under `bench/python/`, run with `python3`.
     Python {
         /// The script's file name.
         script: &'static str,
@@ -583,7 +583,7 @@ pub(crate) const FIGURES: &[Figure] = &[
         "mib-2x2",
         []
     ),
-    // The asyncio bridge (bench/src/asyncio.rs, benches/python/asyncio_bridge.py).
+    // The asyncio bridge (bench/src/asyncio.rs, bench/python/asyncio_bridge.py).
     Figure {
         name: "async-run-in-executor-latency",
         title: "run_in_executor from async code: start one trivial task and await it",

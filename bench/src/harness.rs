@@ -350,7 +350,7 @@ fn run_child(
             command
         }
         (Side::Python { script, runner }, Python::Found { program, .. }) => {
-            let script: PathBuf = root.join("benches/python").join(script);
+            let script: PathBuf = root.join("bench/python").join(script);
             ensure!(script.is_file(), "{} is missing", script.display());
             let mut command = Command::new(program);
             command.arg(script).arg(runner);

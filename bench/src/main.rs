@@ -35,7 +35,7 @@ table and writes target/bench/results.json.
   --note TEXT    the conditions of this run, for docs/benchmarks.md
   --list         list the figures and their contenders
 
-The CPython column runs benches/python/*.py with python3 ($FLOTILLA_BENCH_PYTHON to
+The CPython column runs bench/python/*.py with python3 ($FLOTILLA_BENCH_PYTHON to
 choose another interpreter); without one the column says so and the run goes on.";
 
 /// The parsed command line of a run.

@@ -1,5 +1,5 @@
 //! The process-pool figures' contenders: flotilla's `ProcessPoolExecutor` and
-//! procspawn's `Pool` (CPython's two pools are in `benches/python/process_pool.py`), each
+//! procspawn's `Pool` (CPython's two pools are in `bench/python/process_pool.py`), each
 //! doing a figure's work the way its users would write it.
 //!
 //! Two kinds of work: *submit* (n tasks, one by one, each returning its argument `i`,

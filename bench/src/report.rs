@@ -356,7 +356,7 @@ pub(crate) fn markdown(
          `cargo xtask bench` builds the `bench/` crate in release into `target/bench-build` \
          (it is its own workspace, so `cargo test --workspace` never builds its peers) and \
          runs it. Every round of every contender is a fresh process: this binary's hidden \
-         `measure` mode for Rust, `benches/python/*.py` for CPython, both printing their \
+         `measure` mode for Rust, `bench/python/*.py` for CPython, both printing their \
          call times as JSON; a contender that fails is reported and makes the run exit \
          with an error. The CPython column needs `python3` (or the interpreter named by \
          `FLOTILLA_BENCH_PYTHON`); without it the column says so and the run goes on. \
@@ -365,7 +365,7 @@ pub(crate) fn markdown(
          this page.\n\n\
          A new figure is one entry in the `FIGURES` table of `bench/src/figures.rs`: its \
          flotilla setup, its baselines (Rust setups in this crate, a runner in a script \
-         under `benches/python/`, or `os-limit` for the bare OS mechanism), how a round \
+         under `bench/python/`, or `os-limit` for the bare OS mechanism), how a round \
          is measured, and its conditions, which land on this page."
     );
     md
