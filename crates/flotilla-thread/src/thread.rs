@@ -169,7 +169,7 @@ impl ThreadBuilder {
     /// ```
     /// let mut t = flotilla_thread::ThreadBuilder::new().spawn(|| 1)?;
     /// assert!(t.name().starts_with("Thread-"));
-    /// assert!(!t.is_daemon());
+    /// assert!(!t.daemon());
     /// t.join(None)?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
@@ -200,7 +200,7 @@ impl ThreadBuilder {
     ///
     /// ```
     /// let mut t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
-    /// assert!(t.is_daemon());
+    /// assert!(t.daemon());
     /// t.join(None)?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
@@ -449,11 +449,11 @@ impl<T> Thread<T> {
     ///
     /// ```
     /// let mut t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
-    /// assert!(t.is_daemon());
+    /// assert!(t.daemon());
     /// # t.join(None)?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
-    pub fn is_daemon(&self) -> bool {
+    pub fn daemon(&self) -> bool {
         self.daemon
     }
 }

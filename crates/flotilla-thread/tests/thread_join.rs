@@ -118,17 +118,17 @@ fn daemon_is_inherited_from_the_spawning_thread_unless_set() {
         .spawn(|| {
             let mut inherited = spawn(|| ()).unwrap();
             let mut overridden = ThreadBuilder::new().daemon(false).spawn(|| ()).unwrap();
-            let flags = (inherited.is_daemon(), overridden.is_daemon());
+            let flags = (inherited.daemon(), overridden.daemon());
             inherited.join(Some(LONG)).unwrap();
             overridden.join(Some(LONG)).unwrap();
             flags
         })
         .unwrap();
-    assert!(parent.is_daemon());
+    assert!(parent.daemon());
     assert_eq!(parent.join(Some(LONG)).unwrap(), Some((true, false)));
     let mut top = spawn(|| ()).unwrap();
     assert!(
-        !top.is_daemon(),
+        !top.daemon(),
         "the main thread's children are not daemons"
     );
     top.join(Some(LONG)).unwrap();
