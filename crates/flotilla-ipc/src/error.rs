@@ -77,6 +77,8 @@ pub enum Error {
     /// The previous holder of a lock died holding it. Returned by `?` on an
     /// `AcquireError::OwnerDied`, whose guard was then dropped (the lock is released and
     /// usable); match on the `AcquireError` instead to repair the data under the lock.
+    /// Also returned by every locked accessor of a shared `Value` or `Array` whose lock
+    /// holder died, until a guard's `mark_recovered` says the data is repaired.
     #[error("the previous holder of the lock died while holding it")]
     OwnerDied,
     /// The `Value` or `Array` was made raw, without a lock, so it has no locked section.
