@@ -14,9 +14,25 @@
 //! ```
 //!
 //! Descriptors travel as `SCM_RIGHTS` with the header's bytes, so they arrive with the
-//! first read of the frame. Nothing is buffered in user space: after `recv` returns, the
-//! next frame is untouched in the kernel, so `poll` and [`wait`] on the descriptor tell
-//! the truth.
+//! first read of the frame. Nothing is read ahead: after `recv` returns, the next frame
+//! is untouched in the kernel, so `poll` and [`wait`] on the descriptor tell the truth.
+//!
+//! # Receiving, and what a peer cannot do to the receiver
+//!
+//! - **Memory follows the bytes, not the header.** A header is checked against the
+//!   receiver's maximum before anything is allocated; then the payload's buffer grows
+//!   as its bytes arrive (by at most 1 MiB beyond them, with fallible reservation), so a
+//!   header announcing a huge frame costs nothing until the bytes come, and running out
+//!   of memory is [`Error::FrameAllocation`], never an abort.
+//! - **Deadlines cover the whole frame.** Every read waits in `poll`, bounded by the
+//!   call's deadline, so a timed receive returns [`Error::Timeout`] on time even when the
+//!   peer stalls mid-frame. What arrived stays in the connection's [`FrameReader`]
+//!   (lent to one receiver at a time, and waited for with the deadline too), and the
+//!   next receive goes on with it: the only bytes kept in user space are those of a
+//!   frame that has not all arrived.
+//! - **A frame cut short is not end of file.** The peer closing mid-frame is
+//!   [`Error::TruncatedFrame`]; [`Error::Eof`] means it closed between frames.
+//! - **Descriptors of a frame nobody gets are closed at once**, whatever the error.
 //!
 //! A header that is not a frame, or declares more than the receiver's maximum, closes
 //! the connection on the receiving side: the stream can no longer be trusted.
@@ -25,7 +41,7 @@ use std::fmt;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -37,6 +53,10 @@ use crate::sys;
 
 const HEADER_LEN: usize = 16;
 const MAGIC: u32 = u32::from_le_bytes(*b"FLT1");
+/// The least a payload buffer grows by at a time (or the rest of the payload, if less).
+const MIN_GROWTH: usize = 64 << 10;
+/// The most a payload buffer grows by beyond the bytes that have arrived.
+const MAX_GROWTH: usize = 1 << 20;
 
 /// The largest frame a new connection accepts: 1 GiB. Change it per connection with
 /// [`Connection::set_max_frame`].
@@ -83,8 +103,8 @@ pub struct Connection {
     /// Set when the stream stopped being trustworthy (a refused or malformed frame).
     broken: AtomicBool,
     send_lock: Mutex<()>,
-    /// Held for a whole frame; keeps the receive-side scratch space.
-    recv_lock: Mutex<sys::FdSink>,
+    /// The frame being received, lent to one receiver at a time.
+    receiving: ReceiveSlot,
 }
 
 /// A pair of connected [`Connection`]s: Python's `multiprocessing.Pipe(duplex)`.
@@ -119,9 +139,88 @@ pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded data is scratch space, refilled by every use: a poisoned lock protects
-    // nothing that could be torn.
+    // Nothing is changed under these locks but whole values (a record lent or given
+    // back): a poisoned lock protects nothing that could be torn.
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The receive side's record of the frame being received, lent to one receiver at a
+/// time: so frames are never interleaved, and a partial frame a timed receive gave up
+/// on is where the next receive finds it.
+///
+/// The std mutex is held only to lend the record and to take it back, never across a
+/// read, so that a receiver waiting for its turn can give up at its deadline (a std
+/// mutex has no timed lock): it waits on `returned` instead.
+#[derive(Debug)]
+struct ReceiveSlot {
+    /// `None` while lent.
+    reader: Mutex<Option<FrameReader>>,
+    returned: Condvar,
+}
+
+impl Default for ReceiveSlot {
+    fn default() -> Self {
+        ReceiveSlot {
+            reader: Mutex::new(Some(FrameReader::default())),
+            returned: Condvar::new(),
+        }
+    }
+}
+
+impl ReceiveSlot {
+    /// Borrows the record, waiting for its return until `deadline` (`None`: forever);
+    /// `None` if the deadline passed first.
+    fn take(&self, deadline: Option<Instant>) -> Option<Lent<'_>> {
+        let mut slot = lock(&self.reader);
+        loop {
+            if let Some(reader) = slot.take() {
+                return Some(Lent { slot: self, reader });
+            }
+            slot = match deadline {
+                None => self
+                    .returned
+                    .wait(slot)
+                    .unwrap_or_else(PoisonError::into_inner),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return None;
+                    }
+                    self.returned
+                        .wait_timeout(slot, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+            };
+        }
+    }
+}
+
+/// The record of a [`ReceiveSlot`], lent; given back when dropped (also on a panic).
+struct Lent<'a> {
+    slot: &'a ReceiveSlot,
+    reader: FrameReader,
+}
+
+impl std::ops::Deref for Lent<'_> {
+    type Target = FrameReader;
+
+    fn deref(&self) -> &FrameReader {
+        &self.reader
+    }
+}
+
+impl std::ops::DerefMut for Lent<'_> {
+    fn deref_mut(&mut self) -> &mut FrameReader {
+        &mut self.reader
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        *lock(&self.slot.reader) = Some(std::mem::take(&mut self.reader));
+        self.slot.returned.notify_one();
+    }
 }
 
 impl Connection {
@@ -132,7 +231,7 @@ impl Connection {
             max_frame: DEFAULT_MAX_FRAME,
             broken: AtomicBool::new(false),
             send_lock: Mutex::new(()),
-            recv_lock: Mutex::new(sys::FdSink::default()),
+            receiving: ReceiveSlot::default(),
         }
     }
 
@@ -202,40 +301,81 @@ impl Connection {
     }
 
     /// Receives a value sent with [`send`](Connection::send), blocking until one
-    /// arrives. [`Error::Eof`] when the other end is closed.
+    /// arrives. [`Error::Eof`] when the other end is closed between frames,
+    /// [`Error::TruncatedFrame`] when it closed in the middle of one.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T, Error> {
         let (bytes, fds) = self.recv_frame()?;
         handle::decode_with_limit(&bytes, fds, self.max_frame)
     }
 
-    /// Like [`recv`](Connection::recv), giving up with [`Error::Timeout`] when nothing
-    /// arrives within `timeout`.
+    /// Like [`recv`](Connection::recv), giving up with [`Error::Timeout`] when no whole
+    /// message has arrived within `timeout`.
+    ///
+    /// The timeout bounds the whole call: waiting for the frame to begin, for the rest
+    /// of a frame the peer is slow to send, and for another thread of this process that
+    /// is receiving on the same end. A frame cut short by the timeout is kept (see
+    /// [`recv_frame_timeout`](Connection::recv_frame_timeout)).
     pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, Error> {
         let (bytes, fds) = self.recv_frame_timeout(Some(timeout))?;
         handle::decode_with_limit(&bytes, fds, self.max_frame)
     }
 
-    /// Receives one message as bytes.
+    /// Receives a value if a whole one has arrived, never waiting: `Ok(None)` when there
+    /// is none yet (or another thread is receiving on this end). Part of a frame that
+    /// has arrived is kept for the next receive.
+    ///
+    /// ```
+    /// let (a, b) = flotilla_ipc::pipe(true).unwrap();
+    /// assert_eq!(b.try_recv::<u8>().unwrap(), None);
+    /// a.send(&5u8).unwrap();
+    /// assert_eq!(b.try_recv::<u8>().unwrap(), Some(5));
+    /// ```
+    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+        match self.recv_frame_timeout(Some(Duration::ZERO)) {
+            Ok((bytes, fds)) => handle::decode_with_limit(&bytes, fds, self.max_frame).map(Some),
+            Err(Error::Timeout(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Receives one message as bytes. Descriptors sent with it are closed.
     pub fn recv_bytes(&self) -> Result<Vec<u8>, Error> {
         Ok(self.recv_frame()?.0)
     }
 
+    /// Like [`recv_bytes`](Connection::recv_bytes), giving up with [`Error::Timeout`]
+    /// when no whole message has arrived within `timeout` (which bounds the whole call,
+    /// as for [`recv_timeout`](Connection::recv_timeout)).
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, Error> {
+        Ok(self.recv_frame_timeout(Some(timeout))?.0)
+    }
+
+    /// Receives one message as bytes if a whole one has arrived, never waiting, as
+    /// [`try_recv`](Connection::try_recv).
+    pub fn try_recv_bytes(&self) -> Result<Option<Vec<u8>>, Error> {
+        match self.recv_frame_timeout(Some(Duration::ZERO)) {
+            Ok((bytes, _)) => Ok(Some(bytes)),
+            Err(Error::Timeout(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Receives one message into `buf`, returning its length. When the message is longer
     /// than `buf`, it is returned whole in [`Error::BufferTooSmall`], so nothing is lost.
+    /// Descriptors sent with the message have no one to claim them, and are closed.
     pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, Error> {
-        let mut sink = self.begin_frame(None)?;
-        let len = self.header_len(&mut sink)?;
-        if len > buf.len() {
-            let message = self.read_payload(len)?;
-            return Err(Error::BufferTooSmall {
+        let (message, fds) = self.recv_frame()?;
+        drop(fds);
+        match buf.get_mut(..message.len()) {
+            Some(place) => {
+                place.copy_from_slice(&message);
+                Ok(message.len())
+            }
+            None => Err(Error::BufferTooSmall {
                 capacity: buf.len(),
                 message,
-            });
+            }),
         }
-        // Straight into the caller's buffer: no allocation, no copy.
-        self.fill(&mut buf[..len])?;
-        sink.fds.clear(); // descriptors sent with raw bytes have no one to claim them
-        Ok(len)
     }
 
     /// Receives one frame: its payload and the descriptors that came with it.
@@ -243,50 +383,123 @@ impl Connection {
         self.recv_frame_timeout(None)
     }
 
-    /// Like [`recv_frame`](Connection::recv_frame) with a timeout (`None`: wait forever).
+    /// Like [`recv_frame`](Connection::recv_frame), giving up with [`Error::Timeout`]
+    /// when no whole frame has arrived within `timeout` (`None`: wait forever;
+    /// `Some(Duration::ZERO)`: take a frame only if it has all arrived, never waiting).
+    ///
+    /// The timeout bounds the whole call, even when the peer stalls in the middle of a
+    /// frame or another thread of this process is receiving on this end. The part of a
+    /// frame that arrived before the timeout is kept in the connection, descriptors
+    /// included, and the next receive (of any kind) goes on with it: nothing is lost
+    /// and the stream stays in step.
     pub fn recv_frame_timeout(
         &self,
         timeout: Option<Duration>,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
-        let mut sink = self.begin_frame(timeout)?;
-        let len = self.header_len(&mut sink)?;
-        let payload = self.read_payload(len)?;
-        Ok((payload, std::mem::take(&mut sink.fds)))
-    }
-
-    /// Takes the receive lock and waits (up to `timeout`) for a frame to begin.
-    fn begin_frame(&self, timeout: Option<Duration>) -> Result<MutexGuard<'_, sys::FdSink>, Error> {
         if !self.readable() {
             return Err(Error::WrongDirection("write-only"));
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let sink = lock(&self.recv_lock);
+        let timed_out = || Error::Timeout(timeout.unwrap_or_default());
+        let Some(mut receiving) = self.receiving.take(deadline) else {
+            return Err(timed_out());
+        };
         if self.broken.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        if let Some(deadline) = deadline {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if !sys::poll_readable(self.fd.as_fd(), Some(left))? {
-                return Err(Error::Timeout(timeout.unwrap_or_default()));
-            }
-        }
-        Ok(sink)
+        self.advance(&mut receiving, deadline)?
+            .ok_or_else(timed_out)
     }
 
-    /// Reads and checks a frame header (its descriptors land in `sink.fds`); the payload
-    /// length, which is within this end's maximum.
-    fn header_len(&self, sink: &mut sys::FdSink) -> Result<usize, Error> {
-        sink.fds.clear();
-        let socket = self.kind == Kind::Duplex;
-        let mut header = [0u8; HEADER_LEN];
-        if !sys::read_exact(self.fd.as_fd(), socket, &mut header, Some(sink))? {
-            return Err(Error::Eof);
+    /// Reads what arrives of the frame `reader` holds, until it is whole (`Some`) or
+    /// `deadline` passes (`None`; never waiting at all with a deadline in the past).
+    /// Every error drops the partial frame, closing its descriptors at once.
+    fn advance(
+        &self,
+        reader: &mut FrameReader,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Frame>, Error> {
+        let result = self.advance_inner(reader, deadline);
+        if result.is_err() {
+            reader.reset();
         }
-        self.check_header(&header, sink.fds.len())
+        result
+    }
+
+    fn advance_inner(
+        &self,
+        reader: &mut FrameReader,
+        deadline: Option<Instant>,
+    ) -> Result<Option<Frame>, Error> {
+        let socket = self.kind == Kind::Duplex;
+        let fd = self.fd.as_fd();
+        while reader.got < HEADER_LEN {
+            let at = reader.got;
+            // Descriptors travel with the header's bytes: asked for there only.
+            let sink = socket.then_some(&mut reader.sink);
+            match sys::read_chunk(fd, socket, &mut reader.header[at..], sink, deadline)? {
+                None => return Ok(None),
+                Some(0) if at == 0 => return Err(Error::Eof),
+                Some(0) => {
+                    return Err(Error::TruncatedFrame {
+                        part: "header",
+                        got: at as u64,
+                        expected: HEADER_LEN as u64,
+                    });
+                }
+                Some(n) => reader.got += n,
+            }
+            if reader.got == HEADER_LEN {
+                reader.len = self.check_header(&reader.header, reader.sink.fds.len())?;
+                reader.payload = Vec::new();
+            }
+        }
+        loop {
+            let at = reader.got - HEADER_LEN;
+            if at == reader.len {
+                break;
+            }
+            if at == reader.payload.len() {
+                self.grow(&mut reader.payload, reader.len)?;
+            }
+            match sys::read_chunk(fd, socket, &mut reader.payload[at..], None, deadline)? {
+                None => return Ok(None),
+                Some(0) => {
+                    return Err(Error::TruncatedFrame {
+                        part: "payload",
+                        got: at as u64,
+                        expected: reader.len as u64,
+                    });
+                }
+                Some(n) => reader.got += n,
+            }
+        }
+        let frame = (
+            std::mem::take(&mut reader.payload),
+            std::mem::take(&mut reader.sink.fds),
+        );
+        reader.got = 0;
+        reader.len = 0;
+        Ok(Some(frame))
+    }
+
+    /// Makes room in `payload` (whose bytes have all arrived) for more of a payload of
+    /// `len` bytes: at most as much again as has arrived, at least [`MIN_GROWTH`], never
+    /// more than [`MAX_GROWTH`] beyond it. So memory follows the bytes that really
+    /// arrive, whatever length a header declares, and running out of it is an error.
+    fn grow(&self, payload: &mut Vec<u8>, len: usize) -> Result<(), Error> {
+        let have = payload.len();
+        let more = have.clamp(MIN_GROWTH, MAX_GROWTH).min(len - have);
+        if payload.try_reserve_exact(more).is_err() {
+            return Err(self.poison(Error::FrameAllocation { len: len as u64 }));
+        }
+        payload.resize(have + more, 0);
+        Ok(())
     }
 
     /// Checks a frame header against this end's rules, given how many descriptors
-    /// arrived with it; the payload length.
+    /// arrived with it; the payload length. Nothing is allocated for the payload here:
+    /// it grows as its bytes arrive.
     fn check_header(&self, header: &[u8; HEADER_LEN], fds_arrived: usize) -> Result<usize, Error> {
         let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
         let nfds = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
@@ -313,22 +526,6 @@ impl Connection {
         })
     }
 
-    /// Reads a payload of `len` bytes (within the maximum, which the receiver chose:
-    /// allocating it is the contract).
-    fn read_payload(&self, len: usize) -> Result<Vec<u8>, Error> {
-        let mut payload = vec![0u8; len];
-        self.fill(&mut payload)?;
-        Ok(payload)
-    }
-
-    fn fill(&self, buf: &mut [u8]) -> Result<(), Error> {
-        let socket = self.kind == Kind::Duplex;
-        if !sys::read_exact(self.fd.as_fd(), socket, buf, None)? && !buf.is_empty() {
-            return Err(self.poison(Error::Eof));
-        }
-        Ok(())
-    }
-
     fn poison(&self, error: Error) -> Error {
         self.broken.store(true, Ordering::Release);
         tracing::warn!(pid = std::process::id(), %error, "connection closed after bad input");
@@ -337,6 +534,10 @@ impl Connection {
 
     /// True when a message (or end of file) is ready to be received, waiting up to
     /// `timeout` for one (`None`: forever; `Some(ZERO)`: just look).
+    ///
+    /// It tells what the descriptor tells: bytes (or end of file) are waiting. When a
+    /// frame has begun to arrive and the rest is slow to come, a timed receive may still
+    /// time out after `poll` said true; it keeps what arrived.
     pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, Error> {
         if !self.readable() {
             return Err(Error::WrongDirection("write-only"));
@@ -349,19 +550,24 @@ impl Connection {
     /// [`try_send_frame`](Connection::try_send_frame).
     ///
     /// The mode belongs to the open file description, so it is shared with every copy of
-    /// this end (a forked child's inherited one too). The blocking methods must not be
-    /// used while it is on: they would fail with `EAGAIN` instead of waiting.
+    /// this end (a forked child's inherited one too). Receiving works in either mode
+    /// (a receive that would block waits in `poll`), but a blocking send fails with
+    /// `EAGAIN` instead of waiting while it is on.
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
         sys::set_nonblocking(self.fd.as_fd(), nonblocking)
     }
 
     /// Reads as much of the next frame as has arrived, without blocking, keeping the
     /// progress in `reader`: `Ok(Some(frame))` once the frame is whole, `Ok(None)` when
-    /// more must arrive first (wait for the descriptor to be readable and call again).
+    /// more must arrive first (wait for the descriptor to be readable and call again),
+    /// or when another thread of this process is receiving on this end.
     ///
-    /// The end must be [non-blocking](Connection::set_nonblocking). The same checks as
-    /// [`recv_frame`](Connection::recv_frame) apply, and [`Error::Eof`] reports the
-    /// other end closed between frames.
+    /// It never waits, in either mode of the descriptor. The same checks as
+    /// [`recv_frame`](Connection::recv_frame) apply: [`Error::Eof`] reports the other end
+    /// closed between frames, [`Error::TruncatedFrame`] in the middle of one. On any
+    /// error the partial frame in `reader` is dropped, its descriptors closed at once.
+    /// If a timed receive of this connection left part of a frame and `reader` holds
+    /// none, the part moves into `reader`.
     ///
     /// ```
     /// use flotilla_ipc::{FrameReader, pipe};
@@ -378,48 +584,18 @@ impl Connection {
         if !self.readable() {
             return Err(Error::WrongDirection("write-only"));
         }
+        let now = Some(Instant::now());
+        // Held for the read, so that no other receive interleaves with it.
+        let Some(mut ours) = self.receiving.take(now) else {
+            return Ok(None);
+        };
         if self.broken.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        let socket = self.kind == Kind::Duplex;
-        while reader.got < HEADER_LEN {
-            let at = reader.got;
-            match sys::read_some(
-                self.fd.as_fd(),
-                socket,
-                &mut reader.header[at..],
-                &mut reader.sink,
-            )? {
-                None => return Ok(None),
-                Some(0) if at == 0 => return Err(Error::Eof),
-                Some(0) => return Err(self.poison(Error::Eof)),
-                Some(n) => reader.got += n,
-            }
-            if reader.got == HEADER_LEN {
-                let len = self.check_header(&reader.header, reader.sink.fds.len())?;
-                reader.payload = vec![0; len];
-            }
+        if ours.in_progress() && !reader.in_progress() {
+            std::mem::swap(&mut *ours, reader);
         }
-        let body_len = reader.payload.len();
-        while reader.got - HEADER_LEN < body_len {
-            let at = reader.got - HEADER_LEN;
-            // Payload bytes never carry descriptors: they came with the header.
-            match sys::read_some(
-                self.fd.as_fd(),
-                false,
-                &mut reader.payload[at..],
-                &mut reader.sink,
-            )? {
-                None => return Ok(None),
-                Some(0) => return Err(self.poison(Error::Eof)),
-                Some(n) => reader.got += n,
-            }
-        }
-        reader.got = 0;
-        Ok(Some((
-            std::mem::take(&mut reader.payload),
-            std::mem::take(&mut reader.sink.fds),
-        )))
+        self.advance(reader, now)
     }
 
     /// Writes as much of `writer`'s frame as fits without blocking: `Ok(true)` once it is
@@ -487,11 +663,16 @@ pub type Frame = (Vec<u8>, Vec<OwnedFd>);
 ///
 /// Keep one per connection end, outside whatever future waits for readiness, so that
 /// a wait given up midway loses nothing: the next call goes on where this one stopped.
+/// (Each `Connection` keeps one of its own too, for its blocking and timed receives.)
 #[derive(Debug, Default)]
 pub struct FrameReader {
     header: [u8; HEADER_LEN],
     /// Bytes of the frame (header, then payload) received so far.
     got: usize,
+    /// The payload's length, once the header has arrived.
+    len: usize,
+    /// Room for the payload, grown as its bytes arrive: its first `got - HEADER_LEN`
+    /// bytes have arrived, the rest are zeros.
     payload: Vec<u8>,
     sink: sys::FdSink,
 }
@@ -500,6 +681,14 @@ impl FrameReader {
     /// True when part of a frame has arrived and the rest has not.
     pub fn in_progress(&self) -> bool {
         self.got > 0
+    }
+
+    /// Forgets the partial frame, closing the descriptors that came with it.
+    fn reset(&mut self) {
+        self.got = 0;
+        self.len = 0;
+        self.payload = Vec::new();
+        self.sink.fds.clear();
     }
 }
 

@@ -10,6 +10,29 @@ pub enum Error {
     /// nothing sent will be read.
     #[error("end of file: the other end of the connection is closed")]
     Eof,
+    /// The other end closed (or its process died) in the middle of a frame: `got` of
+    /// the `expected` bytes of the frame's `part` (`"header"` or `"payload"`) arrived.
+    /// What did arrive is dropped, with any descriptors that came with it.
+    #[error(
+        "truncated frame: {got} of {expected} bytes of its {part} arrived before the other end closed"
+    )]
+    TruncatedFrame {
+        /// Which part of the frame was cut short: `"header"` or `"payload"`.
+        part: &'static str,
+        /// The bytes of that part that arrived.
+        got: u64,
+        /// The bytes that part has (16 for a header; the declared length for a payload).
+        expected: u64,
+    },
+    /// No memory could be had for an incoming frame of `len` bytes (within the
+    /// connection's maximum, which allowed it). Memory is taken as the bytes arrive, so
+    /// only a frame that really is that long can cause this. The connection is now
+    /// closed: the rest of the frame is still in the stream.
+    #[error("no memory for a frame of {len} bytes (the connection is now closed)")]
+    FrameAllocation {
+        /// The length the frame declared.
+        len: u64,
+    },
     /// This end was closed with `close()`.
     #[error("the connection was closed on this side")]
     Closed,
@@ -54,6 +77,8 @@ pub enum Error {
     /// The previous holder of a lock died holding it. Returned by `?` on an
     /// `AcquireError::OwnerDied`, whose guard was then dropped (the lock is released and
     /// usable); match on the `AcquireError` instead to repair the data under the lock.
+    /// Also returned by every locked accessor of a shared `Value` or `Array` whose lock
+    /// holder died, until a guard's `mark_recovered` says the data is repaired.
     #[error("the previous holder of the lock died while holding it")]
     OwnerDied,
     /// The `Value` or `Array` was made raw, without a lock, so it has no locked section.

@@ -27,6 +27,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::mem::MaybeUninit;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use nix::errno::Errno;
@@ -42,6 +43,10 @@ use crate::sys;
 pub(crate) struct RawMutex {
     shm: Arc<SharedMemory>,
     offset: usize,
+    /// Where in the segment an owner's death is recorded until someone clears it (a
+    /// `Value`'s or `Array`'s lock), if anywhere: an aligned `u32`, set by whoever
+    /// gets `EOWNERDEAD`, cleared only by [`clear_owner_death`](Self::clear_owner_death).
+    owner_died: Option<usize>,
 }
 
 /// How a lock was acquired.
@@ -135,7 +140,53 @@ impl RawMutex {
                 shm.size()
             )));
         }
-        Ok(RawMutex { shm, offset })
+        Ok(RawMutex {
+            shm,
+            offset,
+            owner_died: None,
+        })
+    }
+
+    /// This mutex, recording an owner's death in the `u32` at `offset` of its segment
+    /// (outside the mutex), where it stays until
+    /// [`clear_owner_death`](Self::clear_owner_death): so every later acquirer can be
+    /// told, not only the one that got `EOWNERDEAD`.
+    pub(crate) fn recording_owner_death(mut self, offset: usize) -> Result<Self, Error> {
+        let fits = offset
+            .checked_add(4)
+            .is_some_and(|end| end <= self.shm.size());
+        let overlaps = offset < self.offset + Self::SIZE && self.offset < offset + 4;
+        if !fits || overlaps || offset % 4 != 0 {
+            return Err(Error::InvalidSegment(format!(
+                "no room for an owner-died word at offset {offset} of a segment of {} bytes",
+                self.shm.size()
+            )));
+        }
+        self.owner_died = Some(offset);
+        Ok(self)
+    }
+
+    fn owner_died_word(&self) -> Option<&AtomicU32> {
+        let offset = self.owner_died?;
+        // SAFETY: `recording_owner_death` checked that the 4 bytes at `offset` lie in
+        // the segment, outside the mutex, at a multiple of 4 of a page-aligned mapping;
+        // they are only ever accessed as this atomic, which stays defined while other
+        // processes write it; the mapping lives as long as `self.shm`.
+        Some(unsafe { &*self.shm.as_ptr().add(offset).cast::<AtomicU32>() })
+    }
+
+    /// Whether a holder's death was recorded and not cleared since (never, for a
+    /// mutex that does not record it).
+    pub(crate) fn owner_death_recorded(&self) -> bool {
+        self.owner_died_word()
+            .is_some_and(|w| w.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Clears a recorded death: whoever holds the mutex has repaired what it protects.
+    pub(crate) fn clear_owner_death(&self) {
+        if let Some(word) = self.owner_died_word() {
+            word.store(0, Ordering::SeqCst);
+        }
     }
 
     #[inline]
@@ -204,6 +255,9 @@ impl RawMutex {
                     // SAFETY: we hold it, on this thread.
                     unsafe { libc::pthread_mutex_unlock(self.ptr()) };
                     return Err(e);
+                }
+                if let Some(word) = self.owner_died_word() {
+                    word.store(1, Ordering::SeqCst);
                 }
                 Ok(Acquired::OwnerDied)
             }

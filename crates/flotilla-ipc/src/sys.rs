@@ -74,36 +74,14 @@ pub(crate) struct FdSink {
     space: Vec<u8>,
 }
 
-/// Fills `buf` completely. Descriptors that arrive with the data are appended to `fds`
-/// (only asked for on a socket). `Ok(false)` when the stream ended before the first byte.
-pub(crate) fn read_exact(
-    fd: BorrowedFd<'_>,
-    socket: bool,
-    buf: &mut [u8],
-    mut fds: Option<&mut FdSink>,
-) -> Result<bool, Error> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = match (socket, fds.as_deref_mut()) {
-            (true, Some(fds)) => recv_with_fds(fd, &mut buf[filled..], fds),
-            _ => nix::unistd::read(fd, &mut buf[filled..]),
-        };
-        match n {
-            Ok(0) if filled == 0 => return Ok(false),
-            Ok(0) => return Err(Error::Eof),
-            Ok(n) => filled += n,
-            Err(Errno::EINTR) => {}
-            Err(Errno::ECONNRESET) => return Err(Error::Eof),
-            Err(Errno::EMSGSIZE) => return Err(too_many_fds()),
-            Err(e) => return Err(Error::os("read", e)),
-        }
-    }
-    Ok(true)
-}
-
 /// One `recvmsg`, keeping the descriptors that come with it. A message whose
 /// descriptors did not all fit is reported as `EMSGSIZE` (the ones that did are closed).
-fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], sink: &mut FdSink) -> nix::Result<usize> {
+fn recv_with_fds(
+    fd: BorrowedFd<'_>,
+    buf: &mut [u8],
+    sink: &mut FdSink,
+    flags: MsgFlags,
+) -> nix::Result<usize> {
     if sink.space.capacity() == 0 {
         sink.space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
     }
@@ -113,7 +91,7 @@ fn recv_with_fds(fd: BorrowedFd<'_>, buf: &mut [u8], sink: &mut FdSink) -> nix::
         fd.as_raw_fd(),
         &mut iov,
         Some(&mut sink.space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
+        MsgFlags::MSG_CMSG_CLOEXEC | flags,
     )?;
     for cmsg in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(raw) = cmsg {
@@ -137,29 +115,60 @@ fn too_many_fds() -> Error {
     ))
 }
 
-/// One read without blocking (the descriptor is in non-blocking mode): `Ok(None)` when
-/// nothing is there yet, `Ok(Some(0))` at end of file. Descriptors that arrive with the
-/// data are appended to `sink` (on a socket).
-pub(crate) fn read_some(
+/// One read of at most `buf.len()` bytes: `Ok(Some(n))` with what arrived (`Some(0)` at
+/// end of file), or `Ok(None)` when `deadline` passed with nothing to read.
+///
+/// Without a deadline it waits as long as it takes (also on a descriptor in
+/// non-blocking mode, by polling). With one, it never waits past it: a socket is read
+/// with `MSG_DONTWAIT`, a pipe only once `poll` says the read will not block. Whatever
+/// the mode of the descriptor, a read that would block waits in `poll`, bounded by the
+/// deadline. On a socket, with `sink`, descriptors arriving with the data are kept in it.
+pub(crate) fn read_chunk(
     fd: BorrowedFd<'_>,
     socket: bool,
     buf: &mut [u8],
-    sink: &mut FdSink,
+    mut sink: Option<&mut FdSink>,
+    deadline: Option<Instant>,
 ) -> Result<Option<usize>, Error> {
+    let nowait = deadline.is_some();
     loop {
-        let n = if socket {
-            recv_with_fds(fd, buf, sink)
-        } else {
-            nix::unistd::read(fd, buf)
+        // A pipe has no per-call "don't wait": ask first (a pipe read by two processes
+        // at once carries no frames anyway, so nobody takes the bytes in between).
+        let ready = socket || !nowait || poll_readable(fd, Some(Duration::ZERO))?;
+        if ready {
+            let flags = if nowait {
+                MsgFlags::MSG_DONTWAIT
+            } else {
+                MsgFlags::empty()
+            };
+            let n = match (socket, sink.as_deref_mut()) {
+                (true, Some(sink)) => recv_with_fds(fd, buf, sink, flags),
+                (true, None) => nix::sys::socket::recv(fd.as_raw_fd(), buf, flags),
+                (false, _) => nix::unistd::read(fd, buf),
+            };
+            match n {
+                Ok(n) => return Ok(Some(n)),
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EAGAIN) => {}
+                Err(Errno::ECONNRESET) => return Ok(Some(0)),
+                Err(Errno::EMSGSIZE) => return Err(too_many_fds()),
+                Err(e) => return Err(Error::os("read", e)),
+            }
+        }
+        // Nothing to read yet: wait for readability, within the deadline.
+        let left = match deadline {
+            None => None,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(None);
+                }
+                Some(left)
+            }
         };
-        return match n {
-            Ok(n) => Ok(Some(n)),
-            Err(Errno::EINTR) => continue,
-            Err(Errno::EAGAIN) => Ok(None),
-            Err(Errno::ECONNRESET) => Ok(Some(0)),
-            Err(Errno::EMSGSIZE) => Err(too_many_fds()),
-            Err(e) => Err(Error::os("read", e)),
-        };
+        if !poll_readable(fd, left)? && left.is_some() {
+            return Ok(None);
+        }
     }
 }
 

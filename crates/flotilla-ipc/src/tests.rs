@@ -38,12 +38,20 @@ fn garbage_is_malformed() {
 }
 
 #[test]
-fn a_frame_cut_short_is_end_of_file() {
+fn a_frame_cut_short_is_a_truncated_frame_then_end_of_file() {
     let (a, b) = pipe(true).unwrap();
     let mut bytes = header(100, 0, b"FLT1");
     bytes.extend_from_slice(&[7; 10]);
     raw_write(&a, &bytes);
     drop(a);
+    assert!(matches!(
+        b.recv_bytes(),
+        Err(Error::TruncatedFrame {
+            part: "payload",
+            got: 10,
+            expected: 100
+        })
+    ));
     assert!(matches!(b.recv_bytes(), Err(Error::Eof)));
 }
 

@@ -8,6 +8,9 @@
 //!
 //! ```text
 //! offset 0    the RLock's pthread_mutex_t (unused by a raw value or array)
+//! offset 56   owner died: a u32, set to 1 by whoever acquires the lock with
+//!             EOWNERDEAD, back to 0 only by a guard's `mark_recovered`; read by
+//!             every locked accessor while it holds the lock
 //! offset 64   the elements, each at its natural alignment
 //! ```
 //!
@@ -30,7 +33,9 @@ use crate::shm::SharedMemory;
 
 /// Where the elements start: past the lock, on a cache line of their own.
 const DATA: usize = 64;
-const _: () = assert!(RawMutex::SIZE <= DATA);
+/// Where the lock records that a holder died, until a guard marks the data recovered.
+const OWNER_DIED: usize = 56;
+const _: () = assert!(RawMutex::SIZE <= OWNER_DIED && OWNER_DIED + 4 <= DATA);
 
 /// What `Value` and `Array` share: a segment, an optional lock at its head, and `len`
 /// elements after it.
@@ -53,9 +58,10 @@ impl<T: Element> Shared<T> {
         let shm = Arc::new(SharedMemory::new(bytes)?);
         let lock = if locked {
             // SAFETY: the segment was created just now and has not been shared.
-            Some(RLock::from_raw(unsafe {
-                RawMutex::init(Arc::clone(&shm), 0, true)
-            }?))
+            Some(RLock::from_raw(
+                unsafe { RawMutex::init(Arc::clone(&shm), 0, true) }?
+                    .recording_owner_death(OWNER_DIED)?,
+            ))
         } else {
             None
         };
@@ -85,7 +91,9 @@ impl<T: Element> Shared<T> {
         }
         let shm = Arc::new(shm);
         let lock = if locked {
-            Some(RLock::from_raw(RawMutex::attach(Arc::clone(&shm), 0)?))
+            Some(RLock::from_raw(
+                RawMutex::attach(Arc::clone(&shm), 0)?.recording_owner_death(OWNER_DIED)?,
+            ))
         } else {
             None
         };
@@ -138,12 +146,27 @@ impl<T: Element> Shared<T> {
         unsafe { self.shm.as_ptr().add(DATA) }.cast()
     }
 
-    /// Holds the lock for one access, if there is a lock. A holder's death does not
-    /// matter to a single element, which is always whole.
+    /// Holds the lock for one access, if there is a lock: [`Error::OwnerDied`] (the
+    /// lock released again) while a holder's death is recorded and not yet marked
+    /// recovered, since that holder may have been halfway through an update of several
+    /// elements (or of this one and other data).
     fn enter(&self) -> Result<Option<RLockGuard<'_>>, Error> {
         match &self.lock {
             None => Ok(None),
-            Some(lock) => lock.acquire(None).or_else(AcquireError::recover).map(Some),
+            Some(lock) => {
+                let held = lock.acquire(None).or_else(AcquireError::recover)?;
+                if lock.raw().owner_death_recorded() {
+                    return Err(Error::OwnerDied);
+                }
+                Ok(Some(held))
+            }
+        }
+    }
+
+    /// Marks the data recovered after a holder's death (the caller holds the lock).
+    fn mark_recovered(&self) {
+        if let Some(lock) = &self.lock {
+            lock.raw().clear_owner_death();
         }
     }
 
@@ -158,7 +181,12 @@ impl<T: Element> Shared<T> {
             None => Err(AcquireError::Failed(Error::NoLock)),
             Some(lock) => lock.acquire(timeout),
         };
+        let died = |lock: &Option<RLock>| {
+            lock.as_ref()
+                .is_some_and(|l| l.raw().owner_death_recorded())
+        };
         match held {
+            Ok(held) if died(&self.lock) => Err(AcquireError::OwnerDied(guard(self, held))),
             Ok(held) => Ok(guard(self, held)),
             Err(e) => Err(e.map(|held| guard(self, held))),
         }
@@ -246,10 +274,19 @@ impl<'de, T: Element> Deserialize<'de> for Shared<T> {
 ///
 /// `get` and `set` take the lock (when there is one) for that one access, as Python's
 /// `.value` does; the lock is recursive, so they also work inside a section that holds
-/// it. A single element is always whole, so when `get` or `set` finds that the previous
-/// holder died, there is nothing to repair and it carries on; a locked section
-/// ([`Value::lock`], [`Array::lock`]) reports it, since a multi-step update may have been
-/// cut short.
+/// it.
+///
+/// # When a lock holder dies
+///
+/// A holder killed in the middle of an update may leave the data torn (half of an
+/// array written, or a value out of step with other shared data). The lock records the
+/// death in the segment, and from then on *every* locked accessor reports it — `get`,
+/// `set`, `to_vec` and `copy_from_slice` with [`Error::OwnerDied`], [`Value::lock`] and
+/// [`Array::lock`] with [`AcquireError::OwnerDied`] and the guard — in every process,
+/// until a guard's `mark_recovered` ([`ValueGuard::mark_recovered`],
+/// [`ArrayGuard::mark_recovered`]) says the data is repaired. So the notice cannot be
+/// lost to whichever accessor happens to run first. (The lock-free atomic operations of
+/// integer values do not look.)
 ///
 /// # Examples
 ///
@@ -322,8 +359,9 @@ impl<T: Element> Value<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the lock fails; a previous holder's death is no error here (a
-    /// single value is always whole).
+    /// [`Error::OwnerDied`] while a lock holder's death is not marked recovered (see
+    /// [When a lock holder dies](Value#when-a-lock-holder-dies)); [`Error::Os`] if the
+    /// lock fails.
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(-3i64).unwrap();
@@ -368,9 +406,10 @@ impl<T: Element> Value<T> {
     ///
     /// # Errors
     ///
-    /// [`AcquireError::OwnerDied`] with the guard if the previous holder died holding
-    /// the lock; [`AcquireError::Failed`] with [`Error::Timeout`], [`Error::NoLock`]
-    /// for a raw value, or an OS error.
+    /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
+    /// and nobody has marked the value recovered since
+    /// ([`ValueGuard::mark_recovered`]); [`AcquireError::Failed`] with
+    /// [`Error::Timeout`], [`Error::NoLock`] for a raw value, or an OS error.
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(10i32).unwrap();
@@ -512,6 +551,18 @@ pub struct ValueGuard<'a, T: Element> {
 }
 
 impl<T: Element> ValueGuard<'_, T> {
+    /// Marks the value recovered after a holder's death: from now on its accessors
+    /// work again, instead of reporting [`Error::OwnerDied`]. Call it once the value
+    /// (and whatever else the lock protects) is repaired.
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::new(1u8).unwrap();
+    /// let guard = v.lock(None).unwrap();
+    /// guard.mark_recovered(); // nothing to recover: no effect
+    /// ```
+    pub fn mark_recovered(&self) {
+        self.shared.mark_recovered();
+    }
     /// The value.
     ///
     /// ```
@@ -664,7 +715,10 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::IndexOutOfRange`] past the end; [`Error::Os`] if the lock fails.
+    /// [`Error::IndexOutOfRange`] past the end; [`Error::OwnerDied`] while a lock
+    /// holder's death is not marked recovered (see
+    /// [When a lock holder dies](Value#when-a-lock-holder-dies)); [`Error::Os`] if the
+    /// lock fails.
     ///
     /// ```
     /// let a = flotilla_ipc::Array::from_slice(&[5u32, 6]).unwrap();
@@ -701,6 +755,7 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     ///
+    /// [`Error::OwnerDied`] while a lock holder's death is not marked recovered;
     /// [`Error::Os`] if the lock fails.
     ///
     /// ```
@@ -716,8 +771,9 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::LengthMismatch`] unless `values` has the array's length; [`Error::Os`]
-    /// if the lock fails.
+    /// [`Error::LengthMismatch`] unless `values` has the array's length;
+    /// [`Error::OwnerDied`] while a lock holder's death is not marked recovered;
+    /// [`Error::Os`] if the lock fails.
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u16>::new(2).unwrap();
@@ -750,8 +806,9 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`AcquireError::OwnerDied`] with the guard if the previous holder died holding
-    /// the lock (perhaps halfway through an update); [`AcquireError::Failed`] with
+    /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
+    /// (perhaps halfway through an update) and nobody has marked the array recovered
+    /// since ([`ArrayGuard::mark_recovered`]); [`AcquireError::Failed`] with
     /// [`Error::Timeout`], [`Error::NoLock`] for a raw array, or an OS error.
     ///
     /// ```
@@ -816,6 +873,18 @@ pub struct ArrayGuard<'a, T: Element> {
 }
 
 impl<T: Element> ArrayGuard<'_, T> {
+    /// Marks the array recovered after a holder's death: from now on its accessors
+    /// work again, instead of reporting [`Error::OwnerDied`]. Call it once the elements
+    /// (and whatever else the lock protects) are repaired.
+    ///
+    /// ```
+    /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
+    /// let guard = a.lock(None).unwrap();
+    /// guard.mark_recovered(); // nothing to recover: no effect
+    /// ```
+    pub fn mark_recovered(&self) {
+        self.shared.mark_recovered();
+    }
     /// The number of elements.
     ///
     /// ```

@@ -7,19 +7,40 @@
 //! - `COUNTS`: two counts in one 64-bit word, changed together by compare-and-swap:
 //!   *waiting* (high half), the waiters not yet notified, and *signals* (low half),
 //!   notifications given but not yet taken.
+//! - `TICKETS`: how many waits ever began (wrapping); each waiter's ticket is its value
+//!   when it began.
+//! - `NOTIFIED_BELOW`: `TICKETS` as it was at the last notification. A waiter whose
+//!   ticket is below it (in wrapping order) began before that notification: it is
+//!   *eligible* to take a signal. A waiter that began after the last notification is
+//!   not, so no notification can go to a wait that began after it was sent — the
+//!   notifier's own next `wait` included.
 //!
-//! A waiter, holding the lock, adds itself to *waiting*, releases the lock and loops:
-//! read `SEQ`, try to take a signal, sleep while `SEQ` is unchanged. `notify(n)`, also
-//! holding the lock, moves up to `n` from *waiting* to *signals* in one step, bumps
-//! `SEQ` and wakes that many sleepers. A waiter whose timeout passes takes a signal if
-//! one is there (the notification raced the timeout and counts), and otherwise removes
-//! itself from *waiting*. So *waiting* + *signals* is always the number of waiters
-//! between their entry and their exit, every waiter leaves through exactly one of the
-//! two counts, and `notify(n)` makes at most `n` waits return `true`, as in Python.
+//! # Who touches what
 //!
-//! Reading `SEQ` before trying for a signal is what keeps a notification from being
-//! lost: if the signal was not there yet, `SEQ` has not been bumped yet either, and the
-//! sleep returns at once when it is.
+//! - **A waiter, holding the lock**, takes its ticket (`TICKETS` + 1) and adds itself
+//!   to *waiting*; then it releases the lock.
+//! - **A waiter, not holding the lock**, loops: read `SEQ`; if eligible, try to take a
+//!   signal (*signals* − 1, by compare-and-swap: never below zero); sleep while `SEQ` is
+//!   unchanged. It returns `true` as soon as it takes a signal. Reading `SEQ` before
+//!   trying is what keeps a notification from being lost: if the signal (or the
+//!   eligibility) was not visible yet, `SEQ` has not been bumped yet either, and the
+//!   sleep returns at once when it is.
+//! - **`notify(n)`, holding the lock**, sets `NOTIFIED_BELOW` to `TICKETS` (every
+//!   waiter present is now eligible), moves up to `n` from *waiting* to *signals* in
+//!   one step, bumps `SEQ` and wakes that many sleepers.
+//! - **A waiter whose timeout passed** takes the lock back *first*, and only then
+//!   decides, holding it (so no notification races the decision): if it is eligible
+//!   and a signal is there, it takes it and returns `true` (the notification came
+//!   before it left, and counts); otherwise it removes itself from *waiting*.
+//!
+//! So *waiting* + *signals* is always the number of waiters between their entry and
+//! their exit. After a notification every waiter present is eligible, so *signals*
+//! never exceeds the eligible waiters present (each eligible waiter leaves with a
+//! signal while there is one): no signal is stranded, none is taken by a later wait,
+//! and `notify(n)` makes at most `n` waits return `true`, as in Python.
+//!
+//! Tickets wrap at 2³²; the order "ticket below `NOTIFIED_BELOW`" is their wrapping
+//! difference, sound while fewer than 2³¹ waits begin during any one wait.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -37,6 +58,8 @@ use crate::shm::SharedMemory;
 
 const SEQ: usize = 4;
 const COUNTS: usize = 8;
+const TICKETS: usize = 16;
+const NOTIFIED_BELOW: usize = 20;
 /// One waiter in the high half of `COUNTS`.
 const WAITER: u64 = 1 << 32;
 
@@ -260,6 +283,22 @@ impl Condition {
         self.segment.u64_at(COUNTS)
     }
 
+    fn tickets(&self) -> &AtomicU32 {
+        self.segment.u32_at(TICKETS)
+    }
+
+    fn notified_below(&self) -> &AtomicU32 {
+        self.segment.u32_at(NOTIFIED_BELOW)
+    }
+
+    /// Whether the waiter of `ticket` began before the last notification, and so may
+    /// take a signal.
+    fn eligible(&self, ticket: u32) -> bool {
+        let below = self.notified_below().load(Ordering::SeqCst);
+        // Wrapping order: `ticket` is below `below` when the difference is positive.
+        (below.wrapping_sub(ticket) as i32) > 0
+    }
+
     /// Takes a signal if there is one.
     fn take_signal(&self) -> bool {
         self.counts()
@@ -269,13 +308,15 @@ impl Condition {
             .is_ok()
     }
 
-    /// Leaves after a timeout: with a signal if one is there, otherwise by removing
-    /// this waiter from *waiting*. Returns whether a signal was taken.
-    fn leave(&self) -> bool {
+    /// Leaves after a timeout, holding the lock again (so no notification races
+    /// this): with a signal if this waiter is eligible and one is there, otherwise by
+    /// removing itself from *waiting*. Returns whether a signal was taken.
+    fn leave(&self, ticket: u32) -> bool {
+        let eligible = self.eligible(ticket);
         let before = self
             .counts()
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
-                Some(if signals(c) > 0 {
+                Some(if eligible && signals(c) > 0 {
                     c - 1
                 } else {
                     // Never 0 here (the module doc's sum); saturate all the same.
@@ -283,18 +324,20 @@ impl Condition {
                 })
             })
             .unwrap_or_default();
-        signals(before) > 0
+        eligible && signals(before) > 0
     }
 
-    /// The wait itself, between the release and the re-acquisition of the lock.
-    fn sleep_until(&self, deadline: Deadline) -> bool {
+    /// The wait itself, between the release and the re-acquisition of the lock: `true`
+    /// once this waiter took a signal, `false` when the deadline passed first (the
+    /// waiter is still counted; [`leave`](Self::leave) decides, under the lock).
+    fn sleep_until(&self, ticket: u32, deadline: Deadline) -> bool {
         loop {
             let seq = self.seq().load(Ordering::SeqCst);
-            if self.take_signal() {
+            if self.eligible(ticket) && self.take_signal() {
                 return true;
             }
             if deadline.expired() {
-                return self.leave();
+                return false;
             }
             if spin(|| self.seq().load(Ordering::Relaxed) != seq) {
                 continue;
@@ -377,13 +420,19 @@ impl ConditionGuard<'_> {
     fn wait_until(&mut self, deadline: Deadline) -> Result<bool, Error> {
         let cond = self.cond;
         let raw = cond.lock.raw();
-        // Counted while the lock is still held, so a notifier sees this waiter.
+        // Ticketed and counted while the lock is still held, so a notifier sees this
+        // waiter, and only a notification sent from now on may go to it.
+        let ticket = cond.tickets().fetch_add(1, Ordering::SeqCst);
         cond.counts().fetch_add(WAITER, Ordering::SeqCst);
         // SAFETY: this thread holds the lock through `self._held`, which stays alive and
         // untouched until `relock` below has restored every level released here.
         let levels = unsafe { raw.unlock_all() };
-        let notified = cond.sleep_until(deadline);
-        match raw.relock(levels)? {
+        let signalled = cond.sleep_until(ticket, deadline);
+        let relocked = raw.relock(levels);
+        // Timed out: decide with the lock held again (or, if it could not be taken
+        // back, as well as can be), so the count is never left wrong.
+        let notified = signalled || cond.leave(ticket);
+        match relocked? {
             Acquired::Clean => Ok(notified),
             Acquired::OwnerDied => Err(Error::OwnerDied),
         }
@@ -439,6 +488,10 @@ impl ConditionGuard<'_> {
     pub fn notify(&mut self, n: usize) {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         let cond = self.cond;
+        // Every waiter present (each took its ticket under the lock we hold) may now
+        // take a signal; a wait that begins later may not take these.
+        let tickets = cond.tickets().load(Ordering::SeqCst);
+        cond.notified_below().store(tickets, Ordering::SeqCst);
         let before = cond
             .counts()
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
