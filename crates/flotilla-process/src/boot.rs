@@ -28,7 +28,7 @@
 //! different build.
 
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -104,6 +104,14 @@ fn dispatch() {
         );
         sys::exit_now(70)
     }
+    // It arrived without close-on-exec (dup2 clears it): no program this one runs may
+    // inherit it, and no fork child either (see `fds`).
+    let _ = nix::fcntl::fcntl(
+        // SAFETY: BOOT_FD is open (checked just above) and outlives this call.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(BOOT_FD) },
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    crate::fds::register(BOOT_FD);
     // SAFETY: BOOT_FD is an open socket (checked just above): the bootstrap socket the
     // parent placed there before exec, which nothing in this fresh process has claimed.
     let boot = Connection::from_socket(unsafe { OwnedFd::from_raw_fd(BOOT_FD) });
@@ -150,6 +158,7 @@ pub(crate) fn guard() -> Result<(), Error> {
 /// daemon flag's parent-death rule relative to the parent named in the task (a
 /// forkserver child has it applied by the server instead).
 pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
+    crate::fds::register(boot.as_fd().as_raw_fd());
     let (bytes, fds) = match boot.recv_frame() {
         Ok(frame) => frame,
         // The parent went away before sending the task: nothing to do.
@@ -171,7 +180,7 @@ pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
         );
     }
     if check_parent && task.daemon {
-        sys::die_with_parent(task.parent.1);
+        sys::watch_parent(task.parent.1);
     }
     state::reset_after_fork(
         ProcessInfo {

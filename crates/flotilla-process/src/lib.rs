@@ -27,6 +27,7 @@ mod boot;
 mod child;
 mod context;
 mod error;
+mod fds;
 mod forkserver;
 mod pool;
 mod process;
