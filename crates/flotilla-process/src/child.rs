@@ -249,8 +249,7 @@ impl Child {
                     }
                 }
                 if let (true, Some(pidfd)) = (status.server_gone, pidfd)
-                    && flotilla_ipc::wait_indices(&[pidfd.as_fd()], Some(Duration::ZERO))?
-                        .first()
+                    && flotilla_ipc::wait_indices(&[pidfd.as_fd()], Some(Duration::ZERO))?.first()
                         == Some(&0)
                 {
                     // It ended, and only its report can say how.

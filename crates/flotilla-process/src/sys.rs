@@ -3,8 +3,8 @@
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::os::unix::ffi::OsStringExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
@@ -96,7 +96,15 @@ pub(crate) fn watch_parent(parent: i32) {
     let Ok(pidfd) = pidfd else {
         // No pidfd (kernel before 5.3): the thread-bound signal is all there is.
         // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
         return;
     };
     let raw = pidfd.into_raw_fd();
@@ -119,7 +127,15 @@ pub(crate) fn watch_parent(parent: i32) {
         unsafe { libc::pthread_detach(thread) };
     } else {
         // SAFETY: as above.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
     }
 }
 
@@ -164,7 +180,15 @@ fn die() -> ! {
 /// forked, which is right here: the server has one thread, which lives as long as it.
 pub(crate) fn die_with_server(server: i32) {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
-    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) };
+    unsafe {
+        libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        )
+    };
     if nix::unistd::getppid().as_raw() != server {
         die();
     }

@@ -28,10 +28,8 @@ fn signal(pid: i32, signal: nix::sys::signal::Signal) {
 #[test]
 fn a_timed_join_of_a_child_stopped_mid_send_times_out() {
     for method in [StartMethod::Spawn, StartMethod::ForkServer] {
-        let marker = std::env::temp_dir().join(format!(
-            "flotilla-join-{method}-{}",
-            std::process::id()
-        ));
+        let marker =
+            std::env::temp_dir().join(format!("flotilla-join-{method}-{}", std::process::id()));
         let _ = std::fs::remove_file(&marker);
         let child = get_context(Some(method))
             .process(big, (BIG, marker.to_str().unwrap().to_owned()))
@@ -44,7 +42,11 @@ fn a_timed_join_of_a_child_stopped_mid_send_times_out() {
         let mut asleep = 0;
         while !marker.exists() || asleep < 20 {
             assert!(Instant::now() < deadline, "{method}: the child never sent");
-            asleep = if marker.exists() && state(pid) == Some('S') { asleep + 1 } else { 0 };
+            asleep = if marker.exists() && state(pid) == Some('S') {
+                asleep + 1
+            } else {
+                0
+            };
             std::thread::sleep(Duration::from_millis(10));
         }
         let _ = std::fs::remove_file(&marker);
@@ -53,22 +55,26 @@ fn a_timed_join_of_a_child_stopped_mid_send_times_out() {
         // the test fails rather than hangs.
         let rescue = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(30));
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::SIGCONT,
-            );
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGCONT);
         });
         let start = Instant::now();
         let timed = child.join(Some(Duration::from_secs(1)));
         let took = start.elapsed();
         signal(pid, nix::sys::signal::SIGCONT);
-        assert!(matches!(timed, Err(Error::Timeout(_))), "{method}: {timed:?}");
+        assert!(
+            matches!(timed, Err(Error::Timeout(_))),
+            "{method}: {timed:?}"
+        );
         assert!(
             took < Duration::from_secs(10),
             "{method}: join(1 s) returned after {took:?}"
         );
         let value = child.join(Some(Duration::from_secs(60))).unwrap();
-        assert!(value == pattern(BIG), "{method}: the value came back changed");
+        assert!(
+            value == pattern(BIG),
+            "{method}: the value came back changed"
+        );
         drop(rescue);
     }
 }

@@ -80,7 +80,9 @@ fn helper_more() {
         // child: the fork child must not keep any of them alive once this helper dies.
         "forked" => {
             for method in StartMethod::ALL {
-                let builder = get_context(Some(method)).process(sleep_long, 300).daemon(true);
+                let builder = get_context(Some(method))
+                    .process(sleep_long, 300)
+                    .daemon(true);
                 // SAFETY: the fork child only sleeps; the harness's other thread holds
                 // nothing it needs.
                 let d = unsafe { builder.start_unchecked() }.unwrap();
@@ -100,7 +102,10 @@ fn helper_more() {
                 }
                 pools.push(pool);
             }
-            println!("SERVER {}", flotilla_process::testing::forkserver_pid().unwrap());
+            println!(
+                "SERVER {}",
+                flotilla_process::testing::forkserver_pid().unwrap()
+            );
             // SAFETY: the fork child only sleeps.
             let plain = unsafe {
                 Process::fork(|| std::thread::sleep(Duration::from_secs(300))).start_unchecked()
@@ -115,8 +120,9 @@ fn helper_more() {
         "thread" => {
             for method in StartMethod::ALL {
                 let d = std::thread::spawn(move || {
-                    let builder =
-                        get_context(Some(method)).process(sleep_long, 300).daemon(true);
+                    let builder = get_context(Some(method))
+                        .process(sleep_long, 300)
+                        .daemon(true);
                     // SAFETY: the fork child only sleeps.
                     let d = unsafe { builder.start_unchecked() }.unwrap();
                     // Give the child time to be fully started (and to have armed any
@@ -247,10 +253,18 @@ fn a_fork_child_does_not_keep_daemons_server_or_pool_workers_alive() {
     let server = pids(&seen, "SERVER ");
     let plain = pids(&seen, "PLAIN ");
     assert_eq!(daemons.len(), 3, "{seen:?}");
-    assert!(!workers.is_empty() && server.len() == 1 && plain.len() == 1, "{seen:?}");
+    assert!(
+        !workers.is_empty() && server.len() == 1 && plain.len() == 1,
+        "{seen:?}"
+    );
     helper.kill().unwrap(); // SIGKILL: no exit handling runs
     helper.wait().unwrap();
-    let all: Vec<i32> = daemons.iter().chain(&workers).chain(&server).copied().collect();
+    let all: Vec<i32> = daemons
+        .iter()
+        .chain(&workers)
+        .chain(&server)
+        .copied()
+        .collect();
     let gone = std::panic::catch_unwind(|| {
         wait_until_dead(
             &all,
