@@ -49,6 +49,8 @@ const ROLE_VAR: &str = "FLOTILLA_WORKER";
 pub(crate) const ROLE_TASK: &str = "task";
 /// Role: be the forkserver, serving requests on the bootstrap socket.
 pub(crate) const ROLE_FORKSERVER: &str = "forkserver";
+/// Role: be this process's shared-memory name tracker (see `tracker`).
+pub(crate) const ROLE_TRACKER: &str = "tracker";
 /// Where a spawned child finds its bootstrap socket.
 const BOOT_FD: RawFd = 3;
 
@@ -90,6 +92,8 @@ pub fn init() {
 }
 
 fn dispatch() {
+    // Every process that links flotilla-process has its named segments tracked.
+    flotilla_ipc::set_name_tracker(crate::tracker::track);
     let Some(role) = std::env::var_os(ROLE_VAR) else {
         return;
     };
@@ -119,6 +123,8 @@ fn dispatch() {
         run_task(boot, true)
     } else if role == ROLE_FORKSERVER {
         crate::forkserver::serve(boot)
+    } else if role == ROLE_TRACKER {
+        crate::tracker::serve(boot)
     } else {
         eprintln!("flotilla: unknown worker role {role:?}; exiting");
         sys::exit_now(70)

@@ -35,6 +35,7 @@ mod state;
 mod sys;
 #[doc(hidden)]
 pub mod testing;
+mod tracker;
 
 pub use crate::boot::init;
 pub use crate::context::{Context, StartMethod, get_context, get_start_method, set_start_method};
