@@ -217,8 +217,17 @@ fn refuse(boot: &Connection, reason: String) -> ! {
     finish(boot, &Report::Refused(reason), &[], 70)
 }
 
-/// Sends `report`, flushes standard output, and exits with `code`.
+/// Ends a child as Python's do: waits for its non-daemon threads, then for its own
+/// non-daemonic children (terminating its daemonic ones), then sends `report`, flushes
+/// standard output, and exits with `code`.
 pub(crate) fn finish(results: &Connection, report: &Report, fds: &[OwnedFd], code: i32) -> ! {
+    // A process with one thread has no other thread to wait for; and only then may it
+    // skip flotilla-thread's registry lock, which in a child forked from a process with
+    // other threads (`start_unchecked`) one of them may have held.
+    if sys::thread_count().map_or(true, |n| n > 1) {
+        flotilla_thread::join_non_daemon();
+    }
+    crate::process::join_children();
     if let Ok(bytes) = codec::encode(report) {
         // A parent that stopped listening just misses the report.
         let _ = results.send_frame(&bytes, fds);

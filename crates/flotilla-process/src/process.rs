@@ -333,6 +333,12 @@ fn register<R>(child: Child) -> Process<R> {
 
 /// Python's exit handling: terminate the daemonic children, then wait for all.
 extern "C" fn at_exit() {
+    join_children();
+}
+
+/// Terminates this process's daemonic children, then waits for all of them: at the
+/// exit of the main process (`atexit`) and at the end of every child process.
+pub(crate) fn join_children() {
     let children = {
         let mut state = state::lock();
         if state.identity.pid != std::process::id() as i32 {

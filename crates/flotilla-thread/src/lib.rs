@@ -29,4 +29,4 @@ pub use crate::sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, Event, RLock, RLockGuard, Semaphore,
     SemaphorePermit,
 };
-pub use crate::thread::{Thread, ThreadBuilder, spawn};
+pub use crate::thread::{Thread, ThreadBuilder, join_non_daemon, spawn};
