@@ -147,4 +147,40 @@ mod tests {
         drop(a);
         assert!(!is_registered(fd));
     }
+
+    fn is_socket(fd: RawFd) -> bool {
+        let mut stat = std::mem::MaybeUninit::<libc::stat>::uninit();
+        // SAFETY: fstat fills the buffer it is given; it is read only on success.
+        let rc = unsafe { libc::fstat(fd, stat.as_mut_ptr()) };
+        // SAFETY: fstat succeeded.
+        rc == 0 && (unsafe { stat.assume_init() }.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    }
+
+    #[test]
+    fn a_fork_child_keeps_the_user_descriptors_and_loses_ours() {
+        let (ours, _peer) = flotilla_ipc::pipe(true).unwrap();
+        let ours = Internal::new(ours);
+        let (user, _user_peer) = flotilla_ipc::pipe(true).unwrap();
+        let (kept, _kept_peer) = flotilla_ipc::pipe(true).unwrap();
+        register(kept.as_fd().as_raw_fd());
+        let fds = [
+            ours.as_fd().as_raw_fd(),
+            user.as_fd().as_raw_fd(),
+            kept.as_fd().as_raw_fd(),
+        ];
+        // SAFETY: the child only makes syscalls and reads atomics before `_exit`.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                scrub_after_fork(&[fds[2]]);
+                let ok = !is_socket(fds[0]) && is_socket(fds[1]) && is_socket(fds[2]);
+                // SAFETY: ends the child at once.
+                unsafe { libc::_exit(if ok { 0 } else { 1 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        unregister(fds[2]);
+    }
 }
