@@ -85,9 +85,9 @@ fn track(event: NameEvent, name: &str) {
 /// Unlinking removes only the name. As POSIX specifies for `shm_unlink`, memory mapped by
 /// any process stays valid until that process unmaps it (drops its `SharedMemory`): a
 /// creator that exits early never pulls memory from under the others. If the creator is
-/// killed before it drops the segment, the name stays in `/dev/shm` (Python's resource
-/// tracker exists for that case; flotilla has none yet): use an anonymous segment when
-/// nobody needs to attach by name.
+/// killed before it drops the segment, its name tracker ([`set_name_tracker`]; with
+/// flotilla-process, a small process per creator) unlinks the names it still owned;
+/// without one the name stays in `/dev/shm`. An anonymous segment needs neither.
 ///
 /// # Access: why there is no safe `&[u8]`
 ///
