@@ -229,7 +229,8 @@ pub(crate) fn thread_count() -> Result<usize, Error> {
         op: "reading /proc/self/task",
         source: e,
     })?;
-    Ok(dir.count() - usize::from(WATCHER.load(Ordering::SeqCst)))
+    let watcher = usize::from(WATCHER.load(Ordering::SeqCst));
+    Ok(dir.count().saturating_sub(watcher).max(1))
 }
 
 /// Starts a fresh copy of this very executable (`/proc/self/exe`, so a binary replaced on
