@@ -9,7 +9,9 @@
 //! watches a pidfd of its parent; when the parent ends, however it ends, it reads the
 //! reports still in flight and unlinks every name still owned — each only while it still
 //! names the segment it named when reported (same inode), so a newer segment under the
-//! same name is left alone.
+//! same name is left alone. A name is tracked once `SharedMemory::create` has returned:
+//! a creator killed inside `create`, between making the name and reporting it, leaves
+//! it behind (as CPython's tracker does).
 //!
 //! One tracker per process that creates named segments: a fork child starts its own
 //! (the parent's connection is one of flotilla's own descriptors, which a fork child

@@ -8,7 +8,13 @@ use flotilla_process::{Process, StartMethod, get_context};
 fn create_and_wait(name: String) {
     let shm = SharedMemory::create(&name, 4096).unwrap();
     std::mem::forget(shm);
+    // The name is tracked once `create` returns (not as soon as it shows in /dev/shm).
+    std::fs::write(marker(&name), "created").unwrap();
     std::thread::sleep(Duration::from_secs(300));
+}
+
+fn marker(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(name)
 }
 
 fn exists(name: &str) -> bool {
@@ -38,8 +44,10 @@ fn a_sigkilled_creator_leaves_no_name_behind() {
                 .unwrap()
         };
         wait_for(&format!("{method}: the child never created {name}"), || {
-            exists(&name)
+            marker(&name).exists()
         });
+        let _ = std::fs::remove_file(marker(&name));
+        assert!(exists(&name), "{method}");
         child.kill().unwrap();
         let _ = child.join(Some(Duration::from_secs(60)));
         let gone = std::panic::catch_unwind(|| {
