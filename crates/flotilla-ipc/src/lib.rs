@@ -58,7 +58,7 @@ pub use crate::queue::{
     GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,
     SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
-pub use crate::shm::SharedMemory;
+pub use crate::shm::{NameEvent, SharedMemory, set_name_tracker};
 pub use crate::sync::{
     Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Semaphore,
     SemaphorePermit,

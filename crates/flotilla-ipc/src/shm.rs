@@ -28,6 +28,33 @@ use crate::handle::{Exported, Fd};
 /// The longest name a segment may have (`NAME_MAX`, without the leading slash).
 const NAME_MAX: usize = 255;
 
+/// What a [name tracker](set_name_tracker) is told about this process's named segments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameEvent {
+    /// This process now unlinks the name when it drops the segment: it created it, or
+    /// chose to with [`SharedMemory::set_unlink_on_drop`].
+    Owned,
+    /// This process no longer unlinks the name: it was unlinked, or
+    /// `set_unlink_on_drop(false)` gave it up.
+    Released,
+}
+
+static NAME_TRACKER: std::sync::OnceLock<fn(NameEvent, &str)> = std::sync::OnceLock::new();
+
+/// Installs the process-wide hook told whenever this process takes on or gives up the
+/// duty to unlink a segment's name, so that someone can unlink the names of a process
+/// that died without doing so (CPython's resource tracker). flotilla-process installs
+/// one; only the first call takes effect (false for later ones).
+pub fn set_name_tracker(hook: fn(NameEvent, &str)) -> bool {
+    NAME_TRACKER.set(hook).is_ok()
+}
+
+fn track(event: NameEvent, name: &str) {
+    if let Some(hook) = NAME_TRACKER.get() {
+        hook(event, name);
+    }
+}
+
 /// A segment of shared memory: anonymous ([`new`](Self::new)) or named
 /// ([`create`](Self::create), [`open`](Self::open)).
 ///
@@ -58,9 +85,9 @@ const NAME_MAX: usize = 255;
 /// Unlinking removes only the name. As POSIX specifies for `shm_unlink`, memory mapped by
 /// any process stays valid until that process unmaps it (drops its `SharedMemory`): a
 /// creator that exits early never pulls memory from under the others. If the creator is
-/// killed before it drops the segment, the name stays in `/dev/shm` (Python's resource
-/// tracker exists for that case; flotilla has none yet): use an anonymous segment when
-/// nobody needs to attach by name.
+/// killed before it drops the segment, its name tracker ([`set_name_tracker`]; with
+/// flotilla-process, a small process per creator) unlinks the names it still owned;
+/// without one the name stays in `/dev/shm`. An anonymous segment needs neither.
 ///
 /// # Access: why there is no safe `&[u8]`
 ///
@@ -192,7 +219,10 @@ impl SharedMemory {
         });
         let pid = nix::unistd::getpid().as_raw();
         match sized.and_then(|()| Self::map(fd, len, Some(name), pid)) {
-            Ok(shm) => Ok(shm),
+            Ok(shm) => {
+                track(NameEvent::Owned, shm.name.as_deref().unwrap_or_default());
+                Ok(shm)
+            }
             Err(e) => {
                 let _ = shm_unlink(path.as_str());
                 Err(e)
@@ -453,6 +483,14 @@ impl SharedMemory {
             0
         };
         self.unlink_pid.store(pid, Ordering::Relaxed);
+        if let Some(name) = &self.name {
+            let event = if unlink {
+                NameEvent::Owned
+            } else {
+                NameEvent::Released
+            };
+            track(event, name);
+        }
     }
 
     /// Removes the segment's name from `/dev/shm` now, as Python's `unlink()` does. The
@@ -482,12 +520,15 @@ impl SharedMemory {
         };
         self.unlink_pid.store(0, Ordering::Relaxed);
         let path = format!("/{name}");
-        if !self.is_named_by(&path)? {
-            return Err(Error::InvalidSegment(format!(
+        let unlinked = if self.is_named_by(&path)? {
+            shm_unlink(path.as_str()).map_err(|e| Error::os("shm_unlink", e))
+        } else {
+            Err(Error::InvalidSegment(format!(
                 "the name {name:?} now names a different segment; it was left alone"
-            )));
-        }
-        shm_unlink(path.as_str()).map_err(|e| Error::os("shm_unlink", e))
+            )))
+        };
+        track(NameEvent::Released, name);
+        unlinked
     }
 
     /// Whether `path` in `/dev/shm` names this very segment (same device and inode).

@@ -24,11 +24,11 @@
 //! address relative to a base function of the same binary. The function is always a
 //! monomorphised [`trampoline`] for the user's zero-sized target type, which decodes
 //! the arguments, conjures the (data-less) target, calls it, and encodes the result.
-//! The child checks a [`fingerprint`] of the binary first and refuses a task from a
-//! different build.
+//! The child checks a [`fingerprint`] of the build first (its build-id, or a hash of
+//! its bytes; never the file's metadata) and refuses a task from a different build.
 
 use std::io::Write;
-use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -49,6 +49,8 @@ const ROLE_VAR: &str = "FLOTILLA_WORKER";
 pub(crate) const ROLE_TASK: &str = "task";
 /// Role: be the forkserver, serving requests on the bootstrap socket.
 pub(crate) const ROLE_FORKSERVER: &str = "forkserver";
+/// Role: be this process's shared-memory name tracker (see `tracker`).
+pub(crate) const ROLE_TRACKER: &str = "tracker";
 /// Where a spawned child finds its bootstrap socket.
 const BOOT_FD: RawFd = 3;
 
@@ -90,6 +92,8 @@ pub fn init() {
 }
 
 fn dispatch() {
+    // Every process that links flotilla-process has its named segments tracked.
+    flotilla_ipc::set_name_tracker(crate::tracker::track);
     let Some(role) = std::env::var_os(ROLE_VAR) else {
         return;
     };
@@ -104,6 +108,14 @@ fn dispatch() {
         );
         sys::exit_now(70)
     }
+    // It arrived without close-on-exec (dup2 clears it): no program this one runs may
+    // inherit it, and no fork child either (see `fds`).
+    let _ = nix::fcntl::fcntl(
+        // SAFETY: BOOT_FD is open (checked just above) and outlives this call.
+        unsafe { std::os::fd::BorrowedFd::borrow_raw(BOOT_FD) },
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    );
+    crate::fds::register(BOOT_FD);
     // SAFETY: BOOT_FD is an open socket (checked just above): the bootstrap socket the
     // parent placed there before exec, which nothing in this fresh process has claimed.
     let boot = Connection::from_socket(unsafe { OwnedFd::from_raw_fd(BOOT_FD) });
@@ -111,6 +123,8 @@ fn dispatch() {
         run_task(boot, true)
     } else if role == ROLE_FORKSERVER {
         crate::forkserver::serve(boot)
+    } else if role == ROLE_TRACKER {
+        crate::tracker::serve(boot)
     } else {
         eprintln!("flotilla: unknown worker role {role:?}; exiting");
         sys::exit_now(70)
@@ -150,6 +164,7 @@ pub(crate) fn guard() -> Result<(), Error> {
 /// daemon flag's parent-death rule relative to the parent named in the task (a
 /// forkserver child has it applied by the server instead).
 pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
+    crate::fds::register(boot.as_fd().as_raw_fd());
     let (bytes, fds) = match boot.recv_frame() {
         Ok(frame) => frame,
         // The parent went away before sending the task: nothing to do.
@@ -171,7 +186,7 @@ pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
         );
     }
     if check_parent && task.daemon {
-        sys::die_with_parent(task.parent.1);
+        sys::watch_parent(task.parent.1);
     }
     state::reset_after_fork(
         ProcessInfo {
@@ -202,8 +217,17 @@ fn refuse(boot: &Connection, reason: String) -> ! {
     finish(boot, &Report::Refused(reason), &[], 70)
 }
 
-/// Sends `report`, flushes standard output, and exits with `code`.
+/// Ends a child as Python's do: waits for its non-daemon threads, then for its own
+/// non-daemonic children (terminating its daemonic ones), then sends `report`, flushes
+/// standard output, and exits with `code`.
 pub(crate) fn finish(results: &Connection, report: &Report, fds: &[OwnedFd], code: i32) -> ! {
+    // A process with one thread has no other thread to wait for; and only then may it
+    // skip flotilla-thread's registry lock, which in a child forked from a process with
+    // other threads (`start_unchecked`) one of them may have held.
+    if sys::thread_count().map_or(true, |n| n > 1) {
+        flotilla_thread::join_non_daemon();
+    }
+    crate::process::join_children();
     if let Ok(bytes) = codec::encode(report) {
         // A parent that stopped listening just misses the report.
         let _ = results.send_frame(&bytes, fds);
@@ -345,30 +369,116 @@ where
     handle::encode(&value).map_err(|e| format!("the return value could not be encoded: {e}"))
 }
 
-/// A fingerprint of this program's binary: its identity on disk (device, inode, size,
-/// modification time) and flotilla's version. Computed once per process.
+/// A fingerprint of this program's build: the GNU build-id the linker wrote into the
+/// loaded executable (a hash of its contents), or, when it has none, a hash of the
+/// executable file's bytes; and flotilla's version. Computed once per process.
+///
+/// It identifies the bytes, never the file's metadata: `touch` or a copy of the same
+/// build is the same build, while a rebuilt binary is another.
 pub(crate) fn fingerprint() -> u64 {
     static FINGERPRINT: OnceLock<u64> = OnceLock::new();
     if let Some(forced) = crate::testing::forced_fingerprint() {
         return forced;
     }
     *FINGERPRINT.get_or_init(|| {
-        use std::os::unix::fs::MetadataExt;
         let mut h = Fnv::default();
-        if let Ok(meta) = std::fs::metadata("/proc/self/exe") {
-            for part in [
-                meta.dev(),
-                meta.ino(),
-                meta.size(),
-                meta.mtime() as u64,
-                meta.mtime_nsec() as u64,
-            ] {
-                h.write(&part.to_le_bytes());
+        match build_id() {
+            Some(id) => {
+                h.write(b"build-id");
+                h.write(&id);
+            }
+            None => {
+                h.write(b"contents");
+                h.write(&hash_file("/proc/self/exe").to_le_bytes());
             }
         }
         h.write(env!("CARGO_PKG_VERSION").as_bytes());
         h.0
     })
+}
+
+/// The GNU build-id note of the main executable, read from its loaded program headers.
+fn build_id() -> Option<Vec<u8>> {
+    unsafe extern "C" fn visit(
+        info: *mut libc::dl_phdr_info,
+        _size: libc::size_t,
+        out: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: the loader hands a valid `dl_phdr_info` for the duration of the call,
+        // whose `dlpi_phdr` points at `dlpi_phnum` program headers of an object loaded
+        // at `dlpi_addr`; `out` is the `Option<Vec<u8>>` passed below. The first object
+        // visited is the main program.
+        unsafe {
+            let info = &*info;
+            let out = &mut *(out as *mut Option<Vec<u8>>);
+            let headers = std::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
+            for ph in headers.iter().filter(|ph| ph.p_type == libc::PT_NOTE) {
+                let start = (info.dlpi_addr as usize).wrapping_add(ph.p_vaddr as usize);
+                let notes = std::slice::from_raw_parts(start as *const u8, ph.p_memsz as usize);
+                if let Some(id) = find_build_id(notes) {
+                    *out = Some(id);
+                    break;
+                }
+            }
+        }
+        1 // the main program only
+    }
+    let mut out: Option<Vec<u8>> = None;
+    // SAFETY: `visit` matches the callback type and only reads what the loader hands
+    // it; `out` outlives the call.
+    unsafe { libc::dl_iterate_phdr(Some(visit), (&mut out as *mut Option<Vec<u8>>).cast()) };
+    out
+}
+
+/// The descriptor of an `NT_GNU_BUILD_ID` note in a note segment's bytes.
+fn find_build_id(mut notes: &[u8]) -> Option<Vec<u8>> {
+    const NT_GNU_BUILD_ID: u32 = 3;
+    let word = |b: &[u8], at: usize| -> Option<u32> {
+        Some(u32::from_ne_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    };
+    let align4 = |n: usize| n.div_ceil(4) * 4;
+    while notes.len() >= 12 {
+        let namesz = word(notes, 0)? as usize;
+        let descsz = word(notes, 4)? as usize;
+        let kind = word(notes, 8)?;
+        let name_at = 12;
+        let desc_at = name_at + align4(namesz);
+        let next = desc_at + align4(descsz);
+        let name = notes.get(name_at..name_at + namesz)?;
+        let desc = notes.get(desc_at..desc_at + descsz)?;
+        if kind == NT_GNU_BUILD_ID && name == b"GNU\0" && !desc.is_empty() {
+            return Some(desc.to_vec());
+        }
+        notes = notes.get(next..)?;
+    }
+    None
+}
+
+/// A hash of a file's bytes, eight at a time (0 when it cannot be read): the fallback
+/// for a binary without a build-id.
+fn hash_file(path: &str) -> u64 {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return 0;
+    };
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        total += n as u64;
+        for chunk in buf[..n].chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            h = (h ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x0100_0000_01b3)
+                .rotate_left(29);
+        }
+    }
+    h ^ total
 }
 
 /// FNV-1a: tiny, and good enough to tell builds apart.
@@ -386,5 +496,35 @@ impl Fnv {
             self.0 ^= u64::from(b);
             self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_build_has_a_build_id_and_a_stable_fingerprint() {
+        assert!(build_id().is_some_and(|id| !id.is_empty()));
+        assert_eq!(fingerprint(), fingerprint());
+    }
+
+    #[test]
+    fn a_build_id_note_is_found_among_others() {
+        let mut notes = Vec::new();
+        for (name, kind, desc) in [
+            (&b"XYZ\0"[..], 1u32, &[9u8, 9, 9][..]),
+            (b"GNU\0", 3, &[1, 2, 3, 4, 5]),
+        ] {
+            notes.extend_from_slice(&(name.len() as u32).to_ne_bytes());
+            notes.extend_from_slice(&(desc.len() as u32).to_ne_bytes());
+            notes.extend_from_slice(&kind.to_ne_bytes());
+            notes.extend_from_slice(name);
+            notes.resize(notes.len().div_ceil(4) * 4, 0);
+            notes.extend_from_slice(desc);
+            notes.resize(notes.len().div_ceil(4) * 4, 0);
+        }
+        assert_eq!(find_build_id(&notes), Some(vec![1, 2, 3, 4, 5]));
+        assert_eq!(find_build_id(&notes[..20]), None);
     }
 }

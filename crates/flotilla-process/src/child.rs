@@ -6,16 +6,36 @@
 //! forkserver for the ones it forked), and its report arrives on the result channel.
 //! Waiting polls both, so a child writing a report larger than a socket buffer is read
 //! while it writes, and never blocks its own exit.
+//!
+//! The result channel is read without blocking, a frame at a time as it arrives (the
+//! progress kept in a `FrameReader`), so a timed wait honours its deadline even when
+//! the child stops half way through its report.
+//!
+//! A forkserver child whose server died before reporting its exit is still followed:
+//! its pidfd says when it ended, and its report (which travels on the result channel,
+//! not through the server) gives the exit code it was about to exit with: 0 for a
+//! value, 1 for a panic, 70 for a refusal. A child that ended with no report then has
+//! no knowable exit code: it is recorded as [`LOST_EXIT`] and `join` says why.
+//!
+//! Every descriptor here is flotilla's own, entered in the `fds` registry so that a
+//! fork child does not inherit it.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use flotilla_ipc::Connection;
+use std::os::fd::AsRawFd;
+
+use flotilla_ipc::{Connection, FrameReader};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
+use crate::fds::{self, Internal};
 use crate::sys;
+
+/// The exit code recorded for a forkserver child that ended, after its server died,
+/// without sending a report: how it ended cannot be known.
+pub(crate) const LOST_EXIT: i32 = 255;
 
 /// What a child sends its parent just before it exits.
 #[derive(Debug, Serialize, Deserialize)]
@@ -54,9 +74,15 @@ pub(crate) enum Outcome {
 #[derive(Debug)]
 struct Status {
     exitcode: Option<i32>,
-    /// Closed once the report arrived or the child ended without one.
-    results: Option<Connection>,
+    /// Closed once the report arrived or the child ended without one. Non-blocking.
+    results: Option<Internal<Connection>>,
+    /// The part of the report received so far.
+    reader: FrameReader,
     outcome: Outcome,
+    /// The forkserver's status channel reached end of file: follow the pidfd instead.
+    server_gone: bool,
+    /// The child ended with no report after its forkserver died: its exit is unknown.
+    lost: bool,
 }
 
 /// One child, as its parent sees it.
@@ -77,6 +103,18 @@ impl Child {
         watch: ExitWatch,
         results: Connection,
     ) -> Self {
+        match &watch {
+            ExitWatch::Direct { pidfd } => fds::register(pidfd.as_raw_fd()),
+            ExitWatch::Server { status, pidfd } => {
+                fds::register(status.as_fd().as_raw_fd());
+                if let Some(pidfd) = pidfd {
+                    fds::register(pidfd.as_raw_fd());
+                }
+            }
+        }
+        // Read a frame at a time as it arrives, never blocking: see the module doc. A
+        // failure leaves it blocking, which only costs the timed join its precision.
+        let _ = results.set_nonblocking(true);
         Child {
             pid,
             name,
@@ -84,8 +122,11 @@ impl Child {
             watch,
             status: Mutex::new(Status {
                 exitcode: None,
-                results: Some(results),
+                results: Some(Internal::new(results)),
+                reader: FrameReader::default(),
                 outcome: Outcome::Pending,
+                server_gone: false,
+                lost: false,
             }),
         }
     }
@@ -122,21 +163,23 @@ impl Child {
             let slice = left.map_or(Duration::from_millis(50), |l| {
                 l.min(Duration::from_millis(50))
             });
-            let mut fds = vec![self.sentinel()];
+            let mut watched = vec![self.exit_fd(&status)];
             if let Some(results) = &status.results {
-                fds.push(results.as_fd());
+                watched.push(results.as_fd());
             }
-            let ready = flotilla_ipc::wait_indices(&fds, Some(slice))?;
+            let ready = flotilla_ipc::wait_indices(&watched, Some(slice))?;
             let exited = ready.first() == Some(&0);
             if ready.len() > usize::from(exited) {
-                self.read_report(&mut status, None)?;
+                self.read_report(&mut status)?;
             }
             if exited {
                 self.reap(&mut status)?;
                 if status.exitcode.is_some() {
-                    // Anything the child wrote before ending is already buffered; bound
-                    // the read in case a sibling inherited the child's end of the channel.
-                    self.read_report(&mut status, Some(Duration::from_secs(1)))?;
+                    // Anything the child wrote before ending is already buffered: read
+                    // it, and close the channel (a sibling may hold the child's end, so
+                    // end of file may never come).
+                    self.read_report(&mut status)?;
+                    status.results = None;
                     return Ok(true);
                 }
             }
@@ -147,19 +190,30 @@ impl Child {
         }
     }
 
-    /// Reads the child's report if one is there; closes the channel at end of file.
-    fn read_report(&self, status: &mut Status, wait: Option<Duration>) -> Result<(), Error> {
+    /// The descriptor that becomes readable when there is news of the child's end.
+    fn exit_fd<'a>(&'a self, status: &Status) -> BorrowedFd<'a> {
+        match &self.watch {
+            ExitWatch::Server {
+                pidfd: Some(pidfd), ..
+            } if status.server_gone => pidfd.as_fd(),
+            _ => self.sentinel(),
+        }
+    }
+
+    /// Reads as much of the child's report as has arrived, without blocking; closes the
+    /// channel once the report is whole, or at end of file.
+    fn read_report(&self, status: &mut Status) -> Result<(), Error> {
         let Some(results) = &status.results else {
             return Ok(());
         };
-        match results.recv_frame_timeout(Some(wait.unwrap_or(Duration::ZERO))) {
-            Ok((bytes, fds)) => {
+        match results.try_recv_frame(&mut status.reader) {
+            Ok(Some((bytes, fds))) => {
+                status.results = None;
                 let report: Report =
                     flotilla_core::codec::decode(&bytes).map_err(flotilla_ipc::Error::from)?;
                 status.outcome = Outcome::Reported(report, fds);
-                status.results = None;
             }
-            Err(flotilla_ipc::Error::Timeout(_)) => {}
+            Ok(None) => {}
             // No report is coming: the child died before sending it.
             Err(flotilla_ipc::Error::Eof) => status.results = None,
             Err(e) => {
@@ -174,18 +228,43 @@ impl Child {
         match &self.watch {
             ExitWatch::Direct { .. } => status.exitcode = sys::try_reap(self.pid)?,
             ExitWatch::Server {
-                status: channel, ..
-            } => match channel.recv_timeout::<i32>(Duration::ZERO) {
-                Ok(code) => status.exitcode = Some(code),
-                Err(flotilla_ipc::Error::Timeout(_)) => {}
-                Err(flotilla_ipc::Error::Eof) => {
-                    return Err(Error::ForkServer(format!(
-                        "the forkserver went away before reporting how {} (pid {}) ended",
-                        self.name, self.pid
-                    )));
+                status: channel,
+                pidfd,
+            } => {
+                if !status.server_gone {
+                    match channel.recv_timeout::<i32>(Duration::ZERO) {
+                        Ok(code) => status.exitcode = Some(code),
+                        Err(flotilla_ipc::Error::Timeout(_)) => {}
+                        Err(flotilla_ipc::Error::Eof) if pidfd.is_some() => {
+                            status.server_gone = true;
+                        }
+                        Err(flotilla_ipc::Error::Eof) => {
+                            return Err(Error::ForkServer(format!(
+                                "the forkserver went away before reporting how {} (pid {}) \
+                                 ended, and the child cannot be followed without it",
+                                self.name, self.pid
+                            )));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
                 }
-                Err(e) => return Err(e.into()),
-            },
+                if let (true, Some(pidfd)) = (status.server_gone, pidfd)
+                    && flotilla_ipc::wait_indices(&[pidfd.as_fd()], Some(Duration::ZERO))?.first()
+                        == Some(&0)
+                {
+                    // It ended, and only its report can say how.
+                    self.read_report(status)?;
+                    status.exitcode = Some(match &status.outcome {
+                        Outcome::Reported(Report::Returned(_), _) | Outcome::Taken => 0,
+                        Outcome::Reported(Report::Panicked(_), _) => 1,
+                        Outcome::Reported(Report::Refused(_), _) => 70,
+                        Outcome::Pending => {
+                            status.lost = true;
+                            LOST_EXIT
+                        }
+                    });
+                }
+            }
         }
         Ok(())
     }
@@ -217,9 +296,13 @@ impl Child {
         }
     }
 
-    /// Takes the report once the child has ended (see `Process::join`).
+    /// Takes the report once the child has ended (see `Process::join`); the exit code
+    /// is `None` when it cannot be known (see [`LOST_EXIT`]).
     pub(crate) fn take_outcome(&self) -> (Option<i32>, Outcome) {
         let mut status = self.lock();
+        if status.lost {
+            return (None, Outcome::Pending);
+        }
         let outcome = match &status.outcome {
             // Failures stay, so every join reports them.
             Outcome::Reported(Report::Panicked(m), _) => {
@@ -232,5 +315,20 @@ impl Child {
             _ => std::mem::replace(&mut status.outcome, Outcome::Taken),
         };
         (status.exitcode, outcome)
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        // Before the fields close them: see `fds`.
+        match &self.watch {
+            ExitWatch::Direct { pidfd } => fds::unregister(pidfd.as_raw_fd()),
+            ExitWatch::Server { status, pidfd } => {
+                fds::unregister(status.as_fd().as_raw_fd());
+                if let Some(pidfd) = pidfd {
+                    fds::unregister(pidfd.as_raw_fd());
+                }
+            }
+        }
     }
 }

@@ -10,9 +10,13 @@
 //! answers with the child's pid and later, once it has reaped the child, its exit code.
 //! Only the server can reap its children, so only it can report how they ended.
 //!
-//! The server exits when its control socket reaches end of file — when the parent (and
-//! every process that inherited the parent's end) is gone — terminating its daemonic
-//! children first. Daemonic children also die with the server (`PR_SET_PDEATHSIG`).
+//! The server exits when its parent process ends — it watches a pidfd of it, so a fork
+//! child of the parent that still holds a copy of the control socket cannot keep it
+//! alive — or when its control socket reaches end of file, terminating its daemonic
+//! children first. Daemonic children also die with the server (`PR_SET_PDEATHSIG`,
+//! which is safe here: the server has one thread, so the signal is tied to the whole
+//! server). The parent's end of the control socket is close-on-exec and registered in
+//! `fds`, so no child of the parent inherits it in the first place.
 //!
 //! This process-wide singleton lives here and only here; `state` holds the handle.
 
@@ -29,6 +33,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::boot::{self, ROLE_FORKSERVER};
 use crate::error::Error;
+use crate::fds::Internal;
 use crate::state;
 use crate::sys;
 
@@ -40,7 +45,7 @@ struct Request {
 /// The parent's handle on its forkserver.
 #[derive(Debug)]
 pub(crate) struct ForkServer {
-    control: Connection,
+    control: Internal<Connection>,
     pid: i32,
     /// Requests go one at a time: a request is one frame, but the server's answers come
     /// on per-child channels, so this lock only orders the sends.
@@ -55,7 +60,7 @@ impl ForkServer {
         // here, not a hang at the first request.
         match ours.recv_timeout::<u32>(Duration::from_secs(60)) {
             Ok(_) => Ok(ForkServer {
-                control: ours,
+                control: Internal::new(ours),
                 pid,
                 send: Mutex::new(()),
             }),
@@ -129,6 +134,15 @@ pub(crate) fn serve(control: Connection) -> ! {
             sys::exit_now(71)
         }
     };
+    // The process that started us; its end is ours too. (Checked after opening: had
+    // it already ended, we would have been re-parented.)
+    let parent = nix::unistd::getppid().as_raw();
+    // Without a pidfd (kernel before 5.3), end of file on the control socket remains
+    // the only signal.
+    let parent_fd = sys::pidfd_open(parent).ok();
+    if nix::unistd::getppid().as_raw() != parent {
+        sys::exit_now(0);
+    }
     if control.send(&1u32).is_err() {
         sys::exit_now(0);
     }
@@ -136,11 +150,17 @@ pub(crate) fn serve(control: Connection) -> ! {
     // pid → (status channel, daemon)
     let mut children: HashMap<i32, (Connection, bool)> = HashMap::new();
     loop {
-        let watched = [control.as_fd(), sigfd.as_fd()];
+        let mut watched = vec![control.as_fd(), sigfd.as_fd()];
+        if let Some(fd) = &parent_fd {
+            watched.push(fd.as_fd());
+        }
         let Ok(ready) = flotilla_ipc::wait_indices(&watched, None) else {
             continue;
         };
         let (control_ready, child_ended) = (ready.contains(&0), ready.contains(&1));
+        if ready.contains(&2) {
+            leave(&children);
+        }
         if child_ended {
             while let Ok(Some(_)) = sigfd.read_signal() {}
             for (pid, code) in sys::reap_any() {
@@ -180,8 +200,9 @@ pub(crate) fn serve(control: Connection) -> ! {
                                     nix::sys::signal::SigHandler::SigDfl,
                                 )
                             };
+                            drop(parent_fd);
                             if request.daemon {
-                                sys::die_with_parent(me);
+                                sys::die_with_server(me);
                             }
                             boot::run_task(Connection::from_socket(boot), false)
                         }
@@ -196,20 +217,19 @@ pub(crate) fn serve(control: Connection) -> ! {
                         }
                     }
                 }
-                Err(_) => {
-                    // The parent is gone: take the daemonic children along, as the parent
-                    // would have at its exit, and leave.
-                    for (pid, (_, daemon)) in &children {
-                        if *daemon {
-                            let _ = nix::sys::signal::kill(
-                                nix::unistd::Pid::from_raw(*pid),
-                                Signal::SIGTERM,
-                            );
-                        }
-                    }
-                    sys::exit_now(0)
-                }
+                Err(_) => leave(&children),
             }
         }
     }
+}
+
+/// The parent is gone: takes the daemonic children along, as the parent would have at
+/// its exit, and ends the server (which kills any daemonic child the `SIGTERM` did not).
+fn leave(children: &HashMap<i32, (Connection, bool)>) -> ! {
+    for (pid, (_, daemon)) in children {
+        if *daemon {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), Signal::SIGTERM);
+        }
+    }
+    sys::exit_now(0)
 }

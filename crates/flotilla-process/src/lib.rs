@@ -18,10 +18,18 @@
 //! Arguments and return values may hold flotilla IPC handles (a `Connection` end, ...):
 //! their descriptors travel beside the bytes (`flotilla_ipc::handle`).
 //!
-//! The process-wide state (identity, children, the forkserver) lives in one place, the
-//! private `state` module; the forkserver singleton is owned by `forkserver`.
+//! The process-wide state (identity, children, the forkserver, the shared-memory name
+//! tracker) lives in one place, the private `state` module; the forkserver singleton is
+//! owned by `forkserver`, the tracker by `tracker`, and the registry of flotilla's own
+//! descriptors (which a fork child drops) by `fds`.
 //!
-//! Linux only: it uses pidfds, `PR_SET_PDEATHSIG` and `/proc/self/exe`.
+//! A child ends as Python's do: it waits for its non-daemon `flotilla_thread::Thread`s
+//! and its own non-daemonic children first. A daemonic child dies with its parent
+//! *process*, whichever thread started it. A named `flotilla_ipc::SharedMemory` whose
+//! creator dies without unlinking it is unlinked by the creator's tracker.
+//!
+//! Linux only: it uses pidfds, `PR_SET_PDEATHSIG` (in forkserver children) and
+//! `/proc/self/exe`.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -41,6 +49,7 @@ mod boot;
 mod child;
 mod context;
 mod error;
+mod fds;
 mod forkserver;
 mod pool;
 mod process;
@@ -48,6 +57,7 @@ mod state;
 mod sys;
 #[doc(hidden)]
 pub mod testing;
+mod tracker;
 
 pub use crate::boot::init;
 pub use crate::context::{Context, StartMethod, get_context, get_start_method, set_start_method};

@@ -3,7 +3,7 @@
 
 use std::fmt;
 use std::marker::PhantomData;
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use crate::child::{Child, ExitWatch, Outcome, Report};
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
 use crate::state::{self, ProcessInfo};
-use crate::{forkserver, sys};
+use crate::{fds, forkserver, sys};
 
 /// A target that runs under every start method: a fn item or non-capturing closure,
 /// and its serde arguments.
@@ -113,8 +113,9 @@ impl Process<()> {
     /// A process running `closure` in a fork of this one: it may capture anything, and
     /// sees a copy of this process's memory.
     ///
-    /// The child also inherits every open descriptor, the parent's ends of pipes
-    /// included, and ends without running destructors: a pipe whose other end the parent
+    /// The child also inherits every open descriptor of the user's, the parent's ends of
+    /// pipes included — but none of flotilla's own (the forkserver's socket, other
+    /// children's channels: see the `fds` module) — and ends without running destructors: a pipe whose other end the parent
     /// still holds does not reach end of file in the child until the child exits. Send
     /// an explicit "stop" message rather than relying on end of file, as in Python.
     ///
@@ -176,8 +177,10 @@ impl<T> ProcessBuilder<T> {
     /// A daemonic process is terminated when its parent exits normally, and killed when
     /// the parent dies any other way (even by `SIGKILL`). Default false.
     ///
-    /// The kernel ties the death signal to the *thread* that started the child: start
-    /// daemonic children from a thread that lives as long as they should.
+    /// Its life is tied to the parent *process*, whichever thread started it, under
+    /// every start method: a fork or spawn child watches a pidfd of its parent from a
+    /// small thread of its own, and a forkserver child dies with its server, which
+    /// itself ends with the parent.
     pub fn daemon(mut self, daemon: bool) -> Self {
         self.daemon = daemon;
         self
@@ -330,6 +333,12 @@ fn register<R>(child: Child) -> Process<R> {
 
 /// Python's exit handling: terminate the daemonic children, then wait for all.
 extern "C" fn at_exit() {
+    join_children();
+}
+
+/// Terminates this process's daemonic children, then waits for all of them: at the
+/// exit of the main process (`atexit`) and at the end of every child process.
+pub(crate) fn join_children() {
     let children = {
         let mut state = state::lock();
         if state.identity.pid != std::process::id() as i32 {
@@ -371,6 +380,10 @@ where
     match unsafe { nix::unistd::fork() }.map_err(|e| Error::os("fork", e))? {
         nix::unistd::ForkResult::Child => {
             boot::set_flush_stdout(single_threaded);
+            // None of the parent's own descriptors (its forkserver's control socket,
+            // its other children's channels, ...) may live on here: see `fds`.
+            fds::scrub_after_fork(&[theirs.as_fd().as_raw_fd()]);
+            sys::forget_watcher();
             drop(ours);
             let parent_pid = parent.pid;
             state::reset_after_fork(
@@ -381,7 +394,7 @@ where
                 parent,
             );
             if daemon {
-                sys::die_with_parent(parent_pid);
+                sys::watch_parent(parent_pid);
             }
             boot::run_and_report(&theirs, body)
         }
@@ -442,7 +455,11 @@ impl<R: DeserializeOwned> Process<R> {
                     name: sys::signal_name(-code),
                 }),
                 Some(code) => Err(Error::Exited { code }),
-                None => unreachable!("a joined child has an exit code"),
+                None => Err(Error::ForkServer(format!(
+                    "{} (pid {}) ended without a result after its forkserver died, so how \
+                     it ended cannot be known",
+                    self.child.name, self.child.pid
+                ))),
             },
         }
     }
@@ -470,7 +487,9 @@ impl<R> Process<R> {
     }
 
     /// The exit code once the child has ended: 0 on success, 1 when the target
-    /// panicked, `-N` when killed by signal N; `None` while it runs.
+    /// panicked, `-N` when killed by signal N; `None` while it runs. 255 for a
+    /// forkserver child that ended without a result after its forkserver died: how it
+    /// ended cannot be known then (`join` says so).
     pub fn exitcode(&self) -> Option<i32> {
         self.child.exitcode().ok().flatten()
     }

@@ -1,5 +1,6 @@
 //! The process-wide state of flotilla-process, in one place: who this process is, its
-//! live children, the name counter, the chosen start method and the forkserver.
+//! live children, the name counter, the chosen start method, the forkserver and the
+//! shared-memory name tracker.
 //!
 //! It sits behind one mutex that a forked child must not inherit locked: another thread
 //! of the parent may have held it at the moment of the fork, and that thread does not
@@ -31,6 +32,8 @@ pub(crate) struct State {
     /// How many children this process has named, for `Process-N`.
     pub(crate) counter: usize,
     pub(crate) forkserver: Option<Arc<ForkServer>>,
+    /// The shared-memory name tracker, once a named segment was made.
+    pub(crate) tracker: Option<crate::tracker::Tracker>,
     pub(crate) exit_hook: bool,
 }
 
@@ -77,6 +80,7 @@ impl State {
             children: Vec::new(),
             counter: 0,
             forkserver: None,
+            tracker: None,
             exit_hook: false,
         }
     }

@@ -2,8 +2,9 @@
 //! from the start. Linux-specific calls (pidfd, prctl) live here and nowhere else.
 
 use std::ffi::{CString, OsString};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
@@ -74,9 +75,110 @@ pub(crate) fn reap_any() -> Vec<(i32, i32)> {
     }
 }
 
-/// Asks the kernel to kill this process when the thread that started it ends, and
-/// exits at once if that already happened (its parent is no longer `parent`).
-pub(crate) fn die_with_parent(parent: i32) {
+/// Ties this process's life to its parent *process* `parent`: when that process ends,
+/// however it ends, this one is killed (`SIGKILL`). Exits at once (as if killed) if the
+/// parent already ended.
+///
+/// `PR_SET_PDEATHSIG` would fire when the parent *thread* that forked us ends, which
+/// for a child started from a pool thread or a short-lived thread is far too early. So
+/// a small watcher thread of this process waits on a pidfd of the parent instead, and
+/// a pidfd becomes readable only when the whole parent process has ended. The watcher
+/// is a bare pthread (no Rust runtime state, no locks): [`thread_count`] leaves it out,
+/// and a fork of this process does not copy it.
+pub(crate) fn watch_parent(parent: i32) {
+    WATCHER.store(false, Ordering::SeqCst);
+    let pidfd = pidfd_open(parent);
+    // The pidfd may name a newer process with a recycled pid if ours already ended; but
+    // then we were re-parented, which getppid shows.
+    if nix::unistd::getppid().as_raw() != parent {
+        die();
+    }
+    let Ok(pidfd) = pidfd else {
+        // No pidfd (kernel before 5.3): the thread-bound signal is all there is.
+        // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
+        return;
+    };
+    let raw = pidfd.into_raw_fd();
+    crate::fds::register(raw);
+    let mut thread: libc::pthread_t = 0;
+    // SAFETY: `parent_watcher` is an `extern "C"` function that takes the descriptor
+    // number as its argument (no pointer is dereferenced); a null attribute means the
+    // defaults.
+    let rc = unsafe {
+        libc::pthread_create(
+            &mut thread,
+            std::ptr::null(),
+            parent_watcher,
+            raw as usize as *mut libc::c_void,
+        )
+    };
+    if rc == 0 {
+        WATCHER.store(true, Ordering::SeqCst);
+        // SAFETY: `thread` was just created and is detached once.
+        unsafe { libc::pthread_detach(thread) };
+    } else {
+        // SAFETY: as above.
+        unsafe {
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            )
+        };
+    }
+}
+
+/// Whether this process runs a [`watch_parent`] thread.
+static WATCHER: AtomicBool = AtomicBool::new(false);
+
+/// In a child just forked: it has no watcher thread, whatever its parent had.
+pub(crate) fn forget_watcher() {
+    WATCHER.store(false, Ordering::SeqCst);
+}
+
+/// The watcher thread: sleeps until the parent process ends, then kills this process.
+extern "C" fn parent_watcher(arg: *mut libc::c_void) -> *mut libc::c_void {
+    let fd = arg as usize as RawFd;
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: `pfd` is one valid pollfd that outlives the call.
+        let rc = unsafe { libc::poll(&mut pfd, 1, -1) };
+        if rc > 0 {
+            break;
+        }
+        if rc < 0 && Errno::last() != Errno::EINTR {
+            return std::ptr::null_mut(); // cannot watch: leave it be
+        }
+    }
+    die()
+}
+
+/// Kills this process with `SIGKILL`, as a parent's death does.
+fn die() -> ! {
+    // SAFETY: kill takes integers only.
+    unsafe { libc::kill(libc::getpid(), libc::SIGKILL) };
+    exit_now(128 + libc::SIGKILL)
+}
+
+/// For a forkserver child: asks the kernel to kill this process when the server ends,
+/// and dies at once if it already did. `PR_SET_PDEATHSIG` is tied to the thread that
+/// forked, which is right here: the server has one thread, which lives as long as it.
+pub(crate) fn die_with_server(server: i32) {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
     unsafe {
         libc::prctl(
@@ -85,10 +187,10 @@ pub(crate) fn die_with_parent(parent: i32) {
             0,
             0,
             0,
-        );
-    }
-    if nix::unistd::getppid().as_raw() != parent {
-        exit_now(-libc::SIGKILL & 0xff);
+        )
+    };
+    if nix::unistd::getppid().as_raw() != server {
+        die();
     }
 }
 
@@ -120,13 +222,15 @@ pub(crate) fn exit_now(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-/// How many threads this process has.
+/// How many threads this process has, not counting the [`watch_parent`] thread (which
+/// holds no lock a fork child could need).
 pub(crate) fn thread_count() -> Result<usize, Error> {
     let dir = std::fs::read_dir("/proc/self/task").map_err(|e| Error::Os {
         op: "reading /proc/self/task",
         source: e,
     })?;
-    Ok(dir.count())
+    let watcher = usize::from(WATCHER.load(Ordering::SeqCst));
+    Ok(dir.count().saturating_sub(watcher).max(1))
 }
 
 /// Starts a fresh copy of this very executable (`/proc/self/exe`, so a binary replaced on

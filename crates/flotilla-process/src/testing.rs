@@ -17,3 +17,8 @@ pub(crate) fn forced_fingerprint() -> Option<u64> {
         f => Some(f),
     }
 }
+
+/// The pid of this process's forkserver, if it runs one.
+pub fn forkserver_pid() -> Option<i32> {
+    crate::state::lock().forkserver.as_ref().map(|s| s.pid())
+}

@@ -36,4 +36,4 @@ pub use crate::sync::{
     Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionGuard, Event, RLock, RLockGuard,
     Semaphore, SemaphorePermit,
 };
-pub use crate::thread::{Thread, ThreadBuilder, spawn};
+pub use crate::thread::{Thread, ThreadBuilder, join_non_daemon, spawn};

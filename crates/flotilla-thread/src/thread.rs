@@ -99,6 +99,14 @@ impl Drop for Finish {
     }
 }
 
+/// Waits for every live non-daemon [`Thread`] of this process except the calling one,
+/// including threads they spawn while it waits: what the process exit does. For
+/// runtimes that end a process with `_exit`, which skips the exit hook (a flotilla
+/// child process calls it before it ends).
+pub fn join_non_daemon() {
+    join_non_daemon_threads();
+}
+
 /// The `atexit` hook: waits for every live non-daemon thread of this process except
 /// the calling one, including threads they spawn while it waits.
 ///

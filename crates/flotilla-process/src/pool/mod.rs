@@ -42,6 +42,7 @@ use self::worker::{Response, WorkerArgs, task_frame, worker_main};
 use crate::boot;
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
+use crate::fds::Internal;
 use crate::process::Process;
 
 /// How many tasks a worker may have in flight: one running, one waiting beside it.
@@ -136,7 +137,7 @@ struct Shared {
     /// The manager sets this before it sleeps in `poll`, when a new task could be
     /// dispatched at once; a submitter that finds it set writes to `wake`.
     sleeping: AtomicBool,
-    wake: Connection,
+    wake: Internal<Connection>, // flotilla's own: see `fds`
 }
 
 impl Shared {
@@ -336,12 +337,12 @@ impl ProcessPoolExecutorBuilder {
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             sleeping: AtomicBool::new(false),
-            wake: wake_tx,
+            wake: Internal::new(wake_tx),
         });
         let started = Arc::new(AtomicUsize::new(0));
         let manager = Manager {
             shared: Arc::clone(&shared),
-            wake: wake_rx,
+            wake: Internal::new(wake_rx),
             context,
             max_workers,
             max_tasks: self.max_tasks_per_child,
@@ -587,7 +588,7 @@ impl fmt::Debug for ProcessPoolExecutor {
 /// One worker, as the manager sees it.
 struct Worker {
     process: Process<()>,
-    conn: Connection,
+    conn: Internal<Connection>, // flotilla's own: see `fds`
     inflight: VecDeque<Job>,
     /// Tasks it may still be given before it retires (`max_tasks_per_child`).
     left: Option<usize>,
@@ -598,7 +599,7 @@ struct Worker {
 /// The manager thread's state.
 struct Manager {
     shared: Arc<Shared>,
-    wake: Connection,
+    wake: Internal<Connection>, // flotilla's own: see `fds`
     context: Context,
     max_workers: usize,
     max_tasks: Option<usize>,
@@ -706,7 +707,7 @@ impl Manager {
             .map_err(|e| format!("could not start a worker: {e}"))?;
         Ok(Worker {
             process,
-            conn: ours,
+            conn: Internal::new(ours),
             inflight: VecDeque::new(),
             left: self.max_tasks,
             stopped: None,
