@@ -214,8 +214,11 @@ impl Child {
                 status.outcome = Outcome::Reported(report, fds);
             }
             Ok(None) => {}
-            // No report is coming: the child died before sending it.
-            Err(flotilla_ipc::Error::Eof) => status.results = None,
+            // No report is coming: the child died before sending it, or while sending
+            // it (a truncated report is no report; its exit status tells what happened).
+            Err(flotilla_ipc::Error::Eof | flotilla_ipc::Error::TruncatedFrame { .. }) => {
+                status.results = None
+            }
             Err(e) => {
                 status.results = None;
                 return Err(e.into());

@@ -78,3 +78,41 @@ fn a_timed_join_of_a_child_stopped_mid_send_times_out() {
         drop(rescue);
     }
 }
+
+/// A child killed while its result is half sent ended without a value: its join says it
+/// was killed (as for a child killed before sending), never an I/O error about a
+/// truncated frame.
+#[test]
+fn a_child_killed_mid_send_joins_as_killed() {
+    for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+        let marker = std::env::temp_dir().join(format!(
+            "flotilla-join-killed-{method}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_file(&marker);
+        let child = get_context(Some(method))
+            .process(big, (BIG, marker.to_str().unwrap().to_owned()))
+            .start()
+            .unwrap();
+        let pid = child.pid();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut asleep = 0;
+        while !marker.exists() || asleep < 20 {
+            assert!(Instant::now() < deadline, "{method}: the child never sent");
+            asleep = if marker.exists() && state(pid) == Some('S') {
+                asleep + 1
+            } else {
+                0
+            };
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = std::fs::remove_file(&marker);
+        // Part of the result is in the socket's buffer; the rest never comes.
+        signal(pid, nix::sys::signal::SIGKILL);
+        match child.join(Some(Duration::from_secs(60))) {
+            Err(Error::Signaled { signal: 9, .. }) => {}
+            other => panic!("{method}: expected killed by signal 9, got {other:?}"),
+        }
+        assert_eq!(child.exitcode(), Some(-9), "{method}");
+    }
+}

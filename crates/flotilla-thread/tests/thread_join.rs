@@ -127,10 +127,7 @@ fn daemon_is_inherited_from_the_spawning_thread_unless_set() {
     assert!(parent.daemon());
     assert_eq!(parent.join(Some(LONG)).unwrap(), Some((true, false)));
     let mut top = spawn(|| ()).unwrap();
-    assert!(
-        !top.daemon(),
-        "the main thread's children are not daemons"
-    );
+    assert!(!top.daemon(), "the main thread's children are not daemons");
     top.join(Some(LONG)).unwrap();
 }
 
