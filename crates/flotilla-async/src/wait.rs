@@ -248,14 +248,14 @@ impl<W: AsFuture> Stream for AsCompleted<W> {
             this.remaining -= 1;
             return Poll::Ready(this.futures[i].take().map(Ok));
         }
-        if let Some(deadline) = this.deadline.as_mut() {
-            if deadline.as_mut().poll(cx).is_ready() {
-                this.timed_out = true;
-                return Poll::Ready(Some(Err(TaskError::Unfinished {
-                    unfinished: this.remaining,
-                    total: this.futures.len(),
-                })));
-            }
+        if let Some(deadline) = this.deadline.as_mut()
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            this.timed_out = true;
+            return Poll::Ready(Some(Err(TaskError::Unfinished {
+                unfinished: this.remaining,
+                total: this.futures.len(),
+            })));
         }
         if this.ready.any_queued() {
             cx.waker().wake_by_ref();

@@ -134,7 +134,7 @@ impl RawMutex {
         let fits = offset
             .checked_add(Self::SIZE)
             .is_some_and(|end| end <= shm.size());
-        if !fits || offset % align_of::<libc::pthread_mutex_t>() != 0 {
+        if !fits || !offset.is_multiple_of(align_of::<libc::pthread_mutex_t>()) {
             return Err(Error::InvalidSegment(format!(
                 "no room for a lock at offset {offset} of a segment of {} bytes",
                 shm.size()
@@ -156,7 +156,7 @@ impl RawMutex {
             .checked_add(4)
             .is_some_and(|end| end <= self.shm.size());
         let overlaps = offset < self.offset + Self::SIZE && self.offset < offset + 4;
-        if !fits || overlaps || offset % 4 != 0 {
+        if !fits || overlaps || !offset.is_multiple_of(4) {
             return Err(Error::InvalidSegment(format!(
                 "no room for an owner-died word at offset {offset} of a segment of {} bytes",
                 self.shm.size()

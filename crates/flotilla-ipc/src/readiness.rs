@@ -58,7 +58,7 @@ impl Word {
     /// constants of their layouts.
     pub(crate) fn new(shm: Arc<SharedMemory>, offset: usize) -> Word {
         assert!(
-            offset % 4 == 0 && offset + 4 <= shm.size(),
+            offset.is_multiple_of(4) && offset + 4 <= shm.size(),
             "a word inside the segment"
         );
         Word { shm, offset }

@@ -10,7 +10,10 @@ use flotilla::multiprocessing::Pool;
 /// A task is a plain `fn` with serde arguments, so that a spawned worker (a fresh run of
 /// this same program) can find it.
 fn is_prime(n: u64) -> bool {
-    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+    n >= 2
+        && (2..)
+            .take_while(|d| d * d <= n)
+            .all(|d| !n.is_multiple_of(d))
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {

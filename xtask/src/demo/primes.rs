@@ -25,11 +25,11 @@ fn is_prime(n: u64) -> bool {
     if n < 2 {
         return false;
     }
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         return n == 2;
     }
     let limit = (n as f64).sqrt() as u64;
-    (3..=limit).step_by(2).all(|d| n % d != 0)
+    (3..=limit).step_by(2).all(|d| !n.is_multiple_of(d))
 }
 
 pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {

@@ -147,7 +147,7 @@ impl Segment {
     /// The 32-bit word at `offset`, a constant of the primitive's layout.
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
         debug_assert!(
-            offset + 4 <= Self::MUTEX && offset % 4 == 0,
+            offset + 4 <= Self::MUTEX && offset.is_multiple_of(4),
             "a word of the layout"
         );
         // SAFETY: the segment holds at least `SIZE` bytes (checked when made or
@@ -161,7 +161,7 @@ impl Segment {
     /// The 64-bit word at `offset`, a constant of the primitive's layout.
     fn u64_at(&self, offset: usize) -> &AtomicU64 {
         debug_assert!(
-            offset + 8 <= Self::MUTEX && offset % 8 == 0,
+            offset + 8 <= Self::MUTEX && offset.is_multiple_of(8),
             "a word of the layout"
         );
         // SAFETY: as in `u32_at`, with `offset` a multiple of 8.

@@ -842,10 +842,10 @@ impl Manager {
                     backtrace: None,
                 })),
             };
-            if let Some(outcome) = outcome {
-                if let Some(job) = worker.inflight.pop_front() {
-                    job.sink.finish(outcome);
-                }
+            if let Some(outcome) = outcome
+                && let Some(job) = worker.inflight.pop_front()
+            {
+                job.sink.finish(outcome);
             }
             match worker.conn.poll(Some(Duration::ZERO)) {
                 Ok(true) => {}
