@@ -194,3 +194,8 @@ fn process_shared_primitives_from_the_facade_cross_into_a_child() {
         .unwrap();
     assert_eq!(mine + theirs, 1, "distinct arrival indices");
 }
+
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::log::{Level, log_to_stderr as log_to_stderr_in_module, set_worker_setup};
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::log_to_stderr;

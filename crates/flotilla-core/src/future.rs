@@ -480,8 +480,7 @@ impl<T> Future<T> {
 
     fn run_callback(&self, callback: Callback<T>) {
         if let Err(payload) = catch_unwind(AssertUnwindSafe(|| callback(self))) {
-            tracing::error!(
-                pid = std::process::id(),
+            crate::event!(crate::log::Level::ERROR,
                 panic = %crate::error::panic_message(&*payload),
                 "a done callback panicked; the future and its executor are unaffected"
             );

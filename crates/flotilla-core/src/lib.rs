@@ -29,6 +29,7 @@
 struct ReadmeDoctests;
 
 pub mod codec;
+pub mod log;
 
 mod cancel;
 mod deadline;

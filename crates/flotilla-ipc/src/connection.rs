@@ -528,7 +528,7 @@ impl Connection {
 
     fn poison(&self, error: Error) -> Error {
         self.broken.store(true, Ordering::Release);
-        tracing::warn!(pid = std::process::id(), %error, "connection closed after bad input");
+        flotilla_core::event!(flotilla_core::log::Level::WARN, %error, "connection closed after bad input");
         error
     }
 

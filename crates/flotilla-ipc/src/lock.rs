@@ -276,7 +276,7 @@ impl RawMutex {
         // SAFETY: our caller holds the mutex on this thread.
         let rc = unsafe { libc::pthread_mutex_unlock(self.ptr()) };
         if rc != 0 {
-            tracing::error!(error = %Errno::from_raw(rc), "pthread_mutex_unlock failed");
+            flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %Errno::from_raw(rc), "pthread_mutex_unlock failed");
         }
     }
 
@@ -309,7 +309,7 @@ impl RawMutex {
         for _ in 1..levels {
             // A recursive mutex this thread owns: each further level is immediate.
             if let Err(e) = self.acquire(None) {
-                tracing::error!(error = %e, "could not restore a level of a recursive lock");
+                flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "could not restore a level of a recursive lock");
             }
         }
         Ok(first)

@@ -183,7 +183,7 @@ impl Reactor {
                 .spawn(move || reactor.run());
             if let Err(e) = started {
                 reactor.running.store(false, Ordering::Relaxed);
-                tracing::error!(pid = std::process::id(), error = %e, "could not start the futex reactor; async queue waits will poll");
+                flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "could not start the futex reactor; async queue waits will poll");
             }
             reactor
         })
@@ -198,7 +198,7 @@ impl Reactor {
     fn poke(&self) {
         self.control.fetch_add(1, Ordering::SeqCst);
         if let Err(e) = futex::wake_all(&self.control) {
-            tracing::error!(pid = std::process::id(), error = %e, "futex wake of the reactor failed");
+            flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "futex wake of the reactor failed");
         }
     }
 
@@ -254,7 +254,7 @@ impl Reactor {
             }));
             let deadline = overflow.then(|| Instant::now() + OVERFLOW_POLL);
             if let Err(e) = futex::wait_any(&words, deadline) {
-                tracing::error!(pid = std::process::id(), error = %e, "futex_waitv failed; polling");
+                flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "futex_waitv failed; polling");
                 std::thread::sleep(OVERFLOW_POLL);
             }
         }

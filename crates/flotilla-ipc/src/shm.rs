@@ -562,7 +562,7 @@ impl Drop for SharedMemory {
         // SAFETY: `ptr` and `size` describe the mapping made in `map`, unmapped nowhere
         // else; every view of it (slices, guards, atomics) borrows `self`, so none is left.
         if let Err(e) = unsafe { munmap(self.ptr.cast(), self.size) } {
-            tracing::warn!(error = %e, "munmap of a shared memory segment failed");
+            flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "munmap of a shared memory segment failed");
         }
         if self.unlinks_on_drop() {
             let name = self.name.as_deref().unwrap_or_default();
@@ -572,7 +572,7 @@ impl Drop for SharedMemory {
                 Err(Error::Os { source, .. })
                     if source.raw_os_error() == Some(Errno::ENOENT as i32) => {}
                 Err(e) => {
-                    tracing::warn!(name, error = %e, "could not unlink a shared memory segment")
+                    flotilla_core::event!(flotilla_core::log::Level::WARN, name, error = %e, "could not unlink a shared memory segment")
                 }
             }
         }

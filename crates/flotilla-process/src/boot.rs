@@ -65,6 +65,9 @@ pub(crate) struct Boot {
     pub(crate) name: String,
     pub(crate) daemon: bool,
     pub(crate) parent: (String, i32),
+    /// `log::log_to_stderr`'s level in the parent (0: none), and its worker setup
+    /// function's offset plus one (0: none): see `log`.
+    pub(crate) log: (u8, usize),
 }
 
 /// A task's entry: decodes the arguments, runs the target, encodes the result.
@@ -200,7 +203,13 @@ pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
     );
     // SAFETY: the fingerprint matched, so this is the parent's very binary.
     let entry = unsafe { entry_at(task.entry) };
-    match catch_unwind(AssertUnwindSafe(|| entry(&task.args, fds))) {
+    let run = || {
+        // SAFETY: the fingerprint matched: the setup's offset is of this very binary.
+        unsafe { crate::log::apply_in_child(task.log.0, task.log.1) };
+        let _span = flotilla_core::log::process_span().entered();
+        entry(&task.args, fds)
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
         Ok(Ok((value, fds))) => finish(&boot, &Report::Returned(value), &fds, 0),
         Ok(Err(message)) => refuse(&boot, message),
         Err(payload) => finish(
@@ -255,7 +264,11 @@ where
     F: FnOnce() -> R,
     R: Serialize,
 {
-    match catch_unwind(AssertUnwindSafe(target)) {
+    let run = || {
+        let _span = flotilla_core::log::process_span().entered();
+        target()
+    };
+    match catch_unwind(AssertUnwindSafe(run)) {
         Ok(value) => match handle::encode(&value) {
             Ok((bytes, fds)) => finish(results, &Report::Returned(bytes), &fds, 0),
             Err(e) => finish(
@@ -285,6 +298,23 @@ pub(crate) unsafe fn entry_at(offset: usize) -> Entry {
     let address = (entry_base as *const () as usize).wrapping_add(offset);
     // SAFETY: per this function's contract, `address` is the address of an `Entry`.
     unsafe { std::mem::transmute::<usize, Entry>(address) }
+}
+
+/// The offset of a plain function of this binary from [`entry_base`], for a child of
+/// the same build to find it with [`fn_at`].
+pub(crate) fn offset_of_fn(f: fn()) -> usize {
+    (f as usize).wrapping_sub(entry_base as *const () as usize)
+}
+
+/// The `fn()` at `offset` from [`entry_base`].
+///
+/// # Safety
+///
+/// `offset` must come from [`offset_of_fn`] in a process running this very binary.
+pub(crate) unsafe fn fn_at(offset: usize) -> fn() {
+    let address = (entry_base as *const () as usize).wrapping_add(offset);
+    // SAFETY: per this function's contract, `address` is the address of a `fn()`.
+    unsafe { std::mem::transmute::<usize, fn()>(address) }
 }
 
 /// The function task entries are measured from.

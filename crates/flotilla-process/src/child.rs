@@ -174,7 +174,14 @@ impl Child {
             }
             if exited {
                 self.reap(&mut status)?;
-                if status.exitcode.is_some() {
+                if let Some(exitcode) = status.exitcode {
+                    flotilla_core::event!(
+                        flotilla_core::log::Level::DEBUG,
+                        child = %self.name,
+                        child_pid = self.pid,
+                        exitcode,
+                        "a process ended"
+                    );
                     // Anything the child wrote before ending is already buffered: read
                     // it, and close the channel (a sibling may hold the child's end, so
                     // end of file may never come).

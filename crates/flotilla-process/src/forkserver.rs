@@ -59,11 +59,18 @@ impl ForkServer {
         // The server says hello once it runs, so a server that cannot start is an error
         // here, not a hang at the first request.
         match ours.recv_timeout::<u32>(Duration::from_secs(60)) {
-            Ok(_) => Ok(ForkServer {
-                control: Internal::new(ours),
-                pid,
-                send: Mutex::new(()),
-            }),
+            Ok(_) => {
+                flotilla_core::event!(
+                    flotilla_core::log::Level::INFO,
+                    forkserver_pid = pid,
+                    "started the forkserver"
+                );
+                Ok(ForkServer {
+                    control: Internal::new(ours),
+                    pid,
+                    send: Mutex::new(()),
+                })
+            }
             Err(e) => {
                 let _ = sys::try_reap(pid);
                 Err(Error::ForkServer(format!(
@@ -146,6 +153,7 @@ pub(crate) fn serve(control: Connection) -> ! {
     if control.send(&1u32).is_err() {
         sys::exit_now(0);
     }
+    flotilla_core::log::set_process_name("ForkServer");
     let me = std::process::id() as i32;
     // pid → (status channel, daemon)
     let mut children: HashMap<i32, (Connection, bool)> = HashMap::new();

@@ -51,6 +51,7 @@ mod context;
 mod error;
 mod fds;
 mod forkserver;
+pub mod log;
 mod pool;
 mod process;
 mod state;

@@ -247,6 +247,7 @@ where
             name: name.clone(),
             daemon,
             parent: (parent.name, parent.pid),
+            log: crate::log::for_child(),
         };
         let (pid, watch) = if self.method == StartMethod::Spawn {
             let pid = boot::spawn(ROLE_TASK, theirs)?;
@@ -258,6 +259,14 @@ where
             (pid, ExitWatch::Server { status, pidfd })
         };
         send_boot(&ours, &boot, &fds)?;
+        flotilla_core::event!(
+            flotilla_core::log::Level::DEBUG,
+            child = %name,
+            child_pid = pid,
+            method = %self.method,
+            daemon,
+            "started a process"
+        );
         Ok(register(Child::new(pid, name, daemon, watch, ours)))
     }
 }
@@ -401,6 +410,14 @@ where
         nix::unistd::ForkResult::Parent { child } => {
             drop(theirs);
             let pid = child.as_raw();
+            flotilla_core::event!(
+                flotilla_core::log::Level::DEBUG,
+                child = %name,
+                child_pid = pid,
+                method = "fork",
+                daemon,
+                "started a process"
+            );
             let watch = ExitWatch::Direct {
                 pidfd: pidfd_or_reap(pid)?,
             };

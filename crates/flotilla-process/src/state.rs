@@ -94,6 +94,7 @@ pub(crate) fn reset_after_fork(identity: ProcessInfo, parent: ProcessInfo) {
     // What `ps`, `top` and /proc show: "PoolWorker-3" rather than the binary's name
     // (or "exe", for a child started through /proc/self/exe).
     crate::sys::set_process_name(&identity.name);
+    flotilla_core::log::set_process_name(&identity.name);
     let fresh = Box::into_raw(Box::new(Mutex::new(State::new(identity, Some(parent)))));
     // The old state is leaked on purpose: its mutex may be held by a thread that does
     // not exist in this process.

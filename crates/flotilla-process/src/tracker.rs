@@ -64,8 +64,7 @@ pub(crate) fn track(event: NameEvent, name: &str) {
         match start() {
             Ok(tracker) => state.tracker = Some(tracker),
             Err(e) => {
-                tracing::warn!(
-                    pid = std::process::id(),
+                flotilla_core::event!(flotilla_core::log::Level::WARN,
                     error = %e,
                     "could not start the shared memory tracker: a named segment of a \
                      process that dies without unlinking it will stay in /dev/shm"
@@ -80,7 +79,7 @@ pub(crate) fn track(event: NameEvent, name: &str) {
         .map(|t| t.conn.send(&report))
         .expect("just set");
     if let Err(e) = sent {
-        tracing::warn!(pid = std::process::id(), error = %e, "the shared memory tracker is gone");
+        flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "the shared memory tracker is gone");
         state.tracker = None;
     }
 }

@@ -136,8 +136,7 @@ fn register_non_daemon(status: &Arc<Status>) {
         // whole process, so it is sound to call at exit.
         let rc = unsafe { libc::atexit(join_non_daemon_threads) };
         if rc != 0 {
-            tracing::warn!(
-                pid = std::process::id(),
+            flotilla_core::event!(flotilla_core::log::Level::WARN,
                 "could not register the exit hook: non-daemon threads will not be waited for at exit"
             );
         }

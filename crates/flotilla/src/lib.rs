@@ -217,6 +217,20 @@ pub fn init() {
     flotilla_process::init();
 }
 
+/// Logging across processes: Python's `multiprocessing.log_to_stderr`, and a setup
+/// function every spawn and forkserver child runs before its task (where a subscriber
+/// installed by `main` never exists). Every flotilla event, and every event of a process
+/// target, is inside the span `flotilla.process{name, pid}`.
+#[cfg(feature = "process")]
+pub mod log {
+    #[doc(inline)]
+    pub use flotilla_process::log::{Level, log_to_stderr, set_worker_setup};
+}
+
+#[cfg(feature = "process")]
+#[doc(inline)]
+pub use flotilla_process::log::log_to_stderr;
+
 /// The names most programs use, for a glob import.
 ///
 /// It never shadows a name of std's prelude: flotilla's `Future` struct is not here (std's

@@ -371,7 +371,7 @@ fn clear(sleeps: &AtomicU32) {
 fn wake_all(seq: &AtomicU32) {
     seq.fetch_add(1, Ordering::SeqCst);
     if let Err(e) = futex::wake_all(seq) {
-        tracing::error!(error = %e, "futex wake of a queue failed");
+        flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "futex wake of a queue failed");
     }
 }
 
@@ -860,13 +860,19 @@ impl Ring {
                     "a dead writer's pending head {pos} (head {head}, tail {tail})"
                 )));
             }
-            tracing::warn!("a producer died while publishing; its message is published");
+            flotilla_core::event!(
+                flotilla_core::log::Level::WARN,
+                "a producer died while publishing; its message is published"
+            );
             apply(writer, pos, msgs, open);
             writer.pending.store(0, Ordering::Release);
             self.signals().wake_readers();
         }
         if writer.open.load(Ordering::Acquire) != 0 {
-            tracing::warn!("a producer died in the middle of a message; it is discarded");
+            flotilla_core::event!(
+                flotilla_core::log::Level::WARN,
+                "a producer died in the middle of a message; it is discarded"
+            );
             self.abort(writer.pos.load(Ordering::Relaxed))?;
         }
         // The dead holder's sleep flag, if it died asleep (read first: this runs on every
@@ -1037,7 +1043,10 @@ impl Ring {
         clear(&self.signals().reader_sleeps);
         let open = reader.open.load(Ordering::Acquire) != 0;
         if open {
-            tracing::warn!("a consumer died in the middle of a message; the rest of it is skipped");
+            flotilla_core::event!(
+                flotilla_core::log::Level::WARN,
+                "a consumer died in the middle of a message; the rest of it is skipped"
+            );
         }
         Ok(open)
     }

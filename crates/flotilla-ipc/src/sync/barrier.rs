@@ -266,8 +266,8 @@ impl Barrier {
     pub(super) fn bookkeeping(&self) -> Result<RawGuard<'_>, Error> {
         let (book, acquired) = self.mutex.lock(None)?;
         if acquired == Acquired::OwnerDied {
-            tracing::warn!(
-                pid = std::process::id(),
+            flotilla_core::event!(
+                flotilla_core::log::Level::WARN,
                 "a process died inside a barrier's bookkeeping; the barrier is broken"
             );
             self.break_round();

@@ -215,7 +215,7 @@ fn sleep(word: &AtomicU32, expected: u32, deadline: Deadline) -> bool {
         Ok(Wake::Woken) => true,
         Ok(Wake::TimedOut) => false,
         Err(errno) => {
-            tracing::error!(pid = std::process::id(), %errno, "futex wait failed; polling");
+            flotilla_core::event!(flotilla_core::log::Level::ERROR, %errno, "futex wait failed; polling");
             std::thread::sleep(Duration::from_millis(1));
             !deadline.expired()
         }
@@ -225,14 +225,14 @@ fn sleep(word: &AtomicU32, expected: u32, deadline: Deadline) -> bool {
 /// Wakes up to `count` sleepers on `word` (see [`sleep`] on failures).
 fn wake(word: &AtomicU32, count: u32) {
     if let Err(errno) = futex::wake(word, count) {
-        tracing::error!(pid = std::process::id(), %errno, "futex wake failed");
+        flotilla_core::event!(flotilla_core::log::Level::ERROR, %errno, "futex wake failed");
     }
 }
 
 /// Wakes every sleeper on `word` (see [`sleep`] on failures).
 fn wake_all(word: &AtomicU32) {
     if let Err(errno) = futex::wake_all(word) {
-        tracing::error!(pid = std::process::id(), %errno, "futex wake failed");
+        flotilla_core::event!(flotilla_core::log::Level::ERROR, %errno, "futex wake failed");
     }
 }
 

@@ -780,7 +780,7 @@ impl Manager {
                     // No more tasks for it: its end of file comes next.
                     worker.left = Some(0);
                     if let Err(e) = worker.process.kill() {
-                        tracing::warn!(pid = std::process::id(), error = %e, "could not kill a worker to stop its task");
+                        flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "could not kill a worker to stop its task");
                     }
                 }
                 break;
@@ -823,8 +823,8 @@ impl Manager {
             };
             let outcome = match Response::from_frame(bytes) {
                 None => {
-                    tracing::error!(
-                        pid = std::process::id(),
+                    flotilla_core::event!(
+                        flotilla_core::log::Level::ERROR,
                         "a worker sent garbage; replacing it"
                     );
                     let _ = worker.process.kill();
@@ -924,7 +924,7 @@ impl Manager {
 
     /// Marks the pool broken and fails everything pending.
     fn break_pool(&mut self, reason: String) {
-        tracing::error!(pid = std::process::id(), %reason, "process pool broken");
+        flotilla_core::event!(flotilla_core::log::Level::ERROR, %reason, "process pool broken");
         self.shared.lock().broken = Some(reason.clone());
         self.fail_all(&TaskError::Broken { reason }, true);
     }

@@ -163,7 +163,7 @@ impl Pool {
                 self.break_pool(format!("could not start a worker thread: {e}"));
             }
             Err(e) => {
-                tracing::warn!(pid = std::process::id(), error = %e,
+                flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e,
                     "could not start another worker thread; the running ones take the work");
             }
         }
@@ -202,7 +202,7 @@ impl Pool {
 
     /// Marks the pool broken and fails everything queued.
     fn break_pool(&self, reason: String) {
-        tracing::error!(pid = std::process::id(), %reason, "thread pool broken");
+        flotilla_core::event!(flotilla_core::log::Level::ERROR, %reason, "thread pool broken");
         let _ = self.broken.set(reason);
         let error = self.broken_error().expect("just set");
         let queued: Vec<_> = {

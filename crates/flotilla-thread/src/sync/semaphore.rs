@@ -425,7 +425,7 @@ pub struct SemaphorePermit<'a> {
 impl Drop for SemaphorePermit<'_> {
     fn drop(&mut self) {
         if let Err(err) = self.inner.release(1) {
-            tracing::warn!(pid = std::process::id(), %err, "semaphore permit not returned");
+            flotilla_core::event!(flotilla_core::log::Level::WARN, %err, "semaphore permit not returned");
         }
     }
 }
