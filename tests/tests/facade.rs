@@ -36,10 +36,9 @@ use flotilla::multiprocessing::{
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{
     AsyncResult, Connection, Context, Error as ProcessError, FnTarget, ForkTarget, Frame,
-    FrameReader, FrameWriter, IpcError, Pipe, Pool, PoolBuilder, Process, ProcessBuilder,
-    ProcessInfo, StartMethod, active_children, cpu_count, current_process, get_context,
-    get_start_method, handle, parent_process, pipe, set_start_method, wait as wait_connections,
-    wait_indices,
+    FrameReader, FrameWriter, IpcError, Pool, PoolBuilder, Process, ProcessBuilder, ProcessInfo,
+    StartMethod, active_children, cpu_count, current_process, get_context, get_start_method,
+    handle, parent_process, pipe, set_start_method, wait as wait_connections, wait_indices,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::multiprocessing::{JoinableQueue, Queue as ProcessQueue, SimpleQueue};
@@ -107,7 +106,7 @@ fn echo(conn: Connection) -> String {
 
 #[test]
 fn a_connection_end_is_a_process_argument() {
-    let (ours, theirs) = Pipe(true).unwrap();
+    let (ours, theirs) = pipe(true).unwrap();
     let child = get_context(Some(StartMethod::ForkServer))
         .process(echo, theirs)
         .start()

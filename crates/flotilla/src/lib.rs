@@ -29,7 +29,7 @@
 //! **[`multiprocessing`]** — Python's `multiprocessing` (crates `flotilla-process` and
 //! `flotilla-ipc`): [`Process`](multiprocessing::Process) under the fork, spawn and
 //! forkserver [start methods](multiprocessing::StartMethod), [`Context`](multiprocessing::Context),
-//! [`Pipe`](multiprocessing::Pipe) and [`Connection`](multiprocessing::Connection),
+//! [`pipe`](multiprocessing::pipe()) and [`Connection`](multiprocessing::Connection),
 //! [`Queue`](multiprocessing::Queue), [`JoinableQueue`](multiprocessing::JoinableQueue) and
 //! [`SimpleQueue`](multiprocessing::SimpleQueue) between processes (with their builder
 //! and errors in [`queues`](multiprocessing::queues)), shared memory with
@@ -145,9 +145,6 @@ pub mod queue {
 /// process-shared synchronization.
 #[cfg(feature = "ipc")]
 pub mod multiprocessing {
-    /// Python's `multiprocessing.Pipe(duplex)`: two connected [`Connection`]s.
-    #[doc(inline)]
-    pub use flotilla_ipc::pipe as Pipe;
     #[doc(inline)]
     pub use flotilla_ipc::{
         AcquireError, Array, ArrayGuard, Connection, Element, Frame, FrameReader, FrameWriter,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::ensure;
-use flotilla::multiprocessing::{Connection, Pipe, StartMethod, get_context};
+use flotilla::multiprocessing::{Connection, StartMethod, get_context, pipe};
 
 use super::Clock;
 
@@ -31,7 +31,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         clock.say(format!("-- {method}"));
         let ctx = get_context(Some(method));
 
-        let (parent_end, child_end) = Pipe(true)?;
+        let (parent_end, child_end) = pipe(true)?;
         let child = ctx.process(child_duplex, (clock, child_end)).start()?;
         let asked: String = parent_end.recv_timeout(LONG)?;
         clock.say(format!("parent got {asked:?}"));
@@ -39,7 +39,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         let reply = child.join(Some(LONG))?;
         ensure!(reply == "ok, I will call you", "the child heard {reply:?}");
 
-        let (reader, writer) = Pipe(false)?;
+        let (reader, writer) = pipe(false)?;
         let child = ctx.process(child_simplex, (clock, writer)).start()?;
         let mut words = Vec::new();
         while let Ok(word) = reader.recv_timeout::<String>(LONG) {

@@ -124,9 +124,9 @@ impl QueueBuilder {
     }
 
     /// The most items the queue holds at once (Python's `maxsize`); puts wait beyond.
-    /// Must be at least 1.
+    /// Zero means unbounded, as in Python (and as the thread queues' `bounded(0)`).
     pub fn maxsize(mut self, maxsize: usize) -> Self {
-        self.maxsize = Some(maxsize);
+        self.maxsize = (maxsize > 0).then_some(maxsize);
         self
     }
 
@@ -146,11 +146,6 @@ impl QueueBuilder {
     }
 
     fn ring<T>(&self) -> Result<Ring, Error> {
-        if self.maxsize == Some(0) {
-            return Err(Error::InvalidQueue(
-                "a queue bounded to 0 items could never take one; leave maxsize unset for an unbounded queue".into(),
-            ));
-        }
         let capacity = self
             .capacity
             .max(ring::MIN_CAPACITY)
@@ -174,7 +169,7 @@ impl QueueBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidQueue`] for a maxsize of 0 or a ring beyond 2 GiB; [`Error::Os`]
+    /// [`Error::InvalidQueue`] for a ring beyond 2 GiB; [`Error::Os`]
     /// if the system refuses the memory.
     pub fn build<T>(&self) -> Result<Queue<T>, Error> {
         Ok(Queue::from_ring(self.ring::<T>()?))
@@ -294,13 +289,13 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidQueue`] for a maxsize of 0; [`Error::Os`] if the system refuses
-    /// the memory.
+    /// [`Error::Os`] if the system refuses the memory. A maxsize of 0 is unbounded, as
+    /// Python's `Queue(maxsize=0)`.
     ///
     /// ```
     /// let q = flotilla_ipc::Queue::<u32>::bounded(3).unwrap();
     /// assert_eq!(q.maxsize(), Some(3));
-    /// assert!(flotilla_ipc::Queue::<u32>::bounded(0).is_err());
+    /// assert_eq!(flotilla_ipc::Queue::<u32>::bounded(0).unwrap().maxsize(), None);
     /// ```
     pub fn bounded(maxsize: usize) -> Result<Self, Error> {
         QueueBuilder::new().maxsize(maxsize).build()
