@@ -56,16 +56,23 @@ pub enum Error {
 
 /// A [`put`](crate::queue::GenericQueue::put) on a closed queue; holds the item back.
 ///
+/// The twin of the process queues' `flotilla_ipc::PutError` (which has one more
+/// variant, for an item that could not be encoded).
+///
 /// ```
 /// use flotilla_thread::{PutError, Queue};
 ///
 /// let q = Queue::new();
 /// q.close();
-/// assert_eq!(q.put("lost?"), Err(PutError("lost?")));
+/// assert_eq!(q.put("lost?"), Err(PutError::Closed("lost?")));
 /// assert_eq!(q.put("no").unwrap_err().into_inner(), "no");
 /// ```
 #[derive(PartialEq, Eq, Clone, Copy)]
-pub struct PutError<T>(pub T);
+#[non_exhaustive]
+pub enum PutError<T> {
+    /// The queue is closed (or was closed while waiting); the item is handed back.
+    Closed(T),
+}
 
 /// A [`try_put`](crate::queue::GenericQueue::try_put) that could not put at once.
 ///
@@ -117,10 +124,17 @@ pub enum PutTimeoutError<T> {
 /// q.put(1).unwrap();
 /// q.close();
 /// assert_eq!(q.get(), Ok(1)); // what was put before close still comes out
-/// assert_eq!(q.get(), Err(GetError));
+/// assert_eq!(q.get(), Err(GetError::Closed));
 /// ```
+///
+/// The twin of the process queues' `flotilla_ipc::GetError` (which has one more
+/// variant, for an item that could not be decoded).
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
-pub struct GetError;
+#[non_exhaustive]
+pub enum GetError {
+    /// The queue is closed and drained: no item will ever come.
+    Closed,
+}
 
 /// A [`try_get`](crate::queue::GenericQueue::try_get) that found nothing to get.
 ///
@@ -175,7 +189,22 @@ pub struct TaskDoneError;
 impl<T> PutError<T> {
     /// The item that could not be put.
     pub fn into_inner(self) -> T {
-        self.0
+        match self {
+            PutError::Closed(item) => item,
+        }
+    }
+
+    /// Whether the put failed because the queue is closed (always, for a thread queue).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, PutError::Closed(_))
+    }
+}
+
+impl GetError {
+    /// Whether the get failed because the queue is closed and drained (always, for a
+    /// thread queue).
+    pub fn is_closed(&self) -> bool {
+        matches!(self, GetError::Closed)
     }
 }
 
@@ -303,13 +332,13 @@ impl GetTimeoutError {
 
 impl<T> From<PutError<T>> for TryPutError<T> {
     fn from(err: PutError<T>) -> Self {
-        TryPutError::Closed(err.0)
+        TryPutError::Closed(err.into_inner())
     }
 }
 
 impl<T> From<PutError<T>> for PutTimeoutError<T> {
     fn from(err: PutError<T>) -> Self {
-        PutTimeoutError::Closed(err.0)
+        PutTimeoutError::Closed(err.into_inner())
     }
 }
 

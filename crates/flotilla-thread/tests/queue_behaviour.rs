@@ -307,7 +307,7 @@ fn many_blocked_putters_all_get_through() {
 fn put_after_close_hands_the_item_back() {
     let q = Queue::bounded(4);
     q.close();
-    assert_eq!(q.put(1), Err(PutError(1)));
+    assert_eq!(q.put(1), Err(PutError::Closed(1)));
     assert_eq!(q.try_put(2), Err(TryPutError::Closed(2)));
     assert_eq!(q.put_timeout(3, SHORT), Err(PutTimeoutError::Closed(3)));
     assert_eq!(q.unfinished_tasks(), 0);
@@ -321,7 +321,7 @@ fn get_after_close_drains_then_reports_closed() {
     q.close();
     assert_eq!(q.get(), Ok(1));
     assert_eq!(q.get_timeout(PATIENCE), Ok(2));
-    assert_eq!(q.get(), Err(GetError));
+    assert_eq!(q.get(), Err(GetError::Closed));
     assert_eq!(q.get_timeout(PATIENCE), Err(GetTimeoutError::Closed));
     assert_eq!(q.try_get(), Err(TryGetError::Closed));
 }
@@ -339,7 +339,7 @@ fn close_wakes_a_blocked_getter() {
     });
     thread::sleep(SETTLE);
     q.close();
-    assert_eq!(getter.wait(), Err(GetError));
+    assert_eq!(getter.wait(), Err(GetError::Closed));
     assert_eq!(timed_getter.wait(), Err(GetTimeoutError::Closed));
 }
 
@@ -357,7 +357,7 @@ fn close_wakes_a_blocked_putter_with_its_item() {
     });
     thread::sleep(SETTLE);
     q.close();
-    assert_eq!(putter.wait(), Err(PutError(String::from("out"))));
+    assert_eq!(putter.wait(), Err(PutError::Closed(String::from("out"))));
     assert_eq!(
         timed_putter.wait(),
         Err(PutTimeoutError::Closed(String::from("timed")))
@@ -507,8 +507,8 @@ fn close_does_not_end_a_join() {
 #[test]
 fn errors_read_well_and_debug_without_item_debug() {
     struct Opaque;
-    assert_eq!(PutError(Opaque).to_string(), "putting on a closed queue");
-    assert_eq!(format!("{:?}", PutError(Opaque)), "PutError { .. }");
+    assert_eq!(PutError::Closed(Opaque).to_string(), "putting on a closed queue");
+    assert_eq!(format!("{:?}", PutError::Closed(Opaque)), "PutError { .. }");
     assert_eq!(format!("{:?}", TryPutError::Full(Opaque)), "Full(..)");
     assert_eq!(TryPutError::Full(()).to_string(), "putting on a full queue");
     assert_eq!(
@@ -524,16 +524,16 @@ fn errors_read_well_and_debug_without_item_debug() {
         "timed out getting from an empty queue"
     );
     assert_eq!(
-        GetError.to_string(),
+        GetError::Closed.to_string(),
         "getting from a closed and empty queue"
     );
     assert!(TaskDoneError.to_string().contains("task_done()"));
 
     // They are errors, boxable and usable with `?`.
-    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(PutError(1));
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(PutError::Closed(1));
     assert!(boxed.to_string().contains("closed"));
-    assert_eq!(TryPutError::from(PutError(1)), TryPutError::Closed(1));
-    assert_eq!(TryGetError::from(GetError), TryGetError::Closed);
+    assert_eq!(TryPutError::from(PutError::Closed(1)), TryPutError::Closed(1));
+    assert_eq!(TryGetError::from(GetError::Closed), TryGetError::Closed);
 }
 
 #[test]

@@ -74,7 +74,7 @@ pub(crate) fn run(clock: &super::Clock) -> anyhow::Result<()> {
 
         // A put after close is refused and hands the item back.
         ensure!(
-            q.put(99) == Err(PutError(99)),
+            q.put(99) == Err(PutError::Closed(99)),
             "a closed queue took an item"
         );
         clock.say("main: put(99) after close refused, 99 handed back");

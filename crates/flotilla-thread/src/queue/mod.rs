@@ -282,7 +282,7 @@ impl<S: Store> GenericQueue<S> {
     pub fn put(&self, item: S::Item) -> Result<(), PutError<S::Item>> {
         self.put_until(item, Deadline::NEVER)
             .map_err(|err| match err {
-                PutTimeoutError::Closed(item) => PutError(item),
+                PutTimeoutError::Closed(item) => PutError::Closed(item),
                 PutTimeoutError::Timeout(_) => unreachable!("a put without a deadline timed out"),
             })
     }
@@ -408,11 +408,11 @@ impl<S: Store> GenericQueue<S> {
     /// });
     /// q.put("only one").unwrap();
     /// q.close(); // wakes the getter's second, otherwise endless, wait
-    /// assert_eq!(getter.join().unwrap(), (Ok("only one"), Err(GetError)));
+    /// assert_eq!(getter.join().unwrap(), (Ok("only one"), Err(GetError::Closed)));
     /// ```
     pub fn get(&self) -> Result<S::Item, GetError> {
         self.get_until(Deadline::NEVER).map_err(|err| match err {
-            GetTimeoutError::Closed => GetError,
+            GetTimeoutError::Closed => GetError::Closed,
             GetTimeoutError::Timeout => unreachable!("a get without a deadline timed out"),
         })
     }

@@ -52,7 +52,7 @@ fn blocked_waiters_are_counted_and_uncounted() {
     let (put_tx, put_rx) = mpsc::channel();
     let putter = {
         let q = q.clone();
-        thread::spawn(move || put_tx.send(q.put(2).map_err(|e| e.0)).unwrap())
+        thread::spawn(move || put_tx.send(q.put(2).map_err(|e| e.into_inner())).unwrap())
     };
     eventually(|| waiters(&q).1 == 1);
     assert_eq!(q.get(), Ok(1));
