@@ -19,7 +19,7 @@ use super::Shared;
 ///
 /// Items travel `chunksize` to a message; at most [`buffer_size`](Self::buffer_size)
 /// chunks are in flight ahead of the consumer. Dropping the iterator cancels the chunks
-/// not yet sent to a worker.
+/// that have not started.
 #[must_use = "iterators are lazy: nothing is submitted before the first `next()`"]
 pub struct ProcessMap<I: Iterator, R> {
     shared: Arc<Shared>,
