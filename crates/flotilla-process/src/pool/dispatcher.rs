@@ -175,8 +175,11 @@ impl Manager {
                 self.shared.sleeping.store(false, Ordering::Release);
                 Some(Duration::ZERO)
             } else if self.workers.len() < self.max_workers {
-                // Backing off after a failed start: wake up when the pause is over.
-                self.next_start.map(|at| at.saturating_duration_since(now))
+                // Backing off after a failed start: wake up when the pause is over (once
+                // it is, a start was not wanted, or it would have happened).
+                self.next_start
+                    .filter(|&at| at > now)
+                    .map(|at| at.saturating_duration_since(now))
             } else {
                 None
             };
