@@ -19,7 +19,9 @@
 //! once; one sent to a busy worker waits in its pipeline, still pending: when the worker
 //! is free the manager marks it running and tells the worker to go, or, if it was
 //! cancelled meanwhile, to skip it (see `worker`). So `cancel` and
-//! `shutdown(cancel_futures = true)` reach every task that has not started.
+//! `shutdown(cancel_futures = true)` reach every task that has not started. The price
+//! is a round trip between a worker's pipelined tasks (the worker waits for the word);
+//! the pipeline still saves the arguments' transfer.
 //!
 //! A worker that fails to start (it cannot be started, or ends before it runs a task: its
 //! initializer exited, say) is retried after a pause that doubles each time, from 50 ms;

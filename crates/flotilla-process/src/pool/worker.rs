@@ -3,22 +3,28 @@
 //!
 //! The pool sends request frames on the worker's connection, the worker answers each
 //! task it runs with one response frame, in order; handles in arguments and results
-//! travel as descriptors beside the frames. A task sent while the worker is busy (or
-//! still starting) is *held*: the worker reads it when it is free, then waits for the
-//! pool's one-byte word ([`Control`]) — go, and the pool has marked it running; skip,
-//! and it was cancelled meanwhile (no answer is sent for it). So a task is running only
-//! once its worker starts it, and one waiting in a pipeline can still be cancelled. Tasks are named like spawn targets: an entry offset in
-//! this same binary (the worker was started by spawn or forkserver, which checked the
-//! binary's fingerprint).
+//! travel as descriptors beside the frames. Tasks are named like spawn targets: an entry
+//! offset in this same binary (the worker was started by spawn or forkserver, which
+//! checked the binary's fingerprint).
+//!
+//! A task sent while the worker is busy (or still starting) is *held*: the worker reads
+//! it when it is free, then waits for the pool's one-byte word ([`Control`]) — go, and
+//! the pool has marked it running; skip, and it was cancelled meanwhile (no answer is
+//! sent for it). So a task is running only once its worker starts it, and one waiting in
+//! a pipeline can still be cancelled. The price is a round trip between a worker's
+//! pipelined tasks: the worker waits for the word where it used to start at once.
 //!
 //! # Frames
 //!
 //! A frame is a task's payload as the codec encoded it (arguments one way, the value
 //! or a message the other), followed by a fixed trailer: for a request the entry
-//! (8 bytes, little-endian) and a kind byte, for a response a kind byte. A trailer
-//! rather than an envelope type, because the payload then crosses with no copy and no
-//! re-encoding — the codec writes a `Vec<u8>` field byte by byte, which cost more than
-//! the rest of a small task's trip — and appending to the codec's buffer is free.
+//! (8 bytes, little-endian) and a kind byte (run now, or held), for a response a kind
+//! byte. A trailer rather than an envelope type, because the payload then crosses with
+//! no re-encoding — the codec writes a `Vec<u8>` field byte by byte, which cost more
+//! than the rest of a small task's trip — and appending to the codec's buffer is free.
+//! (The manager sends a copy, keeping the original to send again should the worker die
+//! before it starts the task.) The pool's words are frames of one byte, which no
+//! request is.
 
 use std::collections::VecDeque;
 use std::os::fd::OwnedFd;
