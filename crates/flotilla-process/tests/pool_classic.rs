@@ -232,3 +232,22 @@ proptest! {
         prop_assert_eq!(got, items.into_iter().map(double).collect::<Vec<_>>());
     }
 }
+
+mod pool_support;
+
+#[test]
+fn imap_unordered_is_lazy_over_an_endless_input() {
+    let got = pool_support::within(LONG, "imap_unordered over 0..", || {
+        let pool = Pool::new(2).unwrap();
+        let mut got: Vec<i64> = pool
+            .imap_unordered(double, 0.., 1)
+            .unwrap()
+            .take(10)
+            .map(Result::unwrap)
+            .collect();
+        got.sort_unstable();
+        got
+    });
+    assert_eq!(got.len(), 10);
+    assert!(got.iter().all(|x| x % 2 == 0));
+}

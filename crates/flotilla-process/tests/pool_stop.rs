@@ -62,7 +62,7 @@ fn stopping_a_running_task_kills_its_worker_and_the_pool_goes_on() {
 }
 
 #[test]
-fn stopping_a_task_waiting_in_a_workers_pipeline_stops_it_when_it_runs() {
+fn stopping_a_task_waiting_in_a_workers_pipeline_cancels_it() {
     let pool = ProcessPoolExecutor::builder()
         .max_workers(1)
         .build()
@@ -70,8 +70,12 @@ fn stopping_a_task_waiting_in_a_workers_pipeline_stops_it_when_it_runs() {
     let first = pool.submit(forever, ()).unwrap();
     let second = pool.submit(forever, ()).unwrap();
     until_running(&first);
-    until_running(&second); // sent to the worker beside the first: no longer cancellable
+    // Sent to the worker beside the first, but not started: still pending (a task is
+    // running only once its worker starts it), so stopping it cancels it.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(second.state(), State::Pending);
     assert!(pool.stop(&second));
+    assert_eq!(second.state(), State::Cancelled);
     assert!(pool.stop(&first));
     assert!(matches!(
         first.result(Some(LONG)),
@@ -85,6 +89,7 @@ fn stopping_a_task_waiting_in_a_workers_pipeline_stops_it_when_it_runs() {
         pool.submit(square, 9).unwrap().result(Some(LONG)).unwrap(),
         81
     );
+    assert_eq!(pool.workers_started(), 2, "the skipped task never ran");
 }
 
 #[test]

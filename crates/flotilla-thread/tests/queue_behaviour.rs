@@ -507,7 +507,10 @@ fn close_does_not_end_a_join() {
 #[test]
 fn errors_read_well_and_debug_without_item_debug() {
     struct Opaque;
-    assert_eq!(PutError::Closed(Opaque).to_string(), "putting on a closed queue");
+    assert_eq!(
+        PutError::Closed(Opaque).to_string(),
+        "putting on a closed queue"
+    );
     assert_eq!(format!("{:?}", PutError::Closed(Opaque)), "PutError { .. }");
     assert_eq!(format!("{:?}", TryPutError::Full(Opaque)), "Full(..)");
     assert_eq!(TryPutError::Full(()).to_string(), "putting on a full queue");
@@ -532,7 +535,10 @@ fn errors_read_well_and_debug_without_item_debug() {
     // They are errors, boxable and usable with `?`.
     let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(PutError::Closed(1));
     assert!(boxed.to_string().contains("closed"));
-    assert_eq!(TryPutError::from(PutError::Closed(1)), TryPutError::Closed(1));
+    assert_eq!(
+        TryPutError::from(PutError::Closed(1)),
+        TryPutError::Closed(1)
+    );
     assert_eq!(TryGetError::from(GetError::Closed), TryGetError::Closed);
 }
 

@@ -7,13 +7,15 @@
 //! `with Pool() as p:` does), where dropping an executor waits.
 
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use flotilla_core::{Future, TaskError, as_completed};
+use flotilla_core::{Future, TaskError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::map::Unordered;
 use super::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder};
 use crate::boot;
 use crate::context::Context;
@@ -326,6 +328,9 @@ impl Pool {
 
     /// `f` over the items, each value as soon as it is ready: completion order.
     /// Every item's result comes exactly once; a failed chunk yields its failure once.
+    ///
+    /// As lazy as [`imap`](Self::imap): at most four chunks per worker are in flight,
+    /// and the input is read only as results are taken, so an endless input works.
     pub fn imap_unordered<F, I, R>(
         &self,
         f: F,
@@ -338,14 +343,15 @@ impl Pool {
         I::Item: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let chunks = self.submit_chunks(f, items, Some(chunksize))?;
-        Ok(as_completed(chunks, None).flat_map(|done| {
-            let outcome = done.and_then(|fut| fut.into_result(None));
-            match outcome {
-                Ok(values) => values.into_iter().map(Ok).collect::<Vec<_>>(),
-                Err(e) => vec![Err(e)],
-            }
-        }))
+        self.check_open()?;
+        let _ = f;
+        Ok(Unordered::new(
+            Arc::clone(&self.executor.shared),
+            boot::entry_of_chunk::<F, I::Item, R>(),
+            items.into_iter(),
+            chunksize,
+            4 * self.executor.max_workers(),
+        ))
     }
 
     /// Python's `starmap`: `f` takes its arguments as one tuple, so this is

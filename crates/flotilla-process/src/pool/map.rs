@@ -1,9 +1,11 @@
 //! [`ProcessMap`]: the lazy, ordered, chunked iterator behind
-//! [`ProcessPoolExecutor::map`](super::ProcessPoolExecutor::map).
+//! [`ProcessPoolExecutor::map`](super::ProcessPoolExecutor::map); and [`Unordered`], its
+//! completion-order sibling behind [`Pool::imap_unordered`](super::Pool::imap_unordered).
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use flotilla_core::{Future, OrderedWindow, TaskError};
@@ -17,7 +19,7 @@ use super::Shared;
 ///
 /// Items travel `chunksize` to a message; at most [`buffer_size`](Self::buffer_size)
 /// chunks are in flight ahead of the consumer. Dropping the iterator cancels the chunks
-/// not yet sent to a worker.
+/// that have not started.
 #[must_use = "iterators are lazy: nothing is submitted before the first `next()`"]
 pub struct ProcessMap<I: Iterator, R> {
     shared: Arc<Shared>,
@@ -172,5 +174,111 @@ impl<I: Iterator, R> fmt::Debug for ProcessMap<I, R> {
             .field("window", &self.window)
             .field("buffer_size", &self.buffer_size)
             .finish_non_exhaustive()
+    }
+}
+
+/// The results of [`Pool::imap_unordered`](super::Pool::imap_unordered): `f` over the
+/// items in completion order, as lazy as [`ProcessMap`]: at most `buffer_size` chunks
+/// are in flight, and the input is read only as results are taken, so an endless input
+/// works. Dropping it cancels the chunks that have not started.
+pub(super) struct Unordered<I: Iterator, R> {
+    shared: Arc<Shared>,
+    entry: usize,
+    items: I,
+    chunksize: usize,
+    buffer_size: usize,
+    /// The chunks in flight, by their number.
+    pending: HashMap<usize, Future<Vec<R>>>,
+    next_chunk: usize,
+    /// Each chunk's number, sent by its future's done callback.
+    done_tx: mpsc::Sender<usize>,
+    done_rx: mpsc::Receiver<usize>,
+    current: std::vec::IntoIter<R>,
+}
+
+impl<I, R> Unordered<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned + Send + 'static,
+{
+    pub(super) fn new(
+        shared: Arc<Shared>,
+        entry: usize,
+        items: I,
+        chunksize: usize,
+        buffer_size: usize,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::channel();
+        Unordered {
+            shared,
+            entry,
+            items,
+            chunksize: chunksize.max(1),
+            buffer_size: buffer_size.max(1),
+            pending: HashMap::new(),
+            next_chunk: 0,
+            done_tx,
+            done_rx,
+            current: Vec::new().into_iter(),
+        }
+    }
+
+    /// Submits chunks until `buffer_size` are in flight or the input ends.
+    fn fill(&mut self) {
+        while self.pending.len() < self.buffer_size {
+            let chunk: Vec<I::Item> = self.items.by_ref().take(self.chunksize).collect();
+            if chunk.is_empty() {
+                return;
+            }
+            let fut = self
+                .shared
+                .submit_entry::<_, Vec<R>>(self.entry, &chunk)
+                .unwrap_or_else(Future::failed);
+            let number = self.next_chunk;
+            self.next_chunk += 1;
+            let done = self.done_tx.clone();
+            fut.add_done_callback(move |_| {
+                let _ = done.send(number);
+            });
+            self.pending.insert(number, fut);
+        }
+    }
+}
+
+impl<I, R> Iterator for Unordered<I, R>
+where
+    I: Iterator,
+    I::Item: Serialize + DeserializeOwned,
+    R: DeserializeOwned + Send + 'static,
+{
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if let Some(value) = self.current.next() {
+                return Some(Ok(value));
+            }
+            self.fill();
+            if self.pending.is_empty() {
+                return None;
+            }
+            // Every future completes (a lost task's completer fails it), and this holds a
+            // sender: the receive ends.
+            let number = self.done_rx.recv().ok()?;
+            let fut = self.pending.remove(&number)?;
+            match fut.into_result(Some(Duration::ZERO)) {
+                Ok(values) => self.current = values.into_iter(),
+                Err(error) => return Some(Err(error)),
+            }
+        }
+    }
+}
+
+impl<I: Iterator, R> Drop for Unordered<I, R> {
+    fn drop(&mut self) {
+        for fut in self.pending.values() {
+            fut.cancel();
+        }
     }
 }

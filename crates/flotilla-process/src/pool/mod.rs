@@ -4,11 +4,30 @@
 //! # How it works
 //!
 //! Submissions are encoded on the caller's thread (so an argument that cannot be sent is
-//! an error of `submit`, not of the task) and queued. One manager thread owns the
-//! workers: it starts them on demand up to `max_workers`, keeps up to [`PIPELINE`] tasks
-//! in flight per worker (so a worker never waits for the round trip to learn of its next
-//! task), reads the answers, completes the futures, and watches for a worker's death,
-//! which shows as end of file on its connection.
+//! an error of `submit`, not of the task) and queued. One manager thread (`dispatcher`)
+//! owns the workers: it starts them on demand up to `max_workers`, keeps up to
+//! [`PIPELINE`] tasks in flight per worker whatever their size (so a worker's next task
+//! is already there when it finishes one), reads the answers, completes the futures, and
+//! watches for a worker's death, which shows as end of file on its connection.
+//!
+//! The manager never blocks on one worker: it reads and writes the workers' connections
+//! without blocking, from one `poll` over all of them, so a worker that stops reading or
+//! stops halfway through a result (stopped by `SIGSTOP`, say) holds up only its own
+//! tasks.
+//!
+//! A task is running only once a worker starts it. One sent to an idle worker starts at
+//! once; one sent to a busy worker waits in its pipeline, still pending: when the worker
+//! is free the manager marks it running and tells the worker to go, or, if it was
+//! cancelled meanwhile, to skip it (see `worker`). So `cancel` and
+//! `shutdown(cancel_futures = true)` reach every task that has not started. The price
+//! is a round trip between a worker's pipelined tasks (the worker waits for the word);
+//! the pipeline still saves the arguments' transfer.
+//!
+//! A worker that fails to start (it cannot be started, or ends before it runs a task: its
+//! initializer exited, say) is retried after a pause that doubles each time, from 50 ms;
+//! after five such failures in a row with no task answered in between, the pool is
+//! broken and every pending and later task fails with [`TaskError::Broken`] naming the
+//! last failure. An initializer that panics breaks the pool at once.
 //!
 //! A worker that dies fails exactly the task it held with [`TaskError::WorkerDied`],
 //! naming the signal or exit code; the tasks queued behind it go back to the front of
@@ -19,38 +38,35 @@
 //! who chose processes for isolation wants.
 
 mod classic;
+mod dispatcher;
 mod map;
 mod worker;
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
 use flotilla_core::{Completer, Future, FutureId, TaskError};
-use flotilla_ipc::handle::{self, Fd};
+use flotilla_ipc::handle;
 use flotilla_ipc::{Connection, pipe};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use self::classic::{AsyncResult, Pool, PoolBuilder};
+use self::dispatcher::Manager;
 pub use self::map::ProcessMap;
-use self::worker::{Response, WorkerArgs, task_frame, worker_main};
+use self::worker::task_frame;
 use crate::boot;
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
 use crate::fds::Internal;
-use crate::process::Process;
 
-/// How many tasks a worker may have in flight: one running, one waiting beside it.
+/// How many tasks a worker may have in flight: one running, one waiting beside it (still
+/// pending, and cancellable, until the worker starts it).
 pub const PIPELINE: usize = 2;
-
-/// Arguments larger than this go to a worker only when it is idle, so the pool never
-/// blocks writing to a worker that is itself blocked writing a large result back.
-const SMALL_ARGS: usize = 32 * 1024;
 
 /// What the pool does when a worker dies while running a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -70,13 +86,23 @@ trait Sink: Send {
     fn finish(self: Box<Self>, outcome: Result<(Vec<u8>, Vec<OwnedFd>), TaskError>);
     /// Cancels a task that will never run.
     fn cancel(self: Box<Self>);
+    /// True when the user cancelled the task before it started.
+    fn cancelled(&self) -> bool;
+    /// What cancels the task's future, if it has not started, from another thread
+    /// (`shutdown(cancel_futures = true)` for a task waiting in a pipeline).
+    fn canceller(&self) -> Canceller;
     /// The task's future.
     fn id(&self) -> FutureId;
 }
 
+/// Cancels a future that has not started; true when it did.
+type Canceller = Box<dyn Fn() -> bool + Send>;
+
 /// A task's sink: the completer and how its worker's answer becomes the outcome.
 struct Typed<R, W> {
     completer: Completer<R>,
+    /// The task's future, for [`Sink::canceller`].
+    future: Future<R>,
     /// What the worker sends (`R` itself, or `Result<R, E>` for `try_submit`) and how it
     /// becomes an outcome.
     outcome: fn(W) -> Result<R, TaskError>,
@@ -84,7 +110,7 @@ struct Typed<R, W> {
 
 impl<R, W> Sink for Typed<R, W>
 where
-    R: Send,
+    R: Send + 'static,
     W: DeserializeOwned,
 {
     fn start(&self) -> bool {
@@ -107,6 +133,15 @@ where
         self.completer.cancel();
     }
 
+    fn cancelled(&self) -> bool {
+        self.completer.is_cancelled()
+    }
+
+    fn canceller(&self) -> Canceller {
+        let future = self.future.clone();
+        Box::new(move || future.cancel())
+    }
+
     fn id(&self) -> FutureId {
         self.completer.id()
     }
@@ -118,6 +153,8 @@ struct Job {
     frame: Vec<u8>,
     fds: Vec<OwnedFd>,
     sink: Box<dyn Sink>,
+    /// Marked running and sent to run (it is at the front of its worker's pipeline).
+    started: bool,
 }
 
 #[derive(Default)]
@@ -129,6 +166,8 @@ struct Queue {
     /// Running tasks to stop by killing their workers ([`ProcessPoolExecutor::stop`]).
     stops: Vec<FutureId>,
     broken: Option<String>,
+    /// The tasks waiting in a worker's pipeline, not started: what cancels each.
+    held: HashMap<FutureId, Canceller>,
 }
 
 /// What the executor, its map iterators and its manager share.
@@ -212,7 +251,12 @@ impl Shared {
         self.submit_job(Job {
             frame: task_frame(args, entry),
             fds,
-            sink: Box::new(Typed { completer, outcome }),
+            sink: Box::new(Typed {
+                completer,
+                future: fut.clone(),
+                outcome,
+            }),
+            started: false,
         })?;
         Ok(fut)
     }
@@ -279,7 +323,9 @@ impl ProcessPoolExecutorBuilder {
 
     /// Runs `init(args)` in each worker before its first task. An initializer that
     /// fails (panics) breaks the pool: pending and later tasks fail with
-    /// [`TaskError::Broken`] naming the failure; it is not retried.
+    /// [`TaskError::Broken`] naming the failure; it is not retried. One that ends its
+    /// worker (exits, is killed) is a failed start: the pool retries after a pause,
+    /// and breaks after five in a row (see the module's "How it works").
     pub fn initializer<F, A>(mut self, init: F, args: A) -> Self
     where
         F: Fn(A) + 'static,
@@ -340,19 +386,17 @@ impl ProcessPoolExecutorBuilder {
             wake: Internal::new(wake_tx),
         });
         let started = Arc::new(AtomicUsize::new(0));
-        let manager = Manager {
-            shared: Arc::clone(&shared),
-            wake: Internal::new(wake_rx),
+        let manager = Manager::new(
+            Arc::clone(&shared),
+            wake_rx,
             context,
             max_workers,
-            max_tasks: self.max_tasks_per_child,
-            init: self.initializer,
-            on_death: self.on_worker_death,
-            eager: self.eager,
-            workers: Vec::new(),
-            started: Arc::clone(&started),
-            stops: Vec::new(),
-        };
+            self.max_tasks_per_child,
+            self.initializer,
+            self.on_worker_death,
+            self.eager,
+            Arc::clone(&started),
+        );
         let handle = std::thread::Builder::new()
             .name("ProcessPoolExecutor-manager".into())
             .spawn(move || manager.run())
@@ -454,7 +498,7 @@ impl ProcessPoolExecutor {
         )
     }
 
-    /// Stops a task: cancels it if it has not been sent to a worker yet, or kills the
+    /// Stops a task: cancels it if it has not started yet, or kills the
     /// worker running it, so that its future fails with [`TaskError::Cancelled`] and a
     /// replacement worker takes the dead one's place; the pool goes on with the rest
     /// (tasks queued behind it on that worker go back to the queue, unharmed), whatever
@@ -524,20 +568,29 @@ impl ProcessPoolExecutor {
         )
     }
 
-    /// Stops taking tasks. With `cancel_futures`, cancels the ones not yet sent to a
-    /// worker; with `wait`, blocks until every task is done and the workers have exited.
+    /// Stops taking tasks. With `cancel_futures`, cancels the ones that have not
+    /// started (queued, or waiting in a worker's pipeline); with `wait`, blocks until
+    /// every task is done and the workers have exited.
     pub fn shutdown(&self, wait: bool, cancel_futures: bool) {
-        let cancelled: Vec<Job> = {
+        let (cancelled, held): (Vec<Job>, Vec<Canceller>) = {
             let mut queue = self.shared.lock();
             queue.shutdown = true;
             if cancel_futures {
-                queue.jobs.drain(..).collect()
+                (
+                    queue.jobs.drain(..).collect(),
+                    queue.held.drain().map(|(_, cancel)| cancel).collect(),
+                )
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             }
         };
         for job in cancelled {
             job.sink.cancel();
+        }
+        // Those in a pipeline: the manager skips them when their worker is free (a task
+        // that started meanwhile is not cancelled: it runs to the end).
+        for cancel in held {
+            cancel();
         }
         self.shared.alert_manager();
         if wait {
@@ -582,389 +635,5 @@ impl fmt::Debug for ProcessPoolExecutor {
             .field("shut_down", &queue.shutdown)
             .field("broken", &queue.broken)
             .finish()
-    }
-}
-
-/// One worker, as the manager sees it.
-struct Worker {
-    process: Process<()>,
-    conn: Internal<Connection>, // flotilla's own: see `fds`
-    inflight: VecDeque<Job>,
-    /// Tasks it may still be given before it retires (`max_tasks_per_child`).
-    left: Option<usize>,
-    /// Killed by [`ProcessPoolExecutor::stop`] to stop this task.
-    stopped: Option<FutureId>,
-}
-
-/// The manager thread's state.
-struct Manager {
-    shared: Arc<Shared>,
-    wake: Internal<Connection>, // flotilla's own: see `fds`
-    context: Context,
-    max_workers: usize,
-    max_tasks: Option<usize>,
-    init: Option<(usize, Vec<u8>, Vec<OwnedFd>)>,
-    on_death: WorkerDeath,
-    /// Start every worker at once rather than on demand (`Pool`, as in Python).
-    eager: bool,
-    workers: Vec<Worker>,
-    started: Arc<AtomicUsize>,
-    /// Stop requests for tasks not yet running on a worker: a task second in a worker's
-    /// pipeline is stopped when it reaches the front.
-    stops: Vec<FutureId>,
-}
-
-impl Manager {
-    fn run(mut self) {
-        loop {
-            if let Err(reason) = self.start_workers() {
-                self.break_pool(reason);
-                break;
-            }
-            self.dispatch();
-            self.stop_tasks();
-            let (shutdown, idle) = {
-                let queue = self.shared.lock();
-                if queue.broken.is_some() {
-                    break;
-                }
-                if queue.terminate {
-                    drop(queue);
-                    self.fail_all(&TaskError::ShutDown, true);
-                    break;
-                }
-                let idle =
-                    queue.jobs.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty());
-                (queue.shutdown, idle)
-            };
-            if shutdown && idle {
-                break;
-            }
-            // Ask to be woken by a submission only when one could be dispatched at once.
-            let capacity = self.workers.len() < self.max_workers
-                || self.workers.iter().any(|w| self.has_room(w, 0));
-            self.shared.sleeping.store(capacity, Ordering::Release);
-            if capacity && !self.shared.lock().jobs.is_empty() {
-                self.shared.sleeping.store(false, Ordering::Release);
-                continue;
-            }
-            self.wait_for_events();
-        }
-        self.stop_workers();
-    }
-
-    fn has_room(&self, worker: &Worker, args_len: usize) -> bool {
-        let depth = if args_len > SMALL_ARGS { 1 } else { PIPELINE };
-        worker.inflight.len() < depth && worker.left.is_none_or(|left| left > 0)
-    }
-
-    /// Starts workers while more tasks wait than there are idle workers, up to
-    /// `max_workers` (or all of them at once, when eager).
-    fn start_workers(&mut self) -> Result<(), String> {
-        loop {
-            let waiting = self.shared.lock().jobs.len();
-            let idle = self
-                .workers
-                .iter()
-                .filter(|w| w.inflight.is_empty())
-                .count();
-            let wanted = self.eager || waiting > idle;
-            if !wanted || self.workers.len() >= self.max_workers {
-                return Ok(());
-            }
-            let worker = self.start_worker()?;
-            self.workers.push(worker);
-        }
-    }
-
-    fn start_worker(&mut self) -> Result<Worker, String> {
-        let (ours, theirs) = pipe(true).map_err(|e| e.to_string())?;
-        let init = match &self.init {
-            Some((entry, bytes, fds)) => {
-                let fds = fds
-                    .iter()
-                    .map(|fd| fd.try_clone().map(Fd::from))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| format!("could not share the initializer's handles: {e}"))?;
-                Some((*entry, bytes.clone(), fds))
-            }
-            None => None,
-        };
-        let n = self.started.fetch_add(1, Ordering::Relaxed) + 1;
-        let process = self
-            .context
-            .process(
-                worker_main,
-                WorkerArgs {
-                    conn: theirs,
-                    init,
-                    max_tasks: self.max_tasks,
-                },
-            )
-            .name(format!("PoolWorker-{n}"))
-            .daemon(true)
-            .start()
-            .map_err(|e| format!("could not start a worker: {e}"))?;
-        Ok(Worker {
-            process,
-            conn: Internal::new(ours),
-            inflight: VecDeque::new(),
-            left: self.max_tasks,
-            stopped: None,
-        })
-    }
-
-    /// Sends queued tasks to workers with room, the least busy first: an idle worker
-    /// gets a task before any worker gets a second one in flight.
-    fn dispatch(&mut self) {
-        loop {
-            let job = {
-                let mut queue = self.shared.lock();
-                let Some(front) = queue.jobs.front() else {
-                    return;
-                };
-                let args_len = front.frame.len();
-                let Some(i) = (0..self.workers.len())
-                    .filter(|&i| self.has_room(&self.workers[i], args_len))
-                    .min_by_key(|&i| self.workers[i].inflight.len())
-                else {
-                    return;
-                };
-                (i, queue.jobs.pop_front().expect("just looked"))
-            };
-            let (i, job) = job;
-            if !job.sink.start() {
-                continue; // cancelled while queued
-            }
-            let worker = &mut self.workers[i];
-            match worker.conn.send_frame(&job.frame, &job.fds) {
-                Ok(()) => {
-                    if let Some(left) = &mut worker.left {
-                        *left -= 1;
-                    }
-                    worker.inflight.push_back(job);
-                }
-                // The worker died: its end of file will be read shortly and it will be
-                // replaced; this task, which no one ran, goes back with its others.
-                Err(flotilla_ipc::Error::Eof) => {
-                    worker.inflight.push_back(job);
-                    worker.left = Some(0);
-                }
-                Err(e) => job.sink.finish(Err(TaskError::Remote {
-                    message: format!("could not send the task to a worker: {e}"),
-                    backtrace: None,
-                })),
-            }
-        }
-    }
-
-    /// Carries out stop requests: kills each worker whose running task (the front of its
-    /// pipeline) was asked to stop. Requests for a task waiting behind another in a
-    /// worker's pipeline stay until it runs; those for tasks no longer anywhere (finished)
-    /// are dropped.
-    fn stop_tasks(&mut self) {
-        self.stops.append(&mut self.shared.lock().stops);
-        if self.stops.is_empty() {
-            return;
-        }
-        let mut waiting = Vec::new();
-        for id in std::mem::take(&mut self.stops) {
-            for worker in &mut self.workers {
-                let Some(at) = worker.inflight.iter().position(|job| job.sink.id() == id) else {
-                    continue;
-                };
-                if at > 0 {
-                    waiting.push(id);
-                } else if worker.stopped.is_none() {
-                    worker.stopped = Some(id);
-                    // No more tasks for it: its end of file comes next.
-                    worker.left = Some(0);
-                    if let Err(e) = worker.process.kill() {
-                        flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "could not kill a worker to stop its task");
-                    }
-                }
-                break;
-            }
-        }
-        self.stops = waiting;
-    }
-
-    /// Sleeps until a submission, an answer, or a worker's end; handles what came.
-    fn wait_for_events(&mut self) {
-        let mut fds = vec![self.wake.as_fd()];
-        fds.extend(self.workers.iter().map(|w| w.conn.as_fd()));
-        let Ok(ready) = flotilla_ipc::wait_indices(&fds, None) else {
-            return;
-        };
-        if ready.contains(&0) {
-            // Drain the wake-ups; the first one is there (`wait` said so).
-            let mut buf = [0u8; 64];
-            while self.wake.recv_bytes_into(&mut buf).is_ok()
-                && self.wake.poll(Some(Duration::ZERO)).unwrap_or(false)
-            {}
-        }
-        // Highest index first, so removing a dead worker keeps the others' indices.
-        for &i in ready.iter().rev().filter(|&&i| i > 0) {
-            self.read_answers(i - 1);
-        }
-    }
-
-    /// Reads every answer worker `i` has sent; handles its end. Called when its
-    /// connection is readable, so the first read does not wait for a frame to begin.
-    fn read_answers(&mut self, i: usize) {
-        loop {
-            let worker = &mut self.workers[i];
-            let (bytes, fds) = match worker.conn.recv_frame() {
-                Ok(frame) => frame,
-                Err(_) => {
-                    self.worker_ended(i);
-                    return;
-                }
-            };
-            let outcome = match Response::from_frame(bytes) {
-                None => {
-                    flotilla_core::event!(
-                        flotilla_core::log::Level::ERROR,
-                        "a worker sent garbage; replacing it"
-                    );
-                    let _ = worker.process.kill();
-                    None
-                }
-                Some(Response::Ready) => None,
-                Some(Response::InitFailed(message)) => {
-                    self.break_pool(format!("a worker's initializer failed: {message}"));
-                    return;
-                }
-                Some(Response::Done(value)) => Some(Ok((value, fds))),
-                Some(Response::Panicked(message)) => Some(Err(TaskError::Panicked { message })),
-                Some(Response::Failed(message)) => Some(Err(TaskError::Remote {
-                    message,
-                    backtrace: None,
-                })),
-            };
-            if let Some(outcome) = outcome
-                && let Some(job) = worker.inflight.pop_front()
-            {
-                job.sink.finish(outcome);
-            }
-            match worker.conn.poll(Some(Duration::ZERO)) {
-                Ok(true) => {}
-                Ok(false) => return,
-                Err(_) => {
-                    self.worker_ended(i);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Worker `i` closed its connection: it retired or died.
-    fn worker_ended(&mut self, i: usize) {
-        let mut worker = self.workers.swap_remove(i);
-        let how = match worker.process.join(Some(Duration::from_secs(10))) {
-            Ok(()) => "exited".to_owned(),
-            Err(Error::Signaled { signal, name }) => {
-                format!("was killed by signal {signal} ({name})")
-            }
-            Err(Error::Exited { code }) => format!("exited with code {code}"),
-            Err(Error::Timeout(_)) => {
-                let _ = worker.process.kill();
-                "closed its connection and hung (it was killed)".to_owned()
-            }
-            Err(e) => e.to_string(),
-        };
-        let Some(held) = worker.inflight.pop_front() else {
-            return; // retired after its last task, or died idle: nothing lost
-        };
-        if let Some(stopped) = worker.stopped {
-            // Killed on purpose. The task it held is the one to stop — unless that one
-            // finished just before the kill and the next had started: that one did
-            // nothing wrong, so it goes back to run again, with the rest.
-            if held.sink.id() == stopped {
-                self.requeue(worker.inflight);
-                held.sink.finish(Err(TaskError::Cancelled));
-            } else {
-                worker.inflight.push_front(held);
-                self.requeue(worker.inflight);
-            }
-            return;
-        }
-        let reason = format!(
-            "{} (pid {}) {how} while running this task",
-            worker.process.name(),
-            worker.process.pid()
-        );
-        match self.on_death {
-            WorkerDeath::FailTask => {
-                held.sink.finish(Err(TaskError::WorkerDied { reason }));
-                self.requeue(worker.inflight);
-            }
-            WorkerDeath::BreakPool => {
-                held.sink.finish(Err(TaskError::WorkerDied {
-                    reason: reason.clone(),
-                }));
-                for job in worker.inflight.drain(..) {
-                    job.sink.finish(Err(TaskError::Broken {
-                        reason: reason.clone(),
-                    }));
-                }
-                self.break_pool(format!("a worker died: {reason}"));
-            }
-        }
-    }
-
-    /// Puts tasks a worker held but never started back at the front of the queue, in
-    /// order.
-    fn requeue(&self, jobs: VecDeque<Job>) {
-        let mut queue = self.shared.lock();
-        for job in jobs.into_iter().rev() {
-            queue.jobs.push_front(job);
-        }
-    }
-
-    /// Marks the pool broken and fails everything pending.
-    fn break_pool(&mut self, reason: String) {
-        flotilla_core::event!(flotilla_core::log::Level::ERROR, %reason, "process pool broken");
-        self.shared.lock().broken = Some(reason.clone());
-        self.fail_all(&TaskError::Broken { reason }, true);
-    }
-
-    /// Fails every queued and in-flight task with `error`; with `kill`, also stops the
-    /// workers at once.
-    fn fail_all(&mut self, error: &TaskError, kill: bool) {
-        let queued: Vec<Job> = self.shared.lock().jobs.drain(..).collect();
-        for job in queued {
-            job.sink.finish(Err(error.clone()));
-        }
-        for worker in &mut self.workers {
-            for job in worker.inflight.drain(..) {
-                job.sink.finish(Err(error.clone()));
-            }
-            if kill {
-                let _ = worker.process.terminate();
-            }
-        }
-    }
-
-    /// Closes every worker's connection (they exit at end of file) and reaps them.
-    fn stop_workers(&mut self) {
-        let workers = std::mem::take(&mut self.workers);
-        let mut processes = Vec::new();
-        for worker in workers {
-            for job in worker.inflight {
-                job.sink.finish(Err(TaskError::ShutDown));
-            }
-            drop(worker.conn);
-            processes.push(worker.process);
-        }
-        for process in processes {
-            if matches!(
-                process.join(Some(Duration::from_secs(10))),
-                Err(Error::Timeout(_))
-            ) {
-                let _ = process.kill();
-                let _ = process.join(Some(Duration::from_secs(10)));
-            }
-        }
     }
 }
