@@ -266,7 +266,7 @@ impl Shared {
 /// `concurrent.futures.ProcessPoolExecutor`.
 ///
 /// Tasks are fn items or closures that capture nothing, with serde arguments and
-/// results, as for [`Process::new`]; arguments may hold flotilla handles (a
+/// results, as for [`Process::new`](crate::Process::new); arguments may hold flotilla handles (a
 /// `Connection` end, ...). Its futures are flotilla-core futures: `wait`,
 /// `as_completed` and `.await` work on them beside thread-pool futures.
 ///
