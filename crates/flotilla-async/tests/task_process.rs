@@ -74,15 +74,18 @@ async fn dropping_the_awaiting_side_cancels_a_queued_process_task() {
     let procs = pool(1);
     let (release_tx, release_rx) = flotilla_ipc::pipe(true).unwrap();
     let running = run_in_executor(&procs, (wait_for_release, release_rx));
-    // Fill the worker's pipeline so the next one stays in the pool's queue.
+    // One of these waits in the worker's pipeline, the rest in the pool's queue: none
+    // has started, so dropping their tasks cancels every one (a task is running only
+    // once a worker starts it).
     let queued: Vec<_> = (0..4)
         .map(|n| run_in_executor(&procs, (sum_of_squares, n)))
         .collect();
     let futures: Vec<_> = queued.iter().map(|t| t.future().clone()).collect();
     drop(queued);
+    let states: Vec<_> = futures.iter().map(|f| f.state()).collect();
     assert!(
-        futures.iter().any(|f| f.cancelled()),
-        "the tasks not yet sent to the worker are cancelled"
+        futures.iter().all(|f| f.cancelled()),
+        "every task that had not started is cancelled: {states:?}"
     );
     release_tx.send(&11u64).unwrap();
     assert_eq!(bounded(running).await.unwrap(), 11);

@@ -13,6 +13,18 @@
 //! Decoding never runs code: it builds plain data of the type the caller names, and
 //! refuses input that would make it allocate more than the limit.
 //!
+//! # Decoding as the wrong type
+//!
+//! The format is not self-describing, so decoding checks what it cheaply can: the bytes
+//! must be consumed exactly (trailing bytes are an error, which catches a value read as
+//! a shorter type), enum tags and lengths must be in range, strings must be UTF-8. What
+//! remains: a value decoded as a *different* type of the same shape (a `u32` read as a
+//! `u64`, a struct read as a tuple of the same fields, two enums with the same variants)
+//! decodes without error, as with every format that does not describe itself. Typed
+//! channels keep both ends agreeing: a `Queue<T>` checks its item type when it is
+//! received by another process, a pool task's arguments are typed by its function, and
+//! a process's value by its target.
+//!
 //! [`encode`] and [`encode_into`] call the value's `Serialize` exactly once (no sizing
 //! pass first): types that hand out OS handles while being serialized rely on it.
 //!

@@ -135,7 +135,31 @@ fn helper_more() {
                 println!("DAEMON {}", d.pid());
                 keep.push(d);
             }
+            // And live pools, made (and first used) on threads that then end: their
+            // workers are daemonic children too.
+            let mut pools = Vec::new();
+            for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+                let (pool, pids) = std::thread::spawn(move || {
+                    let pool = ProcessPoolExecutor::builder()
+                        .max_workers(2)
+                        .context(get_context(Some(method)))
+                        .build()
+                        .unwrap();
+                    let pids: Vec<i32> = (0..4)
+                        .map(|_| pool.submit(pid_of, ()).unwrap().result(Some(LONG)).unwrap())
+                        .collect();
+                    std::thread::sleep(Duration::from_secs(1));
+                    (pool, pids)
+                })
+                .join()
+                .unwrap();
+                for pid in pids {
+                    println!("WORKER {pid}");
+                }
+                pools.push(pool);
+            }
             println!("READY");
+            std::mem::forget(pools);
             std::thread::sleep(Duration::from_secs(300));
         }
         other => panic!("unknown helper mode {other}"),
@@ -284,8 +308,11 @@ fn a_fork_child_does_not_keep_daemons_server_or_pool_workers_alive() {
 fn a_daemon_started_from_an_ended_thread_lives_as_long_as_its_parent_process() {
     let (mut helper, lines) = start_named_helper("helper_more", HELPER_MORE, "thread", "");
     let seen = until_ready(&lines);
-    let daemons = pids(&seen, "DAEMON ");
+    let mut daemons = pids(&seen, "DAEMON ");
     assert_eq!(daemons.len(), 3, "{seen:?}");
+    let workers = pids(&seen, "WORKER ");
+    assert!(!workers.is_empty(), "{seen:?}");
+    daemons.extend(&workers);
     std::thread::sleep(Duration::from_secs(1));
     let early: Vec<i32> = daemons.iter().copied().filter(|&p| dead(p)).collect();
     helper.kill().unwrap();
@@ -302,8 +329,8 @@ fn a_daemon_started_from_an_ended_thread_lives_as_long_as_its_parent_process() {
     }
     assert!(
         early.is_empty(),
-        "daemonic children {early:?} of {daemons:?} (fork, spawn, forkserver) died when \
-         the thread that started them ended"
+        "daemonic children {early:?} of {daemons:?} (fork, spawn, forkserver, pool workers) \
+         died when the thread that started them ended"
     );
     if let Err(e) = gone {
         std::panic::resume_unwind(e);
