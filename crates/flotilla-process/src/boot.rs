@@ -204,6 +204,7 @@ pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
     // SAFETY: the fingerprint matched, so this is the parent's very binary.
     let entry = unsafe { entry_at(task.entry) };
     let run = || {
+        name_panics();
         // SAFETY: the fingerprint matched: the setup's offset is of this very binary.
         unsafe { crate::log::apply_in_child(task.log.0, task.log.1) };
         let _span = flotilla_core::log::process_span().entered();
@@ -219,6 +220,33 @@ pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
             1,
         ),
     }
+}
+
+/// Makes a panic in this spawn or forkserver child name its process. The task runs
+/// before `main`, where std's own hook would say `thread '<unnamed>' panicked`. Set
+/// before the worker setup runs, so a program's own hook, installed there, wins.
+fn name_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        let thread = thread
+            .name()
+            .map(|name| format!(", thread '{name}'"))
+            .unwrap_or_default();
+        let place = info
+            .location()
+            .map(|l| format!(" at {}:{}:{}", l.file(), l.line(), l.column()))
+            .unwrap_or_default();
+        let message = flotilla_core::panic_message(info.payload());
+        eprintln!(
+            "process '{}' (pid {}){thread} panicked{place}:\n{message}",
+            flotilla_core::log::process_name(),
+            std::process::id()
+        );
+        let backtrace = std::backtrace::Backtrace::capture();
+        if backtrace.status() == std::backtrace::BacktraceStatus::Captured {
+            eprintln!("{backtrace}");
+        }
+    }));
 }
 
 fn refuse(boot: &Connection, reason: String) -> ! {

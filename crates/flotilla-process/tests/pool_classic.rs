@@ -251,3 +251,18 @@ fn imap_unordered_is_lazy_over_an_endless_input() {
     assert_eq!(got.len(), 10);
     assert!(got.iter().all(|x| x % 2 == 0));
 }
+
+/// A pool of no processes is refused with an error that speaks of processes, as
+/// Python's `Pool(0)` does (not of the executor's `max_workers` underneath).
+#[test]
+fn a_pool_of_zero_processes_is_refused_in_its_own_words() {
+    let err = Pool::new(0).unwrap_err().to_string();
+    assert!(err.contains("at least 1 process"), "{err}");
+    assert!(!err.contains("max_workers"), "{err}");
+    let err = flotilla_process::ProcessPoolExecutor::builder()
+        .max_workers(0)
+        .build()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at least 1 worker"), "{err}");
+}

@@ -116,3 +116,39 @@ fn the_worker_setup_runs_in_every_child_before_its_task() {
         );
     }
 }
+
+fn explode(what: String) -> u32 {
+    panic!("{what} went wrong")
+}
+
+/// A panic in a spawn or forkserver child names the process it happened in (its task
+/// runs before `main`, where std would say `thread '<unnamed>'`).
+#[test]
+fn a_childs_panic_names_its_process() {
+    if std::env::var_os(SCENARIO).is_some() {
+        for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+            let child = get_context(Some(method))
+                .process(explode, format!("the {method} task"))
+                .name(format!("Exploder-{method}"))
+                .start()
+                .unwrap();
+            assert!(child.join(Some(Duration::from_secs(60))).is_err());
+        }
+        return;
+    }
+    let stderr = rerun("a_childs_panic_names_its_process", "panic");
+    for method in ["spawn", "forkserver"] {
+        assert!(
+            stderr.lines().any(
+                |l| l.starts_with(&format!("process 'Exploder-{method}' (pid "))
+                    && l.contains("panicked at")
+            ),
+            "no line naming the {method} child's process in:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("the {method} task went wrong")),
+            "{stderr}"
+        );
+    }
+    assert!(!stderr.contains("<unnamed>"), "{stderr}");
+}

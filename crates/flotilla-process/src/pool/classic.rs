@@ -86,6 +86,12 @@ impl PoolBuilder {
 
     /// Creates the pool and starts its workers.
     pub fn build(self) -> Result<Pool, Error> {
+        if self.inner.max_workers == Some(0) {
+            // Python: "Number of processes must be at least 1".
+            return Err(Error::Unsupported(
+                "a Pool needs at least 1 process (Pool::new(0) or processes(0))".into(),
+            ));
+        }
         Ok(Pool {
             executor: self.inner.eager().build()?,
             closed: AtomicBool::new(false),

@@ -367,7 +367,11 @@ impl ProcessPoolExecutorBuilder {
             )));
         }
         let max_workers = match self.max_workers {
-            Some(0) => return Err(Error::Unsupported("max_workers must be at least 1".into())),
+            Some(0) => {
+                return Err(Error::Unsupported(
+                    "a ProcessPoolExecutor needs at least 1 worker (max_workers(0))".into(),
+                ));
+            }
             Some(n) => n,
             None => crate::cpu_count(),
         };
