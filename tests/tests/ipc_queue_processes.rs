@@ -18,8 +18,8 @@ const RING: usize = 8192;
 fn start<F, A, R>(method: StartMethod, target: F, args: A) -> Process<R>
 where
     F: Fn(A) -> R + 'static,
-    A: Serialize + serde::de::DeserializeOwned,
-    R: Serialize + serde::de::DeserializeOwned,
+    A: Serialize + serde::de::DeserializeOwned + 'static,
+    R: Serialize + serde::de::DeserializeOwned + 'static,
 {
     let builder = get_context(Some(method)).process(target, args);
     // SAFETY: under fork the child only uses the queues (process-shared mutexes,

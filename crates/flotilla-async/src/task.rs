@@ -206,8 +206,8 @@ impl<F> fmt::Debug for Cancellable<F> {
 /// - Every [`Executor`] (a `ThreadPoolExecutor`, or your own) runs closures
 ///   `FnOnce() -> T`.
 /// - A `ThreadPoolExecutor` also runs [`Cancellable`] closures, which get a token.
-/// - A `ProcessPoolExecutor` runs `(function, args)` pairs: a fn item (or closure that
-///   captures nothing) and its serde arguments, as its `submit` takes them.
+/// - A `ProcessPoolExecutor` runs `(function, args)` pairs: a fn item, fn pointer (or
+///   closure that captures nothing) and its serde arguments, as its `submit` takes them.
 pub trait Submit<J> {
     /// The value the job produces.
     type Output;
@@ -254,7 +254,7 @@ where
 impl<F, A, R> Submit<(F, A)> for flotilla_process::ProcessPoolExecutor
 where
     F: Fn(A) -> R + 'static,
-    A: serde::Serialize + serde::de::DeserializeOwned,
+    A: serde::Serialize + serde::de::DeserializeOwned + 'static,
     R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
 {
     type Output = R;

@@ -27,6 +27,7 @@
 //! The child checks a [`fingerprint`] of the build first (its build-id, or a hash of
 //! its bytes; never the file's metadata) and refuses a task from a different build.
 
+use std::any::TypeId;
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -352,25 +353,91 @@ fn entry_base() {
     std::hint::black_box(0xf10_7111a_u64);
 }
 
-/// The entry for target type `F` with arguments `A`, as an offset from [`entry_base`].
-pub(crate) fn entry_of<F, A, R>() -> usize
-where
-    F: Fn(A) -> R + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    offset_of(trampoline::<F, A, R>)
+/// How a child of this build finds a task's target.
+///
+/// A target is a fn item or a closure that captures nothing (a zero-sized type, which
+/// the entry's own type names completely: `target` is 0), or a fn pointer `fn(A) -> R`
+/// (its value is needed too: `target` is its offset from [`entry_base`], plus one). The
+/// arguments travel encoded as `(target, args)`, and the entry decodes them so.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TaskEntry {
+    /// The trampoline's offset from [`entry_base`]: what [`entry_at`] turns back.
+    pub(crate) offset: usize,
+    pub(crate) target: u64,
 }
 
-/// The entry that applies target type `F` to every item of a `Vec<A>` (a map chunk),
-/// as an offset from [`entry_base`].
-pub(crate) fn entry_of_chunk<F, A, R>() -> usize
+impl TaskEntry {
+    /// Encodes `args` for this entry: as `(target, args)`.
+    pub(crate) fn encode_args<A: Serialize + ?Sized>(
+        &self,
+        args: &A,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), flotilla_ipc::Error> {
+        handle::encode(&(self.target, args))
+    }
+}
+
+/// A target's [`TaskEntry`], or why it cannot run in another process.
+pub(crate) type Target = Result<TaskEntry, String>;
+
+/// What a target that cannot run in another process is told.
+const NOT_A_TARGET: &str = "a process target for spawn, forkserver or a process pool must be a \
+     fn item, a fn pointer or a closure that captures nothing (it runs in another process \
+     of this program, which has none of this one's data): pass data as its argument, or \
+     use Process::fork to run any closure";
+
+/// The entry for target `f` with arguments `A`.
+pub(crate) fn entry_of<F, A, R>(f: &F) -> Result<TaskEntry, String>
 where
     F: Fn(A) -> R + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
 {
-    offset_of(chunk_trampoline::<F, A, R>)
+    Ok(TaskEntry {
+        offset: offset_of(trampoline::<F, A, R>),
+        target: target_of::<F, A, R>(f)?,
+    })
+}
+
+/// The entry that applies target `f` to every item of a `Vec<A>` (a map chunk).
+pub(crate) fn entry_of_chunk<F, A, R>(f: &F) -> Result<TaskEntry, String>
+where
+    F: Fn(A) -> R + 'static,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    Ok(TaskEntry {
+        offset: offset_of(chunk_trampoline::<F, A, R>),
+        target: target_of::<F, A, R>(f)?,
+    })
+}
+
+/// The `target` of a [`TaskEntry`] for `f`: 0 for a zero-sized target, the fn pointer's
+/// offset plus one for a fn pointer, an error for anything else.
+fn target_of<F, A, R>(f: &F) -> Result<u64, String>
+where
+    F: Fn(A) -> R + 'static,
+    A: 'static,
+    R: 'static,
+{
+    const {
+        // A closure that captures data is refused here at build time, unless it
+        // happens to be the size of a pointer (then below, at run time).
+        assert!(
+            size_of::<F>() == 0 || size_of::<F>() == size_of::<fn()>(),
+            "a process target for spawn, forkserver or a process pool must be a fn item, a \
+             fn pointer or a closure that captures nothing; pass data as its argument"
+        )
+    };
+    if size_of::<F>() == 0 {
+        return Ok(0);
+    }
+    if TypeId::of::<F>() != TypeId::of::<fn(A) -> R>() {
+        return Err(NOT_A_TARGET.to_owned());
+    }
+    // SAFETY: F is `fn(A) -> R` (same TypeId), so this copies a fn pointer.
+    let pointer: fn(A) -> R = unsafe { std::mem::transmute_copy(f) };
+    let offset = (pointer as *const () as usize).wrapping_sub(entry_base as *const () as usize);
+    Ok(offset as u64 + 1)
 }
 
 /// `entry` as an offset from [`entry_base`]: what [`entry_at`] turns back into it.
@@ -378,52 +445,72 @@ fn offset_of(entry: Entry) -> usize {
     (entry as *const () as usize).wrapping_sub(entry_base as *const () as usize)
 }
 
-/// A value of the zero-sized, inhabited target type `F`.
-fn conjure<F>() -> F {
-    const {
-        assert!(
-            std::mem::size_of::<F>() == 0,
-            "a process target for spawn, forkserver or a process pool must be a fn item or a \
-             closure that captures nothing; pass data as its argument"
-        )
-    };
-    // SAFETY: F is zero-sized (checked above at compile time), so reading one from any
-    // non-null, aligned pointer reads no memory; and F is inhabited (the parent held a
-    // value of it to name this entry), so the value read is a valid F.
-    unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() }
+/// The target a [`TaskEntry`] names: the zero-sized `F` itself when `target` is 0, else
+/// the fn pointer at `target - 1` from [`entry_base`].
+///
+/// # Safety
+///
+/// `target` must come from [`target_of`] for this `F`, in a process running this very
+/// binary (the fingerprint matched).
+unsafe fn resolve<F: 'static, A: 'static, R: 'static>(target: u64) -> Result<F, String> {
+    if size_of::<F>() == 0 {
+        // SAFETY: F is zero-sized, so reading one from any non-null, aligned pointer
+        // reads no memory; and F is inhabited (the parent held a value of it to name
+        // this entry), so the value read is a valid F.
+        return Ok(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() });
+    }
+    if TypeId::of::<F>() != TypeId::of::<fn(A) -> R>() || target == 0 {
+        return Err(NOT_A_TARGET.to_owned());
+    }
+    let address = (entry_base as *const () as usize).wrapping_add(target as usize - 1);
+    // SAFETY: F is `fn(A) -> R` (same TypeId), a pointer-sized type; per this function's
+    // contract `address` is where the parent's fn pointer points in this same binary.
+    Ok(unsafe { std::mem::transmute_copy::<usize, F>(&address) })
 }
 
-/// Decodes `A`, calls the zero-sized target `F`, encodes `R`.
+/// Decodes `(target, A)`, calls the target, encodes `R`.
 fn trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
 where
     F: Fn(A) -> R + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
 {
-    call(args, fds, conjure::<F>())
-}
-
-/// Like [`trampoline`], over a chunk: decodes `Vec<A>`, encodes `Vec<R>`.
-fn chunk_trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
-where
-    F: Fn(A) -> R + 'static,
-    A: DeserializeOwned,
-    R: Serialize,
-{
-    call(args, fds, |items: Vec<A>| {
-        items.into_iter().map(conjure::<F>()).collect::<Vec<R>>()
+    call(args, fds, |target, args: A| {
+        // SAFETY: an entry runs only in a process of the parent's build (the
+        // fingerprint matched), on arguments the parent encoded with this target.
+        let f = unsafe { resolve::<F, A, R>(target) }?;
+        Ok(f(args))
     })
 }
 
-/// An entry's body: decodes the arguments, calls `target` on them, encodes its value.
-fn call<A, R>(args: &[u8], fds: Vec<OwnedFd>, target: impl FnOnce(A) -> R) -> EntryResult
+/// Like [`trampoline`], over a chunk: decodes `(target, Vec<A>)`, encodes `Vec<R>`.
+fn chunk_trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
+where
+    F: Fn(A) -> R + 'static,
+    A: DeserializeOwned + 'static,
+    R: Serialize + 'static,
+{
+    call(args, fds, |target, items: Vec<A>| {
+        // SAFETY: as in `trampoline`.
+        let f = unsafe { resolve::<F, A, R>(target) }?;
+        Ok(items.into_iter().map(f).collect::<Vec<R>>())
+    })
+}
+
+/// An entry's body: decodes `(target, arguments)`, calls `body` on them, encodes its
+/// value.
+fn call<A, R>(
+    args: &[u8],
+    fds: Vec<OwnedFd>,
+    body: impl FnOnce(u64, A) -> Result<R, String>,
+) -> EntryResult
 where
     A: DeserializeOwned,
     R: Serialize,
 {
-    let args: A = handle::decode(args, fds)
+    let (target, args): (u64, A) = handle::decode(args, fds)
         .map_err(|e| format!("the arguments could not be decoded: {e}"))?;
-    let value = target(args);
+    let value = body(target, args)?;
     handle::encode(&value).map_err(|e| format!("the return value could not be encoded: {e}"))
 }
 

@@ -19,13 +19,13 @@ use crate::error::Error;
 use crate::state::{self, ProcessInfo};
 use crate::{fds, forkserver, sys};
 
-/// A target that runs under every start method: a fn item or non-capturing closure,
-/// and its serde arguments.
+/// A target that runs under every start method: a fn item, fn pointer or non-capturing
+/// closure, and its serde arguments.
 #[derive(Debug)]
 pub struct FnTarget<F, A, R> {
     f: F,
     args: A,
-    entry: usize,
+    entry: boot::Target,
     _r: PhantomData<fn() -> R>,
 }
 
@@ -89,9 +89,13 @@ pub struct Process<R> {
 impl Process<()> {
     /// A process running `target(args)`, under the program's start method.
     ///
-    /// `target` must be a fn item or a closure that captures nothing (the child finds it
-    /// by its address in the same binary); its arguments and return value cross in
-    /// serialized form, with any flotilla handles in them (a `Connection` end, ...).
+    /// `target` must be a fn item, a fn pointer (`fn(A) -> R`: a target chosen at run
+    /// time, from a table or a helper's parameter) or a closure that captures nothing:
+    /// the child finds it by its place in the same binary. A closure that captures data
+    /// does not build, or, if the data is pointer-sized, `start` refuses it with
+    /// [`Error::Unsupported`]; under fork use [`Process::fork`] instead. Its arguments and
+    /// return value cross in serialized form, with any flotilla handles in them (a
+    /// `Connection` end, ...).
     ///
     /// ```compile_fail
     /// let captured = String::from("not allowed");
@@ -104,8 +108,8 @@ impl Process<()> {
     pub fn new<F, A, R>(target: F, args: A) -> ProcessBuilder<FnTarget<F, A, R>>
     where
         F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
     {
         Context::default_context().process(target, args)
     }
@@ -148,16 +152,17 @@ impl Context {
     pub fn process<F, A, R>(&self, target: F, args: A) -> ProcessBuilder<FnTarget<F, A, R>>
     where
         F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned,
-        R: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + 'static,
     {
+        let entry = boot::entry_of::<F, A, R>(&target);
         ProcessBuilder {
             target: FnTarget {
                 f: target,
                 args,
                 // Named here, for every method, so a target that would not work under
                 // spawn fails to compile under fork too.
-                entry: boot::entry_of::<F, A, R>(),
+                entry,
                 _r: PhantomData,
             },
             name: None,
@@ -239,10 +244,11 @@ where
         let (name, parent) = prepare(self.name)?;
         let daemon = self.daemon;
         let (ours, theirs) = pipe(true)?;
-        let (bytes, fds) = handle::encode(&args)?;
+        let entry = entry.map_err(Error::Unsupported)?;
+        let (bytes, fds) = entry.encode_args(&args)?;
         let boot = Boot {
             fingerprint: boot::fingerprint(),
-            entry,
+            entry: entry.offset,
             args: bytes,
             name: name.clone(),
             daemon,

@@ -22,7 +22,8 @@ fn add_atomic(counter: Value<u64>) {
 }
 
 /// Starts four processes running `target` on a new counter, joins them, and returns the
-/// count. A target is a fn item (each has a type of its own), hence the generic.
+/// count. Each fn item has a type of its own, hence the generic (a `fn(Value<u64>)`
+/// pointer would do as well).
 fn run_four<F>(target: F) -> Result<u64, Box<dyn std::error::Error + Send + Sync>>
 where
     F: Fn(Value<u64>) + Copy + Send + 'static,

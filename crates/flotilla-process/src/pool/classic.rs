@@ -23,7 +23,8 @@ use crate::error::Error;
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`.
 ///
-/// Targets are fn items or closures that capture nothing, with serde arguments, as for
+/// Targets are fn items, fn pointers or closures that capture nothing, with serde
+/// arguments, as for
 /// [`Process::new`](crate::Process::new). A worker killed mid-task fails exactly that
 /// task (naming the signal) and is replaced: nothing hangs.
 ///
@@ -66,7 +67,7 @@ impl PoolBuilder {
     pub fn initializer<F, A>(mut self, init: F, args: A) -> Self
     where
         F: Fn(A) + 'static,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
     {
         self.inner = self.inner.initializer(init, args);
         self
@@ -174,19 +175,18 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
+        I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.check_open()?;
-        let _ = f;
-        let entry = boot::entry_of_chunk::<F, I::Item, R>();
+        let entry = boot::entry_of_chunk::<F, I::Item, R>(&f);
         let items: Vec<I::Item> = items.into_iter().collect();
         let chunksize = chunksize
             .unwrap_or_else(|| items.len().div_ceil(4 * self.executor.max_workers()))
             .max(1);
         items
             .chunks(chunksize)
-            .map(|chunk| self.executor.shared.submit_entry(entry, chunk))
+            .map(|chunk| self.executor.shared.submit_entry(&entry, chunk))
             .collect()
     }
 
@@ -194,7 +194,7 @@ impl Pool {
     pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R, TaskError>
     where
         F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.check_open()?;
@@ -205,7 +205,7 @@ impl Pool {
     pub fn apply_async<F, A, R>(&self, f: F, arg: A) -> Result<AsyncResult<R>, TaskError>
     where
         F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.check_open()?;
@@ -243,7 +243,7 @@ impl Pool {
     ) -> Result<AsyncResult<R>, TaskError>
     where
         F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Clone + Send + 'static,
         C: FnOnce(&R) + Send + 'static,
         E: FnOnce(&TaskError) + Send + 'static,
@@ -272,7 +272,7 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
+        I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_async(f, items, chunksize)?
@@ -290,7 +290,7 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
+        I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let chunks = self.submit_chunks(f, items, chunksize)?;
@@ -325,7 +325,7 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
+        I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.check_open()?;
@@ -346,14 +346,13 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
+        I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.check_open()?;
-        let _ = f;
         Ok(Unordered::new(
             Arc::clone(&self.executor.shared),
-            boot::entry_of_chunk::<F, I::Item, R>(),
+            boot::entry_of_chunk::<F, I::Item, R>(&f),
             items.into_iter(),
             chunksize,
             4 * self.executor.max_workers(),
@@ -371,7 +370,7 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
+        I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map(f, items, chunksize)
@@ -387,7 +386,7 @@ impl Pool {
     where
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
+        I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.map_async(f, items, chunksize)

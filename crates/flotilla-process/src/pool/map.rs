@@ -13,6 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::Shared;
+use crate::boot::Target;
 
 /// The results of [`ProcessPoolExecutor::map`](super::ProcessPoolExecutor::map), in input
 /// order, up to and including the first failure.
@@ -23,7 +24,7 @@ use super::Shared;
 #[must_use = "iterators are lazy: nothing is submitted before the first `next()`"]
 pub struct ProcessMap<I: Iterator, R> {
     shared: Arc<Shared>,
-    entry: usize,
+    entry: Target,
     items: I,
     chunksize: usize,
     window: OrderedWindow<Vec<R>>,
@@ -48,7 +49,7 @@ where
 {
     pub(super) fn new(
         shared: Arc<Shared>,
-        entry: usize,
+        entry: Target,
         items: I,
         chunksize: usize,
         buffer_size: usize,
@@ -129,7 +130,7 @@ where
             let items = chunk.len();
             let fut = self
                 .shared
-                .submit_entry::<_, Vec<R>>(self.entry, &chunk)
+                .submit_entry::<_, Vec<R>>(&self.entry, &chunk)
                 .unwrap_or_else(Future::failed);
             if let Some(progress) = &self.progress {
                 let progress = Arc::clone(progress);
@@ -183,7 +184,7 @@ impl<I: Iterator, R> fmt::Debug for ProcessMap<I, R> {
 /// works. Dropping it cancels the chunks that have not started.
 pub(super) struct Unordered<I: Iterator, R> {
     shared: Arc<Shared>,
-    entry: usize,
+    entry: Target,
     items: I,
     chunksize: usize,
     buffer_size: usize,
@@ -204,7 +205,7 @@ where
 {
     pub(super) fn new(
         shared: Arc<Shared>,
-        entry: usize,
+        entry: Target,
         items: I,
         chunksize: usize,
         buffer_size: usize,
@@ -233,7 +234,7 @@ where
             }
             let fut = self
                 .shared
-                .submit_entry::<_, Vec<R>>(self.entry, &chunk)
+                .submit_entry::<_, Vec<R>>(&self.entry, &chunk)
                 .unwrap_or_else(Future::failed);
             let number = self.next_chunk;
             self.next_chunk += 1;

@@ -59,7 +59,7 @@ pub use self::classic::{AsyncResult, Pool, PoolBuilder};
 use self::dispatcher::Manager;
 pub use self::map::ProcessMap;
 use self::worker::task_frame;
-use crate::boot;
+use crate::boot::{self, Target};
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
 use crate::fds::Internal;
@@ -222,7 +222,7 @@ impl Shared {
     }
 
     /// Encodes `args` for `entry` and queues the task; its future.
-    fn submit_entry<A, R>(&self, entry: usize, args: &A) -> Result<Future<R>, TaskError>
+    fn submit_entry<A, R>(&self, entry: &Target, args: &A) -> Result<Future<R>, TaskError>
     where
         A: Serialize + ?Sized,
         R: DeserializeOwned + Send + 'static,
@@ -234,7 +234,7 @@ impl Shared {
     /// through `outcome`.
     fn submit_with<A, R, W>(
         &self,
-        entry: usize,
+        entry: &Target,
         args: &A,
         outcome: fn(W) -> Result<R, TaskError>,
     ) -> Result<Future<R>, TaskError>
@@ -243,13 +243,17 @@ impl Shared {
         R: Send + 'static,
         W: DeserializeOwned + 'static,
     {
-        let (args, fds) = handle::encode(args).map_err(|e| TaskError::Remote {
+        let entry = entry.as_ref().map_err(|message| TaskError::Remote {
+            message: message.clone(),
+            backtrace: None,
+        })?;
+        let (args, fds) = entry.encode_args(args).map_err(|e| TaskError::Remote {
             message: format!("the task's arguments could not be encoded: {e}"),
             backtrace: None,
         })?;
         let (completer, fut) = Completer::new();
         self.submit_job(Job {
-            frame: task_frame(args, entry),
+            frame: task_frame(args, entry.offset),
             fds,
             sink: Box::new(Typed {
                 completer,
@@ -265,7 +269,7 @@ impl Shared {
 /// A pool of worker processes running functions and returning [`Future`]s: Python's
 /// `concurrent.futures.ProcessPoolExecutor`.
 ///
-/// Tasks are fn items or closures that capture nothing, with serde arguments and
+/// Tasks are fn items, fn pointers or closures that capture nothing, with serde arguments and
 /// results, as for [`Process::new`](crate::Process::new); arguments may hold flotilla handles (a
 /// `Connection` end, ...). Its futures are flotilla-core futures: `wait`,
 /// `as_completed` and `.await` work on them beside thread-pool futures.
@@ -329,13 +333,18 @@ impl ProcessPoolExecutorBuilder {
     pub fn initializer<F, A>(mut self, init: F, args: A) -> Self
     where
         F: Fn(A) + 'static,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
     {
-        let _ = init;
-        let entry = boot::entry_of::<F, A, ()>();
-        match handle::encode(&args) {
-            Ok((bytes, fds)) => self.initializer = Some((entry, bytes, fds)),
-            Err(e) => self.initializer_error = Some(e.to_string()),
+        match boot::entry_of::<F, A, ()>(&init) {
+            Ok(entry) => match entry.encode_args(&args) {
+                Ok((bytes, fds)) => self.initializer = Some((entry.offset, bytes, fds)),
+                Err(e) => {
+                    self.initializer_error = Some(format!(
+                        "the initializer's arguments could not be encoded: {e}"
+                    ))
+                }
+            },
+            Err(why) => self.initializer_error = Some(why),
         }
         self
     }
@@ -361,9 +370,9 @@ impl ProcessPoolExecutorBuilder {
     /// Creates the executor. No worker starts until the first task arrives.
     pub fn build(self) -> Result<ProcessPoolExecutor, Error> {
         boot::guard()?;
-        if let Some(e) = self.initializer_error {
+        if let Some(why) = self.initializer_error {
             return Err(Error::Unsupported(format!(
-                "the initializer's arguments could not be encoded: {e}"
+                "the initializer cannot be used: {why}"
             )));
         }
         let max_workers = match self.max_workers {
@@ -448,11 +457,11 @@ impl ProcessPoolExecutor {
     pub fn submit<F, A, R>(&self, task: F, args: A) -> Result<Future<R>, TaskError>
     where
         F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let _ = task;
-        self.shared.submit_entry(boot::entry_of::<F, A, R>(), &args)
+        self.shared
+            .submit_entry(&boot::entry_of::<F, A, R>(&task), &args)
     }
 
     /// Schedules a task that reports failure by returning `Err`: its future fails with
@@ -490,13 +499,12 @@ impl ProcessPoolExecutor {
     pub fn try_submit<F, A, R, E>(&self, task: F, args: A) -> Result<Future<R>, TaskError>
     where
         F: Fn(A) -> Result<R, E> + 'static,
-        A: Serialize + DeserializeOwned,
+        A: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
         E: Serialize + DeserializeOwned + std::error::Error + Send + Sync + 'static,
     {
-        let _ = task;
         self.shared.submit_with(
-            boot::entry_of::<F, A, Result<R, E>>(),
+            &boot::entry_of::<F, A, Result<R, E>>(&task),
             &args,
             |answer: Result<R, E>| answer.map_err(TaskError::failed),
         )
@@ -559,13 +567,12 @@ impl ProcessPoolExecutor {
     where
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned,
+        I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let _ = task;
         ProcessMap::new(
             Arc::clone(&self.shared),
-            boot::entry_of_chunk::<F, I::Item, R>(),
+            boot::entry_of_chunk::<F, I::Item, R>(&task),
             items.into_iter(),
             chunksize.max(1),
             4 * self.max_workers,
