@@ -266,3 +266,62 @@ fn a_pool_of_zero_processes_is_refused_in_its_own_words() {
         .to_string();
     assert!(err.contains("at least 1 worker"), "{err}");
 }
+
+/// Python's `map_async(f, items, callback=..., error_callback=...)` and its `starmap`
+/// twin: the callback gets the whole list, in order; a failure goes to the error
+/// callback, which gets the first failure in input order; and `get` still works after.
+#[test]
+fn map_async_and_starmap_async_take_callbacks() {
+    let pool = Pool::new(2).unwrap();
+    let (tx, rx) = mpsc::channel::<Result<Vec<i64>, String>>();
+    let (ok, err) = (tx.clone(), tx.clone());
+    let result = pool
+        .map_async_with(
+            double,
+            0..20i64,
+            Some(3),
+            move |values: &Vec<i64>| ok.send(Ok(values.clone())).unwrap(),
+            move |e: &TaskError| err.send(Err(e.to_string())).unwrap(),
+        )
+        .unwrap();
+    let expected: Vec<i64> = (0..20).map(double).collect();
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), Ok(expected.clone()));
+    assert_eq!(result.get(Some(LONG)).unwrap(), expected);
+
+    // Item 1 fails first in input order (3, 5, ... fail too).
+    let (ok, err) = (tx.clone(), tx.clone());
+    let failed = pool
+        .map_async_with(
+            odd_fails,
+            0..10i64,
+            Some(1),
+            move |values: &Vec<i64>| ok.send(Ok(values.clone())).unwrap(),
+            move |e: &TaskError| err.send(Err(e.to_string())).unwrap(),
+        )
+        .unwrap();
+    let message = rx.recv_timeout(LONG).unwrap().unwrap_err();
+    assert!(message.contains("1 is odd"), "{message}");
+    assert!(failed.get(Some(LONG)).is_err());
+
+    let (ok, err) = (tx.clone(), tx);
+    let summed = pool
+        .starmap_async_with(
+            add,
+            vec![(1, 2), (3, 4)],
+            None,
+            move |values: &Vec<i64>| ok.send(Ok(values.clone())).unwrap(),
+            move |e: &TaskError| err.send(Err(e.to_string())).unwrap(),
+        )
+        .unwrap();
+    assert_eq!(rx.recv_timeout(LONG).unwrap(), Ok(vec![3, 7]));
+    assert_eq!(summed.get(Some(LONG)).unwrap(), [3, 7]);
+
+    // No items: done at once, with nothing.
+    assert!(
+        pool.map_async(double, Vec::<i64>::new(), None)
+            .unwrap()
+            .get(Some(LONG))
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -249,14 +249,7 @@ impl Pool {
         E: FnOnce(&TaskError) + Send + 'static,
     {
         let result = self.apply_async(f, arg)?;
-        result.future.add_done_callback(move |fut| {
-            // The future is done: this reads its outcome without waiting. The value is
-            // cloned so that `get` still returns it afterwards, as in Python.
-            match fut.result(Some(Duration::ZERO)) {
-                Ok(value) => callback(&value),
-                Err(e) => error_callback(&e),
-            }
-        });
+        with_callbacks(&result.future, callback, error_callback);
         Ok(result)
     }
 
@@ -294,25 +287,51 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         let chunks = self.submit_chunks(f, items, chunksize)?;
-        // One future for the whole list, completed when the last chunk is.
-        let (completer, future) = flotilla_core::Completer::new();
-        std::thread::Builder::new()
-            .name("Pool-map_async".into())
-            .spawn(move || {
-                let gather = || -> Result<Vec<R>, TaskError> {
-                    let mut all = Vec::new();
-                    for chunk in chunks {
-                        // The first failure in input order is the list's failure.
-                        all.extend(chunk.into_result(None)?);
-                    }
-                    Ok(all)
-                };
-                completer.complete(gather());
-            })
-            .map_err(|e| TaskError::Broken {
-                reason: format!("could not start a thread to gather map results: {e}"),
-            })?;
-        Ok(AsyncResult { future })
+        Ok(AsyncResult {
+            future: gather_in_order(chunks),
+        })
+    }
+
+    /// [`map_async`](Self::map_async) with Python's `callback` and `error_callback`:
+    /// `callback(&values)` runs once every chunk is done, or `error_callback(&error)` at
+    /// the first failure in input order, on the pool's manager thread (keep them short),
+    /// before [`AsyncResult::get`] returns.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use flotilla_process::Pool;
+    ///
+    /// fn square(x: u64) -> u64 {
+    ///     x * x
+    /// }
+    ///
+    /// let pool = Pool::new(2).unwrap();
+    /// let (tx, rx) = mpsc::channel();
+    /// let result = pool
+    ///     .map_async_with(square, 0..5u64, None, move |v: &Vec<u64>| tx.send(v.clone()).unwrap(), |_| {})
+    ///     .unwrap();
+    /// assert_eq!(rx.recv().unwrap(), [0, 1, 4, 9, 16]);
+    /// assert_eq!(result.get(None).unwrap(), [0, 1, 4, 9, 16]);
+    /// ```
+    pub fn map_async_with<F, I, R, C, E>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+        callback: C,
+        error_callback: E,
+    ) -> Result<AsyncResult<Vec<R>>, TaskError>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Clone + Send + 'static,
+        C: FnOnce(&Vec<R>) + Send + 'static,
+        E: FnOnce(&TaskError) + Send + 'static,
+    {
+        let result = self.map_async(f, items, chunksize)?;
+        with_callbacks(&result.future, callback, error_callback);
+        Ok(result)
     }
 
     /// A lazy iterator of `f` over the items, in order, `chunksize` items per message.
@@ -392,6 +411,27 @@ impl Pool {
         self.map_async(f, items, chunksize)
     }
 
+    /// [`starmap_async`](Self::starmap_async) with Python's `callback` and
+    /// `error_callback`, as [`map_async_with`](Self::map_async_with).
+    pub fn starmap_async_with<F, I, R, C, E>(
+        &self,
+        f: F,
+        items: I,
+        chunksize: Option<usize>,
+        callback: C,
+        error_callback: E,
+    ) -> Result<AsyncResult<Vec<R>>, TaskError>
+    where
+        F: Fn(I::Item) -> R + 'static,
+        I: IntoIterator,
+        I::Item: Serialize + DeserializeOwned + 'static,
+        R: Serialize + DeserializeOwned + Clone + Send + 'static,
+        C: FnOnce(&Vec<R>) + Send + 'static,
+        E: FnOnce(&TaskError) + Send + 'static,
+    {
+        self.map_async_with(f, items, chunksize, callback, error_callback)
+    }
+
     /// Takes no more tasks; the workers exit once the submitted ones are done.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
@@ -431,4 +471,87 @@ impl fmt::Debug for Pool {
             .field("closed", &self.closed.load(Ordering::Relaxed))
             .finish()
     }
+}
+
+/// Runs `callback` on `future`'s value or `error_callback` on its failure, once it is
+/// done (at once if it is). The value is cloned so that `get` still returns it, as in
+/// Python.
+fn with_callbacks<R, C, E>(future: &Future<R>, callback: C, error_callback: E)
+where
+    R: Clone + Send + 'static,
+    C: FnOnce(&R) + Send + 'static,
+    E: FnOnce(&TaskError) + Send + 'static,
+{
+    future.add_done_callback(move |fut| {
+        // The future is done: this reads its outcome without waiting.
+        match fut.result(Some(Duration::ZERO)) {
+            Ok(value) => callback(&value),
+            Err(e) => error_callback(&e),
+        }
+    });
+}
+
+/// One future for a list made of `chunks`, in order: done once every chunk is, with
+/// their values joined, or at the first failure in input order, with that failure. Done
+/// callbacks drive it (no thread waits for the chunks).
+fn gather_in_order<R: Send + 'static>(chunks: Vec<Future<Vec<R>>>) -> Future<Vec<R>> {
+    struct Gather<R> {
+        chunks: Vec<Future<Vec<R>>>,
+        /// The chunks before this one are done, and none failed.
+        next: usize,
+        completer: Option<flotilla_core::Completer<Vec<R>>>,
+    }
+
+    let (completer, future) = flotilla_core::Completer::new();
+    let state = Arc::new(std::sync::Mutex::new(Gather {
+        chunks: chunks.clone(),
+        next: 0,
+        completer: Some(completer),
+    }));
+    let advance = move |state: &std::sync::Mutex<Gather<R>>| {
+        // Decided under the lock, completed after it: the list's own done callbacks
+        // (the user's) never run under it.
+        let (completer, outcome) = {
+            let mut g = state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            while g.next < g.chunks.len()
+                && g.chunks[g.next].done()
+                && !g.chunks[g.next].is_failed()
+            {
+                g.next += 1;
+            }
+            let outcome = if g.next < g.chunks.len() {
+                if !g.chunks[g.next].is_failed() {
+                    return; // the next chunk in order is still running
+                }
+                Err(match g.chunks[g.next].error(Some(Duration::ZERO)) {
+                    Ok(Some(e)) => e,
+                    _ => TaskError::Cancelled,
+                })
+            } else {
+                // Every chunk is done; a cancelled one fails the list here.
+                std::mem::take(&mut g.chunks)
+                    .into_iter()
+                    .try_fold(Vec::new(), |mut all, chunk| {
+                        all.extend(chunk.into_result(Some(Duration::ZERO))?);
+                        Ok(all)
+                    })
+            };
+            match g.completer.take() {
+                Some(c) => (c, outcome),
+                None => return,
+            }
+        };
+        completer.complete(outcome);
+    };
+    if chunks.is_empty() {
+        advance(&state);
+    }
+    for chunk in chunks {
+        let state = Arc::clone(&state);
+        let advance = advance.clone();
+        chunk.add_done_callback(move |_| advance(&state));
+    }
+    future
 }
