@@ -550,7 +550,6 @@ fn gather_in_order<R: Send + 'static>(chunks: Vec<Future<Vec<R>>>) -> Future<Vec
     }
     for chunk in chunks {
         let state = Arc::clone(&state);
-        let advance = advance.clone();
         chunk.add_done_callback(move |_| advance(&state));
     }
     future
