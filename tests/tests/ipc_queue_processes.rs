@@ -318,3 +318,36 @@ fn a_queue_is_an_ordinary_pool_task_argument() {
         assert!(q.get_timeout(LONG).unwrap().starts_with("from pool worker"));
     }
 }
+
+/// Blocks in a get until the queue is closed; reports whether it saw `Closed`.
+fn get_until_closed(q: Queue<u32>) -> bool {
+    matches!(
+        q.get_timeout(LONG),
+        Err(flotilla_ipc::GetTimeoutError::Closed)
+    )
+}
+
+/// Python 3.13's `shutdown(immediate=True)` across processes: the items left are handed
+/// back to the closer, a getter blocked in another process wakes to `Closed`, and a
+/// joinable queue's `join` stops waiting for the dropped items.
+#[test]
+fn close_immediately_empties_the_queue_for_every_process() {
+    for method in StartMethod::ALL {
+        let waiting = Queue::<u32>::new().unwrap();
+        let getter = start(method, get_until_closed, waiting.clone());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(waiting.close_immediately().is_empty());
+        assert!(getter.join(Some(LONG)).unwrap(), "{method}");
+
+        let q = JoinableQueue::<u32>::new().unwrap();
+        for i in 0..5 {
+            q.put(i).unwrap();
+        }
+        assert_eq!(q.close_immediately(), [0, 1, 2, 3, 4], "{method}");
+        assert!(
+            q.join_timeout(LONG).unwrap(),
+            "{method}: join waited for dropped items"
+        );
+        assert!(q.put(9).unwrap_err().is_closed());
+    }
+}

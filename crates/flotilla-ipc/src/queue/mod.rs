@@ -526,6 +526,45 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             })
     }
 
+    /// Closes the queue for every process and empties it at once: Python 3.13's
+    /// `shutdown(immediate=True)`. The items still in it are taken out and handed back,
+    /// in queue order (an item that cannot be decoded is dropped); gets waiting in any
+    /// process wake up to `Closed` once it is empty. A get that another process began
+    /// before the close may still take its item.
+    ///
+    /// ```
+    /// use flotilla_ipc::Queue;
+    ///
+    /// let q = Queue::new().unwrap();
+    /// q.put(1).unwrap();
+    /// q.put(2).unwrap();
+    /// assert_eq!(q.close_immediately(), [1, 2]);
+    /// assert!(q.is_closed() && q.is_empty());
+    /// ```
+    #[doc(alias = "shutdown")]
+    pub fn close_immediately(&self) -> Vec<T> {
+        self.close();
+        self.drain_closed().0
+    }
+
+    /// Takes every item left in a closed queue: the decoded ones, and how many were
+    /// taken in all (undecodable ones included).
+    fn drain_closed(&self) -> (Vec<T>, usize) {
+        // A closed queue's get never waits for an item; the bound only covers waiting
+        // for another consumer that holds the queue's consumer lock.
+        const PATIENCE: Duration = Duration::from_secs(10);
+        let (mut taken, mut count) = (Vec::new(), 0);
+        loop {
+            match self.get_timeout(PATIENCE) {
+                Ok(item) => taken.push(item),
+                Err(GetTimeoutError::Failed(_)) => {}
+                Err(GetTimeoutError::Closed | GetTimeoutError::Timeout) => break,
+            }
+            count += 1;
+        }
+        (taken, count)
+    }
+
     /// Takes the item at the front if one is there: Python's `get_nowait`.
     ///
     /// # Errors
@@ -721,6 +760,31 @@ impl<T> JoinableQueue<T> {
         QueueBuilder::new().maxsize(maxsize).build_joinable()
     }
 
+    /// [`Queue::close_immediately`] for a joinable queue: each item taken out counts as
+    /// done, so [`join`](Self::join) no longer waits for them (Python's
+    /// `unfinished_tasks` drops the same way).
+    ///
+    /// ```
+    /// use flotilla_ipc::JoinableQueue;
+    ///
+    /// let q = JoinableQueue::new().unwrap();
+    /// q.put(7).unwrap();
+    /// assert_eq!(q.close_immediately(), [7]);
+    /// assert!(q.join_timeout(std::time::Duration::from_secs(10)).unwrap());
+    /// ```
+    #[doc(alias = "shutdown")]
+    pub fn close_immediately(&self) -> Vec<T>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.0.close();
+        let (taken, count) = self.0.drain_closed();
+        for _ in 0..count {
+            let _ = self.0.ring.task_done();
+        }
+        taken
+    }
+
     /// Marks one item got from the queue as processed: Python's `task_done`. Call it
     /// once per item, after processing it, in whichever process got it.
     ///
@@ -827,6 +891,15 @@ impl<T> SimpleQueue<T> {
     /// Closes the queue for every process, as [`Queue::close`] does.
     pub fn close(&self) {
         self.0.close();
+    }
+
+    /// Closes the queue and empties it at once, as [`Queue::close_immediately`] does.
+    #[doc(alias = "shutdown")]
+    pub fn close_immediately(&self) -> Vec<T>
+    where
+        T: Serialize + DeserializeOwned,
+    {
+        self.0.close_immediately()
     }
 }
 
