@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use flotilla::multiprocessing::{Connection, IpcError, Pipe, Process, StartMethod, get_context};
+use flotilla::multiprocessing::{Connection, IpcError, Process, StartMethod, get_context, pipe};
 use ipc_channel::ipc::{self, IpcBytesReceiver, IpcBytesSender, IpcOneShotServer, IpcSender};
 
 use crate::figures::{Batch, Calls};
@@ -35,11 +35,11 @@ until end of file. A round is a fresh process that times 5,000 calls at 64 B and
 untimed. The message is a fixed pattern whose first and last bytes change with each \
 call; after each call, untimed, the echo is compared with what was sent, byte for byte.
 
-- **flotilla**: `Pipe(true)` (a socket pair); the child is \
+- **flotilla**: `pipe(true)` (a socket pair); the child is \
 `get_context(Some(StartMethod::ForkServer)).process(echo, child_end)`, the end passed \
 as an argument (its descriptor travels by `SCM_RIGHTS`). Parent: `send_bytes`, then \
 `recv_bytes` (a fresh `Vec<u8>`); child: `recv_bytes` then `send_bytes` of it.
-- **cpython**: `multiprocessing.get_context(\"forkserver\")`, `Pipe()` (duplex), the \
+- **cpython**: `multiprocessing.get_context(\"forkserver\")`, `pipe()` (duplex), the \
 child end passed to `Process(target=echo, args=(child_end,))` and closed in the \
 parent. Parent: `send_bytes(msg)`, then `recv_bytes()`; child: `recv_bytes()` then \
 `send_bytes(m)`.
@@ -64,10 +64,10 @@ a round is a fresh process whose child is started untimed, then one untimed call
 n/10 messages and 3 timed calls (1 with `--quick`), of which it keeps the median. \
 After each call, untimed, the acknowledged counts must equal what was sent.
 
-- **flotilla**: a `Pipe(true)` end passed to a forkserver child, as for the round \
+- **flotilla**: a `pipe(true)` end passed to a forkserver child, as for the round \
 trip. Parent: `send_bytes` per message; child: `recv_bytes` per message, and \
 `send(&(messages, bytes))` on the end-of-batch message; parent `recv`s that.
-- **cpython**: a `Pipe()` end passed to a forkserver child. Parent: `send_bytes` per \
+- **cpython**: a `pipe()` end passed to a forkserver child. Parent: `send_bytes` per \
 message; child: `recv_bytes` per message, and `send((messages, nbytes))` at the end of \
 a batch; parent `recv()`s that.
 - **ipc-channel**: byte channels to a procspawn child set up as for the round trip. \
@@ -205,7 +205,7 @@ impl FlotillaPeer {
     where
         F: Fn(Connection) -> u64 + 'static,
     {
-        let (ours, theirs) = Pipe(true)?;
+        let (ours, theirs) = pipe(true)?;
         let child = get_context(Some(StartMethod::ForkServer))
             .process(target, theirs)
             .start()?;

@@ -163,7 +163,7 @@ fn submit_all<F, A, R>(
 ) -> anyhow::Result<Vec<R>>
 where
     F: Fn(A) -> R + Copy + 'static,
-    A: serde::Serialize + serde::de::DeserializeOwned,
+    A: serde::Serialize + serde::de::DeserializeOwned + 'static,
     R: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
 {
     let futures = args

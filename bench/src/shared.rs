@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use anyhow::{bail, ensure};
 use flotilla::multiprocessing::{
-    AcquireError, Connection, Pipe, Process, StartMethod, Value, get_context,
+    AcquireError, Connection, Process, StartMethod, Value, get_context, pipe,
 };
 
 use crate::figures::{Batch, batch};
@@ -120,7 +120,7 @@ impl FlotillaWorkers {
         let context = get_context(Some(StartMethod::ForkServer));
         let (mut conns, mut workers) = (Vec::new(), Vec::new());
         for _ in 0..2 {
-            let (ours, theirs) = Pipe(true)?;
+            let (ours, theirs) = pipe(true)?;
             let worker = context
                 .process(flotilla_worker, (value.clone(), theirs, how))
                 .daemon(true)
