@@ -15,7 +15,9 @@ use crate::child::Child;
 use crate::forkserver::ForkServer;
 
 /// A process's name and pid, as `current_process()` and `parent_process()` give them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Plain serde data, so a child can send it back (to say who did what).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct ProcessInfo {
     /// The process's name: `MainProcess` for the first, `Process-N` by default for
     /// children.

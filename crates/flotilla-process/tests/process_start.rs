@@ -240,3 +240,29 @@ fn a_child_shows_its_process_name_to_ps() {
     let name = pool.submit(comm, ()).unwrap().result(Some(LONG)).unwrap();
     assert!(name.starts_with("PoolWorker-"), "{name}");
 }
+
+fn who_am_i(
+    _: (),
+) -> (
+    flotilla_process::ProcessInfo,
+    Option<flotilla_process::ProcessInfo>,
+) {
+    (
+        flotilla_process::current_process(),
+        flotilla_process::parent_process(),
+    )
+}
+
+/// `ProcessInfo` is serde data: a child sends its own and its parent's back.
+#[test]
+fn a_child_sends_its_process_info_back() {
+    let child = get_context(Some(StartMethod::Spawn))
+        .process(who_am_i, ())
+        .name("Reporter")
+        .start()
+        .unwrap();
+    let (me, parent) = child.join(Some(LONG)).unwrap();
+    assert_eq!(me.name, "Reporter");
+    assert_eq!(me.pid, child.pid());
+    assert_eq!(parent, Some(flotilla_process::current_process()));
+}
