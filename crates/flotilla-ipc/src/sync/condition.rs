@@ -203,16 +203,42 @@ impl Condition {
         })
     }
 
-    /// The lock the condition is built on.
+    /// The lock the condition is built on (as `Value::get_lock` gives a value's).
     ///
     /// ```
     /// use flotilla_ipc::{Condition, ConditionLock};
     ///
     /// let cond = Condition::new().unwrap();
-    /// assert!(matches!(cond.lock(), ConditionLock::RLock(_)));
+    /// assert!(matches!(cond.get_lock(), ConditionLock::RLock(_)));
     /// ```
-    pub fn lock(&self) -> &ConditionLock {
+    pub fn get_lock(&self) -> &ConditionLock {
         &self.lock
+    }
+
+    /// Takes the lock, waiting as long as it takes: [`acquire(None)`](Self::acquire).
+    /// The twin of the thread `Condition::lock`, which returns its guard the same way.
+    ///
+    /// # Errors
+    ///
+    /// As for [`acquire`](Self::acquire), less the timeout.
+    ///
+    /// ```
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// let mut guard = cond.lock().unwrap();
+    /// guard.notify_all();
+    /// ```
+    pub fn lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        self.acquire(None)
+    }
+
+    /// Takes the lock if it is free, without waiting: [`try_acquire`](Self::try_acquire),
+    /// under the thread `Condition`'s name.
+    ///
+    /// # Errors
+    ///
+    /// As for [`try_acquire`](Self::try_acquire).
+    pub fn try_lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        self.try_acquire()
     }
 
     /// Takes the lock, waiting at most `timeout` (`None`: as long as it takes).

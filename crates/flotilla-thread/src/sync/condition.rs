@@ -145,6 +145,19 @@ impl<T> Condition<T> {
         Some(ConditionGuard { guard: Some(guard) })
     }
 
+    /// [`try_lock`](Self::try_lock) under the process `Condition`'s (and Python's
+    /// `acquire(blocking=False)`) name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cond = flotilla_thread::Condition::new(());
+    /// assert!(cond.try_acquire().is_some());
+    /// ```
+    pub fn try_acquire(&self) -> Option<ConditionGuard<'_, T>> {
+        self.try_lock()
+    }
+
     /// Locks the data, blocking until it is free or `timeout` passes (`None`: no
     /// timeout). `None` if the timeout passed first.
     ///
