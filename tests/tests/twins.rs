@@ -197,7 +197,7 @@ fn forty_two(_: ()) -> u8 {
 
 #[test]
 fn thread_and_process() {
-    let mut thread = flotilla::threading::ThreadBuilder::new()
+    let thread = flotilla::threading::ThreadBuilder::new()
         .name("twin")
         .daemon(false)
         .spawn(|| 42u8)
@@ -209,7 +209,42 @@ fn thread_and_process() {
         .start()
         .unwrap();
     assert_eq!((process.name(), process.daemon()), ("twin", false));
-    assert_eq!(thread.join(Some(LONG)).unwrap(), Some(42));
+    assert_eq!(thread.join(Some(LONG)).unwrap(), 42);
     assert_eq!(process.join(Some(LONG)).unwrap(), 42);
     assert!(!thread.is_alive() && !process.is_alive());
+    // A second join: the value went to the first, both say so the same way.
+    assert!(matches!(
+        thread.join(Some(LONG)),
+        Err(flotilla::threading::Error::AlreadyJoined(_))
+    ));
+    assert!(matches!(
+        process.join(Some(LONG)),
+        Err(flotilla::multiprocessing::Error::AlreadyJoined)
+    ));
+}
+
+fn sleep_long(_: ()) {
+    std::thread::sleep(Duration::from_secs(30));
+}
+
+/// A timed join that runs out is an error of the same name in both, and may be tried
+/// again.
+#[test]
+fn a_timed_join_times_out_the_same_way() {
+    let thread =
+        flotilla::threading::spawn(|| std::thread::sleep(Duration::from_millis(300))).unwrap();
+    assert!(matches!(
+        thread.join(Some(SHORT)),
+        Err(flotilla::threading::Error::Timeout(_))
+    ));
+    let process = flotilla::multiprocessing::Process::new(sleep_long, ())
+        .start()
+        .unwrap();
+    assert!(matches!(
+        process.join(Some(SHORT)),
+        Err(flotilla::multiprocessing::Error::Timeout(_))
+    ));
+    process.kill().unwrap();
+    thread.join(Some(LONG)).unwrap();
+    assert!(process.join(Some(LONG)).is_err(), "killed");
 }

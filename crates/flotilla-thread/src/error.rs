@@ -27,8 +27,12 @@ pub enum Error {
         message: String,
     },
 
-    /// The thread was joined before, and that join already handed out its outcome.
-    #[error("thread {0:?} was already joined; its outcome was returned by that join")]
+    /// A timed join ran out of time: the thread still runs (join again later).
+    #[error("the thread still runs after {0:?}")]
+    Timeout(std::time::Duration),
+
+    /// The thread was joined before, and that join already handed out its value.
+    #[error("thread {0:?} was already joined; its value was returned by that join")]
     AlreadyJoined(String),
 
     /// A thread tried to join itself, which would wait forever.

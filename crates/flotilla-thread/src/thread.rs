@@ -24,7 +24,7 @@
 use std::cell::Cell;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex, Once, PoisonError};
 use std::thread::{JoinHandle, ThreadId};
 use std::time::Duration;
 
@@ -151,12 +151,12 @@ fn register_non_daemon(status: &Arc<Status>) {
 /// ```
 /// use flotilla_thread::ThreadBuilder;
 ///
-/// let mut worker = ThreadBuilder::new()
+/// let worker = ThreadBuilder::new()
 ///     .name("worker")
 ///     .daemon(true)
 ///     .spawn(|| std::thread::current().name().map(str::to_owned))?;
 /// assert_eq!(worker.name(), "worker");
-/// assert_eq!(worker.join(None)?, Some(Some("worker".to_owned())));
+/// assert_eq!(worker.join(None)?, Some("worker".to_owned()));
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -174,7 +174,7 @@ impl ThreadBuilder {
     /// # Examples
     ///
     /// ```
-    /// let mut t = flotilla_thread::ThreadBuilder::new().spawn(|| 1)?;
+    /// let t = flotilla_thread::ThreadBuilder::new().spawn(|| 1)?;
     /// assert!(t.name().starts_with("Thread-"));
     /// assert!(!t.daemon());
     /// t.join(None)?;
@@ -190,7 +190,7 @@ impl ThreadBuilder {
     /// # Examples
     ///
     /// ```
-    /// let mut t = flotilla_thread::ThreadBuilder::new().name("loader").spawn(|| ())?;
+    /// let t = flotilla_thread::ThreadBuilder::new().name("loader").spawn(|| ())?;
     /// assert_eq!(t.name(), "loader");
     /// t.join(None)?;
     /// # Ok::<(), flotilla_thread::Error>(())
@@ -206,7 +206,7 @@ impl ThreadBuilder {
     /// # Examples
     ///
     /// ```
-    /// let mut t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
+    /// let t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
     /// assert!(t.daemon());
     /// t.join(None)?;
     /// # Ok::<(), flotilla_thread::Error>(())
@@ -221,8 +221,8 @@ impl ThreadBuilder {
     /// # Examples
     ///
     /// ```
-    /// let mut t = flotilla_thread::ThreadBuilder::new().stack_size(1 << 20).spawn(|| 7)?;
-    /// assert_eq!(t.join(None)?, Some(7));
+    /// let t = flotilla_thread::ThreadBuilder::new().stack_size(1 << 20).spawn(|| 7)?;
+    /// assert_eq!(t.join(None)?, 7);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
@@ -240,8 +240,8 @@ impl ThreadBuilder {
     /// # Examples
     ///
     /// ```
-    /// let mut t = flotilla_thread::ThreadBuilder::new().spawn(|| 6 * 7)?;
-    /// assert_eq!(t.join(None)?, Some(42));
+    /// let t = flotilla_thread::ThreadBuilder::new().spawn(|| 6 * 7)?;
+    /// assert_eq!(t.join(None)?, 42);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn spawn<F, T>(self, f: F) -> Result<Thread<T>, Error>
@@ -289,7 +289,7 @@ impl ThreadBuilder {
         let handle = spawned?;
         Ok(Thread {
             id: handle.thread().id(),
-            handle: Some(handle),
+            handle: Mutex::new(Joined::Running(handle)),
             status,
             name,
             daemon,
@@ -306,8 +306,8 @@ impl ThreadBuilder {
 /// # Examples
 ///
 /// ```
-/// let mut t = flotilla_thread::spawn(|| "done")?;
-/// assert_eq!(t.join(None)?, Some("done"));
+/// let t = flotilla_thread::spawn(|| "done")?;
+/// assert_eq!(t.join(None)?, "done");
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
 pub fn spawn<F, T>(f: F) -> Result<Thread<T>, Error>
@@ -333,40 +333,50 @@ where
 ///
 /// ```
 /// use std::time::Duration;
-/// use flotilla_thread::{Event, ThreadBuilder};
+/// use flotilla_thread::{Error, Event, ThreadBuilder};
 /// use std::sync::Arc;
 ///
 /// let go = Arc::new(Event::new());
-/// let mut t = {
+/// let t = {
 ///     let go = Arc::clone(&go);
 ///     ThreadBuilder::new().name("waiter").spawn(move || go.wait(None))?
 /// };
-/// assert_eq!(t.join(Some(Duration::from_millis(10)))?, None); // still running
+/// // Still running: the timed join says so, and may be tried again.
+/// assert!(matches!(t.join(Some(Duration::from_millis(10))), Err(Error::Timeout(_))));
 /// assert!(t.is_alive());
 /// go.set();
-/// assert_eq!(t.join(Some(Duration::from_secs(10)))?, Some(true));
+/// assert!(t.join(Some(Duration::from_secs(10)))?);
 /// assert!(!t.is_alive());
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
 pub struct Thread<T> {
-    handle: Option<JoinHandle<T>>,
+    handle: Mutex<Joined<T>>,
     status: Arc<Status>,
     name: String,
     daemon: bool,
     id: ThreadId,
 }
 
+/// What a [`Thread`]'s joins have seen of its end.
+enum Joined<T> {
+    /// Not joined yet.
+    Running(JoinHandle<T>),
+    /// A join took the value.
+    Taken,
+    /// The target panicked with this message (told to every join).
+    Panicked(String),
+}
+
 impl<T> Thread<T> {
-    /// Waits for the thread to finish, or until `timeout` passes (`None`: no timeout).
-    ///
-    /// - `Ok(Some(value))`: the thread finished; `value` is what its target returned.
-    /// - `Ok(None)`: the timeout passed and the thread is still running; join again
-    ///   later. (Never returned when `timeout` is `None`.)
+    /// Waits up to `timeout` (forever when `None`) for the thread to finish, and returns
+    /// what its target returned: the twin of `Process::join`.
     ///
     /// # Errors
     ///
-    /// - [`Error::Panicked`] if the target panicked, with the panic message.
-    /// - [`Error::AlreadyJoined`] if an earlier join already returned the outcome.
+    /// - [`Error::Timeout`] if the thread still runs (join again later).
+    /// - [`Error::Panicked`] if the target panicked, with the panic message (to every
+    ///   join).
+    /// - [`Error::AlreadyJoined`] if an earlier join already returned the value.
     /// - [`Error::JoinSelf`] if called from the thread itself.
     ///
     /// # Examples
@@ -374,35 +384,45 @@ impl<T> Thread<T> {
     /// ```
     /// use flotilla_thread::{Error, spawn};
     ///
-    /// let mut t = spawn(|| -> u8 { panic!("no luck") })?;
+    /// let t = spawn(|| -> u8 { panic!("no luck") })?;
     /// match t.join(None) {
     ///     Err(Error::Panicked { message, .. }) => assert_eq!(message, "no luck"),
     ///     other => panic!("unexpected {other:?}"),
     /// }
-    /// assert!(matches!(t.join(None), Err(Error::AlreadyJoined(_))));
+    /// // A failure is told to every join; a value goes to the first.
+    /// assert!(matches!(t.join(None), Err(Error::Panicked { .. })));
+    /// let ok = spawn(|| 5)?;
+    /// assert_eq!(ok.join(None)?, 5);
+    /// assert!(matches!(ok.join(None), Err(Error::AlreadyJoined(_))));
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn join(&mut self, timeout: Option<Duration>) -> Result<Option<T>, Error> {
-        if self.handle.is_none() {
-            return Err(Error::AlreadyJoined(self.name.clone()));
-        }
+    pub fn join(&self, timeout: Option<Duration>) -> Result<T, Error> {
         if self.status.serial == current_serial() {
             return Err(Error::JoinSelf(self.name.clone()));
         }
         if !self.status.finished.wait(timeout) {
-            return Ok(None);
+            return Err(Error::Timeout(timeout.unwrap_or_default()));
         }
-        let Some(handle) = self.handle.take() else {
-            return Err(Error::AlreadyJoined(self.name.clone()));
-        };
-        // The target has returned; this only waits for the OS thread to wind down
-        // (thread-local destructors), which the timeout does not cover.
-        match handle.join() {
-            Ok(value) => Ok(Some(value)),
-            Err(payload) => Err(Error::Panicked {
-                thread: self.name.clone(),
-                message: flotilla_core::panic_message(&*payload),
+        let mut joined = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
+        match std::mem::replace(&mut *joined, Joined::Taken) {
+            // The target has returned; this only waits for the OS thread to wind down
+            // (thread-local destructors), which the timeout does not cover.
+            Joined::Running(handle) => handle.join().map_err(|payload| {
+                let message = flotilla_core::panic_message(&*payload);
+                *joined = Joined::Panicked(message.clone());
+                Error::Panicked {
+                    thread: self.name.clone(),
+                    message,
+                }
             }),
+            Joined::Taken => Err(Error::AlreadyJoined(self.name.clone())),
+            Joined::Panicked(message) => {
+                *joined = Joined::Panicked(message.clone());
+                Err(Error::Panicked {
+                    thread: self.name.clone(),
+                    message,
+                })
+            }
         }
     }
 
@@ -411,7 +431,7 @@ impl<T> Thread<T> {
     /// # Examples
     ///
     /// ```
-    /// let mut t = flotilla_thread::spawn(|| ())?;
+    /// let t = flotilla_thread::spawn(|| ())?;
     /// t.join(None)?;
     /// assert!(!t.is_alive());
     /// # Ok::<(), flotilla_thread::Error>(())
@@ -427,9 +447,9 @@ impl<T> Thread<T> {
     /// # Examples
     ///
     /// ```
-    /// let mut t = flotilla_thread::spawn(|| std::thread::current().id())?;
+    /// let t = flotilla_thread::spawn(|| std::thread::current().id())?;
     /// let id = t.ident();
-    /// assert_eq!(t.join(None)?, Some(id));
+    /// assert_eq!(t.join(None)?, id);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn ident(&self) -> ThreadId {
@@ -441,7 +461,7 @@ impl<T> Thread<T> {
     /// # Examples
     ///
     /// ```
-    /// let mut t = flotilla_thread::ThreadBuilder::new().name("io").spawn(|| ())?;
+    /// let t = flotilla_thread::ThreadBuilder::new().name("io").spawn(|| ())?;
     /// assert_eq!(t.name(), "io");
     /// # t.join(None)?;
     /// # Ok::<(), flotilla_thread::Error>(())
@@ -455,7 +475,7 @@ impl<T> Thread<T> {
     /// # Examples
     ///
     /// ```
-    /// let mut t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
+    /// let t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
     /// assert!(t.daemon());
     /// # t.join(None)?;
     /// # Ok::<(), flotilla_thread::Error>(())
@@ -472,7 +492,13 @@ impl<T> fmt::Debug for Thread<T> {
             .field("ident", &self.id)
             .field("daemon", &self.daemon)
             .field("alive", &self.is_alive())
-            .field("joined", &self.handle.is_none())
+            .field(
+                "joined",
+                &!matches!(
+                    *self.handle.lock().unwrap_or_else(PoisonError::into_inner),
+                    Joined::Running(_)
+                ),
+            )
             .finish()
     }
 }

@@ -33,11 +33,8 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
             greet()
         })?);
     }
-    for (mut thread, expected) in threads.into_iter().zip(["Alice", "Bob"]) {
+    for (thread, expected) in threads.into_iter().zip(["Alice", "Bob"]) {
         let greeting = thread.join(Some(clock.units(50.0)))?;
-        let Some(greeting) = greeting else {
-            anyhow::bail!("{} did not finish", thread.name());
-        };
         clock.say(&greeting);
         ensure!(
             greeting == format!("Hello, {expected} (in {})", thread.name()),
