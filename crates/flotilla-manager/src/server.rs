@@ -154,6 +154,7 @@ impl ServerBuilder {
         };
         let listener = Listener::bind(&self.address).map_err(io)?;
         let address = listener.local_address(&self.address).map_err(io)?;
+        let waker = listener.try_clone().map_err(io)?;
         let shared = Arc::new(Shared {
             address: address.clone(),
             authkey: self.authkey,
@@ -163,6 +164,7 @@ impl ServerBuilder {
             table: Mutex::new(Table::default()),
             timers: Arc::new(Timers::default()),
             stopping: AtomicBool::new(false),
+            waker,
             conns: Mutex::new(HashMap::new()),
             next_client: AtomicU64::new(1),
             stopped: (Mutex::new(false), Condvar::new()),
@@ -324,6 +326,8 @@ pub(crate) struct Shared {
     table: Mutex<Table>,
     timers: Arc<Timers>,
     stopping: AtomicBool,
+    /// A second handle on the listening socket, to wake the accept loop.
+    waker: Listener,
     /// Every open connection's stream, to stop them at shutdown.
     conns: Mutex<HashMap<ClientId, Stream>>,
     next_client: AtomicU64,
@@ -344,6 +348,7 @@ impl Shared {
         if self.stopping.swap(true, Ordering::SeqCst) {
             return;
         }
+        self.waker.wake_accept();
         let wake = match &self.address {
             Address::Tcp(addr) if addr.ip().is_unspecified() => {
                 let mut a = *addr;

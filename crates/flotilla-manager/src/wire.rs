@@ -230,6 +230,26 @@ impl Listener {
         }
     }
 
+    pub(crate) fn try_clone(&self) -> io::Result<Listener> {
+        match self {
+            Listener::Unix(l) => l.try_clone().map(Listener::Unix),
+            Listener::Tcp(l) => l.try_clone().map(Listener::Tcp),
+        }
+    }
+
+    /// Wakes every thread blocked in `accept` on this socket (Linux: `shutdown` of a
+    /// listening socket makes `accept` fail), so the accept loop can stop without a
+    /// connection of its own, even when its socket file was removed.
+    pub(crate) fn wake_accept(&self) {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Listener::Unix(l) => l.as_raw_fd(),
+            Listener::Tcp(l) => l.as_raw_fd(),
+        };
+        // An error leaves the loop to the wake-up connection the caller also makes.
+        let _ = nix::sys::socket::shutdown(fd, nix::sys::socket::Shutdown::Both);
+    }
+
     pub(crate) fn accept(&self) -> io::Result<Stream> {
         match self {
             Listener::Unix(l) => l.accept().map(|(s, _)| Stream::Unix(s)),
