@@ -151,6 +151,39 @@ pub mod testing {
         flotilla_core::codec::encode(&Request { id, op }).expect("a request encodes")
     }
 
+    /// One encoded request of every kind, for fuzzing from valid messages.
+    pub fn sample_requests() -> Vec<Vec<u8>> {
+        use crate::protocol::{Op, Request};
+        let ops = [
+            Op::Ping,
+            Op::Create {
+                typeid: "dict".into(),
+                args: vec![0],
+            },
+            Op::Call {
+                object: 1,
+                method: "set".into(),
+                args: vec![1, 2, 3],
+                timeout: Some(Duration::from_millis(1500)),
+            },
+            Op::Release { object: 1 },
+            Op::Share { object: 1 },
+            Op::Claim { ticket: [7; 16] },
+            Op::NumberOfObjects,
+            Op::Shutdown,
+        ];
+        ops.into_iter()
+            .enumerate()
+            .map(|(i, op)| {
+                flotilla_core::codec::encode(&Request {
+                    id: i as u64 + 1,
+                    op,
+                })
+                .expect("a request encodes")
+            })
+            .collect()
+    }
+
     /// Decodes a reply to `number_of_objects`: its id and the count.
     pub fn decode_count_reply(bytes: &[u8]) -> Result<(u64, u64), String> {
         let r: crate::protocol::Response =

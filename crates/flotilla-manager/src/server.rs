@@ -584,21 +584,22 @@ fn write_replies(stream: Stream, rx: Receiver<Response>) {
                 }
             }
             if let Err(e) = wire::write_frame(&mut out, &buf) {
-                tracing::debug!(error = %e, "manager: a client stopped reading; dropping it");
-                return drain(rx);
+                return cut_off(out.get_ref(), rx, &e);
             }
             next = rx.try_recv().ok();
         }
         if let Err(e) = out.flush() {
-            tracing::debug!(error = %e, "manager: a client stopped reading; dropping it");
-            return drain(rx);
+            return cut_off(out.get_ref(), rx, &e);
         }
     }
 }
 
-/// Receives and drops the remaining replies, so senders never see a closed channel they
-/// would have to care about.
-fn drain(rx: Receiver<Response>) {
+/// A client that does not take its replies (for the frame timeout) or whose socket failed:
+/// close the connection, so its reader stops taking requests and releases its references,
+/// and drop the replies still coming.
+fn cut_off(stream: &Stream, rx: Receiver<Response>, error: &std::io::Error) {
+    tracing::warn!(error = %error, "manager: a client stopped taking its replies; closing it");
+    stream.shutdown();
     for _ in rx {}
 }
 

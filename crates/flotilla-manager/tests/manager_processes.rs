@@ -217,3 +217,40 @@ fn the_server_killed_under_its_clients_gives_manager_gone() {
         drop(manager); // its shutdown finds the server dead, and says nothing
     });
 }
+
+#[test]
+fn the_server_runs_under_spawn_and_forkserver() {
+    use flotilla_process::{StartMethod, get_context};
+    for method in [StartMethod::Spawn, StartMethod::ForkServer] {
+        with_deadline(LONG, "start methods", move || {
+            let manager = Manager::builder()
+                .context(get_context(Some(method)))
+                .authkey(AuthKey::new(b"chosen".to_vec()))
+                .start()
+                .unwrap();
+            assert_eq!(manager.authkey().as_bytes(), b"chosen");
+            let ns = manager.namespace().unwrap();
+            ns.set("method", &method.to_string()).unwrap();
+            assert_eq!(ns.get::<String>("method").unwrap(), method.to_string());
+            // A client with the wrong key is refused by the real server process too.
+            assert!(matches!(
+                connect(manager.address(), Some(&AuthKey::new(b"other".to_vec()))),
+                Err(ConnectError::Auth { .. })
+            ));
+        });
+    }
+}
+
+#[test]
+fn shutdown_is_idempotent_and_proxies_fail_at_once_after_it() {
+    with_deadline(LONG, "shutdown", || {
+        let mut manager = Manager::start().unwrap();
+        let lock = manager.lock().unwrap();
+        assert!(lock.acquire(None).unwrap());
+        manager.shutdown();
+        manager.shutdown();
+        assert!(lock.locked().unwrap_err().is_manager_gone());
+        assert!(manager.dict::<u8, u8>().unwrap_err().is_manager_gone());
+        assert!(manager.is_gone());
+    });
+}

@@ -400,3 +400,28 @@ fn a_shutdown_request_answers_calls_in_flight_then_every_proxy_gets_manager_gone
         stop.store(true, Ordering::SeqCst);
     });
 }
+
+#[test]
+fn a_client_that_never_reads_its_replies_is_cut_off() {
+    let dir = TempDir::new("noread");
+    let server = Server::builder(dir.sock("m.sock"))
+        .frame_timeout(Duration::from_millis(200))
+        .bind()
+        .unwrap()
+        .spawn();
+    let path = dir.sock("m.sock");
+    let good = connect(server.address(), None).unwrap();
+    with_deadline(LONG, "no reader", move || {
+        let mut s = UnixStream::connect(&path).unwrap();
+        let request = flotilla_manager::testing::encode_request(1, "number_of_objects");
+        let mut frame = Vec::new();
+        write_frame(&mut frame, &request).unwrap();
+        let batch = frame.repeat(1000);
+        // Requests, and never a read: once the server's writes to us time out, it closes
+        // the connection and our writes fail.
+        while s.write_all(&batch).is_ok() {}
+        // Everyone else is still served.
+        assert_eq!(good.number_of_objects().unwrap(), 0);
+    });
+    drop(server);
+}
