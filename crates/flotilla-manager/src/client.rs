@@ -179,7 +179,7 @@ impl Client {
             .map_err(io)?;
         let client = Client { inner };
         client
-            .request(Op::Ping, None)
+            .request(Op::Ping)
             .map_err(|source| ConnectError::Call {
                 address: address.clone(),
                 source,
@@ -232,7 +232,7 @@ impl Client {
     }
 
     /// Sends `op` and waits for its reply's bytes.
-    fn request(&self, op: Op, _hint: Option<Duration>) -> Result<Vec<u8>, CallError> {
+    fn request(&self, op: Op) -> Result<Vec<u8>, CallError> {
         let rx = self.send(op, true)?.expect("a reply was asked for");
         match rx.recv() {
             Ok(r) => r,
@@ -244,7 +244,7 @@ impl Client {
     }
 
     fn request_decoded<R: DeserializeOwned>(&self, op: Op) -> Result<R, CallError> {
-        let bytes = self.request(op, None)?;
+        let bytes = self.request(op)?;
         Ok(codec::decode(&bytes)?)
     }
 

@@ -172,6 +172,13 @@ fn run_server(args: ServerArgs) {
 /// `shutdown_timeout`, then `SIGKILL`); every proxy left fails from then on with
 /// [`CallError::ManagerGone`](crate::CallError::ManagerGone), at once.
 ///
+/// The server process is daemonic: it dies with this process, even when this process is
+/// killed, so a manager never outlives its owner. Under the spawn start method the
+/// kernel ties that to the *thread* that started it (see
+/// [`ProcessBuilder::daemon`](flotilla_process::ProcessBuilder::daemon)): start a manager
+/// from a thread that lives as long as it should (the default forkserver has no such
+/// limit).
+///
 /// ```
 /// use flotilla_manager::Manager;
 ///

@@ -500,6 +500,15 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         tracing::warn!(error = %e, "manager: could not set socket timeouts");
         return;
     }
+    // Registered before the handshake, so a stopping server can cut a slow one short.
+    let Ok(registered) = stream.try_clone() else {
+        return;
+    };
+    lock(&shared.conns).insert(client, registered);
+    let _unregister = Unregister { shared, client };
+    if shared.stopping.load(Ordering::SeqCst) {
+        return;
+    }
     if let Some(key) = &shared.authkey
         && let Err(e) = auth::server_handshake(&mut stream, key, shared.frame_timeout)
     {
@@ -508,20 +517,19 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         }
         return;
     }
-    let Ok(writer_stream) = stream.try_clone() else {
-        return;
-    };
-    let Ok(registered) = stream.try_clone() else {
-        return;
-    };
-    lock(&shared.conns).insert(client, registered);
-    if shared.stopping.load(Ordering::SeqCst) {
-        stream.shutdown_read();
-    }
     let (tx, rx) = channel::<Response>();
-    let writer = thread::Builder::new()
-        .name("manager-writer".into())
-        .spawn(move || write_replies(writer_stream, rx));
+    let writer = stream.try_clone().and_then(|writer_stream| {
+        thread::Builder::new()
+            .name("manager-writer".into())
+            .spawn(move || write_replies(writer_stream, rx))
+    });
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::error!(error = %e, "manager: no writer for a connection; closing it");
+            return;
+        }
+    };
     let mut conn = Conn {
         shared,
         client,
@@ -555,13 +563,22 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         }
     }
     conn.release_all();
-    lock(&shared.conns).remove(&client);
     drop(conn);
-    if let Ok(w) = writer {
-        // The writer ends when every responder of this connection is answered or dropped.
-        let _ = w.join();
-    }
+    // The writer ends when every responder of this connection is answered or dropped.
+    let _ = writer.join();
     reader.get_ref().shutdown();
+}
+
+/// Takes a connection off the server's list when its thread ends, however it ends.
+struct Unregister<'a> {
+    shared: &'a Shared,
+    client: ClientId,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.conns).remove(&self.client);
+    }
 }
 
 /// Writes replies as they come, several per write when they queue up.

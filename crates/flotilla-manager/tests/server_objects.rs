@@ -425,3 +425,20 @@ fn a_client_that_never_reads_its_replies_is_cut_off() {
     });
     drop(server);
 }
+
+#[test]
+fn a_stopping_server_does_not_wait_for_a_silent_handshake() {
+    let dir = TempDir::new("silent");
+    // A handshake timeout far past the test's deadline: only being cut short can pass.
+    let server = Server::builder(dir.sock("m.sock"))
+        .authkey(key())
+        .frame_timeout(Duration::from_secs(600))
+        .bind()
+        .unwrap()
+        .spawn();
+    let silent = UnixStream::connect(dir.sock("m.sock")).unwrap();
+    let mut challenge = [0u8; 4];
+    (&silent).read_exact(&mut challenge).unwrap(); // the server is in the handshake
+    with_deadline(LONG, "stop with a silent client", move || server.shutdown());
+    drop(silent);
+}
