@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Then the roles swap and the same runs the other way, so each side proves it holds the
-//! key: the server of a connection runs [`deliver_challenge`] then [`answer_challenge`],
+//! key: the server of a connection runs `deliver_challenge` then `answer_challenge`,
 //! the client the reverse. Every frame of the handshake is read with CPython's 256-byte
 //! limit and a timeout. The MAC covers `M` with its `{sha256}` prefix, so the digest
 //! cannot be downgraded by a peer in the middle.

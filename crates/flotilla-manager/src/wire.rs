@@ -20,7 +20,7 @@
 //!
 //! Streams carry a read timeout (the `frame_timeout`), so no read blocks for ever: while
 //! waiting for the first byte of a frame a timeout only means "idle", and the reader
-//! decides whether to keep waiting ([`read_frame`]'s `idle` argument); once a frame has
+//! decides whether to keep waiting; once a frame has
 //! begun, a stretch of `frame_timeout` without progress is [`FrameError::Stalled`].
 
 use std::fmt;
