@@ -236,11 +236,12 @@ impl Client {
         let rx = self.send(op, true)?.expect("a reply was asked for");
         match rx.recv() {
             Ok(r) => r,
-            Err(_) => Err(CallError::ManagerGone(format!(
-                "the connection to {} ended",
-                self.inner.address
-            ))),
+            Err(_) => Err(self.ended()),
         }
+    }
+
+    fn ended(&self) -> CallError {
+        CallError::ManagerGone(format!("the connection to {} ended", self.inner.address))
     }
 
     fn request_decoded<R: DeserializeOwned>(&self, op: Op) -> Result<R, CallError> {
@@ -253,9 +254,24 @@ impl Client {
         self.request_decoded(Op::NumberOfObjects)
     }
 
-    /// Asks the server to stop once it has answered this.
-    pub fn shutdown_server(&self) -> Result<(), CallError> {
-        self.request_decoded(Op::Shutdown)
+    /// Asks the server to stop once it has answered this, waiting up to `timeout`
+    /// (`None`: for ever) for its answer; a server that does not answer in time is
+    /// reported as [`CallError::ManagerGone`].
+    pub fn shutdown_server(&self, timeout: Option<Duration>) -> Result<(), CallError> {
+        let rx = self
+            .send(Op::Shutdown, true)?
+            .expect("a reply was asked for");
+        let reply = match timeout {
+            None => rx.recv().map_err(|_| self.ended())?,
+            Some(t) => rx.recv_timeout(t).map_err(|e| match e {
+                std::sync::mpsc::RecvTimeoutError::Timeout => CallError::ManagerGone(format!(
+                    "the manager at {} did not answer the shutdown request within {t:?}",
+                    self.inner.address
+                )),
+                std::sync::mpsc::RecvTimeoutError::Disconnected => self.ended(),
+            })?,
+        };
+        Ok(codec::decode(&reply?)?)
     }
 
     /// Creates an object of the registered type `typeid` with constructor arguments

@@ -249,7 +249,7 @@ impl Manager {
         self.shut = true;
         // The client stays: once the server is gone its calls fail with ManagerGone.
         if let Some(client) = &self.client
-            && let Err(e) = client.shutdown_server()
+            && let Err(e) = client.shutdown_server(Some(self.shutdown_timeout))
         {
             tracing::debug!(error = %e, "manager: shutdown request failed (already gone?)");
         }

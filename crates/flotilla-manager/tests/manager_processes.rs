@@ -254,3 +254,19 @@ fn shutdown_is_idempotent_and_proxies_fail_at_once_after_it() {
         assert!(manager.is_gone());
     });
 }
+
+#[test]
+fn dropping_a_manager_whose_server_hangs_kills_it_instead_of_waiting() {
+    with_deadline(LONG, "hung server", || {
+        let manager = Manager::builder()
+            .shutdown_timeout(Duration::from_millis(500))
+            .start()
+            .unwrap();
+        let d = manager.dict::<u8, u8>().unwrap();
+        let pid = manager.pid().unwrap();
+        // SAFETY: kill(2) on our own child's pid, with a valid signal; no memory is touched.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+        drop(manager);
+        assert!(d.len().unwrap_err().is_manager_gone());
+    });
+}

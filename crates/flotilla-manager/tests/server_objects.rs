@@ -387,7 +387,7 @@ fn a_shutdown_request_answers_calls_in_flight_then_every_proxy_gets_manager_gone
     let blocked = thread::spawn(move || q2.get());
     thread::sleep(SHORT);
     with_deadline(LONG, "shutdown", move || {
-        c.shutdown_server().unwrap();
+        c.shutdown_server(Some(LONG)).unwrap();
         assert!(server.wait_stopped(LONG));
         let err: CallError = blocked.join().unwrap().unwrap_err();
         // The parked get is answered (gone), or the connection ended first: never a hang.
