@@ -73,6 +73,19 @@ pub enum CallError {
     /// (a proxy of another type than the object's values).
     #[error("{0}")]
     Codec(#[from] CodecError),
+    /// A forked child used a client its parent connected. The connection belongs to the
+    /// parent (sharing it would mix both processes' replies, CPython's gh-101320): connect
+    /// again in the child.
+    #[error(
+        "this manager connection belongs to process {owner}, not to this process ({here}, \
+         a fork of it): connect again here with flotilla_manager::connect"
+    )]
+    InheritedConnection {
+        /// The process that made the connection.
+        owner: u32,
+        /// This process.
+        here: u32,
+    },
 }
 
 impl CallError {
@@ -99,6 +112,8 @@ struct Inner {
     /// Calls waiting for their reply; `None` once the connection is dead (with why).
     pending: Mutex<Result<HashMap<u64, Slot>, String>>,
     next_id: AtomicU64,
+    /// The process that connected: only it may use the connection.
+    pid: u32,
     /// The stream, to shut it down when the last handle goes.
     stream: Stream,
 }
@@ -170,6 +185,7 @@ impl Client {
             writer: Mutex::new(BufWriter::with_capacity(16 * 1024, writer)),
             pending: Mutex::new(Ok(HashMap::new())),
             next_id: AtomicU64::new(1),
+            pid: std::process::id(),
             stream,
         });
         let weak = Arc::downgrade(&inner);
@@ -201,6 +217,15 @@ impl Client {
     /// Sends `op` and waits for its reply. `op` is sent with no reply expected when
     /// `expect_reply` is false.
     fn send(&self, op: Op, expect_reply: bool) -> Result<Option<SlotRx>, CallError> {
+        // First, before any lock: in a forked child the locks may be held by threads that
+        // do not exist there.
+        let pid = std::process::id();
+        if pid != self.inner.pid {
+            return Err(CallError::InheritedConnection {
+                owner: self.inner.pid,
+                here: pid,
+            });
+        }
         let id = if expect_reply {
             self.inner.next_id.fetch_add(1, Ordering::Relaxed)
         } else {

@@ -270,3 +270,40 @@ fn dropping_a_manager_whose_server_hangs_kills_it_instead_of_waiting() {
         assert!(d.len().unwrap_err().is_manager_gone());
     });
 }
+
+#[test]
+fn a_forked_child_cannot_use_its_parents_connection_but_can_connect_its_own() {
+    with_deadline(LONG, "fork", || {
+        let manager = Manager::start().unwrap();
+        let d = manager.dict::<u8, u8>().unwrap();
+        d.set(&1, &1).unwrap();
+        let (address, authkey) = (manager.address().clone(), manager.authkey().clone());
+        let token = d.share().unwrap();
+        let inherited = d.clone();
+        // SAFETY: before taking any lock, the child's first call checks the process id and
+        // fails; then it connects afresh (new sockets, a new reader thread of its own). It
+        // takes no lock another thread of this test process could hold but the
+        // allocator's, which is fork-safe.
+        let child = unsafe {
+            Process::fork(move || {
+                let refused = matches!(
+                    inherited.len(),
+                    Err(flotilla_manager::CallError::InheritedConnection { .. })
+                );
+                let own = connect(&address, Some(&authkey)).unwrap();
+                let mine = DictProxy::<u8, u8>::from_token(&own, &token).unwrap();
+                mine.set(&2, &2).unwrap();
+                drop(inherited); // sends nothing: the connection is not this process's
+                refused
+            })
+            .start_unchecked()
+        }
+        .unwrap();
+        assert!(
+            child.join(Some(LONG)).unwrap(),
+            "the inherited connection was refused"
+        );
+        // The parent's connection is intact, and sees the child's write.
+        assert_eq!(d.items().unwrap(), [(1, 1), (2, 2)]);
+    });
+}
