@@ -74,6 +74,9 @@
 //! - One [`Client`] is one connection, shared by all proxies made from it and all threads
 //!   using them. A blocking call (`Lock::acquire`, `Queue::get`) parks a waiter on the
 //!   server, so it holds up nothing else on the connection; its timeout runs on the server.
+//! - A [`Client`] belongs to the process that connected. A forked child that uses its
+//!   parent's gets [`CallError::InheritedConnection`] (sharing one socket would mix both
+//!   processes' replies, CPython's gh-101320) and connects its own.
 //!
 //! # Threads
 //!
