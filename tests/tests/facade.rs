@@ -198,3 +198,10 @@ fn process_shared_primitives_from_the_facade_cross_into_a_child() {
 use flotilla::log::{Level, log_to_stderr as log_to_stderr_in_module, set_worker_setup};
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::log_to_stderr;
+
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::managers::{
+    Address, AuthError, AuthKey, CallError, Client, ConnectError, DictProxy, ListProxy, LockProxy,
+    LockProxyGuard, Manager, ManagerBuilder, NamespaceProxy, ObjectRef, QueueProxy, RemoteError,
+    RemoteErrorKind, Server, ServerBuilder, SharedObject, StartError, Token, connect,
+};

@@ -39,6 +39,12 @@
 //! [`Condition`](multiprocessing::Condition) and [`Barrier`](multiprocessing::Barrier), and
 //! [`init`] to call at the top of `main`.
 //!
+//! **[`managers`]** — Python's `multiprocessing.managers` (crate `flotilla-manager`):
+//! [`Manager`](managers::Manager) starts a server process owning shared objects, used
+//! through typed proxies ([`DictProxy`](managers::DictProxy),
+//! [`ListProxy`](managers::ListProxy), [`QueueProxy`](managers::QueueProxy), ...), by
+//! other processes and by other hosts over TCP with an authkey.
+//!
 //! **[`asyncio`]** — Python's `asyncio` bridge to executors, on tokio (crate
 //! `flotilla-async`): [`run_in_executor`](asyncio::run_in_executor),
 //! [`to_thread`](asyncio::to_thread), [`wrap_future`](asyncio::wrap_future) returning a
@@ -76,6 +82,7 @@
 //! | `thread` | [`threading`], [`queue`], `futures::ThreadPoolExecutor` | `flotilla-thread` |
 //! | `ipc` | [`multiprocessing`]'s pipes, shared memory, process-shared locks and queues; the codec | `flotilla-ipc` |
 //! | `process` | `multiprocessing::Process`, `Pool`, `futures::ProcessPoolExecutor`, [`init`] (turns on `ipc`) | `flotilla-process` |
+//! | `manager` | [`managers`]: the manager server and its proxies (turns on `process`) | `flotilla-manager` |
 //! | `asyncio` | [`asyncio`], for the executors enabled beside it | `flotilla-async` (tokio) |
 //!
 //! `thread` alone builds on any platform and pulls in no serde; `ipc` and `process` need
@@ -171,6 +178,28 @@ pub mod multiprocessing {
         AsyncResult, Context, Error, FnTarget, ForkTarget, Pool, PoolBuilder, Process,
         ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count, current_process,
         get_context, get_start_method, parent_process, set_start_method,
+    };
+}
+
+/// Python's `multiprocessing.managers`: a server process that owns shared objects
+/// (`dict`, `list`, `Namespace`, `Lock`, `Queue`, and types a program registers), used
+/// by other processes and, over TCP with an authkey, other hosts, through typed proxies
+/// (crate `flotilla-manager`).
+///
+/// ```
+/// let manager = flotilla::managers::Manager::start().unwrap();
+/// let d = manager.dict::<String, u32>().unwrap();
+/// d.set(&"k".to_string(), &1).unwrap();
+/// assert_eq!(d.get(&"k".to_string()).unwrap(), Some(1));
+/// ```
+#[cfg(feature = "manager")]
+pub mod managers {
+    #[doc(inline)]
+    pub use flotilla_manager::{
+        Address, AuthError, AuthKey, CallError, Client, ConnectError, DictProxy, ListProxy,
+        LockProxy, LockProxyGuard, Manager, ManagerBuilder, NamespaceProxy, ObjectRef, QueueProxy,
+        RemoteError, RemoteErrorKind, Server, ServerBuilder, SharedObject, StartError, Token,
+        connect,
     };
 }
 

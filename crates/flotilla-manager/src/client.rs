@@ -1,0 +1,478 @@
+//! The client side of a manager connection: one connection per [`Client`], shared by every
+//! proxy made from it and every thread using them, multiplexed by request id.
+//!
+//! A call takes the next request id, registers a one-shot slot for the reply, writes its
+//! request under the write lock, and waits on its slot. One reader thread reads every
+//! reply and fills the slot with the matching id, so any number of threads may have calls
+//! in flight at once (pipelined). When the connection ends — the server shut down, was
+//! killed, or cut us off — the reader fails every waiting slot with
+//! [`CallError::ManagerGone`], and every later call fails with it at once.
+
+use std::collections::HashMap;
+use std::io::{BufReader, BufWriter};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use flotilla_core::codec::{self, CodecError};
+
+use crate::auth::{self, AuthError, AuthKey};
+use crate::protocol::{ObjectId, Op, RemoteError, RemoteErrorKind, Request, Response, Ticket};
+use crate::server::{DEFAULT_FRAME_TIMEOUT, lock};
+use crate::wire::{self, Address, DEFAULT_MAX_FRAME, FrameError, Idle, Stream};
+
+/// Why a connection to a manager could not be made.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// Nothing accepted the connection (Python's `ConnectionRefusedError` /
+    /// `FileNotFoundError`): no manager runs there.
+    #[error("could not connect to the manager at {address}: {source}")]
+    Io {
+        /// The address.
+        address: Address,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The handshake failed: a different authkey, or a peer that is not a manager.
+    #[error("the manager at {address} refused us: {source}")]
+    Auth {
+        /// The address.
+        address: Address,
+        /// Why.
+        source: AuthError,
+    },
+    /// The manager did not answer its first request.
+    #[error("the manager at {address} did not answer: {source}")]
+    Call {
+        /// The address.
+        address: Address,
+        /// Why.
+        source: CallError,
+    },
+}
+
+/// Why a call to a manager failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The manager is gone: shut down, killed, or the connection was cut. Every call on
+    /// its proxies fails with this at once from now on.
+    #[error("the manager is gone: {0}")]
+    ManagerGone(String),
+    /// The server refused or failed the call, with its message (the panic text when the
+    /// method panicked).
+    #[error("the manager failed the call: {0}")]
+    Remote(#[from] RemoteError),
+    /// An argument could not be encoded, or the result did not decode as the type asked
+    /// (a proxy of another type than the object's values).
+    #[error("{0}")]
+    Codec(#[from] CodecError),
+    /// A forked child used a client its parent connected. The connection belongs to the
+    /// parent (sharing it would mix both processes' replies, CPython's gh-101320): connect
+    /// again in the child.
+    #[error(
+        "this manager connection belongs to process {owner}, not to this process ({here}, \
+         a fork of it): connect again here with flotilla_manager::connect"
+    )]
+    InheritedConnection {
+        /// The process that made the connection.
+        owner: u32,
+        /// This process.
+        here: u32,
+    },
+}
+
+impl CallError {
+    /// Whether this is [`CallError::ManagerGone`].
+    pub fn is_manager_gone(&self) -> bool {
+        matches!(self, CallError::ManagerGone(_))
+    }
+
+    /// The server's error kind, for [`CallError::Remote`].
+    pub fn remote_kind(&self) -> Option<RemoteErrorKind> {
+        match self {
+            CallError::Remote(e) => Some(e.kind),
+            _ => None,
+        }
+    }
+}
+
+type Slot = SyncSender<Result<Vec<u8>, CallError>>;
+type SlotRx = std::sync::mpsc::Receiver<Result<Vec<u8>, CallError>>;
+
+struct Inner {
+    address: Address,
+    writer: Mutex<BufWriter<Stream>>,
+    /// Calls waiting for their reply; `None` once the connection is dead (with why).
+    pending: Mutex<Result<HashMap<u64, Slot>, String>>,
+    next_id: AtomicU64,
+    /// The process that connected: only it may use the connection.
+    pid: u32,
+    /// The stream, to shut it down when the last handle goes.
+    stream: Stream,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Wakes our reader thread with end of file; the server sees end of file and
+        // releases every reference this client still held.
+        self.stream.shutdown();
+    }
+}
+
+/// A connection to a manager server, shared by every proxy made from it.
+///
+/// Cheap to clone (one connection underneath). Made by [`connect`] or
+/// [`Manager::client`](crate::Manager::client).
+#[derive(Debug, Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// Connects to the manager at `address`, proving we hold `authkey` (and checking the
+/// server does): Python's `BaseManager(address, authkey).connect()`.
+///
+/// ```no_run
+/// use flotilla_manager::{AuthKey, connect};
+///
+/// let client = connect(&"127.0.0.1:50000".parse().unwrap(), Some(&AuthKey::new(b"abc".to_vec()))).unwrap();
+/// let queue = client.queue::<String>(0).unwrap();
+/// queue.put(&"hello".to_string()).unwrap();
+/// ```
+pub fn connect(address: &Address, authkey: Option<&AuthKey>) -> Result<Client, ConnectError> {
+    Client::connect_with(address, authkey, DEFAULT_FRAME_TIMEOUT)
+}
+
+impl Client {
+    pub(crate) fn connect_with(
+        address: &Address,
+        authkey: Option<&AuthKey>,
+        timeout: Duration,
+    ) -> Result<Client, ConnectError> {
+        let io = |source| ConnectError::Io {
+            address: address.clone(),
+            source,
+        };
+        let mut stream = Stream::connect(address, timeout).map_err(io)?;
+        stream.set_read_timeout(Some(timeout)).map_err(io)?;
+        stream.set_write_timeout(Some(timeout)).map_err(io)?;
+        if let Some(key) = authkey {
+            auth::client_handshake(&mut stream, key, timeout).map_err(|source| {
+                ConnectError::Auth {
+                    address: address.clone(),
+                    source,
+                }
+            })?;
+        }
+        let reader = stream.try_clone().map_err(io)?;
+        let writer = stream.try_clone().map_err(io)?;
+        let inner = Arc::new(Inner {
+            address: address.clone(),
+            writer: Mutex::new(BufWriter::with_capacity(16 * 1024, writer)),
+            pending: Mutex::new(Ok(HashMap::new())),
+            next_id: AtomicU64::new(1),
+            pid: std::process::id(),
+            stream,
+        });
+        let weak = Arc::downgrade(&inner);
+        thread::Builder::new()
+            .name("manager-client".into())
+            .spawn(move || read_replies(reader, weak, timeout))
+            .map_err(io)?;
+        let client = Client { inner };
+        client
+            .request(Op::Ping)
+            .map_err(|source| ConnectError::Call {
+                address: address.clone(),
+                source,
+            })?;
+        Ok(client)
+    }
+
+    /// The manager's address.
+    pub fn address(&self) -> &Address {
+        &self.inner.address
+    }
+
+    /// Whether the connection is known to be dead (a call would fail with
+    /// [`CallError::ManagerGone`]).
+    pub fn is_gone(&self) -> bool {
+        lock(&self.inner.pending).is_err()
+    }
+
+    /// Sends `op` and waits for its reply. `op` is sent with no reply expected when
+    /// `expect_reply` is false.
+    fn send(&self, op: Op, expect_reply: bool) -> Result<Option<SlotRx>, CallError> {
+        // First, before any lock: in a forked child the locks may be held by threads that
+        // do not exist there.
+        let pid = std::process::id();
+        if pid != self.inner.pid {
+            return Err(CallError::InheritedConnection {
+                owner: self.inner.pid,
+                here: pid,
+            });
+        }
+        let id = if expect_reply {
+            self.inner.next_id.fetch_add(1, Ordering::Relaxed)
+        } else {
+            0
+        };
+        let bytes = codec::encode(&Request { id, op })?;
+        let rx = if expect_reply {
+            let (tx, rx) = sync_channel(1);
+            match &mut *lock(&self.inner.pending) {
+                Ok(map) => {
+                    map.insert(id, tx);
+                }
+                Err(why) => return Err(CallError::ManagerGone(why.clone())),
+            }
+            Some(rx)
+        } else {
+            None
+        };
+        let written = {
+            let mut w = lock(&self.inner.writer);
+            wire::write_frame(&mut *w, &bytes)
+        };
+        if let Err(e) = written {
+            let why = format!("the connection to {} failed: {e}", self.inner.address);
+            fail_all(&self.inner.pending, why.clone());
+            return Err(CallError::ManagerGone(why));
+        }
+        Ok(rx)
+    }
+
+    /// Sends `op` and waits for its reply's bytes.
+    fn request(&self, op: Op) -> Result<Vec<u8>, CallError> {
+        let rx = self.send(op, true)?.expect("a reply was asked for");
+        match rx.recv() {
+            Ok(r) => r,
+            Err(_) => Err(self.ended()),
+        }
+    }
+
+    fn ended(&self) -> CallError {
+        CallError::ManagerGone(format!("the connection to {} ended", self.inner.address))
+    }
+
+    fn request_decoded<R: DeserializeOwned>(&self, op: Op) -> Result<R, CallError> {
+        let bytes = self.request(op)?;
+        Ok(codec::decode(&bytes)?)
+    }
+
+    /// How many objects the server holds: Python's `number_of_objects` (a debugging aid).
+    pub fn number_of_objects(&self) -> Result<u64, CallError> {
+        self.request_decoded(Op::NumberOfObjects)
+    }
+
+    /// Asks the server to stop once it has answered this, waiting up to `timeout`
+    /// (`None`: for ever) for its answer; a server that does not answer in time is
+    /// reported as [`CallError::ManagerGone`].
+    pub fn shutdown_server(&self, timeout: Option<Duration>) -> Result<(), CallError> {
+        let rx = self
+            .send(Op::Shutdown, true)?
+            .expect("a reply was asked for");
+        let reply = match timeout {
+            None => rx.recv().map_err(|_| self.ended())?,
+            Some(t) => rx.recv_timeout(t).map_err(|e| match e {
+                std::sync::mpsc::RecvTimeoutError::Timeout => CallError::ManagerGone(format!(
+                    "the manager at {} did not answer the shutdown request within {t:?}",
+                    self.inner.address
+                )),
+                std::sync::mpsc::RecvTimeoutError::Disconnected => self.ended(),
+            })?,
+        };
+        Ok(codec::decode(&reply?)?)
+    }
+
+    /// Creates an object of the registered type `typeid` with constructor arguments
+    /// `args`, and returns this client's reference to it. The typed constructors
+    /// ([`dict`](Self::dict), ...) are built on this; use it with [`ObjectRef::call`] for
+    /// a type registered by the server program.
+    pub fn create<A: Serialize + ?Sized>(
+        &self,
+        typeid: &str,
+        args: &A,
+    ) -> Result<ObjectRef, CallError> {
+        let args = codec::encode(args)?;
+        let id: ObjectId = self.request_decoded(Op::Create {
+            typeid: typeid.to_owned(),
+            args,
+        })?;
+        Ok(ObjectRef::new(self.clone(), id, typeid.to_owned()))
+    }
+
+    /// Claims a [`Token`] made by [`ObjectRef::share`] (here or in another process):
+    /// this client gets its own reference, and the token is spent.
+    pub fn claim(&self, token: &Token) -> Result<ObjectRef, CallError> {
+        let (id, typeid): (ObjectId, String) = self.request_decoded(Op::Claim {
+            ticket: token.ticket,
+        })?;
+        Ok(ObjectRef::new(self.clone(), id, typeid))
+    }
+}
+
+/// Fails every waiting call, and all later ones, with `why`.
+fn fail_all(pending: &Mutex<Result<HashMap<u64, Slot>, String>>, why: String) {
+    let old = std::mem::replace(&mut *lock(pending), Err(why.clone()));
+    if let Ok(map) = old {
+        for (_, slot) in map {
+            let _ = slot.try_send(Err(CallError::ManagerGone(why.clone())));
+        }
+    }
+}
+
+/// The reader thread: routes replies to their slots until the connection ends.
+fn read_replies(stream: Stream, inner: std::sync::Weak<Inner>, frame_timeout: Duration) {
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    let why = loop {
+        let frame =
+            match wire::read_frame(&mut reader, DEFAULT_MAX_FRAME, Idle::Forever, frame_timeout) {
+                Ok(f) => f,
+                Err(FrameError::Closed) => break "the manager closed the connection".to_owned(),
+                Err(e) => break format!("the connection failed: {e}"),
+            };
+        let response: Response = match codec::decode(&frame) {
+            Ok(r) => r,
+            Err(e) => break format!("the manager sent a malformed reply: {e}"),
+        };
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let slot = match &mut *lock(&inner.pending) {
+            Ok(map) => map.remove(&response.id),
+            Err(_) => None,
+        };
+        match slot {
+            Some(slot) => {
+                let _ = slot.try_send(response.result.map_err(CallError::Remote));
+            }
+            None => flotilla_core::event!(
+                flotilla_core::log::Level::WARN,
+                id = response.id,
+                "manager client: a reply nobody asked for"
+            ),
+        }
+    };
+    if let Some(inner) = inner.upgrade() {
+        flotilla_core::event!(flotilla_core::log::Level::DEBUG, address = %inner.address, why, "manager client: connection ended");
+        fail_all(&inner.pending, format!("{} ({})", why, inner.address));
+    }
+}
+
+/// This client's reference to one server object. Dropping the last clone releases it.
+#[derive(Debug)]
+struct RefInner {
+    client: Client,
+    id: ObjectId,
+    typeid: String,
+}
+
+impl Drop for RefInner {
+    fn drop(&mut self) {
+        // No reply wanted; a dead manager has nothing left to release.
+        let _ = self.client.send(Op::Release { object: self.id }, false);
+    }
+}
+
+/// A client's reference to an object on the server: the untyped core of every proxy.
+/// Cheap to clone; the reference is released when the last clone is dropped.
+#[derive(Debug, Clone)]
+pub struct ObjectRef {
+    inner: Arc<RefInner>,
+}
+
+/// A transferable claim on an object: made by [`ObjectRef::share`], spent by
+/// [`Client::claim`]. Until claimed it keeps the object alive. It names the object only:
+/// the receiver connects with its own address and authkey (a later slice makes tokens
+/// carry those on purpose).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct Token {
+    ticket: Ticket,
+    typeid: String,
+}
+
+impl Token {
+    /// The type of the object it names.
+    pub fn typeid(&self) -> &str {
+        &self.typeid
+    }
+}
+
+impl ObjectRef {
+    fn new(client: Client, id: ObjectId, typeid: String) -> Self {
+        ObjectRef {
+            inner: Arc::new(RefInner { client, id, typeid }),
+        }
+    }
+
+    /// The object's id on its server.
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+
+    /// The object's registered type.
+    pub fn typeid(&self) -> &str {
+        &self.inner.typeid
+    }
+
+    /// The client it belongs to.
+    pub fn client(&self) -> &Client {
+        &self.inner.client
+    }
+
+    /// Calls `method` with `args` (a tuple for several) and decodes its result as `R`.
+    /// `timeout` bounds a blocking method on the server (`None`: it may wait for ever);
+    /// the call itself returns when the server answers, or at once with
+    /// [`CallError::ManagerGone`] when the manager goes away.
+    pub fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> Result<R, CallError> {
+        let args = codec::encode(args)?;
+        self.inner.client.request_decoded(Op::Call {
+            object: self.inner.id,
+            method: method.to_owned(),
+            args,
+            timeout,
+        })
+    }
+
+    /// Makes a [`Token`] another client (in any process) can [`claim`](Client::claim).
+    pub fn share(&self) -> Result<Token, CallError> {
+        let ticket: Ticket = self.inner.client.request_decoded(Op::Share {
+            object: self.inner.id,
+        })?;
+        Ok(Token {
+            ticket,
+            typeid: self.inner.typeid.clone(),
+        })
+    }
+
+    pub(crate) fn check_type(self, typeid: &str) -> Result<ObjectRef, CallError> {
+        if self.inner.typeid == typeid {
+            Ok(self)
+        } else {
+            Err(CallError::Remote(RemoteError::new(
+                RemoteErrorKind::BadArguments,
+                format!("the object is a `{}`, not a `{typeid}`", self.inner.typeid),
+            )))
+        }
+    }
+}

@@ -1,0 +1,582 @@
+//! Typed proxies for the built-in types: cheap handles over their client's one connection.
+//!
+//! # The copy rule
+//!
+//! Every value read through a proxy is a **copy** (it crossed a socket): mutating what
+//! `dict.get(k)` returned changes nothing on the server, exactly as in Python, where
+//! `d['k'].append(x)` is silently lost. flotilla's spellings of that mutation run on the
+//! server, atomically: [`DictProxy::update_with`] (compare-and-swap in a retry loop, for any
+//! value type), [`DictProxy::add`] (an integer in place), [`DictProxy::setdefault`], and
+//! [`DictProxy::compare_and_set`].
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use flotilla_core::codec;
+
+use crate::client::{CallError, Client, ObjectRef, Token};
+
+type Bytes = Vec<u8>;
+/// Invariant in both, and Send + Sync whatever they are: a proxy holds no K or V.
+type KeyValue<K, V> = fn(K, V) -> (K, V);
+
+/// Zero: a `try_` form, which must not wait.
+const NO_WAIT: Option<Duration> = Some(Duration::ZERO);
+
+fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, CallError> {
+    Ok(codec::encode(v)?)
+}
+
+fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
+    Ok(codec::decode(b)?)
+}
+
+macro_rules! proxy_common {
+    ($name:ident, $typeid:literal $(, $p:ident)*) => {
+        impl<$($p),*> $name<$($p),*> {
+            /// The type name the server knows it by.
+            pub const TYPEID: &'static str = $typeid;
+
+            /// The untyped reference underneath.
+            pub fn object(&self) -> &ObjectRef {
+                &self.obj
+            }
+
+            /// A token another client (in any process) can claim with
+            /// [`from_token`](Self::from_token); it keeps the object alive until then.
+            pub fn share(&self) -> Result<Token, CallError> {
+                self.obj.share()
+            }
+
+            /// Claims `token` through `client`: a proxy of its own for the same object.
+            pub fn from_token(client: &Client, token: &Token) -> Result<Self, CallError> {
+                let obj = client.claim(token)?.check_type($typeid)?;
+                Ok(Self::from_ref(obj))
+            }
+
+            fn from_ref(obj: ObjectRef) -> Self {
+                $name { obj, _t: PhantomData }
+            }
+        }
+
+        impl<$($p),*> Clone for $name<$($p),*> {
+            fn clone(&self) -> Self {
+                $name { obj: self.obj.clone(), _t: PhantomData }
+            }
+        }
+
+        impl<$($p),*> std::fmt::Debug for $name<$($p),*> {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct(stringify!($name)).field("id", &self.obj.id()).finish()
+            }
+        }
+    };
+}
+
+/// A proxy for a server-side `dict` of `K` → `V`: Python's `DictProxy`.
+///
+/// Keys are compared by their encoding, so `K` needs no `Hash` (a float key works, as
+/// in Python, bitwise). Values read are copies; see the [module docs](self) for
+/// mutation in place.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let d = manager.dict::<String, i64>().unwrap();
+/// d.set(&"year".into(), &2000).unwrap();
+/// assert_eq!(d.add(&"year".into(), 1).unwrap(), 2001);
+/// d.update_with(&"year".into(), |y| y.unwrap_or(0) * 2).unwrap();
+/// assert_eq!(d.get(&"year".into()).unwrap(), Some(4002));
+/// assert_eq!(d.len().unwrap(), 1);
+/// ```
+pub struct DictProxy<K, V> {
+    obj: ObjectRef,
+    _t: PhantomData<KeyValue<K, V>>,
+}
+
+proxy_common!(DictProxy, "dict", K, V);
+
+impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
+    pub(crate) fn create(client: &Client) -> Result<Self, CallError> {
+        Ok(Self::from_ref(
+            client.create(Self::TYPEID, &Vec::<(Bytes, Bytes)>::new())?,
+        ))
+    }
+
+    /// `d[key]`, or `None` when absent (a copy).
+    pub fn get(&self, key: &K) -> Result<Option<V>, CallError> {
+        let v: Option<Bytes> = self.obj.call("get", &enc(key)?, None)?;
+        v.map(|b| dec(&b)).transpose()
+    }
+
+    /// `d[key] = value`.
+    pub fn set(&self, key: &K, value: &V) -> Result<(), CallError> {
+        self.obj.call("set", &(enc(key)?, enc(value)?), None)
+    }
+
+    /// `del d[key]`: a [`KeyError`](crate::RemoteErrorKind::KeyError) when absent.
+    pub fn del(&self, key: &K) -> Result<(), CallError> {
+        self.obj.call("del", &enc(key)?, None)
+    }
+
+    /// `d.pop(key, None)`: removes and returns the value, if any.
+    pub fn pop(&self, key: &K) -> Result<Option<V>, CallError> {
+        let v: Option<Bytes> = self.obj.call("pop", &enc(key)?, None)?;
+        v.map(|b| dec(&b)).transpose()
+    }
+
+    /// `len(d)`.
+    pub fn len(&self) -> Result<usize, CallError> {
+        let n: u64 = self.obj.call("len", &(), None)?;
+        Ok(n as usize)
+    }
+
+    /// `len(d) == 0`.
+    pub fn is_empty(&self) -> Result<bool, CallError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `key in d`.
+    pub fn contains_key(&self, key: &K) -> Result<bool, CallError> {
+        self.obj.call("contains", &enc(key)?, None)
+    }
+
+    /// `list(d.keys())`, in insertion order.
+    pub fn keys(&self) -> Result<Vec<K>, CallError> {
+        let ks: Vec<Bytes> = self.obj.call("keys", &(), None)?;
+        ks.iter().map(|b| dec(b)).collect()
+    }
+
+    /// `list(d.values())`, in insertion order.
+    pub fn values(&self) -> Result<Vec<V>, CallError> {
+        let vs: Vec<Bytes> = self.obj.call("values", &(), None)?;
+        vs.iter().map(|b| dec(b)).collect()
+    }
+
+    /// `list(d.items())`, in insertion order.
+    pub fn items(&self) -> Result<Vec<(K, V)>, CallError> {
+        let items: Vec<(Bytes, Bytes)> = self.obj.call("items", &(), None)?;
+        items.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect()
+    }
+
+    /// `d.clear()`.
+    pub fn clear(&self) -> Result<(), CallError> {
+        self.obj.call("clear", &(), None)
+    }
+
+    /// `d.update(items)`, in one call.
+    pub fn update<'a>(
+        &self,
+        items: impl IntoIterator<Item = (&'a K, &'a V)>,
+    ) -> Result<(), CallError>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        let items = items
+            .into_iter()
+            .map(|(k, v)| Ok((enc(k)?, enc(v)?)))
+            .collect::<Result<Vec<_>, CallError>>()?;
+        self.obj.call("update", &items, None)
+    }
+
+    /// `d.setdefault(key, default)`: the value stored at `key`, storing `default` first
+    /// when there is none. Atomic on the server.
+    pub fn setdefault(&self, key: &K, default: &V) -> Result<V, CallError> {
+        let v: Bytes = self
+            .obj
+            .call("setdefault", &(enc(key)?, enc(default)?), None)?;
+        dec(&v)
+    }
+
+    /// Sets `key` to `new` (`None`: removes it) only if its value is `expected` (`None`:
+    /// absent), compared by encoding. `Ok(Ok(()))` when it did; `Ok(Err(current))` with the
+    /// value found otherwise.
+    pub fn compare_and_set(
+        &self,
+        key: &K,
+        expected: Option<&V>,
+        new: Option<&V>,
+    ) -> Result<Result<(), Option<V>>, CallError> {
+        let expected = expected.map(enc).transpose()?;
+        let new = new.map(enc).transpose()?;
+        let (done, current): (bool, Option<Bytes>) =
+            self.obj
+                .call("compare_and_set", &(enc(key)?, expected, new), None)?;
+        if done {
+            Ok(Ok(()))
+        } else {
+            Ok(Err(current.map(|b| dec(&b)).transpose()?))
+        }
+    }
+
+    /// Replaces the value at `key` with `f(current)` atomically, whatever other clients
+    /// do meanwhile, and returns the new value: the spelling of Python's lost
+    /// `d[k].append(x)` is `d.update_with(&k, |v| { let mut v = v.unwrap_or_default();
+    /// v.push(x); v })`.
+    ///
+    /// A compare-and-swap loop: `f` runs again (on the newer value) when another client
+    /// changed the entry between the read and the write, so it must have no side effects.
+    pub fn update_with(&self, key: &K, mut f: impl FnMut(Option<V>) -> V) -> Result<V, CallError> {
+        let k = enc(key)?;
+        let mut current: Option<Bytes> = self.obj.call("get", &k, None)?;
+        loop {
+            let old = current.as_deref().map(dec::<V>).transpose()?;
+            let new = f(old);
+            let new_bytes = enc(&new)?;
+            let (done, found): (bool, Option<Bytes>) =
+                self.obj
+                    .call("compare_and_set", &(&k, &current, Some(&new_bytes)), None)?;
+            if done {
+                return Ok(new);
+            }
+            current = found;
+        }
+    }
+}
+
+impl<K: Serialize + DeserializeOwned> DictProxy<K, i64> {
+    /// `d[key] += delta` in place on the server (from 0 when absent), returning the new
+    /// value: a counter with no lock and no lost update.
+    pub fn add(&self, key: &K, delta: i64) -> Result<i64, CallError> {
+        self.obj.call("add_int", &(enc(key)?, delta, 0i64), None)
+    }
+}
+
+/// A proxy for a server-side `list` of `T`: Python's `ListProxy`. Indexes follow Python
+/// (negative counts from the end); reads are copies.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let l = manager.list::<u32>().unwrap();
+/// l.extend(&[0, 1, 2]).unwrap();
+/// l.append(&3).unwrap();
+/// assert_eq!(l.get(-1).unwrap(), 3);
+/// assert_eq!(l.pop(None).unwrap(), 3);
+/// assert_eq!(l.to_vec().unwrap(), vec![0, 1, 2]);
+/// ```
+pub struct ListProxy<T> {
+    obj: ObjectRef,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+proxy_common!(ListProxy, "list", T);
+
+impl<T: Serialize + DeserializeOwned> ListProxy<T> {
+    pub(crate) fn create(client: &Client) -> Result<Self, CallError> {
+        Ok(Self::from_ref(
+            client.create(Self::TYPEID, &Vec::<Bytes>::new())?,
+        ))
+    }
+
+    /// `l.append(item)`; returns the new length.
+    pub fn append(&self, item: &T) -> Result<usize, CallError> {
+        let n: u64 = self.obj.call("append", &enc(item)?, None)?;
+        Ok(n as usize)
+    }
+
+    /// `l.extend(items)`, in one call; returns the new length.
+    pub fn extend<'a>(&self, items: impl IntoIterator<Item = &'a T>) -> Result<usize, CallError>
+    where
+        T: 'a,
+    {
+        let items = items.into_iter().map(enc).collect::<Result<Vec<_>, _>>()?;
+        let n: u64 = self.obj.call("extend", &items, None)?;
+        Ok(n as usize)
+    }
+
+    /// `l[index]` (a copy); an [`IndexError`](crate::RemoteErrorKind::IndexError) out of
+    /// range.
+    pub fn get(&self, index: i64) -> Result<T, CallError> {
+        let b: Bytes = self.obj.call("get", &index, None)?;
+        dec(&b)
+    }
+
+    /// `l[index] = item`.
+    pub fn set(&self, index: i64, item: &T) -> Result<(), CallError> {
+        self.obj.call("set", &(index, enc(item)?), None)
+    }
+
+    /// `l.insert(index, item)`.
+    pub fn insert(&self, index: i64, item: &T) -> Result<(), CallError> {
+        self.obj.call("insert", &(index, enc(item)?), None)
+    }
+
+    /// `l.pop(index)` (`None`: the last).
+    pub fn pop(&self, index: Option<i64>) -> Result<T, CallError> {
+        let b: Bytes = self.obj.call("pop", &index, None)?;
+        dec(&b)
+    }
+
+    /// `len(l)`.
+    pub fn len(&self) -> Result<usize, CallError> {
+        let n: u64 = self.obj.call("len", &(), None)?;
+        Ok(n as usize)
+    }
+
+    /// `len(l) == 0`.
+    pub fn is_empty(&self) -> Result<bool, CallError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `l[:]`: a copy of the whole list.
+    pub fn to_vec(&self) -> Result<Vec<T>, CallError> {
+        let items: Vec<Bytes> = self.obj.call("to_vec", &(), None)?;
+        items.iter().map(|b| dec(b)).collect()
+    }
+
+    /// `l.reverse()`.
+    pub fn reverse(&self) -> Result<(), CallError> {
+        self.obj.call("reverse", &(), None)
+    }
+
+    /// `l.clear()`.
+    pub fn clear(&self) -> Result<(), CallError> {
+        self.obj.call("clear", &(), None)
+    }
+}
+
+/// A proxy for a server-side `Namespace`: attributes by name, each of any serde type.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let ns = manager.namespace().unwrap();
+/// ns.set("x", &10u8).unwrap();
+/// assert_eq!(ns.get::<u8>("x").unwrap(), 10);
+/// assert!(ns.get::<u8>("y").is_err()); // AttributeError
+/// ```
+pub struct NamespaceProxy {
+    obj: ObjectRef,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(NamespaceProxy, "Namespace");
+
+impl NamespaceProxy {
+    pub(crate) fn create(client: &Client) -> Result<Self, CallError> {
+        Ok(Self::from_ref(
+            client.create(Self::TYPEID, &Vec::<(String, Bytes)>::new())?,
+        ))
+    }
+
+    /// `ns.name` (a copy); an [`AttributeError`](crate::RemoteErrorKind::AttributeError)
+    /// when unset.
+    pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, CallError> {
+        let b: Bytes = self.obj.call("get", name, None)?;
+        dec(&b)
+    }
+
+    /// `ns.name = value`.
+    pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), CallError> {
+        self.obj.call("set", &(name, enc(value)?), None)
+    }
+
+    /// `del ns.name`.
+    pub fn del(&self, name: &str) -> Result<(), CallError> {
+        self.obj.call("del", name, None)
+    }
+
+    /// The names set, sorted.
+    pub fn names(&self) -> Result<Vec<String>, CallError> {
+        self.obj.call("names", &(), None)
+    }
+}
+
+/// A proxy for a server-side `Lock`: Python's `threading.Lock` through a manager.
+///
+/// A waiting `acquire` parks on the server, so other calls of the same client go on. The
+/// lock is released by the server when the client holding it goes away (its connection
+/// closes, or its process dies), or drops its last proxy for it.
+///
+/// ```
+/// use std::time::Duration;
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let lock = manager.lock().unwrap();
+/// assert!(lock.acquire(None).unwrap());
+/// assert!(!lock.try_acquire().unwrap());
+/// assert!(!lock.acquire(Some(Duration::from_millis(10))).unwrap());
+/// lock.release().unwrap();
+/// {
+///     let _guard = lock.guard(None).unwrap();
+///     assert!(lock.locked().unwrap());
+/// }
+/// assert!(!lock.locked().unwrap());
+/// ```
+pub struct LockProxy {
+    obj: ObjectRef,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(LockProxy, "Lock");
+
+impl LockProxy {
+    pub(crate) fn create(client: &Client) -> Result<Self, CallError> {
+        Ok(Self::from_ref(client.create(Self::TYPEID, &())?))
+    }
+
+    /// Waits up to `timeout` (`None`: for ever) for the lock; true when acquired.
+    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+        self.obj.call("acquire", &(), timeout)
+    }
+
+    /// Acquires the lock if it is free, without waiting.
+    pub fn try_acquire(&self) -> Result<bool, CallError> {
+        self.obj.call("acquire", &(), NO_WAIT)
+    }
+
+    /// Releases it (any client may, as with Python's `Lock`); a
+    /// [`RuntimeError`](crate::RemoteErrorKind::RuntimeError) when it is not locked.
+    pub fn release(&self) -> Result<(), CallError> {
+        self.obj.call("release", &(), None)
+    }
+
+    /// Whether someone holds it.
+    pub fn locked(&self) -> Result<bool, CallError> {
+        self.obj.call("locked", &(), None)
+    }
+
+    /// Acquires it (up to `timeout`) and returns a guard that releases it on drop: Python's
+    /// `with lock:`. `Ok(None)` when the timeout passed.
+    pub fn guard(
+        &self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<LockProxyGuard<'_>>, CallError> {
+        Ok(self
+            .acquire(timeout)?
+            .then_some(LockProxyGuard { lock: self }))
+    }
+}
+
+/// Holds a [`LockProxy`]'s lock; releases it when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockProxyGuard<'a> {
+    lock: &'a LockProxy,
+}
+
+impl Drop for LockProxyGuard<'_> {
+    fn drop(&mut self) {
+        if let Err(e) = self.lock.release() {
+            // A manager gone has released it already.
+            flotilla_core::event!(flotilla_core::log::Level::DEBUG, error = %e, "manager lock guard: release failed");
+        }
+    }
+}
+
+/// A proxy for a server-side FIFO `Queue` of `T`: Python's `manager.Queue()`. A waiting
+/// `get` or `put` parks on the server.
+///
+/// ```
+/// use std::time::Duration;
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let q = manager.queue::<String>(0).unwrap();
+/// q.put(&"a".into()).unwrap();
+/// assert_eq!(q.get().unwrap(), "a");
+/// assert_eq!(q.get_timeout(Some(Duration::from_millis(10))).unwrap(), None);
+/// assert_eq!(q.try_get().unwrap(), None);
+/// ```
+pub struct QueueProxy<T> {
+    obj: ObjectRef,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+proxy_common!(QueueProxy, "Queue", T);
+
+impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
+    pub(crate) fn create(client: &Client, maxsize: usize) -> Result<Self, CallError> {
+        Ok(Self::from_ref(
+            client.create(Self::TYPEID, &(maxsize as u64))?,
+        ))
+    }
+
+    /// Puts `item`, waiting for ever while the queue is full.
+    pub fn put(&self, item: &T) -> Result<(), CallError> {
+        let _: bool = self.obj.call("put", &enc(item)?, None)?;
+        Ok(())
+    }
+
+    /// Puts `item`, waiting up to `timeout` (`None`: for ever) while the queue is full;
+    /// false when the timeout passed (the item was not put).
+    pub fn put_timeout(&self, item: &T, timeout: Option<Duration>) -> Result<bool, CallError> {
+        self.obj.call("put", &enc(item)?, timeout)
+    }
+
+    /// Puts `item` if there is room, without waiting.
+    pub fn try_put(&self, item: &T) -> Result<bool, CallError> {
+        self.obj.call("put", &enc(item)?, NO_WAIT)
+    }
+
+    /// Takes the first item, waiting for ever for one.
+    pub fn get(&self) -> Result<T, CallError> {
+        loop {
+            if let Some(item) = self.get_timeout(None)? {
+                return Ok(item);
+            }
+        }
+    }
+
+    /// Takes the first item, waiting up to `timeout` (`None`: for ever); `None` when the
+    /// timeout passed.
+    pub fn get_timeout(&self, timeout: Option<Duration>) -> Result<Option<T>, CallError> {
+        let b: Option<Bytes> = self.obj.call("get", &(), timeout)?;
+        b.map(|b| dec(&b)).transpose()
+    }
+
+    /// Takes the first item if there is one, without waiting.
+    pub fn try_get(&self) -> Result<Option<T>, CallError> {
+        self.get_timeout(NO_WAIT)
+    }
+
+    /// The number of items (approximate, as in Python: others may put or get meanwhile).
+    pub fn qsize(&self) -> Result<usize, CallError> {
+        let n: u64 = self.obj.call("qsize", &(), None)?;
+        Ok(n as usize)
+    }
+
+    /// Whether it is empty (approximate).
+    pub fn empty(&self) -> Result<bool, CallError> {
+        self.obj.call("empty", &(), None)
+    }
+
+    /// Whether it is full (approximate).
+    pub fn full(&self) -> Result<bool, CallError> {
+        self.obj.call("full", &(), None)
+    }
+}
+
+impl Client {
+    /// A new server-side `dict`: Python's `manager.dict()`.
+    pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>, CallError>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        DictProxy::create(self)
+    }
+
+    /// A new server-side `list`: Python's `manager.list()`.
+    pub fn list<T: Serialize + DeserializeOwned>(&self) -> Result<ListProxy<T>, CallError> {
+        ListProxy::create(self)
+    }
+
+    /// A new server-side `Namespace`: Python's `manager.Namespace()`.
+    pub fn namespace(&self) -> Result<NamespaceProxy, CallError> {
+        NamespaceProxy::create(self)
+    }
+
+    /// A new server-side `Lock`: Python's `manager.Lock()`.
+    pub fn lock(&self) -> Result<LockProxy, CallError> {
+        LockProxy::create(self)
+    }
+
+    /// A new server-side FIFO `Queue` holding at most `maxsize` items (0: unbounded):
+    /// Python's `manager.Queue(maxsize)`.
+    pub fn queue<T: Serialize + DeserializeOwned>(
+        &self,
+        maxsize: usize,
+    ) -> Result<QueueProxy<T>, CallError> {
+        QueueProxy::create(self, maxsize)
+    }
+}

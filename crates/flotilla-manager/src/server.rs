@@ -1,0 +1,874 @@
+//! The manager server: a listener, one reader and one writer thread per connection, the
+//! object table, the timer thread that expires parked waiters, and the reference rules.
+//!
+//! # Who touches what
+//!
+//! - The **object table** (`Shared::table`, one mutex): object ids → entries, each object's
+//!   holder count, and the transfer tickets. Held only to look up, insert or remove; never
+//!   while an object's own mutex is taken.
+//! - An **object** (`Entry::object`, its own mutex): touched by the reader thread of a
+//!   connection calling it, by the timer thread expiring a waiter, and by a connection's
+//!   thread releasing its references. Methods never block, so the mutex is held briefly.
+//! - A connection's **references** (`Conn::refs`): owned by that connection's reader
+//!   thread alone, so a request can only touch objects its own connection holds.
+//! - A connection's **replies** go through a channel to its writer thread, from whichever
+//!   thread answers (a parked `get` is answered by another client's `put`), so no thread
+//!   ever blocks writing to someone else's socket.
+//!
+//! # References
+//!
+//! An object lives while it has a holder: a connection holding at least one reference, or
+//! an unclaimed transfer ticket. `Create` and `Claim` give the calling connection a
+//! reference, `Release` drops one. When a connection ends — closed, killed, or cut off
+//! for a malformed message — all its references go at once: each object it held first
+//! hears [`SharedObject::client_gone`] (a lock it held is released, its parked waiters are
+//! dropped), then loses a holder, and is freed at zero.
+
+use std::collections::{BinaryHeap, HashMap};
+use std::io::{BufReader, BufWriter, Write};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use flotilla_core::codec;
+
+use crate::auth::{self, AuthKey};
+use crate::object::{Call, ClientId, Reply, Responder, SharedObject, WaiterId, encode_reply};
+use crate::protocol::{ObjectId, Op, RemoteError, RemoteErrorKind, Request, Response, Ticket};
+use crate::types;
+use crate::wire::{self, Address, DEFAULT_MAX_FRAME, FrameError, Idle, Listener, Stream};
+
+/// Makes an object of a registered type from its codec-encoded constructor arguments.
+pub type Constructor =
+    Arc<dyn Fn(&[u8]) -> Result<Box<dyn SharedObject>, RemoteError> + Send + Sync>;
+
+/// The default bound on a stalled frame and on the handshake.
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic under these mutexes happens only in an object's method, which runs inside
+    // `catch_unwind` with the guard outside it, so poisoning is never a broken invariant.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Options for a [`Server`]: its address, authkey, registered types and limits.
+///
+/// ```
+/// use flotilla_manager::{AuthKey, Server};
+///
+/// let dir = std::env::temp_dir().join(format!("flotilla-doc-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let server = Server::builder(dir.join("m.sock"))
+///     .authkey(AuthKey::new(b"secret".to_vec()))
+///     .bind()
+///     .unwrap();
+/// let running = server.spawn();
+/// let client = flotilla_manager::connect(running.address(), Some(&AuthKey::new(b"secret".to_vec()))).unwrap();
+/// assert_eq!(client.number_of_objects().unwrap(), 0);
+/// running.shutdown();
+/// # std::fs::remove_dir_all(&dir).unwrap();
+/// ```
+pub struct ServerBuilder {
+    address: Address,
+    authkey: Option<AuthKey>,
+    registry: HashMap<String, Constructor>,
+    max_frame: u64,
+    frame_timeout: Duration,
+}
+
+impl std::fmt::Debug for ServerBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerBuilder")
+            .field("address", &self.address)
+            .field("authkey", &self.authkey)
+            .field("types", &self.registry.keys().collect::<Vec<_>>())
+            .field("max_frame", &self.max_frame)
+            .finish()
+    }
+}
+
+/// Why a server could not start listening.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// A TCP address other hosts can reach, without an authkey: anyone could connect.
+    #[error(
+        "refusing to listen on {0}, which other hosts can reach, without an authkey: \
+         set one, or listen on loopback or a Unix socket"
+    )]
+    RemoteWithoutAuthkey(Address),
+    /// The OS refused the socket.
+    #[error("could not listen on {address}: {source}")]
+    Io {
+        /// The address.
+        address: Address,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+impl ServerBuilder {
+    /// Sets the authkey every client must prove it holds. Without one, clients connect
+    /// with no handshake (Python's `authkey=None`), which is refused on a TCP address
+    /// other hosts can reach.
+    pub fn authkey(mut self, key: AuthKey) -> Self {
+        self.authkey = Some(key);
+        self
+    }
+
+    /// Registers a type under `typeid`: clients create objects of it by that name. A
+    /// built-in name (`dict`, `list`, `Namespace`, `Lock`, `Queue`) is replaced.
+    pub fn register<F>(mut self, typeid: impl Into<String>, constructor: F) -> Self
+    where
+        F: Fn(&[u8]) -> Result<Box<dyn SharedObject>, RemoteError> + Send + Sync + 'static,
+    {
+        self.registry.insert(typeid.into(), Arc::new(constructor));
+        self
+    }
+
+    /// The largest frame accepted from a client, checked before allocating. Default
+    /// [`DEFAULT_MAX_FRAME`].
+    pub fn max_frame(mut self, bytes: u64) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
+    /// How long a frame (or the handshake) may stall before the connection is closed.
+    /// Default [`DEFAULT_FRAME_TIMEOUT`].
+    pub fn frame_timeout(mut self, timeout: Duration) -> Self {
+        self.frame_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Binds the listener.
+    pub fn bind(self) -> Result<Server, BindError> {
+        if self.authkey.is_none() && self.address.is_remote() {
+            return Err(BindError::RemoteWithoutAuthkey(self.address));
+        }
+        let io = |source| BindError::Io {
+            address: self.address.clone(),
+            source,
+        };
+        let listener = Listener::bind(&self.address).map_err(io)?;
+        let address = listener.local_address(&self.address).map_err(io)?;
+        let waker = listener.try_clone().map_err(io)?;
+        let shared = Arc::new(Shared {
+            address: address.clone(),
+            authkey: self.authkey,
+            registry: self.registry,
+            max_frame: self.max_frame,
+            frame_timeout: self.frame_timeout,
+            table: Mutex::new(Table::default()),
+            timers: Arc::new(Timers::default()),
+            stopping: AtomicBool::new(false),
+            waker,
+            conns: Mutex::new(HashMap::new()),
+            next_client: AtomicU64::new(1),
+            stopped: (Mutex::new(false), Condvar::new()),
+        });
+        Ok(Server { listener, shared })
+    }
+}
+
+/// A bound manager server, not yet serving: Python's `BaseManager.get_server()`.
+///
+/// [`serve_forever`](Self::serve_forever) serves in this thread until a client asks it
+/// to shut down; [`spawn`](Self::spawn) serves on a background thread.
+#[derive(Debug)]
+pub struct Server {
+    listener: Listener,
+    shared: Arc<Shared>,
+}
+
+impl Server {
+    /// A server for `address` with the built-in types registered.
+    pub fn builder(address: impl Into<Address>) -> ServerBuilder {
+        let mut registry: HashMap<String, Constructor> = HashMap::new();
+        registry.insert("dict".into(), Arc::new(types::Dict::create));
+        registry.insert("list".into(), Arc::new(types::List::create));
+        registry.insert("Namespace".into(), Arc::new(types::Namespace::create));
+        registry.insert("Lock".into(), Arc::new(types::Lock::create));
+        registry.insert("Queue".into(), Arc::new(types::Queue::create));
+        ServerBuilder {
+            address: address.into(),
+            authkey: None,
+            registry,
+            max_frame: DEFAULT_MAX_FRAME,
+            frame_timeout: DEFAULT_FRAME_TIMEOUT,
+        }
+    }
+
+    /// The address it listens on (for TCP port 0, with the port the OS chose).
+    pub fn address(&self) -> &Address {
+        &self.shared.address
+    }
+
+    /// Serves until a client sends a shutdown request (or [`RunningServer::shutdown`]),
+    /// then closes every connection, after their queued replies are written.
+    pub fn serve_forever(self) {
+        let Server { listener, shared } = self;
+        let timer = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name("manager-timers".into())
+                .spawn(move || shared.timers.run(&shared))
+                .ok()
+        };
+        let mut handles: Vec<JoinHandle<()>> = Vec::new();
+        flotilla_core::event!(flotilla_core::log::Level::DEBUG, address = %shared.address, "manager server serving");
+        while !shared.stopping.load(Ordering::SeqCst) {
+            let stream = match listener.accept() {
+                Ok(s) => s,
+                Err(e) => {
+                    if shared.stopping.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: accept failed");
+                    thread::sleep(Duration::from_millis(10));
+                    continue;
+                }
+            };
+            if shared.stopping.load(Ordering::SeqCst) {
+                break;
+            }
+            handles.retain(|h| !h.is_finished());
+            let shared2 = Arc::clone(&shared);
+            match thread::Builder::new()
+                .name("manager-conn".into())
+                .spawn(move || serve_connection(&shared2, stream))
+            {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "manager: no thread for a connection")
+                }
+            }
+        }
+        drop(listener);
+        if let Address::Unix(path) = &shared.address {
+            // Our own socket file; gone already is fine.
+            let _ = std::fs::remove_file(path);
+        }
+        // Stop reading: every reader sees end of file, releases its client's references
+        // and lets its writer drain the replies already queued.
+        for stream in lock(&shared.conns).values() {
+            stream.shutdown_read();
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        // Parked calls still in the table answer "gone" as they are dropped.
+        let objects = std::mem::take(&mut lock(&shared.table).objects);
+        drop(objects);
+        shared.timers.stop();
+        if let Some(t) = timer {
+            let _ = t.join();
+        }
+        let (done, cv) = &shared.stopped;
+        *lock(done) = true;
+        cv.notify_all();
+        flotilla_core::event!(flotilla_core::log::Level::DEBUG, address = %shared.address, "manager server stopped");
+    }
+
+    /// Serves on a background thread.
+    pub fn spawn(self) -> RunningServer {
+        let shared = Arc::clone(&self.shared);
+        let thread = thread::Builder::new()
+            .name("manager-server".into())
+            .spawn(move || self.serve_forever())
+            .expect("a thread for the manager server");
+        RunningServer {
+            shared,
+            thread: Some(thread),
+        }
+    }
+}
+
+/// A server serving on a background thread; dropping it shuts it down.
+#[derive(Debug)]
+pub struct RunningServer {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address it listens on.
+    pub fn address(&self) -> &Address {
+        &self.shared.address
+    }
+
+    /// Stops it and waits for it to finish.
+    pub fn shutdown(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        self.shared.request_stop();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// What the server's threads share.
+pub(crate) struct Shared {
+    address: Address,
+    authkey: Option<AuthKey>,
+    registry: HashMap<String, Constructor>,
+    max_frame: u64,
+    frame_timeout: Duration,
+    table: Mutex<Table>,
+    timers: Arc<Timers>,
+    stopping: AtomicBool,
+    /// A second handle on the listening socket, to wake the accept loop.
+    waker: Listener,
+    /// Every open connection's stream, to stop them at shutdown.
+    conns: Mutex<HashMap<ClientId, Stream>>,
+    next_client: AtomicU64,
+    stopped: (Mutex<bool>, Condvar),
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Asks the accept loop to stop, and wakes it with a connection of our own.
+    fn request_stop(&self) {
+        if self.stopping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.waker.wake_accept();
+        let wake = match &self.address {
+            Address::Tcp(addr) if addr.ip().is_unspecified() => {
+                let mut a = *addr;
+                a.set_ip(if addr.is_ipv4() {
+                    std::net::Ipv4Addr::LOCALHOST.into()
+                } else {
+                    std::net::Ipv6Addr::LOCALHOST.into()
+                });
+                Address::Tcp(a)
+            }
+            other => other.clone(),
+        };
+        // Refused means the loop is not in accept: it sees the flag on its own.
+        let _ = Stream::connect(&wake, Duration::from_secs(5));
+    }
+}
+
+#[derive(Default)]
+struct Table {
+    objects: HashMap<ObjectId, Arc<Entry>>,
+    /// Holders of each object: connections holding a reference, plus unclaimed tickets.
+    holders: HashMap<ObjectId, usize>,
+    tickets: HashMap<Ticket, ObjectId>,
+    next_id: ObjectId,
+}
+
+struct Entry {
+    typeid: String,
+    object: Mutex<Box<dyn SharedObject>>,
+}
+
+impl Shared {
+    fn entry(&self, id: ObjectId) -> Option<Arc<Entry>> {
+        lock(&self.table).objects.get(&id).cloned()
+    }
+
+    /// Drops one holder of `id`, freeing the object at zero.
+    fn drop_holder(&self, id: ObjectId) {
+        let freed = {
+            let mut table = lock(&self.table);
+            let n = table.holders.entry(id).or_insert(1);
+            *n -= 1;
+            if *n == 0 {
+                table.holders.remove(&id);
+                table.objects.remove(&id)
+            } else {
+                None
+            }
+        };
+        // Dropped outside the table's lock: dropping parked waiters sends replies.
+        drop(freed);
+    }
+}
+
+/// A parked waiter's deadline, earliest first.
+type Deadline = std::cmp::Reverse<(Instant, ObjectId, u64)>;
+
+/// The deadlines of parked waiters, expired by one thread.
+#[derive(Debug, Default)]
+pub(crate) struct Timers {
+    /// Pending deadlines, and whether to stop.
+    heap: Mutex<(BinaryHeap<Deadline>, bool)>,
+    cv: Condvar,
+    next: AtomicU64,
+}
+
+impl Timers {
+    pub(crate) fn next_waiter(&self) -> WaiterId {
+        WaiterId(self.next.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    pub(crate) fn add(&self, deadline: Instant, object: ObjectId, waiter: WaiterId) {
+        let mut g = lock(&self.heap);
+        let earliest = g.0.peek().is_none_or(|e| deadline < e.0.0);
+        g.0.push(std::cmp::Reverse((deadline, object, waiter.0)));
+        if earliest {
+            self.cv.notify_one();
+        }
+    }
+
+    fn stop(&self) {
+        lock(&self.heap).1 = true;
+        self.cv.notify_one();
+    }
+
+    fn run(&self, shared: &Shared) {
+        let mut g = lock(&self.heap);
+        loop {
+            if g.1 {
+                return;
+            }
+            let now = Instant::now();
+            match g.0.peek() {
+                Some(e) if e.0.0 <= now => {
+                    let std::cmp::Reverse((_, object, waiter)) = g.0.pop().expect("peeked");
+                    drop(g);
+                    if let Some(entry) = shared.entry(object) {
+                        let mut obj = lock(&entry.object);
+                        if let Err(p) =
+                            catch_unwind(AssertUnwindSafe(|| obj.expire(WaiterId(waiter))))
+                        {
+                            flotilla_core::event!(
+                                flotilla_core::log::Level::ERROR,
+                                panic = panic_text(&*p),
+                                "manager: expire panicked"
+                            );
+                        }
+                    }
+                    g = lock(&self.heap);
+                }
+                Some(e) => {
+                    let wait = e.0.0 - now;
+                    g = self
+                        .cv
+                        .wait_timeout(g, wait)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0;
+                }
+                None => g = self.cv.wait(g).unwrap_or_else(PoisonError::into_inner),
+            }
+        }
+    }
+}
+
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
+
+impl Stream {
+    fn shutdown_read(&self) {
+        let _ = match self {
+            Stream::Unix(s) => s.shutdown(std::net::Shutdown::Read),
+            Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Read),
+        };
+    }
+}
+
+/// One connection: handshake, then requests until end of file or a malformed message.
+fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
+    let client = ClientId(shared.next_client.fetch_add(1, Ordering::Relaxed));
+    if let Err(e) = stream
+        .set_read_timeout(Some(shared.frame_timeout))
+        .and_then(|()| stream.set_write_timeout(Some(shared.frame_timeout)))
+    {
+        flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: could not set socket timeouts");
+        return;
+    }
+    // Registered before the handshake, so a stopping server can cut a slow one short.
+    let Ok(registered) = stream.try_clone() else {
+        return;
+    };
+    lock(&shared.conns).insert(client, registered);
+    let _unregister = Unregister { shared, client };
+    if shared.stopping.load(Ordering::SeqCst) {
+        return;
+    }
+    if let Some(key) = &shared.authkey
+        && let Err(e) = auth::server_handshake(&mut stream, key, shared.frame_timeout)
+    {
+        if !shared.stopping.load(Ordering::SeqCst) {
+            flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: a client failed the handshake; closing it");
+        }
+        return;
+    }
+    let (tx, rx) = channel::<Response>();
+    let writer = stream.try_clone().and_then(|writer_stream| {
+        thread::Builder::new()
+            .name("manager-writer".into())
+            .spawn(move || write_replies(writer_stream, rx))
+    });
+    let writer = match writer {
+        Ok(w) => w,
+        Err(e) => {
+            flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "manager: no writer for a connection; closing it");
+            return;
+        }
+    };
+    let mut conn = Conn {
+        shared,
+        client,
+        refs: HashMap::new(),
+        tx,
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, stream);
+    loop {
+        let frame = match wire::read_frame(
+            &mut reader,
+            shared.max_frame,
+            Idle::Forever,
+            shared.frame_timeout,
+        ) {
+            Ok(f) => f,
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: closing a connection after a bad frame");
+                break;
+            }
+        };
+        let request: Request = match codec::decode_with_limit(&frame, shared.max_frame) {
+            Ok(r) => r,
+            Err(e) => {
+                flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: closing a connection after a malformed message");
+                break;
+            }
+        };
+        if conn.handle(request) {
+            break;
+        }
+    }
+    conn.release_all();
+    drop(conn);
+    // The writer ends when every responder of this connection is answered or dropped.
+    let _ = writer.join();
+    reader.get_ref().shutdown();
+}
+
+/// Takes a connection off the server's list when its thread ends, however it ends.
+struct Unregister<'a> {
+    shared: &'a Shared,
+    client: ClientId,
+}
+
+impl Drop for Unregister<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.conns).remove(&self.client);
+    }
+}
+
+/// Writes replies as they come, several per write when they queue up.
+fn write_replies(stream: Stream, rx: Receiver<Response>) {
+    let mut out = BufWriter::with_capacity(64 * 1024, stream);
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(resp) = next {
+            buf.clear();
+            if let Err(e) = codec::encode_into(&mut buf, &resp) {
+                flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "manager: a reply could not be encoded");
+                let fallback = Response {
+                    id: resp.id,
+                    result: Err(RemoteError::new(RemoteErrorKind::ValueError, e.to_string())),
+                };
+                buf.clear();
+                if codec::encode_into(&mut buf, &fallback).is_err() {
+                    return;
+                }
+            }
+            if let Err(e) = wire::write_frame(&mut out, &buf) {
+                return cut_off(out.get_ref(), rx, &e);
+            }
+            next = rx.try_recv().ok();
+        }
+        if let Err(e) = out.flush() {
+            return cut_off(out.get_ref(), rx, &e);
+        }
+    }
+}
+
+/// A client that does not take its replies (for the frame timeout) or whose socket failed:
+/// close the connection, so its reader stops taking requests and releases its references,
+/// and drop the replies still coming.
+fn cut_off(stream: &Stream, rx: Receiver<Response>, error: &std::io::Error) {
+    flotilla_core::event!(flotilla_core::log::Level::WARN, error = %error, "manager: a client stopped taking its replies; closing it");
+    stream.shutdown();
+    for _ in rx {}
+}
+
+/// A connection's state, owned by its reader thread.
+struct Conn<'a> {
+    shared: &'a Arc<Shared>,
+    client: ClientId,
+    /// This connection's references: object id → count.
+    refs: HashMap<ObjectId, u64>,
+    tx: std::sync::mpsc::Sender<Response>,
+}
+
+impl Conn<'_> {
+    fn responder(&self, id: u64) -> Responder {
+        Responder {
+            request: id,
+            tx: Some(self.tx.clone()),
+        }
+    }
+
+    /// Handles one request; true when the server should stop after it.
+    fn handle(&mut self, request: Request) -> bool {
+        let Request { id, op } = request;
+        let mut stop = false;
+        let result = match op {
+            Op::Ping => encode_reply(&()),
+            Op::NumberOfObjects => encode_reply(&(lock(&self.shared.table).objects.len() as u64)),
+            Op::Shutdown => {
+                stop = true;
+                encode_reply(&())
+            }
+            Op::Create { typeid, args } => self.create(&typeid, &args),
+            Op::Release { object } => self.release(object),
+            Op::Share { object } => self.share(object),
+            Op::Claim { ticket } => self.claim(ticket),
+            Op::Call {
+                object,
+                method,
+                args,
+                timeout,
+            } => {
+                self.call(id, object, &method, &args, timeout);
+                return false;
+            }
+        };
+        self.responder(id).send(result);
+        if stop {
+            flotilla_core::event!(
+                flotilla_core::log::Level::DEBUG,
+                "manager: shutdown requested"
+            );
+            self.shared.request_stop();
+        }
+        stop
+    }
+
+    fn no_such_object(object: ObjectId) -> RemoteError {
+        RemoteError::new(
+            RemoteErrorKind::NoSuchObject,
+            format!("this connection holds no object {object}"),
+        )
+    }
+
+    fn create(&mut self, typeid: &str, args: &[u8]) -> Result<Vec<u8>, RemoteError> {
+        let Some(ctor) = self.shared.registry.get(typeid) else {
+            return Err(RemoteError::new(
+                RemoteErrorKind::NoSuchType,
+                format!("no type `{typeid}` is registered on this server"),
+            ));
+        };
+        let object = catch_unwind(AssertUnwindSafe(|| ctor(args)))
+            .map_err(|p| RemoteError::new(RemoteErrorKind::Panicked, panic_text(&*p)))??;
+        let id = {
+            let mut table = lock(&self.shared.table);
+            table.next_id += 1;
+            let id = table.next_id;
+            table.objects.insert(
+                id,
+                Arc::new(Entry {
+                    typeid: typeid.to_owned(),
+                    object: Mutex::new(object),
+                }),
+            );
+            table.holders.insert(id, 1);
+            id
+        };
+        self.refs.insert(id, 1);
+        encode_reply(&id)
+    }
+
+    fn release(&mut self, object: ObjectId) -> Result<Vec<u8>, RemoteError> {
+        let Some(n) = self.refs.get_mut(&object) else {
+            return Err(Self::no_such_object(object));
+        };
+        *n -= 1;
+        if *n == 0 {
+            self.refs.remove(&object);
+            self.let_go(object);
+        }
+        encode_reply(&())
+    }
+
+    /// This connection holds no more references to `object`.
+    fn let_go(&self, object: ObjectId) {
+        if let Some(entry) = self.shared.entry(object) {
+            let mut obj = lock(&entry.object);
+            if let Err(p) = catch_unwind(AssertUnwindSafe(|| obj.client_gone(self.client))) {
+                flotilla_core::event!(
+                    flotilla_core::log::Level::ERROR,
+                    panic = panic_text(&*p),
+                    "manager: client_gone panicked"
+                );
+            }
+        }
+        self.shared.drop_holder(object);
+    }
+
+    fn release_all(&mut self) {
+        for object in std::mem::take(&mut self.refs).into_keys() {
+            self.let_go(object);
+        }
+    }
+
+    fn share(&mut self, object: ObjectId) -> Result<Vec<u8>, RemoteError> {
+        if !self.refs.contains_key(&object) {
+            return Err(Self::no_such_object(object));
+        }
+        let mut ticket: Ticket = [0; 16];
+        getrandom::fill(&mut ticket).map_err(|e| {
+            RemoteError::new(RemoteErrorKind::RuntimeError, format!("no randomness: {e}"))
+        })?;
+        let mut table = lock(&self.shared.table);
+        table.tickets.insert(ticket, object);
+        *table.holders.entry(object).or_insert(0) += 1;
+        encode_reply(&ticket)
+    }
+
+    fn claim(&mut self, ticket: Ticket) -> Result<Vec<u8>, RemoteError> {
+        let (object, typeid) = {
+            let mut table = lock(&self.shared.table);
+            let Some(object) = table.tickets.remove(&ticket) else {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::BadTicket,
+                    "no such ticket: it was claimed already, or never made by this server",
+                ));
+            };
+            let typeid = table
+                .objects
+                .get(&object)
+                .map(|e| e.typeid.clone())
+                .unwrap_or_default();
+            if self.refs.contains_key(&object) {
+                // This connection is a holder already: the ticket's hold goes.
+                if let Some(n) = table.holders.get_mut(&object) {
+                    *n -= 1;
+                }
+            }
+            (object, typeid)
+        };
+        *self.refs.entry(object).or_insert(0) += 1;
+        encode_reply(&(object, typeid))
+    }
+
+    fn call(
+        &mut self,
+        id: u64,
+        object: ObjectId,
+        method: &str,
+        args: &[u8],
+        timeout: Option<Duration>,
+    ) {
+        let responder = self.responder(id);
+        let entry = if self.refs.contains_key(&object) {
+            self.shared.entry(object)
+        } else {
+            None
+        };
+        let Some(entry) = entry else {
+            return responder.send(Err(Self::no_such_object(object)));
+        };
+        let now = Instant::now();
+        // An absurd timeout is "no deadline" rather than an overflow.
+        let deadline = timeout.and_then(|t| now.checked_add(t));
+        let mut call = Call {
+            method,
+            args,
+            client: self.client,
+            object,
+            deadline,
+            responder: Some(responder),
+            timers: &self.shared.timers,
+        };
+        let outcome = {
+            let mut obj = lock(&entry.object);
+            catch_unwind(AssertUnwindSafe(|| obj.call(&mut call)))
+        };
+        let responder = call.responder.take();
+        match (outcome, responder) {
+            (Ok(Reply::Now(result)), Some(r)) => r.send(result),
+            (Ok(Reply::Parked), None) => {}
+            (Err(p), Some(r)) => {
+                let text = panic_text(&*p);
+                flotilla_core::event!(flotilla_core::log::Level::ERROR, method, panic = %text, "manager: a method panicked");
+                r.send(Err(RemoteError::new(
+                    RemoteErrorKind::Panicked,
+                    format!("`{method}` panicked: {text}"),
+                )));
+            }
+            (Err(p), None) => {
+                flotilla_core::event!(
+                    flotilla_core::log::Level::ERROR,
+                    method,
+                    panic = panic_text(&*p),
+                    "manager: a method panicked after parking"
+                );
+            }
+            (Ok(Reply::Parked), Some(r)) => r.send(Err(RemoteError::new(
+                RemoteErrorKind::RuntimeError,
+                format!("`{method}` said it parked but kept no waiter"),
+            ))),
+            (Ok(Reply::Now(_)), None) => {
+                flotilla_core::event!(
+                    flotilla_core::log::Level::ERROR,
+                    method,
+                    "manager: a method parked a waiter and also answered"
+                );
+            }
+        }
+    }
+}
+
+#[doc(hidden)]
+/// Decodes `bytes` as the server decodes a request frame's payload (for the fuzz test).
+pub fn decode_request_for_tests(bytes: &[u8]) -> Result<(), String> {
+    codec::decode_with_limit::<Request>(bytes, DEFAULT_MAX_FRAME)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+impl RunningServer {
+    /// Waits until the server has stopped (after a client's shutdown request), up to
+    /// `timeout`; true if it has.
+    pub fn wait_stopped(&self, timeout: Duration) -> bool {
+        let (done, cv) = &self.shared.stopped;
+        let g = lock(done);
+        let (g, _) = cv
+            .wait_timeout_while(g, timeout, |d| !*d)
+            .unwrap_or_else(PoisonError::into_inner);
+        *g
+    }
+}
