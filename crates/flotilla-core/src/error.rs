@@ -49,8 +49,14 @@ pub enum TaskError {
     /// finishing it.
     #[error("the worker running the task died: {reason}")]
     WorkerDied {
-        /// Which worker, and how it ended (the signal or exit code).
+        /// Which worker, and how it ended (the signal or exit code), in words.
         reason: String,
+        /// The worker's process id.
+        pid: i32,
+        /// The signal that killed it, when a signal did (9 for SIGKILL).
+        signal: Option<i32>,
+        /// Its exit code, when it exited by itself.
+        exit_code: Option<i32>,
     },
     /// The future was cancelled before its task started.
     #[error("the task was cancelled before it started")]
@@ -145,9 +151,17 @@ impl fmt::Debug for TaskError {
                 .field("message", message)
                 .field("backtrace", backtrace)
                 .finish(),
-            TaskError::WorkerDied { reason } => f
+            TaskError::WorkerDied {
+                reason,
+                pid,
+                signal,
+                exit_code,
+            } => f
                 .debug_struct("WorkerDied")
                 .field("reason", reason)
+                .field("pid", pid)
+                .field("signal", signal)
+                .field("exit_code", exit_code)
                 .finish(),
             TaskError::Cancelled => f.write_str("Cancelled"),
             TaskError::TimedOut => f.write_str("TimedOut"),

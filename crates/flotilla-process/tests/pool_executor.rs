@@ -110,8 +110,15 @@ fn a_killed_worker_fails_its_task_and_the_rest_complete() {
         let fut = fut.unwrap();
         match fut.result(None) {
             Ok(v) => assert_ne!(v, 5),
-            Err(TaskError::WorkerDied { reason }) => {
+            Err(TaskError::WorkerDied {
+                reason,
+                pid,
+                signal,
+                exit_code,
+            }) => {
                 assert!(reason.contains("SIGKILL"), "{reason}");
+                assert!(reason.contains(&format!("pid {pid}")), "{reason}");
+                assert_eq!((signal, exit_code), (Some(9), None));
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -231,5 +238,27 @@ proptest! {
         let got: Vec<u64> = pool.map(square, items.clone(), chunksize).map(Result::unwrap).collect();
         let expected: Vec<u64> = items.into_iter().map(square).collect();
         prop_assert_eq!(got, expected);
+    }
+}
+
+fn exit_with(code: i32) -> u8 {
+    std::process::exit(code)
+}
+
+/// A worker that exits in the middle of a task fails it with its exit code, as data.
+#[test]
+fn a_worker_that_exits_mid_task_reports_its_exit_code() {
+    let pool = pool(1);
+    match pool.submit(exit_with, 3).unwrap().result(Some(LONG)) {
+        Err(TaskError::WorkerDied {
+            pid,
+            signal,
+            exit_code,
+            reason,
+        }) => {
+            assert!(pid > 0, "{reason}");
+            assert_eq!((signal, exit_code), (None, Some(3)), "{reason}");
+        }
+        other => panic!("unexpected {other:?}"),
     }
 }

@@ -34,8 +34,9 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
                 clock.say(format!("result {value}"));
                 ok += 1;
             }
-            Err(TaskError::WorkerDied { reason }) => {
+            Err(TaskError::WorkerDied { reason, signal, .. }) => {
                 clock.say(format!("a task failed: its worker died: {reason}"));
+                ensure!(signal == Some(9), "the worker was SIGKILLed: {signal:?}");
                 died += 1;
             }
             Err(e) => anyhow::bail!("unexpected failure: {e}"),

@@ -690,15 +690,20 @@ impl Manager {
             worker.process.pid()
         );
         flotilla_core::event!(flotilla_core::log::Level::WARN, %reason, "a pool worker died");
+        let code = worker.process.exitcode();
+        let died = TaskError::WorkerDied {
+            reason: reason.clone(),
+            pid: worker.process.pid(),
+            signal: code.filter(|&c| c < 0).map(|c| -c),
+            exit_code: code.filter(|&c| c >= 0),
+        };
         match self.on_death {
             WorkerDeath::FailTask => {
-                held.sink.finish(Err(TaskError::WorkerDied { reason }));
+                held.sink.finish(Err(died));
                 self.requeue(worker.inflight);
             }
             WorkerDeath::BreakPool => {
-                held.sink.finish(Err(TaskError::WorkerDied {
-                    reason: reason.clone(),
-                }));
+                held.sink.finish(Err(died));
                 for job in worker.inflight.drain(..) {
                     job.sink.finish(Err(TaskError::Broken {
                         reason: reason.clone(),
