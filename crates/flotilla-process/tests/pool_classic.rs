@@ -325,3 +325,40 @@ fn map_async_and_starmap_async_take_callbacks() {
             .is_empty()
     );
 }
+
+/// Every map form takes its chunksize the same way: a number, or `None` for Python's
+/// default (1 for the executor's map and the imaps, an even spread for `Pool::map`).
+#[test]
+fn every_map_takes_a_chunksize_or_none() {
+    let pool = Pool::new(2).unwrap();
+    let expected: Vec<i64> = (0..10).map(double).collect();
+    for chunksize in [None, Some(3)] {
+        assert_eq!(pool.map(double, 0..10i64, chunksize).unwrap(), expected);
+        let ordered: Vec<i64> = pool
+            .imap(double, 0..10i64, chunksize)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(ordered, expected);
+        let mut unordered: Vec<i64> = pool
+            .imap_unordered(double, 0..10i64, chunksize)
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        unordered.sort();
+        assert_eq!(unordered, expected);
+    }
+    let executor = flotilla_process::ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let plain: Vec<i64> = executor
+        .map(double, 0..10i64, None)
+        .map(Result::unwrap)
+        .collect();
+    let chunked: Vec<i64> = executor
+        .map(double, 0..10i64, 4)
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!((plain, chunked), (expected.clone(), expected));
+}

@@ -170,7 +170,7 @@ impl Pool {
         &self,
         f: F,
         items: I,
-        chunksize: Option<usize>,
+        chunksize: impl Into<Option<usize>>,
     ) -> Result<Vec<Future<Vec<R>>>, TaskError>
     where
         F: Fn(I::Item) -> R + 'static,
@@ -182,6 +182,7 @@ impl Pool {
         let entry = boot::entry_of_chunk::<F, I::Item, R>(&f);
         let items: Vec<I::Item> = items.into_iter().collect();
         let chunksize = chunksize
+            .into()
             .unwrap_or_else(|| items.len().div_ceil(4 * self.executor.max_workers()))
             .max(1);
         items
@@ -260,7 +261,7 @@ impl Pool {
         &self,
         f: F,
         items: I,
-        chunksize: Option<usize>,
+        chunksize: impl Into<Option<usize>>,
     ) -> Result<Vec<R>, TaskError>
     where
         F: Fn(I::Item) -> R + 'static,
@@ -278,7 +279,7 @@ impl Pool {
         &self,
         f: F,
         items: I,
-        chunksize: Option<usize>,
+        chunksize: impl Into<Option<usize>>,
     ) -> Result<AsyncResult<Vec<R>>, TaskError>
     where
         F: Fn(I::Item) -> R + 'static,
@@ -334,12 +335,13 @@ impl Pool {
         Ok(result)
     }
 
-    /// A lazy iterator of `f` over the items, in order, `chunksize` items per message.
+    /// A lazy iterator of `f` over the items, in order, `chunksize` items per message
+    /// (`None`: 1, as Python's default).
     pub fn imap<F, I, R>(
         &self,
         f: F,
         items: I,
-        chunksize: usize,
+        chunksize: impl Into<Option<usize>>,
     ) -> Result<ProcessMap<I::IntoIter, R>, TaskError>
     where
         F: Fn(I::Item) -> R + 'static,
@@ -351,18 +353,20 @@ impl Pool {
         Ok(self.executor.map(f, items, chunksize))
     }
 
-    /// `f` over the items, each value as soon as it is ready: completion order.
+    /// `f` over the items, each value as soon as it is ready: completion order,
+    /// `chunksize` items per message (`None`: 1, as Python's default).
     /// Every item's result comes exactly once; a failed chunk yields its failure once.
     ///
     /// As lazy as [`imap`](Self::imap): at most four chunks per worker are in flight,
     /// and the input is read only as results are taken, so an endless input works.
-    pub fn imap_unordered<F, I, R>(
+    pub fn imap_unordered<F, I, R, C>(
         &self,
         f: F,
         items: I,
-        chunksize: usize,
-    ) -> Result<impl Iterator<Item = Result<R, TaskError>> + use<F, I, R>, TaskError>
+        chunksize: C,
+    ) -> Result<impl Iterator<Item = Result<R, TaskError>> + use<F, I, R, C>, TaskError>
     where
+        C: Into<Option<usize>>,
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
         I::Item: Serialize + DeserializeOwned + 'static,
@@ -373,7 +377,7 @@ impl Pool {
             Arc::clone(&self.executor.shared),
             boot::entry_of_chunk::<F, I::Item, R>(&f),
             items.into_iter(),
-            chunksize,
+            chunksize.into().unwrap_or(1),
             4 * self.executor.max_workers(),
         ))
     }
@@ -384,7 +388,7 @@ impl Pool {
         &self,
         f: F,
         items: I,
-        chunksize: Option<usize>,
+        chunksize: impl Into<Option<usize>>,
     ) -> Result<Vec<R>, TaskError>
     where
         F: Fn(I::Item) -> R + 'static,
@@ -400,7 +404,7 @@ impl Pool {
         &self,
         f: F,
         items: I,
-        chunksize: Option<usize>,
+        chunksize: impl Into<Option<usize>>,
     ) -> Result<AsyncResult<Vec<R>>, TaskError>
     where
         F: Fn(I::Item) -> R + 'static,

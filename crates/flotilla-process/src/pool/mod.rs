@@ -556,14 +556,21 @@ impl ProcessPoolExecutor {
         true
     }
 
-    /// Applies `task` to every item on the workers, `chunksize` items per message: a
+    /// Applies `task` to every item on the workers, `chunksize` items per message
+    /// (`None`: 1, as Python's default; every map and imap of flotilla takes a number or
+    /// `None` alike): a
     /// lazy iterator of the results in input order, stopping after the first failure
     /// (Python's `ProcessPoolExecutor.map`).
     ///
     /// At most [`buffer_size`](ProcessMap::buffer_size) chunks are in flight ahead of
     /// the consumer, so a huge input is not consumed eagerly (Python 3.14's
     /// `buffersize`); nothing is submitted before the first `next()`.
-    pub fn map<F, I, R>(&self, task: F, items: I, chunksize: usize) -> ProcessMap<I::IntoIter, R>
+    pub fn map<F, I, R>(
+        &self,
+        task: F,
+        items: I,
+        chunksize: impl Into<Option<usize>>,
+    ) -> ProcessMap<I::IntoIter, R>
     where
         F: Fn(I::Item) -> R + 'static,
         I: IntoIterator,
@@ -574,7 +581,7 @@ impl ProcessPoolExecutor {
             Arc::clone(&self.shared),
             boot::entry_of_chunk::<F, I::Item, R>(&task),
             items.into_iter(),
-            chunksize.max(1),
+            chunksize.into().unwrap_or(1).max(1),
             4 * self.max_workers,
         )
     }
