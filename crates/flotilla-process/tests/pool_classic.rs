@@ -362,3 +362,21 @@ fn every_map_takes_a_chunksize_or_none() {
         .collect();
     assert_eq!((plain, chunked), (expected.clone(), expected));
 }
+
+fn nap(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+/// `join` has a timed form: false while a task still runs, true once the workers are
+/// gone; like `join`, it is an error before `close`.
+#[test]
+fn join_has_a_timed_form() {
+    let pool = Pool::new(1).unwrap();
+    let busy = pool.apply_async(nap, 1_500).unwrap();
+    assert!(pool.join_timeout(LONG).is_err(), "not closed yet");
+    pool.close();
+    assert!(!pool.join_timeout(Duration::from_millis(10)).unwrap());
+    assert!(pool.join_timeout(LONG).unwrap());
+    assert!(busy.get(Some(LONG)).is_ok());
+    assert!(pool.join_timeout(Duration::ZERO).unwrap(), "joined already");
+}

@@ -454,6 +454,21 @@ impl Pool {
         Ok(())
     }
 
+    /// [`join`](Self::join) with a bound on the wait: `Ok(true)` once the workers have
+    /// exited, `Ok(false)` if they still run after `timeout` (join again later).
+    ///
+    /// # Errors
+    ///
+    /// As for [`join`](Self::join): called before close or terminate.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+        if !self.closed.load(Ordering::Acquire) {
+            return Err(Error::Unsupported(
+                "Pool::join_timeout called before close or terminate".into(),
+            ));
+        }
+        Ok(self.executor.shutdown_timeout(timeout, false))
+    }
+
     /// Stops the workers at once; pending tasks fail with [`TaskError::ShutDown`].
     pub fn terminate(&self) {
         self.closed.store(true, Ordering::Release);

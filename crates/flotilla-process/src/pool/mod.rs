@@ -48,6 +48,7 @@ use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use flotilla_core::{Completer, Future, FutureId, TaskError};
 use flotilla_ipc::handle;
@@ -612,15 +613,53 @@ impl ProcessPoolExecutor {
         }
         self.shared.alert_manager();
         if wait {
-            let handle = self
-                .manager
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .take();
-            if let Some(handle) = handle {
-                let _ = handle.join();
-            }
+            self.wait_for_manager(None);
         }
+    }
+
+    /// Like `shutdown(wait = true, ..)` with a bound on the wait: true when every task
+    /// is done and the workers have exited in time (the twin of
+    /// `ThreadPoolExecutor::shutdown_timeout`). On false the pool goes on shutting down;
+    /// call it again, or `shutdown(true, ..)`, to wait more.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flotilla_process::ProcessPoolExecutor;
+    ///
+    /// fn nap(ms: u64) {
+    ///     std::thread::sleep(Duration::from_millis(ms));
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::builder().max_workers(1).build().unwrap();
+    /// pool.submit(nap, 2_000).unwrap();
+    /// assert!(!pool.shutdown_timeout(Duration::from_millis(10), false));
+    /// assert!(pool.shutdown_timeout(Duration::from_secs(60), false));
+    /// ```
+    pub fn shutdown_timeout(&self, timeout: Duration, cancel_futures: bool) -> bool {
+        self.shutdown(false, cancel_futures);
+        self.wait_for_manager(Some(timeout))
+    }
+
+    /// Waits for the manager thread to end (it ends once the pool is shut down and its
+    /// tasks are done), at most `timeout`; true when it has.
+    fn wait_for_manager(&self, timeout: Option<Duration>) -> bool {
+        let deadline = flotilla_core::Deadline::after(timeout);
+        let mut slot = self.manager.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(handle) = slot.take() else {
+            return true; // joined before
+        };
+        // A JoinHandle has no timed join: look, then sleep a little, until the deadline.
+        let mut pause = Duration::from_micros(100);
+        while !handle.is_finished() {
+            if deadline.expired() {
+                *slot = Some(handle);
+                return false;
+            }
+            std::thread::sleep(pause.min(deadline.remaining().unwrap_or(pause)));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        let _ = handle.join();
+        true
     }
 }
 
