@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use flotilla_process::{Error, StartMethod, get_context};
+use flotilla_process::{Error, Process, StartMethod, get_context};
 
 const BIG: usize = 16 << 20;
 
@@ -25,31 +25,39 @@ fn signal(pid: i32, signal: nix::sys::signal::Signal) {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).unwrap();
 }
 
+/// Starts a child under `method` that returns [`BIG`] bytes, and waits until it has
+/// begun sending them: nobody reads yet, so it blocks (sleeps) in the send once the
+/// socket buffer is full.
+fn start_blocked_mid_send(method: StartMethod, tag: &str) -> Process<Vec<u8>> {
+    let marker = std::env::temp_dir().join(format!(
+        "flotilla-join-{tag}-{method}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&marker);
+    let child = get_context(Some(method))
+        .process(big, (BIG, marker.to_str().unwrap().to_owned()))
+        .start()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut asleep = 0;
+    while !marker.exists() || asleep < 20 {
+        assert!(Instant::now() < deadline, "{method}: the child never sent");
+        asleep = if marker.exists() && state(child.pid()) == Some('S') {
+            asleep + 1
+        } else {
+            0
+        };
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_file(&marker);
+    child
+}
+
 #[test]
 fn a_timed_join_of_a_child_stopped_mid_send_times_out() {
     for method in [StartMethod::Spawn, StartMethod::ForkServer] {
-        let marker =
-            std::env::temp_dir().join(format!("flotilla-join-{method}-{}", std::process::id()));
-        let _ = std::fs::remove_file(&marker);
-        let child = get_context(Some(method))
-            .process(big, (BIG, marker.to_str().unwrap().to_owned()))
-            .start()
-            .unwrap();
+        let child = start_blocked_mid_send(method, "stop");
         let pid = child.pid();
-        // Wait until the child has begun its result: nobody reads it yet, so it blocks
-        // (sleeps) in the send once the socket buffer is full. Then stop it there.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut asleep = 0;
-        while !marker.exists() || asleep < 20 {
-            assert!(Instant::now() < deadline, "{method}: the child never sent");
-            asleep = if marker.exists() && state(pid) == Some('S') {
-                asleep + 1
-            } else {
-                0
-            };
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = std::fs::remove_file(&marker);
         signal(pid, nix::sys::signal::SIGSTOP);
         // A safety net for a join that ignores its timeout: resume the child later, so
         // the test fails rather than hangs.
@@ -85,28 +93,8 @@ fn a_timed_join_of_a_child_stopped_mid_send_times_out() {
 #[test]
 fn a_child_killed_mid_send_joins_as_killed() {
     for method in [StartMethod::Spawn, StartMethod::ForkServer] {
-        let marker = std::env::temp_dir().join(format!(
-            "flotilla-join-killed-{method}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_file(&marker);
-        let child = get_context(Some(method))
-            .process(big, (BIG, marker.to_str().unwrap().to_owned()))
-            .start()
-            .unwrap();
+        let child = start_blocked_mid_send(method, "kill");
         let pid = child.pid();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let mut asleep = 0;
-        while !marker.exists() || asleep < 20 {
-            assert!(Instant::now() < deadline, "{method}: the child never sent");
-            asleep = if marker.exists() && state(pid) == Some('S') {
-                asleep + 1
-            } else {
-                0
-            };
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = std::fs::remove_file(&marker);
         // Part of the result is in the socket's buffer; the rest never comes.
         signal(pid, nix::sys::signal::SIGKILL);
         match child.join(Some(Duration::from_secs(60))) {

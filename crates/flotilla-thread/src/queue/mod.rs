@@ -642,14 +642,24 @@ impl<S: Store> GenericQueue<S> {
             return;
         }
         state.closed = true;
+        self.wake_after_close(state, false);
+    }
+
+    /// Wakes, after a close, everyone who waits in a put or a get (and in a `join`, when
+    /// `joiners` says they should), once the lock is released.
+    fn wake_after_close(&self, state: MutexGuard<'_, State<S>>, joiners: bool) {
         let wake_getters = state.getters > 0;
         let wake_putters = state.putters > 0;
+        let wake_joiners = joiners && state.joiners > 0;
         drop(state);
         if wake_getters {
             self.shared.not_empty.notify_all();
         }
         if wake_putters {
             self.shared.not_full.notify_all();
+        }
+        if wake_joiners {
+            self.shared.all_done.notify_all();
         }
     }
 
@@ -681,19 +691,8 @@ impl<S: Store> GenericQueue<S> {
             taken.push(item);
         }
         state.unfinished = state.unfinished.saturating_sub(taken.len());
-        let wake_joiners = state.joiners > 0 && state.unfinished == 0;
-        let wake_getters = state.getters > 0;
-        let wake_putters = state.putters > 0;
-        drop(state);
-        if wake_getters {
-            self.shared.not_empty.notify_all();
-        }
-        if wake_putters {
-            self.shared.not_full.notify_all();
-        }
-        if wake_joiners {
-            self.shared.all_done.notify_all();
-        }
+        let all_done = state.unfinished == 0;
+        self.wake_after_close(state, all_done);
         taken
     }
 

@@ -67,6 +67,13 @@ struct State {
 }
 
 impl State {
+    /// Breaks the barrier (abort, a timeout, a failed action): its round ends broken and
+    /// every later `wait` fails until `reset`.
+    fn break_barrier(&mut self) {
+        self.broken = true;
+        self.next_generation(BROKEN);
+    }
+
     /// Ends the current generation with `outcome` and starts a fresh, empty one.
     fn next_generation(&mut self, outcome: u8) {
         self.current.end(outcome);
@@ -286,8 +293,7 @@ impl Barrier {
         // A round whose action is running is full: wait for the next one.
         while state.acting && !state.broken {
             if deadline.expired() {
-                state.broken = true;
-                state.next_generation(BROKEN);
+                state.break_barrier();
                 self.cv.notify_all();
                 return Err(Error::BrokenBarrier);
             }
@@ -313,10 +319,7 @@ impl Barrier {
             let ours = round.outcome() == PENDING;
             match outcome {
                 Ok(()) if ours => state.next_generation(PASSED),
-                Err(_) if ours => {
-                    state.broken = true;
-                    state.next_generation(BROKEN);
-                }
+                Err(_) if ours => state.break_barrier(),
                 _ => {}
             }
             self.cv.notify_all();
@@ -338,8 +341,7 @@ impl Barrier {
                 _ => {}
             }
             if deadline.expired() {
-                state.broken = true;
-                state.next_generation(BROKEN);
+                state.break_barrier();
                 self.cv.notify_all();
                 return Err(Error::BrokenBarrier);
             }
@@ -361,9 +363,7 @@ impl Barrier {
     /// assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
     /// ```
     pub fn abort(&self) {
-        let mut state = lock(&self.state);
-        state.broken = true;
-        state.next_generation(BROKEN);
+        lock(&self.state).break_barrier();
         self.cv.notify_all();
     }
 
