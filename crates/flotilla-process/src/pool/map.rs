@@ -21,7 +21,7 @@ use crate::boot::Target;
 /// Items travel `chunksize` to a message; at most [`buffer_size`](Self::buffer_size)
 /// chunks are in flight ahead of the consumer. Dropping the iterator cancels the chunks
 /// that have not started.
-#[must_use = "iterators are lazy: nothing is submitted before the first `next()`"]
+#[must_use = "map runs nothing until it is iterated: consume it (a for loop, collect, or for_each(drop))"]
 pub struct ProcessMap<I: Iterator, R> {
     shared: Arc<Shared>,
     entry: Target,
