@@ -557,7 +557,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         loop {
             match self.get_timeout(PATIENCE) {
                 Ok(item) => taken.push(item),
-                Err(GetTimeoutError::Failed(_)) => {}
+                // An item was taken but could not be decoded: it is dropped, and counts.
+                Err(GetTimeoutError::Failed(Error::Codec(_))) => {}
+                // The ring itself refused (its lock, a dead consumer's leftovers): no
+                // item was taken, and trying again would fail the same way.
+                Err(GetTimeoutError::Failed(e)) => {
+                    flotilla_core::event!(
+                        flotilla_core::log::Level::ERROR,
+                        error = %e,
+                        "a queue closed immediately could not be emptied"
+                    );
+                    break;
+                }
                 Err(GetTimeoutError::Closed | GetTimeoutError::Timeout) => break,
             }
             count += 1;
