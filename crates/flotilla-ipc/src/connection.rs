@@ -55,8 +55,6 @@ const HEADER_LEN: usize = 16;
 const MAGIC: u32 = u32::from_le_bytes(*b"FLT1");
 /// The least a payload buffer grows by at a time (or the rest of the payload, if less).
 const MIN_GROWTH: usize = 64 << 10;
-/// The most a payload buffer grows by beyond the bytes that have arrived.
-const MAX_GROWTH: usize = 1 << 20;
 
 /// The largest frame a new connection accepts: 1 GiB. Change it per connection with
 /// [`Connection::set_max_frame`].
@@ -484,12 +482,13 @@ impl Connection {
     }
 
     /// Makes room in `payload` (whose bytes have all arrived) for more of a payload of
-    /// `len` bytes: at most as much again as has arrived, at least [`MIN_GROWTH`], never
-    /// more than [`MAX_GROWTH`] beyond it. So memory follows the bytes that really
-    /// arrive, whatever length a header declares, and running out of it is an error.
+    /// `len` bytes: as much again as has arrived (at least [`MIN_GROWTH`]), so memory
+    /// stays within twice the bytes that really arrived, whatever length a header
+    /// declares, and a large frame is reallocated a logarithmic number of times, not
+    /// once per MiB. Running out of memory is an error.
     fn grow(&self, payload: &mut Vec<u8>, len: usize) -> Result<(), Error> {
         let have = payload.len();
-        let more = have.clamp(MIN_GROWTH, MAX_GROWTH).min(len - have);
+        let more = have.max(MIN_GROWTH).min(len - have);
         if payload.try_reserve_exact(more).is_err() {
             return Err(self.poison(Error::FrameAllocation { len: len as u64 }));
         }
