@@ -404,25 +404,23 @@ impl<T> Thread<T> {
             return Err(Error::Timeout(timeout.unwrap_or_default()));
         }
         let mut joined = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
-        match std::mem::replace(&mut *joined, Joined::Taken) {
+        if matches!(*joined, Joined::Running(_)) {
+            let Joined::Running(handle) = std::mem::replace(&mut *joined, Joined::Taken) else {
+                unreachable!("matched just above");
+            };
             // The target has returned; this only waits for the OS thread to wind down
             // (thread-local destructors), which the timeout does not cover.
-            Joined::Running(handle) => handle.join().map_err(|payload| {
-                let message = flotilla_core::panic_message(&*payload);
-                *joined = Joined::Panicked(message.clone());
-                Error::Panicked {
-                    thread: self.name.clone(),
-                    message,
-                }
-            }),
-            Joined::Taken => Err(Error::AlreadyJoined(self.name.clone())),
-            Joined::Panicked(message) => {
-                *joined = Joined::Panicked(message.clone());
-                Err(Error::Panicked {
-                    thread: self.name.clone(),
-                    message,
-                })
+            match handle.join() {
+                Ok(value) => return Ok(value),
+                Err(payload) => *joined = Joined::Panicked(flotilla_core::panic_message(&*payload)),
             }
+        }
+        match &*joined {
+            Joined::Panicked(message) => Err(Error::Panicked {
+                thread: self.name.clone(),
+                message: message.clone(),
+            }),
+            _ => Err(Error::AlreadyJoined(self.name.clone())),
         }
     }
 
