@@ -119,15 +119,31 @@ pub(crate) fn serve(conn: Connection) -> ! {
     }
     // name → (device, inode) of the segment it named when reported
     let mut owned: HashMap<String, (u64, u64)> = HashMap::new();
+    // Whether the connection still carries reports. One that failed (not merely a
+    // report that did not decode) would fail again at once: it is no longer watched,
+    // and the parent's pidfd alone says when to clean up.
+    let mut reading = true;
     loop {
-        let mut watched = vec![conn.as_fd()];
+        let mut watched = Vec::with_capacity(2);
+        if reading {
+            watched.push(conn.as_fd());
+        }
         if let Some(fd) = &parent_fd {
             watched.push(fd.as_fd());
         }
-        let Ok(ready) = flotilla_ipc::wait_indices(&watched, None) else {
-            continue;
+        if watched.is_empty() {
+            break; // nothing left to tell us when the parent ends
+        }
+        let ready = match flotilla_ipc::wait_indices(&watched, None) {
+            Ok(ready) => ready,
+            Err(_) => {
+                // An interrupted or failed poll: look again, but never in a tight loop.
+                std::thread::sleep(Duration::from_millis(10));
+                continue;
+            }
         };
-        if ready.contains(&1) {
+        let parent_index = usize::from(reading);
+        if parent_fd.is_some() && ready.contains(&parent_index) {
             // The parent ended: its last reports are still buffered.
             while let Ok(report) = conn.recv_timeout::<Report>(Duration::ZERO) {
                 apply(&mut owned, report);
@@ -138,7 +154,8 @@ pub(crate) fn serve(conn: Connection) -> ! {
             Ok(report) => apply(&mut owned, report),
             // End of file: the parent (the only holder of the other end) ended.
             Err(flotilla_ipc::Error::Eof) => break,
-            Err(_) => {}
+            Err(flotilla_ipc::Error::Codec(_)) => {}
+            Err(_) => reading = false,
         }
     }
     for (name, identity) in &owned {
