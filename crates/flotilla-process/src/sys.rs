@@ -95,16 +95,7 @@ pub(crate) fn watch_parent(parent: i32) {
     }
     let Ok(pidfd) = pidfd else {
         // No pidfd (kernel before 5.3): the thread-bound signal is all there is.
-        // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
-        unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        };
+        kill_me_when_my_forker_ends();
         return;
     };
     let raw = pidfd.into_raw_fd();
@@ -126,16 +117,7 @@ pub(crate) fn watch_parent(parent: i32) {
         // SAFETY: `thread` was just created and is detached once.
         unsafe { libc::pthread_detach(thread) };
     } else {
-        // SAFETY: as above.
-        unsafe {
-            libc::prctl(
-                libc::PR_SET_PDEATHSIG,
-                libc::SIGKILL as libc::c_ulong,
-                0,
-                0,
-                0,
-            )
-        };
+        kill_me_when_my_forker_ends();
     }
 }
 
@@ -175,10 +157,9 @@ fn die() -> ! {
     exit_now(128 + libc::SIGKILL)
 }
 
-/// For a forkserver child: asks the kernel to kill this process when the server ends,
-/// and dies at once if it already did. `PR_SET_PDEATHSIG` is tied to the thread that
-/// forked, which is right here: the server has one thread, which lives as long as it.
-pub(crate) fn die_with_server(server: i32) {
+/// `PR_SET_PDEATHSIG(SIGKILL)`: the kernel kills this process when the thread that
+/// forked it ends (a failure, on a kernel without it, leaves nothing to do).
+fn kill_me_when_my_forker_ends() {
     // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
     unsafe {
         libc::prctl(
@@ -189,6 +170,13 @@ pub(crate) fn die_with_server(server: i32) {
             0,
         )
     };
+}
+
+/// For a forkserver child: asks the kernel to kill this process when the server ends,
+/// and dies at once if it already did. `PR_SET_PDEATHSIG` is tied to the thread that
+/// forked, which is right here: the server has one thread, which lives as long as it.
+pub(crate) fn die_with_server(server: i32) {
+    kill_me_when_my_forker_ends();
     if nix::unistd::getppid().as_raw() != server {
         die();
     }
