@@ -49,6 +49,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::handle::{self, Exported, Fd};
+use flotilla_core::Deadline;
+
 use crate::sys;
 
 const HEADER_LEN: usize = 16;
@@ -169,27 +171,16 @@ impl ReceiveSlot {
     /// Borrows the record, waiting for its return until `deadline` (`None`: forever);
     /// `None` if the deadline passed first.
     fn take(&self, deadline: Option<Instant>) -> Option<Lent<'_>> {
+        let deadline = deadline.map_or(Deadline::NEVER, Deadline::at);
         let mut slot = lock(&self.reader);
         loop {
             if let Some(reader) = slot.take() {
                 return Some(Lent { slot: self, reader });
             }
-            slot = match deadline {
-                None => self
-                    .returned
-                    .wait(slot)
-                    .unwrap_or_else(PoisonError::into_inner),
-                Some(deadline) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return None;
-                    }
-                    self.returned
-                        .wait_timeout(slot, left)
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .0
-                }
-            };
+            if deadline.expired() {
+                return None;
+            }
+            slot = deadline.wait(&self.returned, slot);
         }
     }
 }
