@@ -763,14 +763,22 @@ impl Manager {
             drop(worker.conn);
             processes.push(worker.process);
         }
-        for process in processes {
-            if matches!(
-                process.join(Some(Duration::from_secs(10))),
-                Err(Error::Timeout(_))
-            ) {
-                let _ = process.kill();
-                let _ = process.join(Some(Duration::from_secs(10)));
-            }
+        // One grace period for all of them, not one each: a shutdown with many hung
+        // workers takes as long as with one.
+        let grace = flotilla_core::Deadline::after(Some(Duration::from_secs(10)));
+        let hung: Vec<_> = processes
+            .into_iter()
+            .filter(|process| {
+                let left = grace.remaining().unwrap_or_default();
+                matches!(process.join(Some(left)), Err(Error::Timeout(_)))
+            })
+            .collect();
+        for process in &hung {
+            let _ = process.kill();
+        }
+        let reaped = flotilla_core::Deadline::after(Some(Duration::from_secs(10)));
+        for process in &hung {
+            let _ = process.join(Some(reaped.remaining().unwrap_or_default()));
         }
     }
 }
