@@ -454,7 +454,7 @@ impl Timers {
                         {
                             flotilla_core::event!(
                                 flotilla_core::log::Level::ERROR,
-                                panic = panic_text(&*p),
+                                panic = flotilla_core::panic_message(&*p),
                                 "manager: expire panicked"
                             );
                         }
@@ -472,16 +472,6 @@ impl Timers {
                 None => g = self.cv.wait(g).unwrap_or_else(PoisonError::into_inner),
             }
         }
-    }
-}
-
-fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = p.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "a panic without a message".to_owned()
     }
 }
 
@@ -691,8 +681,9 @@ impl Conn<'_> {
                 format!("no type `{typeid}` is registered on this server"),
             ));
         };
-        let object = catch_unwind(AssertUnwindSafe(|| ctor(args)))
-            .map_err(|p| RemoteError::new(RemoteErrorKind::Panicked, panic_text(&*p)))??;
+        let object = catch_unwind(AssertUnwindSafe(|| ctor(args))).map_err(|p| {
+            RemoteError::new(RemoteErrorKind::Panicked, flotilla_core::panic_message(&*p))
+        })??;
         let id = {
             let mut table = lock(&self.shared.table);
             table.next_id += 1;
@@ -730,7 +721,7 @@ impl Conn<'_> {
             if let Err(p) = catch_unwind(AssertUnwindSafe(|| obj.client_gone(self.client))) {
                 flotilla_core::event!(
                     flotilla_core::log::Level::ERROR,
-                    panic = panic_text(&*p),
+                    panic = flotilla_core::panic_message(&*p),
                     "manager: client_gone panicked"
                 );
             }
@@ -822,7 +813,7 @@ impl Conn<'_> {
             (Ok(Reply::Now(result)), Some(r)) => r.send(result),
             (Ok(Reply::Parked), None) => {}
             (Err(p), Some(r)) => {
-                let text = panic_text(&*p);
+                let text = flotilla_core::panic_message(&*p);
                 flotilla_core::event!(flotilla_core::log::Level::ERROR, method, panic = %text, "manager: a method panicked");
                 r.send(Err(RemoteError::new(
                     RemoteErrorKind::Panicked,
@@ -833,7 +824,7 @@ impl Conn<'_> {
                 flotilla_core::event!(
                     flotilla_core::log::Level::ERROR,
                     method,
-                    panic = panic_text(&*p),
+                    panic = flotilla_core::panic_message(&*p),
                     "manager: a method panicked after parking"
                 );
             }
