@@ -327,17 +327,36 @@ pub(crate) enum Idle {
     Until(Instant),
 }
 
-/// Reads `buf.len()` bytes, counting them in `*filled` so a timeout loses nothing.
-/// `started` says whether the frame has begun (then a timeout is a stall).
+/// A frame under way: when its first byte came, and how long the whole of it may take.
+struct Frame {
+    began: Option<Instant>,
+    budget: Duration,
+}
+
+impl Frame {
+    /// Whether the frame has begun and overrun its budget: a peer that trickles bytes
+    /// (one just before each read would time out) is cut off as one that stops.
+    fn overrun(&self) -> bool {
+        self.began
+            .is_some_and(|began| began.elapsed() > self.budget)
+    }
+}
+
+/// Reads `buf.len()` bytes, counting them in `*filled` so a timeout loses nothing. Once
+/// `frame` has begun, a read that times out, or a frame past its budget, is a stall.
 fn fill(
     r: &mut impl Read,
     buf: &mut [u8],
     filled: &mut usize,
-    started: bool,
+    frame: &mut Frame,
     idle: Idle,
     frame_timeout: Duration,
 ) -> Result<(), FrameError> {
     while *filled < buf.len() {
+        if frame.overrun() {
+            return Err(FrameError::Stalled(frame.budget));
+        }
+        let started = frame.began.is_some();
         match r.read(&mut buf[*filled..]) {
             Ok(0) => {
                 return Err(if started || *filled > 0 {
@@ -349,7 +368,10 @@ fn fill(
                     FrameError::Closed
                 });
             }
-            Ok(n) => *filled += n,
+            Ok(n) => {
+                *filled += n;
+                frame.began.get_or_insert_with(Instant::now);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e)
                 if matches!(
@@ -383,13 +405,19 @@ pub(crate) fn read_frame(
 ) -> Result<Vec<u8>, FrameError> {
     let mut head = [0u8; 4];
     let mut filled = 0;
-    fill(r, &mut head, &mut filled, false, idle, frame_timeout)?;
+    // The header must come within one frame timeout of its first byte; the payload
+    // gets one more per MiB it announces (at least 1 MiB per timeout on average).
+    let mut frame = Frame {
+        began: None,
+        budget: frame_timeout,
+    };
+    fill(r, &mut head, &mut filled, &mut frame, idle, frame_timeout)?;
     let announced = i32::from_be_bytes(head);
     let len = match announced {
         -1 => {
             let mut long = [0u8; 8];
             let mut filled = 0;
-            fill(r, &mut long, &mut filled, true, idle, frame_timeout)?;
+            fill(r, &mut long, &mut filled, &mut frame, idle, frame_timeout)?;
             u64::from_be_bytes(long)
         }
         n if n < 0 => return Err(FrameError::BadLength(n)),
@@ -400,13 +428,22 @@ pub(crate) fn read_frame(
     }
     // `len <= max`, and `max` is a size this process was configured to hold.
     let len = usize::try_from(len).map_err(|_| FrameError::TooLarge { len, max })?;
+    let mebibytes = u32::try_from(len >> 20).unwrap_or(u32::MAX);
+    frame.budget = frame_timeout.saturating_mul(mebibytes.saturating_add(1));
     let mut buf = Vec::with_capacity(len.min(FIRST_CHUNK));
     while buf.len() < len {
         let old = buf.len();
         let chunk = (len - old).min(old.max(FIRST_CHUNK));
         buf.resize(old + chunk, 0);
         let mut filled = 0;
-        let res = fill(r, &mut buf[old..], &mut filled, true, idle, frame_timeout);
+        let res = fill(
+            r,
+            &mut buf[old..],
+            &mut filled,
+            &mut frame,
+            idle,
+            frame_timeout,
+        );
         if let Err(FrameError::Truncated { got, .. }) = res {
             return Err(FrameError::Truncated {
                 got: (old as u64) + got,
@@ -437,6 +474,40 @@ pub fn read_frame_from(r: &mut impl Read, max: u64) -> Result<Vec<u8>, FrameErro
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A peer that sends one byte at a time, each well within the read timeout.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        pause: Duration,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(self.pause);
+            let Some((&first, rest)) = self.bytes.split_first() else {
+                return Ok(0);
+            };
+            buf[0] = first;
+            self.bytes = rest;
+            Ok(1)
+        }
+    }
+
+    /// The frame timeout bounds the whole frame, not each read: a trickling peer is cut
+    /// off as a stalled one is, instead of holding the reader for as long as it likes.
+    #[test]
+    fn a_trickling_peer_is_cut_off_within_the_frame_timeout() {
+        let mut frame = Vec::new();
+        write_frame(&mut frame, b"sixteen bytes!!!").unwrap();
+        let mut peer = Trickle {
+            bytes: &frame,
+            pause: Duration::from_millis(20),
+        };
+        let started = Instant::now();
+        let read = read_frame(&mut peer, 64, Idle::Forever, Duration::from_millis(100));
+        assert!(matches!(read, Err(FrameError::Stalled(_))), "{read:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 
     #[test]
     fn the_large_form_round_trips_through_the_reader() {
