@@ -1,4 +1,4 @@
-//! [`gather`]: await many futures at once, results in input order: Python's
+//! [`gather()`]: await many futures at once, results in input order: Python's
 //! `asyncio.gather`, with [`Gather::return_exceptions`] for `return_exceptions=True`.
 
 use std::fmt;
@@ -120,7 +120,7 @@ where
     }
 }
 
-/// The future returned by [`gather`].
+/// The future returned by [`gather()`].
 #[must_use = "futures do nothing unless awaited"]
 pub struct Gather<F: Future> {
     join: Join<F>,

@@ -20,7 +20,8 @@
 //! | `asyncio.to_thread(f)`                    | [`to_thread`] (on [`default_executor`])      |
 //! | `asyncio.wrap_future(fut)`                | [`wrap_future`]                              |
 //! | `Task.cancel()`                           | [`Task::cancel`], or drop the [`Task`]        |
-//! | `asyncio.gather(*aws)`                    | [`gather`]                                   |
+//! | `asyncio.gather(*aws)`                    | [`gather()`]                                 |
+//! | `asyncio.gather(a, b)` of different types | [`gather!`] (a tuple), [`gather_tuple`]       |
 //! | `gather(..., return_exceptions=True)`     | [`Gather::return_exceptions`]                |
 //! | `asyncio.wait(aws, timeout, return_when)` | [`wait`]                                     |
 //! | `asyncio.as_completed(aws, timeout)`      | [`as_completed`] (a `Stream`)                |
@@ -73,6 +74,7 @@ struct ReadmeDoctests;
 #[cfg(feature = "ipc")]
 mod connection;
 mod gather;
+mod gather_tuple;
 mod ready;
 mod shield;
 mod task;
@@ -81,6 +83,7 @@ mod wait;
 #[cfg(feature = "ipc")]
 pub use crate::connection::AsyncConnection;
 pub use crate::gather::{Gather, GatherAll, gather};
+pub use crate::gather_tuple::{Children, GatherTuple, IntoGatherTuple, TryOutput, gather_tuple};
 pub use crate::shield::{shield, wait_for};
 pub use crate::task::{Cancellable, Submit, Task, run_in_executor, wrap_future};
 #[cfg(feature = "thread")]

@@ -48,7 +48,8 @@
 //! **[`asyncio`]** — Python's `asyncio` bridge to executors, on tokio (crate
 //! `flotilla-async`): [`run_in_executor`](asyncio::run_in_executor),
 //! [`to_thread`](asyncio::to_thread), [`wrap_future`](asyncio::wrap_future) returning a
-//! [`Task`](asyncio::Task) whose drop cancels the work, [`gather`](asyncio::gather),
+//! [`Task`](asyncio::Task) whose drop cancels the work, [`gather`](asyncio::gather()) (and
+//! [`gather!`](asyncio::gather!) for futures of different types),
 //! [`wait`](asyncio::wait()), [`as_completed`](asyncio::as_completed()),
 //! [`shield`](asyncio::shield), [`wait_for`](asyncio::wait_for), and
 //! [`AsyncConnection`](asyncio::AsyncConnection).
@@ -209,8 +210,9 @@ pub mod managers {
 pub mod asyncio {
     #[doc(inline)]
     pub use flotilla_async::{
-        AsCompleted, AsFuture, Cancellable, Gather, GatherAll, Submit, Task, as_completed, gather,
-        run_in_executor, shield, wait, wait_for, wrap_future,
+        AsCompleted, AsFuture, Cancellable, Gather, GatherAll, GatherTuple, IntoGatherTuple,
+        Submit, Task, as_completed, gather, gather_tuple, run_in_executor, shield, wait, wait_for,
+        wrap_future,
     };
 
     #[cfg(feature = "thread")]
