@@ -28,6 +28,7 @@
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
+pub mod build;
 pub mod codec;
 pub mod log;
 

@@ -60,8 +60,8 @@ pub use crate::queue::{
 };
 pub use crate::shm::{NameEvent, SharedMemory, set_name_tracker};
 pub use crate::sync::{
-    Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Semaphore,
-    SemaphorePermit,
+    Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event,
+    Semaphore, SemaphorePermit,
 };
 pub use crate::value::{Array, ArrayGuard, Value, ValueGuard};
 

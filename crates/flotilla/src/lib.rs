@@ -161,8 +161,8 @@ pub mod multiprocessing {
     };
     #[doc(inline)]
     pub use flotilla_ipc::{
-        Barrier, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event, Semaphore,
-        SemaphorePermit,
+        Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event,
+        Semaphore, SemaphorePermit,
     };
 
     /// Errors of pipes and connections.

@@ -19,16 +19,28 @@
 //! If a process dies holding the mutex, the next one to take it finds the bookkeeping
 //! perhaps half-done and breaks the barrier: everyone waiting is told, and `reset`
 //! makes it usable again.
+//!
+//! # The action and the default timeout
+//!
+//! Both are fixed when the barrier is made and live in the segment, so every process's
+//! handle sees them: `TIMEOUT` holds the default timeout in nanoseconds plus one (0: none),
+//! `ACTION` the action's [offset](flotilla_core::build::offset_of_fn) in the binary plus
+//! one (0: none), and `BUILD` the [fingerprint](flotilla_core::build::fingerprint) of the
+//! build that offset belongs to. The last arrival of a round runs the action with the
+//! mutex held, as Python runs it under the barrier's lock; a process that dies in it
+//! leaves the mutex owner-died, which breaks the barrier for everyone.
 
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::{Kind, Segment, sleep, spin, to_u32, wake_all};
-use flotilla_core::Deadline;
+use flotilla_core::{Deadline, build};
 
 use crate::error::Error;
 use crate::lock::{Acquired, RawGuard, RawMutex};
@@ -38,6 +50,9 @@ const COUNT: usize = 8;
 const BROKEN: usize = 12;
 const PARTIES: usize = 16;
 const OUTCOMES: usize = 24;
+const TIMEOUT: usize = 32;
+const ACTION: usize = 40;
+const BUILD: usize = 48;
 
 /// A barrier for a fixed number of processes: Python's `multiprocessing.Barrier`.
 ///
@@ -87,6 +102,92 @@ pub struct Barrier {
     parties: u32,
 }
 
+/// A [`Barrier`] with an action or a default timeout: Python's
+/// `multiprocessing.Barrier(parties, action, timeout)`. Made by [`Barrier::builder`].
+///
+/// The action is a plain `fn()`: it runs in whichever process arrives last, which may be
+/// another process of this program (a fork or spawn child, a pool worker), so it is named
+/// by its place in the binary, as a process target is, and carries no data of this one.
+///
+/// ```
+/// use std::time::Duration;
+/// use flotilla_ipc::Barrier;
+///
+/// fn announce() {
+///     println!("everyone is here");
+/// }
+///
+/// let barrier = Barrier::builder(2)
+///     .action(announce)
+///     .timeout(Duration::from_secs(10)) // for every wait(None), in every process
+///     .build()?;
+/// let other = barrier.clone();
+/// let t = std::thread::spawn(move || other.wait(None));
+/// barrier.wait(None)?;
+/// t.join().unwrap()?;
+/// # Ok::<(), flotilla_ipc::Error>(())
+/// ```
+#[derive(Debug)]
+#[must_use = "a builder does nothing until build() is called"]
+pub struct BarrierBuilder {
+    parties: usize,
+    action: Option<fn()>,
+    timeout: Option<Duration>,
+}
+
+impl BarrierBuilder {
+    /// Runs `action` once per round, in the process that arrives last, before any waiter
+    /// is released, holding the barrier's lock (as Python does: a wait whose timeout
+    /// passes meanwhile returns when the action ends). If it panics, the barrier breaks
+    /// (every waiter of that round gets [`Error::BrokenBarrier`]) and the panic continues
+    /// in the process that ran it; if that process dies in it, the barrier breaks too.
+    ///
+    /// A process running another build of the program (which can only happen when a
+    /// barrier is passed between unrelated programs) cannot run it: its arrival breaks
+    /// the round and says why in the log.
+    pub fn action(mut self, action: fn()) -> Self {
+        self.action = Some(action);
+        self
+    }
+
+    /// The timeout of every [`wait`](Barrier::wait) called with `None`, in every process.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// The barrier.
+    ///
+    /// # Errors
+    ///
+    /// As [`Barrier::new`].
+    pub fn build(self) -> Result<Barrier, Error> {
+        let parties = to_u32(self.parties, "a barrier of")?.max(1);
+        let timeout = self.timeout.map_or(0, |t| {
+            u64::try_from(t.as_nanos())
+                .unwrap_or(u64::MAX)
+                .saturating_add(1)
+        });
+        let action = self
+            .action
+            .map_or(0, |f| (build::offset_of_fn(f) as u64).wrapping_add(1));
+        let (segment, mutex) = Segment::new(Kind::Barrier, |s| {
+            s.u32_at(PARTIES).store(parties, Ordering::Relaxed);
+            s.u64_at(TIMEOUT).store(timeout, Ordering::Relaxed);
+            s.u64_at(ACTION).store(action, Ordering::Relaxed);
+            s.u64_at(BUILD)
+                .store(build::fingerprint(), Ordering::Relaxed);
+            // SAFETY: the segment was created just now and has not been shared.
+            unsafe { RawMutex::init(Arc::clone(&s.shm), Segment::MUTEX, false) }
+        })?;
+        Ok(Barrier {
+            segment,
+            mutex,
+            parties,
+        })
+    }
+}
+
 impl Barrier {
     /// A barrier for `parties` processes, in a small shared segment of its own. Like
     /// std's `Barrier` (and `flotilla_thread::Barrier`), 0 parties behaves as 1: every
@@ -102,17 +203,32 @@ impl Barrier {
     /// assert_eq!(barrier.wait(None).unwrap(), 0);
     /// ```
     pub fn new(parties: usize) -> Result<Self, Error> {
-        let parties = to_u32(parties, "a barrier of")?.max(1);
-        let (segment, mutex) = Segment::new(Kind::Barrier, |s| {
-            s.u32_at(PARTIES).store(parties, Ordering::Relaxed);
-            // SAFETY: the segment was created just now and has not been shared.
-            unsafe { RawMutex::init(Arc::clone(&s.shm), Segment::MUTEX, false) }
-        })?;
-        Ok(Barrier {
-            segment,
-            mutex,
+        Barrier::builder(parties).build()
+    }
+
+    /// A builder for a barrier of `parties` processes with an
+    /// [action](BarrierBuilder::action) or a default [timeout](BarrierBuilder::timeout).
+    pub fn builder(parties: usize) -> BarrierBuilder {
+        BarrierBuilder {
             parties,
-        })
+            action: None,
+            timeout: None,
+        }
+    }
+
+    /// The default timeout of [`wait`](Self::wait), if the barrier was built with one.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let barrier = flotilla_ipc::Barrier::builder(2).timeout(Duration::from_secs(3)).build()?;
+    /// assert_eq!(barrier.timeout(), Some(Duration::from_secs(3)));
+    /// # Ok::<(), flotilla_ipc::Error>(())
+    /// ```
+    pub fn timeout(&self) -> Option<Duration> {
+        match self.segment.u64_at(TIMEOUT).load(Ordering::Relaxed) {
+            0 => None,
+            nanos => Some(Duration::from_nanos(nanos - 1)),
+        }
     }
 
     fn word(&self, offset: usize) -> &AtomicU32 {
@@ -159,7 +275,9 @@ impl Barrier {
     }
 
     /// Waits until `parties` processes have called `wait`, or until `timeout` passes
-    /// (`None`: no timeout). Returns this caller's arrival index, `0..parties`.
+    /// (`None`: the barrier's default [`timeout`](Self::timeout), if any). Returns this
+    /// caller's arrival index, `0..parties`. The last arrival runs the barrier's
+    /// [action](BarrierBuilder::action) first.
     ///
     /// # Errors
     ///
@@ -179,16 +297,15 @@ impl Barrier {
     /// assert!(barrier.broken());
     /// ```
     pub fn wait(&self, timeout: Option<Duration>) -> Result<usize, Error> {
-        let deadline = Deadline::after(timeout);
+        let deadline = Deadline::after(timeout.or_else(|| self.timeout()));
         let (index, round) = {
-            let _book = self.bookkeeping()?;
+            let book = self.bookkeeping()?;
             if self.broken() {
                 return Err(Error::BrokenBarrier);
             }
             let index = self.word(COUNT).load(Ordering::Relaxed);
             if index + 1 >= self.parties {
-                self.end_round(false);
-                return Ok(index as usize);
+                return self.last_arrival(book, index);
             }
             self.word(COUNT).store(index + 1, Ordering::Relaxed);
             (index, self.word(ROUND).load(Ordering::Relaxed))
@@ -215,6 +332,42 @@ impl Barrier {
             Ok(index as usize)
         } else {
             Err(Error::BrokenBarrier)
+        }
+    }
+
+    /// The last arrival of a round: runs the action, if any, with the mutex (`book`)
+    /// held, then passes the round, or breaks it if the action cannot run or panics.
+    fn last_arrival(&self, book: RawGuard<'_>, index: u32) -> Result<usize, Error> {
+        let action = self.segment.u64_at(ACTION).load(Ordering::Relaxed);
+        if action == 0 {
+            self.end_round(false);
+            return Ok(index as usize);
+        }
+        let built_by = self.segment.u64_at(BUILD).load(Ordering::Relaxed);
+        if built_by != build::fingerprint() {
+            flotilla_core::event!(
+                flotilla_core::log::Level::ERROR,
+                "a barrier's action belongs to another build of the program (fingerprint \
+                 {built_by:016x}, this one's is {:016x}) and cannot run here; the barrier \
+                 is broken",
+                build::fingerprint()
+            );
+            self.break_round();
+            return Err(Error::BrokenBarrier);
+        }
+        // SAFETY: the offset was taken by `offset_of_fn` in a process of this very build
+        // (the fingerprints match).
+        let action = unsafe { build::fn_at(action.wrapping_sub(1) as usize) };
+        match catch_unwind(AssertUnwindSafe(action)) {
+            Ok(()) => {
+                self.end_round(false);
+                Ok(index as usize)
+            }
+            Err(panic) => {
+                self.break_round();
+                drop(book);
+                resume_unwind(panic)
+            }
         }
     }
 
@@ -336,5 +489,46 @@ impl fmt::Debug for Barrier {
             .field("n_waiting", &self.n_waiting())
             .field("broken", &self.broken())
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static RAN: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn count() {
+        RAN.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn an_action_of_another_build_is_not_run_and_breaks_the_round() {
+        let barrier = Barrier::builder(1).action(count).build().unwrap();
+        assert_eq!(barrier.wait(None).unwrap(), 0);
+        assert_eq!(RAN.load(Ordering::SeqCst), 1);
+
+        // As if the barrier had been made by another build of the program.
+        let other = build::fingerprint().wrapping_add(1);
+        barrier
+            .segment
+            .u64_at(BUILD)
+            .store(other, Ordering::Relaxed);
+        assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+        assert_eq!(RAN.load(Ordering::SeqCst), 1, "not run");
+        assert!(barrier.broken());
+    }
+
+    #[test]
+    fn a_default_timeout_of_zero_is_kept_apart_from_none() {
+        let zero = Barrier::builder(2).timeout(Duration::ZERO).build().unwrap();
+        assert_eq!(zero.timeout(), Some(Duration::ZERO));
+        assert!(matches!(zero.wait(None), Err(Error::BrokenBarrier)));
+        let huge = Barrier::builder(2).timeout(Duration::MAX).build().unwrap();
+        assert!(
+            huge.timeout()
+                .is_some_and(|t| t > Duration::from_secs(1 << 30))
+        );
+        assert_eq!(Barrier::new(2).unwrap().timeout(), None);
     }
 }

@@ -61,7 +61,7 @@ use crate::error::Error;
 use crate::futex::{self, Wake};
 use crate::shm::SharedMemory;
 
-pub use self::barrier::Barrier;
+pub use self::barrier::{Barrier, BarrierBuilder};
 pub use self::condition::{Condition, ConditionGuard, ConditionLock};
 pub use self::event::Event;
 pub use self::semaphore::{BoundedSemaphore, Semaphore, SemaphorePermit};
