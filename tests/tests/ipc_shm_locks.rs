@@ -111,6 +111,44 @@ fn a_thread_that_ends_holding_a_lock_is_reported_too() {
     drop(lock.acquire(Some(LONG)).unwrap());
 }
 
+/// `lock.acquire(t)?` in a function returning the boxed error most programs use: the
+/// owner-died guard inside the error is `!Send`, so it is dropped (releasing the lock)
+/// on the way into the box.
+fn locked_work(lock: &Lock) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
+    let _guard = lock.acquire(Some(LONG))?;
+    Ok(7)
+}
+
+#[test]
+fn acquire_errors_box_into_send_sync_errors_and_release_an_owner_died_lock() {
+    let lock = Lock::new().unwrap();
+    assert_eq!(locked_work(&lock).unwrap(), 7);
+    std::thread::scope(|s| {
+        s.spawn(|| std::mem::forget(lock.acquire(None).unwrap()));
+    });
+    let boxed = locked_work(&lock).expect_err("the holder thread ended holding it");
+    // The box sends across threads, as a Send + Sync error must.
+    let boxed = std::thread::spawn(move || boxed).join().unwrap();
+    assert!(
+        matches!(boxed.downcast_ref::<Error>(), Some(Error::OwnerDied)),
+        "{boxed}"
+    );
+    // The guard was dropped on the way: the lock is free.
+    drop(lock.try_acquire().expect("released by the conversion"));
+    // A failure boxes too.
+    let held = lock.acquire(None).unwrap();
+    let other = lock.clone();
+    let timed_out = std::thread::spawn(move || {
+        let r: Result<(), Box<dyn std::error::Error + Send + Sync>> =
+            other.acquire(Some(SHORT)).map(drop).map_err(Into::into);
+        r.unwrap_err().to_string()
+    })
+    .join()
+    .unwrap();
+    assert!(timed_out.contains("timed out"), "{timed_out}");
+    drop(held);
+}
+
 fn hold_for_a_while(args: (Lock, Connection)) {
     let (lock, conn) = args;
     let held = lock.acquire(Some(LONG)).unwrap();

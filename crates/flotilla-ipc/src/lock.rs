@@ -355,8 +355,10 @@ fn check(op: &'static str, rc: libc::c_int) -> Result<(), Error> {
 /// died ([`OwnerDied`](Self::OwnerDied), carrying the guard), or it was not
 /// ([`Failed`](Self::Failed)).
 ///
-/// `?` turns it into an [`Error`] (an `OwnerDied` guard is dropped, releasing the lock,
-/// and becomes [`Error::OwnerDied`]).
+/// `?` turns it into an [`Error`], or a `Box<dyn std::error::Error + Send + Sync>` (or
+/// without `Send`/`Sync`): an `OwnerDied` guard is dropped, releasing the lock, and
+/// becomes [`Error::OwnerDied`]. For `anyhow` and other error types, go through
+/// [`Error`] (`.map_err(Error::from)?`) or [`recover`](Self::recover) first.
 ///
 /// # Owner death
 ///
@@ -444,14 +446,23 @@ impl<G> fmt::Display for AcquireError<G> {
     }
 }
 
-impl<G: fmt::Debug> std::error::Error for AcquireError<G> {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            AcquireError::OwnerDied(_) => None,
-            AcquireError::Failed(e) => e.source(),
+// `AcquireError` is not a `std::error::Error` itself: its `OwnerDied` guard is `!Send`
+// (a robust mutex is released by the thread that holds it), so as an `Error` it would
+// not box into the `Box<dyn Error + Send + Sync>` that `?` most often meets. Instead it
+// converts into `Error` and into the boxed errors, dropping the guard (which releases
+// the lock), so `lock.acquire(t)?` works in any function returning one of them.
+macro_rules! into_boxed_error {
+    ($($bounds:tt)*) => {
+        impl<'a, G> From<AcquireError<G>> for Box<dyn std::error::Error $($bounds)* + 'a> {
+            fn from(e: AcquireError<G>) -> Self {
+                Box::new(Error::from(e))
+            }
         }
-    }
+    };
 }
+into_boxed_error!();
+into_boxed_error!(+ Send);
+into_boxed_error!(+ Send + Sync);
 
 impl<G> From<AcquireError<G>> for Error {
     fn from(e: AcquireError<G>) -> Self {
