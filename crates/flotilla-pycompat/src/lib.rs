@@ -53,4 +53,4 @@ pub use crate::connection::{
 };
 pub use crate::manager::{CallError, DictProxy, ManagerClient, Proxy, PythonException, QueueProxy};
 pub use crate::pickle::{PickleError, PyObject, PyValue, UnpickleError};
-pub use flotilla_manager::{Address, AuthError, AuthKey};
+pub use flotilla_manager::{Address, AuthError, AuthKey, FrameError};
