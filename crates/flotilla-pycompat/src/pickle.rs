@@ -8,8 +8,8 @@
 //! sets and frozensets, with the memo (`PUT`/`GET`/`MEMOIZE`) and `FRAME`s. A class is
 //! named only by `GLOBAL` / `STACK_GLOBAL`, and the name is looked up in a fixed
 //! allow-list ([`PyClass`]): the manager's `Token`, the builtin exceptions, `queue.Empty`
-//! and `queue.Full`, plus `set`, `frozenset`, `bytearray` and `_codecs.encode` as old
-//! protocols spell plain data. An allow-listed class is never *called*: `REDUCE`,
+//! and `queue.Full`, plus `set`, `frozenset`, `list`, `bytearray` and `_codecs.encode`
+//! as old protocols (and a manager's dict views) spell plain data. An allow-listed class is never *called*: `REDUCE`,
 //! `NEWOBJ` and `BUILD` on it only record its arguments and state in a [`PyObject`].
 //! Any other name is refused with [`UnpickleError::Refused`] before anything else
 //! happens, and the opcodes that exist only to run code or reach outside the pickle
@@ -152,6 +152,8 @@ enum Kind {
     Class(PyClass),
     /// `set(iterable)` / `frozenset(iterable)`, as protocols 0–3 spell sets.
     Set { frozen: bool },
+    /// `list(iterable)`, as a manager sends a dict's `keys()` view.
+    List,
     /// `bytearray(bytes)`.
     ByteArray,
     /// `_codecs.encode(text, 'latin1')`, as protocol 2 spells `bytes`.
@@ -170,6 +172,7 @@ fn resolve(module: &str, name: &str) -> Option<Kind> {
     match (module, name) {
         ("builtins", "set") => Some(Kind::Set { frozen: false }),
         ("builtins", "frozenset") => Some(Kind::Set { frozen: true }),
+        ("builtins", "list") => Some(Kind::List),
         ("builtins", "bytearray") => Some(Kind::ByteArray),
         ("_codecs", "encode") => Some(Kind::Encode),
         ("multiprocessing.managers", "Token") => class("multiprocessing.managers", "Token"),
@@ -539,7 +542,7 @@ impl Reader<'_> {
                 args,
                 state: None,
             }),
-            Kind::Set { frozen } => {
+            Kind::Set { .. } | Kind::List => {
                 let items = match args.as_slice() {
                     [] => Vec::new(),
                     [one] => match &self.nodes[*one] {
@@ -548,7 +551,10 @@ impl Reader<'_> {
                     },
                     _ => return self.bad("set() takes at most one argument"),
                 };
-                self.push_node(Node::Set(items, frozen));
+                self.push_node(match kind {
+                    Kind::Set { frozen } => Node::Set(items, frozen),
+                    _ => Node::List(items),
+                });
             }
             Kind::ByteArray => {
                 let bytes = match args.as_slice() {
