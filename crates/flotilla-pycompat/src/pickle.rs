@@ -37,6 +37,10 @@ pub const MAX_DEPTH: usize = 200;
 /// may expand into, whatever its size.
 pub const MAX_EXPANDED: usize = 64 << 20;
 
+/// The longest decimal integer (protocol 0's `INT`/`LONG`) read, as CPython's default
+/// `sys.get_int_max_str_digits()`.
+const MAX_INT_DIGITS: usize = 4300;
+
 /// A Python value read from a pickle: plain data, or an instance of an allow-listed
 /// class.
 #[derive(Debug, Clone, PartialEq)]
@@ -601,6 +605,10 @@ impl Reader<'_> {
 
     fn int_line(&mut self, long: bool) -> Result<(), UnpickleError> {
         let line = self.line_str()?;
+        if line.len() > MAX_INT_DIGITS {
+            // Parsing decimal digits is quadratic; CPython refuses long ones too.
+            return self.bad(format!("an integer of over {MAX_INT_DIGITS} digits"));
+        }
         let digits = if long {
             line.strip_suffix('L').unwrap_or(&line)
         } else {
@@ -1078,6 +1086,15 @@ mod tests {
         }
         p.push(b'.');
         assert!(matches!(decode(&p), Err(UnpickleError::TooLarge(_))));
+    }
+
+    #[test]
+    fn a_huge_decimal_integer_is_refused_not_parsed() {
+        let mut p = b"I".to_vec();
+        p.extend(std::iter::repeat_n(b'9', 5000));
+        p.extend_from_slice(b"\n.");
+        assert!(matches!(decode(&p), Err(UnpickleError::Malformed { .. })));
+        assert_eq!(decode(b"I4300\n.").unwrap(), PyValue::Int(4300));
     }
 
     #[test]
