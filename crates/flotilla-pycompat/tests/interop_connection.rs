@@ -135,8 +135,8 @@ fn a_rust_client_talks_to_a_python_listener_on_a_unix_socket() {
         .unwrap();
     conn.send(&("tuple", 1u8, vec![1.5f64, -2.0], Some(7i64), None::<i64>))
         .unwrap();
-    let (tag, back): (String, (String, u8, Vec<f64>, Option<i64>, Option<i64>)) =
-        conn.recv().unwrap();
+    type Mixed = (String, u8, Vec<f64>, Option<i64>, Option<i64>);
+    let (tag, back): (String, Mixed) = conn.recv().unwrap();
     assert_eq!(tag, "echo");
     assert_eq!(back, ("tuple".into(), 1, vec![1.5, -2.0], Some(7), None));
     let map = BTreeMap::from([("é".to_owned(), vec!["ü".to_owned()])]);

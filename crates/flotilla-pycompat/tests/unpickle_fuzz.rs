@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use flotilla_pycompat::pickle::{PyValue, UnpickleError, decode, from_pickle, to_pickle};
 use proptest::prelude::*;
 
+type RoundTrip = (Vec<(i64, String, Option<f64>)>, BTreeMap<String, Vec<bool>>);
+
 const CORPUS: &[&[u8]] = include!("corpus.in");
 
 fn config(cases: u32) -> ProptestConfig {
@@ -190,7 +192,7 @@ proptest! {
     ) {
         let value = (v, m);
         let bytes = to_pickle(&value).unwrap();
-        let back: (Vec<(i64, String, Option<f64>)>, BTreeMap<String, Vec<bool>>) = from_pickle(&bytes).unwrap();
+        let back: RoundTrip = from_pickle(&bytes).unwrap();
         prop_assert_eq!(back, value);
     }
 }
