@@ -118,8 +118,12 @@ fn decode_reply(bytes: &[u8]) -> Result<Reply, CallError> {
     let value = match pickle::decode(bytes) {
         Ok(v) => v,
         // An exception of a class off the allow-list: say which, read nothing of it.
+        // The reply's kind is the first thing pickled (after at most PROTO, FRAME, MARK
+        // and the string's own header), so it sits in the first bytes.
         Err(UnpickleError::Refused { module, name })
-            if bytes.windows(6).any(|w| w == b"#ERROR") =>
+            if bytes[..bytes.len().min(32)]
+                .windows(6)
+                .any(|w| w == b"#ERROR") =>
         {
             return Err(CallError::UnknownException { module, name });
         }
