@@ -54,3 +54,29 @@ pub use crate::connection::{
 pub use crate::manager::{CallError, DictProxy, ManagerClient, Proxy, PythonException, QueueProxy};
 pub use crate::pickle::{PickleError, PyObject, PyValue, UnpickleError};
 pub use flotilla_manager::{Address, AuthError, AuthKey, FrameError};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn send_sync<T: Send + Sync + 'static>() {}
+
+    /// Errors go into `Box<dyn Error + Send + Sync>`; connections and proxies move
+    /// between threads, and a proxy is shared by them.
+    #[test]
+    fn public_types_are_send_and_sync() {
+        send_sync::<ConnectError>();
+        send_sync::<SendError>();
+        send_sync::<RecvError>();
+        send_sync::<CallError>();
+        send_sync::<UnpickleError>();
+        send_sync::<PickleError>();
+        send_sync::<Connection>();
+        send_sync::<Listener>();
+        send_sync::<ManagerClient>();
+        send_sync::<Proxy>();
+        send_sync::<QueueProxy>();
+        send_sync::<DictProxy>();
+        send_sync::<PyValue>();
+    }
+}
