@@ -136,8 +136,9 @@ fn opcode() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+// 40k + 40k + 10k here and 5k + 5k below: 100k cases in all.
 proptest! {
-    #![proptest_config(config(30_000))]
+    #![proptest_config(config(40_000))]
 
     #[test]
     fn arbitrary_bytes_never_panic(proto in any::<bool>(), bytes in prop::collection::vec(any::<u8>(), 0..48)) {
@@ -159,6 +160,12 @@ proptest! {
             prop_assert!(found.iter().all(|c| !c.starts_with("posix") && !c.starts_with("os.")));
         }
     }
+
+}
+
+proptest! {
+    // Each case builds up to 24 opcodes: costlier to generate than the others.
+    #![proptest_config(config(10_000))]
 
     #[test]
     fn opcode_soup_never_panics(ops in prop::collection::vec(opcode(), 1..24)) {
