@@ -282,8 +282,7 @@ impl ManagerClient {
         self.create(typeid, args).map(DictProxy)
     }
 
-    /// How many objects the server holds (Python's `_number_of_objects()`; the server
-    /// answers only in debug mode on some versions).
+    /// How many objects the server holds (Python's `manager._number_of_objects()`).
     pub fn number_of_objects(&self) -> Result<usize, CallError> {
         Ok(pickle::from_value(
             self.dispatch("number_of_objects", Vec::new())?,
