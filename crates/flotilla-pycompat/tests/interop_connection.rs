@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{python_legacy, python_modern, socket_path, spawn};
+use common::{python_legacy, python_modern, pythons_modern, socket_path, spawn};
 use flotilla_pycompat::{
     Address, AuthError, Client, ConnectError, FrameError, Listener, Options, PyValue, RecvError,
     UnpickleError,
@@ -400,4 +400,22 @@ fn recv_times_out_and_the_connection_stays_usable() {
     assert_eq!(five, 5);
     drop(conn);
     assert_eq!(py.finish(), ["done"]);
+}
+
+/// Each 3.12+ on the machine (3.12 and 3.13 here), both ways, over one Listener.
+#[test]
+fn every_modern_python_authenticates_both_ways() {
+    for python in pythons_modern() {
+        let listener = Listener::bind(&tcp_any(), options(b"old")).unwrap();
+        let addr = listener.address().to_string();
+        let mut py = spawn(&python, PY_LEGACY_BOTH, &[&addr]);
+        let py_addr: Address = py.line().parse().unwrap();
+        let mut to_py = Client::new(options(b"old")).connect(&py_addr).unwrap();
+        to_py.send(&"ab").unwrap();
+        assert_eq!(to_py.recv::<String>().unwrap(), "abab");
+        let mut from_py = listener.accept_timeout(Some(common::STEP)).unwrap();
+        let word: String = from_py.recv().unwrap();
+        from_py.send(&word.to_uppercase()).unwrap();
+        assert_eq!(py.finish(), ["reply PY311"], "{}", python.display());
+    }
 }

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{python_modern, spawn};
+use common::{python_legacy, python_modern, spawn};
 use flotilla_pycompat::{Address, CallError, ManagerClient, Options, PyValue};
 
 /// A manager server: SyncManager's types plus three queues registered by name, and an
@@ -225,4 +225,27 @@ fn a_wrong_authkey_is_refused_by_the_python_manager() {
     assert!(err.to_string().contains("different authkey"), "{err}");
     let manager = client(&server.address);
     server.stop(&manager);
+}
+
+/// The same seeds case with a Python 3.11 server and client: the legacy handshake,
+/// asked for with `legacy_md5`.
+#[test]
+fn a_python_311_manager_with_the_legacy_flag() {
+    let mut py = spawn(&python_legacy(), PY_SERVER, &[]);
+    let address: Address = py.line().parse().unwrap();
+    let zhang = spawn(&python_legacy(), PY_ZHANG, &[&address.to_string()]);
+    let options = Options::new()
+        .authkey(b"abc")
+        .timeout(Duration::from_secs(30));
+    let refused = ManagerClient::connect(&address, options.clone()).unwrap_err();
+    assert!(refused.to_string().contains("legacy"), "{refused}");
+    let manager = ManagerClient::connect(&address, options.legacy_md5(true)).unwrap();
+    let ming_queue = manager.queue("get_ming_queue", &()).unwrap();
+    let zhang_queue = manager.queue("get_zhang_queue", &()).unwrap();
+    ming_queue.put("hello from ming (Rust)").unwrap();
+    let from_zhang: String = zhang_queue.get(Some(common::STEP)).unwrap();
+    assert_eq!(from_zhang, "hello from zhang (Python)");
+    assert_eq!(zhang.finish(), ["zhang got: hello from ming (Rust)"]);
+    drop((ming_queue, zhang_queue));
+    Server { py, address }.stop(&manager);
 }

@@ -48,17 +48,25 @@ fn candidates() -> Vec<(PathBuf, (u32, u32))> {
     found
 }
 
-/// A CPython 3.12 or newer (the SHA-256 handshake), or a failure saying what to install.
+/// A CPython 3.12 or newer (the SHA-256 handshake): the newest of pyenv's, else
+/// `python3`; or a failure saying what to install.
 pub(crate) fn python_modern() -> PathBuf {
-    candidates()
+    pythons_modern().pop().expect("at least one")
+}
+
+/// Every CPython 3.12 or newer found (at least one, or a failure saying what to install).
+pub(crate) fn pythons_modern() -> Vec<PathBuf> {
+    let all: Vec<PathBuf> = candidates()
         .into_iter()
         .filter(|(_, v)| *v >= (3, 12))
-        .max_by_key(|(_, v)| *v)
         .map(|(p, _)| p)
-        .expect(
-            "these tests need CPython 3.12+ (python3 on PATH, or under $(pyenv root)/versions): \
-             install one, e.g. `pyenv install 3.12`",
-        )
+        .collect();
+    assert!(
+        !all.is_empty(),
+        "these tests need CPython 3.12+ (python3 on PATH, or under $(pyenv root)/versions): \
+         install one, e.g. `pyenv install 3.12`"
+    );
+    all
 }
 
 /// A CPython 3.11 or older (the legacy HMAC-MD5 handshake), or a failure saying what to
