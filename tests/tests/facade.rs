@@ -200,6 +200,15 @@ use flotilla::log::{Level, log_to_stderr as log_to_stderr_in_module, set_worker_
 use flotilla::log_to_stderr;
 
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
+use flotilla::pycompat::{
+    Address as _, AuthError as _, AuthKey as _, CallError as _, Client as _, ConnectError as _,
+    Connection as _, DEFAULT_MAX_FRAME as _, DEFAULT_TIMEOUT as _, DictProxy as _, FrameError as _,
+    Listener as _, ManagerClient as _, Options as _, PickleError as _, Proxy as _, PyObject as _,
+    PyValue as _, PythonException as _, QueueProxy as _, RecvError as _, SendError as _,
+    UnpickleError as _, pickle as _,
+};
+
+#[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::managers::{
     Address, AuthError, AuthKey, CallError, Client, ConnectError, DictProxy, ListProxy, LockProxy,
     LockProxyGuard, Manager, ManagerBuilder, NamespaceProxy, ObjectRef, QueueProxy, RemoteError,

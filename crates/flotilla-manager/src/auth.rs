@@ -21,11 +21,17 @@
 //! [`AuthError::LegacyPeer`], which says so. CPython 3.12+ also accepts `sha384`,
 //! `sha3_256`, `sha3_384` and `md5` prefixes in replies, but always sends `sha256` itself,
 //! so a CPython 3.12+ peer passes.
+//!
+//! For peers outside flotilla's own manager (flotilla-pycompat's connections),
+//! [`serve_handshake`] and [`connect_handshake`] run the same handshake on any stream,
+//! and can also accept the legacy HMAC-MD5 form (off unless asked for).
 
 use std::fmt;
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use hmac::{Hmac, KeyInit, Mac};
+use md5::Md5;
 use sha2::Sha256;
 
 use crate::wire::{self, FrameError, HANDSHAKE_MAX_FRAME, Idle, Stream};
@@ -137,13 +143,13 @@ pub fn response(key: &AuthKey, message: &[u8]) -> Vec<u8> {
     out
 }
 
-struct Io<'a> {
-    stream: &'a mut Stream,
+struct Io<'a, S> {
+    stream: &'a mut S,
     deadline: Instant,
     timeout: Duration,
 }
 
-impl Io<'_> {
+impl<S: Read + Write> Io<'_, S> {
     fn send(&mut self, bytes: &[u8]) -> Result<(), AuthError> {
         wire::write_frame(self.stream, bytes).map_err(|e| AuthError::Frame(FrameError::Io(e)))
     }
@@ -158,8 +164,19 @@ impl Io<'_> {
     }
 }
 
+/// The legacy (≤ 3.11) MAC: HMAC-MD5.
+fn legacy_mac(key: &AuthKey) -> Hmac<Md5> {
+    // HMAC takes keys of any length; this cannot fail.
+    <Hmac<Md5> as KeyInit>::new_from_slice(key.as_bytes()).expect("HMAC accepts any key length")
+}
+
 /// Checks `reply` against our challenge `message`, in constant time.
-fn verify(key: &AuthKey, message: &[u8], reply: &[u8]) -> Result<(), AuthError> {
+fn verify(key: &AuthKey, message: &[u8], reply: &[u8], legacy: bool) -> Result<(), AuthError> {
+    if reply.len() == LEGACY_REPLY && legacy {
+        let mut m = legacy_mac(key);
+        m.update(message);
+        return m.verify_slice(reply).map_err(|_| AuthError::WrongDigest);
+    }
     if reply.len() == LEGACY_REPLY {
         return Err(AuthError::LegacyPeer(
             "it answered with a raw 16-byte HMAC-MD5",
@@ -185,6 +202,16 @@ pub(crate) fn deliver_challenge(
     key: &AuthKey,
     timeout: Duration,
 ) -> Result<(), AuthError> {
+    deliver(stream, key, timeout, false)
+}
+
+/// [`deliver_challenge`] on any stream; `legacy` also accepts a raw HMAC-MD5 reply.
+fn deliver<S: Read + Write>(
+    stream: &mut S,
+    key: &AuthKey,
+    timeout: Duration,
+    legacy: bool,
+) -> Result<(), AuthError> {
     let mut io = Io {
         stream,
         deadline: Instant::now() + timeout,
@@ -199,7 +226,7 @@ pub(crate) fn deliver_challenge(
     frame.extend_from_slice(&message);
     io.send(&frame)?;
     let reply = io.recv()?;
-    match verify(key, &message, &reply) {
+    match verify(key, &message, &reply, legacy) {
         Ok(()) => io.send(WELCOME),
         Err(e) => {
             // The peer learns only that it failed, as in CPython; a send error changes
@@ -216,6 +243,17 @@ pub(crate) fn answer_challenge(
     key: &AuthKey,
     timeout: Duration,
 ) -> Result<(), AuthError> {
+    answer(stream, key, timeout, false)
+}
+
+/// [`answer_challenge`] on any stream; `legacy` also answers a legacy 20-byte challenge
+/// with a raw HMAC-MD5.
+fn answer<S: Read + Write>(
+    stream: &mut S,
+    key: &AuthKey,
+    timeout: Duration,
+    legacy: bool,
+) -> Result<(), AuthError> {
     let mut io = Io {
         stream,
         deadline: Instant::now() + timeout,
@@ -229,15 +267,19 @@ pub(crate) fn answer_challenge(
             String::from_utf8_lossy(&frame[..frame.len().min(16)])
         )));
     };
-    if message.len() == LEGACY_CHALLENGE {
+    if message.len() == LEGACY_CHALLENGE && legacy {
+        let mut m = legacy_mac(key);
+        m.update(message);
+        io.send(&m.finalize().into_bytes())?;
+    } else if message.len() == LEGACY_CHALLENGE {
         return Err(AuthError::LegacyPeer("it sent a 20-byte challenge"));
-    }
-    if !message.starts_with(PREFIX) {
+    } else if !message.starts_with(PREFIX) {
         return Err(AuthError::Protocol(
             "the challenge has no {sha256} prefix (flotilla speaks only sha256)".to_owned(),
         ));
+    } else {
+        io.send(&response(key, message))?;
     }
-    io.send(&response(key, message))?;
     match io.recv()?.as_slice() {
         WELCOME => Ok(()),
         FAILURE => Err(AuthError::Rejected),
@@ -266,4 +308,49 @@ pub(crate) fn client_handshake(
 ) -> Result<(), AuthError> {
     answer_challenge(stream, key, timeout)?;
     deliver_challenge(stream, key, timeout)
+}
+
+/// The serving side's whole handshake (challenge, then answer) on any stream: what
+/// CPython's `Listener.accept()` runs. `timeout` bounds each half; the stream's read
+/// timeout must be set, as it bounds every read.
+///
+/// With `legacy_md5`, a Python ≤ 3.11 peer's raw HMAC-MD5 replies and challenges are
+/// also accepted (as CPython 3.12+ does); without it such a peer gets
+/// [`AuthError::LegacyPeer`].
+///
+/// ```
+/// use std::os::unix::net::UnixStream;
+/// use std::time::Duration;
+/// use flotilla_manager::{AuthKey, auth};
+///
+/// let (mut a, mut b) = UnixStream::pair().unwrap();
+/// let t = Duration::from_secs(10);
+/// a.set_read_timeout(Some(t)).unwrap();
+/// b.set_read_timeout(Some(t)).unwrap();
+/// let key = AuthKey::new(b"k".to_vec());
+/// let k2 = key.clone();
+/// let server = std::thread::spawn(move || auth::serve_handshake(&mut a, &k2, false, t));
+/// auth::connect_handshake(&mut b, &key, false, t).unwrap();
+/// server.join().unwrap().unwrap();
+/// ```
+pub fn serve_handshake<S: Read + Write>(
+    stream: &mut S,
+    key: &AuthKey,
+    legacy_md5: bool,
+    timeout: Duration,
+) -> Result<(), AuthError> {
+    deliver(stream, key, timeout, legacy_md5)?;
+    answer(stream, key, timeout, legacy_md5)
+}
+
+/// The connecting side's whole handshake (answer, then challenge) on any stream: what
+/// CPython's `Client(address, authkey=...)` runs. As [`serve_handshake`] otherwise.
+pub fn connect_handshake<S: Read + Write>(
+    stream: &mut S,
+    key: &AuthKey,
+    legacy_md5: bool,
+    timeout: Duration,
+) -> Result<(), AuthError> {
+    answer(stream, key, timeout, legacy_md5)?;
+    deliver(stream, key, timeout, legacy_md5)
 }

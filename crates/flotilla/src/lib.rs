@@ -54,6 +54,11 @@
 //! [`shield`](asyncio::shield), [`wait_for`](asyncio::wait_for), and
 //! [`AsyncConnection`](asyncio::AsyncConnection).
 //!
+//! **`pycompat`** (feature `pycompat`, not in `full`) — talking to Python processes on
+//! their own terms (crate `flotilla-pycompat`): CPython's `multiprocessing.connection`
+//! `Listener` / `Client` with pickled messages and the authkey handshake, and a client of
+//! Python `BaseManager` servers; pickles are read without running code.
+//!
 //! **[`codec`]** — the one serialization seam for data crossing a process boundary.
 //!
 //! # Example
@@ -85,6 +90,7 @@
 //! | `process` | `multiprocessing::Process`, `Pool`, `futures::ProcessPoolExecutor`, [`init`] (turns on `ipc`) | `flotilla-process` |
 //! | `manager` | [`managers`]: the manager server and its proxies (turns on `process`) | `flotilla-manager` |
 //! | `asyncio` | [`asyncio`], for the executors enabled beside it | `flotilla-async` (tokio) |
+//! | `pycompat` | `pycompat`: Python's `multiprocessing.connection` and manager clients, pickles without code (not in `full`) | `flotilla-pycompat` |
 //!
 //! `thread` alone builds on any platform and pulls in no serde; `ipc` and `process` need
 //! Linux (5.3 or newer).
@@ -201,6 +207,28 @@ pub mod managers {
         LockProxy, LockProxyGuard, Manager, ManagerBuilder, NamespaceProxy, ObjectRef, QueueProxy,
         RemoteError, RemoteErrorKind, Server, ServerBuilder, SharedObject, StartError, Token,
         connect,
+    };
+}
+
+/// Talking to Python processes on their own terms: CPython's `multiprocessing.connection`
+/// ([`Listener`](pycompat::Listener), [`Client`](pycompat::Client)), a client of Python
+/// managers ([`ManagerClient`](pycompat::ManagerClient)), and a pickle reader that runs no
+/// code (crate `flotilla-pycompat`; feature `pycompat`, not in `full`).
+///
+/// ```
+/// use flotilla::pycompat::pickle::{from_pickle, to_pickle};
+///
+/// let bytes = to_pickle(&("job", 7)).unwrap();
+/// assert_eq!(from_pickle::<(String, u8)>(&bytes).unwrap(), ("job".to_owned(), 7));
+/// ```
+#[cfg(feature = "pycompat")]
+pub mod pycompat {
+    #[doc(inline)]
+    pub use flotilla_pycompat::{
+        Address, AuthError, AuthKey, CallError, Client, ConnectError, Connection,
+        DEFAULT_MAX_FRAME, DEFAULT_TIMEOUT, DictProxy, FrameError, Listener, ManagerClient,
+        Options, PickleError, Proxy, PyObject, PyValue, PythonException, QueueProxy, RecvError,
+        SendError, UnpickleError, pickle,
     };
 }
 

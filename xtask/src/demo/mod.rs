@@ -25,6 +25,7 @@ mod pool_queue;
 mod primes;
 mod process_basics;
 mod progress;
+mod python_interop;
 mod queue_bounded;
 mod queue_processes;
 mod queue_workers;
@@ -175,6 +176,11 @@ const DEMOS: &[Demo] = &[
         name: "shared-array",
         about: "an Array written by two children lined up by a Barrier; moves under its lock",
         run: shared_array::run,
+    },
+    Demo {
+        name: "python-interop",
+        about: "a Python script and Rust share work through a Python manager's queues",
+        run: python_interop::run,
     },
 ];
 
