@@ -18,7 +18,10 @@ fn tcp_any() -> Address {
 }
 
 fn options(key: &[u8]) -> Options {
-    Options::new().authkey(key).timeout(Duration::from_secs(30))
+    Options::new()
+        .authkey(key)
+        .timeout(Duration::from_secs(30))
+        .legacy_md5(common::only_legacy())
 }
 
 const PY_CLIENT: &str = r#"
@@ -191,7 +194,7 @@ fn python_311_passes_with_the_legacy_flag_both_ways() {
 
 #[test]
 fn python_311_is_refused_without_the_legacy_flag_both_ways() {
-    let opts = options(b"old");
+    let opts = options(b"old").legacy_md5(false);
     let listener = Listener::bind(&tcp_any(), opts.clone()).unwrap();
     let addr = listener.address().to_string();
     let mut py = spawn(&python_legacy(), PY_LEGACY_BOTH, &[&addr]);

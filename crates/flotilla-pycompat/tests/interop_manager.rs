@@ -80,7 +80,8 @@ fn client(address: &Address) -> ManagerClient {
         address,
         Options::new()
             .authkey(b"abc")
-            .timeout(Duration::from_secs(30)),
+            .timeout(Duration::from_secs(30))
+            .legacy_md5(common::only_legacy()),
     )
     .unwrap()
 }
@@ -220,7 +221,13 @@ fn dicts_exceptions_and_proxies_returned_by_methods() {
 #[test]
 fn a_wrong_authkey_is_refused_by_the_python_manager() {
     let server = server();
-    let err = ManagerClient::connect(&server.address, Options::new().authkey(b"nope")).unwrap_err();
+    let err = ManagerClient::connect(
+        &server.address,
+        Options::new()
+            .authkey(b"nope")
+            .legacy_md5(common::only_legacy()),
+    )
+    .unwrap_err();
     assert!(matches!(err, CallError::Connect(_)), "{err}");
     assert!(err.to_string().contains("different authkey"), "{err}");
     let manager = client(&server.address);
