@@ -17,6 +17,7 @@ mod done_callback;
 mod executor_as_completed;
 mod executor_map;
 mod joinable_queue;
+mod mpi_primes;
 mod pipe;
 mod pool_callbacks;
 mod pool_in_threads;
@@ -175,6 +176,11 @@ const DEMOS: &[Demo] = &[
         name: "shared-array",
         about: "an Array written by two children lined up by a Barrier; moves under its lock",
         run: shared_array::run,
+    },
+    Demo {
+        name: "mpi-primes",
+        about: "the primes on MpiPoolExecutor under mpiexec -n 3 (skipped without MPI)",
+        run: mpi_primes::run,
     },
 ];
 
