@@ -574,7 +574,7 @@ impl Progress {
             } else {
                 // Answers are due: poll again soon, sooner if a task is submitted.
                 self.shared.sleeping.store(true, Ordering::SeqCst);
-                backoff.pause();
+                backoff.pause_parked();
                 self.shared.sleeping.store(false, Ordering::SeqCst);
             }
         }

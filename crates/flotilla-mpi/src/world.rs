@@ -306,19 +306,35 @@ impl Backoff {
     const SPINS: u32 = 200;
     const LONGEST: Duration = Duration::from_millis(1);
 
+    /// Waits a little: yields while spinning, then sleeps.
     pub(crate) fn pause(&mut self) {
-        self.idle = self.idle.saturating_add(1);
-        if self.idle <= Self::SPINS {
-            std::thread::yield_now();
-        } else {
-            let shift = (self.idle - Self::SPINS).min(10);
-            std::thread::sleep(Duration::from_micros(1u64 << shift).min(Self::LONGEST));
+        match self.next() {
+            None => std::thread::yield_now(),
+            Some(nap) => std::thread::sleep(nap),
         }
     }
 
-    /// How long the next pause would sleep at most (for a park that may be woken).
+    /// Like [`pause`](Self::pause), but a sleep is a park: an `unpark` ends it early.
+    pub(crate) fn pause_parked(&mut self) {
+        match self.next() {
+            None => std::thread::yield_now(),
+            Some(nap) => std::thread::park_timeout(nap),
+        }
+    }
+
+    /// True while the next pause only yields.
     pub(crate) fn is_spinning(&self) -> bool {
-        self.idle <= Self::SPINS
+        self.idle < Self::SPINS
+    }
+
+    /// Counts a pause: `None` to yield, or how long to sleep.
+    fn next(&mut self) -> Option<Duration> {
+        self.idle = self.idle.saturating_add(1);
+        if self.idle <= Self::SPINS {
+            return None;
+        }
+        let shift = (self.idle - Self::SPINS).min(10);
+        Some(Duration::from_micros(1u64 << shift).min(Self::LONGEST))
     }
 
     pub(crate) fn reset(&mut self) {
