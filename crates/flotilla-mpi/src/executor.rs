@@ -259,7 +259,8 @@ impl MpiPoolExecutorBuilder {
 
     /// Creates the executor over the static world that [`init`](crate::init) set up:
     /// its workers are ranks 1..N-1. One executor at a time uses them
-    /// ([`BuildError::Busy`] otherwise); the next one may start once it is shut down.
+    /// ([`BuildError::Busy`] otherwise); the next one may start once the last one has
+    /// ended (dropped, or `shutdown(wait = true)`).
     pub fn build(self) -> Result<MpiPoolExecutor, BuildError> {
         if self.max_workers == Some(0) {
             return Err(BuildError::NoWorkers);
