@@ -420,6 +420,25 @@ impl MpiPoolExecutor {
             }
         }
     }
+
+    /// Like `shutdown(wait = true, ..)` with a bound on the wait: true when every task
+    /// is done in time (the twin of `ProcessPoolExecutor::shutdown_timeout`). On false
+    /// the executor goes on shutting down; call it again, or `shutdown(true, ..)`, to
+    /// wait more.
+    pub fn shutdown_timeout(&self, timeout: Duration, cancel_futures: bool) -> bool {
+        self.shutdown(false, cancel_futures);
+        let deadline = flotilla_core::Deadline::after(Some(timeout));
+        let mut pause = Duration::from_micros(100);
+        while !self.shared.ended.load(Ordering::Acquire) {
+            if deadline.expired() {
+                return false;
+            }
+            std::thread::sleep(pause.min(deadline.remaining().unwrap_or(pause)));
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+        self.shutdown(true, false); // joins the ended thread
+        true
+    }
 }
 
 impl Drop for MpiPoolExecutor {

@@ -441,7 +441,17 @@ fn all() -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let queued: Vec<_> = (0..20).map(|_| pool.submit(nap, 5).unwrap()).collect();
-    pool.shutdown(true, false);
+    let slow = pool.submit(nap, 300).unwrap();
+    check(
+        !pool.shutdown_timeout(Duration::from_millis(1), false),
+        || "shutdown_timeout returned true with work left".into(),
+    )?;
+    check(pool.shutdown_timeout(TIMEOUT, false), || {
+        "shutdown_timeout timed out".into()
+    })?;
+    check(slow.result(Some(Duration::ZERO)).ok() == Some(300), || {
+        "the slow task".into()
+    })?;
     check(
         queued
             .iter()
