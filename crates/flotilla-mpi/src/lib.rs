@@ -56,7 +56,7 @@ pub use crate::error::{BuildError, InitError};
 #[cfg(feature = "mpi")]
 pub use crate::executor::{MpiMap, MpiPoolExecutor, MpiPoolExecutorBuilder, PIPELINE};
 #[cfg(feature = "mpi")]
-pub use crate::world::{World, comm_executor, init, launched_by_mpi};
+pub use crate::world::{World, comm_executor, init, init_if_launched, launched_by_mpi};
 /// rsmpi, for programs that set up MPI themselves ([`comm_executor`]).
 #[cfg(feature = "mpi")]
 pub use mpi;

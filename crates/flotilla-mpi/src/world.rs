@@ -66,6 +66,16 @@ pub fn launched_by_mpi() -> bool {
         .any(|name| std::env::var_os(name).is_some())
 }
 
+/// [`init`] when this program was launched by an MPI launcher ([`launched_by_mpi`]);
+/// nothing otherwise. What `flotilla::init()` does with the `mpi` feature: a worker rank
+/// serves and never returns from it, and a failure is kept for
+/// [`MpiPoolExecutor::builder`]'s `build` to report (as [`BuildError::Init`]).
+pub fn init_if_launched() {
+    if launched_by_mpi() {
+        let _ = init();
+    }
+}
+
 /// Makes this program an MPI pool, as `mpiexec -n N python -m mpi4py.futures prog.py`
 /// does: call it first thing in `main` (before any thread starts).
 ///

@@ -119,7 +119,9 @@ fn driver() {
     type Case = (&'static str, fn() -> Result<(), String>);
     let cases: &[Case] = &[
         ("mpiexec_n3_all_scenarios", || expect_all_ok(3, "all")),
-        ("mpiexec_n5_all_scenarios", || expect_all_ok(5, "all")),
+        ("mpiexec_n5_all_scenarios_after_init_if_launched", || {
+            expect_all_ok(5, "all-auto")
+        }),
         ("mpiexec_n3_comm_executor", || expect_all_ok(3, "comm")),
         ("mpiexec_n5_comm_executor", || expect_all_ok(5, "comm")),
         ("a_dead_rank_ends_the_job", || {
@@ -137,7 +139,7 @@ fn driver() {
         ("not_launched_by_mpiexec_is_a_clear_error", || {
             have_mpiexec()?;
             let mut command = Command::new(std::env::current_exe().unwrap());
-            command.args(["--scenario", "all"]);
+            command.args(["--scenario", "all-auto"]);
             for var in ["PMI_RANK", "PMI_SIZE", "PMIX_RANK", "OMPI_COMM_WORLD_SIZE"] {
                 command.env_remove(var);
             }
@@ -185,6 +187,11 @@ fn program(scenario: &str) -> i32 {
     if scenario == "comm" {
         return comm_program();
     }
+    if scenario == "all-auto" {
+        // What `flotilla::init()` does: the workers serve inside this call; then `init`
+        // on rank 0 gives the same world again.
+        flotilla_mpi::init_if_launched();
+    }
     let world = match flotilla_mpi::init() {
         Ok(world) => world,
         Err(e @ InitError::NoWorkers { .. }) => {
@@ -199,7 +206,7 @@ fn program(scenario: &str) -> i32 {
     // Only rank 0 gets here.
     let size = world.size();
     let outcome = match scenario {
-        "all" => all(),
+        "all" | "all-auto" => all(),
         "die" => die_scenario(),
         other => Err(format!("no scenario {other:?}")),
     };

@@ -212,7 +212,7 @@ pub mod mpi {
     #[doc(inline)]
     pub use flotilla_mpi::{
         BuildError, InitError, MpiMap, MpiPoolExecutor, MpiPoolExecutorBuilder, PIPELINE, World,
-        comm_executor, init, launched_by_mpi,
+        comm_executor, init, init_if_launched, launched_by_mpi,
     };
 }
 
@@ -260,10 +260,7 @@ pub mod asyncio {
 pub fn init() {
     flotilla_process::init();
     #[cfg(feature = "mpi")]
-    if flotilla_mpi::launched_by_mpi() {
-        // The builder reports a failure, with its reason.
-        let _ = flotilla_mpi::init();
-    }
+    flotilla_mpi::init_if_launched();
 }
 
 /// Logging across processes: Python's `multiprocessing.log_to_stderr`, and a setup
