@@ -26,6 +26,21 @@
 //! one core). `comm_executor` is mpi4py's `MPICommExecutor`: the pool over a
 //! communicator the program set up itself.
 //!
+//! # How it works
+//!
+//! A submission is encoded once, on the submitting thread, with flotilla's codec (a task
+//! is named by its function's offset in this binary: flotilla-process's `task::Entry`;
+//! every rank's build is checked to be the same at `init`). One progress thread on the
+//! client makes every MPI call while an executor lives (`MPI_THREAD_SERIALIZED`): it
+//! sends each task to the least loaded worker rank, up to `pipeline` (default 2) in
+//! flight per rank, with non-blocking sends that own the encoded bytes (so two ranks
+//! sending large messages at once cannot deadlock it), receives the answers into buffers
+//! of their exact size with matched probes, and completes flotilla-core futures. The
+//! bytes are never re-encoded or copied on the way: a fixed trailer (task id, entry) is
+//! appended to the codec's buffer and cut off by the receiver. MPI has no descriptor to
+//! sleep on, so the progress thread and idle workers poll: a short spin that yields the
+//! CPU, then naps of up to a millisecond.
+//!
 //! # When a rank dies
 //!
 //! MPI's answer to a dead rank is to end the job: with MPICH (and Open MPI), a rank that
