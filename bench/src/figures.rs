@@ -2,7 +2,7 @@
 //! its baselines. Adding a figure is adding one [`Figure`] entry to [`FIGURES`] (and, for
 //! a CPython column, one runner in a script under `bench/python/`).
 
-use crate::{asyncio, connection, process, process_pool, queue, shared, thread_pool};
+use crate::{asyncio, connection, mpi_pool, process, process_pool, queue, shared, thread_pool};
 
 /// How many threads every contender of the thread figures gets: flotilla's workers,
 /// `threadpool`'s and rayon's threads, tokio's blocking threads, the crossbeam pool's
@@ -661,6 +661,32 @@ pub(crate) const FIGURES: &[Figure] = &[
             cpython("shared.py", "locked-1").with_items(100_000),
             rust("os-limit", shared::os_uncontended),
         ],
+    },
+    Figure {
+        name: "mpi-pool-submit",
+        title: "MPI pool on mpiexec -n 3: submit trivial tasks one by one, then collect every result",
+        unit: "tasks/s",
+        measure: Measure::Throughput {
+            items: 20_000,
+            calls: 3,
+        },
+        conditions: mpi_pool::SUBMIT_CONDITIONS,
+        check: process_pool::check_submit,
+        flotilla: mpi_pool::flotilla_submit,
+        baselines: &[python("mpi4py", "mpi_pool.py", "submit").with_items(2_000)],
+    },
+    Figure {
+        name: "mpi-pool-map",
+        title: "MPI pool map on mpiexec -n 3: 100k ints, chunksize 1000, results in input order",
+        unit: "items/s",
+        measure: Measure::Throughput {
+            items: 100_000,
+            calls: 3,
+        },
+        conditions: mpi_pool::MAP_CONDITIONS,
+        check: process_pool::check_map,
+        flotilla: mpi_pool::flotilla_map,
+        baselines: &[python("mpi4py", "mpi_pool.py", "map")],
     },
 ];
 

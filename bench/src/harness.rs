@@ -300,6 +300,13 @@ pub(crate) fn run_figure(
             values: Vec::new(),
             problem: match (c.side, python) {
                 (Side::Python { .. }, Python::Missing(why)) => Some(Problem::Missing(why.clone())),
+                // The MPI figures need MPI (flotilla) and mpi4py (their Python column).
+                (Side::Rust(_), _) if crate::mpi_pool::is_mpi(figure.name) => {
+                    crate::mpi_pool::flotilla_missing().map(Problem::Missing)
+                }
+                (Side::Python { .. }, _) if crate::mpi_pool::is_mpi(figure.name) => {
+                    crate::mpi_pool::mpi4py_missing(python).map(Problem::Missing)
+                }
                 _ => None,
             },
         })
@@ -343,7 +350,15 @@ fn run_child(
     python: &Python,
     root: &Path,
 ) -> anyhow::Result<Vec<u64>> {
+    // An MPI figure's contender runs under `mpiexec`; its rank 0 measures.
+    let mpi = crate::mpi_pool::is_mpi(figure.name);
     let mut command = match (contender.side, python) {
+        (Side::Rust(_), _) if mpi => {
+            let mut command = crate::mpi_pool::mpiexec();
+            command.arg(std::env::current_exe()?);
+            command.args([MEASURE, figure.name, contender.name]);
+            command
+        }
         (Side::Rust(_), _) => {
             let mut command = Command::new(std::env::current_exe()?);
             command.args([MEASURE, figure.name, contender.name]);
@@ -352,7 +367,13 @@ fn run_child(
         (Side::Python { script, runner }, Python::Found { program, .. }) => {
             let script: PathBuf = root.join("bench/python").join(script);
             ensure!(script.is_file(), "{} is missing", script.display());
-            let mut command = Command::new(program);
+            let mut command = if mpi {
+                let mut command = crate::mpi_pool::mpiexec();
+                command.args([program.as_str(), "-m", "mpi4py.futures"]);
+                command
+            } else {
+                Command::new(program)
+            };
             command.arg(script).arg(runner);
             command
         }

@@ -56,6 +56,7 @@ mod pool;
 mod process;
 mod state;
 mod sys;
+pub mod task;
 #[doc(hidden)]
 pub mod testing;
 mod tracker;

@@ -232,6 +232,19 @@ pub mod pycompat {
     };
 }
 
+/// `mpi4py.futures` (crate `flotilla-mpi`, feature `mpi`, not in `full`: it needs an MPI
+/// library, e.g. `apt-get install mpich libmpich-dev libclang-dev`): `MpiPoolExecutor`
+/// runs tasks on the other ranks of `mpiexec -n N ./prog`, with `ProcessPoolExecutor`'s
+/// API; [`init`] sets the ranks up when the program was launched by MPI.
+#[cfg(feature = "mpi")]
+pub mod mpi {
+    #[doc(inline)]
+    pub use flotilla_mpi::{
+        BuildError, InitError, MpiMap, MpiPoolExecutor, MpiPoolExecutorBuilder, PIPELINE, World,
+        comm_executor, init, init_if_launched, launched_by_mpi,
+    };
+}
+
 /// Python's `asyncio` bridge to executors, on tokio: awaiting thread and process pool
 /// work from async code, with cancellation that reaches the work.
 #[cfg(feature = "asyncio")]
@@ -268,9 +281,16 @@ pub mod asyncio {
 ///     // ... the program ...
 /// }
 /// ```
+///
+/// With the `mpi` feature, a program launched by an MPI launcher (`mpiexec`) also
+/// becomes an MPI pool here (`flotilla_mpi::init`): ranks 1..N-1 serve tasks and never
+/// return, rank 0 goes on as the client. A failure of that set-up is reported by
+/// `MpiPoolExecutor::builder().build()`.
 #[cfg(feature = "process")]
 pub fn init() {
     flotilla_process::init();
+    #[cfg(feature = "mpi")]
+    flotilla_mpi::init_if_launched();
 }
 
 /// Logging across processes: Python's `multiprocessing.log_to_stderr`, and a setup

@@ -17,6 +17,7 @@ mod done_callback;
 mod executor_as_completed;
 mod executor_map;
 mod joinable_queue;
+mod mpi_primes;
 mod pipe;
 mod pool_callbacks;
 mod pool_in_threads;
@@ -181,6 +182,11 @@ const DEMOS: &[Demo] = &[
         name: "python-interop",
         about: "a Python script and Rust share work through a Python manager's queues",
         run: python_interop::run,
+    },
+    Demo {
+        name: "mpi-primes",
+        about: "the primes on MpiPoolExecutor under mpiexec -n 3 (skipped without MPI)",
+        run: mpi_primes::run,
     },
 ];
 
