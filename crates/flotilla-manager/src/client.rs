@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::thread;
 use std::time::Duration;
 
@@ -108,6 +108,8 @@ type SlotRx = std::sync::mpsc::Receiver<Result<Vec<u8>, CallError>>;
 
 struct Inner {
     address: Address,
+    /// The key this connection proved, handed on in the tokens of shared proxies.
+    authkey: Option<AuthKey>,
     writer: Mutex<BufWriter<Stream>>,
     /// Calls waiting for their reply; `None` once the connection is dead (with why).
     pending: Mutex<Result<HashMap<u64, Slot>, String>>,
@@ -182,6 +184,7 @@ impl Client {
         let writer = stream.try_clone().map_err(io)?;
         let inner = Arc::new(Inner {
             address: address.clone(),
+            authkey: authkey.cloned(),
             writer: Mutex::new(BufWriter::with_capacity(16 * 1024, writer)),
             pending: Mutex::new(Ok(HashMap::new())),
             next_id: AtomicU64::new(1),
@@ -200,7 +203,20 @@ impl Client {
                 address: address.clone(),
                 source,
             })?;
+        remember(&client);
         Ok(client)
+    }
+
+    /// This process's connection to the manager at `address` with `authkey`: one already
+    /// open (made by [`connect`], a [`Manager`](crate::Manager), or an earlier call) when
+    /// there is one, else a new one, remembered for the next call. Proxies received from
+    /// other processes connect through this, so a process keeps one connection per
+    /// manager however many proxies it receives.
+    pub fn shared(address: &Address, authkey: Option<&AuthKey>) -> Result<Client, ConnectError> {
+        if let Some(client) = recall(address, authkey) {
+            return Ok(client);
+        }
+        Client::connect_with(address, authkey, DEFAULT_FRAME_TIMEOUT)
     }
 
     /// The manager's address.
@@ -316,6 +332,15 @@ impl Client {
         Ok(ObjectRef::new(self.clone(), id, typeid.to_owned()))
     }
 
+    /// A reference to the object registered under `name` on the server (see
+    /// [`Client::get`] for the typed form).
+    pub fn lookup(&self, name: &str) -> Result<ObjectRef, CallError> {
+        let (id, typeid): (ObjectId, String) = self.request_decoded(Op::Lookup {
+            name: name.to_owned(),
+        })?;
+        Ok(ObjectRef::new(self.clone(), id, typeid))
+    }
+
     /// Claims a [`Token`] made by [`ObjectRef::share`] (here or in another process):
     /// this client gets its own reference, and the token is spent.
     pub fn claim(&self, token: &Token) -> Result<ObjectRef, CallError> {
@@ -324,6 +349,36 @@ impl Client {
         })?;
         Ok(ObjectRef::new(self.clone(), id, typeid))
     }
+}
+
+/// Open connections of this process, by address and key, for [`Client::shared`]. Weak:
+/// a connection closes when its last user drops it, remembered or not.
+type Remembered = Vec<(u32, Address, Option<AuthKey>, Weak<Inner>)>;
+
+static CLIENTS: Mutex<Remembered> = Mutex::new(Vec::new());
+
+fn remember(client: &Client) {
+    let pid = std::process::id();
+    let mut clients = lock(&CLIENTS);
+    // Forgets the dead, and what a forked child inherited from its parent.
+    clients.retain(|(owner, _, _, weak)| *owner == pid && weak.strong_count() > 0);
+    clients.push((
+        pid,
+        client.inner.address.clone(),
+        client.inner.authkey.clone(),
+        Arc::downgrade(&client.inner),
+    ));
+}
+
+fn recall(address: &Address, authkey: Option<&AuthKey>) -> Option<Client> {
+    let pid = std::process::id();
+    let clients = lock(&CLIENTS);
+    clients
+        .iter()
+        .filter(|(owner, a, k, _)| *owner == pid && a == address && k.as_ref() == authkey)
+        .filter_map(|(_, _, _, weak)| weak.upgrade())
+        .map(|inner| Client { inner })
+        .find(|c| !c.is_gone())
 }
 
 /// Fails every waiting call, and all later ones, with `why`.
@@ -397,13 +452,18 @@ pub struct ObjectRef {
 }
 
 /// A transferable claim on an object: made by [`ObjectRef::share`], spent by
-/// [`Client::claim`]. Until claimed it keeps the object alive. It names the object only:
-/// the receiver connects with its own address and authkey (a later slice makes tokens
-/// carry those on purpose).
+/// [`Client::claim`] or [`Token::claim`]. Until claimed it keeps the object alive.
+///
+/// It carries, on purpose, what the receiver needs to reach the object: the manager's
+/// address and the authkey of the connection that shared it (never "whatever key the
+/// receiving process has", CPython's bpo-7503 trap). Whoever holds a token can use the
+/// object: hand it only to processes you would hand the key to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Token {
     ticket: Ticket,
     typeid: String,
+    address: Address,
+    authkey: Option<AuthKey>,
 }
 
 impl Token {
@@ -411,6 +471,31 @@ impl Token {
     pub fn typeid(&self) -> &str {
         &self.typeid
     }
+
+    /// The address of the manager owning the object.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Claims the object through this process's connection to its manager
+    /// ([`Client::shared`]: an open one, or a new one made with the token's address and
+    /// key).
+    pub fn claim(&self) -> Result<ObjectRef, ClaimError> {
+        let client = Client::shared(&self.address, self.authkey.as_ref())?;
+        Ok(client.claim(self)?)
+    }
+}
+
+/// Why a [`Token`] (a proxy received from another process) could not be claimed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// Its manager could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Its manager refused the claim (spent already, or the object is of another type).
+    #[error(transparent)]
+    Call(#[from] CallError),
 }
 
 impl ObjectRef {
@@ -459,9 +544,12 @@ impl ObjectRef {
         let ticket: Ticket = self.inner.client.request_decoded(Op::Share {
             object: self.inner.id,
         })?;
+        let client = &self.inner.client.inner;
         Ok(Token {
             ticket,
             typeid: self.inner.typeid.clone(),
+            address: client.address.clone(),
+            authkey: client.authkey.clone(),
         })
     }
 

@@ -50,7 +50,7 @@
 //! (`flotilla_core::codec`; never pickle): a request `{ id: u64, op }` from the client, a
 //! reply `{ id, result }` from the server. Ops: `Ping`, `Create { typeid, args }`,
 //! `Call { object, method, args, timeout }`, `Release { object }`, `Share { object }`,
-//! `Claim { ticket }`, `NumberOfObjects`, `Shutdown`. Requests are pipelined: a client
+//! `Claim { ticket }`, `NumberOfObjects`, `Shutdown`, `Lookup { name }`. Requests are pipelined: a client
 //! sends as many as it likes and the server answers each when it can, in any order, with
 //! the request's id (id 0 asks for no reply). Nothing decoded from the wire becomes code:
 //! a type is found by name among those registered in the server binary, a method by
@@ -104,12 +104,12 @@ mod types;
 pub mod wire;
 
 pub use crate::auth::{AuthError, AuthKey};
-pub use crate::client::{CallError, Client, ConnectError, ObjectRef, Token, connect};
+pub use crate::client::{CallError, ClaimError, Client, ConnectError, ObjectRef, Token, connect};
 pub use crate::manager::{Manager, ManagerBuilder, StartError};
 pub use crate::object::{Call, ClientId, Reply, SharedObject, Waiter, WaiterId};
 pub use crate::protocol::{RemoteError, RemoteErrorKind};
 pub use crate::proxy::{
-    DictProxy, ListProxy, LockProxy, LockProxyGuard, NamespaceProxy, QueueProxy,
+    DictProxy, ListProxy, LockProxy, LockProxyGuard, NamespaceProxy, Proxy, QueueProxy,
 };
 pub use crate::server::{
     BindError, Constructor, DEFAULT_FRAME_TIMEOUT, RunningServer, Server, ServerBuilder,
@@ -174,6 +174,9 @@ pub mod testing {
             Op::Claim { ticket: [7; 16] },
             Op::NumberOfObjects,
             Op::Shutdown,
+            Op::Lookup {
+                name: "get_queue".into(),
+            },
         ];
         ops.into_iter()
             .enumerate()

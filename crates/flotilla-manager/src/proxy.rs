@@ -34,8 +34,51 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
     Ok(codec::decode(b)?)
 }
 
+/// A typed proxy: a handle on a server object of one registered type.
+///
+/// Every proxy is an ordinary serde value: serializing it shares its object (a
+/// [`Token`] holding the object alive in transit, with the manager's address and the
+/// authkey of the connection it came from) and deserializing it in any process claims
+/// that token through the process's one connection to that manager
+/// ([`Client::shared`]). So proxies go as arguments to pool tasks and spawned children,
+/// through queues and connections, and inside other proxies' values. Each serialized copy
+/// is claimed once.
+///
+/// ```
+/// use flotilla_manager::{ListProxy, Manager};
+///
+/// let manager = Manager::start().unwrap();
+/// let list = manager.list::<u32>().unwrap();
+/// let bytes = flotilla_core::codec::encode(&list).unwrap(); // what a child receives
+/// let again: ListProxy<u32> = flotilla_core::codec::decode(&bytes).unwrap();
+/// again.append(&7).unwrap();
+/// assert_eq!(list.to_vec().unwrap(), vec![7]);
+/// ```
+pub trait Proxy: Sized {
+    /// The type name the server knows its objects by.
+    const TYPEID: &'static str;
+
+    /// A proxy over `object`, refused when the object is of another type.
+    fn from_object(object: ObjectRef) -> Result<Self, CallError>;
+
+    /// The untyped reference underneath.
+    fn object(&self) -> &ObjectRef;
+}
+
 macro_rules! proxy_common {
     ($name:ident, $typeid:literal $(, $p:ident)*) => {
+        impl<$($p),*> Proxy for $name<$($p),*> {
+            const TYPEID: &'static str = $typeid;
+
+            fn from_object(object: ObjectRef) -> Result<Self, CallError> {
+                Ok(Self::from_ref(object.check_type($typeid)?))
+            }
+
+            fn object(&self) -> &ObjectRef {
+                &self.obj
+            }
+        }
+
         impl<$($p),*> $name<$($p),*> {
             /// The type name the server knows it by.
             pub const TYPEID: &'static str = $typeid;
@@ -73,7 +116,47 @@ macro_rules! proxy_common {
                 f.debug_struct(stringify!($name)).field("id", &self.obj.id()).finish()
             }
         }
+
+        impl<$($p),*> Serialize for $name<$($p),*> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serialize_proxy(&self.obj, serializer)
+            }
+        }
+
+        impl<'de, $($p),*> serde::Deserialize<'de> for $name<$($p),*> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Ok(Self::from_ref(deserialize_proxy(deserializer, $typeid)?))
+            }
+        }
     };
+}
+
+fn serialize_proxy<S: serde::Serializer>(
+    obj: &ObjectRef,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let token = obj
+        .share()
+        .map_err(|e| S::Error::custom(format!("a proxy could not be shared: {e}")))?;
+    token.serialize(serializer)
+}
+
+fn deserialize_proxy<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    typeid: &str,
+) -> Result<ObjectRef, D::Error> {
+    use serde::de::Error;
+    let token = <Token as serde::Deserialize>::deserialize(deserializer)?;
+    if token.typeid() != typeid {
+        return Err(D::Error::custom(format!(
+            "a proxy for a `{}` received as a proxy for a `{typeid}`",
+            token.typeid()
+        )));
+    }
+    token
+        .claim()
+        .map_err(|e| D::Error::custom(format!("a received proxy could not be claimed: {e}")))
 }
 
 /// A proxy for a server-side `dict` of `K` → `V`: Python's `DictProxy`.
@@ -547,6 +630,16 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
 }
 
 impl Client {
+    /// A proxy for the object the server program registered under `name` with
+    /// [`ServerBuilder::register_object`](crate::ServerBuilder::register_object): Python's
+    /// `m.get_queue()` after `register("get_queue")`. Every client asking gets the same
+    /// object. A [`NoSuchName`](crate::RemoteErrorKind::NoSuchName) error when nothing is
+    /// registered so, a [`BadArguments`](crate::RemoteErrorKind::BadArguments) one when it
+    /// is not a `P`.
+    pub fn get<P: Proxy>(&self, name: &str) -> Result<P, CallError> {
+        P::from_object(self.lookup(name)?)
+    }
+
     /// A new server-side `dict`: Python's `manager.dict()`.
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>, CallError>
     where

@@ -75,6 +75,8 @@ pub struct ServerBuilder {
     address: Address,
     authkey: Option<AuthKey>,
     registry: HashMap<String, Constructor>,
+    /// Objects made at bind and served by name: name → (typeid, encoded arguments).
+    named: Vec<(String, String, Result<Vec<u8>, String>)>,
     max_frame: u64,
     frame_timeout: Duration,
 }
@@ -100,6 +102,15 @@ pub enum BindError {
          set one, or listen on loopback or a Unix socket"
     )]
     RemoteWithoutAuthkey(Address),
+    /// An object registered by name with [`ServerBuilder::register_object`] could not be
+    /// made.
+    #[error("could not make the object registered as `{name}`: {message}")]
+    Object {
+        /// The name it was registered under.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// The OS refused the socket.
     #[error("could not listen on {address}: {source}")]
     Io {
@@ -129,6 +140,38 @@ impl ServerBuilder {
         self
     }
 
+    /// Makes one object of the registered type `typeid` (built in or registered) from
+    /// `args` when the server binds, and serves it under `name`: every client that asks
+    /// for `name` ([`Client::get`](crate::Client::get)) gets a proxy for that same object.
+    /// Python's `BaseManager.register("get_queue", callable=lambda: queue)`. The server
+    /// holds it for as long as it runs.
+    ///
+    /// ```
+    /// use flotilla_manager::{AuthKey, QueueProxy, Server, connect};
+    ///
+    /// let key = AuthKey::new(b"abc".to_vec());
+    /// let server = Server::builder("127.0.0.1:0".parse::<flotilla_manager::Address>().unwrap())
+    ///     .authkey(key.clone())
+    ///     .register_object("get_task_queue", "Queue", &0u64)
+    ///     .bind()
+    ///     .unwrap()
+    ///     .spawn();
+    /// let a = connect(server.address(), Some(&key)).unwrap();
+    /// let b = connect(server.address(), Some(&key)).unwrap();
+    /// a.get::<QueueProxy<String>>("get_task_queue").unwrap().put(&"hi".into()).unwrap();
+    /// assert_eq!(b.get::<QueueProxy<String>>("get_task_queue").unwrap().get().unwrap(), "hi");
+    /// ```
+    pub fn register_object<A: serde::Serialize + ?Sized>(
+        mut self,
+        name: impl Into<String>,
+        typeid: impl Into<String>,
+        args: &A,
+    ) -> Self {
+        let args = codec::encode(args).map_err(|e| e.to_string());
+        self.named.push((name.into(), typeid.into(), args));
+        self
+    }
+
     /// The largest frame accepted from a client, checked before allocating. Default
     /// [`DEFAULT_MAX_FRAME`].
     pub fn max_frame(mut self, bytes: u64) -> Self {
@@ -152,6 +195,25 @@ impl ServerBuilder {
             address: self.address.clone(),
             source,
         };
+        let mut table = Table::default();
+        for (name, typeid, args) in self.named {
+            let object = args
+                .and_then(|args| {
+                    let ctor = self
+                        .registry
+                        .get(&typeid)
+                        .ok_or_else(|| format!("no type `{typeid}` is registered"))?;
+                    catch_unwind(AssertUnwindSafe(|| ctor(&args)))
+                        .map_err(|p| flotilla_core::panic_message(&*p))?
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|message| BindError::Object {
+                    name: name.clone(),
+                    message,
+                })?;
+            let id = table.insert(typeid, object);
+            table.named.insert(name, id);
+        }
         let listener = Listener::bind(&self.address).map_err(io)?;
         let address = listener.local_address(&self.address).map_err(io)?;
         let waker = listener.try_clone().map_err(io)?;
@@ -161,7 +223,7 @@ impl ServerBuilder {
             registry: self.registry,
             max_frame: self.max_frame,
             frame_timeout: self.frame_timeout,
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(table),
             timers: Arc::new(Timers::default()),
             stopping: AtomicBool::new(false),
             waker,
@@ -196,6 +258,7 @@ impl Server {
             address: address.into(),
             authkey: None,
             registry,
+            named: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
         }
@@ -374,7 +437,26 @@ struct Table {
     /// Holders of each object: connections holding a reference, plus unclaimed tickets.
     holders: HashMap<ObjectId, usize>,
     tickets: HashMap<Ticket, ObjectId>,
+    /// Objects served by name; the server itself is one of their holders.
+    named: HashMap<String, ObjectId>,
     next_id: ObjectId,
+}
+
+impl Table {
+    /// Adds an object with one holder (its creator); returns its id.
+    fn insert(&mut self, typeid: String, object: Box<dyn SharedObject>) -> ObjectId {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.objects.insert(
+            id,
+            Arc::new(Entry {
+                typeid,
+                object: Mutex::new(object),
+            }),
+        );
+        self.holders.insert(id, 1);
+        id
+    }
 }
 
 struct Entry {
@@ -646,6 +728,7 @@ impl Conn<'_> {
             Op::Release { object } => self.release(object),
             Op::Share { object } => self.share(object),
             Op::Claim { ticket } => self.claim(ticket),
+            Op::Lookup { name } => self.lookup(&name),
             Op::Call {
                 object,
                 method,
@@ -684,22 +767,31 @@ impl Conn<'_> {
         let object = catch_unwind(AssertUnwindSafe(|| ctor(args))).map_err(|p| {
             RemoteError::new(RemoteErrorKind::Panicked, flotilla_core::panic_message(&*p))
         })??;
-        let id = {
-            let mut table = lock(&self.shared.table);
-            table.next_id += 1;
-            let id = table.next_id;
-            table.objects.insert(
-                id,
-                Arc::new(Entry {
-                    typeid: typeid.to_owned(),
-                    object: Mutex::new(object),
-                }),
-            );
-            table.holders.insert(id, 1);
-            id
-        };
+        let id = lock(&self.shared.table).insert(typeid.to_owned(), object);
         self.refs.insert(id, 1);
         encode_reply(&id)
+    }
+
+    fn lookup(&mut self, name: &str) -> Result<Vec<u8>, RemoteError> {
+        let (object, typeid) = {
+            let mut table = lock(&self.shared.table);
+            let found = table.named.get(name).and_then(|id| {
+                let typeid = table.objects.get(id)?.typeid.clone();
+                Some((*id, typeid))
+            });
+            let Some((object, typeid)) = found else {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::NoSuchName,
+                    format!("no object is registered as `{name}` on this server"),
+                ));
+            };
+            if !self.refs.contains_key(&object) {
+                *table.holders.entry(object).or_insert(0) += 1;
+            }
+            (object, typeid)
+        };
+        *self.refs.entry(object).or_insert(0) += 1;
+        encode_reply(&(object, typeid))
     }
 
     fn release(&mut self, object: ObjectId) -> Result<Vec<u8>, RemoteError> {

@@ -201,6 +201,8 @@ pub mod managers {
         RemoteError, RemoteErrorKind, Server, ServerBuilder, SharedObject, StartError, Token,
         connect,
     };
+    #[doc(inline)]
+    pub use flotilla_manager::{BindError, ClaimError, Proxy, RunningServer};
 }
 
 /// Python's `asyncio` bridge to executors, on tokio: awaiting thread and process pool

@@ -17,6 +17,8 @@ mod done_callback;
 mod executor_as_completed;
 mod executor_map;
 mod joinable_queue;
+mod manager_dict_list;
+mod manager_lock;
 mod pipe;
 mod pool_callbacks;
 mod pool_in_threads;
@@ -28,6 +30,7 @@ mod progress;
 mod queue_bounded;
 mod queue_processes;
 mod queue_workers;
+mod remote_queues;
 mod shared_array;
 mod shared_value;
 mod shield;
@@ -175,6 +178,21 @@ const DEMOS: &[Demo] = &[
         name: "shared-array",
         about: "an Array written by two children lined up by a Barrier; moves under its lock",
         run: shared_array::run,
+    },
+    Demo {
+        name: "manager-dict-list",
+        about: "a manager dict and list passed to two pool tasks: one changes them, one prints them",
+        run: manager_dict_list::run,
+    },
+    Demo {
+        name: "manager-lock",
+        about: "five processes add to d[\"year\"]: lost updates, 2500 with a lock, 2500 on the server",
+        run: manager_lock::run,
+    },
+    Demo {
+        name: "remote-queues",
+        about: "two queues registered by name on TCP with an authkey; two clients swap messages",
+        run: remote_queues::run,
     },
 ];
 
