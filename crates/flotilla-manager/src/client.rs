@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::thread;
 use std::time::Duration;
 
@@ -357,9 +357,25 @@ type Remembered = Vec<(u32, Address, Option<AuthKey>, Weak<Inner>)>;
 
 static CLIENTS: Mutex<Remembered> = Mutex::new(Vec::new());
 
+/// The remembered connections, unless the lock stays taken: in a child forked while
+/// another thread held it, it stays taken for ever, and a cache is not worth a hang
+/// (the caller connects afresh instead).
+fn remembered() -> Option<MutexGuard<'static, Remembered>> {
+    for _ in 0..1000 {
+        match CLIENTS.try_lock() {
+            Ok(g) => return Some(g),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => thread::yield_now(),
+        }
+    }
+    None
+}
+
 fn remember(client: &Client) {
     let pid = std::process::id();
-    let mut clients = lock(&CLIENTS);
+    let Some(mut clients) = remembered() else {
+        return;
+    };
     // Forgets the dead, and what a forked child inherited from its parent.
     clients.retain(|(owner, _, _, weak)| *owner == pid && weak.strong_count() > 0);
     clients.push((
@@ -372,8 +388,7 @@ fn remember(client: &Client) {
 
 fn recall(address: &Address, authkey: Option<&AuthKey>) -> Option<Client> {
     let pid = std::process::id();
-    let clients = lock(&CLIENTS);
-    clients
+    remembered()?
         .iter()
         .filter(|(owner, a, k, _)| *owner == pid && a == address && k.as_ref() == authkey)
         .filter_map(|(_, _, _, weak)| weak.upgrade())
