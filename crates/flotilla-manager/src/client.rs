@@ -545,7 +545,16 @@ impl ObjectRef {
         args: &A,
         timeout: Option<Duration>,
     ) -> Result<R, CallError> {
-        let args = codec::encode(args)?;
+        self.call_encoded(method, codec::encode(args)?, timeout)
+    }
+
+    /// [`call`](Self::call) with arguments already encoded.
+    pub(crate) fn call_encoded<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<R, CallError> {
         self.inner.client.request_decoded(Op::Call {
             object: self.inner.id,
             method: method.to_owned(),

@@ -100,6 +100,7 @@ mod object;
 mod protocol;
 pub mod proxy;
 mod server;
+mod sync_types;
 mod types;
 pub mod wire;
 
@@ -109,7 +110,9 @@ pub use crate::manager::{Manager, ManagerBuilder, StartError};
 pub use crate::object::{Call, ClientId, Reply, SharedObject, Waiter, WaiterId};
 pub use crate::protocol::{RemoteError, RemoteErrorKind};
 pub use crate::proxy::{
-    DictProxy, ListProxy, LockProxy, LockProxyGuard, NamespaceProxy, Proxy, QueueProxy,
+    ArrayProxy, BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy,
+    JoinableQueueProxy, ListProxy, LockProxy, LockProxyGuard, NamespaceProxy, Proxy, ProxyGuard,
+    QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
 pub use crate::server::{
     BindError, Constructor, DEFAULT_FRAME_TIMEOUT, RunningServer, Server, ServerBuilder,

@@ -118,6 +118,9 @@ pub enum RemoteErrorKind {
     BadTicket,
     /// No object is registered under that name on the server.
     NoSuchName,
+    /// Python's `BrokenBarrierError`: the barrier was aborted, or a wait timed out, or a
+    /// waiting client went away.
+    BrokenBarrier,
 }
 
 impl std::fmt::Display for RemoteErrorKind {

@@ -38,8 +38,8 @@ use flotilla_core::codec;
 use crate::auth::{self, AuthKey};
 use crate::object::{Call, ClientId, Reply, Responder, SharedObject, WaiterId, encode_reply};
 use crate::protocol::{ObjectId, Op, RemoteError, RemoteErrorKind, Request, Response, Ticket};
-use crate::types;
 use crate::wire::{self, Address, DEFAULT_MAX_FRAME, FrameError, Idle, Listener, Stream};
+use crate::{sync_types, types};
 
 /// Makes an object of a registered type from its codec-encoded constructor arguments.
 pub type Constructor =
@@ -254,6 +254,21 @@ impl Server {
         registry.insert("Namespace".into(), Arc::new(types::Namespace::create));
         registry.insert("Lock".into(), Arc::new(types::Lock::create));
         registry.insert("Queue".into(), Arc::new(types::Queue::create));
+        registry.insert(
+            "JoinableQueue".into(),
+            Arc::new(types::Queue::create_joinable),
+        );
+        registry.insert("RLock".into(), Arc::new(sync_types::RLock::create));
+        registry.insert("Semaphore".into(), Arc::new(sync_types::Semaphore::create));
+        registry.insert(
+            "BoundedSemaphore".into(),
+            Arc::new(sync_types::Semaphore::create_bounded),
+        );
+        registry.insert("Condition".into(), Arc::new(sync_types::Condition::create));
+        registry.insert("Event".into(), Arc::new(sync_types::Event::create));
+        registry.insert("Barrier".into(), Arc::new(sync_types::Barrier::create));
+        registry.insert("Value".into(), Arc::new(sync_types::Value::create));
+        registry.insert("Array".into(), Arc::new(sync_types::Array::create));
         ServerBuilder {
             address: address.into(),
             authkey: None,
