@@ -563,6 +563,36 @@ impl ObjectRef {
         })
     }
 
+    /// Sends a call of `method` and returns at once: the reply is waited for with
+    /// [`Pending::wait`], and decoded with `decode`. Any number of calls may be in flight
+    /// on one connection (pipelined); the server runs each connection's calls in the order
+    /// sent.
+    pub(crate) fn call_pending<A: Serialize + ?Sized, T>(
+        &self,
+        method: &str,
+        args: &A,
+        decode: fn(&[u8]) -> Result<T, CallError>,
+    ) -> Result<Pending<T>, CallError> {
+        let rx = self
+            .inner
+            .client
+            .send(
+                Op::Call {
+                    object: self.inner.id,
+                    method: method.to_owned(),
+                    args: codec::encode(args)?,
+                    timeout: None,
+                },
+                true,
+            )?
+            .expect("a reply was asked for");
+        Ok(Pending {
+            rx,
+            decode,
+            client: self.inner.client.clone(),
+        })
+    }
+
     /// Makes a [`Token`] another client (in any process) can [`claim`](Client::claim).
     pub fn share(&self) -> Result<Token, CallError> {
         let ticket: Ticket = self.inner.client.request_decoded(Op::Share {
@@ -586,5 +616,32 @@ impl ObjectRef {
                 format!("the object is a `{}`, not a `{typeid}`", self.inner.typeid),
             )))
         }
+    }
+}
+
+/// A call sent and not yet answered (made by the `*_pending` methods of the proxies, such
+/// as [`DictProxy::set_pending`](crate::DictProxy::set_pending)): send many, then wait for
+/// each, and the round trips overlap instead of adding up.
+#[must_use = "a pending call's result (or error) is known only by waiting for it"]
+pub struct Pending<T> {
+    rx: SlotRx,
+    decode: fn(&[u8]) -> Result<T, CallError>,
+    client: Client,
+}
+
+impl<T> std::fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+impl<T> Pending<T> {
+    /// Waits for the reply (at once [`CallError::ManagerGone`] when the manager goes).
+    pub fn wait(self) -> Result<T, CallError> {
+        let bytes = match self.rx.recv() {
+            Ok(r) => r?,
+            Err(_) => return Err(self.client.ended()),
+        };
+        (self.decode)(&bytes)
     }
 }

@@ -86,6 +86,11 @@ impl Responder {
         self.send_inner(result);
     }
 
+    /// Drops it without a reply: the caller answers the request itself.
+    pub(crate) fn disarm(mut self) {
+        self.tx = None;
+    }
+
     fn send_inner(&mut self, result: Result<Vec<u8>, RemoteError>) {
         if let Some(tx) = self.tx.take()
             && self.request != 0

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 
 use flotilla_core::codec;
 
-use crate::client::{CallError, Client, ObjectRef, Token};
+use crate::client::{CallError, Client, ObjectRef, Pending, Token};
 
 type Bytes = Vec<u8>;
 /// Invariant in both, and Send + Sync whatever they are: a proxy holds no K or V.
@@ -197,6 +197,34 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// `d[key] = value`.
     pub fn set(&self, key: &K, value: &V) -> Result<(), CallError> {
         self.obj.call("set", &(enc(key)?, enc(value)?), None)
+    }
+
+    /// [`get`](Self::get), sent at once and waited for later: calls sent this way from
+    /// one thread are in flight together (pipelined), and run on the server in the order
+    /// sent.
+    ///
+    /// ```
+    /// # let manager = flotilla_manager::Manager::start().unwrap();
+    /// let d = manager.dict::<u32, u32>().unwrap();
+    /// let sets: Vec<_> = (0..100).map(|i| d.set_pending(&i, &(i * i)).unwrap()).collect();
+    /// let get = d.get_pending(&9).unwrap(); // after the sets: same connection, in order
+    /// for s in sets {
+    ///     s.wait().unwrap();
+    /// }
+    /// assert_eq!(get.wait().unwrap(), Some(81));
+    /// ```
+    pub fn get_pending(&self, key: &K) -> Result<Pending<Option<V>>, CallError> {
+        self.obj.call_pending("get", &enc(key)?, |b| {
+            let v: Option<Bytes> = dec(b)?;
+            v.map(|b| dec(&b)).transpose()
+        })
+    }
+
+    /// [`set`](Self::set), sent at once and waited for later (see
+    /// [`get_pending`](Self::get_pending)).
+    pub fn set_pending(&self, key: &K, value: &V) -> Result<Pending<()>, CallError> {
+        self.obj
+            .call_pending("set", &(enc(key)?, enc(value)?), |b| dec(b))
     }
 
     /// `del d[key]`: a [`KeyError`](crate::RemoteErrorKind::KeyError) when absent.

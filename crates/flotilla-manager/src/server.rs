@@ -609,11 +609,19 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         return;
     }
     let (tx, rx) = channel::<Response>();
-    let writer = stream.try_clone().and_then(|writer_stream| {
+    let out = match stream.try_clone() {
+        Ok(w) => Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, w))),
+        Err(e) => {
+            flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "manager: no writer for a connection; closing it");
+            return;
+        }
+    };
+    let writer = {
+        let out = Arc::clone(&out);
         thread::Builder::new()
             .name("manager-writer".into())
-            .spawn(move || write_replies(writer_stream, rx))
-    });
+            .spawn(move || write_replies(&out, rx))
+    };
     let writer = match writer {
         Ok(w) => w,
         Err(e) => {
@@ -626,6 +634,9 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         client,
         refs: HashMap::new(),
         tx,
+        out,
+        encoded: Vec::new(),
+        write_failed: false,
     };
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     loop {
@@ -649,7 +660,13 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
                 break;
             }
         };
-        if conn.handle(request) {
+        let stop = conn.handle(request);
+        // Replies go out in one write once no whole request is waiting already: a
+        // pipelining client's burst is answered in a burst.
+        if stop || !holds_whole_frame(reader.buffer()) {
+            conn.flush();
+        }
+        if stop || conn.write_failed {
             break;
         }
     }
@@ -658,6 +675,17 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
     // The writer ends when every responder of this connection is answered or dropped.
     let _ = writer.join();
     reader.get_ref().shutdown();
+}
+
+/// Whether `buffered` begins with a whole frame (so reading it will not wait).
+fn holds_whole_frame(buffered: &[u8]) -> bool {
+    match buffered.first_chunk::<4>() {
+        Some(header) => {
+            let len = i32::from_be_bytes(*header);
+            len >= 0 && buffered.len() - 4 >= len as usize
+        }
+        None => false,
+    }
 }
 
 /// Takes a connection off the server's list when its thread ends, however it ends.
@@ -672,42 +700,57 @@ impl Drop for Unregister<'_> {
     }
 }
 
-/// Writes replies as they come, several per write when they queue up.
-fn write_replies(stream: Stream, rx: Receiver<Response>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, stream);
+/// Writes the replies answered by other threads (a parked call answered by another
+/// client's call, or expired), several per write when they queue up. The connection's own
+/// reader writes its immediate replies itself, into the same buffer.
+fn write_replies(out: &Mutex<BufWriter<Stream>>, rx: Receiver<Response>) {
     let mut buf = Vec::new();
     while let Ok(first) = rx.recv() {
+        let mut out = lock(out);
         let mut next = Some(first);
         while let Some(resp) = next {
-            buf.clear();
-            if let Err(e) = codec::encode_into(&mut buf, &resp) {
-                flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "manager: a reply could not be encoded");
-                let fallback = Response {
-                    id: resp.id,
-                    result: Err(RemoteError::new(RemoteErrorKind::ValueError, e.to_string())),
-                };
-                buf.clear();
-                if codec::encode_into(&mut buf, &fallback).is_err() {
-                    return;
-                }
+            if !encode_response(&mut buf, &resp) {
+                return;
             }
-            if let Err(e) = wire::write_frame(&mut out, &buf) {
-                return cut_off(out.get_ref(), rx, &e);
+            if let Err(e) = wire::write_frame_unflushed(&mut *out, &buf) {
+                let stream = out.get_ref().try_clone();
+                drop(out);
+                return cut_off(stream.ok().as_ref(), rx, &e);
             }
             next = rx.try_recv().ok();
         }
         if let Err(e) = out.flush() {
-            return cut_off(out.get_ref(), rx, &e);
+            let stream = out.get_ref().try_clone();
+            drop(out);
+            return cut_off(stream.ok().as_ref(), rx, &e);
         }
     }
+}
+
+/// Encodes `resp` into `buf` (an error reply when its value cannot be); false when not
+/// even that encodes.
+fn encode_response(buf: &mut Vec<u8>, resp: &Response) -> bool {
+    buf.clear();
+    if let Err(e) = codec::encode_into(buf, resp) {
+        flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "manager: a reply could not be encoded");
+        let fallback = Response {
+            id: resp.id,
+            result: Err(RemoteError::new(RemoteErrorKind::ValueError, e.to_string())),
+        };
+        buf.clear();
+        return codec::encode_into(buf, &fallback).is_ok();
+    }
+    true
 }
 
 /// A client that does not take its replies (for the frame timeout) or whose socket failed:
 /// close the connection, so its reader stops taking requests and releases its references,
 /// and drop the replies still coming.
-fn cut_off(stream: &Stream, rx: Receiver<Response>, error: &std::io::Error) {
+fn cut_off(stream: Option<&Stream>, rx: Receiver<Response>, error: &std::io::Error) {
     flotilla_core::event!(flotilla_core::log::Level::WARN, error = %error, "manager: a client stopped taking its replies; closing it");
-    stream.shutdown();
+    if let Some(stream) = stream {
+        stream.shutdown();
+    }
     for _ in rx {}
 }
 
@@ -718,9 +761,41 @@ struct Conn<'a> {
     /// This connection's references: object id → count.
     refs: HashMap<ObjectId, u64>,
     tx: std::sync::mpsc::Sender<Response>,
+    /// The connection's buffered writer, shared with its writer thread.
+    out: Arc<Mutex<BufWriter<Stream>>>,
+    /// A reusable buffer for encoding replies.
+    encoded: Vec<u8>,
+    /// A write failed: the connection is closing.
+    write_failed: bool,
 }
 
 impl Conn<'_> {
+    /// Answers request `id` from this (the reader) thread, into the buffer; sent at the
+    /// next [`flush`](Self::flush). Request id 0 asks for no reply.
+    fn reply(&mut self, id: u64, result: Result<Vec<u8>, RemoteError>) {
+        if id == 0 || self.write_failed {
+            return;
+        }
+        let resp = Response { id, result };
+        if !encode_response(&mut self.encoded, &resp) {
+            return;
+        }
+        if let Err(e) = wire::write_frame_unflushed(&mut *lock(&self.out), &self.encoded) {
+            flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: a client stopped taking its replies; closing it");
+            self.write_failed = true;
+        }
+    }
+
+    /// Sends the buffered replies.
+    fn flush(&mut self) {
+        if !self.write_failed
+            && let Err(e) = lock(&self.out).flush()
+        {
+            flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: a client stopped taking its replies; closing it");
+            self.write_failed = true;
+        }
+    }
+
     fn responder(&self, id: u64) -> Responder {
         Responder {
             request: id,
@@ -754,7 +829,7 @@ impl Conn<'_> {
                 return false;
             }
         };
-        self.responder(id).send(result);
+        self.reply(id, result);
         if stop {
             flotilla_core::event!(
                 flotilla_core::log::Level::DEBUG,
@@ -897,7 +972,8 @@ impl Conn<'_> {
             None
         };
         let Some(entry) = entry else {
-            return responder.send(Err(Self::no_such_object(object)));
+            responder.disarm();
+            return self.reply(id, Err(Self::no_such_object(object)));
         };
         let now = Instant::now();
         // An absurd timeout is "no deadline" rather than an overflow.
@@ -917,7 +993,10 @@ impl Conn<'_> {
         };
         let responder = call.responder.take();
         match (outcome, responder) {
-            (Ok(Reply::Now(result)), Some(r)) => r.send(result),
+            (Ok(Reply::Now(result)), Some(r)) => {
+                r.disarm();
+                self.reply(id, result);
+            }
             (Ok(Reply::Parked), None) => {}
             (Err(p), Some(r)) => {
                 let text = flotilla_core::panic_message(&*p);

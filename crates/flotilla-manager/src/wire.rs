@@ -301,6 +301,13 @@ pub enum FrameError {
 
 /// Writes one frame holding `payload`.
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    write_frame_unflushed(w, payload)?;
+    w.flush()
+}
+
+/// [`write_frame`] without the flush: for a buffered writer sending several frames at
+/// once.
+pub(crate) fn write_frame_unflushed(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     let len = payload.len() as u64;
     if len > SMALL_MAX {
         w.write_all(&(-1i32).to_be_bytes())?;
@@ -315,7 +322,7 @@ pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
         w.write_all(&(len as u32).to_be_bytes())?;
         w.write_all(payload)?;
     }
-    w.flush()
+    Ok(())
 }
 
 /// How long a reader may wait for the first byte of a frame.

@@ -202,7 +202,11 @@ pub mod managers {
         connect,
     };
     #[doc(inline)]
-    pub use flotilla_manager::{BindError, ClaimError, Proxy, RunningServer};
+    pub use flotilla_manager::{
+        ArrayProxy, BarrierProxy, BindError, BoundedSemaphoreProxy, ClaimError, ConditionProxy,
+        EventProxy, JoinableQueueProxy, Pending, Proxy, ProxyGuard, RLockProxy, RunningServer,
+        SemaphoreProxy, ValueProxy,
+    };
 }
 
 /// Python's `asyncio` bridge to executors, on tokio: awaiting thread and process pool
