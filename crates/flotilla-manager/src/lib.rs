@@ -105,7 +105,9 @@ mod types;
 pub mod wire;
 
 pub use crate::auth::{AuthError, AuthKey};
-pub use crate::client::{CallError, ClaimError, Client, ConnectError, ObjectRef, Token, connect};
+pub use crate::client::{
+    CallError, ClaimError, Client, ConnectError, ObjectRef, Pending, Token, connect,
+};
 pub use crate::manager::{Manager, ManagerBuilder, StartError};
 pub use crate::object::{Call, ClientId, Reply, SharedObject, Waiter, WaiterId};
 pub use crate::protocol::{RemoteError, RemoteErrorKind};
