@@ -316,12 +316,12 @@ impl Raw {
     fn trip(&self, i: u64) -> anyhow::Result<u64> {
         let fd = self.fd.as_ref().expect("open until dropped");
         os::write_all(fd, &i.to_le_bytes())
-            .map_err(|e| std::io::Error::from_raw_os_error(e))
+            .map_err(std::io::Error::from_raw_os_error)
             .context("write")?;
         let mut echo = [0u8; 8];
         ensure!(
             os::read_exact(fd, &mut echo)
-                .map_err(|e| std::io::Error::from_raw_os_error(e))
+                .map_err(std::io::Error::from_raw_os_error)
                 .context("read")?,
             "the raw child closed its end"
         );

@@ -6,14 +6,23 @@
 //!   method) on a private Unix socket and shuts it down on drop. It derefs to its
 //!   [`Client`]: `manager.dict()`, `manager.list()`, `manager.namespace()`,
 //!   `manager.lock()`, `manager.queue(maxsize)`.
-//! - [`DictProxy`], [`ListProxy`], [`NamespaceProxy`], [`LockProxy`], [`QueueProxy`]: typed
-//!   proxies, cheap handles over their client's one connection. Values read are copies;
-//!   [`DictProxy::update_with`], [`DictProxy::add`] and [`DictProxy::setdefault`] mutate in
-//!   place on the server (see the [copy rule](proxy)).
+//! - [`DictProxy`], [`ListProxy`], [`NamespaceProxy`], [`LockProxy`], [`RLockProxy`],
+//!   [`SemaphoreProxy`], [`BoundedSemaphoreProxy`], [`ConditionProxy`], [`EventProxy`],
+//!   [`BarrierProxy`], [`ValueProxy`], [`ArrayProxy`], [`QueueProxy`],
+//!   [`JoinableQueueProxy`]: typed proxies, cheap handles over their client's one
+//!   connection. Values read are copies; [`DictProxy::update_with`], [`DictProxy::add`]
+//!   and [`DictProxy::setdefault`] mutate in place on the server (see the
+//!   [copy rule](proxy)). [`DictProxy::set_pending`] and [`DictProxy::get_pending`]
+//!   pipeline calls ([`Pending`]).
+//! - Every proxy is a serde value ([`Proxy`]): passed to a pool task, a child, through a
+//!   queue, it travels as a [`Token`] carrying its manager's address and authkey, holding
+//!   the object alive until the receiver claims it through its process's one connection
+//!   ([`Client::shared`]).
 //! - [`Server`] / [`ServerBuilder`]: a server in this process ([`Server::serve_forever`],
 //!   Python's `get_server().serve_forever()`), with user types registered by name
-//!   ([`ServerBuilder::register`], [`SharedObject`]); [`connect`]: a client of an existing
-//!   server, on a Unix path or `host:port`.
+//!   ([`ServerBuilder::register`], [`SharedObject`]) and objects served by name
+//!   ([`ServerBuilder::register_object`], [`Client::get`]); [`connect`]: a client of an
+//!   existing server, on a Unix path or `host:port`.
 //! - [`auth`] and [`wire`]: CPython's authkey handshake and framing, byte-compatible.
 //!
 //! ```

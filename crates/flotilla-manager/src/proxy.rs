@@ -223,8 +223,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// [`set`](Self::set), sent at once and waited for later (see
     /// [`get_pending`](Self::get_pending)).
     pub fn set_pending(&self, key: &K, value: &V) -> Result<Pending<()>, CallError> {
-        self.obj
-            .call_pending("set", &(enc(key)?, enc(value)?), |b| dec(b))
+        self.obj.call_pending("set", &(enc(key)?, enc(value)?), dec)
     }
 
     /// `del d[key]`: a [`KeyError`](crate::RemoteErrorKind::KeyError) when absent.
