@@ -671,8 +671,11 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         }
     }
     conn.release_all();
+    // The writer sends what is queued, then ends at this mark, even while an object
+    // still keeps a waiter of this connection (a user type that never drops it): its
+    // reply could not reach anyone now.
+    let _ = conn.tx.send(END_OF_REPLIES);
     drop(conn);
-    // The writer ends when every responder of this connection is answered or dropped.
     let _ = writer.join();
     reader.get_ref().shutdown();
 }
@@ -709,6 +712,10 @@ fn write_replies(out: &Mutex<BufWriter<Stream>>, rx: Receiver<Response>) {
         let mut out = lock(out);
         let mut next = Some(first);
         while let Some(resp) = next {
+            if resp.id == END_OF_REPLIES.id {
+                let _ = out.flush();
+                return;
+            }
             if !encode_response(&mut buf, &resp) {
                 return;
             }
@@ -726,6 +733,12 @@ fn write_replies(out: &Mutex<BufWriter<Stream>>, rx: Receiver<Response>) {
         }
     }
 }
+
+/// The writer thread's last message: id 0, which no reply has (it means "no reply").
+const END_OF_REPLIES: Response = Response {
+    id: 0,
+    result: Ok(Vec::new()),
+};
 
 /// Encodes `resp` into `buf` (an error reply when its value cannot be); false when not
 /// even that encodes.
