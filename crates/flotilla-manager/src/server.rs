@@ -508,10 +508,18 @@ type Deadline = std::cmp::Reverse<(Instant, ObjectId, u64)>;
 /// The deadlines of parked waiters, expired by one thread.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    /// Pending deadlines, and whether to stop.
-    heap: Mutex<(BinaryHeap<Deadline>, bool)>,
+    state: Mutex<TimerState>,
     cv: Condvar,
     next: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct TimerState {
+    /// Pending deadlines, earliest first; some may be of waiters answered already.
+    heap: BinaryHeap<Deadline>,
+    /// The waiters with a deadline not yet answered.
+    live: std::collections::HashSet<u64>,
+    stop: bool,
 }
 
 impl Timers {
@@ -520,29 +528,57 @@ impl Timers {
     }
 
     pub(crate) fn add(&self, deadline: Instant, object: ObjectId, waiter: WaiterId) {
-        let mut g = lock(&self.heap);
-        let earliest = g.0.peek().is_none_or(|e| deadline < e.0.0);
-        g.0.push(std::cmp::Reverse((deadline, object, waiter.0)));
+        let mut g = lock(&self.state);
+        let earliest = g.heap.peek().is_none_or(|e| deadline < e.0.0);
+        g.heap.push(std::cmp::Reverse((deadline, object, waiter.0)));
+        g.live.insert(waiter.0);
         if earliest {
             self.cv.notify_one();
         }
     }
 
+    /// `waiter` was answered (or dropped) before its deadline: its entry is dead, and the
+    /// heap is rebuilt without the dead ones once they outnumber the live ones, so calls
+    /// answered early (a long timeout, a quick answer) do not pile up until their
+    /// deadlines.
+    pub(crate) fn cancel(&self, waiter: WaiterId) {
+        let mut g = lock(&self.state);
+        if !g.live.remove(&waiter.0) {
+            return;
+        }
+        if g.live.is_empty() {
+            g.heap.clear();
+        } else if g.heap.len() > 2 * g.live.len() + 64 {
+            let state = &mut *g;
+            let live = &state.live;
+            state.heap.retain(|e| live.contains(&e.0.2));
+        }
+    }
+
+    /// How many deadlines are queued (for the tests).
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.state).heap.len()
+    }
+
     fn stop(&self) {
-        lock(&self.heap).1 = true;
+        lock(&self.state).stop = true;
         self.cv.notify_one();
     }
 
     fn run(&self, shared: &Shared) {
-        let mut g = lock(&self.heap);
+        let mut g = lock(&self.state);
         loop {
-            if g.1 {
+            if g.stop {
                 return;
             }
             let now = Instant::now();
-            match g.0.peek() {
+            match g.heap.peek() {
                 Some(e) if e.0.0 <= now => {
-                    let std::cmp::Reverse((_, object, waiter)) = g.0.pop().expect("peeked");
+                    let std::cmp::Reverse((_, object, waiter)) = g.heap.pop().expect("peeked");
+                    if !g.live.remove(&waiter) {
+                        // Answered already.
+                        continue;
+                    }
                     drop(g);
                     if let Some(entry) = shared.entry(object) {
                         let mut obj = lock(&entry.object);
@@ -556,7 +592,7 @@ impl Timers {
                             );
                         }
                     }
-                    g = lock(&self.heap);
+                    g = lock(&self.state);
                 }
                 Some(e) => {
                     let wait = e.0.0 - now;
@@ -1051,6 +1087,12 @@ pub fn decode_request_for_tests(bytes: &[u8]) -> Result<(), String> {
 }
 
 impl RunningServer {
+    #[doc(hidden)]
+    /// How many waiter deadlines the timer thread has queued (for flotilla's tests).
+    pub fn queued_deadlines(&self) -> usize {
+        self.shared.timers.queued()
+    }
+
     /// Waits until the server has stopped (after a client's shutdown request), up to
     /// `timeout`; true if it has.
     pub fn wait_stopped(&self, timeout: Duration) -> bool {
