@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
@@ -103,8 +103,62 @@ impl CallError {
     }
 }
 
-type Slot = SyncSender<Result<Vec<u8>, CallError>>;
-type SlotRx = std::sync::mpsc::Receiver<Result<Vec<u8>, CallError>>;
+/// A call's reply, once it came.
+type Answer = Result<Vec<u8>, CallError>;
+
+/// A one-shot slot for one call's reply: filled once by the reader thread (or with
+/// [`CallError::ManagerGone`] when the connection ends), taken by a thread waiting on it
+/// or by a task polling it.
+#[derive(Debug, Default)]
+struct SlotCell {
+    state: Mutex<(Option<Answer>, Option<Waker>)>,
+    cv: Condvar,
+}
+
+impl SlotCell {
+    fn fill(&self, answer: Answer) {
+        let waker = {
+            let mut g = lock(&self.state);
+            if g.0.is_none() {
+                g.0 = Some(answer);
+            }
+            g.1.take()
+        };
+        self.cv.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Waits up to `timeout` (`None`: for ever); `None` when it passed first.
+    fn wait(&self, timeout: Option<Duration>) -> Option<Answer> {
+        let deadline = flotilla_core::Deadline::after(timeout);
+        let mut g = lock(&self.state);
+        loop {
+            if let Some(answer) = g.0.take() {
+                return Some(answer);
+            }
+            if deadline.expired() {
+                return None;
+            }
+            g = deadline.wait(&self.cv, g);
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Answer> {
+        let mut g = lock(&self.state);
+        match g.0.take() {
+            Some(answer) => Poll::Ready(answer),
+            None => {
+                g.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+type Slot = Arc<SlotCell>;
+type SlotRx = Arc<SlotCell>;
 
 struct Inner {
     address: Address,
@@ -249,10 +303,10 @@ impl Client {
         };
         let bytes = codec::encode(&Request { id, op })?;
         let rx = if expect_reply {
-            let (tx, rx) = sync_channel(1);
+            let rx = Slot::default();
             match &mut *lock(&self.inner.pending) {
                 Ok(map) => {
-                    map.insert(id, tx);
+                    map.insert(id, Arc::clone(&rx));
                 }
                 Err(why) => return Err(CallError::ManagerGone(why.clone())),
             }
@@ -275,10 +329,7 @@ impl Client {
     /// Sends `op` and waits for its reply's bytes.
     fn request(&self, op: Op) -> Result<Vec<u8>, CallError> {
         let rx = self.send(op, true)?.expect("a reply was asked for");
-        match rx.recv() {
-            Ok(r) => r,
-            Err(_) => Err(self.ended()),
-        }
+        rx.wait(None).unwrap_or_else(|| Err(self.ended()))
     }
 
     fn ended(&self) -> CallError {
@@ -302,16 +353,12 @@ impl Client {
         let rx = self
             .send(Op::Shutdown, true)?
             .expect("a reply was asked for");
-        let reply = match timeout {
-            None => rx.recv().map_err(|_| self.ended())?,
-            Some(t) => rx.recv_timeout(t).map_err(|e| match e {
-                std::sync::mpsc::RecvTimeoutError::Timeout => CallError::ManagerGone(format!(
-                    "the manager at {} did not answer the shutdown request within {t:?}",
-                    self.inner.address
-                )),
-                std::sync::mpsc::RecvTimeoutError::Disconnected => self.ended(),
-            })?,
-        };
+        let reply = rx.wait(timeout).ok_or_else(|| {
+            CallError::ManagerGone(format!(
+                "the manager at {} did not answer the shutdown request within {timeout:?}",
+                self.inner.address
+            ))
+        })?;
         Ok(codec::decode(&reply?)?)
     }
 
@@ -401,7 +448,7 @@ fn fail_all(pending: &Mutex<Result<HashMap<u64, Slot>, String>>, why: String) {
     let old = std::mem::replace(&mut *lock(pending), Err(why.clone()));
     if let Ok(map) = old {
         for (_, slot) in map {
-            let _ = slot.try_send(Err(CallError::ManagerGone(why.clone())));
+            slot.fill(Err(CallError::ManagerGone(why.clone())));
         }
     }
 }
@@ -429,7 +476,7 @@ fn read_replies(stream: Stream, inner: std::sync::Weak<Inner>, frame_timeout: Du
         };
         match slot {
             Some(slot) => {
-                let _ = slot.try_send(response.result.map_err(CallError::Remote));
+                slot.fill(response.result.map_err(CallError::Remote));
             }
             None => flotilla_core::event!(
                 flotilla_core::log::Level::WARN,
@@ -567,10 +614,11 @@ impl ObjectRef {
     /// [`Pending::wait`], and decoded with `decode`. Any number of calls may be in flight
     /// on one connection (pipelined); the server runs each connection's calls in the order
     /// sent.
-    pub(crate) fn call_pending<A: Serialize + ?Sized, T>(
+    pub(crate) fn call_pending_with<A: Serialize + ?Sized, T>(
         &self,
         method: &str,
         args: &A,
+        timeout: Option<Duration>,
         decode: fn(&[u8]) -> Result<T, CallError>,
     ) -> Result<Pending<T>, CallError> {
         let rx = self
@@ -581,7 +629,7 @@ impl ObjectRef {
                     object: self.inner.id,
                     method: method.to_owned(),
                     args: codec::encode(args)?,
-                    timeout: None,
+                    timeout,
                 },
                 true,
             )?
@@ -591,6 +639,18 @@ impl ObjectRef {
             decode,
             client: self.inner.client.clone(),
         })
+    }
+
+    /// [`call`](Self::call), sent at once: the reply is waited for with [`Pending::wait`]
+    /// or awaited (it is a `Future`, so async code blocks no thread on it). Calls sent so
+    /// from one thread are in flight together and run on the server in the order sent.
+    pub fn call_pending<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> Result<Pending<R>, CallError> {
+        self.call_pending_with(method, args, timeout, |b| Ok(codec::decode(b)?))
     }
 
     /// Makes a [`Token`] another client (in any process) can [`claim`](Client::claim).
@@ -638,10 +698,32 @@ impl<T> std::fmt::Debug for Pending<T> {
 impl<T> Pending<T> {
     /// Waits for the reply (at once [`CallError::ManagerGone`] when the manager goes).
     pub fn wait(self) -> Result<T, CallError> {
-        let bytes = match self.rx.recv() {
-            Ok(r) => r?,
-            Err(_) => return Err(self.client.ended()),
-        };
+        let bytes = self
+            .rx
+            .wait(None)
+            .unwrap_or_else(|| Err(self.client.ended()))?;
         (self.decode)(&bytes)
+    }
+}
+
+/// Awaiting a pending call in async code (tokio or any executor) blocks no thread: the
+/// client's reader thread wakes the task when the reply comes.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let d = manager.dict::<u32, String>().unwrap();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let got = rt.block_on(async {
+///     d.set_pending(&1, &"one".into())?.await?;
+///     d.get_pending(&1)?.await
+/// });
+/// assert_eq!(got.unwrap().as_deref(), Some("one"));
+/// ```
+impl<T> std::future::Future for Pending<T> {
+    type Output = Result<T, CallError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.rx.poll(cx).map(|answer| (this.decode)(&answer?))
     }
 }

@@ -214,7 +214,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// assert_eq!(get.wait().unwrap(), Some(81));
     /// ```
     pub fn get_pending(&self, key: &K) -> Result<Pending<Option<V>>, CallError> {
-        self.obj.call_pending("get", &enc(key)?, |b| {
+        self.obj.call_pending_with("get", &enc(key)?, None, |b| {
             let v: Option<Bytes> = dec(b)?;
             v.map(|b| dec(&b)).transpose()
         })
@@ -223,7 +223,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// [`set`](Self::set), sent at once and waited for later (see
     /// [`get_pending`](Self::get_pending)).
     pub fn set_pending(&self, key: &K, value: &V) -> Result<Pending<()>, CallError> {
-        self.obj.call_pending("set", &(enc(key)?, enc(value)?), dec)
+        self.obj
+            .call_pending_with("set", &(enc(key)?, enc(value)?), None, dec)
     }
 
     /// `del d[key]`: a [`KeyError`](crate::RemoteErrorKind::KeyError) when absent.
@@ -633,6 +634,29 @@ macro_rules! queue_methods {
         /// Takes the first item if there is one, without waiting.
         pub fn try_get(&self) -> Result<Option<T>, CallError> {
             self.get_timeout(NO_WAIT)
+        }
+
+        /// [`get_timeout`](Self::get_timeout), sent at once: wait for it with
+        /// [`Pending::wait`], or `.await` it from async code, which blocks no thread while
+        /// the get is parked on the server.
+        pub fn get_pending(
+            &self,
+            timeout: Option<Duration>,
+        ) -> Result<Pending<Option<T>>, CallError> {
+            self.obj.call_pending_with("get", &(), timeout, |b| {
+                let v: Option<Bytes> = dec(b)?;
+                v.map(|b| dec(&b)).transpose()
+            })
+        }
+
+        /// [`put_timeout`](Self::put_timeout), sent at once (see
+        /// [`get_pending`](Self::get_pending)); true when put.
+        pub fn put_pending(
+            &self,
+            item: &T,
+            timeout: Option<Duration>,
+        ) -> Result<Pending<bool>, CallError> {
+            self.obj.call_pending_with("put", &enc(item)?, timeout, dec)
         }
 
         /// The number of items (approximate, as in Python: others may put or get meanwhile).
