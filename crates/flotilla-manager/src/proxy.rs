@@ -8,6 +8,17 @@
 //! server, atomically: [`DictProxy::update_with`] (compare-and-swap in a retry loop, for any
 //! value type), [`DictProxy::add`] (an integer in place), [`DictProxy::setdefault`], and
 //! [`DictProxy::compare_and_set`].
+//!
+//! # Proxies as values
+//!
+//! A proxy serialized (a pool task's argument, a child's, an item put on a queue) is a
+//! one-time claim on its object: the receiver that deserializes it gets its own reference,
+//! and the object lives until then. A proxy stored as a value *inside* another manager
+//! object is such a claim too, so the first `get` of it claims it and a second `get` of
+//! the same stored value fails with [`BadTicket`](crate::RemoteErrorKind::BadTicket):
+//! store a proxy to hand it on once (a mailbox), not to share it with every reader.
+//! Objects many clients find by name are served with
+//! [`ServerBuilder::register_object`](crate::ServerBuilder::register_object).
 
 use std::marker::PhantomData;
 use std::time::Duration;
