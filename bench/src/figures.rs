@@ -2,7 +2,9 @@
 //! its baselines. Adding a figure is adding one [`Figure`] entry to [`FIGURES`] (and, for
 //! a CPython column, one runner in a script under `bench/python/`).
 
-use crate::{asyncio, connection, mpi_pool, process, process_pool, queue, shared, thread_pool};
+use crate::{
+    asyncio, connection, manager, mpi_pool, process, process_pool, queue, shared, thread_pool,
+};
 
 /// How many threads every contender of the thread figures gets: flotilla's workers,
 /// `threadpool`'s and rayon's threads, tokio's blocking threads, the crossbeam pool's
@@ -328,6 +330,30 @@ macro_rules! queue_mib {
             check: queue::check::<{ 1 << 20 }>,
             flotilla: queue::flotilla_mib::<$p, $c>,
             baselines: &[cpython("mp_queue.py", $python), $($baseline),*],
+        }
+    };
+}
+
+/// A `manager-*` figure: `$items` items per timed call (a tenth for CPython), 3 calls a
+/// round; CPython's runner `$python` of `manager.py`, and the os-limit's setup.
+macro_rules! manager_figure {
+    ($name:literal, $title:literal, $items:literal, $conditions:expr, $flotilla:expr,
+     $python:literal, $os:expr) => {
+        Figure {
+            name: $name,
+            title: $title,
+            unit: "items/s",
+            measure: Measure::Throughput {
+                items: $items,
+                calls: 3,
+            },
+            conditions: $conditions,
+            check: manager::check,
+            flotilla: $flotilla,
+            baselines: &[
+                cpython("manager.py", $python).with_items($items / 10),
+                rust("os-limit", $os),
+            ],
         }
     };
 }
@@ -688,6 +714,51 @@ pub(crate) const FIGURES: &[Figure] = &[
         flotilla: mpi_pool::flotilla_map,
         baselines: &[python("mpi4py", "mpi_pool.py", "map")],
     },
+    manager_figure!(
+        "manager-dict-sequential",
+        "manager dict: set/get calls from one client, one at a time",
+        20_000,
+        manager::DICT_SEQUENTIAL_CONDITIONS,
+        manager::flotilla_dict_sequential,
+        "dict-sequential",
+        manager::os_one_trip
+    ),
+    manager_figure!(
+        "manager-dict-pipelined",
+        "manager dict: set/get calls from one client, pipelined",
+        40_000,
+        manager::DICT_PIPELINED_CONDITIONS,
+        manager::flotilla_dict_pipelined,
+        "dict-pipelined",
+        manager::os_one_trip
+    ),
+    manager_figure!(
+        "manager-dict-4-clients",
+        "manager dict: set/get calls from 4 client processes at once",
+        40_000,
+        manager::DICT_CLIENTS_CONDITIONS,
+        manager::flotilla_dict_clients,
+        "dict-4-clients",
+        manager::os_one_trip
+    ),
+    manager_figure!(
+        "manager-queue",
+        "manager queue: put then get of one item, one client",
+        10_000,
+        manager::QUEUE_CONDITIONS,
+        manager::flotilla_queue,
+        "queue",
+        manager::os_two_trips
+    ),
+    manager_figure!(
+        "manager-lock",
+        "manager lock: acquire then release, one client",
+        10_000,
+        manager::LOCK_CONDITIONS,
+        manager::flotilla_lock,
+        "lock",
+        manager::os_two_trips
+    ),
 ];
 
 /// The figure named `name`.

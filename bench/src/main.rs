@@ -8,6 +8,7 @@ mod connection;
 mod crossbeam_pool;
 mod figures;
 mod harness;
+mod manager;
 mod mpi_pool;
 mod os;
 mod process;

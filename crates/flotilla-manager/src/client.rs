@@ -11,8 +11,8 @@
 use std::collections::HashMap;
 use std::io::{BufReader, BufWriter};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{SyncSender, sync_channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
+use std::task::{Context, Poll, Waker};
 use std::thread;
 use std::time::Duration;
 
@@ -103,11 +103,67 @@ impl CallError {
     }
 }
 
-type Slot = SyncSender<Result<Vec<u8>, CallError>>;
-type SlotRx = std::sync::mpsc::Receiver<Result<Vec<u8>, CallError>>;
+/// A call's reply, once it came.
+type Answer = Result<Vec<u8>, CallError>;
+
+/// A one-shot slot for one call's reply: filled once by the reader thread (or with
+/// [`CallError::ManagerGone`] when the connection ends), taken by a thread waiting on it
+/// or by a task polling it.
+#[derive(Debug, Default)]
+struct SlotCell {
+    state: Mutex<(Option<Answer>, Option<Waker>)>,
+    cv: Condvar,
+}
+
+impl SlotCell {
+    fn fill(&self, answer: Answer) {
+        let waker = {
+            let mut g = lock(&self.state);
+            if g.0.is_none() {
+                g.0 = Some(answer);
+            }
+            g.1.take()
+        };
+        self.cv.notify_all();
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+
+    /// Waits up to `timeout` (`None`: for ever); `None` when it passed first.
+    fn wait(&self, timeout: Option<Duration>) -> Option<Answer> {
+        let deadline = flotilla_core::Deadline::after(timeout);
+        let mut g = lock(&self.state);
+        loop {
+            if let Some(answer) = g.0.take() {
+                return Some(answer);
+            }
+            if deadline.expired() {
+                return None;
+            }
+            g = deadline.wait(&self.cv, g);
+        }
+    }
+
+    fn poll(&self, cx: &mut Context<'_>) -> Poll<Answer> {
+        let mut g = lock(&self.state);
+        match g.0.take() {
+            Some(answer) => Poll::Ready(answer),
+            None => {
+                g.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+type Slot = Arc<SlotCell>;
+type SlotRx = Arc<SlotCell>;
 
 struct Inner {
     address: Address,
+    /// The key this connection proved, handed on in the tokens of shared proxies.
+    authkey: Option<AuthKey>,
     writer: Mutex<BufWriter<Stream>>,
     /// Calls waiting for their reply; `None` once the connection is dead (with why).
     pending: Mutex<Result<HashMap<u64, Slot>, String>>,
@@ -182,6 +238,7 @@ impl Client {
         let writer = stream.try_clone().map_err(io)?;
         let inner = Arc::new(Inner {
             address: address.clone(),
+            authkey: authkey.cloned(),
             writer: Mutex::new(BufWriter::with_capacity(16 * 1024, writer)),
             pending: Mutex::new(Ok(HashMap::new())),
             next_id: AtomicU64::new(1),
@@ -200,7 +257,20 @@ impl Client {
                 address: address.clone(),
                 source,
             })?;
+        remember(&client);
         Ok(client)
+    }
+
+    /// This process's connection to the manager at `address` with `authkey`: one already
+    /// open (made by [`connect`], a [`Manager`](crate::Manager), or an earlier call) when
+    /// there is one, else a new one, remembered for the next call. Proxies received from
+    /// other processes connect through this, so a process keeps one connection per
+    /// manager however many proxies it receives.
+    pub fn shared(address: &Address, authkey: Option<&AuthKey>) -> Result<Client, ConnectError> {
+        if let Some(client) = recall(address, authkey) {
+            return Ok(client);
+        }
+        Client::connect_with(address, authkey, DEFAULT_FRAME_TIMEOUT)
     }
 
     /// The manager's address.
@@ -233,10 +303,10 @@ impl Client {
         };
         let bytes = codec::encode(&Request { id, op })?;
         let rx = if expect_reply {
-            let (tx, rx) = sync_channel(1);
+            let rx = Slot::default();
             match &mut *lock(&self.inner.pending) {
                 Ok(map) => {
-                    map.insert(id, tx);
+                    map.insert(id, Arc::clone(&rx));
                 }
                 Err(why) => return Err(CallError::ManagerGone(why.clone())),
             }
@@ -259,10 +329,7 @@ impl Client {
     /// Sends `op` and waits for its reply's bytes.
     fn request(&self, op: Op) -> Result<Vec<u8>, CallError> {
         let rx = self.send(op, true)?.expect("a reply was asked for");
-        match rx.recv() {
-            Ok(r) => r,
-            Err(_) => Err(self.ended()),
-        }
+        rx.wait(None).unwrap_or_else(|| Err(self.ended()))
     }
 
     fn ended(&self) -> CallError {
@@ -286,16 +353,12 @@ impl Client {
         let rx = self
             .send(Op::Shutdown, true)?
             .expect("a reply was asked for");
-        let reply = match timeout {
-            None => rx.recv().map_err(|_| self.ended())?,
-            Some(t) => rx.recv_timeout(t).map_err(|e| match e {
-                std::sync::mpsc::RecvTimeoutError::Timeout => CallError::ManagerGone(format!(
-                    "the manager at {} did not answer the shutdown request within {t:?}",
-                    self.inner.address
-                )),
-                std::sync::mpsc::RecvTimeoutError::Disconnected => self.ended(),
-            })?,
-        };
+        let reply = rx.wait(timeout).ok_or_else(|| {
+            CallError::ManagerGone(format!(
+                "the manager at {} did not answer the shutdown request within {timeout:?}",
+                self.inner.address
+            ))
+        })?;
         Ok(codec::decode(&reply?)?)
     }
 
@@ -316,6 +379,15 @@ impl Client {
         Ok(ObjectRef::new(self.clone(), id, typeid.to_owned()))
     }
 
+    /// A reference to the object registered under `name` on the server (see
+    /// [`Client::get`] for the typed form).
+    pub fn lookup(&self, name: &str) -> Result<ObjectRef, CallError> {
+        let (id, typeid): (ObjectId, String) = self.request_decoded(Op::Lookup {
+            name: name.to_owned(),
+        })?;
+        Ok(ObjectRef::new(self.clone(), id, typeid))
+    }
+
     /// Claims a [`Token`] made by [`ObjectRef::share`] (here or in another process):
     /// this client gets its own reference, and the token is spent.
     pub fn claim(&self, token: &Token) -> Result<ObjectRef, CallError> {
@@ -326,12 +398,57 @@ impl Client {
     }
 }
 
+/// Open connections of this process, by address and key, for [`Client::shared`]. Weak:
+/// a connection closes when its last user drops it, remembered or not.
+type Remembered = Vec<(u32, Address, Option<AuthKey>, Weak<Inner>)>;
+
+static CLIENTS: Mutex<Remembered> = Mutex::new(Vec::new());
+
+/// The remembered connections, unless the lock stays taken: in a child forked while
+/// another thread held it, it stays taken for ever, and a cache is not worth a hang
+/// (the caller connects afresh instead).
+fn remembered() -> Option<MutexGuard<'static, Remembered>> {
+    for _ in 0..1000 {
+        match CLIENTS.try_lock() {
+            Ok(g) => return Some(g),
+            Err(TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(TryLockError::WouldBlock) => thread::yield_now(),
+        }
+    }
+    None
+}
+
+fn remember(client: &Client) {
+    let pid = std::process::id();
+    let Some(mut clients) = remembered() else {
+        return;
+    };
+    // Forgets the dead, and what a forked child inherited from its parent.
+    clients.retain(|(owner, _, _, weak)| *owner == pid && weak.strong_count() > 0);
+    clients.push((
+        pid,
+        client.inner.address.clone(),
+        client.inner.authkey.clone(),
+        Arc::downgrade(&client.inner),
+    ));
+}
+
+fn recall(address: &Address, authkey: Option<&AuthKey>) -> Option<Client> {
+    let pid = std::process::id();
+    remembered()?
+        .iter()
+        .filter(|(owner, a, k, _)| *owner == pid && a == address && k.as_ref() == authkey)
+        .filter_map(|(_, _, _, weak)| weak.upgrade())
+        .map(|inner| Client { inner })
+        .find(|c| !c.is_gone())
+}
+
 /// Fails every waiting call, and all later ones, with `why`.
 fn fail_all(pending: &Mutex<Result<HashMap<u64, Slot>, String>>, why: String) {
     let old = std::mem::replace(&mut *lock(pending), Err(why.clone()));
     if let Ok(map) = old {
         for (_, slot) in map {
-            let _ = slot.try_send(Err(CallError::ManagerGone(why.clone())));
+            slot.fill(Err(CallError::ManagerGone(why.clone())));
         }
     }
 }
@@ -359,7 +476,7 @@ fn read_replies(stream: Stream, inner: std::sync::Weak<Inner>, frame_timeout: Du
         };
         match slot {
             Some(slot) => {
-                let _ = slot.try_send(response.result.map_err(CallError::Remote));
+                slot.fill(response.result.map_err(CallError::Remote));
             }
             None => flotilla_core::event!(
                 flotilla_core::log::Level::WARN,
@@ -397,13 +514,18 @@ pub struct ObjectRef {
 }
 
 /// A transferable claim on an object: made by [`ObjectRef::share`], spent by
-/// [`Client::claim`]. Until claimed it keeps the object alive. It names the object only:
-/// the receiver connects with its own address and authkey (a later slice makes tokens
-/// carry those on purpose).
+/// [`Client::claim`] or [`Token::claim`]. Until claimed it keeps the object alive.
+///
+/// It carries, on purpose, what the receiver needs to reach the object: the manager's
+/// address and the authkey of the connection that shared it (never "whatever key the
+/// receiving process has", CPython's bpo-7503 trap). Whoever holds a token can use the
+/// object: hand it only to processes you would hand the key to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Token {
     ticket: Ticket,
     typeid: String,
+    address: Address,
+    authkey: Option<AuthKey>,
 }
 
 impl Token {
@@ -411,6 +533,31 @@ impl Token {
     pub fn typeid(&self) -> &str {
         &self.typeid
     }
+
+    /// The address of the manager owning the object.
+    pub fn address(&self) -> &Address {
+        &self.address
+    }
+
+    /// Claims the object through this process's connection to its manager
+    /// ([`Client::shared`]: an open one, or a new one made with the token's address and
+    /// key).
+    pub fn claim(&self) -> Result<ObjectRef, ClaimError> {
+        let client = Client::shared(&self.address, self.authkey.as_ref())?;
+        Ok(client.claim(self)?)
+    }
+}
+
+/// Why a [`Token`] (a proxy received from another process) could not be claimed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClaimError {
+    /// Its manager could not be reached.
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    /// Its manager refused the claim (spent already, or the object is of another type).
+    #[error(transparent)]
+    Call(#[from] CallError),
 }
 
 impl ObjectRef {
@@ -445,7 +592,16 @@ impl ObjectRef {
         args: &A,
         timeout: Option<Duration>,
     ) -> Result<R, CallError> {
-        let args = codec::encode(args)?;
+        self.call_encoded(method, codec::encode(args)?, timeout)
+    }
+
+    /// [`call`](Self::call) with arguments already encoded.
+    pub(crate) fn call_encoded<R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: Vec<u8>,
+        timeout: Option<Duration>,
+    ) -> Result<R, CallError> {
         self.inner.client.request_decoded(Op::Call {
             object: self.inner.id,
             method: method.to_owned(),
@@ -454,14 +610,60 @@ impl ObjectRef {
         })
     }
 
+    /// Sends a call of `method` and returns at once: the reply is waited for with
+    /// [`Pending::wait`], and decoded with `decode`. Any number of calls may be in flight
+    /// on one connection (pipelined); the server runs each connection's calls in the order
+    /// sent.
+    pub(crate) fn call_pending_with<A: Serialize + ?Sized, T>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+        decode: fn(&[u8]) -> Result<T, CallError>,
+    ) -> Result<Pending<T>, CallError> {
+        let rx = self
+            .inner
+            .client
+            .send(
+                Op::Call {
+                    object: self.inner.id,
+                    method: method.to_owned(),
+                    args: codec::encode(args)?,
+                    timeout,
+                },
+                true,
+            )?
+            .expect("a reply was asked for");
+        Ok(Pending {
+            rx,
+            decode,
+            client: self.inner.client.clone(),
+        })
+    }
+
+    /// [`call`](Self::call), sent at once: the reply is waited for with [`Pending::wait`]
+    /// or awaited (it is a `Future`, so async code blocks no thread on it). Calls sent so
+    /// from one thread are in flight together and run on the server in the order sent.
+    pub fn call_pending<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Option<Duration>,
+    ) -> Result<Pending<R>, CallError> {
+        self.call_pending_with(method, args, timeout, |b| Ok(codec::decode(b)?))
+    }
+
     /// Makes a [`Token`] another client (in any process) can [`claim`](Client::claim).
     pub fn share(&self) -> Result<Token, CallError> {
         let ticket: Ticket = self.inner.client.request_decoded(Op::Share {
             object: self.inner.id,
         })?;
+        let client = &self.inner.client.inner;
         Ok(Token {
             ticket,
             typeid: self.inner.typeid.clone(),
+            address: client.address.clone(),
+            authkey: client.authkey.clone(),
         })
     }
 
@@ -474,5 +676,54 @@ impl ObjectRef {
                 format!("the object is a `{}`, not a `{typeid}`", self.inner.typeid),
             )))
         }
+    }
+}
+
+/// A call sent and not yet answered (made by the `*_pending` methods of the proxies, such
+/// as [`DictProxy::set_pending`](crate::DictProxy::set_pending)): send many, then wait for
+/// each, and the round trips overlap instead of adding up.
+#[must_use = "a pending call's result (or error) is known only by waiting for it"]
+pub struct Pending<T> {
+    rx: SlotRx,
+    decode: fn(&[u8]) -> Result<T, CallError>,
+    client: Client,
+}
+
+impl<T> std::fmt::Debug for Pending<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+impl<T> Pending<T> {
+    /// Waits for the reply (at once [`CallError::ManagerGone`] when the manager goes).
+    pub fn wait(self) -> Result<T, CallError> {
+        let bytes = self
+            .rx
+            .wait(None)
+            .unwrap_or_else(|| Err(self.client.ended()))?;
+        (self.decode)(&bytes)
+    }
+}
+
+/// Awaiting a pending call in async code (tokio or any executor) blocks no thread: the
+/// client's reader thread wakes the task when the reply comes.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let d = manager.dict::<u32, String>().unwrap();
+/// let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// let got = rt.block_on(async {
+///     d.set_pending(&1, &"one".into())?.await?;
+///     d.get_pending(&1)?.await
+/// });
+/// assert_eq!(got.unwrap().as_deref(), Some("one"));
+/// ```
+impl<T> std::future::Future for Pending<T> {
+    type Output = Result<T, CallError>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.rx.poll(cx).map(|answer| (this.decode)(&answer?))
     }
 }

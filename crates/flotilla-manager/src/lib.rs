@@ -6,14 +6,23 @@
 //!   method) on a private Unix socket and shuts it down on drop. It derefs to its
 //!   [`Client`]: `manager.dict()`, `manager.list()`, `manager.namespace()`,
 //!   `manager.lock()`, `manager.queue(maxsize)`.
-//! - [`DictProxy`], [`ListProxy`], [`NamespaceProxy`], [`LockProxy`], [`QueueProxy`]: typed
-//!   proxies, cheap handles over their client's one connection. Values read are copies;
-//!   [`DictProxy::update_with`], [`DictProxy::add`] and [`DictProxy::setdefault`] mutate in
-//!   place on the server (see the [copy rule](proxy)).
+//! - [`DictProxy`], [`ListProxy`], [`NamespaceProxy`], [`LockProxy`], [`RLockProxy`],
+//!   [`SemaphoreProxy`], [`BoundedSemaphoreProxy`], [`ConditionProxy`], [`EventProxy`],
+//!   [`BarrierProxy`], [`ValueProxy`], [`ArrayProxy`], [`QueueProxy`],
+//!   [`JoinableQueueProxy`]: typed proxies, cheap handles over their client's one
+//!   connection. Values read are copies; [`DictProxy::update_with`], [`DictProxy::add`]
+//!   and [`DictProxy::setdefault`] mutate in place on the server (see the
+//!   [copy rule](proxy)). [`DictProxy::set_pending`] and [`DictProxy::get_pending`]
+//!   pipeline calls ([`Pending`]).
+//! - Every proxy is a serde value ([`Proxy`]): passed to a pool task, a child, through a
+//!   queue, it travels as a [`Token`] carrying its manager's address and authkey, holding
+//!   the object alive until the receiver claims it through its process's one connection
+//!   ([`Client::shared`]).
 //! - [`Server`] / [`ServerBuilder`]: a server in this process ([`Server::serve_forever`],
 //!   Python's `get_server().serve_forever()`), with user types registered by name
-//!   ([`ServerBuilder::register`], [`SharedObject`]); [`connect`]: a client of an existing
-//!   server, on a Unix path or `host:port`.
+//!   ([`ServerBuilder::register`], [`SharedObject`]) and objects served by name
+//!   ([`ServerBuilder::register_object`], [`Client::get`]); [`connect`]: a client of an
+//!   existing server, on a Unix path or `host:port`.
 //! - [`auth`] and [`wire`]: CPython's authkey handshake and framing, byte-compatible.
 //!
 //! ```
@@ -50,7 +59,7 @@
 //! (`flotilla_core::codec`; never pickle): a request `{ id: u64, op }` from the client, a
 //! reply `{ id, result }` from the server. Ops: `Ping`, `Create { typeid, args }`,
 //! `Call { object, method, args, timeout }`, `Release { object }`, `Share { object }`,
-//! `Claim { ticket }`, `NumberOfObjects`, `Shutdown`. Requests are pipelined: a client
+//! `Claim { ticket }`, `NumberOfObjects`, `Shutdown`, `Lookup { name }`. Requests are pipelined: a client
 //! sends as many as it likes and the server answers each when it can, in any order, with
 //! the request's id (id 0 asks for no reply). Nothing decoded from the wire becomes code:
 //! a type is found by name among those registered in the server binary, a method by
@@ -100,16 +109,21 @@ mod object;
 mod protocol;
 pub mod proxy;
 mod server;
+mod sync_types;
 mod types;
 pub mod wire;
 
 pub use crate::auth::{AuthError, AuthKey};
-pub use crate::client::{CallError, Client, ConnectError, ObjectRef, Token, connect};
+pub use crate::client::{
+    CallError, ClaimError, Client, ConnectError, ObjectRef, Pending, Token, connect,
+};
 pub use crate::manager::{Manager, ManagerBuilder, StartError};
 pub use crate::object::{Call, ClientId, Reply, SharedObject, Waiter, WaiterId};
 pub use crate::protocol::{RemoteError, RemoteErrorKind};
 pub use crate::proxy::{
-    DictProxy, ListProxy, LockProxy, LockProxyGuard, NamespaceProxy, QueueProxy,
+    ArrayProxy, BarrierProxy, BoundedSemaphoreProxy, ConditionProxy, DictProxy, EventProxy,
+    JoinableQueueProxy, ListProxy, LockProxy, LockProxyGuard, NamespaceProxy, Proxy, ProxyGuard,
+    QueueProxy, RLockProxy, SemaphoreProxy, ValueProxy,
 };
 pub use crate::server::{
     BindError, Constructor, DEFAULT_FRAME_TIMEOUT, RunningServer, Server, ServerBuilder,
@@ -174,6 +188,9 @@ pub mod testing {
             Op::Claim { ticket: [7; 16] },
             Op::NumberOfObjects,
             Op::Shutdown,
+            Op::Lookup {
+                name: "get_queue".into(),
+            },
         ];
         ops.into_iter()
             .enumerate()

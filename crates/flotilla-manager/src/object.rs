@@ -86,6 +86,11 @@ impl Responder {
         self.send_inner(result);
     }
 
+    /// Drops it without a reply: the caller answers the request itself.
+    pub(crate) fn disarm(mut self) {
+        self.tx = None;
+    }
+
     fn send_inner(&mut self, result: Result<Vec<u8>, RemoteError>) {
         if let Some(tx) = self.tx.take()
             && self.request != 0
@@ -161,13 +166,15 @@ impl Call<'_> {
     pub fn park(&mut self) -> Waiter {
         let responder = self.responder.take().expect("a call parks once");
         let id = self.timers.next_waiter();
-        if let Some(deadline) = self.deadline {
+        let timers = self.deadline.map(|deadline| {
             self.timers.add(deadline, self.object, id);
-        }
+            Arc::clone(self.timers)
+        });
         Waiter {
             id,
             client: self.client,
-            responder,
+            responder: Some(responder),
+            timers,
         }
     }
 }
@@ -178,7 +185,19 @@ impl Call<'_> {
 pub struct Waiter {
     id: WaiterId,
     client: ClientId,
-    responder: Responder,
+    /// `None` once answered.
+    responder: Option<Responder>,
+    /// The timers holding its deadline, if it has one.
+    timers: Option<Arc<Timers>>,
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        // Answered (or dropped, which answers `Gone`): its deadline is of no use now.
+        if let Some(timers) = self.timers.take() {
+            timers.cancel(self.id);
+        }
+    }
 }
 
 impl Waiter {
@@ -193,13 +212,17 @@ impl Waiter {
     }
 
     /// Answers the parked call with `value`.
-    pub fn reply<T: Serialize + ?Sized>(self, value: &T) {
-        self.responder.send(encode_reply(value));
+    pub fn reply<T: Serialize + ?Sized>(mut self, value: &T) {
+        if let Some(r) = self.responder.take() {
+            r.send(encode_reply(value));
+        }
     }
 
     /// Answers the parked call with an error.
-    pub fn fail(self, error: RemoteError) {
-        self.responder.send(Err(error));
+    pub fn fail(mut self, error: RemoteError) {
+        if let Some(r) = self.responder.take() {
+            r.send(Err(error));
+        }
     }
 }
 

@@ -49,6 +49,10 @@ pub(crate) enum Op {
     NumberOfObjects,
     /// Stop the server once this request is answered.
     Shutdown,
+    /// A reference to the object the server program registered under `name`
+    /// (Python's `BaseManager.register("get_queue", callable)` then `m.get_queue()`); the
+    /// reply is `(ObjectId, typeid)`.
+    Lookup { name: String },
 }
 
 /// A transfer ticket: 128 random bits naming a reference in transit.
@@ -112,6 +116,11 @@ pub enum RemoteErrorKind {
     Gone,
     /// The ticket is unknown or was claimed already.
     BadTicket,
+    /// No object is registered under that name on the server.
+    NoSuchName,
+    /// Python's `BrokenBarrierError`: the barrier was aborted, or a wait timed out, or a
+    /// waiting client went away.
+    BrokenBarrier,
 }
 
 impl std::fmt::Display for RemoteErrorKind {

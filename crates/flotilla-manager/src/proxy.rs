@@ -8,6 +8,17 @@
 //! server, atomically: [`DictProxy::update_with`] (compare-and-swap in a retry loop, for any
 //! value type), [`DictProxy::add`] (an integer in place), [`DictProxy::setdefault`], and
 //! [`DictProxy::compare_and_set`].
+//!
+//! # Proxies as values
+//!
+//! A proxy serialized (a pool task's argument, a child's, an item put on a queue) is a
+//! one-time claim on its object: the receiver that deserializes it gets its own reference,
+//! and the object lives until then. A proxy stored as a value *inside* another manager
+//! object is such a claim too, so the first `get` of it claims it and a second `get` of
+//! the same stored value fails with [`BadTicket`](crate::RemoteErrorKind::BadTicket):
+//! store a proxy to hand it on once (a mailbox), not to share it with every reader.
+//! Objects many clients find by name are served with
+//! [`ServerBuilder::register_object`](crate::ServerBuilder::register_object).
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -17,7 +28,7 @@ use serde::de::DeserializeOwned;
 
 use flotilla_core::codec;
 
-use crate::client::{CallError, Client, ObjectRef, Token};
+use crate::client::{CallError, Client, ObjectRef, Pending, Token};
 
 type Bytes = Vec<u8>;
 /// Invariant in both, and Send + Sync whatever they are: a proxy holds no K or V.
@@ -34,8 +45,51 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
     Ok(codec::decode(b)?)
 }
 
+/// A typed proxy: a handle on a server object of one registered type.
+///
+/// Every proxy is an ordinary serde value: serializing it shares its object (a
+/// [`Token`] holding the object alive in transit, with the manager's address and the
+/// authkey of the connection it came from) and deserializing it in any process claims
+/// that token through the process's one connection to that manager
+/// ([`Client::shared`]). So proxies go as arguments to pool tasks and spawned children,
+/// through queues and connections, and inside other proxies' values. Each serialized copy
+/// is claimed once.
+///
+/// ```
+/// use flotilla_manager::{ListProxy, Manager};
+///
+/// let manager = Manager::start().unwrap();
+/// let list = manager.list::<u32>().unwrap();
+/// let bytes = flotilla_core::codec::encode(&list).unwrap(); // what a child receives
+/// let again: ListProxy<u32> = flotilla_core::codec::decode(&bytes).unwrap();
+/// again.append(&7).unwrap();
+/// assert_eq!(list.to_vec().unwrap(), vec![7]);
+/// ```
+pub trait Proxy: Sized {
+    /// The type name the server knows its objects by.
+    const TYPEID: &'static str;
+
+    /// A proxy over `object`, refused when the object is of another type.
+    fn from_object(object: ObjectRef) -> Result<Self, CallError>;
+
+    /// The untyped reference underneath.
+    fn object(&self) -> &ObjectRef;
+}
+
 macro_rules! proxy_common {
     ($name:ident, $typeid:literal $(, $p:ident)*) => {
+        impl<$($p),*> Proxy for $name<$($p),*> {
+            const TYPEID: &'static str = $typeid;
+
+            fn from_object(object: ObjectRef) -> Result<Self, CallError> {
+                Ok(Self::from_ref(object.check_type($typeid)?))
+            }
+
+            fn object(&self) -> &ObjectRef {
+                &self.obj
+            }
+        }
+
         impl<$($p),*> $name<$($p),*> {
             /// The type name the server knows it by.
             pub const TYPEID: &'static str = $typeid;
@@ -73,7 +127,47 @@ macro_rules! proxy_common {
                 f.debug_struct(stringify!($name)).field("id", &self.obj.id()).finish()
             }
         }
+
+        impl<$($p),*> Serialize for $name<$($p),*> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serialize_proxy(&self.obj, serializer)
+            }
+        }
+
+        impl<'de, $($p),*> serde::Deserialize<'de> for $name<$($p),*> {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                Ok(Self::from_ref(deserialize_proxy(deserializer, $typeid)?))
+            }
+        }
     };
+}
+
+fn serialize_proxy<S: serde::Serializer>(
+    obj: &ObjectRef,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::Error;
+    let token = obj
+        .share()
+        .map_err(|e| S::Error::custom(format!("a proxy could not be shared: {e}")))?;
+    token.serialize(serializer)
+}
+
+fn deserialize_proxy<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+    typeid: &str,
+) -> Result<ObjectRef, D::Error> {
+    use serde::de::Error;
+    let token = <Token as serde::Deserialize>::deserialize(deserializer)?;
+    if token.typeid() != typeid {
+        return Err(D::Error::custom(format!(
+            "a proxy for a `{}` received as a proxy for a `{typeid}`",
+            token.typeid()
+        )));
+    }
+    token
+        .claim()
+        .map_err(|e| D::Error::custom(format!("a received proxy could not be claimed: {e}")))
 }
 
 /// A proxy for a server-side `dict` of `K` → `V`: Python's `DictProxy`.
@@ -114,6 +208,34 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// `d[key] = value`.
     pub fn set(&self, key: &K, value: &V) -> Result<(), CallError> {
         self.obj.call("set", &(enc(key)?, enc(value)?), None)
+    }
+
+    /// [`get`](Self::get), sent at once and waited for later: calls sent this way from
+    /// one thread are in flight together (pipelined), and run on the server in the order
+    /// sent.
+    ///
+    /// ```
+    /// # let manager = flotilla_manager::Manager::start().unwrap();
+    /// let d = manager.dict::<u32, u32>().unwrap();
+    /// let sets: Vec<_> = (0..100).map(|i| d.set_pending(&i, &(i * i)).unwrap()).collect();
+    /// let get = d.get_pending(&9).unwrap(); // after the sets: same connection, in order
+    /// for s in sets {
+    ///     s.wait().unwrap();
+    /// }
+    /// assert_eq!(get.wait().unwrap(), Some(81));
+    /// ```
+    pub fn get_pending(&self, key: &K) -> Result<Pending<Option<V>>, CallError> {
+        self.obj.call_pending_with("get", &enc(key)?, None, |b| {
+            let v: Option<Bytes> = dec(b)?;
+            v.map(|b| dec(&b)).transpose()
+        })
+    }
+
+    /// [`set`](Self::set), sent at once and waited for later (see
+    /// [`get_pending`](Self::get_pending)).
+    pub fn set_pending(&self, key: &K, value: &V) -> Result<Pending<()>, CallError> {
+        self.obj
+            .call_pending_with("set", &(enc(key)?, enc(value)?), None, dec)
     }
 
     /// `del d[key]`: a [`KeyError`](crate::RemoteErrorKind::KeyError) when absent.
@@ -484,6 +606,88 @@ pub struct QueueProxy<T> {
 
 proxy_common!(QueueProxy, "Queue", T);
 
+/// The methods of a queue, shared by [`QueueProxy`] and [`JoinableQueueProxy`].
+macro_rules! queue_methods {
+    () => {
+        /// Puts `item`, waiting for ever while the queue is full.
+        pub fn put(&self, item: &T) -> Result<(), CallError> {
+            let _: bool = self.obj.call("put", &enc(item)?, None)?;
+            Ok(())
+        }
+
+        /// Puts `item`, waiting up to `timeout` (`None`: for ever) while the queue is full;
+        /// false when the timeout passed (the item was not put).
+        pub fn put_timeout(&self, item: &T, timeout: Option<Duration>) -> Result<bool, CallError> {
+            self.obj.call("put", &enc(item)?, timeout)
+        }
+
+        /// Puts `item` if there is room, without waiting.
+        pub fn try_put(&self, item: &T) -> Result<bool, CallError> {
+            self.obj.call("put", &enc(item)?, NO_WAIT)
+        }
+
+        /// Takes the first item, waiting for ever for one.
+        pub fn get(&self) -> Result<T, CallError> {
+            loop {
+                if let Some(item) = self.get_timeout(None)? {
+                    return Ok(item);
+                }
+            }
+        }
+
+        /// Takes the first item, waiting up to `timeout` (`None`: for ever); `None` when the
+        /// timeout passed.
+        pub fn get_timeout(&self, timeout: Option<Duration>) -> Result<Option<T>, CallError> {
+            let b: Option<Bytes> = self.obj.call("get", &(), timeout)?;
+            b.map(|b| dec(&b)).transpose()
+        }
+
+        /// Takes the first item if there is one, without waiting.
+        pub fn try_get(&self) -> Result<Option<T>, CallError> {
+            self.get_timeout(NO_WAIT)
+        }
+
+        /// [`get_timeout`](Self::get_timeout), sent at once: wait for it with
+        /// [`Pending::wait`], or `.await` it from async code, which blocks no thread while
+        /// the get is parked on the server.
+        pub fn get_pending(
+            &self,
+            timeout: Option<Duration>,
+        ) -> Result<Pending<Option<T>>, CallError> {
+            self.obj.call_pending_with("get", &(), timeout, |b| {
+                let v: Option<Bytes> = dec(b)?;
+                v.map(|b| dec(&b)).transpose()
+            })
+        }
+
+        /// [`put_timeout`](Self::put_timeout), sent at once (see
+        /// [`get_pending`](Self::get_pending)); true when put.
+        pub fn put_pending(
+            &self,
+            item: &T,
+            timeout: Option<Duration>,
+        ) -> Result<Pending<bool>, CallError> {
+            self.obj.call_pending_with("put", &enc(item)?, timeout, dec)
+        }
+
+        /// The number of items (approximate, as in Python: others may put or get meanwhile).
+        pub fn qsize(&self) -> Result<usize, CallError> {
+            let n: u64 = self.obj.call("qsize", &(), None)?;
+            Ok(n as usize)
+        }
+
+        /// Whether it is empty (approximate).
+        pub fn empty(&self) -> Result<bool, CallError> {
+            self.obj.call("empty", &(), None)
+        }
+
+        /// Whether it is full (approximate).
+        pub fn full(&self) -> Result<bool, CallError> {
+            self.obj.call("full", &(), None)
+        }
+    };
+}
+
 impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     pub(crate) fn create(client: &Client, maxsize: usize) -> Result<Self, CallError> {
         Ok(Self::from_ref(
@@ -491,62 +695,20 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
         ))
     }
 
-    /// Puts `item`, waiting for ever while the queue is full.
-    pub fn put(&self, item: &T) -> Result<(), CallError> {
-        let _: bool = self.obj.call("put", &enc(item)?, None)?;
-        Ok(())
-    }
-
-    /// Puts `item`, waiting up to `timeout` (`None`: for ever) while the queue is full;
-    /// false when the timeout passed (the item was not put).
-    pub fn put_timeout(&self, item: &T, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("put", &enc(item)?, timeout)
-    }
-
-    /// Puts `item` if there is room, without waiting.
-    pub fn try_put(&self, item: &T) -> Result<bool, CallError> {
-        self.obj.call("put", &enc(item)?, NO_WAIT)
-    }
-
-    /// Takes the first item, waiting for ever for one.
-    pub fn get(&self) -> Result<T, CallError> {
-        loop {
-            if let Some(item) = self.get_timeout(None)? {
-                return Ok(item);
-            }
-        }
-    }
-
-    /// Takes the first item, waiting up to `timeout` (`None`: for ever); `None` when the
-    /// timeout passed.
-    pub fn get_timeout(&self, timeout: Option<Duration>) -> Result<Option<T>, CallError> {
-        let b: Option<Bytes> = self.obj.call("get", &(), timeout)?;
-        b.map(|b| dec(&b)).transpose()
-    }
-
-    /// Takes the first item if there is one, without waiting.
-    pub fn try_get(&self) -> Result<Option<T>, CallError> {
-        self.get_timeout(NO_WAIT)
-    }
-
-    /// The number of items (approximate, as in Python: others may put or get meanwhile).
-    pub fn qsize(&self) -> Result<usize, CallError> {
-        let n: u64 = self.obj.call("qsize", &(), None)?;
-        Ok(n as usize)
-    }
-
-    /// Whether it is empty (approximate).
-    pub fn empty(&self) -> Result<bool, CallError> {
-        self.obj.call("empty", &(), None)
-    }
-
-    /// Whether it is full (approximate).
-    pub fn full(&self) -> Result<bool, CallError> {
-        self.obj.call("full", &(), None)
-    }
+    queue_methods!();
 }
 
 impl Client {
+    /// A proxy for the object the server program registered under `name` with
+    /// [`ServerBuilder::register_object`](crate::ServerBuilder::register_object): Python's
+    /// `m.get_queue()` after `register("get_queue")`. Every client asking gets the same
+    /// object. A [`NoSuchName`](crate::RemoteErrorKind::NoSuchName) error when nothing is
+    /// registered so, a [`BadArguments`](crate::RemoteErrorKind::BadArguments) one when it
+    /// is not a `P`.
+    pub fn get<P: Proxy>(&self, name: &str) -> Result<P, CallError> {
+        P::from_object(self.lookup(name)?)
+    }
+
     /// A new server-side `dict`: Python's `manager.dict()`.
     pub fn dict<K, V>(&self) -> Result<DictProxy<K, V>, CallError>
     where
@@ -578,5 +740,532 @@ impl Client {
         maxsize: usize,
     ) -> Result<QueueProxy<T>, CallError> {
         QueueProxy::create(self, maxsize)
+    }
+}
+
+/// A number naming the calling thread, unique in this process: the owner of an `RLock` or
+/// `Condition` is one thread of one client, as in Python.
+fn this_thread() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static ID: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    ID.with(|id| *id)
+}
+
+/// Releases its lock (an `RLock`, a `Condition`, a semaphore permit) when dropped.
+#[derive(Debug)]
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct ProxyGuard<'a> {
+    obj: &'a ObjectRef,
+    release_args: Bytes,
+}
+
+impl Drop for ProxyGuard<'_> {
+    fn drop(&mut self) {
+        let r: Result<(), CallError> =
+            self.obj
+                .call_encoded("release", self.release_args.clone(), None);
+        if let Err(e) = r {
+            // A manager gone has released it already.
+            flotilla_core::event!(flotilla_core::log::Level::DEBUG, error = %e, "manager guard: release failed");
+        }
+    }
+}
+
+/// A proxy for a server-side `RLock`: reentrant, owned by the thread that acquired it
+/// (one thread of one process), released by the server when that client goes away.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let lock = manager.rlock().unwrap();
+/// assert!(lock.acquire(None).unwrap());
+/// assert!(lock.acquire(None).unwrap()); // again, by the same thread
+/// lock.release().unwrap();
+/// lock.release().unwrap();
+/// assert!(lock.release().is_err()); // RuntimeError: not acquired
+/// ```
+pub struct RLockProxy {
+    obj: ObjectRef,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(RLockProxy, "RLock");
+
+impl RLockProxy {
+    /// Waits up to `timeout` (`None`: for ever) for the lock; true when acquired (at once
+    /// when this thread holds it already).
+    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+        self.obj.call("acquire", &this_thread(), timeout)
+    }
+
+    /// Acquires it if free (or this thread's), without waiting.
+    pub fn try_acquire(&self) -> Result<bool, CallError> {
+        self.acquire(NO_WAIT)
+    }
+
+    /// Releases one level; a [`RuntimeError`](crate::RemoteErrorKind::RuntimeError) when
+    /// this thread does not hold it.
+    pub fn release(&self) -> Result<(), CallError> {
+        self.obj.call("release", &this_thread(), None)
+    }
+
+    /// Acquires it (up to `timeout`) and returns a guard releasing it on drop: Python's
+    /// `with rlock:`. `Ok(None)` when the timeout passed.
+    pub fn guard(&self, timeout: Option<Duration>) -> Result<Option<ProxyGuard<'_>>, CallError> {
+        Ok(self.acquire(timeout)?.then(|| ProxyGuard {
+            obj: &self.obj,
+            release_args: enc(&this_thread()).unwrap_or_default(),
+        }))
+    }
+}
+
+/// The methods of a semaphore, shared by [`SemaphoreProxy`] and
+/// [`BoundedSemaphoreProxy`].
+macro_rules! semaphore_methods {
+    () => {
+        /// Waits up to `timeout` (`None`: for ever) for a permit; true when acquired.
+        pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+            self.obj.call("acquire", &(), timeout)
+        }
+
+        /// Takes a permit if one is free, without waiting.
+        pub fn try_acquire(&self) -> Result<bool, CallError> {
+            self.acquire(NO_WAIT)
+        }
+
+        /// Gives back `n` permits (Python's `release(n)`).
+        pub fn release(&self, n: u64) -> Result<(), CallError> {
+            self.obj.call("release", &n, None)
+        }
+
+        /// The free permits now (approximate: others may take or give meanwhile).
+        pub fn value(&self) -> Result<u64, CallError> {
+            self.obj.call("value", &(), None)
+        }
+
+        /// Takes a permit (up to `timeout`) and returns a guard giving it back on drop.
+        /// `Ok(None)` when the timeout passed.
+        pub fn guard(
+            &self,
+            timeout: Option<Duration>,
+        ) -> Result<Option<ProxyGuard<'_>>, CallError> {
+            Ok(self.acquire(timeout)?.then(|| ProxyGuard {
+                obj: &self.obj,
+                release_args: enc(&1u64).unwrap_or_default(),
+            }))
+        }
+    };
+}
+
+/// A proxy for a server-side `Semaphore`. Permits a client holds are given back by the
+/// server when it goes away.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let sem = manager.semaphore(2).unwrap();
+/// assert!(sem.acquire(None).unwrap());
+/// assert!(sem.try_acquire().unwrap());
+/// assert!(!sem.try_acquire().unwrap());
+/// sem.release(2).unwrap();
+/// assert_eq!(sem.value().unwrap(), 2);
+/// ```
+pub struct SemaphoreProxy {
+    obj: ObjectRef,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(SemaphoreProxy, "Semaphore");
+
+impl SemaphoreProxy {
+    semaphore_methods!();
+}
+
+/// A proxy for a server-side `BoundedSemaphore`: a release past the initial value is a
+/// [`ValueError`](crate::RemoteErrorKind::ValueError).
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let sem = manager.bounded_semaphore(1).unwrap();
+/// assert!(sem.release(1).is_err()); // released too many times
+/// ```
+pub struct BoundedSemaphoreProxy {
+    obj: ObjectRef,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(BoundedSemaphoreProxy, "BoundedSemaphore");
+
+impl BoundedSemaphoreProxy {
+    semaphore_methods!();
+}
+
+/// A proxy for a server-side `Condition` (over its own reentrant lock, Python's default).
+/// A `wait` releases the lock and parks on the server; a notified waiter takes the lock
+/// back before it returns.
+///
+/// ```
+/// use std::time::Duration;
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let cond = manager.condition().unwrap();
+/// let _held = cond.guard(None).unwrap().unwrap();
+/// assert!(!cond.wait(Some(Duration::from_millis(10))).unwrap()); // nobody notified
+/// cond.notify_all().unwrap();
+/// ```
+pub struct ConditionProxy {
+    obj: ObjectRef,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(ConditionProxy, "Condition");
+
+impl ConditionProxy {
+    /// Waits up to `timeout` for the underlying lock; true when acquired.
+    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+        self.obj.call("acquire", &this_thread(), timeout)
+    }
+
+    /// Releases one level of the underlying lock.
+    pub fn release(&self) -> Result<(), CallError> {
+        self.obj.call("release", &this_thread(), None)
+    }
+
+    /// Acquires the lock (up to `timeout`) and returns a guard releasing it on drop:
+    /// Python's `with cond:`. `Ok(None)` when the timeout passed.
+    pub fn guard(&self, timeout: Option<Duration>) -> Result<Option<ProxyGuard<'_>>, CallError> {
+        Ok(self.acquire(timeout)?.then(|| ProxyGuard {
+            obj: &self.obj,
+            release_args: enc(&this_thread()).unwrap_or_default(),
+        }))
+    }
+
+    /// Releases the lock, waits up to `timeout` (`None`: for ever) for a notify, and takes
+    /// the lock back; true when notified. The caller must hold the lock (else a
+    /// [`RuntimeError`](crate::RemoteErrorKind::RuntimeError)).
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+        self.obj.call("wait", &this_thread(), timeout)
+    }
+
+    /// Waits until `predicate()` is true, up to `timeout`; returns its last value. The
+    /// predicate runs in this process, with the lock held.
+    pub fn wait_for(
+        &self,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool, CallError> {
+        let deadline = flotilla_core::Deadline::after(timeout);
+        loop {
+            if predicate() {
+                return Ok(true);
+            }
+            if deadline.expired() {
+                return Ok(false);
+            }
+            self.wait(deadline.remaining())?;
+        }
+    }
+
+    /// Wakes up to `n` waiters. The caller must hold the lock.
+    pub fn notify(&self, n: u64) -> Result<(), CallError> {
+        self.obj.call("notify", &(this_thread(), n), None)
+    }
+
+    /// Wakes every waiter. The caller must hold the lock.
+    pub fn notify_all(&self) -> Result<(), CallError> {
+        self.obj.call("notify_all", &this_thread(), None)
+    }
+}
+
+/// A proxy for a server-side `Event`.
+///
+/// ```
+/// use std::time::Duration;
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let event = manager.event().unwrap();
+/// assert!(!event.wait(Some(Duration::from_millis(10))).unwrap());
+/// event.set().unwrap();
+/// assert!(event.is_set().unwrap() && event.wait(None).unwrap());
+/// ```
+pub struct EventProxy {
+    obj: ObjectRef,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(EventProxy, "Event");
+
+impl EventProxy {
+    /// Sets the flag, waking every waiter.
+    pub fn set(&self) -> Result<(), CallError> {
+        self.obj.call("set", &(), None)
+    }
+
+    /// Clears the flag.
+    pub fn clear(&self) -> Result<(), CallError> {
+        self.obj.call("clear", &(), None)
+    }
+
+    /// Whether the flag is set.
+    pub fn is_set(&self) -> Result<bool, CallError> {
+        self.obj.call("is_set", &(), None)
+    }
+
+    /// Waits up to `timeout` (`None`: for ever) for the flag; returns it.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+        self.obj.call("wait", &(), timeout)
+    }
+}
+
+/// A proxy for a server-side `Barrier`. A wait that times out, `abort`, or a waiting client
+/// going away break it: every waiter gets a
+/// [`BrokenBarrier`](crate::RemoteErrorKind::BrokenBarrier) error, until `reset`.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let barrier = manager.barrier(1).unwrap();
+/// assert_eq!(barrier.wait(None).unwrap(), 0);
+/// assert_eq!(barrier.parties().unwrap(), 1);
+/// ```
+pub struct BarrierProxy {
+    obj: ObjectRef,
+    _t: PhantomData<()>,
+}
+
+proxy_common!(BarrierProxy, "Barrier");
+
+impl BarrierProxy {
+    /// Waits (up to `timeout`) until all parties wait; returns this party's arrival index
+    /// (0 to parties − 1).
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<u64, CallError> {
+        self.obj.call("wait", &(), timeout)
+    }
+
+    /// Breaks it: every waiter, and every later wait until [`reset`](Self::reset), fails.
+    pub fn abort(&self) -> Result<(), CallError> {
+        self.obj.call("abort", &(), None)
+    }
+
+    /// Breaks it for those waiting now, then makes it usable again.
+    pub fn reset(&self) -> Result<(), CallError> {
+        self.obj.call("reset", &(), None)
+    }
+
+    /// How many parties it needs.
+    pub fn parties(&self) -> Result<u64, CallError> {
+        self.obj.call("parties", &(), None)
+    }
+
+    /// How many wait now.
+    pub fn n_waiting(&self) -> Result<u64, CallError> {
+        self.obj.call("n_waiting", &(), None)
+    }
+
+    /// Whether it is broken.
+    pub fn broken(&self) -> Result<bool, CallError> {
+        self.obj.call("broken", &(), None)
+    }
+}
+
+/// A proxy for a server-side `Value` of `T`: Python's `manager.Value(typecode, value)`.
+/// Reads are copies; [`update_with`](Self::update_with) changes it atomically.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let v = manager.value(&1.5f64).unwrap();
+/// v.set(&2.5).unwrap();
+/// assert_eq!(v.update_with(|x| x * 2.0).unwrap(), 5.0);
+/// assert_eq!(v.get().unwrap(), 5.0);
+/// ```
+pub struct ValueProxy<T> {
+    obj: ObjectRef,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+proxy_common!(ValueProxy, "Value", T);
+
+impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
+    /// The value (a copy).
+    pub fn get(&self) -> Result<T, CallError> {
+        let b: Bytes = self.obj.call("get", &(), None)?;
+        dec(&b)
+    }
+
+    /// Replaces the value.
+    pub fn set(&self, value: &T) -> Result<(), CallError> {
+        self.obj.call("set", &enc(value)?, None)
+    }
+
+    /// Replaces the value with `f(current)` atomically, whatever other clients do meanwhile
+    /// (a compare-and-swap loop: `f` may run again, so it must have no side effects), and
+    /// returns the new value.
+    pub fn update_with(&self, mut f: impl FnMut(T) -> T) -> Result<T, CallError> {
+        let mut current: Bytes = self.obj.call("get", &(), None)?;
+        loop {
+            let new = f(dec(&current)?);
+            let (done, found): (bool, Option<Bytes>) =
+                self.obj
+                    .call("compare_and_set", &(&current, enc(&new)?), None)?;
+            match found {
+                _ if done => return Ok(new),
+                Some(found) => current = found,
+                None => current = self.obj.call("get", &(), None)?,
+            }
+        }
+    }
+}
+
+/// A proxy for a server-side `Array` of `T`: Python's `manager.Array(typecode, seq)`, a
+/// fixed length; indexes as Python's (negative from the end); reads are copies.
+///
+/// ```
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let a = manager.array(&[1u8, 2, 3]).unwrap();
+/// a.set(-1, &9).unwrap();
+/// assert_eq!(a.to_vec().unwrap(), vec![1, 2, 9]);
+/// assert!(a.get(3).is_err()); // IndexError
+/// ```
+pub struct ArrayProxy<T> {
+    obj: ObjectRef,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+proxy_common!(ArrayProxy, "Array", T);
+
+impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
+    /// `a[index]` (a copy).
+    pub fn get(&self, index: i64) -> Result<T, CallError> {
+        let b: Bytes = self.obj.call("get", &index, None)?;
+        dec(&b)
+    }
+
+    /// `a[index] = item`.
+    pub fn set(&self, index: i64, item: &T) -> Result<(), CallError> {
+        self.obj.call("set", &(index, enc(item)?), None)
+    }
+
+    /// `len(a)`.
+    pub fn len(&self) -> Result<usize, CallError> {
+        let n: u64 = self.obj.call("len", &(), None)?;
+        Ok(n as usize)
+    }
+
+    /// `len(a) == 0`.
+    pub fn is_empty(&self) -> Result<bool, CallError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `a[:]`: a copy of the whole array.
+    pub fn to_vec(&self) -> Result<Vec<T>, CallError> {
+        let items: Vec<Bytes> = self.obj.call("to_vec", &(), None)?;
+        items.iter().map(|b| dec(b)).collect()
+    }
+}
+
+/// A proxy for a server-side `JoinableQueue` of `T`: a [`QueueProxy`]'s methods, plus
+/// `task_done` and `join`.
+///
+/// ```
+/// use std::time::Duration;
+/// # let manager = flotilla_manager::Manager::start().unwrap();
+/// let q = manager.joinable_queue::<u32>(0).unwrap();
+/// q.put(&1).unwrap();
+/// assert!(!q.join(Some(Duration::from_millis(10))).unwrap()); // one unfinished
+/// assert_eq!(q.get().unwrap(), 1);
+/// q.task_done().unwrap();
+/// assert!(q.join(None).unwrap());
+/// ```
+pub struct JoinableQueueProxy<T> {
+    obj: ObjectRef,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+proxy_common!(JoinableQueueProxy, "JoinableQueue", T);
+
+impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
+    queue_methods!();
+
+    /// Marks one item taken as done; a [`ValueError`](crate::RemoteErrorKind::ValueError)
+    /// when called more times than items were put.
+    pub fn task_done(&self) -> Result<(), CallError> {
+        self.obj.call("task_done", &(), None)
+    }
+
+    /// Waits up to `timeout` (`None`: for ever) until every item put is marked done; true
+    /// when it is.
+    pub fn join(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+        self.obj.call("join", &(), timeout)
+    }
+}
+
+impl Client {
+    /// A new server-side `RLock`: Python's `manager.RLock()`.
+    pub fn rlock(&self) -> Result<RLockProxy, CallError> {
+        Ok(RLockProxy::from_ref(self.create(RLockProxy::TYPEID, &())?))
+    }
+
+    /// A new server-side `Semaphore` of `value` permits: Python's `manager.Semaphore(value)`.
+    pub fn semaphore(&self, value: u64) -> Result<SemaphoreProxy, CallError> {
+        Ok(SemaphoreProxy::from_ref(
+            self.create(SemaphoreProxy::TYPEID, &value)?,
+        ))
+    }
+
+    /// A new server-side `BoundedSemaphore`: Python's `manager.BoundedSemaphore(value)`.
+    pub fn bounded_semaphore(&self, value: u64) -> Result<BoundedSemaphoreProxy, CallError> {
+        Ok(BoundedSemaphoreProxy::from_ref(
+            self.create(BoundedSemaphoreProxy::TYPEID, &value)?,
+        ))
+    }
+
+    /// A new server-side `Condition`: Python's `manager.Condition()`.
+    pub fn condition(&self) -> Result<ConditionProxy, CallError> {
+        Ok(ConditionProxy::from_ref(
+            self.create(ConditionProxy::TYPEID, &())?,
+        ))
+    }
+
+    /// A new server-side `Event`: Python's `manager.Event()`.
+    pub fn event(&self) -> Result<EventProxy, CallError> {
+        Ok(EventProxy::from_ref(self.create(EventProxy::TYPEID, &())?))
+    }
+
+    /// A new server-side `Barrier` of `parties`: Python's `manager.Barrier(parties)`.
+    pub fn barrier(&self, parties: u64) -> Result<BarrierProxy, CallError> {
+        Ok(BarrierProxy::from_ref(
+            self.create(BarrierProxy::TYPEID, &parties)?,
+        ))
+    }
+
+    /// A new server-side `Value` holding `value`: Python's `manager.Value(typecode, value)`.
+    pub fn value<T: Serialize + DeserializeOwned>(
+        &self,
+        value: &T,
+    ) -> Result<ValueProxy<T>, CallError> {
+        Ok(ValueProxy::from_ref(
+            self.create(ValueProxy::<T>::TYPEID, &enc(value)?)?,
+        ))
+    }
+
+    /// A new server-side `Array` of `items`: Python's `manager.Array(typecode, items)`.
+    pub fn array<T: Serialize + DeserializeOwned>(
+        &self,
+        items: &[T],
+    ) -> Result<ArrayProxy<T>, CallError> {
+        let items = items.iter().map(enc).collect::<Result<Vec<_>, _>>()?;
+        Ok(ArrayProxy::from_ref(
+            self.create(ArrayProxy::<T>::TYPEID, &items)?,
+        ))
+    }
+
+    /// A new server-side `JoinableQueue` of at most `maxsize` items (0: unbounded):
+    /// Python's `manager.JoinableQueue(maxsize)`.
+    pub fn joinable_queue<T: Serialize + DeserializeOwned>(
+        &self,
+        maxsize: usize,
+    ) -> Result<JoinableQueueProxy<T>, CallError> {
+        Ok(JoinableQueueProxy::from_ref(self.create(
+            JoinableQueueProxy::<T>::TYPEID,
+            &(maxsize as u64),
+        )?))
     }
 }

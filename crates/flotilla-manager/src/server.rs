@@ -38,8 +38,8 @@ use flotilla_core::codec;
 use crate::auth::{self, AuthKey};
 use crate::object::{Call, ClientId, Reply, Responder, SharedObject, WaiterId, encode_reply};
 use crate::protocol::{ObjectId, Op, RemoteError, RemoteErrorKind, Request, Response, Ticket};
-use crate::types;
 use crate::wire::{self, Address, DEFAULT_MAX_FRAME, FrameError, Idle, Listener, Stream};
+use crate::{sync_types, types};
 
 /// Makes an object of a registered type from its codec-encoded constructor arguments.
 pub type Constructor =
@@ -75,6 +75,8 @@ pub struct ServerBuilder {
     address: Address,
     authkey: Option<AuthKey>,
     registry: HashMap<String, Constructor>,
+    /// Objects made at bind and served by name: name → (typeid, encoded arguments).
+    named: Vec<(String, String, Result<Vec<u8>, String>)>,
     max_frame: u64,
     frame_timeout: Duration,
 }
@@ -100,6 +102,15 @@ pub enum BindError {
          set one, or listen on loopback or a Unix socket"
     )]
     RemoteWithoutAuthkey(Address),
+    /// An object registered by name with [`ServerBuilder::register_object`] could not be
+    /// made.
+    #[error("could not make the object registered as `{name}`: {message}")]
+    Object {
+        /// The name it was registered under.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// The OS refused the socket.
     #[error("could not listen on {address}: {source}")]
     Io {
@@ -129,6 +140,38 @@ impl ServerBuilder {
         self
     }
 
+    /// Makes one object of the registered type `typeid` (built in or registered) from
+    /// `args` when the server binds, and serves it under `name`: every client that asks
+    /// for `name` ([`Client::get`](crate::Client::get)) gets a proxy for that same object.
+    /// Python's `BaseManager.register("get_queue", callable=lambda: queue)`. The server
+    /// holds it for as long as it runs.
+    ///
+    /// ```
+    /// use flotilla_manager::{AuthKey, QueueProxy, Server, connect};
+    ///
+    /// let key = AuthKey::new(b"abc".to_vec());
+    /// let server = Server::builder("127.0.0.1:0".parse::<flotilla_manager::Address>().unwrap())
+    ///     .authkey(key.clone())
+    ///     .register_object("get_task_queue", "Queue", &0u64)
+    ///     .bind()
+    ///     .unwrap()
+    ///     .spawn();
+    /// let a = connect(server.address(), Some(&key)).unwrap();
+    /// let b = connect(server.address(), Some(&key)).unwrap();
+    /// a.get::<QueueProxy<String>>("get_task_queue").unwrap().put(&"hi".into()).unwrap();
+    /// assert_eq!(b.get::<QueueProxy<String>>("get_task_queue").unwrap().get().unwrap(), "hi");
+    /// ```
+    pub fn register_object<A: serde::Serialize + ?Sized>(
+        mut self,
+        name: impl Into<String>,
+        typeid: impl Into<String>,
+        args: &A,
+    ) -> Self {
+        let args = codec::encode(args).map_err(|e| e.to_string());
+        self.named.push((name.into(), typeid.into(), args));
+        self
+    }
+
     /// The largest frame accepted from a client, checked before allocating. Default
     /// [`DEFAULT_MAX_FRAME`].
     pub fn max_frame(mut self, bytes: u64) -> Self {
@@ -152,6 +195,25 @@ impl ServerBuilder {
             address: self.address.clone(),
             source,
         };
+        let mut table = Table::default();
+        for (name, typeid, args) in self.named {
+            let object = args
+                .and_then(|args| {
+                    let ctor = self
+                        .registry
+                        .get(&typeid)
+                        .ok_or_else(|| format!("no type `{typeid}` is registered"))?;
+                    catch_unwind(AssertUnwindSafe(|| ctor(&args)))
+                        .map_err(|p| flotilla_core::panic_message(&*p))?
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|message| BindError::Object {
+                    name: name.clone(),
+                    message,
+                })?;
+            let id = table.insert(typeid, object);
+            table.named.insert(name, id);
+        }
         let listener = Listener::bind(&self.address).map_err(io)?;
         let address = listener.local_address(&self.address).map_err(io)?;
         let waker = listener.try_clone().map_err(io)?;
@@ -161,7 +223,7 @@ impl ServerBuilder {
             registry: self.registry,
             max_frame: self.max_frame,
             frame_timeout: self.frame_timeout,
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(table),
             timers: Arc::new(Timers::default()),
             stopping: AtomicBool::new(false),
             waker,
@@ -192,10 +254,26 @@ impl Server {
         registry.insert("Namespace".into(), Arc::new(types::Namespace::create));
         registry.insert("Lock".into(), Arc::new(types::Lock::create));
         registry.insert("Queue".into(), Arc::new(types::Queue::create));
+        registry.insert(
+            "JoinableQueue".into(),
+            Arc::new(types::Queue::create_joinable),
+        );
+        registry.insert("RLock".into(), Arc::new(sync_types::RLock::create));
+        registry.insert("Semaphore".into(), Arc::new(sync_types::Semaphore::create));
+        registry.insert(
+            "BoundedSemaphore".into(),
+            Arc::new(sync_types::Semaphore::create_bounded),
+        );
+        registry.insert("Condition".into(), Arc::new(sync_types::Condition::create));
+        registry.insert("Event".into(), Arc::new(sync_types::Event::create));
+        registry.insert("Barrier".into(), Arc::new(sync_types::Barrier::create));
+        registry.insert("Value".into(), Arc::new(sync_types::Value::create));
+        registry.insert("Array".into(), Arc::new(sync_types::Array::create));
         ServerBuilder {
             address: address.into(),
             authkey: None,
             registry,
+            named: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
         }
@@ -374,7 +452,26 @@ struct Table {
     /// Holders of each object: connections holding a reference, plus unclaimed tickets.
     holders: HashMap<ObjectId, usize>,
     tickets: HashMap<Ticket, ObjectId>,
+    /// Objects served by name; the server itself is one of their holders.
+    named: HashMap<String, ObjectId>,
     next_id: ObjectId,
+}
+
+impl Table {
+    /// Adds an object with one holder (its creator); returns its id.
+    fn insert(&mut self, typeid: String, object: Box<dyn SharedObject>) -> ObjectId {
+        self.next_id += 1;
+        let id = self.next_id;
+        self.objects.insert(
+            id,
+            Arc::new(Entry {
+                typeid,
+                object: Mutex::new(object),
+            }),
+        );
+        self.holders.insert(id, 1);
+        id
+    }
 }
 
 struct Entry {
@@ -411,10 +508,18 @@ type Deadline = std::cmp::Reverse<(Instant, ObjectId, u64)>;
 /// The deadlines of parked waiters, expired by one thread.
 #[derive(Debug, Default)]
 pub(crate) struct Timers {
-    /// Pending deadlines, and whether to stop.
-    heap: Mutex<(BinaryHeap<Deadline>, bool)>,
+    state: Mutex<TimerState>,
     cv: Condvar,
     next: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct TimerState {
+    /// Pending deadlines, earliest first; some may be of waiters answered already.
+    heap: BinaryHeap<Deadline>,
+    /// The waiters with a deadline not yet answered.
+    live: std::collections::HashSet<u64>,
+    stop: bool,
 }
 
 impl Timers {
@@ -423,29 +528,57 @@ impl Timers {
     }
 
     pub(crate) fn add(&self, deadline: Instant, object: ObjectId, waiter: WaiterId) {
-        let mut g = lock(&self.heap);
-        let earliest = g.0.peek().is_none_or(|e| deadline < e.0.0);
-        g.0.push(std::cmp::Reverse((deadline, object, waiter.0)));
+        let mut g = lock(&self.state);
+        let earliest = g.heap.peek().is_none_or(|e| deadline < e.0.0);
+        g.heap.push(std::cmp::Reverse((deadline, object, waiter.0)));
+        g.live.insert(waiter.0);
         if earliest {
             self.cv.notify_one();
         }
     }
 
+    /// `waiter` was answered (or dropped) before its deadline: its entry is dead, and the
+    /// heap is rebuilt without the dead ones once they outnumber the live ones, so calls
+    /// answered early (a long timeout, a quick answer) do not pile up until their
+    /// deadlines.
+    pub(crate) fn cancel(&self, waiter: WaiterId) {
+        let mut g = lock(&self.state);
+        if !g.live.remove(&waiter.0) {
+            return;
+        }
+        if g.live.is_empty() {
+            g.heap.clear();
+        } else if g.heap.len() > 2 * g.live.len() + 64 {
+            let state = &mut *g;
+            let live = &state.live;
+            state.heap.retain(|e| live.contains(&e.0.2));
+        }
+    }
+
+    /// How many deadlines are queued (for the tests).
+    pub(crate) fn queued(&self) -> usize {
+        lock(&self.state).heap.len()
+    }
+
     fn stop(&self) {
-        lock(&self.heap).1 = true;
+        lock(&self.state).stop = true;
         self.cv.notify_one();
     }
 
     fn run(&self, shared: &Shared) {
-        let mut g = lock(&self.heap);
+        let mut g = lock(&self.state);
         loop {
-            if g.1 {
+            if g.stop {
                 return;
             }
             let now = Instant::now();
-            match g.0.peek() {
+            match g.heap.peek() {
                 Some(e) if e.0.0 <= now => {
-                    let std::cmp::Reverse((_, object, waiter)) = g.0.pop().expect("peeked");
+                    let std::cmp::Reverse((_, object, waiter)) = g.heap.pop().expect("peeked");
+                    if !g.live.remove(&waiter) {
+                        // Answered already.
+                        continue;
+                    }
                     drop(g);
                     if let Some(entry) = shared.entry(object) {
                         let mut obj = lock(&entry.object);
@@ -459,7 +592,7 @@ impl Timers {
                             );
                         }
                     }
-                    g = lock(&self.heap);
+                    g = lock(&self.state);
                 }
                 Some(e) => {
                     let wait = e.0.0 - now;
@@ -512,11 +645,19 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         return;
     }
     let (tx, rx) = channel::<Response>();
-    let writer = stream.try_clone().and_then(|writer_stream| {
+    let out = match stream.try_clone() {
+        Ok(w) => Arc::new(Mutex::new(BufWriter::with_capacity(64 * 1024, w))),
+        Err(e) => {
+            flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "manager: no writer for a connection; closing it");
+            return;
+        }
+    };
+    let writer = {
+        let out = Arc::clone(&out);
         thread::Builder::new()
             .name("manager-writer".into())
-            .spawn(move || write_replies(writer_stream, rx))
-    });
+            .spawn(move || write_replies(&out, rx))
+    };
     let writer = match writer {
         Ok(w) => w,
         Err(e) => {
@@ -529,6 +670,9 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         client,
         refs: HashMap::new(),
         tx,
+        out,
+        encoded: Vec::new(),
+        write_failed: false,
     };
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     loop {
@@ -552,15 +696,35 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
                 break;
             }
         };
-        if conn.handle(request) {
+        let stop = conn.handle(request);
+        // Replies go out in one write once no whole request is waiting already: a
+        // pipelining client's burst is answered in a burst.
+        if stop || !holds_whole_frame(reader.buffer()) {
+            conn.flush();
+        }
+        if stop || conn.write_failed {
             break;
         }
     }
     conn.release_all();
+    // The writer sends what is queued, then ends at this mark, even while an object
+    // still keeps a waiter of this connection (a user type that never drops it): its
+    // reply could not reach anyone now.
+    let _ = conn.tx.send(END_OF_REPLIES);
     drop(conn);
-    // The writer ends when every responder of this connection is answered or dropped.
     let _ = writer.join();
     reader.get_ref().shutdown();
+}
+
+/// Whether `buffered` begins with a whole frame (so reading it will not wait).
+fn holds_whole_frame(buffered: &[u8]) -> bool {
+    match buffered.first_chunk::<4>() {
+        Some(header) => {
+            let len = i32::from_be_bytes(*header);
+            len >= 0 && buffered.len() - 4 >= len as usize
+        }
+        None => false,
+    }
 }
 
 /// Takes a connection off the server's list when its thread ends, however it ends.
@@ -575,42 +739,67 @@ impl Drop for Unregister<'_> {
     }
 }
 
-/// Writes replies as they come, several per write when they queue up.
-fn write_replies(stream: Stream, rx: Receiver<Response>) {
-    let mut out = BufWriter::with_capacity(64 * 1024, stream);
+/// Writes the replies answered by other threads (a parked call answered by another
+/// client's call, or expired), several per write when they queue up. The connection's own
+/// reader writes its immediate replies itself, into the same buffer.
+fn write_replies(out: &Mutex<BufWriter<Stream>>, rx: Receiver<Response>) {
     let mut buf = Vec::new();
     while let Ok(first) = rx.recv() {
+        let mut out = lock(out);
         let mut next = Some(first);
         while let Some(resp) = next {
-            buf.clear();
-            if let Err(e) = codec::encode_into(&mut buf, &resp) {
-                flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "manager: a reply could not be encoded");
-                let fallback = Response {
-                    id: resp.id,
-                    result: Err(RemoteError::new(RemoteErrorKind::ValueError, e.to_string())),
-                };
-                buf.clear();
-                if codec::encode_into(&mut buf, &fallback).is_err() {
-                    return;
-                }
+            if resp.id == END_OF_REPLIES.id {
+                let _ = out.flush();
+                return;
             }
-            if let Err(e) = wire::write_frame(&mut out, &buf) {
-                return cut_off(out.get_ref(), rx, &e);
+            if !encode_response(&mut buf, &resp) {
+                return;
+            }
+            if let Err(e) = wire::write_frame_unflushed(&mut *out, &buf) {
+                let stream = out.get_ref().try_clone();
+                drop(out);
+                return cut_off(stream.ok().as_ref(), rx, &e);
             }
             next = rx.try_recv().ok();
         }
         if let Err(e) = out.flush() {
-            return cut_off(out.get_ref(), rx, &e);
+            let stream = out.get_ref().try_clone();
+            drop(out);
+            return cut_off(stream.ok().as_ref(), rx, &e);
         }
     }
+}
+
+/// The writer thread's last message: id 0, which no reply has (it means "no reply").
+const END_OF_REPLIES: Response = Response {
+    id: 0,
+    result: Ok(Vec::new()),
+};
+
+/// Encodes `resp` into `buf` (an error reply when its value cannot be); false when not
+/// even that encodes.
+fn encode_response(buf: &mut Vec<u8>, resp: &Response) -> bool {
+    buf.clear();
+    if let Err(e) = codec::encode_into(buf, resp) {
+        flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "manager: a reply could not be encoded");
+        let fallback = Response {
+            id: resp.id,
+            result: Err(RemoteError::new(RemoteErrorKind::ValueError, e.to_string())),
+        };
+        buf.clear();
+        return codec::encode_into(buf, &fallback).is_ok();
+    }
+    true
 }
 
 /// A client that does not take its replies (for the frame timeout) or whose socket failed:
 /// close the connection, so its reader stops taking requests and releases its references,
 /// and drop the replies still coming.
-fn cut_off(stream: &Stream, rx: Receiver<Response>, error: &std::io::Error) {
+fn cut_off(stream: Option<&Stream>, rx: Receiver<Response>, error: &std::io::Error) {
     flotilla_core::event!(flotilla_core::log::Level::WARN, error = %error, "manager: a client stopped taking its replies; closing it");
-    stream.shutdown();
+    if let Some(stream) = stream {
+        stream.shutdown();
+    }
     for _ in rx {}
 }
 
@@ -621,9 +810,41 @@ struct Conn<'a> {
     /// This connection's references: object id → count.
     refs: HashMap<ObjectId, u64>,
     tx: std::sync::mpsc::Sender<Response>,
+    /// The connection's buffered writer, shared with its writer thread.
+    out: Arc<Mutex<BufWriter<Stream>>>,
+    /// A reusable buffer for encoding replies.
+    encoded: Vec<u8>,
+    /// A write failed: the connection is closing.
+    write_failed: bool,
 }
 
 impl Conn<'_> {
+    /// Answers request `id` from this (the reader) thread, into the buffer; sent at the
+    /// next [`flush`](Self::flush). Request id 0 asks for no reply.
+    fn reply(&mut self, id: u64, result: Result<Vec<u8>, RemoteError>) {
+        if id == 0 || self.write_failed {
+            return;
+        }
+        let resp = Response { id, result };
+        if !encode_response(&mut self.encoded, &resp) {
+            return;
+        }
+        if let Err(e) = wire::write_frame_unflushed(&mut *lock(&self.out), &self.encoded) {
+            flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: a client stopped taking its replies; closing it");
+            self.write_failed = true;
+        }
+    }
+
+    /// Sends the buffered replies.
+    fn flush(&mut self) {
+        if !self.write_failed
+            && let Err(e) = lock(&self.out).flush()
+        {
+            flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: a client stopped taking its replies; closing it");
+            self.write_failed = true;
+        }
+    }
+
     fn responder(&self, id: u64) -> Responder {
         Responder {
             request: id,
@@ -646,6 +867,7 @@ impl Conn<'_> {
             Op::Release { object } => self.release(object),
             Op::Share { object } => self.share(object),
             Op::Claim { ticket } => self.claim(ticket),
+            Op::Lookup { name } => self.lookup(&name),
             Op::Call {
                 object,
                 method,
@@ -656,7 +878,7 @@ impl Conn<'_> {
                 return false;
             }
         };
-        self.responder(id).send(result);
+        self.reply(id, result);
         if stop {
             flotilla_core::event!(
                 flotilla_core::log::Level::DEBUG,
@@ -684,22 +906,31 @@ impl Conn<'_> {
         let object = catch_unwind(AssertUnwindSafe(|| ctor(args))).map_err(|p| {
             RemoteError::new(RemoteErrorKind::Panicked, flotilla_core::panic_message(&*p))
         })??;
-        let id = {
-            let mut table = lock(&self.shared.table);
-            table.next_id += 1;
-            let id = table.next_id;
-            table.objects.insert(
-                id,
-                Arc::new(Entry {
-                    typeid: typeid.to_owned(),
-                    object: Mutex::new(object),
-                }),
-            );
-            table.holders.insert(id, 1);
-            id
-        };
+        let id = lock(&self.shared.table).insert(typeid.to_owned(), object);
         self.refs.insert(id, 1);
         encode_reply(&id)
+    }
+
+    fn lookup(&mut self, name: &str) -> Result<Vec<u8>, RemoteError> {
+        let (object, typeid) = {
+            let mut table = lock(&self.shared.table);
+            let found = table.named.get(name).and_then(|id| {
+                let typeid = table.objects.get(id)?.typeid.clone();
+                Some((*id, typeid))
+            });
+            let Some((object, typeid)) = found else {
+                return Err(RemoteError::new(
+                    RemoteErrorKind::NoSuchName,
+                    format!("no object is registered as `{name}` on this server"),
+                ));
+            };
+            if !self.refs.contains_key(&object) {
+                *table.holders.entry(object).or_insert(0) += 1;
+            }
+            (object, typeid)
+        };
+        *self.refs.entry(object).or_insert(0) += 1;
+        encode_reply(&(object, typeid))
     }
 
     fn release(&mut self, object: ObjectId) -> Result<Vec<u8>, RemoteError> {
@@ -790,7 +1021,8 @@ impl Conn<'_> {
             None
         };
         let Some(entry) = entry else {
-            return responder.send(Err(Self::no_such_object(object)));
+            responder.disarm();
+            return self.reply(id, Err(Self::no_such_object(object)));
         };
         let now = Instant::now();
         // An absurd timeout is "no deadline" rather than an overflow.
@@ -810,7 +1042,10 @@ impl Conn<'_> {
         };
         let responder = call.responder.take();
         match (outcome, responder) {
-            (Ok(Reply::Now(result)), Some(r)) => r.send(result),
+            (Ok(Reply::Now(result)), Some(r)) => {
+                r.disarm();
+                self.reply(id, result);
+            }
             (Ok(Reply::Parked), None) => {}
             (Err(p), Some(r)) => {
                 let text = flotilla_core::panic_message(&*p);
@@ -852,6 +1087,12 @@ pub fn decode_request_for_tests(bytes: &[u8]) -> Result<(), String> {
 }
 
 impl RunningServer {
+    #[doc(hidden)]
+    /// How many waiter deadlines the timer thread has queued (for flotilla's tests).
+    pub fn queued_deadlines(&self) -> usize {
+        self.shared.timers.queued()
+    }
+
     /// Waits until the server has stopped (after a client's shutdown request), up to
     /// `timeout`; true if it has.
     pub fn wait_stopped(&self, timeout: Duration) -> bool {

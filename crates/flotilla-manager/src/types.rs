@@ -1,5 +1,5 @@
-//! The built-in types of a manager server (Python's `SyncManager` types of this slice):
-//! `dict`, `list`, `Namespace`, `Lock` and `Queue`.
+//! The built-in container types of a manager server: `dict`, `list`, `Namespace`, `Lock`,
+//! `Queue` and `JoinableQueue` (the synchronization types are in `sync_types.rs`).
 //!
 //! Keys and values are opaque codec-encoded bytes: the server never decodes user data,
 //! except where an operation needs a known shape (`dict.add_int` reads an `i64`). Two keys
@@ -396,6 +396,11 @@ pub(crate) struct Queue {
     maxsize: usize,
     getters: VecDeque<Waiter>,
     putters: VecDeque<(Waiter, Bytes)>,
+    /// A `JoinableQueue`: `task_done` and `join` are its methods.
+    joinable: bool,
+    /// Items put and not yet marked done.
+    unfinished: u64,
+    joiners: Vec<Waiter>,
 }
 
 impl Queue {
@@ -403,6 +408,15 @@ impl Queue {
         let maxsize: u64 = decode_ctor("Queue", args)?;
         Ok(Box::new(Queue {
             maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
+            ..Queue::default()
+        }))
+    }
+
+    pub(crate) fn create_joinable(args: &[u8]) -> Result<Box<dyn SharedObject>, RemoteError> {
+        let maxsize: u64 = decode_ctor("JoinableQueue", args)?;
+        Ok(Box::new(Queue {
+            maxsize: usize::try_from(maxsize).unwrap_or(usize::MAX),
+            joinable: true,
             ..Queue::default()
         }))
     }
@@ -418,21 +432,51 @@ impl SharedObject for Queue {
             "put" => {
                 let item = args!(call, Bytes);
                 if let Some(getter) = self.getters.pop_front() {
+                    self.unfinished += 1;
                     getter.reply(&Some(item));
                     Reply::ok(&true)
                 } else if !self.full() {
+                    self.unfinished += 1;
                     self.items.push_back(item);
                     Reply::ok(&true)
                 } else if !call.may_wait() {
                     Reply::ok(&false)
                 } else {
+                    // Counted as unfinished when it goes in.
                     self.putters.push_back((call.park(), item));
                     Reply::Parked
                 }
             }
+            "task_done" if self.joinable => {
+                if self.unfinished == 0 {
+                    return Reply::err(
+                        RemoteErrorKind::ValueError,
+                        "task_done() called too many times",
+                    );
+                }
+                self.unfinished -= 1;
+                if self.unfinished == 0 {
+                    for w in self.joiners.drain(..) {
+                        w.reply(&true);
+                    }
+                }
+                Reply::ok(&())
+            }
+            "join" if self.joinable => {
+                if self.unfinished == 0 {
+                    Reply::ok(&true)
+                } else if !call.may_wait() {
+                    Reply::ok(&false)
+                } else {
+                    self.joiners.push(call.park());
+                    Reply::Parked
+                }
+            }
+            "unfinished" if self.joinable => Reply::ok(&self.unfinished),
             "get" => {
                 if let Some(item) = self.items.pop_front() {
                     if let Some((putter, parked)) = self.putters.pop_front() {
+                        self.unfinished += 1;
                         self.items.push_back(parked);
                         putter.reply(&true);
                     }
@@ -456,20 +500,23 @@ impl SharedObject for Queue {
             if let Some(w) = self.getters.remove(pos) {
                 w.reply(&None::<Bytes>);
             }
-        } else if let Some(pos) = self.putters.iter().position(|(w, _)| w.id() == waiter)
-            && let Some((w, _)) = self.putters.remove(pos)
-        {
-            w.reply(&false);
+        } else if let Some(pos) = self.putters.iter().position(|(w, _)| w.id() == waiter) {
+            if let Some((w, _)) = self.putters.remove(pos) {
+                w.reply(&false);
+            }
+        } else if let Some(pos) = self.joiners.iter().position(|w| w.id() == waiter) {
+            self.joiners.swap_remove(pos).reply(&false);
         }
     }
 
     fn client_gone(&mut self, client: ClientId) {
         self.getters.retain(|w| w.client() != client);
         self.putters.retain(|(w, _)| w.client() != client);
+        self.joiners.retain(|w| w.client() != client);
     }
 }
 
-fn decode_ctor<T: serde::de::DeserializeOwned>(
+pub(crate) fn decode_ctor<T: serde::de::DeserializeOwned>(
     typeid: &str,
     args: &[u8],
 ) -> Result<T, RemoteError> {

@@ -301,6 +301,13 @@ pub enum FrameError {
 
 /// Writes one frame holding `payload`.
 pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
+    write_frame_unflushed(w, payload)?;
+    w.flush()
+}
+
+/// [`write_frame`] without the flush: for a buffered writer sending several frames at
+/// once.
+pub(crate) fn write_frame_unflushed(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
     let len = payload.len() as u64;
     if len > SMALL_MAX {
         w.write_all(&(-1i32).to_be_bytes())?;
@@ -315,7 +322,7 @@ pub fn write_frame(w: &mut impl Write, payload: &[u8]) -> io::Result<()> {
         w.write_all(&(len as u32).to_be_bytes())?;
         w.write_all(payload)?;
     }
-    w.flush()
+    Ok(())
 }
 
 /// How long a reader may wait for the first byte of a frame.
@@ -413,11 +420,21 @@ pub(crate) fn read_frame(
     };
     fill(r, &mut head, &mut filled, &mut frame, idle, frame_timeout)?;
     let announced = i32::from_be_bytes(head);
+    // Counted in `Truncated`, which counts the whole frame, header included.
+    let mut header = head.len() as u64;
     let len = match announced {
         -1 => {
             let mut long = [0u8; 8];
             let mut filled = 0;
-            fill(r, &mut long, &mut filled, &mut frame, idle, frame_timeout)?;
+            let res = fill(r, &mut long, &mut filled, &mut frame, idle, frame_timeout);
+            if let Err(FrameError::Truncated { got, expected }) = res {
+                return Err(FrameError::Truncated {
+                    got: header + got,
+                    expected: header + expected,
+                });
+            }
+            res?;
+            header += long.len() as u64;
             u64::from_be_bytes(long)
         }
         n if n < 0 => return Err(FrameError::BadLength(n)),
@@ -446,8 +463,8 @@ pub(crate) fn read_frame(
         );
         if let Err(FrameError::Truncated { got, .. }) = res {
             return Err(FrameError::Truncated {
-                got: (old as u64) + got,
-                expected: len as u64,
+                got: header + (old as u64) + got,
+                expected: header + len as u64,
             });
         }
         res?;
@@ -548,12 +565,46 @@ mod tests {
             read_frame_from(&mut &[0, 0][..], 10),
             Err(FrameError::Truncated { .. })
         ));
+        // Counted over the whole frame, header included.
         assert!(matches!(
             read_frame_from(&mut &[0, 0, 0, 5, 1, 2][..], 10),
             Err(FrameError::Truncated {
-                got: 2,
-                expected: 5
+                got: 6,
+                expected: 9
             })
         ));
+    }
+
+    #[test]
+    fn truncation_counts_a_long_header_whole() {
+        // −1, then 3 of the 8 bytes of the long length.
+        let mut cut = (-1i32).to_be_bytes().to_vec();
+        cut.extend_from_slice(&[0, 0, 0]);
+        let err = read_frame_from(&mut &cut[..], 1 << 20).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::Truncated {
+                    got: 7,
+                    expected: 12
+                }
+            ),
+            "{err:?}"
+        );
+        // A long header, then 2 of 5 payload bytes.
+        let mut cut = (-1i32).to_be_bytes().to_vec();
+        cut.extend_from_slice(&5u64.to_be_bytes());
+        cut.extend_from_slice(&[1, 2]);
+        let err = read_frame_from(&mut &cut[..], 1 << 20).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::Truncated {
+                    got: 14,
+                    expected: 17
+                }
+            ),
+            "{err:?}"
+        );
     }
 }

@@ -442,3 +442,33 @@ fn a_stopping_server_does_not_wait_for_a_silent_handshake() {
     with_deadline(LONG, "stop with a silent client", move || server.shutdown());
     drop(silent);
 }
+
+/// Calls parked with a long timeout and answered early leave no deadline behind: the
+/// timer thread's queue does not grow with every such call until the deadlines pass.
+#[test]
+fn calls_answered_before_their_deadline_leave_nothing_queued() {
+    with_deadline(LONG, "deadlines", || {
+        let dir = TempDir::new("deadlines");
+        let (server, client) = start(&dir);
+        let q: QueueProxy<u32> = client.queue(0).unwrap();
+        const GETS: usize = 200;
+        let getters: Vec<_> = (0..GETS)
+            .map(|_| {
+                let q = q.clone();
+                thread::spawn(move || q.get_timeout(Some(Duration::from_secs(3600))).unwrap())
+            })
+            .collect();
+        let start = std::time::Instant::now();
+        while server.queued_deadlines() < GETS {
+            assert!(start.elapsed() < LONG, "the gets did not all park");
+            thread::sleep(Duration::from_millis(10));
+        }
+        for i in 0..GETS as u32 {
+            q.put(&i).unwrap();
+        }
+        for g in getters {
+            assert!(g.join().unwrap().is_some());
+        }
+        assert_eq!(server.queued_deadlines(), 0);
+    });
+}

@@ -208,6 +208,12 @@ pub mod managers {
         RemoteError, RemoteErrorKind, Server, ServerBuilder, SharedObject, StartError, Token,
         connect,
     };
+    #[doc(inline)]
+    pub use flotilla_manager::{
+        ArrayProxy, BarrierProxy, BindError, BoundedSemaphoreProxy, ClaimError, ConditionProxy,
+        EventProxy, JoinableQueueProxy, Pending, Proxy, ProxyGuard, RLockProxy, RunningServer,
+        SemaphoreProxy, ValueProxy,
+    };
 }
 
 /// Talking to Python processes on their own terms: CPython's `multiprocessing.connection`

@@ -17,6 +17,8 @@ mod done_callback;
 mod executor_as_completed;
 mod executor_map;
 mod joinable_queue;
+mod manager_dict_list;
+mod manager_lock;
 mod mpi_primes;
 mod pipe;
 mod pool_callbacks;
@@ -30,6 +32,7 @@ mod python_interop;
 mod queue_bounded;
 mod queue_processes;
 mod queue_workers;
+mod remote_queues;
 mod shared_array;
 mod shared_value;
 mod shield;
@@ -187,6 +190,21 @@ const DEMOS: &[Demo] = &[
         name: "mpi-primes",
         about: "the primes on MpiPoolExecutor under mpiexec -n 3 (skipped without MPI)",
         run: mpi_primes::run,
+    },
+    Demo {
+        name: "manager-dict-list",
+        about: "a manager dict and list passed to two pool tasks: one changes them, one prints them",
+        run: manager_dict_list::run,
+    },
+    Demo {
+        name: "manager-lock",
+        about: "five processes add to d[\"year\"]: lost updates, 2500 with a lock, 2500 on the server",
+        run: manager_lock::run,
+    },
+    Demo {
+        name: "remote-queues",
+        about: "two queues registered by name on TCP with an authkey; two clients swap messages",
+        run: remote_queues::run,
     },
 ];
 
