@@ -77,6 +77,9 @@ const COMPLETING: u8 = 2;
 const FINISHED_OK: u8 = 3;
 const FINISHED_ERR: u8 = 4;
 const CANCELLED: u8 = 5;
+/// The blocking waiter's spin before it parks: 2^(SPIN_STEPS + 1) - 1 spin-loop hints,
+/// a few microseconds.
+const SPIN_STEPS: u32 = 6;
 /// The bits of `state` that hold the phase.
 const PHASE: u8 = 0b111;
 /// Someone registered in `inner`: the terminal transition must take the lock.
@@ -350,11 +353,14 @@ impl<T> Shared<T> {
             return true;
         }
         if timeout != Some(Duration::ZERO) {
-            // A hand-off between two CPUs costs tens of microseconds when the waiter has
-            // to be woken from a park; most short tasks finish within a brief spin.
-            let backoff = Backoff::new();
-            while !backoff.is_completed() {
-                backoff.snooze();
+            // A brief spin catches a short task finishing on another CPU. It never
+            // yields: `sched_yield` hands the CPU to whatever else is runnable there (a
+            // build, another service) for the rest of its time slice, while a parked
+            // waiter that is woken preempts it at once.
+            for step in 0..=SPIN_STEPS {
+                for _ in 0..1u32 << step {
+                    std::hint::spin_loop();
+                }
                 if is_done(self.state()) {
                     return true;
                 }
@@ -601,6 +607,18 @@ impl<T> Future<T> {
     pub fn into_result(self, timeout: Option<Duration>) -> Result<T, TaskError> {
         if !self.shared.wait_done(timeout) {
             return Err(TaskError::TimedOut);
+        }
+        if Arc::strong_count(&self.shared) == 1 {
+            // Pairs with the `Release` decrement of every handle dropped before: what they
+            // did with the slot happened before what we do now.
+            std::sync::atomic::fence(Ordering::Acquire);
+            // SAFETY: this is the last handle (the usual case: the completing side and
+            // the other clones have let go), and no `Weak` is ever made, so no other
+            // thread can reach the slot any more; the future is done, so it was written
+            // (module docs, "Who touches what"). Nothing needs keeping out, so TAKEN
+            // need not be set: the allocation goes with this handle.
+            let outcome = unsafe { (*self.shared.outcome.get()).take() };
+            return outcome.map_or(Err(TaskError::ResultTaken), |o| o.map_err(|e| *e));
         }
         self.shared.take()
     }
@@ -972,7 +990,6 @@ where
 pub struct Task {
     /// `None` once a consuming method took it; `Drop` abandons what is left.
     shared: Option<Arc<dyn Queued>>,
-    id: FutureId,
 }
 
 impl Task {
@@ -991,7 +1008,6 @@ impl Task {
             shared: Arc::clone(&shared) as Arc<Shared<T>>,
         };
         let task = Task {
-            id: fut.id(),
             shared: Some(shared),
         };
         (task, fut)
@@ -999,7 +1015,11 @@ impl Task {
 
     /// Which task this is: its future's [`Future::id`].
     pub fn id(&self) -> FutureId {
-        self.id
+        let shared = self
+            .shared
+            .as_ref()
+            .expect("taken only by consuming methods");
+        FutureId(Arc::as_ptr(shared).addr())
     }
 
     fn into_shared(mut self) -> Arc<dyn Queued> {
@@ -1040,7 +1060,7 @@ impl Drop for Task {
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
-            .field("id", &self.id)
+            .field("id", &self.shared.as_ref().map(|s| Arc::as_ptr(s).addr()))
             .finish_non_exhaustive()
     }
 }
