@@ -63,7 +63,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
@@ -77,9 +77,10 @@ const COMPLETING: u8 = 2;
 const FINISHED_OK: u8 = 3;
 const FINISHED_ERR: u8 = 4;
 const CANCELLED: u8 = 5;
-/// The blocking waiter's spin before it parks: 2^(SPIN_STEPS + 1) - 1 spin-loop hints,
-/// a few microseconds.
-const SPIN_STEPS: u32 = 6;
+/// How long a blocking waiter spins before it parks (see [`Shared::wait_done`]): enough
+/// for a trivial task on another CPU, and short, because every microsecond of it is a
+/// microsecond of delay when the worker shares the waiter's CPU.
+const SPIN_FOR: Duration = Duration::from_micros(3);
 /// The bits of `state` that hold the phase.
 const PHASE: u8 = 0b111;
 /// Someone registered in `inner`: the terminal transition must take the lock.
@@ -353,16 +354,27 @@ impl<T> Shared<T> {
             return true;
         }
         if timeout != Some(Duration::ZERO) {
-            // A brief spin catches a short task finishing on another CPU. It never
-            // yields: `sched_yield` hands the CPU to whatever else is runnable there (a
-            // build, another service) for the rest of its time slice, while a parked
-            // waiter that is woken preempts it at once.
-            for step in 0..=SPIN_STEPS {
-                for _ in 0..1u32 << step {
+            // A spin catches a short task finishing on another CPU; it is bounded in
+            // time, not in spin-loop hints, since one `pause` takes from 35 to 190 ns on
+            // a virtual machine. Where the scheduler has put the worker on the waiter's
+            // CPU (and it keeps them there for the life of the process), the worker runs
+            // only once the waiter stops spinning, so a long spin is a slow mode: 50 µs
+            // of spin made 50 µs round trips. And it never yields: on a CPU shared with a
+            // busy process `sched_yield` took from 1 to 470 µs, as it hands over the rest
+            // of a time slice, while a parked waiter that is woken runs at once. The
+            // spin-then-yield this replaced (crossbeam's `Backoff::snooze`: 127 hints,
+            // 4-24 µs here, then four yields) was the slow mode of issue 15.
+            let spin_for = timeout.map_or(SPIN_FOR, |t| t.min(SPIN_FOR));
+            let start = Instant::now();
+            loop {
+                for _ in 0..8 {
                     std::hint::spin_loop();
                 }
                 if is_done(self.state()) {
                     return true;
+                }
+                if start.elapsed() >= spin_for {
+                    break;
                 }
             }
         }
