@@ -348,7 +348,17 @@ rounds, while the harness keeps one busy process per CPU running (a fresh proces
 bench binary in a multiply-add loop): it starts them just before each contender's round
 and kills them just after, so every contender's round runs under the same load. The
 value of a latency figure is still the median call of a round; compare each
-contender's worst round (max) as well as its median.";
+contender's worst round (max) as well as its median (`--rounds N` for more rounds).
+
+Why these exist: flotilla's one-task latency used to be bimodal, a whole process at
+45-70 µs a round trip where the peers took 4-6 µs. The waiter of a flotilla future spun
+with crossbeam's `Backoff::snooze` before it parked: 127 `pause` hints, which take 4-24
+µs on this virtual machine, then four `sched_yield`s, each of which took from 1 to 470 µs
+on a CPU shared with a busy process (it hands over the rest of a time slice). Where the
+scheduler had put the worker on the waiter's CPU (it keeps such a pair together for the
+life of the process), the worker ran only once the waiter stopped spinning and yielding:
+a 50 µs spin, tried while looking for the cause, made every round trip 54 µs. A blocking
+wait on a flotilla future now spins for at most 3 µs of time, never yields, then parks.";
 
 /// `figure` under load: named `name` (which ends in [`LOADED_SUFFIX`]), the harness
 /// runs it with one busy process per CPU around every contender's round.

@@ -11,7 +11,12 @@
 //! promised a new one: a submission that can take one from it wakes that worker instead
 //! of starting a thread; otherwise it starts one, up to `max_workers`. A worker marks
 //! itself idle *before* it publishes its task's result, so a caller that submits its
-//! next task as soon as it sees the result finds the worker it just used.
+//! next task as soon as it sees the result finds the worker it just used. Once every
+//! thread is started, `idle` is no longer kept: a grown pool's submission and task touch
+//! no shared counter.
+//!
+//! A queued job is a [`flotilla_core::Task`]: the closure in its future's own
+//! allocation, so a submission costs one allocation.
 //!
 //! No lock is held while user code (a task, an initializer, a done callback) runs:
 //! cancelled or failed jobs are collected under the lock and finished after it.
