@@ -171,6 +171,11 @@ pub(crate) struct Figure {
 }
 
 impl Figure {
+    /// Whether the harness runs this figure under load (see [`LOADED_CONDITIONS`]).
+    pub(crate) fn loaded(&self) -> bool {
+        self.name.ends_with(LOADED_SUFFIX)
+    }
+
     /// flotilla first, then the baselines.
     pub(crate) fn contenders(&self) -> Vec<Contender> {
         let flotilla = rust("flotilla", self.flotilla);
@@ -359,6 +364,80 @@ macro_rules! manager_figure {
 }
 
 /// Every figure, in the order a run measures them.
+/// The name suffix of a loaded figure (see [`loaded`]).
+pub(crate) const LOADED_SUFFIX: &str = "-loaded";
+
+/// The conditions of every loaded figure, for `docs/benchmarks.md`.
+pub(crate) const LOADED_CONDITIONS: &str = "\
+The figure of the same name without `-loaded`, with the same contenders, plans and
+rounds, while the harness keeps one busy process per CPU running (a fresh process of the
+bench binary in a multiply-add loop): it starts them just before each contender's round
+and kills them just after, so every contender's round runs under the same load. The
+value of a latency figure is still the median call of a round; compare each
+contender's worst round (max) as well as its median (`--rounds N` for more rounds).
+
+Why these exist: flotilla's one-task latency used to be bimodal, a whole process at
+45-70 µs a round trip where the peers took 4-6 µs. The waiter of a flotilla future spun
+with crossbeam's `Backoff::snooze` before it parked: 127 `pause` hints, which take 4-24
+µs on this virtual machine, then four `sched_yield`s, each of which took from 1 to 470 µs
+on a CPU shared with a busy process (it hands over the rest of a time slice). Where the
+scheduler had put the worker on the waiter's CPU (it keeps such a pair together for the
+life of the process), the worker ran only once the waiter stopped spinning and yielding:
+a 50 µs spin, tried while looking for the cause, made every round trip 54 µs. A blocking
+wait on a flotilla future now spins for at most 3 µs of time, never yields, then parks.";
+
+/// `figure` under load: named `name` (which ends in [`LOADED_SUFFIX`]), the harness
+/// runs it with one busy process per CPU around every contender's round.
+const fn loaded(figure: Figure, name: &'static str, title: &'static str) -> Figure {
+    Figure {
+        name,
+        title,
+        conditions: LOADED_CONDITIONS,
+        ..figure
+    }
+}
+
+/// `thread-pool-round-trip`, and the base of its loaded variant.
+const THREAD_POOL_ROUND_TRIP: Figure = Figure {
+        name: "thread-pool-round-trip",
+        title: "thread pool: submit one trivial task and wait for its result",
+        unit: TimeUnit::Micros.symbol(),
+        measure: Measure::Latency {
+            trips: 20_000,
+            quick_trips: 20_000,
+            unit: TimeUnit::Micros,
+        },
+        conditions: thread_pool::ROUND_TRIP_CONDITIONS,
+        check: thread_pool::check_submit,
+        flotilla: thread_pool::flotilla_submit,
+        baselines: &[
+            cpython("thread_pool.py", "submit"),
+            rust("threadpool", thread_pool::threadpool_submit),
+            rust("rayon", thread_pool::rayon_submit),
+            rust("tokio", thread_pool::tokio_submit),
+            rust("crossbeam", thread_pool::crossbeam_submit),
+        ],
+    };
+
+/// `async-run-in-executor-latency`, and the base of its loaded variant.
+const ASYNC_RUN_IN_EXECUTOR_LATENCY: Figure = Figure {
+        name: "async-run-in-executor-latency",
+        title: "run_in_executor from async code: start one trivial task and await it",
+        unit: TimeUnit::Micros.symbol(),
+        measure: Measure::Latency {
+            trips: 20_000,
+            quick_trips: 5_000,
+            unit: TimeUnit::Micros,
+        },
+        conditions: asyncio::LATENCY_CONDITIONS,
+        check: asyncio::check,
+        flotilla: asyncio::flotilla_one_by_one,
+        baselines: &[
+            cpython("asyncio_bridge.py", "one-by-one"),
+            rust("tokio", asyncio::tokio_one_by_one),
+        ],
+    };
+
 pub(crate) const FIGURES: &[Figure] = &[
     Figure {
         name: "thread-pool-submit",
@@ -379,26 +458,7 @@ pub(crate) const FIGURES: &[Figure] = &[
             rust("crossbeam", thread_pool::crossbeam_submit),
         ],
     },
-    Figure {
-        name: "thread-pool-round-trip",
-        title: "thread pool: submit one trivial task and wait for its result",
-        unit: TimeUnit::Micros.symbol(),
-        measure: Measure::Latency {
-            trips: 20_000,
-            quick_trips: 20_000,
-            unit: TimeUnit::Micros,
-        },
-        conditions: thread_pool::ROUND_TRIP_CONDITIONS,
-        check: thread_pool::check_submit,
-        flotilla: thread_pool::flotilla_submit,
-        baselines: &[
-            cpython("thread_pool.py", "submit"),
-            rust("threadpool", thread_pool::threadpool_submit),
-            rust("rayon", thread_pool::rayon_submit),
-            rust("tokio", thread_pool::tokio_submit),
-            rust("crossbeam", thread_pool::crossbeam_submit),
-        ],
-    },
+    THREAD_POOL_ROUND_TRIP,
     Figure {
         name: "executor-map",
         title: "executor map: 100k trivial items, results in input order",
@@ -610,23 +670,30 @@ pub(crate) const FIGURES: &[Figure] = &[
         []
     ),
     // The asyncio bridge (bench/src/asyncio.rs, bench/python/asyncio_bridge.py).
-    Figure {
-        name: "async-run-in-executor-latency",
-        title: "run_in_executor from async code: start one trivial task and await it",
-        unit: TimeUnit::Micros.symbol(),
-        measure: Measure::Latency {
-            trips: 20_000,
-            quick_trips: 5_000,
-            unit: TimeUnit::Micros,
-        },
-        conditions: asyncio::LATENCY_CONDITIONS,
-        check: asyncio::check,
-        flotilla: asyncio::flotilla_one_by_one,
-        baselines: &[
-            cpython("asyncio_bridge.py", "one-by-one"),
-            rust("tokio", asyncio::tokio_one_by_one),
-        ],
-    },
+    ASYNC_RUN_IN_EXECUTOR_LATENCY,
+    // The latency figures again under load (see `loaded`): a slow mode that only shows
+    // when the CPUs are shared is what a service on a busy machine sees.
+    loaded(
+        THREAD_POOL_ROUND_TRIP,
+        "thread-pool-round-trip-loaded",
+        "thread pool: submit one trivial task and wait for its result, every CPU busy",
+    ),
+    loaded(
+        ASYNC_RUN_IN_EXECUTOR_LATENCY,
+        "async-run-in-executor-latency-loaded",
+        "run_in_executor from async code: start one trivial task and await it, every CPU busy",
+    ),
+    loaded(
+        round_trip!(
+            "connection-round-trip-64B",
+            "Connection round trip to a child process, 64 B messages",
+            64,
+            5_000,
+            "round-trip-64"
+        ),
+        "connection-round-trip-64B-loaded",
+        "Connection round trip to a child process, 64 B messages, every CPU busy",
+    ),
     Figure {
         name: "async-run-in-executor-gather",
         title: "run_in_executor from async code: start trivial tasks together, gather them",

@@ -24,6 +24,56 @@ pub(crate) const MEASURE: &str = "measure";
 /// How long one child may take before it is killed and its contender marked failed.
 const CHILD_TIMEOUT: Duration = Duration::from_secs(300);
 
+/// The first argument that makes this binary one busy process of a loaded figure's load.
+pub(crate) const SPIN: &str = "spin";
+
+/// Child mode `spin`: keeps one CPU busy until killed, or until its parent is gone or
+/// [`CHILD_TIMEOUT`] has passed, so a load never outlives the run that started it.
+pub(crate) fn spin_main() -> ! {
+    let parent = std::os::unix::process::parent_id();
+    let start = Instant::now();
+    let mut x = 1u64;
+    loop {
+        for _ in 0..1_000_000 {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1));
+        }
+        if std::os::unix::process::parent_id() != parent || start.elapsed() > CHILD_TIMEOUT {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// The load of a loaded figure (one busy process per CPU), from [`Load::start`] until
+/// dropped.
+struct Load(Vec<std::process::Child>);
+
+impl Load {
+    /// Starts one busy process per CPU.
+    fn start() -> anyhow::Result<Load> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut load = Load(Vec::with_capacity(cpus));
+        for _ in 0..cpus {
+            let child = Command::new(std::env::current_exe()?)
+                .arg(SPIN)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .spawn()
+                .context("cannot start a load process")?;
+            load.0.push(child);
+        }
+        Ok(load)
+    }
+}
+
+impl Drop for Load {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// What one child does, the same for every contender of a figure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Plan {
@@ -319,7 +369,10 @@ pub(crate) fn run_figure(
                 continue;
             }
             let contender = &contenders[i];
-            match run_child(figure, contender, plans[i], python, root) {
+            // A loaded figure's load runs for exactly this contender's round.
+            let load = figure.loaded().then(Load::start).transpose();
+            let outcome = load.and_then(|_load| run_child(figure, contender, plans[i], python, root));
+            match outcome {
                 Ok(samples_ns) if !samples_ns.is_empty() => {
                     let value = figure.value(plans[i], &samples_ns);
                     eprint!(" {} {}", contender.name, crate::report::number(value));

@@ -25,7 +25,7 @@ use anyhow::{Context, bail};
 use crate::harness::{Problem, Python};
 
 const USAGE: &str = "\
-usage: cargo xtask bench [--quick] [--write-docs] [--note TEXT] [FILTER...]
+usage: cargo xtask bench [--quick] [--rounds N] [--write-docs] [--note TEXT] [FILTER...]
        cargo xtask bench --list
 
 Measures every figure whose name contains one of the FILTERs (all of them when none is
@@ -33,6 +33,8 @@ given) for flotilla and each baseline, alternating them over rounds, then prints
 table and writes target/bench/results.json.
 
   --quick        2 rounds and fewer timed calls instead of 5 rounds: a smoke run
+  --rounds N     N rounds (each a fresh process per contender) instead of 5 (or 2):
+                 for the distribution of a figure, its worst round beside its median
   --write-docs   also rewrite docs/benchmarks.md from this run
   --note TEXT    the conditions of this run, for docs/benchmarks.md
   --list         list the figures and their contenders
@@ -46,6 +48,7 @@ struct Options {
     quick: bool,
     write_docs: bool,
     list: bool,
+    rounds: Option<usize>,
     note: Option<String>,
     filters: Vec<String>,
 }
@@ -59,6 +62,15 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--write-docs" => options.write_docs = true,
                 "--list" => options.list = true,
+                "--rounds" => {
+                    let n = args.next().context("--rounds needs a number")?;
+                    let n: usize = n
+                        .parse()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .with_context(|| format!("--rounds needs a positive number, not {n:?}"))?;
+                    options.rounds = Some(n);
+                }
                 "--note" => {
                     options.note = Some(args.next().context("--note needs a text")?.clone())
                 }
@@ -94,6 +106,10 @@ fn main() -> anyhow::Result<()> {
         // The posix_spawn limit's child: a fresh start of this binary, and nothing else.
         std::process::exit(os::EXIT_NOW_CODE);
     }
+    if args.first().map(String::as_str) == Some(harness::SPIN) {
+        // One process of a loaded figure's load: busy until the harness kills it.
+        harness::spin_main();
+    }
     if args.first().map(String::as_str) == Some(harness::MEASURE) {
         return harness::measure_main(&args[1..]);
     }
@@ -128,7 +144,9 @@ fn main() -> anyhow::Result<()> {
     }
 
     let root = workspace_root();
-    let rounds = if options.quick { 2 } else { 5 };
+    let rounds = options
+        .rounds
+        .unwrap_or(if options.quick { 2 } else { 5 });
     let python = Python::detect();
     if let Python::Missing(why) = &python {
         eprintln!("warning: no CPython column: {why}");

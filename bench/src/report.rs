@@ -350,6 +350,7 @@ pub(crate) fn markdown(
          cargo xtask bench                  # every figure, 5 rounds (a few minutes on 2 cores)\n\
          cargo xtask bench --quick          # 2 rounds and fewer timed calls: a smoke run\n\
          cargo xtask bench thread-pool map  # only the figures whose names contain a word\n\
+         cargo xtask bench --rounds 12 round-trip  # more rounds: the worst beside the median\n\
          cargo xtask bench --write-docs     # and rewrite this page from the run\n\
          cargo xtask bench --list           # the figures and their contenders\n\
          ```\n\n\

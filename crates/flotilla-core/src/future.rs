@@ -1,45 +1,69 @@
-//! [`Future`], the handle to a task's eventual result, and [`Completer`], the side an
-//! executor keeps to report that result.
+//! [`Future`], the handle to a task's eventual result; [`Completer`], the side an
+//! executor keeps to report that result; and [`Task`], a task and its future in one
+//! allocation, for executors that queue closures.
 //!
 //! # State machine
 //!
+//! One atomic byte, `state`, holds the phase in its low three bits and three flags:
+//!
 //! ```text
-//!            set_running_or_notify_cancel          complete
-//!   PENDING ─────────────────────────────> RUNNING ─────────> FINISHED_OK | FINISHED_ERR
-//!      │
-//!      │ cancel (Future) / cancel (Completer) / complete (a task that never ran)
-//!      └────────────────────────────────> CANCELLED | FINISHED_*
+//!            set_running_or_notify_cancel            complete (completer only)
+//!   PENDING ─────────────────────────────> RUNNING ──────────────────────────┐
+//!      │                                                                      v
+//!      │ cancel (Future or Completer) /              write outcome   FINISHED_OK
+//!      │ complete of a task that never ran                ┌───────>  FINISHED_ERR
+//!      └──────────────────────────────────> COMPLETING ───┘          CANCELLED
+//!
+//!   flags: WAITERS  someone registered in `inner` (callback, waker, watcher, sleeper)
+//!          READING  a reader is cloning the outcome (under `inner`'s lock)
+//!          TAKEN    the outcome was moved out (into_result, `.await`)
 //! ```
 //!
-//! The three terminal states are final: nothing leaves them, and the outcome slot is
-//! written exactly once, in the same critical section that enters one of them.
+//! The three terminal phases are final, and the outcome slot is written exactly once,
+//! before the transition into one of them publishes it (with `Release`).
 //!
 //! # Who touches what
 //!
-//! - `state` enters a terminal state only while holding `inner` (by compare-exchange);
-//!   PENDING → RUNNING is a lock-free compare-exchange by the executor, so a racing
-//!   `cancel` and `set_running_or_notify_cancel` have exactly one winner. The state is
-//!   read without the lock (with `Acquire`) for the cheap `done()`-style checks and the
-//!   spin before parking; whoever then needs the outcome takes the lock, which the
-//!   terminal transition holds until the slot is filled.
-//! - `inner.outcome` is written once by the transition to a terminal state; after that
-//!   it is read (cloned) by `result` and moved out by `into_result`/`.await`, always under
-//!   the lock.
-//! - `inner.callbacks`, `wakers` and `watchers` are appended to while the future is not
-//!   done, and drained by the terminal transition. They are invoked after the lock is
-//!   released: no user code, waker or callback ever runs under the lock.
+//! - **The phase.** PENDING → RUNNING and PENDING → COMPLETING are compare-exchanges, so
+//!   a racing `cancel` and `set_running_or_notify_cancel` have exactly one winner. From
+//!   RUNNING only the completing side (the one [`Completer`] or [`Task`]) can move on,
+//!   so it needs no compare-exchange: it writes the outcome and flips the phase to
+//!   terminal with one `fetch_xor`. From COMPLETING only the side whose
+//!   compare-exchange entered it moves on, the same way. Nobody else ever changes the
+//!   phase bits; others only set flags (`fetch_or`), which a compare-exchange that
+//!   lost to them retries with.
+//! - **The outcome slot** (`outcome`, an `UnsafeCell`). Before a terminal phase, only
+//!   the side that owns the transition (RUNNING's completer, or COMPLETING's winner)
+//!   touches it, and it writes it once. After, readers that clone it (`result`,
+//!   `error`, `.await` by reference) hold `inner`'s lock and set READING while they
+//!   read, and a taker (`into_result`, `.await` by value) moves it out only after its
+//!   compare-exchange set TAKEN on a state without READING; a taker that finds READING
+//!   waits for the reader on the lock. Nothing reads it after TAKEN.
+//! - **The job slot** of a [`Task`] is touched only through the one `Task` handle,
+//!   which is not `Clone`: it takes the closure out to run or drop it. Futures never
+//!   touch it.
+//! - **`inner`** (a mutex): `callbacks`, `wakers`, `watchers` and `sleepers` are
+//!   appended to only under the lock *after* setting WAITERS and seeing (in the same
+//!   `fetch_or`) that the future was not done. The terminal transition takes the lock
+//!   only when the state it replaced had WAITERS: then it drains them and runs them
+//!   after releasing the lock. So a task that nobody waits on for long completes with
+//!   two atomic operations and no lock; no user code, waker or callback ever runs under
+//!   the lock (but a reader's `Clone` does).
 //! - Each `.await` (and each [`Completion`]) keeps the key of the one waker it
 //!   registered, replaces it in place when polled with another waker, and removes it
 //!   when dropped unfinished: an awaiting side that gives up (a `select!` that took
 //!   another branch, an aborted task) leaves nothing behind in a future that lives on.
+//! - The blocking waiter first spins briefly on the state (see
+//!   [`Shared::wait_done`]), then sleeps on `cond` counted in `sleepers`.
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_utils::Backoff;
 
@@ -49,9 +73,30 @@ use crate::wait::Signal;
 
 const PENDING: u8 = 0;
 const RUNNING: u8 = 1;
-const FINISHED_OK: u8 = 2;
-const FINISHED_ERR: u8 = 3;
-const CANCELLED: u8 = 4;
+const COMPLETING: u8 = 2;
+const FINISHED_OK: u8 = 3;
+const FINISHED_ERR: u8 = 4;
+const CANCELLED: u8 = 5;
+/// How long a blocking waiter spins before it parks (see [`Shared::wait_done`]): enough
+/// for a trivial task on another CPU, and short, because every microsecond of it is a
+/// microsecond of delay when the worker shares the waiter's CPU.
+const SPIN_FOR: Duration = Duration::from_micros(3);
+/// The bits of `state` that hold the phase.
+const PHASE: u8 = 0b111;
+/// Someone registered in `inner`: the terminal transition must take the lock.
+const WAITERS: u8 = 1 << 3;
+/// A reader is cloning the outcome, holding `inner`'s lock.
+const READING: u8 = 1 << 4;
+/// The outcome was moved out.
+const TAKEN: u8 = 1 << 5;
+
+fn phase(state: u8) -> u8 {
+    state & PHASE
+}
+
+fn is_done(state: u8) -> bool {
+    phase(state) >= FINISHED_OK
+}
 
 /// Where a [`Future`] is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,29 +132,62 @@ pub struct FutureId(usize);
 /// A done callback, as given to [`Future::add_done_callback`].
 type Callback<T> = Box<dyn FnOnce(&Future<T>) + Send + 'static>;
 
-enum Slot<T> {
-    Empty,
-    Ready(Result<T, TaskError>),
-    Taken,
-}
-
+/// The waiters of a future that is not done yet, under `Shared::inner`. Boxed there on
+/// first use: most futures never have a waiter that does not find them done, and a
+/// small allocation is what makes a task cheap.
 struct Inner<T> {
-    outcome: Slot<T>,
     callbacks: Vec<Callback<T>>,
     /// Registered wakers with the key their registrant keeps (see [`WakerSlot`]).
     wakers: Vec<(u64, Waker)>,
     /// The key the next waker registration gets.
     next_waker: u64,
     watchers: Vec<(Arc<Signal>, usize)>,
-    /// Threads parked on `Shared::cond`; the completing side skips the notify when zero.
+    /// Threads parked on `Shared::cond`.
     sleepers: usize,
 }
 
-struct Shared<T> {
-    state: AtomicU8,
-    inner: Mutex<Inner<T>>,
-    cond: Condvar,
+impl<T> Default for Inner<T> {
+    fn default() -> Self {
+        Inner {
+            callbacks: Vec::new(),
+            wakers: Vec::new(),
+            next_waker: 0,
+            watchers: Vec::new(),
+            sleepers: 0,
+        }
+    }
 }
+
+/// A task's outcome as a future stores it.
+type Outcome<T> = Result<T, Box<TaskError>>;
+
+/// The guard of `Shared::inner`.
+type Locked<'a, T> = MutexGuard<'a, Option<Box<Inner<T>>>>;
+
+/// What rides along with a future in its allocation: nothing (`()`, for a
+/// [`Completer`]'s future), or a [`Task`]'s closure.
+trait Payload: Send {}
+
+impl<P: Send> Payload for P {}
+
+/// One future's allocation. `J` is the payload: a concrete type while it is built, then
+/// `dyn Payload` behind every [`Future`] and [`Completer`].
+struct Shared<T, J: ?Sized = dyn Payload> {
+    state: AtomicU8,
+    inner: Mutex<Option<Box<Inner<T>>>>,
+    cond: Condvar,
+    /// The error is boxed so the slot is small for the usual outcome, a value.
+    outcome: UnsafeCell<Option<Outcome<T>>>,
+    job: J,
+}
+
+// SAFETY: `outcome` and the job slot are the only fields not already `Sync`. The state
+// machine of the module docs gives every access to them one owner at a time: the
+// outcome is written by the one side owning the transition to a terminal phase, then
+// only read under `inner`'s lock with READING set, or moved out once by the side that
+// set TAKEN; the job slot is touched only through the one `Task`. Values cross threads
+// by those hand-offs only, hence `T: Send` and `J: Send`, not `Sync`.
+unsafe impl<T: Send, J: ?Sized + Send> Sync for Shared<T, J> {}
 
 /// The eventual result of a task: Python's `concurrent.futures.Future`.
 ///
@@ -158,9 +236,15 @@ pub struct Completer<T> {
 }
 
 impl<T> Shared<T> {
-    fn lock(&self) -> MutexGuard<'_, Inner<T>> {
-        // User code never runs under this lock, so a poisoned lock can only come from a
-        // panic inside this module between consistent states; the data is still valid.
+    /// A future's allocation in `state`, with `outcome` already in place for a done one.
+    fn new(state: u8, outcome: Option<Outcome<T>>) -> Arc<Shared<T>> {
+        Arc::new(Shared::with_job(state, outcome, ()))
+    }
+
+    fn lock(&self) -> Locked<'_, T> {
+        // User code never runs under this lock (a reader's `Clone` is the exception, and
+        // the READING guard survives its panic), so a poisoned lock can only come from a
+        // panic between consistent states; the data is still valid.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -168,41 +252,69 @@ impl<T> Shared<T> {
         self.state.load(Ordering::Acquire)
     }
 
-    /// Moves the future to a terminal state with `outcome`, if its current state is one
-    /// that `from` accepts. Returns whether the transition happened.
-    fn finish(self: &Arc<Self>, from: fn(u8) -> bool, outcome: Result<T, TaskError>) -> bool {
+    /// Under `inner`'s lock (the guard proves it): tells the terminal transition that
+    /// it must take the lock, and returns where to register while the future is not
+    /// done. `None` means it is: nothing may be registered then, as the transition has
+    /// already happened and will not look again.
+    fn announce_waiter<'g>(&self, locked: &'g mut Locked<'_, T>) -> Option<&'g mut Inner<T>> {
+        if is_done(self.state.fetch_or(WAITERS, Ordering::AcqRel)) {
+            return None;
+        }
+        Some(locked.get_or_insert_with(Box::default))
+    }
+
+    /// Moves the future to a terminal phase with `outcome`: from PENDING, or also from
+    /// RUNNING when `from_running` (only the completing side may ask that). Returns
+    /// whether this call made the transition.
+    fn finish(self: &Arc<Self>, from_running: bool, outcome: Result<T, TaskError>) -> bool {
         let terminal = match &outcome {
             Ok(_) => FINISHED_OK,
             Err(TaskError::Cancelled) => CANCELLED,
             Err(_) => FINISHED_ERR,
         };
-        let mut inner = self.lock();
-        // Only this lock's holder enters a terminal state, but PENDING → RUNNING happens
-        // without the lock (see `set_running_or_notify_cancel`), so the state may move
-        // under us once: a compare-exchange settles which transition won.
         let mut current = self.state.load(Ordering::Acquire);
-        loop {
-            if !from(current) {
-                return false;
+        let from = loop {
+            match phase(current) {
+                PENDING => match self.state.compare_exchange_weak(
+                    current,
+                    (current & !PHASE) | COMPLETING,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break COMPLETING,
+                    // A flag was set, or a racing cancel or start won: look again.
+                    Err(now) => current = now,
+                },
+                RUNNING if from_running => break RUNNING,
+                _ => return false,
             }
-            match self.state.compare_exchange(
-                current,
-                terminal,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(now) => current = now,
-            }
+        };
+        // SAFETY: we own the transition out of `from` (module docs, "Who touches what":
+        // our compare-exchange entered COMPLETING, or the caller is the completing side
+        // of a RUNNING future), so no one else reads or writes the slot until the
+        // `fetch_xor` below publishes it.
+        unsafe { *self.outcome.get() = Some(outcome.map_err(Box::new)) };
+        // Only the phase bits change, from `from` (which nobody else can leave) to
+        // `terminal`; flags set meanwhile are kept.
+        let before = self.state.fetch_xor(from ^ terminal, Ordering::AcqRel);
+        if before & WAITERS != 0 {
+            self.wake_waiters();
         }
-        // Readers that saw the terminal state take this lock before reading the slot,
-        // so they find it filled.
-        inner.outcome = Slot::Ready(outcome);
+        true
+    }
+
+    /// After the terminal transition of a future with WAITERS: wakes the sleepers and
+    /// runs what was registered, outside the lock.
+    fn wake_waiters(self: &Arc<Self>) {
+        let mut locked = self.lock();
+        // WAITERS is set only by a registrant that then created the box.
+        let inner = locked.get_or_insert_with(Box::default);
+        // The box stays: a sleeper still counts itself out of it when it wakes.
         let callbacks = std::mem::take(&mut inner.callbacks);
         let wakers = std::mem::take(&mut inner.wakers);
         let watchers = std::mem::take(&mut inner.watchers);
         let sleepers = inner.sleepers > 0;
-        drop(inner);
+        drop(locked);
 
         if sleepers {
             self.cond.notify_all();
@@ -221,7 +333,19 @@ impl<T> Shared<T> {
                 fut.run_callback(callback);
             }
         }
-        true
+    }
+
+    /// Waits while another side is between COMPLETING and its terminal phase: a few
+    /// instructions, unless that thread was preempted right there.
+    fn wait_out_completing(&self) -> u8 {
+        let backoff = Backoff::new();
+        loop {
+            let state = self.state();
+            if phase(state) != COMPLETING {
+                return state;
+            }
+            backoff.snooze();
+        }
     }
 
     /// Blocks until the future is done or `timeout` has passed; true when done.
@@ -230,62 +354,135 @@ impl<T> Shared<T> {
             return true;
         }
         if timeout != Some(Duration::ZERO) {
-            // A hand-off between two CPUs costs tens of microseconds when the waiter has
-            // to be woken from a park; most short tasks finish within a brief spin.
-            let backoff = Backoff::new();
-            while !backoff.is_completed() {
-                backoff.snooze();
+            // A spin catches a short task finishing on another CPU; it is bounded in
+            // time, not in spin-loop hints, since one `pause` takes from 35 to 190 ns on
+            // a virtual machine. Where the scheduler has put the worker on the waiter's
+            // CPU (and it keeps them there for the life of the process), the worker runs
+            // only once the waiter stops spinning, so a long spin is a slow mode: 50 µs
+            // of spin made 50 µs round trips. And it never yields: on a CPU shared with a
+            // busy process `sched_yield` took from 1 to 470 µs, as it hands over the rest
+            // of a time slice, while a parked waiter that is woken runs at once. The
+            // spin-then-yield this replaced (crossbeam's `Backoff::snooze`: 127 hints,
+            // 4-24 µs here, then four yields) was the slow mode of issue 15.
+            let spin_for = timeout.map_or(SPIN_FOR, |t| t.min(SPIN_FOR));
+            let start = Instant::now();
+            loop {
+                for _ in 0..8 {
+                    std::hint::spin_loop();
+                }
                 if is_done(self.state()) {
                     return true;
+                }
+                if start.elapsed() >= spin_for {
+                    break;
                 }
             }
         }
         let deadline = Deadline::after(timeout);
-        let mut inner = self.lock();
-        while !is_done(self.state.load(Ordering::Relaxed)) {
+        let mut locked = self.lock();
+        if self.announce_waiter(&mut locked).is_none() {
+            return true;
+        }
+        while !is_done(self.state()) {
             if deadline.expired() {
                 return false;
             }
-            inner.sleepers += 1;
-            inner = deadline.wait(&self.cond, inner);
-            inner.sleepers -= 1;
+            Self::sleepers(&mut locked).sleepers += 1;
+            locked = deadline.wait(&self.cond, locked);
+            Self::sleepers(&mut locked).sleepers -= 1;
         }
         true
     }
 
-    fn take_outcome(inner: &mut Inner<T>) -> Result<T, TaskError> {
-        match std::mem::replace(&mut inner.outcome, Slot::Taken) {
-            Slot::Ready(outcome) => outcome,
-            Slot::Taken => Err(TaskError::ResultTaken),
-            // Only called once the state is terminal, and the terminal transition fills
-            // the slot in the same critical section.
-            Slot::Empty => unreachable!("a done future always has an outcome"),
+    /// The waiters of a future that has announced one (so its box exists).
+    fn sleepers<'g>(locked: &'g mut Locked<'_, T>) -> &'g mut Inner<T> {
+        locked.get_or_insert_with(Box::default)
+    }
+
+    /// Reads the outcome of a done future with `read`; `None` when it was taken.
+    fn read<R>(&self, read: impl FnOnce(Result<&T, &TaskError>) -> R) -> Option<R> {
+        // Readers exclude each other with the lock (so `T` need not be `Sync`), and a
+        // taker with READING, which it waits out on the same lock.
+        let _inner = self.lock();
+        let before = self.state.fetch_or(READING, Ordering::Acquire);
+        // Declared after the lock guard, so dropped (READING cleared) before it, even
+        // when `read` panics.
+        let _reading = ClearReading(&self.state);
+        if before & TAKEN != 0 {
+            return None;
+        }
+        debug_assert!(is_done(before), "only a done future's outcome is read");
+        // SAFETY: the future is done (the caller waited for it, and the `Acquire` above
+        // saw its `Release`), so the slot is written and nobody writes it again; TAKEN
+        // is not set and cannot be while READING is (module docs, "Who touches what"),
+        // and other readers are kept out by the lock.
+        let outcome = unsafe { &*self.outcome.get() };
+        let outcome = outcome.as_ref().expect("a done future has an outcome");
+        Some(read(outcome.as_ref().map_err(|e| &**e)))
+    }
+
+    /// Moves the outcome out of a done future; [`TaskError::ResultTaken`] when another
+    /// handle already did.
+    fn take(&self) -> Result<T, TaskError> {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            debug_assert!(is_done(current), "only a done future's outcome is taken");
+            if current & TAKEN != 0 {
+                return Err(TaskError::ResultTaken);
+            }
+            if current & READING != 0 {
+                // A reader is cloning under the lock: wait for it there.
+                drop(self.lock());
+                current = self.state.load(Ordering::Acquire);
+                continue;
+            }
+            match self.state.compare_exchange_weak(
+                current,
+                current | TAKEN,
+                Ordering::Acquire,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
+        }
+        // SAFETY: our compare-exchange set TAKEN on a done state without READING: no
+        // reader is in the slot and none will enter it, no other taker can set TAKEN
+        // again, and the writer finished before the terminal phase we saw (module docs).
+        let outcome = unsafe { (*self.outcome.get()).take() };
+        outcome
+            .expect("a done future has an outcome")
+            .map_err(|e| *e)
+    }
+}
+
+impl<T, J> Shared<T, J> {
+    fn with_job(state: u8, outcome: Option<Outcome<T>>, job: J) -> Shared<T, J> {
+        Shared {
+            state: AtomicU8::new(state),
+            inner: Mutex::new(None),
+            cond: Condvar::new(),
+            outcome: UnsafeCell::new(outcome),
+            job,
         }
     }
 }
 
-fn is_done(state: u8) -> bool {
-    state >= FINISHED_OK
+/// A clone of a done future's outcome.
+fn clone_outcome<T: Clone>(outcome: Result<&T, &TaskError>) -> Result<T, TaskError> {
+    outcome.cloned().map_err(TaskError::clone)
+}
+
+/// Clears READING when a reader is done with the outcome, even by a panic.
+struct ClearReading<'a>(&'a AtomicU8);
+
+impl Drop for ClearReading<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_and(!READING, Ordering::Release);
+    }
 }
 
 impl<T> Future<T> {
-    fn with_state(state: u8, outcome: Slot<T>) -> Self {
-        Future {
-            shared: Arc::new(Shared {
-                state: AtomicU8::new(state),
-                inner: Mutex::new(Inner {
-                    outcome,
-                    callbacks: Vec::new(),
-                    wakers: Vec::new(),
-                    next_waker: 0,
-                    watchers: Vec::new(),
-                    sleepers: 0,
-                }),
-                cond: Condvar::new(),
-            }),
-        }
-    }
-
     /// A future that is already finished with `value`.
     ///
     /// ```
@@ -293,7 +490,9 @@ impl<T> Future<T> {
     /// assert_eq!(fut.result(None).unwrap(), "done");
     /// ```
     pub fn ready(value: T) -> Self {
-        Self::with_state(FINISHED_OK, Slot::Ready(Ok(value)))
+        Future {
+            shared: Shared::new(FINISHED_OK, Some(Ok(value))),
+        }
     }
 
     /// A future that is already finished with `error` (or cancelled, when `error` is
@@ -303,7 +502,9 @@ impl<T> Future<T> {
             TaskError::Cancelled => CANCELLED,
             _ => FINISHED_ERR,
         };
-        Self::with_state(state, Slot::Ready(Err(error)))
+        Future {
+            shared: Shared::new(state, Some(Err(Box::new(error)))),
+        }
     }
 
     /// Which task this future stands for; see [`FutureId`].
@@ -313,8 +514,9 @@ impl<T> Future<T> {
 
     /// Where the future is in its life.
     pub fn state(&self) -> State {
-        match self.shared.state() {
-            PENDING => State::Pending,
+        match phase(self.shared.state()) {
+            // COMPLETING from PENDING: still pending until its outcome is published.
+            PENDING | COMPLETING => State::Pending,
             RUNNING => State::Running,
             CANCELLED => State::Cancelled,
             _ => State::Finished,
@@ -328,12 +530,12 @@ impl<T> Future<T> {
 
     /// True while a worker is running the task.
     pub fn running(&self) -> bool {
-        self.shared.state() == RUNNING
+        phase(self.shared.state()) == RUNNING
     }
 
     /// True when the future was cancelled before its task started.
     pub fn cancelled(&self) -> bool {
-        self.shared.state() == CANCELLED
+        phase(self.shared.state()) == CANCELLED
     }
 
     /// True when the task has finished with a failure: it panicked, returned `Err`, or
@@ -349,7 +551,7 @@ impl<T> Future<T> {
     /// assert!(!Future::ready(1).is_failed());
     /// ```
     pub fn is_failed(&self) -> bool {
-        self.shared.state() == FINISHED_ERR
+        phase(self.shared.state()) == FINISHED_ERR
     }
 
     /// Cancels the task if it has not started yet.
@@ -367,14 +569,21 @@ impl<T> Future<T> {
     /// assert!(matches!(fut.result(None), Err(TaskError::Cancelled)));
     /// ```
     pub fn cancel(&self) -> bool {
-        match self.shared.state() {
-            CANCELLED => return true,
-            RUNNING | FINISHED_OK | FINISHED_ERR => return false,
-            _ => {}
+        loop {
+            match phase(self.shared.state()) {
+                CANCELLED => return true,
+                PENDING => {
+                    if self.shared.finish(false, Err(TaskError::Cancelled)) {
+                        return true;
+                    }
+                    // Lost to a start, another cancel or a completion: look again.
+                }
+                COMPLETING => {
+                    return phase(self.shared.wait_out_completing()) == CANCELLED;
+                }
+                _ => return false,
+            }
         }
-        self.shared
-            .finish(|s| s == PENDING, Err(TaskError::Cancelled))
-            || self.cancelled()
     }
 
     /// Waits up to `timeout` (forever when `None`) and returns a clone of the value.
@@ -391,11 +600,9 @@ impl<T> Future<T> {
         if !self.shared.wait_done(timeout) {
             return Err(TaskError::TimedOut);
         }
-        match &self.shared.lock().outcome {
-            Slot::Ready(outcome) => outcome.clone(),
-            Slot::Taken => Err(TaskError::ResultTaken),
-            Slot::Empty => unreachable!("a done future always has an outcome"),
-        }
+        self.shared
+            .read(clone_outcome)
+            .unwrap_or(Err(TaskError::ResultTaken))
     }
 
     /// Waits up to `timeout` and moves the value out of the future.
@@ -413,7 +620,19 @@ impl<T> Future<T> {
         if !self.shared.wait_done(timeout) {
             return Err(TaskError::TimedOut);
         }
-        Shared::take_outcome(&mut self.shared.lock())
+        if Arc::strong_count(&self.shared) == 1 {
+            // Pairs with the `Release` decrement of every handle dropped before: what they
+            // did with the slot happened before what we do now.
+            std::sync::atomic::fence(Ordering::Acquire);
+            // SAFETY: this is the last handle (the usual case: the completing side and
+            // the other clones have let go), and no `Weak` is ever made, so no other
+            // thread can reach the slot any more; the future is done, so it was written
+            // (module docs, "Who touches what"). Nothing needs keeping out, so TAKEN
+            // need not be set: the allocation goes with this handle.
+            let outcome = unsafe { (*self.shared.outcome.get()).take() };
+            return outcome.map_or(Err(TaskError::ResultTaken), |o| o.map_err(|e| *e));
+        }
+        self.shared.take()
     }
 
     /// Waits up to `timeout` and returns how the task failed, or `None` when it
@@ -434,13 +653,13 @@ impl<T> Future<T> {
         if !self.shared.wait_done(timeout) {
             return Err(TaskError::TimedOut);
         }
-        match &self.shared.lock().outcome {
-            Slot::Ready(Ok(_)) => Ok(None),
-            Slot::Ready(Err(TaskError::Cancelled)) => Err(TaskError::Cancelled),
-            Slot::Ready(Err(e)) => Ok(Some(e.clone())),
-            Slot::Taken => Err(TaskError::ResultTaken),
-            Slot::Empty => unreachable!("a done future always has an outcome"),
-        }
+        self.shared
+            .read(|outcome| match outcome {
+                Ok(_) => Ok(None),
+                Err(TaskError::Cancelled) => Err(TaskError::Cancelled),
+                Err(e) => Ok(Some(e.clone())),
+            })
+            .unwrap_or(Err(TaskError::ResultTaken))
     }
 
     /// Blocks until the future is done or `timeout` passes; true when it is done.
@@ -469,8 +688,8 @@ impl<T> Future<T> {
     {
         let callback: Callback<T> = Box::new(callback);
         if !self.done() {
-            let mut inner = self.shared.lock();
-            if !is_done(self.shared.state.load(Ordering::Relaxed)) {
+            let mut locked = self.shared.lock();
+            if let Some(inner) = self.shared.announce_waiter(&mut locked) {
                 inner.callbacks.push(callback);
                 return;
             }
@@ -490,30 +709,37 @@ impl<T> Future<T> {
     /// Registers `signal` to be fired with `index` when the future is done; false (and
     /// nothing registered) when it already is.
     pub(crate) fn watch(&self, signal: &Arc<Signal>, index: usize) -> bool {
-        let mut inner = self.shared.lock();
-        if is_done(self.shared.state.load(Ordering::Relaxed)) {
+        let mut locked = self.shared.lock();
+        let Some(inner) = self.shared.announce_waiter(&mut locked) else {
             return false;
-        }
+        };
         inner.watchers.push((Arc::clone(signal), index));
         true
     }
 
     pub(crate) fn unwatch(&self, signal: &Arc<Signal>) {
         if self.done() {
-            // The terminal transition already drained the watchers.
+            // The terminal transition drains the watchers.
             return;
         }
-        self.shared
-            .lock()
-            .watchers
-            .retain(|(s, _)| !Arc::ptr_eq(s, signal));
+        if let Some(inner) = self.shared.lock().as_mut() {
+            inner.watchers.retain(|(s, _)| !Arc::ptr_eq(s, signal));
+        }
     }
 
     #[cfg(test)]
     pub(crate) fn watcher_count(&self) -> usize {
-        self.shared.lock().watchers.len()
+        self.shared.lock().as_ref().map_or(0, |i| i.watchers.len())
     }
 }
+
+// A panic anywhere leaves a future consistent: the outcome is published only by a
+// complete transition, and a reader's READING flag is cleared by a guard. So handles stay
+// usable across `catch_unwind`, as they were when all the state sat in a `Mutex`.
+impl<T> std::panic::UnwindSafe for Future<T> {}
+impl<T> std::panic::RefUnwindSafe for Future<T> {}
+impl<T> std::panic::UnwindSafe for Completer<T> {}
+impl<T> std::panic::RefUnwindSafe for Completer<T> {}
 
 impl<T> Clone for Future<T> {
     fn clone(&self) -> Self {
@@ -531,14 +757,54 @@ impl<T> fmt::Debug for Future<T> {
     }
 }
 
+impl<T> Shared<T> {
+    /// PENDING → RUNNING unless cancelled; see [`Completer::set_running_or_notify_cancel`].
+    fn set_running(&self) -> bool {
+        let mut current = self.state.load(Ordering::Acquire);
+        loop {
+            match phase(current) {
+                PENDING => match self.state.compare_exchange_weak(
+                    current,
+                    (current & !PHASE) | RUNNING,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return true,
+                    Err(now) => current = now,
+                },
+                RUNNING => return true,
+                // COMPLETING here is a cancel in progress: the completing side is the
+                // caller, and it is not completing.
+                _ => return false,
+            }
+        }
+    }
+
+    /// The completing side's last word when it was never given one: fails a future that
+    /// is not done yet with [`TaskError::Broken`].
+    fn abandon(self: &Arc<Self>) {
+        // The usual case, a completed task, needs nothing more. A racing cancel after
+        // this check is settled by `finish`'s compare-exchange.
+        if is_done(self.state.load(Ordering::Acquire)) {
+            return;
+        }
+        self.finish(
+            true,
+            Err(TaskError::Broken {
+                reason: "the task was dropped by its executor without being completed".into(),
+            }),
+        );
+    }
+}
+
 impl<T> Completer<T> {
     /// A new pending future and the completer that will finish it.
     pub fn new() -> (Completer<T>, Future<T>) {
-        let fut = Future::with_state(PENDING, Slot::Empty);
+        let shared = Shared::new(PENDING, None);
         let completer = Completer {
-            shared: Arc::clone(&fut.shared),
+            shared: Arc::clone(&shared),
         };
-        (completer, fut)
+        (completer, Future { shared })
     }
 
     /// Marks the future running, unless it was cancelled: then returns false, and the
@@ -547,16 +813,7 @@ impl<T> Completer<T> {
     /// Call it once, when a worker picks the task up; after it returns true,
     /// [`Future::cancel`] no longer succeeds.
     pub fn set_running_or_notify_cancel(&self) -> bool {
-        // Lock-free: racing a `cancel`, exactly one compare-exchange from PENDING wins.
-        match self.shared.state.compare_exchange(
-            PENDING,
-            RUNNING,
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) | Err(RUNNING) => true,
-            Err(_) => false,
-        }
+        self.shared.set_running()
     }
 
     /// Which task this completer finishes: its future's [`Future::id`].
@@ -566,7 +823,7 @@ impl<T> Completer<T> {
 
     /// True when the user cancelled the future before it started.
     pub fn is_cancelled(&self) -> bool {
-        self.shared.state() == CANCELLED
+        phase(self.shared.state()) == CANCELLED
     }
 
     /// Finishes the future with `value`.
@@ -581,16 +838,15 @@ impl<T> Completer<T> {
 
     /// Finishes the future with `outcome`. Does nothing if it was cancelled meanwhile.
     pub fn complete(self, outcome: Result<T, TaskError>) {
-        self.shared.finish(|s| !is_done(s), outcome);
+        self.shared.finish(true, outcome);
         // Drop now finds the future done and releases this side's reference, nothing more.
     }
 
     /// Cancels a future whose task will never run (an executor shutting down with
     /// `cancel_futures`). Does nothing if the task already started.
     pub fn cancel(self) {
-        self.shared
-            .finish(|s| s == PENDING, Err(TaskError::Cancelled));
-        // Whether or not that happened, the task will not run: fail a running one
+        self.shared.finish(false, Err(TaskError::Cancelled));
+        // Whether or not that happened, the task will not run: drop fails a running one
         // rather than leave it pending.
         drop(self);
     }
@@ -635,17 +891,7 @@ impl<T> Completer<T> {
 
 impl<T> Drop for Completer<T> {
     fn drop(&mut self) {
-        // The usual case, a completed task, needs neither the lock nor the error below.
-        // A racing cancel after this check is settled by `finish`'s own state check.
-        if is_done(self.shared.state.load(Ordering::Acquire)) {
-            return;
-        }
-        self.shared.finish(
-            |s| !is_done(s),
-            Err(TaskError::Broken {
-                reason: "the task was dropped by its executor without being completed".into(),
-            }),
-        );
+        self.shared.abandon();
     }
 }
 
@@ -659,6 +905,174 @@ impl<T> fmt::Debug for Completer<T> {
                 }
                 .state(),
             )
+            .finish_non_exhaustive()
+    }
+}
+
+/// A task's closure, in its future's allocation: taken out once, through the one
+/// [`Task`].
+struct JobSlot<F>(UnsafeCell<Option<F>>);
+
+/// What a [`Task`] can do with its allocation without knowing the value type.
+trait Queued: Send + Sync {
+    fn run(self: Arc<Self>, before_publish: &dyn Fn());
+    fn fail(self: Arc<Self>, error: TaskError);
+    fn cancel(self: Arc<Self>);
+    fn abandon(self: Arc<Self>);
+}
+
+impl<T, F> Shared<T, JobSlot<F>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, TaskError> + Send + 'static,
+{
+    /// Takes the closure out of the job slot.
+    fn take_job(&self) -> Option<F> {
+        // SAFETY: the job slot is touched only through the one `Task` (module docs, "Who
+        // touches what"), whose consuming methods are the only callers, one at a time.
+        unsafe { (*self.job.0.get()).take() }
+    }
+}
+
+impl<T, F> Queued for Shared<T, JobSlot<F>>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, TaskError> + Send + 'static,
+{
+    fn run(self: Arc<Self>, before_publish: &dyn Fn()) {
+        let job = self.take_job();
+        let shared: Arc<Shared<T>> = self;
+        let Some(job) = job.filter(|_| shared.set_running()) else {
+            before_publish();
+            return;
+        };
+        let outcome = match catch_unwind(AssertUnwindSafe(job)) {
+            Ok(outcome) => outcome,
+            Err(payload) => Err(TaskError::from_panic(&*payload)),
+        };
+        before_publish();
+        shared.finish(true, outcome);
+    }
+
+    fn fail(self: Arc<Self>, error: TaskError) {
+        let job = self.take_job();
+        let shared: Arc<Shared<T>> = self;
+        shared.finish(true, Err(error));
+        drop(job);
+    }
+
+    fn cancel(self: Arc<Self>) {
+        let job = self.take_job();
+        let shared: Arc<Shared<T>> = self;
+        shared.finish(false, Err(TaskError::Cancelled));
+        shared.abandon();
+        drop(job);
+    }
+
+    fn abandon(self: Arc<Self>) {
+        let job = self.take_job();
+        let shared: Arc<Shared<T>> = self;
+        shared.abandon();
+        drop(job);
+    }
+}
+
+/// A task and its [`Future`] in one allocation: what an executor that queues closures
+/// puts in its queue, instead of a [`Completer`] and a boxed closure.
+///
+/// [`Task::new`] makes the pair; the executor queues the `Task` and hands out the
+/// `Future`. A worker then calls [`run`](Task::run) (which skips a task the user
+/// cancelled), or the executor [`cancel`](Task::cancel)s or [`fail`](Task::fail)s one
+/// that will never run. A `Task` dropped without any of these (its queue was dropped)
+/// fails its future with [`TaskError::Broken`], like a dropped [`Completer`]; the
+/// closure is dropped as soon as it is known that it will not run.
+///
+/// ```
+/// use flotilla_core::{Task, TaskError};
+///
+/// let (task, fut) = Task::new(|| Ok::<_, TaskError>(6 * 7));
+/// std::thread::spawn(move || task.run(&|| {})).join().unwrap();
+/// assert_eq!(fut.result(None).unwrap(), 42);
+///
+/// let (task, fut) = Task::new(|| -> Result<u8, TaskError> { unreachable!() });
+/// assert!(fut.cancel());
+/// task.run(&|| {}); // skipped: it was cancelled
+/// assert!(fut.cancelled());
+/// ```
+pub struct Task {
+    /// `None` once a consuming method took it; `Drop` abandons what is left.
+    shared: Option<Arc<dyn Queued>>,
+}
+
+impl Task {
+    /// A pending task running `job`, and its future.
+    pub fn new<T, F>(job: F) -> (Task, Future<T>)
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T, TaskError> + Send + 'static,
+    {
+        let shared = Arc::new(Shared::with_job(
+            PENDING,
+            None,
+            JobSlot(UnsafeCell::new(Some(job))),
+        ));
+        let fut = Future {
+            shared: Arc::clone(&shared) as Arc<Shared<T>>,
+        };
+        let task = Task {
+            shared: Some(shared),
+        };
+        (task, fut)
+    }
+
+    /// Which task this is: its future's [`Future::id`].
+    pub fn id(&self) -> FutureId {
+        let shared = self
+            .shared
+            .as_ref()
+            .expect("taken only by consuming methods");
+        FutureId(Arc::as_ptr(shared).addr())
+    }
+
+    fn into_shared(mut self) -> Arc<dyn Queued> {
+        self.shared
+            .take()
+            .expect("only consuming methods and drop take it")
+    }
+
+    /// Runs the task unless its future was cancelled, catches a panic, and completes the
+    /// future. `before_publish` is called once the task's code has returned (or was
+    /// skipped), before the outcome is published to waiters: a pool that marks its
+    /// worker idle there lets a caller that submits again on seeing the result find
+    /// that worker.
+    pub fn run(self, before_publish: &dyn Fn()) {
+        self.into_shared().run(before_publish);
+    }
+
+    /// Fails a task that will never run with `error` (a broken pool).
+    pub fn fail(self, error: TaskError) {
+        self.into_shared().fail(error);
+    }
+
+    /// Cancels a task that will never run (an executor shutting down with
+    /// `cancel_futures`).
+    pub fn cancel(self) {
+        self.into_shared().cancel();
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            shared.abandon();
+        }
+    }
+}
+
+impl fmt::Debug for Task {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Task")
+            .field("id", &self.shared.as_ref().map(|s| Arc::as_ptr(s).addr()))
             .finish_non_exhaustive()
     }
 }
@@ -724,36 +1138,38 @@ struct WakerSlot(Option<u64>);
 
 impl<T> Future<T> {
     /// Registers `cx`'s waker under `slot` unless the future is done; reads the outcome
-    /// with `read` (under the lock) when it is.
+    /// with `read` when it is.
     fn poll_with<R>(
         &self,
         cx: &mut Context<'_>,
         slot: &mut WakerSlot,
-        read: impl FnOnce(&mut Inner<T>) -> R,
+        read: impl FnOnce(&Shared<T>) -> R,
     ) -> Poll<R> {
-        let mut inner = self.shared.lock();
-        if is_done(self.shared.state.load(Ordering::Relaxed)) {
-            // The terminal transition drained the wakers, ours included.
-            slot.0 = None;
-            return Poll::Ready(read(&mut inner));
-        }
-        let registered = slot
-            .0
-            .and_then(|key| inner.wakers.iter_mut().find(|(k, _)| *k == key));
-        match registered {
-            Some((_, waker)) => {
-                if !waker.will_wake(cx.waker()) {
-                    waker.clone_from(cx.waker());
+        if !self.done() {
+            let mut locked = self.shared.lock();
+            if let Some(inner) = self.shared.announce_waiter(&mut locked) {
+                let registered = slot
+                    .0
+                    .and_then(|key| inner.wakers.iter_mut().find(|(k, _)| *k == key));
+                match registered {
+                    Some((_, waker)) => {
+                        if !waker.will_wake(cx.waker()) {
+                            waker.clone_from(cx.waker());
+                        }
+                    }
+                    None => {
+                        let key = inner.next_waker;
+                        inner.next_waker += 1;
+                        inner.wakers.push((key, cx.waker().clone()));
+                        slot.0 = Some(key);
+                    }
                 }
-            }
-            None => {
-                let key = inner.next_waker;
-                inner.next_waker += 1;
-                inner.wakers.push((key, cx.waker().clone()));
-                slot.0 = Some(key);
+                return Poll::Pending;
             }
         }
-        Poll::Pending
+        // The terminal transition drains the wakers, ours included.
+        slot.0 = None;
+        Poll::Ready(read(&self.shared))
     }
 
     /// Removes the waker registered under `slot`, if it is still there.
@@ -762,7 +1178,9 @@ impl<T> Future<T> {
             if self.done() {
                 return; // the terminal transition already drained it
             }
-            self.shared.lock().wakers.retain(|(k, _)| *k != key);
+            if let Some(inner) = self.shared.lock().as_mut() {
+                inner.wakers.retain(|(k, _)| *k != key);
+            }
         }
     }
 
@@ -778,7 +1196,7 @@ impl<T> Future<T> {
 
     #[cfg(test)]
     pub(crate) fn waker_count(&self) -> usize {
-        self.shared.lock().wakers.len()
+        self.shared.lock().as_ref().map_or(0, |i| i.wakers.len())
     }
 }
 
@@ -787,7 +1205,7 @@ impl<T> std::future::Future for ResultFuture<T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.fut.poll_with(cx, &mut this.slot, Shared::take_outcome)
+        this.fut.poll_with(cx, &mut this.slot, Shared::take)
     }
 }
 
@@ -796,12 +1214,11 @@ impl<T: Clone> std::future::Future for ResultRefFuture<'_, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.fut
-            .poll_with(cx, &mut this.slot, |inner| match &inner.outcome {
-                Slot::Ready(outcome) => outcome.clone(),
-                Slot::Taken => Err(TaskError::ResultTaken),
-                Slot::Empty => unreachable!("a done future always has an outcome"),
-            })
+        this.fut.poll_with(cx, &mut this.slot, |shared| {
+            shared
+                .read(clone_outcome)
+                .unwrap_or(Err(TaskError::ResultTaken))
+        })
     }
 }
 

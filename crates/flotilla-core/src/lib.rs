@@ -45,7 +45,7 @@ pub use crate::deadline::Deadline;
 pub use crate::error::{TaskError, panic_message};
 pub use crate::executor::Executor;
 pub use crate::future::{
-    Completer, Completion, Future, FutureId, ResultFuture, ResultRefFuture, State,
+    Completer, Completion, Future, FutureId, ResultFuture, ResultRefFuture, State, Task,
 };
 pub use crate::wait::{AsCompleted, ReturnWhen, Waitable, as_completed, wait};
 pub use crate::window::OrderedWindow;

@@ -14,9 +14,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flotilla_core::{Completer, Future, OrderedWindow, TaskError};
+use flotilla_core::{Future, OrderedWindow, Task, TaskError};
 
-use super::{Pool, WorkItem};
+use super::Pool;
 
 /// The default look-ahead of a `map`.
 const DEFAULT_BUFFER: usize = 256;
@@ -91,12 +91,8 @@ where
             let Some(item) = self.items.next() else {
                 return;
             };
-            let (completer, fut) = Completer::new();
             let f = Arc::clone(&self.f);
-            let job = Box::new(WorkItem {
-                completer,
-                task: move || f(item),
-            });
+            let (job, fut) = Task::new(move || f(item));
             // A refused submission (the executor was shut down) surfaces in order, as
             // that item's failure.
             if let Err(error) = self.pool.submit_job(job) {

@@ -11,7 +11,12 @@
 //! promised a new one: a submission that can take one from it wakes that worker instead
 //! of starting a thread; otherwise it starts one, up to `max_workers`. A worker marks
 //! itself idle *before* it publishes its task's result, so a caller that submits its
-//! next task as soon as it sees the result finds the worker it just used.
+//! next task as soon as it sees the result finds the worker it just used. Once every
+//! thread is started, `idle` is no longer kept: a grown pool's submission and task touch
+//! no shared counter.
+//!
+//! A queued job is a [`flotilla_core::Task`]: the closure in its future's own
+//! allocation, so a submission costs one allocation.
 //!
 //! No lock is held while user code (a task, an initializer, a done callback) runs:
 //! cancelled or failed jobs are collected under the lock and finished after it.
@@ -25,54 +30,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender};
-use flotilla_core::{CancelToken, Completer, Deadline, Executor, Future, TaskError, panic_message};
+use flotilla_core::{CancelToken, Deadline, Executor, Future, Task, TaskError, panic_message};
 
 pub use self::map::Map;
 use crate::error::Error;
-
-/// A task waiting in the queue, type-erased.
-trait Job: Send {
-    /// Runs the task unless it was cancelled. `now_idle` is called once the task's code
-    /// has returned (or was skipped), before its result is published.
-    fn run(self: Box<Self>, now_idle: &dyn Fn());
-    /// Cancels a task that will never run.
-    fn cancel(self: Box<Self>);
-    /// Fails a task that will never run.
-    fn fail(self: Box<Self>, error: TaskError);
-}
-
-struct WorkItem<T, F> {
-    completer: Completer<T>,
-    task: F,
-}
-
-impl<T, F> Job for WorkItem<T, F>
-where
-    T: Send,
-    F: FnOnce() -> Result<T, TaskError> + Send,
-{
-    fn run(self: Box<Self>, now_idle: &dyn Fn()) {
-        let WorkItem { completer, task } = *self;
-        if !completer.set_running_or_notify_cancel() {
-            now_idle();
-            return;
-        }
-        let outcome = match catch_unwind(AssertUnwindSafe(task)) {
-            Ok(outcome) => outcome,
-            Err(payload) => Err(TaskError::from_panic(&*payload)),
-        };
-        now_idle();
-        completer.complete(outcome);
-    }
-
-    fn cancel(self: Box<Self>) {
-        self.completer.cancel();
-    }
-
-    fn fail(self: Box<Self>, error: TaskError) {
-        self.completer.set_error(error);
-    }
-}
 
 type Initializer = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
 
@@ -82,8 +43,8 @@ struct Pool {
     name_prefix: String,
     initializer: Option<Initializer>,
     /// `None` once shut down.
-    sender: Mutex<Option<Sender<Box<dyn Job>>>>,
-    receiver: Receiver<Box<dyn Job>>,
+    sender: Mutex<Option<Sender<Task>>>,
+    receiver: Receiver<Task>,
     idle: AtomicUsize,
     started: AtomicUsize,
     /// Workers still running, and the condition `shutdown(wait)` waits on.
@@ -102,7 +63,7 @@ thread_local! {
 static POOLS: AtomicUsize = AtomicUsize::new(0);
 
 impl Pool {
-    fn lock_sender(&self) -> MutexGuard<'_, Option<Sender<Box<dyn Job>>>> {
+    fn lock_sender(&self) -> MutexGuard<'_, Option<Sender<Task>>> {
         self.sender.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -116,7 +77,7 @@ impl Pool {
         })
     }
 
-    fn submit_job(self: &Arc<Self>, job: Box<dyn Job>) -> Result<(), TaskError> {
+    fn submit_job(self: &Arc<Self>, job: Task) -> Result<(), TaskError> {
         {
             let sender = self.lock_sender();
             if let Some(error) = self.broken_error() {
@@ -133,15 +94,16 @@ impl Pool {
     }
 
     fn adjust_thread_count(self: &Arc<Self>) {
+        // The common case of a busy, fully grown pool must touch no shared counter:
+        // `idle` is kept only while threads may still be started.
+        if self.started.load(Ordering::Acquire) >= self.max_workers {
+            return;
+        }
         if self
             .idle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
             .is_ok()
         {
-            return;
-        }
-        // The common case of a busy, fully grown pool must not take a lock.
-        if self.started.load(Ordering::Acquire) >= self.max_workers {
             return;
         }
         let mut alive = self.lock_alive();
@@ -188,7 +150,10 @@ impl Pool {
             }
         }
         let now_idle = || {
-            self.idle.fetch_add(1, Ordering::AcqRel);
+            // Once every thread is started nobody reads `idle` again.
+            if self.started.load(Ordering::Acquire) < self.max_workers {
+                self.idle.fetch_add(1, Ordering::AcqRel);
+            }
         };
         // `recv` takes a queued job without blocking, and ends once shutdown has dropped
         // the sender and the queue is drained.
@@ -413,9 +378,8 @@ impl ThreadPoolExecutor {
         F: FnOnce() -> Result<T, TaskError> + Send + 'static,
         T: Send + 'static,
     {
-        let (completer, fut) = Completer::new();
-        self.pool
-            .submit_job(Box::new(WorkItem { completer, task }))?;
+        let (job, fut) = Task::new(task);
+        self.pool.submit_job(job)?;
         Ok(fut)
     }
 
