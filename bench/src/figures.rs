@@ -399,44 +399,44 @@ const fn loaded(figure: Figure, name: &'static str, title: &'static str) -> Figu
 
 /// `thread-pool-round-trip`, and the base of its loaded variant.
 const THREAD_POOL_ROUND_TRIP: Figure = Figure {
-        name: "thread-pool-round-trip",
-        title: "thread pool: submit one trivial task and wait for its result",
-        unit: TimeUnit::Micros.symbol(),
-        measure: Measure::Latency {
-            trips: 20_000,
-            quick_trips: 20_000,
-            unit: TimeUnit::Micros,
-        },
-        conditions: thread_pool::ROUND_TRIP_CONDITIONS,
-        check: thread_pool::check_submit,
-        flotilla: thread_pool::flotilla_submit,
-        baselines: &[
-            cpython("thread_pool.py", "submit"),
-            rust("threadpool", thread_pool::threadpool_submit),
-            rust("rayon", thread_pool::rayon_submit),
-            rust("tokio", thread_pool::tokio_submit),
-            rust("crossbeam", thread_pool::crossbeam_submit),
-        ],
-    };
+    name: "thread-pool-round-trip",
+    title: "thread pool: submit one trivial task and wait for its result",
+    unit: TimeUnit::Micros.symbol(),
+    measure: Measure::Latency {
+        trips: 20_000,
+        quick_trips: 20_000,
+        unit: TimeUnit::Micros,
+    },
+    conditions: thread_pool::ROUND_TRIP_CONDITIONS,
+    check: thread_pool::check_submit,
+    flotilla: thread_pool::flotilla_submit,
+    baselines: &[
+        cpython("thread_pool.py", "submit"),
+        rust("threadpool", thread_pool::threadpool_submit),
+        rust("rayon", thread_pool::rayon_submit),
+        rust("tokio", thread_pool::tokio_submit),
+        rust("crossbeam", thread_pool::crossbeam_submit),
+    ],
+};
 
 /// `async-run-in-executor-latency`, and the base of its loaded variant.
 const ASYNC_RUN_IN_EXECUTOR_LATENCY: Figure = Figure {
-        name: "async-run-in-executor-latency",
-        title: "run_in_executor from async code: start one trivial task and await it",
-        unit: TimeUnit::Micros.symbol(),
-        measure: Measure::Latency {
-            trips: 20_000,
-            quick_trips: 5_000,
-            unit: TimeUnit::Micros,
-        },
-        conditions: asyncio::LATENCY_CONDITIONS,
-        check: asyncio::check,
-        flotilla: asyncio::flotilla_one_by_one,
-        baselines: &[
-            cpython("asyncio_bridge.py", "one-by-one"),
-            rust("tokio", asyncio::tokio_one_by_one),
-        ],
-    };
+    name: "async-run-in-executor-latency",
+    title: "run_in_executor from async code: start one trivial task and await it",
+    unit: TimeUnit::Micros.symbol(),
+    measure: Measure::Latency {
+        trips: 20_000,
+        quick_trips: 5_000,
+        unit: TimeUnit::Micros,
+    },
+    conditions: asyncio::LATENCY_CONDITIONS,
+    check: asyncio::check,
+    flotilla: asyncio::flotilla_one_by_one,
+    baselines: &[
+        cpython("asyncio_bridge.py", "one-by-one"),
+        rust("tokio", asyncio::tokio_one_by_one),
+    ],
+};
 
 pub(crate) const FIGURES: &[Figure] = &[
     Figure {

@@ -371,7 +371,8 @@ pub(crate) fn run_figure(
             let contender = &contenders[i];
             // A loaded figure's load runs for exactly this contender's round.
             let load = figure.loaded().then(Load::start).transpose();
-            let outcome = load.and_then(|_load| run_child(figure, contender, plans[i], python, root));
+            let outcome =
+                load.and_then(|_load| run_child(figure, contender, plans[i], python, root));
             match outcome {
                 Ok(samples_ns) if !samples_ns.is_empty() => {
                     let value = figure.value(plans[i], &samples_ns);

@@ -64,11 +64,10 @@ impl Options {
                 "--list" => options.list = true,
                 "--rounds" => {
                     let n = args.next().context("--rounds needs a number")?;
-                    let n: usize = n
-                        .parse()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .with_context(|| format!("--rounds needs a positive number, not {n:?}"))?;
+                    let n: usize =
+                        n.parse().ok().filter(|&n| n > 0).with_context(|| {
+                            format!("--rounds needs a positive number, not {n:?}")
+                        })?;
                     options.rounds = Some(n);
                 }
                 "--note" => {
@@ -144,9 +143,7 @@ fn main() -> anyhow::Result<()> {
     }
 
     let root = workspace_root();
-    let rounds = options
-        .rounds
-        .unwrap_or(if options.quick { 2 } else { 5 });
+    let rounds = options.rounds.unwrap_or(if options.quick { 2 } else { 5 });
     let python = Python::detect();
     if let Python::Missing(why) = &python {
         eprintln!("warning: no CPython column: {why}");
