@@ -22,7 +22,7 @@ use flotilla_ipc::{Connection, FrameReader, FrameWriter, pipe};
 use crate::fds::Internal;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::worker::{Control, Response, WorkerArgs, request_frame, worker_main};
+use super::worker::{Gate, Response, WorkerArgs, request_frame, worker_main};
 use super::{Job, PIPELINE, Shared, WorkerDeath};
 use crate::context::Context;
 use crate::error::Error;
@@ -66,6 +66,10 @@ struct Worker {
     ready: bool,
     /// It has been given a task to run: it did start.
     worked: bool,
+    /// Where its held tasks are let go or skipped.
+    gate: Gate,
+    /// The sequence number of the last held task sent to it.
+    seq: u32,
 }
 
 impl Worker {
@@ -241,6 +245,7 @@ impl Manager {
 
     fn start_worker(&mut self) -> Result<Worker, String> {
         let (ours, theirs) = pipe(true).map_err(|e| format!("could not start a worker: {e}"))?;
+        let gate = Gate::new().map_err(|e| format!("could not start a worker: {e}"))?;
         ours.set_nonblocking(true)
             .map_err(|e| format!("could not start a worker: {e}"))?;
         let init = match &self.init {
@@ -261,6 +266,7 @@ impl Manager {
                 worker_main,
                 WorkerArgs {
                     conn: theirs,
+                    gate: gate.clone(),
                     init,
                     max_tasks: self.max_tasks,
                 },
@@ -280,6 +286,8 @@ impl Manager {
             stopped: None,
             ready: false,
             worked: false,
+            gate,
+            seq: 0,
         })
     }
 
@@ -351,12 +359,17 @@ impl Manager {
                 }
             };
             let id = job.sink.id();
-            if !now {
+            let held = (!now).then(|| {
+                worker.seq = worker.seq.wrapping_add(1);
+                worker.seq
+            });
+            if let Some(seq) = held {
+                job.seq = seq;
                 let cancel = job.sink.canceller();
                 self.shared.lock().held.insert(id, cancel);
             }
             worker.outbox.push_back(Out {
-                frame: request_frame(&job.frame, !now),
+                frame: request_frame(&job.frame, held),
                 fds,
                 task: Some(id),
             });
@@ -368,8 +381,8 @@ impl Manager {
     }
 
     /// Lets worker `i` start the task at the front of its pipeline, if it waits: marks it
-    /// running and tells the worker to go, or, when it was cancelled, tells the worker to
-    /// skip it, and looks at the next. Called when the worker is free: ready, with the
+    /// running and tells the worker, through its gate, to go, or, when it was cancelled,
+    /// to skip it, and looks at the next. Called when the worker is free: ready, with the
     /// task before ended.
     fn release(&mut self, i: usize) {
         let worker = &mut self.workers[i];
@@ -381,25 +394,17 @@ impl Manager {
                 return;
             }
             self.shared.lock().held.remove(&front.sink.id());
-            let control = if front.sink.start() {
+            if front.sink.start() {
                 front.started = true;
                 worker.worked = true;
-                Control::Go
-            } else {
-                let job = worker.inflight.pop_front().expect("just looked");
-                job.sink.cancel();
-                if let Some(left) = &mut worker.left {
-                    *left += 1;
-                }
-                Control::Skip
-            };
-            worker.outbox.push_back(Out {
-                frame: control.frame(),
-                fds: Vec::new(),
-                task: None,
-            });
-            if control == Control::Go {
+                worker.gate.decide(front.seq, true);
                 return;
+            }
+            let job = worker.inflight.pop_front().expect("just looked");
+            worker.gate.decide(job.seq, false);
+            job.sink.cancel();
+            if let Some(left) = &mut worker.left {
+                *left += 1;
             }
         }
     }
@@ -760,6 +765,8 @@ impl Manager {
             for job in worker.inflight {
                 job.sink.finish(Err(TaskError::ShutDown));
             }
+            // Whatever it holds is skipped: it goes back to its connection, and ends.
+            worker.gate.decide(worker.seq.wrapping_add(1), false);
             drop(worker.conn);
             processes.push(worker.process);
         }

@@ -18,10 +18,10 @@
 //! A task is running only once a worker starts it. One sent to an idle worker starts at
 //! once; one sent to a busy worker waits in its pipeline, still pending: when the worker
 //! is free the manager marks it running and tells the worker to go, or, if it was
-//! cancelled meanwhile, to skip it (see `worker`). So `cancel` and
-//! `shutdown(cancel_futures = true)` reach every task that has not started. The price
-//! is a round trip between a worker's pipelined tasks (the worker waits for the word);
-//! the pipeline still saves the arguments' transfer.
+//! cancelled meanwhile, to skip it, in a word of shared memory the worker looks at (see
+//! `worker`). So `cancel` and `shutdown(cancel_futures = true)` reach every task that
+//! has not started, and no frame goes back and forth for it: the manager decides as it
+//! reads the answer to the task before, and the worker usually finds the decision made.
 //!
 //! A worker that fails to start (it cannot be started, or ends before it runs a task: its
 //! initializer exited, say) is retried after a pause that doubles each time, from 50 ms;
@@ -156,6 +156,9 @@ struct Job {
     sink: Box<dyn Sink>,
     /// Marked running and sent to run (it is at the front of its worker's pipeline).
     started: bool,
+    /// Its sequence number among the held tasks of the worker it was sent to, if it was
+    /// sent held (see `worker`).
+    seq: u32,
 }
 
 #[derive(Default)]
@@ -262,6 +265,7 @@ impl Shared {
                 outcome,
             }),
             started: false,
+            seq: 0,
         })?;
         Ok(fut)
     }
