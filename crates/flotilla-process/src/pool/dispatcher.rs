@@ -85,8 +85,6 @@ impl Worker {
 /// The manager thread's state.
 pub(super) struct Manager {
     pub(super) shared: Arc<Shared>,
-    pub(super) wake: Internal<Connection>, // flotilla's own: see `fds`
-    pub(super) wake_reader: FrameReader,
     pub(super) context: Context,
     pub(super) max_workers: usize,
     pub(super) max_tasks: Option<usize>,
@@ -117,7 +115,6 @@ impl Manager {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         shared: Arc<Shared>,
-        wake: Connection,
         context: Context,
         max_workers: usize,
         max_tasks: Option<usize>,
@@ -128,8 +125,6 @@ impl Manager {
     ) -> Manager {
         Manager {
             shared,
-            wake: Internal::new(wake),
-            wake_reader: FrameReader::default(),
             context,
             max_workers,
             max_tasks,
@@ -145,11 +140,6 @@ impl Manager {
     }
 
     pub(super) fn run(mut self) {
-        if let Err(e) = self.wake.set_nonblocking(true) {
-            self.break_pool(format!(
-                "the pool's manager could not set up its wake-ups: {e}"
-            ));
-        }
         loop {
             self.stop_tasks();
             if self.broken_or_terminated() {
@@ -497,7 +487,7 @@ impl Manager {
     fn wait_for_events(&mut self, timeout: Option<Duration>) {
         let ready: Vec<(bool, bool)> = {
             let mut fds = Vec::with_capacity(self.workers.len() + 1);
-            fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(self.shared.wake.as_fd(), PollFlags::POLLIN));
             for worker in &self.workers {
                 let mut events = PollFlags::POLLIN;
                 if worker.wants_to_write() {
@@ -535,8 +525,7 @@ impl Manager {
                 .collect()
         };
         if ready[0].0 {
-            // Drain the wake-ups.
-            while let Ok(Some(_)) = self.wake.try_recv_frame(&mut self.wake_reader) {}
+            self.shared.wake.clear();
         }
         // Highest index first, so removing a dead worker keeps the others' indices.
         for i in (0..self.workers.len()).rev() {
