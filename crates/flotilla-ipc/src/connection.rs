@@ -114,8 +114,9 @@ pub struct Connection {
     /// Set when the stream stopped being trustworthy (a refused or malformed frame).
     broken: AtomicBool,
     send_lock: Mutex<()>,
-    /// The frame being received, lent to one receiver at a time.
-    receiving: ReceiveSlot,
+    /// The frame being received, lent to one receiver at a time (boxed: with its
+    /// read-ahead state it is most of a connection's size).
+    receiving: Box<ReceiveSlot>,
 }
 
 /// A pair of connected [`Connection`]s: Python's `multiprocessing.Pipe(duplex)`.
@@ -254,7 +255,7 @@ impl Connection {
             max_frame: DEFAULT_MAX_FRAME,
             broken: AtomicBool::new(false),
             send_lock: Mutex::new(()),
-            receiving: ReceiveSlot::new(raw),
+            receiving: Box::new(ReceiveSlot::new(raw)),
         }
     }
 
