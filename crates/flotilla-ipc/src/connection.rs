@@ -644,10 +644,30 @@ impl Connection {
         if !self.readable() {
             return Err(Error::WrongDirection("write-only"));
         }
-        if self.receiving.listed.load(Ordering::Acquire) {
-            return Ok(true); // a frame was read ahead
+        if self.frame_read_ahead() {
+            return Ok(true);
         }
         sys::poll_readable(self.fd.as_fd(), timeout)
+    }
+
+    /// True when a whole frame waits in what this end read ahead (or a header a receive
+    /// refuses at once): the next receive takes it without reading the descriptor, and
+    /// without waiting. Never a system call: an event loop asks this after a receive
+    /// to know whether to receive again before it waits for the descriptor.
+    ///
+    /// ```
+    /// let (a, b) = flotilla_ipc::pipe(true).unwrap();
+    /// a.send_bytes(b"one").unwrap();
+    /// a.send_bytes(b"two").unwrap();
+    /// assert!(!b.frame_read_ahead());
+    /// assert_eq!(b.recv_bytes().unwrap(), b"one");
+    /// // Both had arrived: the one read took both.
+    /// assert!(b.frame_read_ahead());
+    /// assert_eq!(b.recv_bytes().unwrap(), b"two");
+    /// assert!(!b.frame_read_ahead());
+    /// ```
+    pub fn frame_read_ahead(&self) -> bool {
+        self.receiving.listed.load(Ordering::Acquire)
     }
 
     /// Puts this end in (or out of) non-blocking mode, for an event loop that waits for

@@ -3,10 +3,10 @@
 //!
 //! It never blocks on one worker. Its ends of the workers' connections are
 //! non-blocking: one `poll` waits for all of them (readable, and writable while a frame
-//! is half sent) and for the submitters' wake-ups; each worker keeps a [`FrameReader`]
-//! and a [`FrameWriter`], so a frame that arrives or leaves in pieces (a worker stopped
-//! halfway through sending a large result, or not reading a large task) waits in them
-//! while the other workers go on. Any size of argument or result may therefore be in
+//! is half sent) and for the submitters' wake-ups; each worker's connection keeps the
+//! frame being received, and a [`FrameWriter`] the one being sent, so a frame that
+//! arrives or leaves in pieces (a worker stopped halfway through sending a large result,
+//! or not reading a large task) waits there while the other workers go on. Any size of argument or result may therefore be in
 //! any worker's pipeline: none is held back for an idle worker.
 
 use std::collections::VecDeque;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_core::{FutureId, TaskError};
 use flotilla_ipc::handle::Fd;
-use flotilla_ipc::{Connection, FrameReader, FrameWriter, pipe};
+use flotilla_ipc::{Connection, FrameWriter, pipe};
 
 use crate::fds::Internal;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -50,7 +50,6 @@ struct Out {
 struct Worker {
     process: Process<()>,
     conn: Internal<Connection>, // flotilla's own: see `fds`
-    reader: FrameReader,
     writer: FrameWriter,
     /// Frames to write after the one in `writer`.
     outbox: VecDeque<Out>,
@@ -268,7 +267,6 @@ impl Manager {
         Ok(Worker {
             process,
             conn: Internal::new(ours),
-            reader: FrameReader::default(),
             writer: FrameWriter::default(),
             outbox: VecDeque::new(),
             inflight: VecDeque::new(),
@@ -544,13 +542,20 @@ impl Manager {
     }
 
     /// Reads whatever worker `i` has sent, without waiting for the rest of a frame that
-    /// has only begun to arrive; handles its end.
+    /// has only begun to arrive; handles its end. Called when its connection is readable:
+    /// one read takes what has arrived, and the answers read ahead with the first are
+    /// taken with no further read (the next `poll` tells of any that came since).
     fn read_answers(&mut self, i: usize) -> Flow {
+        let mut first = true;
         loop {
+            if !first && !self.workers[i].conn.frame_read_ahead() {
+                return Flow::Go;
+            }
+            first = false;
             let worker = &mut self.workers[i];
-            let (bytes, fds) = match worker.conn.try_recv_frame(&mut worker.reader) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Flow::Go,
+            let (bytes, fds) = match worker.conn.recv_frame_timeout(Some(Duration::ZERO)) {
+                Ok(frame) => frame,
+                Err(flotilla_ipc::Error::Timeout(_)) => return Flow::Go,
                 Err(e) => {
                     if !matches!(
                         e,
