@@ -47,7 +47,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -168,6 +168,9 @@ struct ReceiveSlot {
     /// `None` while lent.
     reader: Mutex<Option<FrameReader>>,
     returned: Condvar,
+    /// Receivers waiting on `returned` (changed under `reader`'s lock): the record is
+    /// given back with no wake-up, and no system call, when nobody waits.
+    waiters: AtomicUsize,
     /// The connection's descriptor, as [`ahead`] lists it.
     fd: RawFd,
     /// A whole frame (or a header to refuse) waits in the reader's read-ahead: a receive
@@ -188,6 +191,7 @@ impl ReceiveSlot {
         ReceiveSlot {
             reader: Mutex::new(Some(FrameReader::default())),
             returned: Condvar::new(),
+            waiters: AtomicUsize::new(0),
             fd,
             listed: AtomicBool::new(false),
         }
@@ -214,7 +218,9 @@ impl ReceiveSlot {
             if deadline.expired() {
                 return None;
             }
+            self.waiters.fetch_add(1, Ordering::Relaxed);
             slot = deadline.wait(&self.returned, slot);
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -241,8 +247,14 @@ impl std::ops::DerefMut for Lent<'_> {
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        *lock(&self.slot.reader) = Some(std::mem::take(&mut self.reader));
-        self.slot.returned.notify_one();
+        let waiters = {
+            let mut slot = lock(&self.slot.reader);
+            *slot = Some(std::mem::take(&mut self.reader));
+            self.slot.waiters.load(Ordering::Relaxed)
+        };
+        if waiters > 0 {
+            self.slot.returned.notify_one();
+        }
     }
 }
 

@@ -180,3 +180,31 @@ fn a_frame_read_ahead_is_ready_for_poll_and_wait_and_keeps_its_end_home() {
     carrier.send(&b).unwrap();
     drop(Fd::from(b.into_fd()));
 }
+
+/// Two threads receive on one end: the second waits for the first to give the receive
+/// record back, and is woken when it does (the record is given back without a wake-up
+/// only when nobody waits).
+#[test]
+fn a_receiver_waiting_for_its_turn_is_woken_when_the_other_is_done() {
+    let (a, b) = pipe(true).unwrap();
+    let b = std::sync::Arc::new(b);
+    let receivers: Vec<_> = (0..2)
+        .map(|_| {
+            let b = std::sync::Arc::clone(&b);
+            std::thread::spawn(move || b.recv_bytes_timeout(LONG).map(|bytes| bytes.len()))
+        })
+        .collect();
+    // Both are (most likely) waiting now: one in the read, one for the record.
+    std::thread::sleep(Duration::from_millis(200));
+    a.send_bytes(&[1; 10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    a.send_bytes(&[2; 20]).unwrap();
+    let mut lens = within(move || {
+        receivers
+            .into_iter()
+            .map(|r| r.join().unwrap().unwrap())
+            .collect::<Vec<_>>()
+    });
+    lens.sort_unstable();
+    assert_eq!(lens, [10, 20]);
+}
