@@ -493,7 +493,14 @@ impl Connection {
                 if n > 0 {
                     // The bytes past `at` are room, not data: put these there.
                     reader.payload.truncate(at);
-                    if reader.payload.try_reserve_exact(n).is_err() {
+                    // A frame that goes on past these bytes gets room for as much again
+                    // at once (as `grow` would give it next), sparing a reallocation.
+                    let room = if at + n < reader.len {
+                        (2 * (at + n)).max(MIN_GROWTH).min(reader.len) - at
+                    } else {
+                        n
+                    };
+                    if reader.payload.try_reserve_exact(room).is_err() {
                         return Err(self.poison(Error::FrameAllocation {
                             len: reader.len as u64,
                         }));
@@ -523,8 +530,9 @@ impl Connection {
                 if at == reader.payload.len() {
                     self.grow(&mut reader.payload, reader.len)?;
                 }
-                let sink = socket.then_some(&mut reader.sink);
-                sys::read_chunk(fd, socket, &mut reader.payload[at..], sink, deadline)?
+                // A plain read, no control buffer: descriptors come with a frame's first
+                // bytes, which went through the read-ahead buffer.
+                sys::read_chunk(fd, socket, &mut reader.payload[at..], None, deadline)?
             } else {
                 if reader.ahead.is_empty() {
                     reader.ahead = vec![0; AHEAD];
