@@ -13,9 +13,16 @@
 //!     12     4  magic "FLT1" (0x31544c46 little-endian): not a frame otherwise
 //! ```
 //!
-//! Descriptors travel as `SCM_RIGHTS` with the header's bytes, so they arrive with the
-//! first read of the frame. Nothing is read ahead: after `recv` returns, the next frame
-//! is untouched in the kernel, so `poll` and [`wait`] on the descriptor tell the truth.
+//! Descriptors travel as `SCM_RIGHTS` with the header's bytes (header and payload go in
+//! one `sendmsg`), so they arrive with the read that brings the frame's first byte.
+//!
+//! A receive reads up to 64 KiB at once: a small frame costs one read, and frames that
+//! arrived together are taken from what was read ahead, with no read at all. (The
+//! kernel ends a read after the message that carries descriptors, so one read brings at
+//! most one frame's descriptors, and the frame they belong to begins in that read.) A
+//! whole frame read ahead counts as readable for [`Connection::poll`] and [`wait`],
+//! although the descriptor may not be; a connection end holding bytes it read ahead
+//! cannot be sent to another process (they would not go with it).
 //!
 //! # Receiving, and what a peer cannot do to the receiver
 //!
@@ -28,8 +35,7 @@
 //!   call's deadline, so a timed receive returns [`Error::Timeout`] on time even when the
 //!   peer stalls mid-frame. What arrived stays in the connection's [`FrameReader`]
 //!   (lent to one receiver at a time, and waited for with the deadline too), and the
-//!   next receive goes on with it: the only bytes kept in user space are those of a
-//!   frame that has not all arrived.
+//!   next receive goes on with it.
 //! - **A frame cut short is not end of file.** The peer closing mid-frame is
 //!   [`Error::TruncatedFrame`]; [`Error::Eof`] means it closed between frames.
 //! - **Descriptors of a frame nobody gets are closed at once**, whatever the error.
@@ -37,10 +43,11 @@
 //! A header that is not a frame, or declares more than the receiver's maximum, closes
 //! the connection on the receiving side: the stream can no longer be trusted.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -57,6 +64,10 @@ const HEADER_LEN: usize = 16;
 const MAGIC: u32 = u32::from_le_bytes(*b"FLT1");
 /// The least a payload buffer grows by at a time (or the rest of the payload, if less).
 const MIN_GROWTH: usize = 64 << 10;
+/// How much a receive reads at once when the frame at hand is small (or its end near):
+/// the frame and whatever follows it, kept for the next receive, so a small frame costs
+/// one read, and several small frames that arrived together one read between them.
+const AHEAD: usize = 64 << 10;
 
 /// The largest frame a new connection accepts: 1 GiB. Change it per connection with
 /// [`Connection::set_max_frame`].
@@ -103,8 +114,9 @@ pub struct Connection {
     /// Set when the stream stopped being trustworthy (a refused or malformed frame).
     broken: AtomicBool,
     send_lock: Mutex<()>,
-    /// The frame being received, lent to one receiver at a time.
-    receiving: ReceiveSlot,
+    /// The frame being received, lent to one receiver at a time (boxed: with its
+    /// read-ahead state it is most of a connection's size).
+    receiving: Box<ReceiveSlot>,
 }
 
 /// A pair of connected [`Connection`]s: Python's `multiprocessing.Pipe(duplex)`.
@@ -156,18 +168,44 @@ struct ReceiveSlot {
     /// `None` while lent.
     reader: Mutex<Option<FrameReader>>,
     returned: Condvar,
+    /// Receivers waiting on `returned` (changed under `reader`'s lock): the record is
+    /// given back with no wake-up, and no system call, when nobody waits.
+    waiters: AtomicUsize,
+    /// The connection's descriptor, as [`ahead`] lists it.
+    fd: RawFd,
+    /// A whole frame (or a header to refuse) waits in the reader's read-ahead: a receive
+    /// would not wait. Listed in [`ahead`] while true.
+    listed: AtomicBool,
 }
 
-impl Default for ReceiveSlot {
-    fn default() -> Self {
-        ReceiveSlot {
-            reader: Mutex::new(Some(FrameReader::default())),
-            returned: Condvar::new(),
+impl Drop for ReceiveSlot {
+    fn drop(&mut self) {
+        if *self.listed.get_mut() {
+            ahead::set(self.fd, false);
         }
     }
 }
 
 impl ReceiveSlot {
+    fn new(fd: RawFd) -> Self {
+        ReceiveSlot {
+            reader: Mutex::new(Some(FrameReader::default())),
+            returned: Condvar::new(),
+            waiters: AtomicUsize::new(0),
+            fd,
+            listed: AtomicBool::new(false),
+        }
+    }
+
+    /// Records whether `reader` (this slot's, lent) holds a frame a receive would take at
+    /// once, for [`Connection::poll`] and [`wait`].
+    fn note(&self, reader: &FrameReader, max: u64) {
+        let ready = reader.ready(max);
+        if self.listed.swap(ready, Ordering::AcqRel) != ready {
+            ahead::set(self.fd, ready);
+        }
+    }
+
     /// Borrows the record, waiting for its return until `deadline` (`None`: forever);
     /// `None` if the deadline passed first.
     fn take(&self, deadline: Option<Instant>) -> Option<Lent<'_>> {
@@ -180,7 +218,9 @@ impl ReceiveSlot {
             if deadline.expired() {
                 return None;
             }
+            self.waiters.fetch_add(1, Ordering::Relaxed);
             slot = deadline.wait(&self.returned, slot);
+            self.waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
@@ -207,20 +247,27 @@ impl std::ops::DerefMut for Lent<'_> {
 
 impl Drop for Lent<'_> {
     fn drop(&mut self) {
-        *lock(&self.slot.reader) = Some(std::mem::take(&mut self.reader));
-        self.slot.returned.notify_one();
+        let waiters = {
+            let mut slot = lock(&self.slot.reader);
+            *slot = Some(std::mem::take(&mut self.reader));
+            self.slot.waiters.load(Ordering::Relaxed)
+        };
+        if waiters > 0 {
+            self.slot.returned.notify_one();
+        }
     }
 }
 
 impl Connection {
     fn new(fd: OwnedFd, kind: Kind) -> Self {
+        let raw = fd.as_raw_fd();
         Connection {
             fd,
             kind,
             max_frame: DEFAULT_MAX_FRAME,
             broken: AtomicBool::new(false),
             send_lock: Mutex::new(()),
-            receiving: ReceiveSlot::default(),
+            receiving: Box::new(ReceiveSlot::new(raw)),
         }
     }
 
@@ -396,8 +443,9 @@ impl Connection {
         if self.broken.load(Ordering::Acquire) {
             return Err(Error::Closed);
         }
-        self.advance(&mut receiving, deadline)?
-            .ok_or_else(timed_out)
+        let frame = self.advance(&mut receiving, deadline);
+        self.receiving.note(&receiving, self.max_frame);
+        frame?.ok_or_else(timed_out)
     }
 
     /// Reads what arrives of the frame `reader` holds, until it is whole (`Some`) or
@@ -422,54 +470,144 @@ impl Connection {
     ) -> Result<Option<Frame>, Error> {
         let socket = self.kind == Kind::Duplex;
         let fd = self.fd.as_fd();
-        while reader.got < HEADER_LEN {
-            let at = reader.got;
-            // Descriptors travel with the header's bytes: asked for there only.
-            let sink = socket.then_some(&mut reader.sink);
-            match sys::read_chunk(fd, socket, &mut reader.header[at..], sink, deadline)? {
+        loop {
+            // First what was read ahead, then the descriptor.
+            if reader.got < HEADER_LEN {
+                if reader.got == 0 {
+                    reader.frame_at = reader.position();
+                }
+                let n = reader.take_ahead(HEADER_LEN - reader.got);
+                let at = reader.got;
+                reader.header[at..at + n].copy_from_slice(&reader.ahead[reader.start - n..][..n]);
+                reader.got += n;
+                if reader.got == HEADER_LEN {
+                    let (len, nfds) = self.check_header(&reader.header)?;
+                    reader.fds = self.claim_fds(reader, nfds)?;
+                    reader.len = len;
+                    reader.payload = Vec::new();
+                }
+            }
+            if reader.got >= HEADER_LEN {
+                let at = reader.got - HEADER_LEN;
+                let n = reader.take_ahead(reader.len - at);
+                if n > 0 {
+                    // The bytes past `at` are room, not data: put these there.
+                    reader.payload.truncate(at);
+                    // A frame that goes on past these bytes gets room for as much again
+                    // at once (as `grow` would give it next), sparing a reallocation.
+                    let room = if at + n < reader.len {
+                        (2 * (at + n)).max(MIN_GROWTH).min(reader.len) - at
+                    } else {
+                        n
+                    };
+                    if reader.payload.try_reserve_exact(room).is_err() {
+                        return Err(self.poison(Error::FrameAllocation {
+                            len: reader.len as u64,
+                        }));
+                    }
+                    let bytes = &reader.ahead[reader.start - n..reader.start];
+                    reader.payload.extend_from_slice(bytes);
+                    reader.got += n;
+                }
+                if reader.got - HEADER_LEN == reader.len {
+                    let frame = (
+                        std::mem::take(&mut reader.payload),
+                        std::mem::take(&mut reader.fds),
+                    );
+                    reader.got = 0;
+                    reader.len = 0;
+                    return Ok(Some(frame));
+                }
+            }
+            // All that was read ahead is taken: read from the descriptor. A payload with
+            // much still to come is read straight into place, no further than its end;
+            // anything else into the read-ahead buffer, in one read with whatever follows.
+            let before = reader.position();
+            let direct =
+                reader.got >= HEADER_LEN && reader.len - (reader.got - HEADER_LEN) >= AHEAD;
+            let read = if direct {
+                let at = reader.got - HEADER_LEN;
+                if at == reader.payload.len() {
+                    self.grow(&mut reader.payload, reader.len)?;
+                }
+                // A plain read, no control buffer: descriptors come with a frame's first
+                // bytes, which went through the read-ahead buffer.
+                sys::read_chunk(fd, socket, &mut reader.payload[at..], None, deadline)?
+            } else {
+                if reader.ahead.is_empty() {
+                    reader.ahead = vec![0; AHEAD];
+                }
+                reader.start = 0;
+                reader.end = 0;
+                let sink = socket.then_some(&mut reader.sink);
+                sys::read_chunk(fd, socket, &mut reader.ahead, sink, deadline)?
+            };
+            if !reader.sink.fds.is_empty() {
+                let fds = std::mem::take(&mut reader.sink.fds);
+                let to = before + read.unwrap_or(0) as u64;
+                reader.batches.push_back(FdBatch {
+                    fds,
+                    from: before,
+                    to,
+                });
+            }
+            match read {
                 None => return Ok(None),
-                Some(0) if at == 0 => return Err(Error::Eof),
-                Some(0) => {
+                Some(0) if reader.got == 0 => return Err(Error::Eof),
+                Some(0) if reader.got < HEADER_LEN => {
                     return Err(Error::TruncatedFrame {
                         part: "header",
-                        got: at as u64,
+                        got: reader.got as u64,
                         expected: HEADER_LEN as u64,
                     });
                 }
-                Some(n) => reader.got += n,
-            }
-            if reader.got == HEADER_LEN {
-                reader.len = self.check_header(&reader.header, reader.sink.fds.len())?;
-                reader.payload = Vec::new();
-            }
-        }
-        loop {
-            let at = reader.got - HEADER_LEN;
-            if at == reader.len {
-                break;
-            }
-            if at == reader.payload.len() {
-                self.grow(&mut reader.payload, reader.len)?;
-            }
-            match sys::read_chunk(fd, socket, &mut reader.payload[at..], None, deadline)? {
-                None => return Ok(None),
                 Some(0) => {
                     return Err(Error::TruncatedFrame {
                         part: "payload",
-                        got: at as u64,
+                        got: (reader.got - HEADER_LEN) as u64,
                         expected: reader.len as u64,
                     });
                 }
-                Some(n) => reader.got += n,
+                Some(n) if direct => {
+                    reader.got += n;
+                    reader.read += n as u64;
+                }
+                Some(n) => {
+                    reader.end = n;
+                    reader.read += n as u64;
+                }
             }
         }
-        let frame = (
-            std::mem::take(&mut reader.payload),
-            std::mem::take(&mut reader.sink.fds),
-        );
-        reader.got = 0;
-        reader.len = 0;
-        Ok(Some(frame))
+    }
+
+    /// The descriptors of the frame whose header begins at `reader.frame_at` and
+    /// declares `nfds` of them. They came with the read that brought the header's first
+    /// byte (the kernel ends a read after the message that carries descriptors, so one
+    /// read brings at most one set). A set that came with a read whose frames have all
+    /// begun without claiming it belongs to no frame: the stream is not to be trusted.
+    fn claim_fds(&self, reader: &mut FrameReader, nfds: usize) -> Result<Vec<OwnedFd>, Error> {
+        let at = reader.frame_at;
+        if let Some(stale) = reader.batches.front().filter(|b| b.to <= at) {
+            let arrived = stale.fds.len();
+            return Err(self.poison(Error::Malformed(format!(
+                "{arrived} descriptors arrived with a frame that declares none"
+            ))));
+        }
+        if nfds == 0 {
+            // A set that came with this frame's read may belong to a later frame in it.
+            return Ok(Vec::new());
+        }
+        let here = reader
+            .batches
+            .front()
+            .filter(|b| b.from <= at)
+            .map_or(0, |b| b.fds.len());
+        if here != nfds {
+            return Err(self.poison(Error::Malformed(format!(
+                "the frame declares {nfds} descriptors but {here} arrived"
+            ))));
+        }
+        Ok(reader.batches.pop_front().expect("just looked").fds)
     }
 
     /// Makes room in `payload` (whose bytes have all arrived) for more of a payload of
@@ -487,13 +625,11 @@ impl Connection {
         Ok(())
     }
 
-    /// Checks a frame header against this end's rules, given how many descriptors
-    /// arrived with it; the payload length. Nothing is allocated for the payload here:
-    /// it grows as its bytes arrive.
-    fn check_header(&self, header: &[u8; HEADER_LEN], fds_arrived: usize) -> Result<usize, Error> {
-        let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
-        let nfds = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
-        let magic = u32::from_le_bytes(header[12..].try_into().expect("4 bytes"));
+    /// Checks a frame header against this end's rules: the payload's length and how many
+    /// descriptors it declares. Nothing is allocated for the payload here: it grows as
+    /// its bytes arrive.
+    fn check_header(&self, header: &[u8; HEADER_LEN]) -> Result<(usize, usize), Error> {
+        let (len, nfds, magic) = parse_header(header);
         if magic != MAGIC {
             return Err(self.poison(Error::Malformed("the stream is not flotilla frames".into())));
         }
@@ -503,17 +639,13 @@ impl Connection {
                 max: self.max_frame,
             }));
         }
-        if nfds != fds_arrived {
-            return Err(self.poison(Error::Malformed(format!(
-                "the frame declares {nfds} descriptors but {fds_arrived} arrived"
-            ))));
-        }
-        usize::try_from(len).map_err(|_| {
+        let len = usize::try_from(len).map_err(|_| {
             self.poison(Error::FrameTooLarge {
                 len,
                 max: usize::MAX as u64,
             })
-        })
+        })?;
+        Ok((len, nfds))
     }
 
     fn poison(&self, error: Error) -> Error {
@@ -532,7 +664,30 @@ impl Connection {
         if !self.readable() {
             return Err(Error::WrongDirection("write-only"));
         }
+        if self.frame_read_ahead() {
+            return Ok(true);
+        }
         sys::poll_readable(self.fd.as_fd(), timeout)
+    }
+
+    /// True when a whole frame waits in what this end read ahead (or a header a receive
+    /// refuses at once): the next receive takes it without reading the descriptor, and
+    /// without waiting. Never a system call: an event loop asks this after a receive
+    /// to know whether to receive again before it waits for the descriptor.
+    ///
+    /// ```
+    /// let (a, b) = flotilla_ipc::pipe(true).unwrap();
+    /// a.send_bytes(b"one").unwrap();
+    /// a.send_bytes(b"two").unwrap();
+    /// assert!(!b.frame_read_ahead());
+    /// assert_eq!(b.recv_bytes().unwrap(), b"one");
+    /// // Both had arrived: the one read took both.
+    /// assert!(b.frame_read_ahead());
+    /// assert_eq!(b.recv_bytes().unwrap(), b"two");
+    /// assert!(!b.frame_read_ahead());
+    /// ```
+    pub fn frame_read_ahead(&self) -> bool {
+        self.receiving.listed.load(Ordering::Acquire)
     }
 
     /// Puts this end in (or out of) non-blocking mode, for an event loop that waits for
@@ -547,17 +702,24 @@ impl Connection {
         sys::set_nonblocking(self.fd.as_fd(), nonblocking)
     }
 
-    /// Reads as much of the next frame as has arrived, without blocking, keeping the
-    /// progress in `reader`: `Ok(Some(frame))` once the frame is whole, `Ok(None)` when
-    /// more must arrive first (wait for the descriptor to be readable and call again),
-    /// or when another thread of this process is receiving on this end.
+    /// Reads as much of the next frame as has arrived, without blocking: `Ok(Some(frame))`
+    /// once the frame is whole, `Ok(None)` when more must arrive first (wait for the
+    /// descriptor to be readable and call again), or when another thread of this process
+    /// is receiving on this end. It is [`recv_frame_timeout`](Connection::recv_frame_timeout)
+    /// with a zero timeout: the progress stays in the connection, so it mixes freely
+    /// with the other receives.
     ///
     /// It never waits, in either mode of the descriptor. The same checks as
     /// [`recv_frame`](Connection::recv_frame) apply: [`Error::Eof`] reports the other end
     /// closed between frames, [`Error::TruncatedFrame`] in the middle of one. On any
-    /// error the partial frame in `reader` is dropped, its descriptors closed at once.
-    /// If a timed receive of this connection left part of a frame and `reader` holds
-    /// none, the part moves into `reader`.
+    /// error the partial frame is dropped, its descriptors closed at once.
+    ///
+    /// A receive may read the next frames ahead with this one, so after `Ok(Some(_))`
+    /// call again before waiting for the descriptor: a frame read ahead does not make it
+    /// readable ([`poll`](Connection::poll) and [`wait`] count it, though).
+    ///
+    /// `reader` is not used any more (the connection keeps the progress itself); the
+    /// argument stays so that callers compile.
     ///
     /// ```
     /// use flotilla_ipc::{FrameReader, pipe};
@@ -571,21 +733,12 @@ impl Connection {
     /// assert_eq!((payload.as_slice(), fds.len()), (&b"hello"[..], 0));
     /// ```
     pub fn try_recv_frame(&self, reader: &mut FrameReader) -> Result<Option<Frame>, Error> {
-        if !self.readable() {
-            return Err(Error::WrongDirection("write-only"));
+        let _unused = reader;
+        match self.recv_frame_timeout(Some(Duration::ZERO)) {
+            Ok(frame) => Ok(Some(frame)),
+            Err(Error::Timeout(_)) => Ok(None),
+            Err(e) => Err(e),
         }
-        let now = Some(Instant::now());
-        // Held for the read, so that no other receive interleaves with it.
-        let Some(mut ours) = self.receiving.take(now) else {
-            return Ok(None);
-        };
-        if self.broken.load(Ordering::Acquire) {
-            return Err(Error::Closed);
-        }
-        if ours.in_progress() && !reader.in_progress() {
-            std::mem::swap(&mut *ours, reader);
-        }
-        self.advance(reader, now)
     }
 
     /// Writes as much of `writer`'s frame as fits without blocking: `Ok(true)` once it is
@@ -633,7 +786,8 @@ impl Connection {
         Ok(true)
     }
 
-    /// The descriptor behind this end, for handing it to another process by hand.
+    /// The descriptor behind this end, for handing it to another process by hand. Bytes
+    /// a receive read ahead stay behind (a fresh end has none).
     pub fn into_fd(self) -> OwnedFd {
         self.fd
     }
@@ -664,21 +818,72 @@ pub struct FrameReader {
     /// Room for the payload, grown as its bytes arrive: its first `got - HEADER_LEN`
     /// bytes have arrived, the rest are zeros.
     payload: Vec<u8>,
+    /// The descriptors the frame declared, once its header has arrived.
+    fds: Vec<OwnedFd>,
+    /// Where `recvmsg` puts descriptors.
     sink: sys::FdSink,
+    /// Bytes read beyond the frame at hand ([`AHEAD`] of room, allocated on first use):
+    /// `ahead[start..end]` are not taken yet.
+    ahead: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// Bytes read from the stream so far: the position just past `ahead[end - 1]`.
+    read: u64,
+    /// Where in the stream the frame at hand begins.
+    frame_at: u64,
+    /// Descriptors received and not yet claimed by a frame, in order.
+    batches: VecDeque<FdBatch>,
+}
+
+/// Descriptors that came with one read, which brought the bytes `from..to` of the stream.
+#[derive(Debug)]
+struct FdBatch {
+    fds: Vec<OwnedFd>,
+    from: u64,
+    to: u64,
 }
 
 impl FrameReader {
-    /// True when part of a frame has arrived and the rest has not.
+    /// True when part of a frame has arrived and the rest has not, or bytes were read
+    /// ahead.
     pub fn in_progress(&self) -> bool {
-        self.got > 0
+        self.got > 0 || self.start < self.end || !self.batches.is_empty()
     }
 
-    /// Forgets the partial frame, closing the descriptors that came with it.
+    /// True when a receive would not wait: a whole frame was read ahead, or a header
+    /// a receive with this `max` frame refuses at once.
+    fn ready(&self, max: u64) -> bool {
+        let ahead = &self.ahead[self.start..self.end];
+        if self.got > 0 || ahead.len() < HEADER_LEN {
+            return false;
+        }
+        let (len, _, magic) = parse_header(ahead[..HEADER_LEN].try_into().expect("16 bytes"));
+        magic != MAGIC || len > max || len <= (ahead.len() - HEADER_LEN) as u64
+    }
+
+    /// The stream position of the next byte to take.
+    fn position(&self) -> u64 {
+        self.read - (self.end - self.start) as u64
+    }
+
+    /// Takes up to `want` bytes read ahead: how many; they are `ahead[start - n..start]`.
+    fn take_ahead(&mut self, want: usize) -> usize {
+        let n = want.min(self.end - self.start);
+        self.start += n;
+        n
+    }
+
+    /// Forgets the partial frame and what was read ahead, closing the descriptors that
+    /// came with them.
     fn reset(&mut self) {
         self.got = 0;
         self.len = 0;
         self.payload = Vec::new();
+        self.fds.clear();
         self.sink.fds.clear();
+        self.start = 0;
+        self.end = 0;
+        self.batches.clear();
     }
 }
 
@@ -725,6 +930,14 @@ impl FrameWriter {
     }
 }
 
+/// A header's payload length, descriptor count and magic.
+fn parse_header(header: &[u8; HEADER_LEN]) -> (u64, usize, u32) {
+    let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+    let nfds = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
+    let magic = u32::from_le_bytes(header[12..].try_into().expect("4 bytes"));
+    (len, nfds, magic)
+}
+
 /// The 16-byte header of a frame of `len` payload bytes with `nfds` descriptors, if one
 /// message can carry that many.
 fn frame_header(len: usize, nfds: usize) -> Result<[u8; HEADER_LEN], Error> {
@@ -767,7 +980,16 @@ struct WireConnection {
 
 impl Serialize for Connection {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeStruct;
+        use serde::ser::{Error as _, SerializeStruct};
+        // Bytes this end read ahead would not go with it: refuse rather than lose them.
+        if lock(&self.receiving.reader)
+            .as_ref()
+            .is_some_and(|reader| reader.start < reader.end)
+        {
+            return Err(S::Error::custom(
+                "this connection end holds frames it read ahead: it cannot be sent",
+            ));
+        }
         let mut s = serializer.serialize_struct("WireConnection", 3)?;
         s.serialize_field("fd", &Exported(self.fd.as_fd()))?;
         s.serialize_field("kind", &self.kind)?;
@@ -832,5 +1054,50 @@ pub fn wait_indices<T: AsFd>(
     timeout: Option<Duration>,
 ) -> Result<Vec<usize>, Error> {
     let fds: Vec<BorrowedFd<'_>> = objects.iter().map(AsFd::as_fd).collect();
-    sys::poll_many(&fds, timeout)
+    let read_ahead = ahead::among(&fds);
+    if read_ahead.is_empty() {
+        return sys::poll_many(&fds, timeout);
+    }
+    // Connections with a frame read ahead are ready, whatever their descriptors say.
+    let mut ready = sys::poll_many(&fds, Some(Duration::ZERO))?;
+    ready.extend(read_ahead);
+    ready.sort_unstable();
+    ready.dedup();
+    Ok(ready)
+}
+
+/// The connections of this process with a frame read ahead: a receive takes it at once,
+/// but their descriptors need not be readable, so [`wait`] asks here first.
+mod ahead {
+    use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+    use std::sync::Mutex;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// How many are listed: [`among`] takes no lock while none is.
+    static COUNT: AtomicUsize = AtomicUsize::new(0);
+    static LISTED: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+    /// Lists (or unlists) the connection with descriptor `fd`.
+    pub(super) fn set(fd: RawFd, listed: bool) {
+        let mut fds = super::lock(&LISTED);
+        if listed {
+            fds.push(fd);
+        } else if let Some(at) = fds.iter().position(|&f| f == fd) {
+            fds.swap_remove(at);
+        }
+        COUNT.store(fds.len(), Ordering::Release);
+    }
+
+    /// The positions in `fds` of listed connections.
+    pub(super) fn among(fds: &[BorrowedFd<'_>]) -> Vec<usize> {
+        if COUNT.load(Ordering::Acquire) == 0 {
+            return Vec::new();
+        }
+        let listed = super::lock(&LISTED);
+        fds.iter()
+            .enumerate()
+            .filter(|(_, fd)| listed.contains(&fd.as_raw_fd()))
+            .map(|(i, _)| i)
+            .collect()
+    }
 }

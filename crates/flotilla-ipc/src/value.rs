@@ -28,6 +28,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::element::sealed::Atomic as _;
 use crate::element::{Element, Integer};
 use crate::error::Error;
+use crate::futex;
 use crate::lock::{AcquireError, RLock, RLockGuard, RawMutex};
 use crate::shm::SharedMemory;
 
@@ -513,6 +514,52 @@ impl<T: Integer> Value<T> {
     pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
         self.atomic()
             .compare_exchange(current, new, Ordering::SeqCst, Ordering::SeqCst)
+    }
+}
+
+/// A `u32` value as a word to sleep on, between processes: a futex on the shared word.
+/// A waiter sleeps while the word holds what it last saw; whoever changes the word wakes
+/// it. (The wait is a hint: look at the value again after it returns.)
+impl Value<u32> {
+    /// Sleeps while the value is `expected`, until [`wake_all`](Self::wake_all) is
+    /// called in any process, or `timeout` passes (`None`: no limit). Returns at once
+    /// when the value is something else. `Ok(false)` when the time ran out, `Ok(true)`
+    /// otherwise — which may also be for no reason at all: look at the value again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the kernel refuses the wait (it should not).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let v = flotilla_ipc::Value::raw(0u32).unwrap();
+    /// assert!(!v.wait_while(0, Some(Duration::from_millis(1))).unwrap()); // timed out
+    /// assert!(v.wait_while(1, None).unwrap()); // not 1: returns at once
+    /// ```
+    pub fn wait_while(&self, expected: u32, timeout: Option<Duration>) -> Result<bool, Error> {
+        let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+        match futex::wait(self.atomic(), expected, deadline) {
+            Ok(futex::Wake::Woken) => Ok(true),
+            Ok(futex::Wake::TimedOut) => Ok(false),
+            Err(e) => Err(Error::os("futex wait", e)),
+        }
+    }
+
+    /// Wakes everyone sleeping in [`wait_while`](Self::wait_while) on this value, in
+    /// any process; how many were woken. Change the value first.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Os`] if the kernel refuses the wake (it should not).
+    ///
+    /// ```
+    /// let v = flotilla_ipc::Value::raw(0u32).unwrap();
+    /// v.store(1);
+    /// assert_eq!(v.wake_all().unwrap(), 0); // nobody was waiting
+    /// ```
+    pub fn wake_all(&self) -> Result<usize, Error> {
+        futex::wake_all(self.atomic()).map_err(|e| Error::os("futex wake", e))
     }
 }
 

@@ -307,8 +307,8 @@ fn a_truncated_frame_without_blocking_is_reported_too() {
     bytes.extend_from_slice(&[0; 30]);
     peer.write_all(&bytes).unwrap();
     let mut reader = FrameReader::default();
+    // The part that arrived is kept in the connection (`reader` is not used any more).
     assert!(ours.try_recv_frame(&mut reader).unwrap().is_none());
-    assert!(reader.in_progress());
     drop(peer);
     assert!(matches!(
         ours.try_recv_frame(&mut reader),
@@ -318,7 +318,6 @@ fn a_truncated_frame_without_blocking_is_reported_too() {
             expected: 100
         })
     ));
-    assert!(!reader.in_progress());
     assert!(matches!(ours.try_recv_frame(&mut reader), Err(Error::Eof)));
 }
 

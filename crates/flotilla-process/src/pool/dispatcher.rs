@@ -3,10 +3,10 @@
 //!
 //! It never blocks on one worker. Its ends of the workers' connections are
 //! non-blocking: one `poll` waits for all of them (readable, and writable while a frame
-//! is half sent) and for the submitters' wake-ups; each worker keeps a [`FrameReader`]
-//! and a [`FrameWriter`], so a frame that arrives or leaves in pieces (a worker stopped
-//! halfway through sending a large result, or not reading a large task) waits in them
-//! while the other workers go on. Any size of argument or result may therefore be in
+//! is half sent) and for the submitters' wake-ups; each worker's connection keeps the
+//! frame being received, and a [`FrameWriter`] the one being sent, so a frame that
+//! arrives or leaves in pieces (a worker stopped halfway through sending a large result,
+//! or not reading a large task) waits there while the other workers go on. Any size of argument or result may therefore be in
 //! any worker's pipeline: none is held back for an idle worker.
 
 use std::collections::VecDeque;
@@ -17,12 +17,12 @@ use std::time::{Duration, Instant};
 
 use flotilla_core::{FutureId, TaskError};
 use flotilla_ipc::handle::Fd;
-use flotilla_ipc::{Connection, FrameReader, FrameWriter, pipe};
+use flotilla_ipc::{Connection, FrameWriter, pipe};
 
 use crate::fds::Internal;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::worker::{Control, Response, WorkerArgs, request_frame, worker_main};
+use super::worker::{Gate, Response, WorkerArgs, request_frame, worker_main};
 use super::{Job, PIPELINE, Shared, WorkerDeath};
 use crate::context::Context;
 use crate::error::Error;
@@ -50,7 +50,6 @@ struct Out {
 struct Worker {
     process: Process<()>,
     conn: Internal<Connection>, // flotilla's own: see `fds`
-    reader: FrameReader,
     writer: FrameWriter,
     /// Frames to write after the one in `writer`.
     outbox: VecDeque<Out>,
@@ -66,6 +65,10 @@ struct Worker {
     ready: bool,
     /// It has been given a task to run: it did start.
     worked: bool,
+    /// Where its held tasks are let go or skipped.
+    gate: Gate,
+    /// The sequence number of the last held task sent to it.
+    seq: u32,
 }
 
 impl Worker {
@@ -81,8 +84,6 @@ impl Worker {
 /// The manager thread's state.
 pub(super) struct Manager {
     pub(super) shared: Arc<Shared>,
-    pub(super) wake: Internal<Connection>, // flotilla's own: see `fds`
-    pub(super) wake_reader: FrameReader,
     pub(super) context: Context,
     pub(super) max_workers: usize,
     pub(super) max_tasks: Option<usize>,
@@ -113,7 +114,6 @@ impl Manager {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         shared: Arc<Shared>,
-        wake: Connection,
         context: Context,
         max_workers: usize,
         max_tasks: Option<usize>,
@@ -124,8 +124,6 @@ impl Manager {
     ) -> Manager {
         Manager {
             shared,
-            wake: Internal::new(wake),
-            wake_reader: FrameReader::default(),
             context,
             max_workers,
             max_tasks,
@@ -141,11 +139,6 @@ impl Manager {
     }
 
     pub(super) fn run(mut self) {
-        if let Err(e) = self.wake.set_nonblocking(true) {
-            self.break_pool(format!(
-                "the pool's manager could not set up its wake-ups: {e}"
-            ));
-        }
         loop {
             self.stop_tasks();
             if self.broken_or_terminated() {
@@ -241,6 +234,7 @@ impl Manager {
 
     fn start_worker(&mut self) -> Result<Worker, String> {
         let (ours, theirs) = pipe(true).map_err(|e| format!("could not start a worker: {e}"))?;
+        let gate = Gate::new().map_err(|e| format!("could not start a worker: {e}"))?;
         ours.set_nonblocking(true)
             .map_err(|e| format!("could not start a worker: {e}"))?;
         let init = match &self.init {
@@ -261,6 +255,7 @@ impl Manager {
                 worker_main,
                 WorkerArgs {
                     conn: theirs,
+                    gate: gate.clone(),
                     init,
                     max_tasks: self.max_tasks,
                 },
@@ -272,7 +267,6 @@ impl Manager {
         Ok(Worker {
             process,
             conn: Internal::new(ours),
-            reader: FrameReader::default(),
             writer: FrameWriter::default(),
             outbox: VecDeque::new(),
             inflight: VecDeque::new(),
@@ -280,6 +274,8 @@ impl Manager {
             stopped: None,
             ready: false,
             worked: false,
+            gate,
+            seq: 0,
         })
     }
 
@@ -351,12 +347,17 @@ impl Manager {
                 }
             };
             let id = job.sink.id();
-            if !now {
+            let held = (!now).then(|| {
+                worker.seq = worker.seq.wrapping_add(1);
+                worker.seq
+            });
+            if let Some(seq) = held {
+                job.seq = seq;
                 let cancel = job.sink.canceller();
                 self.shared.lock().held.insert(id, cancel);
             }
             worker.outbox.push_back(Out {
-                frame: request_frame(&job.frame, !now),
+                frame: request_frame(&job.frame, held),
                 fds,
                 task: Some(id),
             });
@@ -368,8 +369,8 @@ impl Manager {
     }
 
     /// Lets worker `i` start the task at the front of its pipeline, if it waits: marks it
-    /// running and tells the worker to go, or, when it was cancelled, tells the worker to
-    /// skip it, and looks at the next. Called when the worker is free: ready, with the
+    /// running and tells the worker, through its gate, to go, or, when it was cancelled,
+    /// to skip it, and looks at the next. Called when the worker is free: ready, with the
     /// task before ended.
     fn release(&mut self, i: usize) {
         let worker = &mut self.workers[i];
@@ -381,25 +382,17 @@ impl Manager {
                 return;
             }
             self.shared.lock().held.remove(&front.sink.id());
-            let control = if front.sink.start() {
+            if front.sink.start() {
                 front.started = true;
                 worker.worked = true;
-                Control::Go
-            } else {
-                let job = worker.inflight.pop_front().expect("just looked");
-                job.sink.cancel();
-                if let Some(left) = &mut worker.left {
-                    *left += 1;
-                }
-                Control::Skip
-            };
-            worker.outbox.push_back(Out {
-                frame: control.frame(),
-                fds: Vec::new(),
-                task: None,
-            });
-            if control == Control::Go {
+                worker.gate.decide(front.seq, true);
                 return;
+            }
+            let job = worker.inflight.pop_front().expect("just looked");
+            worker.gate.decide(job.seq, false);
+            job.sink.cancel();
+            if let Some(left) = &mut worker.left {
+                *left += 1;
             }
         }
     }
@@ -492,7 +485,7 @@ impl Manager {
     fn wait_for_events(&mut self, timeout: Option<Duration>) {
         let ready: Vec<(bool, bool)> = {
             let mut fds = Vec::with_capacity(self.workers.len() + 1);
-            fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(self.shared.wake.as_fd(), PollFlags::POLLIN));
             for worker in &self.workers {
                 let mut events = PollFlags::POLLIN;
                 if worker.wants_to_write() {
@@ -530,8 +523,7 @@ impl Manager {
                 .collect()
         };
         if ready[0].0 {
-            // Drain the wake-ups.
-            while let Ok(Some(_)) = self.wake.try_recv_frame(&mut self.wake_reader) {}
+            self.shared.wake.clear();
         }
         // Highest index first, so removing a dead worker keeps the others' indices.
         for i in (0..self.workers.len()).rev() {
@@ -550,13 +542,20 @@ impl Manager {
     }
 
     /// Reads whatever worker `i` has sent, without waiting for the rest of a frame that
-    /// has only begun to arrive; handles its end.
+    /// has only begun to arrive; handles its end. Called when its connection is readable:
+    /// one read takes what has arrived, and the answers read ahead with the first are
+    /// taken with no further read (the next `poll` tells of any that came since).
     fn read_answers(&mut self, i: usize) -> Flow {
+        let mut first = true;
         loop {
+            if !first && !self.workers[i].conn.frame_read_ahead() {
+                return Flow::Go;
+            }
+            first = false;
             let worker = &mut self.workers[i];
-            let (bytes, fds) = match worker.conn.try_recv_frame(&mut worker.reader) {
-                Ok(Some(frame)) => frame,
-                Ok(None) => return Flow::Go,
+            let (bytes, fds) = match worker.conn.recv_frame_timeout(Some(Duration::ZERO)) {
+                Ok(frame) => frame,
+                Err(flotilla_ipc::Error::Timeout(_)) => return Flow::Go,
                 Err(e) => {
                     if !matches!(
                         e,
@@ -760,6 +759,8 @@ impl Manager {
             for job in worker.inflight {
                 job.sink.finish(Err(TaskError::ShutDown));
             }
+            // Whatever it holds is skipped: it goes back to its connection, and ends.
+            worker.gate.decide(worker.seq.wrapping_add(1), false);
             drop(worker.conn);
             processes.push(worker.process);
         }

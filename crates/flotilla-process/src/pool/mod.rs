@@ -18,10 +18,10 @@
 //! A task is running only once a worker starts it. One sent to an idle worker starts at
 //! once; one sent to a busy worker waits in its pipeline, still pending: when the worker
 //! is free the manager marks it running and tells the worker to go, or, if it was
-//! cancelled meanwhile, to skip it (see `worker`). So `cancel` and
-//! `shutdown(cancel_futures = true)` reach every task that has not started. The price
-//! is a round trip between a worker's pipelined tasks (the worker waits for the word);
-//! the pipeline still saves the arguments' transfer.
+//! cancelled meanwhile, to skip it, in a word of shared memory the worker looks at (see
+//! `worker`). So `cancel` and `shutdown(cancel_futures = true)` reach every task that
+//! has not started, and no frame goes back and forth for it: the manager decides as it
+//! reads the answer to the task before, and the worker usually finds the decision made.
 //!
 //! A worker that fails to start (it cannot be started, or ends before it runs a task: its
 //! initializer exited, say) is retried after a pause that doubles each time, from 50 ms;
@@ -44,7 +44,7 @@ mod worker;
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -52,7 +52,6 @@ use std::time::Duration;
 
 use flotilla_core::{Completer, Future, FutureId, TaskError};
 use flotilla_ipc::handle;
-use flotilla_ipc::{Connection, pipe};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -156,6 +155,9 @@ struct Job {
     sink: Box<dyn Sink>,
     /// Marked running and sent to run (it is at the front of its worker's pipeline).
     started: bool,
+    /// Its sequence number among the held tasks of the worker it was sent to, if it was
+    /// sent held (see `worker`).
+    seq: u32,
 }
 
 #[derive(Default)]
@@ -175,9 +177,50 @@ struct Queue {
 struct Shared {
     queue: Mutex<Queue>,
     /// The manager sets this before it sleeps in `poll`, when a new task could be
-    /// dispatched at once; a submitter that finds it set writes to `wake`.
+    /// dispatched at once; a submitter that finds it set rings `wake`.
     sleeping: AtomicBool,
-    wake: Internal<Connection>, // flotilla's own: see `fds`
+    wake: Doorbell,
+}
+
+/// The manager's doorbell: an eventfd that submitters ring (one `write`) and the manager
+/// polls and clears (one `read`), where a frame on a socket pair took a `sendmsg` and
+/// two reads.
+struct Doorbell(Internal<OwnedFd>); // flotilla's own: see `fds`
+
+impl Doorbell {
+    fn new() -> Result<Doorbell, Error> {
+        // SAFETY: eventfd with constant flags makes a new descriptor; the result is
+        // checked before it is owned.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC | libc::EFD_NONBLOCK) };
+        if fd < 0 {
+            return Err(Error::os("eventfd", nix::errno::Errno::last()));
+        }
+        // SAFETY: `fd` was just made by eventfd and nothing else owns it.
+        Ok(Doorbell(Internal::new(unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+        })))
+    }
+
+    /// Rings: the manager's `poll` on it returns. Rings add up until it is cleared.
+    fn ring(&self) {
+        let one = 1u64.to_ne_bytes();
+        // Fails only when the count would overflow (it is far from that): then it is
+        // rung anyway.
+        let _ = nix::unistd::write(self.0.as_fd(), &one);
+    }
+
+    /// Clears the rings so far (the descriptor is non-blocking: nothing to clear is
+    /// no wait).
+    fn clear(&self) {
+        let mut count = [0u8; 8];
+        let _ = nix::unistd::read(self.0.as_fd(), &mut count);
+    }
+}
+
+impl AsFd for Doorbell {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
 }
 
 impl Shared {
@@ -201,8 +244,7 @@ impl Shared {
     }
 
     fn send_wake(&self) {
-        // A full socket already holds a wake-up; nothing more is needed.
-        let _ = self.wake.send_bytes(&[1]);
+        self.wake.ring();
     }
 
     fn submit_job(&self, job: Job) -> Result<(), TaskError> {
@@ -262,6 +304,7 @@ impl Shared {
                 outcome,
             }),
             started: false,
+            seq: 0,
         })?;
         Ok(fut)
     }
@@ -393,16 +436,14 @@ impl ProcessPoolExecutorBuilder {
                     .into(),
             ));
         }
-        let (wake_rx, wake_tx) = pipe(true)?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             sleeping: AtomicBool::new(false),
-            wake: Internal::new(wake_tx),
+            wake: Doorbell::new()?,
         });
         let started = Arc::new(AtomicUsize::new(0));
         let manager = Manager::new(
             Arc::clone(&shared),
-            wake_rx,
             context,
             max_workers,
             self.max_tasks_per_child,

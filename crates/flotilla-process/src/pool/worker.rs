@@ -8,101 +8,174 @@
 //! checked the binary's fingerprint).
 //!
 //! A task sent while the worker is busy (or still starting) is *held*: the worker reads
-//! it when it is free, then waits for the pool's one-byte word ([`Control`]) — go, and
-//! the pool has marked it running; skip, and it was cancelled meanwhile (no answer is
-//! sent for it). So a task is running only once its worker starts it, and one waiting in
-//! a pipeline can still be cancelled. The price is a round trip between a worker's
-//! pipelined tasks: the worker waits for the word where it used to start at once.
+//! it when it is free, then waits for the pool's decision on it, which the pool writes in
+//! a word of shared memory beside the connection (a [`Gate`]): go, and the pool has
+//! marked it running; skip, and it was cancelled meanwhile (no answer is sent for it).
+//! So a task is running only once its worker starts it, and one waiting in a pipeline
+//! can still be cancelled. The decision costs no frame: the pool makes it as it reads
+//! the answer to the task before (one atomic store, and a futex wake only when the
+//! worker already sleeps on the word), and the worker usually finds it made when it
+//! looks.
 //!
 //! # Frames
 //!
 //! A frame is a task's payload as the codec encoded it (arguments one way, the value
 //! or a message the other), followed by a fixed trailer: for a request the entry
-//! (8 bytes, little-endian) and a kind byte (run now, or held), for a response a kind
+//! (8 bytes, little-endian), a held task's sequence number (4 bytes, little-endian; 0
+//! when it runs at once) and a kind byte (run now, or held), for a response a kind
 //! byte. A trailer rather than an envelope type, because the payload then crosses with
 //! no re-encoding — the codec writes a `Vec<u8>` field byte by byte, which cost more
 //! than the rest of a small task's trip — and appending to the codec's buffer is free.
 //! (The manager sends a copy, keeping the original to send again should the worker die
-//! before it starts the task.) The pool's words are frames of one byte, which no
-//! request is.
+//! before it starts the task.)
+//!
+//! # The gate word
+//!
+//! One `u32` in shared memory per worker: bits 31..2 hold the sequence number (counted
+//! by the pool from 1, modulo 2^30, in the order it sends held tasks; the request
+//! carries it) of the last held task decided, bit 1 whether it may go, bit 0 that the worker sleeps on the word
+//! (so the pool wakes it). The pool decides held tasks in order, and decides the next
+//! only once the one before is skipped or answered; so a worker that finds a later
+//! task decided than the one it holds knows its own was skipped.
 
-use std::collections::VecDeque;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
 
-use flotilla_ipc::Connection;
 use flotilla_ipc::handle::Fd;
+use flotilla_ipc::{Connection, Value};
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
 
 use crate::boot::{self, EntryResult};
 
 /// The kind byte of a request: run the entry on the payload now.
 const TASK: u8 = 0x54;
-/// The kind byte of a request that waits in the worker's pipeline: run it only after a
-/// [`Control::Go`], skip it after a [`Control::Skip`].
+/// The kind byte of a request that waits in the worker's pipeline: run it only when the
+/// pool's [`Gate`] says go.
 const HELD: u8 = 0x48;
 
 /// Appends a task request's trailer to its encoded arguments: the frame to send.
 pub(super) fn task_frame(mut args: Vec<u8>, entry: usize) -> Vec<u8> {
     args.extend_from_slice(&(entry as u64).to_le_bytes());
+    args.extend_from_slice(&0u32.to_le_bytes());
     args.push(TASK);
     args
 }
 
-/// A copy of a request frame made by [`task_frame`], to run at once or, when `held`, to
-/// wait for the pool's word.
-pub(super) fn request_frame(frame: &[u8], held: bool) -> Vec<u8> {
+/// A copy of a request frame made by [`task_frame`], to run at once or, when `held` (with
+/// its sequence number), to wait for the pool's decision.
+pub(super) fn request_frame(frame: &[u8], held: Option<u32>) -> Vec<u8> {
     let mut frame = frame.to_vec();
-    if let Some(kind) = frame.last_mut() {
-        *kind = if held { HELD } else { TASK };
+    let len = frame.len();
+    if len >= TRAILER {
+        let (kind, seq) = match held {
+            Some(seq) => (HELD, seq),
+            None => (TASK, 0),
+        };
+        frame[len - 5..len - 1].copy_from_slice(&seq.to_le_bytes());
+        frame[len - 1] = kind;
     }
     frame
 }
 
-/// Splits a request frame into its entry, its arguments, and whether it is held;
-/// `None` when it is malformed.
-fn parse_task(mut frame: Vec<u8>) -> Option<(usize, Vec<u8>, bool)> {
-    let held = match frame.pop()? {
-        TASK => false,
-        HELD => true,
-        _ => return None,
-    };
-    if frame.len() < 8 {
+/// The bytes a request frame adds after the arguments: entry, sequence number, kind.
+const TRAILER: usize = 8 + 4 + 1;
+
+/// Splits a request frame into its entry, its arguments, and, when it is held, its
+/// sequence number; `None` when it is malformed.
+fn parse_task(mut frame: Vec<u8>) -> Option<(usize, Vec<u8>, Option<u32>)> {
+    if frame.len() < TRAILER {
         return None;
     }
-    let at = frame.len() - 8;
-    let entry = u64::from_le_bytes(frame[at..].try_into().ok()?);
+    let at = frame.len() - TRAILER;
+    let trailer = &frame[at..];
+    let entry = u64::from_le_bytes(trailer[..8].try_into().ok()?);
+    let seq = u32::from_le_bytes(trailer[8..12].try_into().ok()?);
+    let held = match trailer[12] {
+        TASK => None,
+        HELD => Some(seq),
+        _ => return None,
+    };
     frame.truncate(at);
     Some((usize::try_from(entry).ok()?, frame, held))
 }
 
-/// The pool's word on a held task, when the worker is free to start it: one byte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Control {
-    /// Run it: the pool marked it running.
-    Go,
-    /// Skip it: it was cancelled while it waited.
-    Skip,
+/// The pool's decisions on a worker's held tasks: a word in shared memory (see the
+/// module docs).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Gate {
+    word: Value<u32>,
 }
 
-impl Control {
-    const GO: u8 = 0x47;
-    const SKIP: u8 = 0x53;
+impl Gate {
+    /// Bit 0: the worker sleeps on the word.
+    const SLEEPING: u32 = 1;
+    /// Bit 1: the task may go.
+    const GO: u32 = 2;
+    /// Sequence numbers have 30 bits.
+    const SEQ: u32 = u32::MAX >> 2;
+    /// Looks at the word this many times before sleeping on it: the decision is usually
+    /// on its way.
+    const SPINS: u32 = 200;
+    /// How often a sleeping worker checks that the pool is still there.
+    const CHECK: Duration = Duration::from_millis(200);
 
-    /// The frame that carries this word.
-    pub(super) fn frame(self) -> Vec<u8> {
-        vec![match self {
-            Control::Go => Self::GO,
-            Control::Skip => Self::SKIP,
-        }]
+    /// A new gate, with nothing decided.
+    pub(super) fn new() -> Result<Gate, flotilla_ipc::Error> {
+        Ok(Gate {
+            word: Value::raw(0)?,
+        })
     }
 
-    fn from_frame(frame: &[u8]) -> Option<Control> {
-        match frame {
-            [Self::GO] => Some(Control::Go),
-            [Self::SKIP] => Some(Control::Skip),
-            _ => None,
+    /// The pool's side: decides held task `seq` (and so skips every earlier one the
+    /// worker has not seen decided), waking the worker if it sleeps on the word.
+    pub(super) fn decide(&self, seq: u32, go: bool) {
+        let word = ((seq & Self::SEQ) << 2) | if go { Self::GO } else { 0 };
+        if self.word.swap(word) & Self::SLEEPING != 0 {
+            let _ = self.word.wake_all();
         }
+    }
+
+    /// The worker's side: waits for the decision on held task `seq`: `Some(true)` go,
+    /// `Some(false)` skip, `None` when the pool closed the connection meanwhile.
+    fn wait(&self, seq: u32, conn: &Connection) -> Option<bool> {
+        let mut spins = 0;
+        loop {
+            let word = self.word.load();
+            let ahead = (word >> 2).wrapping_sub(seq) & Self::SEQ;
+            if ahead == 0 {
+                return Some(word & Self::GO != 0);
+            }
+            if ahead <= Self::SEQ / 2 {
+                return Some(false); // a later task is decided: this one was skipped
+            }
+            if spins < Self::SPINS {
+                spins += 1;
+                std::hint::spin_loop();
+                continue;
+            }
+            let sleeping = word | Self::SLEEPING;
+            if word != sleeping && self.word.compare_exchange(word, sleeping).is_err() {
+                continue;
+            }
+            if !matches!(self.word.wait_while(sleeping, Some(Self::CHECK)), Ok(true))
+                && pool_gone(conn)
+            {
+                return None;
+            }
+        }
+    }
+}
+
+/// True when the pool has closed its end of `conn` (its manager is gone).
+fn pool_gone(conn: &Connection) -> bool {
+    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::empty())];
+    match poll(&mut fds, PollTimeout::ZERO) {
+        Ok(_) => fds[0]
+            .revents()
+            .is_some_and(|got| got.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
+        Err(_) => false,
     }
 }
 
@@ -159,6 +232,8 @@ impl Response {
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct WorkerArgs {
     pub(super) conn: Connection,
+    /// Where the pool writes its decisions on held tasks.
+    pub(super) gate: Gate,
     /// The initializer's entry, encoded arguments and their descriptors.
     pub(super) init: Option<(usize, Vec<u8>, Vec<Fd>)>,
     /// How many tasks to run before exiting, so the pool replaces the worker.
@@ -169,6 +244,7 @@ pub(super) struct WorkerArgs {
 pub(super) fn worker_main(args: WorkerArgs) {
     let WorkerArgs {
         conn,
+        gate,
         init,
         max_tasks,
     } = args;
@@ -185,45 +261,22 @@ pub(super) fn worker_main(args: WorkerArgs) {
     if send(&conn, Response::Ready, &[]).is_err() {
         return;
     }
-    // The tasks received and not yet run, in order: held ones wait for the pool's word,
-    // which comes in order too, after any tasks sent meanwhile.
-    let mut waiting: VecDeque<Task> = VecDeque::new();
     let mut done = 0;
     while max_tasks.is_none_or(|max| done < max) {
-        let task = match waiting.pop_front() {
-            Some(task) if !task.held => task,
-            front => {
-                if let Some(task) = front {
-                    waiting.push_front(task);
-                }
-                let Ok((bytes, fds)) = conn.recv_frame() else {
-                    return; // the pool closed our connection: time to go
-                };
-                // A task frame is at least 9 bytes, a word one: no confusing them.
-                let Some(word) = Control::from_frame(&bytes) else {
-                    let Some((entry, args, held)) = parse_task(bytes) else {
-                        return; // not the protocol: nothing can be trusted
-                    };
-                    waiting.push_back(Task {
-                        entry,
-                        args,
-                        fds,
-                        held,
-                    });
-                    continue;
-                };
-                // The pool's word on the first held task.
-                match (word, waiting.front_mut()) {
-                    (Control::Go, Some(task)) if task.held => task.held = false,
-                    (Control::Skip, Some(task)) if task.held => {
-                        waiting.pop_front();
-                    }
-                    _ => return,
-                }
-                continue;
-            }
+        let Ok((bytes, fds)) = conn.recv_frame() else {
+            return; // the pool closed our connection: time to go
         };
-        let sent = match run(task.entry, &task.args, task.fds) {
+        let Some((entry, args, held)) = parse_task(bytes) else {
+            return; // not the protocol: nothing can be trusted
+        };
+        if let Some(seq) = held {
+            match gate.wait(seq, &conn) {
+                Some(true) => {}
+                Some(false) => continue, // cancelled while it waited: its fds close
+                None => return,
+            }
+        }
+        let sent = match run(entry, &args, fds) {
             Ok(Ok((value, fds))) => send(&conn, Response::Done(value), &fds),
             Ok(Err(message)) => send(&conn, Response::Failed(message), &[]),
             Err(message) => send(&conn, Response::Panicked(message), &[]),
@@ -233,15 +286,6 @@ pub(super) fn worker_main(args: WorkerArgs) {
         }
         done += 1;
     }
-}
-
-/// A task a worker has received.
-struct Task {
-    entry: usize,
-    args: Vec<u8>,
-    fds: Vec<OwnedFd>,
-    /// Waiting for the pool's word.
-    held: bool,
 }
 
 /// Runs the entry at `entry` on `args`: its outcome (the encoded value, or why the
@@ -267,22 +311,22 @@ mod tests {
     fn frames_round_trip_and_garbage_is_refused() {
         let frame = task_frame(vec![1, 2, 3], 0xdead_beef);
         assert_eq!(
-            parse_task(request_frame(&frame, true)),
-            Some((0xdead_beef, vec![1, 2, 3], true))
+            parse_task(request_frame(&frame, Some(7))),
+            Some((0xdead_beef, vec![1, 2, 3], Some(7)))
         );
-        assert_eq!(parse_task(frame), Some((0xdead_beef, vec![1, 2, 3], false)));
+        assert_eq!(
+            parse_task(request_frame(&frame, None)),
+            Some((0xdead_beef, vec![1, 2, 3], None))
+        );
+        assert_eq!(parse_task(frame), Some((0xdead_beef, vec![1, 2, 3], None)));
         assert_eq!(
             parse_task(task_frame(Vec::new(), 7)),
-            Some((7, Vec::new(), false))
+            Some((7, Vec::new(), None))
         );
-        for word in [Control::Go, Control::Skip] {
-            assert_eq!(Control::from_frame(&word.frame()), Some(word));
-        }
-        assert_eq!(Control::from_frame(&[]), None);
-        assert_eq!(Control::from_frame(&[Control::GO, Control::GO]), None);
         assert_eq!(parse_task(Vec::new()), None);
         assert_eq!(parse_task(vec![0; 5]), None);
         assert_eq!(parse_task(vec![TASK; 3]), None);
+        assert_eq!(parse_task(vec![0; TRAILER]), None);
         for response in [
             Response::Done(vec![9; 100]),
             Response::Done(Vec::new()),
@@ -298,5 +342,33 @@ mod tests {
         assert_eq!(Response::from_frame(Vec::new()), None);
         assert_eq!(Response::from_frame(vec![0]), None);
         assert_eq!(Response::from_frame(vec![1, Response::READY]), None);
+    }
+
+    #[test]
+    fn the_gate_lets_go_skips_wakes_and_sees_a_pool_gone() {
+        let (ours, theirs) = flotilla_ipc::pipe(true).unwrap();
+        let gate = Gate::new().unwrap();
+        gate.decide(1, true);
+        assert_eq!(gate.wait(1, &theirs), Some(true));
+        // Task 2 was skipped with no decision of its own: a later one is decided.
+        gate.decide(3, false);
+        assert_eq!(gate.wait(2, &theirs), Some(false));
+        assert_eq!(gate.wait(3, &theirs), Some(false));
+        // A decision made while the worker sleeps on the word wakes it.
+        let pool = gate.clone();
+        let decides = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            pool.decide(4, true);
+        });
+        assert_eq!(gate.wait(4, &theirs), Some(true));
+        decides.join().unwrap();
+        // Sequence numbers wrap.
+        gate.decide(Gate::SEQ, true);
+        assert_eq!(gate.wait(Gate::SEQ, &theirs), Some(true));
+        gate.decide(1, true);
+        assert_eq!(gate.wait(Gate::SEQ, &theirs), Some(false));
+        // No decision comes once the pool has closed its end: the worker is told so.
+        drop(ours);
+        assert_eq!(gate.wait(2, &theirs), None);
     }
 }

@@ -1,0 +1,210 @@
+//! A receive reads ahead (one read for a small frame, none for frames that arrived
+//! together): frames still arrive whole and in order whatever pieces they come in, each
+//! with its own descriptors, `poll` and `wait` count a frame read ahead, and an end
+//! holding one refuses to be sent away.
+
+use std::io::{Read, Seek, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixStream;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use flotilla_ipc::handle::Fd;
+use flotilla_ipc::{Connection, FrameReader, pipe, wait};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn header(len: u64, nfds: u32) -> Vec<u8> {
+    let mut h = len.to_le_bytes().to_vec();
+    h.extend_from_slice(&nfds.to_le_bytes());
+    h.extend_from_slice(b"FLT1");
+    h
+}
+
+/// Runs `f` on a thread and waits at most `LONG` for it: a test fails rather than hangs.
+fn within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(LONG)
+        .expect("the call did not return within its deadline")
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// A large frame that trickles in, in pieces of odd sizes, so that the receive reads
+/// some of it straight into place and the rest (with the small frames that follow) into
+/// its read-ahead buffer. (It once copied the read-ahead bytes past the end of a payload
+/// grown by less than they held, and panicked.)
+#[test]
+fn a_frame_trickling_in_pieces_arrives_whole_and_the_next_ones_too() {
+    // 161 056 bytes: the first read fills the 64 KiB buffer, the payload grows to
+    // 131 056, the first piece ends short of that, and the rest (under 64 KiB) comes
+    // through the buffer.
+    for (len, pieces) in [(161_056, [110_000, 1 << 20]), (300_000, [37_001, 37_001])] {
+        trickle(len, &pieces);
+    }
+}
+
+/// Sends a frame of `len` bytes followed by small ones, `pieces[0]` bytes first, then
+/// the rest in pieces of `pieces[1]` bytes, pausing between them.
+fn trickle(len: usize, pieces: &[usize; 2]) {
+    let (mut peer, ours) = UnixStream::pair().unwrap();
+    let ours = Connection::from_socket(OwnedFd::from(ours));
+    let big = pattern(len, 1);
+    let small: Vec<Vec<u8>> = (0..5).map(|i| pattern(100 + i * 1000, i as u8)).collect();
+    let mut wire = header(big.len() as u64, 0);
+    wire.extend_from_slice(&big);
+    for frame in &small {
+        wire.extend_from_slice(&header(frame.len() as u64, 0));
+        wire.extend_from_slice(frame);
+    }
+    let [first, rest] = *pieces;
+    let writer = std::thread::spawn(move || {
+        let (head, tail) = wire.split_at(first);
+        peer.write_all(head).unwrap();
+        for piece in tail.chunks(rest) {
+            std::thread::sleep(Duration::from_millis(50));
+            peer.write_all(piece).unwrap();
+        }
+        peer
+    });
+    let got = within(move || {
+        let mut got = Vec::new();
+        for _ in 0..6 {
+            got.push(ours.recv_bytes().unwrap());
+        }
+        got
+    });
+    drop(writer.join().unwrap());
+    assert!(got[0] == big, "the large frame arrived changed");
+    for (frame, expected) in got[1..].iter().zip(&small) {
+        assert!(frame == expected, "a small frame arrived changed");
+    }
+}
+
+fn marked_file(text: &[u8]) -> OwnedFd {
+    let mut file = tempfile_like();
+    file.write_all(text).unwrap();
+    OwnedFd::from(file)
+}
+
+fn tempfile_like() -> std::fs::File {
+    let path = std::env::temp_dir().join(format!(
+        "flotilla-read-ahead-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    std::fs::remove_file(&path).unwrap();
+    file
+}
+
+fn text_of(fd: OwnedFd) -> String {
+    let mut file = std::fs::File::from(fd);
+    file.rewind().unwrap();
+    let mut text = String::new();
+    file.read_to_string(&mut text).unwrap();
+    text
+}
+
+/// Frames with and without descriptors, all sent before the first receive: each gets
+/// its own descriptors, although several frames come in one read.
+#[test]
+fn descriptors_go_with_their_own_frame_among_frames_read_ahead() {
+    let (a, b) = pipe(true).unwrap();
+    a.send_frame(b"none", &[]).unwrap();
+    a.send_frame(b"one", &[marked_file(b"first")]).unwrap();
+    a.send_frame(b"none again", &[]).unwrap();
+    a.send_frame(b"two", &[marked_file(b"second"), marked_file(b"third")])
+        .unwrap();
+    a.send_frame(b"last", &[]).unwrap();
+    let frames = within(move || (0..5).map(|_| b.recv_frame().unwrap()).collect::<Vec<_>>());
+    let summary: Vec<(Vec<u8>, Vec<String>)> = frames
+        .into_iter()
+        .map(|(bytes, fds)| (bytes, fds.into_iter().map(text_of).collect()))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (b"none".to_vec(), vec![]),
+            (b"one".to_vec(), vec!["first".to_owned()]),
+            (b"none again".to_vec(), vec![]),
+            (
+                b"two".to_vec(),
+                vec!["second".to_owned(), "third".to_owned()]
+            ),
+            (b"last".to_vec(), vec![]),
+        ]
+    );
+}
+
+/// `poll` and `wait` tell the truth about a frame read ahead, whose bytes are no longer
+/// in the kernel; a non-blocking receive takes it; the end cannot be sent meanwhile.
+#[test]
+fn a_frame_read_ahead_is_ready_for_poll_and_wait_and_keeps_its_end_home() {
+    let (a, b) = pipe(true).unwrap();
+    let (idle, _idle_peer) = pipe(true).unwrap();
+    for i in 0..3u8 {
+        a.send_bytes(&[i; 10]).unwrap();
+    }
+    let (b, idle) = within(move || {
+        assert_eq!(b.recv_bytes().unwrap(), [0; 10]);
+        (b, idle)
+    });
+    assert!(b.poll(Some(Duration::ZERO)).unwrap());
+    let ends = [&idle, &b];
+    let ready = wait(&ends, Some(Duration::ZERO)).unwrap();
+    assert_eq!(ready.len(), 1);
+    assert!(std::ptr::eq(*ready[0], &b));
+    // Sending the end away would leave the frames read ahead behind: refused.
+    let (carrier, _carrier_peer) = pipe(true).unwrap();
+    assert!(carrier.send(&b).is_err());
+    let mut unused = FrameReader::default();
+    assert_eq!(b.try_recv_frame(&mut unused).unwrap().unwrap().0, [1; 10]);
+    assert_eq!(b.recv_bytes_timeout(LONG).unwrap(), [2; 10]);
+    // All taken: nothing is ready, and the end may go.
+    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(wait(&ends, Some(Duration::ZERO)).unwrap().is_empty());
+    carrier.send(&b).unwrap();
+    drop(Fd::from(b.into_fd()));
+}
+
+/// Two threads receive on one end: the second waits for the first to give the receive
+/// record back, and is woken when it does (the record is given back without a wake-up
+/// only when nobody waits).
+#[test]
+fn a_receiver_waiting_for_its_turn_is_woken_when_the_other_is_done() {
+    let (a, b) = pipe(true).unwrap();
+    let b = std::sync::Arc::new(b);
+    let receivers: Vec<_> = (0..2)
+        .map(|_| {
+            let b = std::sync::Arc::clone(&b);
+            std::thread::spawn(move || b.recv_bytes_timeout(LONG).map(|bytes| bytes.len()))
+        })
+        .collect();
+    // Both are (most likely) waiting now: one in the read, one for the record.
+    std::thread::sleep(Duration::from_millis(200));
+    a.send_bytes(&[1; 10]).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    a.send_bytes(&[2; 20]).unwrap();
+    let mut lens = within(move || {
+        receivers
+            .into_iter()
+            .map(|r| r.join().unwrap().unwrap())
+            .collect::<Vec<_>>()
+    });
+    lens.sort_unstable();
+    assert_eq!(lens, [10, 20]);
+}
