@@ -604,16 +604,7 @@ impl Array {
     }
 
     fn index(&self, i: i64) -> Result<usize, Reply> {
-        let len = self.items.len() as i64;
-        let j = if i < 0 { i + len } else { i };
-        if (0..len).contains(&j) {
-            Ok(j as usize)
-        } else {
-            Err(Reply::err(
-                RemoteErrorKind::IndexError,
-                format!("array index {i} out of range (len {len})"),
-            ))
-        }
+        crate::types::py_index("array", i, self.items.len())
     }
 }
 

@@ -190,18 +190,23 @@ impl List {
         Ok(Box::new(List { items }))
     }
 
-    /// Python's index rules: negative counts from the end.
     fn index(&self, i: i64) -> Result<usize, Reply> {
-        let len = self.items.len() as i64;
-        let j = if i < 0 { i + len } else { i };
-        if (0..len).contains(&j) {
-            Ok(j as usize)
-        } else {
-            Err(Reply::err(
-                RemoteErrorKind::IndexError,
-                format!("list index {i} out of range (len {len})"),
-            ))
-        }
+        py_index("list", i, self.items.len())
+    }
+}
+
+/// Index `i` of a sequence of `len` items by Python's rules (negative counts from the
+/// end), or the `IndexError` a `what` (`list`, `array`) answers.
+pub(crate) fn py_index(what: &str, i: i64, len: usize) -> Result<usize, Reply> {
+    let len = len as i64;
+    let j = if i < 0 { i + len } else { i };
+    if (0..len).contains(&j) {
+        Ok(j as usize)
+    } else {
+        Err(Reply::err(
+            RemoteErrorKind::IndexError,
+            format!("{what} index {i} out of range (len {len})"),
+        ))
     }
 }
 
