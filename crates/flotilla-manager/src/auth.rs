@@ -116,6 +116,13 @@ pub enum AuthError {
     /// authkey at all, and be sending its first request).
     #[error("protocol error in the handshake: {0}")]
     Protocol(String),
+    /// The server did not go on with the handshake in time (no challenge, or no answer
+    /// to our reply): it may be no manager, or one serving TLS to a plain client.
+    #[error(
+        "the server did not go on with the handshake within {0:?}: it may not be a \
+         manager, or may be serving TLS (connect with TLS)"
+    )]
+    ServerSilent(Duration),
     /// The handshake's frames could not be read or written (timeouts included).
     #[error("the handshake failed: {0}")]
     Frame(#[from] FrameError),
@@ -345,7 +352,12 @@ fn both_halves(
         deliver(stream, key, deadline, timeout, false)
             .and_then(|()| answer(stream, key, deadline, timeout, false))
     } else {
+        // A server that says nothing is most likely not speaking our protocol at all.
         answer(stream, key, deadline, timeout, false)
+            .map_err(|e| match e {
+                AuthError::Frame(FrameError::Idle) => AuthError::ServerSilent(timeout),
+                e => e,
+            })
             .and_then(|()| deliver(stream, key, deadline, timeout, false))
     };
     res?;

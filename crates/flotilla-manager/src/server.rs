@@ -79,6 +79,8 @@ pub struct ServerBuilder {
     named: Vec<(String, String, Result<Vec<u8>, String>)>,
     max_frame: u64,
     frame_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsServerConfig>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -102,6 +104,10 @@ pub enum BindError {
          set one, or listen on loopback or a Unix socket"
     )]
     RemoteWithoutAuthkey(Address),
+    /// TLS was asked for on a Unix socket: it applies to TCP addresses only.
+    #[cfg(feature = "tls")]
+    #[error("TLS applies to TCP addresses only, not the Unix socket {0}")]
+    TlsNeedsTcp(Address),
     /// An object registered by name with [`ServerBuilder::register_object`] could not be
     /// made.
     #[error("could not make the object registered as `{name}`: {message}")]
@@ -186,10 +192,25 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves every connection over TLS with this certificate and key (the `tls`
+    /// feature; TCP addresses only): the TLS handshake comes first, then the authkey
+    /// handshake and every message inside it. A client must use
+    /// [`connect_tls`](crate::connect_tls); a plain one is refused. See [`crate::tls`].
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, config: crate::tls::TlsServerConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Binds the listener.
     pub fn bind(self) -> Result<Server, BindError> {
         if self.authkey.is_none() && self.address.is_remote() {
             return Err(BindError::RemoteWithoutAuthkey(self.address));
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() && matches!(self.address, Address::Unix(_)) {
+            return Err(BindError::TlsNeedsTcp(self.address));
         }
         let io = |source| BindError::Io {
             address: self.address.clone(),
@@ -223,6 +244,8 @@ impl ServerBuilder {
             registry: self.registry,
             max_frame: self.max_frame,
             frame_timeout: self.frame_timeout,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
             table: Mutex::new(table),
             timers: Arc::new(Timers::default()),
             stopping: AtomicBool::new(false),
@@ -276,6 +299,8 @@ impl Server {
             named: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -403,6 +428,8 @@ pub(crate) struct Shared {
     registry: HashMap<String, Constructor>,
     max_frame: u64,
     frame_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsServerConfig>,
     table: Mutex<Table>,
     timers: Arc<Timers>,
     stopping: AtomicBool,
@@ -613,6 +640,8 @@ impl Stream {
         let _ = match self {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Read),
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Read),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.socket().shutdown(std::net::Shutdown::Read),
         };
     }
 }
@@ -635,6 +664,27 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
     let _unregister = Unregister { shared, client };
     if shared.stopping.load(Ordering::SeqCst) {
         return;
+    }
+    #[cfg(feature = "tls")]
+    if let (Some(tls), Stream::Tcp(tcp)) = (&shared.tls, &stream) {
+        // The TLS handshake, bounded by the socket's timeouts; on the connection's
+        // thread, so a slow one holds up no other.
+        let tcp = match tcp.try_clone() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: could not set up TLS for a connection; closing it");
+                return;
+            }
+        };
+        stream = match crate::tls::TlsStream::server(tcp, tls) {
+            Ok(s) => Stream::Tls(s),
+            Err(e) => {
+                if !shared.stopping.load(Ordering::SeqCst) {
+                    flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: a client failed the TLS handshake; closing it");
+                }
+                return;
+            }
+        };
     }
     if let Some(key) = &shared.authkey
         && let Err(e) = auth::server_handshake(&mut stream, key, shared.frame_timeout)

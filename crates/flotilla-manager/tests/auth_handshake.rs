@@ -452,3 +452,36 @@ fn one_deadline_bounds_both_halves_of_the_clients_handshake() {
         "the handshake took {took:?}, over its one timeout of {HANDSHAKE:?}"
     );
 }
+
+#[test]
+fn a_server_that_sends_no_challenge_is_named_as_silent() {
+    // Something listens (a TLS manager, to a plain client, looks just like this) but
+    // never sends the handshake's challenge.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Address::Tcp(listener.local_addr().unwrap());
+    let holder = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // Hold the connection open until the client gives up and closes it.
+        let _ = std::io::Read::read(&mut s, &mut [0u8; 1]);
+    });
+    let err = with_deadline(LONG, "connect", move || {
+        flotilla_manager::testing::connect_with_timeout(
+            &addr,
+            Some(&key("sesame")),
+            Duration::from_secs(1),
+        )
+        .unwrap_err()
+    });
+    holder.join().unwrap();
+    assert!(
+        matches!(
+            err,
+            ConnectError::Auth {
+                source: AuthError::ServerSilent(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
