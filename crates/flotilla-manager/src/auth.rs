@@ -339,15 +339,15 @@ fn answer<S: Bounded>(
     }
 }
 
-/// Runs both halves under one deadline, `timeout` from now, then gives the stream back
-/// its read timeout of `timeout`.
+/// Runs both halves before `deadline` (each frame also within `timeout`), then gives
+/// the stream back its read timeout of `timeout`.
 fn both_halves(
     stream: &mut Stream,
     key: &AuthKey,
+    deadline: Deadline,
     timeout: Duration,
     serving: bool,
 ) -> Result<(), AuthError> {
-    let deadline = Deadline::after(Some(timeout));
     let res = if serving {
         deliver(stream, key, deadline, timeout, false)
             .and_then(|()| answer(stream, key, deadline, timeout, false))
@@ -366,24 +366,26 @@ fn both_halves(
         .map_err(|e| AuthError::Frame(FrameError::Io(e)))
 }
 
-/// The whole handshake from the server's side: challenge, then answer, both within
-/// `timeout`.
+/// The whole handshake from the server's side: challenge, then answer, both before
+/// `deadline` (the connection's one deadline, which a TLS handshake before it shares).
 pub(crate) fn server_handshake(
     stream: &mut Stream,
     key: &AuthKey,
+    deadline: Deadline,
     timeout: Duration,
 ) -> Result<(), AuthError> {
-    both_halves(stream, key, timeout, true)
+    both_halves(stream, key, deadline, timeout, true)
 }
 
-/// The whole handshake from the client's side: answer, then challenge, both within
-/// `timeout`.
+/// The whole handshake from the client's side: answer, then challenge, both before
+/// `deadline`.
 pub(crate) fn client_handshake(
     stream: &mut Stream,
     key: &AuthKey,
+    deadline: Deadline,
     timeout: Duration,
 ) -> Result<(), AuthError> {
-    both_halves(stream, key, timeout, false)
+    both_halves(stream, key, deadline, timeout, false)
 }
 
 /// The serving side's whole handshake (challenge, then answer) on any stream: what

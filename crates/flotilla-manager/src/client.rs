@@ -256,6 +256,8 @@ impl Client {
         let mut stream = Stream::connect(address, timeout).map_err(io)?;
         stream.set_read_timeout(Some(timeout)).map_err(io)?;
         stream.set_write_timeout(Some(timeout)).map_err(io)?;
+        // One deadline for the whole handshake: TLS's and the authkey's.
+        let deadline = flotilla_core::Deadline::after(Some(timeout));
         #[cfg(feature = "tls")]
         if let Some(tls) = tls {
             let Stream::Tcp(tcp) = stream else {
@@ -265,10 +267,11 @@ impl Client {
                 )));
             };
             let ip = tcp.peer_addr().map_err(io)?.ip();
-            stream = Stream::Tls(crate::tls::TlsStream::client(tcp, tls, ip).map_err(io)?);
+            stream =
+                Stream::Tls(crate::tls::TlsStream::client(tcp, tls, ip, deadline).map_err(io)?);
         }
         if let Some(key) = authkey {
-            auth::client_handshake(&mut stream, key, timeout).map_err(|source| {
+            auth::client_handshake(&mut stream, key, deadline, timeout).map_err(|source| {
                 ConnectError::Auth {
                     address: address.clone(),
                     source,

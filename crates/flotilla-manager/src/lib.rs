@@ -161,7 +161,7 @@ pub mod testing {
         let mut s = Stream::Unix(s);
         s.set_read_timeout(Some(t))
             .map_err(|e| AuthError::Frame(e.into()))?;
-        crate::auth::client_handshake(&mut s, key, t)
+        crate::auth::client_handshake(&mut s, key, flotilla_core::Deadline::after(Some(t)), t)
     }
 
     /// The server's half of the handshake on a raw stream.
@@ -169,7 +169,7 @@ pub mod testing {
         let mut s = Stream::Unix(s);
         s.set_read_timeout(Some(t))
             .map_err(|e| AuthError::Frame(e.into()))?;
-        crate::auth::server_handshake(&mut s, key, t)
+        crate::auth::server_handshake(&mut s, key, flotilla_core::Deadline::after(Some(t)), t)
     }
 
     /// [`crate::connect`] with a chosen timeout (for the handshake and every frame).

@@ -665,10 +665,12 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
     if shared.stopping.load(Ordering::SeqCst) {
         return;
     }
+    // One deadline for the whole handshake of the connection: TLS's and the authkey's.
+    let deadline = flotilla_core::Deadline::after(Some(shared.frame_timeout));
     #[cfg(feature = "tls")]
     if let (Some(tls), Stream::Tcp(tcp)) = (&shared.tls, &stream) {
-        // The TLS handshake, bounded by the socket's timeouts; on the connection's
-        // thread, so a slow one holds up no other.
+        // The TLS handshake, on the connection's thread, so a slow one holds up no
+        // other.
         let tcp = match tcp.try_clone() {
             Ok(tcp) => tcp,
             Err(e) => {
@@ -676,7 +678,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
                 return;
             }
         };
-        stream = match crate::tls::TlsStream::server(tcp, tls) {
+        stream = match crate::tls::TlsStream::server(tcp, tls, deadline) {
             Ok(s) => Stream::Tls(s),
             Err(e) => {
                 if !shared.stopping.load(Ordering::SeqCst) {
@@ -687,7 +689,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         };
     }
     if let Some(key) = &shared.authkey
-        && let Err(e) = auth::server_handshake(&mut stream, key, shared.frame_timeout)
+        && let Err(e) = auth::server_handshake(&mut stream, key, deadline, shared.frame_timeout)
     {
         if !shared.stopping.load(Ordering::SeqCst) {
             flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: a client failed the handshake; closing it");

@@ -39,6 +39,9 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use flotilla_core::Deadline;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
@@ -214,6 +217,39 @@ fn tls_io(e: rustls::Error) -> io::Error {
     )
 }
 
+/// The socket during the TLS handshake: reads end at the deadline.
+struct Until<'a> {
+    sock: &'a TcpStream,
+    deadline: Deadline,
+}
+
+impl Read for Until<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(left) = self.deadline.remaining() {
+            if left.is_zero() {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "it did not finish within its timeout",
+                ));
+            }
+            // A zero timeout is refused by the OS; the check above ends the handshake.
+            self.sock
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))?;
+        }
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Until<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.sock.flush()
+    }
+}
+
 /// The rustls state of a connection, shared by its handles.
 struct State {
     conn: Connection,
@@ -274,30 +310,48 @@ impl std::fmt::Debug for TlsStream {
 }
 
 impl TlsStream {
-    /// The client's side over `sock`, connected to `ip`; runs the TLS handshake (the
-    /// socket's timeouts bound it).
+    /// The client's side over `sock`, connected to `ip`; runs the TLS handshake, which
+    /// must end before `deadline`.
     pub(crate) fn client(
         sock: TcpStream,
         config: &TlsClientConfig,
         ip: IpAddr,
+        deadline: Deadline,
     ) -> io::Result<TlsStream> {
         let name = config
             .server_name
             .clone()
             .unwrap_or(ServerName::IpAddress(ip.into()));
         let conn = ClientConnection::new(Arc::clone(&config.config), name).map_err(tls_io)?;
-        Self::handshake(sock, conn.into())
+        Self::handshake(sock, conn.into(), deadline)
     }
 
-    /// The server's side over `sock`; runs the TLS handshake.
-    pub(crate) fn server(sock: TcpStream, config: &TlsServerConfig) -> io::Result<TlsStream> {
+    /// The server's side over `sock`; runs the TLS handshake, which must end before
+    /// `deadline`.
+    pub(crate) fn server(
+        sock: TcpStream,
+        config: &TlsServerConfig,
+        deadline: Deadline,
+    ) -> io::Result<TlsStream> {
         let conn = ServerConnection::new(Arc::clone(&config.0)).map_err(tls_io)?;
-        Self::handshake(sock, conn.into())
+        Self::handshake(sock, conn.into(), deadline)
     }
 
-    fn handshake(mut sock: TcpStream, mut conn: Connection) -> io::Result<TlsStream> {
+    /// Runs the TLS handshake, each read capped at what is left before `deadline`, so a
+    /// peer that trickles its bytes is cut off as one that stops; then gives the socket
+    /// back its read timeout.
+    fn handshake(
+        sock: TcpStream,
+        mut conn: Connection,
+        deadline: Deadline,
+    ) -> io::Result<TlsStream> {
+        let read_timeout = sock.read_timeout()?;
+        let mut until = Until {
+            sock: &sock,
+            deadline,
+        };
         while conn.is_handshaking() {
-            conn.complete_io(&mut sock).map_err(|e| {
+            conn.complete_io(&mut until).map_err(|e| {
                 if let Some(inner) = e.get_ref()
                     && let Some(tls) = inner.downcast_ref::<rustls::Error>()
                 {
@@ -306,6 +360,7 @@ impl TlsStream {
                 io::Error::new(e.kind(), format!("the TLS handshake failed: {e}"))
             })?;
         }
+        sock.set_read_timeout(read_timeout)?;
         Ok(TlsStream {
             sock,
             shared: Arc::new(Shared {

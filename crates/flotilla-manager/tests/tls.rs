@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::time::Duration;
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
 
 use common::{LONG, TempDir, with_deadline};
 use flotilla_manager::tls::{TlsClientConfig, TlsServerConfig};
@@ -117,6 +118,47 @@ fn an_untrusted_certificate_is_refused() {
         let tls = TlsClientConfig::with_ca_pem(cert.as_bytes()).unwrap();
         connect_tls(&addr, Some(&key()), &tls).unwrap();
     });
+}
+
+#[test]
+fn a_trickling_tls_handshake_is_cut_off_at_the_connections_one_deadline() {
+    let (cert, pem_key) = self_signed();
+    let timeout = Duration::from_secs(2);
+    let server = Server::builder("127.0.0.1:0".parse::<Address>().unwrap())
+        .authkey(key())
+        .frame_timeout(timeout)
+        .tls(TlsServerConfig::from_pem(cert.as_bytes(), pem_key.as_bytes()).unwrap())
+        .bind()
+        .unwrap()
+        .spawn();
+    let Address::Tcp(addr) = server.address().clone() else {
+        unreachable!("a TCP server")
+    };
+    let closed_after = with_deadline(LONG, "trickle", move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        // A TLS handshake record announcing 16 KiB, then one byte every 200 ms: each
+        // well within the read timeout, so only a deadline for the whole handshake ends
+        // it (at this pace the record would take nearly an hour).
+        s.write_all(&[0x16, 0x03, 0x01, 0x40, 0x00]).unwrap();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(150));
+            if s.write_all(&[0]).is_err() {
+                return Some(start.elapsed());
+            }
+            match s.read(&mut [0u8; 64]) {
+                Ok(0) => return Some(start.elapsed()),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // An alert, or a reset: the server gave up.
+                _ => return Some(start.elapsed()),
+            }
+        }
+        None
+    });
+    let took = closed_after.expect("the server kept a trickling TLS handshake open for 20 s");
+    assert!(took >= timeout / 2, "cut off after only {took:?}");
+    drop(server);
 }
 
 #[test]
