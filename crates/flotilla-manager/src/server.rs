@@ -3,8 +3,9 @@
 //!
 //! # Who touches what
 //!
-//! - The **object table** (`Shared::table`, one mutex): object ids → entries, each object's
-//!   holder count, and the transfer tickets. Held only to look up, insert or remove; never
+//! - The **object table** (`Shared::table`, one mutex): object ids → slots (an entry and
+//!   its holder count, kept together so neither outlives the other), and the transfer
+//!   tickets. Held only to look up, insert or remove; never
 //!   while an object's own mutex is taken.
 //! - An **object** (`Entry::object`, its own mutex): touched by the reader thread of a
 //!   connection calling it, by the timer thread expiring a waiter, and by a connection's
@@ -475,9 +476,7 @@ impl Shared {
 
 #[derive(Default)]
 struct Table {
-    objects: HashMap<ObjectId, Arc<Entry>>,
-    /// Holders of each object: connections holding a reference, plus unclaimed tickets.
-    holders: HashMap<ObjectId, usize>,
+    objects: HashMap<ObjectId, Slot>,
     tickets: HashMap<Ticket, ObjectId>,
     /// Objects served by name; the server itself is one of their holders.
     named: HashMap<String, ObjectId>,
@@ -491,14 +490,36 @@ impl Table {
         let id = self.next_id;
         self.objects.insert(
             id,
-            Arc::new(Entry {
-                typeid,
-                object: Mutex::new(object),
-            }),
+            Slot {
+                entry: Arc::new(Entry {
+                    typeid,
+                    object: Mutex::new(object),
+                }),
+                holders: 1,
+            },
         );
-        self.holders.insert(id, 1);
         id
     }
+
+    /// One more holder of `id`, if it is still there.
+    fn add_holder(&mut self, id: ObjectId) {
+        if let Some(slot) = self.objects.get_mut(&id) {
+            slot.holders += 1;
+        }
+    }
+
+    /// The type name of `id`, if it is still there.
+    fn typeid(&self, id: ObjectId) -> Option<String> {
+        self.objects.get(&id).map(|slot| slot.entry.typeid.clone())
+    }
+}
+
+/// An object in the table, with its holder count: connections holding a reference, plus
+/// unclaimed tickets (plus the server itself for an object served by name). The object
+/// leaves the table with its count, when that reaches zero.
+struct Slot {
+    entry: Arc<Entry>,
+    holders: usize,
 }
 
 struct Entry {
@@ -508,20 +529,23 @@ struct Entry {
 
 impl Shared {
     fn entry(&self, id: ObjectId) -> Option<Arc<Entry>> {
-        lock(&self.table).objects.get(&id).cloned()
+        lock(&self.table)
+            .objects
+            .get(&id)
+            .map(|slot| Arc::clone(&slot.entry))
     }
 
     /// Drops one holder of `id`, freeing the object at zero.
     fn drop_holder(&self, id: ObjectId) {
         let freed = {
             let mut table = lock(&self.table);
-            let n = table.holders.entry(id).or_insert(1);
-            *n -= 1;
-            if *n == 0 {
-                table.holders.remove(&id);
-                table.objects.remove(&id)
-            } else {
-                None
+            match table.objects.get_mut(&id) {
+                Some(slot) if slot.holders > 1 => {
+                    slot.holders -= 1;
+                    None
+                }
+                Some(_) => table.objects.remove(&id),
+                None => None,
             }
         };
         // Dropped outside the table's lock: dropping parked waiters sends replies.
@@ -966,10 +990,10 @@ impl Conn<'_> {
     fn lookup(&mut self, name: &str) -> Result<Vec<u8>, RemoteError> {
         let (object, typeid) = {
             let mut table = lock(&self.shared.table);
-            let found = table.named.get(name).and_then(|id| {
-                let typeid = table.objects.get(id)?.typeid.clone();
-                Some((*id, typeid))
-            });
+            let found = table
+                .named
+                .get(name)
+                .and_then(|id| Some((*id, table.typeid(*id)?)));
             let Some((object, typeid)) = found else {
                 return Err(RemoteError::new(
                     RemoteErrorKind::NoSuchName,
@@ -977,7 +1001,7 @@ impl Conn<'_> {
                 ));
             };
             if !self.refs.contains_key(&object) {
-                *table.holders.entry(object).or_insert(0) += 1;
+                table.add_holder(object);
             }
             (object, typeid)
         };
@@ -1028,7 +1052,7 @@ impl Conn<'_> {
         })?;
         let mut table = lock(&self.shared.table);
         table.tickets.insert(ticket, object);
-        *table.holders.entry(object).or_insert(0) += 1;
+        table.add_holder(object);
         encode_reply(&ticket)
     }
 
@@ -1041,15 +1065,12 @@ impl Conn<'_> {
                     "no such ticket: it was claimed already, or never made by this server",
                 ));
             };
-            let typeid = table
-                .objects
-                .get(&object)
-                .map(|e| e.typeid.clone())
-                .unwrap_or_default();
+            let typeid = table.typeid(object).unwrap_or_default();
             if self.refs.contains_key(&object) {
-                // This connection is a holder already: the ticket's hold goes.
-                if let Some(n) = table.holders.get_mut(&object) {
-                    *n -= 1;
+                // This connection is a holder already (so the count stays above zero):
+                // the ticket's hold goes.
+                if let Some(slot) = table.objects.get_mut(&object) {
+                    slot.holders -= 1;
                 }
             }
             (object, typeid)
