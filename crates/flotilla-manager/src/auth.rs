@@ -13,7 +13,8 @@
 //! Then the roles swap and the same runs the other way, so each side proves it holds the
 //! key: the server of a connection runs `deliver_challenge` then `answer_challenge`,
 //! the client the reverse. Every frame of the handshake is read with CPython's 256-byte
-//! limit and a timeout. The MAC covers `M` with its `{sha256}` prefix, so the digest
+//! limit, and one deadline bounds the whole handshake, both halves together: a peer
+//! that answers the first half late has only what is left for the second. The MAC covers `M` with its `{sha256}` prefix, so the digest
 //! cannot be downgraded by a peer in the middle.
 //!
 //! Only SHA-256 is spoken. Python 3.11 and older use the legacy form (a bare 20-byte
@@ -28,8 +29,9 @@
 
 use std::fmt;
 use std::io::{Read, Write};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use flotilla_core::Deadline;
 use hmac::{Hmac, KeyInit, Mac};
 use md5::Md5;
 use sha2::Sha256;
@@ -114,6 +116,13 @@ pub enum AuthError {
     /// authkey at all, and be sending its first request).
     #[error("protocol error in the handshake: {0}")]
     Protocol(String),
+    /// The server did not go on with the handshake in time (no challenge, or no answer
+    /// to our reply): it may be no manager, or one serving TLS to a plain client.
+    #[error(
+        "the server did not go on with the handshake within {0:?}: it may not be a \
+         manager, or may be serving TLS (connect with TLS)"
+    )]
+    ServerSilent(Duration),
     /// The handshake's frames could not be read or written (timeouts included).
     #[error("the handshake failed: {0}")]
     Frame(#[from] FrameError),
@@ -143,23 +152,77 @@ pub fn response(key: &AuthKey, message: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A stream the handshake reads: one whose reads it can cap at the time the handshake
+/// has left, so the whole handshake ends within its one timeout.
+pub(crate) trait Bounded: Read + Write {
+    /// Caps each following read's blocking at `left`. Streams that cannot (any stream
+    /// handed to [`serve_handshake`]) keep their own read timeout.
+    fn cap_reads(&mut self, left: Duration) -> std::io::Result<()> {
+        let _ = left;
+        Ok(())
+    }
+}
+
+impl Bounded for Stream {
+    fn cap_reads(&mut self, left: Duration) -> std::io::Result<()> {
+        // A zero timeout is refused by the OS; the deadline check ends the read loop.
+        self.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+    }
+}
+
+/// Any stream, its read timeout left as its owner set it.
+struct Uncapped<'a, S>(&'a mut S);
+
+impl<S: Read> Read for Uncapped<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<S: Write> Write for Uncapped<'_, S> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl<S: Read + Write> Bounded for Uncapped<'_, S> {}
+
+/// The handshake's frames, all under one deadline.
 struct Io<'a, S> {
     stream: &'a mut S,
-    deadline: Instant,
+    deadline: Deadline,
     timeout: Duration,
 }
 
-impl<S: Read + Write> Io<'_, S> {
+impl<S: Bounded> Io<'_, S> {
     fn send(&mut self, bytes: &[u8]) -> Result<(), AuthError> {
         wire::write_frame(self.stream, bytes).map_err(|e| AuthError::Frame(FrameError::Io(e)))
     }
 
+    /// Reads one frame, within what is left of the deadline: no frame (and no read of a
+    /// capped stream) outlasts it.
     fn recv(&mut self) -> Result<Vec<u8>, AuthError> {
+        let (idle, budget) = match (self.deadline.instant(), self.deadline.remaining()) {
+            (Some(end), Some(left)) => {
+                if left.is_zero() {
+                    return Err(AuthError::Frame(FrameError::Idle));
+                }
+                self.stream
+                    .cap_reads(left.min(self.timeout))
+                    .map_err(|e| AuthError::Frame(FrameError::Io(e)))?;
+                (Idle::Until(end), left.min(self.timeout))
+            }
+            _ => (Idle::Forever, self.timeout),
+        };
         Ok(wire::read_frame(
             self.stream,
             HANDSHAKE_MAX_FRAME,
-            Idle::Until(self.deadline),
-            self.timeout,
+            idle,
+            budget,
         )?)
     }
 }
@@ -196,25 +259,18 @@ fn verify(key: &AuthKey, message: &[u8], reply: &[u8], legacy: bool) -> Result<(
 }
 
 /// The serving side's half: send a fresh challenge, check the reply, say welcome or
-/// failure. `timeout` bounds the whole exchange.
-pub(crate) fn deliver_challenge(
-    stream: &mut Stream,
-    key: &AuthKey,
-    timeout: Duration,
-) -> Result<(), AuthError> {
-    deliver(stream, key, timeout, false)
-}
-
-/// [`deliver_challenge`] on any stream; `legacy` also accepts a raw HMAC-MD5 reply.
-fn deliver<S: Read + Write>(
+/// failure, all before `deadline` (each frame also within `timeout`); `legacy` also
+/// accepts a raw HMAC-MD5 reply.
+fn deliver<S: Bounded>(
     stream: &mut S,
     key: &AuthKey,
+    deadline: Deadline,
     timeout: Duration,
     legacy: bool,
 ) -> Result<(), AuthError> {
     let mut io = Io {
         stream,
-        deadline: Instant::now() + timeout,
+        deadline,
         timeout,
     };
     let mut message = PREFIX.to_vec();
@@ -237,26 +293,19 @@ fn deliver<S: Read + Write>(
     }
 }
 
-/// The connecting side's half: answer the peer's challenge and expect welcome.
-pub(crate) fn answer_challenge(
-    stream: &mut Stream,
-    key: &AuthKey,
-    timeout: Duration,
-) -> Result<(), AuthError> {
-    answer(stream, key, timeout, false)
-}
-
-/// [`answer_challenge`] on any stream; `legacy` also answers a legacy 20-byte challenge
-/// with a raw HMAC-MD5.
-fn answer<S: Read + Write>(
+/// The connecting side's half: answer the peer's challenge and expect welcome, all
+/// before `deadline`; `legacy` also answers a legacy 20-byte challenge with a raw
+/// HMAC-MD5.
+fn answer<S: Bounded>(
     stream: &mut S,
     key: &AuthKey,
+    deadline: Deadline,
     timeout: Duration,
     legacy: bool,
 ) -> Result<(), AuthError> {
     let mut io = Io {
         stream,
-        deadline: Instant::now() + timeout,
+        deadline,
         timeout,
     };
     let frame = io.recv()?;
@@ -290,29 +339,60 @@ fn answer<S: Read + Write>(
     }
 }
 
-/// The whole handshake from the server's side: challenge, then answer.
+/// Runs both halves before `deadline` (each frame also within `timeout`), then gives
+/// the stream back its read timeout of `timeout`.
+fn both_halves(
+    stream: &mut Stream,
+    key: &AuthKey,
+    deadline: Deadline,
+    timeout: Duration,
+    serving: bool,
+) -> Result<(), AuthError> {
+    let res = if serving {
+        deliver(stream, key, deadline, timeout, false)
+            .and_then(|()| answer(stream, key, deadline, timeout, false))
+    } else {
+        // A server that says nothing is most likely not speaking our protocol at all.
+        answer(stream, key, deadline, timeout, false)
+            .map_err(|e| match e {
+                AuthError::Frame(FrameError::Idle) => AuthError::ServerSilent(timeout),
+                e => e,
+            })
+            .and_then(|()| deliver(stream, key, deadline, timeout, false))
+    };
+    res?;
+    stream
+        .set_read_timeout(Some(timeout))
+        .map_err(|e| AuthError::Frame(FrameError::Io(e)))
+}
+
+/// The whole handshake from the server's side: challenge, then answer, both before
+/// `deadline` (the connection's one deadline, which a TLS handshake before it shares).
 pub(crate) fn server_handshake(
     stream: &mut Stream,
     key: &AuthKey,
+    deadline: Deadline,
     timeout: Duration,
 ) -> Result<(), AuthError> {
-    deliver_challenge(stream, key, timeout)?;
-    answer_challenge(stream, key, timeout)
+    both_halves(stream, key, deadline, timeout, true)
 }
 
-/// The whole handshake from the client's side: answer, then challenge.
+/// The whole handshake from the client's side: answer, then challenge, both before
+/// `deadline`.
 pub(crate) fn client_handshake(
     stream: &mut Stream,
     key: &AuthKey,
+    deadline: Deadline,
     timeout: Duration,
 ) -> Result<(), AuthError> {
-    answer_challenge(stream, key, timeout)?;
-    deliver_challenge(stream, key, timeout)
+    both_halves(stream, key, deadline, timeout, false)
 }
 
 /// The serving side's whole handshake (challenge, then answer) on any stream: what
-/// CPython's `Listener.accept()` runs. `timeout` bounds each half; the stream's read
-/// timeout must be set, as it bounds every read.
+/// CPython's `Listener.accept()` runs. One deadline, `timeout` from the call, bounds
+/// both halves together. The stream's read timeout must be set, as it bounds every
+/// read: the handshake gives up at the first read that returns after the deadline, so
+/// it ends within `timeout` plus at most one read timeout.
 ///
 /// With `legacy_md5`, a Python ≤ 3.11 peer's raw HMAC-MD5 replies and challenges are
 /// also accepted (as CPython 3.12+ does); without it such a peer gets
@@ -339,8 +419,10 @@ pub fn serve_handshake<S: Read + Write>(
     legacy_md5: bool,
     timeout: Duration,
 ) -> Result<(), AuthError> {
-    deliver(stream, key, timeout, legacy_md5)?;
-    answer(stream, key, timeout, legacy_md5)
+    let deadline = Deadline::after(Some(timeout));
+    let mut s = Uncapped(stream);
+    deliver(&mut s, key, deadline, timeout, legacy_md5)?;
+    answer(&mut s, key, deadline, timeout, legacy_md5)
 }
 
 /// The connecting side's whole handshake (answer, then challenge) on any stream: what
@@ -351,6 +433,8 @@ pub fn connect_handshake<S: Read + Write>(
     legacy_md5: bool,
     timeout: Duration,
 ) -> Result<(), AuthError> {
-    answer(stream, key, timeout, legacy_md5)?;
-    deliver(stream, key, timeout, legacy_md5)
+    let deadline = Deadline::after(Some(timeout));
+    let mut s = Uncapped(stream);
+    answer(&mut s, key, deadline, timeout, legacy_md5)?;
+    deliver(&mut s, key, deadline, timeout, legacy_md5)
 }

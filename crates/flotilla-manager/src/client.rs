@@ -213,11 +213,41 @@ pub fn connect(address: &Address, authkey: Option<&AuthKey>) -> Result<Client, C
     Client::connect_with(address, authkey, DEFAULT_FRAME_TIMEOUT)
 }
 
+/// [`connect`] over TLS (the `tls` feature), trusting the certificates of `tls`: to a
+/// server built with [`ServerBuilder::tls`](crate::ServerBuilder::tls) on a TCP address.
+/// The TLS handshake comes first (a failure is [`ConnectError::Io`], saying TLS failed),
+/// then the authkey handshake inside it. See [`crate::tls`] for an example.
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub fn connect_tls(
+    address: &Address,
+    authkey: Option<&AuthKey>,
+    tls: &crate::tls::TlsClientConfig,
+) -> Result<Client, ConnectError> {
+    Client::connect_full(address, authkey, DEFAULT_FRAME_TIMEOUT, Some(tls))
+}
+
 impl Client {
     pub(crate) fn connect_with(
         address: &Address,
         authkey: Option<&AuthKey>,
         timeout: Duration,
+    ) -> Result<Client, ConnectError> {
+        Client::connect_full(
+            address,
+            authkey,
+            timeout,
+            #[cfg(feature = "tls")]
+            None,
+        )
+    }
+
+    /// Connects, over TLS when `tls` is given.
+    pub(crate) fn connect_full(
+        address: &Address,
+        authkey: Option<&AuthKey>,
+        timeout: Duration,
+        #[cfg(feature = "tls")] tls: Option<&crate::tls::TlsClientConfig>,
     ) -> Result<Client, ConnectError> {
         let io = |source| ConnectError::Io {
             address: address.clone(),
@@ -226,8 +256,22 @@ impl Client {
         let mut stream = Stream::connect(address, timeout).map_err(io)?;
         stream.set_read_timeout(Some(timeout)).map_err(io)?;
         stream.set_write_timeout(Some(timeout)).map_err(io)?;
+        // One deadline for the whole handshake: TLS's and the authkey's.
+        let deadline = flotilla_core::Deadline::after(Some(timeout));
+        #[cfg(feature = "tls")]
+        if let Some(tls) = tls {
+            let Stream::Tcp(tcp) = stream else {
+                return Err(io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "TLS applies to TCP addresses only, not a Unix socket",
+                )));
+            };
+            let ip = tcp.peer_addr().map_err(io)?.ip();
+            stream =
+                Stream::Tls(crate::tls::TlsStream::client(tcp, tls, ip, deadline).map_err(io)?);
+        }
         if let Some(key) = authkey {
-            auth::client_handshake(&mut stream, key, timeout).map_err(|source| {
+            auth::client_handshake(&mut stream, key, deadline, timeout).map_err(|source| {
                 ConnectError::Auth {
                     address: address.clone(),
                     source,

@@ -24,6 +24,10 @@
 //!   ([`ServerBuilder::register_object`], [`Client::get`]); [`connect`]: a client of an
 //!   existing server, on a Unix path or `host:port`.
 //! - [`auth`] and [`wire`]: CPython's authkey handshake and framing, byte-compatible.
+//! - `tls` (the `tls` feature, off by default): TLS on TCP connections, with rustls and
+//!   its `ring` provider — `ServerBuilder::tls` with a certificate chain and key,
+//!   `connect_tls` with the CA certificates to trust; the authkey handshake and every
+//!   message run inside it. CPython's managers have no TLS.
 //!
 //! ```
 //! use flotilla_manager::Manager;
@@ -53,7 +57,12 @@
 //! `#CHALLENGE#{sha256}<40 random bytes>`, the client answers
 //! `{sha256}<HMAC-SHA256(key, challenge)>`, the server says `#WELCOME#` or `#FAILURE#`;
 //! then the same the other way. A Python 3.12+ `multiprocessing.connection.Client` with the
-//! same key passes it.
+//! same key passes it. One deadline (the frame timeout) bounds the whole handshake, both
+//! halves together.
+//!
+//! With the `tls` feature and a server built with `ServerBuilder::tls`, a TCP
+//! connection first runs a TLS handshake (bounded by the frame timeout), and everything
+//! above, the authkey handshake included, runs inside TLS.
 //!
 //! After the handshake each frame holds one message encoded with flotilla's one codec
 //! (`flotilla_core::codec`; never pickle): a request `{ id: u64, op }` from the client, a
@@ -110,10 +119,16 @@ mod protocol;
 pub mod proxy;
 mod server;
 mod sync_types;
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub mod tls;
 mod types;
 pub mod wire;
 
 pub use crate::auth::{AuthError, AuthKey};
+#[cfg(feature = "tls")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+pub use crate::client::connect_tls;
 pub use crate::client::{
     CallError, ClaimError, Client, ConnectError, ObjectRef, Pending, Token, connect,
 };
@@ -146,7 +161,7 @@ pub mod testing {
         let mut s = Stream::Unix(s);
         s.set_read_timeout(Some(t))
             .map_err(|e| AuthError::Frame(e.into()))?;
-        crate::auth::client_handshake(&mut s, key, t)
+        crate::auth::client_handshake(&mut s, key, flotilla_core::Deadline::after(Some(t)), t)
     }
 
     /// The server's half of the handshake on a raw stream.
@@ -154,7 +169,16 @@ pub mod testing {
         let mut s = Stream::Unix(s);
         s.set_read_timeout(Some(t))
             .map_err(|e| AuthError::Frame(e.into()))?;
-        crate::auth::server_handshake(&mut s, key, t)
+        crate::auth::server_handshake(&mut s, key, flotilla_core::Deadline::after(Some(t)), t)
+    }
+
+    /// [`crate::connect`] with a chosen timeout (for the handshake and every frame).
+    pub fn connect_with_timeout(
+        address: &crate::Address,
+        key: Option<&AuthKey>,
+        t: Duration,
+    ) -> Result<crate::Client, crate::ConnectError> {
+        crate::Client::connect_with(address, key, t)
     }
 
     /// Encodes a request as a client would, for tests that speak the protocol by hand:

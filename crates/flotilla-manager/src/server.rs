@@ -3,8 +3,9 @@
 //!
 //! # Who touches what
 //!
-//! - The **object table** (`Shared::table`, one mutex): object ids → entries, each object's
-//!   holder count, and the transfer tickets. Held only to look up, insert or remove; never
+//! - The **object table** (`Shared::table`, one mutex): object ids → slots (an entry and
+//!   its holder count, kept together so neither outlives the other), and the transfer
+//!   tickets. Held only to look up, insert or remove; never
 //!   while an object's own mutex is taken.
 //! - An **object** (`Entry::object`, its own mutex): touched by the reader thread of a
 //!   connection calling it, by the timer thread expiring a waiter, and by a connection's
@@ -79,6 +80,8 @@ pub struct ServerBuilder {
     named: Vec<(String, String, Result<Vec<u8>, String>)>,
     max_frame: u64,
     frame_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsServerConfig>,
 }
 
 impl std::fmt::Debug for ServerBuilder {
@@ -102,6 +105,10 @@ pub enum BindError {
          set one, or listen on loopback or a Unix socket"
     )]
     RemoteWithoutAuthkey(Address),
+    /// TLS was asked for on a Unix socket: it applies to TCP addresses only.
+    #[cfg(feature = "tls")]
+    #[error("TLS applies to TCP addresses only, not the Unix socket {0}")]
+    TlsNeedsTcp(Address),
     /// An object registered by name with [`ServerBuilder::register_object`] could not be
     /// made.
     #[error("could not make the object registered as `{name}`: {message}")]
@@ -186,10 +193,25 @@ impl ServerBuilder {
         self
     }
 
+    /// Serves every connection over TLS with this certificate and key (the `tls`
+    /// feature; TCP addresses only): the TLS handshake comes first, then the authkey
+    /// handshake and every message inside it. A client must use
+    /// [`connect_tls`](crate::connect_tls); a plain one is refused. See [`crate::tls`].
+    #[cfg(feature = "tls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
+    pub fn tls(mut self, config: crate::tls::TlsServerConfig) -> Self {
+        self.tls = Some(config);
+        self
+    }
+
     /// Binds the listener.
     pub fn bind(self) -> Result<Server, BindError> {
         if self.authkey.is_none() && self.address.is_remote() {
             return Err(BindError::RemoteWithoutAuthkey(self.address));
+        }
+        #[cfg(feature = "tls")]
+        if self.tls.is_some() && matches!(self.address, Address::Unix(_)) {
+            return Err(BindError::TlsNeedsTcp(self.address));
         }
         let io = |source| BindError::Io {
             address: self.address.clone(),
@@ -223,6 +245,8 @@ impl ServerBuilder {
             registry: self.registry,
             max_frame: self.max_frame,
             frame_timeout: self.frame_timeout,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
             table: Mutex::new(table),
             timers: Arc::new(Timers::default()),
             stopping: AtomicBool::new(false),
@@ -276,6 +300,8 @@ impl Server {
             named: Vec::new(),
             max_frame: DEFAULT_MAX_FRAME,
             frame_timeout: DEFAULT_FRAME_TIMEOUT,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 
@@ -403,6 +429,8 @@ pub(crate) struct Shared {
     registry: HashMap<String, Constructor>,
     max_frame: u64,
     frame_timeout: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::TlsServerConfig>,
     table: Mutex<Table>,
     timers: Arc<Timers>,
     stopping: AtomicBool,
@@ -448,9 +476,7 @@ impl Shared {
 
 #[derive(Default)]
 struct Table {
-    objects: HashMap<ObjectId, Arc<Entry>>,
-    /// Holders of each object: connections holding a reference, plus unclaimed tickets.
-    holders: HashMap<ObjectId, usize>,
+    objects: HashMap<ObjectId, Slot>,
     tickets: HashMap<Ticket, ObjectId>,
     /// Objects served by name; the server itself is one of their holders.
     named: HashMap<String, ObjectId>,
@@ -464,14 +490,36 @@ impl Table {
         let id = self.next_id;
         self.objects.insert(
             id,
-            Arc::new(Entry {
-                typeid,
-                object: Mutex::new(object),
-            }),
+            Slot {
+                entry: Arc::new(Entry {
+                    typeid,
+                    object: Mutex::new(object),
+                }),
+                holders: 1,
+            },
         );
-        self.holders.insert(id, 1);
         id
     }
+
+    /// One more holder of `id`, if it is still there.
+    fn add_holder(&mut self, id: ObjectId) {
+        if let Some(slot) = self.objects.get_mut(&id) {
+            slot.holders += 1;
+        }
+    }
+
+    /// The type name of `id`, if it is still there.
+    fn typeid(&self, id: ObjectId) -> Option<String> {
+        self.objects.get(&id).map(|slot| slot.entry.typeid.clone())
+    }
+}
+
+/// An object in the table, with its holder count: connections holding a reference, plus
+/// unclaimed tickets (plus the server itself for an object served by name). The object
+/// leaves the table with its count, when that reaches zero.
+struct Slot {
+    entry: Arc<Entry>,
+    holders: usize,
 }
 
 struct Entry {
@@ -481,20 +529,23 @@ struct Entry {
 
 impl Shared {
     fn entry(&self, id: ObjectId) -> Option<Arc<Entry>> {
-        lock(&self.table).objects.get(&id).cloned()
+        lock(&self.table)
+            .objects
+            .get(&id)
+            .map(|slot| Arc::clone(&slot.entry))
     }
 
     /// Drops one holder of `id`, freeing the object at zero.
     fn drop_holder(&self, id: ObjectId) {
         let freed = {
             let mut table = lock(&self.table);
-            let n = table.holders.entry(id).or_insert(1);
-            *n -= 1;
-            if *n == 0 {
-                table.holders.remove(&id);
-                table.objects.remove(&id)
-            } else {
-                None
+            match table.objects.get_mut(&id) {
+                Some(slot) if slot.holders > 1 => {
+                    slot.holders -= 1;
+                    None
+                }
+                Some(_) => table.objects.remove(&id),
+                None => None,
             }
         };
         // Dropped outside the table's lock: dropping parked waiters sends replies.
@@ -613,6 +664,8 @@ impl Stream {
         let _ = match self {
             Stream::Unix(s) => s.shutdown(std::net::Shutdown::Read),
             Stream::Tcp(s) => s.shutdown(std::net::Shutdown::Read),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.socket().shutdown(std::net::Shutdown::Read),
         };
     }
 }
@@ -636,8 +689,31 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
     if shared.stopping.load(Ordering::SeqCst) {
         return;
     }
+    // One deadline for the whole handshake of the connection: TLS's and the authkey's.
+    let deadline = flotilla_core::Deadline::after(Some(shared.frame_timeout));
+    #[cfg(feature = "tls")]
+    if let (Some(tls), Stream::Tcp(tcp)) = (&shared.tls, &stream) {
+        // The TLS handshake, on the connection's thread, so a slow one holds up no
+        // other.
+        let tcp = match tcp.try_clone() {
+            Ok(tcp) => tcp,
+            Err(e) => {
+                flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: could not set up TLS for a connection; closing it");
+                return;
+            }
+        };
+        stream = match crate::tls::TlsStream::server(tcp, tls, deadline) {
+            Ok(s) => Stream::Tls(s),
+            Err(e) => {
+                if !shared.stopping.load(Ordering::SeqCst) {
+                    flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: a client failed the TLS handshake; closing it");
+                }
+                return;
+            }
+        };
+    }
     if let Some(key) = &shared.authkey
-        && let Err(e) = auth::server_handshake(&mut stream, key, shared.frame_timeout)
+        && let Err(e) = auth::server_handshake(&mut stream, key, deadline, shared.frame_timeout)
     {
         if !shared.stopping.load(Ordering::SeqCst) {
             flotilla_core::event!(flotilla_core::log::Level::WARN, error = %e, "manager: a client failed the handshake; closing it");
@@ -914,10 +990,10 @@ impl Conn<'_> {
     fn lookup(&mut self, name: &str) -> Result<Vec<u8>, RemoteError> {
         let (object, typeid) = {
             let mut table = lock(&self.shared.table);
-            let found = table.named.get(name).and_then(|id| {
-                let typeid = table.objects.get(id)?.typeid.clone();
-                Some((*id, typeid))
-            });
+            let found = table
+                .named
+                .get(name)
+                .and_then(|id| Some((*id, table.typeid(*id)?)));
             let Some((object, typeid)) = found else {
                 return Err(RemoteError::new(
                     RemoteErrorKind::NoSuchName,
@@ -925,7 +1001,7 @@ impl Conn<'_> {
                 ));
             };
             if !self.refs.contains_key(&object) {
-                *table.holders.entry(object).or_insert(0) += 1;
+                table.add_holder(object);
             }
             (object, typeid)
         };
@@ -976,7 +1052,7 @@ impl Conn<'_> {
         })?;
         let mut table = lock(&self.shared.table);
         table.tickets.insert(ticket, object);
-        *table.holders.entry(object).or_insert(0) += 1;
+        table.add_holder(object);
         encode_reply(&ticket)
     }
 
@@ -989,15 +1065,12 @@ impl Conn<'_> {
                     "no such ticket: it was claimed already, or never made by this server",
                 ));
             };
-            let typeid = table
-                .objects
-                .get(&object)
-                .map(|e| e.typeid.clone())
-                .unwrap_or_default();
+            let typeid = table.typeid(object).unwrap_or_default();
             if self.refs.contains_key(&object) {
-                // This connection is a holder already: the ticket's hold goes.
-                if let Some(n) = table.holders.get_mut(&object) {
-                    *n -= 1;
+                // This connection is a holder already (so the count stays above zero):
+                // the ticket's hold goes.
+                if let Some(slot) = table.objects.get_mut(&object) {
+                    slot.holders -= 1;
                 }
             }
             (object, typeid)

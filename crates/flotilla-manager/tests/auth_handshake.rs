@@ -380,3 +380,108 @@ fn a_legacy_python_server_is_refused_with_a_message_naming_it() {
     assert!(err.to_string().contains("Python 3.11 or older"), "{err}");
     assert!(finish(child).starts_with("REFUSED"));
 }
+
+/// The handshake's one timeout in the deadline tests, and how late the slow peer answers
+/// the first half: before one deadline covered both halves, the second half started a
+/// fresh timeout, and the handshake took `SLOW + HANDSHAKE` to give up.
+const HANDSHAKE: Duration = Duration::from_secs(3);
+const SLOW: Duration = Duration::from_millis(2400);
+
+/// Runs `ours` (one side's whole handshake, given `HANDSHAKE`) against `peer` on a
+/// socket pair; how long `ours` took and its result.
+fn time_handshake(
+    ours: fn(UnixStream, &AuthKey, Duration) -> Result<(), AuthError>,
+    peer: impl FnOnce(UnixStream) + Send + 'static,
+) -> (Duration, Result<(), AuthError>) {
+    let (a, b) = UnixStream::pair().unwrap();
+    let peer = std::thread::spawn(move || peer(b));
+    let (took, res) = with_deadline(LONG, "handshake", move || {
+        let start = std::time::Instant::now();
+        let res = ours(a, &key("sesame"), HANDSHAKE);
+        (start.elapsed(), res)
+    });
+    peer.join().unwrap();
+    (took, res)
+}
+
+#[test]
+fn one_deadline_bounds_both_halves_of_the_servers_handshake() {
+    // The client answers the server's challenge late, then never sends its own.
+    let (took, res) = time_handshake(flotilla_manager::testing::server_handshake, |mut s| {
+        let c = read_frame_from(&mut s, 256).unwrap();
+        let m = c.strip_prefix(b"#CHALLENGE#").unwrap().to_vec();
+        std::thread::sleep(SLOW);
+        write_frame(
+            &mut s,
+            &flotilla_manager::auth::response(&key("sesame"), &m),
+        )
+        .unwrap();
+        assert_eq!(read_frame_from(&mut s, 256).unwrap(), b"#WELCOME#");
+        // Stall: hold the stream open until the server gives up and closes its end.
+        let _ = read_frame_from(&mut s, 256);
+    });
+    assert!(matches!(res, Err(AuthError::Frame(_))), "{res:?}");
+    // The second half had only what the first left: the handshake ends near
+    // `HANDSHAKE`, far from the `SLOW + HANDSHAKE` of a fresh timeout per half.
+    assert!(
+        took < HANDSHAKE + (SLOW / 2),
+        "the handshake took {took:?}, over its one timeout of {HANDSHAKE:?}"
+    );
+}
+
+#[test]
+fn one_deadline_bounds_both_halves_of_the_clients_handshake() {
+    // The server welcomes the client late, then never answers the client's challenge.
+    let (took, res) = time_handshake(flotilla_manager::testing::client_handshake, |mut s| {
+        let mut m = b"{sha256}".to_vec();
+        m.extend_from_slice(&[7u8; 40]);
+        let mut c = b"#CHALLENGE#".to_vec();
+        c.extend_from_slice(&m);
+        write_frame(&mut s, &c).unwrap();
+        let reply = read_frame_from(&mut s, 256).unwrap();
+        assert_eq!(reply, flotilla_manager::auth::response(&key("sesame"), &m));
+        std::thread::sleep(SLOW);
+        write_frame(&mut s, b"#WELCOME#").unwrap();
+        // The client's challenge arrives; stall until the client gives up.
+        let _ = read_frame_from(&mut s, 256);
+        let _ = read_frame_from(&mut s, 256);
+    });
+    assert!(matches!(res, Err(AuthError::Frame(_))), "{res:?}");
+    assert!(
+        took < HANDSHAKE + (SLOW / 2),
+        "the handshake took {took:?}, over its one timeout of {HANDSHAKE:?}"
+    );
+}
+
+#[test]
+fn a_server_that_sends_no_challenge_is_named_as_silent() {
+    // Something listens (a TLS manager, to a plain client, looks just like this) but
+    // never sends the handshake's challenge.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = Address::Tcp(listener.local_addr().unwrap());
+    let holder = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        // Hold the connection open until the client gives up and closes it.
+        let _ = std::io::Read::read(&mut s, &mut [0u8; 1]);
+    });
+    let err = with_deadline(LONG, "connect", move || {
+        flotilla_manager::testing::connect_with_timeout(
+            &addr,
+            Some(&key("sesame")),
+            Duration::from_secs(1),
+        )
+        .unwrap_err()
+    });
+    holder.join().unwrap();
+    assert!(
+        matches!(
+            err,
+            ConnectError::Auth {
+                source: AuthError::ServerSilent(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("TLS"), "{err}");
+}
