@@ -14,19 +14,9 @@ use std::collections::{HashMap, VecDeque};
 
 use crate::object::{Call, ClientId, Reply, SharedObject, Waiter, WaiterId};
 use crate::protocol::{RemoteError, RemoteErrorKind};
-use crate::types::decode_ctor;
+use crate::types::{args, decode_ctor, sequence_call};
 
 type Bytes = Vec<u8>;
-
-/// Unwraps decoded arguments or answers the decoding error.
-macro_rules! args {
-    ($call:expr, $t:ty) => {
-        match $call.args::<$t>() {
-            Ok(a) => a,
-            Err(e) => return Reply::Now(Err(e)),
-        }
-    };
-}
 
 /// Who owns a reentrant lock: a client and one of its threads.
 type Owner = (ClientId, u64);
@@ -602,35 +592,11 @@ impl Array {
         let items: Vec<Bytes> = decode_ctor("Array", args)?;
         Ok(Box::new(Array { items }))
     }
-
-    fn index(&self, i: i64) -> Result<usize, Reply> {
-        crate::types::py_index("array", i, self.items.len())
-    }
 }
 
 impl SharedObject for Array {
     fn call(&mut self, call: &mut Call<'_>) -> Reply {
-        match call.method() {
-            "len" => Reply::ok(&(self.items.len() as u64)),
-            "get" => {
-                let i = args!(call, i64);
-                match self.index(i) {
-                    Ok(j) => Reply::ok(&self.items[j]),
-                    Err(r) => r,
-                }
-            }
-            "set" => {
-                let (i, item) = args!(call, (i64, Bytes));
-                match self.index(i) {
-                    Ok(j) => {
-                        self.items[j] = item;
-                        Reply::ok(&())
-                    }
-                    Err(r) => r,
-                }
-            }
-            "to_vec" => Reply::ok(&self.items),
-            other => Reply::no_such_method(other),
-        }
+        // An Array is a list of fixed length: only the methods that keep the length.
+        sequence_call("array", &mut self.items, call.method(), call)
     }
 }

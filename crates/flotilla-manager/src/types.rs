@@ -28,6 +28,7 @@ macro_rules! args {
         }
     };
 }
+pub(crate) use args;
 
 /// A `dict`: insertion-ordered, as Python's.
 #[derive(Debug, Default)]
@@ -195,6 +196,38 @@ impl List {
     }
 }
 
+/// The methods a `list` and an `Array` share: `len`, `get`, `set` (Python's index rules)
+/// and `to_vec`; any other is `no_such_method`.
+pub(crate) fn sequence_call(
+    what: &str,
+    items: &mut [Bytes],
+    method: &str,
+    call: &Call<'_>,
+) -> Reply {
+    match method {
+        "len" => Reply::ok(&(items.len() as u64)),
+        "get" => {
+            let i = args!(call, i64);
+            match py_index(what, i, items.len()) {
+                Ok(j) => Reply::ok(&items[j]),
+                Err(r) => r,
+            }
+        }
+        "set" => {
+            let (i, item) = args!(call, (i64, Bytes));
+            match py_index(what, i, items.len()) {
+                Ok(j) => {
+                    items[j] = item;
+                    Reply::ok(&())
+                }
+                Err(r) => r,
+            }
+        }
+        "to_vec" => Reply::ok(&items),
+        other => Reply::no_such_method(other),
+    }
+}
+
 /// Index `i` of a sequence of `len` items by Python's rules (negative counts from the
 /// end), or the `IndexError` a `what` (`list`, `array`) answers.
 pub(crate) fn py_index(what: &str, i: i64, len: usize) -> Result<usize, Reply> {
@@ -223,23 +256,6 @@ impl SharedObject for List {
                 self.items.extend(items);
                 Reply::ok(&(self.items.len() as u64))
             }
-            "get" => {
-                let i = args!(call, i64);
-                match self.index(i) {
-                    Ok(j) => Reply::ok(&self.items[j]),
-                    Err(r) => r,
-                }
-            }
-            "set" => {
-                let (i, item) = args!(call, (i64, Bytes));
-                match self.index(i) {
-                    Ok(j) => {
-                        self.items[j] = item;
-                        Reply::ok(&())
-                    }
-                    Err(r) => r,
-                }
-            }
             "insert" => {
                 let (i, item) = args!(call, (i64, Bytes));
                 // Python's insert clamps instead of failing.
@@ -258,8 +274,6 @@ impl SharedObject for List {
                     Err(r) => r,
                 }
             }
-            "len" => Reply::ok(&(self.items.len() as u64)),
-            "to_vec" => Reply::ok(&self.items),
             "clear" => {
                 self.items.clear();
                 Reply::ok(&())
@@ -268,7 +282,7 @@ impl SharedObject for List {
                 self.items.reverse();
                 Reply::ok(&())
             }
-            other => Reply::no_such_method(other),
+            other => sequence_call("list", &mut self.items, other, call),
         }
     }
 }
