@@ -43,6 +43,28 @@ struct Reentrant {
 }
 
 impl Reentrant {
+    /// `acquire` and `release`, the lock methods an `RLock` and a `Condition` share;
+    /// `None` for any other method.
+    fn lock_call(&mut self, call: &mut Call<'_>) -> Option<Reply> {
+        let acquire = match call.method() {
+            "acquire" => true,
+            "release" => false,
+            _ => return None,
+        };
+        Some(self.acquire_or_release(call, acquire))
+    }
+
+    fn acquire_or_release(&mut self, call: &mut Call<'_>, acquire: bool) -> Reply {
+        let thread = args!(call, u64);
+        if acquire {
+            self.acquire(call, thread)
+        } else if self.release(call.client(), thread) {
+            Reply::ok(&())
+        } else {
+            not_owner("release")
+        }
+    }
+
     fn acquire(&mut self, call: &mut Call<'_>, thread: u64) -> Reply {
         let me = (call.client(), thread);
         match self.owner {
@@ -144,19 +166,10 @@ impl RLock {
 
 impl SharedObject for RLock {
     fn call(&mut self, call: &mut Call<'_>) -> Reply {
+        if let Some(reply) = self.lock.lock_call(call) {
+            return reply;
+        }
         match call.method() {
-            "acquire" => {
-                let thread = args!(call, u64);
-                self.lock.acquire(call, thread)
-            }
-            "release" => {
-                let thread = args!(call, u64);
-                if self.lock.release(call.client(), thread) {
-                    Reply::ok(&())
-                } else {
-                    not_owner("release")
-                }
-            }
             "count" => Reply::ok(&self.lock.count),
             other => Reply::no_such_method(other),
         }
@@ -215,19 +228,10 @@ impl Condition {
 
 impl SharedObject for Condition {
     fn call(&mut self, call: &mut Call<'_>) -> Reply {
+        if let Some(reply) = self.lock.lock_call(call) {
+            return reply;
+        }
         match call.method() {
-            "acquire" => {
-                let thread = args!(call, u64);
-                self.lock.acquire(call, thread)
-            }
-            "release" => {
-                let thread = args!(call, u64);
-                if self.lock.release(call.client(), thread) {
-                    Reply::ok(&())
-                } else {
-                    not_owner("release")
-                }
-            }
             "wait" => {
                 let thread = args!(call, u64);
                 if !self.lock.owned_by(call.client(), thread) {
