@@ -793,32 +793,43 @@ pub struct RLockProxy {
 
 proxy_common!(RLockProxy, "RLock");
 
+/// The methods of a reentrant lock owned by the calling thread, shared by
+/// [`RLockProxy`] and [`ConditionProxy`] (whose underlying lock is one).
+macro_rules! reentrant_lock_methods {
+    () => {
+        /// Waits up to `timeout` (`None`: for ever) for the lock; true when acquired (at
+        /// once when this thread holds it already).
+        pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+            self.obj.call("acquire", &this_thread(), timeout)
+        }
+
+        /// Acquires it if free (or this thread's), without waiting.
+        pub fn try_acquire(&self) -> Result<bool, CallError> {
+            self.acquire(NO_WAIT)
+        }
+
+        /// Releases one level; a [`RuntimeError`](crate::RemoteErrorKind::RuntimeError)
+        /// when this thread does not hold it.
+        pub fn release(&self) -> Result<(), CallError> {
+            self.obj.call("release", &this_thread(), None)
+        }
+
+        /// Acquires it (up to `timeout`) and returns a guard releasing it on drop:
+        /// Python's `with lock:`. `Ok(None)` when the timeout passed.
+        pub fn guard(
+            &self,
+            timeout: Option<Duration>,
+        ) -> Result<Option<ProxyGuard<'_>>, CallError> {
+            Ok(self.acquire(timeout)?.then(|| ProxyGuard {
+                obj: &self.obj,
+                release_args: enc(&this_thread()).unwrap_or_default(),
+            }))
+        }
+    };
+}
+
 impl RLockProxy {
-    /// Waits up to `timeout` (`None`: for ever) for the lock; true when acquired (at once
-    /// when this thread holds it already).
-    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("acquire", &this_thread(), timeout)
-    }
-
-    /// Acquires it if free (or this thread's), without waiting.
-    pub fn try_acquire(&self) -> Result<bool, CallError> {
-        self.acquire(NO_WAIT)
-    }
-
-    /// Releases one level; a [`RuntimeError`](crate::RemoteErrorKind::RuntimeError) when
-    /// this thread does not hold it.
-    pub fn release(&self) -> Result<(), CallError> {
-        self.obj.call("release", &this_thread(), None)
-    }
-
-    /// Acquires it (up to `timeout`) and returns a guard releasing it on drop: Python's
-    /// `with rlock:`. `Ok(None)` when the timeout passed.
-    pub fn guard(&self, timeout: Option<Duration>) -> Result<Option<ProxyGuard<'_>>, CallError> {
-        Ok(self.acquire(timeout)?.then(|| ProxyGuard {
-            obj: &self.obj,
-            release_args: enc(&this_thread()).unwrap_or_default(),
-        }))
-    }
+    reentrant_lock_methods!();
 }
 
 /// The methods of a semaphore, shared by [`SemaphoreProxy`] and
@@ -921,24 +932,7 @@ pub struct ConditionProxy {
 proxy_common!(ConditionProxy, "Condition");
 
 impl ConditionProxy {
-    /// Waits up to `timeout` for the underlying lock; true when acquired.
-    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("acquire", &this_thread(), timeout)
-    }
-
-    /// Releases one level of the underlying lock.
-    pub fn release(&self) -> Result<(), CallError> {
-        self.obj.call("release", &this_thread(), None)
-    }
-
-    /// Acquires the lock (up to `timeout`) and returns a guard releasing it on drop:
-    /// Python's `with cond:`. `Ok(None)` when the timeout passed.
-    pub fn guard(&self, timeout: Option<Duration>) -> Result<Option<ProxyGuard<'_>>, CallError> {
-        Ok(self.acquire(timeout)?.then(|| ProxyGuard {
-            obj: &self.obj,
-            release_args: enc(&this_thread()).unwrap_or_default(),
-        }))
-    }
+    reentrant_lock_methods!();
 
     /// Releases the lock, waits up to `timeout` (`None`: for ever) for a notify, and takes
     /// the lock back; true when notified. The caller must hold the lock (else a
