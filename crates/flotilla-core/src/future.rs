@@ -353,6 +353,8 @@ impl<T> Shared<T> {
         if is_done(self.state()) {
             return true;
         }
+        // From the call: the spin below is part of the wait it bounds.
+        let deadline = Deadline::after(timeout);
         if timeout != Some(Duration::ZERO) {
             // A spin catches a short task finishing on another CPU; it is bounded in
             // time, not in spin-loop hints, since one `pause` takes from 35 to 190 ns on
@@ -378,7 +380,6 @@ impl<T> Shared<T> {
                 }
             }
         }
-        let deadline = Deadline::after(timeout);
         let mut locked = self.lock();
         if self.announce_waiter(&mut locked).is_none() {
             return true;
