@@ -51,6 +51,28 @@ fn a_frame_trickling_in_pieces_arrives_whole_and_the_next_ones_too() {
     }
 }
 
+/// Both sides of the read-ahead size (64 KiB): a payload with at least that much still
+/// to come is read straight into place, a smaller rest through the buffer. Frames around
+/// it arrive whole, whether they come at once or with only their header first.
+#[test]
+fn frames_on_both_sides_of_the_read_ahead_size_arrive_whole() {
+    const AHEAD: usize = 64 << 10;
+    const HEADER: usize = 16;
+    for len in [
+        AHEAD - HEADER - 1,
+        AHEAD - HEADER,
+        AHEAD - 1,
+        AHEAD,
+        AHEAD + 1,
+        2 * AHEAD - 1,
+        2 * AHEAD,
+        2 * AHEAD + 1,
+    ] {
+        trickle(len, &[usize::MAX, 1]); // all at once
+        trickle(len, &[HEADER, 48_000]); // the header, then pieces
+    }
+}
+
 /// Sends a frame of `len` bytes followed by small ones, `pieces[0]` bytes first, then
 /// the rest in pieces of `pieces[1]` bytes, pausing between them.
 fn trickle(len: usize, pieces: &[usize; 2]) {
@@ -66,7 +88,7 @@ fn trickle(len: usize, pieces: &[usize; 2]) {
     }
     let [first, rest] = *pieces;
     let writer = std::thread::spawn(move || {
-        let (head, tail) = wire.split_at(first);
+        let (head, tail) = wire.split_at(first.min(wire.len()));
         peer.write_all(head).unwrap();
         for piece in tail.chunks(rest) {
             std::thread::sleep(Duration::from_millis(50));
