@@ -1,7 +1,8 @@
-//! The OS resources this process holds do not grow with use: open descriptors (its own
-//! and its descendants'), descendant processes (zombies included), threads, and names in `/dev/shm` are counted after a
-//! warm-up and again after many more rounds of starting, using and dropping processes,
-//! pipes, queues, locks, shared values, pools and managers, under every start method.
+//! The OS resources this process holds do not grow with use. Open descriptors (its own
+//! and its descendants'), descendant processes (zombies included), threads and names in
+//! `/dev/shm` are counted after a warm-up and again after many more rounds of starting,
+//! using and dropping processes, pipes, queues, locks, shared values, pools and managers,
+//! under every start method.
 //!
 //! One `#[test]` runs every case in turn, so no other test of this binary opens or
 //! starts anything at the same time. A leak of one descriptor, child or thread per round
