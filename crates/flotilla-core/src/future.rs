@@ -22,6 +22,10 @@
 //! The three terminal phases are final, and the outcome slot is written exactly once,
 //! before the transition into one of them publishes it (with `Release`).
 //!
+//! `tests/loom_future.rs` checks these transitions under loom (complete against cancel,
+//! a blocking wait, a callback registration, a reader and a taker); built with
+//! `--cfg loom`, this module runs on loom's atomics, lock and condition variable.
+//!
 //! # Who touches what
 //!
 //! - **The phase.** PENDING → RUNNING and PENDING → COMPLETING are compare-exchanges, so
