@@ -117,6 +117,45 @@ fn timeout_counts_from_the_call_and_cancels_the_rest() {
 }
 
 #[test]
+fn a_timeout_inside_a_chunk_ends_the_iteration_and_stops_the_rest() {
+    let pool = pool(1);
+    let ran = Arc::new(Mutex::new(Vec::new()));
+    let (open, gate) = mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let results: Vec<_> = {
+        let ran = Arc::clone(&ran);
+        pool.map(
+            move |i: u64| {
+                if i == 3 {
+                    // Blocks until the test opens the gate, long after the timeout.
+                    let _ = gate.lock().unwrap().recv_timeout(LONG);
+                }
+                ran.lock().unwrap().push(i);
+                i
+            },
+            0..8,
+        )
+        .chunksize(2)
+        .timeout(Duration::from_millis(100))
+        .collect()
+    };
+    // Chunk [2, 3] cannot finish in time: at most items 0 and 1 come first.
+    assert!(results.len() <= 3, "{results:?}");
+    assert!(
+        matches!(results.last(), Some(Err(TaskError::TimedOut))),
+        "{results:?}"
+    );
+    assert!(results[..results.len() - 1].iter().all(Result::is_ok));
+    open.send(()).unwrap();
+    pool.shutdown(true, false);
+    assert_eq!(
+        *ran.lock().unwrap(),
+        [0, 1, 2, 3],
+        "the running chunk ended with its item, the later chunks never ran"
+    );
+}
+
+#[test]
 fn map_after_shutdown_yields_shut_down() {
     let pool = pool(1);
     pool.shutdown(true, false);
