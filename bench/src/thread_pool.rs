@@ -57,8 +57,9 @@ collects the results, in input order, into a `Vec` (a `list` in Python); the val
 items per second. Warm-up, rounds and calls as for `thread-pool-submit`.
 
 - **flotilla**: `ThreadPoolExecutor::map(|x| x + 1, 0..n)` with its defaults, collected:
-  a look-ahead of `buffer_size` = 256 items, and the automatic `chunksize`, which for
-  this input is 64 items per task (at most 64, at least 16 chunks per worker).
+  the automatic `chunksize`, which for this input is 64 items per task (at most 64, at
+  least 16 chunks per worker), and the default look-ahead, 4 chunks per worker = 512
+  items ahead of the consumer.
 - **cpython**: `list(ex.map(inc, range(n)))`, which submits every item before yielding
   the first result (3.14's `buffersize` is not used).
 - **threadpool** and **crossbeam**: one task per item, sending `(index, value)` on one

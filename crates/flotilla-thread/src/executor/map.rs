@@ -40,7 +40,7 @@ const MAX_AUTO_CHUNK: usize = 64;
 /// uneven items still spread over every worker.
 const CHUNKS_PER_WORKER: usize = 16;
 /// ... and at least this many chunks in the look-ahead, so workers have the next chunk
-/// while the consumer takes one.
+/// while the consumer takes one (per worker, when the look-ahead is the default one).
 const CHUNKS_IN_BUFFER: usize = 4;
 
 type MapFn<A, T> = Arc<dyn Fn(A) -> Result<T, TaskError> + Send + Sync>;
@@ -86,7 +86,8 @@ pub struct Map<I: Iterator, T> {
     /// Set once the iteration ends early (a failure, a drop): running chunks skip the
     /// rest of their items.
     stop: Arc<AtomicBool>,
-    buffer_size: usize,
+    /// `None`: the default, which grows with the chunks.
+    buffer_size: Option<usize>,
     /// `None`: automatic, chosen by the first `next`.
     chunksize: Option<usize>,
     started: Instant,
@@ -99,9 +100,6 @@ where
     T: Send + 'static,
 {
     pub(super) fn new(pool: Arc<Pool>, items: I, f: MapFn<I::Item, T>) -> Self {
-        // Deep enough that trivial tasks keep every worker busy (measured by
-        // `cargo xtask bench map`), bounded so a huge input is not consumed eagerly.
-        let buffer_size = DEFAULT_BUFFER.max(4 * pool.max_workers);
         Map {
             pool,
             items,
@@ -110,16 +108,17 @@ where
             ready: Vec::new().into_iter(),
             failure: None,
             stop: Arc::new(AtomicBool::new(false)),
-            buffer_size,
+            buffer_size: None,
             chunksize: None,
             started: Instant::now(),
         }
     }
 
     /// Takes at most `n` (at least 1) items from the input ahead of the consumer, and
-    /// never less than one chunk. Default: 256, or 4 × `max_workers` when that is more.
+    /// never less than one chunk. Default: 256, or 4 × `max_workers` when that is more,
+    /// or 4 chunks per worker when that is more still.
     pub fn buffer_size(mut self, n: usize) -> Self {
-        self.buffer_size = n.max(1);
+        self.buffer_size = Some(n.max(1));
         self
     }
 
@@ -128,8 +127,8 @@ where
     /// load balancing.
     ///
     /// By default it is automatic: the input's `size_hint` lower bound divided by 16
-    /// chunks per worker, at most 64 and at most a quarter of `buffer_size`, and 1 for a
-    /// short input or one of unknown length. Results still come one by one, in order; a
+    /// chunks per worker, at most 64 (and at most a quarter of a `buffer_size` that was
+    /// set), and 1 for a short input or one of unknown length. Results still come one by one, in order; a
     /// failure in a chunk ends the iteration after the values before it.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n.max(1));
@@ -149,9 +148,25 @@ where
             let known = self.items.size_hint().0;
             (known / (CHUNKS_PER_WORKER * self.pool.max_workers))
                 .min(MAX_AUTO_CHUNK)
-                .min(self.buffer_size / CHUNKS_IN_BUFFER)
+                .min(
+                    self.buffer_size
+                        .map_or(usize::MAX, |b| b / CHUNKS_IN_BUFFER),
+                )
                 .max(1)
         })
+    }
+
+    /// The most items taken from the input and not yet yielded, for chunks of `chunk`.
+    fn limit(&self, chunk: usize) -> usize {
+        match self.buffer_size {
+            Some(n) => n.max(chunk),
+            // Deep enough that trivial items keep every worker busy (measured by
+            // `cargo xtask bench map`: with fewer chunks queued the workers run dry and
+            // sleep between chunks), bounded so a huge input is not consumed eagerly.
+            None => DEFAULT_BUFFER
+                .max(4 * self.pool.max_workers)
+                .max(CHUNKS_IN_BUFFER * self.pool.max_workers * chunk),
+        }
     }
 
     fn fill(&mut self) {
@@ -159,7 +174,7 @@ where
         // Items taken from the input and not yet yielded (a chunk in the window may be
         // short, at the end of the input: counted as full, which only errs on the lazy
         // side).
-        let limit = self.buffer_size.max(chunk);
+        let limit = self.limit(chunk);
         while !self.window.is_finished()
             && self.window.len() * chunk + self.ready.len() + chunk <= limit
         {
