@@ -75,7 +75,7 @@ pub enum TaskError {
     /// The executor was shut down, so it took no new task, dropped a queued one, or (a
     /// terminated pool) ended one it had started.
     #[error(
-        "the executor was shut down: it takes no new task, and one it was terminated with ended unfinished"
+        "the executor was shut down: it takes no new tasks, and a terminate ends those not finished"
     )]
     ShutDown,
     /// The executor can no longer run tasks (a failed initializer, a dead worker).

@@ -90,7 +90,10 @@ fn until_running<T>(f: &flotilla_core::Future<T>) {
 #[test]
 fn a_task_behind_a_blocked_task_that_was_itself_held_is_taken_back() {
     within(LONG * 2, "held head of line", || {
-        let pool = ProcessPoolExecutor::builder().max_workers(2).build().unwrap();
+        let pool = ProcessPoolExecutor::builder()
+            .max_workers(2)
+            .build()
+            .unwrap();
         let gates: Vec<Event> = (0..3).map(|_| Event::new().unwrap()).collect();
         let first = pool.submit(blocked, gates[0].clone()).unwrap();
         until_running(&first);
@@ -104,7 +107,8 @@ fn a_task_behind_a_blocked_task_that_was_itself_held_is_taken_back() {
         gates[1].set();
         for (i, f) in quick.iter().enumerate() {
             assert_eq!(
-                f.result(Some(Duration::from_secs(30))).map_err(|e| e.to_string()),
+                f.result(Some(Duration::from_secs(30)))
+                    .map_err(|e| e.to_string()),
                 Ok(i as u32 + 1),
                 "task {i} waited behind the blocked task while a worker was idle"
             );
