@@ -99,7 +99,12 @@
 //! # Threads
 //!
 //! The server runs one accept loop, one reader and one writer thread per connection, and
-//! one timer thread; a client runs one reader thread. No tokio.
+//! one timer thread; the reader writes the replies it can give at once itself. A client
+//! has no reader thread on a call's path: the calling thread writes its request and reads
+//! the connection itself until its reply comes (unless another waiting thread is reading,
+//! which hands it over), so a call costs one write and one read on each side, as a raw
+//! socket round trip. One background thread per client reads for async and timed waits,
+//! and for pipelined calls nobody has read for a while. No tokio.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -117,6 +122,7 @@ mod manager;
 mod object;
 mod protocol;
 pub mod proxy;
+mod replies;
 mod server;
 mod sync_types;
 #[cfg(feature = "tls")]

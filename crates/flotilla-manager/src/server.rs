@@ -775,7 +775,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         let stop = conn.handle(request);
         // Replies go out in one write once no whole request is waiting already: a
         // pipelining client's burst is answered in a burst.
-        if stop || !holds_whole_frame(reader.buffer()) {
+        if stop || !wire::holds_whole_frame(reader.buffer()) {
             conn.flush();
         }
         if stop || conn.write_failed {
@@ -790,17 +790,6 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
     drop(conn);
     let _ = writer.join();
     reader.get_ref().shutdown();
-}
-
-/// Whether `buffered` begins with a whole frame (so reading it will not wait).
-fn holds_whole_frame(buffered: &[u8]) -> bool {
-    match buffered.first_chunk::<4>() {
-        Some(header) => {
-            let len = i32::from_be_bytes(*header);
-            len >= 0 && buffered.len() - 4 >= len as usize
-        }
-        None => false,
-    }
 }
 
 /// Takes a connection off the server's list when its thread ends, however it ends.
