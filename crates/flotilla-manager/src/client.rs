@@ -545,6 +545,7 @@ impl ObjectRef {
             method: method.to_owned(),
             args,
             timeout,
+            refs: take_shared(),
         })
     }
 
@@ -566,8 +567,10 @@ impl ObjectRef {
                 Op::Call {
                     object: self.inner.id,
                     method: method.to_owned(),
+                    // Encoded first, so the tickets of proxies in them are taken after.
                     args: codec::encode(args)?,
                     timeout,
+                    refs: take_shared(),
                 },
                 true,
             )?
@@ -597,6 +600,7 @@ impl ObjectRef {
             object: self.inner.id,
         })?;
         let client = &self.inner.client.inner;
+        note_shared(ticket);
         Ok(Token {
             ticket,
             typeid: self.inner.typeid.clone(),
@@ -615,6 +619,34 @@ impl ObjectRef {
             )))
         }
     }
+}
+
+thread_local! {
+    /// The tickets this thread made (a proxy serialized, into a call's arguments or
+    /// anywhere else) since its last call: sent with its next call, so the server can keep
+    /// the proxies a stored value holds (those whose ticket is in the value's bytes).
+    static SHARED: std::cell::RefCell<Vec<Ticket>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// At most this many tickets wait for a call: the oldest, made for something else than a
+/// call's arguments, go first.
+const SHARED_MAX: usize = 256;
+
+fn note_shared(ticket: Ticket) {
+    let _ = SHARED.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() >= SHARED_MAX {
+            s.remove(0);
+        }
+        s.push(ticket);
+    });
+}
+
+/// The tickets made since the last call (usually none: no allocation then).
+fn take_shared() -> Vec<Ticket> {
+    SHARED
+        .try_with(|s| std::mem::take(&mut *s.borrow_mut()))
+        .unwrap_or_default()
 }
 
 /// A call sent and not yet answered (made by the `*_pending` methods of the proxies, such
