@@ -9,7 +9,6 @@
 //! off — whoever reads fails every waiting slot with [`CallError::ManagerGone`], and every
 //! later call fails with it at once.
 
-use std::io::BufWriter;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
 use std::task::{Context, Poll};
@@ -24,8 +23,8 @@ use flotilla_core::codec::{self, CodecError};
 use crate::auth::{self, AuthError, AuthKey};
 use crate::protocol::{ObjectId, Op, RemoteError, RemoteErrorKind, Request, Ticket};
 use crate::replies::{Replies, Slot};
-use crate::server::{DEFAULT_FRAME_TIMEOUT, lock};
-use crate::wire::{self, Address, Stream};
+use crate::server::DEFAULT_FRAME_TIMEOUT;
+use crate::wire::{Address, Stream};
 
 /// Why a connection to a manager could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -108,8 +107,8 @@ struct Inner {
     address: Address,
     /// The key this connection proved, handed on in the tokens of shared proxies.
     authkey: Option<AuthKey>,
-    writer: Mutex<BufWriter<Stream>>,
-    /// The reading half: calls waiting for their reply, and who reads them.
+    /// The connection's requests and replies: who writes, who reads, and the calls
+    /// waiting for their reply.
     replies: Arc<Replies>,
     next_id: AtomicU64,
     /// The process that connected: only it may use the connection.
@@ -225,11 +224,10 @@ impl Client {
         }
         let reader = stream.try_clone().map_err(io)?;
         let writer = stream.try_clone().map_err(io)?;
-        let replies = Replies::new(reader, address.clone(), timeout);
+        let replies = Replies::new(reader, writer, address.clone(), timeout);
         let inner = Arc::new(Inner {
             address: address.clone(),
             authkey: authkey.cloned(),
-            writer: Mutex::new(BufWriter::with_capacity(16 * 1024, writer)),
             replies: Arc::clone(&replies),
             next_id: AtomicU64::new(1),
             pid: std::process::id(),
@@ -277,9 +275,14 @@ impl Client {
         self.inner.replies.is_gone(&self.inner.stream)
     }
 
-    /// Sends `op` and waits for its reply. `op` is sent with no reply expected when
-    /// `expect_reply` is false.
+    /// Sends `op`, with a slot for its reply unless `expect_reply` is false. Sent at once,
+    /// or with `now` false left in the buffer for the next flush (a pipelined call; see
+    /// [`Replies::write`]).
     fn send(&self, op: Op, expect_reply: bool) -> Result<Option<Slot>, CallError> {
+        self.send_with(op, expect_reply, true)
+    }
+
+    fn send_with(&self, op: Op, expect_reply: bool, now: bool) -> Result<Option<Slot>, CallError> {
         // First, before any lock: in a forked child the locks may be held by threads that
         // do not exist there.
         let pid = std::process::id();
@@ -300,15 +303,7 @@ impl Client {
         } else {
             None
         };
-        let written = {
-            let mut w = lock(&self.inner.writer);
-            wire::write_frame(&mut *w, &bytes)
-        };
-        if let Err(e) = written {
-            let why = format!("the connection to {} failed: {e}", self.inner.address);
-            self.inner.replies.fail(why.clone());
-            return Err(CallError::ManagerGone(why));
-        }
+        self.inner.replies.write(&bytes, now)?;
         Ok(rx)
     }
 
@@ -563,7 +558,7 @@ impl ObjectRef {
         let rx = self
             .inner
             .client
-            .send(
+            .send_with(
                 Op::Call {
                     object: self.inner.id,
                     method: method.to_owned(),
@@ -573,6 +568,7 @@ impl ObjectRef {
                     refs: take_shared(),
                 },
                 true,
+                false,
             )?
             .expect("a reply was asked for");
         Ok(Pending {
@@ -582,9 +578,14 @@ impl ObjectRef {
         })
     }
 
-    /// [`call`](Self::call), sent at once: the reply is waited for with [`Pending::wait`]
+    /// [`call`](Self::call) without waiting: the reply is waited for with [`Pending::wait`]
     /// or awaited (it is a `Future`, so async code blocks no thread on it). Calls sent so
     /// from one thread are in flight together and run on the server in the order sent.
+    ///
+    /// Pipelined requests are written into the connection's buffer and go out together:
+    /// with the next call that waits, when a pending call is waited for, awaited or
+    /// dropped, when 16 KiB of them queue up, or at the latest about 10 ms later (the
+    /// client's background thread sends what it finds left twice in a row).
     pub fn call_pending<A: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         method: &str,
@@ -662,6 +663,13 @@ pub struct Pending<T> {
 impl<T> std::fmt::Debug for Pending<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
+impl<T> Drop for Pending<T> {
+    fn drop(&mut self) {
+        // A call dropped unwaited still goes (a fire-and-forget `put_pending`).
+        let _ = self.client.inner.replies.flush();
     }
 }
 

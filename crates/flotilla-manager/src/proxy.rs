@@ -233,9 +233,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         self.obj.call("set", &(enc(key)?, enc(value)?), None)
     }
 
-    /// [`get`](Self::get), sent at once and waited for later: calls sent this way from
-    /// one thread are in flight together (pipelined), and run on the server in the order
-    /// sent.
+    /// [`get`](Self::get), sent without waiting, and waited for later: calls sent this way
+    /// from one thread are in flight together (pipelined), go out together (see
+    /// [`ObjectRef::call_pending`](crate::ObjectRef::call_pending)), and run on the server
+    /// in the order sent.
     ///
     /// ```
     /// # let manager = flotilla_manager::Manager::start().unwrap();
@@ -254,7 +255,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         })
     }
 
-    /// [`set`](Self::set), sent at once and waited for later (see
+    /// [`set`](Self::set), sent without waiting, and waited for later (see
     /// [`get_pending`](Self::get_pending)).
     pub fn set_pending(&self, key: &K, value: &V) -> Result<Pending<()>, CallError> {
         self.obj
@@ -670,7 +671,7 @@ macro_rules! queue_methods {
             self.get_timeout(NO_WAIT)
         }
 
-        /// [`get_timeout`](Self::get_timeout), sent at once: wait for it with
+        /// [`get_timeout`](Self::get_timeout), without waiting: wait for it with
         /// [`Pending::wait`], or `.await` it from async code, which blocks no thread while
         /// the get is parked on the server.
         pub fn get_pending(
@@ -683,7 +684,7 @@ macro_rules! queue_methods {
             })
         }
 
-        /// [`put_timeout`](Self::put_timeout), sent at once (see
+        /// [`put_timeout`](Self::put_timeout), without waiting (see
         /// [`get_pending`](Self::get_pending)); true when put.
         pub fn put_pending(
             &self,

@@ -19,7 +19,8 @@
 //! a slot's own mutex; nobody takes `reader` while holding `state`.
 
 use std::collections::{HashMap, HashSet};
-use std::io::BufReader;
+use std::io::{BufReader, BufWriter, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
@@ -175,10 +176,15 @@ impl State {
     }
 }
 
-/// The reading half of one connection, shared by the client's handles and its background
-/// thread.
+/// One connection's two halves, shared by the client's handles and its background thread:
+/// the requests written and the replies read.
 #[derive(Debug)]
 pub(crate) struct Replies {
+    /// Requests are written here, under this lock, by the calling threads themselves.
+    writer: Mutex<BufWriter<Stream>>,
+    /// The writer holds requests not sent yet (pipelined calls wait there for the next
+    /// flush). Changed under the writer's lock.
+    unflushed: AtomicBool,
     state: Mutex<State>,
     reader: Mutex<BufReader<Stream>>,
     background: Condvar,
@@ -187,10 +193,17 @@ pub(crate) struct Replies {
 }
 
 impl Replies {
-    pub(crate) fn new(stream: Stream, address: Address, frame_timeout: Duration) -> Arc<Self> {
+    pub(crate) fn new(
+        reader: Stream,
+        writer: Stream,
+        address: Address,
+        frame_timeout: Duration,
+    ) -> Arc<Self> {
         Arc::new(Replies {
+            writer: Mutex::new(BufWriter::with_capacity(16 * 1024, writer)),
+            unflushed: AtomicBool::new(false),
             state: Mutex::new(State::default()),
-            reader: Mutex::new(BufReader::with_capacity(64 * 1024, stream)),
+            reader: Mutex::new(BufReader::with_capacity(64 * 1024, reader)),
             background: Condvar::new(),
             address,
             frame_timeout,
@@ -219,6 +232,46 @@ impl Replies {
             st.wake_background(&self.background);
         }
         Ok(slot)
+    }
+
+    /// Writes one request frame: sent now (`now`), or left in the buffer (a pipelined
+    /// call), to go with the next call sent now, when a call is waited for, awaited or
+    /// dropped, when the buffer fills, or when the background thread finds it there twice
+    /// in a row ([`STALL`] apart).
+    pub(crate) fn write(&self, frame: &[u8], now: bool) -> Result<(), CallError> {
+        let written = {
+            let mut w = lock(&self.writer);
+            wire::write_frame_unflushed(&mut *w, frame).and_then(|()| {
+                self.unflushed.store(!now, Ordering::Relaxed);
+                if now { w.flush() } else { Ok(()) }
+            })
+        };
+        if let Err(e) = written {
+            return Err(self.write_failed(&e));
+        }
+        if !now {
+            lock(&self.state).wake_background(&self.background);
+        }
+        Ok(())
+    }
+
+    /// Sends the requests left in the buffer, if any.
+    pub(crate) fn flush(&self) -> Result<(), CallError> {
+        if !self.unflushed.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        let flushed = {
+            let mut w = lock(&self.writer);
+            self.unflushed.store(false, Ordering::Relaxed);
+            w.flush()
+        };
+        flushed.map_err(|e| self.write_failed(&e))
+    }
+
+    fn write_failed(&self, e: &std::io::Error) -> CallError {
+        let why = format!("the connection to {} failed: {e}", self.address);
+        self.fail(why.clone());
+        CallError::ManagerGone(why)
     }
 
     /// Fails every waiting call, and all later ones, with `why`.
@@ -297,6 +350,7 @@ impl Replies {
 
     /// Waits for `slot`'s reply, reading the connection itself when nobody else is.
     pub(crate) fn wait(&self, slot: &Slot) -> Answer {
+        self.flush()?;
         loop {
             let mut st = lock(&self.state);
             if let Some(answer) = slot.take() {
@@ -369,6 +423,9 @@ impl Replies {
     /// Polls `slot` from an async task: ready with the reply, else the task is woken when
     /// it comes (read by a waiting thread or the background thread).
     pub(crate) fn poll(&self, slot: &Slot, cx: &mut Context<'_>) -> Poll<Answer> {
+        if let Err(e) = self.flush() {
+            return Poll::Ready(Err(e));
+        }
         {
             let mut g = lock(&slot.state);
             if let Some(answer) = g.answer.take() {
@@ -389,8 +446,23 @@ impl Replies {
     pub(crate) fn background(&self) {
         // What was delivered at the last look, if nobody was reading then.
         let mut stalled_at: Option<u64> = None;
+        // Requests were left unsent at the last look.
+        let mut unsent = false;
         let mut st = lock(&self.state);
         loop {
+            if !st.watching {
+                unsent = false;
+            } else if self.unflushed.load(Ordering::Relaxed) {
+                if unsent {
+                    drop(st);
+                    // A failure fails every call, and ends this loop below.
+                    let _ = self.flush();
+                    st = lock(&self.state);
+                }
+                unsent = true;
+            } else {
+                unsent = false;
+            }
             if st.closed || st.dead.is_some() {
                 return;
             }
