@@ -250,7 +250,13 @@ impl Replies {
             return Err(self.write_failed(&e));
         }
         if !now {
-            lock(&self.state).wake_background(&self.background);
+            let mut st = lock(&self.state);
+            if st.reading {
+                // Whoever reads is waiting for something else: it would not send this.
+                drop(st);
+                return self.flush();
+            }
+            st.wake_background(&self.background);
         }
         Ok(())
     }
@@ -402,6 +408,9 @@ impl Replies {
     /// Waits up to `timeout` for `slot`'s reply, leaving the reading to others (the
     /// background thread when nobody else reads).
     pub(crate) fn wait_timeout(&self, slot: &Slot, timeout: Duration) -> Option<Answer> {
+        if let Err(e) = self.flush() {
+            return Some(Err(e));
+        }
         {
             let mut st = lock(&self.state);
             if let Some(answer) = slot.take() {
@@ -470,7 +479,9 @@ impl Replies {
             if !st.reading && (st.background_wanted() || (stalled && !st.pending.is_empty())) {
                 st.reading = true;
                 drop(st);
-                if !self.read_for_others() {
+                // What it reads for may still be in the buffer; and while it reads, calls
+                // written are sent at once (see `write`).
+                if self.flush().is_err() || !self.read_for_others() {
                     return;
                 }
                 stalled_at = None;

@@ -68,8 +68,8 @@ fn a_pipelined_call_goes_out_though_nobody_waits_for_it_or_it_is_dropped() {
         let manager = Manager::start().unwrap();
         let q = manager.queue::<u32>(0).unwrap();
         let other = flotilla_manager::connect(manager.address(), Some(manager.authkey())).unwrap();
-        let theirs = flotilla_manager::QueueProxy::<u32>::from_token(&other, &q.share().unwrap())
-            .unwrap();
+        let theirs =
+            flotilla_manager::QueueProxy::<u32>::from_token(&other, &q.share().unwrap()).unwrap();
         // Held, never waited for: the client's background thread sends it.
         let held = q.put_pending(&1, None).unwrap();
         assert_eq!(theirs.get_timeout(Some(LONG)).unwrap(), Some(1));
