@@ -127,6 +127,10 @@ impl std::fmt::Debug for Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
+        // A forked child's copy: the socket and the background thread are its parent's.
+        if std::process::id() != self.pid {
+            return;
+        }
         // Wakes a reader with end of file, and ends the background thread; the server
         // sees end of file and releases every reference this client still held.
         self.stream.shutdown();
@@ -282,16 +286,22 @@ impl Client {
         self.send_with(op, expect_reply, true)
     }
 
-    fn send_with(&self, op: Op, expect_reply: bool, now: bool) -> Result<Option<Slot>, CallError> {
-        // First, before any lock: in a forked child the locks may be held by threads that
-        // do not exist there.
+    /// Refuses a forked child the connection its parent made. Checked first, before any
+    /// lock: in a forked child the locks may be held by threads that do not exist there.
+    fn owned_here(&self) -> Result<(), CallError> {
         let pid = std::process::id();
-        if pid != self.inner.pid {
-            return Err(CallError::InheritedConnection {
+        if pid == self.inner.pid {
+            Ok(())
+        } else {
+            Err(CallError::InheritedConnection {
                 owner: self.inner.pid,
                 here: pid,
-            });
+            })
         }
+    }
+
+    fn send_with(&self, op: Op, expect_reply: bool, now: bool) -> Result<Option<Slot>, CallError> {
+        self.owned_here()?;
         let id = if expect_reply {
             self.inner.next_id.fetch_add(1, Ordering::Relaxed)
         } else {
@@ -668,14 +678,18 @@ impl<T> std::fmt::Debug for Pending<T> {
 
 impl<T> Drop for Pending<T> {
     fn drop(&mut self) {
-        // A call dropped unwaited still goes (a fire-and-forget `put_pending`).
-        let _ = self.client.inner.replies.flush();
+        // A call dropped unwaited still goes (a fire-and-forget `put_pending`); never from
+        // a forked child, whose buffer is a copy of its parent's.
+        if self.client.owned_here().is_ok() {
+            let _ = self.client.inner.replies.flush();
+        }
     }
 }
 
 impl<T> Pending<T> {
     /// Waits for the reply (at once [`CallError::ManagerGone`] when the manager goes).
     pub fn wait(self) -> Result<T, CallError> {
+        self.client.owned_here()?;
         let bytes = self.client.inner.replies.wait(&self.rx)?;
         (self.decode)(&bytes)
     }
@@ -700,6 +714,9 @@ impl<T> std::future::Future for Pending<T> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
+        if let Err(e) = this.client.owned_here() {
+            return Poll::Ready(Err(e));
+        }
         this.client
             .inner
             .replies
