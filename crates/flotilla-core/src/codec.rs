@@ -301,6 +301,13 @@ impl std::ops::DerefMut for ByteBuf {
 }
 
 #[cfg(feature = "codec")]
+impl std::borrow::Borrow<[u8]> for ByteBuf {
+    fn borrow(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+#[cfg(feature = "codec")]
 impl AsRef<[u8]> for ByteBuf {
     fn as_ref(&self) -> &[u8] {
         &self.0

@@ -150,7 +150,7 @@ impl Call<'_> {
 
     /// `bytes` (a value from the arguments) as a value to store, keeping alive the objects
     /// of the proxies serialized in it while it is stored.
-    pub(crate) fn keep(&self, bytes: Vec<u8>) -> crate::server::Stored {
+    pub(crate) fn keep(&self, bytes: impl Into<Vec<u8>>) -> crate::server::Stored {
         crate::server::Stored::keep(bytes, self.refs, self.shared)
     }
 

@@ -28,7 +28,11 @@ pub(crate) enum Op {
     Ping,
     /// A new object of a registered type; the reply is its [`ObjectId`], and the calling
     /// connection holds the one reference.
-    Create { typeid: String, args: Vec<u8> },
+    Create {
+        typeid: String,
+        #[serde(with = "flotilla_core::codec::bytes")]
+        args: Vec<u8>,
+    },
     /// A method of an object the calling connection holds. `timeout` bounds a blocking
     /// method on the server (None: no bound). `refs`: the tickets of the proxies
     /// serialized into `args`; a method that stores a value holding one of them keeps
@@ -36,6 +40,7 @@ pub(crate) enum Op {
     Call {
         object: ObjectId,
         method: String,
+        #[serde(with = "flotilla_core::codec::bytes")]
         args: Vec<u8>,
         timeout: Option<Duration>,
         refs: Vec<Ticket>,
@@ -65,7 +70,45 @@ pub(crate) type Ticket = [u8; 16];
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct Response {
     pub(crate) id: u64,
+    #[serde(with = "reply_bytes")]
     pub(crate) result: Result<Vec<u8>, RemoteError>,
+}
+
+/// A reply's result with its bytes encoded as one byte string (see
+/// `flotilla_core::codec::bytes`): the same wire bytes as the plain `Result`, without
+/// serde's byte-at-a-time `Vec<u8>`, which made a large value's reply cost more than its
+/// trip.
+mod reply_bytes {
+    use flotilla_core::codec::ByteBuf;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    use super::RemoteError;
+
+    /// Borrowed bytes serialized as one byte string.
+    struct Bytes<'a>(&'a [u8]);
+
+    impl Serialize for Bytes<'_> {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            serializer.serialize_bytes(self.0)
+        }
+    }
+
+    pub(super) fn serialize<S: Serializer>(
+        result: &Result<Vec<u8>, RemoteError>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        // As serde's own `Result` impl does, variant by variant.
+        match result {
+            Ok(bytes) => serializer.serialize_newtype_variant("Result", 0, "Ok", &Bytes(bytes)),
+            Err(e) => serializer.serialize_newtype_variant("Result", 1, "Err", e),
+        }
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Result<Vec<u8>, RemoteError>, D::Error> {
+        Ok(Result::<ByteBuf, RemoteError>::deserialize(deserializer)?.map(ByteBuf::into_vec))
+    }
 }
 
 /// An error the server reports for one request; the connection goes on.
@@ -129,5 +172,79 @@ pub enum RemoteErrorKind {
 impl std::fmt::Display for RemoteErrorKind {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_core::codec;
+    use serde::Serialize;
+
+    use super::*;
+
+    /// The byte fields' encoding changed only in speed: the same bytes as a plain
+    /// `Vec<u8>` (what a peer built before it sent), both ways.
+    #[test]
+    fn byte_fields_keep_the_plain_wire_format() {
+        #[derive(Serialize)]
+        struct PlainResponse {
+            id: u64,
+            result: Result<Vec<u8>, RemoteError>,
+        }
+        #[derive(Serialize)]
+        enum PlainOp {
+            #[allow(dead_code)]
+            Ping,
+            Create {
+                typeid: String,
+                args: Vec<u8>,
+            },
+        }
+        for len in [0, 1, 250, 251, 70_000] {
+            let bytes: Vec<u8> = (0..len).map(|i| (i % 253) as u8).collect();
+            let ok = Response {
+                id: 7,
+                result: Ok(bytes.clone()),
+            };
+            let plain = PlainResponse {
+                id: 7,
+                result: Ok(bytes.clone()),
+            };
+            let wire = codec::encode(&ok).unwrap();
+            assert_eq!(wire, codec::encode(&plain).unwrap(), "length {len}");
+            let back: Response = codec::decode(&wire).unwrap();
+            assert_eq!(back.result.unwrap(), bytes);
+
+            let create = Op::Create {
+                typeid: "dict".into(),
+                args: bytes.clone(),
+            };
+            let plain = PlainOp::Create {
+                typeid: "dict".into(),
+                args: bytes.clone(),
+            };
+            assert_eq!(
+                codec::encode(&create).unwrap(),
+                codec::encode(&plain).unwrap()
+            );
+        }
+        let err = Response {
+            id: 9,
+            result: Err(RemoteError {
+                kind: RemoteErrorKind::ValueError,
+                message: "no".into(),
+            }),
+        };
+        let plain = PlainResponse {
+            id: 9,
+            result: Err(RemoteError {
+                kind: RemoteErrorKind::ValueError,
+                message: "no".into(),
+            }),
+        };
+        let wire = codec::encode(&err).unwrap();
+        assert_eq!(wire, codec::encode(&plain).unwrap());
+        let back: Response = codec::decode(&wire).unwrap();
+        assert_eq!(back.result.unwrap_err().message, "no");
     }
 }

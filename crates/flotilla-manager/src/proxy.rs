@@ -52,7 +52,9 @@ use flotilla_core::codec;
 
 use crate::client::{CallError, Client, ObjectRef, Pending, Token};
 
-type Bytes = Vec<u8>;
+/// Encoded values inside call arguments and replies: one byte string on the wire, not
+/// serde's byte-at-a-time `Vec<u8>` (the same wire bytes; see `codec::ByteBuf`).
+type Bytes = flotilla_core::codec::ByteBuf;
 /// Invariant in both, and Send + Sync whatever they are: a proxy holds no K or V.
 type KeyValue<K, V> = fn(K, V) -> (K, V);
 
@@ -60,7 +62,7 @@ type KeyValue<K, V> = fn(K, V) -> (K, V);
 const NO_WAIT: Option<Duration> = Some(Duration::ZERO);
 
 fn enc<T: Serialize + ?Sized>(v: &T) -> Result<Bytes, CallError> {
-    Ok(codec::encode(v)?)
+    Ok(codec::encode(v)?.into())
 }
 
 fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
@@ -369,7 +371,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         let k = enc(key)?;
         let mut current: Option<Bytes> = self.obj.call("get", &k, None)?;
         loop {
-            let old = current.as_deref().map(dec::<V>).transpose()?;
+            let old = current.as_deref().map(|b| dec::<V>(b)).transpose()?;
             let new = f(old);
             let new_bytes = enc(&new)?;
             let (done, found): (bool, Option<Bytes>) =
@@ -790,7 +792,7 @@ impl Drop for ProxyGuard<'_> {
     fn drop(&mut self) {
         let r: Result<(), CallError> =
             self.obj
-                .call_encoded("release", self.release_args.clone(), None);
+                .call_encoded("release", self.release_args.clone().into_vec(), None);
         if let Err(e) = r {
             // A manager gone has released it already.
             flotilla_core::event!(flotilla_core::log::Level::DEBUG, error = %e, "manager guard: release failed");

@@ -545,9 +545,9 @@ impl serde::Serialize for Stored {
 
 impl Stored {
     /// Bytes holding no proxy.
-    pub(crate) fn plain(bytes: Vec<u8>) -> Self {
+    pub(crate) fn plain(bytes: impl Into<Vec<u8>>) -> Self {
         Stored {
-            bytes,
+            bytes: bytes.into(),
             tickets: Vec::new(),
             shared: std::sync::Weak::new(),
         }
@@ -555,7 +555,12 @@ impl Stored {
 
     /// `bytes`, keeping the objects of those of `candidates` found in them (tickets still
     /// in this server's table).
-    pub(crate) fn keep(bytes: Vec<u8>, candidates: &[Ticket], shared: &Arc<Shared>) -> Self {
+    pub(crate) fn keep(
+        bytes: impl Into<Vec<u8>>,
+        candidates: &[Ticket],
+        shared: &Arc<Shared>,
+    ) -> Self {
+        let bytes = bytes.into();
         let found: Vec<Ticket> = candidates
             .iter()
             .filter(|t| bytes.windows(t.len()).any(|w| w == &t[..]))

@@ -16,7 +16,9 @@ use crate::object::{Call, ClientId, Reply, SharedObject, Waiter, WaiterId};
 use crate::protocol::{RemoteError, RemoteErrorKind};
 use crate::types::{args, decode_ctor, sequence_call};
 
-type Bytes = Vec<u8>;
+/// Encoded values inside call arguments and replies: one byte string on the wire, not
+/// serde's byte-at-a-time `Vec<u8>` (the same wire bytes; see `codec::ByteBuf`).
+type Bytes = flotilla_core::codec::ByteBuf;
 
 /// Who owns a reentrant lock: a client and one of its threads.
 type Owner = (ClientId, u64);

@@ -18,7 +18,9 @@ use crate::object::{Call, ClientId, Reply, SharedObject, Waiter, WaiterId};
 use crate::protocol::{RemoteError, RemoteErrorKind};
 use crate::server::Stored;
 
-type Bytes = Vec<u8>;
+/// Encoded values inside call arguments and replies: one byte string on the wire, not
+/// serde's byte-at-a-time `Vec<u8>` (the same wire bytes; see `codec::ByteBuf`).
+type Bytes = flotilla_core::codec::ByteBuf;
 
 /// Unwraps decoded arguments or answers the decoding error.
 macro_rules! args {
@@ -51,7 +53,7 @@ impl Dict {
         Ok(Box::new(d))
     }
 
-    fn get(&self, key: &[u8]) -> Option<&Bytes> {
+    fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
         self.index.get(key).map(|seq| &self.entries[seq].1.bytes)
     }
 
@@ -137,7 +139,7 @@ impl SharedObject for Dict {
             "compare_and_set" => {
                 let (key, expected, new) = args!(call, (Bytes, Option<Bytes>, Option<Bytes>));
                 let current = self.get(&key);
-                if current != expected.as_ref() {
+                if current != expected.as_deref() {
                     return Reply::ok(&(false, current));
                 }
                 match new {
