@@ -212,13 +212,23 @@ pub(crate) fn exit_now(code: i32) -> ! {
 
 /// How many threads this process has, not counting the [`watch_parent`] thread (which
 /// holds no lock a fork child could need).
+///
+/// One `stat` of `/proc/self/task`: procfs gives that directory a link count of two
+/// plus the number of threads, so nothing is listed (listing it took five system calls,
+/// on every fork start and in every child's ending). A kernel that counted otherwise
+/// (a link count below three) gets the listing.
 pub(crate) fn thread_count() -> Result<usize, Error> {
-    let dir = std::fs::read_dir("/proc/self/task").map_err(|e| Error::Os {
-        op: "reading /proc/self/task",
-        source: e,
-    })?;
     let watcher = usize::from(WATCHER.load(Ordering::SeqCst));
-    Ok(dir.count().saturating_sub(watcher).max(1))
+    let threads = match nix::sys::stat::stat("/proc/self/task") {
+        Ok(st) if st.st_nlink >= 3 => st.st_nlink as usize - 2,
+        _ => std::fs::read_dir("/proc/self/task")
+            .map_err(|e| Error::Os {
+                op: "reading /proc/self/task",
+                source: e,
+            })?
+            .count(),
+    };
+    Ok(threads.saturating_sub(watcher).max(1))
 }
 
 /// Starts a fresh copy of this very executable (`/proc/self/exe`, so a binary replaced on
