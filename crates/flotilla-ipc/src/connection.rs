@@ -16,10 +16,11 @@
 //! Descriptors travel as `SCM_RIGHTS` with the header's bytes (header and payload go in
 //! one `sendmsg`), so they arrive with the read that brings the frame's first byte.
 //!
-//! A receive reads up to 64 KiB at once: a small frame costs one read, and frames that
-//! arrived together are taken from what was read ahead, with no read at all. (The
-//! kernel ends a read after the message that carries descriptors, so one read brings at
-//! most one frame's descriptors, and the frame they belong to begins in that read.) A
+//! A receive reads up to 64 KiB at once (4 KiB on a new connection, growing as reads fill
+//! the buffer): a small frame costs one read, and frames that arrived together are taken
+//! from what was read ahead, with no read at all. (The kernel ends a read after the
+//! message that carries descriptors, so one read brings at most one frame's descriptors,
+//! and the frame they belong to begins in that read.) A
 //! whole frame read ahead counts as readable for [`Connection::poll`] and [`wait`],
 //! although the descriptor may not be; a connection end holding bytes it read ahead
 //! cannot be sent to another process (they would not go with it).
@@ -68,6 +69,8 @@ const MIN_GROWTH: usize = 64 << 10;
 /// the frame and whatever follows it, kept for the next receive, so a small frame costs
 /// one read, and several small frames that arrived together one read between them.
 const AHEAD: usize = 64 << 10;
+/// The read-ahead buffer's first size, before reads that fill it grow it to [`AHEAD`].
+const FIRST_AHEAD: usize = 4 << 10;
 
 /// The largest frame a new connection accepts: 1 GiB. Change it per connection with
 /// [`Connection::set_max_frame`].
@@ -534,8 +537,14 @@ impl Connection {
                 // bytes, which went through the read-ahead buffer.
                 sys::read_chunk(fd, socket, &mut reader.payload[at..], None, deadline)?
             } else {
+                // The buffer starts small and grows to `AHEAD` once reads fill it: a
+                // connection that carries a few small frames (a child's one report)
+                // never zeroes 64 KiB, which right after a fork is 16 pages copied on
+                // write. Everything in it has been taken here, so nothing is lost.
                 if reader.ahead.is_empty() {
-                    reader.ahead = vec![0; AHEAD];
+                    reader.ahead = vec![0; FIRST_AHEAD];
+                } else if reader.end == reader.ahead.len() && reader.ahead.len() < AHEAD {
+                    reader.ahead = vec![0; (4 * reader.ahead.len()).min(AHEAD)];
                 }
                 reader.start = 0;
                 reader.end = 0;
@@ -822,7 +831,8 @@ pub struct FrameReader {
     fds: Vec<OwnedFd>,
     /// Where `recvmsg` puts descriptors.
     sink: sys::FdSink,
-    /// Bytes read beyond the frame at hand ([`AHEAD`] of room, allocated on first use):
+    /// Bytes read beyond the frame at hand ([`FIRST_AHEAD`] of room at first use, grown
+    /// to [`AHEAD`] by reads that fill it):
     /// `ahead[start..end]` are not taken yet.
     ahead: Vec<u8>,
     start: usize,

@@ -12,6 +12,7 @@ use std::ptr;
 use std::sync::atomic::AtomicU32;
 use std::time::{Duration, Instant};
 
+use flotilla_core::Deadline;
 use nix::errno::Errno;
 
 use crate::sys;
@@ -104,6 +105,67 @@ pub(crate) fn wake(word: &AtomicU32, count: u32) -> Result<usize, Errno> {
 /// Wakes every waiter sleeping on `word`.
 pub(crate) fn wake_all(word: &AtomicU32) -> Result<usize, Errno> {
     wake(word, u32::MAX)
+}
+
+/// How long [`spin`] looks before a waiter sleeps: long enough to catch a partner on
+/// another CPU that answers within a few microseconds (a futex wake-up across CPUs costs
+/// tens of them on a virtual machine), short enough not to be a slow mode of its own
+/// when the scheduler runs the partner on the waiter's CPU, where it runs only once the
+/// waiter stops spinning.
+pub(crate) const SPIN_FOR: Duration = Duration::from_micros(10);
+
+/// Spins until `ready` returns `true`, for at most [`SPIN_FOR`]; returns whether it did.
+///
+/// The one spin of the crate's waiters (the queue's ring and the `sync` primitives). It
+/// is bounded in time, not in spin-loop hints, since one `pause` takes from 35 to 190 ns
+/// on a virtual machine; and it never yields the CPU: `sched_yield` on a CPU shared
+/// with a busy process hands over the rest of a time slice (up to hundreds of
+/// microseconds), while a sleeper that is woken runs at once.
+pub(crate) fn spin(mut ready: impl FnMut() -> bool) -> bool {
+    if ready() {
+        return true;
+    }
+    let start = Instant::now();
+    loop {
+        for _ in 0..16 {
+            std::hint::spin_loop();
+        }
+        if ready() {
+            return true;
+        }
+        if start.elapsed() >= SPIN_FOR {
+            return false;
+        }
+    }
+}
+
+/// Sleeps while `word` holds `expected`, until woken or `deadline`; returns `false` if
+/// the deadline passed. A futex failure (which only a kernel without futexes or a
+/// corrupted mapping produce) is logged and degrades into a short sleep, so callers
+/// poll rather than hang or panic.
+pub(crate) fn sleep(word: &AtomicU32, expected: u32, deadline: Deadline) -> bool {
+    match wait(word, expected, deadline.instant()) {
+        Ok(Wake::Woken) => true,
+        Ok(Wake::TimedOut) => false,
+        Err(errno) => {
+            flotilla_core::event!(flotilla_core::log::Level::ERROR, %errno, "futex wait failed; polling");
+            std::thread::sleep(Duration::from_millis(1));
+            !deadline.expired()
+        }
+    }
+}
+
+/// Wakes up to `count` sleepers on `word`, logging a failure (see [`sleep`]): for wakers
+/// that have changed the word already and have nothing else to do about an error.
+pub(crate) fn notify(word: &AtomicU32, count: u32) {
+    if let Err(errno) = wake(word, count) {
+        flotilla_core::event!(flotilla_core::log::Level::ERROR, %errno, "futex wake failed");
+    }
+}
+
+/// Wakes every sleeper on `word`, as [`notify`].
+pub(crate) fn notify_all(word: &AtomicU32) {
+    notify(word, u32::MAX);
 }
 
 /// One word of a [`wait_any`]: sleep while `word` holds `expected`.

@@ -28,7 +28,7 @@
 
 use std::ops::Deref;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 const WORDS: usize = 1 << 14;
 /// Descriptors up to this number are tracked.
@@ -36,11 +36,19 @@ const LIMIT: usize = WORDS * 64;
 
 static REGISTRY: [AtomicU64; WORDS] = [const { AtomicU64::new(0) }; WORDS];
 
+/// How many words of [`REGISTRY`] were ever used: one past the highest registered
+/// descriptor's word. A forked child scrubs only these, so it touches (and copies on
+/// write) one page of the registry, not all 32 of them, in the usual process whose
+/// descriptors are numbered below 4096.
+static USED: AtomicUsize = AtomicUsize::new(0);
+
 /// Enters `fd` in the registry of flotilla-internal descriptors.
 pub(crate) fn register(fd: RawFd) {
     if let Ok(n) = usize::try_from(fd)
         && n < LIMIT
     {
+        // The bound first: a fork between the two still finds the word in it.
+        USED.fetch_max(n / 64 + 1, Ordering::SeqCst);
         REGISTRY[n / 64].fetch_or(1 << (n % 64), Ordering::SeqCst);
     }
 }
@@ -57,15 +65,28 @@ pub(crate) fn unregister(fd: RawFd) {
 /// In a child just forked: points every registered descriptor except `keep` at
 /// `/dev/null` and empties the registry. Takes no lock and allocates nothing.
 pub(crate) fn scrub_after_fork(keep: &[RawFd]) {
-    // SAFETY: open with a constant, NUL-terminated path; the result is checked.
-    let null = unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
-    for (w, word) in REGISTRY.iter().enumerate() {
+    // Opened at the first descriptor to scrub: a child with none makes no system call.
+    let mut null = None;
+    let used = USED.load(Ordering::SeqCst).min(WORDS);
+    for (w, word) in REGISTRY[..used].iter().enumerate() {
+        // Written only when it holds something: a write to a page copies it.
+        if word.load(Ordering::SeqCst) == 0 {
+            continue;
+        }
         let mut bits = word.swap(0, Ordering::SeqCst);
         while bits != 0 {
             let bit = bits.trailing_zeros() as usize;
             bits &= bits - 1;
             let fd = (w * 64 + bit) as RawFd;
-            if keep.contains(&fd) || fd == null {
+            if keep.contains(&fd) {
+                continue;
+            }
+            let null = *null.get_or_insert_with(|| {
+                // SAFETY: open with a constant, NUL-terminated path; the result is
+                // checked below.
+                unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) }
+            });
+            if fd == null {
                 continue;
             }
             if null >= 0 {
@@ -81,7 +102,7 @@ pub(crate) fn scrub_after_fork(keep: &[RawFd]) {
             }
         }
     }
-    if null >= 0 {
+    if let Some(null) = null.filter(|&null| null >= 0) {
         // SAFETY: `null` was opened above and is closed once.
         unsafe { libc::close(null) };
     }
@@ -136,6 +157,8 @@ impl<T: AsFd> Drop for Internal<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::FromRawFd;
+
     use super::*;
 
     #[test]
@@ -182,5 +205,33 @@ mod tests {
             }
         }
         unregister(fds[2]);
+    }
+
+    #[test]
+    fn a_fork_child_scrubs_ours_numbered_far_up_the_registry() {
+        let (sock, _peer) = flotilla_ipc::pipe(true).unwrap();
+        let high =
+            nix::fcntl::fcntl(sock.as_fd(), nix::fcntl::FcntlArg::F_DUPFD_CLOEXEC(3000)).unwrap();
+        // SAFETY: fcntl just made this descriptor; it is owned here alone.
+        let high = unsafe { std::os::fd::OwnedFd::from_raw_fd(high) };
+        let fd = high.as_raw_fd();
+        register(fd);
+        assert!(
+            USED.load(Ordering::SeqCst) > fd as usize / 64,
+            "the scrub reaches it"
+        );
+        // SAFETY: the child only makes syscalls and reads atomics before `_exit`.
+        match unsafe { nix::unistd::fork() }.unwrap() {
+            nix::unistd::ForkResult::Child => {
+                scrub_after_fork(&[]);
+                // SAFETY: ends the child at once.
+                unsafe { libc::_exit(if is_socket(fd) { 1 } else { 0 }) }
+            }
+            nix::unistd::ForkResult::Parent { child } => {
+                let status = nix::sys::wait::waitpid(child, None).unwrap();
+                assert_eq!(status, nix::sys::wait::WaitStatus::Exited(child, 0));
+            }
+        }
+        unregister(fd);
     }
 }

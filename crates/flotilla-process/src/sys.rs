@@ -7,6 +7,8 @@ use std::os::unix::ffi::OsStringExt;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use nix::errno::Errno;
+use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
+use nix::sys::signal::SigSet;
 use nix::sys::wait::{WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 
@@ -158,18 +160,16 @@ fn die() -> ! {
 }
 
 /// `PR_SET_PDEATHSIG(SIGKILL)`: the kernel kills this process when the thread that
-/// forked it ends (a failure, on a kernel without it, leaves nothing to do).
+/// forked it ends. A kernel that refuses it leaves the child unguarded, not broken: the
+/// failure is logged, and the child goes on.
 fn kill_me_when_my_forker_ends() {
-    // SAFETY: prctl(PR_SET_PDEATHSIG) takes integers only.
-    unsafe {
-        libc::prctl(
-            libc::PR_SET_PDEATHSIG,
-            libc::SIGKILL as libc::c_ulong,
-            0,
-            0,
-            0,
-        )
-    };
+    if let Err(errno) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        flotilla_core::event!(
+            flotilla_core::log::Level::WARN,
+            %errno,
+            "prctl(PR_SET_PDEATHSIG) failed: this process will outlive its parent"
+        );
+    }
 }
 
 /// For a forkserver child: asks the kernel to kill this process when the server ends,
@@ -184,9 +184,8 @@ pub(crate) fn die_with_server(server: i32) {
 
 /// Names this thread (the process's main thread, in a new child) `name`, cut to the
 /// kernel's 15 bytes: the name `ps` and `top` show. Best effort: a failure changes
-/// nothing else.
+/// nothing else, and is logged.
 pub(crate) fn set_process_name(name: &str) {
-    let mut buf = [0u8; 16];
     let mut len = 0;
     for (i, c) in name.char_indices() {
         if c == '\0' || i + c.len_utf8() > 15 {
@@ -194,11 +193,12 @@ pub(crate) fn set_process_name(name: &str) {
         }
         len = i + c.len_utf8();
     }
-    buf[..len].copy_from_slice(&name.as_bytes()[..len]);
-    // SAFETY: `buf` is NUL-terminated (its last byte, at least, is zero) and outlives
-    // the call; PR_SET_NAME reads at most 16 bytes from it.
-    unsafe {
-        libc::prctl(libc::PR_SET_NAME, buf.as_ptr(), 0, 0, 0);
+    // No NUL inside: the cut stops at the first one.
+    let Ok(cut) = CString::new(&name.as_bytes()[..len]) else {
+        return;
+    };
+    if let Err(errno) = nix::sys::prctl::set_name(&cut) {
+        flotilla_core::event!(flotilla_core::log::Level::DEBUG, %errno, name, "prctl(PR_SET_NAME) failed");
     }
 }
 
@@ -212,13 +212,23 @@ pub(crate) fn exit_now(code: i32) -> ! {
 
 /// How many threads this process has, not counting the [`watch_parent`] thread (which
 /// holds no lock a fork child could need).
+///
+/// One `stat` of `/proc/self/task`: procfs gives that directory a link count of two
+/// plus the number of threads, so nothing is listed (listing it took five system calls,
+/// on every fork start and in every child's ending). A kernel that counted otherwise
+/// (a link count below three) gets the listing.
 pub(crate) fn thread_count() -> Result<usize, Error> {
-    let dir = std::fs::read_dir("/proc/self/task").map_err(|e| Error::Os {
-        op: "reading /proc/self/task",
-        source: e,
-    })?;
     let watcher = usize::from(WATCHER.load(Ordering::SeqCst));
-    Ok(dir.count().saturating_sub(watcher).max(1))
+    let threads = match nix::sys::stat::stat("/proc/self/task") {
+        Ok(st) if st.st_nlink >= 3 => st.st_nlink as usize - 2,
+        _ => std::fs::read_dir("/proc/self/task")
+            .map_err(|e| Error::Os {
+                op: "reading /proc/self/task",
+                source: e,
+            })?
+            .count(),
+    };
+    Ok(threads.saturating_sub(watcher).max(1))
 }
 
 /// Starts a fresh copy of this very executable (`/proc/self/exe`, so a binary replaced on
@@ -256,11 +266,6 @@ pub(crate) fn spawn_self(
                 .map_err(|_| Error::Unsupported("NUL in an environment value".into()))?,
         );
     }
-    let mut argv: Vec<*mut libc::c_char> = args.iter().map(|a| a.as_ptr().cast_mut()).collect();
-    argv.push(std::ptr::null_mut());
-    let mut envp: Vec<*mut libc::c_char> = env.iter().map(|e| e.as_ptr().cast_mut()).collect();
-    envp.push(std::ptr::null_mut());
-
     // dup2 onto the same number would keep close-on-exec set, so move the descriptor
     // out of the way first when it already sits at `child_fd`.
     let moved;
@@ -275,78 +280,17 @@ pub(crate) fn spawn_self(
     };
     let source_fd = source.as_ref().map_or(fd.as_raw_fd(), AsRawFd::as_raw_fd);
 
-    let mut actions = std::mem::MaybeUninit::<libc::posix_spawn_file_actions_t>::uninit();
-    let mut attr = std::mem::MaybeUninit::<libc::posix_spawnattr_t>::uninit();
-    // SAFETY: init functions initialise the structures they are given; each is
-    // destroyed below once, after posix_spawn has used it.
-    unsafe {
-        check(
-            libc::posix_spawn_file_actions_init(actions.as_mut_ptr()),
-            "posix_spawn_file_actions_init",
-        )?;
-        if let Err(e) = check(
-            libc::posix_spawnattr_init(attr.as_mut_ptr()),
-            "posix_spawnattr_init",
-        ) {
-            libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
-            return Err(e);
-        }
-    }
-    let mut pid: libc::pid_t = 0;
-    // SAFETY: `actions` and `attr` are initialised; every pointer in argv and envp points
-    // into a CString that outlives this call, and both arrays end with a null pointer.
-    let result = unsafe {
-        let mut empty = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-        libc::sigemptyset(empty.as_mut_ptr());
-        check(
-            libc::posix_spawnattr_setsigmask(attr.as_mut_ptr(), empty.as_ptr()),
-            "posix_spawnattr_setsigmask",
-        )
-        .and_then(|()| {
-            check(
-                libc::posix_spawnattr_setflags(
-                    attr.as_mut_ptr(),
-                    libc::POSIX_SPAWN_SETSIGMASK as libc::c_short,
-                ),
-                "posix_spawnattr_setflags",
-            )
-        })
-        .and_then(|()| {
-            check(
-                libc::posix_spawn_file_actions_adddup2(actions.as_mut_ptr(), source_fd, child_fd),
-                "posix_spawn_file_actions_adddup2",
-            )
-        })
-        .and_then(|()| {
-            check(
-                libc::posix_spawn(
-                    &mut pid,
-                    path.as_ptr(),
-                    actions.as_ptr(),
-                    attr.as_ptr(),
-                    argv.as_ptr(),
-                    envp.as_ptr(),
-                ),
-                "posix_spawn",
-            )
-        })
+    let spawn = || -> nix::Result<Pid> {
+        let mut attr = PosixSpawnAttr::init()?;
+        attr.set_sigmask(&SigSet::empty())?;
+        attr.set_flags(PosixSpawnFlags::POSIX_SPAWN_SETSIGMASK)?;
+        let mut actions = PosixSpawnFileActions::init()?;
+        actions.add_dup2(source_fd, child_fd)?;
+        nix::spawn::posix_spawn(path.as_c_str(), &actions, &attr, &args, &env)
     };
-    // SAFETY: both were initialised above and are not used after this.
-    unsafe {
-        libc::posix_spawn_file_actions_destroy(actions.as_mut_ptr());
-        libc::posix_spawnattr_destroy(attr.as_mut_ptr());
-    }
+    let result = spawn().map_err(|e| Error::os("posix_spawn", e));
     drop(source);
-    result.map(|()| pid)
-}
-
-/// posix_spawn* functions return an error number instead of setting errno.
-fn check(rc: libc::c_int, op: &'static str) -> Result<(), Error> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Error::os(op, Errno::from_raw(rc)))
-    }
+    result.map(Pid::as_raw)
 }
 
 /// The name of signal `signal`, such as `SIGTERM`.

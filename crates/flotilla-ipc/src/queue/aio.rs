@@ -22,7 +22,7 @@ use flotilla_core::{Completer, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::ring::{Deadline, Refused};
+use super::ring::{self, Refused};
 use super::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, with_scratch};
 use crate::error::Error;
 
@@ -97,7 +97,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
             {
                 return Step::Stream(item);
             }
-            match self.ring.put(buf, Deadline::Now) {
+            match self.ring.put(buf, ring::now()) {
                 Ok(()) => Step::Done,
                 Err(Refused::Busy) => Step::Busy(item),
                 Err(Refused::Closed) => Step::Refused(PutError::Closed(item)),
@@ -169,7 +169,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     pub async fn get_async(&self) -> Result<T, GetError> {
         let mut data = None;
         loop {
-            match self.get_by(Deadline::Now) {
+            match self.get_by(ring::now()) {
                 Ok(item) => return Ok(item),
                 Err(Refused::Busy) => {}
                 Err(Refused::Closed) => return Err(GetError::Closed),

@@ -76,14 +76,14 @@ use std::marker::PhantomData;
 use std::ops::Deref;
 use std::time::Duration;
 
-use flotilla_core::codec;
+use flotilla_core::{Deadline, codec};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use self::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
-use self::ring::{Deadline, Options, Refused, Ring};
+use self::ring::{Options, Refused, Ring};
 use crate::error::Error;
 use crate::shm::SharedMemory;
 
@@ -416,7 +416,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert_eq!(q.get().unwrap(), vec![Some(42), None]);
     /// ```
     pub fn put(&self, item: T) -> Result<(), PutError<T>> {
-        self.put_by(item, Deadline::Never)
+        self.put_by(item, Deadline::NEVER)
             .map_err(|(item, refused)| match refused {
                 Refused::Closed => PutError::Closed(item),
                 Refused::Failed(e) => PutError::Failed(item, e),
@@ -442,7 +442,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert!(q.put_timeout('b', Duration::from_millis(10)).unwrap_err().is_timeout());
     /// ```
     pub fn put_timeout(&self, item: T, timeout: Duration) -> Result<(), PutTimeoutError<T>> {
-        self.put_by(item, Deadline::after(timeout))
+        self.put_by(item, Deadline::after(Some(timeout)))
             .map_err(|(item, refused)| match refused {
                 Refused::Busy => PutTimeoutError::Timeout(item),
                 Refused::Closed => PutTimeoutError::Closed(item),
@@ -469,7 +469,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     #[doc(alias = "put_nowait")]
     pub fn try_put(&self, item: T) -> Result<(), TryPutError<T>> {
-        self.put_by(item, Deadline::Now)
+        self.put_by(item, ring::now())
             .map_err(|(item, refused)| match refused {
                 Refused::Busy => TryPutError::Full(item),
                 Refused::Closed => TryPutError::Closed(item),
@@ -493,7 +493,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert_eq!(q.get().unwrap(), (1, "one".to_string()));
     /// ```
     pub fn get(&self) -> Result<T, GetError> {
-        self.get_by(Deadline::Never)
+        self.get_by(Deadline::NEVER)
             .map_err(|refused| match refused {
                 Refused::Closed => GetError::Closed,
                 Refused::Failed(e) => GetError::Failed(e),
@@ -518,7 +518,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// assert!(q.get_timeout(Duration::from_millis(10)).unwrap_err().is_timeout());
     /// ```
     pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetTimeoutError> {
-        self.get_by(Deadline::after(timeout))
+        self.get_by(Deadline::after(Some(timeout)))
             .map_err(|refused| match refused {
                 Refused::Busy => GetTimeoutError::Timeout,
                 Refused::Closed => GetTimeoutError::Closed,
@@ -593,7 +593,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
     /// ```
     #[doc(alias = "get_nowait")]
     pub fn try_get(&self) -> Result<T, TryGetError> {
-        self.get_by(Deadline::Now).map_err(|refused| match refused {
+        self.get_by(ring::now()).map_err(|refused| match refused {
             Refused::Busy => TryGetError::Empty,
             Refused::Closed => TryGetError::Closed,
             Refused::Failed(e) => TryGetError::Failed(e),
@@ -821,7 +821,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// [`Error::Os`] if the system refuses to sleep.
     pub fn join(&self) -> Result<(), Error> {
-        self.0.ring.join(Deadline::Never).map(|_| ())
+        self.0.ring.join(Deadline::NEVER).map(|_| ())
     }
 
     /// Waits at most `timeout` until every item put has been marked done; `Ok(false)`
@@ -843,7 +843,7 @@ impl<T> JoinableQueue<T> {
     /// assert!(q.join_timeout(Duration::from_millis(10)).unwrap());
     /// ```
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Error> {
-        self.0.ring.join(Deadline::after(timeout))
+        self.0.ring.join(Deadline::after(Some(timeout)))
     }
 
     /// How many items were put but not yet marked done: Python's `unfinished_tasks`.

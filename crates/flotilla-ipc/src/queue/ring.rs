@@ -28,10 +28,13 @@
 //! is one chunk with both), `ABORT` (a bare header) says that the message in progress
 //! will never be finished: readers discard what they have of it.
 //!
-//! A message that fits in the free room is written whole. One that does not is streamed:
-//! the writer writes what fits, publishes it, and waits for readers to free more, so a
-//! message may be any size, larger than the ring too. A non-final chunk always leaves at
-//! least 16 bytes free, so that an `ABORT` header can be written without waiting.
+//! A message that fits in the free room is written whole, unless it is longer than a
+//! piece (a quarter of the ring, at least 64 KiB): then it goes in pieces, each published
+//! as soon as it is written, so that the reader copies one out while the writer copies
+//! the next in. One that does not fit is streamed: the writer writes what fits (in
+//! pieces), publishes it, and waits for readers to free more, so a message may be any
+//! size, larger than the ring too. A non-final chunk always leaves at least 16 bytes
+//! free, so that an `ABORT` header can be written without waiting.
 //!
 //! # Who may touch what
 //!
@@ -71,7 +74,7 @@
 //! # Waiting
 //!
 //! Only lock holders wait on the ring: a reader for data (`data_seq`), a writer for room
-//! (`space_seq`). A waiter first spins for a bounded time ([`Spin`]), since a futex
+//! (`space_seq`). A waiter first spins for a bounded time (`futex::spin`), since a futex
 //! wake-up across CPUs costs tens of microseconds, then sets its side's `sleeps` flag,
 //! re-checks, and sleeps on the sequence word. The other side, after each commit (a
 //! sequentially consistent store), looks at that flag and bumps and wakes the word only
@@ -82,8 +85,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
 
+use flotilla_core::Deadline;
+
 use crate::error::Error;
-use crate::futex;
+use crate::futex::{self, spin};
 use crate::lock::{RawGuard, RawMutex};
 use crate::readiness::{Changed, Word};
 use crate::shm::SharedMemory;
@@ -110,6 +115,10 @@ const FIRST: u32 = 1;
 const LAST: u32 = 2;
 const ABORT: u32 = 4;
 
+/// The least a long message's pieces carry (see [`Ring::piece`]): a smaller piece would
+/// cost more in wake-ups than its copy takes.
+const MIN_PIECE: u64 = 64 << 10;
+
 /// The smallest ring.
 pub(crate) const MIN_CAPACITY: usize = 4096;
 /// The largest ring: a chunk's length must fit its u32 field.
@@ -117,10 +126,6 @@ pub(crate) const MAX_CAPACITY: usize = 1 << 31;
 
 /// How long a sleeping reader waits before it checks whether a writer died.
 pub(crate) const SLICE: Duration = Duration::from_millis(100);
-/// How long a waiter spins before it sleeps.
-const SPIN_FOR: Duration = Duration::from_micros(50);
-/// Of which the first part without yielding the CPU.
-const SPIN_HOT: Duration = Duration::from_micros(10);
 
 #[repr(C)]
 struct Meta {
@@ -195,23 +200,10 @@ pub(crate) struct Options {
     pub(crate) type_tag: u64,
 }
 
-/// When a blocking operation gives up.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Deadline {
-    /// At once: never wait for room or data (a busy lock is still given a brief spin).
-    Now,
-    /// At this instant.
-    At(Instant),
-    /// Never.
-    Never,
-}
-
-impl Deadline {
-    pub(crate) fn after(timeout: Duration) -> Deadline {
-        Instant::now()
-            .checked_add(timeout)
-            .map_or(Deadline::Never, Deadline::At)
-    }
+/// The deadline of a `try_` operation: already passed, so it never waits for room or
+/// data. A busy lock is still given a brief [`spin`] (see [`lock`]).
+pub(crate) fn now() -> Deadline {
+    Deadline::at(Instant::now())
 }
 
 /// Why a put or get did not happen.
@@ -242,75 +234,42 @@ pub(crate) struct Ring {
     max_message: u64,
 }
 
-/// Acquires `mutex`: a brief spin of `try_lock`s, then a blocking lock up to the deadline.
-/// Recovery after a holder's death is decided by the shared state, not by how the lock
-/// was acquired (see the module doc).
+/// Acquires `mutex`: a brief [`spin`] of `try_lock`s, then a blocking lock up to the
+/// deadline. The spin is there for a deadline already passed too: a holder keeps the
+/// lock for one message's copy, and a `try_` refused for a lock that is about to be free
+/// would leave an `async` put or get waiting for a change of room or data that may not
+/// come. Recovery after a holder's death is decided by the shared state, not by how the
+/// lock was acquired (see the module doc).
 fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
-    let mut spin = Spin::new();
-    loop {
-        match mutex.try_lock() {
-            Ok((held, _)) => return Ok(held),
-            Err(Error::WouldBlock) => {}
-            Err(e) => return Err(Refused::Failed(e)),
+    let mut failed = None;
+    let mut held = None;
+    let attempt = || match mutex.try_lock() {
+        Ok((guard, _)) => {
+            held = Some(guard);
+            true
         }
-        if !spin.snooze() {
-            break;
+        Err(Error::WouldBlock) => false,
+        Err(e) => {
+            failed = Some(e);
+            true
         }
+    };
+    if spin(attempt) {
+        return match (held, failed) {
+            (Some(guard), _) => Ok(guard),
+            (None, Some(e)) => Err(Refused::Failed(e)),
+            (None, None) => unreachable!("a try_lock that ended the spin held or failed"),
+        };
     }
-    let outcome = match deadline {
-        Deadline::Now => return Err(Refused::Busy),
-        Deadline::Never => mutex.lock(None),
-        Deadline::At(at) => {
-            let left = at.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Refused::Busy);
-            }
-            mutex.lock(Some(left))
-        }
+    let outcome = match deadline.remaining() {
+        None => mutex.lock(None),
+        Some(left) if left.is_zero() => return Err(Refused::Busy),
+        Some(left) => mutex.lock(Some(left)),
     };
     match outcome {
         Ok((held, _)) => Ok(held),
         Err(Error::Timeout(_)) => Err(Refused::Busy),
         Err(e) => Err(Refused::Failed(e)),
-    }
-}
-
-/// A bounded spin: busy for [`SPIN_HOT`], then yielding the CPU until [`SPIN_FOR`].
-struct Spin {
-    start: Option<Instant>,
-    round: u32,
-}
-
-impl Spin {
-    fn new() -> Self {
-        Spin {
-            start: None,
-            round: 0,
-        }
-    }
-
-    /// Waits a little; `false` once the budget is spent.
-    fn snooze(&mut self) -> bool {
-        self.round += 1;
-        if self.round <= 6 {
-            for _ in 0..(1u32 << self.round) {
-                std::hint::spin_loop();
-            }
-            return true;
-        }
-        let start = *self.start.get_or_insert_with(Instant::now);
-        let spun = start.elapsed();
-        if spun >= SPIN_FOR {
-            false
-        } else if spun >= SPIN_HOT {
-            std::thread::yield_now();
-            true
-        } else {
-            for _ in 0..64 {
-                std::hint::spin_loop();
-            }
-            true
-        }
     }
 }
 
@@ -370,9 +329,7 @@ fn clear(sleeps: &AtomicU32) {
 
 fn wake_all(seq: &AtomicU32) {
     seq.fetch_add(1, Ordering::SeqCst);
-    if let Err(e) = futex::wake_all(seq) {
-        flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "futex wake of a queue failed");
-    }
+    futex::notify_all(seq);
 }
 
 fn corrupted(what: String) -> Error {
@@ -667,21 +624,28 @@ impl Ring {
         if ready()? {
             return Ok(true);
         }
-        if let Deadline::Now = deadline {
+        if deadline.expired() {
             return Ok(false);
         }
-        let mut spin = Spin::new();
-        while spin.snooze() {
-            if ready()? {
-                return Ok(true);
-            }
+        let mut failed = None;
+        let spun = spin(|| {
+            ready().unwrap_or_else(|e| {
+                failed = Some(e);
+                true
+            })
+        });
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if spun {
+            return Ok(true);
         }
         loop {
             let now = Instant::now();
-            let until = match deadline {
-                Deadline::At(at) if at <= now => return ready(),
-                Deadline::At(at) => at.min(now + SLICE),
-                Deadline::Now | Deadline::Never => now + SLICE,
+            let until = match deadline.instant() {
+                Some(at) if at <= now => return ready(),
+                Some(at) => at.min(now + SLICE),
+                None => now + SLICE,
             };
             // The flag, then (after a full fence) a last look: either the other side's
             // commit is seen now, or its following look at the flag sees the flag.
@@ -776,6 +740,9 @@ impl Ring {
             return Err(Refused::Closed);
         }
         let total = message.len() as u64;
+        // A try_put (its deadline passed at the call) never streams.
+        let streams = !deadline.expired();
+        let piece = self.piece();
         let published = writer.msgs.load(Ordering::Relaxed);
         let mut head = writer.pos.load(Ordering::Relaxed);
         let mut sent = 0usize;
@@ -784,9 +751,10 @@ impl Ring {
             let whole = span(rest.len() as u64);
             // Wait for room for the whole rest, or (streaming) for half the ring; a
             // try_put never streams.
-            let want = match deadline {
-                Deadline::Now => whole,
-                _ => whole.min(self.capacity / 2),
+            let want = if streams {
+                whole.min(self.capacity / 2)
+            } else {
+                whole
             };
             let mut free = self.free(head, false)?;
             if free < want {
@@ -806,7 +774,7 @@ impl Ring {
                 }
             }
             let first = if sent == 0 { FIRST } else { 0 };
-            if whole <= free {
+            if whole <= free && rest.len() as u64 <= piece {
                 // SAFETY: we hold the write lock and `whole <= free` bytes from `head`
                 // are free.
                 unsafe { self.write_chunk(head, first | LAST, rest, total) };
@@ -814,9 +782,9 @@ impl Ring {
                 signals.wake_readers();
                 return Ok(());
             }
-            // Stream what fits, leaving room for an ABORT header; `free >= capacity / 2`
-            // here, so `n` is at least a kilobyte.
-            let n = ((free - 2 * HEADER) / HEADER * HEADER) as usize;
+            // Stream a piece of what fits, leaving room for an ABORT header; `free >=
+            // capacity / 2` here (or the whole rest fits), so `n` is at least a kilobyte.
+            let n = ((free - 2 * HEADER) / HEADER * HEADER).min(piece) as usize;
             // SAFETY: as above, with `span(n) = HEADER + n <= free - HEADER`.
             unsafe { self.write_chunk(head, first, &rest[..n], total) };
             head += HEADER + n as u64;
@@ -824,6 +792,14 @@ impl Ring {
             commit(writer, head, published, true);
             signals.wake_readers();
         }
+    }
+
+    /// The most payload bytes of a chunk that does not end its message: a quarter of
+    /// the ring, at least [`MIN_PIECE`]. A long message goes in pieces, each published
+    /// as it is written, so the reader copies one piece out while the writer copies the
+    /// next in, instead of each waiting for the other's whole copy.
+    fn piece(&self) -> u64 {
+        (self.capacity / 4).max(MIN_PIECE) / HEADER * HEADER
     }
 
     /// Ends the open message at `head` with an ABORT chunk.
@@ -925,7 +901,7 @@ impl Ring {
                     Ok(head != tail || (!open && self.is_closed()))
                 };
                 let ready =
-                    self.wait_for_data(if open { Deadline::Never } else { deadline }, &mut data)?;
+                    self.wait_for_data(if open { Deadline::NEVER } else { deadline }, &mut data)?;
                 if head == tail {
                     if !ready {
                         return Err(Refused::Busy);
@@ -1090,10 +1066,9 @@ impl Ring {
 
     /// Waits until every published message is marked done; `false` on the deadline.
     pub(crate) fn join(&self, deadline: Deadline) -> Result<bool, Error> {
-        let until = match deadline {
-            Deadline::Now => return Ok(self.unfinished() == 0),
-            Deadline::At(at) => Some(at),
-            Deadline::Never => None,
+        let until = match deadline.instant() {
+            Some(at) if at <= Instant::now() => return Ok(self.unfinished() == 0),
+            until => until,
         };
         let tasks = self.tasks();
         loop {

@@ -39,7 +39,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Kind, Segment, sleep, spin, to_u32, wake_all};
+use super::{Kind, Segment, to_u32};
+use crate::futex::{notify_all, sleep, spin};
 use flotilla_core::{Deadline, build};
 
 use crate::error::Error;
@@ -447,7 +448,7 @@ impl Barrier {
         self.word(COUNT).store(0, Ordering::Relaxed);
         self.word(ROUND)
             .store(round.wrapping_add(1), Ordering::Release);
-        wake_all(self.word(ROUND));
+        notify_all(self.word(ROUND));
     }
 
     /// Whether `round`, which has ended, passed (see the module doc).

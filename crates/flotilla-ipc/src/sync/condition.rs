@@ -49,7 +49,8 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Kind, Segment, sleep, spin, wake};
+use super::{Kind, Segment};
+use crate::futex::{self, sleep, spin};
 use flotilla_core::Deadline;
 
 use crate::error::Error;
@@ -526,7 +527,7 @@ impl ConditionGuard<'_> {
             });
         if let Ok(before) = before {
             cond.seq().fetch_add(1, Ordering::SeqCst);
-            wake(cond.seq(), waiting(before).min(n));
+            futex::notify(cond.seq(), waiting(before).min(n));
         }
     }
 

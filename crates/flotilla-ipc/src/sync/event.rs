@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Kind, Segment, sleep, spin, wake_all};
+use super::{Kind, Segment};
+use crate::futex::{notify_all, sleep, spin};
 use flotilla_core::Deadline;
 
 use crate::error::Error;
@@ -109,7 +110,7 @@ impl Event {
             }
         }
         if self.waiters().load(Ordering::SeqCst) > 0 {
-            wake_all(state);
+            notify_all(state);
         }
     }
 

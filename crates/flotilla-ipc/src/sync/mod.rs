@@ -31,8 +31,8 @@
 //!    sees the waiter and wakes it, or the waiter sees the change and does not sleep.
 //!    (The kernel's compare-and-sleep closes the rest of the window.)
 //!
-//! Before sleeping, waiters spin briefly ([`spin`]): a wake-up across CPUs costs tens of
-//! microseconds, and a partner process often answers sooner than that.
+//! Before sleeping, waiters spin briefly (the crate's one spin, in `futex`): a wake-up
+//! across CPUs costs tens of microseconds, and a partner process often answers sooner.
 //!
 //! # When a process dies
 //!
@@ -47,18 +47,13 @@ mod condition;
 mod event;
 mod semaphore;
 
-use std::hint;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::Duration;
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use flotilla_core::Deadline;
-
 use crate::error::Error;
-use crate::futex::{self, Wake};
 use crate::shm::SharedMemory;
 
 pub use self::barrier::{Barrier, BarrierBuilder};
@@ -189,51 +184,6 @@ impl Segment {
 fn to_u32(value: usize, what: &str) -> Result<u32, Error> {
     u32::try_from(value)
         .map_err(|_| Error::InvalidArgument(format!("{what} {value} does not fit in 32 bits")))
-}
-
-/// How many times [`spin`] checks before giving up: a few microseconds, well below the
-/// cost of a futex wake-up across CPUs.
-const SPINS: u32 = 100;
-
-/// Spins briefly until `ready` returns `true`; returns whether it did.
-fn spin(mut ready: impl FnMut() -> bool) -> bool {
-    for _ in 0..SPINS {
-        if ready() {
-            return true;
-        }
-        hint::spin_loop();
-    }
-    ready()
-}
-
-/// Sleeps while `word` holds `expected`, until woken or `deadline`; returns `false` if
-/// the deadline passed. A futex failure (which only a kernel without futexes or a
-/// corrupted mapping produce) is logged and degrades into a short sleep, so callers
-/// poll rather than hang or panic.
-fn sleep(word: &AtomicU32, expected: u32, deadline: Deadline) -> bool {
-    match futex::wait(word, expected, deadline.instant()) {
-        Ok(Wake::Woken) => true,
-        Ok(Wake::TimedOut) => false,
-        Err(errno) => {
-            flotilla_core::event!(flotilla_core::log::Level::ERROR, %errno, "futex wait failed; polling");
-            std::thread::sleep(Duration::from_millis(1));
-            !deadline.expired()
-        }
-    }
-}
-
-/// Wakes up to `count` sleepers on `word` (see [`sleep`] on failures).
-fn wake(word: &AtomicU32, count: u32) {
-    if let Err(errno) = futex::wake(word, count) {
-        flotilla_core::event!(flotilla_core::log::Level::ERROR, %errno, "futex wake failed");
-    }
-}
-
-/// Wakes every sleeper on `word` (see [`sleep`] on failures).
-fn wake_all(word: &AtomicU32) {
-    if let Err(errno) = futex::wake_all(word) {
-        flotilla_core::event!(flotilla_core::log::Level::ERROR, %errno, "futex wake failed");
-    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{Kind, Segment, sleep, spin, to_u32, wake};
+use super::{Kind, Segment, to_u32};
+use crate::futex::{notify, sleep, spin};
 use flotilla_core::Deadline;
 
 use crate::error::Error;
@@ -125,7 +126,7 @@ impl Inner {
         }
         let waiters = self.waiters().load(Ordering::SeqCst);
         if waiters > 0 {
-            wake(word, n.min(waiters));
+            notify(word, n.min(waiters));
         }
         Ok(())
     }

@@ -31,7 +31,7 @@ fn get(ring: &Ring, deadline: Deadline) -> Result<Vec<u8>, Refused> {
 }
 
 fn soon() -> Deadline {
-    Deadline::after(LONG)
+    Deadline::after(Some(LONG))
 }
 
 #[test]
@@ -120,17 +120,17 @@ fn many_writers_and_readers_lose_and_duplicate_nothing() {
 #[test]
 fn try_forms_never_wait_and_maxsize_is_kept() {
     let ring = ring(4096, 2);
-    assert!(matches!(get(&ring, Deadline::Now), Err(Refused::Busy)));
-    ring.put(b"a", Deadline::Now).unwrap();
-    ring.put(b"b", Deadline::Now).unwrap();
+    assert!(matches!(get(&ring, now()), Err(Refused::Busy)));
+    ring.put(b"a", now()).unwrap();
+    ring.put(b"b", now()).unwrap();
     assert_eq!(ring.len(), 2);
-    assert!(matches!(ring.put(b"c", Deadline::Now), Err(Refused::Busy)));
+    assert!(matches!(ring.put(b"c", now()), Err(Refused::Busy)));
     let start = Instant::now();
-    let timeout = Deadline::after(Duration::from_millis(30));
+    let timeout = Deadline::after(Some(Duration::from_millis(30)));
     assert!(matches!(ring.put(b"c", timeout), Err(Refused::Busy)));
     assert!(start.elapsed() >= Duration::from_millis(30));
-    assert_eq!(get(&ring, Deadline::Now).unwrap(), b"a");
-    ring.put(b"c", Deadline::Now).unwrap();
+    assert_eq!(get(&ring, now()).unwrap(), b"a");
+    ring.put(b"c", now()).unwrap();
     assert_eq!(ring.len(), 2);
 
     // Bytes: an unbounded ring without room says Busy to a try, and a message larger
@@ -142,17 +142,11 @@ fn try_forms_never_wait_and_maxsize_is_kept() {
         type_tag: 0,
     })
     .unwrap();
-    ring.put(&[0; 3000], Deadline::Now).unwrap();
+    ring.put(&[0; 3000], now()).unwrap();
+    assert!(matches!(ring.put(&[0; 2000], now()), Err(Refused::Busy)));
+    assert!(matches!(ring.put(&[0; 9000], now()), Err(Refused::Busy)));
     assert!(matches!(
-        ring.put(&[0; 2000], Deadline::Now),
-        Err(Refused::Busy)
-    ));
-    assert!(matches!(
-        ring.put(&[0; 9000], Deadline::Now),
-        Err(Refused::Busy)
-    ));
-    assert!(matches!(
-        ring.put(&[0; 2 << 20], Deadline::Now),
+        ring.put(&[0; 2 << 20], now()),
         Err(Refused::Failed(Error::MessageTooLarge { .. }))
     ));
 }
@@ -161,7 +155,7 @@ fn try_forms_never_wait_and_maxsize_is_kept() {
 fn a_put_that_times_out_mid_stream_withdraws_its_message() {
     let ring = ring(4096, 0);
     let big = message(1, 20_000);
-    let timeout = Deadline::after(Duration::from_millis(50));
+    let timeout = Deadline::after(Some(Duration::from_millis(50)));
     // Nobody reads: the first pieces go in, then the put gives up.
     assert!(matches!(ring.put(&big, timeout), Err(Refused::Busy)));
     assert!(ring.writer().open.load(Ordering::Relaxed) == 0);
@@ -171,7 +165,7 @@ fn a_put_that_times_out_mid_stream_withdraws_its_message() {
         s.spawn(|| ring.put(b"next", soon()).unwrap());
         assert_eq!(get(&ring, soon()).unwrap(), b"next");
     });
-    assert!(matches!(get(&ring, Deadline::Now), Err(Refused::Busy)));
+    assert!(matches!(get(&ring, now()), Err(Refused::Busy)));
 }
 
 #[test]
@@ -182,12 +176,12 @@ fn close_lets_readers_drain_then_refuses() {
     assert!(matches!(ring.put(b"late", soon()), Err(Refused::Closed)));
     assert_eq!(get(&ring, soon()).unwrap(), b"last");
     assert!(matches!(get(&ring, soon()), Err(Refused::Closed)));
-    assert!(matches!(get(&ring, Deadline::Now), Err(Refused::Closed)));
+    assert!(matches!(get(&ring, now()), Err(Refused::Closed)));
 
     // A reader asleep is woken by the close.
     let ring = self::ring(4096, 0);
     std::thread::scope(|s| {
-        let reader = s.spawn(|| get(&ring, Deadline::Never));
+        let reader = s.spawn(|| get(&ring, Deadline::NEVER));
         std::thread::sleep(Duration::from_millis(20));
         ring.close();
         assert!(matches!(reader.join().unwrap(), Err(Refused::Closed)));
@@ -316,14 +310,14 @@ fn a_corrupted_header_is_an_error_not_a_panic() {
     // SAFETY: nobody else uses this ring; overwrite the published chunk's length.
     unsafe { ptr::write_bytes(ring.data(), 0xff, 4) };
     assert!(matches!(
-        get(&ring, Deadline::Now),
+        get(&ring, now()),
         Err(Refused::Failed(Error::InvalidQueue(_)))
     ));
     // And a head gone wild.
     ring.writer().pos.store(1 << 40, Ordering::SeqCst);
     ring.reader().other.store(0, Ordering::Relaxed);
     assert!(matches!(
-        get(&ring, Deadline::Now),
+        get(&ring, now()),
         Err(Refused::Failed(Error::InvalidQueue(_)))
     ));
 }
@@ -332,17 +326,17 @@ fn a_corrupted_header_is_an_error_not_a_panic() {
 fn task_done_and_join_count_published_messages() {
     let ring = ring(4096, 0);
     assert!(!ring.task_done());
-    assert!(ring.join(Deadline::Now).unwrap());
+    assert!(ring.join(now()).unwrap());
     ring.put(b"1", soon()).unwrap();
     ring.put(b"2", soon()).unwrap();
     assert_eq!(ring.unfinished(), 2);
     assert!(
         !ring
-            .join(Deadline::after(Duration::from_millis(10)))
+            .join(Deadline::after(Some(Duration::from_millis(10))))
             .unwrap()
     );
     std::thread::scope(|s| {
-        let joiner = s.spawn(|| ring.join(Deadline::after(LONG)).unwrap());
+        let joiner = s.spawn(|| ring.join(Deadline::after(Some(LONG))).unwrap());
         for _ in 0..2 {
             get(&ring, soon()).unwrap();
             assert!(ring.task_done());
@@ -371,4 +365,33 @@ fn attach_refuses_what_is_not_a_queue_of_the_type() {
         Ring::attach(tiny, 7, "x"),
         Err(Error::InvalidQueue(_))
     ));
+}
+
+#[test]
+fn a_message_longer_than_a_piece_goes_in_pieces_and_comes_out_whole() {
+    let ring = ring(1 << 20, 0);
+    let piece = ring.piece();
+    assert_eq!(piece, 256 << 10, "a quarter of the ring");
+    let long = message(3, 600 << 10);
+    // It fits: a try_put writes it at once, in pieces, without waiting.
+    ring.put(&long, now()).unwrap();
+    ring.put(&message(4, 10), now()).unwrap();
+    let mut header = [0u8; HEADER as usize];
+    // SAFETY: nothing else uses the ring; the first chunk begins at position 0.
+    unsafe { ring.read_at(0, header.as_mut_ptr(), header.len()) };
+    let first_len = u64::from(u32::from_le_bytes(header[..4].try_into().unwrap()));
+    let flags = u32::from_le_bytes(header[4..8].try_into().unwrap());
+    assert_eq!(
+        (first_len, flags),
+        (piece, FIRST),
+        "the first piece, not the whole"
+    );
+    assert_eq!(get(&ring, now()).unwrap(), long);
+    assert_eq!(get(&ring, now()).unwrap(), message(4, 10));
+    // And streamed through the ring while a reader takes the pieces.
+    let longer = message(5, 3 << 20);
+    std::thread::scope(|s| {
+        s.spawn(|| ring.put(&longer, soon()).unwrap());
+        assert_eq!(get(&ring, soon()).unwrap(), longer);
+    });
 }
