@@ -463,10 +463,9 @@ impl Manager {
         let idle = worker.inflight.is_empty();
         let now = worker.ready && (idle || job.eager);
         if now {
-            if !job.marked && !job.sink.start() {
+            if !job.sink.start() {
                 return; // cancelled while queued
             }
-            job.marked = true;
             job.started = true;
             worker.worked = true;
             if idle {
@@ -538,8 +537,7 @@ impl Manager {
                 return;
             }
             self.shared.lock().held.remove(&front.sink.id());
-            if front.marked || front.sink.start() {
-                front.marked = true;
+            if front.sink.start() {
                 front.started = true;
                 worker.worked = true;
                 worker.started_at = Instant::now();

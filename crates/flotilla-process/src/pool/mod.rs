@@ -166,12 +166,10 @@ struct Job {
     frame: Vec<u8>,
     fds: Vec<OwnedFd>,
     sink: Box<dyn Sink>,
-    /// Sent to run without waiting for the gate: it was at the front of its worker's
-    /// pipeline, or it is `eager`.
+    /// Marked running and sent to run without waiting for the gate: it was at the front
+    /// of its worker's pipeline, or it is `eager`. (Marking it running again, when it
+    /// goes back to the queue after its worker died before starting it, is no change.)
     started: bool,
-    /// Its future is marked running (it stays so when the task goes back to the queue
-    /// after its worker died before starting it).
-    marked: bool,
     /// Its future is the pool's own (a chunk of a map), which nobody can cancel but the
     /// pool, and nobody sees running: it may be marked running as it is sent, to run
     /// right after the tasks before it with no word from the manager in between.
@@ -336,7 +334,6 @@ impl Shared {
                 outcome,
             }),
             started: false,
-            marked: false,
             eager,
             seq: 0,
         })?;
