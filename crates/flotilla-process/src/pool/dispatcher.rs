@@ -107,16 +107,14 @@ struct Worker {
     /// How long its tasks have taken lately (a moving average), once one has been
     /// answered: from being let go to its answer being read.
     service: Option<Duration>,
+    /// How many small tasks it may have in flight: [`PIPELINE`], or more when its tasks
+    /// are short (see [`BUDGET`]); follows `service`.
+    depth: usize,
 }
 
 impl Worker {
-    /// How many small tasks it may have in flight: [`PIPELINE`], or more when its tasks
-    /// are short (see [`BUDGET`]).
     fn depth(&self) -> usize {
-        self.service.map_or(PIPELINE, |took| {
-            let fit = BUDGET.as_nanos() / took.as_nanos().max(1);
-            usize::try_from(fit).unwrap_or(DEEP).clamp(PIPELINE, DEEP)
-        })
+        self.depth
     }
 
     fn has_room(&self) -> bool {
@@ -143,10 +141,13 @@ impl Worker {
     /// Counts an answer read now to the task at the front of its pipeline.
     fn answered(&mut self, now: Instant) {
         let took = now.saturating_duration_since(self.started_at);
-        self.service = Some(match self.service {
+        let service = match self.service {
             None => took,
             Some(before) => (before * 7 + took) / 8,
-        });
+        };
+        self.service = Some(service);
+        let fit = BUDGET.as_nanos() / service.as_nanos().max(1);
+        self.depth = usize::try_from(fit).unwrap_or(DEEP).clamp(PIPELINE, DEEP);
     }
 
     fn wants_to_write(&self) -> bool {
@@ -371,6 +372,7 @@ impl Manager {
             seq: 0,
             started_at: Instant::now(),
             service: None,
+            depth: PIPELINE,
         })
     }
 
