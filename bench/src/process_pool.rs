@@ -86,8 +86,8 @@ untimed call of 10,000 items, then times 30 calls (10 with `--quick`) and keeps 
 median; after each call, untimed, the results must be exactly `1..=100,000`, in order.
 
 - **flotilla**: `pool.map(inc, 0..n, 1000)` (`u64`s), collected into a \
-`Result<Vec<u64>, _>`; its default look-ahead keeps up to 4 × `max_workers` = 8 chunks \
-in flight ahead of the consumer.
+`Result<Vec<u64>, _>`; its default look-ahead keeps up to 32 × `max_workers` = 64 \
+chunks in flight ahead of the consumer.
 - **cpython**: `list(ex.map(inc, range(n), chunksize=1000))` on the \
 `ProcessPoolExecutor` of `process-pool-submit` (which submits every chunk before \
 yielding the first result).

@@ -378,7 +378,7 @@ impl Pool {
             boot::entry_of_chunk::<F, I::Item, R>(&f),
             items.into_iter(),
             chunksize.into().unwrap_or(1),
-            super::UNORDERED_WINDOW * self.executor.max_workers(),
+            super::MAP_WINDOW * self.executor.max_workers(),
         ))
     }
 

@@ -76,10 +76,11 @@ use crate::fds::Internal;
 /// pending, and cancellable, until the worker starts it).
 pub const PIPELINE: usize = 2;
 
-/// How many chunks per worker `Pool::imap_unordered` keeps in flight: twice the
-/// deepest pipeline a worker has for small tasks, so that however quick the tasks are,
-/// every worker's pipeline stays full while the consumer takes results.
-pub(super) const UNORDERED_WINDOW: usize = 2 * dispatcher::DEEP;
+/// How many chunks per worker a map (`map`, `imap`, `imap_unordered`) keeps in flight by
+/// default: twice the deepest pipeline a worker has for small tasks, so that however
+/// quick the tasks are, every worker's pipeline stays full while the consumer takes
+/// results.
+pub(super) const MAP_WINDOW: usize = 2 * dispatcher::DEEP;
 
 /// What the pool does when a worker dies while running a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -637,7 +638,8 @@ impl ProcessPoolExecutor {
     /// (Python's `ProcessPoolExecutor.map`).
     ///
     /// At most [`buffer_size`](ProcessMap::buffer_size) chunks are in flight ahead of
-    /// the consumer, so a huge input is not consumed eagerly (Python 3.14's
+    /// the consumer (by default 32 per worker: enough to keep every worker busy with
+    /// short tasks), so a huge input is not consumed eagerly (Python 3.14's
     /// `buffersize`); nothing is submitted before the first `next()`.
     pub fn map<F, I, R>(
         &self,
@@ -656,7 +658,7 @@ impl ProcessPoolExecutor {
             boot::entry_of_chunk::<F, I::Item, R>(&task),
             items.into_iter(),
             chunksize.into().unwrap_or(1).max(1),
-            4 * self.max_workers,
+            MAP_WINDOW * self.max_workers,
         )
     }
 
