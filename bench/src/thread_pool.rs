@@ -56,8 +56,10 @@ Each timed call maps `x + 1` over the `u64`s `0..100,000` with 2 worker threads 
 collects the results, in input order, into a `Vec` (a `list` in Python); the value is
 items per second. Warm-up, rounds and calls as for `thread-pool-submit`.
 
-- **flotilla**: `ThreadPoolExecutor::map(|x| x + 1, 0..n)` with its default look-ahead
-  (`buffer_size` = 2 × `max_workers` = 4 tasks ahead of the consumer), collected.
+- **flotilla**: `ThreadPoolExecutor::map(|x| x + 1, 0..n)` with its defaults, collected:
+  the automatic `chunksize`, which for this input is 64 items per task (at most 64, at
+  least 16 chunks per worker), and the default look-ahead, 4 chunks per worker = 512
+  items ahead of the consumer.
 - **cpython**: `list(ex.map(inc, range(n)))`, which submits every item before yielding
   the first result (3.14's `buffersize` is not used).
 - **threadpool** and **crossbeam**: one task per item, sending `(index, value)` on one

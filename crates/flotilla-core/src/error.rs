@@ -72,8 +72,11 @@ pub enum TaskError {
         /// How many futures were being waited for in all.
         total: usize,
     },
-    /// The executor was shut down, so it took no new task (or dropped a queued one).
-    #[error("cannot schedule new tasks after the executor was shut down")]
+    /// The executor was shut down, so it took no new task, dropped a queued one, or (a
+    /// terminated pool) ended one it had started.
+    #[error(
+        "the executor was shut down: it takes no new tasks, and a terminate ends those not finished"
+    )]
     ShutDown,
     /// The executor can no longer run tasks (a failed initializer, a dead worker).
     #[error("the executor is broken: {reason}")]

@@ -22,6 +22,10 @@
 //! The three terminal phases are final, and the outcome slot is written exactly once,
 //! before the transition into one of them publishes it (with `Release`).
 //!
+//! `tests/loom_future.rs` checks these transitions under loom (complete against cancel,
+//! a blocking wait, a callback registration, a reader and a taker); built with
+//! `--cfg loom`, this module runs on loom's atomics, lock and condition variable.
+//!
 //! # Who touches what
 //!
 //! - **The phase.** PENDING → RUNNING and PENDING → COMPLETING are compare-exchanges, so
@@ -60,12 +64,25 @@ use std::cell::UnsafeCell;
 use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
+// The state machine's atomics, lock and condition variable: std's, or loom's when built
+// with `--cfg loom` for the model in tests/loom_future.rs. (The `Arc`s stay std's: loom's
+// cannot become `Arc<dyn _>`, and the model is of the state byte, not the refcount.)
+#[cfg(not(loom))]
 use crossbeam_utils::Backoff;
+#[cfg(loom)]
+use loom::sync::{
+    Condvar, Mutex, MutexGuard,
+    atomic::{AtomicU8, Ordering},
+};
+#[cfg(not(loom))]
+use std::sync::{
+    Condvar, Mutex, MutexGuard,
+    atomic::{AtomicU8, Ordering},
+};
 
 use crate::deadline::Deadline;
 use crate::error::TaskError;
@@ -80,7 +97,12 @@ const CANCELLED: u8 = 5;
 /// How long a blocking waiter spins before it parks (see [`Shared::wait_done`]): enough
 /// for a trivial task on another CPU, and short, because every microsecond of it is a
 /// microsecond of delay when the worker shares the waiter's CPU.
-const SPIN_FOR: Duration = Duration::from_micros(3);
+const SPIN_FOR: Duration = if cfg!(loom) {
+    // Under loom a wait parks at once: the model explores interleavings, not time.
+    Duration::ZERO
+} else {
+    Duration::from_micros(3)
+};
 /// The bits of `state` that hold the phase.
 const PHASE: u8 = 0b111;
 /// Someone registered in `inner`: the terminal transition must take the lock.
@@ -338,13 +360,18 @@ impl<T> Shared<T> {
     /// Waits while another side is between COMPLETING and its terminal phase: a few
     /// instructions, unless that thread was preempted right there.
     fn wait_out_completing(&self) -> u8 {
+        #[cfg(not(loom))]
         let backoff = Backoff::new();
         loop {
             let state = self.state();
             if phase(state) != COMPLETING {
                 return state;
             }
+            #[cfg(not(loom))]
             backoff.snooze();
+            // loom runs its threads one at a time: a spin must let the others run.
+            #[cfg(loom)]
+            loom::thread::yield_now();
         }
     }
 
@@ -389,7 +416,7 @@ impl<T> Shared<T> {
                 return false;
             }
             Self::sleepers(&mut locked).sleepers += 1;
-            locked = deadline.wait(&self.cond, locked);
+            locked = park(&self.cond, locked, deadline);
             Self::sleepers(&mut locked).sleepers -= 1;
         }
         true
@@ -467,6 +494,18 @@ impl<T, J> Shared<T, J> {
             job,
         }
     }
+}
+
+/// Sleeps on `cond` until woken or `deadline`, the lock released meanwhile.
+#[cfg(not(loom))]
+fn park<'a, T>(cond: &Condvar, locked: Locked<'a, T>, deadline: Deadline) -> Locked<'a, T> {
+    deadline.wait(cond, locked)
+}
+
+/// Under loom: sleeps on `cond` until woken (the model waits without timeouts).
+#[cfg(loom)]
+fn park<'a, T>(cond: &Condvar, locked: Locked<'a, T>, _deadline: Deadline) -> Locked<'a, T> {
+    cond.wait(locked).unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A clone of a done future's outcome.

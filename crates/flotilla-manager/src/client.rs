@@ -2,17 +2,16 @@
 //! proxy made from it and every thread using them, multiplexed by request id.
 //!
 //! A call takes the next request id, registers a one-shot slot for the reply, writes its
-//! request under the write lock, and waits on its slot. One reader thread reads every
-//! reply and fills the slot with the matching id, so any number of threads may have calls
-//! in flight at once (pipelined). When the connection ends — the server shut down, was
-//! killed, or cut us off — the reader fails every waiting slot with
-//! [`CallError::ManagerGone`], and every later call fails with it at once.
+//! request itself under the write lock, and waits on its slot: reading the connection
+//! itself when nobody else is, so a lone call costs one write and one read with no thread
+//! hand-off (see `replies`). Any number of threads may have calls in flight at once
+//! (pipelined). When the connection ends — the server shut down, was killed, or cut us
+//! off — whoever reads fails every waiting slot with [`CallError::ManagerGone`], and every
+//! later call fails with it at once.
 
-use std::collections::HashMap;
-use std::io::{BufReader, BufWriter};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, TryLockError, Weak};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError, Weak};
+use std::task::{Context, Poll};
 use std::thread;
 use std::time::Duration;
 
@@ -22,9 +21,10 @@ use serde::de::DeserializeOwned;
 use flotilla_core::codec::{self, CodecError};
 
 use crate::auth::{self, AuthError, AuthKey};
-use crate::protocol::{ObjectId, Op, RemoteError, RemoteErrorKind, Request, Response, Ticket};
-use crate::server::{DEFAULT_FRAME_TIMEOUT, lock};
-use crate::wire::{self, Address, DEFAULT_MAX_FRAME, FrameError, Idle, Stream};
+use crate::protocol::{ObjectId, Op, RemoteError, RemoteErrorKind, Request, Ticket};
+use crate::replies::{Replies, Slot};
+use crate::server::DEFAULT_FRAME_TIMEOUT;
+use crate::wire::{Address, Stream};
 
 /// Why a connection to a manager could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -103,70 +103,13 @@ impl CallError {
     }
 }
 
-/// A call's reply, once it came.
-type Answer = Result<Vec<u8>, CallError>;
-
-/// A one-shot slot for one call's reply: filled once by the reader thread (or with
-/// [`CallError::ManagerGone`] when the connection ends), taken by a thread waiting on it
-/// or by a task polling it.
-#[derive(Debug, Default)]
-struct SlotCell {
-    state: Mutex<(Option<Answer>, Option<Waker>)>,
-    cv: Condvar,
-}
-
-impl SlotCell {
-    fn fill(&self, answer: Answer) {
-        let waker = {
-            let mut g = lock(&self.state);
-            if g.0.is_none() {
-                g.0 = Some(answer);
-            }
-            g.1.take()
-        };
-        self.cv.notify_all();
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-
-    /// Waits up to `timeout` (`None`: for ever); `None` when it passed first.
-    fn wait(&self, timeout: Option<Duration>) -> Option<Answer> {
-        let deadline = flotilla_core::Deadline::after(timeout);
-        let mut g = lock(&self.state);
-        loop {
-            if let Some(answer) = g.0.take() {
-                return Some(answer);
-            }
-            if deadline.expired() {
-                return None;
-            }
-            g = deadline.wait(&self.cv, g);
-        }
-    }
-
-    fn poll(&self, cx: &mut Context<'_>) -> Poll<Answer> {
-        let mut g = lock(&self.state);
-        match g.0.take() {
-            Some(answer) => Poll::Ready(answer),
-            None => {
-                g.1 = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-type Slot = Arc<SlotCell>;
-type SlotRx = Arc<SlotCell>;
-
 struct Inner {
     address: Address,
     /// The key this connection proved, handed on in the tokens of shared proxies.
     authkey: Option<AuthKey>,
-    writer: Mutex<BufWriter<Stream>>,
-    /// Calls waiting for their reply; `None` once the connection is dead (with why).
-    pending: Mutex<Result<HashMap<u64, Slot>, String>>,
+    /// The connection's requests and replies: who writes, who reads, and the calls
+    /// waiting for their reply.
+    replies: Arc<Replies>,
     next_id: AtomicU64,
     /// The process that connected: only it may use the connection.
     pid: u32,
@@ -184,9 +127,14 @@ impl std::fmt::Debug for Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Wakes our reader thread with end of file; the server sees end of file and
-        // releases every reference this client still held.
+        // A forked child's copy: the socket and the background thread are its parent's.
+        if std::process::id() != self.pid {
+            return;
+        }
+        // Wakes a reader with end of file, and ends the background thread; the server
+        // sees end of file and releases every reference this client still held.
         self.stream.shutdown();
+        self.replies.close();
     }
 }
 
@@ -280,20 +228,23 @@ impl Client {
         }
         let reader = stream.try_clone().map_err(io)?;
         let writer = stream.try_clone().map_err(io)?;
+        let replies = Replies::new(reader, writer, address.clone(), timeout);
         let inner = Arc::new(Inner {
             address: address.clone(),
             authkey: authkey.cloned(),
-            writer: Mutex::new(BufWriter::with_capacity(16 * 1024, writer)),
-            pending: Mutex::new(Ok(HashMap::new())),
+            replies: Arc::clone(&replies),
             next_id: AtomicU64::new(1),
             pid: std::process::id(),
             stream,
         });
-        let weak = Arc::downgrade(&inner);
-        thread::Builder::new()
+        let background = Arc::clone(&replies);
+        let spawned = thread::Builder::new()
             .name("manager-client".into())
-            .spawn(move || read_replies(reader, weak, timeout))
-            .map_err(io)?;
+            .spawn(move || background.background());
+        if let Err(e) = spawned {
+            replies.close();
+            return Err(io(e));
+        }
         let client = Client { inner };
         client
             .request(Op::Ping)
@@ -325,21 +276,32 @@ impl Client {
     /// Whether the connection is known to be dead (a call would fail with
     /// [`CallError::ManagerGone`]).
     pub fn is_gone(&self) -> bool {
-        lock(&self.inner.pending).is_err()
+        self.inner.replies.is_gone(&self.inner.stream)
     }
 
-    /// Sends `op` and waits for its reply. `op` is sent with no reply expected when
-    /// `expect_reply` is false.
-    fn send(&self, op: Op, expect_reply: bool) -> Result<Option<SlotRx>, CallError> {
-        // First, before any lock: in a forked child the locks may be held by threads that
-        // do not exist there.
+    /// Sends `op`, with a slot for its reply unless `expect_reply` is false. Sent at once,
+    /// or with `now` false left in the buffer for the next flush (a pipelined call; see
+    /// [`Replies::write`]).
+    fn send(&self, op: Op, expect_reply: bool) -> Result<Option<Slot>, CallError> {
+        self.send_with(op, expect_reply, true)
+    }
+
+    /// Refuses a forked child the connection its parent made. Checked first, before any
+    /// lock: in a forked child the locks may be held by threads that do not exist there.
+    fn owned_here(&self) -> Result<(), CallError> {
         let pid = std::process::id();
-        if pid != self.inner.pid {
-            return Err(CallError::InheritedConnection {
+        if pid == self.inner.pid {
+            Ok(())
+        } else {
+            Err(CallError::InheritedConnection {
                 owner: self.inner.pid,
                 here: pid,
-            });
+            })
         }
+    }
+
+    fn send_with(&self, op: Op, expect_reply: bool, now: bool) -> Result<Option<Slot>, CallError> {
+        self.owned_here()?;
         let id = if expect_reply {
             self.inner.next_id.fetch_add(1, Ordering::Relaxed)
         } else {
@@ -347,37 +309,18 @@ impl Client {
         };
         let bytes = codec::encode(&Request { id, op })?;
         let rx = if expect_reply {
-            let rx = Slot::default();
-            match &mut *lock(&self.inner.pending) {
-                Ok(map) => {
-                    map.insert(id, Arc::clone(&rx));
-                }
-                Err(why) => return Err(CallError::ManagerGone(why.clone())),
-            }
-            Some(rx)
+            Some(self.inner.replies.register(id)?)
         } else {
             None
         };
-        let written = {
-            let mut w = lock(&self.inner.writer);
-            wire::write_frame(&mut *w, &bytes)
-        };
-        if let Err(e) = written {
-            let why = format!("the connection to {} failed: {e}", self.inner.address);
-            fail_all(&self.inner.pending, why.clone());
-            return Err(CallError::ManagerGone(why));
-        }
+        self.inner.replies.write(&bytes, now)?;
         Ok(rx)
     }
 
     /// Sends `op` and waits for its reply's bytes.
     fn request(&self, op: Op) -> Result<Vec<u8>, CallError> {
         let rx = self.send(op, true)?.expect("a reply was asked for");
-        rx.wait(None).unwrap_or_else(|| Err(self.ended()))
-    }
-
-    fn ended(&self) -> CallError {
-        CallError::ManagerGone(format!("the connection to {} ended", self.inner.address))
+        self.inner.replies.wait(&rx)
     }
 
     fn request_decoded<R: DeserializeOwned>(&self, op: Op) -> Result<R, CallError> {
@@ -397,7 +340,11 @@ impl Client {
         let rx = self
             .send(Op::Shutdown, true)?
             .expect("a reply was asked for");
-        let reply = rx.wait(timeout).ok_or_else(|| {
+        let reply = match timeout {
+            None => Some(self.inner.replies.wait(&rx)),
+            Some(t) => self.inner.replies.wait_timeout(&rx, t),
+        };
+        let reply = reply.ok_or_else(|| {
             CallError::ManagerGone(format!(
                 "the manager at {} did not answer the shutdown request within {timeout:?}",
                 self.inner.address
@@ -485,54 +432,6 @@ fn recall(address: &Address, authkey: Option<&AuthKey>) -> Option<Client> {
         .filter_map(|(_, _, _, weak)| weak.upgrade())
         .map(|inner| Client { inner })
         .find(|c| !c.is_gone())
-}
-
-/// Fails every waiting call, and all later ones, with `why`.
-fn fail_all(pending: &Mutex<Result<HashMap<u64, Slot>, String>>, why: String) {
-    let old = std::mem::replace(&mut *lock(pending), Err(why.clone()));
-    if let Ok(map) = old {
-        for (_, slot) in map {
-            slot.fill(Err(CallError::ManagerGone(why.clone())));
-        }
-    }
-}
-
-/// The reader thread: routes replies to their slots until the connection ends.
-fn read_replies(stream: Stream, inner: std::sync::Weak<Inner>, frame_timeout: Duration) {
-    let mut reader = BufReader::with_capacity(64 * 1024, stream);
-    let why = loop {
-        let frame =
-            match wire::read_frame(&mut reader, DEFAULT_MAX_FRAME, Idle::Forever, frame_timeout) {
-                Ok(f) => f,
-                Err(FrameError::Closed) => break "the manager closed the connection".to_owned(),
-                Err(e) => break format!("the connection failed: {e}"),
-            };
-        let response: Response = match codec::decode(&frame) {
-            Ok(r) => r,
-            Err(e) => break format!("the manager sent a malformed reply: {e}"),
-        };
-        let Some(inner) = inner.upgrade() else {
-            return;
-        };
-        let slot = match &mut *lock(&inner.pending) {
-            Ok(map) => map.remove(&response.id),
-            Err(_) => None,
-        };
-        match slot {
-            Some(slot) => {
-                slot.fill(response.result.map_err(CallError::Remote));
-            }
-            None => flotilla_core::event!(
-                flotilla_core::log::Level::WARN,
-                id = response.id,
-                "manager client: a reply nobody asked for"
-            ),
-        }
-    };
-    if let Some(inner) = inner.upgrade() {
-        flotilla_core::event!(flotilla_core::log::Level::DEBUG, address = %inner.address, why, "manager client: connection ended");
-        fail_all(&inner.pending, format!("{} ({})", why, inner.address));
-    }
 }
 
 /// This client's reference to one server object. Dropping the last clone releases it.
@@ -651,6 +550,7 @@ impl ObjectRef {
             method: method.to_owned(),
             args,
             timeout,
+            refs: take_shared(),
         })
     }
 
@@ -668,14 +568,17 @@ impl ObjectRef {
         let rx = self
             .inner
             .client
-            .send(
+            .send_with(
                 Op::Call {
                     object: self.inner.id,
                     method: method.to_owned(),
+                    // Encoded first, so the tickets of proxies in them are taken after.
                     args: codec::encode(args)?,
                     timeout,
+                    refs: take_shared(),
                 },
                 true,
+                false,
             )?
             .expect("a reply was asked for");
         Ok(Pending {
@@ -685,9 +588,14 @@ impl ObjectRef {
         })
     }
 
-    /// [`call`](Self::call), sent at once: the reply is waited for with [`Pending::wait`]
+    /// [`call`](Self::call) without waiting: the reply is waited for with [`Pending::wait`]
     /// or awaited (it is a `Future`, so async code blocks no thread on it). Calls sent so
     /// from one thread are in flight together and run on the server in the order sent.
+    ///
+    /// Pipelined requests are written into the connection's buffer and go out together:
+    /// with the next call that waits, when a pending call is waited for, awaited or
+    /// dropped, when 16 KiB of them queue up, or at the latest about 10 ms later (the
+    /// client's background thread sends what it finds left twice in a row).
     pub fn call_pending<A: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         method: &str,
@@ -703,6 +611,7 @@ impl ObjectRef {
             object: self.inner.id,
         })?;
         let client = &self.inner.client.inner;
+        note_shared(ticket);
         Ok(Token {
             ticket,
             typeid: self.inner.typeid.clone(),
@@ -723,12 +632,40 @@ impl ObjectRef {
     }
 }
 
+thread_local! {
+    /// The tickets this thread made (a proxy serialized, into a call's arguments or
+    /// anywhere else) since its last call: sent with its next call, so the server can keep
+    /// the proxies a stored value holds (those whose ticket is in the value's bytes).
+    static SHARED: std::cell::RefCell<Vec<Ticket>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// At most this many tickets wait for a call: the oldest, made for something else than a
+/// call's arguments, go first.
+const SHARED_MAX: usize = 256;
+
+fn note_shared(ticket: Ticket) {
+    let _ = SHARED.try_with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() >= SHARED_MAX {
+            s.remove(0);
+        }
+        s.push(ticket);
+    });
+}
+
+/// The tickets made since the last call (usually none: no allocation then).
+fn take_shared() -> Vec<Ticket> {
+    SHARED
+        .try_with(|s| std::mem::take(&mut *s.borrow_mut()))
+        .unwrap_or_default()
+}
+
 /// A call sent and not yet answered (made by the `*_pending` methods of the proxies, such
 /// as [`DictProxy::set_pending`](crate::DictProxy::set_pending)): send many, then wait for
 /// each, and the round trips overlap instead of adding up.
 #[must_use = "a pending call's result (or error) is known only by waiting for it"]
 pub struct Pending<T> {
-    rx: SlotRx,
+    rx: Slot,
     decode: fn(&[u8]) -> Result<T, CallError>,
     client: Client,
 }
@@ -739,19 +676,28 @@ impl<T> std::fmt::Debug for Pending<T> {
     }
 }
 
+impl<T> Drop for Pending<T> {
+    fn drop(&mut self) {
+        // A call dropped unwaited still goes (a fire-and-forget `put_pending`); never from
+        // a forked child, whose buffer is a copy of its parent's.
+        if self.client.owned_here().is_ok() {
+            let _ = self.client.inner.replies.flush();
+        }
+    }
+}
+
 impl<T> Pending<T> {
     /// Waits for the reply (at once [`CallError::ManagerGone`] when the manager goes).
     pub fn wait(self) -> Result<T, CallError> {
-        let bytes = self
-            .rx
-            .wait(None)
-            .unwrap_or_else(|| Err(self.client.ended()))?;
+        self.client.owned_here()?;
+        let bytes = self.client.inner.replies.wait(&self.rx)?;
         (self.decode)(&bytes)
     }
 }
 
 /// Awaiting a pending call in async code (tokio or any executor) blocks no thread: the
-/// client's reader thread wakes the task when the reply comes.
+/// thread reading the connection (a waiting one, or the client's background thread) wakes
+/// the task when the reply comes.
 ///
 /// ```
 /// # let manager = flotilla_manager::Manager::start().unwrap();
@@ -768,6 +714,13 @@ impl<T> std::future::Future for Pending<T> {
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.get_mut();
-        this.rx.poll(cx).map(|answer| (this.decode)(&answer?))
+        if let Err(e) = this.client.owned_here() {
+            return Poll::Ready(Err(e));
+        }
+        this.client
+            .inner
+            .replies
+            .poll(&this.rx, cx)
+            .map(|answer| (this.decode)(&answer?))
     }
 }

@@ -67,7 +67,7 @@
 //! After the handshake each frame holds one message encoded with flotilla's one codec
 //! (`flotilla_core::codec`; never pickle): a request `{ id: u64, op }` from the client, a
 //! reply `{ id, result }` from the server. Ops: `Ping`, `Create { typeid, args }`,
-//! `Call { object, method, args, timeout }`, `Release { object }`, `Share { object }`,
+//! `Call { object, method, args, timeout, refs }`, `Release { object }`, `Share { object }`,
 //! `Claim { ticket }`, `NumberOfObjects`, `Shutdown`, `Lookup { name }`. Requests are pipelined: a client
 //! sends as many as it likes and the server answers each when it can, in any order, with
 //! the request's id (id 0 asks for no reply). Nothing decoded from the wire becomes code:
@@ -89,6 +89,10 @@
 //!   waiters are dropped, and an object no connection (and no ticket) holds is freed.
 //! - A [`Token`] (from [`ObjectRef::share`]) is a reference in transit: it holds the object
 //!   alive until a client claims it, in this process or another.
+//! - A proxy stored in a value of a `dict`, `list` or `Namespace` (its token's ticket is in
+//!   the value's bytes, and among the call's `refs`) holds its object while the value is
+//!   stored; each claim of it gives a reference and leaves it for the next reader. The
+//!   value overwritten, deleted or cleared lets it go; popped, it is in transit again.
 //! - One [`Client`] is one connection, shared by all proxies made from it and all threads
 //!   using them. A blocking call (`Lock::acquire`, `Queue::get`) parks a waiter on the
 //!   server, so it holds up nothing else on the connection; its timeout runs on the server.
@@ -99,7 +103,12 @@
 //! # Threads
 //!
 //! The server runs one accept loop, one reader and one writer thread per connection, and
-//! one timer thread; a client runs one reader thread. No tokio.
+//! one timer thread; the reader writes the replies it can give at once itself. A client
+//! has no reader thread on a call's path: the calling thread writes its request and reads
+//! the connection itself until its reply comes (unless another waiting thread is reading,
+//! which hands it over), so a call costs one write and one read on each side, as a raw
+//! socket round trip. One background thread per client reads for async and timed waits,
+//! and for pipelined calls nobody has read for a while. No tokio.
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -117,6 +126,7 @@ mod manager;
 mod object;
 mod protocol;
 pub mod proxy;
+mod replies;
 mod server;
 mod sync_types;
 #[cfg(feature = "tls")]
@@ -206,6 +216,7 @@ pub mod testing {
                 method: "set".into(),
                 args: vec![1, 2, 3],
                 timeout: Some(Duration::from_millis(1500)),
+                refs: vec![[9; 16]],
             },
             Op::Release { object: 1 },
             Op::Share { object: 1 },

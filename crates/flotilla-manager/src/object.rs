@@ -126,6 +126,9 @@ pub struct Call<'a> {
     pub(crate) deadline: Option<Instant>,
     pub(crate) responder: Option<Responder>,
     pub(crate) timers: &'a Arc<Timers>,
+    /// The tickets of the proxies the caller serialized for this call.
+    pub(crate) refs: &'a [crate::protocol::Ticket],
+    pub(crate) shared: &'a Arc<crate::server::Shared>,
 }
 
 impl Call<'_> {
@@ -143,6 +146,12 @@ impl Call<'_> {
                 format!("the arguments of `{}`: {e}", self.method),
             )
         })
+    }
+
+    /// `bytes` (a value from the arguments) as a value to store, keeping alive the objects
+    /// of the proxies serialized in it while it is stored.
+    pub(crate) fn keep(&self, bytes: Vec<u8>) -> crate::server::Stored {
+        crate::server::Stored::keep(bytes, self.refs, self.shared)
     }
 
     /// The client making the call.

@@ -30,12 +30,15 @@ pub(crate) enum Op {
     /// connection holds the one reference.
     Create { typeid: String, args: Vec<u8> },
     /// A method of an object the calling connection holds. `timeout` bounds a blocking
-    /// method on the server (None: no bound).
+    /// method on the server (None: no bound). `refs`: the tickets of the proxies
+    /// serialized into `args`; a method that stores a value holding one of them keeps
+    /// that proxy's object alive while the value is stored (a stored proxy).
     Call {
         object: ObjectId,
         method: String,
         args: Vec<u8>,
         timeout: Option<Duration>,
+        refs: Vec<Ticket>,
     },
     /// Drops one of the calling connection's references to `object`.
     Release { object: ObjectId },

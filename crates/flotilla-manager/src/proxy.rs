@@ -9,16 +9,38 @@
 //! value type), [`DictProxy::add`] (an integer in place), [`DictProxy::setdefault`], and
 //! [`DictProxy::compare_and_set`].
 //!
+//! A proxy inside a value is the exception: the copy read is a proxy to the one object
+//! stored, so `d.get(k)?.append(x)` on a `DictProxy<K, ListProxy<T>>` is not lost (below).
+//!
 //! # Proxies as values
 //!
 //! A proxy serialized (a pool task's argument, a child's, an item put on a queue) is a
 //! one-time claim on its object: the receiver that deserializes it gets its own reference,
-//! and the object lives until then. A proxy stored as a value *inside* another manager
-//! object is such a claim too, so the first `get` of it claims it and a second `get` of
-//! the same stored value fails with [`BadTicket`](crate::RemoteErrorKind::BadTicket):
-//! store a proxy to hand it on once (a mailbox), not to share it with every reader.
-//! Objects many clients find by name are served with
-//! [`ServerBuilder::register_object`](crate::ServerBuilder::register_object).
+//! and the object lives until then.
+//!
+//! A proxy stored as a value *inside* a manager `dict`, `list` or `Namespace` is different:
+//! the stored value holds its object for as long as it is stored, and every read of it
+//! (`get`, `values`, `to_vec`, ..., from any process) gives the reader a reference of its
+//! own, a proxy to the same object. So the copy rule has one exception: what a `get`
+//! returns is a copy, but a proxy in it still reaches the one shared object, and a mutation
+//! through it is seen by everyone. Overwriting, deleting or clearing the value lets its
+//! proxies go (their objects are freed when nothing else holds them); popping it hands
+//! them to the taker, as a proxy in transit. An item of a `Queue` stays a one-time claim
+//! (taken by one `get`).
+//!
+//! ```
+//! use flotilla_manager::{DictProxy, ListProxy, Manager};
+//!
+//! let manager = Manager::start().unwrap();
+//! let d: DictProxy<String, ListProxy<i32>> = manager.dict().unwrap();
+//! d.set(&"inner".into(), &manager.list::<i32>().unwrap()).unwrap();
+//! d.get(&"inner".into()).unwrap().unwrap().append(&1).unwrap(); // the stored list itself
+//! d.get(&"inner".into()).unwrap().unwrap().append(&2).unwrap(); // read again: still works
+//! assert_eq!(d.get(&"inner".into()).unwrap().unwrap().to_vec().unwrap(), [1, 2]);
+//! ```
+//!
+//! Stored proxies are counted like any reference, so a value holding a proxy to its own
+//! container (`d["me"] = d`) keeps it alive until the value is removed.
 
 use std::marker::PhantomData;
 use std::time::Duration;
@@ -53,7 +75,8 @@ fn dec<T: DeserializeOwned>(b: &[u8]) -> Result<T, CallError> {
 /// that token through the process's one connection to that manager
 /// ([`Client::shared`]). So proxies go as arguments to pool tasks and spawned children,
 /// through queues and connections, and inside other proxies' values. Each serialized copy
-/// is claimed once.
+/// is claimed once, except one stored in a container object, which every reader claims
+/// (see [stored proxies](self#proxies-as-values)).
 ///
 /// ```
 /// use flotilla_manager::{ListProxy, Manager};
@@ -210,9 +233,10 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         self.obj.call("set", &(enc(key)?, enc(value)?), None)
     }
 
-    /// [`get`](Self::get), sent at once and waited for later: calls sent this way from
-    /// one thread are in flight together (pipelined), and run on the server in the order
-    /// sent.
+    /// [`get`](Self::get), sent without waiting, and waited for later: calls sent this way
+    /// from one thread are in flight together (pipelined), go out together (see
+    /// [`ObjectRef::call_pending`](crate::ObjectRef::call_pending)), and run on the server
+    /// in the order sent.
     ///
     /// ```
     /// # let manager = flotilla_manager::Manager::start().unwrap();
@@ -231,7 +255,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
         })
     }
 
-    /// [`set`](Self::set), sent at once and waited for later (see
+    /// [`set`](Self::set), sent without waiting, and waited for later (see
     /// [`get_pending`](Self::get_pending)).
     pub fn set_pending(&self, key: &K, value: &V) -> Result<Pending<()>, CallError> {
         self.obj
@@ -647,7 +671,7 @@ macro_rules! queue_methods {
             self.get_timeout(NO_WAIT)
         }
 
-        /// [`get_timeout`](Self::get_timeout), sent at once: wait for it with
+        /// [`get_timeout`](Self::get_timeout), without waiting: wait for it with
         /// [`Pending::wait`], or `.await` it from async code, which blocks no thread while
         /// the get is parked on the server.
         pub fn get_pending(
@@ -660,7 +684,7 @@ macro_rules! queue_methods {
             })
         }
 
-        /// [`put_timeout`](Self::put_timeout), sent at once (see
+        /// [`put_timeout`](Self::put_timeout), without waiting (see
         /// [`get_pending`](Self::get_pending)); true when put.
         pub fn put_pending(
             &self,

@@ -477,7 +477,7 @@ impl Shared {
 #[derive(Default)]
 struct Table {
     objects: HashMap<ObjectId, Slot>,
-    tickets: HashMap<Ticket, ObjectId>,
+    tickets: HashMap<Ticket, TicketEntry>,
     /// Objects served by name; the server itself is one of their holders.
     named: HashMap<String, ObjectId>,
     next_id: ObjectId,
@@ -511,6 +511,117 @@ impl Table {
     /// The type name of `id`, if it is still there.
     fn typeid(&self, id: ObjectId) -> Option<String> {
         self.objects.get(&id).map(|slot| slot.entry.typeid.clone())
+    }
+}
+
+/// A ticket's object, and how many stored values keep it ([`Stored`]): while any does,
+/// claiming it gives a reference and leaves it; else it is in transit, claimed once. Either
+/// way it holds one holder of its object until it goes.
+struct TicketEntry {
+    object: ObjectId,
+    stored: usize,
+}
+
+/// A value stored in a container object (a `dict`'s value, a `list`'s item, a
+/// `Namespace`'s attribute), with the proxies it holds: the objects of the tickets found
+/// in its bytes, kept alive while it is stored, so every reader of the value can claim
+/// them (each gets a reference of its own). Dropping it (overwritten, deleted, cleared,
+/// its container freed) lets them go; [`into_transit`](Self::into_transit) (a value
+/// popped) hands them to the one who takes the value, as a proxy in transit.
+///
+/// Serialized as its bytes alone.
+#[derive(Debug, Default)]
+pub(crate) struct Stored {
+    pub(crate) bytes: Vec<u8>,
+    tickets: Vec<Ticket>,
+    shared: std::sync::Weak<Shared>,
+}
+
+impl serde::Serialize for Stored {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.bytes.serialize(s)
+    }
+}
+
+impl Stored {
+    /// Bytes holding no proxy.
+    pub(crate) fn plain(bytes: Vec<u8>) -> Self {
+        Stored {
+            bytes,
+            tickets: Vec::new(),
+            shared: std::sync::Weak::new(),
+        }
+    }
+
+    /// `bytes`, keeping the objects of those of `candidates` found in them (tickets still
+    /// in this server's table).
+    pub(crate) fn keep(bytes: Vec<u8>, candidates: &[Ticket], shared: &Arc<Shared>) -> Self {
+        let found: Vec<Ticket> = candidates
+            .iter()
+            .filter(|t| bytes.windows(t.len()).any(|w| w == &t[..]))
+            .copied()
+            .collect();
+        if found.is_empty() {
+            return Stored::plain(bytes);
+        }
+        let mut table = lock(&shared.table);
+        let tickets = found
+            .into_iter()
+            .filter(|t| match table.tickets.get_mut(t) {
+                Some(entry) => {
+                    entry.stored += 1;
+                    true
+                }
+                None => false,
+            })
+            .collect();
+        Stored {
+            bytes,
+            tickets,
+            shared: Arc::downgrade(shared),
+        }
+    }
+
+    /// The bytes, for a caller taking the value away: the proxies in it become proxies in
+    /// transit (each claimed once), unless another stored value keeps them.
+    pub(crate) fn into_transit(mut self) -> Vec<u8> {
+        self.unkeep(false);
+        std::mem::take(&mut self.bytes)
+    }
+
+    /// Lets this value's tickets go: each kept by no other stored value is dropped with
+    /// its hold (`drop_unkept`), or left in transit.
+    fn unkeep(&mut self, drop_unkept: bool) {
+        let tickets = std::mem::take(&mut self.tickets);
+        if tickets.is_empty() {
+            return;
+        }
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let mut gone = Vec::new();
+        {
+            let mut table = lock(&shared.table);
+            for t in tickets {
+                if let Some(entry) = table.tickets.get_mut(&t) {
+                    entry.stored = entry.stored.saturating_sub(1);
+                    if entry.stored == 0 && drop_unkept {
+                        gone.push(entry.object);
+                        table.tickets.remove(&t);
+                    }
+                }
+            }
+        }
+        // Outside the table's lock: a freed object's drop takes it.
+        for object in gone {
+            shared.drop_holder(object);
+        }
+    }
+}
+
+impl Drop for Stored {
+    fn drop(&mut self) {
+        self.unkeep(true);
     }
 }
 
@@ -775,7 +886,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
         let stop = conn.handle(request);
         // Replies go out in one write once no whole request is waiting already: a
         // pipelining client's burst is answered in a burst.
-        if stop || !holds_whole_frame(reader.buffer()) {
+        if stop || !wire::holds_whole_frame(reader.buffer()) {
             conn.flush();
         }
         if stop || conn.write_failed {
@@ -790,17 +901,6 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
     drop(conn);
     let _ = writer.join();
     reader.get_ref().shutdown();
-}
-
-/// Whether `buffered` begins with a whole frame (so reading it will not wait).
-fn holds_whole_frame(buffered: &[u8]) -> bool {
-    match buffered.first_chunk::<4>() {
-        Some(header) => {
-            let len = i32::from_be_bytes(*header);
-            len >= 0 && buffered.len() - 4 >= len as usize
-        }
-        None => false,
-    }
 }
 
 /// Takes a connection off the server's list when its thread ends, however it ends.
@@ -949,8 +1049,9 @@ impl Conn<'_> {
                 method,
                 args,
                 timeout,
+                refs,
             } => {
-                self.call(id, object, &method, &args, timeout);
+                self.call(id, object, &method, &args, timeout, &refs);
                 return false;
             }
         };
@@ -1051,7 +1152,9 @@ impl Conn<'_> {
             RemoteError::new(RemoteErrorKind::RuntimeError, format!("no randomness: {e}"))
         })?;
         let mut table = lock(&self.shared.table);
-        table.tickets.insert(ticket, object);
+        table
+            .tickets
+            .insert(ticket, TicketEntry { object, stored: 0 });
         table.add_holder(object);
         encode_reply(&ticket)
     }
@@ -1059,19 +1162,29 @@ impl Conn<'_> {
     fn claim(&mut self, ticket: Ticket) -> Result<Vec<u8>, RemoteError> {
         let (object, typeid) = {
             let mut table = lock(&self.shared.table);
-            let Some(object) = table.tickets.remove(&ticket) else {
+            let Some(entry) = table.tickets.get(&ticket) else {
                 return Err(RemoteError::new(
                     RemoteErrorKind::BadTicket,
                     "no such ticket: it was claimed already, or never made by this server",
                 ));
             };
+            let (object, stored) = (entry.object, entry.stored);
             let typeid = table.typeid(object).unwrap_or_default();
-            if self.refs.contains_key(&object) {
+            if stored > 0 {
+                // A proxy stored in a value: the ticket stays (with its hold) for the
+                // value's next reader, and this connection gets a reference of its own.
+                if !self.refs.contains_key(&object) {
+                    table.add_holder(object);
+                }
+            } else if self.refs.contains_key(&object) {
+                table.tickets.remove(&ticket);
                 // This connection is a holder already (so the count stays above zero):
                 // the ticket's hold goes.
                 if let Some(slot) = table.objects.get_mut(&object) {
                     slot.holders -= 1;
                 }
+            } else {
+                table.tickets.remove(&ticket);
             }
             (object, typeid)
         };
@@ -1086,6 +1199,7 @@ impl Conn<'_> {
         method: &str,
         args: &[u8],
         timeout: Option<Duration>,
+        refs: &[Ticket],
     ) {
         let responder = self.responder(id);
         let entry = if self.refs.contains_key(&object) {
@@ -1108,6 +1222,8 @@ impl Conn<'_> {
             deadline,
             responder: Some(responder),
             timers: &self.shared.timers,
+            refs,
+            shared: self.shared,
         };
         let outcome = {
             let mut obj = lock(&entry.object);

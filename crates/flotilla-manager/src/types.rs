@@ -16,6 +16,7 @@ use flotilla_core::codec;
 
 use crate::object::{Call, ClientId, Reply, SharedObject, Waiter, WaiterId};
 use crate::protocol::{RemoteError, RemoteErrorKind};
+use crate::server::Stored;
 
 type Bytes = Vec<u8>;
 
@@ -34,7 +35,7 @@ pub(crate) use args;
 #[derive(Debug, Default)]
 pub(crate) struct Dict {
     /// Entries in insertion order, by sequence number.
-    entries: BTreeMap<u64, (Bytes, Bytes)>,
+    entries: BTreeMap<u64, (Bytes, Stored)>,
     /// Each key's sequence number.
     index: HashMap<Bytes, u64>,
     next: u64,
@@ -45,16 +46,17 @@ impl Dict {
         let items: Vec<(Bytes, Bytes)> = decode_ctor("dict", args)?;
         let mut d = Dict::default();
         for (k, v) in items {
-            d.insert(k, v);
+            d.insert(k, Stored::plain(v));
         }
         Ok(Box::new(d))
     }
 
     fn get(&self, key: &[u8]) -> Option<&Bytes> {
-        self.index.get(key).map(|seq| &self.entries[seq].1)
+        self.index.get(key).map(|seq| &self.entries[seq].1.bytes)
     }
 
-    fn insert(&mut self, key: Bytes, value: Bytes) {
+    /// Stores `value` under `key` (the value it replaces is dropped, with its proxies).
+    fn insert(&mut self, key: Bytes, value: Stored) {
         match self.index.get(&key) {
             Some(seq) => {
                 if let Some(entry) = self.entries.get_mut(seq) {
@@ -70,7 +72,7 @@ impl Dict {
         }
     }
 
-    fn remove(&mut self, key: &[u8]) -> Option<Bytes> {
+    fn remove(&mut self, key: &[u8]) -> Option<Stored> {
         let seq = self.index.remove(key)?;
         self.entries.remove(&seq).map(|(_, v)| v)
     }
@@ -89,7 +91,7 @@ impl SharedObject for Dict {
             }
             "set" => {
                 let (key, value) = args!(call, (Bytes, Bytes));
-                self.insert(key, value);
+                self.insert(key, call.keep(value));
                 Reply::ok(&())
             }
             "del" => {
@@ -101,7 +103,7 @@ impl SharedObject for Dict {
             }
             "pop" => {
                 let key = args!(call, Bytes);
-                Reply::ok(&self.remove(&key))
+                Reply::ok(&self.remove(&key).map(Stored::into_transit))
             }
             "len" => Reply::ok(&(self.index.len() as u64)),
             "contains" => {
@@ -119,7 +121,7 @@ impl SharedObject for Dict {
             "update" => {
                 let items = args!(call, Vec<(Bytes, Bytes)>);
                 for (k, v) in items {
-                    self.insert(k, v);
+                    self.insert(k, call.keep(v));
                 }
                 Reply::ok(&())
             }
@@ -129,7 +131,7 @@ impl SharedObject for Dict {
                     return Reply::ok(v);
                 }
                 let reply = Reply::ok(&default);
-                self.insert(key, default);
+                self.insert(key, call.keep(default));
                 reply
             }
             "compare_and_set" => {
@@ -139,7 +141,7 @@ impl SharedObject for Dict {
                     return Reply::ok(&(false, current));
                 }
                 match new {
-                    Some(v) => self.insert(key, v),
+                    Some(v) => self.insert(key, call.keep(v)),
                     None => {
                         self.remove(&key);
                     }
@@ -168,7 +170,7 @@ impl SharedObject for Dict {
                 };
                 match codec::encode(&sum) {
                     Ok(bytes) => {
-                        self.insert(key, bytes);
+                        self.insert(key, Stored::plain(bytes));
                         Reply::ok(&sum)
                     }
                     Err(e) => Reply::err(RemoteErrorKind::ValueError, e.to_string()),
@@ -182,13 +184,15 @@ impl SharedObject for Dict {
 /// A `list`.
 #[derive(Debug, Default)]
 pub(crate) struct List {
-    items: Vec<Bytes>,
+    items: Vec<Stored>,
 }
 
 impl List {
     pub(crate) fn create(args: &[u8]) -> Result<Box<dyn SharedObject>, RemoteError> {
         let items: Vec<Bytes> = decode_ctor("list", args)?;
-        Ok(Box::new(List { items }))
+        Ok(Box::new(List {
+            items: items.into_iter().map(Stored::plain).collect(),
+        }))
     }
 
     fn index(&self, i: i64) -> Result<usize, Reply> {
@@ -196,11 +200,30 @@ impl List {
     }
 }
 
+/// An item of a sequence: plain bytes (an `Array`'s), or a [`Stored`] value (a `list`'s,
+/// which may hold proxies).
+pub(crate) trait Item: serde::Serialize {
+    /// `bytes` from `call`'s arguments, as an item to store.
+    fn from_call(bytes: Bytes, call: &Call<'_>) -> Self;
+}
+
+impl Item for Bytes {
+    fn from_call(bytes: Bytes, _: &Call<'_>) -> Self {
+        bytes
+    }
+}
+
+impl Item for Stored {
+    fn from_call(bytes: Bytes, call: &Call<'_>) -> Self {
+        call.keep(bytes)
+    }
+}
+
 /// The methods a `list` and an `Array` share: `len`, `get`, `set` (Python's index rules)
 /// and `to_vec`; any other is `no_such_method`.
-pub(crate) fn sequence_call(
+pub(crate) fn sequence_call<T: Item>(
     what: &str,
-    items: &mut [Bytes],
+    items: &mut [T],
     method: &str,
     call: &Call<'_>,
 ) -> Reply {
@@ -217,7 +240,7 @@ pub(crate) fn sequence_call(
             let (i, item) = args!(call, (i64, Bytes));
             match py_index(what, i, items.len()) {
                 Ok(j) => {
-                    items[j] = item;
+                    items[j] = T::from_call(item, call);
                     Reply::ok(&())
                 }
                 Err(r) => r,
@@ -248,12 +271,12 @@ impl SharedObject for List {
         match call.method() {
             "append" => {
                 let item = args!(call, Bytes);
-                self.items.push(item);
+                self.items.push(call.keep(item));
                 Reply::ok(&(self.items.len() as u64))
             }
             "extend" => {
                 let items = args!(call, Vec<Bytes>);
-                self.items.extend(items);
+                self.items.extend(items.into_iter().map(|i| call.keep(i)));
                 Reply::ok(&(self.items.len() as u64))
             }
             "insert" => {
@@ -261,7 +284,7 @@ impl SharedObject for List {
                 // Python's insert clamps instead of failing.
                 let len = self.items.len() as i64;
                 let j = if i < 0 { (i + len).max(0) } else { i.min(len) };
-                self.items.insert(j as usize, item);
+                self.items.insert(j as usize, call.keep(item));
                 Reply::ok(&())
             }
             "pop" => {
@@ -270,7 +293,7 @@ impl SharedObject for List {
                     return Reply::err(RemoteErrorKind::IndexError, "pop from empty list");
                 }
                 match self.index(i.unwrap_or(-1)) {
-                    Ok(j) => Reply::ok(&self.items.remove(j)),
+                    Ok(j) => Reply::ok(&self.items.remove(j).into_transit()),
                     Err(r) => r,
                 }
             }
@@ -290,14 +313,17 @@ impl SharedObject for List {
 /// A `Namespace`: attributes by name.
 #[derive(Debug, Default)]
 pub(crate) struct Namespace {
-    attrs: BTreeMap<String, Bytes>,
+    attrs: BTreeMap<String, Stored>,
 }
 
 impl Namespace {
     pub(crate) fn create(args: &[u8]) -> Result<Box<dyn SharedObject>, RemoteError> {
         let attrs: Vec<(String, Bytes)> = decode_ctor("Namespace", args)?;
         Ok(Box::new(Namespace {
-            attrs: attrs.into_iter().collect(),
+            attrs: attrs
+                .into_iter()
+                .map(|(k, v)| (k, Stored::plain(v)))
+                .collect(),
         }))
     }
 }
@@ -317,7 +343,7 @@ impl SharedObject for Namespace {
             }
             "set" => {
                 let (name, value) = args!(call, (String, Bytes));
-                self.attrs.insert(name, value);
+                self.attrs.insert(name, call.keep(value));
                 Reply::ok(&())
             }
             "del" => {

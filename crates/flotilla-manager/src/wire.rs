@@ -184,6 +184,27 @@ impl Stream {
         }
     }
 
+    /// What a look at the socket, without reading or waiting, finds: `Some(true)` when
+    /// bytes wait to be read, `Some(false)` at end of file (or an error: the stream is
+    /// done for), `None` when nothing has come yet. Under TLS it sees the raw socket.
+    pub(crate) fn peek_now(&self) -> Option<bool> {
+        use std::os::fd::AsRawFd;
+        let fd = match self {
+            Stream::Unix(s) => s.as_raw_fd(),
+            Stream::Tcp(s) => s.as_raw_fd(),
+            #[cfg(feature = "tls")]
+            Stream::Tls(s) => s.socket().as_raw_fd(),
+        };
+        let mut byte = [0u8; 1];
+        let flags = nix::sys::socket::MsgFlags::MSG_PEEK | nix::sys::socket::MsgFlags::MSG_DONTWAIT;
+        match nix::sys::socket::recv(fd, &mut byte, flags) {
+            Ok(0) => Some(false),
+            Ok(_) => Some(true),
+            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => None,
+            Err(_) => Some(false),
+        }
+    }
+
     /// Shuts the stream down both ways: a thread blocked reading it wakes with end of file.
     pub(crate) fn shutdown(&self) {
         // An error means it is shut down or gone already: either way nothing is left to do.
@@ -342,6 +363,17 @@ pub(crate) fn write_frame_unflushed(w: &mut impl Write, payload: &[u8]) -> io::R
         w.write_all(payload)?;
     }
     Ok(())
+}
+
+/// Whether `buffered` begins with a whole frame (so reading it will not wait).
+pub(crate) fn holds_whole_frame(buffered: &[u8]) -> bool {
+    match buffered.first_chunk::<4>() {
+        Some(header) => {
+            let len = i32::from_be_bytes(*header);
+            len >= 0 && buffered.len() - 4 >= len as usize
+        }
+        None => false,
+    }
 }
 
 /// How long a reader may wait for the first byte of a frame.

@@ -285,6 +285,9 @@ fn a_forked_child_cannot_use_its_parents_connection_but_can_connect_its_own() {
         let (address, authkey) = (manager.address().clone(), manager.authkey().clone());
         let token = d.share().unwrap();
         let inherited = d.clone();
+        // A call in flight when the child is forked: the child's copy is refused too
+        // (it would wait for ever, or read its parent's replies).
+        let in_flight = d.get_pending(&1).unwrap();
         // SAFETY: before taking any lock, the child's first call checks the process id and
         // fails; then it connects afresh (new sockets, a new reader thread of its own). It
         // takes no lock another thread of this test process could hold but the
@@ -293,6 +296,9 @@ fn a_forked_child_cannot_use_its_parents_connection_but_can_connect_its_own() {
             Process::fork(move || {
                 let refused = matches!(
                     inherited.len(),
+                    Err(flotilla_manager::CallError::InheritedConnection { .. })
+                ) && matches!(
+                    in_flight.wait(),
                     Err(flotilla_manager::CallError::InheritedConnection { .. })
                 );
                 let own = connect(&address, Some(&authkey)).unwrap();

@@ -160,3 +160,94 @@ fn objects_registered_by_name_are_one_object_for_every_client() {
         ));
     });
 }
+
+/// A child: reads the list proxy stored in `d["inner"]` and appends `x` to it.
+fn append_to_stored((d, x): (DictProxy<String, ListProxy<i32>>, i32)) -> usize {
+    let inner = d.get(&"inner".into()).unwrap().expect("the stored proxy");
+    inner.append(&x).unwrap();
+    inner.len().unwrap()
+}
+
+#[test]
+fn a_proxy_stored_in_a_dict_keeps_working_for_every_reader_until_removed() {
+    with_deadline(LONG, "stored proxies", || {
+        let manager = Manager::start().unwrap();
+        let d = manager.dict::<String, ListProxy<i32>>().unwrap();
+        {
+            let inner = manager.list::<i32>().unwrap();
+            d.set(&"inner".into(), &inner).unwrap();
+        }
+        // Our own proxy is gone: the stored value holds the list.
+        assert_eq!(manager.number_of_objects().unwrap(), 2);
+        let children: Vec<_> = [1, 2]
+            .into_iter()
+            .map(|x| {
+                Process::new(append_to_stored, (d.clone(), x))
+                    .start()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            child.join(Some(LONG)).unwrap();
+        }
+        // Every reader gets a reference of its own, here too, and again.
+        for _ in 0..2 {
+            let inner = d.get(&"inner".into()).unwrap().unwrap();
+            let mut items = inner.to_vec().unwrap();
+            items.sort();
+            assert_eq!(items, [1, 2]);
+        }
+        assert_eq!(d.values().unwrap().len(), 1);
+        assert_eq!(manager.number_of_objects().unwrap(), 2);
+
+        // Overwriting the value lets the old list go (the new one is held instead).
+        d.set(&"inner".into(), &manager.list::<i32>().unwrap())
+            .unwrap();
+        assert_eq!(manager.number_of_objects().unwrap(), 2);
+        // Deleting it lets the new one go.
+        d.del(&"inner".into()).unwrap();
+        assert_eq!(manager.number_of_objects().unwrap(), 1);
+
+        // A popped value's proxy is the taker's: claimed once, and freed with it.
+        let l = manager.list::<i32>().unwrap();
+        l.append(&5).unwrap();
+        d.set(&"p".into(), &l).unwrap();
+        drop(l);
+        let popped = d.pop(&"p".into()).unwrap().unwrap();
+        assert_eq!(popped.to_vec().unwrap(), [5]);
+        drop(popped);
+        assert_eq!(manager.number_of_objects().unwrap(), 1);
+    });
+}
+
+#[test]
+fn proxies_stored_in_a_list_and_a_namespace_are_read_many_times_and_freed_with_them() {
+    with_deadline(LONG, "stored in list and namespace", || {
+        let manager = Manager::start().unwrap();
+        let other = connect(manager.address(), Some(manager.authkey())).unwrap();
+        let l = manager.list::<DictProxy<u8, u8>>().unwrap();
+        let ns = manager.namespace().unwrap();
+        {
+            let d = manager.dict::<u8, u8>().unwrap();
+            l.append(&d).unwrap();
+            ns.set("d", &d).unwrap();
+        }
+        l.get(0).unwrap().set(&1, &1).unwrap();
+        ns.get::<DictProxy<u8, u8>>("d")
+            .unwrap()
+            .set(&2, &2)
+            .unwrap();
+        // From another connection, twice.
+        let l2 = ListProxy::<DictProxy<u8, u8>>::from_token(&other, &l.share().unwrap()).unwrap();
+        for _ in 0..2 {
+            assert_eq!(l2.get(0).unwrap().len().unwrap(), 2);
+        }
+        assert_eq!(l.to_vec().unwrap().len(), 1);
+        assert_eq!(manager.number_of_objects().unwrap(), 3);
+        // The list and the namespace both hold the dict: it goes with the last of them.
+        l.clear().unwrap();
+        assert_eq!(manager.number_of_objects().unwrap(), 3);
+        drop(ns);
+        assert_eq!(manager.number_of_objects().unwrap(), 1);
+    });
+}

@@ -61,6 +61,7 @@ pub(crate) struct Boot {
     /// The trampoline's address minus [`entry_base`]'s.
     pub(crate) entry: usize,
     /// The encoded arguments; their descriptors travel with this frame.
+    #[serde(with = "flotilla_core::codec::bytes")]
     pub(crate) args: Vec<u8>,
     pub(crate) name: String,
     pub(crate) daemon: bool,

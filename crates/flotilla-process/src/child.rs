@@ -41,7 +41,7 @@ pub(crate) const LOST_EXIT: i32 = 255;
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) enum Report {
     /// The target returned; the value's bytes (its handles travel beside them).
-    Returned(Vec<u8>),
+    Returned(#[serde(with = "flotilla_core::codec::bytes")] Vec<u8>),
     /// The target panicked.
     Panicked(String),
     /// The child would not run its task.

@@ -396,7 +396,9 @@ impl Manager {
 
     /// Sends queued tasks to workers that want them, the least busy first: an idle
     /// worker gets a task before any worker gets a second one in flight, and a worker
-    /// gets what it has room for at once (they go in one write).
+    /// gets what it has room for at once (they go in one write). When nothing is queued
+    /// and a worker is idle, a task waiting in another's pipeline is taken back for it
+    /// ([`take_back_for_idle`](Self::take_back_for_idle)).
     ///
     /// A task sent to an idle, ready worker starts at once (it is marked running as it
     /// is sent). One sent to a busy or starting worker waits in its pipeline, still
@@ -422,6 +424,9 @@ impl Manager {
                 queue.jobs.drain(..n).collect()
             };
             if jobs.is_empty() {
+                if self.take_back_for_idle() {
+                    continue;
+                }
                 return;
             }
             let mut held = Vec::new();
@@ -429,7 +434,9 @@ impl Manager {
                 let small = job.fds.is_empty() && job.frame.len() <= BATCHED;
                 let Some(i) = (0..self.workers.len())
                     .filter(|&i| open[i] && self.workers[i].room_for(small))
-                    .min_by_key(|&i| self.workers[i].inflight.len())
+                    // A ready worker before one still starting, so a task taken back
+                    // for an idle worker goes to it.
+                    .min_by_key(|&i| (self.workers[i].inflight.len(), !self.workers[i].ready))
                 else {
                     jobs.push_front(job);
                     break;
@@ -523,6 +530,49 @@ impl Manager {
             *left -= 1;
         }
         worker.inflight.push_back(job);
+    }
+
+    /// Takes back a task waiting in a busy worker's pipeline when another worker is idle
+    /// and nothing is queued, and queues it again at the front, for [`dispatch`] to send
+    /// to the idle one: no task waits behind a running one while a worker has nothing to
+    /// do, as in Python's pools, where whichever worker is free takes the next task.
+    /// True when it took one.
+    ///
+    /// It takes the first task of a pipeline not yet started, which is the first not yet
+    /// decided: skipping it through the gate decides nothing after it (the gate's
+    /// decisions go in order). It waits until the worker has seen the go of the task
+    /// before (the gate is [`settled`](Gate::settled)): the gate holds one decision, and
+    /// a skip written over an unseen go would skip that task too. Its frame may already
+    /// be written or still in the outbox; either way the worker finds it skipped, and
+    /// sends no answer for it.
+    ///
+    /// [`dispatch`]: Self::dispatch
+    fn take_back_for_idle(&mut self) -> bool {
+        let idle = self
+            .workers
+            .iter()
+            .any(|w| w.ready && w.inflight.is_empty() && w.has_room());
+        if !idle {
+            return false;
+        }
+        let Some((k, at)) = self.workers.iter().enumerate().find_map(|(k, w)| {
+            let at = w.inflight.iter().position(|job| !job.started)?;
+            // Not while the worker has yet to see the go of the task before it.
+            w.gate.settled().then_some((k, at))
+        }) else {
+            return false;
+        };
+        let worker = &mut self.workers[k];
+        let mut job = worker.inflight.remove(at).expect("found at this position");
+        worker.gate.decide(job.seq, false);
+        if let Some(left) = &mut worker.left {
+            *left += 1;
+        }
+        job.seq = 0;
+        let mut queue = self.shared.lock();
+        queue.held.remove(&job.sink.id());
+        queue.jobs.push_front(job);
+        true
     }
 
     /// Lets worker `i` start the task at the front of its pipeline, if it waits: marks it

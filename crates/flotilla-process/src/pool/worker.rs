@@ -37,12 +37,15 @@
 //!
 //! # The gate word
 //!
-//! One `u32` in shared memory per worker: bits 31..2 hold the sequence number (counted
-//! by the pool from 1, modulo 2^30, in the order it sends held tasks; the request
-//! carries it) of the last held task decided, bit 1 whether it may go, bit 0 that the worker sleeps on the word
-//! (so the pool wakes it). The pool decides held tasks in order, and decides the next
-//! only once the one before is skipped or answered; so a worker that finds a later
-//! task decided than the one it holds knows its own was skipped.
+//! One `u32` in shared memory per worker: bits 31..3 hold the sequence number (counted
+//! by the pool from 1, modulo 2^29, in the order it sends held tasks; the request
+//! carries it) of the last held task decided, bit 2 that the worker has seen that
+//! decision to go, bit 1 whether it may go, bit 0 that the worker sleeps on the word (so
+//! the pool wakes it). The pool decides held tasks in order, and decides the next only
+//! once the one before is skipped, answered, or seen to go; so a worker that finds a
+//! later task decided than the one it holds knows its own was skipped. (A go not yet
+//! seen must not be overwritten: the worker would take it for a skip. The pool takes a
+//! task back from a pipeline for an idle worker only once the go before it was seen.)
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -179,8 +182,11 @@ impl Gate {
     const SLEEPING: u32 = 1;
     /// Bit 1: the task may go.
     const GO: u32 = 2;
-    /// Sequence numbers have 30 bits.
-    const SEQ: u32 = u32::MAX >> 2;
+    /// Bit 2: the worker has seen the decision to go.
+    const SEEN: u32 = 4;
+    /// Sequence numbers have 29 bits, above the three flags.
+    const SEQ: u32 = u32::MAX >> 3;
+    const SHIFT: u32 = 3;
     /// Looks at the word this many times before yielding: the decision is usually on
     /// its way.
     const SPINS: u32 = 50;
@@ -202,10 +208,17 @@ impl Gate {
     /// The pool's side: decides held task `seq` (and so skips every earlier one the
     /// worker has not seen decided), waking the worker if it sleeps on the word.
     pub(super) fn decide(&self, seq: u32, go: bool) {
-        let word = ((seq & Self::SEQ) << 2) | if go { Self::GO } else { 0 };
+        let word = ((seq & Self::SEQ) << Self::SHIFT) | if go { Self::GO } else { 0 };
         if self.word.swap(word) & Self::SLEEPING != 0 {
             let _ = self.word.wake_all();
         }
+    }
+
+    /// The pool's side: true when no decision to go waits unseen, so the pool may decide
+    /// a later task (skip it) without the worker mistaking an earlier go for a skip.
+    pub(super) fn settled(&self) -> bool {
+        let word = self.word.load();
+        word & Self::GO == 0 || word & Self::SEEN != 0
     }
 
     /// The worker's side: waits for the decision on held task `seq`: `Some(true)` go,
@@ -214,9 +227,16 @@ impl Gate {
         let mut spins = 0;
         loop {
             let word = self.word.load();
-            let ahead = (word >> 2).wrapping_sub(seq) & Self::SEQ;
+            let ahead = (word >> Self::SHIFT).wrapping_sub(seq) & Self::SEQ;
             if ahead == 0 {
-                return Some(word & Self::GO != 0);
+                let go = word & Self::GO != 0;
+                if go && word & Self::SEEN == 0 {
+                    // Only this worker changes the word now (the pool decides nothing
+                    // more until it sees this, or the task's answer): set SEEN, keeping
+                    // SLEEPING as it is.
+                    let _ = self.word.compare_exchange(word, word | Self::SEEN);
+                }
+                return Some(go);
             }
             if ahead <= Self::SEQ / 2 {
                 return Some(false); // a later task is decided: this one was skipped
@@ -470,10 +490,15 @@ mod tests {
     fn the_gate_lets_go_skips_wakes_and_sees_a_pool_gone() {
         let (ours, theirs) = flotilla_ipc::pipe(true).unwrap();
         let gate = Gate::new().unwrap();
+        assert!(gate.settled());
         gate.decide(1, true);
+        // A go the worker has not seen yet must not be decided over.
+        assert!(!gate.settled());
         assert_eq!(gate.wait(1, &theirs), Some(true));
+        assert!(gate.settled());
         // Task 2 was skipped with no decision of its own: a later one is decided.
         gate.decide(3, false);
+        assert!(gate.settled());
         assert_eq!(gate.wait(2, &theirs), Some(false));
         assert_eq!(gate.wait(3, &theirs), Some(false));
         // A decision made while the worker sleeps on the word wakes it.

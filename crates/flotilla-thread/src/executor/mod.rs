@@ -469,11 +469,14 @@ impl ThreadPoolExecutor {
     /// Unlike Python's, and like every Rust iterator adapter, nothing is submitted until
     /// the first `next()`: that is when the first window of tasks starts.
     ///
-    /// At most [`buffer_size`](Map::buffer_size) tasks are submitted ahead of the
-    /// consumer (default: 256, or 4 × `max_workers` when that is more), so a huge or endless input is not
-    /// consumed eagerly. Iteration stops after the first failure, which it yields;
-    /// dropping the iterator cancels the tasks that have not started.
-    /// [`timeout`](Map::timeout) bounds the whole iteration, counted from this call.
+    /// At most [`buffer_size`](Map::buffer_size) items are taken from the input ahead of
+    /// the consumer (default: 256, or 4 × `max_workers`, or 4 chunks per worker,
+    /// whichever is most), so a huge or endless input is not consumed eagerly. Items run in tasks of
+    /// [`chunksize`](Map::chunksize) items, chosen automatically from the input's
+    /// `size_hint` by default, so a long map of cheap items does not pay a task per
+    /// item. Iteration stops after the first failure, which it yields; dropping the
+    /// iterator cancels the tasks that have not started. [`timeout`](Map::timeout)
+    /// bounds the whole iteration, counted from this call.
     pub fn map<I, F, T>(&self, f: F, items: I) -> Map<I::IntoIter, T>
     where
         I: IntoIterator,
