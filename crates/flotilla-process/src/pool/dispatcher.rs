@@ -63,6 +63,10 @@ pub(super) const BUDGET: Duration = Duration::from_millis(1);
 /// How long a worker that closed its connection has to end before it is killed.
 pub(super) const HANG_GRACE: Duration = Duration::from_secs(10);
 
+/// How many times the manager looks for answers, yielding the processor in between,
+/// before it sleeps in `poll` while a worker runs a task.
+const YIELDS: u32 = 20;
+
 /// How often an ended worker whose exit cannot be watched is looked at.
 const REAP_EVERY: Duration = Duration::from_millis(20);
 
@@ -734,6 +738,21 @@ impl Manager {
                 Some(t) => PollTimeout::try_from(t + Duration::from_micros(999))
                     .unwrap_or(PollTimeout::MAX),
             };
+            // A worker running a short task answers within microseconds: look a few
+            // times, yielding the processor in between (to that worker, on a busy
+            // machine), before sleeping, which costs a wake-up per answer.
+            let busy = self
+                .workers
+                .iter()
+                .any(|w| w.inflight.front().is_some_and(|job| job.started));
+            if busy && timeout != PollTimeout::ZERO {
+                for _ in 0..YIELDS {
+                    if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0)) {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => return,
