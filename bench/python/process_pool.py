@@ -26,6 +26,7 @@ Runners:
   ppe-as-completed     ProcessPoolExecutor: submit inc(i) for each i, then the
                        results in completion order with as_completed
   pool-imap-unordered  list(Pool.imap_unordered(inc, range(batch))), chunksize 1
+  pool-imap-unordered-chunked  the same with chunksize=100
 """
 
 import multiprocessing
@@ -35,6 +36,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from measure import Contender, main
 
 CHUNKSIZE = 1000
+UNORDERED_CHUNKSIZE = 100
 WARM_UP_TRIES = 50
 WARM_UP_TASKS = 200
 
@@ -73,7 +75,12 @@ def check_unordered(n, results):
     return sorted(results) == list(range(1, n + 1))
 
 
-CHECKS = {"submit": check_submit, "map": check_map, "unordered": check_unordered}
+CHECKS = {
+    "submit": check_submit,
+    "map": check_map,
+    "unordered": check_unordered,
+    "unordered-chunked": check_unordered,
+}
 
 
 class Executor(Contender):
@@ -121,6 +128,8 @@ class Pool(Contender):
             return self.pool.map(inc, range(n), chunksize=CHUNKSIZE)
         if self.kind == "unordered":
             return list(self.pool.imap_unordered(inc, range(n)))
+        if self.kind == "unordered-chunked":
+            return list(self.pool.imap_unordered(inc, range(n), chunksize=UNORDERED_CHUNKSIZE))
         results = [self.pool.apply_async(identity, (i,)) for i in range(n)]
         return [r.get() for r in results]
 
@@ -139,6 +148,7 @@ RUNNERS = {
     "pool-map": lambda args: Pool(args.threads, "map"),
     "ppe-as-completed": lambda args: Executor(args.threads, "unordered"),
     "pool-imap-unordered": lambda args: Pool(args.threads, "unordered"),
+    "pool-imap-unordered-chunked": lambda args: Pool(args.threads, "unordered-chunked"),
 }
 
 if __name__ == "__main__":

@@ -572,6 +572,24 @@ pub(crate) const FIGURES: &[Figure] = &[
             python("cpython-pool", "process_pool.py", "pool-imap-unordered").with_items(10_000),
         ],
     },
+    Figure {
+        name: "process-pool-imap-unordered-chunked",
+        title: "process pool imap_unordered: trivial items 100 per message, completion order",
+        unit: "items/s",
+        measure: Measure::Throughput {
+            items: 1_000_000,
+            calls: 3,
+        },
+        conditions: process_pool::IMAP_UNORDERED_CHUNKED_CONDITIONS,
+        check: process_pool::check_unordered,
+        flotilla: process_pool::flotilla_imap_unordered_chunked,
+        baselines: &[python(
+            "cpython-pool",
+            "process_pool.py",
+            "pool-imap-unordered-chunked",
+        )
+        .with_items(200_000)],
+    },
     round_trip!(
         "connection-round-trip-64B",
         "Connection round trip to a child process, 64 B messages",

@@ -46,7 +46,8 @@ exactly `0..n`, in order.
 - **flotilla**: `ProcessPoolExecutor::builder().max_workers(2)` (forkserver workers, \
 the default); `submit(identity, i)` each into a `Vec<Future<u64>>`, then \
 `into_result(Some(60 s))` on each in order. The pool keeps up to 2 tasks in flight per \
-worker (`PIPELINE`).
+worker (`PIPELINE`), and up to 16 small ones on a worker whose tasks prove short (about \
+1 ms of work), sent several to a write.
 - **cpython**: `ProcessPoolExecutor(max_workers=2)`; `[ex.submit(identity, i) for i in \
 range(n)]`, then `[f.result() for f in futures]`.
 - **cpython-pool**: `multiprocessing.Pool(2)`; `[pool.apply_async(identity, (i,)) for i \
@@ -85,8 +86,8 @@ untimed call of 10,000 items, then times 30 calls (10 with `--quick`) and keeps 
 median; after each call, untimed, the results must be exactly `1..=100,000`, in order.
 
 - **flotilla**: `pool.map(inc, 0..n, 1000)` (`u64`s), collected into a \
-`Result<Vec<u64>, _>`; its default look-ahead keeps up to 4 × `max_workers` = 8 chunks \
-in flight ahead of the consumer.
+`Result<Vec<u64>, _>`; its default look-ahead keeps up to 32 × `max_workers` = 64 \
+chunks in flight ahead of the consumer.
 - **cpython**: `list(ex.map(inc, range(n), chunksize=1000))` on the \
 `ProcessPoolExecutor` of `process-pool-submit` (which submits every chunk before \
 yielding the first result).
@@ -113,6 +114,21 @@ into a `Result<Vec<u64>, _>`.
 `[f.result() for f in as_completed([ex.submit(inc, i) for i in range(n)])]`, on the \
 executor of `process-pool-submit`.
 - procspawn has no way to take results in completion order, so it is left out here.";
+
+/// Items per message in the chunked imap_unordered figure, for every contender.
+pub(crate) const UNORDERED_CHUNKSIZE: usize = 100;
+
+/// The conditions of `process-pool-imap-unordered-chunked`, for `docs/benchmarks.md`.
+pub(crate) const IMAP_UNORDERED_CHUNKED_CONDITIONS: &str = "\
+`process-pool-imap-unordered` with 100 items per message (`chunksize=100`): the chunksize \
+parameter's gain. n is **flotilla 1,000,000; cpython-pool 200,000** (the value is a \
+rate, so the columns compare). Pools, rounds and checks as for \
+`process-pool-imap-unordered`.
+
+- **flotilla**: `Pool::new(2)`; `pool.imap_unordered(inc, 0..n, 100)` (`u64`s), collected \
+into a `Result<Vec<u64>, _>`.
+- **cpython-pool**: `multiprocessing.Pool(2)`; \
+`list(pool.imap_unordered(inc, range(n), chunksize=100))`.";
 
 /// A submit task: returns its argument.
 fn identity(i: u64) -> u64 {
@@ -202,6 +218,20 @@ pub(crate) fn flotilla_imap_unordered(threads: usize) -> anyhow::Result<Batch> {
     Ok(batch(move |n| {
         let results = pool
             .imap_unordered(inc, 0..n as u64, 1)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(results)
+    }))
+}
+
+/// flotilla: `Pool::imap_unordered` with chunks of [`UNORDERED_CHUNKSIZE`] items,
+/// collected.
+pub(crate) fn flotilla_imap_unordered_chunked(threads: usize) -> anyhow::Result<Batch> {
+    ensure!(threads == THREADS, "the warm-up expects {THREADS} workers");
+    let pool = Pool::new(threads)?;
+    warm_up(|| Ok(pool.map(worker_pid, vec![(); WARM_UP_TASKS], Some(1))?))?;
+    Ok(batch(move |n| {
+        let results = pool
+            .imap_unordered(inc, 0..n as u64, UNORDERED_CHUNKSIZE)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(results)
     }))

@@ -201,6 +201,38 @@ fn a_worker_killed_mid_map_fails_that_chunk_and_the_rest_complete() {
     assert_eq!(pool.apply(die_on_7, 1).unwrap(), 1, "the pool goes on");
 }
 
+fn die_on_150(x: u32) -> u32 {
+    if x == 150 {
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);
+    }
+    x
+}
+
+/// A worker's pipeline is deep once its tasks prove short, and a map's chunks in it are
+/// marked running as they are sent: when the worker dies, the ones behind the chunk it
+/// was running go back to the queue and run elsewhere, each exactly once.
+#[test]
+fn a_worker_killed_deep_in_a_map_fails_one_chunk_and_requeues_those_behind_it() {
+    let pool = Pool::new(2).unwrap();
+    // Short tasks first, so that the workers' pipelines are deep.
+    assert_eq!(pool.map(die_on_150, 0..100u32, Some(1)).unwrap().len(), 100);
+    let results: Vec<_> = pool
+        .imap_unordered(die_on_150, 0..400u32, 1)
+        .unwrap()
+        .collect();
+    assert_eq!(results.len(), 400);
+    let died: Vec<_> = results
+        .iter()
+        .filter(|r| matches!(r, Err(TaskError::WorkerDied { .. })))
+        .collect();
+    assert_eq!(died.len(), 1, "{died:?}");
+    let mut values: Vec<u32> = results.into_iter().filter_map(Result::ok).collect();
+    values.sort_unstable();
+    let expected: Vec<u32> = (0..400).filter(|&x| x != 150).collect();
+    assert_eq!(values, expected);
+    assert_eq!(pool.apply(die_on_150, 1).unwrap(), 1, "the pool goes on");
+}
+
 #[test]
 fn dropping_a_pool_terminates_it() {
     let pending;

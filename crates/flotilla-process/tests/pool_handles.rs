@@ -128,3 +128,49 @@ fn queues_passed_to_pool_tasks_carry_items_both_ways() {
     jobs.close();
     assert_eq!(consumer.result(Some(LONG)).unwrap(), 5050);
 }
+
+fn double(x: u64) -> u64 {
+    2 * x
+}
+
+/// Writes `value` at `index` of the array and returns it.
+fn write_back((array, index, value): (Array<i32>, usize, i32)) -> i32 {
+    array.set(index, value).expect("in bounds");
+    value
+}
+
+/// Small tasks travel several to a frame, and a task with descriptors alone beside them:
+/// interleaved on deep pipelines, each reaches its worker with its own handles, once.
+#[test]
+fn tasks_with_handles_interleaved_with_batched_small_ones_each_run_once() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(2)
+        .build()
+        .unwrap();
+    // Short tasks first, so that the workers' pipelines are deep.
+    let warm: Vec<_> = (0..200).map(|i| pool.submit(double, i).unwrap()).collect();
+    for (i, f) in (0..).zip(&warm) {
+        assert_eq!(f.result(Some(LONG)).unwrap(), 2 * i);
+    }
+    let array = Array::<i32>::new(100).unwrap();
+    let mut small = Vec::new();
+    let mut handled = Vec::new();
+    for i in 0..100u64 {
+        for j in 0..3 {
+            small.push((3 * i + j, pool.submit(double, 3 * i + j).unwrap()));
+        }
+        let index = i as usize;
+        handled.push(
+            pool.submit(write_back, (array.clone(), index, index as i32 + 1))
+                .unwrap(),
+        );
+    }
+    for (x, f) in &small {
+        assert_eq!(f.result(Some(LONG)).unwrap(), 2 * x);
+    }
+    for (i, f) in (1..).zip(&handled) {
+        assert_eq!(f.result(Some(LONG)).unwrap(), i);
+    }
+    let expected: Vec<i32> = (1..=100).collect();
+    assert_eq!(array.to_vec().unwrap(), expected);
+}

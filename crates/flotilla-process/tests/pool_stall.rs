@@ -1,7 +1,8 @@
 //! The pool's manager never blocks on one worker (issue 11 bug 6): a worker stopped
 //! (SIGSTOP) halfway through sending its result, or while the pool sends it a large
 //! task, holds up only its own tasks; the other worker's tasks complete, and after
-//! SIGCONT everything does.
+//! SIGCONT everything does. Nor does it wait for a worker whose connection ended to
+//! exit.
 
 mod pool_support;
 
@@ -9,7 +10,7 @@ use std::collections::HashSet;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use flotilla_core::Future;
+use flotilla_core::{Future, TaskError};
 use flotilla_process::ProcessPoolExecutor;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -37,6 +38,19 @@ fn len_of(v: Vec<u8>) -> usize {
 fn big_result((path, len): (PathBuf, usize)) -> Vec<u8> {
     std::fs::write(&path, std::process::id().to_string()).unwrap();
     vec![0xab; len]
+}
+
+/// Closes every descriptor of this worker (its connection to the pool among them), says
+/// so by creating `path`, and exits with code 7 after `ms` milliseconds.
+fn close_and_linger((path, ms): (PathBuf, u64)) {
+    for fd in 3..4096 {
+        // SAFETY: this worker does nothing more with its descriptors: it only creates a
+        // file, sleeps and exits.
+        unsafe { libc::close(fd) };
+    }
+    std::fs::write(&path, b"closed").unwrap();
+    std::thread::sleep(Duration::from_millis(ms));
+    std::process::exit(7);
 }
 
 /// Resumes a stopped worker on the way out, whatever happened.
@@ -193,4 +207,65 @@ fn a_large_task_for_a_stopped_worker_does_not_freeze_the_pool() {
     }
     assert_eq!(collect_within(&small, LONG).len(), small.len());
     within(LONG, "shutting the pool down", move || drop(pool));
+}
+
+/// A worker that closes its connection and lingers before it exits holds up nothing but
+/// its own task: the manager learns how it ended from its exit, which it watches beside
+/// the connections. (It used to join the worker on the manager thread, for up to 10 s:
+/// no task was sent or answered meanwhile.)
+#[test]
+fn a_worker_that_closes_its_connection_and_lingers_holds_up_no_other_task() {
+    within(
+        LONG,
+        "a worker lingering after closing its connection",
+        || {
+            let pool = pool();
+            let warm: Vec<_> = (0..2)
+                .map(|_| pool.submit(pid_after, 300).unwrap())
+                .collect();
+            assert_eq!(collect_within(&warm, LONG).len(), 2);
+            let marker = std::env::temp_dir().join(format!(
+                "flotilla-pool-linger-{}-{:?}",
+                std::process::id(),
+                Instant::now()
+            ));
+            let _ = std::fs::remove_file(&marker);
+            let lingering = pool
+                .submit(close_and_linger, (marker.clone(), 8_000))
+                .unwrap();
+            let deadline = Instant::now() + LONG;
+            while !marker.exists() {
+                assert!(
+                    Instant::now() < deadline,
+                    "the task never closed its connection"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            // The manager has seen the connection end by now.
+            std::thread::sleep(Duration::from_millis(200));
+            let quick = pool.submit(pid, ()).unwrap();
+            quick.result(Some(LONG)).unwrap();
+            assert!(
+                !lingering.done(),
+                "a task of another worker waited for the lingering worker to exit"
+            );
+            match lingering.result(Some(LONG)) {
+                Err(TaskError::WorkerDied {
+                    exit_code: Some(7),
+                    reason,
+                    ..
+                }) => assert!(reason.contains("exited with code 7"), "{reason}"),
+                other => panic!("the lingering worker's task: {other:?}"),
+            }
+            let _ = std::fs::remove_file(&marker);
+            // The pool goes on.
+            assert!(
+                pool.submit(pid_after, 0)
+                    .unwrap()
+                    .result(Some(LONG))
+                    .unwrap()
+                    > 0
+            );
+        },
+    );
 }

@@ -187,7 +187,7 @@ impl Pool {
             .max(1);
         items
             .chunks(chunksize)
-            .map(|chunk| self.executor.shared.submit_entry(&entry, chunk))
+            .map(|chunk| self.executor.shared.submit_chunk(&entry, chunk))
             .collect()
     }
 
@@ -357,8 +357,8 @@ impl Pool {
     /// `chunksize` items per message (`None`: 1, as Python's default).
     /// Every item's result comes exactly once; a failed chunk yields its failure once.
     ///
-    /// As lazy as [`imap`](Self::imap): at most four chunks per worker are in flight,
-    /// and the input is read only as results are taken, so an endless input works.
+    /// Lazy: at most 32 chunks per worker are in flight (enough to keep every worker's pipeline full of small tasks), and the
+    /// input is read only as results are taken, so an endless input works.
     pub fn imap_unordered<F, I, R, C>(
         &self,
         f: F,
@@ -378,7 +378,7 @@ impl Pool {
             boot::entry_of_chunk::<F, I::Item, R>(&f),
             items.into_iter(),
             chunksize.into().unwrap_or(1),
-            4 * self.executor.max_workers(),
+            super::MAP_WINDOW * self.executor.max_workers(),
         ))
     }
 

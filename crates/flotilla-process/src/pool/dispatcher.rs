@@ -8,6 +8,17 @@
 //! arrives or leaves in pieces (a worker stopped halfway through sending a large result,
 //! or not reading a large task) waits there while the other workers go on. Any size of argument or result may therefore be in
 //! any worker's pipeline: none is held back for an idle worker.
+//!
+//! It works in batches: one `poll` reports every worker with answers, one read takes the
+//! answers that arrived together, and the tasks it hands a worker at once go in one
+//! frame (see `worker`), in one write. A worker whose tasks prove short gets a deeper
+//! pipeline (up to [`DEEP`] small tasks, about [`BUDGET`] of work), refilled when it is
+//! half empty, so that the tasks go in batches while it never runs dry.
+//!
+//! A worker whose connection ends is out of the dispatch at once (the tasks it had not
+//! started go back to the queue); the manager learns how it ended from its exit, which
+//! it watches beside the connections, so a worker that closes its connection and then
+//! hangs holds up nothing but its own task (killed after [`HANG_GRACE`]).
 
 use std::collections::VecDeque;
 use std::os::fd::{AsFd, OwnedFd};
@@ -22,8 +33,11 @@ use flotilla_ipc::{Connection, FrameWriter, pipe};
 use crate::fds::Internal;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
-use super::worker::{Gate, Response, WorkerArgs, request_frame, worker_main};
-use super::{Job, PIPELINE, Shared, WorkerDeath};
+use super::worker::{
+    BATCH_BYTES, BATCHED, Gate, Response, WorkerArgs, batch_request, request_frame, seal_batch,
+    worker_main,
+};
+use super::{Canceller, Job, PIPELINE, Shared, WorkerDeath};
 use crate::context::Context;
 use crate::error::Error;
 use crate::process::Process;
@@ -38,12 +52,35 @@ pub(super) const START_ATTEMPTS: u32 = 5;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// A frame waiting to be written to a worker.
-struct Out {
-    frame: Vec<u8>,
-    fds: Vec<OwnedFd>,
-    /// The task it carries, if it carries one.
-    task: Option<FutureId>,
+/// The most small tasks in flight on one worker whose tasks are short.
+pub(super) const DEEP: usize = 16;
+
+/// About how much work, by the time its recent tasks took, a worker's pipeline holds
+/// (within [`PIPELINE`]..=[`DEEP`] tasks): enough to batch tasks of a few microseconds,
+/// little enough that a slow task holds few others behind it.
+pub(super) const BUDGET: Duration = Duration::from_millis(1);
+
+/// How long a worker that closed its connection has to end before it is killed.
+pub(super) const HANG_GRACE: Duration = Duration::from_secs(10);
+
+/// How many times the manager looks for answers, yielding the processor in between,
+/// before it sleeps in `poll` while a worker runs a task.
+const YIELDS: u32 = 20;
+
+/// How often an ended worker whose exit cannot be watched is looked at.
+const REAP_EVERY: Duration = Duration::from_millis(20);
+
+/// What waits to be written to a worker.
+enum Out {
+    /// One request, with its descriptors.
+    Single {
+        frame: Vec<u8>,
+        fds: Vec<OwnedFd>,
+        /// The task it carries.
+        task: FutureId,
+    },
+    /// Small requests without descriptors, going in one frame (not sealed yet).
+    Batch(Vec<u8>),
 }
 
 /// One worker, as the manager sees it.
@@ -69,16 +106,68 @@ struct Worker {
     gate: Gate,
     /// The sequence number of the last held task sent to it.
     seq: u32,
+    /// When the task at the front of its pipeline was let go.
+    started_at: Instant,
+    /// How long its tasks have taken lately (a moving average), once one has been
+    /// answered: from being let go to its answer being read.
+    service: Option<Duration>,
+    /// How many small tasks it may have in flight: [`PIPELINE`], or more when its tasks
+    /// are short (see [`BUDGET`]); follows `service`.
+    depth: usize,
 }
 
 impl Worker {
+    fn depth(&self) -> usize {
+        self.depth
+    }
+
     fn has_room(&self) -> bool {
-        self.inflight.len() < PIPELINE && self.left.is_none_or(|left| left > 0)
+        self.inflight.len() < self.depth() && self.left.is_none_or(|left| left > 0)
+    }
+
+    /// Whether it may take a task now, small (see [`BATCHED`]) or not.
+    fn room_for(&self, small: bool) -> bool {
+        self.has_room() && (small || self.inflight.len() < PIPELINE)
+    }
+
+    /// Whether to hand it tasks now: it has room, and no more than half its depth in
+    /// flight, so that a deep pipeline is refilled in batches.
+    fn wants_tasks(&self) -> bool {
+        self.has_room() && self.inflight.len() <= self.depth() / 2
+    }
+
+    /// How many more tasks it may take now.
+    fn room(&self) -> usize {
+        let room = self.depth().saturating_sub(self.inflight.len());
+        self.left.map_or(room, |left| room.min(left))
+    }
+
+    /// Counts an answer read now to the task at the front of its pipeline.
+    fn answered(&mut self, now: Instant) {
+        let took = now.saturating_duration_since(self.started_at);
+        let service = match self.service {
+            None => took,
+            Some(before) => (before * 7 + took) / 8,
+        };
+        self.service = Some(service);
+        let fit = BUDGET.as_nanos() / service.as_nanos().max(1);
+        self.depth = usize::try_from(fit).unwrap_or(DEEP).clamp(PIPELINE, DEEP);
     }
 
     fn wants_to_write(&self) -> bool {
         self.writer.in_progress() || !self.outbox.is_empty()
     }
+}
+
+/// A worker whose connection ended, until its process has ended too.
+struct Ending {
+    worker: Worker,
+    /// It is killed if it has not ended by then.
+    deadline: Instant,
+    /// It was killed for not ending in time.
+    hung: bool,
+    /// Its exit can be waited for in `poll` (false once its sentinel said so in vain).
+    watch: bool,
 }
 
 /// The manager thread's state.
@@ -92,6 +181,8 @@ pub(super) struct Manager {
     /// Start every worker at once rather than on demand (`Pool`, as in Python).
     pub(super) eager: bool,
     workers: Vec<Worker>,
+    /// Workers whose connection ended, waited for without blocking.
+    ending: Vec<Ending>,
     pub(super) started: Arc<AtomicUsize>,
     /// Stop requests for tasks not yet running on a worker: a task second in a worker's
     /// pipeline is stopped when it reaches the front.
@@ -131,6 +222,7 @@ impl Manager {
             on_death,
             eager,
             workers: Vec::new(),
+            ending: Vec::new(),
             started,
             stops: Vec::new(),
             start_failures: 0,
@@ -140,32 +232,33 @@ impl Manager {
 
     pub(super) fn run(mut self) {
         loop {
-            self.stop_tasks();
             if self.broken_or_terminated() {
                 break;
             }
-            self.start_workers();
-            if self.broken_or_terminated() {
+            self.stop_tasks();
+            if self.start_workers() && self.broken_or_terminated() {
                 break;
             }
             self.dispatch();
             for i in 0..self.workers.len() {
                 self.flush(i);
             }
-            let (shutdown, idle, queued) = {
+            let now = Instant::now();
+            // Ask to be woken by a submission only when one could be dispatched at once.
+            let capacity =
+                self.workers.iter().any(Worker::wants_tasks) || self.may_start_worker(now);
+            self.shared.sleeping.store(capacity, Ordering::Release);
+            let (shutdown, queued) = {
                 let queue = self.shared.lock();
-                let idle =
-                    queue.jobs.is_empty() && self.workers.iter().all(|w| w.inflight.is_empty());
-                (queue.shutdown, idle, !queue.jobs.is_empty())
+                (queue.shutdown, !queue.jobs.is_empty())
             };
+            let idle = !queued
+                && self.workers.iter().all(|w| w.inflight.is_empty())
+                && self.ending.iter().all(|e| e.worker.inflight.is_empty());
             if shutdown && idle {
                 break;
             }
-            // Ask to be woken by a submission only when one could be dispatched at once.
-            let now = Instant::now();
-            let capacity = self.workers.iter().any(Worker::has_room) || self.may_start_worker(now);
-            self.shared.sleeping.store(capacity, Ordering::Release);
-            let timeout = if capacity && (queued || !self.shared.lock().jobs.is_empty()) {
+            let timeout = if capacity && queued {
                 // A task came meanwhile: look at the workers and go round again.
                 self.shared.sleeping.store(false, Ordering::Release);
                 Some(Duration::ZERO)
@@ -184,8 +277,10 @@ impl Manager {
     }
 
     /// True when the pool broke or was terminated (then everything pending has failed).
+    /// Takes the stop requests on the way, under the same lock.
     fn broken_or_terminated(&mut self) -> bool {
-        let queue = self.shared.lock();
+        let mut queue = self.shared.lock();
+        self.stops.append(&mut queue.stops);
         if queue.broken.is_some() {
             return true;
         }
@@ -205,11 +300,13 @@ impl Manager {
 
     /// Starts workers while more tasks wait than there are idle workers, up to
     /// `max_workers` (or all of them at once, when eager), unless the pool is pausing
-    /// after a failed start.
-    fn start_workers(&mut self) {
+    /// after a failed start. True when it tried to start one (so the pool may have
+    /// broken).
+    fn start_workers(&mut self) -> bool {
+        let mut tried = false;
         loop {
             if !self.may_start_worker(Instant::now()) {
-                return;
+                return tried;
             }
             let waiting = self.shared.lock().jobs.len();
             let idle = self
@@ -218,14 +315,15 @@ impl Manager {
                 .filter(|w| w.inflight.is_empty() && w.has_room())
                 .count();
             if !(self.eager || waiting > idle) {
-                return;
+                return tried;
             }
+            tried = true;
             match self.start_worker() {
                 Ok(worker) => self.workers.push(worker),
                 Err(reason) => {
                     self.start_failed(reason);
                     if self.shared.lock().broken.is_some() {
-                        return;
+                        return tried;
                     }
                 }
             }
@@ -276,6 +374,9 @@ impl Manager {
             worked: false,
             gate,
             seq: 0,
+            started_at: Instant::now(),
+            service: None,
+            depth: PIPELINE,
         })
     }
 
@@ -297,8 +398,9 @@ impl Manager {
         self.next_start = Some(Instant::now() + pause);
     }
 
-    /// Sends queued tasks to workers with room, the least busy first: an idle worker
-    /// gets a task before any worker gets a second one in flight. When nothing is queued
+    /// Sends queued tasks to workers that want them, the least busy first: an idle
+    /// worker gets a task before any worker gets a second one in flight, and a worker
+    /// gets what it has room for at once (they go in one write). When nothing is queued
     /// and a worker is idle, a task waiting in another's pipeline is taken back for it
     /// ([`take_back_for_idle`](Self::take_back_for_idle)).
     ///
@@ -308,72 +410,130 @@ impl Manager {
     /// after the task before it ends ([`release`](Self::release)).
     fn dispatch(&mut self) {
         loop {
-            let (i, mut job) = {
+            let open: Vec<bool> = self.workers.iter().map(Worker::wants_tasks).collect();
+            let room: usize = self
+                .workers
+                .iter()
+                .zip(&open)
+                .filter(|(_, open)| **open)
+                .map(|(worker, _)| worker.room())
+                .sum();
+            if room == 0 {
+                return;
+            }
+            // One lock for as many tasks as there is room for.
+            let mut jobs: VecDeque<Job> = {
                 let mut queue = self.shared.lock();
-                if queue.jobs.is_empty() {
-                    drop(queue);
-                    if self.take_back_for_idle() {
-                        continue;
-                    }
-                    return;
+                let n = room.min(queue.jobs.len());
+                queue.jobs.drain(..n).collect()
+            };
+            if jobs.is_empty() {
+                if self.take_back_for_idle() {
+                    continue;
                 }
+                return;
+            }
+            let mut held = Vec::new();
+            while let Some(job) = jobs.pop_front() {
+                let small = job.fds.is_empty() && job.frame.len() <= BATCHED;
                 let Some(i) = (0..self.workers.len())
-                    .filter(|&i| self.workers[i].has_room())
+                    .filter(|&i| open[i] && self.workers[i].room_for(small))
                     // A ready worker before one still starting, so a task taken back
                     // for an idle worker goes to it.
                     .min_by_key(|&i| (self.workers[i].inflight.len(), !self.workers[i].ready))
                 else {
-                    return;
+                    jobs.push_front(job);
+                    break;
                 };
-                (i, queue.jobs.pop_front().expect("not empty"))
-            };
-            let worker = &mut self.workers[i];
-            let now = worker.ready && worker.inflight.is_empty();
-            if now {
-                if !job.sink.start() {
-                    continue; // cancelled while queued
-                }
-                job.started = true;
-                worker.worked = true;
-            } else if job.sink.cancelled() {
-                job.sink.cancel();
-                continue;
+                self.assign(i, job, small, &mut held);
             }
-            let fds = match job
-                .fds
-                .iter()
-                .map(OwnedFd::try_clone)
-                .collect::<Result<Vec<_>, _>>()
+            let full = !jobs.is_empty();
             {
-                Ok(fds) => fds,
-                Err(e) => {
-                    job.sink.finish(Err(TaskError::Remote {
-                        message: format!("could not send the task's handles to a worker: {e}"),
-                        backtrace: None,
-                    }));
-                    continue;
+                let mut queue = self.shared.lock();
+                queue.held.extend(held);
+                // Those no worker had room for (a large one behind small ones) go back.
+                for job in jobs.into_iter().rev() {
+                    queue.jobs.push_front(job);
                 }
-            };
-            let id = job.sink.id();
-            let held = (!now).then(|| {
-                worker.seq = worker.seq.wrapping_add(1);
-                worker.seq
-            });
-            if let Some(seq) = held {
-                job.seq = seq;
-                let cancel = job.sink.canceller();
-                self.shared.lock().held.insert(id, cancel);
             }
-            worker.outbox.push_back(Out {
-                frame: request_frame(&job.frame, held),
-                fds,
-                task: Some(id),
-            });
-            if let Some(left) = &mut worker.left {
-                *left -= 1;
+            if full {
+                return;
             }
-            worker.inflight.push_back(job);
         }
+    }
+
+    /// Hands `job` to worker `i` (it has room): to start at once if the worker is idle
+    /// and ready, to wait in its pipeline otherwise (then what cancels it is added to
+    /// `held`). A task cancelled meanwhile is dropped.
+    fn assign(
+        &mut self,
+        i: usize,
+        mut job: Job,
+        small: bool,
+        held: &mut Vec<(FutureId, Canceller)>,
+    ) {
+        let worker = &mut self.workers[i];
+        let idle = worker.inflight.is_empty();
+        let now = worker.ready && (idle || job.eager);
+        if now {
+            if !job.sink.start() {
+                return; // cancelled while queued
+            }
+            job.started = true;
+            worker.worked = true;
+            if idle {
+                worker.started_at = Instant::now();
+            }
+        } else if job.sink.cancelled() {
+            job.sink.cancel();
+            return;
+        }
+        let fds = match job
+            .fds
+            .iter()
+            .map(OwnedFd::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+        {
+            Ok(fds) => fds,
+            Err(e) => {
+                job.sink.finish(Err(TaskError::Remote {
+                    message: format!("could not send the task's handles to a worker: {e}"),
+                    backtrace: None,
+                }));
+                return;
+            }
+        };
+        let id = job.sink.id();
+        let seq = (!now).then(|| {
+            worker.seq = worker.seq.wrapping_add(1);
+            worker.seq
+        });
+        if let Some(seq) = seq {
+            job.seq = seq;
+            held.push((id, job.sink.canceller()));
+        }
+        if small {
+            match worker.outbox.back_mut() {
+                Some(Out::Batch(batch)) if batch.len() + job.frame.len() <= BATCH_BYTES => {
+                    batch_request(batch, &job.frame, seq);
+                }
+                _ => {
+                    let mut batch = Vec::with_capacity(256);
+                    batch_request(&mut batch, &job.frame, seq);
+                    worker.outbox.push_back(Out::Batch(batch));
+                }
+            }
+        } else {
+            worker.outbox.push_back(Out::Single {
+                frame: request_frame(&job.frame, seq),
+                fds,
+                task: id,
+            });
+        }
+        if let Some(left) = &mut worker.left {
+            *left -= 1;
+        }
+        worker.inflight.push_back(job);
     }
 
     /// Takes back a task waiting in a busy worker's pipeline when another worker is idle
@@ -436,6 +596,7 @@ impl Manager {
             if front.sink.start() {
                 front.started = true;
                 worker.worked = true;
+                worker.started_at = Instant::now();
                 worker.gate.decide(front.seq, true);
                 return;
             }
@@ -456,11 +617,18 @@ impl Manager {
                 let Some(out) = worker.outbox.pop_front() else {
                     return;
                 };
-                if let Err(e) = worker.writer.start(out.frame, out.fds) {
-                    // Nothing of it was written: that one task fails.
-                    let at = out
-                        .task
-                        .and_then(|id| worker.inflight.iter().position(|j| j.sink.id() == id));
+                let (frame, fds, task) = match out {
+                    Out::Single { frame, fds, task } => (frame, fds, Some(task)),
+                    Out::Batch(mut batch) => {
+                        seal_batch(&mut batch);
+                        (batch, Vec::new(), None)
+                    }
+                };
+                if let Err(e) = worker.writer.start(frame, fds) {
+                    // Nothing of it was written: that one task fails (only a request
+                    // with descriptors can fail so; a batch has none).
+                    let at =
+                        task.and_then(|id| worker.inflight.iter().position(|j| j.sink.id() == id));
                     if let Some(job) = at.and_then(|at| worker.inflight.remove(at)) {
                         self.shared.lock().held.remove(&job.sink.id());
                         if let Some(left) = &mut worker.left {
@@ -505,7 +673,6 @@ impl Manager {
     /// worker's pipeline stay until it runs; those for tasks no longer anywhere (finished)
     /// are dropped.
     fn stop_tasks(&mut self) {
-        self.stops.append(&mut self.shared.lock().stops);
         if self.stops.is_empty() {
             return;
         }
@@ -534,8 +701,21 @@ impl Manager {
     /// Sleeps (up to `timeout`; `None`: as long as it takes) until a submission, an
     /// answer, room to write to a worker, or a worker's end; handles what came.
     fn wait_for_events(&mut self, timeout: Option<Duration>) {
+        // An ended worker is looked at by its deadline, or now and then when its exit
+        // cannot be waited for.
+        let now = Instant::now();
+        let timeout = self
+            .ending
+            .iter()
+            .map(|e| match (e.hung, e.watch) {
+                (_, false) => REAP_EVERY,
+                (false, true) => e.deadline.saturating_duration_since(now),
+                (true, true) => HANG_GRACE,
+            })
+            .chain(timeout)
+            .min();
         let ready: Vec<(bool, bool)> = {
-            let mut fds = Vec::with_capacity(self.workers.len() + 1);
+            let mut fds = Vec::with_capacity(self.workers.len() + self.ending.len() + 1);
             fds.push(PollFd::new(self.shared.wake.as_fd(), PollFlags::POLLIN));
             for worker in &self.workers {
                 let mut events = PollFlags::POLLIN;
@@ -544,12 +724,35 @@ impl Manager {
                 }
                 fds.push(PollFd::new(worker.conn.as_fd(), events));
             }
+            for ending in &self.ending {
+                let events = if ending.watch {
+                    PollFlags::POLLIN
+                } else {
+                    PollFlags::empty()
+                };
+                fds.push(PollFd::new(ending.worker.process.sentinel(), events));
+            }
             let timeout = match timeout {
                 None => PollTimeout::NONE,
                 // Rounded up, so that a pause is not cut short into a busy loop.
                 Some(t) => PollTimeout::try_from(t + Duration::from_micros(999))
                     .unwrap_or(PollTimeout::MAX),
             };
+            // A worker running a short task answers within microseconds: look a few
+            // times, yielding the processor in between (to that worker, on a busy
+            // machine), before sleeping, which costs a wake-up per answer.
+            let busy = self
+                .workers
+                .iter()
+                .any(|w| w.inflight.front().is_some_and(|job| job.started));
+            if busy && timeout != PollTimeout::ZERO {
+                for _ in 0..YIELDS {
+                    if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0)) {
+                        break;
+                    }
+                    std::thread::yield_now();
+                }
+            }
             match poll(&mut fds, timeout) {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => return,
@@ -576,8 +779,21 @@ impl Manager {
         if ready[0].0 {
             self.shared.wake.clear();
         }
-        // Highest index first, so removing a dead worker keeps the others' indices.
-        for i in (0..self.workers.len()).rev() {
+        // Those that ended before this poll, before the workers whose connection ends
+        // now join them. Highest index first, so removing one keeps the others' indices.
+        let workers = self.workers.len();
+        let now = Instant::now();
+        for k in (0..self.ending.len()).rev() {
+            let ended = ready[1 + workers + k].0;
+            let ending = &self.ending[k];
+            if (ended || !ending.watch || now >= ending.deadline)
+                && self.reap(k, ended)
+                && self.is_broken()
+            {
+                return;
+            }
+        }
+        for i in (0..workers).rev() {
             let (readable, writable) = ready[i + 1];
             if writable {
                 self.flush(i);
@@ -665,6 +881,11 @@ impl Manager {
             return Flow::Go;
         }
         let job = worker.inflight.pop_front().expect("just looked");
+        let now = Instant::now();
+        worker.answered(now);
+        if worker.inflight.front().is_some_and(|next| next.started) {
+            worker.started_at = now; // sent to run right after: it runs now
+        }
         // The worker works: whatever failed to start before is over.
         self.start_failures = 0;
         self.next_start = None;
@@ -675,27 +896,12 @@ impl Manager {
         Flow::Go
     }
 
-    /// Worker `i` closed its connection: it retired or died.
+    /// Worker `i` closed its connection: it retired or died. It leaves the dispatch at
+    /// once, and the tasks it had not started go back to the queue (unless its death
+    /// breaks the pool); what becomes of the task it was running waits for its exit
+    /// ([`reap`](Self::reap)), which tells how it ended, without holding up the others.
     fn worker_ended(&mut self, i: usize) {
         let mut worker = self.workers.swap_remove(i);
-        let how = match worker.process.join(Some(Duration::from_secs(10))) {
-            Ok(()) => "exited".to_owned(),
-            Err(Error::Signaled { signal, name }) => {
-                format!("was killed by signal {signal} ({name})")
-            }
-            Err(Error::Exited { code }) => format!("exited with code {code}"),
-            Err(Error::Timeout(_)) => {
-                let _ = worker.process.kill();
-                "closed its connection and hung (it was killed)".to_owned()
-            }
-            Err(e) => e.to_string(),
-        };
-        flotilla_core::event!(
-            flotilla_core::log::Level::DEBUG,
-            worker = worker.process.name(),
-            worker_pid = worker.process.pid(),
-            "a pool worker ended: it {how}"
-        );
         {
             let mut queue = self.shared.lock();
             for job in &worker.inflight {
@@ -705,7 +911,70 @@ impl Manager {
         let running = worker.inflight.front().is_some_and(|job| job.started);
         if !running {
             // Nothing ran: what it held goes back to the queue, unharmed.
-            self.requeue(worker.inflight);
+            self.requeue(std::mem::take(&mut worker.inflight));
+        } else if let Some(stopped) = worker.stopped {
+            // Killed on purpose. The task it held is the one to stop — unless that one
+            // finished just before the kill and the next had started: that one did
+            // nothing wrong, so it goes back to run again, with the rest.
+            let held = worker.inflight.pop_front().expect("running");
+            if held.sink.id() == stopped {
+                self.requeue(std::mem::take(&mut worker.inflight));
+                held.sink.finish(Err(TaskError::Cancelled));
+            } else {
+                worker.inflight.push_front(held);
+                self.requeue(std::mem::take(&mut worker.inflight));
+            }
+        } else if self.on_death == WorkerDeath::FailTask {
+            // It died running its task, which fails once its exit tells how; the
+            // others go on elsewhere meanwhile.
+            let rest = worker.inflight.split_off(1);
+            self.requeue(rest);
+        }
+        self.ending.push(Ending {
+            worker,
+            deadline: Instant::now() + HANG_GRACE,
+            hung: false,
+            watch: true,
+        });
+    }
+
+    /// Looks at ended worker `k`: true when its process has ended, and what it left is
+    /// settled (the task it was running fails, naming how it ended); false when it still
+    /// runs (it is killed once past its deadline). `signalled`: its sentinel said it
+    /// ended.
+    fn reap(&mut self, k: usize, signalled: bool) -> bool {
+        let ending = &mut self.ending[k];
+        let how = match ending.worker.process.join(Some(Duration::ZERO)) {
+            Err(Error::Timeout(_)) => {
+                if signalled {
+                    // News that was not its end (its forkserver went away, say): look
+                    // now and then instead.
+                    ending.watch = false;
+                }
+                if !ending.hung && Instant::now() >= ending.deadline {
+                    let _ = ending.worker.process.kill();
+                    ending.hung = true;
+                    ending.deadline = Instant::now() + HANG_GRACE;
+                }
+                return false;
+            }
+            _ if ending.hung => "closed its connection and hung (it was killed)".to_owned(),
+            Ok(()) => "exited".to_owned(),
+            Err(Error::Signaled { signal, name }) => {
+                format!("was killed by signal {signal} ({name})")
+            }
+            Err(Error::Exited { code }) => format!("exited with code {code}"),
+            Err(e) => e.to_string(),
+        };
+        let Ending { mut worker, .. } = self.ending.swap_remove(k);
+        flotilla_core::event!(
+            flotilla_core::log::Level::DEBUG,
+            worker = worker.process.name(),
+            worker_pid = worker.process.pid(),
+            "a pool worker ended: it {how}"
+        );
+        let running = worker.inflight.front().is_some_and(|job| job.started);
+        if !running {
             if !worker.worked && worker.stopped.is_none() {
                 let when = if worker.ready {
                     "before it ran a task"
@@ -718,22 +987,9 @@ impl Manager {
                     worker.process.pid()
                 ));
             }
-            return;
+            return true;
         }
         let held = worker.inflight.pop_front().expect("running");
-        if let Some(stopped) = worker.stopped {
-            // Killed on purpose. The task it held is the one to stop — unless that one
-            // finished just before the kill and the next had started: that one did
-            // nothing wrong, so it goes back to run again, with the rest.
-            if held.sink.id() == stopped {
-                self.requeue(worker.inflight);
-                held.sink.finish(Err(TaskError::Cancelled));
-            } else {
-                worker.inflight.push_front(held);
-                self.requeue(worker.inflight);
-            }
-            return;
-        }
         let reason = format!(
             "{} (pid {}) {how} while running this task",
             worker.process.name(),
@@ -747,21 +1003,16 @@ impl Manager {
             signal: code.filter(|&c| c < 0).map(|c| -c),
             exit_code: code.filter(|&c| c >= 0),
         };
-        match self.on_death {
-            WorkerDeath::FailTask => {
-                held.sink.finish(Err(died));
-                self.requeue(worker.inflight);
+        held.sink.finish(Err(died));
+        if self.on_death == WorkerDeath::BreakPool {
+            for job in worker.inflight.drain(..) {
+                job.sink.finish(Err(TaskError::Broken {
+                    reason: reason.clone(),
+                }));
             }
-            WorkerDeath::BreakPool => {
-                held.sink.finish(Err(died));
-                for job in worker.inflight.drain(..) {
-                    job.sink.finish(Err(TaskError::Broken {
-                        reason: reason.clone(),
-                    }));
-                }
-                self.break_pool(format!("a worker died: {reason}"));
-            }
+            self.break_pool(format!("a worker died: {reason}"));
         }
+        true
     }
 
     /// Puts tasks a worker held but never ran back at the front of the queue, in order.
@@ -799,6 +1050,14 @@ impl Manager {
                 let _ = worker.process.terminate();
             }
         }
+        for ending in &mut self.ending {
+            for job in ending.worker.inflight.drain(..) {
+                job.sink.finish(Err(error.clone()));
+            }
+            if kill {
+                let _ = ending.worker.process.kill();
+            }
+        }
     }
 
     /// Closes every worker's connection (they exit at end of file) and reaps them.
@@ -806,6 +1065,12 @@ impl Manager {
         self.shared.lock().held.clear();
         let workers = std::mem::take(&mut self.workers);
         let mut processes = Vec::new();
+        for ending in std::mem::take(&mut self.ending) {
+            for job in ending.worker.inflight {
+                job.sink.finish(Err(TaskError::ShutDown));
+            }
+            processes.push(ending.worker.process);
+        }
         for worker in workers {
             for job in worker.inflight {
                 job.sink.finish(Err(TaskError::ShutDown));

@@ -20,7 +20,9 @@ use crate::boot::Target;
 ///
 /// Items travel `chunksize` to a message; at most [`buffer_size`](Self::buffer_size)
 /// chunks are in flight ahead of the consumer. Dropping the iterator cancels the chunks
-/// that have not started.
+/// that have not reached a worker (those in a worker's pipeline run, their results
+/// dropped, as in Python, whose executor marks them running as it queues them for a
+/// worker).
 #[must_use = "map runs nothing until it is iterated: consume it (a for loop, collect, or for_each(drop))"]
 pub struct ProcessMap<I: Iterator, R> {
     shared: Arc<Shared>,
@@ -130,7 +132,7 @@ where
             let items = chunk.len();
             let fut = self
                 .shared
-                .submit_entry::<_, Vec<R>>(&self.entry, &chunk)
+                .submit_chunk::<_, Vec<R>>(&self.entry, &chunk)
                 .unwrap_or_else(Future::failed);
             if let Some(progress) = &self.progress {
                 let progress = Arc::clone(progress);
@@ -181,7 +183,7 @@ impl<I: Iterator, R> fmt::Debug for ProcessMap<I, R> {
 /// The results of [`Pool::imap_unordered`](super::Pool::imap_unordered): `f` over the
 /// items in completion order, as lazy as [`ProcessMap`]: at most `buffer_size` chunks
 /// are in flight, and the input is read only as results are taken, so an endless input
-/// works. Dropping it cancels the chunks that have not started.
+/// works. Dropping it cancels the chunks that have not reached a worker.
 pub(super) struct Unordered<I: Iterator, R> {
     shared: Arc<Shared>,
     entry: Target,
@@ -234,7 +236,7 @@ where
             }
             let fut = self
                 .shared
-                .submit_entry::<_, Vec<R>>(&self.entry, &chunk)
+                .submit_chunk::<_, Vec<R>>(&self.entry, &chunk)
                 .unwrap_or_else(Future::failed);
             let number = self.next_chunk;
             self.next_chunk += 1;
@@ -244,6 +246,29 @@ where
             });
             self.pending.insert(number, fut);
         }
+    }
+}
+
+impl<I: Iterator, R> Unordered<I, R> {
+    /// How many times the consumer yields the processor, looking for a result after
+    /// each, before it sleeps until one comes.
+    const YIELDS: u32 = 50;
+
+    /// The number of the next chunk done, waiting for one.
+    fn next_done(&self) -> Option<usize> {
+        // Results of small tasks come one by one, each a moment after the one before: the
+        // manager is usually completing one as the consumer asks. Yielding to it a few
+        // times spares both a wake-up per result; then the consumer sleeps.
+        for _ in 0..Self::YIELDS {
+            match self.done_rx.try_recv() {
+                Ok(number) => return Some(number),
+                Err(mpsc::TryRecvError::Empty) => std::thread::yield_now(),
+                Err(mpsc::TryRecvError::Disconnected) => return None,
+            }
+        }
+        // Every future completes (a lost task's completer fails it), and this holds a
+        // sender: the receive ends.
+        self.done_rx.recv().ok()
     }
 }
 
@@ -264,9 +289,7 @@ where
             if self.pending.is_empty() {
                 return None;
             }
-            // Every future completes (a lost task's completer fails it), and this holds a
-            // sender: the receive ends.
-            let number = self.done_rx.recv().ok()?;
+            let number = self.next_done()?;
             let fut = self.pending.remove(&number)?;
             match fut.into_result(Some(Duration::ZERO)) {
                 Ok(values) => self.current = values.into_iter(),

@@ -7,7 +7,9 @@
 //! an error of `submit`, not of the task) and queued. One manager thread (`dispatcher`)
 //! owns the workers: it starts them on demand up to `max_workers`, keeps up to
 //! [`PIPELINE`] tasks in flight per worker whatever their size (so a worker's next task
-//! is already there when it finishes one), reads the answers, completes the futures, and
+//! is already there when it finishes one), and more small ones (up to 16, about a
+//! millisecond of work by the time its recent tasks took) on a worker whose tasks prove
+//! short, sent several to a write; it reads the answers, completes the futures, and
 //! watches for a worker's death, which shows as end of file on its connection.
 //!
 //! The manager never blocks on one worker: it reads and writes the workers' connections
@@ -22,6 +24,12 @@
 //! `worker`). So `cancel` and `shutdown(cancel_futures = true)` reach every task that
 //! has not started, and no frame goes back and forth for it: the manager decides as it
 //! reads the answer to the task before, and the worker usually finds the decision made.
+//!
+//! The chunks of a map (`map`, `imap`, `imap_unordered`, ...) are the pool's own futures,
+//! which no user can cancel or see running: they are marked running as they are sent
+//! and run one after the other with no decision to wait for, as Python's pools run the
+//! tasks they have queued for a worker. Dropping a map's iterator cancels the chunks not
+//! yet sent.
 //!
 //! A worker that fails to start (it cannot be started, or ends before it runs a task: its
 //! initializer exited, say) is retried after a pause that doubles each time, from 50 ms;
@@ -67,6 +75,12 @@ use crate::fds::Internal;
 /// How many tasks a worker may have in flight: one running, one waiting beside it (still
 /// pending, and cancellable, until the worker starts it).
 pub const PIPELINE: usize = 2;
+
+/// How many chunks per worker a map (`map`, `imap`, `imap_unordered`) keeps in flight by
+/// default: twice the deepest pipeline a worker has for small tasks, so that however
+/// quick the tasks are, every worker's pipeline stays full while the consumer takes
+/// results.
+pub(super) const MAP_WINDOW: usize = 2 * dispatcher::DEEP;
 
 /// What the pool does when a worker dies while running a task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -153,8 +167,14 @@ struct Job {
     frame: Vec<u8>,
     fds: Vec<OwnedFd>,
     sink: Box<dyn Sink>,
-    /// Marked running and sent to run (it is at the front of its worker's pipeline).
+    /// Marked running and sent to run without waiting for the gate: it was at the front
+    /// of its worker's pipeline, or it is `eager`. (Marking it running again, when it
+    /// goes back to the queue after its worker died before starting it, is no change.)
     started: bool,
+    /// Its future is the pool's own (a chunk of a map), which nobody can cancel but the
+    /// pool, and nobody sees running: it may be marked running as it is sent, to run
+    /// right after the tasks before it with no word from the manager in between.
+    eager: bool,
     /// Its sequence number among the held tasks of the worker it was sent to, if it was
     /// sent held (see `worker`).
     seq: u32,
@@ -270,7 +290,17 @@ impl Shared {
         A: Serialize + ?Sized,
         R: DeserializeOwned + Send + 'static,
     {
-        self.submit_with(entry, args, Ok)
+        self.submit_with(entry, args, Ok, false)
+    }
+
+    /// Like `submit_entry`, for a chunk of a map, whose future is the pool's own: it may
+    /// start as soon as it reaches a worker (see [`Job::eager`]).
+    fn submit_chunk<A, R>(&self, entry: &Target, args: &A) -> Result<Future<R>, TaskError>
+    where
+        A: Serialize + ?Sized,
+        R: DeserializeOwned + Send + 'static,
+    {
+        self.submit_with(entry, args, Ok, true)
     }
 
     /// Like `submit_entry`, for an entry whose worker-side value `W` becomes the outcome
@@ -280,6 +310,7 @@ impl Shared {
         entry: &Target,
         args: &A,
         outcome: fn(W) -> Result<R, TaskError>,
+        eager: bool,
     ) -> Result<Future<R>, TaskError>
     where
         A: Serialize + ?Sized,
@@ -304,6 +335,7 @@ impl Shared {
                 outcome,
             }),
             started: false,
+            eager,
             seq: 0,
         })?;
         Ok(fut)
@@ -549,6 +581,7 @@ impl ProcessPoolExecutor {
             &boot::entry_of::<F, A, Result<R, E>>(&task),
             &args,
             |answer: Result<R, E>| answer.map_err(TaskError::failed),
+            false,
         )
     }
 
@@ -605,7 +638,8 @@ impl ProcessPoolExecutor {
     /// (Python's `ProcessPoolExecutor.map`).
     ///
     /// At most [`buffer_size`](ProcessMap::buffer_size) chunks are in flight ahead of
-    /// the consumer, so a huge input is not consumed eagerly (Python 3.14's
+    /// the consumer (by default 32 per worker: enough to keep every worker busy with
+    /// short tasks), so a huge input is not consumed eagerly (Python 3.14's
     /// `buffersize`); nothing is submitted before the first `next()`.
     pub fn map<F, I, R>(
         &self,
@@ -624,7 +658,7 @@ impl ProcessPoolExecutor {
             boot::entry_of_chunk::<F, I::Item, R>(&task),
             items.into_iter(),
             chunksize.into().unwrap_or(1).max(1),
-            4 * self.max_workers,
+            MAP_WINDOW * self.max_workers,
         )
     }
 

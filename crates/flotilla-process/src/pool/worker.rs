@@ -29,6 +29,12 @@
 //! (The manager sends a copy, keeping the original to send again should the worker die
 //! before it starts the task.)
 //!
+//! Several requests may travel in one frame, a *batch*, so that one write carries the
+//! tasks the pool hands a worker at once and one read takes them: the requests one
+//! after the other, each preceded by its length (4 bytes, little-endian), then the kind
+//! byte of a batch. Only requests without descriptors are batched (one with descriptors
+//! travels alone, beside them), and only small ones (see [`BATCHED`]).
+//!
 //! # The gate word
 //!
 //! One `u32` in shared memory per worker: bits 31..3 hold the sequence number (counted
@@ -58,6 +64,15 @@ const TASK: u8 = 0x54;
 /// pool's [`Gate`] says go.
 const HELD: u8 = 0x48;
 
+/// The kind byte of a frame that carries several requests (see the module docs).
+const BATCH: u8 = 0x42;
+
+/// The largest request frame that goes in a batch; a larger one travels alone.
+pub(super) const BATCHED: usize = 4 << 10;
+
+/// The most bytes a batch collects before the next request starts another one.
+pub(super) const BATCH_BYTES: usize = 32 << 10;
+
 /// Appends a task request's trailer to its encoded arguments: the frame to send.
 pub(super) fn task_frame(mut args: Vec<u8>, entry: usize) -> Vec<u8> {
     args.extend_from_slice(&(entry as u64).to_le_bytes());
@@ -69,30 +84,60 @@ pub(super) fn task_frame(mut args: Vec<u8>, entry: usize) -> Vec<u8> {
 /// A copy of a request frame made by [`task_frame`], to run at once or, when `held` (with
 /// its sequence number), to wait for the pool's decision.
 pub(super) fn request_frame(frame: &[u8], held: Option<u32>) -> Vec<u8> {
-    let mut frame = frame.to_vec();
-    let len = frame.len();
-    if len >= TRAILER {
+    let mut out = Vec::with_capacity(frame.len());
+    push_request(&mut out, frame, held);
+    out
+}
+
+/// Appends a copy of `frame` (made by [`task_frame`]) to `out`, marked to run at once or,
+/// when `held`, to wait for the pool's decision.
+fn push_request(out: &mut Vec<u8>, frame: &[u8], held: Option<u32>) {
+    out.extend_from_slice(frame);
+    let len = out.len();
+    if frame.len() >= TRAILER {
         let (kind, seq) = match held {
             Some(seq) => (HELD, seq),
             None => (TASK, 0),
         };
-        frame[len - 5..len - 1].copy_from_slice(&seq.to_le_bytes());
-        frame[len - 1] = kind;
+        out[len - 5..len - 1].copy_from_slice(&seq.to_le_bytes());
+        out[len - 1] = kind;
     }
-    frame
+}
+
+/// Appends request `frame` (made by [`task_frame`], marked as [`request_frame`] marks
+/// it) to `batch`, a batch being built; [`seal_batch`] makes it a frame.
+pub(super) fn batch_request(batch: &mut Vec<u8>, frame: &[u8], held: Option<u32>) {
+    // A request is at most a frame, and frames that large are not batched.
+    let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
+    batch.extend_from_slice(&len.to_le_bytes());
+    push_request(batch, frame, held);
+}
+
+/// Ends a batch built with [`batch_request`]: the frame to send.
+pub(super) fn seal_batch(batch: &mut Vec<u8>) {
+    batch.push(BATCH);
 }
 
 /// The bytes a request frame adds after the arguments: entry, sequence number, kind.
 const TRAILER: usize = 8 + 4 + 1;
 
-/// Splits a request frame into its entry, its arguments, and, when it is held, its
-/// sequence number; `None` when it is malformed.
-fn parse_task(mut frame: Vec<u8>) -> Option<(usize, Vec<u8>, Option<u32>)> {
-    if frame.len() < TRAILER {
+/// A request taken from a frame: its entry, where its arguments are in the frame, and,
+/// when it is held, its sequence number.
+#[derive(Debug, PartialEq)]
+struct Request {
+    entry: usize,
+    args: std::ops::Range<usize>,
+    held: Option<u32>,
+}
+
+/// The request in `frame[at..end]` (see [`parse_requests`]); `None` when it is
+/// malformed.
+fn parse_request(frame: &[u8], at: usize, end: usize) -> Option<Request> {
+    if end - at < TRAILER {
         return None;
     }
-    let at = frame.len() - TRAILER;
-    let trailer = &frame[at..];
+    let args_end = end - TRAILER;
+    let trailer = &frame[args_end..end];
     let entry = u64::from_le_bytes(trailer[..8].try_into().ok()?);
     let seq = u32::from_le_bytes(trailer[8..12].try_into().ok()?);
     let held = match trailer[12] {
@@ -100,8 +145,29 @@ fn parse_task(mut frame: Vec<u8>) -> Option<(usize, Vec<u8>, Option<u32>)> {
         HELD => Some(seq),
         _ => return None,
     };
-    frame.truncate(at);
-    Some((usize::try_from(entry).ok()?, frame, held))
+    Some(Request {
+        entry: usize::try_from(entry).ok()?,
+        args: at..args_end,
+        held,
+    })
+}
+
+/// The requests a frame carries, in order: one, or a batch's; `None` when it is
+/// malformed.
+fn parse_requests(frame: &[u8]) -> Option<Vec<Request>> {
+    let Some((&BATCH, body)) = frame.split_last() else {
+        return Some(vec![parse_request(frame, 0, frame.len())?]);
+    };
+    let mut requests = Vec::new();
+    let mut at = 0;
+    while at < body.len() {
+        let len = u32::from_le_bytes(body.get(at..at + 4)?.try_into().ok()?) as usize;
+        let start = at + 4;
+        let end = start.checked_add(len).filter(|&end| end <= body.len())?;
+        requests.push(parse_request(body, start, end)?);
+        at = end;
+    }
+    (!requests.is_empty()).then_some(requests)
 }
 
 /// The pool's decisions on a worker's held tasks: a word in shared memory (see the
@@ -121,9 +187,14 @@ impl Gate {
     /// Sequence numbers have 29 bits, above the three flags.
     const SEQ: u32 = u32::MAX >> 3;
     const SHIFT: u32 = 3;
-    /// Looks at the word this many times before sleeping on it: the decision is usually
-    /// on its way.
-    const SPINS: u32 = 200;
+    /// Looks at the word this many times before yielding: the decision is usually on
+    /// its way.
+    const SPINS: u32 = 50;
+    /// Then yields the processor this many times, looking at the word after each, before
+    /// sleeping on it: the manager has just been woken by the answer before, and on a
+    /// busy machine it may be waiting for this very processor; sleeping instead would
+    /// cost the manager a futex wake and the worker a wake-up for each task.
+    const YIELDS: u32 = 100;
     /// How often a sleeping worker checks that the pool is still there.
     const CHECK: Duration = Duration::from_millis(200);
 
@@ -170,9 +241,13 @@ impl Gate {
             if ahead <= Self::SEQ / 2 {
                 return Some(false); // a later task is decided: this one was skipped
             }
-            if spins < Self::SPINS {
+            if spins < Self::SPINS + Self::YIELDS {
                 spins += 1;
-                std::hint::spin_loop();
+                if spins <= Self::SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
                 continue;
             }
             let sleeping = word | Self::SLEEPING;
@@ -286,25 +361,33 @@ pub(super) fn worker_main(args: WorkerArgs) {
         let Ok((bytes, fds)) = conn.recv_frame() else {
             return; // the pool closed our connection: time to go
         };
-        let Some((entry, args, held)) = parse_task(bytes) else {
+        let Some(requests) = parse_requests(&bytes) else {
             return; // not the protocol: nothing can be trusted
         };
-        if let Some(seq) = held {
-            match gate.wait(seq, &conn) {
-                Some(true) => {}
-                Some(false) => continue, // cancelled while it waited: its fds close
-                None => return,
+        // A batch carries no descriptors: those that came go with its one request.
+        let mut fds = Some(fds);
+        for request in requests {
+            if max_tasks.is_some_and(|max| done >= max) {
+                return; // the pool sends no more than that: not the protocol
             }
+            let fds = fds.take().unwrap_or_default();
+            if let Some(seq) = request.held {
+                match gate.wait(seq, &conn) {
+                    Some(true) => {}
+                    Some(false) => continue, // cancelled while it waited: its fds close
+                    None => return,
+                }
+            }
+            let sent = match run(request.entry, &bytes[request.args], fds) {
+                Ok(Ok((value, fds))) => send(&conn, Response::Done(value), &fds),
+                Ok(Err(message)) => send(&conn, Response::Failed(message), &[]),
+                Err(message) => send(&conn, Response::Panicked(message), &[]),
+            };
+            if sent.is_err() {
+                return;
+            }
+            done += 1;
         }
-        let sent = match run(entry, &args, fds) {
-            Ok(Ok((value, fds))) => send(&conn, Response::Done(value), &fds),
-            Ok(Err(message)) => send(&conn, Response::Failed(message), &[]),
-            Err(message) => send(&conn, Response::Panicked(message), &[]),
-        };
-        if sent.is_err() {
-            return;
-        }
-        done += 1;
     }
 }
 
@@ -326,6 +409,14 @@ fn send(conn: &Connection, response: Response, fds: &[OwnedFd]) -> Result<(), fl
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one request a frame carries: its entry, arguments and held sequence number.
+    fn parse_task(frame: Vec<u8>) -> Option<(usize, Vec<u8>, Option<u32>)> {
+        let mut requests = parse_requests(&frame)?;
+        assert_eq!(requests.len(), 1);
+        let request = requests.pop()?;
+        Some((request.entry, frame[request.args].to_vec(), request.held))
+    }
 
     #[test]
     fn frames_round_trip_and_garbage_is_refused() {
@@ -362,6 +453,37 @@ mod tests {
         assert_eq!(Response::from_frame(Vec::new()), None);
         assert_eq!(Response::from_frame(vec![0]), None);
         assert_eq!(Response::from_frame(vec![1, Response::READY]), None);
+    }
+
+    #[test]
+    fn a_batch_carries_its_requests_in_order_and_a_bad_one_is_refused() {
+        let mut batch = Vec::new();
+        batch_request(&mut batch, &task_frame(vec![1, 2], 5), None);
+        batch_request(&mut batch, &task_frame(Vec::new(), 6), Some(9));
+        batch_request(&mut batch, &task_frame(vec![3; 100], 7), Some(10));
+        seal_batch(&mut batch);
+        let requests = parse_requests(&batch).unwrap();
+        let got: Vec<_> = requests
+            .iter()
+            .map(|r| (r.entry, batch[r.args.clone()].to_vec(), r.held))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (5, vec![1, 2], None),
+                (6, Vec::new(), Some(9)),
+                (7, vec![3; 100], Some(10)),
+            ]
+        );
+        // An empty batch, a length past the end, a request too short, a cut length.
+        assert_eq!(parse_requests(&[BATCH]), None);
+        let mut long = Vec::new();
+        batch_request(&mut long, &task_frame(vec![1], 5), None);
+        long[0] += 1;
+        long.push(BATCH);
+        assert_eq!(parse_requests(&long), None);
+        assert_eq!(parse_requests(&[2, 0, 0, 0, TASK, TASK, BATCH]), None);
+        assert_eq!(parse_requests(&[2, 0, BATCH]), None);
     }
 
     #[test]
