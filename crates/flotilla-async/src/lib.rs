@@ -88,7 +88,9 @@ pub use crate::shield::{shield, wait_for};
 pub use crate::task::{Cancellable, Submit, Task, run_in_executor, wrap_future};
 #[cfg(feature = "thread")]
 pub use crate::task::{default_executor, to_thread};
-pub use crate::wait::{AsCompleted, AsFuture, as_completed, wait};
+pub use crate::wait::{
+    AsCompleted, AsFuture, as_completed, as_completed_timeout, wait, wait_timeout,
+};
 
 #[cfg(test)]
 mod tests;

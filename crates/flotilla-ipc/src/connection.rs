@@ -654,13 +654,32 @@ impl Connection {
         error
     }
 
-    /// True when a message (or end of file) is ready to be received, waiting up to
-    /// `timeout` for one (`None`: forever; `Some(ZERO)`: just look).
+    /// True when a message (or end of file) is ready to be received; never blocks, as
+    /// Python's `poll()` (whose timeout defaults to 0).
     ///
     /// It tells what the descriptor tells: bytes (or end of file) are waiting. When a
     /// frame has begun to arrive and the rest is slow to come, a timed receive may still
     /// time out after `poll` said true; it keeps what arrived.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+    ///
+    /// ```
+    /// let (a, b) = flotilla_ipc::pipe(true).unwrap();
+    /// assert!(!b.poll().unwrap());
+    /// a.send(&1u8).unwrap();
+    /// assert!(b.poll().unwrap());
+    /// ```
+    pub fn poll(&self) -> Result<bool, Error> {
+        self.poll_within(Some(Duration::ZERO))
+    }
+
+    /// Like [`poll`](Connection::poll), but waits up to `timeout` for a message:
+    /// Python's `poll(timeout)`. `Duration::MAX` waits without limit (Python's
+    /// `poll(None)`).
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+        self.poll_within(Some(timeout))
+    }
+
+    /// The body of [`poll`](Connection::poll) and [`poll_timeout`](Connection::poll_timeout).
+    fn poll_within(&self, timeout: Option<Duration>) -> Result<bool, Error> {
         if !self.readable() {
             return Err(Error::WrongDirection("write-only"));
         }
@@ -1008,26 +1027,39 @@ impl<'de> Deserialize<'de> for Connection {
 }
 
 /// Waits until at least one of `objects` is ready to read (a message or end of file),
-/// or `timeout` passes, and returns the ready ones: Python's
-/// `multiprocessing.connection.wait`.
+/// and returns the ready ones: Python's `multiprocessing.connection.wait`.
 ///
 /// Works on anything with a descriptor: connections, sockets, a process's sentinel.
 ///
 /// ```
-/// use std::time::Duration;
 /// use flotilla_ipc::{pipe, wait};
 ///
 /// let (a_in, a_out) = pipe(true).unwrap();
 /// let (b_in, b_out) = pipe(true).unwrap();
 /// b_out.send(&"hello").unwrap();
 /// let ends = [&a_in, &b_in];
-/// let ready = wait(&ends, Some(Duration::from_secs(10))).unwrap();
+/// let ready = wait(&ends).unwrap();
 /// assert_eq!(ready.len(), 1);
 /// assert_eq!(ready[0].recv::<String>().unwrap(), "hello");
 /// # drop((a_out,));
 /// ```
-pub fn wait<T: AsFd>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<&T>, Error> {
-    let ready = wait_indices(objects, timeout)?;
+pub fn wait<T: AsFd>(objects: &[T]) -> Result<Vec<&T>, Error> {
+    let ready = wait_indices(objects)?;
+    Ok(ready.into_iter().map(|i| &objects[i]).collect())
+}
+
+/// Like [`wait`], but returns after `timeout` at the latest (with none ready, an empty
+/// vector): Python's `wait(object_list, timeout)`.
+///
+/// ```
+/// use std::time::Duration;
+/// use flotilla_ipc::{pipe, wait_timeout};
+///
+/// let (a_in, _a_out) = pipe(true).unwrap();
+/// assert!(wait_timeout(&[&a_in], Duration::from_millis(1)).unwrap().is_empty());
+/// ```
+pub fn wait_timeout<T: AsFd>(objects: &[T], timeout: Duration) -> Result<Vec<&T>, Error> {
+    let ready = wait_indices_timeout(objects, timeout)?;
     Ok(ready.into_iter().map(|i| &objects[i]).collect())
 }
 
@@ -1039,17 +1071,26 @@ pub fn wait<T: AsFd>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<&T>
 /// As for [`wait`].
 ///
 /// ```
-/// use std::time::Duration;
 /// use flotilla_ipc::{pipe, wait_indices};
 ///
 /// let (a_in, a_out) = pipe(true).unwrap();
 /// let (b_in, b_out) = pipe(true).unwrap();
 /// b_out.send(&1u8).unwrap();
-/// let ready = wait_indices(&[&a_in, &b_in], Some(Duration::from_secs(10))).unwrap();
+/// let ready = wait_indices(&[&a_in, &b_in]).unwrap();
 /// assert_eq!(ready, [1]);
 /// # drop(a_out);
 /// ```
-pub fn wait_indices<T: AsFd>(
+pub fn wait_indices<T: AsFd>(objects: &[T]) -> Result<Vec<usize>, Error> {
+    wait_indices_within(objects, None)
+}
+
+/// Like [`wait_indices`], but returns after `timeout` at the latest.
+pub fn wait_indices_timeout<T: AsFd>(objects: &[T], timeout: Duration) -> Result<Vec<usize>, Error> {
+    wait_indices_within(objects, Some(timeout))
+}
+
+/// The body of every `wait*` function; `None` waits without limit.
+fn wait_indices_within<T: AsFd>(
     objects: &[T],
     timeout: Option<Duration>,
 ) -> Result<Vec<usize>, Error> {

@@ -180,7 +180,7 @@ impl<T: Element> Shared<T> {
     ) -> Result<G, AcquireError<G>> {
         let held = match &self.lock {
             None => Err(AcquireError::Failed(Error::NoLock)),
-            Some(lock) => lock.acquire(timeout),
+            Some(lock) => lock.acquire_within(timeout),
         };
         let died = |lock: &Option<RLock>| {
             lock.as_ref()
@@ -402,24 +402,38 @@ impl<T: Element> Value<T> {
         self.shared.lock.as_ref()
     }
 
-    /// Holds the lock, waiting at most `timeout`, and returns a guard through which the
-    /// value is read and written without locking again.
+    /// Holds the lock, waiting as long as it takes, and returns a guard through which
+    /// the value is read and written without locking again.
     ///
     /// # Errors
     ///
     /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
     /// and nobody has marked the value recovered since
     /// ([`ValueGuard::mark_recovered`]); [`AcquireError::Failed`] with
-    /// [`Error::Timeout`], [`Error::NoLock`] for a raw value, or an OS error.
+    /// [`Error::NoLock`] for a raw value, or an OS error.
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(10i32).unwrap();
-    /// let guard = v.lock(None).unwrap();
+    /// let guard = v.lock().unwrap();
     /// guard.set(guard.get() * 2);
     /// drop(guard);
     /// assert_eq!(v.get().unwrap(), 20);
     /// ```
-    pub fn lock(
+    pub fn lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        self.lock_within(None)
+    }
+
+    /// Like [`lock`](Self::lock), waiting at most `timeout`: fails with
+    /// [`AcquireError::Failed`] holding [`Error::Timeout`] when it passes first.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        self.lock_within(Some(timeout))
+    }
+
+    /// The body of [`lock`](Self::lock) and [`lock_timeout`](Self::lock_timeout).
+    fn lock_within(
         &self,
         timeout: Option<Duration>,
     ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
@@ -522,22 +536,40 @@ impl<T: Integer> Value<T> {
 /// it. (The wait is a hint: look at the value again after it returns.)
 impl Value<u32> {
     /// Sleeps while the value is `expected`, until [`wake_all`](Self::wake_all) is
-    /// called in any process, or `timeout` passes (`None`: no limit). Returns at once
-    /// when the value is something else. `Ok(false)` when the time ran out, `Ok(true)`
-    /// otherwise — which may also be for no reason at all: look at the value again.
+    /// called in any process. Returns at once when the value is something else. It may
+    /// also return for no reason at all: look at the value again.
     ///
     /// # Errors
     ///
     /// [`Error::Os`] if the kernel refuses the wait (it should not).
     ///
     /// ```
+    /// let v = flotilla_ipc::Value::raw(0u32).unwrap();
+    /// v.wait_while(1).unwrap(); // not 1: returns at once
+    /// ```
+    pub fn wait_while(&self, expected: u32) -> Result<(), Error> {
+        self.wait_while_within(expected, None).map(drop)
+    }
+
+    /// Like [`wait_while`](Self::wait_while), but gives up after `timeout`: `Ok(false)`
+    /// when the time ran out, `Ok(true)` otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait_while`](Self::wait_while).
+    ///
+    /// ```
     /// use std::time::Duration;
     ///
     /// let v = flotilla_ipc::Value::raw(0u32).unwrap();
-    /// assert!(!v.wait_while(0, Some(Duration::from_millis(1))).unwrap()); // timed out
-    /// assert!(v.wait_while(1, None).unwrap()); // not 1: returns at once
+    /// assert!(!v.wait_while_timeout(0, Duration::from_millis(1)).unwrap()); // timed out
     /// ```
-    pub fn wait_while(&self, expected: u32, timeout: Option<Duration>) -> Result<bool, Error> {
+    pub fn wait_while_timeout(&self, expected: u32, timeout: Duration) -> Result<bool, Error> {
+        self.wait_while_within(expected, Some(timeout))
+    }
+
+    /// The body of [`wait_while`](Self::wait_while) and its timed form.
+    fn wait_while_within(&self, expected: u32, timeout: Option<Duration>) -> Result<bool, Error> {
         let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
         match futex::wait(self.atomic(), expected, deadline) {
             Ok(futex::Wake::Woken) => Ok(true),
@@ -847,7 +879,7 @@ impl<T: Element> Array<T> {
         self.shared.lock.as_ref()
     }
 
-    /// Holds the lock, waiting at most `timeout`, and returns a guard through which
+    /// Holds the lock, waiting as long as it takes, and returns a guard through which
     /// elements are read and written without locking again: the locked section for
     /// updates of several elements.
     ///
@@ -856,20 +888,34 @@ impl<T: Element> Array<T> {
     /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
     /// (perhaps halfway through an update) and nobody has marked the array recovered
     /// since ([`ArrayGuard::mark_recovered`]); [`AcquireError::Failed`] with
-    /// [`Error::Timeout`], [`Error::NoLock`] for a raw array, or an OS error.
+    /// [`Error::NoLock`] for a raw array, or an OS error.
     ///
     /// ```
     /// use flotilla_ipc::{AcquireError, Array};
     ///
     /// let a = Array::<i64>::new(3).unwrap();
-    /// let section = a.lock(None).or_else(AcquireError::recover).unwrap();
+    /// let section = a.lock().or_else(AcquireError::recover).unwrap();
     /// for i in 0..section.len() {
     ///     section.set(i, i as i64 * 10).unwrap();
     /// }
     /// drop(section);
     /// assert_eq!(a.to_vec().unwrap(), [0, 10, 20]);
     /// ```
-    pub fn lock(
+    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        self.lock_within(None)
+    }
+
+    /// Like [`lock`](Self::lock), waiting at most `timeout`: fails with
+    /// [`AcquireError::Failed`] holding [`Error::Timeout`] when it passes first.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        self.lock_within(Some(timeout))
+    }
+
+    /// The body of [`lock`](Self::lock) and [`lock_timeout`](Self::lock_timeout).
+    fn lock_within(
         &self,
         timeout: Option<Duration>,
     ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {

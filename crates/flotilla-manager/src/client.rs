@@ -130,8 +130,13 @@ impl SlotCell {
         }
     }
 
+    /// Waits for the answer (always `Some`).
+    fn wait(&self) -> Option<Answer> {
+        self.wait_within(None)
+    }
+
     /// Waits up to `timeout` (`None`: for ever); `None` when it passed first.
-    fn wait(&self, timeout: Option<Duration>) -> Option<Answer> {
+    fn wait_within(&self, timeout: Option<Duration>) -> Option<Answer> {
         let deadline = flotilla_core::Deadline::after(timeout);
         let mut g = lock(&self.state);
         loop {
@@ -390,14 +395,23 @@ impl Client {
         self.request_decoded(Op::NumberOfObjects)
     }
 
-    /// Asks the server to stop once it has answered this, waiting up to `timeout`
-    /// (`None`: for ever) for its answer; a server that does not answer in time is
-    /// reported as [`CallError::ManagerGone`].
-    pub fn shutdown_server(&self, timeout: Option<Duration>) -> Result<(), CallError> {
+    /// Asks the server to stop once it has answered this, waiting for its answer.
+    pub fn shutdown_server(&self) -> Result<(), CallError> {
+        self.shutdown_server_within(None)
+    }
+
+    /// Like [`shutdown_server`](Self::shutdown_server), waiting up to `timeout` for the
+    /// answer; a server that does not answer in time is reported as
+    /// [`CallError::ManagerGone`].
+    pub fn shutdown_server_timeout(&self, timeout: Duration) -> Result<(), CallError> {
+        self.shutdown_server_within(Some(timeout))
+    }
+
+    fn shutdown_server_within(&self, timeout: Option<Duration>) -> Result<(), CallError> {
         let rx = self
             .send(Op::Shutdown, true)?
             .expect("a reply was asked for");
-        let reply = rx.wait(timeout).ok_or_else(|| {
+        let reply = rx.wait_within(timeout).ok_or_else(|| {
             CallError::ManagerGone(format!(
                 "the manager at {} did not answer the shutdown request within {timeout:?}",
                 self.inner.address

@@ -538,9 +538,14 @@ impl LockProxy {
         Ok(Self::from_ref(client.create(Self::TYPEID, &())?))
     }
 
-    /// Waits up to `timeout` (`None`: for ever) for the lock; true when acquired.
-    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("acquire", &(), timeout)
+    /// Waits for the lock, as long as it takes: Python's `acquire()`.
+    pub fn acquire(&self) -> Result<(), CallError> {
+        self.obj.call::<bool>("acquire", &(), None).map(drop)
+    }
+
+    /// Waits up to `timeout` for the lock; true when acquired.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+        self.obj.call("acquire", &(), Some(timeout))
     }
 
     /// Acquires the lock if it is free, without waiting.
@@ -559,14 +564,17 @@ impl LockProxy {
         self.obj.call("locked", &(), None)
     }
 
-    /// Acquires it (up to `timeout`) and returns a guard that releases it on drop: Python's
-    /// `with lock:`. `Ok(None)` when the timeout passed.
-    pub fn guard(
-        &self,
-        timeout: Option<Duration>,
-    ) -> Result<Option<LockProxyGuard<'_>>, CallError> {
+    /// Acquires it and returns a guard that releases it on drop: Python's `with lock:`.
+    pub fn guard(&self) -> Result<LockProxyGuard<'_>, CallError> {
+        self.acquire()?;
+        Ok(LockProxyGuard { lock: self })
+    }
+
+    /// Acquires it (up to `timeout`) and returns a guard that releases it on drop.
+    /// `Ok(None)` when the timeout passed.
+    pub fn guard_timeout(&self, timeout: Duration) -> Result<Option<LockProxyGuard<'_>>, CallError> {
         Ok(self
-            .acquire(timeout)?
+            .acquire_timeout(timeout)?
             .then_some(LockProxyGuard { lock: self }))
     }
 }
@@ -615,10 +623,10 @@ macro_rules! queue_methods {
             Ok(())
         }
 
-        /// Puts `item`, waiting up to `timeout` (`None`: for ever) while the queue is full;
-        /// false when the timeout passed (the item was not put).
-        pub fn put_timeout(&self, item: &T, timeout: Option<Duration>) -> Result<bool, CallError> {
-            self.obj.call("put", &enc(item)?, timeout)
+        /// Puts `item`, waiting up to `timeout` while the queue is full; false when the
+        /// timeout passed (the item was not put).
+        pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<bool, CallError> {
+            self.obj.call("put", &enc(item)?, Some(timeout))
         }
 
         /// Puts `item` if there is room, without waiting.
@@ -629,28 +637,42 @@ macro_rules! queue_methods {
         /// Takes the first item, waiting for ever for one.
         pub fn get(&self) -> Result<T, CallError> {
             loop {
-                if let Some(item) = self.get_timeout(None)? {
+                if let Some(item) = self.get_within(None)? {
                     return Ok(item);
                 }
             }
         }
 
-        /// Takes the first item, waiting up to `timeout` (`None`: for ever); `None` when the
-        /// timeout passed.
-        pub fn get_timeout(&self, timeout: Option<Duration>) -> Result<Option<T>, CallError> {
-            let b: Option<Bytes> = self.obj.call("get", &(), timeout)?;
-            b.map(|b| dec(&b)).transpose()
+        /// Takes the first item, waiting up to `timeout`; `None` when the timeout passed.
+        pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, CallError> {
+            self.get_within(Some(timeout))
         }
 
         /// Takes the first item if there is one, without waiting.
         pub fn try_get(&self) -> Result<Option<T>, CallError> {
-            self.get_timeout(NO_WAIT)
+            self.get_within(NO_WAIT)
         }
 
-        /// [`get_timeout`](Self::get_timeout), sent at once: wait for it with
-        /// [`Pending::wait`], or `.await` it from async code, which blocks no thread while
-        /// the get is parked on the server.
-        pub fn get_pending(
+        /// The body of the `get` forms; `None` waits without limit.
+        fn get_within(&self, timeout: Option<Duration>) -> Result<Option<T>, CallError> {
+            let b: Option<Bytes> = self.obj.call("get", &(), timeout)?;
+            b.map(|b| dec(&b)).transpose()
+        }
+
+        /// [`get`](Self::get), sent at once: wait for it with [`Pending::wait`], or
+        /// `.await` it from async code, which blocks no thread while the get is parked on
+        /// the server. It answers `Some(item)`.
+        pub fn get_pending(&self) -> Result<Pending<Option<T>>, CallError> {
+            self.get_pending_within(None)
+        }
+
+        /// [`get_timeout`](Self::get_timeout), sent at once (see
+        /// [`get_pending`](Self::get_pending)); `None` when the timeout passed.
+        pub fn get_pending_timeout(&self, timeout: Duration) -> Result<Pending<Option<T>>, CallError> {
+            self.get_pending_within(Some(timeout))
+        }
+
+        fn get_pending_within(
             &self,
             timeout: Option<Duration>,
         ) -> Result<Pending<Option<T>>, CallError> {
@@ -660,14 +682,20 @@ macro_rules! queue_methods {
             })
         }
 
+        /// [`put`](Self::put), sent at once (see [`get_pending`](Self::get_pending)); it
+        /// answers true.
+        pub fn put_pending(&self, item: &T) -> Result<Pending<bool>, CallError> {
+            self.obj.call_pending_with("put", &enc(item)?, None, dec)
+        }
+
         /// [`put_timeout`](Self::put_timeout), sent at once (see
         /// [`get_pending`](Self::get_pending)); true when put.
-        pub fn put_pending(
+        pub fn put_pending_timeout(
             &self,
             item: &T,
-            timeout: Option<Duration>,
+            timeout: Duration,
         ) -> Result<Pending<bool>, CallError> {
-            self.obj.call_pending_with("put", &enc(item)?, timeout, dec)
+            self.obj.call_pending_with("put", &enc(item)?, Some(timeout), dec)
         }
 
         /// The number of items (approximate, as in Python: others may put or get meanwhile).
@@ -797,15 +825,25 @@ proxy_common!(RLockProxy, "RLock");
 /// [`RLockProxy`] and [`ConditionProxy`] (whose underlying lock is one).
 macro_rules! reentrant_lock_methods {
     () => {
-        /// Waits up to `timeout` (`None`: for ever) for the lock; true when acquired (at
-        /// once when this thread holds it already).
-        pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-            self.obj.call("acquire", &this_thread(), timeout)
+        /// Waits for the lock, as long as it takes (at once when this thread holds it
+        /// already): Python's `acquire()`.
+        pub fn acquire(&self) -> Result<(), CallError> {
+            self.acquire_within(None).map(drop)
+        }
+
+        /// Waits up to `timeout` for the lock; true when acquired (at once when this
+        /// thread holds it already).
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+            self.acquire_within(Some(timeout))
         }
 
         /// Acquires it if free (or this thread's), without waiting.
         pub fn try_acquire(&self) -> Result<bool, CallError> {
-            self.acquire(NO_WAIT)
+            self.acquire_within(NO_WAIT)
+        }
+
+        fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+            self.obj.call("acquire", &this_thread(), timeout)
         }
 
         /// Releases one level; a [`RuntimeError`](crate::RemoteErrorKind::RuntimeError)
@@ -814,13 +852,19 @@ macro_rules! reentrant_lock_methods {
             self.obj.call("release", &this_thread(), None)
         }
 
-        /// Acquires it (up to `timeout`) and returns a guard releasing it on drop:
-        /// Python's `with lock:`. `Ok(None)` when the timeout passed.
-        pub fn guard(
-            &self,
-            timeout: Option<Duration>,
-        ) -> Result<Option<ProxyGuard<'_>>, CallError> {
-            Ok(self.acquire(timeout)?.then(|| ProxyGuard {
+        /// Acquires it and returns a guard releasing it on drop: Python's `with lock:`.
+        pub fn guard(&self) -> Result<ProxyGuard<'_>, CallError> {
+            self.acquire()?;
+            Ok(ProxyGuard {
+                obj: &self.obj,
+                release_args: enc(&this_thread()).unwrap_or_default(),
+            })
+        }
+
+        /// Acquires it (up to `timeout`) and returns a guard releasing it on drop.
+        /// `Ok(None)` when the timeout passed.
+        pub fn guard_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>, CallError> {
+            Ok(self.acquire_timeout(timeout)?.then(|| ProxyGuard {
                 obj: &self.obj,
                 release_args: enc(&this_thread()).unwrap_or_default(),
             }))
@@ -836,14 +880,23 @@ impl RLockProxy {
 /// [`BoundedSemaphoreProxy`].
 macro_rules! semaphore_methods {
     () => {
-        /// Waits up to `timeout` (`None`: for ever) for a permit; true when acquired.
-        pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-            self.obj.call("acquire", &(), timeout)
+        /// Waits for a permit, as long as it takes: Python's `acquire()`.
+        pub fn acquire(&self) -> Result<(), CallError> {
+            self.acquire_within(None).map(drop)
+        }
+
+        /// Waits up to `timeout` for a permit; true when acquired.
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+            self.acquire_within(Some(timeout))
         }
 
         /// Takes a permit if one is free, without waiting.
         pub fn try_acquire(&self) -> Result<bool, CallError> {
-            self.acquire(NO_WAIT)
+            self.acquire_within(NO_WAIT)
+        }
+
+        fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+            self.obj.call("acquire", &(), timeout)
         }
 
         /// Gives back `n` permits (Python's `release(n)`).
@@ -856,13 +909,19 @@ macro_rules! semaphore_methods {
             self.obj.call("value", &(), None)
         }
 
+        /// Takes a permit and returns a guard giving it back on drop.
+        pub fn guard(&self) -> Result<ProxyGuard<'_>, CallError> {
+            self.acquire()?;
+            Ok(ProxyGuard {
+                obj: &self.obj,
+                release_args: enc(&1u64).unwrap_or_default(),
+            })
+        }
+
         /// Takes a permit (up to `timeout`) and returns a guard giving it back on drop.
         /// `Ok(None)` when the timeout passed.
-        pub fn guard(
-            &self,
-            timeout: Option<Duration>,
-        ) -> Result<Option<ProxyGuard<'_>>, CallError> {
-            Ok(self.acquire(timeout)?.then(|| ProxyGuard {
+        pub fn guard_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>, CallError> {
+            Ok(self.acquire_timeout(timeout)?.then(|| ProxyGuard {
                 obj: &self.obj,
                 release_args: enc(&1u64).unwrap_or_default(),
             }))
@@ -934,16 +993,39 @@ proxy_common!(ConditionProxy, "Condition");
 impl ConditionProxy {
     reentrant_lock_methods!();
 
-    /// Releases the lock, waits up to `timeout` (`None`: for ever) for a notify, and takes
-    /// the lock back; true when notified. The caller must hold the lock (else a
+    /// Releases the lock, waits for a notify, and takes the lock back: Python's
+    /// `wait()`. The caller must hold the lock (else a
     /// [`RuntimeError`](crate::RemoteErrorKind::RuntimeError)).
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+    pub fn wait(&self) -> Result<(), CallError> {
+        self.wait_within(None).map(drop)
+    }
+
+    /// Like [`wait`](Self::wait), waiting up to `timeout` for the notify; true when
+    /// notified.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+        self.wait_within(Some(timeout))
+    }
+
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
         self.obj.call("wait", &this_thread(), timeout)
     }
 
-    /// Waits until `predicate()` is true, up to `timeout`; returns its last value. The
-    /// predicate runs in this process, with the lock held.
-    pub fn wait_for(
+    /// Waits until `predicate()` is true. The predicate runs in this process, with the
+    /// lock held.
+    pub fn wait_for(&self, predicate: impl FnMut() -> bool) -> Result<(), CallError> {
+        self.wait_for_within(predicate, None).map(drop)
+    }
+
+    /// Waits until `predicate()` is true, up to `timeout`; returns its last value.
+    pub fn wait_for_timeout(
+        &self,
+        predicate: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<bool, CallError> {
+        self.wait_for_within(predicate, Some(timeout))
+    }
+
+    fn wait_for_within(
         &self,
         mut predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
@@ -956,7 +1038,7 @@ impl ConditionProxy {
             if deadline.expired() {
                 return Ok(false);
             }
-            self.wait(deadline.remaining())?;
+            self.wait_within(deadline.remaining())?;
         }
     }
 
@@ -1004,9 +1086,14 @@ impl EventProxy {
         self.obj.call("is_set", &(), None)
     }
 
-    /// Waits up to `timeout` (`None`: for ever) for the flag; returns it.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("wait", &(), timeout)
+    /// Waits for the flag, as long as it takes: Python's `wait()`.
+    pub fn wait(&self) -> Result<(), CallError> {
+        self.obj.call::<bool>("wait", &(), None).map(drop)
+    }
+
+    /// Waits up to `timeout` for the flag; returns it.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+        self.obj.call("wait", &(), Some(timeout))
     }
 }
 
@@ -1028,10 +1115,15 @@ pub struct BarrierProxy {
 proxy_common!(BarrierProxy, "Barrier");
 
 impl BarrierProxy {
-    /// Waits (up to `timeout`) until all parties wait; returns this party's arrival index
-    /// (0 to parties − 1).
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<u64, CallError> {
-        self.obj.call("wait", &(), timeout)
+    /// Waits until all parties wait (or the barrier's own timeout passes); returns this
+    /// party's arrival index (0 to parties − 1).
+    pub fn wait(&self) -> Result<u64, CallError> {
+        self.obj.call("wait", &(), None)
+    }
+
+    /// Like [`wait`](Self::wait), giving up (and breaking the barrier) after `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u64, CallError> {
+        self.obj.call("wait", &(), Some(timeout))
     }
 
     /// Breaks it: every waiter, and every later wait until [`reset`](Self::reset), fails.
@@ -1184,10 +1276,14 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
         self.obj.call("task_done", &(), None)
     }
 
-    /// Waits up to `timeout` (`None`: for ever) until every item put is marked done; true
-    /// when it is.
-    pub fn join(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("join", &(), timeout)
+    /// Waits until every item put is marked done: Python's `join()`.
+    pub fn join(&self) -> Result<(), CallError> {
+        self.obj.call::<bool>("join", &(), None).map(drop)
+    }
+
+    /// Waits up to `timeout` until every item put is marked done; true when it is.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+        self.obj.call("join", &(), Some(timeout))
     }
 }
 

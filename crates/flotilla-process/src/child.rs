@@ -145,12 +145,22 @@ impl Child {
         }
     }
 
+    /// Waits for the child to end and be reaped, reading its report on the way.
+    pub(crate) fn wait(&self) -> Result<bool, Error> {
+        self.wait_within(None)
+    }
+
+    /// [`wait_within`](Self::wait_within) giving up after `timeout`.
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+        self.wait_within(Some(timeout))
+    }
+
     /// Waits up to `timeout` for the child to end, reading its report on the way; true
     /// once it has ended and been reaped.
     ///
     /// Concurrent waiters serialise on the status lock; each wait polls in slices short
     /// enough that a second waiter is not starved.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+    pub(crate) fn wait_within(&self, timeout: Option<Duration>) -> Result<bool, Error> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let mut status = self.lock();

@@ -454,16 +454,29 @@ fn send_boot(conn: &Connection, boot: &Boot, fds: &[std::os::fd::OwnedFd]) -> Re
 }
 
 impl<R: DeserializeOwned> Process<R> {
-    /// Waits up to `timeout` (forever when `None`) for the process to end, and returns
-    /// the target's value.
+    /// Waits for the process to end, and returns the target's value: Python's `join()`
+    /// (with the value, which Python's `Process` does not give back).
     ///
-    /// [`Error::Timeout`] when it still runs (join again later). When it ended without a
-    /// value: [`Error::Panicked`] with the child's panic message, [`Error::Signaled`]
-    /// when killed, [`Error::Exited`] when it exited by itself, [`Error::Refused`] when it
-    /// would not run the task. The value is handed to the first join that sees it; later
-    /// joins get [`Error::AlreadyJoined`], while failures are reported to every join.
-    pub fn join(&self, timeout: Option<Duration>) -> Result<R, Error> {
-        if !self.child.wait(timeout)? {
+    /// When it ended without a value: [`Error::Panicked`] with the child's panic
+    /// message, [`Error::Signaled`] when killed, [`Error::Exited`] when it exited by
+    /// itself, [`Error::Refused`] when it would not run the task. The value is handed to
+    /// the first join that sees it; later joins get [`Error::AlreadyJoined`], while
+    /// failures are reported to every join. Never [`Error::Timeout`]: that is
+    /// [`join_timeout`](Self::join_timeout)'s.
+    pub fn join(&self) -> Result<R, Error> {
+        self.join_within(None)
+    }
+
+    /// Like [`join`](Self::join), but gives up after `timeout` with [`Error::Timeout`]
+    /// when the process still runs (join again later): Python's `join(timeout)`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<R, Error> {
+        self.join_within(Some(timeout))
+    }
+
+    /// The body of [`join`](Self::join) and [`join_timeout`](Self::join_timeout); `None`
+    /// waits without limit.
+    fn join_within(&self, timeout: Option<Duration>) -> Result<R, Error> {
+        if !self.child.wait_within(timeout)? {
             return Err(Error::Timeout(timeout.unwrap_or_default()));
         }
         let (code, outcome) = self.child.take_outcome();

@@ -462,10 +462,19 @@ impl QueueProxy {
             .map(drop)
     }
 
-    /// Takes an item, waiting at most `timeout` on the server (`None`: as long as it
-    /// takes): Python's `q.get(True, timeout)`. An empty queue at the deadline is
+    /// Takes an item, waiting as long as it takes: Python's `q.get()`.
+    pub fn get<T: DeserializeOwned>(&self) -> Result<T, CallError> {
+        self.get_within(None)
+    }
+
+    /// Takes an item, waiting at most `timeout` on the server: Python's
+    /// `q.get(True, timeout)`. An empty queue at the deadline is
     /// [`CallError::Exception`] of class `queue.Empty`.
-    pub fn get<T: DeserializeOwned>(&self, timeout: Option<Duration>) -> Result<T, CallError> {
+    pub fn get_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, CallError> {
+        self.get_within(Some(timeout))
+    }
+
+    fn get_within<T: DeserializeOwned>(&self, timeout: Option<Duration>) -> Result<T, CallError> {
         let seconds = timeout.map_or(Value::None, |t| Value::F64(t.as_secs_f64()));
         // The reply comes after the server's wait, plus the time a call may take.
         let wait = timeout.map(|t| t + self.0.manager.options.get_timeout());

@@ -122,7 +122,7 @@ extern "C" fn join_non_daemon_threads() {
             .cloned();
         match next {
             Some(status) => {
-                status.finished.wait(None);
+                status.finished.wait();
             }
             None => break,
         }
@@ -368,16 +368,17 @@ enum Joined<T> {
 }
 
 impl<T> Thread<T> {
-    /// Waits up to `timeout` (forever when `None`) for the thread to finish, and returns
-    /// what its target returned: the twin of `Process::join`.
+    /// Waits for the thread to finish, and returns what its target returned: the twin
+    /// of `Process::join`.
     ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`] if the thread still runs (join again later).
     /// - [`Error::Panicked`] if the target panicked, with the panic message (to every
     ///   join).
     /// - [`Error::AlreadyJoined`] if an earlier join already returned the value.
     /// - [`Error::JoinSelf`] if called from the thread itself.
+    ///
+    /// Never [`Error::Timeout`]: that is [`join_timeout`](Self::join_timeout)'s.
     ///
     /// # Examples
     ///
@@ -385,22 +386,52 @@ impl<T> Thread<T> {
     /// use flotilla_thread::{Error, spawn};
     ///
     /// let t = spawn(|| -> u8 { panic!("no luck") })?;
-    /// match t.join(None) {
+    /// match t.join() {
     ///     Err(Error::Panicked { message, .. }) => assert_eq!(message, "no luck"),
     ///     other => panic!("unexpected {other:?}"),
     /// }
     /// // A failure is told to every join; a value goes to the first.
-    /// assert!(matches!(t.join(None), Err(Error::Panicked { .. })));
+    /// assert!(matches!(t.join(), Err(Error::Panicked { .. })));
     /// let ok = spawn(|| 5)?;
-    /// assert_eq!(ok.join(None)?, 5);
-    /// assert!(matches!(ok.join(None), Err(Error::AlreadyJoined(_))));
+    /// assert_eq!(ok.join()?, 5);
+    /// assert!(matches!(ok.join(), Err(Error::AlreadyJoined(_))));
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn join(&self, timeout: Option<Duration>) -> Result<T, Error> {
+    pub fn join(&self) -> Result<T, Error> {
+        self.join_within(None)
+    }
+
+    /// Like [`join`](Self::join), but gives up after `timeout` with [`Error::Timeout`]
+    /// if the thread still runs (join again later): Python's `join(timeout)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flotilla_thread::{Error, Event, spawn};
+    /// use std::sync::Arc;
+    ///
+    /// let go = Arc::new(Event::new());
+    /// let t = spawn({
+    ///     let go = Arc::clone(&go);
+    ///     move || go.wait()
+    /// })?;
+    /// assert!(matches!(t.join_timeout(Duration::from_millis(10)), Err(Error::Timeout(_))));
+    /// go.set();
+    /// t.join_timeout(Duration::from_secs(60))?;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<T, Error> {
+        self.join_within(Some(timeout))
+    }
+
+    /// The body of [`join`](Self::join) and [`join_timeout`](Self::join_timeout); `None`
+    /// waits without limit.
+    fn join_within(&self, timeout: Option<Duration>) -> Result<T, Error> {
         if self.status.serial == current_serial() {
             return Err(Error::JoinSelf(self.name.clone()));
         }
-        if !self.status.finished.wait(timeout) {
+        if !self.status.finished.wait_within(timeout) {
             return Err(Error::Timeout(timeout.unwrap_or_default()));
         }
         let mut joined = self.handle.lock().unwrap_or_else(PoisonError::into_inner);

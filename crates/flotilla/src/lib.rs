@@ -118,7 +118,7 @@ pub mod futures {
     pub use flotilla_core::{
         AsCompleted, CancelToken, Completer, Completion, Deadline, Executor, Future, FutureId,
         OrderedWindow, ResultFuture, ResultRefFuture, ReturnWhen, State, TaskError, Waitable,
-        as_completed, panic_message, wait,
+        as_completed, as_completed_timeout, panic_message, wait, wait_timeout,
     };
 
     #[cfg(feature = "thread")]
@@ -163,7 +163,7 @@ pub mod multiprocessing {
     pub use flotilla_ipc::{
         AcquireError, Array, ArrayGuard, Connection, Element, Frame, FrameReader, FrameWriter,
         Integer, Lock, LockGuard, RLock, RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe,
-        wait, wait_indices,
+        wait, wait_indices, wait_indices_timeout, wait_timeout,
     };
     #[doc(inline)]
     pub use flotilla_ipc::{
@@ -258,8 +258,8 @@ pub mod asyncio {
     #[doc(inline)]
     pub use flotilla_async::{
         AsCompleted, AsFuture, Cancellable, Gather, GatherAll, GatherTuple, IntoGatherTuple,
-        Submit, Task, as_completed, gather, gather_tuple, run_in_executor, shield, wait, wait_for,
-        wrap_future,
+        Submit, Task, as_completed, as_completed_timeout, gather, gather_tuple, run_in_executor,
+        shield, wait, wait_for, wait_timeout, wrap_future,
     };
 
     #[cfg(feature = "thread")]

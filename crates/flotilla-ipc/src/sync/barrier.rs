@@ -216,7 +216,7 @@ impl Barrier {
         }
     }
 
-    /// The default timeout of [`wait`](Self::wait), if the barrier was built with one.
+    /// The timeout of [`wait`](Self::wait), if the barrier was built with one.
     ///
     /// ```
     /// use std::time::Duration;
@@ -274,17 +274,29 @@ impl Barrier {
         self.word(BROKEN).load(Ordering::Acquire) != 0
     }
 
-    /// Waits until `parties` processes have called `wait`, or until `timeout` passes
-    /// (`None`: the barrier's default [`timeout`](Self::timeout), if any). Returns this
-    /// caller's arrival index, `0..parties`. The last arrival runs the barrier's
-    /// [action](BarrierBuilder::action) first.
+    /// Waits until `parties` processes have called `wait` (or the barrier's default
+    /// [`timeout`](Self::timeout), if it was built with one, passes): Python's
+    /// `Barrier.wait()`. Returns this caller's arrival index, `0..parties`. The last
+    /// arrival runs the barrier's [action](BarrierBuilder::action) first.
     ///
     /// # Errors
     ///
     /// [`Error::BrokenBarrier`] if the barrier is broken when called, breaks while
     /// waiting (abort, another waiter's timeout, a reset, a participant dying inside
-    /// the barrier's bookkeeping), or this call's own timeout passes, which also breaks
-    /// it for the others, as in Python.
+    /// the barrier's bookkeeping), or the default timeout passes, which also breaks it
+    /// for the others, as in Python.
+    ///
+    /// ```
+    /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
+    /// assert_eq!(barrier.wait().unwrap(), 0);
+    /// ```
+    pub fn wait(&self) -> Result<usize, Error> {
+        self.wait_within(None)
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout` (instead of the default
+    /// one): Python's `Barrier.wait(timeout)`. A timeout breaks the barrier, for the
+    /// others too, and fails with [`Error::BrokenBarrier`].
     ///
     /// ```
     /// use std::time::Duration;
@@ -292,11 +304,17 @@ impl Barrier {
     ///
     /// let barrier = Barrier::new(2).unwrap();
     /// // Nobody else comes: the wait times out and breaks the barrier.
-    /// let alone = barrier.wait(Some(Duration::from_millis(10)));
+    /// let alone = barrier.wait_timeout(Duration::from_millis(10));
     /// assert!(matches!(alone, Err(Error::BrokenBarrier)));
     /// assert!(barrier.broken());
     /// ```
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<usize, Error> {
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, Error> {
+        self.wait_within(Some(timeout))
+    }
+
+    /// The body of [`wait`](Self::wait) and [`wait_timeout`](Self::wait_timeout); `None`
+    /// uses the barrier's default timeout.
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<usize, Error> {
         let deadline = Deadline::after(timeout.or_else(|| self.timeout()));
         let (index, round) = {
             let book = self.bookkeeping()?;

@@ -107,18 +107,32 @@ pub struct AsyncResult<R> {
 }
 
 impl<R> AsyncResult<R> {
-    /// Waits up to `timeout` (forever when `None`) and returns the value, or the task's
-    /// failure, or [`TaskError::TimedOut`] (the task goes on).
-    pub fn get(&self, timeout: Option<Duration>) -> Result<R, TaskError>
+    /// Waits for the result and returns the value, or the task's failure: Python's
+    /// `get()`. Never [`TaskError::TimedOut`]: that is [`get_timeout`](Self::get_timeout)'s.
+    pub fn get(&self) -> Result<R, TaskError>
     where
         R: Clone,
     {
-        self.future.result(timeout)
+        self.future.result()
     }
 
-    /// Waits up to `timeout`; true when the result is ready.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.future.wait(timeout)
+    /// Like [`get`](Self::get), but gives up after `timeout` with
+    /// [`TaskError::TimedOut`] (the task goes on): Python's `get(timeout)`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R, TaskError>
+    where
+        R: Clone,
+    {
+        self.future.result_timeout(timeout)
+    }
+
+    /// Waits until the result is ready: Python's `wait()`.
+    pub fn wait(&self) {
+        self.future.wait();
+    }
+
+    /// Waits up to `timeout`; true when the result is ready: Python's `wait(timeout)`.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.future.wait_timeout(timeout)
     }
 
     /// True once the result is ready.
