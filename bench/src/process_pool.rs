@@ -171,7 +171,7 @@ where
         .collect::<Result<Vec<_>, _>>()?;
     let results = futures
         .into_iter()
-        .map(|fut| fut.into_result(Some(RESULT_TIMEOUT)))
+        .map(|fut| fut.into_result_timeout(RESULT_TIMEOUT))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(results)
 }

@@ -100,7 +100,7 @@ pub(crate) fn flotilla_submit(threads: usize) -> anyhow::Result<Batch> {
             .collect::<Result<Vec<_>, _>>()?;
         let results = futures
             .into_iter()
-            .map(|fut| fut.into_result(None))
+            .map(|fut| fut.into_result())
             .collect::<Result<Vec<_>, _>>()?;
         Ok(results)
     }))

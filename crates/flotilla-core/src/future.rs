@@ -212,7 +212,7 @@ unsafe impl<T: Send, J: ?Sized + Send> Sync for Shared<T, J> {}
 ///         completer.set_result(6 * 7);
 ///     }
 /// });
-/// assert_eq!(fut.result(Some(Duration::from_secs(10))).unwrap(), 42);
+/// assert_eq!(fut.result_timeout(Duration::from_secs(10)).unwrap(), 42);
 /// assert!(fut.done());
 /// ```
 pub struct Future<T> {
@@ -488,7 +488,7 @@ impl<T> Future<T> {
     ///
     /// ```
     /// let fut = flotilla_core::Future::ready("done");
-    /// assert_eq!(fut.result(None).unwrap(), "done");
+    /// assert_eq!(fut.result().unwrap(), "done");
     /// ```
     pub fn ready(value: T) -> Self {
         Future {
@@ -567,7 +567,7 @@ impl<T> Future<T> {
     /// let (completer, fut) = Completer::<()>::new();
     /// assert!(fut.cancel());
     /// assert!(!completer.set_running_or_notify_cancel()); // the executor skips it
-    /// assert!(matches!(fut.result(None), Err(TaskError::Cancelled)));
+    /// assert!(matches!(fut.result(), Err(TaskError::Cancelled)));
     /// ```
     pub fn cancel(&self) -> bool {
         loop {
@@ -743,7 +743,7 @@ impl<T> Future<T> {
     /// use flotilla_core::Future;
     ///
     /// let (tx, rx) = mpsc::channel();
-    /// Future::ready(42).add_done_callback(move |f| tx.send(f.result(None).unwrap()).unwrap());
+    /// Future::ready(42).add_done_callback(move |f| tx.send(f.result().unwrap()).unwrap());
     /// assert_eq!(rx.recv().unwrap(), 42);
     /// ```
     pub fn add_done_callback<F>(&self, callback: F)
@@ -923,7 +923,7 @@ impl<T> Completer<T> {
     ///
     /// let (completer, fut) = Completer::new();
     /// completer.run(|| -> u8 { panic!("bad input") });
-    /// assert!(fut.result(None).unwrap_err().to_string().contains("bad input"));
+    /// assert!(fut.result().unwrap_err().to_string().contains("bad input"));
     /// ```
     pub fn run<F>(self, task: F)
     where
@@ -1056,7 +1056,7 @@ where
 ///
 /// let (task, fut) = Task::new(|| Ok::<_, TaskError>(6 * 7));
 /// std::thread::spawn(move || task.run(&|| {})).join().unwrap();
-/// assert_eq!(fut.result(None).unwrap(), 42);
+/// assert_eq!(fut.result().unwrap(), 42);
 ///
 /// let (task, fut) = Task::new(|| -> Result<u8, TaskError> { unreachable!() });
 /// assert!(fut.cancel());

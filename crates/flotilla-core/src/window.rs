@@ -89,7 +89,7 @@ impl<T> OrderedWindow<T> {
             }
         }
         let outcome = if future.wait(self.deadline.remaining()) {
-            future.into_result(None)
+            future.into_result()
         } else {
             future.cancel();
             Err(TaskError::TimedOut)

@@ -401,7 +401,7 @@ fn check(op: &'static str, rc: libc::c_int) -> Result<(), Error> {
 /// use flotilla_ipc::{AcquireError, Lock};
 ///
 /// let lock = Lock::new().unwrap();
-/// let guard = match lock.acquire(None) {
+/// let guard = match lock.acquire() {
 ///     Ok(guard) => guard,
 ///     Err(AcquireError::OwnerDied(guard)) => {
 ///         // Repair what the lock protects here, then carry on.
@@ -431,7 +431,7 @@ impl<G> AcquireError<G> {
     /// use flotilla_ipc::{AcquireError, RLock};
     ///
     /// let lock = RLock::new().unwrap();
-    /// let guard = lock.acquire(None).or_else(AcquireError::recover).unwrap();
+    /// let guard = lock.acquire().or_else(AcquireError::recover).unwrap();
     /// # drop(guard);
     /// ```
     pub fn recover(self) -> Result<G, Error> {
@@ -754,8 +754,8 @@ lock_type! {
     /// use flotilla_ipc::{Error, Lock, AcquireError};
     ///
     /// let lock = Lock::new().unwrap();
-    /// let guard = lock.acquire(None).unwrap();
-    /// assert!(matches!(lock.acquire(None), Err(AcquireError::Failed(Error::WouldDeadlock))));
+    /// let guard = lock.acquire().unwrap();
+    /// assert!(matches!(lock.acquire(), Err(AcquireError::Failed(Error::WouldDeadlock))));
     /// drop(guard);
     /// assert!(lock.try_acquire().is_ok());
     /// ```
@@ -764,7 +764,7 @@ lock_type! {
     ///
     /// ```compile_fail
     /// let lock = flotilla_ipc::Lock::new().unwrap();
-    /// let guard = lock.acquire(None).unwrap();
+    /// let guard = lock.acquire().unwrap();
     /// std::thread::scope(|s| {
     ///     s.spawn(move || drop(guard));
     /// });
@@ -788,8 +788,8 @@ lock_type! {
     /// use flotilla_ipc::RLock;
     ///
     /// let lock = RLock::new().unwrap();
-    /// let outer = lock.acquire(None).unwrap();
-    /// let inner = lock.acquire(None).unwrap(); // the same thread: no deadlock
+    /// let outer = lock.acquire().unwrap();
+    /// let inner = lock.acquire().unwrap(); // the same thread: no deadlock
     /// drop(inner);
     /// drop(outer);
     /// ```

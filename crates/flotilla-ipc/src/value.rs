@@ -155,7 +155,7 @@ impl<T: Element> Shared<T> {
         match &self.lock {
             None => Ok(None),
             Some(lock) => {
-                let held = lock.acquire(None).or_else(AcquireError::recover)?;
+                let held = lock.acquire().or_else(AcquireError::recover)?;
                 if lock.raw().owner_death_recorded() {
                     return Err(Error::OwnerDied);
                 }
@@ -301,7 +301,7 @@ impl<'de, T: Element> Deserialize<'de> for Shared<T> {
 /// // A read-modify-write, as Python's `with v.get_lock(): v.value += 1`:
 /// let n = Value::new(0i32).unwrap();
 /// {
-///     let _held = n.get_lock().unwrap().acquire(None).unwrap();
+///     let _held = n.get_lock().unwrap().acquire().unwrap();
 ///     n.set(n.get().unwrap() + 1).unwrap(); // the lock is recursive
 /// }
 /// // Or with no lock at all:
@@ -394,7 +394,7 @@ impl<T: Element> Value<T> {
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(0u32).unwrap();
-    /// let held = v.get_lock().unwrap().acquire(None).unwrap();
+    /// let held = v.get_lock().unwrap().acquire().unwrap();
     /// v.set(v.get().unwrap() + 1).unwrap();
     /// drop(held);
     /// ```
@@ -636,7 +636,7 @@ impl<T: Element> ValueGuard<'_, T> {
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(1u8).unwrap();
-    /// let guard = v.lock(None).unwrap();
+    /// let guard = v.lock().unwrap();
     /// guard.mark_recovered(); // nothing to recover: no effect
     /// ```
     pub fn mark_recovered(&self) {
@@ -646,7 +646,7 @@ impl<T: Element> ValueGuard<'_, T> {
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(4u8).unwrap();
-    /// assert_eq!(v.lock(None).unwrap().get(), 4);
+    /// assert_eq!(v.lock().unwrap().get(), 4);
     /// ```
     pub fn get(&self) -> T {
         self.shared.load(0)
@@ -656,7 +656,7 @@ impl<T: Element> ValueGuard<'_, T> {
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(4u8).unwrap();
-    /// v.lock(None).unwrap().set(5);
+    /// v.lock().unwrap().set(5);
     /// assert_eq!(v.get().unwrap(), 5);
     /// ```
     pub fn set(&self, value: T) {
@@ -692,7 +692,7 @@ impl<T: Element> fmt::Debug for ValueGuard<'_, T> {
 /// assert!(matches!(a.get(3), Err(Error::IndexOutOfRange { index: 3, len: 3 })));
 ///
 /// // Several elements at once, under the lock:
-/// let section = a.lock(None).unwrap();
+/// let section = a.lock().unwrap();
 /// let (x, y) = (section.get(1).unwrap(), section.get(2).unwrap());
 /// section.set(1, y).unwrap();
 /// section.set(2, x).unwrap();
@@ -871,7 +871,7 @@ impl<T: Element> Array<T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(1).unwrap();
-    /// let held = a.get_lock().unwrap().acquire(None).unwrap();
+    /// let held = a.get_lock().unwrap().acquire().unwrap();
     /// a.set(0, 1).unwrap(); // recursive: no deadlock
     /// drop(held);
     /// ```
@@ -972,7 +972,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
-    /// let guard = a.lock(None).unwrap();
+    /// let guard = a.lock().unwrap();
     /// guard.mark_recovered(); // nothing to recover: no effect
     /// ```
     pub fn mark_recovered(&self) {
@@ -982,7 +982,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
-    /// assert_eq!(a.lock(None).unwrap().len(), 2);
+    /// assert_eq!(a.lock().unwrap().len(), 2);
     /// ```
     pub fn len(&self) -> usize {
         self.shared.len
@@ -992,7 +992,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(0).unwrap();
-    /// assert!(a.lock(None).unwrap().is_empty());
+    /// assert!(a.lock().unwrap().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.shared.len == 0
@@ -1006,7 +1006,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::from_slice(&[7u8]).unwrap();
-    /// let section = a.lock(None).unwrap();
+    /// let section = a.lock().unwrap();
     /// assert_eq!(section.get(0).unwrap(), 7);
     /// assert!(section.get(1).is_err());
     /// ```
@@ -1023,7 +1023,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(1).unwrap();
-    /// a.lock(None).unwrap().set(0, 3).unwrap();
+    /// a.lock().unwrap().set(0, 3).unwrap();
     /// assert_eq!(a.get(0).unwrap(), 3);
     /// ```
     pub fn set(&self, index: usize, value: T) -> Result<(), Error> {
@@ -1036,7 +1036,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::from_slice(&[1u8, 2]).unwrap();
-    /// assert_eq!(a.lock(None).unwrap().to_vec(), [1, 2]);
+    /// assert_eq!(a.lock().unwrap().to_vec(), [1, 2]);
     /// ```
     pub fn to_vec(&self) -> Vec<T> {
         self.shared.to_vec()
@@ -1050,7 +1050,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
-    /// a.lock(None).unwrap().copy_from_slice(&[8, 9]).unwrap();
+    /// a.lock().unwrap().copy_from_slice(&[8, 9]).unwrap();
     /// assert_eq!(a.to_vec().unwrap(), [8, 9]);
     /// ```
     pub fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {

@@ -186,7 +186,7 @@ fn a_timed_recv_honours_its_deadline_when_the_peer_stalls_mid_frame() {
         assert!(ours.try_recv_bytes().unwrap().is_none(), "try_recv_bytes");
         assert!(ours.try_recv::<u32>().unwrap().is_none(), "try_recv");
         assert!(
-            !ours.poll(Some(Duration::ZERO)).unwrap(),
+            !ours.poll_timeout(Duration::ZERO).unwrap(),
             "nothing more came"
         );
         ours
@@ -201,7 +201,7 @@ fn a_timed_recv_honours_its_deadline_when_the_peer_stalls_mid_frame() {
     let mut second = header(3, 0);
     second.extend_from_slice(b"two");
     peer.write_all(&second).unwrap();
-    assert!(ours.poll(Some(LONG)).unwrap());
+    assert!(ours.poll_timeout(LONG).unwrap());
     let (got, fds) = ours.recv_frame_timeout(Some(LONG)).unwrap();
     assert_eq!(got, payload);
     assert!(fds.is_empty());

@@ -378,7 +378,7 @@ impl Client {
     /// Sends `op` and waits for its reply's bytes.
     fn request(&self, op: Op) -> Result<Vec<u8>, CallError> {
         let rx = self.send(op, true)?.expect("a reply was asked for");
-        rx.wait(None).unwrap_or_else(|| Err(self.ended()))
+        rx.wait().unwrap_or_else(|| Err(self.ended()))
     }
 
     fn ended(&self) -> CallError {
@@ -758,7 +758,7 @@ impl<T> Pending<T> {
     pub fn wait(self) -> Result<T, CallError> {
         let bytes = self
             .rx
-            .wait(None)
+            .wait()
             .unwrap_or_else(|| Err(self.client.ended()))?;
         (self.decode)(&bytes)
     }

@@ -516,12 +516,12 @@ impl NamespaceProxy {
 /// use std::time::Duration;
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let lock = manager.lock().unwrap();
-/// assert!(lock.acquire(None).unwrap());
+/// assert!(lock.acquire().unwrap());
 /// assert!(!lock.try_acquire().unwrap());
-/// assert!(!lock.acquire(Some(Duration::from_millis(10))).unwrap());
+/// assert!(!lock.acquire_timeout(Duration::from_millis(10)).unwrap());
 /// lock.release().unwrap();
 /// {
-///     let _guard = lock.guard(None).unwrap();
+///     let _guard = lock.guard().unwrap();
 ///     assert!(lock.locked().unwrap());
 /// }
 /// assert!(!lock.locked().unwrap());
@@ -604,7 +604,7 @@ impl Drop for LockProxyGuard<'_> {
 /// let q = manager.queue::<String>(0).unwrap();
 /// q.put(&"a".into()).unwrap();
 /// assert_eq!(q.get().unwrap(), "a");
-/// assert_eq!(q.get_timeout(Some(Duration::from_millis(10))).unwrap(), None);
+/// assert_eq!(q.get_timeout(Duration::from_millis(10)).unwrap(), None);
 /// assert_eq!(q.try_get().unwrap(), None);
 /// ```
 pub struct QueueProxy<T> {
@@ -808,8 +808,8 @@ impl Drop for ProxyGuard<'_> {
 /// ```
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let lock = manager.rlock().unwrap();
-/// assert!(lock.acquire(None).unwrap());
-/// assert!(lock.acquire(None).unwrap()); // again, by the same thread
+/// assert!(lock.acquire().unwrap());
+/// assert!(lock.acquire().unwrap()); // again, by the same thread
 /// lock.release().unwrap();
 /// lock.release().unwrap();
 /// assert!(lock.release().is_err()); // RuntimeError: not acquired
@@ -935,7 +935,7 @@ macro_rules! semaphore_methods {
 /// ```
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let sem = manager.semaphore(2).unwrap();
-/// assert!(sem.acquire(None).unwrap());
+/// assert!(sem.acquire().unwrap());
 /// assert!(sem.try_acquire().unwrap());
 /// assert!(!sem.try_acquire().unwrap());
 /// sem.release(2).unwrap();
@@ -979,8 +979,8 @@ impl BoundedSemaphoreProxy {
 /// use std::time::Duration;
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let cond = manager.condition().unwrap();
-/// let _held = cond.guard(None).unwrap().unwrap();
-/// assert!(!cond.wait(Some(Duration::from_millis(10))).unwrap()); // nobody notified
+/// let _held = cond.guard().unwrap().unwrap();
+/// assert!(!cond.wait_timeout(Duration::from_millis(10)).unwrap()); // nobody notified
 /// cond.notify_all().unwrap();
 /// ```
 pub struct ConditionProxy {
@@ -1059,9 +1059,9 @@ impl ConditionProxy {
 /// use std::time::Duration;
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let event = manager.event().unwrap();
-/// assert!(!event.wait(Some(Duration::from_millis(10))).unwrap());
+/// assert!(!event.wait_timeout(Duration::from_millis(10)).unwrap());
 /// event.set().unwrap();
-/// assert!(event.is_set().unwrap() && event.wait(None).unwrap());
+/// assert!(event.is_set().unwrap() && event.wait().unwrap());
 /// ```
 pub struct EventProxy {
     obj: ObjectRef,
@@ -1104,7 +1104,7 @@ impl EventProxy {
 /// ```
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let barrier = manager.barrier(1).unwrap();
-/// assert_eq!(barrier.wait(None).unwrap(), 0);
+/// assert_eq!(barrier.wait().unwrap(), 0);
 /// assert_eq!(barrier.parties().unwrap(), 1);
 /// ```
 pub struct BarrierProxy {
@@ -1255,10 +1255,10 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let q = manager.joinable_queue::<u32>(0).unwrap();
 /// q.put(&1).unwrap();
-/// assert!(!q.join(Some(Duration::from_millis(10))).unwrap()); // one unfinished
+/// assert!(!q.join_timeout(Duration::from_millis(10)).unwrap()); // one unfinished
 /// assert_eq!(q.get().unwrap(), 1);
 /// q.task_done().unwrap();
-/// assert!(q.join(None).unwrap());
+/// assert!(q.join().unwrap());
 /// ```
 pub struct JoinableQueueProxy<T> {
     obj: ObjectRef,

@@ -174,10 +174,10 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
     let (_server, c) = start(&dir);
     with_deadline(LONG, "park", move || {
         let lock = c.lock().unwrap();
-        assert!(lock.acquire(None).unwrap());
+        assert!(lock.acquire().unwrap());
         assert!(lock.locked().unwrap());
         assert!(!lock.try_acquire().unwrap());
-        assert!(!lock.acquire(Some(SHORT)).unwrap());
+        assert!(!lock.acquire_timeout(SHORT).unwrap());
         lock.release().unwrap();
         assert_eq!(
             lock.release().unwrap_err().remote_kind(),
@@ -195,7 +195,7 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
         assert_eq!(d.len().unwrap(), 100);
         q.put(&"wake".into()).unwrap();
         assert_eq!(getter.join().unwrap(), "wake");
-        assert_eq!(q.get_timeout(Some(SHORT)).unwrap(), None);
+        assert_eq!(q.get_timeout(SHORT).unwrap(), None);
         assert_eq!(q.try_get().unwrap(), None);
 
         // A bounded queue parks its putters.
@@ -203,7 +203,7 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
         assert!(b.try_put(&1).unwrap());
         assert!(b.full().unwrap());
         assert!(!b.try_put(&2).unwrap());
-        assert!(!b.put_timeout(&2, Some(SHORT)).unwrap());
+        assert!(!b.put_timeout(&2, SHORT).unwrap());
         let b2 = b.clone();
         let putter = thread::spawn(move || b2.put(&3).unwrap());
         assert_eq!(b.get().unwrap(), 1);
@@ -215,8 +215,8 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
         // A waiting acquire is granted by another client's release.
         let other = connect(c.address(), Some(&key())).unwrap();
         let theirs = LockProxy::from_token(&other, &lock.share().unwrap()).unwrap();
-        assert!(lock.acquire(None).unwrap());
-        let t = thread::spawn(move || theirs.acquire(Some(LONG)).unwrap());
+        assert!(lock.acquire().unwrap());
+        let t = thread::spawn(move || theirs.acquire_timeout(LONG).unwrap());
         thread::sleep(SHORT);
         lock.release().unwrap();
         assert!(t.join().unwrap());
@@ -342,7 +342,7 @@ fn references_are_per_connection_and_freed_with_it() {
         let d = other.dict::<u8, u8>().unwrap();
         let l = other.list::<u8>().unwrap();
         let lock = other.lock().unwrap();
-        assert!(lock.acquire(None).unwrap());
+        assert!(lock.acquire().unwrap());
         let token = lock.share().unwrap();
         assert_eq!(c.number_of_objects().unwrap(), 3);
         // Dropping a proxy releases its object.
@@ -353,7 +353,7 @@ fn references_are_per_connection_and_freed_with_it() {
         drop((d, lock, other));
         wait_for(|| c.number_of_objects().unwrap() == 1);
         let mine = LockProxy::from_token(&c, &token).unwrap();
-        assert!(mine.acquire(Some(LONG)).unwrap());
+        assert!(mine.acquire_timeout(LONG).unwrap());
         // A ticket is spent once.
         assert_eq!(
             LockProxy::from_token(&c, &token).unwrap_err().remote_kind(),
@@ -387,7 +387,7 @@ fn a_shutdown_request_answers_calls_in_flight_then_every_proxy_gets_manager_gone
     let blocked = thread::spawn(move || q2.get());
     thread::sleep(SHORT);
     with_deadline(LONG, "shutdown", move || {
-        c.shutdown_server(Some(LONG)).unwrap();
+        c.shutdown_server_timeout(LONG).unwrap();
         assert!(server.wait_stopped(LONG));
         let err: CallError = blocked.join().unwrap().unwrap_err();
         // The parked get is answered (gone), or the connection ended first: never a hang.
@@ -455,7 +455,7 @@ fn calls_answered_before_their_deadline_leave_nothing_queued() {
         let getters: Vec<_> = (0..GETS)
             .map(|_| {
                 let q = q.clone();
-                thread::spawn(move || q.get_timeout(Some(Duration::from_secs(3600))).unwrap())
+                thread::spawn(move || q.get_timeout(Duration::from_secs(3600)).unwrap())
             })
             .collect();
         let start = std::time::Instant::now();

@@ -69,7 +69,7 @@ fn a_dead_clients_writer_thread_ends_though_its_waiter_is_kept() {
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "parked");
         assert_eq!(threads_named("manager-writer"), before + 1);
         child.kill().unwrap();
-        let _ = child.join(Some(LONG));
+        let _ = child.join_timeout(LONG);
         let start = Instant::now();
         while threads_named("manager-writer") != before {
             assert!(

@@ -177,7 +177,7 @@ impl Child {
             if let Some(results) = &status.results {
                 watched.push(results.as_fd());
             }
-            let ready = flotilla_ipc::wait_indices(&watched, Some(slice))?;
+            let ready = flotilla_ipc::wait_indices_timeout(&watched, slice)?;
             let exited = ready.first() == Some(&0);
             if ready.len() > usize::from(exited) {
                 self.read_report(&mut status)?;
@@ -269,7 +269,7 @@ impl Child {
                     }
                 }
                 if let (true, Some(pidfd)) = (status.server_gone, pidfd)
-                    && flotilla_ipc::wait_indices(&[pidfd.as_fd()], Some(Duration::ZERO))?.first()
+                    && flotilla_ipc::wait_indices_timeout(&[pidfd.as_fd()], Duration::ZERO)?.first()
                         == Some(&0)
                 {
                     // It ended, and only its report can say how.
@@ -292,7 +292,7 @@ impl Child {
     /// The exit code if the child has ended (reaping it): 0 for success, 1 for a panic,
     /// `-N` when killed by signal N.
     pub(crate) fn exitcode(&self) -> Result<Option<i32>, Error> {
-        self.wait(Some(Duration::ZERO))?;
+        self.wait_timeout(Duration::ZERO)?;
         Ok(self.lock().exitcode)
     }
 

@@ -77,7 +77,7 @@ pub struct ProcessBuilder<T> {
 /// for method in [StartMethod::Spawn, StartMethod::ForkServer] {
 ///     let child = get_context(Some(method)).process(square, 12).name("squarer").start().unwrap();
 ///     assert_eq!(child.name(), "squarer");
-///     assert_eq!(child.join(None).unwrap(), 144);
+///     assert_eq!(child.join().unwrap(), 144);
 ///     assert_eq!(child.exitcode(), Some(0));
 /// }
 /// ```
@@ -127,7 +127,7 @@ impl Process<()> {
     /// let data = vec![1, 2, 3];
     /// let child = flotilla_process::Process::fork(move || data.iter().sum::<i32>()).start();
     /// # // The doctest runs single-threaded, so the safe fork check passes.
-    /// assert_eq!(child.unwrap().join(None).unwrap(), 6);
+    /// assert_eq!(child.unwrap().join().unwrap(), 6);
     /// ```
     pub fn fork<C, R>(closure: C) -> ProcessBuilder<ForkTarget<C, R>>
     where
@@ -365,7 +365,7 @@ pub(crate) fn join_children() {
         let _ = child.signal(libc::SIGTERM);
     }
     for child in &children {
-        let _ = child.wait(None);
+        let _ = child.wait();
     }
 }
 

@@ -78,7 +78,7 @@ fn collect_within(futures: &[Future<i32>], limit: Duration) -> Vec<i32> {
     futures
         .iter()
         .filter_map(|f| {
-            f.result(Some(deadline.saturating_duration_since(Instant::now())))
+            f.result_timeout(deadline.saturating_duration_since(Instant::now()))
                 .ok()
         })
         .collect()
@@ -130,7 +130,7 @@ fn a_worker_stopped_mid_result_does_not_freeze_the_pool() {
         if caught.is_some() {
             break;
         }
-        let _ = fut.result(Some(LONG));
+        let _ = fut.result_timeout(LONG);
     }
     let (stuck, resume, stopped) = caught.expect("never caught a worker mid-result");
 
@@ -150,7 +150,7 @@ fn a_worker_stopped_mid_result_does_not_freeze_the_pool() {
     );
 
     drop(resume); // SIGCONT
-    assert_eq!(stuck.result(Some(LONG)).unwrap().len(), 64 * MIB);
+    assert_eq!(stuck.result_timeout(LONG).unwrap().len(), 64 * MIB);
     assert_eq!(collect_within(&others, LONG).len(), others.len());
     within(LONG, "shutting the pool down", move || drop(pool));
     let _ = std::fs::remove_dir_all(&dir);
@@ -177,7 +177,7 @@ fn a_large_task_for_a_stopped_worker_does_not_freeze_the_pool() {
     let done = collect_within(&small, Duration::from_secs(30));
     let large_done = large
         .iter()
-        .filter(|f| f.result(Some(Duration::from_secs(5))).is_ok())
+        .filter(|f| f.result_timeout(Duration::from_secs(5)).is_ok())
         .count();
     // At most PIPELINE tasks wait on the stopped worker.
     assert!(
@@ -189,7 +189,7 @@ fn a_large_task_for_a_stopped_worker_does_not_freeze_the_pool() {
 
     drop(resume); // SIGCONT
     for f in &large {
-        assert_eq!(f.result(Some(LONG)).unwrap(), 8 * MIB);
+        assert_eq!(f.result_timeout(LONG).unwrap(), 8 * MIB);
     }
     assert_eq!(collect_within(&small, LONG).len(), small.len());
     within(LONG, "shutting the pool down", move || drop(pool));

@@ -204,7 +204,7 @@ fn exchange(
 /// .unwrap();
 /// let queue = manager.queue("get_queue", &()).unwrap();
 /// queue.put(&"from Rust").unwrap();
-/// let item: String = queue.get(Some(Duration::from_secs(1))).unwrap();
+/// let item: String = queue.get_timeout(Duration::from_secs(1)).unwrap();
 /// ```
 #[derive(Debug, Clone)]
 pub struct ManagerClient {

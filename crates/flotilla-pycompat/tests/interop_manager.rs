@@ -153,7 +153,7 @@ fn the_seeds_remote_queues_with_a_python_and_a_rust_client() {
     let ming_queue = manager.queue("get_ming_queue", &()).unwrap();
     let zhang_queue = manager.queue("get_zhang_queue", &()).unwrap();
     ming_queue.put("hello from ming (Rust)").unwrap();
-    let from_zhang: String = zhang_queue.get(Some(common::STEP)).unwrap();
+    let from_zhang: String = zhang_queue.get_timeout(common::STEP).unwrap();
     assert_eq!(from_zhang, "hello from zhang (Python)");
     assert_eq!(zhang.finish(), ["zhang got: hello from ming (Rust)"]);
     drop((ming_queue, zhang_queue));
@@ -250,7 +250,7 @@ fn a_python_311_manager_with_the_legacy_flag() {
     let ming_queue = manager.queue("get_ming_queue", &()).unwrap();
     let zhang_queue = manager.queue("get_zhang_queue", &()).unwrap();
     ming_queue.put("hello from ming (Rust)").unwrap();
-    let from_zhang: String = zhang_queue.get(Some(common::STEP)).unwrap();
+    let from_zhang: String = zhang_queue.get_timeout(common::STEP).unwrap();
     assert_eq!(from_zhang, "hello from zhang (Python)");
     assert_eq!(zhang.finish(), ["zhang got: hello from ming (Rust)"]);
     drop((ming_queue, zhang_queue));

@@ -156,7 +156,7 @@ fn register_non_daemon(status: &Arc<Status>) {
 ///     .daemon(true)
 ///     .spawn(|| std::thread::current().name().map(str::to_owned))?;
 /// assert_eq!(worker.name(), "worker");
-/// assert_eq!(worker.join(None)?, Some("worker".to_owned()));
+/// assert_eq!(worker.join()?, Some("worker".to_owned()));
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -177,7 +177,7 @@ impl ThreadBuilder {
     /// let t = flotilla_thread::ThreadBuilder::new().spawn(|| 1)?;
     /// assert!(t.name().starts_with("Thread-"));
     /// assert!(!t.daemon());
-    /// t.join(None)?;
+    /// t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn new() -> Self {
@@ -192,7 +192,7 @@ impl ThreadBuilder {
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().name("loader").spawn(|| ())?;
     /// assert_eq!(t.name(), "loader");
-    /// t.join(None)?;
+    /// t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -208,7 +208,7 @@ impl ThreadBuilder {
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
     /// assert!(t.daemon());
-    /// t.join(None)?;
+    /// t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn daemon(mut self, daemon: bool) -> Self {
@@ -222,7 +222,7 @@ impl ThreadBuilder {
     ///
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().stack_size(1 << 20).spawn(|| 7)?;
-    /// assert_eq!(t.join(None)?, 7);
+    /// assert_eq!(t.join()?, 7);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
@@ -241,7 +241,7 @@ impl ThreadBuilder {
     ///
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().spawn(|| 6 * 7)?;
-    /// assert_eq!(t.join(None)?, 42);
+    /// assert_eq!(t.join()?, 42);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn spawn<F, T>(self, f: F) -> Result<Thread<T>, Error>
@@ -307,7 +307,7 @@ impl ThreadBuilder {
 ///
 /// ```
 /// let t = flotilla_thread::spawn(|| "done")?;
-/// assert_eq!(t.join(None)?, "done");
+/// assert_eq!(t.join()?, "done");
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
 pub fn spawn<F, T>(f: F) -> Result<Thread<T>, Error>
@@ -339,13 +339,13 @@ where
 /// let go = Arc::new(Event::new());
 /// let t = {
 ///     let go = Arc::clone(&go);
-///     ThreadBuilder::new().name("waiter").spawn(move || go.wait(None))?
+///     ThreadBuilder::new().name("waiter").spawn(move || go.wait())?
 /// };
 /// // Still running: the timed join says so, and may be tried again.
-/// assert!(matches!(t.join(Some(Duration::from_millis(10))), Err(Error::Timeout(_))));
+/// assert!(matches!(t.join_timeout(Duration::from_millis(10)), Err(Error::Timeout(_))));
 /// assert!(t.is_alive());
 /// go.set();
-/// assert!(t.join(Some(Duration::from_secs(10)))?);
+/// assert!(t.join_timeout(Duration::from_secs(10))?);
 /// assert!(!t.is_alive());
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
@@ -461,7 +461,7 @@ impl<T> Thread<T> {
     ///
     /// ```
     /// let t = flotilla_thread::spawn(|| ())?;
-    /// t.join(None)?;
+    /// t.join()?;
     /// assert!(!t.is_alive());
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
@@ -478,7 +478,7 @@ impl<T> Thread<T> {
     /// ```
     /// let t = flotilla_thread::spawn(|| std::thread::current().id())?;
     /// let id = t.ident();
-    /// assert_eq!(t.join(None)?, id);
+    /// assert_eq!(t.join()?, id);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn ident(&self) -> ThreadId {
@@ -492,7 +492,7 @@ impl<T> Thread<T> {
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().name("io").spawn(|| ())?;
     /// assert_eq!(t.name(), "io");
-    /// # t.join(None)?;
+    /// # t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -506,7 +506,7 @@ impl<T> Thread<T> {
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
     /// assert!(t.daemon());
-    /// # t.join(None)?;
+    /// # t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn daemon(&self) -> bool {

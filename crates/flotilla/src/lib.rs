@@ -70,9 +70,9 @@
 //! let futures: Vec<_> = (1..=4u64)
 //!     .map(|n| pool.submit(move || (1..=n).product::<u64>()))
 //!     .collect::<Result<_, _>>()?;
-//! let (done, not_done) = wait(&futures, None, ReturnWhen::AllCompleted);
+//! let (done, not_done) = wait(&futures, ReturnWhen::AllCompleted);
 //! assert_eq!((done.len(), not_done.len()), (4, 0));
-//! assert_eq!(futures[3].result(None)?, 24);
+//! assert_eq!(futures[3].result()?, 24);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!

@@ -32,7 +32,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         };
     timed("map", &mut || Ok(pool.map(hello, args(clock), Some(1))?))?;
     timed("map_async", &mut || {
-        Ok(pool.map_async(hello, args(clock), Some(1))?.get(None)?)
+        Ok(pool.map_async(hello, args(clock), Some(1))?.get()?)
     })?;
     timed("imap_unordered", &mut || {
         Ok(pool
@@ -52,7 +52,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
             .collect::<Result<Vec<_>, _>>()?;
         Ok(pending
             .iter()
-            .map(|p| p.get(None))
+            .map(|p| p.get())
             .collect::<Result<_, _>>()?)
     })?;
     clock.say(format!(

@@ -259,13 +259,13 @@ fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
     }
     let outcome = match deadline {
         Deadline::Now => return Err(Refused::Busy),
-        Deadline::Never => mutex.lock(None),
+        Deadline::Never => mutex.lock(),
         Deadline::At(at) => {
             let left = at.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(Refused::Busy);
             }
-            mutex.lock(Some(left))
+            mutex.lock_timeout(left)
         }
     };
     match outcome {

@@ -84,10 +84,10 @@ const BUILD: usize = 48;
 /// let others: Vec<_> = (0..2)
 ///     .map(|_| {
 ///         let barrier = barrier.clone();
-///         std::thread::spawn(move || barrier.wait(Some(Duration::from_secs(10))))
+///         std::thread::spawn(move || barrier.wait_timeout(Duration::from_secs(10)))
 ///     })
 ///     .collect();
-/// let mut indices = vec![barrier.wait(Some(Duration::from_secs(10)))?];
+/// let mut indices = vec![barrier.wait_timeout(Duration::from_secs(10))?];
 /// for other in others {
 ///     indices.push(other.join().unwrap()?);
 /// }
@@ -122,8 +122,8 @@ pub struct Barrier {
 ///     .timeout(Duration::from_secs(10)) // for every wait(None), in every process
 ///     .build()?;
 /// let other = barrier.clone();
-/// let t = std::thread::spawn(move || other.wait(None));
-/// barrier.wait(None)?;
+/// let t = std::thread::spawn(move || other.wait());
+/// barrier.wait()?;
 /// t.join().unwrap()?;
 /// # Ok::<(), flotilla_ipc::Error>(())
 /// ```
@@ -200,7 +200,7 @@ impl Barrier {
     ///
     /// ```
     /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
-    /// assert_eq!(barrier.wait(None).unwrap(), 0);
+    /// assert_eq!(barrier.wait().unwrap(), 0);
     /// ```
     pub fn new(parties: usize) -> Result<Self, Error> {
         Barrier::builder(parties).build()
@@ -402,7 +402,7 @@ impl Barrier {
     ///
     /// let barrier = Barrier::new(2).unwrap();
     /// barrier.abort().unwrap();
-    /// assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+    /// assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
     /// ```
     pub fn abort(&self) -> Result<(), Error> {
         let _book = self.bookkeeping()?;
@@ -421,7 +421,7 @@ impl Barrier {
     /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
     /// barrier.abort().unwrap();
     /// barrier.reset().unwrap();
-    /// assert_eq!(barrier.wait(None).unwrap(), 0);
+    /// assert_eq!(barrier.wait().unwrap(), 0);
     /// ```
     pub fn reset(&self) -> Result<(), Error> {
         let _book = self.bookkeeping()?;
@@ -435,7 +435,7 @@ impl Barrier {
     /// Takes the barrier's mutex. If its last holder died holding it, the bookkeeping
     /// may be half-done: the barrier is broken, so that every waiter hears of it.
     pub(super) fn bookkeeping(&self) -> Result<RawGuard<'_>, Error> {
-        let (book, acquired) = self.mutex.lock(None)?;
+        let (book, acquired) = self.mutex.lock()?;
         if acquired == Acquired::OwnerDied {
             flotilla_core::event!(
                 flotilla_core::log::Level::WARN,
@@ -523,7 +523,7 @@ mod tests {
     #[test]
     fn an_action_of_another_build_is_not_run_and_breaks_the_round() {
         let barrier = Barrier::builder(1).action(count).build().unwrap();
-        assert_eq!(barrier.wait(None).unwrap(), 0);
+        assert_eq!(barrier.wait().unwrap(), 0);
         assert_eq!(RAN.load(Ordering::SeqCst), 1);
 
         // As if the barrier had been made by another build of the program.
@@ -532,7 +532,7 @@ mod tests {
             .segment
             .u64_at(BUILD)
             .store(other, Ordering::Relaxed);
-        assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+        assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
         assert_eq!(RAN.load(Ordering::SeqCst), 1, "not run");
         assert!(barrier.broken());
     }
@@ -541,7 +541,7 @@ mod tests {
     fn a_default_timeout_of_zero_is_kept_apart_from_none() {
         let zero = Barrier::builder(2).timeout(Duration::ZERO).build().unwrap();
         assert_eq!(zero.timeout(), Some(Duration::ZERO));
-        assert!(matches!(zero.wait(None), Err(Error::BrokenBarrier)));
+        assert!(matches!(zero.wait(), Err(Error::BrokenBarrier)));
         let huge = Barrier::builder(2).timeout(Duration::MAX).build().unwrap();
         assert!(
             huge.timeout()

@@ -146,12 +146,12 @@ impl ConditionLock {
 /// let consumer = {
 ///     let (cond, ready) = (cond.clone(), ready.clone());
 ///     std::thread::spawn(move || {
-///         let mut guard = cond.acquire(None).unwrap();
-///         guard.wait_for(|| ready.load() == 1, Some(Duration::from_secs(10))).unwrap()
+///         let mut guard = cond.acquire().unwrap();
+///         guard.wait_for_timeout(|| ready.load() == 1, Duration::from_secs(10)).unwrap()
 ///     })
 /// };
 /// {
-///     let mut guard = cond.acquire(None).unwrap();
+///     let mut guard = cond.acquire().unwrap();
 ///     ready.store(1);
 ///     guard.notify(1);
 /// }
@@ -172,7 +172,7 @@ impl Condition {
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// let guard = cond.acquire(None).unwrap();
+    /// let guard = cond.acquire().unwrap();
     /// assert_eq!(guard.waiting(), 0);
     /// ```
     pub fn new() -> Result<Self, Error> {
@@ -191,7 +191,7 @@ impl Condition {
     ///
     /// let lock = Lock::new().unwrap();
     /// let cond = Condition::with_lock(lock.clone()).unwrap();
-    /// let guard = cond.acquire(None).unwrap();
+    /// let guard = cond.acquire().unwrap();
     /// assert!(lock.try_acquire().is_err(), "the condition's lock is that lock");
     /// # drop(guard);
     /// ```
@@ -562,7 +562,7 @@ impl ConditionGuard<'_> {
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// let mut guard = cond.acquire(None).unwrap();
+    /// let mut guard = cond.acquire().unwrap();
     /// guard.notify(1); // no waiter: nothing happens
     /// ```
     pub fn notify(&mut self, n: usize) {
@@ -588,7 +588,7 @@ impl ConditionGuard<'_> {
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// cond.acquire(None).unwrap().notify_all();
+    /// cond.acquire().unwrap().notify_all();
     /// ```
     pub fn notify_all(&mut self) {
         self.notify(usize::MAX);
@@ -598,7 +598,7 @@ impl ConditionGuard<'_> {
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// assert_eq!(cond.acquire(None).unwrap().waiting(), 0);
+    /// assert_eq!(cond.acquire().unwrap().waiting(), 0);
     /// ```
     pub fn waiting(&self) -> usize {
         waiting(self.cond.counts().load(Ordering::SeqCst)) as usize

@@ -41,7 +41,7 @@ const FLAG: u32 = 1;
 /// let ready = Event::new().unwrap();
 /// let waiter = {
 ///     let ready = ready.clone();
-///     std::thread::spawn(move || ready.wait(Some(Duration::from_secs(10))))
+///     std::thread::spawn(move || ready.wait_timeout(Duration::from_secs(10)))
 /// };
 /// ready.set();
 /// assert!(waiter.join().unwrap());
@@ -93,7 +93,7 @@ impl Event {
     /// ```
     /// let event = flotilla_ipc::Event::new().unwrap();
     /// event.set();
-    /// assert!(event.wait(None));
+    /// assert!(event.wait());
     /// ```
     pub fn set(&self) {
         let state = self.state();

@@ -143,7 +143,7 @@ impl<R> AsyncResult<R> {
     /// Whether the task succeeded; `None` while it is not ready (Python raises there).
     pub fn successful(&self) -> Option<bool> {
         self.ready()
-            .then(|| matches!(self.future.error(Some(Duration::ZERO)), Ok(None)))
+            .then(|| matches!(self.future.error_timeout(Duration::ZERO), Ok(None)))
     }
 
     /// The underlying future, for `wait`, `as_completed` or `.await`.
@@ -213,7 +213,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
     {
         self.check_open()?;
-        self.executor.submit(f, arg)?.into_result(None)
+        self.executor.submit(f, arg)?.into_result()
     }
 
     /// Runs `f(arg)` on a worker; its pending result.
@@ -285,7 +285,7 @@ impl Pool {
     {
         self.map_async(f, items, chunksize)?
             .future
-            .into_result(None)
+            .into_result()
     }
 
     /// [`map`](Self::map) without waiting: one pending result for the whole list.
@@ -326,7 +326,7 @@ impl Pool {
     ///     .map_async_with(square, 0..5u64, None, move |v: &Vec<u64>| tx.send(v.clone()).unwrap(), |_| {})
     ///     .unwrap();
     /// assert_eq!(rx.recv().unwrap(), [0, 1, 4, 9, 16]);
-    /// assert_eq!(result.get(None).unwrap(), [0, 1, 4, 9, 16]);
+    /// assert_eq!(result.get().unwrap(), [0, 1, 4, 9, 16]);
     /// ```
     pub fn map_async_with<F, I, R, C, E>(
         &self,
@@ -517,7 +517,7 @@ where
 {
     future.add_done_callback(move |fut| {
         // The future is done: this reads its outcome without waiting.
-        match fut.result(Some(Duration::ZERO)) {
+        match fut.result_timeout(Duration::ZERO) {
             Ok(value) => callback(&value),
             Err(e) => error_callback(&e),
         }
@@ -558,7 +558,7 @@ fn gather_in_order<R: Send + 'static>(chunks: Vec<Future<Vec<R>>>) -> Future<Vec
                 if !g.chunks[g.next].is_failed() {
                     return; // the next chunk in order is still running
                 }
-                Err(match g.chunks[g.next].error(Some(Duration::ZERO)) {
+                Err(match g.chunks[g.next].error_timeout(Duration::ZERO) {
                     Ok(Some(e)) => e,
                     _ => TaskError::Cancelled,
                 })
@@ -567,7 +567,7 @@ fn gather_in_order<R: Send + 'static>(chunks: Vec<Future<Vec<R>>>) -> Future<Vec
                 std::mem::take(&mut g.chunks)
                     .into_iter()
                     .try_fold(Vec::new(), |mut all, chunk| {
-                        all.extend(chunk.into_result(Some(Duration::ZERO))?);
+                        all.extend(chunk.into_result_timeout(Duration::ZERO)?);
                         Ok(all)
                     })
             };

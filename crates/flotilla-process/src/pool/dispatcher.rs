@@ -627,7 +627,7 @@ impl Manager {
     /// Worker `i` closed its connection: it retired or died.
     fn worker_ended(&mut self, i: usize) {
         let mut worker = self.workers.swap_remove(i);
-        let how = match worker.process.join(Some(Duration::from_secs(10))) {
+        let how = match worker.process.join_timeout(Duration::from_secs(10)) {
             Ok(()) => "exited".to_owned(),
             Err(Error::Signaled { signal, name }) => {
                 format!("was killed by signal {signal} ({name})")
@@ -771,7 +771,7 @@ impl Manager {
             .into_iter()
             .filter(|process| {
                 let left = grace.remaining().unwrap_or_default();
-                matches!(process.join(Some(left)), Err(Error::Timeout(_)))
+                matches!(process.join_timeout(left), Err(Error::Timeout(_)))
             })
             .collect();
         for process in &hung {
@@ -779,7 +779,7 @@ impl Manager {
         }
         let reaped = flotilla_core::Deadline::after(Some(Duration::from_secs(10)));
         for process in &hung {
-            let _ = process.join(Some(reaped.remaining().unwrap_or_default()));
+            let _ = process.join_timeout(reaped.remaining().unwrap_or_default());
         }
     }
 }

@@ -268,7 +268,7 @@ where
             // sender: the receive ends.
             let number = self.done_rx.recv().ok()?;
             let fut = self.pending.remove(&number)?;
-            match fut.into_result(Some(Duration::ZERO)) {
+            match fut.into_result_timeout(Duration::ZERO) {
                 Ok(values) => self.current = values.into_iter(),
                 Err(error) => return Some(Err(error)),
             }

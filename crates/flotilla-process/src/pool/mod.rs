@@ -330,7 +330,7 @@ impl Shared {
 /// }
 ///
 /// let pool = ProcessPoolExecutor::builder().max_workers(2).build().unwrap();
-/// assert_eq!(pool.submit(square, 7).unwrap().result(None).unwrap(), 49);
+/// assert_eq!(pool.submit(square, 7).unwrap().result().unwrap(), 49);
 /// let squares: Vec<u64> = pool.map(square, 1..=5, 2).map(Result::unwrap).collect();
 /// assert_eq!(squares, [1, 4, 9, 16, 25]);
 /// ```
@@ -530,8 +530,8 @@ impl ProcessPoolExecutor {
     /// }
     ///
     /// let pool = ProcessPoolExecutor::builder().max_workers(1).build().unwrap();
-    /// assert_eq!(pool.try_submit(parse, "7".into()).unwrap().result(None).unwrap(), 7);
-    /// let err = pool.try_submit(parse, "x".into()).unwrap().result(None).unwrap_err();
+    /// assert_eq!(pool.try_submit(parse, "7".into()).unwrap().result().unwrap(), 7);
+    /// let err = pool.try_submit(parse, "x".into()).unwrap().result().unwrap_err();
     /// assert_eq!(err.downcast_ref(), Some(&NotANumber("x".into())));
     /// ```
     ///
@@ -583,7 +583,7 @@ impl ProcessPoolExecutor {
     ///     std::thread::sleep(Duration::from_millis(1));
     /// }
     /// assert!(pool.stop(&stuck));
-    /// let outcome = stuck.result(Some(Duration::from_secs(60)));
+    /// let outcome = stuck.result_timeout(Duration::from_secs(60));
     /// assert!(matches!(outcome, Err(TaskError::Cancelled)));
     /// ```
     pub fn stop<R>(&self, future: &Future<R>) -> bool {

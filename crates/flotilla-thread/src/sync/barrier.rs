@@ -104,7 +104,7 @@ impl State {
 /// let threads: Vec<_> = (0..3)
 ///     .map(|_| {
 ///         let barrier = Arc::clone(&barrier);
-///         std::thread::spawn(move || barrier.wait(Some(Duration::from_secs(10))))
+///         std::thread::spawn(move || barrier.wait_timeout(Duration::from_secs(10)))
 ///     })
 ///     .collect();
 /// let mut indices: Vec<usize> = threads
@@ -143,8 +143,8 @@ type Action = Box<dyn Fn() + Send + Sync + 'static>;
 ///     .timeout(Duration::from_secs(10)) // for every wait()
 ///     .build();
 /// std::thread::scope(|s| {
-///     s.spawn(|| barrier.wait(None).unwrap());
-///     barrier.wait(None).unwrap();
+///     s.spawn(|| barrier.wait().unwrap());
+///     barrier.wait().unwrap();
 /// });
 /// assert_eq!(rounds.load(Ordering::SeqCst), 1);
 /// ```
@@ -209,7 +209,7 @@ impl Barrier {
     ///
     /// ```
     /// let barrier = flotilla_thread::Barrier::new(1);
-    /// assert_eq!(barrier.wait(None)?, 0);
+    /// assert_eq!(barrier.wait()?, 0);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn new(parties: usize) -> Self {
@@ -381,7 +381,7 @@ impl Barrier {
     ///
     /// let barrier = Barrier::new(2);
     /// barrier.abort();
-    /// assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+    /// assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
     /// ```
     pub fn abort(&self) {
         lock(&self.state).break_barrier();
@@ -397,7 +397,7 @@ impl Barrier {
     /// let barrier = flotilla_thread::Barrier::new(1);
     /// barrier.abort();
     /// barrier.reset();
-    /// assert_eq!(barrier.wait(None)?, 0);
+    /// assert_eq!(barrier.wait()?, 0);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn reset(&self) {

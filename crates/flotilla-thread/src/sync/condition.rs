@@ -42,7 +42,7 @@ use super::lock;
 ///     let jobs = Arc::clone(&jobs);
 ///     std::thread::spawn(move || {
 ///         let mut jobs = jobs.lock();
-///         let ready = jobs.wait_for(|jobs| !jobs.is_empty(), Some(Duration::from_secs(10)));
+///         let ready = jobs.wait_for_timeout(|jobs| !jobs.is_empty(), Duration::from_secs(10));
 ///         assert!(ready);
 ///         jobs.pop()
 ///     })

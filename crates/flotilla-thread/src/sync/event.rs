@@ -25,7 +25,7 @@ use super::lock;
 /// let ready = Arc::new(Event::new());
 /// let waiter = {
 ///     let ready = Arc::clone(&ready);
-///     std::thread::spawn(move || ready.wait(Some(Duration::from_secs(10))))
+///     std::thread::spawn(move || ready.wait_timeout(Duration::from_secs(10)))
 /// };
 /// ready.set();
 /// assert!(waiter.join().unwrap());
@@ -107,7 +107,7 @@ impl Event {
     /// let event = flotilla_thread::Event::new();
     /// event.set();
     /// event.clear();
-    /// assert!(!event.wait(Some(Duration::ZERO)));
+    /// assert!(!event.wait_timeout(Duration::ZERO));
     /// ```
     pub fn clear(&self) {
         lock(&self.state).flag = false;

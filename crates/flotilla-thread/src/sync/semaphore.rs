@@ -112,7 +112,7 @@ impl Inner {
 ///     .map(|_| {
 ///         let (slots, inside) = (Arc::clone(&slots), Arc::clone(&inside));
 ///         std::thread::spawn(move || {
-///             let _permit = slots.acquire_permit(None).unwrap();
+///             let _permit = slots.acquire_permit().unwrap();
 ///             assert!(inside.fetch_add(1, Ordering::SeqCst) < 2);
 ///             inside.fetch_sub(1, Ordering::SeqCst);
 ///         })
@@ -235,7 +235,7 @@ impl Semaphore {
     /// passed first.
     pub fn acquire_permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.inner
-            .acquire(Some(timeout))
+            .acquire_timeout(timeout)
             .then_some(SemaphorePermit { inner: &self.inner })
     }
 
@@ -416,7 +416,7 @@ impl BoundedSemaphore {
     /// passed first.
     pub fn acquire_permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.inner
-            .acquire(Some(timeout))
+            .acquire_timeout(timeout)
             .then_some(SemaphorePermit { inner: &self.inner })
     }
 
@@ -455,7 +455,7 @@ impl fmt::Debug for BoundedSemaphore {
 ///
 /// ```
 /// let sem = flotilla_thread::Semaphore::new(1);
-/// let permit = sem.acquire_permit(None).unwrap();
+/// let permit = sem.acquire_permit().unwrap();
 /// assert_eq!(sem.value(), 0);
 /// drop(permit);
 /// assert_eq!(sem.value(), 1);
