@@ -13,7 +13,7 @@ use flotilla::futures::Completion;
 use flotilla::futures::{
     AsCompleted, CancelToken, Completer, Deadline, Executor, Future, FutureId, Map, ResultFuture,
     ResultRefFuture, ReturnWhen, State, TaskError, ThreadPoolExecutor, ThreadPoolExecutorBuilder,
-    Waitable, as_completed, panic_message, wait,
+    Waitable, as_completed_timeout, panic_message, wait_timeout,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::futures::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath};

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{LONG, bounded, thread_pool};
-use flotilla_async::{Task, as_completed, run_in_executor, to_thread, wait};
+use flotilla_async::{Task, as_completed, as_completed_timeout, run_in_executor, to_thread, wait, wait_timeout};
 use flotilla_core::{CancelToken, Completer, Future, ReturnWhen, TaskError};
 use flotilla_thread::ThreadPoolExecutor;
 

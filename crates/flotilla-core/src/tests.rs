@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Completer, ReturnWhen, as_completed, wait};
+use crate::{Completer, ReturnWhen, as_completed_timeout, wait_timeout};
 
 fn watchers<T>(fut: &crate::Future<T>) -> usize {
     fut.watcher_count()

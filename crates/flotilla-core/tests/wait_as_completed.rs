@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use flotilla_core::{Completer, Future, ReturnWhen, TaskError, Waitable, as_completed, wait};
+use flotilla_core::{Completer, Future, ReturnWhen, TaskError, Waitable, as_completed, as_completed_timeout, wait, wait_timeout};
 use proptest::prelude::*;
 
 const LONG: Duration = Duration::from_secs(30);

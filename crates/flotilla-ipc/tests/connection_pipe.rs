@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_ipc::handle::Fd;
-use flotilla_ipc::{Connection, Error, pipe, wait};
+use flotilla_ipc::{Connection, Error, pipe, wait_timeout};
 
 const LONG: Duration = Duration::from_secs(30);
 

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use flotilla_ipc::handle::Fd;
-use flotilla_ipc::{Connection, FrameReader, pipe, wait};
+use flotilla_ipc::{Connection, FrameReader, pipe, wait_timeout};
 
 const LONG: Duration = Duration::from_secs(30);
 

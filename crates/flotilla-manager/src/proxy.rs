@@ -516,7 +516,7 @@ impl NamespaceProxy {
 /// use std::time::Duration;
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let lock = manager.lock().unwrap();
-/// assert!(lock.acquire().unwrap());
+/// lock.acquire().unwrap();
 /// assert!(!lock.try_acquire().unwrap());
 /// assert!(!lock.acquire_timeout(Duration::from_millis(10)).unwrap());
 /// lock.release().unwrap();
@@ -808,8 +808,8 @@ impl Drop for ProxyGuard<'_> {
 /// ```
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let lock = manager.rlock().unwrap();
-/// assert!(lock.acquire().unwrap());
-/// assert!(lock.acquire().unwrap()); // again, by the same thread
+/// lock.acquire().unwrap();
+/// lock.acquire().unwrap(); // again, by the same thread
 /// lock.release().unwrap();
 /// lock.release().unwrap();
 /// assert!(lock.release().is_err()); // RuntimeError: not acquired
@@ -935,7 +935,7 @@ macro_rules! semaphore_methods {
 /// ```
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let sem = manager.semaphore(2).unwrap();
-/// assert!(sem.acquire().unwrap());
+/// sem.acquire().unwrap();
 /// assert!(sem.try_acquire().unwrap());
 /// assert!(!sem.try_acquire().unwrap());
 /// sem.release(2).unwrap();
@@ -979,7 +979,7 @@ impl BoundedSemaphoreProxy {
 /// use std::time::Duration;
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let cond = manager.condition().unwrap();
-/// let _held = cond.guard().unwrap().unwrap();
+/// let _held = cond.guard().unwrap();
 /// assert!(!cond.wait_timeout(Duration::from_millis(10)).unwrap()); // nobody notified
 /// cond.notify_all().unwrap();
 /// ```

@@ -174,7 +174,7 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
     let (_server, c) = start(&dir);
     with_deadline(LONG, "park", move || {
         let lock = c.lock().unwrap();
-        assert!(lock.acquire().unwrap());
+        lock.acquire().unwrap();
         assert!(lock.locked().unwrap());
         assert!(!lock.try_acquire().unwrap());
         assert!(!lock.acquire_timeout(SHORT).unwrap());
@@ -215,7 +215,7 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
         // A waiting acquire is granted by another client's release.
         let other = connect(c.address(), Some(&key())).unwrap();
         let theirs = LockProxy::from_token(&other, &lock.share().unwrap()).unwrap();
-        assert!(lock.acquire().unwrap());
+        lock.acquire().unwrap();
         let t = thread::spawn(move || theirs.acquire_timeout(LONG).unwrap());
         thread::sleep(SHORT);
         lock.release().unwrap();
@@ -342,7 +342,7 @@ fn references_are_per_connection_and_freed_with_it() {
         let d = other.dict::<u8, u8>().unwrap();
         let l = other.list::<u8>().unwrap();
         let lock = other.lock().unwrap();
-        assert!(lock.acquire().unwrap());
+        lock.acquire().unwrap();
         let token = lock.share().unwrap();
         assert_eq!(c.number_of_objects().unwrap(), 3);
         // Dropping a proxy releases its object.

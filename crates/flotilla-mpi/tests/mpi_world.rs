@@ -11,7 +11,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flotilla_core::{ReturnWhen, TaskError, as_completed, wait};
+use flotilla_core::{ReturnWhen, TaskError, as_completed_timeout, wait_timeout};
 use flotilla_mpi::{InitError, MpiPoolExecutor};
 use serde::{Deserialize, Serialize};
 

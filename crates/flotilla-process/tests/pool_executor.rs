@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use flotilla_core::{ReturnWhen, TaskError, as_completed, wait};
+use flotilla_core::{ReturnWhen, TaskError, as_completed_timeout, wait_timeout};
 use flotilla_process::{ProcessPoolExecutor, StartMethod, WorkerDeath, get_context};
 use proptest::prelude::*;
 

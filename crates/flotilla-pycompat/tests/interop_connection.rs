@@ -394,7 +394,7 @@ fn recv_times_out_and_the_connection_stays_usable() {
         .connect(&Address::Unix(path))
         .unwrap();
     let err = conn
-        .recv_timeout::<i64>(Some(Duration::from_millis(200)))
+        .recv_timeout::<i64>(Duration::from_millis(200))
         .unwrap_err();
     assert!(matches!(err, RecvError::Timeout(_)), "{err}");
     assert!(!conn.poll_timeout(Duration::from_millis(10)).unwrap());

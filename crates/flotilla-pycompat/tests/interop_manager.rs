@@ -115,7 +115,7 @@ fn a_python_producer_feeds_a_rust_consumer_through_a_python_managers_queue() {
     assert_eq!(jobs.qsize().unwrap(), 6);
     let mut got = Vec::new();
     while let Some(job) = jobs
-        .get::<Option<Job>>(Some(Duration::from_secs(30)))
+        .get_timeout::<Option<Job>>(Duration::from_secs(30))
         .unwrap()
     {
         got.push(job);
@@ -130,7 +130,7 @@ fn a_python_producer_feeds_a_rust_consumer_through_a_python_managers_queue() {
     );
     // Empty at the deadline: Python's queue.Empty, by name.
     let err = jobs
-        .get::<Option<Job>>(Some(Duration::from_millis(100)))
+        .get_timeout::<Option<Job>>(Duration::from_millis(100))
         .unwrap_err();
     let CallError::Exception(e) = &err else {
         panic!("expected queue.Empty, got {err}");
@@ -138,7 +138,7 @@ fn a_python_producer_feeds_a_rust_consumer_through_a_python_managers_queue() {
     assert!(e.is("queue.Empty"), "{e}");
     // The channel is still in step after the exception.
     jobs.0.call::<(), _>("put", &("after",)).unwrap();
-    assert_eq!(jobs.get::<String>(None).unwrap(), "after");
+    assert_eq!(jobs.get::<String>().unwrap(), "after");
     drop(jobs);
     assert_eq!(manager.number_of_objects().unwrap(), before);
     server.stop(&manager);

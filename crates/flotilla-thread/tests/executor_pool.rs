@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::Duration;
 
-use flotilla_core::{Executor, ReturnWhen, TaskError, as_completed, wait};
+use flotilla_core::{Executor, ReturnWhen, TaskError, as_completed_timeout, wait_timeout};
 use flotilla_thread::{Error, ThreadPoolExecutor};
 
 const LONG: Duration = Duration::from_secs(30);

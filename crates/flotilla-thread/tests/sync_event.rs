@@ -38,7 +38,7 @@ fn wait_on_a_set_event_returns_at_once() {
     let event = Event::new();
     event.set();
     assert!(event.wait_timeout(Duration::ZERO));
-    assert!(event.wait());
+    event.wait();
 }
 
 #[test]

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flotilla::futures::{ReturnWhen, ThreadPoolExecutor, as_completed, wait};
+use flotilla::futures::{ReturnWhen, ThreadPoolExecutor, as_completed_timeout, wait};
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Dropping the pool at the end of main waits for its tasks, like Python's `with`.

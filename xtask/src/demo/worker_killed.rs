@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::ensure;
-use flotilla::futures::{ProcessPoolExecutor, TaskError, as_completed};
+use flotilla::futures::{ProcessPoolExecutor, TaskError, as_completed_timeout};
 
 use super::Clock;
 
