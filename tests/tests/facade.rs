@@ -86,7 +86,11 @@ fn a_future_from_the_facade_pool_waits_with_the_facade_wait() {
     let futures: Vec<Future<u32>> = (0..4)
         .map(|i| pool.submit(move || i * i).unwrap())
         .collect();
-    let (done, not_done) = wait_timeout(&futures, ReturnWhen::AllCompleted, std::time::Duration::from_secs(30));
+    let (done, not_done) = wait_timeout(
+        &futures,
+        ReturnWhen::AllCompleted,
+        std::time::Duration::from_secs(30),
+    );
     assert_eq!((done.len(), not_done.len()), (4, 0));
     let total: u32 = futures.iter().map(|f| f.result().unwrap()).sum();
     assert_eq!(total, 14);

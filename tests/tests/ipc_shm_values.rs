@@ -163,15 +163,9 @@ fn array_indexes_and_lengths_are_checked_not_panics() {
 fn raw_values_and_arrays_have_no_locked_section() {
     let v = Value::raw(1.0f32).unwrap();
     assert!(v.get_lock().is_none());
-    assert!(matches!(
-        v.lock(),
-        Err(AcquireError::Failed(Error::NoLock))
-    ));
+    assert!(matches!(v.lock(), Err(AcquireError::Failed(Error::NoLock))));
     let a = Array::<i16>::raw(2).unwrap();
-    assert!(matches!(
-        a.lock(),
-        Err(AcquireError::Failed(Error::NoLock))
-    ));
+    assert!(matches!(a.lock(), Err(AcquireError::Failed(Error::NoLock))));
     a.set(1, -2).unwrap();
     assert_eq!(a.to_vec().unwrap(), [0, -2]);
 }

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use flotilla::asyncio::{run_in_executor, to_thread, wrap_future};
 use flotilla::futures::{
-    Completer, ProcessPoolExecutor, ReturnWhen, ThreadPoolExecutor, as_completed_timeout, wait_timeout,
+    Completer, ProcessPoolExecutor, ReturnWhen, ThreadPoolExecutor, as_completed_timeout,
+    wait_timeout,
 };
 use flotilla::multiprocessing::Pool;
 

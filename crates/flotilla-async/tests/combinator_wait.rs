@@ -6,7 +6,9 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{LONG, bounded, thread_pool};
-use flotilla_async::{Task, as_completed, as_completed_timeout, run_in_executor, to_thread, wait, wait_timeout};
+use flotilla_async::{
+    Task, as_completed, as_completed_timeout, run_in_executor, to_thread, wait, wait_timeout,
+};
 use flotilla_core::{CancelToken, Completer, Future, ReturnWhen, TaskError};
 use flotilla_thread::ThreadPoolExecutor;
 
@@ -28,7 +30,11 @@ async fn wait_with_a_timeout_returns_done_and_pending_then_the_pending_can_be_ca
         gated(&pool, &gate, 3),
         gated(&pool, &gate, 4), // queued behind the two on the pool's two threads
     ];
-    let (done, pending) = bounded(wait_timeout(tasks, ReturnWhen::AllCompleted, Duration::from_millis(50)))
+    let (done, pending) = bounded(wait_timeout(
+        tasks,
+        ReturnWhen::AllCompleted,
+        Duration::from_millis(50),
+    ))
     .await;
     assert_eq!((done.len(), pending.len()), (1, 3));
     let queued = pending[2].future().clone();
@@ -44,12 +50,20 @@ async fn first_completed_and_first_exception() {
     let gate = CancelToken::new();
     let slow = gated(&pool, &gate, 1);
     let quick = to_thread(|| 2);
-    let (done, pending) = bounded(wait_timeout([&slow, &quick], ReturnWhen::FirstCompleted, LONG))
+    let (done, pending) = bounded(wait_timeout(
+        [&slow, &quick],
+        ReturnWhen::FirstCompleted,
+        LONG,
+    ))
     .await;
     assert_eq!((done.len(), pending.len()), (1, 1));
 
     let failing = run_in_executor(&pool, || -> u32 { panic!("first exception") });
-    let (done, pending) = bounded(wait_timeout([&slow, &failing], ReturnWhen::FirstException, LONG))
+    let (done, pending) = bounded(wait_timeout(
+        [&slow, &failing],
+        ReturnWhen::FirstException,
+        LONG,
+    ))
     .await;
     assert_eq!((done.len(), pending.len()), (1, 1));
     assert!(matches!(

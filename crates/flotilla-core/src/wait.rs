@@ -188,7 +188,11 @@ where
 /// Like [`wait()`], but returns after `timeout` at the latest, with the futures not yet
 /// done in the second vector: Python's `concurrent.futures.wait(fs, timeout,
 /// return_when)`.
-pub fn wait_timeout<I, W>(futures: I, return_when: ReturnWhen, timeout: Duration) -> (Vec<W>, Vec<W>)
+pub fn wait_timeout<I, W>(
+    futures: I,
+    return_when: ReturnWhen,
+    timeout: Duration,
+) -> (Vec<W>, Vec<W>)
 where
     I: IntoIterator<Item = W>,
     W: Waitable,
@@ -197,7 +201,11 @@ where
 }
 
 /// The body of [`wait()`] and [`wait_timeout()`]; `None` waits without limit.
-fn wait_within<I, W>(futures: I, return_when: ReturnWhen, timeout: Option<Duration>) -> (Vec<W>, Vec<W>)
+fn wait_within<I, W>(
+    futures: I,
+    return_when: ReturnWhen,
+    timeout: Option<Duration>,
+) -> (Vec<W>, Vec<W>)
 where
     I: IntoIterator<Item = W>,
     W: Waitable,

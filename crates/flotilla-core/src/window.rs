@@ -88,7 +88,14 @@ impl<T> OrderedWindow<T> {
                 backoff.snooze();
             }
         }
-        let outcome = if future.wait(self.deadline.remaining()) {
+        let finished = match self.deadline.remaining() {
+            Some(left) => future.wait_timeout(left),
+            None => {
+                future.wait();
+                true
+            }
+        };
+        let outcome = if finished {
             future.into_result()
         } else {
             future.cancel();

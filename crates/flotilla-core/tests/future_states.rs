@@ -77,10 +77,7 @@ fn into_result_moves_the_value_out() {
     completer.set_result(NotClone(9));
     assert_eq!(fut.into_result_timeout(LONG).unwrap().0, 9);
     assert!(other.done());
-    assert!(matches!(
-        other.into_result(),
-        Err(TaskError::ResultTaken)
-    ));
+    assert!(matches!(other.into_result(), Err(TaskError::ResultTaken)));
 }
 
 #[test]
@@ -257,7 +254,10 @@ fn cancel_racing_set_running_has_exactly_one_winner() {
             completer.set_result(1);
             assert_eq!(fut.result_timeout(LONG).unwrap(), 1);
         } else {
-            assert!(matches!(fut.result_timeout(LONG), Err(TaskError::Cancelled)));
+            assert!(matches!(
+                fut.result_timeout(LONG),
+                Err(TaskError::Cancelled)
+            ));
         }
     }
 }

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use flotilla_core::{Completer, Future, ReturnWhen, TaskError, Waitable, as_completed, as_completed_timeout, wait, wait_timeout};
+use flotilla_core::{
+    Completer, Future, ReturnWhen, TaskError, Waitable, as_completed, as_completed_timeout, wait,
+    wait_timeout,
+};
 use proptest::prelude::*;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -58,7 +61,8 @@ fn all_completed_times_out_with_pending_left() {
     // Keep the second completer alive: a dropped one would fail its future.
     let mut completers = completers.into_iter();
     completers.next().unwrap().set_result(0);
-    let (done, not_done) = wait_timeout(futures, ReturnWhen::AllCompleted, Duration::from_millis(30));
+    let (done, not_done) =
+        wait_timeout(futures, ReturnWhen::AllCompleted, Duration::from_millis(30));
     assert_eq!((done.len(), not_done.len()), (1, 1));
     // The pending one keeps no registration from the finished wait.
     let (done, not_done) = wait_timeout(not_done, ReturnWhen::AllCompleted, Duration::ZERO);
@@ -78,7 +82,11 @@ fn first_exception_returns_all_when_nothing_fails() {
 fn cancelled_is_done_but_not_an_exception() {
     let (_completers, futures) = pending(2);
     assert!(futures[0].cancel());
-    let (done, not_done) = wait_timeout(&futures, ReturnWhen::FirstException, Duration::from_millis(30));
+    let (done, not_done) = wait_timeout(
+        &futures,
+        ReturnWhen::FirstException,
+        Duration::from_millis(30),
+    );
     assert_eq!((done.len(), not_done.len()), (1, 1));
 }
 
@@ -194,7 +202,11 @@ fn wait_on_no_futures_returns_at_once_for_every_return_when() {
             ReturnWhen::AllCompleted,
         ] {
             for timeout in [None, Some(LONG), Some(Duration::ZERO)] {
-                let (done, not_done) = wait(Vec::<Future<u8>>::new(), timeout, when);
+                let none = Vec::<Future<u8>>::new();
+                let (done, not_done) = match timeout {
+                    Some(t) => wait_timeout(none, when, t),
+                    None => wait(none, when),
+                };
                 assert!(done.is_empty() && not_done.is_empty());
             }
         }

@@ -1085,7 +1085,10 @@ pub fn wait_indices<T: AsFd>(objects: &[T]) -> Result<Vec<usize>, Error> {
 }
 
 /// Like [`wait_indices`], but returns after `timeout` at the latest.
-pub fn wait_indices_timeout<T: AsFd>(objects: &[T], timeout: Duration) -> Result<Vec<usize>, Error> {
+pub fn wait_indices_timeout<T: AsFd>(
+    objects: &[T],
+    timeout: Duration,
+) -> Result<Vec<usize>, Error> {
     wait_indices_within(objects, Some(timeout))
 }
 

@@ -216,7 +216,10 @@ impl RawMutex {
 
     /// [`lock_within`](Self::lock_within) giving up after `timeout`.
     #[inline]
-    pub(crate) fn lock_timeout(&self, timeout: Duration) -> Result<(RawGuard<'_>, Acquired), Error> {
+    pub(crate) fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(RawGuard<'_>, Acquired), Error> {
         self.lock_within(Some(timeout))
     }
 

@@ -69,7 +69,10 @@ fn poll_and_recv_timeout() {
     ));
     a.send(&9u8).unwrap();
     assert!(b.poll_timeout(LONG).unwrap());
-    assert!(b.poll_timeout(std::time::Duration::MAX).unwrap(), "polling does not consume");
+    assert!(
+        b.poll_timeout(std::time::Duration::MAX).unwrap(),
+        "polling does not consume"
+    );
     assert_eq!(b.recv_timeout::<u8>(LONG).unwrap(), 9);
 }
 

@@ -756,10 +756,7 @@ impl<T> std::fmt::Debug for Pending<T> {
 impl<T> Pending<T> {
     /// Waits for the reply (at once [`CallError::ManagerGone`] when the manager goes).
     pub fn wait(self) -> Result<T, CallError> {
-        let bytes = self
-            .rx
-            .wait()
-            .unwrap_or_else(|| Err(self.client.ended()))?;
+        let bytes = self.rx.wait().unwrap_or_else(|| Err(self.client.ended()))?;
         (self.decode)(&bytes)
     }
 }

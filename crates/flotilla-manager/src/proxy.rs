@@ -540,7 +540,7 @@ impl LockProxy {
 
     /// Waits for the lock, as long as it takes: Python's `acquire()`.
     pub fn acquire(&self) -> Result<(), CallError> {
-        self.obj.call::<bool>("acquire", &(), None).map(drop)
+        self.obj.call::<(), bool>("acquire", &(), None).map(drop)
     }
 
     /// Waits up to `timeout` for the lock; true when acquired.
@@ -572,7 +572,10 @@ impl LockProxy {
 
     /// Acquires it (up to `timeout`) and returns a guard that releases it on drop.
     /// `Ok(None)` when the timeout passed.
-    pub fn guard_timeout(&self, timeout: Duration) -> Result<Option<LockProxyGuard<'_>>, CallError> {
+    pub fn guard_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<Option<LockProxyGuard<'_>>, CallError> {
         Ok(self
             .acquire_timeout(timeout)?
             .then_some(LockProxyGuard { lock: self }))
@@ -668,7 +671,10 @@ macro_rules! queue_methods {
 
         /// [`get_timeout`](Self::get_timeout), sent at once (see
         /// [`get_pending`](Self::get_pending)); `None` when the timeout passed.
-        pub fn get_pending_timeout(&self, timeout: Duration) -> Result<Pending<Option<T>>, CallError> {
+        pub fn get_pending_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<Pending<Option<T>>, CallError> {
             self.get_pending_within(Some(timeout))
         }
 
@@ -695,7 +701,8 @@ macro_rules! queue_methods {
             item: &T,
             timeout: Duration,
         ) -> Result<Pending<bool>, CallError> {
-            self.obj.call_pending_with("put", &enc(item)?, Some(timeout), dec)
+            self.obj
+                .call_pending_with("put", &enc(item)?, Some(timeout), dec)
         }
 
         /// The number of items (approximate, as in Python: others may put or get meanwhile).
@@ -863,7 +870,10 @@ macro_rules! reentrant_lock_methods {
 
         /// Acquires it (up to `timeout`) and returns a guard releasing it on drop.
         /// `Ok(None)` when the timeout passed.
-        pub fn guard_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>, CallError> {
+        pub fn guard_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<Option<ProxyGuard<'_>>, CallError> {
             Ok(self.acquire_timeout(timeout)?.then(|| ProxyGuard {
                 obj: &self.obj,
                 release_args: enc(&this_thread()).unwrap_or_default(),
@@ -920,7 +930,10 @@ macro_rules! semaphore_methods {
 
         /// Takes a permit (up to `timeout`) and returns a guard giving it back on drop.
         /// `Ok(None)` when the timeout passed.
-        pub fn guard_timeout(&self, timeout: Duration) -> Result<Option<ProxyGuard<'_>>, CallError> {
+        pub fn guard_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<Option<ProxyGuard<'_>>, CallError> {
             Ok(self.acquire_timeout(timeout)?.then(|| ProxyGuard {
                 obj: &self.obj,
                 release_args: enc(&1u64).unwrap_or_default(),
@@ -1088,7 +1101,7 @@ impl EventProxy {
 
     /// Waits for the flag, as long as it takes: Python's `wait()`.
     pub fn wait(&self) -> Result<(), CallError> {
-        self.obj.call::<bool>("wait", &(), None).map(drop)
+        self.obj.call::<(), bool>("wait", &(), None).map(drop)
     }
 
     /// Waits up to `timeout` for the flag; returns it.
@@ -1278,7 +1291,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
 
     /// Waits until every item put is marked done: Python's `join()`.
     pub fn join(&self) -> Result<(), CallError> {
-        self.obj.call::<bool>("join", &(), None).map(drop)
+        self.obj.call::<(), bool>("join", &(), None).map(drop)
     }
 
     /// Waits up to `timeout` until every item put is marked done; true when it is.

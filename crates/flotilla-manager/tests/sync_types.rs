@@ -281,7 +281,10 @@ fn a_killed_client_gives_back_what_it_held() {
         let _ = child.join_timeout(LONG);
         assert!(rlock.acquire_timeout(LONG).unwrap(), "the RLock came back");
         assert!(sem.acquire_timeout(LONG).unwrap(), "the permit came back");
-        assert!(cond.acquire_timeout(LONG).unwrap(), "the Condition came back");
+        assert!(
+            cond.acquire_timeout(LONG).unwrap(),
+            "the Condition came back"
+        );
         assert!(barrier.broken().unwrap(), "a dead party broke the barrier");
     });
 }

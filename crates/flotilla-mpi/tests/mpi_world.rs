@@ -456,9 +456,10 @@ fn all() -> Result<(), String> {
     check(pool.shutdown_timeout(TIMEOUT, false), || {
         "shutdown_timeout timed out".into()
     })?;
-    check(slow.result_timeout(Duration::ZERO).ok() == Some(300), || {
-        "the slow task".into()
-    })?;
+    check(
+        slow.result_timeout(Duration::ZERO).ok() == Some(300),
+        || "the slow task".into(),
+    )?;
     check(
         queued
             .iter()

@@ -128,7 +128,10 @@ fn a_killed_worker_fails_its_task_and_the_rest_complete() {
     // Workers start on demand, so a replacement comes when work needs it.
     assert!(pool.workers_started() >= 2);
     assert_eq!(
-        pool.submit(square, 4).unwrap().result_timeout(LONG).unwrap(),
+        pool.submit(square, 4)
+            .unwrap()
+            .result_timeout(LONG)
+            .unwrap(),
         16
     );
 }

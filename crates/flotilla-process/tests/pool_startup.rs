@@ -106,7 +106,8 @@ fn a_pool_whose_workers_exit_at_start_breaks_after_a_few_tries() {
         std::thread::sleep(Duration::from_secs(2));
         assert!(starts(&p) <= FEW, "{} workers started in 2 s", starts(&p));
         expect_broken(
-            pool.apply_async(square, 2).and_then(|r| r.get_timeout(LONG)),
+            pool.apply_async(square, 2)
+                .and_then(|r| r.get_timeout(LONG)),
             "exited with code 4",
         );
     });
@@ -126,7 +127,8 @@ fn failing_initializers_break_executors_and_pools_with_their_message() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(500));
         expect_broken(
-            pool.apply_async(square, 2).and_then(|r| r.get_timeout(LONG)),
+            pool.apply_async(square, 2)
+                .and_then(|r| r.get_timeout(LONG)),
             "no database",
         );
         drop(pool);

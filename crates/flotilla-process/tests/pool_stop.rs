@@ -52,7 +52,11 @@ fn stopping_a_running_task_kills_its_worker_and_the_pool_goes_on() {
         ));
         assert!(stuck.cancelled());
         for (i, f) in behind.iter().enumerate() {
-            assert_eq!(f.result_timeout(LONG).unwrap(), (i * i) as u64, "{policy:?}");
+            assert_eq!(
+                f.result_timeout(LONG).unwrap(),
+                (i * i) as u64,
+                "{policy:?}"
+            );
         }
         let after = pool.submit(pid, ()).unwrap().result_timeout(LONG).unwrap();
         assert_ne!(before, after, "a replacement worker runs the next tasks");
@@ -86,7 +90,10 @@ fn stopping_a_task_waiting_in_a_workers_pipeline_cancels_it() {
         Err(TaskError::Cancelled)
     ));
     assert_eq!(
-        pool.submit(square, 9).unwrap().result_timeout(LONG).unwrap(),
+        pool.submit(square, 9)
+            .unwrap()
+            .result_timeout(LONG)
+            .unwrap(),
         81
     );
     assert_eq!(pool.workers_started(), 2, "the skipped task never ran");

@@ -115,7 +115,10 @@ fn the_value_goes_to_the_first_join() {
     let child = Process::new(add, (2, 40)).name("adder").start().unwrap();
     assert_eq!(child.name(), "adder");
     assert_eq!(child.join_timeout(LONG).unwrap(), 42);
-    assert!(matches!(child.join_timeout(LONG), Err(Error::AlreadyJoined)));
+    assert!(matches!(
+        child.join_timeout(LONG),
+        Err(Error::AlreadyJoined)
+    ));
 }
 
 #[test]
@@ -177,7 +180,10 @@ fn sentinels_and_active_children() {
             .is_empty()
     );
     child.kill().unwrap();
-    assert_eq!(flotilla_ipc::wait_timeout(&sentinel, LONG).unwrap().len(), 1);
+    assert_eq!(
+        flotilla_ipc::wait_timeout(&sentinel, LONG).unwrap().len(),
+        1
+    );
     let _ = child.join_timeout(LONG);
     assert!(
         !flotilla_process::active_children()

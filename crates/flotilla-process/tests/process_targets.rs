@@ -56,7 +56,10 @@ fn fn_pointers_run_as_pool_tasks() {
     let targets: Vec<fn(u64) -> u64> = vec![double, square];
     for target in &targets {
         assert_eq!(
-            pool.submit(*target, 9).unwrap().result_timeout(LONG).unwrap(),
+            pool.submit(*target, 9)
+                .unwrap()
+                .result_timeout(LONG)
+                .unwrap(),
             target(9)
         );
         let mapped: Vec<u64> = pool.map(*target, 0..20, 3).map(Result::unwrap).collect();

@@ -185,7 +185,7 @@ fn exchange(
     timeout: Option<Duration>,
 ) -> Result<Reply, CallError> {
     conn.send_value(req)?;
-    let bytes = conn.recv_bytes_timeout(timeout)?;
+    let bytes = conn.recv_bytes_timeout(timeout.unwrap_or(Duration::MAX))?;
     decode_reply(&bytes)
 }
 

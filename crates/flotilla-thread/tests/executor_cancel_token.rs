@@ -35,7 +35,10 @@ fn a_running_task_stops_when_its_token_is_cancelled() {
     started.recv_timeout(LONG).unwrap();
     assert!(!fut.cancel(), "Future::cancel cannot stop a running task");
     token.cancel();
-    assert!(matches!(fut.result_timeout(LONG), Err(TaskError::Cancelled)));
+    assert!(matches!(
+        fut.result_timeout(LONG),
+        Err(TaskError::Cancelled)
+    ));
     assert!(fut.cancelled());
 }
 

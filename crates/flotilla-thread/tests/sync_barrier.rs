@@ -18,7 +18,10 @@ fn spawn_waiters(
     (0..n)
         .map(|_| {
             let barrier = Arc::clone(barrier);
-            std::thread::spawn(move || barrier.wait(timeout))
+            std::thread::spawn(move || match timeout {
+                Some(t) => barrier.wait_timeout(t),
+                None => barrier.wait(),
+            })
         })
         .collect()
 }

@@ -57,10 +57,13 @@ fn wait_for_returns_false_when_the_predicate_stays_false() {
     let cond = Condition::new(0);
     let mut guard = cond.lock();
     let mut calls = 0;
-    let result = guard.wait_for_timeout(|_| {
+    let result = guard.wait_for_timeout(
+        |_| {
             calls += 1;
             false
-        }, Duration::from_millis(30));
+        },
+        Duration::from_millis(30),
+    );
     assert!(!result);
     assert!(calls >= 1);
 }

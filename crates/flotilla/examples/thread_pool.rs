@@ -11,7 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     // submit returns a Future: result with a timeout, cancel, done callbacks.
     let answer = pool.submit(|| 6 * 7)?;
-    println!("6 * 7 = {}", answer.result_timeout(Duration::from_secs(10))?);
+    println!(
+        "6 * 7 = {}",
+        answer.result_timeout(Duration::from_secs(10))?
+    );
 
     // map is lazy and ordered; each item is a Result, and it stops at the first failure.
     let lengths: Vec<usize> = pool

@@ -108,9 +108,10 @@ fn join_with_timeout(clock: &Clock) -> anyhow::Result<()> {
     let finish = Arc::new(Event::new());
     let worker = {
         let finish = Arc::clone(&finish);
-        ThreadBuilder::new()
-            .name("worker")
-            .spawn(move || finish.wait().then_some("worker's result"))?
+        ThreadBuilder::new().name("worker").spawn(move || {
+            finish.wait();
+            Some("worker's result")
+        })?
     };
     clock.say("started \"worker\"; join(timeout = 1)");
     let first = worker.join_timeout(clock.units(1.0));

@@ -37,10 +37,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     let main = std::thread::current().id();
     let (tx, rx) = mpsc::channel();
     fut.add_done_callback(move |f| {
-        clock.say(format!(
-            "late callback runs at once, sees {:?}",
-            f.result()
-        ));
+        clock.say(format!("late callback runs at once, sees {:?}", f.result()));
         let _ = tx.send(std::thread::current().id());
     });
     ensure!(

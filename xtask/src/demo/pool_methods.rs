@@ -50,10 +50,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
             .into_iter()
             .map(|a| pool.apply_async(hello, a))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(pending
-            .iter()
-            .map(|p| p.get())
-            .collect::<Result<_, _>>()?)
+        Ok(pending.iter().map(|p| p.get()).collect::<Result<_, _>>()?)
     })?;
     clock.say(format!(
         "apply runs one task at a time ({serial:.1} units); the async forms overlap ({parallel:.1})"

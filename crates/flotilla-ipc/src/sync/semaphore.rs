@@ -203,7 +203,7 @@ macro_rules! semaphore_common {
             /// `timeout` passed first.
             pub fn acquire_permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
                 self.inner
-                    .acquire_timeout(timeout)
+                    .acquire_within(Some(timeout))
                     .then_some(SemaphorePermit { inner: &self.inner })
             }
 

@@ -283,9 +283,7 @@ impl Pool {
         I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async(f, items, chunksize)?
-            .future
-            .into_result()
+        self.map_async(f, items, chunksize)?.future.into_result()
     }
 
     /// [`map`](Self::map) without waiting: one pending result for the whole list.

@@ -235,7 +235,7 @@ impl Semaphore {
     /// passed first.
     pub fn acquire_permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.inner
-            .acquire_timeout(timeout)
+            .acquire_within(Some(timeout))
             .then_some(SemaphorePermit { inner: &self.inner })
     }
 
@@ -416,7 +416,7 @@ impl BoundedSemaphore {
     /// passed first.
     pub fn acquire_permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.inner
-            .acquire_timeout(timeout)
+            .acquire_within(Some(timeout))
             .then_some(SemaphorePermit { inner: &self.inner })
     }
 
