@@ -352,7 +352,7 @@ impl Connection {
     /// is receiving on the same end. A frame cut short by the timeout is kept (see
     /// [`recv_frame_timeout`](Connection::recv_frame_timeout)).
     pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, Error> {
-        let (bytes, fds) = self.recv_frame_timeout(Some(timeout))?;
+        let (bytes, fds) = self.recv_frame_timeout(timeout)?;
         handle::decode_with_limit(&bytes, fds, self.max_frame)
     }
 
@@ -367,7 +367,7 @@ impl Connection {
     /// assert_eq!(b.try_recv::<u8>().unwrap(), Some(5));
     /// ```
     pub fn try_recv<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
-        match self.recv_frame_timeout(Some(Duration::ZERO)) {
+        match self.recv_frame_timeout(Duration::ZERO) {
             Ok((bytes, fds)) => handle::decode_with_limit(&bytes, fds, self.max_frame).map(Some),
             Err(Error::Timeout(_)) => Ok(None),
             Err(e) => Err(e),
@@ -383,13 +383,13 @@ impl Connection {
     /// when no whole message has arrived within `timeout` (which bounds the whole call,
     /// as for [`recv_timeout`](Connection::recv_timeout)).
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, Error> {
-        Ok(self.recv_frame_timeout(Some(timeout))?.0)
+        Ok(self.recv_frame_timeout(timeout)?.0)
     }
 
     /// Receives one message as bytes if a whole one has arrived, never waiting, as
     /// [`try_recv`](Connection::try_recv).
     pub fn try_recv_bytes(&self) -> Result<Option<Vec<u8>>, Error> {
-        match self.recv_frame_timeout(Some(Duration::ZERO)) {
+        match self.recv_frame_timeout(Duration::ZERO) {
             Ok((bytes, _)) => Ok(Some(bytes)),
             Err(Error::Timeout(_)) => Ok(None),
             Err(e) => Err(e),
@@ -416,19 +416,25 @@ impl Connection {
 
     /// Receives one frame: its payload and the descriptors that came with it.
     pub fn recv_frame(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
-        self.recv_frame_timeout(None)
+        self.recv_frame_within(None)
     }
 
     /// Like [`recv_frame`](Connection::recv_frame), giving up with [`Error::Timeout`]
-    /// when no whole frame has arrived within `timeout` (`None`: wait forever;
-    /// `Some(Duration::ZERO)`: take a frame only if it has all arrived, never waiting).
+    /// when no whole frame has arrived within `timeout` (`Duration::ZERO`: take a frame
+    /// only if it has all arrived, never waiting).
     ///
     /// The timeout bounds the whole call, even when the peer stalls in the middle of a
     /// frame or another thread of this process is receiving on this end. The part of a
     /// frame that arrived before the timeout is kept in the connection, descriptors
     /// included, and the next receive (of any kind) goes on with it: nothing is lost
     /// and the stream stays in step.
-    pub fn recv_frame_timeout(
+    pub fn recv_frame_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
+        self.recv_frame_within(Some(timeout))
+    }
+
+    /// The body of [`recv_frame`](Connection::recv_frame) and
+    /// [`recv_frame_timeout`](Connection::recv_frame_timeout); `None` waits forever.
+    fn recv_frame_within(
         &self,
         timeout: Option<Duration>,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
@@ -753,7 +759,7 @@ impl Connection {
     /// ```
     pub fn try_recv_frame(&self, reader: &mut FrameReader) -> Result<Option<Frame>, Error> {
         let _unused = reader;
-        match self.recv_frame_timeout(Some(Duration::ZERO)) {
+        match self.recv_frame_timeout(Duration::ZERO) {
             Ok(frame) => Ok(Some(frame)),
             Err(Error::Timeout(_)) => Ok(None),
             Err(e) => Err(e),

@@ -201,13 +201,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// `d[key]`, or `None` when absent (a copy).
     pub fn get(&self, key: &K) -> Result<Option<V>, CallError> {
-        let v: Option<Bytes> = self.obj.call("get", &enc(key)?, None)?;
+        let v: Option<Bytes> = self.obj.call("get", &enc(key)?)?;
         v.map(|b| dec(&b)).transpose()
     }
 
     /// `d[key] = value`.
     pub fn set(&self, key: &K, value: &V) -> Result<(), CallError> {
-        self.obj.call("set", &(enc(key)?, enc(value)?), None)
+        self.obj.call("set", &(enc(key)?, enc(value)?))
     }
 
     /// [`get`](Self::get), sent at once and waited for later: calls sent this way from
@@ -240,18 +240,18 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// `del d[key]`: a [`KeyError`](crate::RemoteErrorKind::KeyError) when absent.
     pub fn del(&self, key: &K) -> Result<(), CallError> {
-        self.obj.call("del", &enc(key)?, None)
+        self.obj.call("del", &enc(key)?)
     }
 
     /// `d.pop(key, None)`: removes and returns the value, if any.
     pub fn pop(&self, key: &K) -> Result<Option<V>, CallError> {
-        let v: Option<Bytes> = self.obj.call("pop", &enc(key)?, None)?;
+        let v: Option<Bytes> = self.obj.call("pop", &enc(key)?)?;
         v.map(|b| dec(&b)).transpose()
     }
 
     /// `len(d)`.
     pub fn len(&self) -> Result<usize, CallError> {
-        let n: u64 = self.obj.call("len", &(), None)?;
+        let n: u64 = self.obj.call("len", &())?;
         Ok(n as usize)
     }
 
@@ -262,30 +262,30 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// `key in d`.
     pub fn contains_key(&self, key: &K) -> Result<bool, CallError> {
-        self.obj.call("contains", &enc(key)?, None)
+        self.obj.call("contains", &enc(key)?)
     }
 
     /// `list(d.keys())`, in insertion order.
     pub fn keys(&self) -> Result<Vec<K>, CallError> {
-        let ks: Vec<Bytes> = self.obj.call("keys", &(), None)?;
+        let ks: Vec<Bytes> = self.obj.call("keys", &())?;
         ks.iter().map(|b| dec(b)).collect()
     }
 
     /// `list(d.values())`, in insertion order.
     pub fn values(&self) -> Result<Vec<V>, CallError> {
-        let vs: Vec<Bytes> = self.obj.call("values", &(), None)?;
+        let vs: Vec<Bytes> = self.obj.call("values", &())?;
         vs.iter().map(|b| dec(b)).collect()
     }
 
     /// `list(d.items())`, in insertion order.
     pub fn items(&self) -> Result<Vec<(K, V)>, CallError> {
-        let items: Vec<(Bytes, Bytes)> = self.obj.call("items", &(), None)?;
+        let items: Vec<(Bytes, Bytes)> = self.obj.call("items", &())?;
         items.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect()
     }
 
     /// `d.clear()`.
     pub fn clear(&self) -> Result<(), CallError> {
-        self.obj.call("clear", &(), None)
+        self.obj.call("clear", &())
     }
 
     /// `d.update(items)`, in one call.
@@ -301,15 +301,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
             .into_iter()
             .map(|(k, v)| Ok((enc(k)?, enc(v)?)))
             .collect::<Result<Vec<_>, CallError>>()?;
-        self.obj.call("update", &items, None)
+        self.obj.call("update", &items)
     }
 
     /// `d.setdefault(key, default)`: the value stored at `key`, storing `default` first
     /// when there is none. Atomic on the server.
     pub fn setdefault(&self, key: &K, default: &V) -> Result<V, CallError> {
-        let v: Bytes = self
-            .obj
-            .call("setdefault", &(enc(key)?, enc(default)?), None)?;
+        let v: Bytes = self.obj.call("setdefault", &(enc(key)?, enc(default)?))?;
         dec(&v)
     }
 
@@ -324,9 +322,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ) -> Result<Result<(), Option<V>>, CallError> {
         let expected = expected.map(enc).transpose()?;
         let new = new.map(enc).transpose()?;
-        let (done, current): (bool, Option<Bytes>) =
-            self.obj
-                .call("compare_and_set", &(enc(key)?, expected, new), None)?;
+        let (done, current): (bool, Option<Bytes>) = self
+            .obj
+            .call("compare_and_set", &(enc(key)?, expected, new))?;
         if done {
             Ok(Ok(()))
         } else {
@@ -343,14 +341,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// changed the entry between the read and the write, so it must have no side effects.
     pub fn update_with(&self, key: &K, mut f: impl FnMut(Option<V>) -> V) -> Result<V, CallError> {
         let k = enc(key)?;
-        let mut current: Option<Bytes> = self.obj.call("get", &k, None)?;
+        let mut current: Option<Bytes> = self.obj.call("get", &k)?;
         loop {
             let old = current.as_deref().map(dec::<V>).transpose()?;
             let new = f(old);
             let new_bytes = enc(&new)?;
-            let (done, found): (bool, Option<Bytes>) =
-                self.obj
-                    .call("compare_and_set", &(&k, &current, Some(&new_bytes)), None)?;
+            let (done, found): (bool, Option<Bytes>) = self
+                .obj
+                .call("compare_and_set", &(&k, &current, Some(&new_bytes)))?;
             if done {
                 return Ok(new);
             }
@@ -363,7 +361,7 @@ impl<K: Serialize + DeserializeOwned> DictProxy<K, i64> {
     /// `d[key] += delta` in place on the server (from 0 when absent), returning the new
     /// value: a counter with no lock and no lost update.
     pub fn add(&self, key: &K, delta: i64) -> Result<i64, CallError> {
-        self.obj.call("add_int", &(enc(key)?, delta, 0i64), None)
+        self.obj.call("add_int", &(enc(key)?, delta, 0i64))
     }
 }
 
@@ -395,7 +393,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// `l.append(item)`; returns the new length.
     pub fn append(&self, item: &T) -> Result<usize, CallError> {
-        let n: u64 = self.obj.call("append", &enc(item)?, None)?;
+        let n: u64 = self.obj.call("append", &enc(item)?)?;
         Ok(n as usize)
     }
 
@@ -405,36 +403,36 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         T: 'a,
     {
         let items = items.into_iter().map(enc).collect::<Result<Vec<_>, _>>()?;
-        let n: u64 = self.obj.call("extend", &items, None)?;
+        let n: u64 = self.obj.call("extend", &items)?;
         Ok(n as usize)
     }
 
     /// `l[index]` (a copy); an [`IndexError`](crate::RemoteErrorKind::IndexError) out of
     /// range.
     pub fn get(&self, index: i64) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("get", &index, None)?;
+        let b: Bytes = self.obj.call("get", &index)?;
         dec(&b)
     }
 
     /// `l[index] = item`.
     pub fn set(&self, index: i64, item: &T) -> Result<(), CallError> {
-        self.obj.call("set", &(index, enc(item)?), None)
+        self.obj.call("set", &(index, enc(item)?))
     }
 
     /// `l.insert(index, item)`.
     pub fn insert(&self, index: i64, item: &T) -> Result<(), CallError> {
-        self.obj.call("insert", &(index, enc(item)?), None)
+        self.obj.call("insert", &(index, enc(item)?))
     }
 
     /// `l.pop(index)` (`None`: the last).
     pub fn pop(&self, index: Option<i64>) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("pop", &index, None)?;
+        let b: Bytes = self.obj.call("pop", &index)?;
         dec(&b)
     }
 
     /// `len(l)`.
     pub fn len(&self) -> Result<usize, CallError> {
-        let n: u64 = self.obj.call("len", &(), None)?;
+        let n: u64 = self.obj.call("len", &())?;
         Ok(n as usize)
     }
 
@@ -445,18 +443,18 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// `l[:]`: a copy of the whole list.
     pub fn to_vec(&self) -> Result<Vec<T>, CallError> {
-        let items: Vec<Bytes> = self.obj.call("to_vec", &(), None)?;
+        let items: Vec<Bytes> = self.obj.call("to_vec", &())?;
         items.iter().map(|b| dec(b)).collect()
     }
 
     /// `l.reverse()`.
     pub fn reverse(&self) -> Result<(), CallError> {
-        self.obj.call("reverse", &(), None)
+        self.obj.call("reverse", &())
     }
 
     /// `l.clear()`.
     pub fn clear(&self) -> Result<(), CallError> {
-        self.obj.call("clear", &(), None)
+        self.obj.call("clear", &())
     }
 }
 
@@ -486,23 +484,23 @@ impl NamespaceProxy {
     /// `ns.name` (a copy); an [`AttributeError`](crate::RemoteErrorKind::AttributeError)
     /// when unset.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("get", name, None)?;
+        let b: Bytes = self.obj.call("get", name)?;
         dec(&b)
     }
 
     /// `ns.name = value`.
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), CallError> {
-        self.obj.call("set", &(name, enc(value)?), None)
+        self.obj.call("set", &(name, enc(value)?))
     }
 
     /// `del ns.name`.
     pub fn del(&self, name: &str) -> Result<(), CallError> {
-        self.obj.call("del", name, None)
+        self.obj.call("del", name)
     }
 
     /// The names set, sorted.
     pub fn names(&self) -> Result<Vec<String>, CallError> {
-        self.obj.call("names", &(), None)
+        self.obj.call("names", &())
     }
 }
 
@@ -540,28 +538,28 @@ impl LockProxy {
 
     /// Waits for the lock, as long as it takes: Python's `acquire()`.
     pub fn acquire(&self) -> Result<(), CallError> {
-        self.obj.call::<(), bool>("acquire", &(), None).map(drop)
+        self.obj.call::<(), bool>("acquire", &()).map(drop)
     }
 
     /// Waits up to `timeout` for the lock; true when acquired.
     pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
-        self.obj.call("acquire", &(), Some(timeout))
+        self.obj.call_timeout("acquire", &(), timeout)
     }
 
     /// Acquires the lock if it is free, without waiting.
     pub fn try_acquire(&self) -> Result<bool, CallError> {
-        self.obj.call("acquire", &(), NO_WAIT)
+        self.obj.call_within("acquire", &(), NO_WAIT)
     }
 
     /// Releases it (any client may, as with Python's `Lock`); a
     /// [`RuntimeError`](crate::RemoteErrorKind::RuntimeError) when it is not locked.
     pub fn release(&self) -> Result<(), CallError> {
-        self.obj.call("release", &(), None)
+        self.obj.call("release", &())
     }
 
     /// Whether someone holds it.
     pub fn locked(&self) -> Result<bool, CallError> {
-        self.obj.call("locked", &(), None)
+        self.obj.call("locked", &())
     }
 
     /// Acquires it and returns a guard that releases it on drop: Python's `with lock:`.
@@ -622,19 +620,19 @@ macro_rules! queue_methods {
     () => {
         /// Puts `item`, waiting for ever while the queue is full.
         pub fn put(&self, item: &T) -> Result<(), CallError> {
-            let _: bool = self.obj.call("put", &enc(item)?, None)?;
+            let _: bool = self.obj.call("put", &enc(item)?)?;
             Ok(())
         }
 
         /// Puts `item`, waiting up to `timeout` while the queue is full; false when the
         /// timeout passed (the item was not put).
         pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<bool, CallError> {
-            self.obj.call("put", &enc(item)?, Some(timeout))
+            self.obj.call_timeout("put", &enc(item)?, timeout)
         }
 
         /// Puts `item` if there is room, without waiting.
         pub fn try_put(&self, item: &T) -> Result<bool, CallError> {
-            self.obj.call("put", &enc(item)?, NO_WAIT)
+            self.obj.call_within("put", &enc(item)?, NO_WAIT)
         }
 
         /// Takes the first item, waiting for ever for one.
@@ -658,7 +656,7 @@ macro_rules! queue_methods {
 
         /// The body of the `get` forms; `None` waits without limit.
         fn get_within(&self, timeout: Option<Duration>) -> Result<Option<T>, CallError> {
-            let b: Option<Bytes> = self.obj.call("get", &(), timeout)?;
+            let b: Option<Bytes> = self.obj.call_within("get", &(), timeout)?;
             b.map(|b| dec(&b)).transpose()
         }
 
@@ -707,18 +705,18 @@ macro_rules! queue_methods {
 
         /// The number of items (approximate, as in Python: others may put or get meanwhile).
         pub fn qsize(&self) -> Result<usize, CallError> {
-            let n: u64 = self.obj.call("qsize", &(), None)?;
+            let n: u64 = self.obj.call("qsize", &())?;
             Ok(n as usize)
         }
 
         /// Whether it is empty (approximate).
         pub fn empty(&self) -> Result<bool, CallError> {
-            self.obj.call("empty", &(), None)
+            self.obj.call("empty", &())
         }
 
         /// Whether it is full (approximate).
         pub fn full(&self) -> Result<bool, CallError> {
-            self.obj.call("full", &(), None)
+            self.obj.call("full", &())
         }
     };
 }
@@ -850,13 +848,13 @@ macro_rules! reentrant_lock_methods {
         }
 
         fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-            self.obj.call("acquire", &this_thread(), timeout)
+            self.obj.call_within("acquire", &this_thread(), timeout)
         }
 
         /// Releases one level; a [`RuntimeError`](crate::RemoteErrorKind::RuntimeError)
         /// when this thread does not hold it.
         pub fn release(&self) -> Result<(), CallError> {
-            self.obj.call("release", &this_thread(), None)
+            self.obj.call("release", &this_thread())
         }
 
         /// Acquires it and returns a guard releasing it on drop: Python's `with lock:`.
@@ -906,17 +904,17 @@ macro_rules! semaphore_methods {
         }
 
         fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-            self.obj.call("acquire", &(), timeout)
+            self.obj.call_within("acquire", &(), timeout)
         }
 
         /// Gives back `n` permits (Python's `release(n)`).
         pub fn release(&self, n: u64) -> Result<(), CallError> {
-            self.obj.call("release", &n, None)
+            self.obj.call("release", &n)
         }
 
         /// The free permits now (approximate: others may take or give meanwhile).
         pub fn value(&self) -> Result<u64, CallError> {
-            self.obj.call("value", &(), None)
+            self.obj.call("value", &())
         }
 
         /// Takes a permit and returns a guard giving it back on drop.
@@ -1020,7 +1018,7 @@ impl ConditionProxy {
     }
 
     fn wait_within(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("wait", &this_thread(), timeout)
+        self.obj.call_within("wait", &this_thread(), timeout)
     }
 
     /// Waits until `predicate()` is true. The predicate runs in this process, with the
@@ -1057,12 +1055,12 @@ impl ConditionProxy {
 
     /// Wakes up to `n` waiters. The caller must hold the lock.
     pub fn notify(&self, n: u64) -> Result<(), CallError> {
-        self.obj.call("notify", &(this_thread(), n), None)
+        self.obj.call("notify", &(this_thread(), n))
     }
 
     /// Wakes every waiter. The caller must hold the lock.
     pub fn notify_all(&self) -> Result<(), CallError> {
-        self.obj.call("notify_all", &this_thread(), None)
+        self.obj.call("notify_all", &this_thread())
     }
 }
 
@@ -1086,27 +1084,27 @@ proxy_common!(EventProxy, "Event");
 impl EventProxy {
     /// Sets the flag, waking every waiter.
     pub fn set(&self) -> Result<(), CallError> {
-        self.obj.call("set", &(), None)
+        self.obj.call("set", &())
     }
 
     /// Clears the flag.
     pub fn clear(&self) -> Result<(), CallError> {
-        self.obj.call("clear", &(), None)
+        self.obj.call("clear", &())
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> Result<bool, CallError> {
-        self.obj.call("is_set", &(), None)
+        self.obj.call("is_set", &())
     }
 
     /// Waits for the flag, as long as it takes: Python's `wait()`.
     pub fn wait(&self) -> Result<(), CallError> {
-        self.obj.call::<(), bool>("wait", &(), None).map(drop)
+        self.obj.call::<(), bool>("wait", &()).map(drop)
     }
 
     /// Waits up to `timeout` for the flag; returns it.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
-        self.obj.call("wait", &(), Some(timeout))
+        self.obj.call_timeout("wait", &(), timeout)
     }
 }
 
@@ -1131,37 +1129,37 @@ impl BarrierProxy {
     /// Waits until all parties wait (or the barrier's own timeout passes); returns this
     /// party's arrival index (0 to parties − 1).
     pub fn wait(&self) -> Result<u64, CallError> {
-        self.obj.call("wait", &(), None)
+        self.obj.call("wait", &())
     }
 
     /// Like [`wait`](Self::wait), giving up (and breaking the barrier) after `timeout`.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<u64, CallError> {
-        self.obj.call("wait", &(), Some(timeout))
+        self.obj.call_timeout("wait", &(), timeout)
     }
 
     /// Breaks it: every waiter, and every later wait until [`reset`](Self::reset), fails.
     pub fn abort(&self) -> Result<(), CallError> {
-        self.obj.call("abort", &(), None)
+        self.obj.call("abort", &())
     }
 
     /// Breaks it for those waiting now, then makes it usable again.
     pub fn reset(&self) -> Result<(), CallError> {
-        self.obj.call("reset", &(), None)
+        self.obj.call("reset", &())
     }
 
     /// How many parties it needs.
     pub fn parties(&self) -> Result<u64, CallError> {
-        self.obj.call("parties", &(), None)
+        self.obj.call("parties", &())
     }
 
     /// How many wait now.
     pub fn n_waiting(&self) -> Result<u64, CallError> {
-        self.obj.call("n_waiting", &(), None)
+        self.obj.call("n_waiting", &())
     }
 
     /// Whether it is broken.
     pub fn broken(&self) -> Result<bool, CallError> {
-        self.obj.call("broken", &(), None)
+        self.obj.call("broken", &())
     }
 }
 
@@ -1185,29 +1183,28 @@ proxy_common!(ValueProxy, "Value", T);
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// The value (a copy).
     pub fn get(&self) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("get", &(), None)?;
+        let b: Bytes = self.obj.call("get", &())?;
         dec(&b)
     }
 
     /// Replaces the value.
     pub fn set(&self, value: &T) -> Result<(), CallError> {
-        self.obj.call("set", &enc(value)?, None)
+        self.obj.call("set", &enc(value)?)
     }
 
     /// Replaces the value with `f(current)` atomically, whatever other clients do meanwhile
     /// (a compare-and-swap loop: `f` may run again, so it must have no side effects), and
     /// returns the new value.
     pub fn update_with(&self, mut f: impl FnMut(T) -> T) -> Result<T, CallError> {
-        let mut current: Bytes = self.obj.call("get", &(), None)?;
+        let mut current: Bytes = self.obj.call("get", &())?;
         loop {
             let new = f(dec(&current)?);
             let (done, found): (bool, Option<Bytes>) =
-                self.obj
-                    .call("compare_and_set", &(&current, enc(&new)?), None)?;
+                self.obj.call("compare_and_set", &(&current, enc(&new)?))?;
             match found {
                 _ if done => return Ok(new),
                 Some(found) => current = found,
-                None => current = self.obj.call("get", &(), None)?,
+                None => current = self.obj.call("get", &())?,
             }
         }
     }
@@ -1233,18 +1230,18 @@ proxy_common!(ArrayProxy, "Array", T);
 impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// `a[index]` (a copy).
     pub fn get(&self, index: i64) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("get", &index, None)?;
+        let b: Bytes = self.obj.call("get", &index)?;
         dec(&b)
     }
 
     /// `a[index] = item`.
     pub fn set(&self, index: i64, item: &T) -> Result<(), CallError> {
-        self.obj.call("set", &(index, enc(item)?), None)
+        self.obj.call("set", &(index, enc(item)?))
     }
 
     /// `len(a)`.
     pub fn len(&self) -> Result<usize, CallError> {
-        let n: u64 = self.obj.call("len", &(), None)?;
+        let n: u64 = self.obj.call("len", &())?;
         Ok(n as usize)
     }
 
@@ -1255,7 +1252,7 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
 
     /// `a[:]`: a copy of the whole array.
     pub fn to_vec(&self) -> Result<Vec<T>, CallError> {
-        let items: Vec<Bytes> = self.obj.call("to_vec", &(), None)?;
+        let items: Vec<Bytes> = self.obj.call("to_vec", &())?;
         items.iter().map(|b| dec(b)).collect()
     }
 }
@@ -1286,17 +1283,17 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// Marks one item taken as done; a [`ValueError`](crate::RemoteErrorKind::ValueError)
     /// when called more times than items were put.
     pub fn task_done(&self) -> Result<(), CallError> {
-        self.obj.call("task_done", &(), None)
+        self.obj.call("task_done", &())
     }
 
     /// Waits until every item put is marked done: Python's `join()`.
     pub fn join(&self) -> Result<(), CallError> {
-        self.obj.call::<(), bool>("join", &(), None).map(drop)
+        self.obj.call::<(), bool>("join", &()).map(drop)
     }
 
     /// Waits up to `timeout` until every item put is marked done; true when it is.
     pub fn join_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
-        self.obj.call("join", &(), Some(timeout))
+        self.obj.call_timeout("join", &(), timeout)
     }
 }
 

@@ -39,12 +39,7 @@ fn a_parked_get_awaited_in_a_current_thread_runtime_blocks_nothing() {
         // Any method, untyped, awaited; a manager shut down ends a parked future at once.
         rt.block_on(async {
             d.set_pending(&1, &2).unwrap().await.unwrap();
-            let n: u64 = d
-                .object()
-                .call_pending("len", &(), None)
-                .unwrap()
-                .await
-                .unwrap();
+            let n: u64 = d.object().call_pending("len", &()).unwrap().await.unwrap();
             assert_eq!(n, 1);
         });
         let pending = q.get_pending().unwrap();

@@ -229,14 +229,11 @@ fn a_panicking_method_answers_its_panic_text_and_the_server_goes_on() {
     let (_server, c) = start(&dir);
     with_deadline(LONG, "panic", move || {
         let obj = c.create("Boom", &()).unwrap();
-        let err = obj.call::<_, ()>("explode", &(), None).unwrap_err();
+        let err = obj.call::<_, ()>("explode", &()).unwrap_err();
         assert_eq!(err.remote_kind(), Some(RemoteErrorKind::Panicked));
         assert!(err.to_string().contains("kaboom 42"), "{err}");
-        assert_eq!(
-            obj.call::<_, String>("fine", &(), None).unwrap(),
-            "still here"
-        );
-        let err = obj.call::<_, ()>("nope", &(), None).unwrap_err();
+        assert_eq!(obj.call::<_, String>("fine", &()).unwrap(), "still here");
+        let err = obj.call::<_, ()>("nope", &()).unwrap_err();
         assert_eq!(err.remote_kind(), Some(RemoteErrorKind::NoSuchMethod));
         let err = c.create("BoomCtor", &()).unwrap_err();
         assert!(err.to_string().contains("the constructor broke"), "{err}");

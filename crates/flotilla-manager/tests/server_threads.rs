@@ -42,7 +42,7 @@ fn threads_named(name: &str) -> usize {
 fn park_and_wait((address, report): (Address, Connection)) {
     let client = connect(&address, Some(&AuthKey::new(b"k".to_vec()))).unwrap();
     let obj = client.lookup("hoard").unwrap();
-    let parked = thread::spawn(move || obj.call::<_, ()>("wait", &(), None));
+    let parked = thread::spawn(move || obj.call::<_, ()>("wait", &()));
     thread::sleep(Duration::from_millis(100));
     report.send(&"parked").unwrap();
     let _ = parked.join();

@@ -342,13 +342,27 @@ impl Proxy {
         args: &A,
     ) -> Result<R, CallError> {
         let timeout = self.manager.options.get_timeout();
-        let value = self.call_value(method, args_tuple(args)?, Some(timeout))?;
+        let value = self.call_value_timeout(method, args_tuple(args)?, timeout)?;
         Ok(pickle::from_value(value)?)
     }
 
-    /// Calls `method`, waiting at most `timeout` for the reply (`None`: as long as it
-    /// takes), and returns the result as a [`PyValue`].
-    pub fn call_value(
+    /// Calls `method`, waiting as long as it takes for the reply, and returns the
+    /// result as a [`PyValue`].
+    pub fn call_value(&self, method: &str, args: Vec<Value>) -> Result<PyValue, CallError> {
+        self.call_value_within(method, args, None)
+    }
+
+    /// Like [`call_value`](Self::call_value), waiting at most `timeout` for the reply.
+    pub fn call_value_timeout(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<PyValue, CallError> {
+        self.call_value_within(method, args, Some(timeout))
+    }
+
+    fn call_value_within(
         &self,
         method: &str,
         args: Vec<Value>,
@@ -458,7 +472,7 @@ impl QueueProxy {
         let item = pickle::to_serde_value(item)?;
         let timeout = self.0.manager.options.get_timeout();
         self.0
-            .call_value("put", vec![item], Some(timeout))
+            .call_value_timeout("put", vec![item], timeout)
             .map(drop)
     }
 
@@ -480,7 +494,7 @@ impl QueueProxy {
         let wait = timeout.map(|t| t + self.0.manager.options.get_timeout());
         let value = self
             .0
-            .call_value("get", vec![Value::Bool(true), seconds], wait)?;
+            .call_value_within("get", vec![Value::Bool(true), seconds], wait)?;
         Ok(pickle::from_value(value)?)
     }
 
@@ -502,7 +516,7 @@ impl DictProxy {
     ) -> Result<Option<V>, CallError> {
         let key = pickle::to_serde_value(key)?;
         let timeout = self.0.manager.options.get_timeout();
-        let value = self.0.call_value("get", vec![key], Some(timeout))?;
+        let value = self.0.call_value_timeout("get", vec![key], timeout)?;
         Ok(pickle::from_value(value)?)
     }
 
@@ -515,7 +529,7 @@ impl DictProxy {
         let (key, value) = (pickle::to_serde_value(key)?, pickle::to_serde_value(value)?);
         let timeout = self.0.manager.options.get_timeout();
         self.0
-            .call_value("__setitem__", vec![key, value], Some(timeout))
+            .call_value_timeout("__setitem__", vec![key, value], timeout)
             .map(drop)
     }
 

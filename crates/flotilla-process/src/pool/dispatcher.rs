@@ -553,7 +553,7 @@ impl Manager {
             }
             first = false;
             let worker = &mut self.workers[i];
-            let (bytes, fds) = match worker.conn.recv_frame_timeout(Some(Duration::ZERO)) {
+            let (bytes, fds) = match worker.conn.recv_frame_timeout(Duration::ZERO) {
                 Ok(frame) => frame,
                 Err(flotilla_ipc::Error::Timeout(_)) => return Flow::Go,
                 Err(e) => {
