@@ -270,7 +270,7 @@ pub(crate) fn flotilla_lock(_threads: usize) -> anyhow::Result<Batch> {
         let _keep = &m;
         let mut out = Vec::with_capacity(n);
         for i in 0..n as u64 {
-            ensure!(lock.acquire()?, "a free lock refused");
+            lock.acquire()?;
             lock.release()?;
             out.push(i);
         }
