@@ -45,7 +45,7 @@ exactly `0..n`, in order.
 
 - **flotilla**: `ProcessPoolExecutor::builder().max_workers(2)` (forkserver workers, \
 the default); `submit(identity, i)` each into a `Vec<Future<u64>>`, then \
-`into_result(Some(60 s))` on each in order. The pool keeps up to 2 tasks in flight per \
+`into_result_timeout(60 s)` on each in order. The pool keeps up to 2 tasks in flight per \
 worker (`PIPELINE`).
 - **cpython**: `ProcessPoolExecutor(max_workers=2)`; `[ex.submit(identity, i) for i in \
 range(n)]`, then `[f.result() for f in futures]`.

@@ -3,7 +3,7 @@
 //!
 //! - [`Process`]: start a function with serde arguments under any start method
 //!   ([`Process::new`], [`Context::process`]), or any closure under fork
-//!   ([`Process::fork`]); then `join(timeout)`, `is_alive`, `terminate`, `kill`,
+//!   ([`Process::fork`]); then `join()` / `join_timeout(d)`, `is_alive`, `terminate`, `kill`,
 //!   `exitcode` as in Python.
 //! - [`StartMethod`], [`Context`], [`get_context`], [`set_start_method`]: how processes
 //!   begin; forkserver by default.

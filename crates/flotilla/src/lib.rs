@@ -329,7 +329,9 @@ pub use flotilla_process::log::log_to_stderr;
 /// ```
 pub mod prelude {
     #[doc(no_inline)]
-    pub use crate::futures::{ReturnWhen, TaskError, as_completed, wait};
+    pub use crate::futures::{
+        ReturnWhen, TaskError, as_completed, as_completed_timeout, wait, wait_timeout,
+    };
 
     #[cfg(feature = "thread")]
     #[doc(no_inline)]
