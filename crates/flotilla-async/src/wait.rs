@@ -86,7 +86,7 @@ fn timer(timeout: Option<Duration>) -> Option<Pin<Box<Sleep>>> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use flotilla_async::{to_thread, wait};
+/// use flotilla_async::{to_thread, wait, wait_timeout};
 /// use flotilla_core::ReturnWhen;
 ///
 /// let quick = to_thread(|| 1);

@@ -262,7 +262,7 @@ macro_rules! semaphore_common {
 /// use flotilla_ipc::Semaphore;
 ///
 /// fn work(slots: Semaphore) {
-///     let _permit = slots.acquire_permit().unwrap();
+///     let _permit = slots.acquire_permit();
 ///     // ... at most two processes are here at a time ...
 /// }
 ///
@@ -412,7 +412,7 @@ impl fmt::Debug for BoundedSemaphore {
 ///
 /// ```
 /// let sem = flotilla_ipc::Semaphore::new(1).unwrap();
-/// let permit = sem.acquire_permit().unwrap();
+/// let permit = sem.acquire_permit();
 /// assert_eq!(sem.value(), 0);
 /// drop(permit);
 /// assert_eq!(sem.value(), 1);

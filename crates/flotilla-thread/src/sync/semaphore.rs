@@ -112,7 +112,7 @@ impl Inner {
 ///     .map(|_| {
 ///         let (slots, inside) = (Arc::clone(&slots), Arc::clone(&inside));
 ///         std::thread::spawn(move || {
-///             let _permit = slots.acquire_permit().unwrap();
+///             let _permit = slots.acquire_permit();
 ///             assert!(inside.fetch_add(1, Ordering::SeqCst) < 2);
 ///             inside.fetch_sub(1, Ordering::SeqCst);
 ///         })
@@ -455,7 +455,7 @@ impl fmt::Debug for BoundedSemaphore {
 ///
 /// ```
 /// let sem = flotilla_thread::Semaphore::new(1);
-/// let permit = sem.acquire_permit().unwrap();
+/// let permit = sem.acquire_permit();
 /// assert_eq!(sem.value(), 0);
 /// drop(permit);
 /// assert_eq!(sem.value(), 1);
