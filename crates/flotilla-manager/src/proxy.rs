@@ -1072,7 +1072,8 @@ impl ConditionProxy {
 /// let event = manager.event().unwrap();
 /// assert!(!event.wait_timeout(Duration::from_millis(10)).unwrap());
 /// event.set().unwrap();
-/// assert!(event.is_set().unwrap() && event.wait().unwrap());
+/// assert!(event.is_set().unwrap());
+/// event.wait().unwrap(); // set: returns at once
 /// ```
 pub struct EventProxy {
     obj: ObjectRef,
@@ -1268,7 +1269,7 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
 /// assert!(!q.join_timeout(Duration::from_millis(10)).unwrap()); // one unfinished
 /// assert_eq!(q.get().unwrap(), 1);
 /// q.task_done().unwrap();
-/// assert!(q.join().unwrap());
+/// q.join().unwrap();
 /// ```
 pub struct JoinableQueueProxy<T> {
     obj: ObjectRef,

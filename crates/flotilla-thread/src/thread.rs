@@ -345,7 +345,7 @@ where
 /// assert!(matches!(t.join_timeout(Duration::from_millis(10)), Err(Error::Timeout(_))));
 /// assert!(t.is_alive());
 /// go.set();
-/// assert!(t.join_timeout(Duration::from_secs(10))?);
+/// t.join_timeout(Duration::from_secs(10))?;
 /// assert!(!t.is_alive());
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
