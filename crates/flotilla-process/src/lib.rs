@@ -56,6 +56,7 @@ mod pool;
 mod process;
 mod state;
 mod sys;
+mod target;
 pub mod task;
 #[doc(hidden)]
 pub mod testing;
@@ -70,3 +71,4 @@ pub use crate::pool::{
 };
 pub use crate::process::{FnTarget, ForkTarget, Process, ProcessBuilder, active_children};
 pub use crate::state::{ProcessInfo, cpu_count, current_process, parent_process};
+pub use crate::target::{One, Spread, Target};

@@ -186,6 +186,9 @@ pub mod multiprocessing {
         ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count, current_process,
         get_context, get_start_method, parent_process, set_start_method,
     };
+    #[cfg(feature = "process")]
+    #[doc(inline)]
+    pub use flotilla_process::{One, Spread, Target};
 }
 
 /// Python's `multiprocessing.managers`: a server process that owns shared objects

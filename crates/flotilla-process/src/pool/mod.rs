@@ -496,14 +496,17 @@ impl ProcessPoolExecutor {
     ///
     /// Fails with [`TaskError::ShutDown`] after shutdown, [`TaskError::Broken`] when the
     /// pool is broken, or [`TaskError::Remote`] when the arguments cannot be encoded.
-    pub fn submit<F, A, R>(&self, task: F, args: A) -> Result<Future<R>, TaskError>
+    ///
+    /// `task` takes one argument, or several spread from the tuple `args` (see
+    /// [`Target`](crate::Target)).
+    pub fn submit<F, M>(&self, task: F, args: F::Args) -> Result<Future<F::Output>, TaskError>
     where
-        F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: crate::Target<M>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send,
     {
         self.shared
-            .submit_entry(&boot::entry_of::<F, A, R>(&task), &args)
+            .submit_entry(&boot::entry_of_target::<F, M>(&task), &args)
     }
 
     /// Schedules a task that reports failure by returning `Err`: its future fails with
