@@ -246,7 +246,7 @@ impl Drop for FlotillaPeer {
         // Closing our end is the child's end of file.
         drop(self.conn.take());
         if let Some(child) = self.child.take() {
-            let _ = child.join(Some(JOIN_TIMEOUT));
+            let _ = child.join_timeout(JOIN_TIMEOUT);
         }
     }
 }

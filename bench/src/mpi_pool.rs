@@ -138,7 +138,7 @@ mod imp {
                 .collect::<Result<Vec<_>, _>>()?;
             let results = futures
                 .into_iter()
-                .map(|f| f.into_result(Some(RESULT_TIMEOUT)))
+                .map(|f| f.into_result_timeout(RESULT_TIMEOUT))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(results)
         }))

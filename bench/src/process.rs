@@ -34,7 +34,7 @@ Every contender checks, untimed, that 42 came back.
 
 - **flotilla**: `get_context(Some(StartMethod::",
             $method,
-            "))`, `.process(child, ()).start()`, then `.join(Some(60 s))`, which returns \
+            "))`, `.process(child, ()).start()`, then `.join_timeout(60 s)`, which returns \
 the target's `u64` (decoded from the child's report).
 - **cpython**: `multiprocessing.get_context(\"",
             $python,
@@ -99,7 +99,7 @@ fn flotilla_start_join(method: StartMethod) -> Batch {
                 Ok(context
                     .process(child, ())
                     .start()?
-                    .join(Some(JOIN_TIMEOUT))?)
+                    .join_timeout(JOIN_TIMEOUT)?)
             })
             .collect()
     })

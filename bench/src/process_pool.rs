@@ -45,7 +45,7 @@ exactly `0..n`, in order.
 
 - **flotilla**: `ProcessPoolExecutor::builder().max_workers(2)` (forkserver workers, \
 the default); `submit(identity, i)` each into a `Vec<Future<u64>>`, then \
-`into_result(Some(60 s))` on each in order. The pool keeps up to 2 tasks in flight per \
+`into_result_timeout(60 s)` on each in order. The pool keeps up to 2 tasks in flight per \
 worker (`PIPELINE`), and up to 16 small ones on a worker whose tasks prove short (about \
 1 ms of work), sent several to a write.
 - **cpython**: `ProcessPoolExecutor(max_workers=2)`; `[ex.submit(identity, i) for i in \
@@ -187,7 +187,7 @@ where
         .collect::<Result<Vec<_>, _>>()?;
     let results = futures
         .into_iter()
-        .map(|fut| fut.into_result(Some(RESULT_TIMEOUT)))
+        .map(|fut| fut.into_result_timeout(RESULT_TIMEOUT))
         .collect::<Result<Vec<_>, _>>()?;
     Ok(results)
 }

@@ -233,10 +233,10 @@ impl<I> Drop for Children<I> {
         self.go.close();
         self.data.close();
         for child in self.producers.drain(..) {
-            let _ = child.join(Some(TIMEOUT));
+            let _ = child.join_timeout(TIMEOUT);
         }
         for child in self.consumers.drain(..) {
-            let _ = child.join(Some(TIMEOUT));
+            let _ = child.join_timeout(TIMEOUT);
         }
     }
 }

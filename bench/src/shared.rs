@@ -35,7 +35,7 @@ grown by exactly n.
 
 - **flotilla**: `Value::new(0i64)` (a robust recursive process-shared pthread mutex at \
 the head of the value's segment), passed to two `get_context(Some(StartMethod::ForkServer))` \
-workers; each increment is `let v = value.lock(None)?; v.set(v.get() + 1)`.
+workers; each increment is `let v = value.lock()?; v.set(v.get() + 1)`.
 - **cpython**: `multiprocessing.Value('q', 0)` passed to two forkserver workers; each \
 increment is `with v.get_lock(): v.value += 1`.
 - **os-limit**: a robust process-shared pthread mutex (the default, non-recursive \
@@ -61,7 +61,7 @@ measuring process itself, every increment under the process-shared lock, nobody 
 touching it (n = 1,000,000; 100,000 for CPython). The value is increments per second. \
 The lock and the counter are made as in `shared-counter-locked`.
 
-- **flotilla**: `let v = value.lock(None)?; v.set(v.get() + 1)` on a `Value::new(0i64)`.
+- **flotilla**: `let v = value.lock()?; v.set(v.get() + 1)` on a `Value::new(0i64)`.
 - **cpython**: `with v.get_lock(): v.value += 1` on a `multiprocessing.Value('q', 0)`.
 - **os-limit**: `pthread_mutex_lock`, a volatile read and write, `pthread_mutex_unlock` \
 on a robust process-shared mutex in a shared page.";
@@ -82,7 +82,7 @@ fn add(value: &Value<i64>, how: Increment, n: u64) -> anyhow::Result<()> {
     match how {
         Increment::Locked => {
             for _ in 0..n {
-                let v = value.lock(None).or_else(AcquireError::recover)?;
+                let v = value.lock().or_else(AcquireError::recover)?;
                 v.set(v.get() + 1);
             }
         }

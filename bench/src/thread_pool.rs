@@ -24,7 +24,7 @@ built before timing and warmed up by one call of 10,000 tasks; each round is a f
 process that times 3 calls (1 with `--quick`) and keeps their median.
 
 - **flotilla**: `ThreadPoolExecutor::builder().max_workers(2)`; `submit` each task into a
-  `Vec<Future<u64>>`, then `into_result(None)` on each, in submission order.
+  `Vec<Future<u64>>`, then `into_result()` on each, in submission order.
 - **cpython**: `ThreadPoolExecutor(max_workers=2)`; `[ex.submit(identity, i) for i in
   range(n)]`, then `[f.result() for f in futures]`.
 - **threadpool**: `ThreadPool::new(2)`; each task is `execute`d and sends its value on
@@ -102,7 +102,7 @@ pub(crate) fn flotilla_submit(threads: usize) -> anyhow::Result<Batch> {
             .collect::<Result<Vec<_>, _>>()?;
         let results = futures
             .into_iter()
-            .map(|fut| fut.into_result(None))
+            .map(|fut| fut.into_result())
             .collect::<Result<Vec<_>, _>>()?;
         Ok(results)
     }))

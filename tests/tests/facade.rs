@@ -13,7 +13,7 @@ use flotilla::futures::Completion;
 use flotilla::futures::{
     AsCompleted, CancelToken, Completer, Deadline, Executor, Future, FutureId, Map, ResultFuture,
     ResultRefFuture, ReturnWhen, State, TaskError, ThreadPoolExecutor, ThreadPoolExecutorBuilder,
-    Waitable, as_completed, panic_message, wait,
+    Waitable, as_completed_timeout, panic_message, wait_timeout,
 };
 #[allow(unused_imports, reason = "the test is that these paths resolve")]
 use flotilla::futures::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder, WorkerDeath};
@@ -74,7 +74,7 @@ fn facade_types_are_the_sub_crates_types() {
         .build()
         .unwrap();
     let fut = core_future(thread_pool(&pool).submit(|| 7u8).unwrap());
-    assert_eq!(fut.result(None).map_err(core_error).unwrap(), 7);
+    assert_eq!(fut.result().map_err(core_error).unwrap(), 7);
 }
 
 #[test]
@@ -86,13 +86,13 @@ fn a_future_from_the_facade_pool_waits_with_the_facade_wait() {
     let futures: Vec<Future<u32>> = (0..4)
         .map(|i| pool.submit(move || i * i).unwrap())
         .collect();
-    let (done, not_done) = wait(
+    let (done, not_done) = wait_timeout(
         &futures,
-        Some(std::time::Duration::from_secs(30)),
         ReturnWhen::AllCompleted,
+        std::time::Duration::from_secs(30),
     );
     assert_eq!((done.len(), not_done.len()), (4, 0));
-    let total: u32 = futures.iter().map(|f| f.result(None).unwrap()).sum();
+    let total: u32 = futures.iter().map(|f| f.result().unwrap()).sum();
     assert_eq!(total, 14);
     let bytes = flotilla::codec::encode(&total).unwrap();
     assert_eq!(flotilla::codec::decode::<u32>(&bytes).unwrap(), 14);
@@ -115,7 +115,7 @@ fn a_connection_end_is_a_process_argument() {
     assert_eq!(ours.recv::<String>().unwrap(), "echo: hello");
     assert_eq!(
         child
-            .join(Some(std::time::Duration::from_secs(60)))
+            .join_timeout(std::time::Duration::from_secs(60))
             .unwrap(),
         "hello"
     );
@@ -139,8 +139,8 @@ fn thread_and_process_futures_wait_together() {
         threads.submit(|| 8u64).unwrap(),
         processes.submit(cube, 2).unwrap(),
     ];
-    let total: u64 = as_completed(futures, Some(std::time::Duration::from_secs(60)))
-        .map(|f| f.unwrap().result(None).unwrap())
+    let total: u64 = as_completed_timeout(futures, std::time::Duration::from_secs(60))
+        .map(|f| f.unwrap().result().unwrap())
         .sum();
     assert_eq!(total, 16);
 }
@@ -171,7 +171,7 @@ fn the_asyncio_bridge_awaits_facade_pools_and_its_task_is_the_sub_crates() {
 
 fn meet_and_signal((barrier, done): (ProcessBarrier, ProcessEvent)) -> usize {
     let index = barrier
-        .wait(Some(std::time::Duration::from_secs(60)))
+        .wait_timeout(std::time::Duration::from_secs(60))
         .unwrap();
     done.set();
     index
@@ -185,11 +185,11 @@ fn process_shared_primitives_from_the_facade_cross_into_a_child() {
         .start()
         .unwrap();
     let mine = barrier
-        .wait(Some(std::time::Duration::from_secs(60)))
+        .wait_timeout(std::time::Duration::from_secs(60))
         .unwrap();
-    assert!(done.wait(Some(std::time::Duration::from_secs(60))));
+    assert!(done.wait_timeout(std::time::Duration::from_secs(60)));
     let theirs = child
-        .join(Some(std::time::Duration::from_secs(60)))
+        .join_timeout(std::time::Duration::from_secs(60))
         .unwrap();
     assert_eq!(mine + theirs, 1, "distinct arrival indices");
 }

@@ -34,7 +34,7 @@ fn log_round() {
 fn participate((barrier, log): (Barrier, PathBuf)) -> (Vec<usize>, u32) {
     LOG.get_or_init(|| log);
     let indices = (0..ROUNDS)
-        .map(|_| barrier.wait(Some(LONG)).expect("every round passes"))
+        .map(|_| barrier.wait_timeout(LONG).expect("every round passes"))
         .collect();
     (indices, std::process::id())
 }
@@ -59,7 +59,7 @@ fn the_action_runs_once_per_round_in_the_last_arrival_under_every_start_method()
         .collect();
     let mut seen = vec![participate((barrier.clone(), log.clone()))];
     for child in children {
-        seen.push(child.join(Some(LONG)).unwrap());
+        seen.push(child.join_timeout(LONG).unwrap());
     }
 
     let lines = std::fs::read_to_string(&log).unwrap();
@@ -86,7 +86,7 @@ fn arrive_last(barrier: Barrier) -> usize {
     while barrier.n_waiting() < 1 {
         std::thread::sleep(Duration::from_millis(2));
     }
-    barrier.wait(Some(LONG)).unwrap()
+    barrier.wait_timeout(LONG).unwrap()
 }
 
 #[test]
@@ -97,10 +97,10 @@ fn a_panicking_action_breaks_the_round_and_the_panic_goes_on_in_its_process() {
         .start()
         .unwrap();
     assert!(matches!(
-        barrier.wait(Some(LONG)),
+        barrier.wait_timeout(LONG),
         Err(Error::BrokenBarrier)
     ));
-    let failure = child.join(Some(LONG)).unwrap_err().to_string();
+    let failure = child.join_timeout(LONG).unwrap_err().to_string();
     assert!(
         failure.contains("the action refuses this round"),
         "{failure}"
@@ -126,17 +126,17 @@ fn a_process_that_dies_in_the_action_breaks_the_barrier_for_the_others() {
     // The action's process dies holding the barrier's lock: this wait's timeout finds the
     // lock owner-died and the barrier broken.
     assert!(matches!(
-        barrier.wait(Some(Duration::from_secs(2))),
+        barrier.wait_timeout(Duration::from_secs(2)),
         Err(Error::BrokenBarrier)
     ));
-    assert!(child.join(Some(LONG)).is_err(), "the child was killed");
+    assert!(child.join_timeout(LONG).is_err(), "the child was killed");
     assert!(barrier.broken());
     barrier.reset().unwrap();
     assert!(!barrier.broken());
 }
 
 fn wait_default(barrier: Barrier) -> Result<usize, String> {
-    barrier.wait(None).map_err(|e| e.to_string())
+    barrier.wait().map_err(|e| e.to_string())
 }
 
 #[test]
@@ -152,14 +152,14 @@ fn the_default_timeout_holds_in_every_process() {
         .unwrap();
     let start = Instant::now();
     // Three parties, two come: both waits time out by the default and break the barrier.
-    assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+    assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
     assert!(start.elapsed() < LONG);
-    let theirs = child.join(Some(LONG)).unwrap().unwrap_err();
+    let theirs = child.join_timeout(LONG).unwrap().unwrap_err();
     assert!(theirs.contains("broken"), "{theirs}");
     // An explicit timeout still wins over the default.
     barrier.reset().unwrap();
     assert!(matches!(
-        barrier.wait(Some(Duration::ZERO)),
+        barrier.wait_timeout(Duration::ZERO),
         Err(Error::BrokenBarrier)
     ));
 }

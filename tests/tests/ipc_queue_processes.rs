@@ -91,12 +91,12 @@ proptest! {
                 .map(|(p, sizes)| start(method, produce, (q.clone(), p as u32, sizes.clone())))
                 .collect();
             for w in writers {
-                w.join(Some(LONG)).unwrap();
+                w.join_timeout(LONG).unwrap();
             }
             q.close();
             let mut got: Vec<_> = readers
                 .into_iter()
-                .flat_map(|r| r.join(Some(LONG)).unwrap())
+                .flat_map(|r| r.join_timeout(LONG).unwrap())
                 .collect();
             got.sort_unstable();
             let mut sent: Vec<_> = sizes
@@ -124,7 +124,7 @@ fn one_producer_s_items_come_out_in_its_order() {
             assert_eq!((m.index as usize, m.body.len()), (i, len), "{method}");
             assert_eq!(m.body, body(0, i as u32, len));
         }
-        writer.join(Some(LONG)).unwrap();
+        writer.join_timeout(LONG).unwrap();
     }
 }
 
@@ -141,7 +141,7 @@ fn a_child_that_puts_and_exits_can_be_joined_before_anyone_reads() {
         // items are in shared memory when put returns; the ring is large enough for them.
         let q: Queue<String> = QueueBuilder::new().capacity(1 << 18).build().unwrap();
         let child = start(method, put_and_exit, q.clone());
-        child.join(Some(LONG)).unwrap();
+        child.join_timeout(LONG).unwrap();
         assert_eq!(child.exitcode(), Some(0));
         assert_eq!(q.len(), 3, "{method}");
         assert_eq!(q.get().unwrap(), "first");
@@ -178,7 +178,7 @@ fn close_ends_the_consumers_loops_in_other_processes() {
         q.close();
         let (n, sum) = consumers
             .into_iter()
-            .map(|c| c.join(Some(LONG)).unwrap())
+            .map(|c| c.join_timeout(LONG).unwrap())
             .fold((0, 0), |(n, s), (n2, s2)| (n + n2, s + s2));
         assert_eq!((n, sum), (1000, 500_500), "{method}");
     }
@@ -210,7 +210,7 @@ fn joinable_queue_join_waits_for_task_done_in_other_processes() {
         q.close();
         let total: u32 = workers
             .into_iter()
-            .map(|w| w.join(Some(LONG)).unwrap())
+            .map(|w| w.join_timeout(LONG).unwrap())
             .sum();
         assert_eq!(total, 300, "{method}");
     }
@@ -229,7 +229,7 @@ fn a_child_can_join_what_the_parent_marks_done() {
     assert!(joiner.is_alive(), "the item is not done yet");
     assert_eq!(q.get().unwrap(), 7);
     q.task_done().unwrap();
-    assert!(joiner.join(Some(LONG)).unwrap());
+    assert!(joiner.join_timeout(LONG).unwrap());
 }
 
 fn echo_twice(args: (Queue<String>, SimpleQueue<String>)) {
@@ -248,7 +248,7 @@ fn queues_reach_children_by_every_route() {
         from.put("again".into()).unwrap();
         assert_eq!(to.get().unwrap(), "as an argument!", "{method}");
         assert_eq!(to.get().unwrap(), "again!");
-        child.join(Some(LONG)).unwrap();
+        child.join_timeout(LONG).unwrap();
     }
 
     // Inherited by fork: the closure captures the handle.
@@ -258,7 +258,7 @@ fn queues_reach_children_by_every_route() {
     // exits; it takes no lock another thread of the harness could hold.
     let child =
         unsafe { Process::fork(move || theirs.put(99).unwrap()).start_unchecked() }.unwrap();
-    child.join(Some(LONG)).unwrap();
+    child.join_timeout(LONG).unwrap();
     assert_eq!(q.get().unwrap(), 99);
 
     // Over a Connection, to a process that is already running.
@@ -268,7 +268,7 @@ fn queues_reach_children_by_every_route() {
     ours.send(&q).unwrap();
     assert_eq!(q.get_timeout(LONG).unwrap(), "received over a connection");
     q.task_done().unwrap();
-    child.join(Some(LONG)).unwrap();
+    child.join_timeout(LONG).unwrap();
 }
 
 fn receive_a_queue(conn: flotilla_ipc::Connection) {
@@ -337,7 +337,7 @@ fn close_immediately_empties_the_queue_for_every_process() {
         let getter = start(method, get_until_closed, waiting.clone());
         std::thread::sleep(Duration::from_millis(100));
         assert!(waiting.close_immediately().is_empty());
-        assert!(getter.join(Some(LONG)).unwrap(), "{method}");
+        assert!(getter.join_timeout(LONG).unwrap(), "{method}");
 
         let q = JoinableQueue::<u32>::new().unwrap();
         for i in 0..5 {

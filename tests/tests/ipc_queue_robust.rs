@@ -115,7 +115,7 @@ fn kill_a_consumer_mid_get(method: StartMethod, delay: Duration) -> bool {
     );
     std::thread::sleep(delay);
     consumer.kill().unwrap();
-    assert!(consumer.join(Some(LONG)).is_err());
+    assert!(consumer.join_timeout(LONG).is_err());
     // Whether the killed consumer finished its get: it reported a length before dying.
     let finished = consumer_conn.recv_timeout::<usize>(LONG).is_ok();
 
@@ -142,7 +142,7 @@ fn kill_a_consumer_mid_get(method: StartMethod, delay: Duration) -> bool {
     }
     assert_eq!(got, (0..10).map(Some).collect::<Vec<_>>(), "{method}");
     assert_eq!(producer_conn.recv_timeout::<String>(LONG).unwrap(), "done");
-    producer.join(Some(LONG)).unwrap();
+    producer.join_timeout(LONG).unwrap();
     assert!(q.is_empty());
     !long_came_out && !finished
 }
@@ -185,7 +185,7 @@ fn a_producer_killed_mid_put_leaves_no_partial_item() {
         std::thread::sleep(Duration::from_millis(200));
         assert_eq!(q.len(), 1, "a partial item is not counted");
         producer.kill().unwrap();
-        assert!(producer.join(Some(LONG)).is_err());
+        assert!(producer.join_timeout(LONG).is_err());
         assert!(
             matches!(ours.recv_timeout::<String>(LONG), Err(Error::Eof)),
             "the put never returned"
@@ -240,7 +240,7 @@ fn a_bounded_queue_never_holds_more_than_maxsize() {
         }
         let most: usize = producers
             .into_iter()
-            .map(|p| p.join(Some(LONG)).unwrap())
+            .map(|p| p.join_timeout(LONG).unwrap())
             .max()
             .unwrap();
         assert!(most <= 3, "{method}: a producer saw {most} items");
@@ -346,7 +346,7 @@ fn timeouts_and_non_blocking_forms_give_up() {
     std::thread::sleep(Duration::from_millis(50));
     assert!(q.get_timeout(short).unwrap_err().is_timeout());
     q.put(42).unwrap();
-    assert_eq!(child.join(Some(LONG)).unwrap(), 42);
+    assert_eq!(child.join_timeout(LONG).unwrap(), 42);
 
     // A put waiting on a full queue wakes to a close and hands its item back.
     let q = Queue::<u8>::bounded(1).unwrap();
@@ -372,7 +372,7 @@ fn a_consumer_killed_while_waiting_leaves_the_queue_to_the_next() {
         std::thread::sleep(Duration::from_millis(50));
         // It holds the consumers' lock, asleep; killing it hands the lock on.
         child.kill().unwrap();
-        assert!(child.join(Some(LONG)).is_err());
+        assert!(child.join_timeout(LONG).is_err());
         q.put(7).unwrap();
         assert_eq!(q.get_timeout(LONG).unwrap(), 7, "{method}");
         assert!(q.try_get().unwrap_err().is_empty());

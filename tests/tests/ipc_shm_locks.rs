@@ -12,7 +12,7 @@ const SHORT: Duration = Duration::from_millis(50);
 
 fn hold_until_killed(args: (Lock, Connection)) {
     let (lock, conn) = args;
-    let _held = lock.acquire(Some(LONG)).unwrap();
+    let _held = lock.acquire_timeout(LONG).unwrap();
     conn.send(&"holding").unwrap();
     std::thread::sleep(Duration::from_secs(600));
 }
@@ -32,18 +32,18 @@ fn a_holder_killed_while_holding_the_lock_is_reported_and_the_lock_recovers() {
             Err(AcquireError::Failed(Error::WouldBlock))
         ));
         assert!(matches!(
-            lock.acquire(Some(SHORT)),
+            lock.acquire_timeout(SHORT),
             Err(AcquireError::Failed(Error::Timeout(_)))
         ));
         child.kill().unwrap();
-        match lock.acquire(Some(LONG)) {
+        match lock.acquire_timeout(LONG) {
             Err(AcquireError::OwnerDied(guard)) => drop(guard),
             other => panic!("{method}: expected owner died, got {other:?}"),
         }
         // Reported once; the lock is consistent and works as before.
-        drop(lock.acquire(Some(LONG)).unwrap());
+        drop(lock.acquire_timeout(LONG).unwrap());
         drop(lock.try_acquire().unwrap());
-        assert!(child.join(Some(LONG)).is_err(), "killed");
+        assert!(child.join_timeout(LONG).is_err(), "killed");
         assert_eq!(child.exitcode(), Some(-9), "{method}");
     }
 }
@@ -58,7 +58,7 @@ fn a_waiter_blocked_on_the_lock_is_woken_by_the_holders_death() {
         .unwrap();
     assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "holding");
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| match lock.acquire(Some(LONG)) {
+        let waiter = s.spawn(|| match lock.acquire_timeout(LONG) {
             Err(AcquireError::OwnerDied(_guard)) => "owner died",
             Ok(_) => "clean",
             Err(AcquireError::Failed(_)) => "failed",
@@ -68,7 +68,7 @@ fn a_waiter_blocked_on_the_lock_is_woken_by_the_holders_death() {
         child.kill().unwrap();
         assert_eq!(waiter.join().unwrap(), "owner died");
     });
-    let _ = child.join(Some(LONG));
+    let _ = child.join_timeout(LONG);
 }
 
 #[test]
@@ -79,14 +79,14 @@ fn a_recursive_holder_that_exits_holding_is_reported() {
     // exits; it touches no lock another thread of the harness could hold.
     let child = unsafe {
         Process::fork(move || {
-            std::mem::forget(theirs.acquire(Some(LONG)).unwrap());
-            std::mem::forget(theirs.acquire(Some(LONG)).unwrap());
+            std::mem::forget(theirs.acquire_timeout(LONG).unwrap());
+            std::mem::forget(theirs.acquire_timeout(LONG).unwrap());
         })
         .start_unchecked()
     }
     .unwrap();
-    child.join(Some(LONG)).unwrap();
-    let guard = match lock.acquire(Some(LONG)) {
+    child.join_timeout(LONG).unwrap();
+    let guard = match lock.acquire_timeout(LONG) {
         Err(AcquireError::OwnerDied(guard)) => guard,
         other => panic!("expected owner died, got {other:?}"),
     };
@@ -101,21 +101,21 @@ fn a_recursive_holder_that_exits_holding_is_reported() {
 fn a_thread_that_ends_holding_a_lock_is_reported_too() {
     let lock = Lock::new().unwrap();
     std::thread::scope(|s| {
-        s.spawn(|| std::mem::forget(lock.acquire(None).unwrap()));
+        s.spawn(|| std::mem::forget(lock.acquire().unwrap()));
     });
     let guard = lock
-        .acquire(Some(LONG))
+        .acquire_timeout(LONG)
         .expect_err("the holder thread ended holding it");
     assert!(matches!(guard, AcquireError::OwnerDied(_)));
     assert!(matches!(Error::from(guard), Error::OwnerDied));
-    drop(lock.acquire(Some(LONG)).unwrap());
+    drop(lock.acquire_timeout(LONG).unwrap());
 }
 
 /// `lock.acquire(t)?` in a function returning the boxed error most programs use: the
 /// owner-died guard inside the error is `!Send`, so it is dropped (releasing the lock)
 /// on the way into the box.
 fn locked_work(lock: &Lock) -> Result<u32, Box<dyn std::error::Error + Send + Sync>> {
-    let _guard = lock.acquire(Some(LONG))?;
+    let _guard = lock.acquire_timeout(LONG)?;
     Ok(7)
 }
 
@@ -124,7 +124,7 @@ fn acquire_errors_box_into_send_sync_errors_and_release_an_owner_died_lock() {
     let lock = Lock::new().unwrap();
     assert_eq!(locked_work(&lock).unwrap(), 7);
     std::thread::scope(|s| {
-        s.spawn(|| std::mem::forget(lock.acquire(None).unwrap()));
+        s.spawn(|| std::mem::forget(lock.acquire().unwrap()));
     });
     let boxed = locked_work(&lock).expect_err("the holder thread ended holding it");
     // The box sends across threads, as a Send + Sync error must.
@@ -136,11 +136,11 @@ fn acquire_errors_box_into_send_sync_errors_and_release_an_owner_died_lock() {
     // The guard was dropped on the way: the lock is free.
     drop(lock.try_acquire().expect("released by the conversion"));
     // A failure boxes too.
-    let held = lock.acquire(None).unwrap();
+    let held = lock.acquire().unwrap();
     let other = lock.clone();
     let timed_out = std::thread::spawn(move || {
         let r: Result<(), Box<dyn std::error::Error + Send + Sync>> =
-            other.acquire(Some(SHORT)).map(drop).map_err(Into::into);
+            other.acquire_timeout(SHORT).map(drop).map_err(Into::into);
         r.unwrap_err().to_string()
     })
     .join()
@@ -151,7 +151,7 @@ fn acquire_errors_box_into_send_sync_errors_and_release_an_owner_died_lock() {
 
 fn hold_for_a_while(args: (Lock, Connection)) {
     let (lock, conn) = args;
-    let held = lock.acquire(Some(LONG)).unwrap();
+    let held = lock.acquire_timeout(LONG).unwrap();
     conn.send(&"holding").unwrap();
     let _: String = conn.recv().unwrap();
     drop(held);
@@ -169,15 +169,15 @@ fn acquire_times_out_while_another_process_holds_the_lock() {
         let child = unsafe { builder.start_unchecked() }.unwrap();
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "holding");
         for timeout in [Duration::ZERO, SHORT] {
-            match lock.acquire(Some(timeout)) {
+            match lock.acquire_timeout(timeout) {
                 Err(AcquireError::Failed(Error::Timeout(t))) => assert_eq!(t, timeout),
                 other => panic!("{method}: expected a timeout, got {other:?}"),
             }
         }
         ours.send(&"release").unwrap();
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "released");
-        drop(lock.acquire(Some(LONG)).unwrap());
-        child.join(Some(LONG)).unwrap();
+        drop(lock.acquire_timeout(LONG).unwrap());
+        child.join_timeout(LONG).unwrap();
     }
 }
 
@@ -189,13 +189,13 @@ fn acquire_times_out_while_another_thread_holds_the_lock() {
     std::thread::scope(|s| {
         let lock = &lock;
         s.spawn(move || {
-            let _held = lock.acquire(None).unwrap();
+            let _held = lock.acquire().unwrap();
             held_tx.send(()).unwrap();
             done_rx.recv_timeout(LONG).unwrap();
         });
         held_rx.recv_timeout(LONG).unwrap();
         assert!(matches!(
-            lock.acquire(Some(SHORT)),
+            lock.acquire_timeout(SHORT),
             Err(AcquireError::Failed(Error::Timeout(_)))
         ));
         assert!(matches!(
@@ -204,15 +204,15 @@ fn acquire_times_out_while_another_thread_holds_the_lock() {
         ));
         done_tx.send(()).unwrap();
     });
-    drop(lock.acquire(Some(LONG)).unwrap());
+    drop(lock.acquire_timeout(LONG).unwrap());
 }
 
 #[test]
 fn a_lock_is_not_recursive_and_an_rlock_is() {
     let lock = Lock::new().unwrap();
-    let held = lock.acquire(None).unwrap();
+    let held = lock.acquire().unwrap();
     assert!(matches!(
-        lock.acquire(Some(LONG)),
+        lock.acquire_timeout(LONG),
         Err(AcquireError::Failed(Error::WouldDeadlock))
     ));
     assert!(matches!(
@@ -224,9 +224,9 @@ fn a_lock_is_not_recursive_and_an_rlock_is() {
     drop(held);
 
     let rlock = RLock::new().unwrap();
-    let a = rlock.acquire(None).unwrap();
+    let a = rlock.acquire().unwrap();
     let b = rlock.try_acquire().unwrap();
-    let c = rlock.acquire(Some(SHORT)).unwrap();
+    let c = rlock.acquire_timeout(SHORT).unwrap();
     drop(a);
     drop(c);
     std::thread::scope(|s| {
@@ -249,7 +249,7 @@ fn a_lock_sent_over_a_connection_is_the_same_lock_and_keeps_its_kind() {
     let lock = Lock::new().unwrap();
     left.send(&lock).unwrap();
     let received: Lock = right.recv_timeout(LONG).unwrap();
-    let held = lock.acquire(None).unwrap();
+    let held = lock.acquire().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
             assert!(matches!(

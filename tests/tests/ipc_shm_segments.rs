@@ -33,7 +33,7 @@ fn an_anonymous_segment_crosses_into_children_under_every_method() {
         // SAFETY: under fork the child only copies bytes out of and into the segment and
         // allocates a Vec (glibc's malloc is fork-safe); it takes no other lock.
         let child = unsafe { builder.start_unchecked() }.unwrap();
-        let seen = child.join(Some(LONG)).unwrap();
+        let seen = child.join_timeout(LONG).unwrap();
         assert_eq!(&seen[..15], b"from the parent", "{method}");
         assert_eq!(&shm.to_vec()[..20], b"written by the child", "{method}");
     }
@@ -88,7 +88,7 @@ fn a_named_segment_attached_and_dropped_by_a_child_is_still_usable_by_its_creato
         // SAFETY: under fork the child only opens, maps and copies the segment and
         // allocates; it takes no lock another thread could hold.
         let child = unsafe { builder.start_unchecked() }.unwrap();
-        assert_eq!(child.join(Some(LONG)).unwrap(), b"hello", "{method}");
+        assert_eq!(child.join_timeout(LONG).unwrap(), b"hello", "{method}");
         assert_eq!(&shm.to_vec()[..12], b"hello, child", "{method}");
         shm.write_at(0, b"HELLO").unwrap();
         let again = SharedMemory::open(&name).expect("the child left the name alone");
@@ -121,7 +121,7 @@ fn a_forked_copy_of_the_creators_segment_does_not_unlink_it() {
     // checks around unlinking) and returns; it takes no lock another thread could hold.
     let child = unsafe { builder.start_unchecked() }.unwrap();
     assert!(
-        !child.join(Some(LONG)).unwrap(),
+        !child.join_timeout(LONG).unwrap(),
         "the duty stays with the creator's pid"
     );
     assert!(
@@ -161,7 +161,7 @@ fn memory_mapped_elsewhere_stays_valid_after_the_name_is_unlinked() {
         assert!(not_found(SharedMemory::open(&name)));
         ours.send(&"go").unwrap();
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "written");
-        assert_eq!(child.join(Some(LONG)).unwrap(), b"first", "{method}");
+        assert_eq!(child.join_timeout(LONG).unwrap(), b"first", "{method}");
         assert_eq!(&shm.to_vec()[..12], b"after unlink", "{method}");
     }
 }

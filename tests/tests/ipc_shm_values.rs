@@ -14,7 +14,7 @@ fn double_and_shift(args: (Value<i64>, Array<f64>, Array<bool>)) -> (i64, Vec<f6
     let (v, a, flags) = args;
     let seen = (v.get().unwrap(), a.to_vec().unwrap());
     v.set(seen.0 * 2).unwrap();
-    let section = a.lock(Some(LONG)).or_else(AcquireError::recover).unwrap();
+    let section = a.lock_timeout(LONG).or_else(AcquireError::recover).unwrap();
     for i in 0..section.len() {
         section.set(i, section.get(i).unwrap() + 0.5).unwrap();
     }
@@ -35,7 +35,7 @@ fn values_and_arrays_are_seen_and_written_by_children_under_every_method() {
         // process-shared mutexes nobody holds) and allocates (glibc's malloc is
         // fork-safe); it takes no lock another thread of the harness could hold.
         let child = unsafe { builder.start_unchecked() }.unwrap();
-        let (seen_v, seen_a) = child.join(Some(LONG)).unwrap();
+        let (seen_v, seen_a) = child.join_timeout(LONG).unwrap();
         assert_eq!(seen_v, 21, "{method}");
         assert_eq!(seen_a, [1.0, 2.0, 3.0], "{method}");
         assert_eq!(v.get().unwrap(), 42, "{method}");
@@ -46,14 +46,14 @@ fn values_and_arrays_are_seen_and_written_by_children_under_every_method() {
 
 fn add_with_the_lock(v: Value<i64>) {
     for _ in 0..INCREMENTS {
-        let held = v.lock(Some(LONG)).or_else(AcquireError::recover).unwrap();
+        let held = v.lock_timeout(LONG).or_else(AcquireError::recover).unwrap();
         held.set(held.get() + 1);
     }
 }
 
 fn add_with_get_lock(v: Value<i64>) {
     for _ in 0..INCREMENTS {
-        let _held = v.get_lock().unwrap().acquire(Some(LONG)).unwrap();
+        let _held = v.get_lock().unwrap().acquire_timeout(LONG).unwrap();
         v.set(v.get().unwrap() + 1).unwrap();
     }
 }
@@ -85,7 +85,7 @@ fn five_children<F: Fn(Value<i64>) + Copy + 'static>(
         })
         .collect();
     for child in children {
-        child.join(Some(LONG)).unwrap();
+        child.join_timeout(LONG).unwrap();
     }
 }
 
@@ -146,7 +146,7 @@ fn array_indexes_and_lengths_are_checked_not_panics() {
         a.copy_from_slice(&[1, 2]),
         Err(Error::LengthMismatch { got: 2, len: 3 })
     ));
-    let section = a.lock(None).unwrap();
+    let section = a.lock().unwrap();
     assert!(matches!(section.get(3), Err(Error::IndexOutOfRange { .. })));
     assert!(matches!(
         section.copy_from_slice(&[1; 4]),
@@ -163,15 +163,9 @@ fn array_indexes_and_lengths_are_checked_not_panics() {
 fn raw_values_and_arrays_have_no_locked_section() {
     let v = Value::raw(1.0f32).unwrap();
     assert!(v.get_lock().is_none());
-    assert!(matches!(
-        v.lock(None),
-        Err(AcquireError::Failed(Error::NoLock))
-    ));
+    assert!(matches!(v.lock(), Err(AcquireError::Failed(Error::NoLock))));
     let a = Array::<i16>::raw(2).unwrap();
-    assert!(matches!(
-        a.lock(None),
-        Err(AcquireError::Failed(Error::NoLock))
-    ));
+    assert!(matches!(a.lock(), Err(AcquireError::Failed(Error::NoLock))));
     a.set(1, -2).unwrap();
     assert_eq!(a.to_vec().unwrap(), [0, -2]);
 }
@@ -184,13 +178,13 @@ fn a_values_lock_times_out_while_another_thread_holds_it() {
     std::thread::scope(|s| {
         let v = &v;
         s.spawn(move || {
-            let _held = v.lock(None).unwrap();
+            let _held = v.lock().unwrap();
             held_tx.send(()).unwrap();
             done_rx.recv_timeout(LONG).unwrap();
         });
         held_rx.recv_timeout(LONG).unwrap();
         assert!(matches!(
-            v.lock(Some(Duration::from_millis(50))),
+            v.lock_timeout(Duration::from_millis(50)),
             Err(AcquireError::Failed(Error::Timeout(_)))
         ));
         // The atomic operations do not wait for the lock.

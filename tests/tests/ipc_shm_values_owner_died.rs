@@ -13,8 +13,8 @@ const LONG: Duration = Duration::from_secs(120);
 /// them.
 fn update_until_killed(args: (Value<i64>, Array<i64>, Connection)) {
     let (v, a, conn) = args;
-    let value = v.lock(Some(LONG)).or_else(AcquireError::recover).unwrap();
-    let array = a.lock(Some(LONG)).or_else(AcquireError::recover).unwrap();
+    let value = v.lock_timeout(LONG).or_else(AcquireError::recover).unwrap();
+    let array = a.lock_timeout(LONG).or_else(AcquireError::recover).unwrap();
     value.set(-1);
     array.set(0, -1).unwrap(); // element 1 is never written: a torn update
     conn.send(&"holding").unwrap();
@@ -38,13 +38,13 @@ fn owner_died_is_reported_by_every_accessor_until_marked_recovered() {
             .unwrap();
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "holding");
         child.kill().unwrap();
-        assert!(child.join(Some(LONG)).is_err(), "killed");
+        assert!(child.join_timeout(LONG).is_err(), "killed");
 
         // The value: first seen by get, which must not swallow the notice.
         assert!(owner_died(v.get()), "{method}: get");
         assert!(owner_died(v.get()), "{method}: a second get");
         assert!(owner_died(v.set(7)), "{method}: set");
-        match v.lock(Some(LONG)) {
+        match v.lock_timeout(LONG) {
             Err(AcquireError::OwnerDied(guard)) => drop(guard), // not marked recovered
             other => panic!("{method}: lock: {other:?}"),
         }
@@ -57,12 +57,12 @@ fn owner_died_is_reported_by_every_accessor_until_marked_recovered() {
             let _held = v
                 .get_lock()
                 .unwrap()
-                .acquire(Some(LONG))
+                .acquire_timeout(LONG)
                 .or_else(AcquireError::recover)
                 .unwrap();
             assert!(owner_died(v.get()), "{method}: get under get_lock");
         }
-        match v.lock(Some(LONG)) {
+        match v.lock_timeout(LONG) {
             Err(AcquireError::OwnerDied(guard)) => {
                 assert_eq!(
                     guard.get(),
@@ -76,11 +76,11 @@ fn owner_died_is_reported_by_every_accessor_until_marked_recovered() {
         }
         assert_eq!(v.get().unwrap(), 5, "{method}");
         v.set(6).unwrap();
-        assert_eq!(v.lock(Some(LONG)).unwrap().get(), 6, "{method}");
+        assert_eq!(v.lock_timeout(LONG).unwrap().get(), 6, "{method}");
 
         // The array: first seen through its lock directly (get_lock), then every
         // accessor.
-        match a.get_lock().unwrap().acquire(Some(LONG)) {
+        match a.get_lock().unwrap().acquire_timeout(LONG) {
             Err(AcquireError::OwnerDied(guard)) => drop(guard),
             other => panic!("{method}: get_lock: {other:?}"),
         }
@@ -93,7 +93,7 @@ fn owner_died_is_reported_by_every_accessor_until_marked_recovered() {
             "{method}: copy_from_slice"
         );
         assert!(matches!(a.get(2), Err(Error::IndexOutOfRange { .. })));
-        match a.lock(Some(LONG)) {
+        match a.lock_timeout(LONG) {
             Err(AcquireError::OwnerDied(guard)) => {
                 assert_eq!(guard.to_vec(), [-1, 2], "{method}: torn");
                 guard.copy_from_slice(&[1, 2]).unwrap();
@@ -104,6 +104,6 @@ fn owner_died_is_reported_by_every_accessor_until_marked_recovered() {
         assert_eq!(a.to_vec().unwrap(), [1, 2], "{method}");
         a.set(1, 3).unwrap();
         assert_eq!(a.get(1).unwrap(), 3, "{method}");
-        drop(a.lock(Some(LONG)).unwrap());
+        drop(a.lock_timeout(LONG).unwrap());
     }
 }

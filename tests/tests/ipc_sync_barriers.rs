@@ -12,7 +12,7 @@ const ROUNDS: usize = 5;
 
 fn meet(barrier: Barrier) -> Vec<usize> {
     (0..ROUNDS)
-        .map(|_| barrier.wait(Some(LONG)).expect("every round passes"))
+        .map(|_| barrier.wait_timeout(LONG).expect("every round passes"))
         .collect()
 }
 
@@ -30,7 +30,7 @@ fn processes_of_every_start_method_meet_with_distinct_indices() {
         .collect();
     let mut rounds = vec![meet(barrier.clone())];
     for child in children {
-        rounds.push(child.join(Some(LONG)).unwrap());
+        rounds.push(child.join_timeout(LONG).unwrap());
     }
     for round in 0..ROUNDS {
         let mut indices: Vec<usize> = rounds.iter().map(|r| r[round]).collect();
@@ -46,7 +46,7 @@ fn never_arrive(_barrier: Barrier) {
 }
 
 fn wait_long(barrier: Barrier) -> Result<usize, String> {
-    barrier.wait(Some(LONG)).map_err(|e| e.to_string())
+    barrier.wait_timeout(LONG).map_err(|e| e.to_string())
 }
 
 #[test]
@@ -60,17 +60,17 @@ fn a_participant_killed_before_arriving_breaks_the_barrier_by_timeout() {
             std::thread::sleep(Duration::from_millis(5));
         }
         doomed.kill().unwrap();
-        assert!(doomed.join(Some(LONG)).is_err(), "killed");
+        assert!(doomed.join_timeout(LONG).is_err(), "killed");
         // This wait times out, which breaks the barrier for the patient child too.
         assert!(matches!(
-            barrier.wait(Some(Duration::from_millis(100))),
+            barrier.wait_timeout(Duration::from_millis(100)),
             Err(Error::BrokenBarrier)
         ));
-        let theirs = patient.join(Some(LONG)).unwrap().unwrap_err();
+        let theirs = patient.join_timeout(LONG).unwrap().unwrap_err();
         assert!(theirs.contains("broken"), "{method}: {theirs}");
         assert!(barrier.broken(), "{method}");
         assert!(matches!(
-            barrier.wait(Some(LONG)),
+            barrier.wait_timeout(LONG),
             Err(Error::BrokenBarrier)
         ));
 
@@ -79,9 +79,9 @@ fn a_participant_killed_before_arriving_breaks_the_barrier_by_timeout() {
         let others: Vec<_> = (0..2)
             .map(|_| ctx.process(wait_long, barrier.clone()).start().unwrap())
             .collect();
-        let mut indices = vec![barrier.wait(Some(LONG)).unwrap()];
+        let mut indices = vec![barrier.wait_timeout(LONG).unwrap()];
         for other in others {
-            indices.push(other.join(Some(LONG)).unwrap().unwrap());
+            indices.push(other.join_timeout(LONG).unwrap().unwrap());
         }
         indices.sort_unstable();
         assert_eq!(indices, [0, 1, 2], "{method}");
@@ -100,16 +100,16 @@ fn an_abort_in_another_process_wakes_the_waiters_with_broken() {
         .start()
         .unwrap();
     assert!(matches!(
-        barrier.wait(Some(LONG)),
+        barrier.wait_timeout(LONG),
         Err(Error::BrokenBarrier)
     ));
-    child.join(Some(LONG)).unwrap();
+    child.join_timeout(LONG).unwrap();
     assert!(barrier.broken());
 }
 
 fn meet_rounds((barrier, rounds): (Barrier, usize)) -> Vec<usize> {
     (0..rounds)
-        .map(|_| barrier.wait(Some(LONG)).expect("every round passes"))
+        .map(|_| barrier.wait_timeout(LONG).expect("every round passes"))
         .collect()
 }
 
@@ -128,7 +128,7 @@ proptest::proptest! {
             .collect();
         let mut seen = vec![meet_rounds((barrier.clone(), rounds))];
         for child in children {
-            seen.push(child.join(Some(LONG)).unwrap());
+            seen.push(child.join_timeout(LONG).unwrap());
         }
         for round in 0..rounds {
             let mut indices: Vec<usize> = seen.iter().map(|s| s[round]).collect();

@@ -11,7 +11,7 @@ const LONG: Duration = Duration::from_secs(120);
 fn wait_for_the_event(args: (Event, Value<u32>)) -> bool {
     let (event, waiting) = args;
     waiting.fetch_add(1);
-    event.wait(Some(LONG))
+    event.wait_timeout(LONG)
 }
 
 #[test]
@@ -34,13 +34,13 @@ fn a_set_wakes_waiters_in_processes_of_every_start_method() {
     // Some may be asleep in the kernel, some not yet: the set must reach them all.
     event.set();
     for child in children {
-        assert!(child.join(Some(LONG)).unwrap());
+        assert!(child.join_timeout(LONG).unwrap());
     }
     assert!(event.is_set());
 }
 
 fn wait_briefly(event: Event) -> bool {
-    event.wait(Some(Duration::from_millis(50)))
+    event.wait_timeout(Duration::from_millis(50))
 }
 
 #[test]
@@ -48,13 +48,13 @@ fn a_wait_in_another_process_times_out_and_a_set_event_returns_at_once() {
     let event = Event::new().unwrap();
     let ctx = get_context(Some(StartMethod::ForkServer));
     let child = ctx.process(wait_briefly, event.clone()).start().unwrap();
-    assert!(!child.join(Some(LONG)).unwrap());
+    assert!(!child.join_timeout(LONG).unwrap());
     event.set();
     let child = ctx.process(wait_briefly, event.clone()).start().unwrap();
-    assert!(child.join(Some(LONG)).unwrap());
+    assert!(child.join_timeout(LONG).unwrap());
     event.clear();
     let child = ctx.process(wait_briefly, event.clone()).start().unwrap();
-    assert!(!child.join(Some(LONG)).unwrap());
+    assert!(!child.join_timeout(LONG).unwrap());
 }
 
 /// Returns once thread `tid` of this process sleeps in the futex syscall, so that what
@@ -74,7 +74,7 @@ fn asleep_on_a_futex(tid: libc::pid_t) {
 
 fn set_then_clear(args: (Event, Event)) {
     let (go, pulse) = args;
-    assert!(go.wait(Some(LONG)));
+    assert!(go.wait_timeout(LONG));
     pulse.set();
     pulse.clear();
 }
@@ -93,7 +93,7 @@ fn a_pulse_set_and_cleared_by_another_process_wakes_the_waiter() {
             let waiter = s.spawn(move || {
                 // SAFETY: gettid has no preconditions.
                 tid_tx.send(unsafe { libc::gettid() }).unwrap();
-                pulse.wait(Some(LONG))
+                pulse.wait_timeout(LONG)
             });
             asleep_on_a_futex(tid_rx.recv().unwrap());
             go.set();
@@ -102,7 +102,7 @@ fn a_pulse_set_and_cleared_by_another_process_wakes_the_waiter() {
                 "{method}: the pulse happened while it waited"
             );
         });
-        child.join(Some(LONG)).unwrap();
+        child.join_timeout(LONG).unwrap();
         assert!(!pulse.is_set());
     }
 }
@@ -123,11 +123,11 @@ fn an_event_given_to_a_running_pool_worker_as_a_task_argument_is_the_same_event(
     assert!(
         pool.submit(set_it, warm)
             .unwrap()
-            .result(Some(LONG))
+            .result_timeout(LONG)
             .unwrap()
     );
     let event = Event::new().unwrap();
     let done = pool.submit(set_it, event.clone()).unwrap();
-    assert!(event.wait(Some(LONG)));
-    assert!(done.result(Some(LONG)).unwrap());
+    assert!(event.wait_timeout(LONG));
+    assert!(done.result_timeout(LONG).unwrap());
 }

@@ -19,7 +19,7 @@ fn enter_repeatedly(args: (Semaphore, Value<i64>)) -> i64 {
     let mut most = 0;
     for _ in 0..20 {
         let _permit = slots
-            .acquire_permit(Some(LONG))
+            .acquire_permit_timeout(LONG)
             .expect("a permit within LONG");
         let now = inside.fetch_add(1) + 1;
         most = most.max(now);
@@ -43,7 +43,7 @@ fn a_semaphore_limits_how_many_processes_are_inside() {
             })
             .collect();
         for child in children {
-            let most = child.join(Some(LONG)).unwrap();
+            let most = child.join_timeout(LONG).unwrap();
             assert!(
                 (1..=BOUND as i64).contains(&most),
                 "{method}: {most} inside"
@@ -64,14 +64,14 @@ fn a_bounded_semaphore_refuses_a_release_past_its_bound_in_any_process() {
         let sem = BoundedSemaphore::new(1).unwrap();
         let ctx = get_context(Some(method));
         let refused = ctx.process(release_once, sem.clone()).start().unwrap();
-        let message = refused.join(Some(LONG)).unwrap().unwrap_err();
+        let message = refused.join_timeout(LONG).unwrap().unwrap_err();
         assert!(message.contains("may not exceed 1"), "{method}: {message}");
         assert_eq!(sem.value(), 1, "{method}: unchanged");
 
         // No owner: a permit this process took may be given back by another one.
         assert!(sem.try_acquire());
         let allowed = ctx.process(release_once, sem.clone()).start().unwrap();
-        allowed.join(Some(LONG)).unwrap().unwrap();
+        allowed.join_timeout(LONG).unwrap().unwrap();
         assert_eq!(sem.value(), 1, "{method}");
         assert!(matches!(
             sem.release(1),
@@ -81,7 +81,7 @@ fn a_bounded_semaphore_refuses_a_release_past_its_bound_in_any_process() {
 }
 
 fn wait_for_a_permit(sem: Semaphore) -> bool {
-    sem.acquire(Some(LONG))
+    sem.acquire_timeout(LONG)
 }
 
 #[test]
@@ -94,12 +94,12 @@ fn a_release_wakes_a_process_asleep_in_acquire() {
     // Whether or not the child sleeps yet, the release must reach it.
     std::thread::sleep(Duration::from_millis(50));
     sem.release(1).unwrap();
-    assert!(child.join(Some(LONG)).unwrap());
+    assert!(child.join_timeout(LONG).unwrap());
     assert_eq!(sem.value(), 0);
 }
 
 fn nobody_releases(sem: Semaphore) -> bool {
-    sem.acquire(Some(Duration::from_millis(50)))
+    sem.acquire_timeout(Duration::from_millis(50))
 }
 
 #[test]
@@ -109,7 +109,7 @@ fn an_acquire_in_another_process_times_out() {
         .process(nobody_releases, sem.clone())
         .start()
         .unwrap();
-    assert!(!child.join(Some(LONG)).unwrap());
+    assert!(!child.join_timeout(LONG).unwrap());
     assert_eq!(sem.value(), 0);
 }
 
@@ -147,7 +147,7 @@ fn run_ops(args: (BoundedSemaphore, Value<i64>, Vec<Op>)) -> Result<(), String> 
     };
     for op in ops {
         let acquired = match op {
-            Op::Acquire(ms) => Some(sem.acquire(Some(Duration::from_millis(ms.into())))),
+            Op::Acquire(ms) => Some(sem.acquire_timeout(Duration::from_millis(ms.into()))),
             Op::TryAcquire => Some(sem.try_acquire()),
             Op::Release => None,
         };
@@ -191,7 +191,7 @@ proptest! {
             .map(|ops| ctx.process(run_ops, (sem.clone(), held.clone(), ops)).start().unwrap())
             .collect();
         for child in children {
-            prop_assert_eq!(child.join(Some(LONG)).unwrap(), Ok(()));
+            prop_assert_eq!(child.join_timeout(LONG).unwrap(), Ok(()));
         }
         prop_assert_eq!(sem.value(), bound);
         prop_assert_eq!(held.load(), 0);

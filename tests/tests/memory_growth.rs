@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use flotilla::asyncio::{run_in_executor, to_thread, wrap_future};
 use flotilla::futures::{
-    Completer, ProcessPoolExecutor, ReturnWhen, ThreadPoolExecutor, as_completed, wait,
+    Completer, ProcessPoolExecutor, ReturnWhen, ThreadPoolExecutor, as_completed_timeout,
+    wait_timeout,
 };
 use flotilla::multiprocessing::Pool;
 
@@ -111,12 +112,12 @@ fn futures_of_every_executor_leave_nothing_behind() {
             let (c, f) = Completer::new();
             f.add_done_callback(|f| assert!(f.done()));
             c.set_result(vec![i; 16]);
-            assert_eq!(f.result(Some(LONG)).unwrap().len(), 16);
-            assert_eq!(f.into_result(Some(LONG)).unwrap()[0], i);
+            assert_eq!(f.result_timeout(LONG).unwrap().len(), 16);
+            assert_eq!(f.into_result_timeout(LONG).unwrap()[0], i);
 
             let (c, f) = Completer::<String>::new();
             drop(c);
-            assert!(f.result(Some(LONG)).is_err());
+            assert!(f.result_timeout(LONG).is_err());
 
             let (c, f) = Completer::<u64>::new();
             assert!(f.cancel());
@@ -133,10 +134,10 @@ fn futures_of_every_executor_leave_nothing_behind() {
         let futures: Vec<_> = (0..500)
             .map(|_| threads.submit(|| kilobytes(10)).unwrap())
             .collect();
-        let (done, not_done) = wait(&futures, Some(LONG), ReturnWhen::AllCompleted);
+        let (done, not_done) = wait_timeout(&futures, ReturnWhen::AllCompleted, LONG);
         assert_eq!((done.len(), not_done.len()), (500, 0));
-        for f in as_completed(futures, Some(LONG)) {
-            assert_eq!(f.unwrap().result(None).unwrap().len(), 10 * 1024);
+        for f in as_completed_timeout(futures, LONG) {
+            assert_eq!(f.unwrap().result().unwrap().len(), 10 * 1024);
         }
     });
     check_flat(&mut failures, "ThreadPoolExecutor::map", || {
@@ -156,7 +157,7 @@ fn futures_of_every_executor_leave_nothing_behind() {
             .map(|i| processes.submit(square, i).unwrap())
             .collect();
         for (i, f) in futures.into_iter().enumerate() {
-            assert_eq!(f.result(Some(LONG)).unwrap(), (i * i) as u64);
+            assert_eq!(f.result_timeout(LONG).unwrap(), (i * i) as u64);
         }
     });
     check_flat(&mut failures, "ProcessPoolExecutor::map", || {
@@ -173,7 +174,7 @@ fn futures_of_every_executor_leave_nothing_behind() {
             .map(|i| pool.apply_async(square, i).unwrap())
             .collect();
         for (i, r) in results.iter().enumerate() {
-            assert_eq!(r.get(Some(LONG)).unwrap(), (i * i) as u64);
+            assert_eq!(r.get_timeout(LONG).unwrap(), (i * i) as u64);
         }
     });
 

@@ -34,8 +34,8 @@ fn std_future_is_still_the_trait_after_the_glob_import() {
         .build()
         .unwrap();
     let fut = pool.submit(|| 5u8).unwrap();
-    let (done, _) = wait([&fut], None, ReturnWhen::AllCompleted);
+    let (done, _) = wait([&fut], ReturnWhen::AllCompleted);
     assert_eq!(done.len(), 1);
-    let value: Result<u8, TaskError> = fut.result(None);
+    let value: Result<u8, TaskError> = fut.result();
     assert_eq!(value.unwrap(), 5);
 }

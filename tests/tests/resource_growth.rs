@@ -174,7 +174,7 @@ fn resources_do_not_grow_with_use() {
             &format!("{method:?}: start and join"),
             || {
                 let child = start(method, square, 7);
-                assert_eq!(child.join(Some(LONG)).unwrap(), 49);
+                assert_eq!(child.join_timeout(LONG).unwrap(), 49);
             },
         );
         check_flat(
@@ -185,7 +185,7 @@ fn resources_do_not_grow_with_use() {
                 let child = start(method, echo, there);
                 here.send(&41u64).unwrap();
                 assert_eq!(here.recv::<u64>().unwrap(), 42);
-                assert_eq!(child.join(Some(LONG)).unwrap(), 41);
+                assert_eq!(child.join_timeout(LONG).unwrap(), 41);
             },
         );
         check_flat(
@@ -196,7 +196,7 @@ fn resources_do_not_grow_with_use() {
                 let child = start(method, put_squares, (queue.clone(), 50));
                 let total: u64 = (0..50).map(|_| queue.get_timeout(LONG).unwrap()).sum();
                 assert_eq!(total, (0..50).map(square).sum());
-                assert_eq!(child.join(Some(LONG)).unwrap(), 50);
+                assert_eq!(child.join_timeout(LONG).unwrap(), 50);
             },
         );
         check_flat(
@@ -205,7 +205,7 @@ fn resources_do_not_grow_with_use() {
             || {
                 let child = start(method, sleep_long, ());
                 child.kill().unwrap();
-                assert!(child.join(Some(LONG)).is_err());
+                assert!(child.join_timeout(LONG).is_err());
             },
         );
     }
@@ -254,7 +254,7 @@ fn resources_do_not_grow_with_use() {
                 .map(|i| executor.submit(square, i).unwrap())
                 .collect();
             for (i, f) in futures.iter().enumerate() {
-                assert_eq!(f.result(Some(LONG)).unwrap(), (i * i) as u64);
+                assert_eq!(f.result_timeout(LONG).unwrap(), (i * i) as u64);
             }
         },
     );
@@ -272,12 +272,12 @@ fn resources_do_not_grow_with_use() {
                 std::thread::sleep(Duration::from_millis(1));
             }
             assert!(executor.stop(&doomed));
-            assert!(doomed.result(Some(LONG)).is_err());
+            assert!(doomed.result_timeout(LONG).is_err());
             assert_eq!(
                 executor
                     .submit(square, 3)
                     .unwrap()
-                    .result(Some(LONG))
+                    .result_timeout(LONG)
                     .unwrap(),
                 9
             );

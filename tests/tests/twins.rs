@@ -34,9 +34,10 @@ macro_rules! event_scenario {
     ($event:expr) => {{
         let event = $event;
         assert!(!event.is_set());
-        assert!(!event.wait(Some(SHORT)), "wait times out while clear");
+        assert!(!event.wait_timeout(SHORT), "wait times out while clear");
         event.set();
-        assert!(event.is_set() && event.wait(Some(LONG)) && event.wait(None));
+        assert!(event.is_set() && event.wait_timeout(LONG));
+        event.wait(); // returns at once: the flag is set
         event.clear();
         assert!(!event.is_set());
     }};
@@ -52,11 +53,11 @@ macro_rules! semaphore_scenario {
     ($sem:expr, $bounded:expr) => {{
         let sem = $sem;
         assert_eq!(sem.value(), 2);
-        assert!(sem.try_acquire() && sem.acquire(Some(LONG)));
-        assert!(!sem.try_acquire() && !sem.acquire(Some(SHORT)), "empty");
+        assert!(sem.try_acquire() && sem.acquire_timeout(LONG));
+        assert!(!sem.try_acquire() && !sem.acquire_timeout(SHORT), "empty");
         assert!(ok(sem.release(2)));
         {
-            let permit = sem.acquire_permit(Some(LONG)).expect("a permit");
+            let permit = sem.acquire_permit_timeout(LONG).expect("a permit");
             assert_eq!(sem.value(), 1);
             drop(permit);
         }
@@ -92,19 +93,19 @@ macro_rules! barrier_scenario {
             (2, 0, false)
         );
         let mut indices: Vec<usize> = std::thread::scope(|s| {
-            let other = s.spawn(|| barrier.wait(Some(LONG)).unwrap());
-            let mine = barrier.wait(Some(LONG)).unwrap();
+            let other = s.spawn(|| barrier.wait_timeout(LONG).unwrap());
+            let mine = barrier.wait_timeout(LONG).unwrap();
             vec![mine, other.join().unwrap()]
         });
         indices.sort();
         assert_eq!(indices, [0, 1], "each party gets its arrival index");
         // Alone, the wait times out, which breaks the barrier for everyone.
-        assert!(barrier.wait(Some(SHORT)).is_err());
+        assert!(barrier.wait_timeout(SHORT).is_err());
         assert!(barrier.broken());
         assert!(ok(barrier.reset()));
         assert!(!barrier.broken());
         assert!(ok(barrier.abort()));
-        assert!(barrier.broken() && barrier.wait(Some(LONG)).is_err());
+        assert!(barrier.broken() && barrier.wait_timeout(LONG).is_err());
     }};
 }
 
@@ -124,7 +125,7 @@ fn condition() {
         let mut guard = cond.lock();
         assert_eq!(guard.waiting(), 0);
         assert!(
-            !guard.wait(Some(SHORT)),
+            !guard.wait_timeout(SHORT),
             "nobody notifies: the timed wait says so"
         );
         guard.notify(1);
@@ -132,14 +133,14 @@ fn condition() {
     }
     drop(cond.try_lock().expect("free"));
     drop(cond.try_acquire().expect("free"));
-    drop(cond.acquire(Some(LONG)).expect("free"));
+    drop(cond.acquire_timeout(LONG).expect("free"));
 
     let cond = flotilla::multiprocessing::Condition::new().unwrap();
     {
         let mut guard = cond.lock().unwrap();
         assert_eq!(guard.waiting(), 0);
         assert!(
-            !guard.wait(Some(SHORT)).unwrap(),
+            !guard.wait_timeout(SHORT).unwrap(),
             "nobody notifies: the timed wait says so"
         );
         guard.notify(1);
@@ -147,7 +148,7 @@ fn condition() {
     }
     drop(cond.try_lock().expect("free"));
     drop(cond.try_acquire().expect("free"));
-    drop(cond.acquire(Some(LONG)).expect("free"));
+    drop(cond.acquire_timeout(LONG).expect("free"));
 }
 
 macro_rules! queue_scenario {
@@ -209,16 +210,16 @@ fn thread_and_process() {
         .start()
         .unwrap();
     assert_eq!((process.name(), process.daemon()), ("twin", false));
-    assert_eq!(thread.join(Some(LONG)).unwrap(), 42);
-    assert_eq!(process.join(Some(LONG)).unwrap(), 42);
+    assert_eq!(thread.join_timeout(LONG).unwrap(), 42);
+    assert_eq!(process.join_timeout(LONG).unwrap(), 42);
     assert!(!thread.is_alive() && !process.is_alive());
     // A second join: the value went to the first, both say so the same way.
     assert!(matches!(
-        thread.join(Some(LONG)),
+        thread.join_timeout(LONG),
         Err(flotilla::threading::Error::AlreadyJoined(_))
     ));
     assert!(matches!(
-        process.join(Some(LONG)),
+        process.join_timeout(LONG),
         Err(flotilla::multiprocessing::Error::AlreadyJoined)
     ));
 }
@@ -234,17 +235,17 @@ fn a_timed_join_times_out_the_same_way() {
     let thread =
         flotilla::threading::spawn(|| std::thread::sleep(Duration::from_millis(300))).unwrap();
     assert!(matches!(
-        thread.join(Some(SHORT)),
+        thread.join_timeout(SHORT),
         Err(flotilla::threading::Error::Timeout(_))
     ));
     let process = flotilla::multiprocessing::Process::new(sleep_long, ())
         .start()
         .unwrap();
     assert!(matches!(
-        process.join(Some(SHORT)),
+        process.join_timeout(SHORT),
         Err(flotilla::multiprocessing::Error::Timeout(_))
     ));
     process.kill().unwrap();
-    thread.join(Some(LONG)).unwrap();
-    assert!(process.join(Some(LONG)).is_err(), "killed");
+    thread.join_timeout(LONG).unwrap();
+    assert!(process.join_timeout(LONG).is_err(), "killed");
 }

@@ -23,8 +23,8 @@
 //! | `asyncio.gather(*aws)`                    | [`gather()`]                                 |
 //! | `asyncio.gather(a, b)` of different types | [`gather!`] (a tuple), [`gather_tuple`]       |
 //! | `gather(..., return_exceptions=True)`     | [`Gather::return_exceptions`]                |
-//! | `asyncio.wait(aws, timeout, return_when)` | [`wait`]                                     |
-//! | `asyncio.as_completed(aws, timeout)`      | [`as_completed`] (a `Stream`)                |
+//! | `asyncio.wait(aws, timeout, return_when)` | [`wait`], [`wait_timeout`]                   |
+//! | `asyncio.as_completed(aws, timeout)`      | [`as_completed`], [`as_completed_timeout`] (a `Stream`) |
 //! | `asyncio.shield(aw)`                      | [`shield`], [`Task::detach`]                 |
 //! | `asyncio.wait_for(aw, timeout)`           | [`wait_for`]                                 |
 //! | `loop.connect_read_pipe` / `Connection` in asyncio | [`AsyncConnection`]                 |
@@ -88,7 +88,9 @@ pub use crate::shield::{shield, wait_for};
 pub use crate::task::{Cancellable, Submit, Task, run_in_executor, wrap_future};
 #[cfg(feature = "thread")]
 pub use crate::task::{default_executor, to_thread};
-pub use crate::wait::{AsCompleted, AsFuture, as_completed, wait};
+pub use crate::wait::{
+    AsCompleted, AsFuture, as_completed, as_completed_timeout, wait, wait_timeout,
+};
 
 #[cfg(test)]
 mod tests;

@@ -86,29 +86,51 @@ fn timer(timeout: Option<Duration>) -> Option<Pin<Box<Sleep>>> {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// use std::time::Duration;
-/// use flotilla_async::{to_thread, wait};
+/// use flotilla_async::{to_thread, wait, wait_timeout};
 /// use flotilla_core::ReturnWhen;
 ///
 /// let quick = to_thread(|| 1);
 /// let slow = to_thread(|| std::thread::sleep(Duration::from_secs(5)));
-/// let (done, pending) = wait(
-///     [quick.future().clone()],
-///     Some(Duration::from_secs(60)),
-///     ReturnWhen::AllCompleted,
-/// )
-/// .await;
+/// let (done, pending) = wait([quick.future().clone()], ReturnWhen::AllCompleted).await;
 /// assert_eq!((done.len(), pending.len()), (1, 0));
 ///
 /// let (done, pending) =
-///     wait([&slow], Some(Duration::from_millis(10)), ReturnWhen::FirstCompleted).await;
+///     wait_timeout([&slow], ReturnWhen::FirstCompleted, Duration::from_millis(10)).await;
 /// assert_eq!((done.len(), pending.len()), (0, 1));
 /// # drop(quick);
 /// # }
 /// ```
-pub async fn wait<I, W>(
+pub async fn wait<I, W>(futures: I, return_when: ReturnWhen) -> (Vec<W>, Vec<W>)
+where
+    I: IntoIterator<Item = W>,
+    W: AsFuture,
+{
+    wait_within(futures, return_when, None).await
+}
+
+/// Like [`wait()`], but returns once `timeout` has passed at the latest, with the
+/// futures not yet done as pending: Python's `asyncio.wait(aws, timeout=..)`.
+///
+/// # Panics
+///
+/// When called outside a tokio runtime that has its time driver enabled.
+pub async fn wait_timeout<I, W>(
     futures: I,
-    timeout: Option<Duration>,
     return_when: ReturnWhen,
+    timeout: Duration,
+) -> (Vec<W>, Vec<W>)
+where
+    I: IntoIterator<Item = W>,
+    W: AsFuture,
+{
+    wait_within(futures, return_when, Some(timeout)).await
+}
+
+/// The body of [`wait()`] and [`wait_timeout()`]; `None` waits without limit.
+async fn wait_within<I, W>(
+    futures: I,
+    return_when: ReturnWhen,
+    timeout: Option<Duration>,
 ) -> (Vec<W>, Vec<W>)
 where
     I: IntoIterator<Item = W>,
@@ -122,7 +144,7 @@ where
         // Counted afresh from what the stream yields: it decides once per future
         // whether it is done already or to be waited for, so a future that completes
         // meanwhile is counted exactly once.
-        let mut completed = as_completed(&futures, timeout);
+        let mut completed = as_completed_within(&futures, timeout);
         let mut done = 0;
         while !satisfied(done, any_failed) {
             match completed.next().await {
@@ -142,13 +164,10 @@ where
 /// `asyncio.as_completed`.
 ///
 /// The ones already done come first, in input order; then each as it completes; every
-/// distinct future is yielded exactly once (a future given twice is one future). When `timeout` (counted from this call) passes with
-/// futures unfinished, the stream yields one [`TaskError::Unfinished`] and ends.
-/// [`next`](AsCompleted::next) reads it without a stream-extension crate.
-///
-/// # Panics
-///
-/// With a `timeout`, when called outside a tokio runtime with its time driver enabled.
+/// distinct future is yielded exactly once (a future given twice is one future). Every
+/// item is `Ok`: the [`TaskError::Unfinished`] item comes only from
+/// [`as_completed_timeout()`]. [`next`](AsCompleted::next) reads it without a
+/// stream-extension crate.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -161,14 +180,38 @@ where
 ///     to_thread(|| "quick"),
 /// ];
 /// let mut order = Vec::new();
-/// let mut completed = as_completed(tasks, Some(Duration::from_secs(60)));
+/// let mut completed = as_completed(tasks);
 /// while let Some(task) = completed.next().await {
 ///     order.push(task.unwrap().await.unwrap());
 /// }
 /// assert_eq!(order, ["quick", "slow"]);
 /// # }
 /// ```
-pub fn as_completed<I, W>(futures: I, timeout: Option<Duration>) -> AsCompleted<W>
+pub fn as_completed<I, W>(futures: I) -> AsCompleted<W>
+where
+    I: IntoIterator<Item = W>,
+    W: AsFuture,
+{
+    as_completed_within(futures, None)
+}
+
+/// Like [`as_completed()`], but when `timeout` (counted from this call) passes with
+/// futures unfinished, the stream yields one [`TaskError::Unfinished`] and ends:
+/// Python's `asyncio.as_completed(aws, timeout=..)`.
+///
+/// # Panics
+///
+/// When called outside a tokio runtime with its time driver enabled.
+pub fn as_completed_timeout<I, W>(futures: I, timeout: Duration) -> AsCompleted<W>
+where
+    I: IntoIterator<Item = W>,
+    W: AsFuture,
+{
+    as_completed_within(futures, Some(timeout))
+}
+
+/// The body of [`as_completed()`] and [`as_completed_timeout()`].
+fn as_completed_within<I, W>(futures: I, timeout: Option<Duration>) -> AsCompleted<W>
 where
     I: IntoIterator<Item = W>,
     W: AsFuture,

@@ -41,7 +41,7 @@ async fn the_first_failure_is_returned_and_the_rest_are_cancelled() {
     let gate = CancelToken::new();
     let blocked = {
         let gate = gate.clone();
-        run_in_executor(&pool, move || gate.wait(Some(LONG)))
+        run_in_executor(&pool, move || gate.wait_timeout(LONG))
     };
     let queued = run_in_executor(&pool, || true); // behind `blocked` on the one worker
     let queued_future = queued.future().clone();

@@ -19,7 +19,7 @@ async fn cancelling_the_outer_await_leaves_the_inner_work_running() {
         let (gate, finished) = (gate.clone(), Arc::clone(&finished));
         async move {
             // The inner work itself awaits a thread: it must not be cancelled either.
-            let value = to_thread(move || gate.wait(Some(LONG))).await.unwrap();
+            let value = to_thread(move || gate.wait_timeout(LONG)).await.unwrap();
             finished.store(true, Ordering::SeqCst);
             value
         }
@@ -62,7 +62,7 @@ async fn a_detached_task_is_shielded_from_its_awaiter() {
     let gate = CancelToken::new();
     let shielded = {
         let gate = gate.clone();
-        run_in_executor(&pool, move || gate.wait(Some(LONG))).detach()
+        run_in_executor(&pool, move || gate.wait_timeout(LONG)).detach()
     };
     let outer = tokio::spawn(shielded.clone().into_future());
     outer.abort();
@@ -79,7 +79,7 @@ async fn wait_for_returns_the_value_or_times_out_and_cancels() {
     let gate = CancelToken::new();
     let blocked = {
         let gate = gate.clone();
-        run_in_executor(&pool, move || gate.wait(Some(LONG)))
+        run_in_executor(&pool, move || gate.wait_timeout(LONG))
     };
     let queued = run_in_executor(&pool, || ());
     let queued_future = queued.future().clone();

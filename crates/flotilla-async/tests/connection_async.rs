@@ -74,7 +74,7 @@ async fn round_trips_with_a_process_under_each_start_method() {
             "over the passed end"
         );
         drop(here);
-        let served = tokio::task::spawn_blocking(move || child.join(Some(LONG)))
+        let served = tokio::task::spawn_blocking(move || child.join_timeout(LONG))
             .await
             .unwrap()
             .unwrap();

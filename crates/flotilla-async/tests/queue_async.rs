@@ -59,7 +59,7 @@ async fn a_process_answers_through_queues_while_timers_tick() {
             "{method}: the runtime was blocked"
         );
         ticker.abort();
-        tokio::task::spawn_blocking(move || child.join(Some(LONG)))
+        tokio::task::spawn_blocking(move || child.join_timeout(LONG))
             .await
             .unwrap()
             .unwrap();
@@ -88,7 +88,7 @@ async fn join_async_waits_for_a_processs_task_done() {
     bounded(jobs.join_async()).await.unwrap();
     assert_eq!(jobs.unfinished_tasks(), 0);
     jobs.close();
-    tokio::task::spawn_blocking(move || child.join(Some(LONG)))
+    tokio::task::spawn_blocking(move || child.join_timeout(LONG))
         .await
         .unwrap()
         .unwrap();

@@ -71,7 +71,7 @@ fn a_thread_and_a_process_task_overlap_in_a_current_thread_runtime() {
             to_thread(move || {
                 // Both must be in flight at once: the thread releases the process.
                 release_tx.send(&5u32).unwrap();
-                gate.wait(Some(LONG));
+                gate.wait_timeout(LONG);
                 5u32
             })
         };

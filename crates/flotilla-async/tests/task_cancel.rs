@@ -15,7 +15,7 @@ use flotilla_thread::ThreadPoolExecutor;
 /// A thread-pool task that blocks until `gate` is cancelled (or LONG passes).
 fn blocker(pool: &ThreadPoolExecutor, gate: &CancelToken) -> Task<bool> {
     let gate = gate.clone();
-    run_in_executor(pool, move || gate.wait(Some(LONG)))
+    run_in_executor(pool, move || gate.wait_timeout(LONG))
 }
 
 #[tokio::test]
@@ -72,7 +72,7 @@ async fn aborting_the_awaiting_tokio_task_cancels_a_running_tasks_token() {
         &pool,
         Cancellable(move |token: &CancelToken| {
             started_tx.send(()).unwrap();
-            if token.wait(Some(LONG)) {
+            if token.wait_timeout(LONG) {
                 token.check()?;
             }
             Ok("ran to the end")

@@ -147,9 +147,19 @@ impl CancelToken {
         self.inner.deadline.instant()
     }
 
+    /// Blocks until the token is cancelled (or its deadline passes).
+    pub fn wait(&self) {
+        self.wait_within(None);
+    }
+
     /// Blocks until the token is cancelled (or its deadline passes), or `timeout`
     /// passes; true when cancelled.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_within(Some(timeout))
+    }
+
+    /// The body of [`wait`](Self::wait) and [`wait_timeout`](Self::wait_timeout).
+    fn wait_within(&self, timeout: Option<Duration>) -> bool {
         let wait_until = Deadline::after(timeout).min(self.inner.deadline);
         let mut guard = self.lock_children();
         while !self.inner.cancelled.load(Ordering::Acquire) && !wait_until.expired() {

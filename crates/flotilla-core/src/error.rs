@@ -19,7 +19,7 @@ use std::sync::Arc;
 /// use flotilla_core::{Future, TaskError};
 ///
 /// let fut: Future<u32> = Future::failed(TaskError::Panicked { message: "boom".into() });
-/// match fut.result(None) {
+/// match fut.result() {
 ///     Err(TaskError::Panicked { message }) => assert_eq!(message, "boom"),
 ///     other => panic!("unexpected {other:?}"),
 /// }

@@ -234,7 +234,7 @@ unsafe impl<T: Send, J: ?Sized + Send> Sync for Shared<T, J> {}
 ///         completer.set_result(6 * 7);
 ///     }
 /// });
-/// assert_eq!(fut.result(Some(Duration::from_secs(10))).unwrap(), 42);
+/// assert_eq!(fut.result_timeout(Duration::from_secs(10)).unwrap(), 42);
 /// assert!(fut.done());
 /// ```
 pub struct Future<T> {
@@ -527,7 +527,7 @@ impl<T> Future<T> {
     ///
     /// ```
     /// let fut = flotilla_core::Future::ready("done");
-    /// assert_eq!(fut.result(None).unwrap(), "done");
+    /// assert_eq!(fut.result().unwrap(), "done");
     /// ```
     pub fn ready(value: T) -> Self {
         Future {
@@ -606,7 +606,7 @@ impl<T> Future<T> {
     /// let (completer, fut) = Completer::<()>::new();
     /// assert!(fut.cancel());
     /// assert!(!completer.set_running_or_notify_cancel()); // the executor skips it
-    /// assert!(matches!(fut.result(None), Err(TaskError::Cancelled)));
+    /// assert!(matches!(fut.result(), Err(TaskError::Cancelled)));
     /// ```
     pub fn cancel(&self) -> bool {
         loop {
@@ -626,14 +626,47 @@ impl<T> Future<T> {
         }
     }
 
-    /// Waits up to `timeout` (forever when `None`) and returns a clone of the value.
+    /// Blocks until the future is done and returns a clone of the value: Python's
+    /// `Future.result()`.
     ///
-    /// Fails with the task's failure, [`TaskError::Cancelled`], or
-    /// [`TaskError::TimedOut`] when the time ran out first (the task goes on). The clone
-    /// is made under the future's internal lock: keep `Clone` impls cheap and
-    /// non-blocking. For values that are not `Clone`, use
+    /// Fails with the task's failure or [`TaskError::Cancelled`]; never with
+    /// [`TaskError::TimedOut`], which only [`result_timeout`](Future::result_timeout)
+    /// returns. The clone is made under the future's internal lock: keep `Clone` impls
+    /// cheap and non-blocking. For values that are not `Clone`, use
     /// [`into_result`](Future::into_result).
-    pub fn result(&self, timeout: Option<Duration>) -> Result<T, TaskError>
+    ///
+    /// ```
+    /// assert_eq!(flotilla_core::Future::ready(7).result().unwrap(), 7);
+    /// ```
+    pub fn result(&self) -> Result<T, TaskError>
+    where
+        T: Clone,
+    {
+        self.result_within(None)
+    }
+
+    /// Like [`result`](Future::result), but gives up after `timeout` with
+    /// [`TaskError::TimedOut`] (the task goes on): Python's `Future.result(timeout)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flotilla_core::{Completer, TaskError};
+    ///
+    /// let (completer, fut) = Completer::<u8>::new();
+    /// assert!(matches!(fut.result_timeout(Duration::from_millis(1)), Err(TaskError::TimedOut)));
+    /// completer.set_result(1);
+    /// assert_eq!(fut.result_timeout(Duration::from_secs(60)).unwrap(), 1);
+    /// ```
+    pub fn result_timeout(&self, timeout: Duration) -> Result<T, TaskError>
+    where
+        T: Clone,
+    {
+        self.result_within(Some(timeout))
+    }
+
+    /// The body of [`result`](Future::result) and [`result_timeout`](Future::result_timeout);
+    /// `None` waits without limit.
+    fn result_within(&self, timeout: Option<Duration>) -> Result<T, TaskError>
     where
         T: Clone,
     {
@@ -645,18 +678,31 @@ impl<T> Future<T> {
             .unwrap_or(Err(TaskError::ResultTaken))
     }
 
-    /// Waits up to `timeout` and moves the value out of the future.
+    /// Blocks until the future is done and moves the value out of it.
     ///
     /// Needs no `Clone`. Other handles to the same future keep seeing it as done, but
-    /// `result` on them then fails with [`TaskError::ResultTaken`]. On
-    /// [`TaskError::TimedOut`] nothing is taken, but the handle is consumed: keep a clone
-    /// if you want to wait again.
+    /// `result` on them then fails with [`TaskError::ResultTaken`]. Never fails with
+    /// [`TaskError::TimedOut`]: that is
+    /// [`into_result_timeout`](Future::into_result_timeout)'s.
     ///
     /// ```
     /// let fut = flotilla_core::Future::ready(vec![1, 2, 3]);
-    /// assert_eq!(fut.into_result(None).unwrap(), vec![1, 2, 3]);
+    /// assert_eq!(fut.into_result().unwrap(), vec![1, 2, 3]);
     /// ```
-    pub fn into_result(self, timeout: Option<Duration>) -> Result<T, TaskError> {
+    pub fn into_result(self) -> Result<T, TaskError> {
+        self.into_result_within(None)
+    }
+
+    /// Like [`into_result`](Future::into_result), but gives up after `timeout` with
+    /// [`TaskError::TimedOut`]. Then nothing is taken, but the handle is consumed: keep a
+    /// clone if you want to wait again.
+    pub fn into_result_timeout(self, timeout: Duration) -> Result<T, TaskError> {
+        self.into_result_within(Some(timeout))
+    }
+
+    /// The body of [`into_result`](Future::into_result) and its timed form; `None` waits
+    /// without limit.
+    fn into_result_within(self, timeout: Option<Duration>) -> Result<T, TaskError> {
         if !self.shared.wait_done(timeout) {
             return Err(TaskError::TimedOut);
         }
@@ -675,21 +721,33 @@ impl<T> Future<T> {
         self.shared.take()
     }
 
-    /// Waits up to `timeout` and returns how the task failed, or `None` when it
-    /// succeeded: Python's `Future.exception`.
+    /// Blocks until the future is done and returns how the task failed, or `None` when
+    /// it succeeded: Python's `Future.exception()`.
     ///
-    /// Like Python, a cancelled future and a timeout are errors of the call itself
-    /// ([`TaskError::Cancelled`], [`TaskError::TimedOut`]), not the task's failure.
+    /// Like Python, a cancelled future is an error of the call itself
+    /// ([`TaskError::Cancelled`]), not the task's failure.
     ///
     /// ```
     /// use flotilla_core::{Future, TaskError};
     ///
-    /// assert!(Future::ready(1).error(None).unwrap().is_none());
+    /// assert!(Future::ready(1).error().unwrap().is_none());
     /// let failed = Future::<i32>::failed(TaskError::Panicked { message: "no".into() });
-    /// assert!(matches!(failed.error(None), Ok(Some(TaskError::Panicked { .. }))));
+    /// assert!(matches!(failed.error(), Ok(Some(TaskError::Panicked { .. }))));
     /// ```
     #[doc(alias = "exception")]
-    pub fn error(&self, timeout: Option<Duration>) -> Result<Option<TaskError>, TaskError> {
+    pub fn error(&self) -> Result<Option<TaskError>, TaskError> {
+        self.error_within(None)
+    }
+
+    /// Like [`error`](Future::error), but gives up after `timeout` with
+    /// [`TaskError::TimedOut`] (an error of the call, as in Python's
+    /// `Future.exception(timeout)`).
+    pub fn error_timeout(&self, timeout: Duration) -> Result<Option<TaskError>, TaskError> {
+        self.error_within(Some(timeout))
+    }
+
+    /// The body of [`error`](Future::error) and [`error_timeout`](Future::error_timeout).
+    fn error_within(&self, timeout: Option<Duration>) -> Result<Option<TaskError>, TaskError> {
         if !self.shared.wait_done(timeout) {
             return Err(TaskError::TimedOut);
         }
@@ -702,9 +760,14 @@ impl<T> Future<T> {
             .unwrap_or(Err(TaskError::ResultTaken))
     }
 
+    /// Blocks until the future is done.
+    pub fn wait(&self) {
+        self.shared.wait_done(None);
+    }
+
     /// Blocks until the future is done or `timeout` passes; true when it is done.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.shared.wait_done(timeout)
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.shared.wait_done(Some(timeout))
     }
 
     /// Calls `callback` with this future once it is done: at once, on this thread, when
@@ -719,7 +782,7 @@ impl<T> Future<T> {
     /// use flotilla_core::Future;
     ///
     /// let (tx, rx) = mpsc::channel();
-    /// Future::ready(42).add_done_callback(move |f| tx.send(f.result(None).unwrap()).unwrap());
+    /// Future::ready(42).add_done_callback(move |f| tx.send(f.result().unwrap()).unwrap());
     /// assert_eq!(rx.recv().unwrap(), 42);
     /// ```
     pub fn add_done_callback<F>(&self, callback: F)
@@ -899,7 +962,7 @@ impl<T> Completer<T> {
     ///
     /// let (completer, fut) = Completer::new();
     /// completer.run(|| -> u8 { panic!("bad input") });
-    /// assert!(fut.result(None).unwrap_err().to_string().contains("bad input"));
+    /// assert!(fut.result().unwrap_err().to_string().contains("bad input"));
     /// ```
     pub fn run<F>(self, task: F)
     where
@@ -1032,7 +1095,7 @@ where
 ///
 /// let (task, fut) = Task::new(|| Ok::<_, TaskError>(6 * 7));
 /// std::thread::spawn(move || task.run(&|| {})).join().unwrap();
-/// assert_eq!(fut.result(None).unwrap(), 42);
+/// assert_eq!(fut.result().unwrap(), 42);
 ///
 /// let (task, fut) = Task::new(|| -> Result<u8, TaskError> { unreachable!() });
 /// assert!(fut.cancel());

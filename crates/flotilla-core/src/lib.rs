@@ -12,13 +12,13 @@
 //!
 //! | Python (`concurrent.futures`)           | flotilla-core                          |
 //! |-----------------------------------------|----------------------------------------|
-//! | `Future.result(timeout)`                | [`Future::result`], [`Future::into_result`] |
-//! | `Future.exception(timeout)`             | [`Future::error`]                      |
+//! | `Future.result()`, `result(timeout)`    | [`Future::result`], [`Future::result_timeout`], [`Future::into_result`] |
+//! | `Future.exception()`, `exception(timeout)` | [`Future::error`], [`Future::error_timeout`] |
 //! | `Future.cancel / cancelled / running / done` | the methods of the same names     |
 //! | `Future.add_done_callback`              | [`Future::add_done_callback`]          |
 //! | `Future.set_running_or_notify_cancel`, `set_result`, `set_exception` | [`Completer`] |
-//! | `wait(fs, timeout, return_when)`        | [`wait()`] with [`ReturnWhen`]          |
-//! | `as_completed(fs, timeout)`             | [`as_completed()`]                      |
+//! | `wait(fs, timeout, return_when)`        | [`wait()`], [`wait_timeout()`] with [`ReturnWhen`] |
+//! | `as_completed(fs, timeout)`             | [`as_completed()`], [`as_completed_timeout()`] |
 //! | `Executor`                              | [`Executor`]                           |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -47,7 +47,9 @@ pub use crate::executor::Executor;
 pub use crate::future::{
     Completer, Completion, Future, FutureId, ResultFuture, ResultRefFuture, State, Task,
 };
-pub use crate::wait::{AsCompleted, ReturnWhen, Waitable, as_completed, wait};
+pub use crate::wait::{
+    AsCompleted, ReturnWhen, Waitable, as_completed, as_completed_timeout, wait, wait_timeout,
+};
 pub use crate::window::OrderedWindow;
 
 #[cfg(test)]

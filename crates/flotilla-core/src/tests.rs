@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::{Completer, ReturnWhen, as_completed, wait};
+use crate::{Completer, ReturnWhen, as_completed_timeout, wait_timeout};
 
 fn watchers<T>(fut: &crate::Future<T>) -> usize {
     fut.watcher_count()
@@ -12,11 +12,7 @@ fn watchers<T>(fut: &crate::Future<T>) -> usize {
 fn a_timed_out_wait_leaves_no_watcher_behind() {
     let (_c, fut) = Completer::<u8>::new();
     for _ in 0..100 {
-        let _ = wait(
-            [&fut],
-            Some(Duration::from_millis(1)),
-            ReturnWhen::AllCompleted,
-        );
+        let _ = wait_timeout([&fut], ReturnWhen::AllCompleted, Duration::from_millis(1));
     }
     assert_eq!(watchers(&fut), 0);
 }
@@ -24,7 +20,7 @@ fn a_timed_out_wait_leaves_no_watcher_behind() {
 #[test]
 fn a_dropped_as_completed_leaves_no_watcher_behind() {
     let (_c, fut) = Completer::<u8>::new();
-    let mut it = as_completed([&fut], Some(Duration::from_millis(1)));
+    let mut it = as_completed_timeout([&fut], Duration::from_millis(1));
     assert_eq!(watchers(&fut), 1);
     assert!(it.next().unwrap().is_err());
     drop(it);
@@ -83,5 +79,5 @@ fn a_completion_leaves_the_value_in_place() {
     assert!(poll_once(&mut completion).is_pending());
     completer.set_result("kept".to_owned());
     assert!(poll_once(&mut completion).is_ready());
-    assert_eq!(fut.into_result(None).unwrap(), "kept");
+    assert_eq!(fut.into_result().unwrap(), "kept");
 }

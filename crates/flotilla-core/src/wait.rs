@@ -166,21 +166,45 @@ impl<W: Waitable + ?Sized> Waitable for Box<W> {}
 ///
 /// ```
 /// use std::time::Duration;
-/// use flotilla_core::{Completer, Future, ReturnWhen, wait};
+/// use flotilla_core::{Completer, Future, ReturnWhen, wait, wait_timeout};
 ///
 /// let (slow, slow_fut) = Completer::<i32>::new();
 /// let futures = vec![Future::ready(1), slow_fut];
-/// let (done, not_done) = wait(futures, Some(Duration::from_secs(10)), ReturnWhen::FirstCompleted);
+/// let (done, not_done) = wait(futures, ReturnWhen::FirstCompleted);
 /// assert_eq!((done.len(), not_done.len()), (1, 1));
 ///
-/// let (done, not_done) = wait(&not_done, Some(Duration::from_millis(10)), ReturnWhen::AllCompleted);
+/// let (done, not_done) = wait_timeout(&not_done, ReturnWhen::AllCompleted, Duration::from_millis(10));
 /// assert!(done.is_empty() && not_done.len() == 1); // timed out
 /// slow.set_result(2);
 /// ```
-pub fn wait<I, W>(
+pub fn wait<I, W>(futures: I, return_when: ReturnWhen) -> (Vec<W>, Vec<W>)
+where
+    I: IntoIterator<Item = W>,
+    W: Waitable,
+{
+    wait_within(futures, return_when, None)
+}
+
+/// Like [`wait()`], but returns after `timeout` at the latest, with the futures not yet
+/// done in the second vector: Python's `concurrent.futures.wait(fs, timeout,
+/// return_when)`.
+pub fn wait_timeout<I, W>(
     futures: I,
-    timeout: Option<Duration>,
     return_when: ReturnWhen,
+    timeout: Duration,
+) -> (Vec<W>, Vec<W>)
+where
+    I: IntoIterator<Item = W>,
+    W: Waitable,
+{
+    wait_within(futures, return_when, Some(timeout))
+}
+
+/// The body of [`wait()`] and [`wait_timeout()`]; `None` waits without limit.
+fn wait_within<I, W>(
+    futures: I,
+    return_when: ReturnWhen,
+    timeout: Option<Duration>,
 ) -> (Vec<W>, Vec<W>)
 where
     I: IntoIterator<Item = W>,
@@ -240,21 +264,51 @@ where
 ///
 /// Futures already done come first, in input order; then each one as it completes. Every
 /// distinct future is yielded exactly once, however many times the input holds it (or
-/// clones of it), as in Python. When `timeout` (counted from the call) passes with
-/// futures unfinished, the iterator yields one [`TaskError::Unfinished`] and ends.
+/// clones of it), as in Python. Without a timeout every item is `Ok`; the
+/// [`TaskError::Unfinished`] item comes only from [`as_completed_timeout()`].
 ///
 /// ```
 /// use flotilla_core::{Completer, Future, as_completed};
 ///
 /// let (later, later_fut) = Completer::new();
-/// let mut done = as_completed(vec![later_fut, Future::ready("first")], None);
+/// let mut done = as_completed(vec![later_fut, Future::ready("first")]);
 /// // The future that is already done comes first, whatever its place in the input.
-/// assert_eq!(done.next().unwrap().unwrap().result(None).unwrap(), "first");
+/// assert_eq!(done.next().unwrap().unwrap().result().unwrap(), "first");
 /// later.set_result("second");
-/// assert_eq!(done.next().unwrap().unwrap().result(None).unwrap(), "second");
+/// assert_eq!(done.next().unwrap().unwrap().result().unwrap(), "second");
 /// assert!(done.next().is_none());
 /// ```
-pub fn as_completed<I, W>(futures: I, timeout: Option<Duration>) -> AsCompleted<W>
+pub fn as_completed<I, W>(futures: I) -> AsCompleted<W>
+where
+    I: IntoIterator<Item = W>,
+    W: Waitable,
+{
+    as_completed_within(futures, None)
+}
+
+/// Like [`as_completed()`], but when `timeout` (counted from the call) passes with
+/// futures unfinished, the iterator yields one [`TaskError::Unfinished`] and ends:
+/// Python's `as_completed(fs, timeout)`.
+///
+/// ```
+/// use std::time::Duration;
+/// use flotilla_core::{Completer, TaskError, as_completed_timeout};
+///
+/// let (_never, fut) = Completer::<u8>::new();
+/// let mut it = as_completed_timeout([fut], Duration::from_millis(1));
+/// assert!(matches!(it.next(), Some(Err(TaskError::Unfinished { unfinished: 1, total: 1 }))));
+/// assert!(it.next().is_none());
+/// ```
+pub fn as_completed_timeout<I, W>(futures: I, timeout: Duration) -> AsCompleted<W>
+where
+    I: IntoIterator<Item = W>,
+    W: Waitable,
+{
+    as_completed_within(futures, Some(timeout))
+}
+
+/// The body of [`as_completed()`] and [`as_completed_timeout()`].
+fn as_completed_within<I, W>(futures: I, timeout: Option<Duration>) -> AsCompleted<W>
 where
     I: IntoIterator<Item = W>,
     W: Waitable,
@@ -279,7 +333,7 @@ where
     }
 }
 
-/// The iterator returned by [`as_completed()`].
+/// The iterator returned by [`as_completed()`] and [`as_completed_timeout()`].
 pub struct AsCompleted<W: Waitable> {
     futures: Vec<Option<W>>,
     ready: VecDeque<usize>,

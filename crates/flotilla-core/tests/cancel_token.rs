@@ -22,7 +22,7 @@ fn cancel_is_seen_by_clones_and_is_idempotent() {
 fn deadline_cancels_by_itself() {
     let token = CancelToken::with_timeout(Duration::from_millis(30));
     assert!(token.deadline().is_some());
-    assert!(token.wait(Some(LONG)), "the deadline ends the wait");
+    assert!(token.wait_timeout(LONG), "the deadline ends the wait");
     assert!(token.is_cancelled());
     assert!(!CancelToken::with_deadline(Instant::now() + LONG).is_cancelled());
 }
@@ -47,9 +47,9 @@ fn children_follow_their_parent_not_the_other_way() {
 #[test]
 fn wait_wakes_on_cancel_from_another_thread_and_times_out_otherwise() {
     let token = CancelToken::new();
-    assert!(!token.wait(Some(Duration::from_millis(20))));
+    assert!(!token.wait_timeout(Duration::from_millis(20)));
     let remote = token.clone();
-    let t = std::thread::spawn(move || remote.wait(Some(LONG)));
+    let t = std::thread::spawn(move || remote.wait_timeout(LONG));
     std::thread::sleep(Duration::from_millis(20));
     token.cancel();
     assert!(t.join().unwrap());

@@ -22,8 +22,8 @@ fn pending_running_finished() {
     completer.set_result(5);
     assert_eq!(fut.state(), State::Finished);
     assert!(fut.done() && !fut.running());
-    assert_eq!(fut.result(Some(LONG)).unwrap(), 5);
-    assert_eq!(fut.result(None).unwrap(), 5, "result can be read again");
+    assert_eq!(fut.result_timeout(LONG).unwrap(), 5);
+    assert_eq!(fut.result().unwrap(), 5, "result can be read again");
     assert!(!fut.cancel(), "a finished task cannot be cancelled");
 }
 
@@ -36,8 +36,8 @@ fn cancel_before_start() {
     assert!(!completer.set_running_or_notify_cancel());
     assert!(completer.is_cancelled());
     completer.set_result(1); // ignored: the future stays cancelled
-    assert!(matches!(fut.result(None), Err(TaskError::Cancelled)));
-    assert!(matches!(fut.error(None), Err(TaskError::Cancelled)));
+    assert!(matches!(fut.result(), Err(TaskError::Cancelled)));
+    assert!(matches!(fut.error(), Err(TaskError::Cancelled)));
 }
 
 #[test]
@@ -45,16 +45,16 @@ fn result_times_out_and_the_task_goes_on() {
     let (completer, fut) = Completer::new();
     assert!(completer.set_running_or_notify_cancel());
     assert!(matches!(
-        fut.result(Some(Duration::from_millis(20))),
+        fut.result_timeout(Duration::from_millis(20)),
         Err(TaskError::TimedOut)
     ));
     assert!(matches!(
-        fut.error(Some(Duration::ZERO)),
+        fut.error_timeout(Duration::ZERO),
         Err(TaskError::TimedOut)
     ));
-    assert!(!fut.wait(Some(Duration::ZERO)));
+    assert!(!fut.wait_timeout(Duration::ZERO));
     completer.set_result("late");
-    assert_eq!(fut.result(Some(LONG)).unwrap(), "late");
+    assert_eq!(fut.result_timeout(LONG).unwrap(), "late");
 }
 
 #[test]
@@ -62,7 +62,7 @@ fn result_from_another_thread_wakes_the_waiter() {
     let (completer, fut) = Completer::new();
     let waiter = {
         let fut = fut.clone();
-        std::thread::spawn(move || fut.result(Some(LONG)))
+        std::thread::spawn(move || fut.result_timeout(LONG))
     };
     std::thread::sleep(Duration::from_millis(20));
     completer.set_result(String::from("hello"));
@@ -75,31 +75,28 @@ fn into_result_moves_the_value_out() {
     let (completer, fut) = Completer::new();
     let other = fut.clone();
     completer.set_result(NotClone(9));
-    assert_eq!(fut.into_result(Some(LONG)).unwrap().0, 9);
+    assert_eq!(fut.into_result_timeout(LONG).unwrap().0, 9);
     assert!(other.done());
-    assert!(matches!(
-        other.into_result(None),
-        Err(TaskError::ResultTaken)
-    ));
+    assert!(matches!(other.into_result(), Err(TaskError::ResultTaken)));
 }
 
 #[test]
 fn error_reports_the_failure_or_none() {
     let ok = Future::ready(1);
-    assert!(ok.error(None).unwrap().is_none());
+    assert!(ok.error().unwrap().is_none());
     let (completer, failed) = Completer::<u8>::new();
     completer.set_error(TaskError::failed(std::fmt::Error));
-    let err = failed.error(None).unwrap().expect("a failure");
+    let err = failed.error().unwrap().expect("a failure");
     assert!(err.downcast_ref::<std::fmt::Error>().is_some());
     assert!(err.is_task_failure());
-    assert!(matches!(failed.result(None), Err(TaskError::Failed(_))));
+    assert!(matches!(failed.result(), Err(TaskError::Failed(_))));
 }
 
 #[test]
 fn run_catches_a_panic_with_its_message() {
     let (completer, fut) = Completer::<()>::new();
     completer.run(|| panic!("the disk is full: {}", 99));
-    match fut.result(None) {
+    match fut.result() {
         Err(TaskError::Panicked { message }) => assert_eq!(message, "the disk is full: 99"),
         other => panic!("unexpected {other:?}"),
     }
@@ -109,7 +106,7 @@ fn run_catches_a_panic_with_its_message() {
 fn run_fallible_turns_err_into_failure() {
     let (completer, fut) = Completer::<i32>::new();
     completer.run_fallible(|| "nope".parse::<i32>());
-    let err = fut.result(None).unwrap_err();
+    let err = fut.result().unwrap_err();
     assert!(err.downcast_ref::<std::num::ParseIntError>().is_some());
     assert!(err.to_string().contains("the task failed"));
 }
@@ -119,7 +116,7 @@ fn a_dropped_completer_breaks_the_future_instead_of_hanging_it() {
     let (completer, fut) = Completer::<i32>::new();
     drop(completer);
     assert!(matches!(
-        fut.result(Some(LONG)),
+        fut.result_timeout(LONG),
         Err(TaskError::Broken { .. })
     ));
 }
@@ -133,7 +130,7 @@ fn callbacks_run_in_order_on_completion_and_at_once_when_done() {
         fut.add_done_callback(move |f: &Future<i32>| {
             log.lock()
                 .unwrap()
-                .push(format!("{name} saw {}", f.result(None).unwrap()));
+                .push(format!("{name} saw {}", f.result().unwrap()));
         });
     }
     assert!(log.lock().unwrap().is_empty(), "not done yet, nothing runs");
@@ -161,9 +158,9 @@ fn a_panicking_callback_poisons_nothing() {
     }
     completer.set_result(7);
     assert_eq!(ran.load(Ordering::SeqCst), 1, "later callbacks still run");
-    assert_eq!(fut.result(None).unwrap(), 7, "the future keeps its value");
+    assert_eq!(fut.result().unwrap(), 7, "the future keeps its value");
     fut.add_done_callback(|_| panic!("again"));
-    assert_eq!(fut.result(None).unwrap(), 7);
+    assert_eq!(fut.result().unwrap(), 7);
 }
 
 #[test]
@@ -182,7 +179,7 @@ fn a_callback_may_use_the_future_without_deadlock() {
     fut.add_done_callback(move |f: &Future<u8>| {
         // Re-entering the future from its own callback must not deadlock.
         f.add_done_callback(|_| {});
-        tx.send((f.done(), f.cancel(), f.result(None).unwrap()))
+        tx.send((f.done(), f.cancel(), f.result().unwrap()))
             .unwrap();
     });
     completer.set_result(3);
@@ -224,7 +221,7 @@ fn awaitable_without_a_runtime() {
     });
     assert_eq!(block_on(async { (&by_ref).await }).unwrap(), [1, 2]);
     assert_eq!(block_on(async { fut.await }).unwrap(), [1, 2]);
-    assert!(matches!(by_ref.result(None), Err(TaskError::ResultTaken)));
+    assert!(matches!(by_ref.result(), Err(TaskError::ResultTaken)));
 }
 
 #[test]
@@ -255,9 +252,12 @@ fn cancel_racing_set_running_has_exactly_one_winner() {
         assert_ne!(started, cancelled, "exactly one of them wins");
         if started {
             completer.set_result(1);
-            assert_eq!(fut.result(Some(LONG)).unwrap(), 1);
+            assert_eq!(fut.result_timeout(LONG).unwrap(), 1);
         } else {
-            assert!(matches!(fut.result(Some(LONG)), Err(TaskError::Cancelled)));
+            assert!(matches!(
+                fut.result_timeout(LONG),
+                Err(TaskError::Cancelled)
+            ));
         }
     }
 }

@@ -71,7 +71,7 @@ fn cancel_racing_start_and_completion_has_one_winner_every_time() {
                 ran, cancelled,
                 "round {round}: exactly one of start and cancel wins"
             );
-            match fut.into_result(Some(LONG)) {
+            match fut.into_result_timeout(LONG) {
                 Ok(value) => assert!(ran && value == round),
                 Err(TaskError::Cancelled) => assert!(cancelled),
                 Err(e) => panic!("round {round}: unexpected outcome {e}"),
@@ -95,7 +95,7 @@ fn every_kind_of_waiter_sees_a_racing_completion_exactly_once() {
                 let (fut, start) = (fut.clone(), Arc::clone(&start));
                 thread::spawn(move || {
                     start.wait();
-                    match fut.result(Some(LONG)) {
+                    match fut.result_timeout(LONG) {
                         Ok(v) => assert_eq!(v, [round]),
                         Err(TaskError::ResultTaken) => {}
                         Err(e) => panic!("result: {e}"),
@@ -108,7 +108,7 @@ fn every_kind_of_waiter_sees_a_racing_completion_exactly_once() {
                 let (fut, start) = (fut.clone(), Arc::clone(&start));
                 thread::spawn(move || {
                     start.wait();
-                    match fut.into_result(Some(LONG)) {
+                    match fut.into_result_timeout(LONG) {
                         Ok(v) => {
                             assert_eq!(v, [round]);
                             1
@@ -132,7 +132,7 @@ fn every_kind_of_waiter_sees_a_racing_completion_exactly_once() {
                     let mut completion = std::pin::pin!(fut.completion());
                     let mut cx = Context::from_waker(&waker);
                     if completion.as_mut().poll(&mut cx).is_pending() {
-                        assert!(fut.wait(Some(LONG)), "the completion never came");
+                        assert!(fut.wait_timeout(LONG), "the completion never came");
                     }
                     0
                 })
@@ -149,7 +149,7 @@ fn every_kind_of_waiter_sees_a_racing_completion_exactly_once() {
             start.wait();
             let takers: usize = observers.into_iter().map(|t| t.join().unwrap()).sum();
             // The main thread is a second taker.
-            let mine = match fut.into_result(Some(LONG)) {
+            let mine = match fut.into_result_timeout(LONG) {
                 Ok(v) => {
                     assert_eq!(v, [round]);
                     1
@@ -201,7 +201,7 @@ fn a_task_racing_cancel_runs_or_is_cancelled_never_both() {
             let ran = ran.load(Ordering::SeqCst);
             assert_eq!(ran + usize::from(cancelled), 1, "round {round}");
             assert_eq!(fut.cancelled(), cancelled);
-            let outcome = fut.result(Some(LONG));
+            let outcome = fut.result_timeout(LONG);
             assert_eq!(outcome.is_ok(), ran == 1, "round {round}: {outcome:?}");
         }
     });
@@ -228,7 +228,7 @@ fn a_dropped_task_breaks_its_future_and_drops_its_closure() {
         "the closure is dropped with the task"
     );
     assert!(matches!(
-        fut.result(Some(LONG)),
+        fut.result_timeout(LONG),
         Err(TaskError::Broken { .. })
     ));
 }

@@ -35,7 +35,7 @@ fn cancel_against_start_has_one_winner() {
         let cancelled = fut.cancel();
         worker.join().unwrap();
         assert!(fut.done());
-        match fut.result(None) {
+        match fut.result() {
             Ok(7) => assert!(!cancelled && ran.load(Ordering::SeqCst) == 1),
             Err(TaskError::Cancelled) => {
                 assert!(cancelled && fut.cancelled() && ran.load(Ordering::SeqCst) == 0)
@@ -54,8 +54,8 @@ fn a_waiter_is_never_left_asleep() {
         let waiter = {
             let fut = fut.clone();
             thread::spawn(move || {
-                assert!(fut.wait(None));
-                fut.result(None).unwrap()
+                fut.wait();
+                fut.result().unwrap()
             })
         };
         completer.run(|| 3);
@@ -73,7 +73,7 @@ fn a_callback_runs_once_whoever_is_first() {
         {
             let seen = Arc::clone(&seen);
             fut.add_done_callback(move |f| {
-                assert_eq!(f.result(None).unwrap(), 5);
+                assert_eq!(f.result().unwrap(), 5);
                 seen.fetch_add(1, Ordering::SeqCst);
             });
         }
@@ -120,10 +120,10 @@ fn a_reader_and_a_taker_do_not_overlap() {
         completer.set_result("v".to_owned());
         let reader = {
             let fut = fut.clone();
-            thread::spawn(move || fut.result(None))
+            thread::spawn(move || fut.result())
         };
         let keep = fut.clone();
-        let taken = fut.into_result(None);
+        let taken = fut.into_result();
         assert_eq!(taken.unwrap(), "v");
         match reader.join().unwrap() {
             Ok(v) => assert_eq!(v, "v"),

@@ -2,7 +2,10 @@
 
 use std::time::Duration;
 
-use flotilla_core::{Completer, Future, ReturnWhen, TaskError, Waitable, as_completed, wait};
+use flotilla_core::{
+    Completer, Future, ReturnWhen, TaskError, Waitable, as_completed, as_completed_timeout, wait,
+    wait_timeout,
+};
 use proptest::prelude::*;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -45,9 +48,9 @@ fn first_completed_returns_with_the_first_one() {
         std::thread::sleep(Duration::from_millis(20));
         second.set_result(1);
     });
-    let (done, not_done) = wait(&futures, Some(LONG), ReturnWhen::FirstCompleted);
+    let (done, not_done) = wait_timeout(&futures, ReturnWhen::FirstCompleted, LONG);
     assert_eq!(done.len(), 1);
-    assert_eq!(done[0].result(None).unwrap(), 1);
+    assert_eq!(done[0].result().unwrap(), 1);
     assert_eq!(not_done.len(), 2);
     t.join().unwrap();
 }
@@ -58,14 +61,11 @@ fn all_completed_times_out_with_pending_left() {
     // Keep the second completer alive: a dropped one would fail its future.
     let mut completers = completers.into_iter();
     completers.next().unwrap().set_result(0);
-    let (done, not_done) = wait(
-        futures,
-        Some(Duration::from_millis(30)),
-        ReturnWhen::AllCompleted,
-    );
+    let (done, not_done) =
+        wait_timeout(futures, ReturnWhen::AllCompleted, Duration::from_millis(30));
     assert_eq!((done.len(), not_done.len()), (1, 1));
     // The pending one keeps no registration from the finished wait.
-    let (done, not_done) = wait(not_done, Some(Duration::ZERO), ReturnWhen::AllCompleted);
+    let (done, not_done) = wait_timeout(not_done, ReturnWhen::AllCompleted, Duration::ZERO);
     assert_eq!((done.len(), not_done.len()), (0, 1));
 }
 
@@ -73,7 +73,7 @@ fn all_completed_times_out_with_pending_left() {
 fn first_exception_returns_all_when_nothing_fails() {
     let (completers, futures) = pending(4);
     let t = complete_in_order(completers, vec![3, 1, 0, 2], vec![], 200);
-    let (done, not_done) = wait(&futures, Some(LONG), ReturnWhen::FirstException);
+    let (done, not_done) = wait_timeout(&futures, ReturnWhen::FirstException, LONG);
     assert_eq!((done.len(), not_done.len()), (4, 0));
     t.join().unwrap();
 }
@@ -82,10 +82,10 @@ fn first_exception_returns_all_when_nothing_fails() {
 fn cancelled_is_done_but_not_an_exception() {
     let (_completers, futures) = pending(2);
     assert!(futures[0].cancel());
-    let (done, not_done) = wait(
+    let (done, not_done) = wait_timeout(
         &futures,
-        Some(Duration::from_millis(30)),
         ReturnWhen::FirstException,
+        Duration::from_millis(30),
     );
     assert_eq!((done.len(), not_done.len()), (1, 1));
 }
@@ -95,10 +95,10 @@ fn mixed_value_types_in_one_wait() {
     let (c, text) = Completer::<String>::new();
     let number = Future::ready(1u64);
     let mixed: Vec<Box<dyn Waitable + '_>> = vec![Box::new(&text), Box::new(&number)];
-    let (done, not_done) = wait(mixed, Some(Duration::ZERO), ReturnWhen::AllCompleted);
+    let (done, not_done) = wait_timeout(mixed, ReturnWhen::AllCompleted, Duration::ZERO);
     assert_eq!((done.len(), not_done.len()), (1, 1));
     c.set_result("now".into());
-    let (done, _) = wait([&text], Some(LONG), ReturnWhen::AllCompleted);
+    let (done, _) = wait_timeout([&text], ReturnWhen::AllCompleted, LONG);
     assert_eq!(done.len(), 1);
 }
 
@@ -107,8 +107,8 @@ fn as_completed_reports_how_many_were_unfinished() {
     let (completers, futures) = pending(3);
     let mut completers = completers.into_iter();
     completers.next().unwrap().set_result(0);
-    let mut it = as_completed(futures, Some(Duration::from_millis(30)));
-    assert_eq!(it.next().unwrap().unwrap().result(None).unwrap(), 0);
+    let mut it = as_completed_timeout(futures, Duration::from_millis(30));
+    assert_eq!(it.next().unwrap().unwrap().result().unwrap(), 0);
     match it.next() {
         Some(Err(TaskError::Unfinished {
             unfinished: 2,
@@ -127,12 +127,12 @@ fn as_completed_reports_how_many_were_unfinished() {
 #[test]
 fn dropping_as_completed_unregisters() {
     let (completers, futures) = pending(2);
-    drop(as_completed(&futures, None));
+    drop(as_completed(&futures));
     // Completing after the iterator is gone fires nothing and hangs nothing.
     for (i, c) in completers.into_iter().enumerate() {
         c.set_result(i);
     }
-    let all: Vec<_> = as_completed(&futures, Some(LONG))
+    let all: Vec<_> = as_completed_timeout(&futures, LONG)
         .map(Result::unwrap)
         .collect();
     assert_eq!(all.len(), 2);
@@ -158,14 +158,14 @@ proptest! {
         }
         let rest: Vec<Completer<usize>> = order[already..].iter().map(|&i| slots[i].take().unwrap()).collect();
         let rest_order: Vec<usize> = order[already..].to_vec();
-        let it = as_completed(futures, Some(LONG));
+        let it = as_completed_timeout(futures, LONG);
         let t = std::thread::spawn(move || {
             for (c, i) in rest.into_iter().zip(rest_order) {
                 std::thread::sleep(Duration::from_micros(50));
                 c.set_result(i);
             }
         });
-        let yielded: Vec<usize> = it.map(|f| f.unwrap().result(None).unwrap()).collect();
+        let yielded: Vec<usize> = it.map(|f| f.unwrap().result().unwrap()).collect();
         t.join().unwrap();
         let mut early: Vec<usize> = order[..already].to_vec();
         early.sort_unstable(); // already-done ones come first, in input order
@@ -180,9 +180,9 @@ proptest! {
     ) {
         let (completers, futures) = pending(n);
         let t = complete_in_order(completers, order.clone(), vec![failing], 100);
-        let (done, not_done) = wait(&futures, Some(LONG), ReturnWhen::FirstException);
+        let (done, not_done) = wait_timeout(&futures, ReturnWhen::FirstException, LONG);
         prop_assert!(futures[failing].done(), "returned before the failure");
-        prop_assert!(done.iter().any(|f| f.result(None).is_err()));
+        prop_assert!(done.iter().any(|f| f.result().is_err()));
         let position = order.iter().position(|&i| i == failing).unwrap();
         // At least everything completed before the failure is done.
         prop_assert!(done.len() > position);
@@ -202,11 +202,15 @@ fn wait_on_no_futures_returns_at_once_for_every_return_when() {
             ReturnWhen::AllCompleted,
         ] {
             for timeout in [None, Some(LONG), Some(Duration::ZERO)] {
-                let (done, not_done) = wait(Vec::<Future<u8>>::new(), timeout, when);
+                let none = Vec::<Future<u8>>::new();
+                let (done, not_done) = match timeout {
+                    Some(t) => wait_timeout(none, when, t),
+                    None => wait(none, when),
+                };
                 assert!(done.is_empty() && not_done.is_empty());
             }
         }
-        assert_eq!(as_completed(Vec::<Future<u8>>::new(), None).count(), 0);
+        assert_eq!(as_completed(Vec::<Future<u8>>::new()).count(), 0);
     });
     let deadline = std::time::Instant::now() + LONG;
     while !waiter.is_finished() {
@@ -233,16 +237,16 @@ fn a_future_given_twice_is_one_future() {
         other.clone(),
     ];
 
-    let (done, not_done) = wait(&input, Some(Duration::ZERO), ReturnWhen::AllCompleted);
+    let (done, not_done) = wait_timeout(&input, ReturnWhen::AllCompleted, Duration::ZERO);
     assert_eq!((done.len(), not_done.len()), (1, 1));
 
     c.set_result(1);
-    let yielded: Vec<u8> = as_completed(input.clone(), Some(LONG))
-        .map(|f| f.unwrap().result(None).unwrap())
+    let yielded: Vec<u8> = as_completed_timeout(input.clone(), LONG)
+        .map(|f| f.unwrap().result().unwrap())
         .collect();
     assert_eq!(yielded, [1, 9]);
 
-    let (done, not_done) = wait(input, Some(LONG), ReturnWhen::AllCompleted);
+    let (done, not_done) = wait_timeout(input, ReturnWhen::AllCompleted, LONG);
     assert_eq!(
         done.iter().map(|f| f.id()).collect::<Vec<_>>(),
         [f.id(), other.id()]

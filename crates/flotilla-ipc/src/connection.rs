@@ -355,7 +355,7 @@ impl Connection {
     /// is receiving on the same end. A frame cut short by the timeout is kept (see
     /// [`recv_frame_timeout`](Connection::recv_frame_timeout)).
     pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, Error> {
-        let (bytes, fds) = self.recv_frame_timeout(Some(timeout))?;
+        let (bytes, fds) = self.recv_frame_timeout(timeout)?;
         handle::decode_with_limit(&bytes, fds, self.max_frame)
     }
 
@@ -370,7 +370,7 @@ impl Connection {
     /// assert_eq!(b.try_recv::<u8>().unwrap(), Some(5));
     /// ```
     pub fn try_recv<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
-        match self.recv_frame_timeout(Some(Duration::ZERO)) {
+        match self.recv_frame_timeout(Duration::ZERO) {
             Ok((bytes, fds)) => handle::decode_with_limit(&bytes, fds, self.max_frame).map(Some),
             Err(Error::Timeout(_)) => Ok(None),
             Err(e) => Err(e),
@@ -386,13 +386,13 @@ impl Connection {
     /// when no whole message has arrived within `timeout` (which bounds the whole call,
     /// as for [`recv_timeout`](Connection::recv_timeout)).
     pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, Error> {
-        Ok(self.recv_frame_timeout(Some(timeout))?.0)
+        Ok(self.recv_frame_timeout(timeout)?.0)
     }
 
     /// Receives one message as bytes if a whole one has arrived, never waiting, as
     /// [`try_recv`](Connection::try_recv).
     pub fn try_recv_bytes(&self) -> Result<Option<Vec<u8>>, Error> {
-        match self.recv_frame_timeout(Some(Duration::ZERO)) {
+        match self.recv_frame_timeout(Duration::ZERO) {
             Ok((bytes, _)) => Ok(Some(bytes)),
             Err(Error::Timeout(_)) => Ok(None),
             Err(e) => Err(e),
@@ -419,19 +419,25 @@ impl Connection {
 
     /// Receives one frame: its payload and the descriptors that came with it.
     pub fn recv_frame(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
-        self.recv_frame_timeout(None)
+        self.recv_frame_within(None)
     }
 
     /// Like [`recv_frame`](Connection::recv_frame), giving up with [`Error::Timeout`]
-    /// when no whole frame has arrived within `timeout` (`None`: wait forever;
-    /// `Some(Duration::ZERO)`: take a frame only if it has all arrived, never waiting).
+    /// when no whole frame has arrived within `timeout` (`Duration::ZERO`: take a frame
+    /// only if it has all arrived, never waiting).
     ///
     /// The timeout bounds the whole call, even when the peer stalls in the middle of a
     /// frame or another thread of this process is receiving on this end. The part of a
     /// frame that arrived before the timeout is kept in the connection, descriptors
     /// included, and the next receive (of any kind) goes on with it: nothing is lost
     /// and the stream stays in step.
-    pub fn recv_frame_timeout(
+    pub fn recv_frame_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
+        self.recv_frame_within(Some(timeout))
+    }
+
+    /// The body of [`recv_frame`](Connection::recv_frame) and
+    /// [`recv_frame_timeout`](Connection::recv_frame_timeout); `None` waits forever.
+    fn recv_frame_within(
         &self,
         timeout: Option<Duration>,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
@@ -663,13 +669,32 @@ impl Connection {
         error
     }
 
-    /// True when a message (or end of file) is ready to be received, waiting up to
-    /// `timeout` for one (`None`: forever; `Some(ZERO)`: just look).
+    /// True when a message (or end of file) is ready to be received; never blocks, as
+    /// Python's `poll()` (whose timeout defaults to 0).
     ///
     /// It tells what the descriptor tells: bytes (or end of file) are waiting. When a
     /// frame has begun to arrive and the rest is slow to come, a timed receive may still
     /// time out after `poll` said true; it keeps what arrived.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+    ///
+    /// ```
+    /// let (a, b) = flotilla_ipc::pipe(true).unwrap();
+    /// assert!(!b.poll().unwrap());
+    /// a.send(&1u8).unwrap();
+    /// assert!(b.poll().unwrap());
+    /// ```
+    pub fn poll(&self) -> Result<bool, Error> {
+        self.poll_within(Some(Duration::ZERO))
+    }
+
+    /// Like [`poll`](Connection::poll), but waits up to `timeout` for a message:
+    /// Python's `poll(timeout)`. `Duration::MAX` waits without limit (Python's
+    /// `poll(None)`).
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+        self.poll_within(Some(timeout))
+    }
+
+    /// The body of [`poll`](Connection::poll) and [`poll_timeout`](Connection::poll_timeout).
+    fn poll_within(&self, timeout: Option<Duration>) -> Result<bool, Error> {
         if !self.readable() {
             return Err(Error::WrongDirection("write-only"));
         }
@@ -743,7 +768,7 @@ impl Connection {
     /// ```
     pub fn try_recv_frame(&self, reader: &mut FrameReader) -> Result<Option<Frame>, Error> {
         let _unused = reader;
-        match self.recv_frame_timeout(Some(Duration::ZERO)) {
+        match self.recv_frame_timeout(Duration::ZERO) {
             Ok(frame) => Ok(Some(frame)),
             Err(Error::Timeout(_)) => Ok(None),
             Err(e) => Err(e),
@@ -1018,26 +1043,39 @@ impl<'de> Deserialize<'de> for Connection {
 }
 
 /// Waits until at least one of `objects` is ready to read (a message or end of file),
-/// or `timeout` passes, and returns the ready ones: Python's
-/// `multiprocessing.connection.wait`.
+/// and returns the ready ones: Python's `multiprocessing.connection.wait`.
 ///
 /// Works on anything with a descriptor: connections, sockets, a process's sentinel.
 ///
 /// ```
-/// use std::time::Duration;
 /// use flotilla_ipc::{pipe, wait};
 ///
 /// let (a_in, a_out) = pipe(true).unwrap();
 /// let (b_in, b_out) = pipe(true).unwrap();
 /// b_out.send(&"hello").unwrap();
 /// let ends = [&a_in, &b_in];
-/// let ready = wait(&ends, Some(Duration::from_secs(10))).unwrap();
+/// let ready = wait(&ends).unwrap();
 /// assert_eq!(ready.len(), 1);
 /// assert_eq!(ready[0].recv::<String>().unwrap(), "hello");
 /// # drop((a_out,));
 /// ```
-pub fn wait<T: AsFd>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<&T>, Error> {
-    let ready = wait_indices(objects, timeout)?;
+pub fn wait<T: AsFd>(objects: &[T]) -> Result<Vec<&T>, Error> {
+    let ready = wait_indices(objects)?;
+    Ok(ready.into_iter().map(|i| &objects[i]).collect())
+}
+
+/// Like [`wait`], but returns after `timeout` at the latest (with none ready, an empty
+/// vector): Python's `wait(object_list, timeout)`.
+///
+/// ```
+/// use std::time::Duration;
+/// use flotilla_ipc::{pipe, wait_timeout};
+///
+/// let (a_in, _a_out) = pipe(true).unwrap();
+/// assert!(wait_timeout(&[&a_in], Duration::from_millis(1)).unwrap().is_empty());
+/// ```
+pub fn wait_timeout<T: AsFd>(objects: &[T], timeout: Duration) -> Result<Vec<&T>, Error> {
+    let ready = wait_indices_timeout(objects, timeout)?;
     Ok(ready.into_iter().map(|i| &objects[i]).collect())
 }
 
@@ -1049,17 +1087,29 @@ pub fn wait<T: AsFd>(objects: &[T], timeout: Option<Duration>) -> Result<Vec<&T>
 /// As for [`wait`].
 ///
 /// ```
-/// use std::time::Duration;
 /// use flotilla_ipc::{pipe, wait_indices};
 ///
 /// let (a_in, a_out) = pipe(true).unwrap();
 /// let (b_in, b_out) = pipe(true).unwrap();
 /// b_out.send(&1u8).unwrap();
-/// let ready = wait_indices(&[&a_in, &b_in], Some(Duration::from_secs(10))).unwrap();
+/// let ready = wait_indices(&[&a_in, &b_in]).unwrap();
 /// assert_eq!(ready, [1]);
 /// # drop(a_out);
 /// ```
-pub fn wait_indices<T: AsFd>(
+pub fn wait_indices<T: AsFd>(objects: &[T]) -> Result<Vec<usize>, Error> {
+    wait_indices_within(objects, None)
+}
+
+/// Like [`wait_indices`], but returns after `timeout` at the latest.
+pub fn wait_indices_timeout<T: AsFd>(
+    objects: &[T],
+    timeout: Duration,
+) -> Result<Vec<usize>, Error> {
+    wait_indices_within(objects, Some(timeout))
+}
+
+/// The body of every `wait*` function; `None` waits without limit.
+fn wait_indices_within<T: AsFd>(
     objects: &[T],
     timeout: Option<Duration>,
 ) -> Result<Vec<usize>, Error> {

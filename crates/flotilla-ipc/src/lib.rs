@@ -50,6 +50,7 @@ mod value;
 
 pub use crate::connection::{
     Connection, DEFAULT_MAX_FRAME, Frame, FrameReader, FrameWriter, pipe, wait, wait_indices,
+    wait_indices_timeout, wait_timeout,
 };
 pub use crate::element::{Element, Integer};
 pub use crate::error::Error;

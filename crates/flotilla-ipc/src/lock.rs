@@ -200,18 +200,33 @@ impl RawMutex {
     /// was acquired. The only ways to acquire it, so every acquisition is released by
     /// exactly one guard (rule 3).
     #[inline]
-    pub(crate) fn lock(
+    pub(crate) fn lock_within(
         &self,
         timeout: Option<Duration>,
     ) -> Result<(RawGuard<'_>, Acquired), Error> {
-        let acquired = self.acquire(timeout)?;
+        let acquired = self.acquire_within(timeout)?;
         Ok((RawGuard::new(self), acquired))
     }
 
-    /// Locks the mutex, leaving the release to the caller: [`lock`](Self::lock), and
-    /// [`relock`](Self::relock), whose levels the guards already out release.
+    /// [`lock_within`](Self::lock_within) without limit.
     #[inline]
-    fn acquire(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
+    pub(crate) fn lock(&self) -> Result<(RawGuard<'_>, Acquired), Error> {
+        self.lock_within(None)
+    }
+
+    /// [`lock_within`](Self::lock_within) giving up after `timeout`.
+    #[inline]
+    pub(crate) fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(RawGuard<'_>, Acquired), Error> {
+        self.lock_within(Some(timeout))
+    }
+
+    /// Locks the mutex, leaving the release to the caller: [`lock_within`](Self::lock_within),
+    /// and [`relock`](Self::relock), whose levels the guards already out release.
+    #[inline]
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
         let rc = match timeout.and_then(deadline) {
             // SAFETY: the mutex was initialised before the segment was shared (rule 1),
             // and its memory lives as long as `self`.
@@ -305,10 +320,10 @@ impl RawMutex {
         if levels == 0 {
             return Ok(Acquired::Clean);
         }
-        let first = self.acquire(None)?;
+        let first = self.acquire_within(None)?;
         for _ in 1..levels {
             // A recursive mutex this thread owns: each further level is immediate.
-            if let Err(e) = self.acquire(None) {
+            if let Err(e) = self.acquire_within(None) {
                 flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "could not restore a level of a recursive lock");
             }
         }
@@ -389,7 +404,7 @@ fn check(op: &'static str, rc: libc::c_int) -> Result<(), Error> {
 /// use flotilla_ipc::{AcquireError, Lock};
 ///
 /// let lock = Lock::new().unwrap();
-/// let guard = match lock.acquire(None) {
+/// let guard = match lock.acquire() {
 ///     Ok(guard) => guard,
 ///     Err(AcquireError::OwnerDied(guard)) => {
 ///         // Repair what the lock protects here, then carry on.
@@ -419,7 +434,7 @@ impl<G> AcquireError<G> {
     /// use flotilla_ipc::{AcquireError, RLock};
     ///
     /// let lock = RLock::new().unwrap();
-    /// let guard = lock.acquire(None).or_else(AcquireError::recover).unwrap();
+    /// let guard = lock.acquire().or_else(AcquireError::recover).unwrap();
     /// # drop(guard);
     /// ```
     pub fn recover(self) -> Result<G, Error> {
@@ -610,28 +625,55 @@ macro_rules! lock_type {
                 &self.raw
             }
 
-            /// Acquires the lock, waiting at most `timeout` (`None`: as long as it
-            /// takes), and returns a guard that releases it when dropped.
+            /// Acquires the lock, waiting as long as it takes, and returns a guard that
+            /// releases it when dropped.
             ///
             /// # Errors
             ///
             /// [`AcquireError::OwnerDied`] with the guard if the previous holder died
-            /// holding the lock; [`AcquireError::Failed`] with [`Error::Timeout`] if
-            /// the timeout passed first, or an OS error.
+            /// holding the lock; [`AcquireError::Failed`] with an OS error (never
+            /// [`Error::Timeout`]: that is [`acquire_timeout`](Self::acquire_timeout)'s).
             ///
             /// ```
-            /// use std::time::Duration;
             #[doc = concat!("let lock = flotilla_ipc::", stringify!($name), "::new().unwrap();")]
-            /// let guard = lock.acquire(Some(Duration::from_secs(10))).unwrap();
+            /// let guard = lock.acquire().unwrap();
             /// // ... the critical section ...
             /// drop(guard);
             /// ```
             #[inline]
-            pub fn acquire(
+            pub fn acquire(&self) -> Result<$guard<'_>, AcquireError<$guard<'_>>> {
+                self.acquire_within(None)
+            }
+
+            /// Acquires the lock, waiting at most `timeout`.
+            ///
+            /// # Errors
+            ///
+            /// As for [`acquire`](Self::acquire), and [`AcquireError::Failed`] with
+            /// [`Error::Timeout`] if the timeout passed first.
+            ///
+            /// ```
+            /// use std::time::Duration;
+            #[doc = concat!("let lock = flotilla_ipc::", stringify!($name), "::new().unwrap();")]
+            /// let guard = lock.acquire_timeout(Duration::from_secs(10)).unwrap();
+            /// # drop(guard);
+            /// ```
+            #[inline]
+            pub fn acquire_timeout(
+                &self,
+                timeout: Duration,
+            ) -> Result<$guard<'_>, AcquireError<$guard<'_>>> {
+                self.acquire_within(Some(timeout))
+            }
+
+            /// The body of [`acquire`](Self::acquire) and
+            /// [`acquire_timeout`](Self::acquire_timeout); `None` waits without limit.
+            #[inline]
+            pub(crate) fn acquire_within(
                 &self,
                 timeout: Option<Duration>,
             ) -> Result<$guard<'_>, AcquireError<$guard<'_>>> {
-                acquire_with(self.raw.lock(timeout), $guard::new)
+                acquire_with(self.raw.lock_within(timeout), $guard::new)
             }
 
             /// Acquires the lock if nobody holds it, without waiting.
@@ -715,8 +757,8 @@ lock_type! {
     /// use flotilla_ipc::{Error, Lock, AcquireError};
     ///
     /// let lock = Lock::new().unwrap();
-    /// let guard = lock.acquire(None).unwrap();
-    /// assert!(matches!(lock.acquire(None), Err(AcquireError::Failed(Error::WouldDeadlock))));
+    /// let guard = lock.acquire().unwrap();
+    /// assert!(matches!(lock.acquire(), Err(AcquireError::Failed(Error::WouldDeadlock))));
     /// drop(guard);
     /// assert!(lock.try_acquire().is_ok());
     /// ```
@@ -725,7 +767,7 @@ lock_type! {
     ///
     /// ```compile_fail
     /// let lock = flotilla_ipc::Lock::new().unwrap();
-    /// let guard = lock.acquire(None).unwrap();
+    /// let guard = lock.acquire().unwrap();
     /// std::thread::scope(|s| {
     ///     s.spawn(move || drop(guard));
     /// });
@@ -749,8 +791,8 @@ lock_type! {
     /// use flotilla_ipc::RLock;
     ///
     /// let lock = RLock::new().unwrap();
-    /// let outer = lock.acquire(None).unwrap();
-    /// let inner = lock.acquire(None).unwrap(); // the same thread: no deadlock
+    /// let outer = lock.acquire().unwrap();
+    /// let inner = lock.acquire().unwrap(); // the same thread: no deadlock
     /// drop(inner);
     /// drop(outer);
     /// ```

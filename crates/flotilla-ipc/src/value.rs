@@ -155,7 +155,7 @@ impl<T: Element> Shared<T> {
         match &self.lock {
             None => Ok(None),
             Some(lock) => {
-                let held = lock.acquire(None).or_else(AcquireError::recover)?;
+                let held = lock.acquire().or_else(AcquireError::recover)?;
                 if lock.raw().owner_death_recorded() {
                     return Err(Error::OwnerDied);
                 }
@@ -180,7 +180,7 @@ impl<T: Element> Shared<T> {
     ) -> Result<G, AcquireError<G>> {
         let held = match &self.lock {
             None => Err(AcquireError::Failed(Error::NoLock)),
-            Some(lock) => lock.acquire(timeout),
+            Some(lock) => lock.acquire_within(timeout),
         };
         let died = |lock: &Option<RLock>| {
             lock.as_ref()
@@ -301,7 +301,7 @@ impl<'de, T: Element> Deserialize<'de> for Shared<T> {
 /// // A read-modify-write, as Python's `with v.get_lock(): v.value += 1`:
 /// let n = Value::new(0i32).unwrap();
 /// {
-///     let _held = n.get_lock().unwrap().acquire(None).unwrap();
+///     let _held = n.get_lock().unwrap().acquire().unwrap();
 ///     n.set(n.get().unwrap() + 1).unwrap(); // the lock is recursive
 /// }
 /// // Or with no lock at all:
@@ -394,7 +394,7 @@ impl<T: Element> Value<T> {
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(0u32).unwrap();
-    /// let held = v.get_lock().unwrap().acquire(None).unwrap();
+    /// let held = v.get_lock().unwrap().acquire().unwrap();
     /// v.set(v.get().unwrap() + 1).unwrap();
     /// drop(held);
     /// ```
@@ -402,24 +402,38 @@ impl<T: Element> Value<T> {
         self.shared.lock.as_ref()
     }
 
-    /// Holds the lock, waiting at most `timeout`, and returns a guard through which the
-    /// value is read and written without locking again.
+    /// Holds the lock, waiting as long as it takes, and returns a guard through which
+    /// the value is read and written without locking again.
     ///
     /// # Errors
     ///
     /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
     /// and nobody has marked the value recovered since
     /// ([`ValueGuard::mark_recovered`]); [`AcquireError::Failed`] with
-    /// [`Error::Timeout`], [`Error::NoLock`] for a raw value, or an OS error.
+    /// [`Error::NoLock`] for a raw value, or an OS error.
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(10i32).unwrap();
-    /// let guard = v.lock(None).unwrap();
+    /// let guard = v.lock().unwrap();
     /// guard.set(guard.get() * 2);
     /// drop(guard);
     /// assert_eq!(v.get().unwrap(), 20);
     /// ```
-    pub fn lock(
+    pub fn lock(&self) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        self.lock_within(None)
+    }
+
+    /// Like [`lock`](Self::lock), waiting at most `timeout`: fails with
+    /// [`AcquireError::Failed`] holding [`Error::Timeout`] when it passes first.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
+        self.lock_within(Some(timeout))
+    }
+
+    /// The body of [`lock`](Self::lock) and [`lock_timeout`](Self::lock_timeout).
+    fn lock_within(
         &self,
         timeout: Option<Duration>,
     ) -> Result<ValueGuard<'_, T>, AcquireError<ValueGuard<'_, T>>> {
@@ -522,22 +536,40 @@ impl<T: Integer> Value<T> {
 /// it. (The wait is a hint: look at the value again after it returns.)
 impl Value<u32> {
     /// Sleeps while the value is `expected`, until [`wake_all`](Self::wake_all) is
-    /// called in any process, or `timeout` passes (`None`: no limit). Returns at once
-    /// when the value is something else. `Ok(false)` when the time ran out, `Ok(true)`
-    /// otherwise — which may also be for no reason at all: look at the value again.
+    /// called in any process. Returns at once when the value is something else. It may
+    /// also return for no reason at all: look at the value again.
     ///
     /// # Errors
     ///
     /// [`Error::Os`] if the kernel refuses the wait (it should not).
     ///
     /// ```
+    /// let v = flotilla_ipc::Value::raw(0u32).unwrap();
+    /// v.wait_while(1).unwrap(); // not 1: returns at once
+    /// ```
+    pub fn wait_while(&self, expected: u32) -> Result<(), Error> {
+        self.wait_while_within(expected, None).map(drop)
+    }
+
+    /// Like [`wait_while`](Self::wait_while), but gives up after `timeout`: `Ok(false)`
+    /// when the time ran out, `Ok(true)` otherwise.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait_while`](Self::wait_while).
+    ///
+    /// ```
     /// use std::time::Duration;
     ///
     /// let v = flotilla_ipc::Value::raw(0u32).unwrap();
-    /// assert!(!v.wait_while(0, Some(Duration::from_millis(1))).unwrap()); // timed out
-    /// assert!(v.wait_while(1, None).unwrap()); // not 1: returns at once
+    /// assert!(!v.wait_while_timeout(0, Duration::from_millis(1)).unwrap()); // timed out
     /// ```
-    pub fn wait_while(&self, expected: u32, timeout: Option<Duration>) -> Result<bool, Error> {
+    pub fn wait_while_timeout(&self, expected: u32, timeout: Duration) -> Result<bool, Error> {
+        self.wait_while_within(expected, Some(timeout))
+    }
+
+    /// The body of [`wait_while`](Self::wait_while) and its timed form.
+    fn wait_while_within(&self, expected: u32, timeout: Option<Duration>) -> Result<bool, Error> {
         let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
         match futex::wait(self.atomic(), expected, deadline) {
             Ok(futex::Wake::Woken) => Ok(true),
@@ -604,7 +636,7 @@ impl<T: Element> ValueGuard<'_, T> {
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(1u8).unwrap();
-    /// let guard = v.lock(None).unwrap();
+    /// let guard = v.lock().unwrap();
     /// guard.mark_recovered(); // nothing to recover: no effect
     /// ```
     pub fn mark_recovered(&self) {
@@ -614,7 +646,7 @@ impl<T: Element> ValueGuard<'_, T> {
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(4u8).unwrap();
-    /// assert_eq!(v.lock(None).unwrap().get(), 4);
+    /// assert_eq!(v.lock().unwrap().get(), 4);
     /// ```
     pub fn get(&self) -> T {
         self.shared.load(0)
@@ -624,7 +656,7 @@ impl<T: Element> ValueGuard<'_, T> {
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(4u8).unwrap();
-    /// v.lock(None).unwrap().set(5);
+    /// v.lock().unwrap().set(5);
     /// assert_eq!(v.get().unwrap(), 5);
     /// ```
     pub fn set(&self, value: T) {
@@ -660,7 +692,7 @@ impl<T: Element> fmt::Debug for ValueGuard<'_, T> {
 /// assert!(matches!(a.get(3), Err(Error::IndexOutOfRange { index: 3, len: 3 })));
 ///
 /// // Several elements at once, under the lock:
-/// let section = a.lock(None).unwrap();
+/// let section = a.lock().unwrap();
 /// let (x, y) = (section.get(1).unwrap(), section.get(2).unwrap());
 /// section.set(1, y).unwrap();
 /// section.set(2, x).unwrap();
@@ -839,7 +871,7 @@ impl<T: Element> Array<T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(1).unwrap();
-    /// let held = a.get_lock().unwrap().acquire(None).unwrap();
+    /// let held = a.get_lock().unwrap().acquire().unwrap();
     /// a.set(0, 1).unwrap(); // recursive: no deadlock
     /// drop(held);
     /// ```
@@ -847,7 +879,7 @@ impl<T: Element> Array<T> {
         self.shared.lock.as_ref()
     }
 
-    /// Holds the lock, waiting at most `timeout`, and returns a guard through which
+    /// Holds the lock, waiting as long as it takes, and returns a guard through which
     /// elements are read and written without locking again: the locked section for
     /// updates of several elements.
     ///
@@ -856,20 +888,34 @@ impl<T: Element> Array<T> {
     /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
     /// (perhaps halfway through an update) and nobody has marked the array recovered
     /// since ([`ArrayGuard::mark_recovered`]); [`AcquireError::Failed`] with
-    /// [`Error::Timeout`], [`Error::NoLock`] for a raw array, or an OS error.
+    /// [`Error::NoLock`] for a raw array, or an OS error.
     ///
     /// ```
     /// use flotilla_ipc::{AcquireError, Array};
     ///
     /// let a = Array::<i64>::new(3).unwrap();
-    /// let section = a.lock(None).or_else(AcquireError::recover).unwrap();
+    /// let section = a.lock().or_else(AcquireError::recover).unwrap();
     /// for i in 0..section.len() {
     ///     section.set(i, i as i64 * 10).unwrap();
     /// }
     /// drop(section);
     /// assert_eq!(a.to_vec().unwrap(), [0, 10, 20]);
     /// ```
-    pub fn lock(
+    pub fn lock(&self) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        self.lock_within(None)
+    }
+
+    /// Like [`lock`](Self::lock), waiting at most `timeout`: fails with
+    /// [`AcquireError::Failed`] holding [`Error::Timeout`] when it passes first.
+    pub fn lock_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
+        self.lock_within(Some(timeout))
+    }
+
+    /// The body of [`lock`](Self::lock) and [`lock_timeout`](Self::lock_timeout).
+    fn lock_within(
         &self,
         timeout: Option<Duration>,
     ) -> Result<ArrayGuard<'_, T>, AcquireError<ArrayGuard<'_, T>>> {
@@ -926,7 +972,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
-    /// let guard = a.lock(None).unwrap();
+    /// let guard = a.lock().unwrap();
     /// guard.mark_recovered(); // nothing to recover: no effect
     /// ```
     pub fn mark_recovered(&self) {
@@ -936,7 +982,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
-    /// assert_eq!(a.lock(None).unwrap().len(), 2);
+    /// assert_eq!(a.lock().unwrap().len(), 2);
     /// ```
     pub fn len(&self) -> usize {
         self.shared.len
@@ -946,7 +992,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(0).unwrap();
-    /// assert!(a.lock(None).unwrap().is_empty());
+    /// assert!(a.lock().unwrap().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
         self.shared.len == 0
@@ -960,7 +1006,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::from_slice(&[7u8]).unwrap();
-    /// let section = a.lock(None).unwrap();
+    /// let section = a.lock().unwrap();
     /// assert_eq!(section.get(0).unwrap(), 7);
     /// assert!(section.get(1).is_err());
     /// ```
@@ -977,7 +1023,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(1).unwrap();
-    /// a.lock(None).unwrap().set(0, 3).unwrap();
+    /// a.lock().unwrap().set(0, 3).unwrap();
     /// assert_eq!(a.get(0).unwrap(), 3);
     /// ```
     pub fn set(&self, index: usize, value: T) -> Result<(), Error> {
@@ -990,7 +1036,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::from_slice(&[1u8, 2]).unwrap();
-    /// assert_eq!(a.lock(None).unwrap().to_vec(), [1, 2]);
+    /// assert_eq!(a.lock().unwrap().to_vec(), [1, 2]);
     /// ```
     pub fn to_vec(&self) -> Vec<T> {
         self.shared.to_vec()
@@ -1004,7 +1050,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
-    /// a.lock(None).unwrap().copy_from_slice(&[8, 9]).unwrap();
+    /// a.lock().unwrap().copy_from_slice(&[8, 9]).unwrap();
     /// assert_eq!(a.to_vec().unwrap(), [8, 9]);
     /// ```
     pub fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {

@@ -165,7 +165,7 @@ fn a_timed_recv_honours_its_deadline_when_the_peer_stalls_mid_frame() {
     // The peer stalls: the rest of the frame is not coming for now.
     let ours = within_deadline(move || {
         assert!(
-            matches!(ours.recv_frame_timeout(Some(SHORT)), Err(Error::Timeout(_))),
+            matches!(ours.recv_frame_timeout(SHORT), Err(Error::Timeout(_))),
             "recv_frame_timeout"
         );
         assert!(
@@ -178,7 +178,7 @@ fn a_timed_recv_honours_its_deadline_when_the_peer_stalls_mid_frame() {
         );
         assert!(
             matches!(
-                ours.recv_frame_timeout(Some(Duration::ZERO)),
+                ours.recv_frame_timeout(Duration::ZERO),
                 Err(Error::Timeout(_))
             ),
             "zero timeout"
@@ -186,7 +186,7 @@ fn a_timed_recv_honours_its_deadline_when_the_peer_stalls_mid_frame() {
         assert!(ours.try_recv_bytes().unwrap().is_none(), "try_recv_bytes");
         assert!(ours.try_recv::<u32>().unwrap().is_none(), "try_recv");
         assert!(
-            !ours.poll(Some(Duration::ZERO)).unwrap(),
+            !ours.poll_timeout(Duration::ZERO).unwrap(),
             "nothing more came"
         );
         ours
@@ -194,15 +194,15 @@ fn a_timed_recv_honours_its_deadline_when_the_peer_stalls_mid_frame() {
     // The partial frame was kept: the rest completes it, and the stream goes on.
     peer.write_all(&payload[10..500]).unwrap();
     assert!(matches!(
-        ours.recv_frame_timeout(Some(SHORT)),
+        ours.recv_frame_timeout(SHORT),
         Err(Error::Timeout(_))
     ));
     peer.write_all(&payload[500..]).unwrap();
     let mut second = header(3, 0);
     second.extend_from_slice(b"two");
     peer.write_all(&second).unwrap();
-    assert!(ours.poll(Some(LONG)).unwrap());
-    let (got, fds) = ours.recv_frame_timeout(Some(LONG)).unwrap();
+    assert!(ours.poll_timeout(LONG).unwrap());
+    let (got, fds) = ours.recv_frame_timeout(LONG).unwrap();
     assert_eq!(got, payload);
     assert!(fds.is_empty());
     assert_eq!(ours.try_recv_bytes().unwrap().unwrap(), b"two");

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_ipc::handle::Fd;
-use flotilla_ipc::{Connection, Error, pipe, wait};
+use flotilla_ipc::{Connection, Error, pipe, wait_timeout};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -29,7 +29,7 @@ fn simplex_ends_refuse_the_wrong_direction() {
     ));
     assert!(matches!(writer.recv_bytes(), Err(Error::WrongDirection(_))));
     assert!(matches!(
-        writer.poll(Some(Duration::ZERO)),
+        writer.poll_timeout(Duration::ZERO),
         Err(Error::WrongDirection(_))
     ));
     writer.send_bytes(b"one way").unwrap();
@@ -62,14 +62,17 @@ fn end_of_file_when_the_peer_is_gone() {
 #[test]
 fn poll_and_recv_timeout() {
     let (a, b) = pipe(true).unwrap();
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(!b.poll_timeout(Duration::ZERO).unwrap());
     assert!(matches!(
         b.recv_timeout::<u8>(Duration::from_millis(20)),
         Err(Error::Timeout(_))
     ));
     a.send(&9u8).unwrap();
-    assert!(b.poll(Some(LONG)).unwrap());
-    assert!(b.poll(None).unwrap(), "polling does not consume");
+    assert!(b.poll_timeout(LONG).unwrap());
+    assert!(
+        b.poll_timeout(std::time::Duration::MAX).unwrap(),
+        "polling does not consume"
+    );
     assert_eq!(b.recv_timeout::<u8>(LONG).unwrap(), 9);
 }
 
@@ -160,16 +163,16 @@ fn wait_returns_the_ready_connections() {
     let (a2, b2) = pipe(true).unwrap();
     let ends = [&b1, &b2];
     assert!(
-        wait(&ends, Some(Duration::from_millis(10)))
+        wait_timeout(&ends, Duration::from_millis(10))
             .unwrap()
             .is_empty()
     );
     a2.send(&"second").unwrap();
-    let ready = wait(&ends, Some(LONG)).unwrap();
+    let ready = wait_timeout(&ends, LONG).unwrap();
     assert_eq!(ready.len(), 1);
     assert_eq!(ready[0].recv::<String>().unwrap(), "second");
     drop(a1); // end of file counts as ready
-    let ready = wait(&ends, Some(LONG)).unwrap();
+    let ready = wait_timeout(&ends, LONG).unwrap();
     assert_eq!(ready.len(), 1);
     assert!(matches!(ready[0].recv::<String>(), Err(Error::Eof)));
 }

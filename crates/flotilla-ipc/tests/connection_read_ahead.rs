@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use flotilla_ipc::handle::Fd;
-use flotilla_ipc::{Connection, FrameReader, pipe, wait};
+use flotilla_ipc::{Connection, FrameReader, pipe, wait_timeout};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -185,9 +185,9 @@ fn a_frame_read_ahead_is_ready_for_poll_and_wait_and_keeps_its_end_home() {
         assert_eq!(b.recv_bytes().unwrap(), [0; 10]);
         (b, idle)
     });
-    assert!(b.poll(Some(Duration::ZERO)).unwrap());
+    assert!(b.poll_timeout(Duration::ZERO).unwrap());
     let ends = [&idle, &b];
-    let ready = wait(&ends, Some(Duration::ZERO)).unwrap();
+    let ready = wait_timeout(&ends, Duration::ZERO).unwrap();
     assert_eq!(ready.len(), 1);
     assert!(std::ptr::eq(*ready[0], &b));
     // Sending the end away would leave the frames read ahead behind: refused.
@@ -197,8 +197,8 @@ fn a_frame_read_ahead_is_ready_for_poll_and_wait_and_keeps_its_end_home() {
     assert_eq!(b.try_recv_frame(&mut unused).unwrap().unwrap().0, [1; 10]);
     assert_eq!(b.recv_bytes_timeout(LONG).unwrap(), [2; 10]);
     // All taken: nothing is ready, and the end may go.
-    assert!(!b.poll(Some(Duration::ZERO)).unwrap());
-    assert!(wait(&ends, Some(Duration::ZERO)).unwrap().is_empty());
+    assert!(!b.poll_timeout(Duration::ZERO).unwrap());
+    assert!(wait_timeout(&ends, Duration::ZERO).unwrap().is_empty());
     carrier.send(&b).unwrap();
     drop(Fd::from(b.into_fd()));
 }

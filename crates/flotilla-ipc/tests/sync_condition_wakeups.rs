@@ -19,7 +19,7 @@ fn within_deadline<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) ->
 }
 
 fn waiting(cond: &Condition) -> usize {
-    cond.acquire(Some(LONG)).unwrap().waiting()
+    cond.acquire_timeout(LONG).unwrap().waiting()
 }
 
 #[test]
@@ -30,16 +30,16 @@ fn a_notifier_that_waits_next_does_not_take_its_own_notification() {
             let waiter = {
                 let cond = cond.clone();
                 std::thread::spawn(move || {
-                    let mut guard = cond.acquire(Some(LONG)).unwrap();
-                    guard.wait(Some(Duration::from_secs(10))).unwrap()
+                    let mut guard = cond.acquire_timeout(LONG).unwrap();
+                    guard.wait_timeout(Duration::from_secs(10)).unwrap()
                 })
             };
             while waiting(&cond) < 1 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let mut guard = cond.acquire(Some(LONG)).unwrap();
+            let mut guard = cond.acquire_timeout(LONG).unwrap();
             guard.notify(1);
-            let woke_itself = guard.wait(Some(Duration::from_millis(500))).unwrap();
+            let woke_itself = guard.wait_timeout(Duration::from_millis(500)).unwrap();
             drop(guard);
             assert!(
                 !woke_itself,
@@ -62,20 +62,20 @@ fn a_waiter_that_times_out_leaves_the_notification_to_an_earlier_one() {
             let early = {
                 let cond = cond.clone();
                 std::thread::spawn(move || {
-                    let mut guard = cond.acquire(Some(LONG)).unwrap();
-                    guard.wait(Some(Duration::from_secs(10))).unwrap()
+                    let mut guard = cond.acquire_timeout(LONG).unwrap();
+                    guard.wait_timeout(Duration::from_secs(10)).unwrap()
                 })
             };
             while waiting(&cond) < 1 {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            let mut guard = cond.acquire(Some(LONG)).unwrap();
+            let mut guard = cond.acquire_timeout(LONG).unwrap();
             guard.notify(1);
             drop(guard);
             // A later waiter: the notification was sent before it began.
-            let mut guard = cond.acquire(Some(LONG)).unwrap();
+            let mut guard = cond.acquire_timeout(LONG).unwrap();
             assert!(
-                !guard.wait(Some(Duration::from_millis(100))).unwrap(),
+                !guard.wait_timeout(Duration::from_millis(100)).unwrap(),
                 "run {run}"
             );
             drop(guard);
@@ -98,9 +98,9 @@ fn a_predicate_driven_producer_and_consumer_never_hang() {
                 std::thread::spawn(move || {
                     let mut sum = 0u64;
                     for _ in 0..ITEMS {
-                        let mut guard = cond.acquire(Some(LONG)).unwrap();
+                        let mut guard = cond.acquire_timeout(LONG).unwrap();
                         let full = guard
-                            .wait_for(|| slot.load() != 0, Some(Duration::from_secs(10)))
+                            .wait_for_timeout(|| slot.load() != 0, Duration::from_secs(10))
                             .unwrap();
                         assert!(full, "the consumer waited in vain");
                         sum += u64::from(slot.swap(0));
@@ -110,9 +110,9 @@ fn a_predicate_driven_producer_and_consumer_never_hang() {
                 })
             };
             for item in 1..=ITEMS {
-                let mut guard = cond.acquire(Some(LONG)).unwrap();
+                let mut guard = cond.acquire_timeout(LONG).unwrap();
                 let empty = guard
-                    .wait_for(|| slot.load() == 0, Some(Duration::from_secs(10)))
+                    .wait_for_timeout(|| slot.load() == 0, Duration::from_secs(10))
                     .unwrap();
                 assert!(
                     empty,

@@ -333,10 +333,19 @@ impl Client {
         self.request_decoded(Op::NumberOfObjects)
     }
 
-    /// Asks the server to stop once it has answered this, waiting up to `timeout`
-    /// (`None`: for ever) for its answer; a server that does not answer in time is
-    /// reported as [`CallError::ManagerGone`].
-    pub fn shutdown_server(&self, timeout: Option<Duration>) -> Result<(), CallError> {
+    /// Asks the server to stop once it has answered this, waiting for its answer.
+    pub fn shutdown_server(&self) -> Result<(), CallError> {
+        self.shutdown_server_within(None)
+    }
+
+    /// Like [`shutdown_server`](Self::shutdown_server), waiting up to `timeout` for the
+    /// answer; a server that does not answer in time is reported as
+    /// [`CallError::ManagerGone`].
+    pub fn shutdown_server_timeout(&self, timeout: Duration) -> Result<(), CallError> {
+        self.shutdown_server_within(Some(timeout))
+    }
+
+    fn shutdown_server_within(&self, timeout: Option<Duration>) -> Result<(), CallError> {
         let rx = self
             .send(Op::Shutdown, true)?
             .expect("a reply was asked for");
@@ -526,10 +535,32 @@ impl ObjectRef {
     }
 
     /// Calls `method` with `args` (a tuple for several) and decodes its result as `R`.
-    /// `timeout` bounds a blocking method on the server (`None`: it may wait for ever);
-    /// the call itself returns when the server answers, or at once with
-    /// [`CallError::ManagerGone`] when the manager goes away.
+    /// A blocking method on the server may wait for ever; the call itself returns when
+    /// the server answers, or at once with [`CallError::ManagerGone`] when the manager
+    /// goes away.
     pub fn call<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+    ) -> Result<R, CallError> {
+        self.call_within(method, args, None)
+    }
+
+    /// Like [`call`](Self::call), with `timeout` bounding a blocking method on the
+    /// server (how it reports the timeout is the method's: `acquire` answers false, a
+    /// queue's `get` nothing).
+    pub fn call_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<R, CallError> {
+        self.call_within(method, args, Some(timeout))
+    }
+
+    /// The body of [`call`](Self::call) and [`call_timeout`](Self::call_timeout); `None`
+    /// lets the server wait without limit.
+    pub(crate) fn call_within<A: Serialize + ?Sized, R: DeserializeOwned>(
         &self,
         method: &str,
         args: &A,
@@ -600,9 +631,19 @@ impl ObjectRef {
         &self,
         method: &str,
         args: &A,
-        timeout: Option<Duration>,
     ) -> Result<Pending<R>, CallError> {
-        self.call_pending_with(method, args, timeout, |b| Ok(codec::decode(b)?))
+        self.call_pending_with(method, args, None, |b| Ok(codec::decode(b)?))
+    }
+
+    /// [`call_timeout`](Self::call_timeout), without waiting (see
+    /// [`call_pending`](Self::call_pending)).
+    pub fn call_pending_timeout<A: Serialize + ?Sized, R: DeserializeOwned>(
+        &self,
+        method: &str,
+        args: &A,
+        timeout: Duration,
+    ) -> Result<Pending<R>, CallError> {
+        self.call_pending_with(method, args, Some(timeout), |b| Ok(codec::decode(b)?))
     }
 
     /// Makes a [`Token`] another client (in any process) can [`claim`](Client::claim).

@@ -36,7 +36,7 @@
 //! let counts = manager.dict::<String, i64>().unwrap();
 //! let lock = manager.lock().unwrap();
 //! {
-//!     let _held = lock.guard(None).unwrap();
+//!     let _held = lock.guard().unwrap();
 //!     let n = counts.get(&"a".into()).unwrap().unwrap_or(0);
 //!     counts.set(&"a".into(), &(n + 1)).unwrap();
 //! }

@@ -249,12 +249,12 @@ impl Manager {
         self.shut = true;
         // The client stays: once the server is gone its calls fail with ManagerGone.
         if let Some(client) = &self.client
-            && let Err(e) = client.shutdown_server(Some(self.shutdown_timeout))
+            && let Err(e) = client.shutdown_server_timeout(self.shutdown_timeout)
         {
             flotilla_core::event!(flotilla_core::log::Level::DEBUG, error = %e, "manager: shutdown request failed (already gone?)");
         }
         if let Some(process) = self.process.take()
-            && process.join(Some(self.shutdown_timeout)).is_err()
+            && process.join_timeout(self.shutdown_timeout).is_err()
             && process.is_alive()
         {
             flotilla_core::event!(
@@ -263,7 +263,7 @@ impl Manager {
                 "manager: server did not stop in time; killing it"
             );
             let _ = process.kill();
-            let _ = process.join(Some(Duration::from_secs(10)));
+            let _ = process.join_timeout(Duration::from_secs(10));
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }

@@ -226,13 +226,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// `d[key]`, or `None` when absent (a copy).
     pub fn get(&self, key: &K) -> Result<Option<V>, CallError> {
-        let v: Option<Bytes> = self.obj.call("get", &enc(key)?, None)?;
+        let v: Option<Bytes> = self.obj.call("get", &enc(key)?)?;
         v.map(|b| dec(&b)).transpose()
     }
 
     /// `d[key] = value`.
     pub fn set(&self, key: &K, value: &V) -> Result<(), CallError> {
-        self.obj.call("set", &(enc(key)?, enc(value)?), None)
+        self.obj.call("set", &(enc(key)?, enc(value)?))
     }
 
     /// [`get`](Self::get), sent without waiting, and waited for later: calls sent this way
@@ -266,18 +266,18 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// `del d[key]`: a [`KeyError`](crate::RemoteErrorKind::KeyError) when absent.
     pub fn del(&self, key: &K) -> Result<(), CallError> {
-        self.obj.call("del", &enc(key)?, None)
+        self.obj.call("del", &enc(key)?)
     }
 
     /// `d.pop(key, None)`: removes and returns the value, if any.
     pub fn pop(&self, key: &K) -> Result<Option<V>, CallError> {
-        let v: Option<Bytes> = self.obj.call("pop", &enc(key)?, None)?;
+        let v: Option<Bytes> = self.obj.call("pop", &enc(key)?)?;
         v.map(|b| dec(&b)).transpose()
     }
 
     /// `len(d)`.
     pub fn len(&self) -> Result<usize, CallError> {
-        let n: u64 = self.obj.call("len", &(), None)?;
+        let n: u64 = self.obj.call("len", &())?;
         Ok(n as usize)
     }
 
@@ -288,30 +288,30 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// `key in d`.
     pub fn contains_key(&self, key: &K) -> Result<bool, CallError> {
-        self.obj.call("contains", &enc(key)?, None)
+        self.obj.call("contains", &enc(key)?)
     }
 
     /// `list(d.keys())`, in insertion order.
     pub fn keys(&self) -> Result<Vec<K>, CallError> {
-        let ks: Vec<Bytes> = self.obj.call("keys", &(), None)?;
+        let ks: Vec<Bytes> = self.obj.call("keys", &())?;
         ks.iter().map(|b| dec(b)).collect()
     }
 
     /// `list(d.values())`, in insertion order.
     pub fn values(&self) -> Result<Vec<V>, CallError> {
-        let vs: Vec<Bytes> = self.obj.call("values", &(), None)?;
+        let vs: Vec<Bytes> = self.obj.call("values", &())?;
         vs.iter().map(|b| dec(b)).collect()
     }
 
     /// `list(d.items())`, in insertion order.
     pub fn items(&self) -> Result<Vec<(K, V)>, CallError> {
-        let items: Vec<(Bytes, Bytes)> = self.obj.call("items", &(), None)?;
+        let items: Vec<(Bytes, Bytes)> = self.obj.call("items", &())?;
         items.iter().map(|(k, v)| Ok((dec(k)?, dec(v)?))).collect()
     }
 
     /// `d.clear()`.
     pub fn clear(&self) -> Result<(), CallError> {
-        self.obj.call("clear", &(), None)
+        self.obj.call("clear", &())
     }
 
     /// `d.update(items)`, in one call.
@@ -327,15 +327,13 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
             .into_iter()
             .map(|(k, v)| Ok((enc(k)?, enc(v)?)))
             .collect::<Result<Vec<_>, CallError>>()?;
-        self.obj.call("update", &items, None)
+        self.obj.call("update", &items)
     }
 
     /// `d.setdefault(key, default)`: the value stored at `key`, storing `default` first
     /// when there is none. Atomic on the server.
     pub fn setdefault(&self, key: &K, default: &V) -> Result<V, CallError> {
-        let v: Bytes = self
-            .obj
-            .call("setdefault", &(enc(key)?, enc(default)?), None)?;
+        let v: Bytes = self.obj.call("setdefault", &(enc(key)?, enc(default)?))?;
         dec(&v)
     }
 
@@ -350,9 +348,9 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     ) -> Result<Result<(), Option<V>>, CallError> {
         let expected = expected.map(enc).transpose()?;
         let new = new.map(enc).transpose()?;
-        let (done, current): (bool, Option<Bytes>) =
-            self.obj
-                .call("compare_and_set", &(enc(key)?, expected, new), None)?;
+        let (done, current): (bool, Option<Bytes>) = self
+            .obj
+            .call("compare_and_set", &(enc(key)?, expected, new))?;
         if done {
             Ok(Ok(()))
         } else {
@@ -369,14 +367,14 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     /// changed the entry between the read and the write, so it must have no side effects.
     pub fn update_with(&self, key: &K, mut f: impl FnMut(Option<V>) -> V) -> Result<V, CallError> {
         let k = enc(key)?;
-        let mut current: Option<Bytes> = self.obj.call("get", &k, None)?;
+        let mut current: Option<Bytes> = self.obj.call("get", &k)?;
         loop {
             let old = current.as_deref().map(|b| dec::<V>(b)).transpose()?;
             let new = f(old);
             let new_bytes = enc(&new)?;
-            let (done, found): (bool, Option<Bytes>) =
-                self.obj
-                    .call("compare_and_set", &(&k, &current, Some(&new_bytes)), None)?;
+            let (done, found): (bool, Option<Bytes>) = self
+                .obj
+                .call("compare_and_set", &(&k, &current, Some(&new_bytes)))?;
             if done {
                 return Ok(new);
             }
@@ -389,7 +387,7 @@ impl<K: Serialize + DeserializeOwned> DictProxy<K, i64> {
     /// `d[key] += delta` in place on the server (from 0 when absent), returning the new
     /// value: a counter with no lock and no lost update.
     pub fn add(&self, key: &K, delta: i64) -> Result<i64, CallError> {
-        self.obj.call("add_int", &(enc(key)?, delta, 0i64), None)
+        self.obj.call("add_int", &(enc(key)?, delta, 0i64))
     }
 }
 
@@ -421,7 +419,7 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// `l.append(item)`; returns the new length.
     pub fn append(&self, item: &T) -> Result<usize, CallError> {
-        let n: u64 = self.obj.call("append", &enc(item)?, None)?;
+        let n: u64 = self.obj.call("append", &enc(item)?)?;
         Ok(n as usize)
     }
 
@@ -431,36 +429,36 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
         T: 'a,
     {
         let items = items.into_iter().map(enc).collect::<Result<Vec<_>, _>>()?;
-        let n: u64 = self.obj.call("extend", &items, None)?;
+        let n: u64 = self.obj.call("extend", &items)?;
         Ok(n as usize)
     }
 
     /// `l[index]` (a copy); an [`IndexError`](crate::RemoteErrorKind::IndexError) out of
     /// range.
     pub fn get(&self, index: i64) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("get", &index, None)?;
+        let b: Bytes = self.obj.call("get", &index)?;
         dec(&b)
     }
 
     /// `l[index] = item`.
     pub fn set(&self, index: i64, item: &T) -> Result<(), CallError> {
-        self.obj.call("set", &(index, enc(item)?), None)
+        self.obj.call("set", &(index, enc(item)?))
     }
 
     /// `l.insert(index, item)`.
     pub fn insert(&self, index: i64, item: &T) -> Result<(), CallError> {
-        self.obj.call("insert", &(index, enc(item)?), None)
+        self.obj.call("insert", &(index, enc(item)?))
     }
 
     /// `l.pop(index)` (`None`: the last).
     pub fn pop(&self, index: Option<i64>) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("pop", &index, None)?;
+        let b: Bytes = self.obj.call("pop", &index)?;
         dec(&b)
     }
 
     /// `len(l)`.
     pub fn len(&self) -> Result<usize, CallError> {
-        let n: u64 = self.obj.call("len", &(), None)?;
+        let n: u64 = self.obj.call("len", &())?;
         Ok(n as usize)
     }
 
@@ -471,18 +469,18 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
 
     /// `l[:]`: a copy of the whole list.
     pub fn to_vec(&self) -> Result<Vec<T>, CallError> {
-        let items: Vec<Bytes> = self.obj.call("to_vec", &(), None)?;
+        let items: Vec<Bytes> = self.obj.call("to_vec", &())?;
         items.iter().map(|b| dec(b)).collect()
     }
 
     /// `l.reverse()`.
     pub fn reverse(&self) -> Result<(), CallError> {
-        self.obj.call("reverse", &(), None)
+        self.obj.call("reverse", &())
     }
 
     /// `l.clear()`.
     pub fn clear(&self) -> Result<(), CallError> {
-        self.obj.call("clear", &(), None)
+        self.obj.call("clear", &())
     }
 }
 
@@ -512,23 +510,23 @@ impl NamespaceProxy {
     /// `ns.name` (a copy); an [`AttributeError`](crate::RemoteErrorKind::AttributeError)
     /// when unset.
     pub fn get<T: DeserializeOwned>(&self, name: &str) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("get", name, None)?;
+        let b: Bytes = self.obj.call("get", name)?;
         dec(&b)
     }
 
     /// `ns.name = value`.
     pub fn set<T: Serialize + ?Sized>(&self, name: &str, value: &T) -> Result<(), CallError> {
-        self.obj.call("set", &(name, enc(value)?), None)
+        self.obj.call("set", &(name, enc(value)?))
     }
 
     /// `del ns.name`.
     pub fn del(&self, name: &str) -> Result<(), CallError> {
-        self.obj.call("del", name, None)
+        self.obj.call("del", name)
     }
 
     /// The names set, sorted.
     pub fn names(&self) -> Result<Vec<String>, CallError> {
-        self.obj.call("names", &(), None)
+        self.obj.call("names", &())
     }
 }
 
@@ -542,12 +540,12 @@ impl NamespaceProxy {
 /// use std::time::Duration;
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let lock = manager.lock().unwrap();
-/// assert!(lock.acquire(None).unwrap());
+/// lock.acquire().unwrap();
 /// assert!(!lock.try_acquire().unwrap());
-/// assert!(!lock.acquire(Some(Duration::from_millis(10))).unwrap());
+/// assert!(!lock.acquire_timeout(Duration::from_millis(10)).unwrap());
 /// lock.release().unwrap();
 /// {
-///     let _guard = lock.guard(None).unwrap();
+///     let _guard = lock.guard().unwrap();
 ///     assert!(lock.locked().unwrap());
 /// }
 /// assert!(!lock.locked().unwrap());
@@ -564,35 +562,46 @@ impl LockProxy {
         Ok(Self::from_ref(client.create(Self::TYPEID, &())?))
     }
 
-    /// Waits up to `timeout` (`None`: for ever) for the lock; true when acquired.
-    pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("acquire", &(), timeout)
+    /// Waits for the lock, as long as it takes: Python's `acquire()`.
+    pub fn acquire(&self) -> Result<(), CallError> {
+        self.obj.call::<(), bool>("acquire", &()).map(drop)
+    }
+
+    /// Waits up to `timeout` for the lock; true when acquired.
+    pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+        self.obj.call_timeout("acquire", &(), timeout)
     }
 
     /// Acquires the lock if it is free, without waiting.
     pub fn try_acquire(&self) -> Result<bool, CallError> {
-        self.obj.call("acquire", &(), NO_WAIT)
+        self.obj.call_within("acquire", &(), NO_WAIT)
     }
 
     /// Releases it (any client may, as with Python's `Lock`); a
     /// [`RuntimeError`](crate::RemoteErrorKind::RuntimeError) when it is not locked.
     pub fn release(&self) -> Result<(), CallError> {
-        self.obj.call("release", &(), None)
+        self.obj.call("release", &())
     }
 
     /// Whether someone holds it.
     pub fn locked(&self) -> Result<bool, CallError> {
-        self.obj.call("locked", &(), None)
+        self.obj.call("locked", &())
     }
 
-    /// Acquires it (up to `timeout`) and returns a guard that releases it on drop: Python's
-    /// `with lock:`. `Ok(None)` when the timeout passed.
-    pub fn guard(
+    /// Acquires it and returns a guard that releases it on drop: Python's `with lock:`.
+    pub fn guard(&self) -> Result<LockProxyGuard<'_>, CallError> {
+        self.acquire()?;
+        Ok(LockProxyGuard { lock: self })
+    }
+
+    /// Acquires it (up to `timeout`) and returns a guard that releases it on drop.
+    /// `Ok(None)` when the timeout passed.
+    pub fn guard_timeout(
         &self,
-        timeout: Option<Duration>,
+        timeout: Duration,
     ) -> Result<Option<LockProxyGuard<'_>>, CallError> {
         Ok(self
-            .acquire(timeout)?
+            .acquire_timeout(timeout)?
             .then_some(LockProxyGuard { lock: self }))
     }
 }
@@ -622,7 +631,7 @@ impl Drop for LockProxyGuard<'_> {
 /// let q = manager.queue::<String>(0).unwrap();
 /// q.put(&"a".into()).unwrap();
 /// assert_eq!(q.get().unwrap(), "a");
-/// assert_eq!(q.get_timeout(Some(Duration::from_millis(10))).unwrap(), None);
+/// assert_eq!(q.get_timeout(Duration::from_millis(10)).unwrap(), None);
 /// assert_eq!(q.try_get().unwrap(), None);
 /// ```
 pub struct QueueProxy<T> {
@@ -637,46 +646,63 @@ macro_rules! queue_methods {
     () => {
         /// Puts `item`, waiting for ever while the queue is full.
         pub fn put(&self, item: &T) -> Result<(), CallError> {
-            let _: bool = self.obj.call("put", &enc(item)?, None)?;
+            let _: bool = self.obj.call("put", &enc(item)?)?;
             Ok(())
         }
 
-        /// Puts `item`, waiting up to `timeout` (`None`: for ever) while the queue is full;
-        /// false when the timeout passed (the item was not put).
-        pub fn put_timeout(&self, item: &T, timeout: Option<Duration>) -> Result<bool, CallError> {
-            self.obj.call("put", &enc(item)?, timeout)
+        /// Puts `item`, waiting up to `timeout` while the queue is full; false when the
+        /// timeout passed (the item was not put).
+        pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<bool, CallError> {
+            self.obj.call_timeout("put", &enc(item)?, timeout)
         }
 
         /// Puts `item` if there is room, without waiting.
         pub fn try_put(&self, item: &T) -> Result<bool, CallError> {
-            self.obj.call("put", &enc(item)?, NO_WAIT)
+            self.obj.call_within("put", &enc(item)?, NO_WAIT)
         }
 
         /// Takes the first item, waiting for ever for one.
         pub fn get(&self) -> Result<T, CallError> {
             loop {
-                if let Some(item) = self.get_timeout(None)? {
+                if let Some(item) = self.get_within(None)? {
                     return Ok(item);
                 }
             }
         }
 
-        /// Takes the first item, waiting up to `timeout` (`None`: for ever); `None` when the
-        /// timeout passed.
-        pub fn get_timeout(&self, timeout: Option<Duration>) -> Result<Option<T>, CallError> {
-            let b: Option<Bytes> = self.obj.call("get", &(), timeout)?;
-            b.map(|b| dec(&b)).transpose()
+        /// Takes the first item, waiting up to `timeout`; `None` when the timeout passed.
+        pub fn get_timeout(&self, timeout: Duration) -> Result<Option<T>, CallError> {
+            self.get_within(Some(timeout))
         }
 
         /// Takes the first item if there is one, without waiting.
         pub fn try_get(&self) -> Result<Option<T>, CallError> {
-            self.get_timeout(NO_WAIT)
+            self.get_within(NO_WAIT)
         }
 
-        /// [`get_timeout`](Self::get_timeout), without waiting: wait for it with
-        /// [`Pending::wait`], or `.await` it from async code, which blocks no thread while
-        /// the get is parked on the server.
-        pub fn get_pending(
+        /// The body of the `get` forms; `None` waits without limit.
+        fn get_within(&self, timeout: Option<Duration>) -> Result<Option<T>, CallError> {
+            let b: Option<Bytes> = self.obj.call_within("get", &(), timeout)?;
+            b.map(|b| dec(&b)).transpose()
+        }
+
+        /// [`get`](Self::get), without waiting: wait for it with [`Pending::wait`], or
+        /// `.await` it from async code, which blocks no thread while the get is parked on
+        /// the server. It answers `Some(item)`.
+        pub fn get_pending(&self) -> Result<Pending<Option<T>>, CallError> {
+            self.get_pending_within(None)
+        }
+
+        /// [`get_timeout`](Self::get_timeout), without waiting (see
+        /// [`get_pending`](Self::get_pending)); `None` when the timeout passed.
+        pub fn get_pending_timeout(
+            &self,
+            timeout: Duration,
+        ) -> Result<Pending<Option<T>>, CallError> {
+            self.get_pending_within(Some(timeout))
+        }
+
+        fn get_pending_within(
             &self,
             timeout: Option<Duration>,
         ) -> Result<Pending<Option<T>>, CallError> {
@@ -686,30 +712,37 @@ macro_rules! queue_methods {
             })
         }
 
+        /// [`put`](Self::put), without waiting (see [`get_pending`](Self::get_pending)); it
+        /// answers true.
+        pub fn put_pending(&self, item: &T) -> Result<Pending<bool>, CallError> {
+            self.obj.call_pending_with("put", &enc(item)?, None, dec)
+        }
+
         /// [`put_timeout`](Self::put_timeout), without waiting (see
         /// [`get_pending`](Self::get_pending)); true when put.
-        pub fn put_pending(
+        pub fn put_pending_timeout(
             &self,
             item: &T,
-            timeout: Option<Duration>,
+            timeout: Duration,
         ) -> Result<Pending<bool>, CallError> {
-            self.obj.call_pending_with("put", &enc(item)?, timeout, dec)
+            self.obj
+                .call_pending_with("put", &enc(item)?, Some(timeout), dec)
         }
 
         /// The number of items (approximate, as in Python: others may put or get meanwhile).
         pub fn qsize(&self) -> Result<usize, CallError> {
-            let n: u64 = self.obj.call("qsize", &(), None)?;
+            let n: u64 = self.obj.call("qsize", &())?;
             Ok(n as usize)
         }
 
         /// Whether it is empty (approximate).
         pub fn empty(&self) -> Result<bool, CallError> {
-            self.obj.call("empty", &(), None)
+            self.obj.call("empty", &())
         }
 
         /// Whether it is full (approximate).
         pub fn full(&self) -> Result<bool, CallError> {
-            self.obj.call("full", &(), None)
+            self.obj.call("full", &())
         }
     };
 }
@@ -806,8 +839,8 @@ impl Drop for ProxyGuard<'_> {
 /// ```
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let lock = manager.rlock().unwrap();
-/// assert!(lock.acquire(None).unwrap());
-/// assert!(lock.acquire(None).unwrap()); // again, by the same thread
+/// lock.acquire().unwrap();
+/// lock.acquire().unwrap(); // again, by the same thread
 /// lock.release().unwrap();
 /// lock.release().unwrap();
 /// assert!(lock.release().is_err()); // RuntimeError: not acquired
@@ -823,30 +856,49 @@ proxy_common!(RLockProxy, "RLock");
 /// [`RLockProxy`] and [`ConditionProxy`] (whose underlying lock is one).
 macro_rules! reentrant_lock_methods {
     () => {
-        /// Waits up to `timeout` (`None`: for ever) for the lock; true when acquired (at
-        /// once when this thread holds it already).
-        pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-            self.obj.call("acquire", &this_thread(), timeout)
+        /// Waits for the lock, as long as it takes (at once when this thread holds it
+        /// already): Python's `acquire()`.
+        pub fn acquire(&self) -> Result<(), CallError> {
+            self.acquire_within(None).map(drop)
+        }
+
+        /// Waits up to `timeout` for the lock; true when acquired (at once when this
+        /// thread holds it already).
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+            self.acquire_within(Some(timeout))
         }
 
         /// Acquires it if free (or this thread's), without waiting.
         pub fn try_acquire(&self) -> Result<bool, CallError> {
-            self.acquire(NO_WAIT)
+            self.acquire_within(NO_WAIT)
+        }
+
+        fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+            self.obj.call_within("acquire", &this_thread(), timeout)
         }
 
         /// Releases one level; a [`RuntimeError`](crate::RemoteErrorKind::RuntimeError)
         /// when this thread does not hold it.
         pub fn release(&self) -> Result<(), CallError> {
-            self.obj.call("release", &this_thread(), None)
+            self.obj.call("release", &this_thread())
         }
 
-        /// Acquires it (up to `timeout`) and returns a guard releasing it on drop:
-        /// Python's `with lock:`. `Ok(None)` when the timeout passed.
-        pub fn guard(
+        /// Acquires it and returns a guard releasing it on drop: Python's `with lock:`.
+        pub fn guard(&self) -> Result<ProxyGuard<'_>, CallError> {
+            self.acquire()?;
+            Ok(ProxyGuard {
+                obj: &self.obj,
+                release_args: enc(&this_thread()).unwrap_or_default(),
+            })
+        }
+
+        /// Acquires it (up to `timeout`) and returns a guard releasing it on drop.
+        /// `Ok(None)` when the timeout passed.
+        pub fn guard_timeout(
             &self,
-            timeout: Option<Duration>,
+            timeout: Duration,
         ) -> Result<Option<ProxyGuard<'_>>, CallError> {
-            Ok(self.acquire(timeout)?.then(|| ProxyGuard {
+            Ok(self.acquire_timeout(timeout)?.then(|| ProxyGuard {
                 obj: &self.obj,
                 release_args: enc(&this_thread()).unwrap_or_default(),
             }))
@@ -862,33 +914,51 @@ impl RLockProxy {
 /// [`BoundedSemaphoreProxy`].
 macro_rules! semaphore_methods {
     () => {
-        /// Waits up to `timeout` (`None`: for ever) for a permit; true when acquired.
-        pub fn acquire(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-            self.obj.call("acquire", &(), timeout)
+        /// Waits for a permit, as long as it takes: Python's `acquire()`.
+        pub fn acquire(&self) -> Result<(), CallError> {
+            self.acquire_within(None).map(drop)
+        }
+
+        /// Waits up to `timeout` for a permit; true when acquired.
+        pub fn acquire_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+            self.acquire_within(Some(timeout))
         }
 
         /// Takes a permit if one is free, without waiting.
         pub fn try_acquire(&self) -> Result<bool, CallError> {
-            self.acquire(NO_WAIT)
+            self.acquire_within(NO_WAIT)
+        }
+
+        fn acquire_within(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+            self.obj.call_within("acquire", &(), timeout)
         }
 
         /// Gives back `n` permits (Python's `release(n)`).
         pub fn release(&self, n: u64) -> Result<(), CallError> {
-            self.obj.call("release", &n, None)
+            self.obj.call("release", &n)
         }
 
         /// The free permits now (approximate: others may take or give meanwhile).
         pub fn value(&self) -> Result<u64, CallError> {
-            self.obj.call("value", &(), None)
+            self.obj.call("value", &())
+        }
+
+        /// Takes a permit and returns a guard giving it back on drop.
+        pub fn guard(&self) -> Result<ProxyGuard<'_>, CallError> {
+            self.acquire()?;
+            Ok(ProxyGuard {
+                obj: &self.obj,
+                release_args: enc(&1u64).unwrap_or_default(),
+            })
         }
 
         /// Takes a permit (up to `timeout`) and returns a guard giving it back on drop.
         /// `Ok(None)` when the timeout passed.
-        pub fn guard(
+        pub fn guard_timeout(
             &self,
-            timeout: Option<Duration>,
+            timeout: Duration,
         ) -> Result<Option<ProxyGuard<'_>>, CallError> {
-            Ok(self.acquire(timeout)?.then(|| ProxyGuard {
+            Ok(self.acquire_timeout(timeout)?.then(|| ProxyGuard {
                 obj: &self.obj,
                 release_args: enc(&1u64).unwrap_or_default(),
             }))
@@ -902,7 +972,7 @@ macro_rules! semaphore_methods {
 /// ```
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let sem = manager.semaphore(2).unwrap();
-/// assert!(sem.acquire(None).unwrap());
+/// sem.acquire().unwrap();
 /// assert!(sem.try_acquire().unwrap());
 /// assert!(!sem.try_acquire().unwrap());
 /// sem.release(2).unwrap();
@@ -946,8 +1016,8 @@ impl BoundedSemaphoreProxy {
 /// use std::time::Duration;
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let cond = manager.condition().unwrap();
-/// let _held = cond.guard(None).unwrap().unwrap();
-/// assert!(!cond.wait(Some(Duration::from_millis(10))).unwrap()); // nobody notified
+/// let _held = cond.guard().unwrap();
+/// assert!(!cond.wait_timeout(Duration::from_millis(10)).unwrap()); // nobody notified
 /// cond.notify_all().unwrap();
 /// ```
 pub struct ConditionProxy {
@@ -960,16 +1030,39 @@ proxy_common!(ConditionProxy, "Condition");
 impl ConditionProxy {
     reentrant_lock_methods!();
 
-    /// Releases the lock, waits up to `timeout` (`None`: for ever) for a notify, and takes
-    /// the lock back; true when notified. The caller must hold the lock (else a
+    /// Releases the lock, waits for a notify, and takes the lock back: Python's
+    /// `wait()`. The caller must hold the lock (else a
     /// [`RuntimeError`](crate::RemoteErrorKind::RuntimeError)).
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("wait", &this_thread(), timeout)
+    pub fn wait(&self) -> Result<(), CallError> {
+        self.wait_within(None).map(drop)
     }
 
-    /// Waits until `predicate()` is true, up to `timeout`; returns its last value. The
-    /// predicate runs in this process, with the lock held.
-    pub fn wait_for(
+    /// Like [`wait`](Self::wait), waiting up to `timeout` for the notify; true when
+    /// notified.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+        self.wait_within(Some(timeout))
+    }
+
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
+        self.obj.call_within("wait", &this_thread(), timeout)
+    }
+
+    /// Waits until `predicate()` is true. The predicate runs in this process, with the
+    /// lock held.
+    pub fn wait_for(&self, predicate: impl FnMut() -> bool) -> Result<(), CallError> {
+        self.wait_for_within(predicate, None).map(drop)
+    }
+
+    /// Waits until `predicate()` is true, up to `timeout`; returns its last value.
+    pub fn wait_for_timeout(
+        &self,
+        predicate: impl FnMut() -> bool,
+        timeout: Duration,
+    ) -> Result<bool, CallError> {
+        self.wait_for_within(predicate, Some(timeout))
+    }
+
+    fn wait_for_within(
         &self,
         mut predicate: impl FnMut() -> bool,
         timeout: Option<Duration>,
@@ -982,18 +1075,18 @@ impl ConditionProxy {
             if deadline.expired() {
                 return Ok(false);
             }
-            self.wait(deadline.remaining())?;
+            self.wait_within(deadline.remaining())?;
         }
     }
 
     /// Wakes up to `n` waiters. The caller must hold the lock.
     pub fn notify(&self, n: u64) -> Result<(), CallError> {
-        self.obj.call("notify", &(this_thread(), n), None)
+        self.obj.call("notify", &(this_thread(), n))
     }
 
     /// Wakes every waiter. The caller must hold the lock.
     pub fn notify_all(&self) -> Result<(), CallError> {
-        self.obj.call("notify_all", &this_thread(), None)
+        self.obj.call("notify_all", &this_thread())
     }
 }
 
@@ -1003,9 +1096,10 @@ impl ConditionProxy {
 /// use std::time::Duration;
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let event = manager.event().unwrap();
-/// assert!(!event.wait(Some(Duration::from_millis(10))).unwrap());
+/// assert!(!event.wait_timeout(Duration::from_millis(10)).unwrap());
 /// event.set().unwrap();
-/// assert!(event.is_set().unwrap() && event.wait(None).unwrap());
+/// assert!(event.is_set().unwrap());
+/// event.wait().unwrap(); // set: returns at once
 /// ```
 pub struct EventProxy {
     obj: ObjectRef,
@@ -1017,22 +1111,27 @@ proxy_common!(EventProxy, "Event");
 impl EventProxy {
     /// Sets the flag, waking every waiter.
     pub fn set(&self) -> Result<(), CallError> {
-        self.obj.call("set", &(), None)
+        self.obj.call("set", &())
     }
 
     /// Clears the flag.
     pub fn clear(&self) -> Result<(), CallError> {
-        self.obj.call("clear", &(), None)
+        self.obj.call("clear", &())
     }
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> Result<bool, CallError> {
-        self.obj.call("is_set", &(), None)
+        self.obj.call("is_set", &())
     }
 
-    /// Waits up to `timeout` (`None`: for ever) for the flag; returns it.
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("wait", &(), timeout)
+    /// Waits for the flag, as long as it takes: Python's `wait()`.
+    pub fn wait(&self) -> Result<(), CallError> {
+        self.obj.call::<(), bool>("wait", &()).map(drop)
+    }
+
+    /// Waits up to `timeout` for the flag; returns it.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+        self.obj.call_timeout("wait", &(), timeout)
     }
 }
 
@@ -1043,7 +1142,7 @@ impl EventProxy {
 /// ```
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let barrier = manager.barrier(1).unwrap();
-/// assert_eq!(barrier.wait(None).unwrap(), 0);
+/// assert_eq!(barrier.wait().unwrap(), 0);
 /// assert_eq!(barrier.parties().unwrap(), 1);
 /// ```
 pub struct BarrierProxy {
@@ -1054,35 +1153,40 @@ pub struct BarrierProxy {
 proxy_common!(BarrierProxy, "Barrier");
 
 impl BarrierProxy {
-    /// Waits (up to `timeout`) until all parties wait; returns this party's arrival index
-    /// (0 to parties − 1).
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<u64, CallError> {
-        self.obj.call("wait", &(), timeout)
+    /// Waits until all parties wait (or the barrier's own timeout passes); returns this
+    /// party's arrival index (0 to parties − 1).
+    pub fn wait(&self) -> Result<u64, CallError> {
+        self.obj.call("wait", &())
+    }
+
+    /// Like [`wait`](Self::wait), giving up (and breaking the barrier) after `timeout`.
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<u64, CallError> {
+        self.obj.call_timeout("wait", &(), timeout)
     }
 
     /// Breaks it: every waiter, and every later wait until [`reset`](Self::reset), fails.
     pub fn abort(&self) -> Result<(), CallError> {
-        self.obj.call("abort", &(), None)
+        self.obj.call("abort", &())
     }
 
     /// Breaks it for those waiting now, then makes it usable again.
     pub fn reset(&self) -> Result<(), CallError> {
-        self.obj.call("reset", &(), None)
+        self.obj.call("reset", &())
     }
 
     /// How many parties it needs.
     pub fn parties(&self) -> Result<u64, CallError> {
-        self.obj.call("parties", &(), None)
+        self.obj.call("parties", &())
     }
 
     /// How many wait now.
     pub fn n_waiting(&self) -> Result<u64, CallError> {
-        self.obj.call("n_waiting", &(), None)
+        self.obj.call("n_waiting", &())
     }
 
     /// Whether it is broken.
     pub fn broken(&self) -> Result<bool, CallError> {
-        self.obj.call("broken", &(), None)
+        self.obj.call("broken", &())
     }
 }
 
@@ -1106,29 +1210,28 @@ proxy_common!(ValueProxy, "Value", T);
 impl<T: Serialize + DeserializeOwned> ValueProxy<T> {
     /// The value (a copy).
     pub fn get(&self) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("get", &(), None)?;
+        let b: Bytes = self.obj.call("get", &())?;
         dec(&b)
     }
 
     /// Replaces the value.
     pub fn set(&self, value: &T) -> Result<(), CallError> {
-        self.obj.call("set", &enc(value)?, None)
+        self.obj.call("set", &enc(value)?)
     }
 
     /// Replaces the value with `f(current)` atomically, whatever other clients do meanwhile
     /// (a compare-and-swap loop: `f` may run again, so it must have no side effects), and
     /// returns the new value.
     pub fn update_with(&self, mut f: impl FnMut(T) -> T) -> Result<T, CallError> {
-        let mut current: Bytes = self.obj.call("get", &(), None)?;
+        let mut current: Bytes = self.obj.call("get", &())?;
         loop {
             let new = f(dec(&current)?);
             let (done, found): (bool, Option<Bytes>) =
-                self.obj
-                    .call("compare_and_set", &(&current, enc(&new)?), None)?;
+                self.obj.call("compare_and_set", &(&current, enc(&new)?))?;
             match found {
                 _ if done => return Ok(new),
                 Some(found) => current = found,
-                None => current = self.obj.call("get", &(), None)?,
+                None => current = self.obj.call("get", &())?,
             }
         }
     }
@@ -1154,18 +1257,18 @@ proxy_common!(ArrayProxy, "Array", T);
 impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
     /// `a[index]` (a copy).
     pub fn get(&self, index: i64) -> Result<T, CallError> {
-        let b: Bytes = self.obj.call("get", &index, None)?;
+        let b: Bytes = self.obj.call("get", &index)?;
         dec(&b)
     }
 
     /// `a[index] = item`.
     pub fn set(&self, index: i64, item: &T) -> Result<(), CallError> {
-        self.obj.call("set", &(index, enc(item)?), None)
+        self.obj.call("set", &(index, enc(item)?))
     }
 
     /// `len(a)`.
     pub fn len(&self) -> Result<usize, CallError> {
-        let n: u64 = self.obj.call("len", &(), None)?;
+        let n: u64 = self.obj.call("len", &())?;
         Ok(n as usize)
     }
 
@@ -1176,7 +1279,7 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
 
     /// `a[:]`: a copy of the whole array.
     pub fn to_vec(&self) -> Result<Vec<T>, CallError> {
-        let items: Vec<Bytes> = self.obj.call("to_vec", &(), None)?;
+        let items: Vec<Bytes> = self.obj.call("to_vec", &())?;
         items.iter().map(|b| dec(b)).collect()
     }
 }
@@ -1189,10 +1292,10 @@ impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
 /// # let manager = flotilla_manager::Manager::start().unwrap();
 /// let q = manager.joinable_queue::<u32>(0).unwrap();
 /// q.put(&1).unwrap();
-/// assert!(!q.join(Some(Duration::from_millis(10))).unwrap()); // one unfinished
+/// assert!(!q.join_timeout(Duration::from_millis(10)).unwrap()); // one unfinished
 /// assert_eq!(q.get().unwrap(), 1);
 /// q.task_done().unwrap();
-/// assert!(q.join(None).unwrap());
+/// q.join().unwrap();
 /// ```
 pub struct JoinableQueueProxy<T> {
     obj: ObjectRef,
@@ -1207,13 +1310,17 @@ impl<T: Serialize + DeserializeOwned> JoinableQueueProxy<T> {
     /// Marks one item taken as done; a [`ValueError`](crate::RemoteErrorKind::ValueError)
     /// when called more times than items were put.
     pub fn task_done(&self) -> Result<(), CallError> {
-        self.obj.call("task_done", &(), None)
+        self.obj.call("task_done", &())
     }
 
-    /// Waits up to `timeout` (`None`: for ever) until every item put is marked done; true
-    /// when it is.
-    pub fn join(&self, timeout: Option<Duration>) -> Result<bool, CallError> {
-        self.obj.call("join", &(), timeout)
+    /// Waits until every item put is marked done: Python's `join()`.
+    pub fn join(&self) -> Result<(), CallError> {
+        self.obj.call::<(), bool>("join", &()).map(drop)
+    }
+
+    /// Waits up to `timeout` until every item put is marked done; true when it is.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, CallError> {
+        self.obj.call_timeout("join", &(), timeout)
     }
 }
 

@@ -21,14 +21,14 @@ fn a_parked_get_awaited_in_a_current_thread_runtime_blocks_nothing() {
         let (got, put) = rt.block_on(async {
             let getter = {
                 let q = q.clone();
-                async move { q.get_pending(None).unwrap().await }
+                async move { q.get_pending().unwrap().await }
             };
             let putter = {
                 let q = q.clone();
                 async move {
                     // Runs only if the parked get leaves the runtime's one thread free.
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    q.put_pending(&7, None).unwrap().await
+                    q.put_pending(&7).unwrap().await
                 }
             };
             // Both on the one thread, at once.
@@ -39,15 +39,10 @@ fn a_parked_get_awaited_in_a_current_thread_runtime_blocks_nothing() {
         // Any method, untyped, awaited; a manager shut down ends a parked future at once.
         rt.block_on(async {
             d.set_pending(&1, &2).unwrap().await.unwrap();
-            let n: u64 = d
-                .object()
-                .call_pending("len", &(), None)
-                .unwrap()
-                .await
-                .unwrap();
+            let n: u64 = d.object().call_pending("len", &()).unwrap().await.unwrap();
             assert_eq!(n, 1);
         });
-        let pending = q.get_pending(None).unwrap();
+        let pending = q.get_pending().unwrap();
         drop(manager);
         let err = rt.block_on(pending).unwrap_err();
         // The shutdown answers a parked call `Gone` (or the connection's end does).

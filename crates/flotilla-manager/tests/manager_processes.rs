@@ -67,7 +67,7 @@ fn sixty_four_threads_of_locked_increments_lose_nothing() {
                 let (d, lock) = (d.clone(), lock.clone());
                 threads.push(thread::spawn(move || {
                     for _ in 0..ROUNDS {
-                        assert!(lock.acquire(None).unwrap());
+                        lock.acquire().unwrap();
                         let n = d.get(&"n".into()).unwrap().unwrap();
                         d.set(&"n".into(), &(n + 1)).unwrap();
                         lock.release().unwrap();
@@ -95,7 +95,7 @@ struct HoldArgs {
 fn hold_the_lock(args: HoldArgs) {
     let client = connect(&args.address, Some(&args.authkey)).unwrap();
     let lock = LockProxy::from_token(&client, &args.lock).unwrap();
-    assert!(lock.acquire(Some(LONG)).unwrap());
+    assert!(lock.acquire_timeout(LONG).unwrap());
     args.report.send(&"held").unwrap();
     loop {
         thread::sleep(Duration::from_secs(1));
@@ -123,9 +123,9 @@ fn a_client_killed_while_holding_a_lock_releases_it() {
         assert!(lock.locked().unwrap());
         assert!(!lock.try_acquire().unwrap());
         child.kill().unwrap();
-        assert!(child.join(Some(LONG)).is_err()); // killed: no value
+        assert!(child.join_timeout(LONG).is_err()); // killed: no value
         assert!(
-            lock.acquire(Some(LONG)).unwrap(),
+            lock.acquire_timeout(LONG).unwrap(),
             "the dead holder's lock was released"
         );
         lock.release().unwrap();
@@ -151,7 +151,7 @@ fn make_objects(args: LitterArgs) {
     }
     let l = client.list::<u8>().unwrap();
     let lock = client.lock().unwrap();
-    assert!(lock.acquire(None).unwrap());
+    lock.acquire().unwrap();
     let q: QueueProxy<u8> = client.queue(0).unwrap();
     let q2 = q.clone();
     thread::spawn(move || q2.get());
@@ -182,7 +182,7 @@ fn objects_of_a_killed_client_are_freed() {
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "made");
         assert_eq!(manager.number_of_objects().unwrap(), before + 8);
         child.kill().unwrap();
-        let _ = child.join(Some(LONG));
+        let _ = child.join_timeout(LONG);
         wait_for("the dead client's objects freed", || {
             manager.number_of_objects().unwrap() == before
         });
@@ -251,7 +251,7 @@ fn shutdown_is_idempotent_and_proxies_fail_at_once_after_it() {
     with_deadline(LONG, "shutdown", || {
         let mut manager = Manager::start().unwrap();
         let lock = manager.lock().unwrap();
-        assert!(lock.acquire(None).unwrap());
+        lock.acquire().unwrap();
         manager.shutdown();
         manager.shutdown();
         assert!(lock.locked().unwrap_err().is_manager_gone());
@@ -311,7 +311,7 @@ fn a_forked_child_cannot_use_its_parents_connection_but_can_connect_its_own() {
         }
         .unwrap();
         assert!(
-            child.join(Some(LONG)).unwrap(),
+            child.join_timeout(LONG).unwrap(),
             "the inherited connection was refused"
         );
         // The parent's connection is intact, and sees the child's write.

@@ -282,7 +282,7 @@ fn netns_role() {
             let from = var("ME_IP");
             mine.put(&format!("hello {other}, this is {me} from {from}"))
                 .unwrap();
-            let got = theirs.get_timeout(Some(LONG)).unwrap().expect("a message");
+            let got = theirs.get_timeout(LONG).unwrap().expect("a message");
             println!("GOT {got}");
         }
         "stop" => {
@@ -291,7 +291,7 @@ fn netns_role() {
             assert!(matches!(wrong, Err(ConnectError::Auth { .. })), "{wrong:?}");
             connect(&at, Some(&key))
                 .unwrap()
-                .shutdown_server(Some(LONG))
+                .shutdown_server_timeout(LONG)
                 .unwrap();
             println!("STOPPED wrong key refused");
         }

@@ -27,7 +27,7 @@ fn proxies_passed_to_a_child_and_a_pool_task_reach_their_objects() {
         let child = Process::new(change, (d.clone(), l.clone()))
             .start()
             .unwrap();
-        assert_eq!(child.join(Some(LONG)).unwrap(), 3);
+        assert_eq!(child.join_timeout(LONG).unwrap(), 3);
         assert_eq!(l.to_vec().unwrap(), [3, 2, 1]);
         let pool = Pool::new(1).unwrap();
         assert_eq!(pool.apply(change, (d.clone(), l.clone())).unwrap(), 3);
@@ -94,7 +94,7 @@ fn each_proxy_carries_its_own_managers_address_and_key() {
         b.append(&"from two".into()).unwrap();
         let child = Process::new(read_both, (a, b)).start().unwrap();
         assert_eq!(
-            child.join(Some(LONG)).unwrap(),
+            child.join_timeout(LONG).unwrap(),
             (vec!["from one".to_owned()], vec!["from two".to_owned()])
         );
     });
@@ -116,9 +116,9 @@ fn a_proxy_put_on_a_queue_by_a_child_that_exits_stays_usable() {
         Process::new(send_a_list, q.clone())
             .start()
             .unwrap()
-            .join(Some(LONG))
+            .join_timeout(LONG)
             .unwrap();
-        let l = q.get_timeout(Some(LONG)).unwrap().unwrap();
+        let l = q.get_timeout(LONG).unwrap().unwrap();
         assert_eq!(l.to_vec().unwrap(), [4, 5]);
     });
 }
@@ -139,7 +139,7 @@ fn objects_registered_by_name_are_one_object_for_every_client() {
         let qa: QueueProxy<u32> = a.get("get_queue").unwrap();
         let qb: QueueProxy<u32> = b.get("get_queue").unwrap();
         qa.put(&1).unwrap();
-        assert_eq!(qb.get_timeout(Some(LONG)).unwrap(), Some(1));
+        assert_eq!(qb.get_timeout(LONG).unwrap(), Some(1));
         // Dropping every proxy does not free it: the server holds what it registered.
         drop((qa, qb));
         let again: QueueProxy<u32> = b.get("get_queue").unwrap();
@@ -188,7 +188,7 @@ fn a_proxy_stored_in_a_dict_keeps_working_for_every_reader_until_removed() {
             })
             .collect();
         for child in children {
-            child.join(Some(LONG)).unwrap();
+            child.join_timeout(LONG).unwrap();
         }
         // Every reader gets a reference of its own, here too, and again.
         for _ in 0..2 {

@@ -174,10 +174,10 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
     let (_server, c) = start(&dir);
     with_deadline(LONG, "park", move || {
         let lock = c.lock().unwrap();
-        assert!(lock.acquire(None).unwrap());
+        lock.acquire().unwrap();
         assert!(lock.locked().unwrap());
         assert!(!lock.try_acquire().unwrap());
-        assert!(!lock.acquire(Some(SHORT)).unwrap());
+        assert!(!lock.acquire_timeout(SHORT).unwrap());
         lock.release().unwrap();
         assert_eq!(
             lock.release().unwrap_err().remote_kind(),
@@ -195,7 +195,7 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
         assert_eq!(d.len().unwrap(), 100);
         q.put(&"wake".into()).unwrap();
         assert_eq!(getter.join().unwrap(), "wake");
-        assert_eq!(q.get_timeout(Some(SHORT)).unwrap(), None);
+        assert_eq!(q.get_timeout(SHORT).unwrap(), None);
         assert_eq!(q.try_get().unwrap(), None);
 
         // A bounded queue parks its putters.
@@ -203,7 +203,7 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
         assert!(b.try_put(&1).unwrap());
         assert!(b.full().unwrap());
         assert!(!b.try_put(&2).unwrap());
-        assert!(!b.put_timeout(&2, Some(SHORT)).unwrap());
+        assert!(!b.put_timeout(&2, SHORT).unwrap());
         let b2 = b.clone();
         let putter = thread::spawn(move || b2.put(&3).unwrap());
         assert_eq!(b.get().unwrap(), 1);
@@ -215,8 +215,8 @@ fn lock_and_queue_park_on_the_server_and_time_out() {
         // A waiting acquire is granted by another client's release.
         let other = connect(c.address(), Some(&key())).unwrap();
         let theirs = LockProxy::from_token(&other, &lock.share().unwrap()).unwrap();
-        assert!(lock.acquire(None).unwrap());
-        let t = thread::spawn(move || theirs.acquire(Some(LONG)).unwrap());
+        lock.acquire().unwrap();
+        let t = thread::spawn(move || theirs.acquire_timeout(LONG).unwrap());
         thread::sleep(SHORT);
         lock.release().unwrap();
         assert!(t.join().unwrap());
@@ -229,14 +229,11 @@ fn a_panicking_method_answers_its_panic_text_and_the_server_goes_on() {
     let (_server, c) = start(&dir);
     with_deadline(LONG, "panic", move || {
         let obj = c.create("Boom", &()).unwrap();
-        let err = obj.call::<_, ()>("explode", &(), None).unwrap_err();
+        let err = obj.call::<_, ()>("explode", &()).unwrap_err();
         assert_eq!(err.remote_kind(), Some(RemoteErrorKind::Panicked));
         assert!(err.to_string().contains("kaboom 42"), "{err}");
-        assert_eq!(
-            obj.call::<_, String>("fine", &(), None).unwrap(),
-            "still here"
-        );
-        let err = obj.call::<_, ()>("nope", &(), None).unwrap_err();
+        assert_eq!(obj.call::<_, String>("fine", &()).unwrap(), "still here");
+        let err = obj.call::<_, ()>("nope", &()).unwrap_err();
         assert_eq!(err.remote_kind(), Some(RemoteErrorKind::NoSuchMethod));
         let err = c.create("BoomCtor", &()).unwrap_err();
         assert!(err.to_string().contains("the constructor broke"), "{err}");
@@ -342,7 +339,7 @@ fn references_are_per_connection_and_freed_with_it() {
         let d = other.dict::<u8, u8>().unwrap();
         let l = other.list::<u8>().unwrap();
         let lock = other.lock().unwrap();
-        assert!(lock.acquire(None).unwrap());
+        lock.acquire().unwrap();
         let token = lock.share().unwrap();
         assert_eq!(c.number_of_objects().unwrap(), 3);
         // Dropping a proxy releases its object.
@@ -353,7 +350,7 @@ fn references_are_per_connection_and_freed_with_it() {
         drop((d, lock, other));
         wait_for(|| c.number_of_objects().unwrap() == 1);
         let mine = LockProxy::from_token(&c, &token).unwrap();
-        assert!(mine.acquire(Some(LONG)).unwrap());
+        assert!(mine.acquire_timeout(LONG).unwrap());
         // A ticket is spent once.
         assert_eq!(
             LockProxy::from_token(&c, &token).unwrap_err().remote_kind(),
@@ -387,7 +384,7 @@ fn a_shutdown_request_answers_calls_in_flight_then_every_proxy_gets_manager_gone
     let blocked = thread::spawn(move || q2.get());
     thread::sleep(SHORT);
     with_deadline(LONG, "shutdown", move || {
-        c.shutdown_server(Some(LONG)).unwrap();
+        c.shutdown_server_timeout(LONG).unwrap();
         assert!(server.wait_stopped(LONG));
         let err: CallError = blocked.join().unwrap().unwrap_err();
         // The parked get is answered (gone), or the connection ended first: never a hang.
@@ -455,7 +452,7 @@ fn calls_answered_before_their_deadline_leave_nothing_queued() {
         let getters: Vec<_> = (0..GETS)
             .map(|_| {
                 let q = q.clone();
-                thread::spawn(move || q.get_timeout(Some(Duration::from_secs(3600))).unwrap())
+                thread::spawn(move || q.get_timeout(Duration::from_secs(3600)).unwrap())
             })
             .collect();
         let start = std::time::Instant::now();

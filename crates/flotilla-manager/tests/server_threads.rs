@@ -42,7 +42,7 @@ fn threads_named(name: &str) -> usize {
 fn park_and_wait((address, report): (Address, Connection)) {
     let client = connect(&address, Some(&AuthKey::new(b"k".to_vec()))).unwrap();
     let obj = client.lookup("hoard").unwrap();
-    let parked = thread::spawn(move || obj.call::<_, ()>("wait", &(), None));
+    let parked = thread::spawn(move || obj.call::<_, ()>("wait", &()));
     thread::sleep(Duration::from_millis(100));
     report.send(&"parked").unwrap();
     let _ = parked.join();
@@ -69,7 +69,7 @@ fn a_dead_clients_writer_thread_ends_though_its_waiter_is_kept() {
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "parked");
         assert_eq!(threads_named("manager-writer"), before + 1);
         child.kill().unwrap();
-        let _ = child.join(Some(LONG));
+        let _ = child.join_timeout(LONG);
         let start = Instant::now();
         while threads_named("manager-writer") != before {
             assert!(

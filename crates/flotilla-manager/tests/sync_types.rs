@@ -23,14 +23,14 @@ fn an_rlock_is_reentrant_for_its_thread_only() {
     with_deadline(LONG, "rlock", || {
         let manager = Manager::start().unwrap();
         let lock = manager.rlock().unwrap();
-        assert!(lock.acquire(None).unwrap());
-        assert!(lock.acquire(None).unwrap());
+        lock.acquire().unwrap();
+        lock.acquire().unwrap();
         let other = lock.clone();
         // Another thread of the same process (and connection) is another owner.
         let t = thread::spawn(move || {
-            let refused = !other.acquire(Some(SHORT)).unwrap();
+            let refused = !other.acquire_timeout(SHORT).unwrap();
             let release = other.release().unwrap_err();
-            let got = other.acquire(Some(LONG)).unwrap();
+            let got = other.acquire_timeout(LONG).unwrap();
             other.release().unwrap();
             (refused, release.remote_kind(), got)
         });
@@ -40,7 +40,7 @@ fn an_rlock_is_reentrant_for_its_thread_only() {
         let (refused, release, got) = t.join().unwrap();
         assert!(refused && got);
         assert_eq!(release, Some(RemoteErrorKind::RuntimeError));
-        let _g = lock.guard(None).unwrap().unwrap();
+        let _g = lock.guard().unwrap();
     });
 }
 
@@ -49,10 +49,10 @@ fn semaphores_count_and_a_bounded_one_refuses_extra_releases() {
     with_deadline(LONG, "semaphore", || {
         let manager = Manager::start().unwrap();
         let sem = manager.semaphore(1).unwrap();
-        assert!(sem.acquire(None).unwrap());
-        assert!(!sem.acquire(Some(SHORT)).unwrap());
+        sem.acquire().unwrap();
+        assert!(!sem.acquire_timeout(SHORT).unwrap());
         let other = sem.clone();
-        let t = thread::spawn(move || other.acquire(Some(LONG)).unwrap());
+        let t = thread::spawn(move || other.acquire_timeout(LONG).unwrap());
         thread::sleep(SHORT);
         sem.release(1).unwrap();
         assert!(t.join().unwrap(), "the parked acquire got the permit");
@@ -66,7 +66,7 @@ fn semaphores_count_and_a_bounded_one_refuses_extra_releases() {
         let err = bounded.release(1).unwrap_err();
         assert_eq!(err.remote_kind(), Some(RemoteErrorKind::ValueError));
         {
-            let _permit = bounded.guard(None).unwrap().unwrap();
+            let _permit = bounded.guard().unwrap();
             assert_eq!(bounded.value().unwrap(), 1);
         }
         assert_eq!(bounded.value().unwrap(), 2);
@@ -85,17 +85,17 @@ fn a_condition_wait_releases_its_lock_and_takes_it_back() {
             Some(RemoteErrorKind::RuntimeError)
         );
         assert_eq!(
-            cond.wait(Some(SHORT)).unwrap_err().remote_kind(),
+            cond.wait_timeout(SHORT).unwrap_err().remote_kind(),
             Some(RemoteErrorKind::RuntimeError)
         );
         let consumers: Vec<_> = (0..3)
             .map(|_| {
                 let (cond, items) = (cond.clone(), items.clone());
                 thread::spawn(move || {
-                    let _held = cond.guard(None).unwrap().unwrap();
-                    assert!(cond.acquire(None).unwrap()); // reentrant: depth 2
+                    let _held = cond.guard().unwrap();
+                    cond.acquire().unwrap(); // reentrant: depth 2
                     let ok = cond
-                        .wait_for(|| !items.is_empty().unwrap(), Some(LONG))
+                        .wait_for_timeout(|| !items.is_empty().unwrap(), LONG)
                         .unwrap();
                     let got = items.pop(None).unwrap();
                     cond.release().unwrap(); // back to depth 1: the wait kept it
@@ -106,22 +106,22 @@ fn a_condition_wait_releases_its_lock_and_takes_it_back() {
             .collect();
         for n in 0..3 {
             thread::sleep(SHORT);
-            let _held = cond.guard(None).unwrap().unwrap();
+            let _held = cond.guard().unwrap();
             items.append(&n).unwrap();
             cond.notify(1).unwrap();
         }
         let got: BTreeSet<u32> = consumers.into_iter().map(|t| t.join().unwrap()).collect();
         assert_eq!(got, BTreeSet::from([0, 1, 2]));
         // A wait that times out answers false, holding the lock again.
-        let _held = cond.guard(None).unwrap().unwrap();
-        assert!(!cond.wait(Some(SHORT)).unwrap());
+        let _held = cond.guard().unwrap();
+        assert!(!cond.wait_timeout(SHORT).unwrap());
         cond.notify_all().unwrap();
     });
 }
 
 fn wait_for_event((event, report): (EventProxy, Connection)) -> bool {
     report.send(&"waiting").unwrap();
-    event.wait(Some(LONG)).unwrap()
+    event.wait_timeout(LONG).unwrap()
 }
 
 #[test]
@@ -136,10 +136,10 @@ fn an_event_set_wakes_a_waiting_process() {
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "waiting");
         thread::sleep(SHORT);
         event.set().unwrap();
-        assert!(child.join(Some(LONG)).unwrap());
+        assert!(child.join_timeout(LONG).unwrap());
         event.clear().unwrap();
         assert!(!event.is_set().unwrap());
-        assert!(!event.wait(Some(SHORT)).unwrap());
+        assert!(!event.wait_timeout(SHORT).unwrap());
     });
 }
 
@@ -151,7 +151,7 @@ fn a_barrier_passes_its_parties_and_breaks_on_a_timeout() {
         let threads: Vec<_> = (0..3)
             .map(|_| {
                 let b = barrier.clone();
-                thread::spawn(move || b.wait(Some(LONG)).unwrap())
+                thread::spawn(move || b.wait_timeout(LONG).unwrap())
             })
             .collect();
         let indexes: BTreeSet<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
@@ -159,9 +159,9 @@ fn a_barrier_passes_its_parties_and_breaks_on_a_timeout() {
 
         // One waits for ever, one times out: both see it broken.
         let b = barrier.clone();
-        let patient = thread::spawn(move || b.wait(None).unwrap_err().remote_kind());
+        let patient = thread::spawn(move || b.wait().unwrap_err().remote_kind());
         thread::sleep(SHORT);
-        let err = barrier.wait(Some(SHORT)).unwrap_err();
+        let err = barrier.wait_timeout(SHORT).unwrap_err();
         assert_eq!(err.remote_kind(), Some(RemoteErrorKind::BrokenBarrier));
         assert_eq!(
             patient.join().unwrap(),
@@ -204,7 +204,7 @@ fn value_and_array_updates_from_many_threads_lose_nothing() {
 }
 
 fn work_through(q: JoinableQueueProxy<u32>) {
-    while let Some(n) = q.get_timeout(Some(Duration::from_secs(2))).unwrap() {
+    while let Some(n) = q.get_timeout(Duration::from_secs(2)).unwrap() {
         let _ = n;
         q.task_done().unwrap();
     }
@@ -219,12 +219,12 @@ fn a_joinable_queue_join_waits_for_a_worker_process() {
             q.put(&n).unwrap();
         }
         let worker = Process::new(work_through, q.clone()).start().unwrap();
-        assert!(q.join(Some(LONG)).unwrap());
+        assert!(q.join_timeout(LONG).unwrap());
         assert_eq!(
             q.task_done().unwrap_err().remote_kind(),
             Some(RemoteErrorKind::ValueError)
         );
-        worker.join(Some(LONG)).unwrap();
+        worker.join_timeout(LONG).unwrap();
     });
 }
 
@@ -239,10 +239,10 @@ type Held = (
 /// Takes an RLock, a permit and a Condition's lock, waits at a barrier, says so, and waits
 /// to be killed.
 fn hold_everything((rlock, sem, cond, barrier, report): Held) {
-    assert!(rlock.acquire(Some(LONG)).unwrap());
-    assert!(sem.acquire(Some(LONG)).unwrap());
-    assert!(cond.acquire(Some(LONG)).unwrap());
-    let waiting = thread::spawn(move || barrier.wait(None));
+    assert!(rlock.acquire_timeout(LONG).unwrap());
+    assert!(sem.acquire_timeout(LONG).unwrap());
+    assert!(cond.acquire_timeout(LONG).unwrap());
+    let waiting = thread::spawn(move || barrier.wait());
     thread::sleep(SHORT);
     report.send(&"held").unwrap();
     let _ = waiting.join();
@@ -275,13 +275,16 @@ fn a_killed_client_gives_back_what_it_held() {
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "held");
         assert!(!rlock.try_acquire().unwrap());
         assert!(!sem.try_acquire().unwrap());
-        assert!(!cond.acquire(Some(Duration::ZERO)).unwrap());
+        assert!(!cond.acquire_timeout(Duration::ZERO).unwrap());
         assert_eq!(barrier.n_waiting().unwrap(), 1);
         child.kill().unwrap();
-        let _ = child.join(Some(LONG));
-        assert!(rlock.acquire(Some(LONG)).unwrap(), "the RLock came back");
-        assert!(sem.acquire(Some(LONG)).unwrap(), "the permit came back");
-        assert!(cond.acquire(Some(LONG)).unwrap(), "the Condition came back");
+        let _ = child.join_timeout(LONG);
+        assert!(rlock.acquire_timeout(LONG).unwrap(), "the RLock came back");
+        assert!(sem.acquire_timeout(LONG).unwrap(), "the permit came back");
+        assert!(
+            cond.acquire_timeout(LONG).unwrap(),
+            "the Condition came back"
+        );
         assert!(barrier.broken().unwrap(), "a dead party broke the barrier");
     });
 }

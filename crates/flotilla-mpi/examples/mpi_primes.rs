@@ -68,8 +68,8 @@ fn main() {
         .iter()
         .map(|&n| pool.submit(is_prime_where, n).expect("submit"))
         .collect();
-    for future in as_completed(futures.iter(), None) {
-        let (n, prime, pid) = future.expect("as_completed").result(None).expect("task");
+    for future in as_completed(futures.iter()) {
+        let (n, prime, pid) = future.expect("as_completed").result().expect("task");
         println!("  {n} is prime: {prime} (worker pid {pid})");
     }
 

@@ -224,7 +224,7 @@ pub(crate) fn stop_active() {
 ///     // `mpiexec -n 3 ./prog`: rank 0 goes on, ranks 1 and 2 serve tasks.
 ///     flotilla_mpi::init().expect("launch with mpiexec -n 3");
 ///     let pool = MpiPoolExecutor::builder().build().unwrap();
-///     assert_eq!(pool.submit(square, 7).unwrap().result(None).unwrap(), 49);
+///     assert_eq!(pool.submit(square, 7).unwrap().result().unwrap(), 49);
 ///     let squares: Vec<u64> = pool.map(square, 1..=5, 2).map(Result::unwrap).collect();
 ///     assert_eq!(squares, [1, 4, 9, 16, 25]);
 /// }

@@ -11,7 +11,7 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use flotilla_core::{ReturnWhen, TaskError, as_completed, wait};
+use flotilla_core::{ReturnWhen, TaskError, as_completed_timeout, wait_timeout};
 use flotilla_mpi::{InitError, MpiPoolExecutor};
 use serde::{Deserialize, Serialize};
 
@@ -287,15 +287,15 @@ fn all() -> Result<(), String> {
 
     // submit and result; every task runs on a worker rank, and every worker is used.
     let f = pool.submit(square, 7).map_err(|e| e.to_string())?;
-    check(f.result(Some(TIMEOUT)).ok() == Some(49), || {
-        format!("square(7): {:?}", f.result(None))
+    check(f.result_timeout(TIMEOUT).ok() == Some(49), || {
+        format!("square(7): {:?}", f.result())
     })?;
     let ranks: Vec<_> = (0..50)
         .map(|_| pool.submit(rank_of_worker, ()).unwrap())
         .collect();
     let mut seen: Vec<i32> = ranks
         .iter()
-        .map(|f| f.result(Some(TIMEOUT)).unwrap())
+        .map(|f| f.result_timeout(TIMEOUT).unwrap())
         .collect();
     seen.sort();
     seen.dedup();
@@ -326,15 +326,15 @@ fn all() -> Result<(), String> {
     let futures: Vec<_> = (0..20u64)
         .map(|x| pool.submit(square, x).unwrap())
         .collect();
-    let mut got: Vec<u64> = as_completed(futures.iter(), Some(TIMEOUT))
-        .map(|f| f.unwrap().result(None).unwrap())
+    let mut got: Vec<u64> = as_completed_timeout(futures.iter(), TIMEOUT)
+        .map(|f| f.unwrap().result().unwrap())
         .collect();
     got.sort();
     check(got == (0..20u64).map(|x| x * x).collect::<Vec<_>>(), || {
         format!("as_completed {got:?}")
     })?;
     let naps: Vec<_> = (0..6).map(|_| pool.submit(nap, 10).unwrap()).collect();
-    let (done, not_done) = wait(naps.iter(), Some(TIMEOUT), ReturnWhen::AllCompleted);
+    let (done, not_done) = wait_timeout(naps.iter(), ReturnWhen::AllCompleted, TIMEOUT);
     check(done.len() == 6 && not_done.is_empty(), || "wait".into())?;
     println!("{:?} ok as_completed", T0.elapsed());
 
@@ -342,7 +342,7 @@ fn all() -> Result<(), String> {
     let err = pool
         .try_submit(parse, "x".into())
         .unwrap()
-        .result(Some(TIMEOUT))
+        .result_timeout(TIMEOUT)
         .unwrap_err();
     check(err.downcast_ref() == Some(&NotANumber("x".into())), || {
         format!("try_submit: {err:?}")
@@ -350,11 +350,11 @@ fn all() -> Result<(), String> {
     let ok = pool
         .try_submit(parse, "7".into())
         .unwrap()
-        .result(Some(TIMEOUT));
+        .result_timeout(TIMEOUT);
     check(ok.as_ref().ok() == Some(&7), || {
         format!("try_submit ok: {ok:?}")
     })?;
-    let panicked = pool.submit(boom, 13).unwrap().result(Some(TIMEOUT));
+    let panicked = pool.submit(boom, 13).unwrap().result_timeout(TIMEOUT);
     check(
         matches!(&panicked, Err(TaskError::Panicked { message }) if message.contains("boom at 13")),
         || format!("panic: {panicked:?}"),
@@ -367,7 +367,7 @@ fn all() -> Result<(), String> {
     )?;
     // the workers survived it.
     check(
-        pool.submit(square, 3).unwrap().result(Some(TIMEOUT)).ok() == Some(9),
+        pool.submit(square, 3).unwrap().result_timeout(TIMEOUT).ok() == Some(9),
         || "after panic".into(),
     )?;
     println!("{:?} ok failures", T0.elapsed());
@@ -389,7 +389,7 @@ fn all() -> Result<(), String> {
         .map(|x| pool.submit(inc, x).unwrap())
         .collect();
     for (x, f) in many.iter().enumerate() {
-        let got = f.result(Some(TIMEOUT));
+        let got = f.result_timeout(TIMEOUT);
         check(got.as_ref().ok() == Some(&(x as u32 + 1)), || {
             format!("task {x}: {got:?}")
         })?;
@@ -403,7 +403,7 @@ fn all() -> Result<(), String> {
     let back = pool
         .submit(reverse, big)
         .unwrap()
-        .into_result(Some(TIMEOUT));
+        .into_result_timeout(TIMEOUT);
     check(back.as_ref().ok() == Some(&expected), || {
         "16 MiB round trip".into()
     })?;
@@ -435,7 +435,7 @@ fn all() -> Result<(), String> {
     pool.shutdown(true, true);
     let finished = queued
         .iter()
-        .filter(|f| f.result(Some(Duration::ZERO)).ok() == Some(20))
+        .filter(|f| f.result_timeout(Duration::ZERO).ok() == Some(20))
         .count();
     let cancelled = queued.iter().filter(|f| f.cancelled()).count();
     check(
@@ -456,13 +456,14 @@ fn all() -> Result<(), String> {
     check(pool.shutdown_timeout(TIMEOUT, false), || {
         "shutdown_timeout timed out".into()
     })?;
-    check(slow.result(Some(Duration::ZERO)).ok() == Some(300), || {
-        "the slow task".into()
-    })?;
+    check(
+        slow.result_timeout(Duration::ZERO).ok() == Some(300),
+        || "the slow task".into(),
+    )?;
     check(
         queued
             .iter()
-            .all(|f| f.result(Some(Duration::ZERO)).ok() == Some(5)),
+            .all(|f| f.result_timeout(Duration::ZERO).ok() == Some(5)),
         || "shutdown(wait) left work".into(),
     )?;
     println!("{:?} ok shutdown", T0.elapsed());
@@ -476,7 +477,7 @@ fn all() -> Result<(), String> {
         .map(|_| {
             pool.submit(rank_of_worker, ())
                 .unwrap()
-                .result(Some(TIMEOUT))
+                .result_timeout(TIMEOUT)
                 .unwrap()
         })
         .collect();
@@ -498,7 +499,7 @@ fn die_scenario() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let f = pool.submit(die, ()).unwrap();
     // The job should end before this returns.
-    let outcome = f.result(Some(TIMEOUT));
+    let outcome = f.result_timeout(TIMEOUT);
     println!("UNEXPECTED: the dead rank's future gave {outcome:?}");
     Err("the job survived a dead rank".into())
 }
@@ -530,7 +531,7 @@ fn comm_program() -> i32 {
     };
     let ranks: Vec<i32> = (0..30)
         .map(|_| pool.submit(rank_of_worker, ()).unwrap())
-        .map(|f| f.result(Some(TIMEOUT)).unwrap())
+        .map(|f| f.result_timeout(TIMEOUT).unwrap())
         .collect();
     let squares: Vec<u64> = pool.map(square, 0..100u64, 9).map(Result::unwrap).collect();
     drop(pool);

@@ -42,6 +42,7 @@ use crate::child::Report;
 use crate::error::Error;
 use crate::state::{self, ProcessInfo};
 use crate::sys;
+use crate::target::{One, Target as TargetFn};
 
 /// The environment variable that marks a flotilla worker, and its role.
 const ROLE_VAR: &str = "FLOTILLA_WORKER";
@@ -377,9 +378,20 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
+    entry_of_target::<F, One<A>>(f)
+}
+
+/// The entry for target `f` of any [`Target`](crate::Target) shape: its arguments
+/// travel as `F::Args` (a tuple when spread).
+pub(crate) fn entry_of_target<F, M>(f: &F) -> Result<TaskEntry, String>
+where
+    F: TargetFn<M>,
+    F::Args: DeserializeOwned,
+    F::Output: Serialize,
+{
     Ok(TaskEntry {
-        offset: offset_of(trampoline::<F, A, R>),
-        target: target_of::<F, A, R>(f)?,
+        offset: offset_of(trampoline::<F, M>),
+        target: target_of::<F, F::Pointer>(f)?,
     })
 }
 
@@ -390,20 +402,27 @@ where
     A: DeserializeOwned + 'static,
     R: Serialize + 'static,
 {
+    entry_of_chunk_target::<F, One<A>>(f)
+}
+
+/// Like [`entry_of_chunk`], for any [`Target`](crate::Target) shape (a `starmap` chunk
+/// of tuples spread over a function of several arguments).
+pub(crate) fn entry_of_chunk_target<F, M>(f: &F) -> Result<TaskEntry, String>
+where
+    F: TargetFn<M>,
+    F::Args: DeserializeOwned,
+    F::Output: Serialize,
+{
     Ok(TaskEntry {
-        offset: offset_of(chunk_trampoline::<F, A, R>),
-        target: target_of::<F, A, R>(f)?,
+        offset: offset_of(chunk_trampoline::<F, M>),
+        target: target_of::<F, F::Pointer>(f)?,
     })
 }
 
-/// The `target` of a [`TaskEntry`] for `f`: 0 for a zero-sized target, the fn pointer's
-/// offset plus one for a fn pointer, an error for anything else.
-fn target_of<F, A, R>(f: &F) -> Result<u64, String>
-where
-    F: Fn(A) -> R + 'static,
-    A: 'static,
-    R: 'static,
-{
+/// The `target` of a [`TaskEntry`] for `f`, whose fn pointer type of the same shape is
+/// `P`: 0 for a zero-sized target, the fn pointer's offset plus one for a fn pointer, an
+/// error for anything else.
+fn target_of<F: 'static, P: 'static>(f: &F) -> Result<u64, String> {
     const {
         // A closure that captures data is refused here at build time, unless it
         // happens to be the size of a pointer (then below, at run time).
@@ -416,12 +435,13 @@ where
     if size_of::<F>() == 0 {
         return Ok(0);
     }
-    if TypeId::of::<F>() != TypeId::of::<fn(A) -> R>() {
+    if TypeId::of::<F>() != TypeId::of::<P>() {
         return Err(NOT_A_TARGET.to_owned());
     }
-    // SAFETY: F is `fn(A) -> R` (same TypeId), so this copies a fn pointer.
-    let pointer: fn(A) -> R = unsafe { std::mem::transmute_copy(f) };
-    let offset = (pointer as *const () as usize).wrapping_sub(entry_base as *const () as usize);
+    // SAFETY: F is the fn pointer type P (same TypeId), which is pointer-sized: its bits
+    // are the function's address.
+    let pointer: usize = unsafe { std::mem::transmute_copy(f) };
+    let offset = pointer.wrapping_sub(entry_base as *const () as usize);
     Ok(offset as u64 + 1)
 }
 
@@ -435,50 +455,56 @@ fn offset_of(entry: Entry) -> usize {
 ///
 /// # Safety
 ///
-/// `target` must come from [`target_of`] for this `F`, in a process running this very
-/// binary (the fingerprint matched).
-unsafe fn resolve<F: 'static, A: 'static, R: 'static>(target: u64) -> Result<F, String> {
+/// `target` must come from [`target_of`] for this `F` and `P`, in a process running this
+/// very binary (the fingerprint matched).
+unsafe fn resolve<F: 'static, P: 'static>(target: u64) -> Result<F, String> {
     if size_of::<F>() == 0 {
         // SAFETY: F is zero-sized, so reading one from any non-null, aligned pointer
         // reads no memory; and F is inhabited (the parent held a value of it to name
         // this entry), so the value read is a valid F.
         return Ok(unsafe { std::ptr::NonNull::<F>::dangling().as_ptr().read() });
     }
-    if TypeId::of::<F>() != TypeId::of::<fn(A) -> R>() || target == 0 {
+    if TypeId::of::<F>() != TypeId::of::<P>() || target == 0 {
         return Err(NOT_A_TARGET.to_owned());
     }
     let address = (entry_base as *const () as usize).wrapping_add(target as usize - 1);
-    // SAFETY: F is `fn(A) -> R` (same TypeId), a pointer-sized type; per this function's
-    // contract `address` is where the parent's fn pointer points in this same binary.
+    // SAFETY: F is the fn pointer type P (same TypeId), a pointer-sized type; per this
+    // function's contract `address` is where the parent's fn pointer points in this same
+    // binary.
     Ok(unsafe { std::mem::transmute_copy::<usize, F>(&address) })
 }
 
-/// Decodes `(target, A)`, calls the target, encodes `R`.
-fn trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
+/// Decodes `(target, F::Args)`, calls the target (spreading a tuple of several
+/// arguments), encodes `F::Output`.
+fn trampoline<F, M>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
 where
-    F: Fn(A) -> R + 'static,
-    A: DeserializeOwned + 'static,
-    R: Serialize + 'static,
+    F: TargetFn<M>,
+    F::Args: DeserializeOwned,
+    F::Output: Serialize,
 {
-    call(args, fds, |target, args: A| {
+    call(args, fds, |target, args: F::Args| {
         // SAFETY: an entry runs only in a process of the parent's build (the
         // fingerprint matched), on arguments the parent encoded with this target.
-        let f = unsafe { resolve::<F, A, R>(target) }?;
-        Ok(f(args))
+        let f = unsafe { resolve::<F, F::Pointer>(target) }?;
+        Ok(f.call(args))
     })
 }
 
-/// Like [`trampoline`], over a chunk: decodes `(target, Vec<A>)`, encodes `Vec<R>`.
-fn chunk_trampoline<F, A, R>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
+/// Like [`trampoline`], over a chunk: decodes `(target, Vec<F::Args>)`, encodes
+/// `Vec<F::Output>`.
+fn chunk_trampoline<F, M>(args: &[u8], fds: Vec<OwnedFd>) -> EntryResult
 where
-    F: Fn(A) -> R + 'static,
-    A: DeserializeOwned + 'static,
-    R: Serialize + 'static,
+    F: TargetFn<M>,
+    F::Args: DeserializeOwned,
+    F::Output: Serialize,
 {
-    call(args, fds, |target, items: Vec<A>| {
+    call(args, fds, |target, items: Vec<F::Args>| {
         // SAFETY: as in `trampoline`.
-        let f = unsafe { resolve::<F, A, R>(target) }?;
-        Ok(items.into_iter().map(f).collect::<Vec<R>>())
+        let f = unsafe { resolve::<F, F::Pointer>(target) }?;
+        Ok(items
+            .into_iter()
+            .map(|a| f.call(a))
+            .collect::<Vec<F::Output>>())
     })
 }
 

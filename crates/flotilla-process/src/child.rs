@@ -145,12 +145,22 @@ impl Child {
         }
     }
 
+    /// Waits for the child to end and be reaped, reading its report on the way.
+    pub(crate) fn wait(&self) -> Result<bool, Error> {
+        self.wait_within(None)
+    }
+
+    /// [`wait_within`](Self::wait_within) giving up after `timeout`.
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+        self.wait_within(Some(timeout))
+    }
+
     /// Waits up to `timeout` for the child to end, reading its report on the way; true
     /// once it has ended and been reaped.
     ///
     /// Concurrent waiters serialise on the status lock; each wait polls in slices short
     /// enough that a second waiter is not starved.
-    pub(crate) fn wait(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+    pub(crate) fn wait_within(&self, timeout: Option<Duration>) -> Result<bool, Error> {
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
         loop {
             let mut status = self.lock();
@@ -167,7 +177,7 @@ impl Child {
             if let Some(results) = &status.results {
                 watched.push(results.as_fd());
             }
-            let ready = flotilla_ipc::wait_indices(&watched, Some(slice))?;
+            let ready = flotilla_ipc::wait_indices_timeout(&watched, slice)?;
             let exited = ready.first() == Some(&0);
             if ready.len() > usize::from(exited) {
                 self.read_report(&mut status)?;
@@ -259,7 +269,7 @@ impl Child {
                     }
                 }
                 if let (true, Some(pidfd)) = (status.server_gone, pidfd)
-                    && flotilla_ipc::wait_indices(&[pidfd.as_fd()], Some(Duration::ZERO))?.first()
+                    && flotilla_ipc::wait_indices_timeout(&[pidfd.as_fd()], Duration::ZERO)?.first()
                         == Some(&0)
                 {
                     // It ended, and only its report can say how.
@@ -282,7 +292,7 @@ impl Child {
     /// The exit code if the child has ended (reaping it): 0 for success, 1 for a panic,
     /// `-N` when killed by signal N.
     pub(crate) fn exitcode(&self) -> Result<Option<i32>, Error> {
-        self.wait(Some(Duration::ZERO))?;
+        self.wait_timeout(Duration::ZERO)?;
         Ok(self.lock().exitcode)
     }
 

@@ -162,7 +162,7 @@ pub(crate) fn serve(control: Connection) -> ! {
         if let Some(fd) = &parent_fd {
             watched.push(fd.as_fd());
         }
-        let Ok(ready) = flotilla_ipc::wait_indices(&watched, None) else {
+        let Ok(ready) = flotilla_ipc::wait_indices(&watched) else {
             continue;
         };
         let (control_ready, child_ended) = (ready.contains(&0), ready.contains(&1));

@@ -3,7 +3,7 @@
 //!
 //! - [`Process`]: start a function with serde arguments under any start method
 //!   ([`Process::new`], [`Context::process`]), or any closure under fork
-//!   ([`Process::fork`]); then `join(timeout)`, `is_alive`, `terminate`, `kill`,
+//!   ([`Process::fork`]); then `join()` / `join_timeout(d)`, `is_alive`, `terminate`, `kill`,
 //!   `exitcode` as in Python.
 //! - [`StartMethod`], [`Context`], [`get_context`], [`set_start_method`]: how processes
 //!   begin; forkserver by default.
@@ -56,6 +56,7 @@ mod pool;
 mod process;
 mod state;
 mod sys;
+mod target;
 pub mod task;
 #[doc(hidden)]
 pub mod testing;
@@ -70,3 +71,4 @@ pub use crate::pool::{
 };
 pub use crate::process::{FnTarget, ForkTarget, Process, ProcessBuilder, active_children};
 pub use crate::state::{ProcessInfo, cpu_count, current_process, parent_process};
+pub use crate::target::{One, Spread, Target};

@@ -17,16 +17,24 @@ use crate::child::{Child, ExitWatch, Outcome, Report};
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
 use crate::state::{self, ProcessInfo};
+use crate::target::Target;
 use crate::{fds, forkserver, sys};
 
 /// A target that runs under every start method: a fn item, fn pointer or non-capturing
-/// closure, and its serde arguments.
-#[derive(Debug)]
-pub struct FnTarget<F, A, R> {
+/// closure of one or several arguments (a [`Target`]), and its serde arguments.
+pub struct FnTarget<F: Target<M>, M> {
     f: F,
-    args: A,
+    args: F::Args,
     entry: boot::Target,
-    _r: PhantomData<fn() -> R>,
+    _m: PhantomData<fn() -> M>,
+}
+
+impl<F: Target<M>, M> fmt::Debug for FnTarget<F, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FnTarget")
+            .field("entry", &self.entry)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A target for the fork start method only: any closure, capturing anything.
@@ -77,7 +85,7 @@ pub struct ProcessBuilder<T> {
 /// for method in [StartMethod::Spawn, StartMethod::ForkServer] {
 ///     let child = get_context(Some(method)).process(square, 12).name("squarer").start().unwrap();
 ///     assert_eq!(child.name(), "squarer");
-///     assert_eq!(child.join(None).unwrap(), 144);
+///     assert_eq!(child.join().unwrap(), 144);
 ///     assert_eq!(child.exitcode(), Some(0));
 /// }
 /// ```
@@ -89,8 +97,11 @@ pub struct Process<R> {
 impl Process<()> {
     /// A process running `target(args)`, under the program's start method.
     ///
-    /// `target` must be a fn item, a fn pointer (`fn(A) -> R`: a target chosen at run
-    /// time, from a table or a helper's parameter) or a closure that captures nothing:
+    /// `target` takes one argument, or several spread from the tuple `args` (Python's
+    /// `Process(target=f, args=(a, b))`; see [`Target`]). It must be a fn item, a fn
+    /// pointer (`fn(A) -> R`, `fn(A, B) -> R`, ...: a target chosen at run time, from a
+    /// table or a helper's parameter) or a closure that captures nothing, its argument
+    /// types written out (`|a: u32, b: u32| a + b`):
     /// the child finds it by its place in the same binary. A closure that captures data
     /// does not build, or, if the data is pointer-sized, `start` refuses it with
     /// [`Error::Unsupported`]; under fork use [`Process::fork`] instead. Its arguments and
@@ -105,11 +116,11 @@ impl Process<()> {
         clippy::new_ret_no_self,
         reason = "Python's Process(target, args) is an unstarted process: here, its builder"
     )]
-    pub fn new<F, A, R>(target: F, args: A) -> ProcessBuilder<FnTarget<F, A, R>>
+    pub fn new<F, M>(target: F, args: F::Args) -> ProcessBuilder<FnTarget<F, M>>
     where
-        F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        F: Target<M>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
     {
         Context::default_context().process(target, args)
     }
@@ -127,7 +138,7 @@ impl Process<()> {
     /// let data = vec![1, 2, 3];
     /// let child = flotilla_process::Process::fork(move || data.iter().sum::<i32>()).start();
     /// # // The doctest runs single-threaded, so the safe fork check passes.
-    /// assert_eq!(child.unwrap().join(None).unwrap(), 6);
+    /// assert_eq!(child.unwrap().join().unwrap(), 6);
     /// ```
     pub fn fork<C, R>(closure: C) -> ProcessBuilder<ForkTarget<C, R>>
     where
@@ -149,13 +160,13 @@ impl Process<()> {
 impl Context {
     /// A process running `target(args)` under this context's start method; see
     /// [`Process::new`].
-    pub fn process<F, A, R>(&self, target: F, args: A) -> ProcessBuilder<FnTarget<F, A, R>>
+    pub fn process<F, M>(&self, target: F, args: F::Args) -> ProcessBuilder<FnTarget<F, M>>
     where
-        F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + 'static,
+        F: Target<M>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned,
     {
-        let entry = boot::entry_of::<F, A, R>(&target);
+        let entry = boot::entry_of_target::<F, M>(&target);
         ProcessBuilder {
             target: FnTarget {
                 f: target,
@@ -163,7 +174,7 @@ impl Context {
                 // Named here, for every method, so a target that would not work under
                 // spawn fails to compile under fork too.
                 entry,
-                _r: PhantomData,
+                _m: PhantomData,
             },
             name: None,
             daemon: false,
@@ -192,11 +203,11 @@ impl<T> ProcessBuilder<T> {
     }
 }
 
-impl<F, A, R> ProcessBuilder<FnTarget<F, A, R>>
+impl<F, M> ProcessBuilder<FnTarget<F, M>>
 where
-    F: Fn(A) -> R + 'static,
-    A: Serialize + DeserializeOwned,
-    R: Serialize + DeserializeOwned,
+    F: Target<M>,
+    F::Args: Serialize + DeserializeOwned,
+    F::Output: Serialize + DeserializeOwned,
 {
     /// Starts the process.
     ///
@@ -204,7 +215,7 @@ where
     /// process runs other threads: a lock one of them holds would stay locked forever in
     /// the child. Use spawn or forkserver then, or, if you know the child touches no such
     /// lock, [`start_unchecked`](Self::start_unchecked).
-    pub fn start(self) -> Result<Process<R>, Error> {
+    pub fn start(self) -> Result<Process<F::Output>, Error> {
         if self.method == StartMethod::Fork {
             ensure_single_threaded()?;
         }
@@ -224,7 +235,7 @@ where
     /// Such a child does not flush Rust's stdout buffer when it ends, for that reason:
     /// end its output with a newline or flush it in the target. Under spawn and
     /// forkserver this is the same as [`start`](Self::start).
-    pub unsafe fn start_unchecked(self) -> Result<Process<R>, Error> {
+    pub unsafe fn start_unchecked(self) -> Result<Process<F::Output>, Error> {
         // SAFETY: forwarded from this function's contract.
         unsafe { self.start_checked(false) }
     }
@@ -235,11 +246,15 @@ where
     /// # Safety
     ///
     /// As for [`start_unchecked`](Self::start_unchecked).
-    unsafe fn start_checked(self, single_threaded: bool) -> Result<Process<R>, Error> {
+    unsafe fn start_checked(self, single_threaded: bool) -> Result<Process<F::Output>, Error> {
         let FnTarget { f, args, entry, .. } = self.target;
         if self.method == StartMethod::Fork {
             // SAFETY: forwarded from this function's contract.
-            return unsafe { fork_child(self.name, self.daemon, single_threaded, move || f(args)) };
+            return unsafe {
+                fork_child(self.name, self.daemon, single_threaded, move || {
+                    f.call(args)
+                })
+            };
         }
         let (name, parent) = prepare(self.name)?;
         let daemon = self.daemon;
@@ -365,7 +380,7 @@ pub(crate) fn join_children() {
         let _ = child.signal(libc::SIGTERM);
     }
     for child in &children {
-        let _ = child.wait(None);
+        let _ = child.wait();
     }
 }
 
@@ -454,16 +469,29 @@ fn send_boot(conn: &Connection, boot: &Boot, fds: &[std::os::fd::OwnedFd]) -> Re
 }
 
 impl<R: DeserializeOwned> Process<R> {
-    /// Waits up to `timeout` (forever when `None`) for the process to end, and returns
-    /// the target's value.
+    /// Waits for the process to end, and returns the target's value: Python's `join()`
+    /// (with the value, which Python's `Process` does not give back).
     ///
-    /// [`Error::Timeout`] when it still runs (join again later). When it ended without a
-    /// value: [`Error::Panicked`] with the child's panic message, [`Error::Signaled`]
-    /// when killed, [`Error::Exited`] when it exited by itself, [`Error::Refused`] when it
-    /// would not run the task. The value is handed to the first join that sees it; later
-    /// joins get [`Error::AlreadyJoined`], while failures are reported to every join.
-    pub fn join(&self, timeout: Option<Duration>) -> Result<R, Error> {
-        if !self.child.wait(timeout)? {
+    /// When it ended without a value: [`Error::Panicked`] with the child's panic
+    /// message, [`Error::Signaled`] when killed, [`Error::Exited`] when it exited by
+    /// itself, [`Error::Refused`] when it would not run the task. The value is handed to
+    /// the first join that sees it; later joins get [`Error::AlreadyJoined`], while
+    /// failures are reported to every join. Never [`Error::Timeout`]: that is
+    /// [`join_timeout`](Self::join_timeout)'s.
+    pub fn join(&self) -> Result<R, Error> {
+        self.join_within(None)
+    }
+
+    /// Like [`join`](Self::join), but gives up after `timeout` with [`Error::Timeout`]
+    /// when the process still runs (join again later): Python's `join(timeout)`.
+    pub fn join_timeout(&self, timeout: Duration) -> Result<R, Error> {
+        self.join_within(Some(timeout))
+    }
+
+    /// The body of [`join`](Self::join) and [`join_timeout`](Self::join_timeout); `None`
+    /// waits without limit.
+    fn join_within(&self, timeout: Option<Duration>) -> Result<R, Error> {
+        if !self.child.wait_within(timeout)? {
             return Err(Error::Timeout(timeout.unwrap_or_default()));
         }
         let (code, outcome) = self.child.take_outcome();

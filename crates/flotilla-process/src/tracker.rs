@@ -134,7 +134,7 @@ pub(crate) fn serve(conn: Connection) -> ! {
         if watched.is_empty() {
             break; // nothing left to tell us when the parent ends
         }
-        let ready = match flotilla_ipc::wait_indices(&watched, None) {
+        let ready = match flotilla_ipc::wait_indices(&watched) {
             Ok(ready) => ready,
             Err(_) => {
                 // An interrupted or failed poll: look again, but never in a tight loop.

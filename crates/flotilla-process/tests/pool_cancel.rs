@@ -71,15 +71,15 @@ fn a_task_waiting_behind_another_is_pending_and_cancellable() {
             "a task that has not started can be cancelled"
         );
         assert!(matches!(
-            second.result(Some(LONG)),
+            second.result_timeout(LONG),
             Err(TaskError::Cancelled)
         ));
-        assert_eq!(first.result(Some(LONG)).unwrap(), 1500);
+        assert_eq!(first.result_timeout(LONG).unwrap(), 1500);
         // The worker goes on with the next task, having skipped the cancelled one.
         assert_eq!(
             pool.submit(sleep_ms, 1)
                 .unwrap()
-                .result(Some(LONG))
+                .result_timeout(LONG)
                 .unwrap(),
             1
         );
@@ -97,7 +97,7 @@ fn a_task_that_starts_is_running_and_no_longer_cancellable() {
         until_running(&second);
         assert!(first.done(), "the second starts after the first ends");
         assert!(!second.cancel());
-        assert_eq!(second.result(Some(LONG)).unwrap(), 1000);
+        assert_eq!(second.result_timeout(LONG).unwrap(), 1000);
     });
 }
 
@@ -116,7 +116,7 @@ fn shutdown_with_cancel_futures_cancels_a_task_waiting_in_a_pipeline() {
         assert!(second.cancelled(), "{:?}", second.state());
         assert!(third.cancelled(), "{:?}", third.state());
         drop(pool); // waits for the first task
-        assert_eq!(first.result(Some(LONG)).unwrap(), 1500);
+        assert_eq!(first.result_timeout(LONG).unwrap(), 1500);
         assert!(!ran(&p), "a cancelled task ran");
     });
     let _ = std::fs::remove_file(&path);
@@ -139,7 +139,7 @@ fn many_cancellations_race_starts_without_losing_a_task() {
             }
         }
         for f in &futs {
-            match f.result(Some(LONG)) {
+            match f.result_timeout(LONG) {
                 Ok(1) => {}
                 Err(TaskError::Cancelled) => {}
                 other => panic!("unexpected {other:?}"),

@@ -38,10 +38,10 @@ fn apply_map_starmap_and_async_results() {
     let pool = Pool::new(2).unwrap();
     assert_eq!(pool.apply(double, 21).unwrap(), 42);
     let pending = pool.apply_async(double, 5).unwrap();
-    assert!(pending.wait(Some(LONG)));
+    assert!(pending.wait_timeout(LONG));
     assert!(pending.ready());
     assert_eq!(pending.successful(), Some(true));
-    assert_eq!(pending.get(None).unwrap(), 10);
+    assert_eq!(pending.get().unwrap(), 10);
     assert_eq!(
         pool.map(double, 0..10, None).unwrap(),
         (0..10).map(double).collect::<Vec<_>>()
@@ -51,7 +51,7 @@ fn apply_map_starmap_and_async_results() {
         [3, 7]
     );
     let all = pool.map_async(double, 0..100, Some(7)).unwrap();
-    assert_eq!(all.get(Some(LONG)).unwrap().len(), 100);
+    assert_eq!(all.get_timeout(LONG).unwrap().len(), 100);
     assert!(matches!(
         pool.map(odd_fails, [2, 4, 5, 6], Some(1)),
         Err(TaskError::Panicked { .. })
@@ -126,11 +126,11 @@ fn terminate_stops_workers_at_once_and_fails_pending_work() {
     for p in &pending {
         assert!(
             matches!(
-                p.get(Some(LONG)),
+                p.get_timeout(LONG),
                 Err(TaskError::ShutDown | TaskError::WorkerDied { .. })
             ),
             "{:?}",
-            p.get(Some(LONG))
+            p.get_timeout(LONG)
         );
     }
     pool.join().unwrap();
@@ -240,7 +240,7 @@ fn dropping_a_pool_terminates_it() {
         let pool = Pool::new(1).unwrap();
         pending = pool.apply_async(sleep_long, 0).unwrap();
     }
-    assert!(pending.get(Some(LONG)).is_err());
+    assert!(pending.get_timeout(LONG).is_err());
 }
 
 proptest! {
@@ -318,7 +318,7 @@ fn map_async_and_starmap_async_take_callbacks() {
         .unwrap();
     let expected: Vec<i64> = (0..20).map(double).collect();
     assert_eq!(rx.recv_timeout(LONG).unwrap(), Ok(expected.clone()));
-    assert_eq!(result.get(Some(LONG)).unwrap(), expected);
+    assert_eq!(result.get_timeout(LONG).unwrap(), expected);
 
     // Item 1 fails first in input order (3, 5, ... fail too).
     let (ok, err) = (tx.clone(), tx.clone());
@@ -333,7 +333,7 @@ fn map_async_and_starmap_async_take_callbacks() {
         .unwrap();
     let message = rx.recv_timeout(LONG).unwrap().unwrap_err();
     assert!(message.contains("1 is odd"), "{message}");
-    assert!(failed.get(Some(LONG)).is_err());
+    assert!(failed.get_timeout(LONG).is_err());
 
     let (ok, err) = (tx.clone(), tx);
     let summed = pool
@@ -346,13 +346,13 @@ fn map_async_and_starmap_async_take_callbacks() {
         )
         .unwrap();
     assert_eq!(rx.recv_timeout(LONG).unwrap(), Ok(vec![3, 7]));
-    assert_eq!(summed.get(Some(LONG)).unwrap(), [3, 7]);
+    assert_eq!(summed.get_timeout(LONG).unwrap(), [3, 7]);
 
     // No items: done at once, with nothing.
     assert!(
         pool.map_async(double, Vec::<i64>::new(), None)
             .unwrap()
-            .get(Some(LONG))
+            .get_timeout(LONG)
             .unwrap()
             .is_empty()
     );
@@ -409,6 +409,6 @@ fn join_has_a_timed_form() {
     pool.close();
     assert!(!pool.join_timeout(Duration::from_millis(10)).unwrap());
     assert!(pool.join_timeout(LONG).unwrap());
-    assert!(busy.get(Some(LONG)).is_ok());
+    assert!(busy.get_timeout(LONG).is_ok());
     assert!(pool.join_timeout(Duration::ZERO).unwrap(), "joined already");
 }

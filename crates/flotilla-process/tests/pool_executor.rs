@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use flotilla_core::{ReturnWhen, TaskError, as_completed, wait};
+use flotilla_core::{ReturnWhen, TaskError, as_completed_timeout, wait_timeout};
 use flotilla_process::{ProcessPoolExecutor, StartMethod, WorkerDeath, get_context};
 use proptest::prelude::*;
 
@@ -40,13 +40,13 @@ fn submit_returns_values_under_spawn_and_forkserver() {
             .build()
             .unwrap();
         let futures: Vec<_> = (0..20).map(|i| pool.submit(square, i).unwrap()).collect();
-        let (done, not_done) = wait(&futures, Some(LONG), ReturnWhen::AllCompleted);
+        let (done, not_done) = wait_timeout(&futures, ReturnWhen::AllCompleted, LONG);
         assert_eq!((done.len(), not_done.len()), (20, 0));
         for (i, f) in futures.iter().enumerate() {
-            assert_eq!(f.result(None).unwrap(), (i * i) as u64, "{method}");
+            assert_eq!(f.result().unwrap(), (i * i) as u64, "{method}");
         }
         let pids: HashSet<i32> = (0..10)
-            .map(|_| pool.submit(pid, ()).unwrap().result(Some(LONG)).unwrap())
+            .map(|_| pool.submit(pid, ()).unwrap().result_timeout(LONG).unwrap())
             .collect();
         assert!(!pids.contains(&(std::process::id() as i32)));
         assert!(pool.workers_started() <= 2);
@@ -66,7 +66,7 @@ fn a_panicking_task_fails_only_itself() {
     let pool = pool(2);
     let futures: Vec<_> = (0..6).map(|i| pool.submit(boom, i).unwrap()).collect();
     for (i, f) in futures.iter().enumerate() {
-        match f.result(Some(LONG)) {
+        match f.result_timeout(LONG) {
             Err(TaskError::Panicked { message }) => {
                 assert_eq!((i, message.as_str()), (3, "item 3 is cursed"))
             }
@@ -106,9 +106,9 @@ fn a_killed_worker_fails_its_task_and_the_rest_complete() {
     let pool = pool(2);
     let futures: Vec<_> = (0..12).map(|i| pool.submit(die_on, i).unwrap()).collect();
     let mut seen = 0;
-    for fut in as_completed(futures, Some(LONG)) {
+    for fut in as_completed_timeout(futures, LONG) {
         let fut = fut.unwrap();
-        match fut.result(None) {
+        match fut.result() {
             Ok(v) => assert_ne!(v, 5),
             Err(TaskError::WorkerDied {
                 reason,
@@ -128,7 +128,10 @@ fn a_killed_worker_fails_its_task_and_the_rest_complete() {
     // Workers start on demand, so a replacement comes when work needs it.
     assert!(pool.workers_started() >= 2);
     assert_eq!(
-        pool.submit(square, 4).unwrap().result(Some(LONG)).unwrap(),
+        pool.submit(square, 4)
+            .unwrap()
+            .result_timeout(LONG)
+            .unwrap(),
         16
     );
 }
@@ -142,7 +145,7 @@ fn break_pool_mode_is_pythons() {
         .unwrap();
     let dying = pool.submit(die_on, 5).unwrap();
     assert!(matches!(
-        dying.result(Some(LONG)),
+        dying.result_timeout(LONG),
         Err(TaskError::WorkerDied { .. })
     ));
     // Once broken, new tasks are refused.
@@ -151,7 +154,7 @@ fn break_pool_mode_is_pythons() {
         match pool.submit(square, 1) {
             Err(TaskError::Broken { .. }) => break,
             Ok(f) => assert!(matches!(
-                f.result(Some(LONG)),
+                f.result_timeout(LONG),
                 Err(TaskError::Broken { .. }) | Ok(1)
             )),
             Err(e) => panic!("unexpected {e:?}"),
@@ -173,7 +176,7 @@ fn a_failing_initializer_breaks_the_pool_once() {
         .build()
         .unwrap();
     let fut = pool.submit(square, 2).unwrap();
-    match fut.result(Some(LONG)) {
+    match fut.result_timeout(LONG) {
         Err(TaskError::Broken { reason }) => {
             assert!(reason.contains("no database"), "{reason}");
             assert!(!reason.contains('\0'), "no internal marker: {reason:?}");
@@ -191,7 +194,7 @@ fn max_tasks_per_child_recycles_workers() {
         .build()
         .unwrap();
     let pids: Vec<i32> = (0..6)
-        .map(|_| pool.submit(pid, ()).unwrap().result(Some(LONG)).unwrap())
+        .map(|_| pool.submit(pid, ()).unwrap().result_timeout(LONG).unwrap())
         .collect();
     let distinct: HashSet<_> = pids.iter().collect();
     assert_eq!(distinct.len(), 3, "{pids:?}");
@@ -249,7 +252,7 @@ fn exit_with(code: i32) -> u8 {
 #[test]
 fn a_worker_that_exits_mid_task_reports_its_exit_code() {
     let pool = pool(1);
-    match pool.submit(exit_with, 3).unwrap().result(Some(LONG)) {
+    match pool.submit(exit_with, 3).unwrap().result_timeout(LONG) {
         Err(TaskError::WorkerDied {
             pid,
             signal,

@@ -16,7 +16,7 @@ const LONG: Duration = Duration::from_secs(60);
 fn bump((atomic, locked, n): (Value<u64>, Value<u64>, u64)) -> u32 {
     for _ in 0..n {
         atomic.fetch_add(1);
-        let held = locked.lock(Some(LONG)).expect("the value's lock");
+        let held = locked.lock_timeout(LONG).expect("the value's lock");
         let now = held.get();
         held.set(now + 1);
     }
@@ -51,7 +51,7 @@ fn a_value_passed_to_executor_tasks_is_shared_with_the_caller() {
             .collect();
         for f in &futures {
             assert_ne!(
-                f.result(Some(LONG)).unwrap(),
+                f.result_timeout(LONG).unwrap(),
                 std::process::id(),
                 "{method}"
             );
@@ -75,7 +75,7 @@ fn arrays_and_locks_cross_to_pool_workers_by_apply_and_map() {
         pool.apply(try_lock, lock.clone()).unwrap(),
         "free: the task takes it"
     );
-    let held = lock.acquire(Some(LONG)).unwrap();
+    let held = lock.acquire_timeout(LONG).unwrap();
     assert!(
         !pool.apply(try_lock, lock.clone()).unwrap(),
         "held here: busy there"
@@ -112,7 +112,7 @@ fn queues_passed_to_pool_tasks_carry_items_both_ways() {
         .map(|p| pool.submit(produce, (queue.clone(), p * 100, 100)).unwrap())
         .collect();
     for p in &producers {
-        p.result(Some(LONG)).unwrap();
+        p.result_timeout(LONG).unwrap();
     }
     let mut got: Vec<u64> = (0..400).map(|_| queue.get_timeout(LONG).unwrap()).collect();
     got.sort_unstable();
@@ -126,7 +126,7 @@ fn queues_passed_to_pool_tasks_carry_items_both_ways() {
     }
     assert!(jobs.join_timeout(LONG).unwrap(), "every item marked done");
     jobs.close();
-    assert_eq!(consumer.result(Some(LONG)).unwrap(), 5050);
+    assert_eq!(consumer.result_timeout(LONG).unwrap(), 5050);
 }
 
 fn double(x: u64) -> u64 {
@@ -150,7 +150,7 @@ fn tasks_with_handles_interleaved_with_batched_small_ones_each_run_once() {
     // Short tasks first, so that the workers' pipelines are deep.
     let warm: Vec<_> = (0..200).map(|i| pool.submit(double, i).unwrap()).collect();
     for (i, f) in (0..).zip(&warm) {
-        assert_eq!(f.result(Some(LONG)).unwrap(), 2 * i);
+        assert_eq!(f.result_timeout(LONG).unwrap(), 2 * i);
     }
     let array = Array::<i32>::new(100).unwrap();
     let mut small = Vec::new();
@@ -166,10 +166,10 @@ fn tasks_with_handles_interleaved_with_batched_small_ones_each_run_once() {
         );
     }
     for (x, f) in &small {
-        assert_eq!(f.result(Some(LONG)).unwrap(), 2 * x);
+        assert_eq!(f.result_timeout(LONG).unwrap(), 2 * x);
     }
     for (i, f) in (1..).zip(&handled) {
-        assert_eq!(f.result(Some(LONG)).unwrap(), i);
+        assert_eq!(f.result_timeout(LONG).unwrap(), i);
     }
     let expected: Vec<i32> = (1..=100).collect();
     assert_eq!(array.to_vec().unwrap(), expected);

@@ -16,7 +16,7 @@ const LONG: Duration = Duration::from_secs(60);
 
 /// Blocks its worker until the test sets `release`.
 fn blocked(release: Event) -> u32 {
-    release.wait(Some(LONG));
+    release.wait_timeout(LONG);
     0
 }
 
@@ -40,7 +40,7 @@ fn executor_tasks_do_not_wait_behind_a_blocked_task_while_a_worker_is_idle() {
         let quick: Vec<_> = (0..6).map(|i| pool.submit(quick, i).unwrap()).collect();
         for (i, f) in quick.iter().enumerate() {
             assert_eq!(
-                f.result(Some(Duration::from_secs(30)))
+                f.result_timeout(Duration::from_secs(30))
                     .map_err(|e| e.to_string()),
                 Ok(i as u32 + 1),
                 "task {i} waited behind the blocked task while a worker was idle"
@@ -48,7 +48,7 @@ fn executor_tasks_do_not_wait_behind_a_blocked_task_while_a_worker_is_idle() {
         }
         assert!(!stuck.done());
         release.set();
-        assert_eq!(stuck.result(Some(LONG)).unwrap(), 0);
+        assert_eq!(stuck.result_timeout(LONG).unwrap(), 0);
     });
 }
 
@@ -66,7 +66,7 @@ fn pool_tasks_do_not_wait_behind_a_blocked_task_while_a_worker_is_idle() {
             .collect();
         for (i, r) in quick.iter().enumerate() {
             assert_eq!(
-                r.get(Some(Duration::from_secs(30)))
+                r.get_timeout(Duration::from_secs(30))
                     .map_err(|e| e.to_string()),
                 Ok(i as u32 + 1),
                 "task {i} waited behind the blocked task while a worker was idle"
@@ -74,7 +74,7 @@ fn pool_tasks_do_not_wait_behind_a_blocked_task_while_a_worker_is_idle() {
         }
         assert!(!stuck.ready());
         release.set();
-        assert_eq!(stuck.get(Some(LONG)).unwrap(), 0);
+        assert_eq!(stuck.get_timeout(LONG).unwrap(), 0);
     });
 }
 
@@ -107,7 +107,7 @@ fn a_task_behind_a_blocked_task_that_was_itself_held_is_taken_back() {
         gates[1].set();
         for (i, f) in quick.iter().enumerate() {
             assert_eq!(
-                f.result(Some(Duration::from_secs(30)))
+                f.result_timeout(Duration::from_secs(30))
                     .map_err(|e| e.to_string()),
                 Ok(i as u32 + 1),
                 "task {i} waited behind the blocked task while a worker was idle"
@@ -116,7 +116,7 @@ fn a_task_behind_a_blocked_task_that_was_itself_held_is_taken_back() {
         assert!(!long.done());
         gates[2].set();
         for f in [first, second, long] {
-            assert_eq!(f.result(Some(LONG)).unwrap(), 0);
+            assert_eq!(f.result_timeout(LONG).unwrap(), 0);
         }
     });
 }

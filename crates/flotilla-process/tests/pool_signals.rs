@@ -90,5 +90,5 @@ fn a_connection_end_is_a_pool_task_argument() {
     let fut = pool.submit(reply_on, theirs).unwrap();
     ours.send(&"life").unwrap();
     assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "answer to life");
-    assert_eq!(fut.result(Some(LONG)).unwrap(), "life");
+    assert_eq!(fut.result_timeout(LONG).unwrap(), "life");
 }

@@ -72,8 +72,8 @@ fn the_reported_cases_complete() {
             let pool = executor(1);
             let a = pool.submit(len_of, vec![1u8; 40_000]).unwrap();
             let b = pool.submit(len_of, vec![2u8; 40_000]).unwrap();
-            assert_eq!(a.result(Some(LONG)).unwrap(), 40_000);
-            assert_eq!(b.result(Some(LONG)).unwrap(), 40_000);
+            assert_eq!(a.result_timeout(LONG).unwrap(), 40_000);
+            assert_eq!(b.result_timeout(LONG).unwrap(), 40_000);
         },
     );
     within(DEADLINE, "max_workers(1), two 256 KiB strings", || {
@@ -81,8 +81,8 @@ fn the_reported_cases_complete() {
         let s = "a".repeat(256 * KIB);
         let a = pool.submit(upper, s.clone()).unwrap();
         let b = pool.submit(upper, s.clone()).unwrap();
-        assert_eq!(a.result(Some(LONG)).unwrap(), s.to_uppercase());
-        assert_eq!(b.result(Some(LONG)).unwrap(), s.to_uppercase());
+        assert_eq!(a.result_timeout(LONG).unwrap(), s.to_uppercase());
+        assert_eq!(b.result_timeout(LONG).unwrap(), s.to_uppercase());
     });
     within(DEADLINE, "2 workers, 3 tasks of 1 MiB", || {
         let pool = executor(2);
@@ -90,7 +90,7 @@ fn the_reported_cases_complete() {
             .map(|i| pool.submit(echo, bytes(MIB, i)).unwrap())
             .collect();
         for (i, f) in futs.iter().enumerate() {
-            assert_eq!(f.result(Some(LONG)).unwrap(), bytes(MIB, i as u8));
+            assert_eq!(f.result_timeout(LONG).unwrap(), bytes(MIB, i as u8));
         }
     });
     within(DEADLINE, "Pool::new(2).map over 16 items of 20 KB", || {
@@ -131,17 +131,17 @@ fn every_size_with_one_to_four_workers_and_a_busy_worker() {
                     }
                 }
                 for f in busy {
-                    f.result(Some(LONG)).unwrap();
+                    f.result_timeout(LONG).unwrap();
                 }
                 for (size, seed, f) in echoes {
-                    let got = f.result(Some(LONG)).unwrap();
+                    let got = f.result_timeout(LONG).unwrap();
                     assert!(
                         got == bytes(size, seed),
                         "echo of {size} bytes, {workers} workers"
                     );
                 }
                 for (size, f) in made {
-                    let got = f.result(Some(LONG)).unwrap();
+                    let got = f.result_timeout(LONG).unwrap();
                     assert!(
                         got == bytes(size, 7),
                         "result of {size} bytes, {workers} workers"
@@ -163,9 +163,9 @@ fn sixteen_mib_arguments_and_results() {
                 .collect();
             let made = pool.submit(make, 16 * MIB).unwrap();
             for f in futs {
-                assert!(f.result(Some(LONG)).unwrap() == big);
+                assert!(f.result_timeout(LONG).unwrap() == big);
             }
-            assert!(made.result(Some(LONG)).unwrap() == bytes(16 * MIB, 7));
+            assert!(made.result_timeout(LONG).unwrap() == bytes(16 * MIB, 7));
         });
     }
 }
@@ -195,7 +195,7 @@ fn pool_map_imap_and_apply_async_across_the_threshold() {
                 .map(|item| pool.apply_async(echo, item.clone()).unwrap())
                 .collect();
             for (item, result) in items.iter().zip(pending) {
-                assert!(&result.get(Some(LONG)).unwrap() == item);
+                assert!(&result.get_timeout(LONG).unwrap() == item);
             }
             let mut lens: Vec<usize> = pool
                 .imap_unordered(len_of, items.clone(), 3)

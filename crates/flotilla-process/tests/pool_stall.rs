@@ -92,7 +92,7 @@ fn collect_within(futures: &[Future<i32>], limit: Duration) -> Vec<i32> {
     futures
         .iter()
         .filter_map(|f| {
-            f.result(Some(deadline.saturating_duration_since(Instant::now())))
+            f.result_timeout(deadline.saturating_duration_since(Instant::now()))
                 .ok()
         })
         .collect()
@@ -144,7 +144,7 @@ fn a_worker_stopped_mid_result_does_not_freeze_the_pool() {
         if caught.is_some() {
             break;
         }
-        let _ = fut.result(Some(LONG));
+        let _ = fut.result_timeout(LONG);
     }
     let (stuck, resume, stopped) = caught.expect("never caught a worker mid-result");
 
@@ -164,7 +164,7 @@ fn a_worker_stopped_mid_result_does_not_freeze_the_pool() {
     );
 
     drop(resume); // SIGCONT
-    assert_eq!(stuck.result(Some(LONG)).unwrap().len(), 64 * MIB);
+    assert_eq!(stuck.result_timeout(LONG).unwrap().len(), 64 * MIB);
     assert_eq!(collect_within(&others, LONG).len(), others.len());
     within(LONG, "shutting the pool down", move || drop(pool));
     let _ = std::fs::remove_dir_all(&dir);
@@ -191,7 +191,7 @@ fn a_large_task_for_a_stopped_worker_does_not_freeze_the_pool() {
     let done = collect_within(&small, Duration::from_secs(30));
     let large_done = large
         .iter()
-        .filter(|f| f.result(Some(Duration::from_secs(5))).is_ok())
+        .filter(|f| f.result_timeout(Duration::from_secs(5)).is_ok())
         .count();
     // At most PIPELINE tasks wait on the stopped worker.
     assert!(
@@ -203,7 +203,7 @@ fn a_large_task_for_a_stopped_worker_does_not_freeze_the_pool() {
 
     drop(resume); // SIGCONT
     for f in &large {
-        assert_eq!(f.result(Some(LONG)).unwrap(), 8 * MIB);
+        assert_eq!(f.result_timeout(LONG).unwrap(), 8 * MIB);
     }
     assert_eq!(collect_within(&small, LONG).len(), small.len());
     within(LONG, "shutting the pool down", move || drop(pool));
@@ -244,12 +244,12 @@ fn a_worker_that_closes_its_connection_and_lingers_holds_up_no_other_task() {
             // The manager has seen the connection end by now.
             std::thread::sleep(Duration::from_millis(200));
             let quick = pool.submit(pid, ()).unwrap();
-            quick.result(Some(LONG)).unwrap();
+            quick.result_timeout(LONG).unwrap();
             assert!(
                 !lingering.done(),
                 "a task of another worker waited for the lingering worker to exit"
             );
-            match lingering.result(Some(LONG)) {
+            match lingering.result_timeout(LONG) {
                 Err(TaskError::WorkerDied {
                     exit_code: Some(7),
                     reason,
@@ -262,7 +262,7 @@ fn a_worker_that_closes_its_connection_and_lingers_holds_up_no_other_task() {
             assert!(
                 pool.submit(pid_after, 0)
                     .unwrap()
-                    .result(Some(LONG))
+                    .result_timeout(LONG)
                     .unwrap()
                     > 0
             );

@@ -75,10 +75,10 @@ fn an_executor_whose_workers_exit_at_start_breaks_after_a_few_tries() {
             .unwrap();
         let futs: Vec<_> = (0..4).map(|i| pool.submit(square, i).unwrap()).collect();
         for f in futs {
-            expect_broken(f.result(Some(LONG)), "exited with code 3");
+            expect_broken(f.result_timeout(LONG), "exited with code 3");
         }
         expect_broken(
-            pool.submit(square, 1).and_then(|f| f.result(Some(LONG))),
+            pool.submit(square, 1).and_then(|f| f.result_timeout(LONG)),
             "exited with code 3",
         );
         std::thread::sleep(Duration::from_millis(500));
@@ -106,7 +106,8 @@ fn a_pool_whose_workers_exit_at_start_breaks_after_a_few_tries() {
         std::thread::sleep(Duration::from_secs(2));
         assert!(starts(&p) <= FEW, "{} workers started in 2 s", starts(&p));
         expect_broken(
-            pool.apply_async(square, 2).and_then(|r| r.get(Some(LONG))),
+            pool.apply_async(square, 2)
+                .and_then(|r| r.get_timeout(LONG)),
             "exited with code 4",
         );
     });
@@ -126,7 +127,8 @@ fn failing_initializers_break_executors_and_pools_with_their_message() {
             .unwrap();
         std::thread::sleep(Duration::from_millis(500));
         expect_broken(
-            pool.apply_async(square, 2).and_then(|r| r.get(Some(LONG))),
+            pool.apply_async(square, 2)
+                .and_then(|r| r.get_timeout(LONG)),
             "no database",
         );
         drop(pool);
@@ -138,7 +140,7 @@ fn failing_initializers_break_executors_and_pools_with_their_message() {
         expect_broken(
             executor
                 .submit(square, 2)
-                .and_then(|f| f.result(Some(LONG))),
+                .and_then(|f| f.result_timeout(LONG)),
             "no database",
         );
         assert!(executor.workers_started() <= FEW);

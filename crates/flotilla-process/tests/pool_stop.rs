@@ -40,21 +40,25 @@ fn stopping_a_running_task_kills_its_worker_and_the_pool_goes_on() {
             .on_worker_death(policy)
             .build()
             .unwrap();
-        let before = pool.submit(pid, ()).unwrap().result(Some(LONG)).unwrap();
+        let before = pool.submit(pid, ()).unwrap().result_timeout(LONG).unwrap();
         let stuck = pool.submit(forever, ()).unwrap();
         // Queued behind it on the one worker: must survive the stop and run afterwards.
         let behind: Vec<_> = (0..4).map(|i| pool.submit(square, i).unwrap()).collect();
         until_running(&stuck);
         assert!(pool.stop(&stuck));
         assert!(matches!(
-            stuck.result(Some(LONG)),
+            stuck.result_timeout(LONG),
             Err(TaskError::Cancelled)
         ));
         assert!(stuck.cancelled());
         for (i, f) in behind.iter().enumerate() {
-            assert_eq!(f.result(Some(LONG)).unwrap(), (i * i) as u64, "{policy:?}");
+            assert_eq!(
+                f.result_timeout(LONG).unwrap(),
+                (i * i) as u64,
+                "{policy:?}"
+            );
         }
-        let after = pool.submit(pid, ()).unwrap().result(Some(LONG)).unwrap();
+        let after = pool.submit(pid, ()).unwrap().result_timeout(LONG).unwrap();
         assert_ne!(before, after, "a replacement worker runs the next tasks");
         assert!(!pool.stop(&stuck), "already finished");
         assert_eq!(pool.workers_started(), 2);
@@ -78,15 +82,18 @@ fn stopping_a_task_waiting_in_a_workers_pipeline_cancels_it() {
     assert_eq!(second.state(), State::Cancelled);
     assert!(pool.stop(&first));
     assert!(matches!(
-        first.result(Some(LONG)),
+        first.result_timeout(LONG),
         Err(TaskError::Cancelled)
     ));
     assert!(matches!(
-        second.result(Some(LONG)),
+        second.result_timeout(LONG),
         Err(TaskError::Cancelled)
     ));
     assert_eq!(
-        pool.submit(square, 9).unwrap().result(Some(LONG)).unwrap(),
+        pool.submit(square, 9)
+            .unwrap()
+            .result_timeout(LONG)
+            .unwrap(),
         81
     );
     assert_eq!(pool.workers_started(), 2, "the skipped task never ran");
@@ -110,9 +117,9 @@ fn stopping_a_pending_task_cancels_it_and_a_finished_one_is_left_alone() {
         assert!(pool.stop(f));
     }
     let done = pool.submit(square, 4).unwrap();
-    assert_eq!(done.result(Some(LONG)).unwrap(), 16);
+    assert_eq!(done.result_timeout(LONG).unwrap(), 16);
     assert!(!pool.stop(&done));
-    assert_eq!(done.result(None).unwrap(), 16);
+    assert_eq!(done.result().unwrap(), 16);
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq, thiserror::Error)]
@@ -132,14 +139,14 @@ fn try_submit_returns_the_tasks_own_error() {
     assert_eq!(
         pool.try_submit(parse, "12".into())
             .unwrap()
-            .result(Some(LONG))
+            .result_timeout(LONG)
             .unwrap(),
         12
     );
     let err = pool
         .try_submit(parse, "twelve".into())
         .unwrap()
-        .result(Some(LONG))
+        .result_timeout(LONG)
         .unwrap_err();
     assert!(err.is_task_failure());
     assert_eq!(

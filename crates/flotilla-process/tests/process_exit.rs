@@ -68,7 +68,7 @@ fn a_child_joins_its_non_daemon_threads_before_it_ends() {
     for method in StartMethod::ALL {
         let path = marker("thread", method);
         let child = start(method, true, path.clone());
-        assert_eq!(child.join(Some(LONG)).unwrap(), 7, "{method}");
+        assert_eq!(child.join_timeout(LONG).unwrap(), 7, "{method}");
         assert_eq!(
             std::fs::read_to_string(&path).ok().as_deref(),
             Some("done"),
@@ -83,7 +83,7 @@ fn a_child_joins_its_non_daemonic_children_before_it_ends() {
     for method in StartMethod::ALL {
         let path = marker("child", method);
         let child = start(method, false, path.clone());
-        assert_eq!(child.join(Some(LONG)).unwrap(), 8, "{method}");
+        assert_eq!(child.join_timeout(LONG).unwrap(), 8, "{method}");
         assert_eq!(
             std::fs::read_to_string(&path).ok().as_deref(),
             Some("done"),

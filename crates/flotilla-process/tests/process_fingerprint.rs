@@ -17,7 +17,7 @@ fn a_task_from_another_build_is_refused() {
         .process(add, (1, 1))
         .start();
     flotilla_process::testing::force_fingerprint(None);
-    match child.unwrap().join(Some(Duration::from_secs(60))) {
+    match child.unwrap().join_timeout(Duration::from_secs(60)) {
         Err(Error::Refused(reason)) => assert!(reason.contains("different build"), "{reason}"),
         other => panic!("unexpected {other:?}"),
     }
@@ -34,14 +34,14 @@ fn touch_helper() {
     }
     let ctx = get_context(Some(StartMethod::Spawn));
     let first = ctx.process(add, (1, 2)).start().unwrap();
-    assert_eq!(first.join(Some(Duration::from_secs(60))).unwrap(), 3);
+    assert_eq!(first.join_timeout(Duration::from_secs(60)).unwrap(), 3);
     let exe = std::env::current_exe().unwrap();
     let file = std::fs::File::open(&exe).unwrap();
     file.set_modified(std::time::SystemTime::now() + Duration::from_secs(3600))
         .unwrap();
     drop(file);
     let second = ctx.process(add, (2, 2)).start().unwrap();
-    match second.join(Some(Duration::from_secs(60))) {
+    match second.join_timeout(Duration::from_secs(60)) {
         Ok(4) => println!("TOUCH OK"),
         other => println!("TOUCH FAILED {other:?}"),
     }

@@ -20,10 +20,10 @@ fn join_survives_the_death_of_the_forkserver() {
         nix::sys::signal::SIGKILL,
     )
     .unwrap();
-    assert_eq!(child.join(Some(Duration::from_secs(60))).unwrap(), 5);
+    assert_eq!(child.join_timeout(Duration::from_secs(60)).unwrap(), 5);
     assert_eq!(child.exitcode(), Some(0));
     assert!(!child.is_alive());
     // A new server is started for the next child.
     let next = ctx.process(slow_add, (1, 1, 0)).start().unwrap();
-    assert_eq!(next.join(Some(Duration::from_secs(60))).unwrap(), 2);
+    assert_eq!(next.join_timeout(Duration::from_secs(60)).unwrap(), 2);
 }

@@ -34,7 +34,7 @@ fn a_duplex_end_as_an_argument_under_spawn_and_forkserver() {
             assert_eq!(ours.recv_timeout::<u32>(LONG).unwrap(), i * 2 + 1);
         }
         drop(ours); // end of file ends the child's loop
-        assert_eq!(child.join(Some(LONG)).unwrap(), 10, "{method}");
+        assert_eq!(child.join_timeout(LONG).unwrap(), 10, "{method}");
     }
 }
 
@@ -49,7 +49,7 @@ fn an_end_inherited_through_fork() {
     // Not end of file: a forked child inherits every descriptor, `ours` too, so the
     // pipe stays open while the child lives (as in Python).
     ours.send(&STOP).unwrap();
-    assert_eq!(child.join(Some(LONG)).unwrap(), 1);
+    assert_eq!(child.join_timeout(LONG).unwrap(), 1);
 }
 
 fn write_only(conn: Connection) {
@@ -68,7 +68,7 @@ fn a_simplex_write_end_as_an_argument() {
             reader.recv_timeout::<String>(LONG).unwrap(),
             "only the child writes"
         );
-        child.join(Some(LONG)).unwrap();
+        child.join_timeout(LONG).unwrap();
         assert!(
             matches!(reader.recv_timeout::<String>(LONG), Err(IpcError::Eof)),
             "{method}"
@@ -95,7 +95,7 @@ fn end_of_file_when_the_peer_process_dies() {
             matches!(ours.recv_timeout::<String>(LONG), Err(IpcError::Eof)),
             "{method}"
         );
-        let _ = child.join(Some(LONG));
+        let _ = child.join_timeout(LONG);
     }
 }
 
@@ -112,7 +112,7 @@ fn a_child_returns_a_connection_end() {
         .process(make_pipe, ())
         .start()
         .unwrap();
-    let (end, note) = child.join(Some(LONG)).unwrap();
+    let (end, note) = child.join_timeout(LONG).unwrap();
     assert_eq!(note, "here is an end");
     assert_eq!(
         end.recv_timeout::<String>(LONG).unwrap(),
@@ -135,7 +135,7 @@ fn a_result_larger_than_any_socket_buffer() {
             .process(big, 2 << 20)
             .start()
             .unwrap();
-        let value = child.join(Some(LONG)).unwrap();
+        let value = child.join_timeout(LONG).unwrap();
         assert_eq!(value.len(), 2 << 20, "{method}");
         assert!(value.iter().all(|&b| b == 7));
     }

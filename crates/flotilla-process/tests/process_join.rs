@@ -67,7 +67,7 @@ fn a_timed_join_of_a_child_stopped_mid_send_times_out() {
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGCONT);
         });
         let start = Instant::now();
-        let timed = child.join(Some(Duration::from_secs(1)));
+        let timed = child.join_timeout(Duration::from_secs(1));
         let took = start.elapsed();
         signal(pid, nix::sys::signal::SIGCONT);
         assert!(
@@ -78,7 +78,7 @@ fn a_timed_join_of_a_child_stopped_mid_send_times_out() {
             took < Duration::from_secs(10),
             "{method}: join(1 s) returned after {took:?}"
         );
-        let value = child.join(Some(Duration::from_secs(60))).unwrap();
+        let value = child.join_timeout(Duration::from_secs(60)).unwrap();
         assert!(
             value == pattern(BIG),
             "{method}: the value came back changed"
@@ -97,7 +97,7 @@ fn a_child_killed_mid_send_joins_as_killed() {
         let pid = child.pid();
         // Part of the result is in the socket's buffer; the rest never comes.
         signal(pid, nix::sys::signal::SIGKILL);
-        match child.join(Some(Duration::from_secs(60))) {
+        match child.join_timeout(Duration::from_secs(60)) {
             Err(Error::Signaled { signal: 9, .. }) => {}
             other => panic!("{method}: expected killed by signal 9, got {other:?}"),
         }

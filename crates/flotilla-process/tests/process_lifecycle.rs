@@ -97,7 +97,11 @@ fn helper_more() {
                     .build()
                     .unwrap();
                 for _ in 0..4 {
-                    let pid = pool.submit(pid_of, ()).unwrap().result(Some(LONG)).unwrap();
+                    let pid = pool
+                        .submit(pid_of, ())
+                        .unwrap()
+                        .result_timeout(LONG)
+                        .unwrap();
                     println!("WORKER {pid}");
                 }
                 pools.push(pool);
@@ -146,7 +150,12 @@ fn helper_more() {
                         .build()
                         .unwrap();
                     let pids: Vec<i32> = (0..4)
-                        .map(|_| pool.submit(pid_of, ()).unwrap().result(Some(LONG)).unwrap())
+                        .map(|_| {
+                            pool.submit(pid_of, ())
+                                .unwrap()
+                                .result_timeout(LONG)
+                                .unwrap()
+                        })
                         .collect();
                     std::thread::sleep(Duration::from_secs(1));
                     (pool, pids)

@@ -41,7 +41,7 @@ fn start_children() {
             .name(format!("Logger-{method}"))
             .start()
             .unwrap();
-        assert_eq!(child.join(Some(Duration::from_secs(60))).unwrap(), 7);
+        assert_eq!(child.join_timeout(Duration::from_secs(60)).unwrap(), 7);
     }
 }
 
@@ -132,7 +132,7 @@ fn a_childs_panic_names_its_process() {
                 .name(format!("Exploder-{method}"))
                 .start()
                 .unwrap();
-            assert!(child.join(Some(Duration::from_secs(60))).is_err());
+            assert!(child.join_timeout(Duration::from_secs(60)).is_err());
         }
         return;
     }

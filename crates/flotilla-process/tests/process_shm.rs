@@ -49,7 +49,7 @@ fn a_sigkilled_creator_leaves_no_name_behind() {
         let _ = std::fs::remove_file(marker(&name));
         assert!(exists(&name), "{method}");
         child.kill().unwrap();
-        let _ = child.join(Some(Duration::from_secs(60)));
+        let _ = child.join_timeout(Duration::from_secs(60));
         let gone = std::panic::catch_unwind(|| {
             wait_for(
                 &format!("{method}: {name} outlived its SIGKILLed creator"),

@@ -23,7 +23,7 @@ fn a_function_with_arguments_runs_under_every_method() {
         // so the checked `start` would refuse (tested below).
         let child =
             unsafe { builder.start_unchecked() }.unwrap_or_else(|e| panic!("{method}: {e}"));
-        let (tag, pid, ppid, name) = child.join(Some(LONG)).unwrap();
+        let (tag, pid, ppid, name) = child.join_timeout(LONG).unwrap();
         assert_eq!(tag, format!("via {method}"));
         assert_eq!(pid, child.pid());
         assert_ne!(pid, std::process::id() as i32);
@@ -47,13 +47,13 @@ fn boom(_: ()) -> u8 {
 fn a_panic_in_the_child_is_exit_code_1_with_its_message() {
     for method in [StartMethod::Spawn, StartMethod::ForkServer] {
         let child = get_context(Some(method)).process(boom, ()).start().unwrap();
-        match child.join(Some(LONG)) {
+        match child.join_timeout(LONG) {
             Err(Error::Panicked { message }) => assert_eq!(message, "the child exploded"),
             other => panic!("{method}: unexpected {other:?}"),
         }
         assert_eq!(child.exitcode(), Some(1));
         assert!(
-            matches!(child.join(Some(LONG)), Err(Error::Panicked { .. })),
+            matches!(child.join_timeout(LONG), Err(Error::Panicked { .. })),
             "failures repeat"
         );
     }
@@ -70,18 +70,18 @@ fn terminate_and_kill_give_negative_signal_codes() {
         let a = ctx.process(sleep_long, 300).start().unwrap();
         let b = ctx.process(sleep_long, 300).start().unwrap();
         assert!(matches!(
-            a.join(Some(Duration::from_millis(50))),
+            a.join_timeout(Duration::from_millis(50)),
             Err(Error::Timeout(_))
         ));
         assert!(a.is_alive());
         a.terminate().unwrap();
         b.kill().unwrap();
-        match a.join(Some(LONG)) {
+        match a.join_timeout(LONG) {
             Err(Error::Signaled { signal: 15, name }) => assert_eq!(name, "SIGTERM"),
             other => panic!("{method}: unexpected {other:?}"),
         }
         assert!(matches!(
-            b.join(Some(LONG)),
+            b.join_timeout(LONG),
             Err(Error::Signaled { signal: 9, .. })
         ));
         assert_eq!((a.exitcode(), b.exitcode()), (Some(-15), Some(-9)));
@@ -100,7 +100,7 @@ fn an_exit_without_a_value_is_reported_with_its_code() {
         .start()
         .unwrap();
     assert!(matches!(
-        child.join(Some(LONG)),
+        child.join_timeout(LONG),
         Err(Error::Exited { code: 3 })
     ));
     assert_eq!(child.exitcode(), Some(3));
@@ -114,8 +114,11 @@ fn add((a, b): (u64, u64)) -> u64 {
 fn the_value_goes_to_the_first_join() {
     let child = Process::new(add, (2, 40)).name("adder").start().unwrap();
     assert_eq!(child.name(), "adder");
-    assert_eq!(child.join(Some(LONG)).unwrap(), 42);
-    assert!(matches!(child.join(Some(LONG)), Err(Error::AlreadyJoined)));
+    assert_eq!(child.join_timeout(LONG).unwrap(), 42);
+    assert!(matches!(
+        child.join_timeout(LONG),
+        Err(Error::AlreadyJoined)
+    ));
 }
 
 #[test]
@@ -133,7 +136,7 @@ fn a_capturing_closure_runs_under_fork() {
     // SAFETY: the child only joins strings and returns; it takes no lock that another
     // test thread could be holding.
     let child = unsafe { Process::fork(move || captured.join(" ")).start_unchecked() }.unwrap();
-    assert_eq!(child.join(Some(LONG)).unwrap(), "captured anything");
+    assert_eq!(child.join_timeout(LONG).unwrap(), "captured anything");
 }
 
 #[test]
@@ -153,7 +156,7 @@ fn a_child_forked_while_another_thread_holds_stdout_still_ends() {
     // lock, which the other thread holds at the fork and nobody in the child releases.
     // (A daemon, so that if it did hang, exit handling would terminate it.)
     let child = unsafe { Process::fork(|| 40 + 2).daemon(true).start_unchecked() }.unwrap();
-    let value = child.join(Some(LONG));
+    let value = child.join_timeout(LONG);
     let _ = release.send(());
     holder.join().unwrap();
     assert_eq!(value.unwrap(), 42, "the child ended and reported");
@@ -172,13 +175,16 @@ fn sentinels_and_active_children() {
     );
     let sentinel = [child.sentinel()];
     assert!(
-        flotilla_ipc::wait(&sentinel, Some(Duration::from_millis(20)))
+        flotilla_ipc::wait_timeout(&sentinel, Duration::from_millis(20))
             .unwrap()
             .is_empty()
     );
     child.kill().unwrap();
-    assert_eq!(flotilla_ipc::wait(&sentinel, Some(LONG)).unwrap().len(), 1);
-    let _ = child.join(Some(LONG));
+    assert_eq!(
+        flotilla_ipc::wait_timeout(&sentinel, LONG).unwrap().len(),
+        1
+    );
+    let _ = child.join_timeout(LONG);
     assert!(
         !flotilla_process::active_children()
             .iter()
@@ -220,7 +226,7 @@ fn a_child_shows_its_process_name_to_ps() {
             .name("cruncher")
             .start()
             .unwrap();
-        assert_eq!(child.join(Some(LONG)).unwrap(), "cruncher", "{method}");
+        assert_eq!(child.join_timeout(LONG).unwrap(), "cruncher", "{method}");
         // Longer than the kernel's 15 bytes: cut at a char boundary.
         let child = get_context(Some(method))
             .process(comm, ())
@@ -228,7 +234,7 @@ fn a_child_shows_its_process_name_to_ps() {
             .start()
             .unwrap();
         assert_eq!(
-            child.join(Some(LONG)).unwrap(),
+            child.join_timeout(LONG).unwrap(),
             "a-rather-long-n",
             "{method}"
         );
@@ -237,7 +243,7 @@ fn a_child_shows_its_process_name_to_ps() {
         .max_workers(1)
         .build()
         .unwrap();
-    let name = pool.submit(comm, ()).unwrap().result(Some(LONG)).unwrap();
+    let name = pool.submit(comm, ()).unwrap().result_timeout(LONG).unwrap();
     assert!(name.starts_with("PoolWorker-"), "{name}");
 }
 
@@ -261,7 +267,7 @@ fn a_child_sends_its_process_info_back() {
         .name("Reporter")
         .start()
         .unwrap();
-    let (me, parent) = child.join(Some(LONG)).unwrap();
+    let (me, parent) = child.join_timeout(LONG).unwrap();
     assert_eq!(me.name, "Reporter");
     assert_eq!(me.pid, child.pid());
     assert_eq!(parent, Some(flotilla_process::current_process()));

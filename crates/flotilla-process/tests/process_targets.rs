@@ -26,7 +26,7 @@ fn run_in_child(method: StartMethod, target: fn(u64) -> u64, x: u64) -> u64 {
     // SAFETY: a fork child only does arithmetic and reports; it takes no lock another
     // test thread could hold.
     let child = unsafe { builder.start_unchecked() }.unwrap();
-    child.join(Some(LONG)).unwrap()
+    child.join_timeout(LONG).unwrap()
 }
 
 #[test]
@@ -56,7 +56,10 @@ fn fn_pointers_run_as_pool_tasks() {
     let targets: Vec<fn(u64) -> u64> = vec![double, square];
     for target in &targets {
         assert_eq!(
-            pool.submit(*target, 9).unwrap().result(Some(LONG)).unwrap(),
+            pool.submit(*target, 9)
+                .unwrap()
+                .result_timeout(LONG)
+                .unwrap(),
             target(9)
         );
         let mapped: Vec<u64> = pool.map(*target, 0..20, 3).map(Result::unwrap).collect();
@@ -107,7 +110,7 @@ fn a_closure_that_captures_a_pointer_sized_value_is_refused_with_a_clear_error()
     // SAFETY: as in `run_in_child`.
     let forked = unsafe { builder.start_unchecked() }
         .unwrap()
-        .join(Some(LONG))
+        .join_timeout(LONG)
         .unwrap();
     assert_eq!(forked, 42);
 }

@@ -326,20 +326,20 @@ impl Connection {
     /// Receives one frame's bytes, waiting at most the [`Options::timeout`]: Python's
     /// `conn.recv_bytes()`.
     pub fn recv_bytes(&mut self) -> Result<Vec<u8>, RecvError> {
-        self.recv_bytes_timeout(Some(self.options.timeout))
+        self.recv_bytes_timeout(self.options.timeout)
     }
 
-    /// Receives one frame's bytes, waiting at most `timeout` (`None`: for as long as it
-    /// takes).
-    pub fn recv_bytes_timeout(&mut self, timeout: Option<Duration>) -> Result<Vec<u8>, RecvError> {
+    /// Receives one frame's bytes, waiting at most `timeout` for it to begin
+    /// (`Duration::MAX`: for as long as it takes).
+    pub fn recv_bytes_timeout(&mut self, timeout: Duration) -> Result<Vec<u8>, RecvError> {
         if self.broken {
             return Err(RecvError::Frame(FrameError::Closed));
         }
         let max = self.options.max_frame;
         // Wait for the first byte without reading it, so a timeout leaves the stream in
         // step; then the frame gets the whole per-call bound.
-        if !self.readable(timeout)? {
-            return Err(RecvError::Timeout(timeout.unwrap_or(Duration::MAX)));
+        if !self.readable(Some(timeout))? {
+            return Err(RecvError::Timeout(timeout));
         }
         let frame_timeout = self.options.timeout;
         let res = wire::read_frame_from(&mut self.timed(Some(frame_timeout)), max);
@@ -364,33 +364,38 @@ impl Connection {
         poll_readable(fd, timeout).map_err(|e| RecvError::Frame(FrameError::Io(e)))
     }
 
+    /// Whether a message (or end of file) is waiting; never blocks: Python's
+    /// `conn.poll()` (whose timeout defaults to 0).
+    pub fn poll(&self) -> Result<bool, RecvError> {
+        self.readable(Some(Duration::ZERO))
+    }
+
     /// Whether a message (or end of file) is waiting, or arrives within `timeout`:
-    /// Python's `conn.poll(timeout)`.
-    pub fn poll(&self, timeout: Option<Duration>) -> Result<bool, RecvError> {
-        self.readable(timeout)
+    /// Python's `conn.poll(timeout)`. `Duration::MAX` waits without limit (Python's
+    /// `poll(None)`).
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, RecvError> {
+        self.readable(Some(timeout))
     }
 
     /// Receives one message and reads its pickle into `T`, waiting at most the
     /// [`Options::timeout`]: Python's `conn.recv()`.
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
-        self.recv_timeout(Some(self.options.timeout))
+        self.recv_timeout(self.options.timeout)
     }
 
-    /// [`recv`](Self::recv), waiting at most `timeout` (`None`: for as long as it takes).
-    pub fn recv_timeout<T: DeserializeOwned>(
-        &mut self,
-        timeout: Option<Duration>,
-    ) -> Result<T, RecvError> {
+    /// [`recv`](Self::recv), waiting at most `timeout` (`Duration::MAX`: for as long as
+    /// it takes).
+    pub fn recv_timeout<T: DeserializeOwned>(&mut self, timeout: Duration) -> Result<T, RecvError> {
         Ok(pickle::from_value(self.recv_value_timeout(timeout)?)?)
     }
 
     /// Receives one message as a [`PyValue`] (plain data, or an allow-listed object).
     pub fn recv_value(&mut self) -> Result<PyValue, RecvError> {
-        self.recv_value_timeout(Some(self.options.timeout))
+        self.recv_value_timeout(self.options.timeout)
     }
 
     /// [`recv_value`](Self::recv_value), waiting at most `timeout`.
-    pub fn recv_value_timeout(&mut self, timeout: Option<Duration>) -> Result<PyValue, RecvError> {
+    pub fn recv_value_timeout(&mut self, timeout: Duration) -> Result<PyValue, RecvError> {
         let bytes = self.recv_bytes_timeout(timeout)?;
         Ok(pickle::decode(&bytes)?)
     }
@@ -570,11 +575,15 @@ impl Listener {
     /// Waits for a peer (for as long as it takes), then runs the handshake (challenge,
     /// then answer) within the [`Options::timeout`]: Python's `listener.accept()`.
     pub fn accept(&self) -> Result<Connection, ConnectError> {
-        self.accept_timeout(None)
+        self.accept_within(None)
     }
 
     /// [`accept`](Self::accept), waiting at most `timeout` for a peer to connect.
-    pub fn accept_timeout(&self, timeout: Option<Duration>) -> Result<Connection, ConnectError> {
+    pub fn accept_timeout(&self, timeout: Duration) -> Result<Connection, ConnectError> {
+        self.accept_within(Some(timeout))
+    }
+
+    fn accept_within(&self, timeout: Option<Duration>) -> Result<Connection, ConnectError> {
         let io_err = |source| ConnectError::Io {
             address: self.address.clone(),
             source,

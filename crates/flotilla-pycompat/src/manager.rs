@@ -185,7 +185,7 @@ fn exchange(
     timeout: Option<Duration>,
 ) -> Result<Reply, CallError> {
     conn.send_value(req)?;
-    let bytes = conn.recv_bytes_timeout(timeout)?;
+    let bytes = conn.recv_bytes_timeout(timeout.unwrap_or(Duration::MAX))?;
     decode_reply(&bytes)
 }
 
@@ -204,7 +204,7 @@ fn exchange(
 /// .unwrap();
 /// let queue = manager.queue("get_queue", &()).unwrap();
 /// queue.put(&"from Rust").unwrap();
-/// let item: String = queue.get(Some(Duration::from_secs(1))).unwrap();
+/// let item: String = queue.get_timeout(Duration::from_secs(1)).unwrap();
 /// ```
 #[derive(Debug, Clone)]
 pub struct ManagerClient {
@@ -342,13 +342,27 @@ impl Proxy {
         args: &A,
     ) -> Result<R, CallError> {
         let timeout = self.manager.options.get_timeout();
-        let value = self.call_value(method, args_tuple(args)?, Some(timeout))?;
+        let value = self.call_value_timeout(method, args_tuple(args)?, timeout)?;
         Ok(pickle::from_value(value)?)
     }
 
-    /// Calls `method`, waiting at most `timeout` for the reply (`None`: as long as it
-    /// takes), and returns the result as a [`PyValue`].
-    pub fn call_value(
+    /// Calls `method`, waiting as long as it takes for the reply, and returns the
+    /// result as a [`PyValue`].
+    pub fn call_value(&self, method: &str, args: Vec<Value>) -> Result<PyValue, CallError> {
+        self.call_value_within(method, args, None)
+    }
+
+    /// Like [`call_value`](Self::call_value), waiting at most `timeout` for the reply.
+    pub fn call_value_timeout(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        timeout: Duration,
+    ) -> Result<PyValue, CallError> {
+        self.call_value_within(method, args, Some(timeout))
+    }
+
+    fn call_value_within(
         &self,
         method: &str,
         args: Vec<Value>,
@@ -458,20 +472,29 @@ impl QueueProxy {
         let item = pickle::to_serde_value(item)?;
         let timeout = self.0.manager.options.get_timeout();
         self.0
-            .call_value("put", vec![item], Some(timeout))
+            .call_value_timeout("put", vec![item], timeout)
             .map(drop)
     }
 
-    /// Takes an item, waiting at most `timeout` on the server (`None`: as long as it
-    /// takes): Python's `q.get(True, timeout)`. An empty queue at the deadline is
+    /// Takes an item, waiting as long as it takes: Python's `q.get()`.
+    pub fn get<T: DeserializeOwned>(&self) -> Result<T, CallError> {
+        self.get_within(None)
+    }
+
+    /// Takes an item, waiting at most `timeout` on the server: Python's
+    /// `q.get(True, timeout)`. An empty queue at the deadline is
     /// [`CallError::Exception`] of class `queue.Empty`.
-    pub fn get<T: DeserializeOwned>(&self, timeout: Option<Duration>) -> Result<T, CallError> {
+    pub fn get_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, CallError> {
+        self.get_within(Some(timeout))
+    }
+
+    fn get_within<T: DeserializeOwned>(&self, timeout: Option<Duration>) -> Result<T, CallError> {
         let seconds = timeout.map_or(Value::None, |t| Value::F64(t.as_secs_f64()));
         // The reply comes after the server's wait, plus the time a call may take.
         let wait = timeout.map(|t| t + self.0.manager.options.get_timeout());
         let value = self
             .0
-            .call_value("get", vec![Value::Bool(true), seconds], wait)?;
+            .call_value_within("get", vec![Value::Bool(true), seconds], wait)?;
         Ok(pickle::from_value(value)?)
     }
 
@@ -493,7 +516,7 @@ impl DictProxy {
     ) -> Result<Option<V>, CallError> {
         let key = pickle::to_serde_value(key)?;
         let timeout = self.0.manager.options.get_timeout();
-        let value = self.0.call_value("get", vec![key], Some(timeout))?;
+        let value = self.0.call_value_timeout("get", vec![key], timeout)?;
         Ok(pickle::from_value(value)?)
     }
 
@@ -506,7 +529,7 @@ impl DictProxy {
         let (key, value) = (pickle::to_serde_value(key)?, pickle::to_serde_value(value)?);
         let timeout = self.0.manager.options.get_timeout();
         self.0
-            .call_value("__setitem__", vec![key, value], Some(timeout))
+            .call_value_timeout("__setitem__", vec![key, value], timeout)
             .map(drop)
     }
 

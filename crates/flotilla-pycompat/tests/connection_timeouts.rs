@@ -34,7 +34,7 @@ fn a_silent_peer_times_out_the_handshake_on_both_sides() {
         let listener = Listener::bind(&Address::Unix(path.clone()), options.clone()).unwrap();
         let _silent = UnixStream::connect(&path).unwrap();
         let started = Instant::now();
-        let err = listener.accept_timeout(Some(SHORT)).unwrap_err();
+        let err = listener.accept_timeout(SHORT).unwrap_err();
         assert!(matches!(err, ConnectError::Timeout { .. }), "{err}");
         assert!(started.elapsed() < Duration::from_secs(10));
 
@@ -51,7 +51,7 @@ fn a_silent_peer_times_out_the_handshake_on_both_sides() {
 fn accept_with_no_peer_times_out() {
     bounded(|| {
         let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap(), Options::new()).unwrap();
-        let err = listener.accept_timeout(Some(SHORT)).unwrap_err();
+        let err = listener.accept_timeout(SHORT).unwrap_err();
         assert!(matches!(err, ConnectError::Timeout { .. }), "{err}");
     });
 }
@@ -63,7 +63,7 @@ fn a_peer_that_reads_nothing_times_out_a_send() {
         let listener =
             Listener::bind(&Address::Unix(path.clone()), Options::new().timeout(SHORT)).unwrap();
         let _deaf = UnixStream::connect(&path).unwrap();
-        let mut conn = listener.accept_timeout(Some(SHORT)).unwrap();
+        let mut conn = listener.accept_timeout(SHORT).unwrap();
         let err = conn.send_bytes(&vec![0u8; 64 << 20]).unwrap_err();
         assert!(matches!(err, SendError::Timeout(_)), "{err}");
     });
@@ -76,7 +76,7 @@ fn a_frame_that_stops_half_way_is_a_stall_and_closes_the_connection() {
         let listener =
             Listener::bind(&Address::Unix(path.clone()), Options::new().timeout(SHORT)).unwrap();
         let mut peer = UnixStream::connect(&path).unwrap();
-        let mut conn = listener.accept_timeout(Some(SHORT)).unwrap();
+        let mut conn = listener.accept_timeout(SHORT).unwrap();
         // No message yet: a timeout, and the connection is still fine.
         assert!(matches!(conn.recv_bytes(), Err(RecvError::Timeout(_))));
         peer.write_all(&[0, 0, 0, 10, 1, 2]).unwrap();

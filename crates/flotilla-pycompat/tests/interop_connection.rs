@@ -60,7 +60,7 @@ fn a_python_client_talks_to_a_rust_listener() {
     let listener = Listener::bind(&tcp_any(), options(b"secret")).unwrap();
     let addr = listener.address().to_string();
     let py = spawn(&python_modern(), PY_CLIENT, &[&addr, "secret"]);
-    let mut conn = listener.accept_timeout(Some(common::STEP)).unwrap();
+    let mut conn = listener.accept_timeout(common::STEP).unwrap();
     let first = conn.recv_value().unwrap();
     assert_eq!(
         first,
@@ -186,7 +186,7 @@ fn python_311_passes_with_the_legacy_flag_both_ways() {
     to_py.send(&21).unwrap();
     assert_eq!(to_py.recv::<i64>().unwrap(), 42);
     // Python 3.11 client → Rust listener.
-    let mut from_py = listener.accept_timeout(Some(common::STEP)).unwrap();
+    let mut from_py = listener.accept_timeout(common::STEP).unwrap();
     let word: String = from_py.recv().unwrap();
     from_py.send(&format!("{word} seen by Rust")).unwrap();
     assert_eq!(py.finish(), ["reply py311 seen by Rust"]);
@@ -211,7 +211,7 @@ fn python_311_is_refused_without_the_legacy_flag_both_ways() {
         "{err}"
     );
     assert!(err.to_string().contains("3.11"), "{err}");
-    let err = listener.accept_timeout(Some(common::STEP)).unwrap_err();
+    let err = listener.accept_timeout(common::STEP).unwrap_err();
     assert!(
         matches!(
             err,
@@ -268,7 +268,7 @@ fn a_wrong_authkey_is_refused_both_ways() {
         py.line()
             .starts_with("python listener refused: digest received was wrong")
     );
-    let err = listener.accept_timeout(Some(common::STEP)).unwrap_err();
+    let err = listener.accept_timeout(common::STEP).unwrap_err();
     assert!(
         matches!(
             err,
@@ -324,7 +324,7 @@ fn oversized_and_garbage_frames_from_python_are_refused_cleanly() {
     let listener = Listener::bind(&tcp_any(), opts).unwrap();
     let addr = listener.address().to_string();
     let py = spawn(&python_modern(), PY_BAD_FRAMES, &[&addr]);
-    let accept = || listener.accept_timeout(Some(common::STEP)).unwrap();
+    let accept = || listener.accept_timeout(common::STEP).unwrap();
 
     let mut c = accept();
     let err = c.recv_bytes().unwrap_err();
@@ -394,10 +394,10 @@ fn recv_times_out_and_the_connection_stays_usable() {
         .connect(&Address::Unix(path))
         .unwrap();
     let err = conn
-        .recv_timeout::<i64>(Some(Duration::from_millis(200)))
+        .recv_timeout::<i64>(Duration::from_millis(200))
         .unwrap_err();
     assert!(matches!(err, RecvError::Timeout(_)), "{err}");
-    assert!(!conn.poll(Some(Duration::from_millis(10))).unwrap());
+    assert!(!conn.poll_timeout(Duration::from_millis(10)).unwrap());
     conn.send(&5).unwrap();
     let (_, five): (String, i64) = conn.recv().unwrap();
     assert_eq!(five, 5);
@@ -416,7 +416,7 @@ fn every_modern_python_authenticates_both_ways() {
         let mut to_py = Client::new(options(b"old")).connect(&py_addr).unwrap();
         to_py.send(&"ab").unwrap();
         assert_eq!(to_py.recv::<String>().unwrap(), "abab");
-        let mut from_py = listener.accept_timeout(Some(common::STEP)).unwrap();
+        let mut from_py = listener.accept_timeout(common::STEP).unwrap();
         let word: String = from_py.recv().unwrap();
         from_py.send(&word.to_uppercase()).unwrap();
         assert_eq!(py.finish(), ["reply PY311"], "{}", python.display());

@@ -115,7 +115,7 @@ fn a_python_producer_feeds_a_rust_consumer_through_a_python_managers_queue() {
     assert_eq!(jobs.qsize().unwrap(), 6);
     let mut got = Vec::new();
     while let Some(job) = jobs
-        .get::<Option<Job>>(Some(Duration::from_secs(30)))
+        .get_timeout::<Option<Job>>(Duration::from_secs(30))
         .unwrap()
     {
         got.push(job);
@@ -130,7 +130,7 @@ fn a_python_producer_feeds_a_rust_consumer_through_a_python_managers_queue() {
     );
     // Empty at the deadline: Python's queue.Empty, by name.
     let err = jobs
-        .get::<Option<Job>>(Some(Duration::from_millis(100)))
+        .get_timeout::<Option<Job>>(Duration::from_millis(100))
         .unwrap_err();
     let CallError::Exception(e) = &err else {
         panic!("expected queue.Empty, got {err}");
@@ -138,7 +138,7 @@ fn a_python_producer_feeds_a_rust_consumer_through_a_python_managers_queue() {
     assert!(e.is("queue.Empty"), "{e}");
     // The channel is still in step after the exception.
     jobs.0.call::<(), _>("put", &("after",)).unwrap();
-    assert_eq!(jobs.get::<String>(None).unwrap(), "after");
+    assert_eq!(jobs.get::<String>().unwrap(), "after");
     drop(jobs);
     assert_eq!(manager.number_of_objects().unwrap(), before);
     server.stop(&manager);
@@ -153,7 +153,7 @@ fn the_seeds_remote_queues_with_a_python_and_a_rust_client() {
     let ming_queue = manager.queue("get_ming_queue", &()).unwrap();
     let zhang_queue = manager.queue("get_zhang_queue", &()).unwrap();
     ming_queue.put("hello from ming (Rust)").unwrap();
-    let from_zhang: String = zhang_queue.get(Some(common::STEP)).unwrap();
+    let from_zhang: String = zhang_queue.get_timeout(common::STEP).unwrap();
     assert_eq!(from_zhang, "hello from zhang (Python)");
     assert_eq!(zhang.finish(), ["zhang got: hello from ming (Rust)"]);
     drop((ming_queue, zhang_queue));
@@ -250,7 +250,7 @@ fn a_python_311_manager_with_the_legacy_flag() {
     let ming_queue = manager.queue("get_ming_queue", &()).unwrap();
     let zhang_queue = manager.queue("get_zhang_queue", &()).unwrap();
     ming_queue.put("hello from ming (Rust)").unwrap();
-    let from_zhang: String = zhang_queue.get(Some(common::STEP)).unwrap();
+    let from_zhang: String = zhang_queue.get_timeout(common::STEP).unwrap();
     assert_eq!(from_zhang, "hello from zhang (Python)");
     assert_eq!(zhang.finish(), ["zhang got: hello from ming (Rust)"]);
     drop((ming_queue, zhang_queue));

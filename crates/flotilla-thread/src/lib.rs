@@ -4,7 +4,7 @@
 //! - [`ThreadPoolExecutor`]: a pool of lazily started threads running closures, each
 //!   submission returning a [`flotilla_core::Future`].
 //! - [`Thread`] (made by [`ThreadBuilder`] or [`spawn`]): Python's `threading.Thread`, with
-//!   a name, a daemon flag honoured at process exit, and `join` with a retryable timeout.
+//!   a name, a daemon flag honoured at process exit, and `join` / `join_timeout` (retryable).
 //! - Python's `threading` primitives with a timed form of every blocking call: [`Event`],
 //!   [`Semaphore`] and [`BoundedSemaphore`], [`RLock`], [`Condition`] (owning its data)
 //!   and [`Barrier`] (with `abort`, `reset`, an action and a default timeout).

@@ -122,7 +122,7 @@ extern "C" fn join_non_daemon_threads() {
             .cloned();
         match next {
             Some(status) => {
-                status.finished.wait(None);
+                status.finished.wait();
             }
             None => break,
         }
@@ -156,7 +156,7 @@ fn register_non_daemon(status: &Arc<Status>) {
 ///     .daemon(true)
 ///     .spawn(|| std::thread::current().name().map(str::to_owned))?;
 /// assert_eq!(worker.name(), "worker");
-/// assert_eq!(worker.join(None)?, Some("worker".to_owned()));
+/// assert_eq!(worker.join()?, Some("worker".to_owned()));
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -177,7 +177,7 @@ impl ThreadBuilder {
     /// let t = flotilla_thread::ThreadBuilder::new().spawn(|| 1)?;
     /// assert!(t.name().starts_with("Thread-"));
     /// assert!(!t.daemon());
-    /// t.join(None)?;
+    /// t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn new() -> Self {
@@ -192,7 +192,7 @@ impl ThreadBuilder {
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().name("loader").spawn(|| ())?;
     /// assert_eq!(t.name(), "loader");
-    /// t.join(None)?;
+    /// t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -208,7 +208,7 @@ impl ThreadBuilder {
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
     /// assert!(t.daemon());
-    /// t.join(None)?;
+    /// t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn daemon(mut self, daemon: bool) -> Self {
@@ -222,7 +222,7 @@ impl ThreadBuilder {
     ///
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().stack_size(1 << 20).spawn(|| 7)?;
-    /// assert_eq!(t.join(None)?, 7);
+    /// assert_eq!(t.join()?, 7);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
@@ -241,7 +241,7 @@ impl ThreadBuilder {
     ///
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().spawn(|| 6 * 7)?;
-    /// assert_eq!(t.join(None)?, 42);
+    /// assert_eq!(t.join()?, 42);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn spawn<F, T>(self, f: F) -> Result<Thread<T>, Error>
@@ -307,7 +307,7 @@ impl ThreadBuilder {
 ///
 /// ```
 /// let t = flotilla_thread::spawn(|| "done")?;
-/// assert_eq!(t.join(None)?, "done");
+/// assert_eq!(t.join()?, "done");
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
 pub fn spawn<F, T>(f: F) -> Result<Thread<T>, Error>
@@ -339,13 +339,13 @@ where
 /// let go = Arc::new(Event::new());
 /// let t = {
 ///     let go = Arc::clone(&go);
-///     ThreadBuilder::new().name("waiter").spawn(move || go.wait(None))?
+///     ThreadBuilder::new().name("waiter").spawn(move || go.wait())?
 /// };
 /// // Still running: the timed join says so, and may be tried again.
-/// assert!(matches!(t.join(Some(Duration::from_millis(10))), Err(Error::Timeout(_))));
+/// assert!(matches!(t.join_timeout(Duration::from_millis(10)), Err(Error::Timeout(_))));
 /// assert!(t.is_alive());
 /// go.set();
-/// assert!(t.join(Some(Duration::from_secs(10)))?);
+/// t.join_timeout(Duration::from_secs(10))?;
 /// assert!(!t.is_alive());
 /// # Ok::<(), flotilla_thread::Error>(())
 /// ```
@@ -368,16 +368,17 @@ enum Joined<T> {
 }
 
 impl<T> Thread<T> {
-    /// Waits up to `timeout` (forever when `None`) for the thread to finish, and returns
-    /// what its target returned: the twin of `Process::join`.
+    /// Waits for the thread to finish, and returns what its target returned: the twin
+    /// of `Process::join`.
     ///
     /// # Errors
     ///
-    /// - [`Error::Timeout`] if the thread still runs (join again later).
     /// - [`Error::Panicked`] if the target panicked, with the panic message (to every
     ///   join).
     /// - [`Error::AlreadyJoined`] if an earlier join already returned the value.
     /// - [`Error::JoinSelf`] if called from the thread itself.
+    ///
+    /// Never [`Error::Timeout`]: that is [`join_timeout`](Self::join_timeout)'s.
     ///
     /// # Examples
     ///
@@ -385,22 +386,52 @@ impl<T> Thread<T> {
     /// use flotilla_thread::{Error, spawn};
     ///
     /// let t = spawn(|| -> u8 { panic!("no luck") })?;
-    /// match t.join(None) {
+    /// match t.join() {
     ///     Err(Error::Panicked { message, .. }) => assert_eq!(message, "no luck"),
     ///     other => panic!("unexpected {other:?}"),
     /// }
     /// // A failure is told to every join; a value goes to the first.
-    /// assert!(matches!(t.join(None), Err(Error::Panicked { .. })));
+    /// assert!(matches!(t.join(), Err(Error::Panicked { .. })));
     /// let ok = spawn(|| 5)?;
-    /// assert_eq!(ok.join(None)?, 5);
-    /// assert!(matches!(ok.join(None), Err(Error::AlreadyJoined(_))));
+    /// assert_eq!(ok.join()?, 5);
+    /// assert!(matches!(ok.join(), Err(Error::AlreadyJoined(_))));
     /// # Ok::<(), Error>(())
     /// ```
-    pub fn join(&self, timeout: Option<Duration>) -> Result<T, Error> {
+    pub fn join(&self) -> Result<T, Error> {
+        self.join_within(None)
+    }
+
+    /// Like [`join`](Self::join), but gives up after `timeout` with [`Error::Timeout`]
+    /// if the thread still runs (join again later): Python's `join(timeout)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flotilla_thread::{Error, Event, spawn};
+    /// use std::sync::Arc;
+    ///
+    /// let go = Arc::new(Event::new());
+    /// let t = spawn({
+    ///     let go = Arc::clone(&go);
+    ///     move || go.wait()
+    /// })?;
+    /// assert!(matches!(t.join_timeout(Duration::from_millis(10)), Err(Error::Timeout(_))));
+    /// go.set();
+    /// t.join_timeout(Duration::from_secs(60))?;
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn join_timeout(&self, timeout: Duration) -> Result<T, Error> {
+        self.join_within(Some(timeout))
+    }
+
+    /// The body of [`join`](Self::join) and [`join_timeout`](Self::join_timeout); `None`
+    /// waits without limit.
+    fn join_within(&self, timeout: Option<Duration>) -> Result<T, Error> {
         if self.status.serial == current_serial() {
             return Err(Error::JoinSelf(self.name.clone()));
         }
-        if !self.status.finished.wait(timeout) {
+        if !self.status.finished.wait_within(timeout) {
             return Err(Error::Timeout(timeout.unwrap_or_default()));
         }
         let mut joined = self.handle.lock().unwrap_or_else(PoisonError::into_inner);
@@ -430,7 +461,7 @@ impl<T> Thread<T> {
     ///
     /// ```
     /// let t = flotilla_thread::spawn(|| ())?;
-    /// t.join(None)?;
+    /// t.join()?;
     /// assert!(!t.is_alive());
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
@@ -447,7 +478,7 @@ impl<T> Thread<T> {
     /// ```
     /// let t = flotilla_thread::spawn(|| std::thread::current().id())?;
     /// let id = t.ident();
-    /// assert_eq!(t.join(None)?, id);
+    /// assert_eq!(t.join()?, id);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn ident(&self) -> ThreadId {
@@ -461,7 +492,7 @@ impl<T> Thread<T> {
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().name("io").spawn(|| ())?;
     /// assert_eq!(t.name(), "io");
-    /// # t.join(None)?;
+    /// # t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn name(&self) -> &str {
@@ -475,7 +506,7 @@ impl<T> Thread<T> {
     /// ```
     /// let t = flotilla_thread::ThreadBuilder::new().daemon(true).spawn(|| ())?;
     /// assert!(t.daemon());
-    /// # t.join(None)?;
+    /// # t.join()?;
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn daemon(&self) -> bool {

@@ -26,7 +26,7 @@ fn a_running_task_stops_when_its_token_is_cancelled() {
         .submit_with_token(token.clone(), move |token| {
             started_tx.send(()).unwrap();
             // Bounded: a token that never arrives fails the test instead of hanging it.
-            if token.wait(Some(LONG)) {
+            if token.wait_timeout(LONG) {
                 token.check()?;
             }
             Ok("ran to the end")
@@ -35,7 +35,10 @@ fn a_running_task_stops_when_its_token_is_cancelled() {
     started.recv_timeout(LONG).unwrap();
     assert!(!fut.cancel(), "Future::cancel cannot stop a running task");
     token.cancel();
-    assert!(matches!(fut.result(Some(LONG)), Err(TaskError::Cancelled)));
+    assert!(matches!(
+        fut.result_timeout(LONG),
+        Err(TaskError::Cancelled)
+    ));
     assert!(fut.cancelled());
 }
 
@@ -58,9 +61,9 @@ fn a_task_whose_token_is_cancelled_before_it_starts_never_runs() {
     };
     token.cancel();
     open.send(()).unwrap();
-    assert!(blocker.result(Some(LONG)).unwrap());
+    assert!(blocker.result_timeout(LONG).unwrap());
     assert!(matches!(
-        queued.result(Some(LONG)),
+        queued.result_timeout(LONG),
         Err(TaskError::Cancelled)
     ));
     assert!(!ran.load(Ordering::SeqCst));
@@ -72,7 +75,7 @@ fn values_and_the_tasks_own_errors_pass_through() {
     let finished = pool
         .submit_with_token(CancelToken::new(), |_| Ok(5))
         .unwrap();
-    assert_eq!(finished.result(Some(LONG)).unwrap(), 5);
+    assert_eq!(finished.result_timeout(LONG).unwrap(), 5);
     let failing = pool
         .submit_with_token(CancelToken::new(), |_| -> Result<(), _> {
             Err(TaskError::Broken {
@@ -81,7 +84,7 @@ fn values_and_the_tasks_own_errors_pass_through() {
         })
         .unwrap();
     assert!(matches!(
-        failing.result(Some(LONG)),
+        failing.result_timeout(LONG),
         Err(TaskError::Broken { reason }) if reason == "the task's own"
     ));
 }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, mpsc};
 use std::time::Duration;
 
-use flotilla_core::{Executor, ReturnWhen, TaskError, as_completed, wait};
+use flotilla_core::{Executor, ReturnWhen, TaskError, as_completed_timeout, wait_timeout};
 use flotilla_thread::{Error, ThreadPoolExecutor};
 
 const LONG: Duration = Duration::from_secs(30);
@@ -39,12 +39,12 @@ fn a_panicking_task_fails_only_itself() {
     let good = pool
         .submit(|| std::thread::current().name().map(str::to_owned))
         .unwrap();
-    match bad.result(Some(LONG)) {
+    match bad.result_timeout(LONG) {
         Err(TaskError::Panicked { message }) => assert_eq!(message, "task exploded"),
         other => panic!("unexpected {other:?}"),
     }
     assert!(
-        good.result(Some(LONG))
+        good.result_timeout(LONG)
             .unwrap()
             .unwrap()
             .starts_with("ThreadPoolExecutor-")
@@ -58,9 +58,9 @@ fn try_submit_turns_err_into_a_failure() {
     let fut = pool
         .try_submit(|| std::fs::read("/nonexistent/flotilla"))
         .unwrap();
-    let err = fut.result(Some(LONG)).unwrap_err();
+    let err = fut.result_timeout(LONG).unwrap_err();
     assert!(err.downcast_ref::<std::io::Error>().is_some());
-    let (done, _) = wait([&fut], Some(LONG), ReturnWhen::FirstException);
+    let (done, _) = wait_timeout([&fut], ReturnWhen::FirstException, LONG);
     assert_eq!(done.len(), 1);
 }
 
@@ -75,7 +75,7 @@ fn thread_name_prefix_names_the_workers() {
         .submit(|| std::thread::current().name().map(str::to_owned))
         .unwrap();
     assert_eq!(
-        name.result(Some(LONG)).unwrap().as_deref(),
+        name.result_timeout(LONG).unwrap().as_deref(),
         Some("crawler_0")
     );
 }
@@ -94,7 +94,7 @@ fn workers_never_exceed_max_workers() {
         })
         .collect();
     // 12 tasks in rounds of 3: completes only if exactly three run at once.
-    let (_, not_done) = wait(&futures, Some(LONG), ReturnWhen::AllCompleted);
+    let (_, not_done) = wait_timeout(&futures, ReturnWhen::AllCompleted, LONG);
     assert!(not_done.is_empty());
     assert_eq!(pool.num_threads(), 3);
 }
@@ -123,9 +123,9 @@ fn shutdown_without_cancel_still_runs_queued_tasks() {
     let queued: Vec<_> = (0..3).map(|i| pool.submit(move || i).unwrap()).collect();
     pool.shutdown(false, false);
     open.send(()).unwrap();
-    assert!(blocker.result(Some(LONG)).unwrap());
+    assert!(blocker.result_timeout(LONG).unwrap());
     for (i, f) in queued.iter().enumerate() {
-        assert_eq!(f.result(Some(LONG)).unwrap(), i);
+        assert_eq!(f.result_timeout(LONG).unwrap(), i);
     }
 }
 
@@ -151,7 +151,7 @@ fn shutdown_with_cancel_futures_cancels_what_has_not_started() {
     assert!(!running.cancelled());
     open.send(()).unwrap();
     assert!(
-        running.result(Some(LONG)).unwrap(),
+        running.result_timeout(LONG).unwrap(),
         "the running task finishes"
     );
     assert!(pool.shutdown_timeout(LONG, false));
@@ -184,7 +184,7 @@ fn shutdown_with_wait_from_inside_a_task_does_not_deadlock() {
             "survived"
         })
         .unwrap();
-    assert_eq!(fut.result(Some(LONG)).unwrap(), "survived");
+    assert_eq!(fut.result_timeout(LONG).unwrap(), "survived");
     assert!(pool.shutdown_timeout(LONG, false));
 }
 
@@ -196,7 +196,7 @@ fn a_failing_initializer_breaks_the_pool() {
         .build()
         .unwrap();
     let first = pool.submit(|| 1).unwrap();
-    match first.result(Some(LONG)) {
+    match first.result_timeout(LONG) {
         Err(TaskError::Broken { reason }) => {
             assert!(
                 reason.contains("initializer") && reason.contains("no config file"),
@@ -234,7 +234,7 @@ fn an_initializer_runs_once_per_thread_before_tasks() {
         })
         .collect();
     for f in futures {
-        assert!(f.result(Some(LONG)).unwrap() >= 1);
+        assert!(f.result_timeout(LONG).unwrap() >= 1);
     }
     drop(pool);
     assert_eq!(inits.load(Ordering::SeqCst), 2);
@@ -247,9 +247,9 @@ fn a_done_callback_may_submit_to_the_same_pool() {
     let first = pool.submit(|| 1).unwrap();
     let again = Arc::clone(&pool);
     first.add_done_callback(move |f| {
-        let n = f.result(None).unwrap();
+        let n = f.result().unwrap();
         let next = again.submit(move || n + 1).unwrap();
-        next.add_done_callback(move |f| tx.send(f.result(None).unwrap()).unwrap());
+        next.add_done_callback(move |f| tx.send(f.result().unwrap()).unwrap());
     });
     assert_eq!(rx.recv_timeout(LONG).unwrap(), 2);
 }
@@ -267,8 +267,8 @@ fn as_completed_over_pool_futures_yields_each_once() {
             .unwrap()
         })
         .collect();
-    let order: Vec<u64> = as_completed(futures, Some(LONG))
-        .map(|f| f.unwrap().result(None).unwrap())
+    let order: Vec<u64> = as_completed_timeout(futures, LONG)
+        .map(|f| f.unwrap().result().unwrap())
         .collect();
     let mut sorted = order.clone();
     sorted.sort_unstable();

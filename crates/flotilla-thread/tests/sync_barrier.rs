@@ -18,7 +18,10 @@ fn spawn_waiters(
     (0..n)
         .map(|_| {
             let barrier = Arc::clone(barrier);
-            std::thread::spawn(move || barrier.wait(timeout))
+            std::thread::spawn(move || match timeout {
+                Some(t) => barrier.wait_timeout(t),
+                None => barrier.wait(),
+            })
         })
         .collect()
 }
@@ -33,7 +36,7 @@ fn every_round_hands_out_each_index_once() {
             let barrier = Arc::clone(&barrier);
             std::thread::spawn(move || {
                 (0..ROUNDS)
-                    .map(|_| barrier.wait(Some(LONG)))
+                    .map(|_| barrier.wait_timeout(LONG))
                     .collect::<Result<Vec<_>, _>>()
             })
         })
@@ -63,7 +66,7 @@ fn abort_breaks_current_and_later_waiters_until_reset() {
     assert!(barrier.broken());
     assert_eq!(barrier.n_waiting(), 0);
     assert!(matches!(
-        barrier.wait(Some(LONG)),
+        barrier.wait_timeout(LONG),
         Err(Error::BrokenBarrier)
     ));
 
@@ -84,14 +87,14 @@ fn a_timed_out_wait_breaks_the_barrier_for_everyone() {
     let patient = spawn_waiters(&barrier, 1, Some(LONG));
     eventually("one thread waits", || barrier.n_waiting() == 1);
     assert!(matches!(
-        barrier.wait(Some(Duration::from_millis(20))),
+        barrier.wait_timeout(Duration::from_millis(20)),
         Err(Error::BrokenBarrier)
     ));
     for w in patient {
         assert!(matches!(w.join().unwrap(), Err(Error::BrokenBarrier)));
     }
     assert!(barrier.broken());
-    assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+    assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
 }
 
 #[test]
@@ -118,8 +121,8 @@ fn reset_breaks_the_waiters_and_leaves_the_barrier_usable() {
 fn zero_parties_behaves_as_one() {
     let barrier = Barrier::new(0);
     assert_eq!(barrier.parties(), 1);
-    assert_eq!(barrier.wait(Some(Duration::ZERO)).unwrap(), 0);
-    assert_eq!(barrier.wait(None).unwrap(), 0);
+    assert_eq!(barrier.wait_timeout(Duration::ZERO).unwrap(), 0);
+    assert_eq!(barrier.wait().unwrap(), 0);
 }
 
 /// Python's `Barrier(parties, action)`: the action runs once per round, in one of the
@@ -152,7 +155,7 @@ fn the_action_runs_once_per_round_before_the_release() {
             let (barrier, actions) = (Arc::clone(&barrier), Arc::clone(&actions));
             std::thread::spawn(move || {
                 for round in 1..=ROUNDS {
-                    barrier.wait(Some(LONG)).unwrap();
+                    barrier.wait_timeout(LONG).unwrap();
                     // Released only after this round's action ran (and not the next's).
                     let seen = actions.load(Ordering::SeqCst);
                     assert!(seen == round || seen == round + 1, "round {round}: {seen}");
@@ -177,7 +180,7 @@ fn a_panicking_action_breaks_the_round_and_panics_its_thread() {
     );
     let waiter = spawn_waiters(&barrier, 1, Some(LONG)).pop().unwrap();
     eventually("the first party waits", || barrier.n_waiting() == 1);
-    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| barrier.wait(Some(LONG))));
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| barrier.wait_timeout(LONG)));
     let panic = ran.expect_err("the action's panic reaches its thread");
     assert_eq!(panic.downcast_ref::<&str>(), Some(&"the action failed"));
     assert!(matches!(waiter.join().unwrap(), Err(Error::BrokenBarrier)));
@@ -193,7 +196,7 @@ fn wait_none_uses_the_default_timeout() {
     let barrier = Barrier::builder(2)
         .timeout(Duration::from_millis(50))
         .build();
-    let waited = std::thread::scope(|s| s.spawn(|| barrier.wait(None)).join().unwrap());
+    let waited = std::thread::scope(|s| s.spawn(|| barrier.wait()).join().unwrap());
     assert!(matches!(waited, Err(Error::BrokenBarrier)));
     assert!(barrier.broken());
 }
@@ -208,7 +211,7 @@ fn an_arrival_during_the_action_waits_for_the_next_round() {
         Arc::new(
             Barrier::builder(1)
                 .action(move || {
-                    gate.wait(Some(LONG));
+                    gate.wait_timeout(LONG);
                 })
                 .build(),
         )

@@ -15,8 +15,8 @@ use common::{LONG, eventually};
 fn wait_without_notify_times_out() {
     let cond = Condition::new(());
     let mut guard = cond.lock();
-    assert!(!guard.wait(Some(Duration::from_millis(20))));
-    assert!(!guard.wait(Some(Duration::ZERO)));
+    assert!(!guard.wait_timeout(Duration::from_millis(20)));
+    assert!(!guard.wait_timeout(Duration::ZERO));
     assert_eq!(guard.waiting(), 0, "a timed-out waiter stayed queued");
 }
 
@@ -27,7 +27,7 @@ fn notify_wakes_as_many_waiters_as_asked_oldest_first() {
         let cond = Arc::clone(&cond);
         std::thread::spawn(move || {
             let mut guard = cond.lock();
-            let notified = guard.wait(Some(LONG));
+            let notified = guard.wait_timeout(LONG);
             guard.push(id);
             notified
         })
@@ -57,12 +57,12 @@ fn wait_for_returns_false_when_the_predicate_stays_false() {
     let cond = Condition::new(0);
     let mut guard = cond.lock();
     let mut calls = 0;
-    let result = guard.wait_for(
+    let result = guard.wait_for_timeout(
         |_| {
             calls += 1;
             false
         },
-        Some(Duration::from_millis(30)),
+        Duration::from_millis(30),
     );
     assert!(!result);
     assert!(calls >= 1);
@@ -72,7 +72,7 @@ fn wait_for_returns_false_when_the_predicate_stays_false() {
 fn wait_for_returns_true_at_once_when_the_predicate_holds() {
     let cond = Condition::new(5);
     let mut guard = cond.lock();
-    assert!(guard.wait_for(|n| *n == 5, Some(Duration::ZERO)));
+    assert!(guard.wait_for_timeout(|n| *n == 5, Duration::ZERO));
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn wait_for_sees_the_update_that_makes_the_predicate_true() {
         })
     };
     let mut n = cond.lock();
-    assert!(n.wait_for(|n| *n == 5, Some(LONG)));
+    assert!(n.wait_for_timeout(|n| *n == 5, LONG));
     drop(n);
     setter.join().unwrap();
 }
@@ -107,7 +107,7 @@ fn a_bounded_buffer_loses_and_duplicates_nothing() {
                 for i in 0..PER_PRODUCER {
                     let mut queue = buffer.lock();
                     assert!(
-                        queue.wait_for(|q| q.len() < CAPACITY, Some(LONG)),
+                        queue.wait_for_timeout(|q| q.len() < CAPACITY, LONG),
                         "producer stuck"
                     );
                     queue.push_back(p * PER_PRODUCER + i);
@@ -120,7 +120,7 @@ fn a_bounded_buffer_loses_and_duplicates_nothing() {
     while seen.len() < (PRODUCERS * PER_PRODUCER) as usize {
         let mut queue = buffer.lock();
         assert!(
-            queue.wait_for(|q| !q.is_empty(), Some(LONG)),
+            queue.wait_for_timeout(|q| !q.is_empty(), LONG),
             "consumer stuck"
         );
         assert!(queue.len() <= CAPACITY);
@@ -143,11 +143,11 @@ fn try_lock_and_timed_acquire_respect_the_holder() {
         std::thread::spawn(move || {
             (
                 cond.try_lock().is_none(),
-                cond.acquire(Some(Duration::from_millis(20))).is_none(),
+                cond.acquire_timeout(Duration::from_millis(20)).is_none(),
             )
         })
     };
     assert_eq!(other.join().unwrap(), (true, true));
     drop(held);
-    assert!(cond.acquire(Some(LONG)).is_some());
+    assert!(cond.acquire_timeout(LONG).is_some());
 }

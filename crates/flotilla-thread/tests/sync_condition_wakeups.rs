@@ -25,14 +25,14 @@ fn a_notifier_that_waits_next_does_not_take_its_own_notification() {
             let cond = Arc::new(Condition::new(()));
             let waiter = {
                 let cond = Arc::clone(&cond);
-                std::thread::spawn(move || cond.lock().wait(Some(Duration::from_secs(10))))
+                std::thread::spawn(move || cond.lock().wait_timeout(Duration::from_secs(10)))
             };
             while cond.lock().waiting() < 1 {
                 std::thread::sleep(Duration::from_millis(1));
             }
             let mut guard = cond.lock();
             guard.notify(1);
-            let woke_itself = guard.wait(Some(Duration::from_millis(500)));
+            let woke_itself = guard.wait_timeout(Duration::from_millis(500));
             drop(guard);
             assert!(
                 !woke_itself,
@@ -61,7 +61,7 @@ fn a_predicate_driven_producer_and_consumer_never_hang() {
                     let mut sum = 0u64;
                     for _ in 0..ITEMS {
                         let mut slot = cond.lock();
-                        let full = slot.wait_for(|s| *s != 0, Some(Duration::from_secs(10)));
+                        let full = slot.wait_for_timeout(|s| *s != 0, Duration::from_secs(10));
                         assert!(full, "the consumer waited in vain");
                         sum += u64::from(std::mem::take(&mut *slot));
                         slot.notify(1);
@@ -71,7 +71,7 @@ fn a_predicate_driven_producer_and_consumer_never_hang() {
             };
             for item in 1..=ITEMS {
                 let mut slot = cond.lock();
-                let empty = slot.wait_for(|s| *s == 0, Some(Duration::from_secs(10)));
+                let empty = slot.wait_for_timeout(|s| *s == 0, Duration::from_secs(10));
                 assert!(
                     empty,
                     "run {run}: the producer waited in vain at item {item}"

@@ -13,7 +13,7 @@ fn set_wakes_every_waiter() {
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let event = Arc::clone(&event);
-            std::thread::spawn(move || event.wait(Some(LONG)))
+            std::thread::spawn(move || event.wait_timeout(LONG))
         })
         .collect();
     event.set();
@@ -28,8 +28,8 @@ fn set_wakes_every_waiter() {
 #[test]
 fn wait_times_out_while_not_set() {
     let event = Event::new();
-    assert!(!event.wait(Some(Duration::from_millis(20))));
-    assert!(!event.wait(Some(Duration::ZERO)));
+    assert!(!event.wait_timeout(Duration::from_millis(20)));
+    assert!(!event.wait_timeout(Duration::ZERO));
     assert!(!event.is_set());
 }
 
@@ -37,8 +37,8 @@ fn wait_times_out_while_not_set() {
 fn wait_on_a_set_event_returns_at_once() {
     let event = Event::new();
     event.set();
-    assert!(event.wait(Some(Duration::ZERO)));
-    assert!(event.wait(None));
+    assert!(event.wait_timeout(Duration::ZERO));
+    event.wait();
 }
 
 #[test]
@@ -47,7 +47,7 @@ fn clear_makes_waiters_block_again() {
     event.set();
     event.clear();
     assert!(!event.is_set());
-    assert!(!event.wait(Some(Duration::from_millis(20))));
+    assert!(!event.wait_timeout(Duration::from_millis(20)));
 }
 
 #[test]
@@ -55,7 +55,7 @@ fn a_huge_timeout_is_no_timeout() {
     let event = Arc::new(Event::new());
     let waiter = {
         let event = Arc::clone(&event);
-        std::thread::spawn(move || event.wait(Some(Duration::MAX)))
+        std::thread::spawn(move || event.wait_timeout(Duration::MAX))
     };
     event.set();
     assert!(waiter.join().unwrap());

@@ -15,7 +15,7 @@ fn the_holder_may_acquire_again() {
     let lock = RLock::new(());
     let a = lock.lock();
     let b = lock
-        .acquire(Some(Duration::ZERO))
+        .acquire_timeout(Duration::ZERO)
         .expect("reentrant acquire");
     let c = lock.try_lock().expect("reentrant try_lock");
     assert_eq!(lock.depth(), 3);
@@ -44,7 +44,7 @@ fn other_threads_are_excluded_until_every_level_is_released() {
     };
     held_rx.recv_timeout(LONG).unwrap();
     assert!(lock.try_lock().is_none());
-    assert!(lock.acquire(Some(Duration::from_millis(20))).is_none());
+    assert!(lock.acquire_timeout(Duration::from_millis(20)).is_none());
     assert!(!lock.is_owned());
 
     step_tx.send(()).unwrap();
@@ -55,7 +55,7 @@ fn other_threads_are_excluded_until_every_level_is_released() {
     );
 
     step_tx.send(()).unwrap();
-    let guard = lock.acquire(Some(LONG));
+    let guard = lock.acquire_timeout(LONG);
     assert!(
         guard.is_some(),
         "the lock was not freed by the last release"
@@ -70,7 +70,7 @@ fn a_blocked_acquire_gets_the_lock_when_released() {
     let guard = lock.lock();
     let waiter = {
         let lock = Arc::clone(&lock);
-        std::thread::spawn(move || lock.acquire(Some(LONG)).map(|g| lock_depth(&g, &lock)))
+        std::thread::spawn(move || lock.acquire_timeout(LONG).map(|g| lock_depth(&g, &lock)))
     };
     drop(guard);
     assert_eq!(waiter.join().unwrap(), Some(1));
@@ -88,7 +88,7 @@ fn it_serialises_nested_updates_across_threads() {
             let counter = Arc::clone(&counter);
             std::thread::spawn(move || {
                 for _ in 0..500 {
-                    let outer = counter.acquire(Some(LONG)).expect("lock in time");
+                    let outer = counter.acquire_timeout(LONG).expect("lock in time");
                     let value = *outer.borrow();
                     // Re-enter, as a helper function called under the lock would.
                     let inner = counter.lock();

@@ -14,9 +14,9 @@ use common::{LONG, eventually};
 #[test]
 fn acquire_times_out_when_no_permit_is_free() {
     let sem = Semaphore::new(0);
-    assert!(!sem.acquire(Some(Duration::from_millis(20))));
+    assert!(!sem.acquire_timeout(Duration::from_millis(20)));
     assert!(!sem.try_acquire());
-    assert!(sem.acquire_permit(Some(Duration::ZERO)).is_none());
+    assert!(sem.acquire_permit_timeout(Duration::ZERO).is_none());
 }
 
 #[test]
@@ -24,7 +24,7 @@ fn release_wakes_a_blocked_acquire() {
     let sem = Arc::new(Semaphore::new(0));
     let waiter = {
         let sem = Arc::clone(&sem);
-        std::thread::spawn(move || sem.acquire(Some(LONG)))
+        std::thread::spawn(move || sem.acquire_timeout(LONG))
     };
     sem.release(1);
     assert!(waiter.join().unwrap());
@@ -37,7 +37,7 @@ fn release_n_wakes_n_waiters() {
     let waiters: Vec<_> = (0..3)
         .map(|_| {
             let sem = Arc::clone(&sem);
-            std::thread::spawn(move || sem.acquire(Some(LONG)))
+            std::thread::spawn(move || sem.acquire_timeout(LONG))
         })
         .collect();
     sem.release(3);
@@ -58,7 +58,7 @@ fn permits_bound_how_many_threads_are_inside() {
             let (sem, inside, most) = (Arc::clone(&sem), Arc::clone(&inside), Arc::clone(&most));
             std::thread::spawn(move || {
                 for _ in 0..50 {
-                    let _permit = sem.acquire_permit(Some(LONG)).expect("permit in time");
+                    let _permit = sem.acquire_permit_timeout(LONG).expect("permit in time");
                     let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
                     std::thread::yield_now();
@@ -116,7 +116,7 @@ fn bounded_release_wakes_a_waiter() {
     assert!(sem.try_acquire());
     let waiter = {
         let sem = Arc::clone(&sem);
-        std::thread::spawn(move || sem.acquire_permit(Some(LONG)).is_some())
+        std::thread::spawn(move || sem.acquire_permit_timeout(LONG).is_some())
     };
     sem.release(1).unwrap();
     assert!(waiter.join().unwrap());

@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let fut = executor.submit(is_prime, 1_000_000_007)?;
     println!(
         "1000000007 is prime: {}",
-        fut.result(Some(Duration::from_secs(60)))?
+        fut.result_timeout(Duration::from_secs(60))?
     );
 
     // map with a chunksize, as in Python: results in input order.

@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Unlike Python's, flotilla's queue has no feeder thread: a producer that put its
     // items and exited can be joined before anyone reads them.
     for p in &producers {
-        p.join(Some(Duration::from_secs(60)))?;
+        p.join_timeout(Duration::from_secs(60))?;
     }
     for _ in 0..15 {
         let (id, square) = q.get_timeout(Duration::from_secs(10))?;

@@ -9,7 +9,7 @@ use flotilla::multiprocessing::{Process, Value};
 fn add_locked(counter: Value<u64>) {
     for _ in 0..1000 {
         // Python's `with counter.get_lock(): counter.value += 1`.
-        let guard = counter.lock(None).expect("no holder died");
+        let guard = counter.lock().expect("no holder died");
         guard.set(guard.get() + 1);
     }
 }
@@ -33,7 +33,7 @@ where
         .map(|_| Process::new(target, counter.clone()).start())
         .collect::<Result<_, _>>()?;
     for w in &workers {
-        w.join(Some(Duration::from_secs(60)))?;
+        w.join_timeout(Duration::from_secs(60))?;
     }
     Ok(counter.get()?)
 }

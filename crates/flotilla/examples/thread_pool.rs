@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flotilla::futures::{ReturnWhen, ThreadPoolExecutor, as_completed, wait};
+use flotilla::futures::{ReturnWhen, ThreadPoolExecutor, as_completed_timeout, wait};
 
 fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Dropping the pool at the end of main waits for its tasks, like Python's `with`.
@@ -11,7 +11,10 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
     // submit returns a Future: result with a timeout, cancel, done callbacks.
     let answer = pool.submit(|| 6 * 7)?;
-    println!("6 * 7 = {}", answer.result(Some(Duration::from_secs(10)))?);
+    println!(
+        "6 * 7 = {}",
+        answer.result_timeout(Duration::from_secs(10))?
+    );
 
     // map is lazy and ordered; each item is a Result, and it stops at the first failure.
     let lengths: Vec<usize> = pool
@@ -29,14 +32,14 @@ fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
             })
         })
         .collect::<Result<_, _>>()?;
-    let (done, not_done) = wait(&sleepers, None, ReturnWhen::FirstCompleted);
+    let (done, not_done) = wait(&sleepers, ReturnWhen::FirstCompleted);
     println!(
         "first wait: {} done, {} still running",
         done.len(),
         not_done.len()
     );
-    for fut in as_completed(sleepers, Some(Duration::from_secs(10))) {
-        println!("slept {} ms", fut?.result(None)?);
+    for fut in as_completed_timeout(sleepers, Duration::from_secs(10)) {
+        println!("slept {} ms", fut?.result()?);
     }
     Ok(())
 }

@@ -70,9 +70,9 @@
 //! let futures: Vec<_> = (1..=4u64)
 //!     .map(|n| pool.submit(move || (1..=n).product::<u64>()))
 //!     .collect::<Result<_, _>>()?;
-//! let (done, not_done) = wait(&futures, None, ReturnWhen::AllCompleted);
+//! let (done, not_done) = wait(&futures, ReturnWhen::AllCompleted);
 //! assert_eq!((done.len(), not_done.len()), (4, 0));
-//! assert_eq!(futures[3].result(None)?, 24);
+//! assert_eq!(futures[3].result()?, 24);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
@@ -118,7 +118,7 @@ pub mod futures {
     pub use flotilla_core::{
         AsCompleted, CancelToken, Completer, Completion, Deadline, Executor, Future, FutureId,
         OrderedWindow, ResultFuture, ResultRefFuture, ReturnWhen, State, TaskError, Waitable,
-        as_completed, panic_message, wait,
+        as_completed, as_completed_timeout, panic_message, wait, wait_timeout,
     };
 
     #[cfg(feature = "thread")]
@@ -163,7 +163,7 @@ pub mod multiprocessing {
     pub use flotilla_ipc::{
         AcquireError, Array, ArrayGuard, Connection, Element, Frame, FrameReader, FrameWriter,
         Integer, Lock, LockGuard, RLock, RLockGuard, SharedMemory, Value, ValueGuard, handle, pipe,
-        wait, wait_indices,
+        wait, wait_indices, wait_indices_timeout, wait_timeout,
     };
     #[doc(inline)]
     pub use flotilla_ipc::{
@@ -186,6 +186,9 @@ pub mod multiprocessing {
         ProcessBuilder, ProcessInfo, StartMethod, active_children, cpu_count, current_process,
         get_context, get_start_method, parent_process, set_start_method,
     };
+    #[cfg(feature = "process")]
+    #[doc(inline)]
+    pub use flotilla_process::{One, Spread, Target};
 }
 
 /// Python's `multiprocessing.managers`: a server process that owns shared objects
@@ -258,8 +261,8 @@ pub mod asyncio {
     #[doc(inline)]
     pub use flotilla_async::{
         AsCompleted, AsFuture, Cancellable, Gather, GatherAll, GatherTuple, IntoGatherTuple,
-        Submit, Task, as_completed, gather, gather_tuple, run_in_executor, shield, wait, wait_for,
-        wrap_future,
+        Submit, Task, as_completed, as_completed_timeout, gather, gather_tuple, run_in_executor,
+        shield, wait, wait_for, wait_timeout, wrap_future,
     };
 
     #[cfg(feature = "thread")]
@@ -329,7 +332,9 @@ pub use flotilla_process::log::log_to_stderr;
 /// ```
 pub mod prelude {
     #[doc(no_inline)]
-    pub use crate::futures::{ReturnWhen, TaskError, as_completed, wait};
+    pub use crate::futures::{
+        ReturnWhen, TaskError, as_completed, as_completed_timeout, wait, wait_timeout,
+    };
 
     #[cfg(feature = "thread")]
     #[doc(no_inline)]

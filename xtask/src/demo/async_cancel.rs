@@ -62,7 +62,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
             token.is_cancelled()
         ));
         ensure!(matches!(outcome, Err(TaskError::TimedOut)) && token.is_cancelled());
-        let ended = fut.result(Some(Duration::from_secs(60)));
+        let ended = fut.result_timeout(Duration::from_secs(60));
         clock.say(format!("the thread task stopped by itself: {ended:?}"));
         ensure!(matches!(ended, Err(TaskError::Cancelled)));
         anyhow::Ok(())

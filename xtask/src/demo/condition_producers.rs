@@ -25,7 +25,7 @@ struct Shared {
 
 pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     let shared = Arc::new(Condition::new(Shared::default()));
-    let timeout = Some(clock.units(100.0));
+    let timeout = clock.units(100.0);
 
     std::thread::scope(|scope| -> anyhow::Result<()> {
         let mut producers = Vec::new();
@@ -51,7 +51,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
                                 waited = true;
                             }
                         }
-                        let room = state.wait_for(|s| s.queue.len() < CAPACITY, timeout);
+                        let room = state.wait_for_timeout(|s| s.queue.len() < CAPACITY, timeout);
                         ensure!(room, "producer-{p} found no room in the queue");
                         state.queue.push_back(item);
                         state.longest = state.longest.max(state.queue.len());
@@ -73,7 +73,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
                 clock.say("consumer waits: queue empty");
             }
             ensure!(
-                state.wait_for(|s| !s.queue.is_empty(), timeout),
+                state.wait_for_timeout(|s| !s.queue.is_empty(), timeout),
                 "the consumer waited in vain"
             );
             let item = state.queue.pop_front().context("non-empty queue")?;

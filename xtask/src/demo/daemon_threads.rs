@@ -108,12 +108,13 @@ fn join_with_timeout(clock: &Clock) -> anyhow::Result<()> {
     let finish = Arc::new(Event::new());
     let worker = {
         let finish = Arc::clone(&finish);
-        ThreadBuilder::new()
-            .name("worker")
-            .spawn(move || finish.wait(None).then_some("worker's result"))?
+        ThreadBuilder::new().name("worker").spawn(move || {
+            finish.wait();
+            Some("worker's result")
+        })?
     };
     clock.say("started \"worker\"; join(timeout = 1)");
-    let first = worker.join(Some(clock.units(1.0)));
+    let first = worker.join_timeout(clock.units(1.0));
     clock.say(format_args!(
         "join returned {first:?}; is_alive = {}",
         worker.is_alive()
@@ -127,7 +128,7 @@ fn join_with_timeout(clock: &Clock) -> anyhow::Result<()> {
     clock.sleep(1.0);
     clock.say("telling the worker to finish; join() blocks until it has");
     finish.set();
-    let value = worker.join(None)?;
+    let value = worker.join()?;
     clock.say(format_args!(
         "join returned {value:?}; is_alive = {}",
         worker.is_alive()

@@ -21,7 +21,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
 
     let (tx, rx) = mpsc::channel();
     fut.add_done_callback(move |f| {
-        let value = f.result(None);
+        let value = f.result();
         clock.say(format!(
             "t end: callback sees {value:?} on {:?}",
             std::thread::current().name()
@@ -37,10 +37,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     let main = std::thread::current().id();
     let (tx, rx) = mpsc::channel();
     fut.add_done_callback(move |f| {
-        clock.say(format!(
-            "late callback runs at once, sees {:?}",
-            f.result(None)
-        ));
+        clock.say(format!("late callback runs at once, sees {:?}", f.result()));
         let _ = tx.send(std::thread::current().id());
     });
     ensure!(

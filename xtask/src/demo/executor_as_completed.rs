@@ -20,8 +20,8 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         .map(|&task| executor.try_submit(move || task.run(clock)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut seen = Vec::new();
-    for fut in as_completed(futures, None) {
-        match fut?.result(None) {
+    for fut in as_completed(futures) {
+        match fut?.result() {
             Ok(value) => {
                 clock.say(format!("main got {value:?}"));
                 seen.push(value);
@@ -45,8 +45,8 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let collect = || -> Result<Vec<String>, TaskError> {
         let mut got = Vec::new();
-        for fut in as_completed(futures, None) {
-            let value = fut?.result(None)?;
+        for fut in as_completed(futures) {
+            let value = fut?.result()?;
             clock.say(format!("main got {value:?}"));
             got.push(value);
         }

@@ -41,7 +41,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     q.close();
     let mut total = 0;
     for w in workers {
-        total += w?.join(Some(LONG))?;
+        total += w?.join_timeout(LONG)?;
     }
     ensure!(total == 10, "the workers did {total} jobs");
     Ok(())

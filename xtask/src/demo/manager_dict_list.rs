@@ -84,7 +84,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     let pool = Pool::new(2)?;
     pool.apply(modify, (d.clone(), l.clone(), *clock))?;
     let pending = pool.apply_async(show, (d.clone(), l.clone(), *clock))?;
-    let (dict, list) = pending.get(Some(LONG))?;
+    let (dict, list) = pending.get_timeout(LONG)?;
     pool.close();
     pool.join()?;
 

@@ -41,7 +41,7 @@ fn add_unlocked((d, _lock, go): Args) {
 fn add_locked((d, lock, go): Args) {
     wait_for_go(&go);
     for _ in 0..ROUNDS {
-        let _held = lock.guard(None).expect("acquire");
+        let _held = lock.guard().expect("acquire");
         let y = d.get(&year()).expect("get").expect("the year is set");
         d.set(&year(), &(y + 1)).expect("set");
     }
@@ -69,7 +69,7 @@ where
     let started = Instant::now();
     go.store(1);
     for child in children {
-        child.join(Some(LONG))?;
+        child.join_timeout(LONG)?;
     }
     let total = d.get(&year())?.unwrap_or_default();
     clock.say(format!(

@@ -36,7 +36,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         let asked: String = parent_end.recv_timeout(LONG)?;
         clock.say(format!("parent got {asked:?}"));
         parent_end.send(&"ok, I will call you")?;
-        let reply = child.join(Some(LONG))?;
+        let reply = child.join_timeout(LONG)?;
         ensure!(reply == "ok, I will call you", "the child heard {reply:?}");
 
         let (reader, writer) = pipe(false)?;
@@ -45,7 +45,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         while let Ok(word) = reader.recv_timeout::<String>(LONG) {
             words.push(word);
         }
-        child.join(Some(LONG))?;
+        child.join_timeout(LONG)?;
         clock.say(format!("parent read {words:?}, then end of file"));
         ensure!(words == ["one", "way", "only"], "read {words:?}");
         ensure!(reader.send(&"back").is_err(), "the read end cannot send");

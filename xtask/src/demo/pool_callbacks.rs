@@ -23,7 +23,7 @@ fn task((clock, n): (Clock, u32)) -> u32 {
 /// The slow task: it finishes only once the parent sets `release` (or after a minute,
 /// so that a broken demo cannot hang).
 fn held(release: Event) -> u32 {
-    release.wait(Some(Duration::from_secs(60)));
+    release.wait_timeout(Duration::from_secs(60));
     100
 }
 
@@ -63,7 +63,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     let pool = Pool::new(1)?;
     let release = Event::new()?;
     let slow = pool.apply_async(held, release.clone())?;
-    match slow.get(Some(clock.units(0.5))) {
+    match slow.get_timeout(clock.units(0.5)) {
         Err(TaskError::TimedOut) => {
             clock.say("get(timeout=0.5) on a task still held: timed out, the task goes on")
         }
@@ -71,7 +71,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     }
     release.set();
     ensure!(
-        slow.get(Some(Duration::from_secs(60)))? == 100,
+        slow.get_timeout(Duration::from_secs(60))? == 100,
         "the task still finished"
     );
     clock.say("a second get waits it out: 100");

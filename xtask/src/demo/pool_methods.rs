@@ -32,7 +32,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         };
     timed("map", &mut || Ok(pool.map(hello, args(clock), Some(1))?))?;
     timed("map_async", &mut || {
-        Ok(pool.map_async(hello, args(clock), Some(1))?.get(None)?)
+        Ok(pool.map_async(hello, args(clock), Some(1))?.get()?)
     })?;
     timed("imap_unordered", &mut || {
         Ok(pool
@@ -50,10 +50,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
             .into_iter()
             .map(|a| pool.apply_async(hello, a))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(pending
-            .iter()
-            .map(|p| p.get(None))
-            .collect::<Result<_, _>>()?)
+        Ok(pending.iter().map(|p| p.get()).collect::<Result<_, _>>()?)
     })?;
     clock.say(format!(
         "apply runs one task at a time ({serial:.1} units); the async forms overlap ({parallel:.1})"

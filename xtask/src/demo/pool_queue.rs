@@ -51,7 +51,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     let pool = Pool::new(2)?;
     ensure!(pool.apply(report, (queue.clone(), 1))? == 1);
     let pending = pool.apply_async(report, (queue.clone(), 2))?;
-    ensure!(pending.get(Some(LONG))? == 4);
+    ensure!(pending.get_timeout(LONG)? == 4);
     let squares = pool.map(report, (3..=6).map(|n| (queue.clone(), n)), None)?;
     ensure!(squares == [9, 16, 25, 36], "{squares:?}");
     drain(clock, &queue, 6)?;

@@ -51,7 +51,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         child.name(),
         child.pid()
     ));
-    let reported = child.join(Some(LONG))?;
+    let reported = child.join_timeout(LONG)?;
     ensure!(reported == child.pid(), "the child reported pid {reported}");
     clock.say(format!(
         "{} joined: exit code {:?}",
@@ -70,7 +70,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     ));
     clock.sleep(1.0);
     sleeper.terminate()?;
-    let ended = sleeper.join(Some(LONG));
+    let ended = sleeper.join_timeout(LONG);
     clock.say(format!(
         "terminated {}: {}, exit code {:?}",
         sleeper.name(),
@@ -83,7 +83,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     );
 
     let failing = Process::new(fail, clock).start()?;
-    let ended = failing.join(Some(LONG));
+    let ended = failing.join_timeout(LONG);
     clock.say(format!(
         "{}: {}, exit code {:?}",
         failing.name(),

@@ -113,7 +113,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         let tasks = manager.queue("get_tasks", &())?;
         let results = manager.queue("get_results", &())?;
         let mut done = 0;
-        while let Some(n) = tasks.get::<Option<i64>>(Some(LONG))? {
+        while let Some(n) = tasks.get_timeout::<Option<i64>>(LONG)? {
             clock.say(format!("rust   took {n}, puts {}", n * n));
             results.put(&(n, n * n, "squared in Rust"))?;
             done += 1;

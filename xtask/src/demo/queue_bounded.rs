@@ -69,7 +69,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     }
     // Drained: closing ends the child's loop.
     q.close();
-    let drained = child.join(Some(LONG))?;
+    let drained = child.join_timeout(LONG)?;
     ensure!(drained == 3 && q.is_empty(), "drained {drained}");
     Ok(())
 }

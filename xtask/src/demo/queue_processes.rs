@@ -59,7 +59,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         let q = Queue::new()?;
         let child = ctx.process(put_mixed, q.clone()).start()?;
         // Joined first: the item is in shared memory already, nobody has to read it.
-        child.join(Some(LONG))?;
+        child.join_timeout(LONG)?;
         let got = q.get_timeout(LONG)?;
         clock.say(format!("parent got {got:?} from an exited child"));
         ensure!(got == (42, None, "hello".to_string()), "got {got:?}");
@@ -68,8 +68,8 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         let asker = ctx.process(ask, (clock, q.clone())).start()?;
         clock.sleep(1.0);
         let answerer = ctx.process(answer, (clock, q.clone())).start()?;
-        answerer.join(Some(LONG))?;
-        let reply = asker.join(Some(LONG))?;
+        answerer.join_timeout(LONG)?;
+        let reply = asker.join_timeout(LONG)?;
         ensure!(reply == "fine, thanks", "the asker heard {reply:?}");
         ensure!(q.is_empty(), "left {} items", q.len());
     }

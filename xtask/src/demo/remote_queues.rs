@@ -53,7 +53,7 @@ fn client((address, me, other, clock): (Address, String, String, Clock)) -> Stri
     mine.put(&message).expect("put");
     clock.say(format!("  {me}: put {message:?}"));
     let got = theirs
-        .get_timeout(Some(LONG))
+        .get_timeout(LONG)
         .expect("get")
         .expect("the other client's message within a minute");
     clock.say(format!("  {me}: got {got:?}"));
@@ -80,7 +80,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     });
     let mut got = Vec::new();
     for c in clients {
-        got.push(c?.join(Some(LONG))?);
+        got.push(c?.join_timeout(LONG)?);
     }
     ensure!(got[0].starts_with("hello zhang, this is ming"), "{got:?}");
     ensure!(got[1].starts_with("hello ming, this is zhang"), "{got:?}");
@@ -90,7 +90,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     ensure!(wrong.is_err(), "a wrong authkey was let in");
     clock.say(format!("a client with a wrong key: {}", wrong.unwrap_err()));
 
-    connect(&address, Some(&AuthKey::new(KEY)))?.shutdown_server(Some(LONG))?;
-    server.join(Some(LONG))?;
+    connect(&address, Some(&AuthKey::new(KEY)))?.shutdown_server_timeout(LONG)?;
+    server.join_timeout(LONG)?;
     Ok(())
 }

@@ -22,17 +22,17 @@ type Shared = (Array<i32>, Value<f64>, Barrier, Event, usize);
 /// Child `who` (1 or 2): writes `array[who]`, doubles the value, then shuffles units
 /// around the array until told to stop; returns how many moves it made.
 fn child((array, value, barrier, stop, who): Shared) -> u64 {
-    barrier.wait(Some(LONG)).expect("everyone arrives");
+    barrier.wait_timeout(LONG).expect("everyone arrives");
     array.set(who, -(who as i32)).unwrap();
     {
         let v = value
-            .lock(Some(LONG))
+            .lock_timeout(LONG)
             .or_else(AcquireError::recover)
             .unwrap();
         v.set(v.get() * 2.0);
     }
-    barrier.wait(Some(LONG)).expect("both writes are in");
-    barrier.wait(Some(LONG)).expect("the parent has looked");
+    barrier.wait_timeout(LONG).expect("both writes are in");
+    barrier.wait_timeout(LONG).expect("the parent has looked");
 
     let mut moves = 0u64;
     let len = array.len();
@@ -43,7 +43,7 @@ fn child((array, value, barrier, stop, who): Shared) -> u64 {
             (moves as usize * 7 + who) % len,
         );
         let section = array
-            .lock(Some(LONG))
+            .lock_timeout(LONG)
             .or_else(AcquireError::recover)
             .unwrap();
         section.set(from, section.get(from).unwrap() - 1).unwrap();
@@ -82,11 +82,11 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         })
         .collect::<Result<Vec<_>, _>>()?;
 
-    let index = barrier.wait(Some(LONG))?;
+    let index = barrier.wait_timeout(LONG)?;
     clock.say(format!(
         "all three at the barrier (the parent arrived {index}th of 0..3)"
     ));
-    barrier.wait(Some(LONG))?;
+    barrier.wait_timeout(LONG)?;
     let seen = array.to_vec()?;
     clock.say(format!(
         "the parent sees array {seen:?} and value {}",
@@ -100,13 +100,13 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         value.get()? == start * 4.0,
         "both doublings happened, one after the other"
     );
-    barrier.wait(Some(LONG))?;
+    barrier.wait_timeout(LONG)?;
 
     let sum: i32 = seen.iter().sum();
     for _ in 0..5 {
         clock.sleep(0.02);
         let now = array
-            .lock(Some(LONG))
+            .lock_timeout(LONG)
             .or_else(AcquireError::recover)?
             .to_vec();
         clock.say(format!("array {now:?}, sum {}", now.iter().sum::<i32>()));
@@ -115,7 +115,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     stop.set();
     let mut moves = 0;
     for child in children {
-        moves += child.join(Some(LONG))?;
+        moves += child.join_timeout(LONG)?;
     }
     let end = array.to_vec()?;
     clock.say(format!(

@@ -41,7 +41,7 @@ fn add_unlocked((counter, go): (Value<i64>, Value<i32>)) {
 fn add_locked((counter, go): (Value<i64>, Value<i32>)) {
     wait_for_go(&go);
     for _ in 0..1000 {
-        let guard = counter.lock(None).unwrap();
+        let guard = counter.lock().unwrap();
         guard.set(guard.get() + 1);
     }
 }
@@ -67,7 +67,7 @@ where
     let started = Instant::now();
     go.store(1);
     for child in children {
-        child.join(Some(LONG))?;
+        child.join_timeout(LONG)?;
     }
     let total = counter.get()?;
     clock.say(format!(
@@ -85,7 +85,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     for who in [0, 1] {
         Process::new(write_one, (value.clone(), array.clone(), who))
             .start()?
-            .join(Some(LONG))?;
+            .join_timeout(LONG)?;
     }
     clock.say(format!(
         "value {} (was 3.14), array {:?}",

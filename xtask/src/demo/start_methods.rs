@@ -21,7 +21,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         let mut times = Vec::new();
         for i in 0..5 {
             let started = Instant::now();
-            let value = ctx.process(trivial, i).start()?.join(Some(LONG))?;
+            let value = ctx.process(trivial, i).start()?.join_timeout(LONG)?;
             times.push(started.elapsed());
             ensure!(value == i + 1, "{method}: got {value}");
         }

@@ -34,7 +34,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         })?);
     }
     for (thread, expected) in threads.into_iter().zip(["Alice", "Bob"]) {
-        let greeting = thread.join(Some(clock.units(50.0)))?;
+        let greeting = thread.join_timeout(clock.units(50.0))?;
         clock.say(&greeting);
         ensure!(
             greeting == format!("Hello, {expected} (in {})", thread.name()),

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use anyhow::ensure;
-use flotilla::futures::{ProcessPoolExecutor, TaskError, as_completed};
+use flotilla::futures::{ProcessPoolExecutor, TaskError, as_completed_timeout};
 
 use super::Clock;
 
@@ -28,8 +28,8 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
         .map(|i| pool.submit(work, i))
         .collect::<Result<Vec<_>, _>>()?;
     let (mut ok, mut died) = (0, 0);
-    for fut in as_completed(futures, Some(Duration::from_secs(60))) {
-        match fut?.result(None) {
+    for fut in as_completed_timeout(futures, Duration::from_secs(60)) {
+        match fut?.result() {
             Ok(value) => {
                 clock.say(format!("result {value}"));
                 ok += 1;
@@ -48,7 +48,7 @@ pub(crate) fn run(clock: &Clock) -> anyhow::Result<()> {
     );
     let after = pool
         .submit(work, 5)?
-        .result(Some(Duration::from_secs(60)))?;
+        .result_timeout(Duration::from_secs(60))?;
     clock.say(format!(
         "the pool goes on: a new task returns {after} ({} workers started in all)",
         pool.workers_started()

@@ -262,9 +262,9 @@ fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
         };
     }
     let outcome = match deadline.remaining() {
-        None => mutex.lock(None),
+        None => mutex.lock(),
         Some(left) if left.is_zero() => return Err(Refused::Busy),
-        Some(left) => mutex.lock(Some(left)),
+        Some(left) => mutex.lock_timeout(left),
     };
     match outcome {
         Ok((held, _)) => Ok(held),

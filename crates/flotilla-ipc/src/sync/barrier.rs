@@ -85,10 +85,10 @@ const BUILD: usize = 48;
 /// let others: Vec<_> = (0..2)
 ///     .map(|_| {
 ///         let barrier = barrier.clone();
-///         std::thread::spawn(move || barrier.wait(Some(Duration::from_secs(10))))
+///         std::thread::spawn(move || barrier.wait_timeout(Duration::from_secs(10)))
 ///     })
 ///     .collect();
-/// let mut indices = vec![barrier.wait(Some(Duration::from_secs(10)))?];
+/// let mut indices = vec![barrier.wait_timeout(Duration::from_secs(10))?];
 /// for other in others {
 ///     indices.push(other.join().unwrap()?);
 /// }
@@ -123,8 +123,8 @@ pub struct Barrier {
 ///     .timeout(Duration::from_secs(10)) // for every wait(None), in every process
 ///     .build()?;
 /// let other = barrier.clone();
-/// let t = std::thread::spawn(move || other.wait(None));
-/// barrier.wait(None)?;
+/// let t = std::thread::spawn(move || other.wait());
+/// barrier.wait()?;
 /// t.join().unwrap()?;
 /// # Ok::<(), flotilla_ipc::Error>(())
 /// ```
@@ -201,7 +201,7 @@ impl Barrier {
     ///
     /// ```
     /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
-    /// assert_eq!(barrier.wait(None).unwrap(), 0);
+    /// assert_eq!(barrier.wait().unwrap(), 0);
     /// ```
     pub fn new(parties: usize) -> Result<Self, Error> {
         Barrier::builder(parties).build()
@@ -217,7 +217,7 @@ impl Barrier {
         }
     }
 
-    /// The default timeout of [`wait`](Self::wait), if the barrier was built with one.
+    /// The timeout of [`wait`](Self::wait), if the barrier was built with one.
     ///
     /// ```
     /// use std::time::Duration;
@@ -275,17 +275,29 @@ impl Barrier {
         self.word(BROKEN).load(Ordering::Acquire) != 0
     }
 
-    /// Waits until `parties` processes have called `wait`, or until `timeout` passes
-    /// (`None`: the barrier's default [`timeout`](Self::timeout), if any). Returns this
-    /// caller's arrival index, `0..parties`. The last arrival runs the barrier's
-    /// [action](BarrierBuilder::action) first.
+    /// Waits until `parties` processes have called `wait` (or the barrier's default
+    /// [`timeout`](Self::timeout), if it was built with one, passes): Python's
+    /// `Barrier.wait()`. Returns this caller's arrival index, `0..parties`. The last
+    /// arrival runs the barrier's [action](BarrierBuilder::action) first.
     ///
     /// # Errors
     ///
     /// [`Error::BrokenBarrier`] if the barrier is broken when called, breaks while
     /// waiting (abort, another waiter's timeout, a reset, a participant dying inside
-    /// the barrier's bookkeeping), or this call's own timeout passes, which also breaks
-    /// it for the others, as in Python.
+    /// the barrier's bookkeeping), or the default timeout passes, which also breaks it
+    /// for the others, as in Python.
+    ///
+    /// ```
+    /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
+    /// assert_eq!(barrier.wait().unwrap(), 0);
+    /// ```
+    pub fn wait(&self) -> Result<usize, Error> {
+        self.wait_within(None)
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout` (instead of the default
+    /// one): Python's `Barrier.wait(timeout)`. A timeout breaks the barrier, for the
+    /// others too, and fails with [`Error::BrokenBarrier`].
     ///
     /// ```
     /// use std::time::Duration;
@@ -293,11 +305,17 @@ impl Barrier {
     ///
     /// let barrier = Barrier::new(2).unwrap();
     /// // Nobody else comes: the wait times out and breaks the barrier.
-    /// let alone = barrier.wait(Some(Duration::from_millis(10)));
+    /// let alone = barrier.wait_timeout(Duration::from_millis(10));
     /// assert!(matches!(alone, Err(Error::BrokenBarrier)));
     /// assert!(barrier.broken());
     /// ```
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<usize, Error> {
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, Error> {
+        self.wait_within(Some(timeout))
+    }
+
+    /// The body of [`wait`](Self::wait) and [`wait_timeout`](Self::wait_timeout); `None`
+    /// uses the barrier's default timeout.
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<usize, Error> {
         let deadline = Deadline::after(timeout.or_else(|| self.timeout()));
         let (index, round) = {
             let book = self.bookkeeping()?;
@@ -385,7 +403,7 @@ impl Barrier {
     ///
     /// let barrier = Barrier::new(2).unwrap();
     /// barrier.abort().unwrap();
-    /// assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+    /// assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
     /// ```
     pub fn abort(&self) -> Result<(), Error> {
         let _book = self.bookkeeping()?;
@@ -404,7 +422,7 @@ impl Barrier {
     /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
     /// barrier.abort().unwrap();
     /// barrier.reset().unwrap();
-    /// assert_eq!(barrier.wait(None).unwrap(), 0);
+    /// assert_eq!(barrier.wait().unwrap(), 0);
     /// ```
     pub fn reset(&self) -> Result<(), Error> {
         let _book = self.bookkeeping()?;
@@ -418,7 +436,7 @@ impl Barrier {
     /// Takes the barrier's mutex. If its last holder died holding it, the bookkeeping
     /// may be half-done: the barrier is broken, so that every waiter hears of it.
     pub(super) fn bookkeeping(&self) -> Result<RawGuard<'_>, Error> {
-        let (book, acquired) = self.mutex.lock(None)?;
+        let (book, acquired) = self.mutex.lock()?;
         if acquired == Acquired::OwnerDied {
             flotilla_core::event!(
                 flotilla_core::log::Level::WARN,
@@ -506,7 +524,7 @@ mod tests {
     #[test]
     fn an_action_of_another_build_is_not_run_and_breaks_the_round() {
         let barrier = Barrier::builder(1).action(count).build().unwrap();
-        assert_eq!(barrier.wait(None).unwrap(), 0);
+        assert_eq!(barrier.wait().unwrap(), 0);
         assert_eq!(RAN.load(Ordering::SeqCst), 1);
 
         // As if the barrier had been made by another build of the program.
@@ -515,7 +533,7 @@ mod tests {
             .segment
             .u64_at(BUILD)
             .store(other, Ordering::Relaxed);
-        assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+        assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
         assert_eq!(RAN.load(Ordering::SeqCst), 1, "not run");
         assert!(barrier.broken());
     }
@@ -524,7 +542,7 @@ mod tests {
     fn a_default_timeout_of_zero_is_kept_apart_from_none() {
         let zero = Barrier::builder(2).timeout(Duration::ZERO).build().unwrap();
         assert_eq!(zero.timeout(), Some(Duration::ZERO));
-        assert!(matches!(zero.wait(None), Err(Error::BrokenBarrier)));
+        assert!(matches!(zero.wait(), Err(Error::BrokenBarrier)));
         let huge = Barrier::builder(2).timeout(Duration::MAX).build().unwrap();
         assert!(
             huge.timeout()

@@ -147,12 +147,12 @@ impl ConditionLock {
 /// let consumer = {
 ///     let (cond, ready) = (cond.clone(), ready.clone());
 ///     std::thread::spawn(move || {
-///         let mut guard = cond.acquire(None).unwrap();
-///         guard.wait_for(|| ready.load() == 1, Some(Duration::from_secs(10))).unwrap()
+///         let mut guard = cond.acquire().unwrap();
+///         guard.wait_for_timeout(|| ready.load() == 1, Duration::from_secs(10)).unwrap()
 ///     })
 /// };
 /// {
-///     let mut guard = cond.acquire(None).unwrap();
+///     let mut guard = cond.acquire().unwrap();
 ///     ready.store(1);
 ///     guard.notify(1);
 /// }
@@ -173,7 +173,7 @@ impl Condition {
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// let guard = cond.acquire(None).unwrap();
+    /// let guard = cond.acquire().unwrap();
     /// assert_eq!(guard.waiting(), 0);
     /// ```
     pub fn new() -> Result<Self, Error> {
@@ -192,7 +192,7 @@ impl Condition {
     ///
     /// let lock = Lock::new().unwrap();
     /// let cond = Condition::with_lock(lock.clone()).unwrap();
-    /// let guard = cond.acquire(None).unwrap();
+    /// let guard = cond.acquire().unwrap();
     /// assert!(lock.try_acquire().is_err(), "the condition's lock is that lock");
     /// # drop(guard);
     /// ```
@@ -229,7 +229,7 @@ impl Condition {
     /// guard.notify_all();
     /// ```
     pub fn lock(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
-        self.acquire(None)
+        self.acquire()
     }
 
     /// Takes the lock if it is free, without waiting: [`try_acquire`](Self::try_acquire),
@@ -242,29 +242,52 @@ impl Condition {
         self.try_acquire()
     }
 
-    /// Takes the lock, waiting at most `timeout` (`None`: as long as it takes).
+    /// Takes the lock, waiting as long as it takes.
     ///
     /// # Errors
     ///
     /// As for [`Lock::acquire`]: [`AcquireError::OwnerDied`] with the guard if the
     /// previous holder died holding the lock; [`AcquireError::Failed`] with
-    /// [`Error::Timeout`] if the timeout passed first, or
     /// [`Error::WouldDeadlock`] if the condition is over a [`Lock`] this thread holds.
+    ///
+    /// ```
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// let guard = cond.acquire().unwrap();
+    /// # drop(guard);
+    /// ```
+    pub fn acquire(&self) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        self.acquire_within(None)
+    }
+
+    /// Takes the lock, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`acquire`](Self::acquire), and [`AcquireError::Failed`] with
+    /// [`Error::Timeout`] if the timeout passed first.
     ///
     /// ```
     /// use std::time::Duration;
     ///
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// let guard = cond.acquire(Some(Duration::from_secs(1))).unwrap();
+    /// let guard = cond.acquire_timeout(Duration::from_secs(1)).unwrap();
     /// # drop(guard);
     /// ```
-    pub fn acquire(
+    pub fn acquire_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// The body of [`acquire`](Self::acquire) and [`acquire_timeout`](Self::acquire_timeout).
+    fn acquire_within(
         &self,
         timeout: Option<Duration>,
     ) -> Result<ConditionGuard<'_>, AcquireError<ConditionGuard<'_>>> {
         match &self.lock {
-            ConditionLock::Lock(lock) => self.guard(lock.acquire(timeout), Held::Lock),
-            ConditionLock::RLock(lock) => self.guard(lock.acquire(timeout), Held::RLock),
+            ConditionLock::Lock(lock) => self.guard(lock.acquire_within(timeout), Held::Lock),
+            ConditionLock::RLock(lock) => self.guard(lock.acquire_within(timeout), Held::RLock),
         }
     }
 
@@ -416,15 +439,10 @@ pub struct ConditionGuard<'a> {
 }
 
 impl ConditionGuard<'_> {
-    /// Releases the lock, blocks until notified or until `timeout` passes (`None`: no
-    /// timeout), then takes the lock again. Returns `Ok(true)` if notified, `Ok(false)`
-    /// on timeout, like Python's `Condition.wait`. Spurious wake-ups are absorbed: it
-    /// returns `true` only for a [`notify`](Self::notify) or
-    /// [`notify_all`](Self::notify_all). Over an [`RLock`], every level this thread
-    /// holds is released and restored, as in Python.
-    ///
-    /// As in Python, the timeout bounds the wait for a notification; taking the lock
-    /// back afterwards waits as long as the lock is held.
+    /// Releases the lock, blocks until notified, then takes the lock again: Python's
+    /// `Condition.wait()`. Spurious wake-ups are absorbed: it returns only for a
+    /// [`notify`](Self::notify) or [`notify_all`](Self::notify_all). Over an [`RLock`],
+    /// every level this thread holds is released and restored, as in Python.
     ///
     /// # Errors
     ///
@@ -432,16 +450,30 @@ impl ConditionGuard<'_> {
     /// holder had died holding it: the guard holds the lock again, and the data it
     /// protects may be half-updated (see [`Condition`]). An OS error if the lock could
     /// not be taken back.
+    pub fn wait(&mut self) -> Result<(), Error> {
+        self.wait_until(Deadline::NEVER).map(drop)
+    }
+
+    /// Like [`wait`](Self::wait), but gives up waiting for a notification after
+    /// `timeout`. Returns `Ok(true)` if notified, `Ok(false)` on timeout, like Python's
+    /// `Condition.wait(timeout)`.
+    ///
+    /// As in Python, the timeout bounds the wait for a notification; taking the lock
+    /// back afterwards waits as long as the lock is held.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait).
     ///
     /// ```
     /// use std::time::Duration;
     ///
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// let mut guard = cond.acquire(None).unwrap();
-    /// assert!(!guard.wait(Some(Duration::from_millis(10))).unwrap()); // nobody notifies
+    /// let mut guard = cond.acquire().unwrap();
+    /// assert!(!guard.wait_timeout(Duration::from_millis(10)).unwrap()); // nobody notifies
     /// ```
-    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<bool, Error> {
-        self.wait_until(Deadline::after(timeout))
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, Error> {
+        self.wait_until(Deadline::after(Some(timeout)))
     }
 
     fn wait_until(&mut self, deadline: Deadline) -> Result<bool, Error> {
@@ -465,11 +497,10 @@ impl ConditionGuard<'_> {
         }
     }
 
-    /// Waits until `predicate` returns `true` or `timeout` passes (`None`: no timeout),
-    /// and returns the predicate's last result: Python's `Condition.wait_for`.
+    /// Waits until `predicate` returns `true`: Python's `Condition.wait_for(predicate)`.
     ///
     /// The predicate is called with the lock held, first before any waiting, then after
-    /// each wake-up. The timeout bounds the whole call, not each wait.
+    /// each wake-up.
     ///
     /// # Errors
     ///
@@ -477,22 +508,45 @@ impl ConditionGuard<'_> {
     /// caller can repair the data before testing it again.
     ///
     /// ```
-    /// use std::time::Duration;
-    ///
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// let mut guard = cond.acquire(None).unwrap();
-    /// assert!(guard.wait_for(|| true, None).unwrap());
-    /// assert!(!guard.wait_for(|| false, Some(Duration::from_millis(10))).unwrap());
+    /// let mut guard = cond.acquire().unwrap();
+    /// guard.wait_for(|| true).unwrap();
     /// ```
-    pub fn wait_for<F>(
-        &mut self,
-        mut predicate: F,
-        timeout: Option<Duration>,
-    ) -> Result<bool, Error>
+    pub fn wait_for<F>(&mut self, predicate: F) -> Result<(), Error>
     where
         F: FnMut() -> bool,
     {
-        let deadline = Deadline::after(timeout);
+        self.wait_for_until(predicate, Deadline::NEVER).map(drop)
+    }
+
+    /// Like [`wait_for`](Self::wait_for), but gives up after `timeout`, and returns the
+    /// predicate's last result: Python's `Condition.wait_for(predicate, timeout)`. The
+    /// timeout bounds the whole call, not each wait.
+    ///
+    /// # Errors
+    ///
+    /// As for [`wait`](Self::wait).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cond = flotilla_ipc::Condition::new().unwrap();
+    /// let mut guard = cond.acquire().unwrap();
+    /// assert!(!guard.wait_for_timeout(|| false, Duration::from_millis(10)).unwrap());
+    /// ```
+    pub fn wait_for_timeout<F>(&mut self, predicate: F, timeout: Duration) -> Result<bool, Error>
+    where
+        F: FnMut() -> bool,
+    {
+        self.wait_for_until(predicate, Deadline::after(Some(timeout)))
+    }
+
+    /// The body of [`wait_for`](Self::wait_for) and
+    /// [`wait_for_timeout`](Self::wait_for_timeout).
+    fn wait_for_until<F>(&mut self, mut predicate: F, deadline: Deadline) -> Result<bool, Error>
+    where
+        F: FnMut() -> bool,
+    {
         loop {
             if predicate() {
                 return Ok(true);
@@ -509,7 +563,7 @@ impl ConditionGuard<'_> {
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// let mut guard = cond.acquire(None).unwrap();
+    /// let mut guard = cond.acquire().unwrap();
     /// guard.notify(1); // no waiter: nothing happens
     /// ```
     pub fn notify(&mut self, n: usize) {
@@ -535,7 +589,7 @@ impl ConditionGuard<'_> {
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// cond.acquire(None).unwrap().notify_all();
+    /// cond.acquire().unwrap().notify_all();
     /// ```
     pub fn notify_all(&mut self) {
         self.notify(usize::MAX);
@@ -545,7 +599,7 @@ impl ConditionGuard<'_> {
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
-    /// assert_eq!(cond.acquire(None).unwrap().waiting(), 0);
+    /// assert_eq!(cond.acquire().unwrap().waiting(), 0);
     /// ```
     pub fn waiting(&self) -> usize {
         waiting(self.cond.counts().load(Ordering::SeqCst)) as usize

@@ -42,7 +42,7 @@ const FLAG: u32 = 1;
 /// let ready = Event::new().unwrap();
 /// let waiter = {
 ///     let ready = ready.clone();
-///     std::thread::spawn(move || ready.wait(Some(Duration::from_secs(10))))
+///     std::thread::spawn(move || ready.wait_timeout(Duration::from_secs(10)))
 /// };
 /// ready.set();
 /// assert!(waiter.join().unwrap());
@@ -94,7 +94,7 @@ impl Event {
     /// ```
     /// let event = flotilla_ipc::Event::new().unwrap();
     /// event.set();
-    /// assert!(event.wait(None));
+    /// event.wait();
     /// ```
     pub fn set(&self) {
         let state = self.state();
@@ -126,17 +126,34 @@ impl Event {
         self.state().fetch_and(!FLAG, Ordering::SeqCst);
     }
 
-    /// Blocks until the flag is set or `timeout` passes (`None`: no timeout). Returns
-    /// `true` if the flag was set or a `set` happened while waiting, `false` if the
-    /// timeout passed first — Python's `Event.wait`.
+    /// Blocks until the flag is set (or a `set` happens while waiting): Python's
+    /// `Event.wait()`.
+    ///
+    /// ```
+    /// let event = flotilla_ipc::Event::new().unwrap();
+    /// event.set();
+    /// event.wait();
+    /// ```
+    pub fn wait(&self) {
+        self.wait_within(None);
+    }
+
+    /// Blocks until the flag is set or `timeout` passes. Returns `true` if the flag was
+    /// set or a `set` happened while waiting, `false` if the timeout passed first —
+    /// Python's `Event.wait(timeout)`.
     ///
     /// ```
     /// use std::time::Duration;
     ///
     /// let event = flotilla_ipc::Event::new().unwrap();
-    /// assert!(!event.wait(Some(Duration::from_millis(10))));
+    /// assert!(!event.wait_timeout(Duration::from_millis(10)));
     /// ```
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_within(Some(timeout))
+    }
+
+    /// The body of [`wait`](Self::wait) and [`wait_timeout`](Self::wait_timeout).
+    fn wait_within(&self, timeout: Option<Duration>) -> bool {
         let state = self.state();
         let start = state.load(Ordering::Acquire);
         // Set now, or set (even if cleared since) after `start` was read.

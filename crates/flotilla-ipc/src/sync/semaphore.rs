@@ -80,7 +80,7 @@ impl Inner {
         false
     }
 
-    fn acquire(&self, timeout: Option<Duration>) -> bool {
+    fn acquire_within(&self, timeout: Option<Duration>) -> bool {
         if self.try_acquire() {
             return true;
         }
@@ -148,18 +148,29 @@ macro_rules! semaphore_common {
                 self.inner.value()
             }
 
-            /// Takes a permit, blocking until one is free or `timeout` passes (`None`:
-            /// no timeout). Returns whether a permit was taken.
+            /// Takes a permit, blocking until one is free: Python's `acquire()`.
+            ///
+            /// ```
+            #[doc = concat!("let sem = flotilla_ipc::", stringify!($name), "::new(1).unwrap();")]
+            /// sem.acquire();
+            /// assert_eq!(sem.value(), 0);
+            /// ```
+            pub fn acquire(&self) {
+                self.inner.acquire_within(None);
+            }
+
+            /// Takes a permit, blocking until one is free or `timeout` passes: Python's
+            /// `acquire(timeout=..)`. Returns whether a permit was taken.
             ///
             /// ```
             /// use std::time::Duration;
             ///
             #[doc = concat!("let sem = flotilla_ipc::", stringify!($name), "::new(1).unwrap();")]
-            /// assert!(sem.acquire(None));
-            /// assert!(!sem.acquire(Some(Duration::from_millis(10))));
+            /// assert!(sem.acquire_timeout(Duration::from_secs(60)));
+            /// assert!(!sem.acquire_timeout(Duration::from_millis(10)));
             /// ```
-            pub fn acquire(&self, timeout: Option<Duration>) -> bool {
-                self.inner.acquire(timeout)
+            pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+                self.inner.acquire_within(Some(timeout))
             }
 
             /// Takes a permit if one is free now, without blocking.
@@ -174,20 +185,26 @@ macro_rules! semaphore_common {
             }
 
             /// [`acquire`](Self::acquire) in RAII form: the permit is released when the
-            /// returned guard is dropped, as Python's `with semaphore:` does. `None` if
-            /// `timeout` passed first.
+            /// returned guard is dropped, as Python's `with semaphore:` does.
             ///
             /// ```
             #[doc = concat!("let sem = flotilla_ipc::", stringify!($name), "::new(1).unwrap();")]
             /// {
-            ///     let _permit = sem.acquire_permit(None).unwrap();
+            ///     let _permit = sem.acquire_permit();
             ///     assert_eq!(sem.value(), 0);
             /// }
             /// assert_eq!(sem.value(), 1);
             /// ```
-            pub fn acquire_permit(&self, timeout: Option<Duration>) -> Option<SemaphorePermit<'_>> {
+            pub fn acquire_permit(&self) -> SemaphorePermit<'_> {
+                self.inner.acquire_within(None);
+                SemaphorePermit { inner: &self.inner }
+            }
+
+            /// [`acquire_timeout`](Self::acquire_timeout) in RAII form: `None` if
+            /// `timeout` passed first.
+            pub fn acquire_permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
                 self.inner
-                    .acquire(timeout)
+                    .acquire_within(Some(timeout))
                     .then_some(SemaphorePermit { inner: &self.inner })
             }
 
@@ -246,7 +263,7 @@ macro_rules! semaphore_common {
 /// use flotilla_ipc::Semaphore;
 ///
 /// fn work(slots: Semaphore) {
-///     let _permit = slots.acquire_permit(None).unwrap();
+///     let _permit = slots.acquire_permit();
 ///     // ... at most two processes are here at a time ...
 /// }
 ///
@@ -396,7 +413,7 @@ impl fmt::Debug for BoundedSemaphore {
 ///
 /// ```
 /// let sem = flotilla_ipc::Semaphore::new(1).unwrap();
-/// let permit = sem.acquire_permit(None).unwrap();
+/// let permit = sem.acquire_permit();
 /// assert_eq!(sem.value(), 0);
 /// drop(permit);
 /// assert_eq!(sem.value(), 1);

@@ -17,14 +17,14 @@ const SHORT: Duration = Duration::from_millis(20);
 fn a_semaphore_counts_and_wakes_a_sleeper() {
     let sem = Semaphore::new(0).unwrap();
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| sem.acquire(Some(LONG)));
+        let waiter = s.spawn(|| sem.acquire_timeout(LONG));
         std::thread::sleep(SHORT);
         sem.release(1).unwrap();
         assert!(waiter.join().unwrap());
     });
     assert_eq!(sem.value(), 0);
-    assert!(!sem.acquire(Some(SHORT)));
-    assert!(!sem.acquire(Some(Duration::ZERO)));
+    assert!(!sem.acquire_timeout(SHORT));
+    assert!(!sem.acquire_timeout(Duration::ZERO));
     sem.release(3).unwrap();
     assert_eq!(sem.value(), 3);
     assert!(matches!(
@@ -43,7 +43,7 @@ fn a_semaphore_never_admits_more_than_its_value() {
         for _ in 0..4 {
             s.spawn(|| {
                 for _ in 0..200 {
-                    let _permit = sem.acquire_permit(Some(LONG)).unwrap();
+                    let _permit = sem.acquire_permit_timeout(LONG).unwrap();
                     let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
                     most.fetch_max(now, Ordering::SeqCst);
                     std::thread::yield_now();
@@ -77,17 +77,17 @@ fn values_beyond_32_bits_are_refused() {
 fn an_event_set_then_cleared_still_wakes_who_was_waiting() {
     let event = Event::new().unwrap();
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| event.wait(Some(LONG)));
+        let waiter = s.spawn(|| event.wait_timeout(LONG));
         std::thread::sleep(SHORT);
         event.set();
         event.clear();
         assert!(waiter.join().unwrap(), "the set happened while it waited");
     });
     assert!(!event.is_set());
-    assert!(!event.wait(Some(SHORT)));
+    assert!(!event.wait_timeout(SHORT));
     event.set();
     event.set();
-    assert!(event.wait(Some(Duration::ZERO)));
+    assert!(event.wait_timeout(Duration::ZERO));
 }
 
 #[test]
@@ -98,45 +98,45 @@ fn notify_wakes_at_most_n_waiters_and_notify_all_the_rest() {
         let waiters: Vec<_> = (0..3)
             .map(|_| {
                 s.spawn(|| {
-                    let mut guard = cond.acquire(Some(LONG)).unwrap();
-                    let notified = guard.wait(Some(LONG)).unwrap();
+                    let mut guard = cond.acquire_timeout(LONG).unwrap();
+                    let notified = guard.wait_timeout(LONG).unwrap();
                     woken.fetch_add(1, Ordering::SeqCst);
                     notified
                 })
             })
             .collect();
-        while cond.acquire(None).unwrap().waiting() < 3 {
+        while cond.acquire().unwrap().waiting() < 3 {
             std::thread::sleep(Duration::from_millis(1));
         }
-        cond.acquire(None).unwrap().notify(1);
+        cond.acquire().unwrap().notify(1);
         while woken.load(Ordering::SeqCst) < 1 {
             std::thread::sleep(Duration::from_millis(1));
         }
         std::thread::sleep(SHORT);
         assert_eq!(woken.load(Ordering::SeqCst), 1, "notify(1) woke one waiter");
-        assert_eq!(cond.acquire(None).unwrap().waiting(), 2);
-        cond.acquire(None).unwrap().notify_all();
+        assert_eq!(cond.acquire().unwrap().waiting(), 2);
+        cond.acquire().unwrap().notify_all();
         for waiter in waiters {
             assert!(waiter.join().unwrap());
         }
     });
-    assert_eq!(cond.acquire(None).unwrap().waiting(), 0);
+    assert_eq!(cond.acquire().unwrap().waiting(), 0);
 }
 
 #[test]
 fn a_wait_on_an_rlock_releases_every_level_and_restores_them() {
     let cond = Condition::new().unwrap();
     let flag = Value::raw(0u32).unwrap();
-    let mut outer = cond.acquire(None).unwrap();
-    let inner = cond.acquire(None).unwrap();
+    let mut outer = cond.acquire().unwrap();
+    let inner = cond.acquire().unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
             // Only possible if the waiter released both of its levels.
-            let mut guard = cond.acquire(Some(LONG)).unwrap();
+            let mut guard = cond.acquire_timeout(LONG).unwrap();
             flag.store(1);
             guard.notify(1);
         });
-        assert!(outer.wait_for(|| flag.load() == 1, Some(LONG)).unwrap());
+        assert!(outer.wait_for_timeout(|| flag.load() == 1, LONG).unwrap());
     });
     drop(inner);
     std::thread::scope(|s| {
@@ -151,12 +151,12 @@ fn a_wait_on_an_rlock_releases_every_level_and_restores_them() {
 #[test]
 fn a_timed_out_wait_uncounts_itself() {
     let cond = Condition::with_lock(Lock::new().unwrap()).unwrap();
-    let mut guard = cond.acquire(None).unwrap();
-    assert!(!guard.wait(Some(SHORT)).unwrap());
-    assert!(!guard.wait(Some(Duration::ZERO)).unwrap());
+    let mut guard = cond.acquire().unwrap();
+    assert!(!guard.wait_timeout(SHORT).unwrap());
+    assert!(!guard.wait_timeout(Duration::ZERO).unwrap());
     assert_eq!(guard.waiting(), 0);
     guard.notify(5); // nobody to notify: no signal is left over for a later waiter
-    assert!(!guard.wait(Some(SHORT)).unwrap());
+    assert!(!guard.wait_timeout(SHORT).unwrap());
 }
 
 #[test]
@@ -167,7 +167,7 @@ fn a_barrier_serves_round_after_round() {
             .map(|_| {
                 s.spawn(|| {
                     (0..50)
-                        .map(|_| barrier.wait(Some(LONG)).unwrap())
+                        .map(|_| barrier.wait_timeout(LONG).unwrap())
                         .collect::<Vec<_>>()
                 })
             })
@@ -186,7 +186,7 @@ fn a_barrier_serves_round_after_round() {
 fn abort_and_reset_break_the_waiters() {
     let barrier = Barrier::new(2).unwrap();
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| barrier.wait(Some(LONG)));
+        let waiter = s.spawn(|| barrier.wait_timeout(LONG));
         while barrier.n_waiting() < 1 {
             std::thread::sleep(Duration::from_millis(1));
         }
@@ -196,14 +196,14 @@ fn abort_and_reset_break_the_waiters() {
     assert!(!barrier.broken(), "reset leaves it usable");
     barrier.abort().unwrap();
     assert!(matches!(
-        barrier.wait(Some(LONG)),
+        barrier.wait_timeout(LONG),
         Err(Error::BrokenBarrier)
     ));
     assert_eq!(barrier.n_waiting(), 0);
     barrier.reset().unwrap();
     std::thread::scope(|s| {
-        let other = s.spawn(|| barrier.wait(Some(LONG)));
-        let mine = barrier.wait(Some(LONG)).unwrap();
+        let other = s.spawn(|| barrier.wait_timeout(LONG));
+        let mine = barrier.wait_timeout(LONG).unwrap();
         assert_eq!(mine + other.join().unwrap().unwrap(), 1);
     });
 }
@@ -246,7 +246,7 @@ fn a_holder_dying_inside_the_barriers_bookkeeping_breaks_it() {
     });
     assert!(!barrier.broken(), "nobody has looked yet");
     assert!(matches!(
-        barrier.wait(Some(LONG)),
+        barrier.wait_timeout(LONG),
         Err(Error::BrokenBarrier)
     ));
     assert!(barrier.broken());

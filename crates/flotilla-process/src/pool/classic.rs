@@ -20,6 +20,7 @@ use super::{ProcessMap, ProcessPoolExecutor, ProcessPoolExecutorBuilder};
 use crate::boot;
 use crate::context::Context;
 use crate::error::Error;
+use crate::target::{One, Target};
 
 /// A pool of worker processes: Python's `multiprocessing.Pool`.
 ///
@@ -107,18 +108,32 @@ pub struct AsyncResult<R> {
 }
 
 impl<R> AsyncResult<R> {
-    /// Waits up to `timeout` (forever when `None`) and returns the value, or the task's
-    /// failure, or [`TaskError::TimedOut`] (the task goes on).
-    pub fn get(&self, timeout: Option<Duration>) -> Result<R, TaskError>
+    /// Waits for the result and returns the value, or the task's failure: Python's
+    /// `get()`. Never [`TaskError::TimedOut`]: that is [`get_timeout`](Self::get_timeout)'s.
+    pub fn get(&self) -> Result<R, TaskError>
     where
         R: Clone,
     {
-        self.future.result(timeout)
+        self.future.result()
     }
 
-    /// Waits up to `timeout`; true when the result is ready.
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
-        self.future.wait(timeout)
+    /// Like [`get`](Self::get), but gives up after `timeout` with
+    /// [`TaskError::TimedOut`] (the task goes on): Python's `get(timeout)`.
+    pub fn get_timeout(&self, timeout: Duration) -> Result<R, TaskError>
+    where
+        R: Clone,
+    {
+        self.future.result_timeout(timeout)
+    }
+
+    /// Waits until the result is ready: Python's `wait()`.
+    pub fn wait(&self) {
+        self.future.wait();
+    }
+
+    /// Waits up to `timeout`; true when the result is ready: Python's `wait(timeout)`.
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.future.wait_timeout(timeout)
     }
 
     /// True once the result is ready.
@@ -129,7 +144,7 @@ impl<R> AsyncResult<R> {
     /// Whether the task succeeded; `None` while it is not ready (Python raises there).
     pub fn successful(&self) -> Option<bool> {
         self.ready()
-            .then(|| matches!(self.future.error(Some(Duration::ZERO)), Ok(None)))
+            .then(|| matches!(self.future.error_timeout(Duration::ZERO), Ok(None)))
     }
 
     /// The underlying future, for `wait`, `as_completed` or `.await`.
@@ -166,21 +181,21 @@ impl Pool {
 
     /// Queues `f` over the items, `chunksize` to a task (by default Python's choice: the
     /// items spread over four chunks per worker); the chunks' futures, in order.
-    fn submit_chunks<F, I, R>(
+    fn submit_chunks<F, M, I>(
         &self,
         f: F,
         items: I,
         chunksize: impl Into<Option<usize>>,
-    ) -> Result<Vec<Future<Vec<R>>>, TaskError>
+    ) -> Result<Vec<Future<Vec<F::Output>>>, TaskError>
     where
-        F: Fn(I::Item) -> R + 'static,
-        I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Target<M>,
+        I: IntoIterator<Item = F::Args>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send,
     {
         self.check_open()?;
-        let entry = boot::entry_of_chunk::<F, I::Item, R>(&f);
-        let items: Vec<I::Item> = items.into_iter().collect();
+        let entry = boot::entry_of_chunk_target::<F, M>(&f);
+        let items: Vec<F::Args> = items.into_iter().collect();
         let chunksize = chunksize
             .into()
             .unwrap_or_else(|| items.len().div_ceil(4 * self.executor.max_workers()))
@@ -192,22 +207,25 @@ impl Pool {
     }
 
     /// Runs `f(arg)` on a worker and waits for its value.
-    pub fn apply<F, A, R>(&self, f: F, arg: A) -> Result<R, TaskError>
+    ///
+    /// `f` takes one argument, or several spread from the tuple `arg` (Python's
+    /// `apply(f, (a, b))`; see [`Target`]).
+    pub fn apply<F, M>(&self, f: F, arg: F::Args) -> Result<F::Output, TaskError>
     where
-        F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Target<M>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send,
     {
         self.check_open()?;
-        self.executor.submit(f, arg)?.into_result(None)
+        self.executor.submit(f, arg)?.into_result()
     }
 
     /// Runs `f(arg)` on a worker; its pending result.
-    pub fn apply_async<F, A, R>(&self, f: F, arg: A) -> Result<AsyncResult<R>, TaskError>
+    pub fn apply_async<F, M>(&self, f: F, arg: F::Args) -> Result<AsyncResult<F::Output>, TaskError>
     where
-        F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Target<M>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send,
     {
         self.check_open()?;
         Ok(AsyncResult {
@@ -235,18 +253,18 @@ impl Pool {
     ///                       move |e| err.send(format!("failed: {e}")).unwrap()).unwrap();
     /// assert_eq!(rx.recv().unwrap(), "got 4");
     /// ```
-    pub fn apply_async_with<F, A, R, C, E>(
+    pub fn apply_async_with<F, M, C, E>(
         &self,
         f: F,
-        arg: A,
+        arg: F::Args,
         callback: C,
         error_callback: E,
-    ) -> Result<AsyncResult<R>, TaskError>
+    ) -> Result<AsyncResult<F::Output>, TaskError>
     where
-        F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Clone + Send + 'static,
-        C: FnOnce(&R) + Send + 'static,
+        F: Target<M>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Clone + Send,
+        C: FnOnce(&F::Output) + Send + 'static,
         E: FnOnce(&TaskError) + Send + 'static,
     {
         let result = self.apply_async(f, arg)?;
@@ -269,9 +287,7 @@ impl Pool {
         I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        self.map_async(f, items, chunksize)?
-            .future
-            .into_result(None)
+        self.map_async(f, items, chunksize)?.future.into_result()
     }
 
     /// [`map`](Self::map) without waiting: one pending result for the whole list.
@@ -287,7 +303,7 @@ impl Pool {
         I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let chunks = self.submit_chunks(f, items, chunksize)?;
+        let chunks = self.submit_chunks::<F, One<I::Item>, I>(f, items, chunksize)?;
         Ok(AsyncResult {
             future: gather_in_order(chunks),
         })
@@ -312,7 +328,7 @@ impl Pool {
     ///     .map_async_with(square, 0..5u64, None, move |v: &Vec<u64>| tx.send(v.clone()).unwrap(), |_| {})
     ///     .unwrap();
     /// assert_eq!(rx.recv().unwrap(), [0, 1, 4, 9, 16]);
-    /// assert_eq!(result.get(None).unwrap(), [0, 1, 4, 9, 16]);
+    /// assert_eq!(result.get().unwrap(), [0, 1, 4, 9, 16]);
     /// ```
     pub fn map_async_with<F, I, R, C, E>(
         &self,
@@ -382,58 +398,75 @@ impl Pool {
         ))
     }
 
-    /// Python's `starmap`: `f` takes its arguments as one tuple, so this is
-    /// [`map`](Self::map) over tuples.
-    pub fn starmap<F, I, R>(
+    /// Python's `starmap`: each item is the tuple of `f`'s arguments, spread over them,
+    /// so `f` is `fn(a, b)` over `(a, b)` items as in Python (see [`Target`]); a
+    /// function taking the tuple itself works too, as it does with [`map`](Self::map).
+    ///
+    /// ```
+    /// fn power(base: u64, exp: u32) -> u64 {
+    ///     base.pow(exp)
+    /// }
+    ///
+    /// let pool = flotilla_process::Pool::new(2).unwrap();
+    /// assert_eq!(pool.starmap(power, [(2, 3), (3, 2)], None).unwrap(), [8, 9]);
+    /// ```
+    pub fn starmap<F, M, I>(
         &self,
         f: F,
         items: I,
         chunksize: impl Into<Option<usize>>,
-    ) -> Result<Vec<R>, TaskError>
+    ) -> Result<Vec<F::Output>, TaskError>
     where
-        F: Fn(I::Item) -> R + 'static,
-        I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Target<M>,
+        I: IntoIterator<Item = F::Args>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send,
     {
-        self.map(f, items, chunksize)
+        self.starmap_async(f, items, chunksize)?
+            .future
+            .into_result()
     }
 
     /// [`starmap`](Self::starmap) without waiting.
-    pub fn starmap_async<F, I, R>(
+    pub fn starmap_async<F, M, I>(
         &self,
         f: F,
         items: I,
         chunksize: impl Into<Option<usize>>,
-    ) -> Result<AsyncResult<Vec<R>>, TaskError>
+    ) -> Result<AsyncResult<Vec<F::Output>>, TaskError>
     where
-        F: Fn(I::Item) -> R + 'static,
-        I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Target<M>,
+        I: IntoIterator<Item = F::Args>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send,
     {
-        self.map_async(f, items, chunksize)
+        let chunks = self.submit_chunks::<F, M, I>(f, items, chunksize)?;
+        Ok(AsyncResult {
+            future: gather_in_order(chunks),
+        })
     }
 
     /// [`starmap_async`](Self::starmap_async) with Python's `callback` and
     /// `error_callback`, as [`map_async_with`](Self::map_async_with).
-    pub fn starmap_async_with<F, I, R, C, E>(
+    pub fn starmap_async_with<F, M, I, C, E>(
         &self,
         f: F,
         items: I,
         chunksize: Option<usize>,
         callback: C,
         error_callback: E,
-    ) -> Result<AsyncResult<Vec<R>>, TaskError>
+    ) -> Result<AsyncResult<Vec<F::Output>>, TaskError>
     where
-        F: Fn(I::Item) -> R + 'static,
-        I: IntoIterator,
-        I::Item: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Clone + Send + 'static,
-        C: FnOnce(&Vec<R>) + Send + 'static,
+        F: Target<M>,
+        I: IntoIterator<Item = F::Args>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Clone + Send,
+        C: FnOnce(&Vec<F::Output>) + Send + 'static,
         E: FnOnce(&TaskError) + Send + 'static,
     {
-        self.map_async_with(f, items, chunksize, callback, error_callback)
+        let result = self.starmap_async(f, items, chunksize)?;
+        with_callbacks(&result.future, callback, error_callback);
+        Ok(result)
     }
 
     /// Takes no more tasks; the workers exit once the submitted ones are done.
@@ -503,7 +536,7 @@ where
 {
     future.add_done_callback(move |fut| {
         // The future is done: this reads its outcome without waiting.
-        match fut.result(Some(Duration::ZERO)) {
+        match fut.result_timeout(Duration::ZERO) {
             Ok(value) => callback(&value),
             Err(e) => error_callback(&e),
         }
@@ -544,7 +577,7 @@ fn gather_in_order<R: Send + 'static>(chunks: Vec<Future<Vec<R>>>) -> Future<Vec
                 if !g.chunks[g.next].is_failed() {
                     return; // the next chunk in order is still running
                 }
-                Err(match g.chunks[g.next].error(Some(Duration::ZERO)) {
+                Err(match g.chunks[g.next].error_timeout(Duration::ZERO) {
                     Ok(Some(e)) => e,
                     _ => TaskError::Cancelled,
                 })
@@ -553,7 +586,7 @@ fn gather_in_order<R: Send + 'static>(chunks: Vec<Future<Vec<R>>>) -> Future<Vec
                 std::mem::take(&mut g.chunks)
                     .into_iter()
                     .try_fold(Vec::new(), |mut all, chunk| {
-                        all.extend(chunk.into_result(Some(Duration::ZERO))?);
+                        all.extend(chunk.into_result_timeout(Duration::ZERO)?);
                         Ok(all)
                     })
             };

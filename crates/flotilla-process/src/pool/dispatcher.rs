@@ -820,7 +820,7 @@ impl Manager {
             }
             first = false;
             let worker = &mut self.workers[i];
-            let (bytes, fds) = match worker.conn.recv_frame_timeout(Some(Duration::ZERO)) {
+            let (bytes, fds) = match worker.conn.recv_frame_timeout(Duration::ZERO) {
                 Ok(frame) => frame,
                 Err(flotilla_ipc::Error::Timeout(_)) => return Flow::Go,
                 Err(e) => {
@@ -944,7 +944,7 @@ impl Manager {
     /// ended.
     fn reap(&mut self, k: usize, signalled: bool) -> bool {
         let ending = &mut self.ending[k];
-        let how = match ending.worker.process.join(Some(Duration::ZERO)) {
+        let how = match ending.worker.process.join_timeout(Duration::ZERO) {
             Err(Error::Timeout(_)) => {
                 if signalled {
                     // News that was not its end (its forkserver went away, say): look
@@ -1087,7 +1087,7 @@ impl Manager {
             .into_iter()
             .filter(|process| {
                 let left = grace.remaining().unwrap_or_default();
-                matches!(process.join(Some(left)), Err(Error::Timeout(_)))
+                matches!(process.join_timeout(left), Err(Error::Timeout(_)))
             })
             .collect();
         for process in &hung {
@@ -1095,7 +1095,7 @@ impl Manager {
         }
         let reaped = flotilla_core::Deadline::after(Some(Duration::from_secs(10)));
         for process in &hung {
-            let _ = process.join(Some(reaped.remaining().unwrap_or_default()));
+            let _ = process.join_timeout(reaped.remaining().unwrap_or_default());
         }
     }
 }

@@ -291,7 +291,7 @@ where
             }
             let number = self.next_done()?;
             let fut = self.pending.remove(&number)?;
-            match fut.into_result(Some(Duration::ZERO)) {
+            match fut.into_result_timeout(Duration::ZERO) {
                 Ok(values) => self.current = values.into_iter(),
                 Err(error) => return Some(Err(error)),
             }

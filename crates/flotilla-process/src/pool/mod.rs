@@ -362,7 +362,7 @@ impl Shared {
 /// }
 ///
 /// let pool = ProcessPoolExecutor::builder().max_workers(2).build().unwrap();
-/// assert_eq!(pool.submit(square, 7).unwrap().result(None).unwrap(), 49);
+/// assert_eq!(pool.submit(square, 7).unwrap().result().unwrap(), 49);
 /// let squares: Vec<u64> = pool.map(square, 1..=5, 2).map(Result::unwrap).collect();
 /// assert_eq!(squares, [1, 4, 9, 16, 25]);
 /// ```
@@ -528,14 +528,17 @@ impl ProcessPoolExecutor {
     ///
     /// Fails with [`TaskError::ShutDown`] after shutdown, [`TaskError::Broken`] when the
     /// pool is broken, or [`TaskError::Remote`] when the arguments cannot be encoded.
-    pub fn submit<F, A, R>(&self, task: F, args: A) -> Result<Future<R>, TaskError>
+    ///
+    /// `task` takes one argument, or several spread from the tuple `args` (see
+    /// [`Target`](crate::Target)).
+    pub fn submit<F, M>(&self, task: F, args: F::Args) -> Result<Future<F::Output>, TaskError>
     where
-        F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: crate::Target<M>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send,
     {
         self.shared
-            .submit_entry(&boot::entry_of::<F, A, R>(&task), &args)
+            .submit_entry(&boot::entry_of_target::<F, M>(&task), &args)
     }
 
     /// Schedules a task that reports failure by returning `Err`: its future fails with
@@ -562,8 +565,8 @@ impl ProcessPoolExecutor {
     /// }
     ///
     /// let pool = ProcessPoolExecutor::builder().max_workers(1).build().unwrap();
-    /// assert_eq!(pool.try_submit(parse, "7".into()).unwrap().result(None).unwrap(), 7);
-    /// let err = pool.try_submit(parse, "x".into()).unwrap().result(None).unwrap_err();
+    /// assert_eq!(pool.try_submit(parse, "7".into()).unwrap().result().unwrap(), 7);
+    /// let err = pool.try_submit(parse, "x".into()).unwrap().result().unwrap_err();
     /// assert_eq!(err.downcast_ref(), Some(&NotANumber("x".into())));
     /// ```
     ///
@@ -616,7 +619,7 @@ impl ProcessPoolExecutor {
     ///     std::thread::sleep(Duration::from_millis(1));
     /// }
     /// assert!(pool.stop(&stuck));
-    /// let outcome = stuck.result(Some(Duration::from_secs(60)));
+    /// let outcome = stuck.result_timeout(Duration::from_secs(60));
     /// assert!(matches!(outcome, Err(TaskError::Cancelled)));
     /// ```
     pub fn stop<R>(&self, future: &Future<R>) -> bool {

@@ -254,8 +254,10 @@ impl Gate {
             if word != sleeping && self.word.compare_exchange(word, sleeping).is_err() {
                 continue;
             }
-            if !matches!(self.word.wait_while(sleeping, Some(Self::CHECK)), Ok(true))
-                && pool_gone(conn)
+            if !matches!(
+                self.word.wait_while_timeout(sleeping, Self::CHECK),
+                Ok(true)
+            ) && pool_gone(conn)
             {
                 return None;
             }

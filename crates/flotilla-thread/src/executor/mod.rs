@@ -243,7 +243,7 @@ impl Drop for ExitGuard<'_> {
 ///
 /// let pool = ThreadPoolExecutor::builder().max_workers(2).build().unwrap();
 /// let fut = pool.submit(|| 6 * 7).unwrap();
-/// assert_eq!(fut.result(None).unwrap(), 42);
+/// assert_eq!(fut.result().unwrap(), 42);
 ///
 /// let squares: Vec<u64> = pool.map(|x: u64| x * x, 1..=4).map(Result::unwrap).collect();
 /// assert_eq!(squares, [1, 4, 9, 16]);
@@ -299,7 +299,7 @@ impl ThreadPoolExecutorBuilder {
     ///     .build()
     ///     .unwrap();
     /// let fut = pool.submit(|| 1).unwrap();
-    /// assert!(matches!(fut.result(None), Err(TaskError::Broken { .. })));
+    /// assert!(matches!(fut.result(), Err(TaskError::Broken { .. })));
     /// assert!(matches!(pool.submit(|| 2), Err(TaskError::Broken { .. })));
     /// ```
     pub fn try_initializer<F, E>(mut self, init: F) -> Self
@@ -404,7 +404,7 @@ impl ThreadPoolExecutor {
     ///
     /// let pool = ThreadPoolExecutor::new();
     /// let fut = pool.try_submit(|| "x".parse::<i32>()).unwrap();
-    /// let err = fut.result(None).unwrap_err();
+    /// let err = fut.result().unwrap_err();
     /// assert!(err.downcast_ref::<std::num::ParseIntError>().is_some());
     /// ```
     pub fn try_submit<F, T, E>(&self, task: F) -> Result<Future<T>, TaskError>
@@ -445,7 +445,7 @@ impl ThreadPoolExecutor {
     ///     std::thread::yield_now();
     /// }
     /// token.cancel();
-    /// assert!(matches!(fut.result(None), Err(TaskError::Cancelled)));
+    /// assert!(matches!(fut.result(), Err(TaskError::Cancelled)));
     /// assert!(fut.cancelled());
     /// ```
     pub fn submit_with_token<F, T>(

@@ -14,7 +14,7 @@ fn an_idle_worker_is_reused_before_a_new_thread_starts() {
     assert_eq!(pool.num_threads(), 0, "threads start lazily");
     for i in 0..200 {
         let fut = pool.submit(move || i).unwrap();
-        assert_eq!(fut.result(Some(Duration::from_secs(30))).unwrap(), i);
+        assert_eq!(fut.result_timeout(Duration::from_secs(30)).unwrap(), i);
     }
     // The worker marks itself idle before publishing each result, so every next
     // submission finds it.

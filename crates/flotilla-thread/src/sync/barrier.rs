@@ -104,7 +104,7 @@ impl State {
 /// let threads: Vec<_> = (0..3)
 ///     .map(|_| {
 ///         let barrier = Arc::clone(&barrier);
-///         std::thread::spawn(move || barrier.wait(Some(Duration::from_secs(10))))
+///         std::thread::spawn(move || barrier.wait_timeout(Duration::from_secs(10)))
 ///     })
 ///     .collect();
 /// let mut indices: Vec<usize> = threads
@@ -140,11 +140,11 @@ type Action = Box<dyn Fn() + Send + Sync + 'static>;
 ///     .action(move || {
 ///         counted.fetch_add(1, Ordering::SeqCst);
 ///     })
-///     .timeout(Duration::from_secs(10)) // for every wait(None)
+///     .timeout(Duration::from_secs(10)) // for every wait()
 ///     .build();
 /// std::thread::scope(|s| {
-///     s.spawn(|| barrier.wait(None).unwrap());
-///     barrier.wait(None).unwrap();
+///     s.spawn(|| barrier.wait().unwrap());
+///     barrier.wait().unwrap();
 /// });
 /// assert_eq!(rounds.load(Ordering::SeqCst), 1);
 /// ```
@@ -209,7 +209,7 @@ impl Barrier {
     ///
     /// ```
     /// let barrier = flotilla_thread::Barrier::new(1);
-    /// assert_eq!(barrier.wait(None)?, 0);
+    /// assert_eq!(barrier.wait()?, 0);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn new(parties: usize) -> Self {
@@ -262,9 +262,9 @@ impl Barrier {
         lock(&self.state).broken
     }
 
-    /// Waits until `parties` threads have called `wait`, or until `timeout` passes
-    /// (`None`: the barrier's default timeout, if it was built with one, else none).
-    /// Returns this thread's arrival index, `0..parties`.
+    /// Waits until `parties` threads have called `wait` (or the barrier's default
+    /// timeout, if it was built with one, passes): Python's `Barrier.wait()`. Returns
+    /// this thread's arrival index, `0..parties`.
     ///
     /// The last arrival runs the barrier's action, if it has one, before the others are
     /// released.
@@ -272,8 +272,23 @@ impl Barrier {
     /// # Errors
     ///
     /// [`Error::BrokenBarrier`] if the barrier is broken when called, breaks while
-    /// waiting (abort, another waiter's timeout, or a reset), or this call's own
-    /// timeout passes, which also breaks it for the other waiters, as in Python.
+    /// waiting (abort, another waiter's timeout, or a reset), or the default timeout
+    /// passes, which also breaks it for the other waiters, as in Python.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let barrier = flotilla_thread::Barrier::new(1);
+    /// assert_eq!(barrier.wait()?, 0);
+    /// # Ok::<(), flotilla_thread::Error>(())
+    /// ```
+    pub fn wait(&self) -> Result<usize, Error> {
+        self.wait_within(None)
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout` (instead of the default
+    /// one): Python's `Barrier.wait(timeout)`. A timeout breaks the barrier, for the
+    /// other waiters too, and fails with [`Error::BrokenBarrier`].
     ///
     /// # Examples
     ///
@@ -283,11 +298,17 @@ impl Barrier {
     ///
     /// let barrier = Barrier::new(2);
     /// // Nobody else comes: the wait times out and breaks the barrier.
-    /// let alone = barrier.wait(Some(Duration::from_millis(10)));
+    /// let alone = barrier.wait_timeout(Duration::from_millis(10));
     /// assert!(matches!(alone, Err(Error::BrokenBarrier)));
     /// assert!(barrier.broken());
     /// ```
-    pub fn wait(&self, timeout: Option<Duration>) -> Result<usize, Error> {
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, Error> {
+        self.wait_within(Some(timeout))
+    }
+
+    /// The body of [`wait`](Self::wait) and [`wait_timeout`](Self::wait_timeout); `None`
+    /// uses the barrier's default timeout.
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<usize, Error> {
         let deadline = Deadline::after(timeout.or(self.timeout));
         let mut state = lock(&self.state);
         // A round whose action is running is full: wait for the next one.
@@ -360,7 +381,7 @@ impl Barrier {
     ///
     /// let barrier = Barrier::new(2);
     /// barrier.abort();
-    /// assert!(matches!(barrier.wait(None), Err(Error::BrokenBarrier)));
+    /// assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
     /// ```
     pub fn abort(&self) {
         lock(&self.state).break_barrier();
@@ -376,7 +397,7 @@ impl Barrier {
     /// let barrier = flotilla_thread::Barrier::new(1);
     /// barrier.abort();
     /// barrier.reset();
-    /// assert_eq!(barrier.wait(None)?, 0);
+    /// assert_eq!(barrier.wait()?, 0);
     /// # Ok::<(), flotilla_thread::Error>(())
     /// ```
     pub fn reset(&self) {

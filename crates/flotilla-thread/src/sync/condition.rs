@@ -42,7 +42,7 @@ use super::lock;
 ///     let jobs = Arc::clone(&jobs);
 ///     std::thread::spawn(move || {
 ///         let mut jobs = jobs.lock();
-///         let ready = jobs.wait_for(|jobs| !jobs.is_empty(), Some(Duration::from_secs(10)));
+///         let ready = jobs.wait_for_timeout(|jobs| !jobs.is_empty(), Duration::from_secs(10));
 ///         assert!(ready);
 ///         jobs.pop()
 ///     })
@@ -158,8 +158,21 @@ impl<T> Condition<T> {
         self.try_lock()
     }
 
-    /// Locks the data, blocking until it is free or `timeout` passes (`None`: no
-    /// timeout). `None` if the timeout passed first.
+    /// [`lock`](Self::lock) under the process `Condition`'s (and Python's `acquire()`)
+    /// name: blocks until the data is free.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let cond = flotilla_thread::Condition::new(1);
+    /// assert_eq!(*cond.acquire(), 1);
+    /// ```
+    pub fn acquire(&self) -> ConditionGuard<'_, T> {
+        self.lock()
+    }
+
+    /// Locks the data, blocking until it is free or `timeout` passes. `None` if the
+    /// timeout passed first.
     ///
     /// The std mutex underneath has no timed lock, so this polls with short sleeps once
     /// the lock is contended; it is meant for the rare caller that must bound every
@@ -171,10 +184,10 @@ impl<T> Condition<T> {
     /// use std::time::Duration;
     ///
     /// let cond = flotilla_thread::Condition::new(());
-    /// assert!(cond.acquire(Some(Duration::from_secs(1))).is_some());
+    /// assert!(cond.acquire_timeout(Duration::from_secs(1)).is_some());
     /// ```
-    pub fn acquire(&self, timeout: Option<Duration>) -> Option<ConditionGuard<'_, T>> {
-        let deadline = Deadline::after(timeout);
+    pub fn acquire_timeout(&self, timeout: Duration) -> Option<ConditionGuard<'_, T>> {
+        let deadline = Deadline::after(Some(timeout));
         let mut pause = Duration::from_micros(50);
         loop {
             if let Some(guard) = self.try_lock() {
@@ -261,10 +274,15 @@ impl<T> ConditionGuard<'_, T> {
             .expect("a ConditionGuard holds its lock outside of wait")
     }
 
-    /// Releases the lock and blocks until notified or until `timeout` passes (`None`:
-    /// no timeout), then locks again. Returns `true` if notified, `false` on timeout,
-    /// like Python's `Condition.wait`. Spurious wakeups are absorbed: it never returns
-    /// `true` without a [`notify`](Self::notify) or [`notify_all`](Self::notify_all).
+    /// Releases the lock and blocks until notified, then locks again: Python's
+    /// `Condition.wait()`. Spurious wakeups are absorbed: it never returns without a
+    /// [`notify`](Self::notify) or [`notify_all`](Self::notify_all).
+    pub fn wait(&mut self) {
+        self.wait_until(Deadline::NEVER);
+    }
+
+    /// Like [`wait`](Self::wait), but gives up after `timeout`. Returns `true` if
+    /// notified, `false` on timeout, like Python's `Condition.wait(timeout)`.
     ///
     /// # Examples
     ///
@@ -273,10 +291,10 @@ impl<T> ConditionGuard<'_, T> {
     ///
     /// let cond = flotilla_thread::Condition::new(());
     /// let mut guard = cond.lock();
-    /// assert!(!guard.wait(Some(Duration::from_millis(10)))); // nobody notifies
+    /// assert!(!guard.wait_timeout(Duration::from_millis(10))); // nobody notifies
     /// ```
-    pub fn wait(&mut self, timeout: Option<Duration>) -> bool {
-        self.wait_until(Deadline::after(timeout))
+    pub fn wait_timeout(&mut self, timeout: Duration) -> bool {
+        self.wait_until(Deadline::after(Some(timeout)))
     }
 
     fn wait_until(&mut self, deadline: Deadline) -> bool {
@@ -300,17 +318,15 @@ impl<T> ConditionGuard<'_, T> {
         notified
     }
 
-    /// Waits until `predicate` returns `true` or `timeout` passes (`None`: no timeout),
-    /// and returns the predicate's last result: Python's `Condition.wait_for`.
+    /// Waits until `predicate` returns `true`: Python's `Condition.wait_for(predicate)`.
     ///
     /// The predicate is called with the lock held, first before any waiting, then after
-    /// each notification. The timeout bounds the whole call, not each wait.
+    /// each notification.
     ///
     /// # Examples
     ///
     /// ```
     /// use std::sync::Arc;
-    /// use std::time::Duration;
     /// use flotilla_thread::Condition;
     ///
     /// let count = Arc::new(Condition::new(0));
@@ -325,15 +341,43 @@ impl<T> ConditionGuard<'_, T> {
     ///     })
     /// };
     /// let mut n = count.lock();
-    /// assert!(n.wait_for(|n| *n == 3, Some(Duration::from_secs(10))));
+    /// n.wait_for(|n| *n == 3);
     /// drop(n);
     /// counter.join().unwrap();
     /// ```
-    pub fn wait_for<F>(&mut self, mut predicate: F, timeout: Option<Duration>) -> bool
+    pub fn wait_for<F>(&mut self, predicate: F)
     where
         F: FnMut(&mut T) -> bool,
     {
-        let deadline = Deadline::after(timeout);
+        self.wait_for_until(predicate, Deadline::NEVER);
+    }
+
+    /// Like [`wait_for`](Self::wait_for), but gives up after `timeout`, and returns the
+    /// predicate's last result: Python's `Condition.wait_for(predicate, timeout)`. The
+    /// timeout bounds the whole call, not each wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let cond = flotilla_thread::Condition::new(0);
+    /// let mut n = cond.lock();
+    /// assert!(!n.wait_for_timeout(|n| *n == 3, Duration::from_millis(10)));
+    /// ```
+    pub fn wait_for_timeout<F>(&mut self, predicate: F, timeout: Duration) -> bool
+    where
+        F: FnMut(&mut T) -> bool,
+    {
+        self.wait_for_until(predicate, Deadline::after(Some(timeout)))
+    }
+
+    /// The body of [`wait_for`](Self::wait_for) and
+    /// [`wait_for_timeout`](Self::wait_for_timeout).
+    fn wait_for_until<F>(&mut self, mut predicate: F, deadline: Deadline) -> bool
+    where
+        F: FnMut(&mut T) -> bool,
+    {
         loop {
             if predicate(&mut self.state_mut().data) {
                 return true;

@@ -25,7 +25,7 @@ use super::lock;
 /// let ready = Arc::new(Event::new());
 /// let waiter = {
 ///     let ready = Arc::clone(&ready);
-///     std::thread::spawn(move || ready.wait(Some(Duration::from_secs(10))))
+///     std::thread::spawn(move || ready.wait_timeout(Duration::from_secs(10)))
 /// };
 /// ready.set();
 /// assert!(waiter.join().unwrap());
@@ -107,16 +107,31 @@ impl Event {
     /// let event = flotilla_thread::Event::new();
     /// event.set();
     /// event.clear();
-    /// assert!(!event.wait(Some(Duration::ZERO)));
+    /// assert!(!event.wait_timeout(Duration::ZERO));
     /// ```
     pub fn clear(&self) {
         lock(&self.state).flag = false;
     }
 
-    /// Blocks until the flag is set, or until `timeout` passes (`None`: no timeout).
+    /// Blocks until the flag is set (already, or by a [`set`](Self::set) while
+    /// waiting): Python's `Event.wait()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let event = flotilla_thread::Event::new();
+    /// event.set();
+    /// event.wait();
+    /// ```
+    pub fn wait(&self) {
+        self.wait_within(None);
+    }
+
+    /// Blocks until the flag is set, or until `timeout` passes: Python's
+    /// `Event.wait(timeout)`.
     ///
     /// Returns `true` if the flag was set (already, or by a [`set`](Self::set) while
-    /// waiting), `false` if the timeout passed first. `Some(Duration::ZERO)` only looks.
+    /// waiting), `false` if the timeout passed first. `Duration::ZERO` only looks.
     ///
     /// # Examples
     ///
@@ -124,11 +139,16 @@ impl Event {
     /// use std::time::Duration;
     ///
     /// let event = flotilla_thread::Event::new();
-    /// assert!(!event.wait(Some(Duration::from_millis(10))));
+    /// assert!(!event.wait_timeout(Duration::from_millis(10)));
     /// event.set();
-    /// assert!(event.wait(None));
+    /// assert!(event.wait_timeout(Duration::ZERO));
     /// ```
-    pub fn wait(&self, timeout: Option<Duration>) -> bool {
+    pub fn wait_timeout(&self, timeout: Duration) -> bool {
+        self.wait_within(Some(timeout))
+    }
+
+    /// The body of [`wait`](Self::wait) and [`wait_timeout`](Self::wait_timeout).
+    pub(crate) fn wait_within(&self, timeout: Option<Duration>) -> bool {
         let mut state = lock(&self.state);
         if state.flag {
             return true;

@@ -121,15 +121,32 @@ impl<T: ?Sized> RLock<T> {
     /// ```
     #[track_caller]
     pub fn lock(&self) -> RLockGuard<'_, T> {
-        match self.acquire(None) {
+        match self.acquire_within(None) {
             Some(guard) => guard,
             None => panic!("RLock acquired usize::MAX times by one thread"),
         }
     }
 
-    /// Acquires the lock, blocking until it is free or `timeout` passes (`None`: no
-    /// timeout). `None` if the timeout passed first. Returns at once if this thread
-    /// already holds the lock.
+    /// [`lock`](Self::lock) under the process `RLock`'s (and Python's `acquire()`)
+    /// name: blocks until the lock is free or held by this thread.
+    ///
+    /// # Panics
+    ///
+    /// As [`lock`](Self::lock), if this thread already holds it `usize::MAX` times.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let lock = flotilla_thread::RLock::new(());
+    /// let _held = lock.acquire();
+    /// ```
+    #[track_caller]
+    pub fn acquire(&self) -> RLockGuard<'_, T> {
+        self.lock()
+    }
+
+    /// Acquires the lock, blocking until it is free or `timeout` passes. `None` if the
+    /// timeout passed first. Returns at once if this thread already holds the lock.
     ///
     /// # Examples
     ///
@@ -140,10 +157,16 @@ impl<T: ?Sized> RLock<T> {
     /// let lock = RLock::new(());
     /// let _held = lock.lock();
     /// std::thread::scope(|s| {
-    ///     s.spawn(|| assert!(lock.acquire(Some(Duration::from_millis(10))).is_none()));
+    ///     s.spawn(|| assert!(lock.acquire_timeout(Duration::from_millis(10)).is_none()));
     /// });
     /// ```
-    pub fn acquire(&self, timeout: Option<Duration>) -> Option<RLockGuard<'_, T>> {
+    pub fn acquire_timeout(&self, timeout: Duration) -> Option<RLockGuard<'_, T>> {
+        self.acquire_within(Some(timeout))
+    }
+
+    /// The body of [`lock`](Self::lock) and [`acquire_timeout`](Self::acquire_timeout);
+    /// `None` waits without limit.
+    fn acquire_within(&self, timeout: Option<Duration>) -> Option<RLockGuard<'_, T>> {
         let me = current_serial();
         let deadline = Deadline::after(timeout);
         let mut owner = lock(&self.owner);

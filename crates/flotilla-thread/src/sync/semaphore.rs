@@ -41,7 +41,7 @@ impl Inner {
         lock(&self.state).value
     }
 
-    fn acquire(&self, timeout: Option<Duration>) -> bool {
+    fn acquire_within(&self, timeout: Option<Duration>) -> bool {
         let mut state = lock(&self.state);
         let deadline = Deadline::after(timeout);
         loop {
@@ -112,7 +112,7 @@ impl Inner {
 ///     .map(|_| {
 ///         let (slots, inside) = (Arc::clone(&slots), Arc::clone(&inside));
 ///         std::thread::spawn(move || {
-///             let _permit = slots.acquire_permit(None).unwrap();
+///             let _permit = slots.acquire_permit();
 ///             assert!(inside.fetch_add(1, Ordering::SeqCst) < 2);
 ///             inside.fetch_sub(1, Ordering::SeqCst);
 ///         })
@@ -156,8 +156,21 @@ impl Semaphore {
         self.inner.value()
     }
 
-    /// Takes a permit, blocking until one is free or `timeout` passes (`None`: no
-    /// timeout). Returns whether a permit was taken.
+    /// Takes a permit, blocking until one is free: Python's `acquire()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sem = flotilla_thread::Semaphore::new(1);
+    /// sem.acquire();
+    /// assert_eq!(sem.value(), 0);
+    /// ```
+    pub fn acquire(&self) {
+        self.inner.acquire_within(None);
+    }
+
+    /// Takes a permit, blocking until one is free or `timeout` passes: Python's
+    /// `acquire(timeout=..)`. Returns whether a permit was taken.
     ///
     /// # Examples
     ///
@@ -165,11 +178,11 @@ impl Semaphore {
     /// use std::time::Duration;
     ///
     /// let sem = flotilla_thread::Semaphore::new(1);
-    /// assert!(sem.acquire(None));
-    /// assert!(!sem.acquire(Some(Duration::from_millis(10))));
+    /// assert!(sem.acquire_timeout(Duration::from_secs(1)));
+    /// assert!(!sem.acquire_timeout(Duration::ZERO));
     /// ```
-    pub fn acquire(&self, timeout: Option<Duration>) -> bool {
-        self.inner.acquire(timeout)
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.inner.acquire_within(Some(timeout))
     }
 
     /// Takes a permit if one is free now, without blocking.
@@ -201,21 +214,28 @@ impl Semaphore {
     }
 
     /// [`acquire`](Self::acquire) in RAII form: the permit is released when the
-    /// returned guard is dropped. `None` if `timeout` passed first.
+    /// returned guard is dropped.
     ///
     /// # Examples
     ///
     /// ```
     /// let sem = flotilla_thread::Semaphore::new(1);
     /// {
-    ///     let _permit = sem.acquire_permit(None).unwrap();
+    ///     let _permit = sem.acquire_permit();
     ///     assert_eq!(sem.value(), 0);
     /// }
     /// assert_eq!(sem.value(), 1);
     /// ```
-    pub fn acquire_permit(&self, timeout: Option<Duration>) -> Option<SemaphorePermit<'_>> {
+    pub fn acquire_permit(&self) -> SemaphorePermit<'_> {
+        self.inner.acquire_within(None);
+        SemaphorePermit { inner: &self.inner }
+    }
+
+    /// [`acquire_timeout`](Self::acquire_timeout) in RAII form: `None` if `timeout`
+    /// passed first.
+    pub fn acquire_permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.inner
-            .acquire(timeout)
+            .acquire_within(Some(timeout))
             .then_some(SemaphorePermit { inner: &self.inner })
     }
 
@@ -312,8 +332,21 @@ impl BoundedSemaphore {
         self.inner.value()
     }
 
-    /// Takes a permit, blocking until one is free or `timeout` passes (`None`: no
-    /// timeout). Returns whether a permit was taken.
+    /// Takes a permit, blocking until one is free: Python's `acquire()`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let sem = flotilla_thread::BoundedSemaphore::new(1);
+    /// sem.acquire();
+    /// assert_eq!(sem.value(), 0);
+    /// ```
+    pub fn acquire(&self) {
+        self.inner.acquire_within(None);
+    }
+
+    /// Takes a permit, blocking until one is free or `timeout` passes: Python's
+    /// `acquire(timeout=..)`. Returns whether a permit was taken.
     ///
     /// # Examples
     ///
@@ -321,11 +354,11 @@ impl BoundedSemaphore {
     /// use std::time::Duration;
     ///
     /// let sem = flotilla_thread::BoundedSemaphore::new(1);
-    /// assert!(sem.acquire(Some(Duration::from_secs(1))));
-    /// assert!(!sem.acquire(Some(Duration::ZERO)));
+    /// assert!(sem.acquire_timeout(Duration::from_secs(1)));
+    /// assert!(!sem.acquire_timeout(Duration::ZERO));
     /// ```
-    pub fn acquire(&self, timeout: Option<Duration>) -> bool {
-        self.inner.acquire(timeout)
+    pub fn acquire_timeout(&self, timeout: Duration) -> bool {
+        self.inner.acquire_within(Some(timeout))
     }
 
     /// Takes a permit if one is free now, without blocking.
@@ -362,18 +395,28 @@ impl BoundedSemaphore {
     }
 
     /// [`acquire`](Self::acquire) in RAII form: the permit is released when the
-    /// returned guard is dropped. `None` if `timeout` passed first.
+    /// returned guard is dropped.
     ///
     /// # Examples
     ///
     /// ```
     /// let sem = flotilla_thread::BoundedSemaphore::new(1);
-    /// drop(sem.acquire_permit(None).unwrap());
+    /// {
+    ///     let _permit = sem.acquire_permit();
+    ///     assert_eq!(sem.value(), 0);
+    /// }
     /// assert_eq!(sem.value(), 1);
     /// ```
-    pub fn acquire_permit(&self, timeout: Option<Duration>) -> Option<SemaphorePermit<'_>> {
+    pub fn acquire_permit(&self) -> SemaphorePermit<'_> {
+        self.inner.acquire_within(None);
+        SemaphorePermit { inner: &self.inner }
+    }
+
+    /// [`acquire_timeout`](Self::acquire_timeout) in RAII form: `None` if `timeout`
+    /// passed first.
+    pub fn acquire_permit_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         self.inner
-            .acquire(timeout)
+            .acquire_within(Some(timeout))
             .then_some(SemaphorePermit { inner: &self.inner })
     }
 
@@ -412,7 +455,7 @@ impl fmt::Debug for BoundedSemaphore {
 ///
 /// ```
 /// let sem = flotilla_thread::Semaphore::new(1);
-/// let permit = sem.acquire_permit(None).unwrap();
+/// let permit = sem.acquire_permit();
 /// assert_eq!(sem.value(), 0);
 /// drop(permit);
 /// assert_eq!(sem.value(), 1);
