@@ -529,7 +529,7 @@ struct TicketEntry {
 /// its container freed) lets them go; [`into_transit`](Self::into_transit) (a value
 /// popped) hands them to the one who takes the value, as a proxy in transit.
 ///
-/// Serialized as its bytes alone.
+/// Serialized as its bytes alone, as one byte string (see `codec::bytes`).
 #[derive(Debug, Default)]
 pub(crate) struct Stored {
     pub(crate) bytes: Vec<u8>,
@@ -539,7 +539,7 @@ pub(crate) struct Stored {
 
 impl serde::Serialize for Stored {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.bytes.serialize(s)
+        flotilla_core::codec::bytes::serialize(&self.bytes, s)
     }
 }
 
@@ -589,9 +589,9 @@ impl Stored {
 
     /// The bytes, for a caller taking the value away: the proxies in it become proxies in
     /// transit (each claimed once), unless another stored value keeps them.
-    pub(crate) fn into_transit(mut self) -> Vec<u8> {
+    pub(crate) fn into_transit(mut self) -> flotilla_core::codec::ByteBuf {
         self.unkeep(false);
-        std::mem::take(&mut self.bytes)
+        std::mem::take(&mut self.bytes).into()
     }
 
     /// Lets this value's tickets go: each kept by no other stored value is dropped with

@@ -53,8 +53,8 @@ impl Dict {
         Ok(Box::new(d))
     }
 
-    fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
-        self.index.get(key).map(|seq| &self.entries[seq].1.bytes)
+    fn get(&self, key: &[u8]) -> Option<&Stored> {
+        self.index.get(key).map(|seq| &self.entries[seq].1)
     }
 
     /// Stores `value` under `key` (the value it replaces is dropped, with its proxies).
@@ -139,7 +139,7 @@ impl SharedObject for Dict {
             "compare_and_set" => {
                 let (key, expected, new) = args!(call, (Bytes, Option<Bytes>, Option<Bytes>));
                 let current = self.get(&key);
-                if current != expected.as_deref() {
+                if current.map(|c| &c.bytes[..]) != expected.as_deref().map(|e| &e[..]) {
                     return Reply::ok(&(false, current));
                 }
                 match new {
@@ -154,7 +154,7 @@ impl SharedObject for Dict {
                 let (key, delta, default) = args!(call, (Bytes, i64, i64));
                 let current = match self.get(&key) {
                     None => default,
-                    Some(bytes) => match codec::decode::<i64>(bytes) {
+                    Some(stored) => match codec::decode::<i64>(&stored.bytes) {
                         Ok(n) => n,
                         Err(e) => {
                             return Reply::err(
