@@ -338,6 +338,19 @@ impl Replies {
         })
     }
 
+    /// Reads the next reply and takes its slot out of the lists, returning the state's
+    /// lock still held (the reader decides under it whether to go on reading); why not,
+    /// when the connection is done for.
+    fn next_reply(
+        &self,
+        reader: &mut BufReader<Stream>,
+    ) -> Result<(Response, Option<Slot>, std::sync::MutexGuard<'_, State>), String> {
+        let response = self.read_one(reader)?;
+        let mut st = lock(&self.state);
+        let routed = st.route(response.id);
+        Ok((response, routed, st))
+    }
+
     fn deliver(slot: Option<Slot>, response: Response) {
         match slot {
             Some(slot) => slot.fill(response.result.map_err(CallError::Remote)),
@@ -384,8 +397,8 @@ impl Replies {
     fn lead(&self, slot: &Slot) -> Answer {
         let mut reader = lock(&self.reader);
         loop {
-            let response = match self.read_one(&mut reader) {
-                Ok(r) => r,
+            let (response, routed, mut st) = match self.next_reply(&mut reader) {
+                Ok(next) => next,
                 Err(why) => {
                     drop(reader);
                     self.ended(why.clone());
@@ -393,8 +406,6 @@ impl Replies {
                     return slot.take().unwrap_or_else(|| Err(Self::gone(&why)));
                 }
             };
-            let mut st = lock(&self.state);
-            let routed = st.route(response.id);
             if response.id == slot.id {
                 drop(reader);
                 st.hand_over(&self.background, true);
@@ -512,16 +523,14 @@ impl Replies {
     fn read_for_others(&self) -> bool {
         let mut reader = lock(&self.reader);
         loop {
-            let response = match self.read_one(&mut reader) {
-                Ok(r) => r,
+            let (response, routed, mut st) = match self.next_reply(&mut reader) {
+                Ok(next) => next,
                 Err(why) => {
                     drop(reader);
                     self.ended(why);
                     return false;
                 }
             };
-            let mut st = lock(&self.state);
-            let routed = st.route(response.id);
             // A follower reads for itself from here; so does everyone once nothing is
             // left in flight.
             let done = !st.followers.is_empty() || st.pending.is_empty();
