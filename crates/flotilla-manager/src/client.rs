@@ -279,9 +279,7 @@ impl Client {
         self.inner.replies.is_gone(&self.inner.stream)
     }
 
-    /// Sends `op`, with a slot for its reply unless `expect_reply` is false. Sent at once,
-    /// or with `now` false left in the buffer for the next flush (a pipelined call; see
-    /// [`Replies::write`]).
+    /// Sends `op` at once, with a slot for its reply unless `expect_reply` is false.
     fn send(&self, op: Op, expect_reply: bool) -> Result<Option<Slot>, CallError> {
         self.send_with(op, expect_reply, true)
     }
@@ -300,6 +298,8 @@ impl Client {
         }
     }
 
+    /// [`send`](Self::send), or with `now` false left in the buffer for the next flush (a
+    /// pipelined call; see [`Replies::write`]).
     fn send_with(&self, op: Op, expect_reply: bool, now: bool) -> Result<Option<Slot>, CallError> {
         self.owned_here()?;
         let id = if expect_reply {

@@ -117,12 +117,8 @@ struct Worker {
 }
 
 impl Worker {
-    fn depth(&self) -> usize {
-        self.depth
-    }
-
     fn has_room(&self) -> bool {
-        self.inflight.len() < self.depth() && self.left.is_none_or(|left| left > 0)
+        self.inflight.len() < self.depth && self.left.is_none_or(|left| left > 0)
     }
 
     /// Whether it may take a task now, small (see [`BATCHED`]) or not.
@@ -133,12 +129,12 @@ impl Worker {
     /// Whether to hand it tasks now: it has room, and no more than half its depth in
     /// flight, so that a deep pipeline is refilled in batches.
     fn wants_tasks(&self) -> bool {
-        self.has_room() && self.inflight.len() <= self.depth() / 2
+        self.has_room() && self.inflight.len() <= self.depth / 2
     }
 
     /// How many more tasks it may take now.
     fn room(&self) -> usize {
-        let room = self.depth().saturating_sub(self.inflight.len());
+        let room = self.depth.saturating_sub(self.inflight.len());
         self.left.map_or(room, |left| room.min(left))
     }
 
