@@ -128,8 +128,8 @@ where
     ///
     /// By default it is automatic: the input's `size_hint` lower bound divided by 16
     /// chunks per worker, at most 64 (and at most a quarter of a `buffer_size` that was
-    /// set), and 1 for a short input or one of unknown length. Results still come one by one, in order; a
-    /// failure in a chunk ends the iteration after the values before it.
+    /// set), and 1 for a short input or one of unknown length. Results still come one by
+    /// one, in order; a failure in a chunk ends the iteration after the values before it.
     pub fn chunksize(mut self, n: usize) -> Self {
         self.chunksize = Some(n.max(1));
         self
@@ -211,28 +211,23 @@ fn run_chunk<A, T>(
 ) -> Chunk<T> {
     let mut values = Vec::with_capacity(items.len());
     for item in items {
-        if stop.load(Ordering::Relaxed) {
+        let failure = if stop.load(Ordering::Relaxed) {
             // Nobody will read the rest: the map failed or was dropped.
-            return Chunk {
-                values,
-                failure: Some(TaskError::Cancelled),
-            };
-        }
-        match catch_unwind(AssertUnwindSafe(|| f(item))) {
-            Ok(Ok(value)) => values.push(value),
-            Ok(Err(error)) => {
-                return Chunk {
-                    values,
-                    failure: Some(error),
-                };
+            TaskError::Cancelled
+        } else {
+            match catch_unwind(AssertUnwindSafe(|| f(item))) {
+                Ok(Ok(value)) => {
+                    values.push(value);
+                    continue;
+                }
+                Ok(Err(error)) => error,
+                Err(payload) => TaskError::from_panic(&*payload),
             }
-            Err(payload) => {
-                return Chunk {
-                    values,
-                    failure: Some(TaskError::from_panic(&*payload)),
-                };
-            }
-        }
+        };
+        return Chunk {
+            values,
+            failure: Some(failure),
+        };
     }
     Chunk {
         values,
