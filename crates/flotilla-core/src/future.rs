@@ -770,6 +770,12 @@ impl<T> Future<T> {
         self.shared.wait_done(Some(timeout))
     }
 
+    /// The body of [`wait`](Future::wait) and [`wait_timeout`](Future::wait_timeout);
+    /// `None` waits without limit.
+    pub(crate) fn wait_within(&self, timeout: Option<Duration>) -> bool {
+        self.shared.wait_done(timeout)
+    }
+
     /// Calls `callback` with this future once it is done: at once, on this thread, when
     /// it already is; otherwise on the thread that completes or cancels it.
     ///

@@ -82,14 +82,7 @@ impl<T> OrderedWindow<T> {
         // busy process hands away the rest of a time slice. A map of trivial items pays a
         // wake-up per task here, so executors batch items into tasks instead (the thread
         // executor's automatic `chunksize`).
-        let finished = match self.deadline.remaining() {
-            Some(left) => future.wait_timeout(left),
-            None => {
-                future.wait();
-                true
-            }
-        };
-        let outcome = if finished {
+        let outcome = if future.wait_within(self.deadline.remaining()) {
             future.into_result()
         } else {
             future.cancel();
