@@ -122,19 +122,27 @@ pub(crate) const SPIN_FOR: Duration = Duration::from_micros(10);
 /// with a busy process hands over the rest of a time slice (up to hundreds of
 /// microseconds), while a sleeper that is woken runs at once.
 pub(crate) fn spin(mut ready: impl FnMut() -> bool) -> bool {
-    if ready() {
-        return true;
+    match try_spin(|| Ok::<bool, std::convert::Infallible>(ready())) {
+        Ok(done) => done,
+        Err(never) => match never {},
+    }
+}
+
+/// [`spin`] with a look that may fail: the first error ends the spin and is returned.
+pub(crate) fn try_spin<E>(mut ready: impl FnMut() -> Result<bool, E>) -> Result<bool, E> {
+    if ready()? {
+        return Ok(true);
     }
     let start = Instant::now();
     loop {
         for _ in 0..16 {
             std::hint::spin_loop();
         }
-        if ready() {
-            return true;
+        if ready()? {
+            return Ok(true);
         }
         if start.elapsed() >= SPIN_FOR {
-            return false;
+            return Ok(false);
         }
     }
 }

@@ -88,7 +88,7 @@ use std::time::{Duration, Instant};
 use flotilla_core::Deadline;
 
 use crate::error::Error;
-use crate::futex::{self, spin};
+use crate::futex::{self, try_spin};
 use crate::lock::{RawGuard, RawMutex};
 use crate::readiness::{Changed, Word};
 use crate::shm::SharedMemory;
@@ -234,32 +234,26 @@ pub(crate) struct Ring {
     max_message: u64,
 }
 
-/// Acquires `mutex`: a brief [`spin`] of `try_lock`s, then a blocking lock up to the
+/// Acquires `mutex`: a brief [`try_spin`] of `try_lock`s, then a blocking lock up to the
 /// deadline. The spin is there for a deadline already passed too: a holder keeps the
 /// lock for one message's copy, and a `try_` refused for a lock that is about to be free
 /// would leave an `async` put or get waiting for a change of room or data that may not
 /// come. Recovery after a holder's death is decided by the shared state, not by how the
 /// lock was acquired (see the module doc).
 fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
-    let mut failed = None;
     let mut held = None;
-    let attempt = || match mutex.try_lock() {
+    let attempt = try_spin(|| match mutex.try_lock() {
         Ok((guard, _)) => {
             held = Some(guard);
-            true
+            Ok(true)
         }
-        Err(Error::WouldBlock) => false,
-        Err(e) => {
-            failed = Some(e);
-            true
-        }
-    };
-    if spin(attempt) {
-        return match (held, failed) {
-            (Some(guard), _) => Ok(guard),
-            (None, Some(e)) => Err(Refused::Failed(e)),
-            (None, None) => unreachable!("a try_lock that ended the spin held or failed"),
-        };
+        Err(Error::WouldBlock) => Ok(false),
+        Err(e) => Err(e),
+    });
+    match attempt {
+        Ok(true) => return Ok(held.expect("a try_lock that ended the spin held the lock")),
+        Ok(false) => {}
+        Err(e) => return Err(Refused::Failed(e)),
     }
     let outcome = match deadline.remaining() {
         None => mutex.lock(),
@@ -627,17 +621,7 @@ impl Ring {
         if deadline.expired() {
             return Ok(false);
         }
-        let mut failed = None;
-        let spun = spin(|| {
-            ready().unwrap_or_else(|e| {
-                failed = Some(e);
-                true
-            })
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        if spun {
+        if try_spin(&mut *ready)? {
             return Ok(true);
         }
         loop {
