@@ -376,13 +376,8 @@ fn a_message_longer_than_a_piece_goes_in_pieces_and_comes_out_whole() {
     // It fits: a try_put writes it at once, in pieces, without waiting.
     ring.put(&long, now()).unwrap();
     ring.put(&message(4, 10), now()).unwrap();
-    let mut header = [0u8; HEADER as usize];
-    // SAFETY: nothing else uses the ring; the first chunk begins at position 0.
-    unsafe { ring.read_at(0, header.as_mut_ptr(), header.len()) };
-    let first_len = u64::from(u32::from_le_bytes(header[..4].try_into().unwrap()));
-    let flags = u32::from_le_bytes(header[4..8].try_into().unwrap());
     assert_eq!(
-        (first_len, flags),
+        first_chunk(&ring),
         (piece, FIRST),
         "the first piece, not the whole"
     );
@@ -394,4 +389,45 @@ fn a_message_longer_than_a_piece_goes_in_pieces_and_comes_out_whole() {
         s.spawn(|| ring.put(&longer, soon()).unwrap());
         assert_eq!(get(&ring, soon()).unwrap(), longer);
     });
+}
+
+/// The first chunk's payload length and flags, for a ring whose first message starts at
+/// position 0.
+fn first_chunk(ring: &Ring) -> (u64, u32) {
+    let mut header = [0u8; HEADER as usize];
+    // SAFETY: nothing else uses the ring; the first chunk begins at position 0.
+    unsafe { ring.read_at(0, header.as_mut_ptr(), header.len()) };
+    (
+        u64::from(u32::from_le_bytes(header[..4].try_into().unwrap())),
+        u32::from_le_bytes(header[4..8].try_into().unwrap()),
+    )
+}
+
+#[test]
+fn a_message_of_a_piece_goes_whole_and_one_byte_more_goes_in_pieces() {
+    // A quarter of a large ring, and the 64 KiB floor of a small one.
+    for (capacity, piece) in [(1usize << 20, 256u64 << 10), (128 << 10, MIN_PIECE)] {
+        let probe = ring(capacity, 0);
+        assert_eq!(probe.piece(), piece, "ring of {capacity}");
+        for len in [piece - 1, piece, piece + 1] {
+            let ring = ring(capacity, 0);
+            let m = message(len as u32, len as usize);
+            ring.put(&m, now()).unwrap();
+            let expected = if len <= piece {
+                (len, FIRST | LAST)
+            } else {
+                (piece, FIRST)
+            };
+            assert_eq!(
+                first_chunk(&ring),
+                expected,
+                "ring of {capacity}, message of {len}"
+            );
+            assert_eq!(
+                get(&ring, now()).unwrap(),
+                m,
+                "ring of {capacity}, message of {len}"
+            );
+        }
+    }
 }
