@@ -209,3 +209,61 @@ fn pool_map_imap_and_apply_async_across_the_threshold() {
         });
     }
 }
+
+fn digest(v: Vec<u8>) -> (usize, u64) {
+    (v.len(), v.iter().map(|&b| u64::from(b)).sum())
+}
+
+/// Small requests travel several to a frame (a batch): up to 4 KiB a request, up to
+/// 32 KiB a batch. Arguments on both sides of the request limit (a frame is the encoded
+/// argument plus a 16-byte length and trailer, so 4,080 bytes of `Vec<u8>` make exactly
+/// 4 KiB), mixed with enough small ones to fill several batches, submitted while the
+/// worker is busy and then as a map's chunks (handed over many at a time, so they share
+/// batches): each runs once, with its own argument.
+#[test]
+fn requests_on_both_sides_of_the_batch_limits_run_once_each() {
+    within(DEADLINE, "batch limits", || {
+        for workers in [1, 2] {
+            let pool = executor(workers);
+            // Short tasks first, so the workers' pipelines deepen (to 16) and the next
+            // requests go in batches.
+            let warm: Vec<_> = (0..200)
+                .map(|_| pool.submit(digest, Vec::new()).unwrap())
+                .collect();
+            for f in warm {
+                f.result_timeout(LONG).unwrap();
+            }
+            let busy = pool.submit(sleep_ms, 100).unwrap();
+            let mut sizes: Vec<usize> = (4_060..=4_100).collect();
+            // 120 small ones of about 900 bytes: more than 3 batches' worth.
+            sizes.extend((0..120).map(|i| 850 + i));
+            let futures: Vec<(usize, Future<(usize, u64)>)> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| {
+                    let arg = bytes(len, i as u8);
+                    (i, pool.submit(digest, arg).unwrap())
+                })
+                .collect();
+            for (i, f) in futures {
+                let len = sizes[i];
+                let expected = digest(bytes(len, i as u8));
+                assert_eq!(
+                    f.result_timeout(LONG).unwrap(),
+                    expected,
+                    "{workers} workers, argument of {len} bytes"
+                );
+            }
+            busy.result_timeout(LONG).unwrap();
+            // A map hands its chunks over many at a time: these go in shared batches.
+            let args: Vec<Vec<u8>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| bytes(len, i as u8))
+                .collect();
+            let expected: Vec<_> = args.iter().cloned().map(digest).collect();
+            let got: Vec<_> = pool.map(digest, args, 1).collect::<Result<_, _>>().unwrap();
+            assert_eq!(got, expected, "{workers} workers, map");
+        }
+    });
+}
