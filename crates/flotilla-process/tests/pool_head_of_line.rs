@@ -24,6 +24,31 @@ fn quick(x: u32) -> u32 {
     x + 1
 }
 
+/// Says it started, then blocks as [`blocked`] does (a `Pool`'s result cannot say it
+/// runs).
+fn blocked_after_saying((started, release): (Event, Event)) -> u32 {
+    started.set();
+    blocked(release)
+}
+
+/// Checks that quick task `i` answered `i + 1` within 30 s, so it did not wait behind
+/// the blocked task (which is released only after this).
+fn each_quick_one_answers(answers: impl IntoIterator<Item = Result<u32, String>>) {
+    for (i, answer) in answers.into_iter().enumerate() {
+        assert_eq!(
+            answer,
+            Ok(i as u32 + 1),
+            "task {i} waited behind the blocked task while a worker was idle"
+        );
+    }
+}
+
+/// A quick task's answer, waited for at most 30 s.
+fn answer(f: &flotilla_core::Future<u32>) -> Result<u32, String> {
+    f.result_timeout(Duration::from_secs(30))
+        .map_err(|e| e.to_string())
+}
+
 #[test]
 fn executor_tasks_do_not_wait_behind_a_blocked_task_while_a_worker_is_idle() {
     within(LONG * 2, "executor head of line", || {
@@ -38,14 +63,7 @@ fn executor_tasks_do_not_wait_behind_a_blocked_task_while_a_worker_is_idle() {
         }
         // Every one of these can run on the idle worker; none may wait for `release`.
         let quick: Vec<_> = (0..6).map(|i| pool.submit(quick, i).unwrap()).collect();
-        for (i, f) in quick.iter().enumerate() {
-            assert_eq!(
-                f.result_timeout(Duration::from_secs(30))
-                    .map_err(|e| e.to_string()),
-                Ok(i as u32 + 1),
-                "task {i} waited behind the blocked task while a worker was idle"
-            );
-        }
+        each_quick_one_answers(quick.iter().map(answer));
         assert!(!stuck.done());
         release.set();
         assert_eq!(stuck.result_timeout(LONG).unwrap(), 0);
@@ -57,21 +75,19 @@ fn pool_tasks_do_not_wait_behind_a_blocked_task_while_a_worker_is_idle() {
     within(LONG * 2, "pool head of line", || {
         let pool = Pool::new(2).unwrap();
         let release = Event::new().unwrap();
-        let stuck = pool.apply_async(blocked, release.clone()).unwrap();
-        // Wait until it runs: a quick task's answer proves the other worker is free, so
-        // start them only once the blocked one has been taken.
-        std::thread::sleep(Duration::from_millis(200));
+        let started = Event::new().unwrap();
+        let stuck = pool
+            .apply_async(blocked_after_saying, (started.clone(), release.clone()))
+            .unwrap();
+        // The quick ones go only once the blocked one runs.
+        assert!(started.wait_timeout(LONG), "the blocked task never started");
         let quick: Vec<_> = (0..6)
             .map(|i| pool.apply_async(quick, i).unwrap())
             .collect();
-        for (i, r) in quick.iter().enumerate() {
-            assert_eq!(
-                r.get_timeout(Duration::from_secs(30))
-                    .map_err(|e| e.to_string()),
-                Ok(i as u32 + 1),
-                "task {i} waited behind the blocked task while a worker was idle"
-            );
-        }
+        each_quick_one_answers(quick.iter().map(|r| {
+            r.get_timeout(Duration::from_secs(30))
+                .map_err(|e| e.to_string())
+        }));
         assert!(!stuck.ready());
         release.set();
         assert_eq!(stuck.get_timeout(LONG).unwrap(), 0);
@@ -105,14 +121,7 @@ fn a_task_behind_a_blocked_task_that_was_itself_held_is_taken_back() {
         gates[0].set();
         until_running(&long);
         gates[1].set();
-        for (i, f) in quick.iter().enumerate() {
-            assert_eq!(
-                f.result_timeout(Duration::from_secs(30))
-                    .map_err(|e| e.to_string()),
-                Ok(i as u32 + 1),
-                "task {i} waited behind the blocked task while a worker was idle"
-            );
-        }
+        each_quick_one_answers(quick.iter().map(answer));
         assert!(!long.done());
         gates[2].set();
         for f in [first, second, long] {
