@@ -73,6 +73,20 @@ fn frames_on_both_sides_of_the_read_ahead_size_arrive_whole() {
     }
 }
 
+/// A new connection's read-ahead buffer starts at 4 KiB and grows (to 16, then 64 KiB)
+/// when a read fills it: frames on both sides of those sizes, as a new connection's
+/// first frame, arrive whole.
+#[test]
+fn frames_on_both_sides_of_the_first_read_ahead_sizes_arrive_whole() {
+    const HEADER: usize = 16;
+    for size in [4usize << 10, 16 << 10] {
+        for len in [size - HEADER - 1, size - HEADER, size - 1, size, size + 1] {
+            trickle(len, &[usize::MAX, 1]); // all at once
+            trickle(len, &[HEADER, 48_000]); // the header, then pieces
+        }
+    }
+}
+
 /// Sends a frame of `len` bytes followed by small ones, `pieces[0]` bytes first, then
 /// the rest in pieces of `pieces[1]` bytes, pausing between them.
 fn trickle(len: usize, pieces: &[usize; 2]) {
