@@ -102,12 +102,7 @@ fn timeout_counts_from_the_call_and_cancels_the_rest() {
     };
     // However slow the machine, item 1 cannot finish in time: the iteration ends with
     // the timeout, after at most item 0, and yields nothing after it.
-    assert!(results.len() <= 2, "{results:?}");
-    assert!(
-        matches!(results.last(), Some(Err(TaskError::TimedOut))),
-        "{results:?}"
-    );
-    assert!(results[..results.len() - 1].iter().all(Result::is_ok));
+    ends_with_the_timeout(&results, 2);
     open.send(()).unwrap();
     pool.shutdown(true, false);
     assert!(
@@ -140,12 +135,7 @@ fn a_timeout_inside_a_chunk_ends_the_iteration_and_stops_the_rest() {
         .collect()
     };
     // Chunk [2, 3] cannot finish in time: at most items 0 and 1 come first.
-    assert!(results.len() <= 3, "{results:?}");
-    assert!(
-        matches!(results.last(), Some(Err(TaskError::TimedOut))),
-        "{results:?}"
-    );
-    assert!(results[..results.len() - 1].iter().all(Result::is_ok));
+    ends_with_the_timeout(&results, 3);
     open.send(()).unwrap();
     pool.shutdown(true, false);
     assert_eq!(
@@ -327,4 +317,15 @@ proptest! {
             }
         }
     }
+}
+
+/// Checks that `results` (at most `most` of them) are values up to a last
+/// `TaskError::TimedOut`.
+fn ends_with_the_timeout<T: std::fmt::Debug>(results: &[Result<T, TaskError>], most: usize) {
+    assert!(results.len() <= most, "{results:?}");
+    assert!(
+        matches!(results.last(), Some(Err(TaskError::TimedOut))),
+        "{results:?}"
+    );
+    assert!(results[..results.len() - 1].iter().all(Result::is_ok));
 }
