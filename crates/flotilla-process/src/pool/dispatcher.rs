@@ -117,6 +117,11 @@ struct Worker {
 }
 
 impl Worker {
+    /// Nothing in flight, and it may take a task.
+    fn is_idle(&self) -> bool {
+        self.inflight.is_empty() && self.has_room()
+    }
+
     fn has_room(&self) -> bool {
         self.inflight.len() < self.depth && self.left.is_none_or(|left| left > 0)
     }
@@ -305,11 +310,7 @@ impl Manager {
                 return tried;
             }
             let waiting = self.shared.lock().jobs.len();
-            let idle = self
-                .workers
-                .iter()
-                .filter(|w| w.inflight.is_empty() && w.has_room())
-                .count();
+            let idle = self.workers.iter().filter(|w| w.is_idle()).count();
             if !(self.eager || waiting > idle) {
                 return tried;
             }
@@ -548,10 +549,7 @@ impl Manager {
     ///
     /// [`dispatch`]: Self::dispatch
     fn take_back_for_idle(&mut self) -> bool {
-        let idle = self
-            .workers
-            .iter()
-            .any(|w| w.ready && w.inflight.is_empty() && w.has_room());
+        let idle = self.workers.iter().any(|w| w.ready && w.is_idle());
         if !idle {
             return false;
         }
