@@ -384,12 +384,22 @@ fn ipc_channel_connect(server: String) -> (IpcBytesReceiver, IpcBytesSender) {
     (from_parent, to_parent)
 }
 
+/// The next message from the parent, or `None` once the parent's sender is gone. Any
+/// other failure ends the child with the error in its message, so that a failed round
+/// says why instead of showing up as the parent's broken pipe.
+fn ipc_channel_next(from_parent: &IpcBytesReceiver) -> Option<Vec<u8>> {
+    match from_parent.recv() {
+        Ok(message) => Some(message),
+        Err(ipc_channel::IpcError::Disconnected) => None,
+        Err(e) => panic!("the ipc-channel child's receive failed: {e:?}"),
+    }
+}
+
 /// ipc-channel's echo child.
 fn ipc_channel_echo(server: String) -> u64 {
     let (from_parent, to_parent) = ipc_channel_connect(server);
     let mut echoed = 0;
-    // An error is the parent's sender going away: the end.
-    while let Ok(message) = from_parent.recv() {
+    while let Some(message) = ipc_channel_next(&from_parent) {
         to_parent.send(&message).expect("the parent waits for it");
         echoed += 1;
     }
@@ -400,7 +410,7 @@ fn ipc_channel_echo(server: String) -> u64 {
 fn ipc_channel_sink(server: String) -> u64 {
     let (from_parent, to_parent) = ipc_channel_connect(server);
     let (mut messages, mut bytes, mut batches) = (0u64, 0u64, 0);
-    while let Ok(message) = from_parent.recv() {
+    while let Some(message) = ipc_channel_next(&from_parent) {
         if message == END_OF_BATCH {
             let mut ack = [0u8; 16];
             ack[..8].copy_from_slice(&messages.to_le_bytes());
