@@ -31,6 +31,16 @@
 //! tasks they have queued for a worker. Dropping a map's iterator cancels the chunks not
 //! yet sent.
 //!
+//! The price: a chunk sent into a worker's pipeline behind a slow one cannot be taken
+//! back for a worker that goes idle (it is already running, as far as the pool knows,
+//! and the worker runs it with no decision to wait for), so it waits for the slow chunk.
+//! What waits so is bounded by the pipeline, at most 15 chunks behind the slow one (16 in
+//! flight), and only short chunks are sent that deep; the other workers take everything
+//! else meanwhile. A map whose chunks are skewed loses at most that much parallelism at
+//! its end; a smaller `chunksize` does not help, a larger one makes each chunk a fairer
+//! share. Giving map chunks the gate instead, so that they could be taken back, would
+//! cost each of them the manager's turnaround that this avoids.
+//!
 //! A worker that fails to start (it cannot be started, or ends before it runs a task: its
 //! initializer exited, say) is retried after a pause that doubles each time, from 50 ms;
 //! after five such failures in a row with no task answered in between, the pool is
