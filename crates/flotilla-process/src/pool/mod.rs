@@ -34,12 +34,13 @@
 //! The price: a chunk sent into a worker's pipeline behind a slow one cannot be taken
 //! back for a worker that goes idle (it is already running, as far as the pool knows,
 //! and the worker runs it with no decision to wait for), so it waits for the slow chunk.
-//! What waits so is bounded by the pipeline, at most 15 chunks behind the slow one (16 in
-//! flight), and only short chunks are sent that deep; the other workers take everything
-//! else meanwhile. A map whose chunks are skewed loses at most that much parallelism at
-//! its end; a smaller `chunksize` does not help, a larger one makes each chunk a fairer
-//! share. Giving map chunks the gate instead, so that they could be taken back, would
-//! cost each of them the manager's turnaround that this avoids.
+//! What waits so is bounded by the pipeline: at most 15 chunks behind the slow one (16 in
+//! flight) when a worker's recent chunks took a few microseconds, at most one once they
+//! take half a millisecond or more (the depth follows their time); the other workers
+//! take everything else meanwhile. So a skewed map loses at most a millisecond or so of
+//! one worker's quick chunks; a larger `chunksize` makes the pipelines shallower still.
+//! Giving map chunks the gate instead, so that they could be taken back, would cost each
+//! of them the manager's turnaround that this avoids.
 //!
 //! A worker that fails to start (it cannot be started, or ends before it runs a task: its
 //! initializer exited, say) is retried after a pause that doubles each time, from 50 ms;
