@@ -177,6 +177,36 @@ fn the_initializer_runs_once_in_each_worker() {
     );
 }
 
+static INIT_SUM: AtomicUsize = AtomicUsize::new(0);
+
+/// An initializer of three arguments.
+fn init3(a: usize, b: usize, tag: String) {
+    assert_eq!(tag, "three");
+    INIT_SUM.fetch_add(a * 10 + b, Ordering::SeqCst);
+}
+
+fn init_sum(_: u32) -> usize {
+    INIT_SUM.load(Ordering::SeqCst)
+}
+
+#[test]
+fn an_initializer_takes_several_arguments() {
+    let pool = Pool::builder()
+        .processes(2)
+        .initializer(init3, (4, 2, "three".to_owned()))
+        .build()
+        .unwrap();
+    let seen = pool.map(init_sum, 0..8, Some(1)).unwrap();
+    assert!(seen.iter().all(|&n| n == 42), "{seen:?}");
+    let executor = flotilla_process::ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .initializer(init3, (1, 7, "three".to_owned()))
+        .build()
+        .unwrap();
+    let fut = executor.submit(init_sum, 0).unwrap();
+    assert_eq!(fut.result_timeout(LONG).unwrap(), 17);
+}
+
 fn die_on_7(x: u32) -> u32 {
     if x == 7 {
         let _ = nix::sys::signal::kill(nix::unistd::Pid::this(), nix::sys::signal::Signal::SIGKILL);

@@ -1,5 +1,6 @@
 //! ProcessPoolExecutor::stop (a running task's worker is killed and replaced, the pool
-//! goes on) and try_submit (a task's `Err` comes back as that very error).
+//! goes on) and try_submit (a task's `Err` comes back as that very error, for tasks of
+//! one argument and of several).
 
 use std::time::Duration;
 
@@ -153,4 +154,41 @@ fn try_submit_returns_the_tasks_own_error() {
         err.downcast_ref::<NotANumber>(),
         Some(&NotANumber("twelve".into()))
     );
+}
+
+/// Parses `s` in base `radix`: a `try_submit` task of two arguments.
+fn parse_radix(s: String, radix: u32) -> Result<u32, NotANumber> {
+    u32::from_str_radix(&s, radix).map_err(|_| NotANumber(s))
+}
+
+#[test]
+fn try_submit_spreads_several_arguments() {
+    let pool = ProcessPoolExecutor::builder()
+        .max_workers(1)
+        .build()
+        .unwrap();
+    assert_eq!(
+        pool.try_submit(parse_radix, ("ff".into(), 16))
+            .unwrap()
+            .result_timeout(LONG)
+            .unwrap(),
+        255
+    );
+    let err = pool
+        .try_submit(parse_radix, ("12".into(), 2))
+        .unwrap()
+        .result_timeout(LONG)
+        .unwrap_err();
+    assert_eq!(
+        err.downcast_ref::<NotANumber>(),
+        Some(&NotANumber("12".into()))
+    );
+    // A closure of three arguments, its types written out.
+    let sum = pool
+        .try_submit(
+            |a: u32, b: u32, c: u32| a.checked_add(b + c).ok_or(NotANumber("overflow".into())),
+            (1, 2, 3),
+        )
+        .unwrap();
+    assert_eq!(sum.result_timeout(LONG).unwrap(), 6);
 }

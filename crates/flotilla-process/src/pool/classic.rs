@@ -64,11 +64,12 @@ impl PoolBuilder {
     }
 
     /// Runs `init(args)` in each worker before its first task; see
-    /// [`ProcessPoolExecutorBuilder::initializer`].
-    pub fn initializer<F, A>(mut self, init: F, args: A) -> Self
+    /// [`ProcessPoolExecutorBuilder::initializer`]. `init` takes one argument, or several
+    /// spread from the tuple `args` (see [`Target`](crate::Target)).
+    pub fn initializer<F, M>(mut self, init: F, args: F::Args) -> Self
     where
-        F: Fn(A) + 'static,
-        A: Serialize + DeserializeOwned + 'static,
+        F: Target<M, Output = ()>,
+        F::Args: Serialize + DeserializeOwned,
     {
         self.inner = self.inner.initializer(init, args);
         self

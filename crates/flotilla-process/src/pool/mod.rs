@@ -31,6 +31,17 @@
 //! tasks they have queued for a worker. Dropping a map's iterator cancels the chunks not
 //! yet sent.
 //!
+//! The price: a chunk sent into a worker's pipeline behind a slow one cannot be taken
+//! back for a worker that goes idle (it is already running, as far as the pool knows,
+//! and the worker runs it with no decision to wait for), so it waits for the slow chunk.
+//! What waits so is bounded by the pipeline: at most 15 chunks behind the slow one (16 in
+//! flight) when a worker's recent chunks took a few microseconds, at most one once they
+//! take half a millisecond or more (the depth follows their time); the other workers
+//! take everything else meanwhile. So a skewed map loses at most a millisecond or so of
+//! one worker's quick chunks; a larger `chunksize` makes the pipelines shallower still.
+//! Giving map chunks the gate instead, so that they could be taken back, would cost each
+//! of them the manager's turnaround that this avoids.
+//!
 //! A worker that fails to start (it cannot be started, or ends before it runs a task: its
 //! initializer exited, say) is retried after a pause that doubles each time, from 50 ms;
 //! after five such failures in a row with no task answered in between, the pool is
@@ -406,12 +417,30 @@ impl ProcessPoolExecutorBuilder {
     /// [`TaskError::Broken`] naming the failure; it is not retried. One that ends its
     /// worker (exits, is killed) is a failed start: the pool retries after a pause,
     /// and breaks after five in a row (see the module's "How it works").
-    pub fn initializer<F, A>(mut self, init: F, args: A) -> Self
+    ///
+    /// `init` takes one argument, or several spread from the tuple `args` (see
+    /// [`Target`](crate::Target)):
+    ///
+    /// ```
+    /// use flotilla_process::ProcessPoolExecutor;
+    ///
+    /// fn init(name: String, level: u8) {
+    ///     assert!(!name.is_empty() && level > 0);
+    /// }
+    ///
+    /// let pool = ProcessPoolExecutor::builder()
+    ///     .max_workers(1)
+    ///     .initializer(init, ("worker".to_owned(), 3))
+    ///     .build()
+    ///     .unwrap();
+    /// pool.shutdown(true, false);
+    /// ```
+    pub fn initializer<F, M>(mut self, init: F, args: F::Args) -> Self
     where
-        F: Fn(A) + 'static,
-        A: Serialize + DeserializeOwned + 'static,
+        F: crate::Target<M, Output = ()>,
+        F::Args: Serialize + DeserializeOwned,
     {
-        match boot::entry_of::<F, A, ()>(&init) {
+        match boot::entry_of_target::<F, M>(&init) {
             Ok(entry) => match entry.encode_args(&args) {
                 Ok((bytes, fds)) => self.initializer = Some((entry.offset, bytes, fds)),
                 Err(e) => {
@@ -573,15 +602,18 @@ impl ProcessPoolExecutor {
     /// The error type travels by serde, so it must implement `Serialize` and
     /// `Deserialize` besides `std::error::Error` (std's own error types do not: wrap
     /// them, or map them to your error enum, in the task).
-    pub fn try_submit<F, A, R, E>(&self, task: F, args: A) -> Result<Future<R>, TaskError>
+    ///
+    /// `task` takes one argument, or several spread from the tuple `args` (see
+    /// [`Target`](crate::Target)), as with [`submit`](Self::submit).
+    pub fn try_submit<F, M, R, E>(&self, task: F, args: F::Args) -> Result<Future<R>, TaskError>
     where
-        F: Fn(A) -> Result<R, E> + 'static,
-        A: Serialize + DeserializeOwned + 'static,
+        F: crate::Target<M, Output = Result<R, E>>,
+        F::Args: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
         E: Serialize + DeserializeOwned + std::error::Error + Send + Sync + 'static,
     {
         self.shared.submit_with(
-            &boot::entry_of::<F, A, Result<R, E>>(&task),
+            &boot::entry_of_target::<F, M>(&task),
             &args,
             |answer: Result<R, E>| answer.map_err(TaskError::failed),
             false,
