@@ -730,9 +730,71 @@ impl<T> Drop for Pending<T> {
 impl<T> Pending<T> {
     /// Waits for the reply (at once [`CallError::ManagerGone`] when the manager goes).
     pub fn wait(self) -> Result<T, CallError> {
-        self.client.owned_here()?;
-        let bytes = self.client.inner.replies.wait(&self.rx)?;
-        (self.decode)(&bytes)
+        self.wait_within(None).unwrap_or_else(|| {
+            Err(CallError::ManagerGone(
+                "an untimed wait ended without a reply".into(),
+            ))
+        })
+    }
+
+    /// Waits up to `timeout` for the reply. When it has not come by then, the call is
+    /// handed back still in flight ([`WaitTimeoutError::Timeout`]): wait for it again, or
+    /// drop it (the server still runs it; its reply is then thrown away). This bounds only
+    /// the client's wait; the `*_pending_timeout` forms of the proxies also bound the
+    /// server's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flotilla_manager::WaitTimeoutError;
+    /// # let manager = flotilla_manager::Manager::start().unwrap();
+    /// let q = manager.queue::<u32>(0).unwrap();
+    /// let get = q.get_pending().unwrap(); // parked on the server: the queue is empty
+    /// let Err(WaitTimeoutError::Timeout(get)) = get.wait_timeout(Duration::from_millis(20))
+    /// else {
+    ///     panic!("an empty queue's get answered")
+    /// };
+    /// q.put(&5).unwrap();
+    /// assert_eq!(get.wait().unwrap(), Some(5));
+    /// ```
+    pub fn wait_timeout(self, timeout: Duration) -> Result<T, WaitTimeoutError<T>> {
+        match self.wait_within(Some(timeout)) {
+            Some(answer) => answer.map_err(WaitTimeoutError::Call),
+            None => Err(WaitTimeoutError::Timeout(self)),
+        }
+    }
+
+    /// The body of [`wait`](Self::wait) and [`wait_timeout`](Self::wait_timeout): `None`
+    /// when `timeout` passed first (never for `None`).
+    fn wait_within(&self, timeout: Option<Duration>) -> Option<Result<T, CallError>> {
+        if let Err(e) = self.client.owned_here() {
+            return Some(Err(e));
+        }
+        let replies = &self.client.inner.replies;
+        let answer = match timeout {
+            None => replies.wait(&self.rx),
+            Some(t) => replies.wait_timeout(&self.rx, t)?,
+        };
+        Some(answer.and_then(|bytes| (self.decode)(&bytes)))
+    }
+}
+
+/// Why [`Pending::wait_timeout`] returned without a value.
+#[derive(thiserror::Error)]
+pub enum WaitTimeoutError<T> {
+    /// No reply within the timeout: the call, still in flight, handed back.
+    #[error("no reply from the manager within the timeout")]
+    Timeout(Pending<T>),
+    /// The call failed, as [`Pending::wait`] would have.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl<T> std::fmt::Debug for WaitTimeoutError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitTimeoutError::Timeout(p) => f.debug_tuple("Timeout").field(p).finish(),
+            WaitTimeoutError::Call(e) => f.debug_tuple("Call").field(e).finish(),
+        }
     }
 }
 
