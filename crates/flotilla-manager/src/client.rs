@@ -113,6 +113,9 @@ struct Inner {
     next_id: AtomicU64,
     /// The process that connected: only it may use the connection.
     pid: u32,
+    /// [`fork_generation`] when it connected: while it is the same, this is still the
+    /// process that connected (checked on every call without asking the kernel).
+    forks: Option<u64>,
     /// The stream, to shut it down when the last handle goes.
     stream: Stream,
 }
@@ -235,6 +238,7 @@ impl Client {
             replies: Arc::clone(&replies),
             next_id: AtomicU64::new(1),
             pid: std::process::id(),
+            forks: fork_generation(),
             stream,
         });
         let background = Arc::clone(&replies);
@@ -287,6 +291,9 @@ impl Client {
     /// Refuses a forked child the connection its parent made. Checked first, before any
     /// lock: in a forked child the locks may be held by threads that do not exist there.
     fn owned_here(&self) -> Result<(), CallError> {
+        if self.inner.forks.is_some() && fork_generation() == self.inner.forks {
+            return Ok(());
+        }
         let pid = std::process::id();
         if pid == self.inner.pid {
             Ok(())
@@ -416,6 +423,29 @@ fn remembered() -> Option<MutexGuard<'static, Remembered>> {
         }
     }
     None
+}
+
+/// How many forks separate this process from the one that first connected a client: a
+/// child forked from a process that has one counts one more than its parent at the fork.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process's fork generation ([`FORKS`]), `None` when forks cannot be counted (then
+/// pids are compared). The first call registers the counting in forked children, so a
+/// client records it after registering, and every fork after that is counted (`fork()`
+/// runs the handlers; flotilla-process forks through it).
+fn fork_generation() -> Option<u64> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let registered = *REGISTERED.get_or_init(|| {
+        // SAFETY: `count_fork` only increments an atomic, which is async-signal-safe, as a
+        // handler run in a forked child of a multithreaded process must be; it is a plain
+        // `extern "C" fn` that lives as long as the process.
+        unsafe { nix::libc::pthread_atfork(None, None, Some(count_fork)) == 0 }
+    });
+    registered.then(|| FORKS.load(Ordering::Relaxed))
 }
 
 fn remember(client: &Client) {
