@@ -101,7 +101,10 @@ fn a_pending_call_whose_reply_does_not_come_in_time_is_handed_back() {
         assert_eq!(get.wait_timeout(LONG).unwrap(), Some(7));
         // The connection still serves ordinary calls, and a later pending one in time.
         q.put(&8).unwrap();
-        assert_eq!(q.get_pending().unwrap().wait_timeout(LONG).unwrap(), Some(8));
+        assert_eq!(
+            q.get_pending().unwrap().wait_timeout(LONG).unwrap(),
+            Some(8)
+        );
         // An error is handed on as the untimed wait's.
         drop(manager);
         let gone = q.get_pending().and_then(|p| match p.wait_timeout(LONG) {

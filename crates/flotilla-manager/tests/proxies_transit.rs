@@ -257,7 +257,9 @@ fn a_proxy_in_a_failed_update_with_attempt_is_released() {
     with_deadline(LONG, "update_with retry", || {
         let manager = Manager::start().unwrap();
         let before = manager.number_of_objects().unwrap();
-        let d = manager.dict::<u32, (u32, Option<ListProxy<u32>>)>().unwrap();
+        let d = manager
+            .dict::<u32, (u32, Option<ListProxy<u32>>)>()
+            .unwrap();
         let l = manager.list::<u32>().unwrap();
         d.set(&1, &(0, None)).unwrap();
         let mut attempts = 0;
