@@ -113,6 +113,9 @@ struct Inner {
     next_id: AtomicU64,
     /// The process that connected: only it may use the connection.
     pid: u32,
+    /// [`fork_generation`] when it connected: while it is the same, this is still the
+    /// process that connected (checked on every call without asking the kernel).
+    forks: Option<u64>,
     /// The stream, to shut it down when the last handle goes.
     stream: Stream,
 }
@@ -235,6 +238,7 @@ impl Client {
             replies: Arc::clone(&replies),
             next_id: AtomicU64::new(1),
             pid: std::process::id(),
+            forks: fork_generation(),
             stream,
         });
         let background = Arc::clone(&replies);
@@ -287,6 +291,9 @@ impl Client {
     /// Refuses a forked child the connection its parent made. Checked first, before any
     /// lock: in a forked child the locks may be held by threads that do not exist there.
     fn owned_here(&self) -> Result<(), CallError> {
+        if self.inner.forks.is_some() && fork_generation() == self.inner.forks {
+            return Ok(());
+        }
         let pid = std::process::id();
         if pid == self.inner.pid {
             Ok(())
@@ -416,6 +423,29 @@ fn remembered() -> Option<MutexGuard<'static, Remembered>> {
         }
     }
     None
+}
+
+/// How many forks separate this process from the one that first connected a client: a
+/// child forked from a process that has one counts one more than its parent at the fork.
+static FORKS: AtomicU64 = AtomicU64::new(0);
+
+extern "C" fn count_fork() {
+    FORKS.fetch_add(1, Ordering::Relaxed);
+}
+
+/// This process's fork generation ([`FORKS`]), `None` when forks cannot be counted (then
+/// pids are compared). The first call registers the counting in forked children, so a
+/// client records it after registering, and every fork after that is counted (`fork()`
+/// runs the handlers; flotilla-process forks through it).
+fn fork_generation() -> Option<u64> {
+    static REGISTERED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let registered = *REGISTERED.get_or_init(|| {
+        // SAFETY: `count_fork` only increments an atomic, which is async-signal-safe, as a
+        // handler run in a forked child of a multithreaded process must be; it is a plain
+        // `extern "C" fn` that lives as long as the process.
+        unsafe { nix::libc::pthread_atfork(None, None, Some(count_fork)) == 0 }
+    });
+    registered.then(|| FORKS.load(Ordering::Relaxed))
 }
 
 fn remember(client: &Client) {
@@ -730,9 +760,71 @@ impl<T> Drop for Pending<T> {
 impl<T> Pending<T> {
     /// Waits for the reply (at once [`CallError::ManagerGone`] when the manager goes).
     pub fn wait(self) -> Result<T, CallError> {
-        self.client.owned_here()?;
-        let bytes = self.client.inner.replies.wait(&self.rx)?;
-        (self.decode)(&bytes)
+        self.wait_within(None).unwrap_or_else(|| {
+            Err(CallError::ManagerGone(
+                "an untimed wait ended without a reply".into(),
+            ))
+        })
+    }
+
+    /// Waits up to `timeout` for the reply. When it has not come by then, the call is
+    /// handed back still in flight ([`WaitTimeoutError::Timeout`]): wait for it again, or
+    /// drop it (the server still runs it; its reply is then thrown away). This bounds only
+    /// the client's wait; the `*_pending_timeout` forms of the proxies also bound the
+    /// server's.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use flotilla_manager::WaitTimeoutError;
+    /// # let manager = flotilla_manager::Manager::start().unwrap();
+    /// let q = manager.queue::<u32>(0).unwrap();
+    /// let get = q.get_pending().unwrap(); // parked on the server: the queue is empty
+    /// let Err(WaitTimeoutError::Timeout(get)) = get.wait_timeout(Duration::from_millis(20))
+    /// else {
+    ///     panic!("an empty queue's get answered")
+    /// };
+    /// q.put(&5).unwrap();
+    /// assert_eq!(get.wait().unwrap(), Some(5));
+    /// ```
+    pub fn wait_timeout(self, timeout: Duration) -> Result<T, WaitTimeoutError<T>> {
+        match self.wait_within(Some(timeout)) {
+            Some(answer) => answer.map_err(WaitTimeoutError::Call),
+            None => Err(WaitTimeoutError::Timeout(self)),
+        }
+    }
+
+    /// The body of [`wait`](Self::wait) and [`wait_timeout`](Self::wait_timeout): `None`
+    /// when `timeout` passed first (never for `None`).
+    fn wait_within(&self, timeout: Option<Duration>) -> Option<Result<T, CallError>> {
+        if let Err(e) = self.client.owned_here() {
+            return Some(Err(e));
+        }
+        let replies = &self.client.inner.replies;
+        let answer = match timeout {
+            None => replies.wait(&self.rx),
+            Some(t) => replies.wait_timeout(&self.rx, t)?,
+        };
+        Some(answer.and_then(|bytes| (self.decode)(&bytes)))
+    }
+}
+
+/// Why [`Pending::wait_timeout`] returned without a value.
+#[derive(thiserror::Error)]
+pub enum WaitTimeoutError<T> {
+    /// No reply within the timeout: the call, still in flight, handed back.
+    #[error("no reply from the manager within the timeout")]
+    Timeout(Pending<T>),
+    /// The call failed, as [`Pending::wait`] would have.
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+impl<T> std::fmt::Debug for WaitTimeoutError<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitTimeoutError::Timeout(p) => f.debug_tuple("Timeout").field(p).finish(),
+            WaitTimeoutError::Call(e) => f.debug_tuple("Call").field(e).finish(),
+        }
     }
 }
 

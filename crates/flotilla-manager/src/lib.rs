@@ -140,7 +140,8 @@ pub use crate::auth::{AuthError, AuthKey};
 #[cfg_attr(docsrs, doc(cfg(feature = "tls")))]
 pub use crate::client::connect_tls;
 pub use crate::client::{
-    CallError, ClaimError, Client, ConnectError, ObjectRef, Pending, Token, connect,
+    CallError, ClaimError, Client, ConnectError, ObjectRef, Pending, Token, WaitTimeoutError,
+    connect,
 };
 pub use crate::manager::{Manager, ManagerBuilder, StartError};
 pub use crate::object::{Call, ClientId, Reply, SharedObject, Waiter, WaiterId};

@@ -339,7 +339,8 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
 
     /// Sets `key` to `new` (`None`: removes it) only if its value is `expected` (`None`:
     /// absent), compared by encoding. `Ok(Ok(()))` when it did; `Ok(Err(current))` with the
-    /// value found otherwise.
+    /// value found otherwise: then `new` is thrown away, and the proxies in it serialized
+    /// for this call are released on the server (they were never in transit).
     pub fn compare_and_set(
         &self,
         key: &K,

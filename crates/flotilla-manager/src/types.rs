@@ -140,7 +140,14 @@ impl SharedObject for Dict {
                 let (key, expected, new) = args!(call, (Bytes, Option<Bytes>, Option<Bytes>));
                 let current = self.get(&key);
                 if current.map(|c| &c.bytes[..]) != expected.as_deref().map(|e| &e[..]) {
-                    return Reply::ok(&(false, current));
+                    let reply = Reply::ok(&(false, current));
+                    // The refused value is thrown away, and with it the proxies serialized
+                    // for it (a retrying `update_with` serializes them anew): kept and let
+                    // go at once, their tickets go unless a stored value keeps them too.
+                    if let Some(v) = new {
+                        drop(call.keep(v));
+                    }
+                    return reply;
                 }
                 match new {
                     Some(v) => self.insert(key, call.keep(v)),

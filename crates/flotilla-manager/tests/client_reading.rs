@@ -5,7 +5,7 @@
 mod common;
 
 use common::{LONG, with_deadline};
-use flotilla_manager::Manager;
+use flotilla_manager::{Manager, WaitTimeoutError};
 
 #[test]
 fn a_long_pipeline_of_unwaited_calls_with_large_replies_completes() {
@@ -77,5 +77,41 @@ fn a_pipelined_call_goes_out_though_nobody_waits_for_it_or_it_is_dropped() {
         drop(q.put_pending(&2).unwrap());
         assert_eq!(theirs.get_timeout(LONG).unwrap(), Some(2));
         held.wait().unwrap();
+    });
+}
+
+#[test]
+fn a_pending_call_whose_reply_does_not_come_in_time_is_handed_back() {
+    with_deadline(LONG, "pending wait_timeout", || {
+        let manager = Manager::start().unwrap();
+        let q = manager.queue::<u32>(0).unwrap();
+        // The queue is empty: the server parks the get, and no reply comes.
+        let get = q.get_pending().unwrap();
+        let short = std::time::Duration::from_millis(50);
+        let get = match get.wait_timeout(short) {
+            Err(WaitTimeoutError::Timeout(get)) => get,
+            other => panic!("a reply that cannot come yet came: {other:?}"),
+        };
+        // Twice: a timed-out wait leaves the call in flight and waitable.
+        let get = match get.wait_timeout(short) {
+            Err(WaitTimeoutError::Timeout(get)) => get,
+            other => panic!("a reply that cannot come yet came: {other:?}"),
+        };
+        q.put(&7).unwrap();
+        assert_eq!(get.wait_timeout(LONG).unwrap(), Some(7));
+        // The connection still serves ordinary calls, and a later pending one in time.
+        q.put(&8).unwrap();
+        assert_eq!(
+            q.get_pending().unwrap().wait_timeout(LONG).unwrap(),
+            Some(8)
+        );
+        // An error is handed on as the untimed wait's.
+        drop(manager);
+        let gone = q.get_pending().and_then(|p| match p.wait_timeout(LONG) {
+            Ok(v) => Ok(v),
+            Err(WaitTimeoutError::Call(e)) => Err(e),
+            Err(WaitTimeoutError::Timeout(_)) => panic!("a gone manager timed out"),
+        });
+        assert!(gone.unwrap_err().is_manager_gone());
     });
 }

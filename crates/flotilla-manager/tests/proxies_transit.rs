@@ -251,3 +251,35 @@ fn proxies_stored_in_a_list_and_a_namespace_are_read_many_times_and_freed_with_t
         assert_eq!(manager.number_of_objects().unwrap(), 1);
     });
 }
+
+#[test]
+fn a_proxy_in_a_failed_update_with_attempt_is_released() {
+    with_deadline(LONG, "update_with retry", || {
+        let manager = Manager::start().unwrap();
+        let before = manager.number_of_objects().unwrap();
+        let d = manager
+            .dict::<u32, (u32, Option<ListProxy<u32>>)>()
+            .unwrap();
+        let l = manager.list::<u32>().unwrap();
+        d.set(&1, &(0, None)).unwrap();
+        let mut attempts = 0;
+        d.update_with(&1, |_| {
+            attempts += 1;
+            if attempts == 1 {
+                // Another writer between the read and the write: this attempt's
+                // compare-and-swap fails, and the proxy serialized for it is thrown away.
+                d.set(&1, &(1, None)).unwrap();
+            }
+            (9, Some(l.clone()))
+        })
+        .unwrap();
+        assert!(attempts >= 2, "the first attempt did not fail ({attempts})");
+        drop(d);
+        drop(l);
+        assert_eq!(
+            manager.number_of_objects().unwrap(),
+            before,
+            "an object is still held by a ticket of the failed attempt"
+        );
+    });
+}
