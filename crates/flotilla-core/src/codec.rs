@@ -147,6 +147,43 @@ mod serde_codec {
             .deserialize(bytes)
             .map_err(|e| CodecError::new("could not decode the value", e))
     }
+
+    /// Decodes a `T` from all the bytes `reader` gives, refusing more than `limit` bytes:
+    /// for input that is not in one slice, such as a message read in pieces. Byte
+    /// strings ([`ByteBuf`](super::ByteBuf), [`bytes`](super::bytes)) are read straight
+    /// into the value, one copy; small reads are served from an 8 KiB buffer.
+    ///
+    /// As with [`decode`], the value must use the input exactly: bytes left after it
+    /// are an error (which reads `reader` to its end).
+    ///
+    /// ```
+    /// use flotilla_core::codec::{self, ByteBuf};
+    ///
+    /// let bytes = codec::encode(&(7u8, ByteBuf::from(vec![1u8; 100_000]))).unwrap();
+    /// let (n, data): (u8, ByteBuf) = codec::decode_from(&bytes[..], 1 << 20).unwrap();
+    /// assert_eq!((n, data.len()), (7, 100_000));
+    /// assert!(codec::decode_from::<u8, _>(&bytes[..], 1 << 20).is_err()); // trailing bytes
+    /// assert!(codec::decode_from::<(u8, ByteBuf), _>(&bytes[..], 1000).is_err()); // the limit
+    /// ```
+    pub fn decode_from<T: DeserializeOwned, R: std::io::Read>(
+        reader: R,
+        limit: u64,
+    ) -> Result<T, CodecError> {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::with_capacity(8 << 10, reader);
+        let value = options()
+            .with_limit(limit)
+            .deserialize_from(&mut reader)
+            .map_err(|e| CodecError::new("could not decode the value", e))?;
+        match reader.fill_buf() {
+            Ok([]) => Ok(value),
+            Ok(_) => Err(CodecError {
+                what: "could not decode the value",
+                reason: "bytes were left after it".into(),
+            }),
+            Err(e) => Err(CodecError::new("could not decode the value", e.into())),
+        }
+    }
 }
 
 #[cfg(feature = "codec")]
