@@ -350,3 +350,69 @@ impl AsRef<[u8]> for ByteBuf {
         &self.0
     }
 }
+
+#[cfg(all(test, feature = "codec"))]
+mod tests {
+    use super::*;
+
+    /// A reader that gives at most `step` bytes a read.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn decode_from_reads_values_on_both_sides_of_its_buffer() {
+        // Byte strings just under, at and over the 8 KiB read buffer, between fields.
+        for len in [
+            0usize,
+            1,
+            (8 << 10) - 9,
+            (8 << 10) - 8,
+            8 << 10,
+            (8 << 10) + 1,
+            1 << 20,
+        ] {
+            let value = (3u64, ByteBuf::from(vec![len as u8; len]), vec![1u32, 2, 3]);
+            let bytes = encode(&value).unwrap();
+            for step in [1, 7, 4096, usize::MAX] {
+                if step == 1 && len > 1 << 16 {
+                    continue;
+                }
+                let back: (u64, ByteBuf, Vec<u32>) = decode_from(
+                    Trickle {
+                        bytes: &bytes,
+                        step,
+                    },
+                    bytes.len() as u64,
+                )
+                .unwrap();
+                assert!(back == value, "len {len}, step {step}");
+            }
+            // One byte short is an error, as is one byte over.
+            let short = &bytes[..bytes.len() - 1];
+            assert!(decode_from::<(u64, ByteBuf, Vec<u32>), _>(short, 1 << 30).is_err());
+            let mut long = bytes.clone();
+            long.push(0);
+            assert!(decode_from::<(u64, ByteBuf, Vec<u32>), _>(&long[..], 1 << 30).is_err());
+        }
+    }
+
+    #[test]
+    fn decode_from_refuses_a_length_beyond_the_limit_before_allocating() {
+        // A byte string that claims 2^60 bytes.
+        let mut bytes = vec![253u8];
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        let err = decode_from::<ByteBuf, _>(&bytes[..], 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("could not decode"), "{err}");
+    }
+}

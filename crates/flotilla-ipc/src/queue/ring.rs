@@ -36,6 +36,11 @@
 //! size, larger than the ring too. A non-final chunk always leaves at least 16 bytes
 //! free, so that an `ABORT` header can be written without waiting.
 //!
+//! A reader copies a message of one chunk out whole (the queue decodes it from that
+//! copy); a message in pieces it hands to the decoder as a reader of the ring itself
+//! ([`Pieces`]), so its bytes are copied once, straight into the value, and each piece
+//! is consumed as soon as it is read through.
+//!
 //! # Who may touch what
 //!
 //! 1. Meta is written once, before the segment is shared, and only read afterwards;
