@@ -147,6 +147,43 @@ mod serde_codec {
             .deserialize(bytes)
             .map_err(|e| CodecError::new("could not decode the value", e))
     }
+
+    /// Decodes a `T` from all the bytes `reader` gives, refusing more than `limit` bytes:
+    /// for input that is not in one slice, such as a message read in pieces. Byte
+    /// strings ([`ByteBuf`](super::ByteBuf), [`bytes`](super::bytes)) are read straight
+    /// into the value, one copy; small reads are served from an 8 KiB buffer.
+    ///
+    /// As with [`decode`], the value must use the input exactly: bytes left after it
+    /// are an error (which reads `reader` to its end).
+    ///
+    /// ```
+    /// use flotilla_core::codec::{self, ByteBuf};
+    ///
+    /// let bytes = codec::encode(&(7u8, ByteBuf::from(vec![1u8; 100_000]))).unwrap();
+    /// let (n, data): (u8, ByteBuf) = codec::decode_from(&bytes[..], 1 << 20).unwrap();
+    /// assert_eq!((n, data.len()), (7, 100_000));
+    /// assert!(codec::decode_from::<u8, _>(&bytes[..], 1 << 20).is_err()); // trailing bytes
+    /// assert!(codec::decode_from::<(u8, ByteBuf), _>(&bytes[..], 1000).is_err()); // the limit
+    /// ```
+    pub fn decode_from<T: DeserializeOwned, R: std::io::Read>(
+        reader: R,
+        limit: u64,
+    ) -> Result<T, CodecError> {
+        use std::io::BufRead;
+        let mut reader = std::io::BufReader::with_capacity(8 << 10, reader);
+        let value = options()
+            .with_limit(limit)
+            .deserialize_from(&mut reader)
+            .map_err(|e| CodecError::new("could not decode the value", e))?;
+        match reader.fill_buf() {
+            Ok([]) => Ok(value),
+            Ok(_) => Err(CodecError {
+                what: "could not decode the value",
+                reason: "bytes were left after it".into(),
+            }),
+            Err(e) => Err(CodecError::new("could not decode the value", e.into())),
+        }
+    }
 }
 
 #[cfg(feature = "codec")]
@@ -311,5 +348,71 @@ impl std::borrow::Borrow<[u8]> for ByteBuf {
 impl AsRef<[u8]> for ByteBuf {
     fn as_ref(&self) -> &[u8] {
         &self.0
+    }
+}
+
+#[cfg(all(test, feature = "codec"))]
+mod tests {
+    use super::*;
+
+    /// A reader that gives at most `step` bytes a read.
+    struct Trickle<'a> {
+        bytes: &'a [u8],
+        step: usize,
+    }
+
+    impl std::io::Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.step.min(buf.len()).min(self.bytes.len());
+            buf[..n].copy_from_slice(&self.bytes[..n]);
+            self.bytes = &self.bytes[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn decode_from_reads_values_on_both_sides_of_its_buffer() {
+        // Byte strings just under, at and over the 8 KiB read buffer, between fields.
+        for len in [
+            0usize,
+            1,
+            (8 << 10) - 9,
+            (8 << 10) - 8,
+            8 << 10,
+            (8 << 10) + 1,
+            1 << 20,
+        ] {
+            let value = (3u64, ByteBuf::from(vec![len as u8; len]), vec![1u32, 2, 3]);
+            let bytes = encode(&value).unwrap();
+            for step in [1, 7, 4096, usize::MAX] {
+                if step == 1 && len > 1 << 16 {
+                    continue;
+                }
+                let back: (u64, ByteBuf, Vec<u32>) = decode_from(
+                    Trickle {
+                        bytes: &bytes,
+                        step,
+                    },
+                    bytes.len() as u64,
+                )
+                .unwrap();
+                assert!(back == value, "len {len}, step {step}");
+            }
+            // One byte short is an error, as is one byte over.
+            let short = &bytes[..bytes.len() - 1];
+            assert!(decode_from::<(u64, ByteBuf, Vec<u32>), _>(short, 1 << 30).is_err());
+            let mut long = bytes.clone();
+            long.push(0);
+            assert!(decode_from::<(u64, ByteBuf, Vec<u32>), _>(&long[..], 1 << 30).is_err());
+        }
+    }
+
+    #[test]
+    fn decode_from_refuses_a_length_beyond_the_limit_before_allocating() {
+        // A byte string that claims 2^60 bytes.
+        let mut bytes = vec![253u8];
+        bytes.extend_from_slice(&(1u64 << 60).to_le_bytes());
+        let err = decode_from::<ByteBuf, _>(&bytes[..], 1 << 20).unwrap_err();
+        assert!(err.to_string().contains("could not decode"), "{err}");
     }
 }

@@ -392,9 +392,18 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     fn get_by(&self, deadline: Deadline) -> Result<T, Refused> {
         with_scratch(|buf| {
-            self.ring.get(deadline, buf)?;
-            codec::decode_with_limit(buf, self.ring.max_message().max(codec::DEFAULT_LIMIT))
-                .map_err(|e| Refused::Failed(e.into()))
+            // An item in pieces is decoded straight from the ring, one copy for its byte
+            // strings; an item of one chunk is copied out whole and decoded from there.
+            let decoded = match self.ring.get_with(deadline, buf, |pieces| {
+                let limit = pieces.total();
+                codec::decode_from(pieces, limit)
+            })? {
+                Some(decoded) => decoded,
+                None => {
+                    codec::decode_with_limit(buf, self.ring.max_message().max(codec::DEFAULT_LIMIT))
+                }
+            };
+            decoded.map_err(|e| Refused::Failed(e.into()))
         })
     }
 

@@ -36,6 +36,11 @@
 //! size, larger than the ring too. A non-final chunk always leaves at least 16 bytes
 //! free, so that an `ABORT` header can be written without waiting.
 //!
+//! A reader copies a message of one chunk out whole (the queue decodes it from that
+//! copy); a message in pieces it hands to the decoder as a reader of the ring itself
+//! ([`Pieces`]), so its bytes are copied once, straight into the value, and each piece
+//! is consumed as soon as it is read through.
+//!
 //! # Who may touch what
 //!
 //! 1. Meta is written once, before the segment is shared, and only read afterwards;
@@ -864,111 +869,81 @@ impl Ring {
     /// The deadline bounds the wait for a message to *begin*; once its first chunk is
     /// read, the rest is waited for without one: its writer is streaming it, and either
     /// finishes, aborts it (its own timeout), or dies (noticed every [`SLICE`]).
+    #[cfg_attr(not(test), allow(dead_code))]
     pub(crate) fn get(&self, deadline: Deadline, out: &mut Vec<u8>) -> Result<(), Refused> {
+        let streamed = self.get_with(deadline, out, |pieces| {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(pieces, &mut bytes).map(|_| bytes)
+        })?;
+        if let Some(bytes) = streamed {
+            // A read error is an abort or a failure, both of which `get_with` handled.
+            *out = bytes.unwrap_or_default();
+        }
+        Ok(())
+    }
+
+    /// Gets one message: a message of one chunk is copied into `out` (cleared first) and
+    /// `Ok(None)` returned; a message in pieces is handed to `stream` as a reader of its
+    /// bytes, read straight from the ring piece by piece, and `Ok(Some(what it
+    /// returned))` comes back. Whatever `stream` left unread of the message is skipped.
+    /// If the message's writer aborts it while `stream` reads, `stream`'s reads fail, its
+    /// result is dropped, and the next message is waited for.
+    ///
+    /// Deadlines as for [`get`](Self::get).
+    pub(crate) fn get_with<R>(
+        &self,
+        deadline: Deadline,
+        out: &mut Vec<u8>,
+        mut stream: impl FnMut(&mut Pieces<'_, '_>) -> R,
+    ) -> Result<Option<R>, Refused> {
         out.clear();
         let _held = lock(&self.read_lock, deadline)?;
+        let skipping = self.recover_reader()?;
         let reader = self.reader();
-        let signals = self.signals();
-        let mut skipping = self.recover_reader()?;
-        let mut open = skipping;
-        let mut tail = reader.pos.load(Ordering::Relaxed);
-        let mut consumed = reader.msgs.load(Ordering::Relaxed);
-        let mut total = 0u64;
+        let mut cursor = Cursor {
+            ring: self,
+            tail: reader.pos.load(Ordering::Relaxed),
+            consumed: reader.msgs.load(Ordering::Relaxed),
+            open: skipping,
+            skipping,
+            total: 0,
+            got: 0,
+        };
         loop {
-            let mut head = self.head(tail, false)?;
-            if head == tail {
-                head = self.head(tail, true)?;
-            }
-            if head == tail {
-                let mut data = || {
-                    head = self.head(tail, true)?;
-                    Ok(head != tail || (!open && self.is_closed()))
-                };
-                let ready =
-                    self.wait_for_data(if open { Deadline::NEVER } else { deadline }, &mut data)?;
-                if head == tail {
-                    if !ready {
-                        return Err(Refused::Busy);
-                    }
-                    if self.drained(tail, deadline)? {
-                        return Err(Refused::Closed);
-                    }
-                    continue;
-                }
-            }
-            let mut header = [0u8; HEADER as usize];
-            // SAFETY: we hold the read lock; `head - tail >= HEADER` (positions are
-            // multiples of HEADER and head > tail), and `[tail, head)` is published.
-            unsafe { self.read_at(tail, header.as_mut_ptr(), header.len()) };
-            let len = u64::from(u32::from_le_bytes([
-                header[0], header[1], header[2], header[3],
-            ]));
-            let flags = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
-            let whole = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
-            let chunk = span(len);
-            if chunk > head - tail || flags & !(FIRST | LAST | ABORT) != 0 {
-                return Err(Refused::Failed(corrupted(format!(
-                    "a chunk of {len} bytes with flags {flags:#x} at {tail} (head {head})"
-                ))));
-            }
-            if flags & ABORT != 0 {
-                // The writer gave up on (or died in) the message we were reading.
-                tail += chunk;
-                commit(reader, tail, consumed, false);
-                signals.wake_writers();
-                (open, skipping) = (false, false);
-                out.clear();
+            let Some(chunk) = cursor.next(deadline)? else {
+                continue; // an ABORT: the message in progress is gone
+            };
+            if cursor.skipping {
+                cursor.done(chunk);
                 continue;
             }
-            if flags & FIRST != 0 {
-                if open && !skipping {
-                    return Err(Refused::Failed(corrupted(
-                        "a message began inside another".into(),
-                    )));
-                }
-                if whole > self.max_message {
-                    return Err(Refused::Failed(corrupted(format!(
-                        "a message of {whole} bytes, beyond the queue's maximum"
-                    ))));
-                }
-                (open, skipping) = (true, false);
-                total = whole;
-                out.clear();
-                out.reserve(usize::try_from(whole).unwrap_or(0));
-            } else if !open {
-                return Err(Refused::Failed(corrupted(
-                    "a chunk continues no message".into(),
-                )));
-            }
-            if !skipping {
-                let len = len as usize;
-                if (out.len() + len) as u64 > total {
-                    return Err(Refused::Failed(corrupted(
-                        "a message longer than it said".into(),
-                    )));
-                }
+            if chunk.flags & LAST != 0 {
+                let len = chunk.len as usize;
                 out.reserve(len);
                 // SAFETY: we hold the read lock and the chunk lies in `[tail, head)`
-                // (checked above); `out` has room for `len` more bytes, which the copy
-                // initialises before `set_len` counts them.
+                // (checked by `next`); `out` has room for `len` more bytes, which the
+                // copy initialises before `set_len` counts them.
                 unsafe {
-                    self.read_at(tail + HEADER, out.as_mut_ptr().add(out.len()), len);
-                    out.set_len(out.len() + len);
+                    self.read_at(cursor.tail + HEADER, out.as_mut_ptr(), len);
+                    out.set_len(len);
                 }
+                cursor.done(chunk);
+                return Ok(None);
             }
-            tail += chunk;
-            if flags & LAST != 0 {
-                consumed += 1;
-                commit(reader, tail, consumed, false);
-                signals.wake_writers();
-                if skipping {
-                    (open, skipping) = (false, false);
-                    continue;
-                }
-                return Ok(());
+            let mut pieces = Pieces {
+                at: cursor.tail + HEADER,
+                left: chunk.len,
+                chunk,
+                cursor: &mut cursor,
+                spent: false,
+                end: None,
+            };
+            let result = stream(&mut pieces);
+            match pieces.finish() {
+                Ok(()) => return Ok(Some(result)),
+                Err(PieceEnd::Aborted) => continue,
+                Err(PieceEnd::Failed(e)) => return Err(e),
             }
-            commit(reader, tail, consumed, true);
-            signals.wake_writers();
         }
     }
 
@@ -1070,6 +1045,227 @@ impl Ring {
                 Ok(futex::Wake::TimedOut) => return Ok(false),
                 Ok(futex::Wake::Woken) => {}
                 Err(e) => return Err(Error::os("futex wait", e)),
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A reader's walk over the chunks.
+// ---------------------------------------------------------------------------------------
+
+/// A chunk's header, as read and checked by [`Cursor::next`].
+#[derive(Clone, Copy)]
+struct Chunk {
+    len: u64,
+    flags: u32,
+}
+
+/// The holder of the read lock walking the ring: its private copy of the readers'
+/// counters, committed chunk by chunk.
+struct Cursor<'a> {
+    ring: &'a Ring,
+    tail: u64,
+    consumed: u64,
+    /// A message is begun and not yet finished.
+    open: bool,
+    /// The open message is being skipped (a dead reader's, or one whose decoding failed).
+    skipping: bool,
+    /// The open message's length, from its first chunk.
+    total: u64,
+    /// The open message's bytes in the chunks seen so far.
+    got: u64,
+}
+
+impl Cursor<'_> {
+    /// Waits for the chunk at the tail and checks its header; `None` if it was an
+    /// `ABORT`, which ends the open message and is consumed. The chunk itself is left
+    /// in place until [`done`](Self::done). Only the wait for a message to begin is
+    /// bounded by `deadline`.
+    fn next(&mut self, deadline: Deadline) -> Result<Option<Chunk>, Refused> {
+        let ring = self.ring;
+        let tail = self.tail;
+        let mut head = ring.head(tail, false)?;
+        while head == tail {
+            head = ring.head(tail, true)?;
+            if head != tail {
+                break;
+            }
+            let open = self.open;
+            let mut data = || {
+                head = ring.head(tail, true)?;
+                Ok(head != tail || (!open && ring.is_closed()))
+            };
+            let ready =
+                ring.wait_for_data(if open { Deadline::NEVER } else { deadline }, &mut data)?;
+            if head == tail {
+                if !ready {
+                    return Err(Refused::Busy);
+                }
+                if ring.drained(tail, deadline)? {
+                    return Err(Refused::Closed);
+                }
+            }
+        }
+        let mut header = [0u8; HEADER as usize];
+        // SAFETY: we hold the read lock; `head - tail >= HEADER` (positions are
+        // multiples of HEADER and head > tail), and `[tail, head)` is published.
+        unsafe { ring.read_at(tail, header.as_mut_ptr(), header.len()) };
+        let len = u64::from(u32::from_le_bytes([
+            header[0], header[1], header[2], header[3],
+        ]));
+        let flags = u32::from_le_bytes([header[4], header[5], header[6], header[7]]);
+        let whole = u64::from_le_bytes(header[8..].try_into().unwrap_or_default());
+        if span(len) > head - tail || flags & !(FIRST | LAST | ABORT) != 0 {
+            return Err(Refused::Failed(corrupted(format!(
+                "a chunk of {len} bytes with flags {flags:#x} at {tail} (head {head})"
+            ))));
+        }
+        if flags & ABORT != 0 {
+            // The writer gave up on (or died in) the message we were reading.
+            self.tail += span(len);
+            commit(ring.reader(), self.tail, self.consumed, false);
+            ring.signals().wake_writers();
+            (self.open, self.skipping) = (false, false);
+            return Ok(None);
+        }
+        if flags & FIRST != 0 {
+            if self.open && !self.skipping {
+                return Err(Refused::Failed(corrupted(
+                    "a message began inside another".into(),
+                )));
+            }
+            if whole > ring.max_message {
+                return Err(Refused::Failed(corrupted(format!(
+                    "a message of {whole} bytes, beyond the queue's maximum"
+                ))));
+            }
+            (self.open, self.skipping) = (true, false);
+            (self.total, self.got) = (whole, 0);
+        } else if !self.open {
+            return Err(Refused::Failed(corrupted(
+                "a chunk continues no message".into(),
+            )));
+        }
+        if !self.skipping {
+            if self.got + len > self.total {
+                return Err(Refused::Failed(corrupted(
+                    "a message longer than it said".into(),
+                )));
+            }
+            self.got += len;
+        }
+        Ok(Some(Chunk { len, flags }))
+    }
+
+    /// Consumes the chunk at the tail (its bytes are copied out, or not wanted) and
+    /// commits: the message is consumed with its last chunk.
+    fn done(&mut self, chunk: Chunk) {
+        self.tail += span(chunk.len);
+        let last = chunk.flags & LAST != 0;
+        if last {
+            self.consumed += 1;
+            (self.open, self.skipping) = (false, false);
+        }
+        commit(self.ring.reader(), self.tail, self.consumed, !last);
+        self.ring.signals().wake_writers();
+    }
+}
+
+/// Why a message read in pieces ended early.
+enum PieceEnd {
+    /// Its writer aborted it (or died in it): there is no message.
+    Aborted,
+    /// The ring failed.
+    Failed(Refused),
+}
+
+/// The bytes of a message in pieces, read straight out of the ring as a
+/// [`Read`](std::io::Read): each chunk is consumed (and its room given back to the
+/// writers) once it is read through, so the writer can stream the next piece while this
+/// one is decoded.
+pub(crate) struct Pieces<'c, 'r> {
+    cursor: &'c mut Cursor<'r>,
+    chunk: Chunk,
+    /// The ring position of the next unread byte of `chunk`, and how many are left.
+    at: u64,
+    left: u64,
+    /// `chunk` is consumed already: read through, and not the last.
+    spent: bool,
+    end: Option<PieceEnd>,
+}
+
+impl Pieces<'_, '_> {
+    /// The message's length.
+    pub(crate) fn total(&self) -> u64 {
+        self.cursor.total
+    }
+
+    /// Skips what was not read, up to and including the last chunk.
+    fn finish(mut self) -> Result<(), PieceEnd> {
+        loop {
+            if let Some(end) = self.end.take() {
+                return Err(end);
+            }
+            if !self.spent {
+                self.cursor.done(self.chunk);
+            }
+            if self.chunk.flags & LAST != 0 {
+                return Ok(());
+            }
+            self.cursor.skipping = true;
+            self.advance_raw()?;
+        }
+    }
+
+    /// Moves to the next chunk of the message (the current one is done).
+    fn advance_raw(&mut self) -> Result<(), PieceEnd> {
+        match self.cursor.next(Deadline::NEVER) {
+            Err(e) => Err(PieceEnd::Failed(e)),
+            Ok(None) => Err(PieceEnd::Aborted),
+            Ok(Some(chunk)) => {
+                self.chunk = chunk;
+                (self.at, self.left) = (self.cursor.tail + HEADER, chunk.len);
+                self.spent = false;
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::io::Read for Pieces<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if self.end.is_some() {
+                return Err(std::io::Error::other("the message is not there"));
+            }
+            if self.left > 0 {
+                let n = (self.left as usize).min(buf.len());
+                // SAFETY: we hold the read lock (the cursor borrows the locked ring), and
+                // `[at, at + left)` is the unread payload of a checked chunk in
+                // `[tail, head)`; `buf` is private memory of at least `n` bytes.
+                unsafe { self.cursor.ring.read_at(self.at, buf.as_mut_ptr(), n) };
+                self.at += n as u64;
+                self.left -= n as u64;
+                if self.left == 0 && self.chunk.flags & LAST == 0 {
+                    // Read through: its room goes back to the writer now, not at the next
+                    // read (which may come after a long decode), and a reader killed
+                    // from here on has begun the message (see "Dying in the middle").
+                    self.cursor.done(self.chunk);
+                    self.spent = true;
+                }
+                return Ok(n);
+            }
+            if self.chunk.flags & LAST != 0 || buf.is_empty() {
+                return Ok(0);
+            }
+            if !self.spent {
+                // An empty chunk that is not the last.
+                self.cursor.done(self.chunk);
+                self.spent = true;
+            }
+            if let Err(end) = self.advance_raw() {
+                self.end = Some(end);
             }
         }
     }

@@ -431,3 +431,106 @@ fn a_message_of_a_piece_goes_whole_and_one_byte_more_goes_in_pieces() {
         }
     }
 }
+
+/// [`Ring::get_with`]: the bytes `stream` read, or `out`'s for a message of one chunk;
+/// `true` if it came through `stream`.
+fn get_streamed(ring: &Ring, read_size: usize) -> (Vec<u8>, bool) {
+    let mut out = Vec::new();
+    let streamed = ring
+        .get_with(soon(), &mut out, |pieces| {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; read_size];
+            loop {
+                match std::io::Read::read(pieces, &mut buf).unwrap() {
+                    0 => break got,
+                    n => got.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .unwrap();
+    match streamed {
+        Some(got) => (got, true),
+        None => (out, false),
+    }
+}
+
+#[test]
+fn a_message_of_a_piece_is_copied_out_whole_and_a_longer_one_is_read_in_pieces() {
+    let ring = ring(1 << 20, 0);
+    let piece = ring.piece() as usize;
+    std::thread::scope(|s| {
+        // A busy writer keeps the ring full, so every read races a write.
+        s.spawn(|| {
+            for round in 0..4u32 {
+                for len in [piece - 1, piece, piece + 1, 3 * piece + 5] {
+                    ring.put(&message(round, len), soon()).unwrap();
+                }
+            }
+        });
+        for round in 0..4u32 {
+            for len in [piece - 1, piece, piece + 1, 3 * piece + 5] {
+                // Reads of odd sizes straddle the chunks' edges.
+                let (got, streamed) = get_streamed(&ring, 7 + 4093 * round as usize);
+                assert_eq!(got, message(round, len), "len {len}");
+                assert_eq!(streamed, len > piece, "len {len}");
+            }
+        }
+    });
+    assert_eq!(ring.len(), 0);
+}
+
+#[test]
+fn a_reader_that_stops_early_skips_the_rest_of_its_message() {
+    let ring = ring(4096, 0);
+    let long = message(1, 100_000);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            ring.put(&long, soon()).unwrap();
+            ring.put(&message(2, 10), soon()).unwrap();
+        });
+        let mut out = Vec::new();
+        let head = ring
+            .get_with(soon(), &mut out, |pieces| {
+                let mut buf = [0u8; 10];
+                std::io::Read::read_exact(pieces, &mut buf).map(|()| buf)
+            })
+            .unwrap();
+        assert_eq!(head.unwrap().unwrap()[..], long[..10]);
+        assert_eq!(get(&ring, soon()).unwrap(), message(2, 10));
+    });
+    assert_eq!(ring.len(), 0);
+}
+
+#[test]
+fn a_message_aborted_while_it_is_read_in_pieces_gives_way_to_the_next() {
+    let ring = ring(4096, 0);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // The reader stalls after a first read: this put runs out of time mid-stream.
+            let deadline = Deadline::after(Some(Duration::from_millis(50)));
+            assert!(matches!(
+                ring.put(&message(1, 100_000), deadline),
+                Err(Refused::Busy)
+            ));
+            ring.put(&message(2, 10), soon()).unwrap();
+        });
+        let mut out = Vec::new();
+        let mut tries = 0;
+        let streamed = ring
+            .get_with(soon(), &mut out, |pieces| {
+                tries += 1;
+                let mut buf = [0u8; 100];
+                std::io::Read::read_exact(pieces, &mut buf).unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+                std::io::Read::read_to_end(pieces, &mut Vec::new())
+            })
+            .unwrap();
+        assert_eq!(
+            (streamed.is_none(), tries),
+            (true, 1),
+            "the abort was skipped"
+        );
+        assert_eq!(out, message(2, 10));
+    });
+    assert_eq!(ring.len(), 0);
+}
