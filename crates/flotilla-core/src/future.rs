@@ -57,8 +57,9 @@
 //!   registered, replaces it in place when polled with another waker, and removes it
 //!   when dropped unfinished: an awaiting side that gives up (a `select!` that took
 //!   another branch, an aborted task) leaves nothing behind in a future that lives on.
-//! - The blocking waiter first spins briefly on the state (see
-//!   [`Shared::wait_done`]), then sleeps on `cond` counted in `sleepers`.
+//! - The blocking waiter first spins on the state (see [`Shared::wait_done`]): a few
+//!   µs while the task is PENDING, up to 40 µs once it has seen it RUNNING (its worker
+//!   is then on another CPU); then it sleeps on `cond` counted in `sleepers`.
 
 use std::cell::UnsafeCell;
 use std::fmt;
@@ -102,6 +103,16 @@ const SPIN_FOR: Duration = if cfg!(loom) {
     Duration::ZERO
 } else {
     Duration::from_micros(3)
+};
+/// How long a blocking waiter keeps spinning once it has seen the task RUNNING (see
+/// [`Shared::wait_done`]): a RUNNING task's worker is on another CPU than the spinning
+/// waiter, so the spin delays nobody, and a waiter that parks lets its virtual CPU halt,
+/// whose wake-up costs about 50 µs on a VM. Bounded, so a long task costs its waiter at
+/// most this much CPU.
+const SPIN_RUNNING_FOR: Duration = if cfg!(loom) {
+    Duration::ZERO
+} else {
+    Duration::from_micros(40)
 };
 /// The bits of `state` that hold the phase.
 const PHASE: u8 = 0b111;
@@ -393,14 +404,27 @@ impl<T> Shared<T> {
             // of a time slice, while a parked waiter that is woken runs at once. The
             // spin-then-yield this replaced (crossbeam's `Backoff::snooze`: 127 hints,
             // 4-24 µs here, then four yields) was the slow mode of issue 15.
-            let spin_for = timeout.map_or(SPIN_FOR, |t| t.min(SPIN_FOR));
+            //
+            // The short bound holds while the task is PENDING: its worker may be waiting
+            // for this very CPU. Once the task is seen RUNNING, its worker is running on
+            // another CPU at the same time as this waiter, so spinning on delays nobody;
+            // the waiter then spins up to SPIN_RUNNING_FOR, because parking lets this
+            // (virtual) CPU halt, and waking a halted vCPU took ~50 µs on this VM
+            // (haltpoll with no poll time): the idle slow mode of issue 15, where a
+            // trivial task finished a microsecond after its waiter had parked.
+            let limit = |bound: Duration| timeout.map_or(bound, |t| t.min(bound));
+            let mut spin_for = limit(SPIN_FOR);
             let start = Instant::now();
             loop {
                 for _ in 0..8 {
                     std::hint::spin_loop();
                 }
-                if is_done(self.state()) {
+                let state = self.state();
+                if is_done(state) {
                     return true;
+                }
+                if phase(state) == RUNNING {
+                    spin_for = limit(SPIN_RUNNING_FOR);
                 }
                 if start.elapsed() >= spin_for {
                     break;
@@ -834,6 +858,13 @@ impl<T> Future<T> {
         if let Some(inner) = self.shared.lock().as_mut() {
             inner.watchers.retain(|(s, _)| !Arc::ptr_eq(s, signal));
         }
+    }
+
+    /// Whether a blocking waiter, waker, callback or watcher registered itself (the
+    /// WAITERS flag): after a `wait`, whether the waiter parked instead of spinning.
+    #[cfg(test)]
+    pub(crate) fn parked_waiter_registered(&self) -> bool {
+        self.shared.state() & WAITERS != 0
     }
 
     #[cfg(test)]

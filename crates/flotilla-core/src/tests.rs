@@ -81,3 +81,86 @@ fn a_completion_leaves_the_value_in_place() {
     assert!(poll_once(&mut completion).is_ready());
     assert_eq!(fut.into_result().unwrap(), "kept");
 }
+
+/// Pins the calling thread to `cpu`, so a test's two threads run at the same time (the
+/// case a waiter's longer spin is for) however loaded the machine is.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed `cpu_set_t` is a valid empty set; CPU_SET writes within it for
+    // any `cpu` below CPU_SETSIZE (checked by the assert), and sched_setaffinity only
+    // reads the set we pass with its true size.
+    let pinned = unsafe {
+        assert!(cpu < libc::CPU_SETSIZE as usize);
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        pinned,
+        0,
+        "cannot pin a thread to CPU {cpu} ({}); this test needs a machine with 2 CPUs",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Issue 15's idle slow mode: a waiter that parked a microsecond before a short task
+/// finished paid the wake-up of a halted virtual CPU (~50 µs). A waiter that has seen
+/// its task RUNNING (so its worker is on another CPU) spins on for a bounded time
+/// instead of parking, and catches a task that runs ~10 µs. The two threads are pinned
+/// to two CPUs: on one CPU the spin would only delay the worker.
+#[test]
+fn a_waiter_that_sees_its_task_running_spins_through_a_short_task() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Instant;
+
+    const ROUNDS: usize = 40;
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    // A thread of its own, so a hang fails the test instead of hanging it.
+    std::thread::spawn(move || {
+        pin_to_cpu(0);
+        // Many rounds may park (a worker preempted mid-task on a loaded machine: 17 of
+        // 20 did under a load of 20 on 2 CPUs); before the fix every round parked, as
+        // the waiter spun only 3 µs.
+        let mut unparked = 0;
+        for _ in 0..ROUNDS {
+            let (completer, fut) = Completer::<u8>::new();
+            // The task runs 10 µs from the moment the waiter is about to wait, so the
+            // waiter is inside `wait` for all of it.
+            let waiting = Arc::new(AtomicBool::new(false));
+            let worker = {
+                let waiting = Arc::clone(&waiting);
+                std::thread::spawn(move || {
+                    pin_to_cpu(1);
+                    assert!(completer.set_running_or_notify_cancel());
+                    while !waiting.load(Ordering::Acquire) {
+                        std::hint::spin_loop();
+                    }
+                    let t = Instant::now();
+                    while t.elapsed() < Duration::from_micros(10) {
+                        std::hint::spin_loop();
+                    }
+                    completer.set_result(7);
+                })
+            };
+            while !fut.running() {
+                std::hint::spin_loop();
+            }
+            waiting.store(true, Ordering::Release);
+            fut.wait();
+            if !fut.parked_waiter_registered() {
+                unparked += 1;
+            }
+            assert_eq!(fut.result().unwrap(), 7);
+            worker.join().unwrap();
+        }
+        let _ = done_tx.send(unparked);
+    });
+    let unparked = done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the waits did not finish within 60 s");
+    assert!(
+        unparked >= 2,
+        "in {ROUNDS} rounds the waiter parked {} times while its task ran for 10 µs",
+        ROUNDS - unparked
+    );
+}
