@@ -273,13 +273,15 @@ where
         let (pid, watch) = if self.method == StartMethod::Spawn {
             let pid = boot::spawn(ROLE_TASK, theirs)?;
             let pidfd = pidfd_or_reap(pid)?;
+            send_boot(&ours, &boot, &fds)?;
             (pid, ExitWatch::Direct { pidfd })
         } else {
-            let (pid, status) = forkserver::get()?.fork(daemon, theirs.into_fd())?;
+            let (pid, status) = forkserver::get()?.fork(daemon, theirs.into_fd(), || {
+                send_boot(&ours, &boot, &fds)
+            })?;
             let pidfd = sys::pidfd_open(pid).ok();
             (pid, ExitWatch::Server { status, pidfd })
         };
-        send_boot(&ours, &boot, &fds)?;
         flotilla_core::event!(
             flotilla_core::log::Level::DEBUG,
             child = %name,
