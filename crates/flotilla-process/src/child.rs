@@ -216,9 +216,13 @@ impl Child {
                     // Anything the child wrote before ending is already buffered: read
                     // it, and close the channel (a sibling may hold the child's end, so
                     // end of file may never come).
-                    self.read_report(&mut status)?;
-                    status.results = None;
+                    // A report stored in the shared page was not sent: the channel
+                    // is empty then, and needs no read.
                     self.read_page(&mut status)?;
+                    if matches!(status.outcome, Outcome::Pending) {
+                        self.read_report(&mut status)?;
+                    }
+                    status.results = None;
                     return Ok(true);
                 }
             }
