@@ -213,10 +213,11 @@ pub(crate) fn run_task(boot: Connection, check_parent: bool) -> ! {
         entry(&task.args, fds)
     };
     match catch_unwind(AssertUnwindSafe(run)) {
-        Ok(Ok((value, fds))) => finish(&boot, &Report::Returned(value), &fds, 0),
+        Ok(Ok((value, fds))) => finish(&boot, None, &Report::Returned(value), &fds, 0),
         Ok(Err(message)) => refuse(&boot, message),
         Err(payload) => finish(
             &boot,
+            None,
             &Report::Panicked(flotilla_core::panic_message(&*payload)),
             &[],
             1,
@@ -253,13 +254,23 @@ fn name_panics() {
 
 fn refuse(boot: &Connection, reason: String) -> ! {
     eprintln!("flotilla worker {}: {reason}", std::process::id());
-    finish(boot, &Report::Refused(reason), &[], 70)
+    finish(boot, None, &Report::Refused(reason), &[], 70)
 }
 
 /// Ends a child as Python's do: waits for its non-daemon threads, then for its own
 /// non-daemonic children (terminating its daemonic ones), then sends `report`, flushes
 /// standard output, and exits with `code`.
-pub(crate) fn finish(results: &Connection, report: &Report, fds: &[OwnedFd], code: i32) -> ! {
+///
+/// A fork child has a `page` shared with its parent: a report that fits there and
+/// carries no descriptors is stored in it instead of sent, so the parent wakes up once,
+/// for the exit, and finds the report already there (see `child`'s module doc).
+pub(crate) fn finish(
+    results: &Connection,
+    page: Option<&sys::ReportPage>,
+    report: &Report,
+    fds: &[OwnedFd],
+    code: i32,
+) -> ! {
     // A process with one thread has no other thread to wait for; and only then may it
     // skip flotilla-thread's registry lock, which in a child forked from a process with
     // other threads (`start_unchecked`) one of them may have held.
@@ -268,8 +279,11 @@ pub(crate) fn finish(results: &Connection, report: &Report, fds: &[OwnedFd], cod
     }
     crate::process::join_children();
     if let Ok(bytes) = codec::encode(report) {
-        // A parent that stopped listening just misses the report.
-        let _ = results.send_frame(&bytes, fds);
+        let stored = fds.is_empty() && page.is_some_and(|page| page.write(&bytes));
+        if !stored {
+            // A parent that stopped listening just misses the report.
+            let _ = results.send_frame(&bytes, fds);
+        }
     }
     if FLUSH_STDOUT.load(Ordering::Relaxed) {
         let _ = std::io::stdout().flush();
@@ -288,8 +302,12 @@ pub(crate) fn set_flush_stdout(flush: bool) {
 }
 
 /// Runs `target` in a child (after fork, or from a trampoline) and ends the process the
-/// way every child ends.
-pub(crate) fn run_and_report<R, F>(results: &Connection, target: F) -> !
+/// way every child ends; `page` as for [`finish`].
+pub(crate) fn run_and_report<R, F>(
+    results: &Connection,
+    page: Option<&sys::ReportPage>,
+    target: F,
+) -> !
 where
     F: FnOnce() -> R,
     R: Serialize,
@@ -300,9 +318,10 @@ where
     };
     match catch_unwind(AssertUnwindSafe(run)) {
         Ok(value) => match handle::encode(&value) {
-            Ok((bytes, fds)) => finish(results, &Report::Returned(bytes), &fds, 0),
+            Ok((bytes, fds)) => finish(results, page, &Report::Returned(bytes), &fds, 0),
             Err(e) => finish(
                 results,
+                page,
                 &Report::Panicked(format!("the return value could not be encoded: {e}")),
                 &[],
                 1,
@@ -310,6 +329,7 @@ where
         },
         Err(payload) => finish(
             results,
+            page,
             &Report::Panicked(flotilla_core::panic_message(&*payload)),
             &[],
             1,

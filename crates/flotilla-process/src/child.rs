@@ -17,6 +17,15 @@
 //! value, 1 for a panic, 70 for a refusal. A child that ended with no report then has
 //! no knowable exit code: it is recorded as [`LOST_EXIT`] and `join` says why.
 //!
+//! A fork child has one more way to report: a page of memory shared with its parent
+//! (`sys::ReportPage`), for a report that fits in it and carries no descriptors — the
+//! common case. It stores the report there and exits without writing to the result
+//! channel, and the parent keeps the child's end of that channel open meanwhile, so the
+//! child's exit is no end of file on it either: the parent wakes up once, for the exit,
+//! and reads the report from the page. A larger report, or one with descriptors, still
+//! travels on the channel as above; a child killed before it stored the whole report
+//! leaves the page's length word zero, which reads as no report.
+//!
 //! Every descriptor here is flotilla's own, entered in the `fds` registry so that a
 //! fork child does not inherit it.
 
@@ -85,6 +94,14 @@ struct Status {
     lost: bool,
 }
 
+/// A fork child's shared report page, and the parent's copy of the child's end of the
+/// result channel, kept open so the child's exit is no end of file: see the module doc.
+#[derive(Debug)]
+pub(crate) struct PageReport {
+    pub(crate) page: sys::ReportPage,
+    pub(crate) child_end: Internal<Connection>,
+}
+
 /// One child, as its parent sees it.
 #[derive(Debug)]
 pub(crate) struct Child {
@@ -93,6 +110,8 @@ pub(crate) struct Child {
     pub(crate) daemon: bool,
     watch: ExitWatch,
     status: Mutex<Status>,
+    /// Closed with the result channel, once the child has ended.
+    page: Mutex<Option<PageReport>>,
 }
 
 impl Child {
@@ -102,6 +121,7 @@ impl Child {
         daemon: bool,
         watch: ExitWatch,
         results: Connection,
+        page: Option<PageReport>,
     ) -> Self {
         match &watch {
             ExitWatch::Direct { pidfd } => fds::register(pidfd.as_raw_fd()),
@@ -128,6 +148,7 @@ impl Child {
                 server_gone: false,
                 lost: false,
             }),
+            page: Mutex::new(page),
         }
     }
 
@@ -195,7 +216,12 @@ impl Child {
                     // Anything the child wrote before ending is already buffered: read
                     // it, and close the channel (a sibling may hold the child's end, so
                     // end of file may never come).
-                    self.read_report(&mut status)?;
+                    // A report stored in the shared page was not sent: the channel
+                    // is empty then, and needs no read.
+                    self.read_page(&mut status)?;
+                    if matches!(status.outcome, Outcome::Pending) {
+                        self.read_report(&mut status)?;
+                    }
                     status.results = None;
                     return Ok(true);
                 }
@@ -240,6 +266,26 @@ impl Child {
                 status.results = None;
                 return Err(e.into());
             }
+        }
+        Ok(())
+    }
+
+    /// Once the child has ended: takes the report from its shared page, if it stored
+    /// one there (then nothing came on the channel), and unmaps the page.
+    fn read_page(&self, status: &mut Status) -> Result<(), Error> {
+        let Some(PageReport { page, child_end }) = self
+            .page
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return Ok(());
+        };
+        drop(child_end);
+        if let (Outcome::Pending, Some(bytes)) = (&status.outcome, page.read()) {
+            let report: Report =
+                flotilla_core::codec::decode(&bytes).map_err(flotilla_ipc::Error::from)?;
+            status.outcome = Outcome::Reported(report, Vec::new());
         }
         Ok(())
     }

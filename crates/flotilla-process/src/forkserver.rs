@@ -81,9 +81,22 @@ impl ForkServer {
         }
     }
 
-    /// Asks the server to fork a child that runs the task arriving on `boot`. Returns the
-    /// child's pid and the channel its exit code will arrive on.
-    pub(crate) fn fork(&self, daemon: bool, boot: OwnedFd) -> Result<(i32, Connection), Error> {
+    /// Asks the server to fork a child that runs the task arriving on `boot`, then calls
+    /// `send_task` (which sends that task on the other end of `boot`) before it waits for
+    /// the server's answer. Returns the child's pid and the channel its exit code will
+    /// arrive on.
+    ///
+    /// The task is sent while the server forks, not after its answer: the child finds it
+    /// waiting when it starts, instead of waiting for the parent to wake up and send it.
+    /// A task larger than the socket buffer blocks `send_task` until the child reads it;
+    /// if the child never comes (the fork failed, the server died), the server closes its
+    /// end of `boot` (or the kernel does, with the server's queue), and the send ends.
+    pub(crate) fn fork(
+        &self,
+        daemon: bool,
+        boot: OwnedFd,
+        send_task: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<(i32, Connection), Error> {
         let (status, status_theirs) = pipe(true)?;
         let request = codec::encode(&Request { daemon }).map_err(flotilla_ipc::Error::from)?;
         {
@@ -91,6 +104,7 @@ impl ForkServer {
             self.control
                 .send_frame(&request, &[boot, status_theirs.into_fd()])?;
         }
+        send_task()?;
         let pid = status
             .recv_timeout::<i32>(Duration::from_secs(60))
             .map_err(|e| Error::ForkServer(format!("no answer to a fork request: {e}")))?;

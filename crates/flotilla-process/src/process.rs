@@ -13,9 +13,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::boot::{self, Boot, ROLE_TASK};
-use crate::child::{Child, ExitWatch, Outcome, Report};
+use crate::child::{Child, ExitWatch, Outcome, PageReport, Report};
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
+use crate::fds::Internal;
 use crate::state::{self, ProcessInfo};
 use crate::target::Target;
 use crate::{fds, forkserver, sys};
@@ -273,13 +274,14 @@ where
         let (pid, watch) = if self.method == StartMethod::Spawn {
             let pid = boot::spawn(ROLE_TASK, theirs)?;
             let pidfd = pidfd_or_reap(pid)?;
+            send_boot(&ours, &boot, &fds)?;
             (pid, ExitWatch::Direct { pidfd })
         } else {
-            let (pid, status) = forkserver::get()?.fork(daemon, theirs.into_fd())?;
+            let (pid, status) = forkserver::get()?
+                .fork(daemon, theirs.into_fd(), || send_boot(&ours, &boot, &fds))?;
             let pidfd = sys::pidfd_open(pid).ok();
             (pid, ExitWatch::Server { status, pidfd })
         };
-        send_boot(&ours, &boot, &fds)?;
         flotilla_core::event!(
             flotilla_core::log::Level::DEBUG,
             child = %name,
@@ -288,7 +290,7 @@ where
             daemon,
             "started a process"
         );
-        Ok(register(Child::new(pid, name, daemon, watch, ours)))
+        Ok(register(Child::new(pid, name, daemon, watch, ours, None)))
     }
 }
 
@@ -403,6 +405,8 @@ where
 {
     let (name, parent) = prepare(name)?;
     let (ours, theirs) = pipe(true)?;
+    // Without a page (no memory to map one), the report travels on the channel.
+    let page = sys::ReportPage::new().ok();
     // SAFETY: forwarded from this function's contract: the child only runs `body` and
     // flotilla's own bootstrap, which takes no lock another thread could hold (the
     // process state is replaced, not locked, in the child; stdout is flushed at the end
@@ -426,10 +430,13 @@ where
             if daemon {
                 sys::watch_parent(parent_pid);
             }
-            boot::run_and_report(&theirs, body)
+            boot::run_and_report(&theirs, page.as_ref(), body)
         }
         nix::unistd::ForkResult::Parent { child } => {
-            drop(theirs);
+            let page = page.map(|page| PageReport {
+                page,
+                child_end: Internal::new(theirs),
+            });
             let pid = child.as_raw();
             flotilla_core::event!(
                 flotilla_core::log::Level::DEBUG,
@@ -442,7 +449,7 @@ where
             let watch = ExitWatch::Direct {
                 pidfd: pidfd_or_reap(pid)?,
             };
-            Ok(register(Child::new(pid, name, daemon, watch, ours)))
+            Ok(register(Child::new(pid, name, daemon, watch, ours, page)))
         }
     }
 }

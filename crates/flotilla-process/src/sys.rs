@@ -297,3 +297,101 @@ pub(crate) fn spawn_self(
 pub(crate) fn signal_name(signal: i32) -> &'static str {
     nix::sys::signal::Signal::try_from(signal).map_or("unknown signal", |s| s.as_str())
 }
+
+/// One page of memory shared between a parent and the child it forks, for the child's
+/// report when it is small: see `child`'s module doc.
+///
+/// Layout: a `u64` length word, then the report's bytes. The child copies the bytes in
+/// first and stores their length last (release); the parent reads the length (acquire)
+/// only once the child has ended. A fresh page is zero, and a child killed before the
+/// length store leaves it zero: no report.
+#[derive(Debug)]
+pub(crate) struct ReportPage {
+    base: std::ptr::NonNull<u8>,
+}
+
+// SAFETY: the page is plain memory owned by this value; every access goes through the
+// atomic length word, which orders the byte copies (see `write` and `read`).
+unsafe impl Send for ReportPage {}
+// SAFETY: as for Send; `read` only reads.
+unsafe impl Sync for ReportPage {}
+
+impl ReportPage {
+    const SIZE: usize = 4096;
+    const HEADER: usize = std::mem::size_of::<u64>();
+    /// The largest report that fits.
+    pub(crate) const CAPACITY: usize = Self::SIZE - Self::HEADER;
+
+    /// A fresh zeroed page, shared with the children forked after this call.
+    pub(crate) fn new() -> Result<ReportPage, Error> {
+        // SAFETY: an anonymous mapping at an address of the kernel's choosing touches no
+        // existing memory; the result is checked before use.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                Self::SIZE,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(Error::Os {
+                op: "mmap of a report page",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(ReportPage {
+            base: std::ptr::NonNull::new(base.cast()).expect("mmap never maps address zero"),
+        })
+    }
+
+    fn len_word(&self) -> &std::sync::atomic::AtomicU64 {
+        // SAFETY: the page is page-aligned, at least 8 bytes long, and lives as long as
+        // `self`; the word is only ever accessed atomically.
+        unsafe { std::sync::atomic::AtomicU64::from_ptr(self.base.as_ptr().cast()) }
+    }
+
+    /// In the child: stores `bytes` as the report. False, storing nothing, when they do
+    /// not fit.
+    pub(crate) fn write(&self, bytes: &[u8]) -> bool {
+        if bytes.len() > Self::CAPACITY {
+            return false;
+        }
+        // SAFETY: the destination is this page's data area, `CAPACITY` bytes long
+        // (checked above), and nobody reads it before the length store below.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                self.base.as_ptr().add(Self::HEADER),
+                bytes.len(),
+            );
+        }
+        // One more than the length, so an empty report is still a report.
+        self.len_word()
+            .store(bytes.len() as u64 + 1, std::sync::atomic::Ordering::Release);
+        true
+    }
+
+    /// In the parent, once the child has ended: the report it stored, if any.
+    pub(crate) fn read(&self) -> Option<Vec<u8>> {
+        let stored = self.len_word().load(std::sync::atomic::Ordering::Acquire);
+        let len = usize::try_from(stored.checked_sub(1)?).ok()?;
+        if len > Self::CAPACITY {
+            return None; // not written by `write`
+        }
+        // SAFETY: `len` bytes of the data area were written before the length word's
+        // release store, which the acquire load above saw.
+        Some(unsafe {
+            std::slice::from_raw_parts(self.base.as_ptr().add(Self::HEADER), len).to_vec()
+        })
+    }
+}
+
+impl Drop for ReportPage {
+    fn drop(&mut self) {
+        // SAFETY: the mapping was made by `new` with this size and is not used after.
+        unsafe { libc::munmap(self.base.as_ptr().cast(), Self::SIZE) };
+    }
+}
