@@ -173,6 +173,8 @@ pub mod multiprocessing {
 
     /// Errors of pipes and connections.
     pub use flotilla_ipc::Error as IpcError;
+    #[doc(inline)]
+    pub use flotilla_ipc::{PollError, RecvError, RecvIntoError, RecvTimeoutError, SendError};
 
     #[doc(inline)]
     pub use flotilla_ipc::queue as queues;
