@@ -393,3 +393,69 @@ impl From<PollError> for Error {
         }
     }
 }
+
+/// Why [`Barrier::wait`](crate::Barrier::wait) or
+/// [`wait_timeout`](crate::Barrier::wait_timeout) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BarrierError {
+    /// The barrier is broken: aborted, reset while this process waited, a waiter timed
+    /// out (a timeout breaks the barrier for everyone, as in Python), or a participant
+    /// died inside it. [`Barrier::reset`](crate::Barrier::reset) makes it usable again.
+    #[error(
+        "the barrier is broken (aborted, reset, a waiter timed out or died); reset it to use it again"
+    )]
+    Broken,
+    /// The barrier's process-shared mutex failed.
+    #[error("{op}: {source}")]
+    Os {
+        /// What flotilla was doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl BarrierError {
+    /// A failure of the barrier's mutex, as a barrier wait reports it.
+    pub(crate) fn mutex(e: Error) -> Self {
+        match e {
+            Error::Os { op, source } => BarrierError::Os { op, source },
+            other => BarrierError::Os {
+                op: "barrier mutex",
+                source: std::io::Error::other(other),
+            },
+        }
+    }
+}
+
+/// Why a semaphore's `release` failed; the value is then unchanged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// A `BoundedSemaphore` was released more times than it was acquired (or a
+    /// `Semaphore` past `u32::MAX`): Python's `ValueError`. Release only what was
+    /// acquired.
+    #[error("semaphore released too many times: its value may not exceed {bound}")]
+    OverReleased {
+        /// The largest value the semaphore may hold.
+        bound: usize,
+    },
+}
+
+impl From<BarrierError> for Error {
+    fn from(e: BarrierError) -> Self {
+        match e {
+            BarrierError::Broken => Error::BrokenBarrier,
+            BarrierError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+impl From<ReleaseError> for Error {
+    fn from(e: ReleaseError) -> Self {
+        match e {
+            ReleaseError::OverReleased { bound } => Error::SemaphoreOverReleased { bound },
+        }
+    }
+}
