@@ -459,3 +459,95 @@ impl From<ReleaseError> for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Exhaustive matches, without a wildcard: a variant added to one of these types
+    //! fails to compile here, so that adding one is a decision, made with its docs.
+
+    use super::*;
+
+    #[allow(dead_code)]
+    fn send(e: SendError) {
+        match e {
+            SendError::Disconnected
+            | SendError::WrongDirection(_)
+            | SendError::HandlesNotSupported(_)
+            | SendError::Encode(_)
+            | SendError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn recv(e: RecvError) {
+        match e {
+            RecvError::Disconnected
+            | RecvError::Truncated { .. }
+            | RecvError::TooLarge { .. }
+            | RecvError::NoMemory { .. }
+            | RecvError::Malformed(_)
+            | RecvError::Closed
+            | RecvError::WrongDirection(_)
+            | RecvError::Decode(_)
+            | RecvError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn recv_timeout(e: RecvTimeoutError) {
+        match e {
+            RecvTimeoutError::Timeout(_) | RecvTimeoutError::Recv(_) => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn recv_into(e: RecvIntoError) {
+        match e {
+            RecvIntoError::BufferTooSmall { .. } | RecvIntoError::Recv(_) => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn poll(e: PollError) {
+        match e {
+            PollError::WrongDirection(_) | PollError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn barrier(e: BarrierError) {
+        match e {
+            BarrierError::Broken | BarrierError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn release(e: ReleaseError) {
+        match e {
+            ReleaseError::OverReleased { .. } => {}
+        }
+    }
+
+    #[test]
+    fn os_errors_map_to_what_they_mean() {
+        use nix::errno::Errno;
+        assert!(matches!(
+            SendError::os("send", Errno::EPIPE),
+            SendError::Disconnected
+        ));
+        assert!(matches!(
+            SendError::os("send", Errno::ECONNRESET),
+            SendError::Disconnected
+        ));
+        assert!(matches!(
+            SendError::os("send", Errno::EAGAIN),
+            SendError::Os { op: "send", .. }
+        ));
+        // The umbrella keeps its old names for the same faults.
+        assert!(matches!(Error::from(RecvError::Disconnected), Error::Eof));
+        assert!(matches!(
+            Error::from(BarrierError::Broken),
+            Error::BrokenBarrier
+        ));
+    }
+}
