@@ -13,7 +13,7 @@ use std::os::fd::OwnedFd;
 use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
-use flotilla::multiprocessing::{Connection, IpcError, Process, StartMethod, get_context, pipe};
+use flotilla::multiprocessing::{Connection, Process, RecvError, StartMethod, get_context, pipe};
 use ipc_channel::ipc::{self, IpcBytesReceiver, IpcBytesSender, IpcOneShotServer, IpcSender};
 
 use crate::figures::{Batch, Calls};
@@ -257,7 +257,7 @@ fn flotilla_echo(conn: Connection) -> u64 {
     loop {
         match conn.recv_bytes() {
             Ok(message) => conn.send_bytes(&message).expect("the parent waits for it"),
-            Err(IpcError::Eof) => return echoed,
+            Err(RecvError::Disconnected) => return echoed,
             Err(e) => panic!("echo child: {e}"),
         }
         echoed += 1;
@@ -279,7 +279,7 @@ fn flotilla_sink(conn: Connection) -> u64 {
                 messages += 1;
                 bytes += message.len() as u64;
             }
-            Err(IpcError::Eof) => return batches,
+            Err(RecvError::Disconnected) => return batches,
             Err(e) => panic!("counting child: {e}"),
         }
     }

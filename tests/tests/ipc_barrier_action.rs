@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use flotilla_ipc::{Barrier, Error};
+use flotilla_ipc::{Barrier, BarrierError};
 use flotilla_process::{StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -98,7 +98,7 @@ fn a_panicking_action_breaks_the_round_and_the_panic_goes_on_in_its_process() {
         .unwrap();
     assert!(matches!(
         barrier.wait_timeout(LONG),
-        Err(Error::BrokenBarrier)
+        Err(BarrierError::Broken)
     ));
     let failure = child.join_timeout(LONG).unwrap_err().to_string();
     assert!(
@@ -127,7 +127,7 @@ fn a_process_that_dies_in_the_action_breaks_the_barrier_for_the_others() {
     // lock owner-died and the barrier broken.
     assert!(matches!(
         barrier.wait_timeout(Duration::from_secs(2)),
-        Err(Error::BrokenBarrier)
+        Err(BarrierError::Broken)
     ));
     assert!(child.join_timeout(LONG).is_err(), "the child was killed");
     assert!(barrier.broken());
@@ -152,7 +152,7 @@ fn the_default_timeout_holds_in_every_process() {
         .unwrap();
     let start = Instant::now();
     // Three parties, two come: both waits time out by the default and break the barrier.
-    assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
+    assert!(matches!(barrier.wait(), Err(BarrierError::Broken)));
     assert!(start.elapsed() < LONG);
     let theirs = child.join_timeout(LONG).unwrap().unwrap_err();
     assert!(theirs.contains("broken"), "{theirs}");
@@ -160,6 +160,6 @@ fn the_default_timeout_holds_in_every_process() {
     barrier.reset().unwrap();
     assert!(matches!(
         barrier.wait_timeout(Duration::ZERO),
-        Err(Error::BrokenBarrier)
+        Err(BarrierError::Broken)
     ));
 }

@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use flotilla_ipc::{
-    Connection, Error, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder,
-    TryPutError, pipe,
+    Connection, Error, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder, RecvError,
+    RecvTimeoutError, TryPutError, pipe,
 };
 use flotilla_process::{Process, StartMethod, get_context};
 use serde::{Deserialize, Serialize};
@@ -187,7 +187,10 @@ fn a_producer_killed_mid_put_leaves_no_partial_item() {
         producer.kill().unwrap();
         assert!(producer.join_timeout(LONG).is_err());
         assert!(
-            matches!(ours.recv_timeout::<String>(LONG), Err(Error::Eof)),
+            matches!(
+                ours.recv_timeout::<String>(LONG),
+                Err(RecvTimeoutError::Recv(RecvError::Disconnected))
+            ),
             "the put never returned"
         );
 

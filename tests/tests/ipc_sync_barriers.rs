@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{Barrier, Error};
+use flotilla_ipc::{Barrier, BarrierError};
 use flotilla_process::{StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -64,14 +64,14 @@ fn a_participant_killed_before_arriving_breaks_the_barrier_by_timeout() {
         // This wait times out, which breaks the barrier for the patient child too.
         assert!(matches!(
             barrier.wait_timeout(Duration::from_millis(100)),
-            Err(Error::BrokenBarrier)
+            Err(BarrierError::Broken)
         ));
         let theirs = patient.join_timeout(LONG).unwrap().unwrap_err();
         assert!(theirs.contains("broken"), "{method}: {theirs}");
         assert!(barrier.broken(), "{method}");
         assert!(matches!(
             barrier.wait_timeout(LONG),
-            Err(Error::BrokenBarrier)
+            Err(BarrierError::Broken)
         ));
 
         // Reset: usable again by the living.
@@ -101,7 +101,7 @@ fn an_abort_in_another_process_wakes_the_waiters_with_broken() {
         .unwrap();
     assert!(matches!(
         barrier.wait_timeout(LONG),
-        Err(Error::BrokenBarrier)
+        Err(BarrierError::Broken)
     ));
     child.join_timeout(LONG).unwrap();
     assert!(barrier.broken());

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{BoundedSemaphore, Error, Semaphore, Value};
+use flotilla_ipc::{BoundedSemaphore, ReleaseError, Semaphore, Value};
 use flotilla_process::{StartMethod, get_context};
 use proptest::prelude::*;
 
@@ -75,7 +75,7 @@ fn a_bounded_semaphore_refuses_a_release_past_its_bound_in_any_process() {
         assert_eq!(sem.value(), 1, "{method}");
         assert!(matches!(
             sem.release(1),
-            Err(Error::SemaphoreOverReleased { bound: 1 })
+            Err(ReleaseError::OverReleased { bound: 1 })
         ));
     }
 }

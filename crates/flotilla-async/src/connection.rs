@@ -198,7 +198,7 @@ impl AsyncConnection {
                     match registered.0.try_send_frame(&mut sending.frame) {
                         Ok(true) => sending.finished += 1,
                         Ok(false) => return would_block(),
-                        Err(e) => return Ok(Err(e)),
+                        Err(e) => return Ok(Err(e.into())),
                     }
                     continue;
                 }
@@ -240,7 +240,7 @@ impl AsyncConnection {
             match registered.0.try_recv_frame(&mut lock(&self.receiving)) {
                 Ok(Some(frame)) => Ok(Ok(frame)),
                 Ok(None) => would_block(),
-                Err(e) => Ok(Err(e)),
+                Err(e) => Ok(Err(e.into())),
             }
         };
         self.io

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{LONG, bounded};
 use flotilla_async::AsyncConnection;
-use flotilla_ipc::{Connection, Error, pipe};
+use flotilla_ipc::{Connection, Error, RecvError, pipe};
 use flotilla_process::{StartMethod, get_context};
 
 /// The other side, in a child process: answers each number with its double and each
@@ -23,7 +23,7 @@ fn echo(conn: Connection) -> u32 {
                 conn.send(&Message::Bytes(b)).unwrap();
             }
             Ok(Message::Reply(end)) => end.send(&"over the passed end").unwrap(),
-            Err(Error::Eof) => return served,
+            Err(RecvError::Disconnected) => return served,
             Err(e) => panic!("the echo side failed: {e}"),
         }
         served += 1;

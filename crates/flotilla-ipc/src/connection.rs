@@ -31,14 +31,15 @@
 //!   receiver's maximum before anything is allocated; then the payload's buffer grows
 //!   as its bytes arrive (by at most 1 MiB beyond them, with fallible reservation), so a
 //!   header announcing a huge frame costs nothing until the bytes come, and running out
-//!   of memory is [`Error::FrameAllocation`], never an abort.
+//!   of memory is [`RecvError::NoMemory`], never an abort.
 //! - **Deadlines cover the whole frame.** Every read waits in `poll`, bounded by the
-//!   call's deadline, so a timed receive returns [`Error::Timeout`] on time even when the
+//!   call's deadline, so a timed receive returns [`RecvTimeoutError::Timeout`] on time even when the
 //!   peer stalls mid-frame. What arrived stays in the connection's [`FrameReader`]
 //!   (lent to one receiver at a time, and waited for with the deadline too), and the
 //!   next receive goes on with it.
 //! - **A frame cut short is not end of file.** The peer closing mid-frame is
-//!   [`Error::TruncatedFrame`]; [`Error::Eof`] means it closed between frames.
+//!   [`RecvError::Truncated`]; [`RecvError::Disconnected`] means it closed between
+//!   frames.
 //! - **Descriptors of a frame nobody gets are closed at once**, whatever the error.
 //!
 //! A header that is not a frame, or declares more than the receiver's maximum, closes
@@ -55,7 +56,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::Error;
+use crate::error::{Error, PollError, RecvError, RecvIntoError, RecvTimeoutError, SendError};
 use crate::handle::{self, Exported, Fd};
 use flotilla_core::Deadline;
 
@@ -126,16 +127,21 @@ pub struct Connection {
 ///
 /// With `duplex`, both ends send and receive (a Unix socket pair), and messages may carry
 /// OS handles. Without, the first end only receives and the second only sends (a pipe);
-/// using an end the other way is an [`Error::WrongDirection`], and a pipe cannot carry
-/// handles ([`Error::HandlesNotSupported`]).
+/// using an end the other way is a [`SendError::WrongDirection`] (or
+/// [`RecvError::WrongDirection`]), and a pipe cannot carry handles
+/// ([`SendError::HandlesNotSupported`]).
+///
+/// # Errors
+///
+/// [`Error::Os`] when the OS refuses a socket pair or pipe (out of descriptors).
 ///
 /// ```
-/// use flotilla_ipc::{Error, pipe};
+/// use flotilla_ipc::{SendError, pipe};
 ///
 /// let (reader, writer) = pipe(false).unwrap();
 /// writer.send(&vec![1, 2, 3]).unwrap();
 /// assert_eq!(reader.recv::<Vec<i32>>().unwrap(), [1, 2, 3]);
-/// assert!(matches!(reader.send(&0), Err(Error::WrongDirection(_))));
+/// assert!(matches!(reader.send(&0), Err(SendError::WrongDirection(_))));
 /// ```
 pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
     if duplex {
@@ -302,18 +308,34 @@ impl Connection {
     }
 
     /// Sends `value`, with the descriptors of any handles inside it.
-    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
-        let (bytes, fds) = handle::encode(value)?;
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Encode`] when the value does not encode, and what
+    /// [`send_frame`](Connection::send_frame) reports.
+    pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
+        let (bytes, fds) = handle::encode_codec(value).map_err(SendError::Encode)?;
         self.send_frame(&bytes, &fds)
     }
 
     /// Sends `bytes` as one message.
-    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), Error> {
+    ///
+    /// # Errors
+    ///
+    /// As [`send_frame`](Connection::send_frame).
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendError> {
         self.send_frame(bytes, &[])
     }
 
     /// Sends one frame: `payload` with `fds` beside it.
-    pub fn send_frame(&self, payload: &[u8], fds: &[OwnedFd]) -> Result<(), Error> {
+    ///
+    /// # Errors
+    ///
+    /// [`SendError::Disconnected`] when the other end is closed (no `SIGPIPE` is
+    /// raised); [`SendError::WrongDirection`] on the read-only end of a simplex pipe;
+    /// [`SendError::HandlesNotSupported`] for descriptors on a simplex pipe or too many
+    /// of them; [`SendError::Os`] for any other OS error (`EAGAIN` in non-blocking mode).
+    pub fn send_frame(&self, payload: &[u8], fds: &[OwnedFd]) -> Result<(), SendError> {
         self.check_send(fds)?;
         let header = frame_header(payload.len(), fds.len())?;
         let raw: Vec<_> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
@@ -327,12 +349,12 @@ impl Connection {
     }
 
     /// Whether this end may send a frame carrying `fds`.
-    fn check_send(&self, fds: &[OwnedFd]) -> Result<(), Error> {
+    fn check_send(&self, fds: &[OwnedFd]) -> Result<(), SendError> {
         if !self.writable() {
-            return Err(Error::WrongDirection("read-only"));
+            return Err(SendError::WrongDirection("read-only"));
         }
         if !fds.is_empty() && self.kind != Kind::Duplex {
-            return Err(Error::HandlesNotSupported(
+            return Err(SendError::HandlesNotSupported(
                 "a simplex pipe carries bytes only; use a duplex pipe to send handles",
             ));
         }
@@ -340,23 +362,40 @@ impl Connection {
     }
 
     /// Receives a value sent with [`send`](Connection::send), blocking until one
-    /// arrives. [`Error::Eof`] when the other end is closed between frames,
-    /// [`Error::TruncatedFrame`] when it closed in the middle of one.
-    pub fn recv<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    /// arrives.
+    ///
+    /// # Errors
+    ///
+    /// What [`recv_frame`](Connection::recv_frame) reports, and [`RecvError::Decode`]
+    /// when the frame does not decode as a `T`.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
         let (bytes, fds) = self.recv_frame()?;
-        handle::decode_with_limit(&bytes, fds, self.max_frame)
+        self.decode(&bytes, fds)
     }
 
-    /// Like [`recv`](Connection::recv), giving up with [`Error::Timeout`] when no whole
-    /// message has arrived within `timeout`.
+    /// Decodes a received frame as a `T`, within this end's maximum.
+    fn decode<T: DeserializeOwned>(&self, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, RecvError> {
+        handle::decode_codec(bytes, fds, self.max_frame).map_err(RecvError::Decode)
+    }
+
+    /// Like [`recv`](Connection::recv), giving up with [`RecvTimeoutError::Timeout`] when
+    /// no whole message has arrived within `timeout`.
     ///
     /// The timeout bounds the whole call: waiting for the frame to begin, for the rest
     /// of a frame the peer is slow to send, and for another thread of this process that
     /// is receiving on the same end. A frame cut short by the timeout is kept (see
     /// [`recv_frame_timeout`](Connection::recv_frame_timeout)).
-    pub fn recv_timeout<T: DeserializeOwned>(&self, timeout: Duration) -> Result<T, Error> {
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`], or [`RecvTimeoutError::Recv`] with what
+    /// [`recv`](Connection::recv) reports.
+    pub fn recv_timeout<T: DeserializeOwned>(
+        &self,
+        timeout: Duration,
+    ) -> Result<T, RecvTimeoutError> {
         let (bytes, fds) = self.recv_frame_timeout(timeout)?;
-        handle::decode_with_limit(&bytes, fds, self.max_frame)
+        Ok(self.decode(&bytes, fds)?)
     }
 
     /// Receives a value if a whole one has arrived, never waiting: `Ok(None)` when there
@@ -369,40 +408,66 @@ impl Connection {
     /// a.send(&5u8).unwrap();
     /// assert_eq!(b.try_recv::<u8>().unwrap(), Some(5));
     /// ```
-    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<Option<T>, Error> {
+    ///
+    /// # Errors
+    ///
+    /// What [`recv`](Connection::recv) reports.
+    pub fn try_recv<T: DeserializeOwned>(&self) -> Result<Option<T>, RecvError> {
+        match self.try_recv_frame_now()? {
+            Some((bytes, fds)) => self.decode(&bytes, fds).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// A frame if a whole one has arrived, never waiting.
+    fn try_recv_frame_now(&self) -> Result<Option<Frame>, RecvError> {
         match self.recv_frame_timeout(Duration::ZERO) {
-            Ok((bytes, fds)) => handle::decode_with_limit(&bytes, fds, self.max_frame).map(Some),
-            Err(Error::Timeout(_)) => Ok(None),
-            Err(e) => Err(e),
+            Ok(frame) => Ok(Some(frame)),
+            Err(RecvTimeoutError::Timeout(_)) => Ok(None),
+            Err(RecvTimeoutError::Recv(e)) => Err(e),
         }
     }
 
     /// Receives one message as bytes. Descriptors sent with it are closed.
-    pub fn recv_bytes(&self) -> Result<Vec<u8>, Error> {
+    ///
+    /// # Errors
+    ///
+    /// What [`recv_frame`](Connection::recv_frame) reports.
+    pub fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
         Ok(self.recv_frame()?.0)
     }
 
-    /// Like [`recv_bytes`](Connection::recv_bytes), giving up with [`Error::Timeout`]
-    /// when no whole message has arrived within `timeout` (which bounds the whole call,
-    /// as for [`recv_timeout`](Connection::recv_timeout)).
-    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, Error> {
+    /// Like [`recv_bytes`](Connection::recv_bytes), giving up with
+    /// [`RecvTimeoutError::Timeout`] when no whole message has arrived within `timeout`
+    /// (which bounds the whole call, as for [`recv_timeout`](Connection::recv_timeout)).
+    ///
+    /// # Errors
+    ///
+    /// As [`recv_frame_timeout`](Connection::recv_frame_timeout).
+    pub fn recv_bytes_timeout(&self, timeout: Duration) -> Result<Vec<u8>, RecvTimeoutError> {
         Ok(self.recv_frame_timeout(timeout)?.0)
     }
 
     /// Receives one message as bytes if a whole one has arrived, never waiting, as
     /// [`try_recv`](Connection::try_recv).
-    pub fn try_recv_bytes(&self) -> Result<Option<Vec<u8>>, Error> {
-        match self.recv_frame_timeout(Duration::ZERO) {
-            Ok((bytes, _)) => Ok(Some(bytes)),
-            Err(Error::Timeout(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+    ///
+    /// # Errors
+    ///
+    /// What [`recv_frame`](Connection::recv_frame) reports.
+    pub fn try_recv_bytes(&self) -> Result<Option<Vec<u8>>, RecvError> {
+        Ok(self.try_recv_frame_now()?.map(|(bytes, _)| bytes))
     }
 
     /// Receives one message into `buf`, returning its length. When the message is longer
-    /// than `buf`, it is returned whole in [`Error::BufferTooSmall`], so nothing is lost.
-    /// Descriptors sent with the message have no one to claim them, and are closed.
-    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, Error> {
+    /// than `buf`, it is returned whole in [`RecvIntoError::BufferTooSmall`], so nothing
+    /// is lost. Descriptors sent with the message have no one to claim them, and are
+    /// closed.
+    ///
+    /// # Errors
+    ///
+    /// [`RecvIntoError::BufferTooSmall`], or [`RecvIntoError::Recv`] with what
+    /// [`recv_frame`](Connection::recv_frame) reports.
+    pub fn recv_bytes_into(&self, buf: &mut [u8]) -> Result<usize, RecvIntoError> {
         let (message, fds) = self.recv_frame()?;
         drop(fds);
         match buf.get_mut(..message.len()) {
@@ -410,7 +475,7 @@ impl Connection {
                 place.copy_from_slice(&message);
                 Ok(message.len())
             }
-            None => Err(Error::BufferTooSmall {
+            None => Err(RecvIntoError::BufferTooSmall {
                 capacity: buf.len(),
                 message,
             }),
@@ -418,12 +483,26 @@ impl Connection {
     }
 
     /// Receives one frame: its payload and the descriptors that came with it.
-    pub fn recv_frame(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
-        self.recv_frame_within(None)
+    ///
+    /// # Errors
+    ///
+    /// [`RecvError::Disconnected`] when the other end closed between frames;
+    /// [`RecvError::Truncated`] when it closed in the middle of one;
+    /// [`RecvError::TooLarge`] for a frame beyond [`max_frame`](Connection::max_frame);
+    /// [`RecvError::NoMemory`] when memory ran out for a frame; [`RecvError::Malformed`]
+    /// for a stream that is not frames; [`RecvError::Closed`] after one of these last
+    /// three closed this end; [`RecvError::WrongDirection`] on the write-only end of a
+    /// simplex pipe; [`RecvError::Os`] for any other OS error.
+    pub fn recv_frame(&self) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvError> {
+        self.recv_frame_within(None).map_err(|e| match e {
+            RecvTimeoutError::Recv(e) => e,
+            // Without a deadline a receive waits as long as it takes.
+            RecvTimeoutError::Timeout(_) => unreachable!("a receive without a deadline timed out"),
+        })
     }
 
-    /// Like [`recv_frame`](Connection::recv_frame), giving up with [`Error::Timeout`]
-    /// when no whole frame has arrived within `timeout` (`Duration::ZERO`: take a frame
+    /// Like [`recv_frame`](Connection::recv_frame), giving up with
+    /// [`RecvTimeoutError::Timeout`] when no whole frame has arrived within `timeout` (`Duration::ZERO`: take a frame
     /// only if it has all arrived, never waiting).
     ///
     /// The timeout bounds the whole call, even when the peer stalls in the middle of a
@@ -431,7 +510,15 @@ impl Connection {
     /// frame that arrived before the timeout is kept in the connection, descriptors
     /// included, and the next receive (of any kind) goes on with it: nothing is lost
     /// and the stream stays in step.
-    pub fn recv_frame_timeout(&self, timeout: Duration) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
+    ///
+    /// # Errors
+    ///
+    /// [`RecvTimeoutError::Timeout`], or [`RecvTimeoutError::Recv`] with what
+    /// [`recv_frame`](Connection::recv_frame) reports.
+    pub fn recv_frame_timeout(
+        &self,
+        timeout: Duration,
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvTimeoutError> {
         self.recv_frame_within(Some(timeout))
     }
 
@@ -440,17 +527,17 @@ impl Connection {
     fn recv_frame_within(
         &self,
         timeout: Option<Duration>,
-    ) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
+    ) -> Result<(Vec<u8>, Vec<OwnedFd>), RecvTimeoutError> {
         if !self.readable() {
-            return Err(Error::WrongDirection("write-only"));
+            return Err(RecvError::WrongDirection("write-only").into());
         }
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        let timed_out = || Error::Timeout(timeout.unwrap_or_default());
+        let timed_out = || RecvTimeoutError::Timeout(timeout.unwrap_or_default());
         let Some(mut receiving) = self.receiving.take(deadline) else {
             return Err(timed_out());
         };
         if self.broken.load(Ordering::Acquire) {
-            return Err(Error::Closed);
+            return Err(RecvError::Closed.into());
         }
         let frame = self.advance(&mut receiving, deadline);
         self.receiving.note(&receiving, self.max_frame);
@@ -464,7 +551,7 @@ impl Connection {
         &self,
         reader: &mut FrameReader,
         deadline: Option<Instant>,
-    ) -> Result<Option<Frame>, Error> {
+    ) -> Result<Option<Frame>, RecvError> {
         let result = self.advance_inner(reader, deadline);
         if result.is_err() {
             reader.reset();
@@ -476,7 +563,7 @@ impl Connection {
         &self,
         reader: &mut FrameReader,
         deadline: Option<Instant>,
-    ) -> Result<Option<Frame>, Error> {
+    ) -> Result<Option<Frame>, RecvError> {
         let socket = self.kind == Kind::Duplex;
         let fd = self.fd.as_fd();
         loop {
@@ -510,7 +597,7 @@ impl Connection {
                         n
                     };
                     if reader.payload.try_reserve_exact(room).is_err() {
-                        return Err(self.poison(Error::FrameAllocation {
+                        return Err(self.poison(RecvError::NoMemory {
                             len: reader.len as u64,
                         }));
                     }
@@ -568,16 +655,16 @@ impl Connection {
             }
             match read {
                 None => return Ok(None),
-                Some(0) if reader.got == 0 => return Err(Error::Eof),
+                Some(0) if reader.got == 0 => return Err(RecvError::Disconnected),
                 Some(0) if reader.got < HEADER_LEN => {
-                    return Err(Error::TruncatedFrame {
+                    return Err(RecvError::Truncated {
                         part: "header",
                         got: reader.got as u64,
                         expected: HEADER_LEN as u64,
                     });
                 }
                 Some(0) => {
-                    return Err(Error::TruncatedFrame {
+                    return Err(RecvError::Truncated {
                         part: "payload",
                         got: (reader.got - HEADER_LEN) as u64,
                         expected: reader.len as u64,
@@ -600,11 +687,11 @@ impl Connection {
     /// byte (the kernel ends a read after the message that carries descriptors, so one
     /// read brings at most one set). A set that came with a read whose frames have all
     /// begun without claiming it belongs to no frame: the stream is not to be trusted.
-    fn claim_fds(&self, reader: &mut FrameReader, nfds: usize) -> Result<Vec<OwnedFd>, Error> {
+    fn claim_fds(&self, reader: &mut FrameReader, nfds: usize) -> Result<Vec<OwnedFd>, RecvError> {
         let at = reader.frame_at;
         if let Some(stale) = reader.batches.front().filter(|b| b.to <= at) {
             let arrived = stale.fds.len();
-            return Err(self.poison(Error::Malformed(format!(
+            return Err(self.poison(RecvError::Malformed(format!(
                 "{arrived} descriptors arrived with a frame that declares none"
             ))));
         }
@@ -618,7 +705,7 @@ impl Connection {
             .filter(|b| b.from <= at)
             .map_or(0, |b| b.fds.len());
         if here != nfds {
-            return Err(self.poison(Error::Malformed(format!(
+            return Err(self.poison(RecvError::Malformed(format!(
                 "the frame declares {nfds} descriptors but {here} arrived"
             ))));
         }
@@ -630,11 +717,11 @@ impl Connection {
     /// stays within twice the bytes that really arrived, whatever length a header
     /// declares, and a large frame is reallocated a logarithmic number of times, not
     /// once per MiB. Running out of memory is an error.
-    fn grow(&self, payload: &mut Vec<u8>, len: usize) -> Result<(), Error> {
+    fn grow(&self, payload: &mut Vec<u8>, len: usize) -> Result<(), RecvError> {
         let have = payload.len();
         let more = have.max(MIN_GROWTH).min(len - have);
         if payload.try_reserve_exact(more).is_err() {
-            return Err(self.poison(Error::FrameAllocation { len: len as u64 }));
+            return Err(self.poison(RecvError::NoMemory { len: len as u64 }));
         }
         payload.resize(have + more, 0);
         Ok(())
@@ -643,19 +730,21 @@ impl Connection {
     /// Checks a frame header against this end's rules: the payload's length and how many
     /// descriptors it declares. Nothing is allocated for the payload here: it grows as
     /// its bytes arrive.
-    fn check_header(&self, header: &[u8; HEADER_LEN]) -> Result<(usize, usize), Error> {
+    fn check_header(&self, header: &[u8; HEADER_LEN]) -> Result<(usize, usize), RecvError> {
         let (len, nfds, magic) = parse_header(header);
         if magic != MAGIC {
-            return Err(self.poison(Error::Malformed("the stream is not flotilla frames".into())));
+            return Err(self.poison(RecvError::Malformed(
+                "the stream is not flotilla frames".into(),
+            )));
         }
         if len > self.max_frame {
-            return Err(self.poison(Error::FrameTooLarge {
+            return Err(self.poison(RecvError::TooLarge {
                 len,
                 max: self.max_frame,
             }));
         }
         let len = usize::try_from(len).map_err(|_| {
-            self.poison(Error::FrameTooLarge {
+            self.poison(RecvError::TooLarge {
                 len,
                 max: usize::MAX as u64,
             })
@@ -663,7 +752,7 @@ impl Connection {
         Ok((len, nfds))
     }
 
-    fn poison(&self, error: Error) -> Error {
+    fn poison(&self, error: RecvError) -> RecvError {
         self.broken.store(true, Ordering::Release);
         flotilla_core::event!(flotilla_core::log::Level::WARN, %error, "connection closed after bad input");
         error
@@ -682,21 +771,30 @@ impl Connection {
     /// a.send(&1u8).unwrap();
     /// assert!(b.poll().unwrap());
     /// ```
-    pub fn poll(&self) -> Result<bool, Error> {
+    ///
+    /// # Errors
+    ///
+    /// [`PollError::WrongDirection`] on the write-only end of a simplex pipe;
+    /// [`PollError::Os`] when `poll` fails.
+    pub fn poll(&self) -> Result<bool, PollError> {
         self.poll_within(Some(Duration::ZERO))
     }
 
     /// Like [`poll`](Connection::poll), but waits up to `timeout` for a message:
     /// Python's `poll(timeout)`. `Duration::MAX` waits without limit (Python's
     /// `poll(None)`).
-    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+    ///
+    /// # Errors
+    ///
+    /// As [`poll`](Connection::poll).
+    pub fn poll_timeout(&self, timeout: Duration) -> Result<bool, PollError> {
         self.poll_within(Some(timeout))
     }
 
     /// The body of [`poll`](Connection::poll) and [`poll_timeout`](Connection::poll_timeout).
-    fn poll_within(&self, timeout: Option<Duration>) -> Result<bool, Error> {
+    fn poll_within(&self, timeout: Option<Duration>) -> Result<bool, PollError> {
         if !self.readable() {
-            return Err(Error::WrongDirection("write-only"));
+            return Err(PollError::WrongDirection("write-only"));
         }
         if self.frame_read_ahead() {
             return Ok(true);
@@ -744,8 +842,9 @@ impl Connection {
     /// with the other receives.
     ///
     /// It never waits, in either mode of the descriptor. The same checks as
-    /// [`recv_frame`](Connection::recv_frame) apply: [`Error::Eof`] reports the other end
-    /// closed between frames, [`Error::TruncatedFrame`] in the middle of one. On any
+    /// [`recv_frame`](Connection::recv_frame) apply: [`RecvError::Disconnected`] reports
+    /// the other end closed between frames, [`RecvError::Truncated`] in the middle of
+    /// one; the other variants are those of [`recv_frame`](Connection::recv_frame). On any
     /// error the partial frame is dropped, its descriptors closed at once.
     ///
     /// A receive may read the next frames ahead with this one, so after `Ok(Some(_))`
@@ -766,13 +865,9 @@ impl Connection {
     /// let (payload, fds) = b.try_recv_frame(&mut reader).unwrap().unwrap();
     /// assert_eq!((payload.as_slice(), fds.len()), (&b"hello"[..], 0));
     /// ```
-    pub fn try_recv_frame(&self, reader: &mut FrameReader) -> Result<Option<Frame>, Error> {
+    pub fn try_recv_frame(&self, reader: &mut FrameReader) -> Result<Option<Frame>, RecvError> {
         let _unused = reader;
-        match self.recv_frame_timeout(Duration::ZERO) {
-            Ok(frame) => Ok(Some(frame)),
-            Err(Error::Timeout(_)) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.try_recv_frame_now()
     }
 
     /// Writes as much of `writer`'s frame as fits without blocking: `Ok(true)` once it is
@@ -791,7 +886,11 @@ impl Connection {
     /// assert!(a.try_send_frame(&mut writer).unwrap());
     /// assert_eq!(b.recv_bytes().unwrap(), b"hello");
     /// ```
-    pub fn try_send_frame(&self, writer: &mut FrameWriter) -> Result<bool, Error> {
+    ///
+    /// # Errors
+    ///
+    /// As [`send_frame`](Connection::send_frame).
+    pub fn try_send_frame(&self, writer: &mut FrameWriter) -> Result<bool, SendError> {
         self.check_send(&writer.fds)?;
         let socket = self.kind == Kind::Duplex;
         let total = HEADER_LEN + writer.payload.len();
@@ -975,9 +1074,9 @@ fn parse_header(header: &[u8; HEADER_LEN]) -> (u64, usize, u32) {
 
 /// The 16-byte header of a frame of `len` payload bytes with `nfds` descriptors, if one
 /// message can carry that many.
-fn frame_header(len: usize, nfds: usize) -> Result<[u8; HEADER_LEN], Error> {
+fn frame_header(len: usize, nfds: usize) -> Result<[u8; HEADER_LEN], SendError> {
     if nfds > sys::MAX_FDS_PER_MESSAGE {
-        return Err(Error::HandlesNotSupported(
+        return Err(SendError::HandlesNotSupported(
             "more than 253 handles in one message",
         ));
     }
@@ -1047,6 +1146,10 @@ impl<'de> Deserialize<'de> for Connection {
 ///
 /// Works on anything with a descriptor: connections, sockets, a process's sentinel.
 ///
+/// # Errors
+///
+/// [`PollError::Os`] when `poll` fails (too many descriptors, out of memory).
+///
 /// ```
 /// use flotilla_ipc::{pipe, wait};
 ///
@@ -1059,7 +1162,7 @@ impl<'de> Deserialize<'de> for Connection {
 /// assert_eq!(ready[0].recv::<String>().unwrap(), "hello");
 /// # drop((a_out,));
 /// ```
-pub fn wait<T: AsFd>(objects: &[T]) -> Result<Vec<&T>, Error> {
+pub fn wait<T: AsFd>(objects: &[T]) -> Result<Vec<&T>, PollError> {
     let ready = wait_indices(objects)?;
     Ok(ready.into_iter().map(|i| &objects[i]).collect())
 }
@@ -1074,7 +1177,7 @@ pub fn wait<T: AsFd>(objects: &[T]) -> Result<Vec<&T>, Error> {
 /// let (a_in, _a_out) = pipe(true).unwrap();
 /// assert!(wait_timeout(&[&a_in], Duration::from_millis(1)).unwrap().is_empty());
 /// ```
-pub fn wait_timeout<T: AsFd>(objects: &[T], timeout: Duration) -> Result<Vec<&T>, Error> {
+pub fn wait_timeout<T: AsFd>(objects: &[T], timeout: Duration) -> Result<Vec<&T>, PollError> {
     let ready = wait_indices_timeout(objects, timeout)?;
     Ok(ready.into_iter().map(|i| &objects[i]).collect())
 }
@@ -1096,7 +1199,7 @@ pub fn wait_timeout<T: AsFd>(objects: &[T], timeout: Duration) -> Result<Vec<&T>
 /// assert_eq!(ready, [1]);
 /// # drop(a_out);
 /// ```
-pub fn wait_indices<T: AsFd>(objects: &[T]) -> Result<Vec<usize>, Error> {
+pub fn wait_indices<T: AsFd>(objects: &[T]) -> Result<Vec<usize>, PollError> {
     wait_indices_within(objects, None)
 }
 
@@ -1104,7 +1207,7 @@ pub fn wait_indices<T: AsFd>(objects: &[T]) -> Result<Vec<usize>, Error> {
 pub fn wait_indices_timeout<T: AsFd>(
     objects: &[T],
     timeout: Duration,
-) -> Result<Vec<usize>, Error> {
+) -> Result<Vec<usize>, PollError> {
     wait_indices_within(objects, Some(timeout))
 }
 
@@ -1112,7 +1215,7 @@ pub fn wait_indices_timeout<T: AsFd>(
 fn wait_indices_within<T: AsFd>(
     objects: &[T],
     timeout: Option<Duration>,
-) -> Result<Vec<usize>, Error> {
+) -> Result<Vec<usize>, PollError> {
     let fds: Vec<BorrowedFd<'_>> = objects.iter().map(AsFd::as_fd).collect();
     let read_ahead = ahead::among(&fds);
     if read_ahead.is_empty() {

@@ -20,7 +20,7 @@ use std::cell::RefCell;
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use flotilla_core::codec;
+use flotilla_core::codec::{self, CodecError};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -151,8 +151,15 @@ pub fn import<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OwnedFd, D::
 /// Encodes `value`, collecting the descriptors its handles hold: the bytes and the
 /// descriptors to send beside them.
 pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
+    Ok(encode_codec(value)?)
+}
+
+/// [`encode`], with the codec's own error (the only one it can have).
+pub(crate) fn encode_codec<T: Serialize + ?Sized>(
+    value: &T,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), CodecError> {
     let mut buf = Vec::new();
-    let fds = encode_into(&mut buf, value)?;
+    let fds = encode_into_codec(&mut buf, value)?;
     Ok((buf, fds))
 }
 
@@ -161,6 +168,14 @@ pub fn encode_into<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     value: &T,
 ) -> Result<Vec<OwnedFd>, Error> {
+    Ok(encode_into_codec(buf, value)?)
+}
+
+/// [`encode_into`], with the codec's own error.
+fn encode_into_codec<T: Serialize + ?Sized>(
+    buf: &mut Vec<u8>,
+    value: &T,
+) -> Result<Vec<OwnedFd>, CodecError> {
     // Restore whatever an enclosing encode on this thread had collected, so encodes nest.
     // Once this thread's locals are torn down (an exit handler), `export` refuses
     // handles, and values without any still encode.
@@ -171,8 +186,7 @@ pub fn encode_into<T: Serialize + ?Sized>(
         None => None,
     }
     .unwrap_or_default();
-    result?;
-    Ok(fds)
+    result.map(|()| fds)
 }
 
 /// Decodes a `T` from `bytes`, its handles taking their descriptors from `fds`.
@@ -187,6 +201,15 @@ pub fn decode_with_limit<T: DeserializeOwned>(
     fds: Vec<OwnedFd>,
     limit: u64,
 ) -> Result<T, Error> {
+    Ok(decode_codec(bytes, fds, limit)?)
+}
+
+/// [`decode_with_limit`], with the codec's own error (the only one it can have).
+pub(crate) fn decode_codec<T: DeserializeOwned>(
+    bytes: &[u8],
+    fds: Vec<OwnedFd>,
+    limit: u64,
+) -> Result<T, CodecError> {
     let incoming = fds.into_iter().map(Some).collect();
     // Once this thread's locals are torn down (an exit handler reading a child's exit
     // status, say), the descriptors are closed and values without handles still decode.
@@ -196,5 +219,5 @@ pub fn decode_with_limit<T: DeserializeOwned>(
         // Dropping what is left closes the descriptors nobody claimed.
         drop(INCOMING.try_with(|inc| inc.replace(outer)));
     }
-    Ok(result?)
+    result
 }

@@ -53,7 +53,10 @@ pub use crate::connection::{
     wait_indices_timeout, wait_timeout,
 };
 pub use crate::element::{Element, Integer};
-pub use crate::error::Error;
+pub use crate::error::{
+    BarrierError, Error, PollError, RecvError, RecvIntoError, RecvTimeoutError, ReleaseError,
+    SendError,
+};
 pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};
 pub use crate::queue::{
     GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,

@@ -11,7 +11,7 @@ use nix::sys::socket::{
     AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
 };
 
-use crate::error::Error;
+use crate::error::{Error, PollError, RecvError, SendError};
 
 /// The most descriptors one message carries (the kernel's `SCM_MAX_FD`).
 pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
@@ -38,7 +38,7 @@ pub(crate) fn write_all(
     socket: bool,
     bufs: &[&[u8]],
     fds: &[RawFd],
-) -> Result<(), Error> {
+) -> Result<(), SendError> {
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut written = 0;
     let mut fds = fds;
@@ -60,7 +60,7 @@ pub(crate) fn write_all(
                 fds = &[];
             }
             // Only a descriptor in non-blocking mode says "not now": an error here.
-            None => return Err(Error::os("send", Errno::EAGAIN)),
+            None => return Err(SendError::os("send", Errno::EAGAIN)),
         }
     }
     Ok(())
@@ -108,9 +108,17 @@ fn recv_with_fds(
     Ok(msg.bytes)
 }
 
+/// A failed `poll` inside a receive, as the receive reports it.
+fn recv_poll(e: PollError) -> RecvError {
+    match e {
+        PollError::Os { op, source } => RecvError::Os { op, source },
+        PollError::WrongDirection(d) => RecvError::WrongDirection(d),
+    }
+}
+
 /// What [`recv_with_fds`]'s `EMSGSIZE` means to the receiver.
-fn too_many_fds() -> Error {
-    Error::Malformed(format!(
+fn too_many_fds() -> RecvError {
+    RecvError::Malformed(format!(
         "more than {MAX_FDS_PER_MESSAGE} descriptors arrived with one message"
     ))
 }
@@ -129,12 +137,13 @@ pub(crate) fn read_chunk(
     buf: &mut [u8],
     mut sink: Option<&mut FdSink>,
     deadline: Option<Instant>,
-) -> Result<Option<usize>, Error> {
+) -> Result<Option<usize>, RecvError> {
     let nowait = deadline.is_some();
     loop {
         // A pipe has no per-call "don't wait": ask first (a pipe read by two processes
         // at once carries no frames anyway, so nobody takes the bytes in between).
-        let ready = socket || !nowait || poll_readable(fd, Some(Duration::ZERO))?;
+        let ready =
+            socket || !nowait || poll_readable(fd, Some(Duration::ZERO)).map_err(recv_poll)?;
         if ready {
             let flags = if nowait {
                 MsgFlags::MSG_DONTWAIT
@@ -152,7 +161,7 @@ pub(crate) fn read_chunk(
                 Err(Errno::EAGAIN) => {}
                 Err(Errno::ECONNRESET) => return Ok(Some(0)),
                 Err(Errno::EMSGSIZE) => return Err(too_many_fds()),
-                Err(e) => return Err(Error::os("read", e)),
+                Err(e) => return Err(RecvError::os("read", e)),
             }
         }
         // Nothing to read yet: wait for readability, within the deadline.
@@ -166,7 +175,7 @@ pub(crate) fn read_chunk(
                 Some(left)
             }
         };
-        if !poll_readable(fd, left)? && left.is_some() {
+        if !poll_readable(fd, left).map_err(recv_poll)? && left.is_some() {
             return Ok(None);
         }
     }
@@ -180,7 +189,7 @@ pub(crate) fn write_some(
     socket: bool,
     iov: &[IoSlice<'_>],
     fds: &[RawFd],
-) -> Result<Option<usize>, Error> {
+) -> Result<Option<usize>, SendError> {
     loop {
         let result = if socket {
             let rights = [ControlMessage::ScmRights(fds)];
@@ -199,8 +208,7 @@ pub(crate) fn write_some(
             Ok(n) => Ok(Some(n)),
             Err(Errno::EINTR) => continue,
             Err(Errno::EAGAIN) => Ok(None),
-            Err(Errno::EPIPE | Errno::ECONNRESET) => Err(Error::Eof),
-            Err(e) => Err(Error::os("send", e)),
+            Err(e) => Err(SendError::os("send", e)),
         };
     }
 }
@@ -239,7 +247,10 @@ pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<(
 }
 
 /// Waits until `fd` is readable (or at end of file / error) or `timeout` passes.
-pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Error> {
+pub(crate) fn poll_readable(
+    fd: BorrowedFd<'_>,
+    timeout: Option<Duration>,
+) -> Result<bool, PollError> {
     let ready = poll_many(&[fd], timeout)?;
     Ok(!ready.is_empty())
 }
@@ -249,7 +260,7 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Re
 pub(crate) fn poll_many(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
-) -> Result<Vec<usize>, Error> {
+) -> Result<Vec<usize>, PollError> {
     let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
     let mut pollfds: Vec<PollFd<'_>> = fds
         .iter()
@@ -277,7 +288,12 @@ pub(crate) fn poll_many(
                     .collect());
             }
             Err(Errno::EINTR) => continue,
-            Err(e) => return Err(Error::os("poll", e)),
+            Err(e) => {
+                return Err(PollError::Os {
+                    op: "poll",
+                    source: e.into(),
+                });
+            }
         }
     }
 }

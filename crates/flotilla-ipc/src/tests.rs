@@ -3,7 +3,7 @@
 
 use std::os::fd::AsFd;
 
-use crate::{Connection, Error, pipe};
+use crate::{Connection, RecvError, pipe};
 
 /// Writes raw bytes to the peer of `conn`, bypassing the framing.
 fn raw_write(conn: &Connection, bytes: &[u8]) {
@@ -23,18 +23,18 @@ fn an_oversized_frame_is_refused_and_closes_the_connection() {
     b.set_max_frame(1024);
     raw_write(&a, &header(u64::MAX / 2, 0, b"FLT1"));
     match b.recv_bytes() {
-        Err(Error::FrameTooLarge { len, max: 1024 }) => assert_eq!(len, u64::MAX / 2),
+        Err(RecvError::TooLarge { len, max: 1024 }) => assert_eq!(len, u64::MAX / 2),
         other => panic!("unexpected {other:?}"),
     }
     a.send_bytes(b"later").unwrap();
-    assert!(matches!(b.recv_bytes(), Err(Error::Closed)));
+    assert!(matches!(b.recv_bytes(), Err(RecvError::Closed)));
 }
 
 #[test]
 fn garbage_is_malformed() {
     let (a, b) = pipe(true).unwrap();
     raw_write(&a, b"GET / HTTP/1.1\r\n\r\n");
-    assert!(matches!(b.recv_bytes(), Err(Error::Malformed(_))));
+    assert!(matches!(b.recv_bytes(), Err(RecvError::Malformed(_))));
 }
 
 #[test]
@@ -46,20 +46,20 @@ fn a_frame_cut_short_is_a_truncated_frame_then_end_of_file() {
     drop(a);
     assert!(matches!(
         b.recv_bytes(),
-        Err(Error::TruncatedFrame {
+        Err(RecvError::Truncated {
             part: "payload",
             got: 10,
             expected: 100
         })
     ));
-    assert!(matches!(b.recv_bytes(), Err(Error::Eof)));
+    assert!(matches!(b.recv_bytes(), Err(RecvError::Disconnected)));
 }
 
 #[test]
 fn a_frame_claiming_descriptors_it_lacks_is_malformed() {
     let (a, b) = pipe(true).unwrap();
     raw_write(&a, &header(0, 3, b"FLT1"));
-    assert!(matches!(b.recv_bytes(), Err(Error::Malformed(_))));
+    assert!(matches!(b.recv_bytes(), Err(RecvError::Malformed(_))));
 }
 
 /// What a thread-local destructor saw of `handle` while its thread's locals were being

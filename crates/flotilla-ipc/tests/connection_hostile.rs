@@ -9,7 +9,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use flotilla_ipc::{Connection, Error, FrameReader, pipe};
+use flotilla_ipc::{Connection, FrameReader, RecvError, RecvIntoError, RecvTimeoutError, pipe};
 
 const LONG: Duration = Duration::from_secs(30);
 const SHORT: Duration = Duration::from_millis(200);
@@ -78,7 +78,7 @@ fn hostile_headers_child() {
         drop(peer);
         let started = Instant::now();
         match ours.recv_bytes() {
-            Err(Error::TruncatedFrame { got, expected, .. }) => {
+            Err(RecvError::Truncated { got, expected, .. }) => {
                 assert_eq!((got, expected), (9, len), "header {len}");
             }
             other => panic!("header announcing {len}: unexpected {other:?}"),
@@ -146,7 +146,7 @@ fn a_header_beyond_the_maximum_is_refused_at_once() {
         // The peer stays open: the refusal must not wait for the payload.
         let got = within_deadline(move || (ours.recv_bytes(), peer));
         assert!(
-            matches!(got.0, Err(Error::FrameTooLarge { len: l, max: 1000 }) if l == len),
+            matches!(got.0, Err(RecvError::TooLarge { len: l, max: 1000 }) if l == len),
             "{len}: {:?}",
             got.0
         );
@@ -165,21 +165,30 @@ fn a_timed_recv_honours_its_deadline_when_the_peer_stalls_mid_frame() {
     // The peer stalls: the rest of the frame is not coming for now.
     let ours = within_deadline(move || {
         assert!(
-            matches!(ours.recv_frame_timeout(SHORT), Err(Error::Timeout(_))),
+            matches!(
+                ours.recv_frame_timeout(SHORT),
+                Err(RecvTimeoutError::Timeout(_))
+            ),
             "recv_frame_timeout"
         );
         assert!(
-            matches!(ours.recv_timeout::<u32>(SHORT), Err(Error::Timeout(_))),
+            matches!(
+                ours.recv_timeout::<u32>(SHORT),
+                Err(RecvTimeoutError::Timeout(_))
+            ),
             "recv_timeout"
         );
         assert!(
-            matches!(ours.recv_bytes_timeout(SHORT), Err(Error::Timeout(_))),
+            matches!(
+                ours.recv_bytes_timeout(SHORT),
+                Err(RecvTimeoutError::Timeout(_))
+            ),
             "recv_bytes_timeout"
         );
         assert!(
             matches!(
                 ours.recv_frame_timeout(Duration::ZERO),
-                Err(Error::Timeout(_))
+                Err(RecvTimeoutError::Timeout(_))
             ),
             "zero timeout"
         );
@@ -195,7 +204,7 @@ fn a_timed_recv_honours_its_deadline_when_the_peer_stalls_mid_frame() {
     peer.write_all(&payload[10..500]).unwrap();
     assert!(matches!(
         ours.recv_frame_timeout(SHORT),
-        Err(Error::Timeout(_))
+        Err(RecvTimeoutError::Timeout(_))
     ));
     peer.write_all(&payload[500..]).unwrap();
     let mut second = header(3, 0);
@@ -226,7 +235,11 @@ fn a_timed_recv_does_not_wait_behind_a_blocked_receiver() {
             )
         })
     };
-    assert!(matches!(timed.0, Err(Error::Timeout(_))), "{:?}", timed.0);
+    assert!(
+        matches!(timed.0, Err(RecvTimeoutError::Timeout(_))),
+        "{:?}",
+        timed.0
+    );
     assert!(matches!(timed.1, Ok(())), "{:?}", timed.1);
     a.send_bytes(b"for the blocked one").unwrap();
     assert_eq!(blocked.join().unwrap().unwrap(), b"for the blocked one");
@@ -241,7 +254,7 @@ fn a_timed_recv_on_a_simplex_pipe_honours_its_deadline_mid_frame() {
     let reader = within_deadline(move || {
         assert!(matches!(
             reader.recv_bytes_timeout(SHORT),
-            Err(Error::Timeout(_))
+            Err(RecvTimeoutError::Timeout(_))
         ));
         reader
     });
@@ -258,13 +271,13 @@ fn a_peer_closing_mid_header_is_a_truncated_frame() {
     drop(peer);
     match within_deadline(move || (ours.recv_bytes(), ours)) {
         (
-            Err(Error::TruncatedFrame {
+            Err(RecvError::Truncated {
                 part: "header",
                 got: 5,
                 expected: 16,
             }),
             ours,
-        ) => assert!(matches!(ours.recv_bytes(), Err(Error::Eof))),
+        ) => assert!(matches!(ours.recv_bytes(), Err(RecvError::Disconnected))),
         (other, _) => panic!("unexpected {other:?}"),
     }
 }
@@ -279,7 +292,7 @@ fn a_peer_closing_mid_payload_is_a_truncated_frame() {
     let (got, ours) = within_deadline(move || (ours.recv_bytes(), ours));
     match got {
         Err(
-            e @ Error::TruncatedFrame {
+            e @ RecvError::Truncated {
                 part: "payload",
                 got: 30,
                 expected: 100,
@@ -287,7 +300,7 @@ fn a_peer_closing_mid_payload_is_a_truncated_frame() {
         ) => assert!(e.to_string().contains("truncated frame"), "{e}"),
         other => panic!("unexpected {other:?}"),
     }
-    assert!(matches!(ours.recv_bytes(), Err(Error::Eof)));
+    assert!(matches!(ours.recv_bytes(), Err(RecvError::Disconnected)));
 
     // The same through a simplex pipe, with a timeout.
     let (reader, writer) = pipe(false).unwrap();
@@ -295,7 +308,7 @@ fn a_peer_closing_mid_payload_is_a_truncated_frame() {
     drop(writer);
     assert!(matches!(
         reader.recv_bytes_timeout(LONG),
-        Err(Error::TruncatedFrame { got: 30, .. })
+        Err(RecvTimeoutError::Recv(RecvError::Truncated { got: 30, .. }))
     ));
 }
 
@@ -312,13 +325,16 @@ fn a_truncated_frame_without_blocking_is_reported_too() {
     drop(peer);
     assert!(matches!(
         ours.try_recv_frame(&mut reader),
-        Err(Error::TruncatedFrame {
+        Err(RecvError::Truncated {
             part: "payload",
             got: 30,
             expected: 100
         })
     ));
-    assert!(matches!(ours.try_recv_frame(&mut reader), Err(Error::Eof)));
+    assert!(matches!(
+        ours.try_recv_frame(&mut reader),
+        Err(RecvError::Disconnected)
+    ));
 }
 
 // ---- 5. descriptors of refused frames -----------------------------------------------
@@ -359,7 +375,7 @@ fn descriptors_of_a_frame_refused_as_too_large_are_closed_at_once() {
     let (a, mut b) = pipe(true).unwrap();
     b.set_max_frame(16);
     let marker = send_marked(&a, &[0; 64], "too-large");
-    assert!(matches!(b.recv_bytes(), Err(Error::FrameTooLarge { .. })));
+    assert!(matches!(b.recv_bytes(), Err(RecvError::TooLarge { .. })));
     assert_eq!(open_copies(&marker), 0, "the refused frame's descriptors");
 }
 
@@ -372,7 +388,7 @@ fn descriptors_of_a_frame_refused_without_blocking_are_closed_at_once() {
     let mut reader = FrameReader::default();
     assert!(matches!(
         b.try_recv_frame(&mut reader),
-        Err(Error::FrameTooLarge { .. })
+        Err(RecvError::TooLarge { .. })
     ));
     assert_eq!(open_copies(&marker), 0, "the refused frame's descriptors");
     drop(reader);
@@ -400,7 +416,7 @@ fn descriptors_of_a_frame_received_as_raw_bytes_are_closed_at_once() {
     let mut buf = [0u8; 4];
     assert!(matches!(
         b.recv_bytes_into(&mut buf),
-        Err(Error::BufferTooSmall { .. })
+        Err(RecvIntoError::BufferTooSmall { .. })
     ));
     assert_eq!(open_copies(&marker), 0, "descriptors nobody can claim");
     let marker = send_marked(&a, b"ok", "bytes-into-fits");

@@ -6,7 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_ipc::handle::Fd;
-use flotilla_ipc::{Connection, Error, pipe, wait_timeout};
+use flotilla_ipc::{
+    Connection, Error, PollError, RecvError, RecvIntoError, RecvTimeoutError, SendError, pipe,
+    wait_timeout,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -25,19 +28,22 @@ fn simplex_ends_refuse_the_wrong_direction() {
     let (reader, writer) = pipe(false).unwrap();
     assert!(matches!(
         reader.send_bytes(b"x"),
-        Err(Error::WrongDirection(_))
+        Err(SendError::WrongDirection(_))
     ));
-    assert!(matches!(writer.recv_bytes(), Err(Error::WrongDirection(_))));
+    assert!(matches!(
+        writer.recv_bytes(),
+        Err(RecvError::WrongDirection(_))
+    ));
     assert!(matches!(
         writer.poll_timeout(Duration::ZERO),
-        Err(Error::WrongDirection(_))
+        Err(PollError::WrongDirection(_))
     ));
     writer.send_bytes(b"one way").unwrap();
     assert_eq!(reader.recv_bytes().unwrap(), b"one way");
     let (other, _keep) = pipe(true).unwrap();
     assert!(matches!(
         writer.send(&other),
-        Err(Error::HandlesNotSupported(_))
+        Err(SendError::HandlesNotSupported(_))
     ));
 }
 
@@ -51,12 +57,15 @@ fn end_of_file_when_the_peer_is_gone() {
         1,
         "what was sent before close still arrives"
     );
-    assert!(matches!(b.recv::<u8>(), Err(Error::Eof)));
-    assert!(matches!(b.send(&2u8), Err(Error::Eof)));
+    assert!(matches!(b.recv::<u8>(), Err(RecvError::Disconnected)));
+    assert!(matches!(b.send(&2u8), Err(SendError::Disconnected)));
 
     let (reader, writer) = pipe(false).unwrap();
     drop(reader);
-    assert!(matches!(writer.send_bytes(b"nobody"), Err(Error::Eof)));
+    assert!(matches!(
+        writer.send_bytes(b"nobody"),
+        Err(SendError::Disconnected)
+    ));
 }
 
 #[test]
@@ -65,7 +74,7 @@ fn poll_and_recv_timeout() {
     assert!(!b.poll_timeout(Duration::ZERO).unwrap());
     assert!(matches!(
         b.recv_timeout::<u8>(Duration::from_millis(20)),
-        Err(Error::Timeout(_))
+        Err(RecvTimeoutError::Timeout(_))
     ));
     a.send(&9u8).unwrap();
     assert!(b.poll_timeout(LONG).unwrap());
@@ -85,7 +94,7 @@ fn recv_bytes_into_hands_back_a_message_too_long() {
     assert_eq!(b.recv_bytes_into(&mut buf).unwrap(), 5);
     assert_eq!(&buf[..5], b"short");
     match b.recv_bytes_into(&mut buf) {
-        Err(Error::BufferTooSmall {
+        Err(RecvIntoError::BufferTooSmall {
             capacity: 8,
             message,
         }) => assert_eq!(message, b"much too long"),
@@ -174,7 +183,10 @@ fn wait_returns_the_ready_connections() {
     drop(a1); // end of file counts as ready
     let ready = wait_timeout(&ends, LONG).unwrap();
     assert_eq!(ready.len(), 1);
-    assert!(matches!(ready[0].recv::<String>(), Err(Error::Eof)));
+    assert!(matches!(
+        ready[0].recv::<String>(),
+        Err(RecvError::Disconnected)
+    ));
 }
 
 #[test]
@@ -208,6 +220,11 @@ fn public_types_are_send_and_sync() {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Connection>();
     send_sync::<Error>();
+    send_sync::<SendError>();
+    send_sync::<RecvError>();
+    send_sync::<RecvTimeoutError>();
+    send_sync::<RecvIntoError>();
+    send_sync::<PollError>();
     send_sync::<Fd>();
 }
 

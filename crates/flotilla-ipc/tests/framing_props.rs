@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{Connection, Error, pipe};
+use flotilla_ipc::{Connection, RecvError, pipe};
 use proptest::prelude::*;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -48,7 +48,7 @@ proptest! {
             prop_assert_eq!(&rx.recv_bytes().unwrap(), m);
         }
         writer.join().unwrap();
-        prop_assert!(matches!(rx.recv_bytes(), Err(Error::Eof)));
+        prop_assert!(matches!(rx.recv_bytes(), Err(RecvError::Disconnected)));
     }
 
     #[test]

@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_core::log::Level;
 use flotilla_core::{Completer, Future, OrderedWindow, TaskError, event};
+use flotilla_process::Target;
 use flotilla_process::task::Entry;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -340,17 +341,22 @@ impl MpiPoolExecutor {
 
     /// Schedules `task(args)` on a worker rank and returns the future of its value.
     ///
+    /// `task` is any [`Target`](flotilla_process::Target): a function of one argument,
+    /// or of two to eight given as a tuple and spread (`submit(add, (2, 3))` calls
+    /// `add(2, 3)`), as `ProcessPoolExecutor::submit`. A closure's argument types must
+    /// be written out (`|x: u64| x * 2`).
+    ///
     /// Fails with [`TaskError::ShutDown`] after shutdown, or [`TaskError::Remote`] when
     /// the task or its arguments cannot be sent (a closure that captures data, a
     /// handle, more than 2 GiB).
-    pub fn submit<F, A, R>(&self, task: F, args: A) -> Result<Future<R>, TaskError>
+    pub fn submit<F, M>(&self, task: F, args: F::Args) -> Result<Future<F::Output>, TaskError>
     where
-        F: Fn(A) -> R + 'static,
-        A: Serialize + DeserializeOwned + 'static,
-        R: Serialize + DeserializeOwned + Send + 'static,
+        F: Target<M>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send,
     {
         self.shared
-            .submit_with(&Entry::of::<F, A, R>(&task), &args, Ok)
+            .submit_with(&Entry::of_target::<F, M>(&task), &args, Ok)
     }
 
     /// Schedules a task that reports failure by returning `Err`: its future fails with
@@ -391,6 +397,32 @@ impl MpiPoolExecutor {
         MpiMap {
             shared: Arc::clone(&self.shared),
             entry: Entry::of_chunk::<F, I::Item, R>(&task),
+            items: items.into_iter(),
+            chunksize: chunksize.into().unwrap_or(1).max(1),
+            window: OrderedWindow::new(),
+            current: Vec::new().into_iter(),
+            buffer_size: (4 * self.workers).max(1),
+            started: Instant::now(),
+        }
+    }
+
+    /// Like [`map`](Self::map), for a function of several arguments: each item is the
+    /// tuple of one call's arguments, spread (Python's `Pool.starmap`, lazy as `map`).
+    pub fn starmap<F, M, I>(
+        &self,
+        task: F,
+        items: I,
+        chunksize: impl Into<Option<usize>>,
+    ) -> MpiMap<I::IntoIter, F::Output>
+    where
+        F: Target<M>,
+        I: IntoIterator<Item = F::Args>,
+        F::Args: Serialize + DeserializeOwned,
+        F::Output: Serialize + DeserializeOwned + Send,
+    {
+        MpiMap {
+            shared: Arc::clone(&self.shared),
+            entry: Entry::of_chunk_target::<F, M>(&task),
             items: items.into_iter(),
             chunksize: chunksize.into().unwrap_or(1).max(1),
             window: OrderedWindow::new(),

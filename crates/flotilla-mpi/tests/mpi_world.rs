@@ -230,6 +230,18 @@ fn square(x: u64) -> u64 {
     x * x
 }
 
+fn add(a: u64, b: u64) -> u64 {
+    a + b
+}
+
+fn sum_pair((a, b): (u64, u64)) -> u64 {
+    a + b
+}
+
+fn describe(name: String, n: u8, flag: bool) -> String {
+    format!("{name}:{n}:{flag}")
+}
+
 fn rank_of_worker(_: ()) -> i32 {
     // The world rank of the process running the task.
     let mut rank = -1;
@@ -303,6 +315,33 @@ fn all() -> Result<(), String> {
         format!("tasks ran on ranks {seen:?}, with {workers} workers")
     })?;
     println!("{:?} ok submit", T0.elapsed());
+
+    // Several arguments, spread from a tuple; one argument that is a tuple, as before.
+    let two = pool.submit(add, (2, 3)).map_err(|e| e.to_string())?;
+    let pair = pool.submit(sum_pair, (4, 5)).map_err(|e| e.to_string())?;
+    let three = pool
+        .submit(describe, ("x".to_string(), 7, true))
+        .map_err(|e| e.to_string())?;
+    let got = (
+        two.result_timeout(TIMEOUT).map_err(|e| e.to_string())?,
+        pair.result_timeout(TIMEOUT).map_err(|e| e.to_string())?,
+        three.result_timeout(TIMEOUT).map_err(|e| e.to_string())?,
+    );
+    check(got == (5, 9, "x:7:true".to_string()), || {
+        format!("spread submit: {got:?}")
+    })?;
+    let sums: Vec<u64> = pool
+        .starmap(add, (0..100u64).map(|x| (x, 2 * x)), 7)
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    check(
+        sums == (0..100u64).map(|x| 3 * x).collect::<Vec<_>>(),
+        || format!("starmap: {sums:?}"),
+    )?;
+    println!(
+        "{:?} ok submit with several arguments, starmap",
+        T0.elapsed()
+    );
 
     // map: ordered, chunked, lazy.
     let squares: Vec<u64> = pool

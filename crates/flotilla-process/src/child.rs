@@ -259,9 +259,9 @@ impl Child {
             Ok(None) => {}
             // No report is coming: the child died before sending it, or while sending
             // it (a truncated report is no report; its exit status tells what happened).
-            Err(flotilla_ipc::Error::Eof | flotilla_ipc::Error::TruncatedFrame { .. }) => {
-                status.results = None
-            }
+            Err(
+                flotilla_ipc::RecvError::Disconnected | flotilla_ipc::RecvError::Truncated { .. },
+            ) => status.results = None,
             Err(e) => {
                 status.results = None;
                 return Err(e.into());
@@ -300,11 +300,15 @@ impl Child {
                 if !status.server_gone {
                     match channel.recv_timeout::<i32>(Duration::ZERO) {
                         Ok(code) => status.exitcode = Some(code),
-                        Err(flotilla_ipc::Error::Timeout(_)) => {}
-                        Err(flotilla_ipc::Error::Eof) if pidfd.is_some() => {
+                        Err(flotilla_ipc::RecvTimeoutError::Timeout(_)) => {}
+                        Err(flotilla_ipc::RecvTimeoutError::Recv(
+                            flotilla_ipc::RecvError::Disconnected,
+                        )) if pidfd.is_some() => {
                             status.server_gone = true;
                         }
-                        Err(flotilla_ipc::Error::Eof) => {
+                        Err(flotilla_ipc::RecvTimeoutError::Recv(
+                            flotilla_ipc::RecvError::Disconnected,
+                        )) => {
                             return Err(Error::ForkServer(format!(
                                 "the forkserver went away before reporting how {} (pid {}) \
                                  ended, and the child cannot be followed without it",

@@ -64,3 +64,23 @@ impl Error {
         }
     }
 }
+
+/// Each of `flotilla_ipc`'s per-operation errors goes through its umbrella `Error`, so
+/// `?` on a connection's send, receive or poll works here as it does on the rest.
+macro_rules! from_ipc {
+    ($($ty:ty),*) => {$(
+        impl From<$ty> for Error {
+            fn from(e: $ty) -> Self {
+                Error::Ipc(e.into())
+            }
+        }
+    )*};
+}
+
+from_ipc!(
+    flotilla_ipc::SendError,
+    flotilla_ipc::RecvError,
+    flotilla_ipc::RecvTimeoutError,
+    flotilla_ipc::RecvIntoError,
+    flotilla_ipc::PollError
+);

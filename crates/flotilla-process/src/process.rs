@@ -470,7 +470,7 @@ fn send_boot(conn: &Connection, boot: &Boot, fds: &[std::os::fd::OwnedFd]) -> Re
     let bytes = codec::encode(boot).map_err(flotilla_ipc::Error::from)?;
     match conn.send_frame(&bytes, fds) {
         // A child that died before reading its task is reported by `join`.
-        Ok(()) | Err(flotilla_ipc::Error::Eof) => Ok(()),
+        Ok(()) | Err(flotilla_ipc::SendError::Disconnected) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

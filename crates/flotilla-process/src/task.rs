@@ -59,6 +59,28 @@ impl Entry {
         boot::entry_of_chunk::<F, A, R>(f).map(Entry)
     }
 
+    /// Like [`of`](Entry::of), for any [`Target`](crate::Target) shape: a function of
+    /// several arguments gets them spread from the tuple `F::Args`.
+    pub fn of_target<F, M>(f: &F) -> Result<Entry, String>
+    where
+        F: crate::Target<M>,
+        F::Args: DeserializeOwned,
+        F::Output: Serialize,
+    {
+        boot::entry_of_target::<F, M>(f).map(Entry)
+    }
+
+    /// Like [`of_chunk`](Entry::of_chunk), for any [`Target`](crate::Target) shape (a
+    /// `starmap` chunk of tuples spread over a function of several arguments).
+    pub fn of_chunk_target<F, M>(f: &F) -> Result<Entry, String>
+    where
+        F: crate::Target<M>,
+        F::Args: DeserializeOwned,
+        F::Output: Serialize,
+    {
+        boot::entry_of_chunk_target::<F, M>(f).map(Entry)
+    }
+
     /// What [`run`] takes to find this entry in another process of the same build.
     pub fn offset(&self) -> u64 {
         self.0.offset as u64

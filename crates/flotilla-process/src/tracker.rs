@@ -153,8 +153,8 @@ pub(crate) fn serve(conn: Connection) -> ! {
         match conn.recv::<Report>() {
             Ok(report) => apply(&mut owned, report),
             // End of file: the parent (the only holder of the other end) ended.
-            Err(flotilla_ipc::Error::Eof) => break,
-            Err(flotilla_ipc::Error::Codec(_)) => {}
+            Err(flotilla_ipc::RecvError::Disconnected) => break,
+            Err(flotilla_ipc::RecvError::Decode(_)) => {}
             Err(_) => reading = false,
         }
     }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{Connection, Error as IpcError, pipe};
+use flotilla_ipc::{Connection, RecvError, RecvTimeoutError, pipe};
 use flotilla_process::{Process, StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -70,7 +70,10 @@ fn a_simplex_write_end_as_an_argument() {
         );
         child.join_timeout(LONG).unwrap();
         assert!(
-            matches!(reader.recv_timeout::<String>(LONG), Err(IpcError::Eof)),
+            matches!(
+                reader.recv_timeout::<String>(LONG),
+                Err(RecvTimeoutError::Recv(RecvError::Disconnected))
+            ),
             "{method}"
         );
     }
@@ -92,7 +95,10 @@ fn end_of_file_when_the_peer_process_dies() {
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "holding");
         child.kill().unwrap();
         assert!(
-            matches!(ours.recv_timeout::<String>(LONG), Err(IpcError::Eof)),
+            matches!(
+                ours.recv_timeout::<String>(LONG),
+                Err(RecvTimeoutError::Recv(RecvError::Disconnected))
+            ),
             "{method}"
         );
         let _ = child.join_timeout(LONG);
@@ -120,7 +126,7 @@ fn a_child_returns_a_connection_end() {
     );
     assert!(matches!(
         end.recv_timeout::<String>(LONG),
-        Err(IpcError::Eof)
+        Err(RecvTimeoutError::Recv(RecvError::Disconnected))
     ));
 }
 

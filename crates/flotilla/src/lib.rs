@@ -173,6 +173,11 @@ pub mod multiprocessing {
 
     /// Errors of pipes and connections.
     pub use flotilla_ipc::Error as IpcError;
+    #[doc(inline)]
+    pub use flotilla_ipc::{
+        BarrierError, PollError, RecvError, RecvIntoError, RecvTimeoutError, ReleaseError,
+        SendError,
+    };
 
     #[doc(inline)]
     pub use flotilla_ipc::queue as queues;

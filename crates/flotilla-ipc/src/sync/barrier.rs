@@ -43,7 +43,7 @@ use super::{Kind, Segment, to_u32};
 use crate::futex::{notify_all, sleep, spin};
 use flotilla_core::{Deadline, build};
 
-use crate::error::Error;
+use crate::error::{BarrierError, Error};
 use crate::lock::{Acquired, RawGuard, RawMutex};
 
 const ROUND: usize = 4;
@@ -65,7 +65,7 @@ const BUILD: usize = 48;
 ///
 /// A barrier is *broken* by [`abort`](Self::abort) or by a `wait` whose timeout
 /// passes: every process waiting then, and every later `wait`, gets
-/// [`Error::BrokenBarrier`] until [`reset`](Self::reset).
+/// [`BarrierError::Broken`] until [`reset`](Self::reset).
 ///
 /// # When a process dies
 ///
@@ -140,7 +140,7 @@ impl BarrierBuilder {
     /// Runs `action` once per round, in the process that arrives last, before any waiter
     /// is released, holding the barrier's lock (as Python does: a wait whose timeout
     /// passes meanwhile returns when the action ends). If it panics, the barrier breaks
-    /// (every waiter of that round gets [`Error::BrokenBarrier`]) and the panic continues
+    /// (every waiter of that round gets [`BarrierError::Broken`]) and the panic continues
     /// in the process that ran it; if that process dies in it, the barrier breaks too.
     ///
     /// A process running another build of the program (which can only happen when a
@@ -282,45 +282,49 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`Error::BrokenBarrier`] if the barrier is broken when called, breaks while
+    /// [`BarrierError::Broken`] if the barrier is broken when called, breaks while
     /// waiting (abort, another waiter's timeout, a reset, a participant dying inside
     /// the barrier's bookkeeping), or the default timeout passes, which also breaks it
-    /// for the others, as in Python.
+    /// for the others, as in Python; [`BarrierError::Os`] if its mutex fails.
     ///
     /// ```
     /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
     /// assert_eq!(barrier.wait().unwrap(), 0);
     /// ```
-    pub fn wait(&self) -> Result<usize, Error> {
+    pub fn wait(&self) -> Result<usize, BarrierError> {
         self.wait_within(None)
     }
 
     /// Like [`wait`](Self::wait), but gives up after `timeout` (instead of the default
     /// one): Python's `Barrier.wait(timeout)`. A timeout breaks the barrier, for the
-    /// others too, and fails with [`Error::BrokenBarrier`].
+    /// others too, and fails with [`BarrierError::Broken`].
+    ///
+    /// # Errors
+    ///
+    /// As [`wait`](Self::wait).
     ///
     /// ```
     /// use std::time::Duration;
-    /// use flotilla_ipc::{Barrier, Error};
+    /// use flotilla_ipc::{Barrier, BarrierError};
     ///
     /// let barrier = Barrier::new(2).unwrap();
     /// // Nobody else comes: the wait times out and breaks the barrier.
     /// let alone = barrier.wait_timeout(Duration::from_millis(10));
-    /// assert!(matches!(alone, Err(Error::BrokenBarrier)));
+    /// assert!(matches!(alone, Err(BarrierError::Broken)));
     /// assert!(barrier.broken());
     /// ```
-    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, Error> {
+    pub fn wait_timeout(&self, timeout: Duration) -> Result<usize, BarrierError> {
         self.wait_within(Some(timeout))
     }
 
     /// The body of [`wait`](Self::wait) and [`wait_timeout`](Self::wait_timeout); `None`
     /// uses the barrier's default timeout.
-    fn wait_within(&self, timeout: Option<Duration>) -> Result<usize, Error> {
+    fn wait_within(&self, timeout: Option<Duration>) -> Result<usize, BarrierError> {
         let deadline = Deadline::after(timeout.or_else(|| self.timeout()));
         let (index, round) = {
-            let book = self.bookkeeping()?;
+            let book = self.bookkeeping().map_err(BarrierError::mutex)?;
             if self.broken() {
-                return Err(Error::BrokenBarrier);
+                return Err(BarrierError::Broken);
             }
             let index = self.word(COUNT).load(Ordering::Relaxed);
             if index + 1 >= self.parties {
@@ -338,7 +342,7 @@ impl Barrier {
                     break;
                 }
                 if deadline.expired() {
-                    let _book = self.bookkeeping()?;
+                    let _book = self.bookkeeping().map_err(BarrierError::mutex)?;
                     if !ended() {
                         self.break_round();
                     }
@@ -350,13 +354,13 @@ impl Barrier {
         if self.passed(round) {
             Ok(index as usize)
         } else {
-            Err(Error::BrokenBarrier)
+            Err(BarrierError::Broken)
         }
     }
 
     /// The last arrival of a round: runs the action, if any, with the mutex (`book`)
     /// held, then passes the round, or breaks it if the action cannot run or panics.
-    fn last_arrival(&self, book: RawGuard<'_>, index: u32) -> Result<usize, Error> {
+    fn last_arrival(&self, book: RawGuard<'_>, index: u32) -> Result<usize, BarrierError> {
         let action = self.segment.u64_at(ACTION).load(Ordering::Relaxed);
         if action == 0 {
             self.end_round(false);
@@ -372,7 +376,7 @@ impl Barrier {
                 build::fingerprint()
             );
             self.break_round();
-            return Err(Error::BrokenBarrier);
+            return Err(BarrierError::Broken);
         }
         // SAFETY: the offset was taken by `offset_of_fn` in a process of this very build
         // (the fingerprints match).
@@ -391,7 +395,7 @@ impl Barrier {
     }
 
     /// Breaks the barrier: the processes waiting now and all later callers of
-    /// [`wait`](Self::wait) get [`Error::BrokenBarrier`] until [`reset`](Self::reset).
+    /// [`wait`](Self::wait) get [`BarrierError::Broken`] until [`reset`](Self::reset).
     /// Python's `Barrier.abort`, for when a party cannot come.
     ///
     /// # Errors
@@ -399,11 +403,11 @@ impl Barrier {
     /// An OS error if the barrier's mutex could not be taken.
     ///
     /// ```
-    /// use flotilla_ipc::{Barrier, Error};
+    /// use flotilla_ipc::{Barrier, BarrierError};
     ///
     /// let barrier = Barrier::new(2).unwrap();
     /// barrier.abort().unwrap();
-    /// assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
+    /// assert!(matches!(barrier.wait(), Err(BarrierError::Broken)));
     /// ```
     pub fn abort(&self) -> Result<(), Error> {
         let _book = self.bookkeeping()?;
@@ -412,7 +416,7 @@ impl Barrier {
     }
 
     /// Returns the barrier to its initial state, empty and not broken. Processes waiting
-    /// on it now get [`Error::BrokenBarrier`], as in Python.
+    /// on it now get [`BarrierError::Broken`], as in Python.
     ///
     /// # Errors
     ///
@@ -533,7 +537,7 @@ mod tests {
             .segment
             .u64_at(BUILD)
             .store(other, Ordering::Relaxed);
-        assert!(matches!(barrier.wait(), Err(Error::BrokenBarrier)));
+        assert!(matches!(barrier.wait(), Err(BarrierError::Broken)));
         assert_eq!(RAN.load(Ordering::SeqCst), 1, "not run");
         assert!(barrier.broken());
     }
@@ -542,7 +546,7 @@ mod tests {
     fn a_default_timeout_of_zero_is_kept_apart_from_none() {
         let zero = Barrier::builder(2).timeout(Duration::ZERO).build().unwrap();
         assert_eq!(zero.timeout(), Some(Duration::ZERO));
-        assert!(matches!(zero.wait(), Err(Error::BrokenBarrier)));
+        assert!(matches!(zero.wait(), Err(BarrierError::Broken)));
         let huge = Barrier::builder(2).timeout(Duration::MAX).build().unwrap();
         assert!(
             huge.timeout()

@@ -21,7 +21,7 @@ use super::{Kind, Segment, to_u32};
 use crate::futex::{notify, sleep, spin};
 use flotilla_core::Deadline;
 
-use crate::error::Error;
+use crate::error::{Error, ReleaseError};
 
 const VALUE: usize = 4;
 const WAITERS: usize = 8;
@@ -106,9 +106,9 @@ impl Inner {
     }
 
     /// Adds `n` permits unless that would pass the bound; wakes up to `n` sleepers.
-    fn release(&self, n: usize) -> Result<(), Error> {
+    fn release(&self, n: usize) -> Result<(), ReleaseError> {
         let bound = self.bound();
-        let over = || Error::SemaphoreOverReleased {
+        let over = || ReleaseError::OverReleased {
             bound: bound as usize,
         };
         let n = u32::try_from(n).map_err(|_| over())?;
@@ -301,7 +301,7 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`Error::SemaphoreOverReleased`] if the value would pass `u32::MAX` (Python's
+    /// [`ReleaseError::OverReleased`] if the value would pass `u32::MAX` (Python's
     /// limit is `SEM_VALUE_MAX`); the value is then unchanged.
     ///
     /// ```
@@ -309,7 +309,7 @@ impl Semaphore {
     /// sem.release(2).unwrap();
     /// assert_eq!(sem.value(), 2);
     /// ```
-    pub fn release(&self, n: usize) -> Result<(), Error> {
+    pub fn release(&self, n: usize) -> Result<(), ReleaseError> {
         self.inner.release(n)
     }
 }
@@ -328,19 +328,19 @@ impl fmt::Debug for Semaphore {
 /// `multiprocessing.BoundedSemaphore`.
 ///
 /// A release that would lift the value past the initial value is refused with
-/// [`Error::SemaphoreOverReleased`] and changes nothing, in whichever process it was
+/// [`ReleaseError::OverReleased`] and changes nothing, in whichever process it was
 /// made: it catches the bug of releasing a resource more often than it was taken.
 /// Everything else is as for [`Semaphore`].
 ///
 /// # Examples
 ///
 /// ```
-/// use flotilla_ipc::{BoundedSemaphore, Error};
+/// use flotilla_ipc::{BoundedSemaphore, Error, ReleaseError};
 ///
 /// let pool = BoundedSemaphore::new(2)?;
 /// assert!(pool.try_acquire());
 /// pool.release(1)?;
-/// assert!(matches!(pool.release(1), Err(Error::SemaphoreOverReleased { bound: 2 })));
+/// assert!(matches!(pool.release(1), Err(ReleaseError::OverReleased { bound: 2 })));
 /// assert_eq!(pool.value(), 2);
 /// # Ok::<(), Error>(())
 /// ```
@@ -379,7 +379,7 @@ impl BoundedSemaphore {
     ///
     /// # Errors
     ///
-    /// [`Error::SemaphoreOverReleased`] if the value would exceed the
+    /// [`ReleaseError::OverReleased`] if the value would exceed the
     /// [`bound`](Self::bound); the value is then left unchanged.
     ///
     /// ```
@@ -387,9 +387,9 @@ impl BoundedSemaphore {
     /// assert!(sem.try_acquire() && sem.try_acquire());
     /// sem.release(2)?;
     /// assert!(sem.release(1).is_err());
-    /// # Ok::<(), flotilla_ipc::Error>(())
+    /// # Ok::<(), flotilla_ipc::ReleaseError>(())
     /// ```
-    pub fn release(&self, n: usize) -> Result<(), Error> {
+    pub fn release(&self, n: usize) -> Result<(), ReleaseError> {
         self.inner.release(n)
     }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{Kind, Segment};
 use crate::{
-    Barrier, BoundedSemaphore, Condition, Error, Event, Lock, Semaphore, SharedMemory, Value,
-    handle,
+    Barrier, BarrierError, BoundedSemaphore, Condition, Error, Event, Lock, ReleaseError,
+    Semaphore, SharedMemory, Value, handle,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -29,7 +29,7 @@ fn a_semaphore_counts_and_wakes_a_sleeper() {
     assert_eq!(sem.value(), 3);
     assert!(matches!(
         sem.release(u32::MAX as usize),
-        Err(Error::SemaphoreOverReleased { .. })
+        Err(ReleaseError::OverReleased { .. })
     ));
     assert_eq!(sem.value(), 3, "a refused release changes nothing");
 }
@@ -69,7 +69,7 @@ fn values_beyond_32_bits_are_refused() {
     let sem = BoundedSemaphore::new(1).unwrap();
     assert!(matches!(
         sem.release(1 << 40),
-        Err(Error::SemaphoreOverReleased { bound: 1 })
+        Err(ReleaseError::OverReleased { bound: 1 })
     ));
 }
 
@@ -191,13 +191,13 @@ fn abort_and_reset_break_the_waiters() {
             std::thread::sleep(Duration::from_millis(1));
         }
         barrier.reset().unwrap();
-        assert!(matches!(waiter.join().unwrap(), Err(Error::BrokenBarrier)));
+        assert!(matches!(waiter.join().unwrap(), Err(BarrierError::Broken)));
     });
     assert!(!barrier.broken(), "reset leaves it usable");
     barrier.abort().unwrap();
     assert!(matches!(
         barrier.wait_timeout(LONG),
-        Err(Error::BrokenBarrier)
+        Err(BarrierError::Broken)
     ));
     assert_eq!(barrier.n_waiting(), 0);
     barrier.reset().unwrap();
@@ -247,7 +247,7 @@ fn a_holder_dying_inside_the_barriers_bookkeeping_breaks_it() {
     assert!(!barrier.broken(), "nobody has looked yet");
     assert!(matches!(
         barrier.wait_timeout(LONG),
-        Err(Error::BrokenBarrier)
+        Err(BarrierError::Broken)
     ));
     assert!(barrier.broken());
     barrier.reset().unwrap();

@@ -649,10 +649,7 @@ impl Manager {
                     worker.outbox.clear();
                     worker.writer = FrameWriter::default();
                     worker.left = Some(0);
-                    if !matches!(
-                        e,
-                        flotilla_ipc::Error::Eof | flotilla_ipc::Error::TruncatedFrame { .. }
-                    ) {
+                    if !matches!(e, flotilla_ipc::SendError::Disconnected) {
                         flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "could not write to a pool worker; replacing it");
                         let _ = worker.process.kill();
                     }
@@ -816,11 +813,14 @@ impl Manager {
             let worker = &mut self.workers[i];
             let (bytes, fds) = match worker.conn.recv_frame_timeout(Duration::ZERO) {
                 Ok(frame) => frame,
-                Err(flotilla_ipc::Error::Timeout(_)) => return Flow::Go,
+                Err(flotilla_ipc::RecvTimeoutError::Timeout(_)) => return Flow::Go,
                 Err(e) => {
                     if !matches!(
                         e,
-                        flotilla_ipc::Error::Eof | flotilla_ipc::Error::TruncatedFrame { .. }
+                        flotilla_ipc::RecvTimeoutError::Recv(
+                            flotilla_ipc::RecvError::Disconnected
+                                | flotilla_ipc::RecvError::Truncated { .. }
+                        )
                     ) {
                         flotilla_core::event!(flotilla_core::log::Level::ERROR, error = %e, "a pool worker's connection failed; replacing it");
                         let _ = worker.process.kill();

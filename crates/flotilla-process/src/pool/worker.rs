@@ -404,7 +404,11 @@ fn run(entry: usize, args: &[u8], fds: Vec<OwnedFd>) -> Result<EntryResult, Stri
         .map_err(|payload| flotilla_core::panic_message(&*payload))
 }
 
-fn send(conn: &Connection, response: Response, fds: &[OwnedFd]) -> Result<(), flotilla_ipc::Error> {
+fn send(
+    conn: &Connection,
+    response: Response,
+    fds: &[OwnedFd],
+) -> Result<(), flotilla_ipc::SendError> {
     conn.send_frame(&response.into_frame(), fds)
 }
 
