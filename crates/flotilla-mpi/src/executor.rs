@@ -394,16 +394,11 @@ impl MpiPoolExecutor {
         I::Item: Serialize + DeserializeOwned + 'static,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        MpiMap {
-            shared: Arc::clone(&self.shared),
-            entry: Entry::of_chunk::<F, I::Item, R>(&task),
-            items: items.into_iter(),
-            chunksize: chunksize.into().unwrap_or(1).max(1),
-            window: OrderedWindow::new(),
-            current: Vec::new().into_iter(),
-            buffer_size: (4 * self.workers).max(1),
-            started: Instant::now(),
-        }
+        self.lazy_map(
+            Entry::of_chunk::<F, I::Item, R>(&task),
+            items,
+            chunksize.into(),
+        )
     }
 
     /// Like [`map`](Self::map), for a function of several arguments: each item is the
@@ -420,11 +415,25 @@ impl MpiPoolExecutor {
         F::Args: Serialize + DeserializeOwned,
         F::Output: Serialize + DeserializeOwned + Send,
     {
+        self.lazy_map(
+            Entry::of_chunk_target::<F, M>(&task),
+            items,
+            chunksize.into(),
+        )
+    }
+
+    /// The lazy map of `map` and `starmap`: `entry` runs one chunk of items.
+    fn lazy_map<I: IntoIterator, R>(
+        &self,
+        entry: Result<Entry, String>,
+        items: I,
+        chunksize: Option<usize>,
+    ) -> MpiMap<I::IntoIter, R> {
         MpiMap {
             shared: Arc::clone(&self.shared),
-            entry: Entry::of_chunk_target::<F, M>(&task),
+            entry,
             items: items.into_iter(),
-            chunksize: chunksize.into().unwrap_or(1).max(1),
+            chunksize: chunksize.unwrap_or(1).max(1),
             window: OrderedWindow::new(),
             current: Vec::new().into_iter(),
             buffer_size: (4 * self.workers).max(1),
