@@ -154,7 +154,8 @@ mod serde_codec {
     /// into the value, one copy; small reads are served from an 8 KiB buffer.
     ///
     /// As with [`decode`], the value must use the input exactly: bytes left after it
-    /// are an error (which reads `reader` to its end).
+    /// are an error. Only the next buffered read is looked at for them, so a caller that
+    /// must consume the whole input (as the queue's ring does) skips what is left itself.
     ///
     /// ```
     /// use flotilla_core::codec::{self, ByteBuf};
