@@ -27,9 +27,9 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use flotilla_core::{CancelToken, Deadline, Executor, Future, Task, TaskError, panic_message};
 
 pub use self::map::Map;
@@ -47,6 +47,15 @@ struct Pool {
     receiver: Receiver<Task>,
     idle: AtomicUsize,
     started: AtomicUsize,
+    /// How many workers are polling the empty queue (see [`Pool::next_task`]).
+    spinning: AtomicUsize,
+    /// At most this many: half the CPUs this process may run on, at least one.
+    max_spinning: usize,
+    /// How many times a worker went to the blocking receive (for the tests).
+    blocked: AtomicUsize,
+    /// The most workers seen polling at once.
+    #[cfg(test)]
+    most_spinning: AtomicUsize,
     /// Workers still running, and the condition `shutdown(wait)` waits on.
     alive: Mutex<usize>,
     exited: Condvar,
@@ -61,6 +70,10 @@ thread_local! {
 
 /// The number of pools created so far, for default thread names.
 static POOLS: AtomicUsize = AtomicUsize::new(0);
+
+/// How long a worker that found the queue empty polls it before it blocks (see
+/// [`Pool::next_task`]).
+const IDLE_SPIN: Duration = Duration::from_micros(50);
 
 impl Pool {
     fn lock_sender(&self) -> MutexGuard<'_, Option<Sender<Task>>> {
@@ -155,12 +168,70 @@ impl Pool {
                 self.idle.fetch_add(1, Ordering::AcqRel);
             }
         };
-        // `recv` takes a queued job without blocking, and ends once shutdown has dropped
-        // the sender and the queue is drained.
-        while let Ok(job) = self.receiver.recv() {
+        // `next_task` takes a queued job without blocking, and ends once shutdown has
+        // dropped the sender and the queue is drained.
+        while let Some(job) = self.next_task() {
             match self.broken_error() {
                 Some(error) => job.fail(error),
                 None => job.run(&now_idle),
+            }
+        }
+    }
+
+    /// The next job, waiting for one; `None` once the pool is shut down and drained.
+    ///
+    /// A worker that finds the queue empty polls it for up to [`IDLE_SPIN`] before it
+    /// blocks, when no other worker is polling already. The reason is the cost of a
+    /// wake-up on a virtual machine: a blocked worker lets its vCPU halt, and waking a
+    /// halted vCPU took 50-120 µs on the VMs flotilla is measured on (haltpoll with no
+    /// poll time). A caller that submits, waits and submits again feeds that back into
+    /// itself: while the caller's own wake-up takes that long, a worker that blocks
+    /// after a few microseconds (crossbeam's receive does) has blocked by the next
+    /// submission, which must wake it, and the caller, whose task is still queued,
+    /// blocks in turn. Every round trip then paid two wake-ups, 50-70 µs instead of
+    /// 0.3-1 µs, for the rest of the process (issue 15's slow mode). A worker still
+    /// polling takes the next task at once.
+    ///
+    /// It polls without yielding (`sched_yield` on a CPU shared with a busy process
+    /// took up to 470 µs). At most half the CPUs' worth of workers poll at a time, the
+    /// others block at once, so an idle pool burns at most that many CPUs for at most
+    /// `IDLE_SPIN` after its last task, and leaves the other half to its callers.
+    fn next_task(&self) -> Option<Task> {
+        match self.receiver.try_recv() {
+            Ok(job) => return Some(job),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) => {}
+        }
+        let polling = self
+            .spinning
+            .fetch_update(Ordering::Acquire, Ordering::Relaxed, |n| {
+                (n < self.max_spinning).then_some(n + 1)
+            });
+        if let Ok(_others) = polling {
+            #[cfg(test)]
+            self.most_spinning.fetch_max(_others + 1, Ordering::Relaxed);
+            let polled = self.poll_queue();
+            self.spinning.fetch_sub(1, Ordering::Release);
+            match polled {
+                Ok(job) => return Some(job),
+                Err(TryRecvError::Disconnected) => return None,
+                Err(TryRecvError::Empty) => {}
+            }
+        }
+        self.blocked.fetch_add(1, Ordering::Relaxed);
+        self.receiver.recv().ok()
+    }
+
+    /// Polls the queue for up to [`IDLE_SPIN`].
+    fn poll_queue(&self) -> Result<Task, TryRecvError> {
+        let start = Instant::now();
+        loop {
+            for _ in 0..8 {
+                std::hint::spin_loop();
+            }
+            match self.receiver.try_recv() {
+                Err(TryRecvError::Empty) if start.elapsed() < IDLE_SPIN => {}
+                polled => return polled,
             }
         }
     }
@@ -333,6 +404,12 @@ impl ThreadPoolExecutorBuilder {
                 receiver,
                 idle: AtomicUsize::new(0),
                 started: AtomicUsize::new(0),
+                spinning: AtomicUsize::new(0),
+                max_spinning: std::thread::available_parallelism()
+                    .map_or(1, |cpus| (cpus.get() / 2).max(1)),
+                blocked: AtomicUsize::new(0),
+                #[cfg(test)]
+                most_spinning: AtomicUsize::new(0),
                 alive: Mutex::new(0),
                 exited: Condvar::new(),
                 broken: OnceLock::new(),
