@@ -67,6 +67,8 @@ pub use crate::sync::{
     Barrier, BarrierBuilder, BoundedSemaphore, Condition, ConditionGuard, ConditionLock, Event,
     Semaphore, SemaphorePermit,
 };
+#[doc(hidden)]
+pub use crate::sys::poll_briefly;
 pub use crate::value::{Array, ArrayGuard, Value, ValueGuard};
 
 #[cfg(test)]

@@ -138,18 +138,14 @@ pub(crate) fn read_chunk(
     mut sink: Option<&mut FdSink>,
     deadline: Option<Instant>,
 ) -> Result<Option<usize>, RecvError> {
-    let nowait = deadline.is_some();
     loop {
-        // A pipe has no per-call "don't wait": ask first (a pipe read by two processes
-        // at once carries no frames anyway, so nobody takes the bytes in between).
-        let ready =
-            socket || !nowait || poll_readable(fd, Some(Duration::ZERO)).map_err(recv_poll)?;
+        // The read never waits: a wait goes through `poll_readable`, which polls before
+        // it blocks (see `poll_many`). A pipe has no per-call "don't wait": ask first (a
+        // pipe read by two processes at once carries no frames anyway, so nobody takes
+        // the bytes in between).
+        let ready = socket || poll_readable(fd, Some(Duration::ZERO)).map_err(recv_poll)?;
         if ready {
-            let flags = if nowait {
-                MsgFlags::MSG_DONTWAIT
-            } else {
-                MsgFlags::empty()
-            };
+            let flags = MsgFlags::MSG_DONTWAIT;
             let n = match (socket, sink.as_deref_mut()) {
                 (true, Some(sink)) => recv_with_fds(fd, buf, sink, flags),
                 (true, None) => nix::sys::socket::recv(fd.as_raw_fd(), buf, flags),
@@ -255,8 +251,55 @@ pub(crate) fn poll_readable(
     Ok(!ready.is_empty())
 }
 
+/// How long a wait for a descriptor polls it before it blocks (see [`poll_many`]).
+pub(crate) const POLL_SPIN: Duration = Duration::from_micros(50);
+/// A yield that took this long gave the CPU to a busy process for its time slice (0.75
+/// to 3 ms). Shorter stalls are not that: on an idle VM about one yield in fifty took
+/// 20-120 µs (the host running something else), and counting those stopped the polls
+/// that cure the slow mode for most of a run.
+const CONTENDED_YIELD: Duration = Duration::from_micros(500);
+/// How long a thread that saw a contended yield first waits without polling; each
+/// contended yield after a pause doubles it, up to [`MAX_SPIN_PAUSE`], and a poll that
+/// catches its event starts it over.
+const MIN_SPIN_PAUSE: Duration = Duration::from_millis(5);
+const MAX_SPIN_PAUSE: Duration = Duration::from_secs(1);
+
+thread_local! {
+    /// Until when this thread's waits block at once (see [`poll_many`]).
+    pub(crate) static NO_SPIN_UNTIL: std::cell::Cell<Option<Instant>> =
+        const { std::cell::Cell::new(None) };
+    /// The pause the next contended yield starts.
+    static SPIN_PAUSE: std::cell::Cell<Duration> = const { std::cell::Cell::new(MIN_SPIN_PAUSE) };
+    /// How many of this thread's waits went on to block after their poll (for the tests).
+    #[cfg(test)]
+    pub(crate) static BLOCKED_WAITS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether this thread's waits poll before they block now.
+fn may_spin() -> bool {
+    match NO_SPIN_UNTIL.get() {
+        None => true,
+        Some(until) if Instant::now() >= until => {
+            NO_SPIN_UNTIL.set(None);
+            true
+        }
+        Some(_) => false,
+    }
+}
+
 /// Waits until at least one of `fds` is readable, or `timeout` passes; the indices of
 /// the ready ones.
+///
+/// A wait that may block first polls for up to [`POLL_SPIN`], yielding the CPU between
+/// polls, then blocks in `poll`. A blocked process lets its CPU go idle, and on a virtual
+/// machine an idle vCPU halts: waking it took 50-120 µs here (haltpoll with no poll
+/// time), so a 64-byte round trip between two processes on two CPUs, each blocking in
+/// turn, took 62-80 µs with two halts, against 3.7-3.9 µs when each side polled first
+/// (issue 15's slow mode, `connection-round-trip-64B`). The yield is what makes it safe
+/// when the peer shares this CPU: a poll that only spun kept the peer from running, and
+/// the same round trip with both processes pinned to one CPU took 105 µs (4.7 blocking,
+/// 3.8 polling with yields). Under load (a busy process per CPU) polling with yields
+/// measured 3.8-3.9 µs against 4.6-7.1 blocking.
 pub(crate) fn poll_many(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
@@ -266,6 +309,12 @@ pub(crate) fn poll_many(
         .iter()
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
+    if timeout != Some(Duration::ZERO) {
+        let spin = timeout.map_or(POLL_SPIN, |t| t.min(POLL_SPIN));
+        if spin_poll(&mut pollfds, spin)? {
+            return Ok(ready_indices(&pollfds));
+        }
+    }
     loop {
         let wait = match deadline {
             None => PollTimeout::NONE,
@@ -279,21 +328,77 @@ pub(crate) fn poll_many(
         match nix::poll::poll(&mut pollfds, wait) {
             Ok(0) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(Vec::new()),
             Ok(0) => continue,
-            Ok(_) => {
-                return Ok(pollfds
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
-                    .map(|(i, _)| i)
-                    .collect());
-            }
+            Ok(_) => return Ok(ready_indices(&pollfds)),
             Err(Errno::EINTR) => continue,
-            Err(e) => {
-                return Err(PollError::Os {
-                    op: "poll",
-                    source: e.into(),
-                });
+            Err(e) => return Err(poll_error(e)),
+        }
+    }
+}
+
+/// Polls `pollfds` without blocking, yielding the CPU between polls, for up to `spin`
+/// (see [`poll_many`]); whether one is ready. Polls once, without the spin, when this
+/// thread saw a contended yield lately.
+fn spin_poll(pollfds: &mut [PollFd<'_>], spin: Duration) -> Result<bool, PollError> {
+    if poll_now(pollfds)? {
+        return Ok(true);
+    }
+    if may_spin() {
+        let start = Instant::now();
+        while start.elapsed() < spin {
+            let before = Instant::now();
+            std::thread::yield_now();
+            if before.elapsed() >= CONTENDED_YIELD {
+                // A busy process had this CPU: stop polling for a while.
+                let pause = SPIN_PAUSE.get();
+                NO_SPIN_UNTIL.set(Some(Instant::now() + pause));
+                SPIN_PAUSE.set((2 * pause).min(MAX_SPIN_PAUSE));
+                break;
+            }
+            if poll_now(pollfds)? {
+                SPIN_PAUSE.set(MIN_SPIN_PAUSE);
+                return Ok(true);
             }
         }
+    }
+    #[cfg(test)]
+    BLOCKED_WAITS.set(BLOCKED_WAITS.get() + 1);
+    Ok(false)
+}
+
+/// Whether `fd` becomes readable within a brief poll, the one every wait of this crate
+/// makes before it blocks (see [`poll_many`]): for a reader of its own (flotilla's
+/// manager) to call before a blocking read. Never blocks for long; an error counts as
+/// readable, so the read that follows reports it.
+#[doc(hidden)]
+pub fn poll_briefly(fd: BorrowedFd<'_>) -> bool {
+    let mut pollfds = [PollFd::new(fd, PollFlags::POLLIN)];
+    spin_poll(&mut pollfds, POLL_SPIN).unwrap_or(true)
+}
+
+/// One `poll` that does not wait: whether any of `pollfds` is ready.
+fn poll_now(pollfds: &mut [PollFd<'_>]) -> Result<bool, PollError> {
+    loop {
+        match nix::poll::poll(pollfds, PollTimeout::ZERO) {
+            Ok(n) => return Ok(n > 0),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(poll_error(e)),
+        }
+    }
+}
+
+/// The indices of the descriptors `poll` reported ready.
+fn ready_indices(pollfds: &[PollFd<'_>]) -> Vec<usize> {
+    pollfds
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.revents().is_some_and(|r| !r.is_empty()))
+        .map(|(i, _)| i)
+        .collect()
+}
+
+fn poll_error(e: Errno) -> PollError {
+    PollError::Os {
+        op: "poll",
+        source: e.into(),
     }
 }

@@ -97,3 +97,102 @@ fn handles_degrade_to_an_error_not_an_abort_while_thread_locals_are_torn_down() 
     assert_eq!(plain, Ok(7), "values without handles still cross");
     assert!(handle_refused, "a handle is an error, not a panic");
 }
+
+/// Pins the calling thread to `cpu`.
+fn pin_to_cpu(cpu: usize) {
+    // SAFETY: a zeroed `cpu_set_t` is a valid empty set; CPU_SET writes within it for
+    // any `cpu` below CPU_SETSIZE (checked by the assert), and sched_setaffinity only
+    // reads the set we pass with its true size.
+    let pinned = unsafe {
+        assert!(cpu < libc::CPU_SETSIZE as usize);
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(
+        pinned,
+        0,
+        "cannot pin a thread to CPU {cpu} ({}); this test needs a machine with 2 CPUs",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// Issue 15's slow mode on a connection: a receiver that blocked between messages let
+/// its vCPU halt, and paid its wake-up (50-120 µs on a VM) for every message. A wait
+/// polls before it blocks, so a message that comes 15 µs after the receiver's last reply
+/// finds it still polling. The two ends are threads pinned to two CPUs; the echoing end
+/// reports, with each reply, whether its wait for that message blocked. Rounds are
+/// retried (a loaded machine preempts some): the test passes once 20 rounds in a row
+/// did not block, and fails if that never happens in 10 s, as when every wait blocked.
+#[test]
+fn a_receiver_polls_before_it_blocks() {
+    use std::time::{Duration, Instant};
+    let (a, b) = pipe(true).unwrap();
+    let echo = std::thread::spawn(move || {
+        pin_to_cpu(1);
+        while let Ok(()) = b.recv::<()>() {
+            b.send(&()).unwrap();
+            let before = crate::sys::BLOCKED_WAITS.get();
+            if b.recv::<()>().is_err() {
+                break;
+            }
+            let blocked = crate::sys::BLOCKED_WAITS.get() != before;
+            b.send(&blocked).unwrap();
+        }
+    });
+    pin_to_cpu(0);
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut in_a_row = 0;
+    while in_a_row < 20 {
+        assert!(
+            Instant::now() < give_up,
+            "the receiver blocked between messages 15 µs apart in every round"
+        );
+        a.send(&()).unwrap();
+        a.recv_timeout::<()>(Duration::from_secs(30)).unwrap();
+        let pause = Instant::now();
+        while pause.elapsed() < Duration::from_micros(15) {
+            std::hint::spin_loop();
+        }
+        a.send(&()).unwrap();
+        let blocked: bool = a.recv_timeout(Duration::from_secs(30)).unwrap();
+        in_a_row = if blocked { 0 } else { in_a_row + 1 };
+    }
+    drop(a);
+    echo.join().unwrap();
+}
+
+/// A wait whose yield hands the CPU to another process (or thread) that wanted it stops
+/// polling, and the thread's waits block at once for a while: a poll that yields to a
+/// busy neighbour would wait out its time slice, milliseconds, for every message.
+#[test]
+fn a_wait_that_yields_to_a_busy_neighbour_stops_polling() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            pin_to_cpu(0);
+            while !stop.load(Ordering::Relaxed) {
+                std::hint::spin_loop();
+            }
+        })
+    };
+    let waiter = std::thread::spawn(|| {
+        pin_to_cpu(0);
+        let (_a, b) = pipe(true).unwrap();
+        crate::sys::NO_SPIN_UNTIL.set(None);
+        // Nothing comes: the wait polls, yields to the busy thread, and times out.
+        assert!(!b.poll_timeout(Duration::from_millis(20)).unwrap());
+        crate::sys::NO_SPIN_UNTIL.get().is_some()
+    });
+    let stopped_polling = waiter.join().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    busy.join().unwrap();
+    assert!(
+        stopped_polling,
+        "a wait sharing its CPU with a busy thread kept polling"
+    );
+}

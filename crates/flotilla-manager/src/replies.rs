@@ -323,6 +323,7 @@ impl Replies {
 
     /// Reads one reply; why not, when the connection is done for.
     fn read_one(&self, reader: &mut BufReader<Stream>) -> Result<Response, String> {
+        reader.get_ref().poll_briefly(reader.buffer());
         let frame = wire::read_frame(reader, DEFAULT_MAX_FRAME, Idle::Forever, self.frame_timeout)
             .map_err(|e| match e {
                 FrameError::Closed => {

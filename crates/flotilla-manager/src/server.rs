@@ -868,6 +868,7 @@ fn serve_connection(shared: &Arc<Shared>, mut stream: Stream) {
     };
     let mut reader = BufReader::with_capacity(64 * 1024, stream);
     loop {
+        reader.get_ref().poll_briefly(reader.buffer());
         let frame = match wire::read_frame(
             &mut reader,
             shared.max_frame,

@@ -184,6 +184,28 @@ impl Stream {
         }
     }
 
+    /// Polls the socket briefly when nothing is buffered (see
+    /// [`flotilla_ipc::poll_briefly`]), so that a read about to block catches a reply or
+    /// request that comes within microseconds without letting this CPU go idle: on a
+    /// VM, waking an idle vCPU costs 50-120 µs, twice per call when both ends block.
+    /// Not under TLS, whose buffered plaintext the socket does not show.
+    pub(crate) fn poll_briefly(&self, buffered: &[u8]) {
+        use std::os::fd::AsFd;
+        if !buffered.is_empty() {
+            return;
+        }
+        match self {
+            Stream::Unix(s) => {
+                flotilla_ipc::poll_briefly(s.as_fd());
+            }
+            Stream::Tcp(s) => {
+                flotilla_ipc::poll_briefly(s.as_fd());
+            }
+            #[cfg(feature = "tls")]
+            Stream::Tls(_) => {}
+        }
+    }
+
     /// What a look at the socket, without reading or waiting, finds: `Some(true)` when
     /// bytes wait to be read, `Some(false)` at end of file (or an error: the stream is
     /// done for), `None` when nothing has come yet. Under TLS it sees the raw socket.
