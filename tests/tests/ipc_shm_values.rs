@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{AcquireError, Array, Error, Value, pipe};
+use flotilla_ipc::{
+    AcquireError, Array, CopyError, Error, IndexError, IndexOutOfRange, LengthMismatch, Value, pipe,
+};
 use flotilla_process::{StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -136,21 +138,24 @@ fn array_indexes_and_lengths_are_checked_not_panics() {
     let a = Array::<u32>::new(3).unwrap();
     assert!(matches!(
         a.get(3),
-        Err(Error::IndexOutOfRange { index: 3, len: 3 })
+        Err(IndexError::OutOfRange(IndexOutOfRange { index: 3, len: 3 }))
     ));
     assert!(matches!(
         a.set(usize::MAX, 1),
-        Err(Error::IndexOutOfRange { .. })
+        Err(IndexError::OutOfRange(IndexOutOfRange {
+            index: usize::MAX,
+            len: 3
+        }))
     ));
     assert!(matches!(
         a.copy_from_slice(&[1, 2]),
-        Err(Error::LengthMismatch { got: 2, len: 3 })
+        Err(CopyError::LengthMismatch(LengthMismatch { got: 2, len: 3 }))
     ));
     let section = a.lock().unwrap();
-    assert!(matches!(section.get(3), Err(Error::IndexOutOfRange { .. })));
+    assert_eq!(section.get(3), Err(IndexOutOfRange { index: 3, len: 3 }));
     assert!(matches!(
         section.copy_from_slice(&[1; 4]),
-        Err(Error::LengthMismatch { .. })
+        Err(LengthMismatch { got: 4, len: 3 })
     ));
     section.copy_from_slice(&[4, 5, 6]).unwrap();
     assert_eq!(section.to_vec(), [4, 5, 6]);

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{AcquireError, Condition, Connection, Error, Lock, Value, pipe};
+use flotilla_ipc::{AcquireError, Condition, Connection, Error, Lock, Value, WaitError, pipe};
 use flotilla_process::{StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -133,7 +133,7 @@ fn a_waiter_taking_the_lock_back_from_a_killed_holder_is_told() {
             });
             // Notified, then the lock is re-taken from a dead holder.
             assert!(
-                matches!(guard.wait_timeout(LONG), Err(Error::OwnerDied)),
+                matches!(guard.wait_timeout(LONG), Err(WaitError::OwnerDied)),
                 "{method}"
             );
         });

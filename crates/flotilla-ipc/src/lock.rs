@@ -34,7 +34,7 @@ use nix::errno::Errno;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{CreateError, Error, OsError};
 use crate::shm::SharedMemory;
 use crate::sys;
 
@@ -83,8 +83,9 @@ impl RawMutex {
         shm: Arc<SharedMemory>,
         offset: usize,
         recursive: bool,
-    ) -> Result<Self, Error> {
-        let raw = RawMutex::attach(shm, offset)?;
+    ) -> Result<Self, CreateError> {
+        let raw = RawMutex::attach(shm, offset)
+            .map_err(|e| CreateError::InvalidArgument(e.to_string()))?;
         let kind = if recursive {
             libc::PTHREAD_MUTEX_RECURSIVE
         } else {
@@ -269,7 +270,7 @@ impl RawMutex {
                     // Leave it unlocked rather than held forever; the error says why.
                     // SAFETY: we hold it, on this thread.
                     unsafe { libc::pthread_mutex_unlock(self.ptr()) };
-                    return Err(e);
+                    return Err(e.into());
                 }
                 if let Some(word) = self.owner_died_word() {
                     word.store(1, Ordering::SeqCst);
@@ -359,10 +360,10 @@ fn timed_lock(mutex: *mut libc::pthread_mutex_t, at: &libc::timespec) -> libc::c
     unsafe { libc::pthread_mutex_timedlock(mutex, real_at.as_ref()) }
 }
 
-fn check(op: &'static str, rc: libc::c_int) -> Result<(), Error> {
+fn check(op: &'static str, rc: libc::c_int) -> Result<(), OsError> {
     match rc {
         0 => Ok(()),
-        rc => Err(Error::os(op, Errno::from_raw(rc))),
+        rc => Err(OsError::new(op, Errno::from_raw(rc))),
     }
 }
 
@@ -601,14 +602,14 @@ macro_rules! lock_type {
             ///
             /// # Errors
             ///
-            /// [`Error::Os`] if the system refuses the memory or the mutex.
+            /// [`CreateError::Os`] if the system refuses the memory or the mutex.
             ///
             /// ```
             #[doc = concat!("let lock = flotilla_ipc::", stringify!($name), "::new().unwrap();")]
             /// drop(lock.try_acquire().unwrap());
             /// ```
-            pub fn new() -> Result<Self, Error> {
-                let shm = Arc::new(SharedMemory::new(RawMutex::SIZE)?);
+            pub fn new() -> Result<Self, CreateError> {
+                let shm = Arc::new(SharedMemory::new(RawMutex::SIZE).map_err(CreateError::shm)?);
                 // SAFETY: the segment was created just now and has not been shared.
                 let raw = unsafe { RawMutex::init(shm, 0, $recursive) }?;
                 Ok($name { raw })

@@ -84,7 +84,7 @@ pub use self::error::{
     GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
 };
 use self::ring::{Options, Refused, Ring};
-use crate::error::Error;
+use crate::error::{CreateError, Error};
 use crate::shm::SharedMemory;
 
 /// The ring size of a queue made without [`QueueBuilder::capacity`]: 1 MiB.
@@ -145,14 +145,14 @@ impl QueueBuilder {
         self
     }
 
-    fn ring<T>(&self) -> Result<Ring, Error> {
+    fn ring<T>(&self) -> Result<Ring, CreateError> {
         let capacity = self
             .capacity
             .max(ring::MIN_CAPACITY)
             .checked_next_power_of_two()
             .filter(|&c| c <= ring::MAX_CAPACITY)
             .ok_or_else(|| {
-                Error::InvalidQueue(format!(
+                CreateError::InvalidArgument(format!(
                     "a ring of {} bytes is larger than the 2 GiB maximum",
                     self.capacity
                 ))
@@ -169,9 +169,9 @@ impl QueueBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidQueue`] for a ring beyond 2 GiB; [`Error::Os`]
-    /// if the system refuses the memory.
-    pub fn build<T>(&self) -> Result<Queue<T>, Error> {
+    /// [`CreateError::InvalidArgument`] for a ring beyond 2 GiB; [`CreateError::Os`]
+    /// if the system refuses the memory or the queue's mutexes.
+    pub fn build<T>(&self) -> Result<Queue<T>, CreateError> {
         Ok(Queue::from_ring(self.ring::<T>()?))
     }
 
@@ -180,7 +180,7 @@ impl QueueBuilder {
     /// # Errors
     ///
     /// As for [`build`](Self::build).
-    pub fn build_joinable<T>(&self) -> Result<JoinableQueue<T>, Error> {
+    pub fn build_joinable<T>(&self) -> Result<JoinableQueue<T>, CreateError> {
         Ok(JoinableQueue(self.build()?))
     }
 }
@@ -275,13 +275,13 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
+    /// [`CreateError::Os`] if the system refuses the memory.
     ///
     /// ```
     /// let q = flotilla_ipc::Queue::<u32>::new().unwrap();
     /// assert_eq!(q.maxsize(), None);
     /// ```
-    pub fn new() -> Result<Self, Error> {
+    pub fn new() -> Result<Self, CreateError> {
         QueueBuilder::new().build()
     }
 
@@ -289,7 +289,7 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory. A maxsize of 0 is unbounded, as
+    /// [`CreateError::Os`] if the system refuses the memory. A maxsize of 0 is unbounded, as
     /// Python's `Queue(maxsize=0)`.
     ///
     /// ```
@@ -297,7 +297,7 @@ impl<T> Queue<T> {
     /// assert_eq!(q.maxsize(), Some(3));
     /// assert_eq!(flotilla_ipc::Queue::<u32>::bounded(0).unwrap().maxsize(), None);
     /// ```
-    pub fn bounded(maxsize: usize) -> Result<Self, Error> {
+    pub fn bounded(maxsize: usize) -> Result<Self, CreateError> {
         QueueBuilder::new().maxsize(maxsize).build()
     }
 
@@ -766,8 +766,8 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
-    pub fn new() -> Result<Self, Error> {
+    /// [`CreateError::Os`] if the system refuses the memory.
+    pub fn new() -> Result<Self, CreateError> {
         QueueBuilder::new().build_joinable()
     }
 
@@ -776,7 +776,7 @@ impl<T> JoinableQueue<T> {
     /// # Errors
     ///
     /// As for [`Queue::bounded`].
-    pub fn bounded(maxsize: usize) -> Result<Self, Error> {
+    pub fn bounded(maxsize: usize) -> Result<Self, CreateError> {
         QueueBuilder::new().maxsize(maxsize).build_joinable()
     }
 
@@ -897,8 +897,8 @@ impl<T> SimpleQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
-    pub fn new() -> Result<Self, Error> {
+    /// [`CreateError::Os`] if the system refuses the memory.
+    pub fn new() -> Result<Self, CreateError> {
         Queue::new().map(SimpleQueue)
     }
 

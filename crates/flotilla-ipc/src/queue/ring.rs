@@ -92,7 +92,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_core::Deadline;
 
-use crate::error::Error;
+use crate::error::{CreateError, Error};
 use crate::futex::{self, try_spin};
 use crate::lock::{RawGuard, RawMutex};
 use crate::readiness::{Changed, Word};
@@ -342,8 +342,10 @@ impl Ring {
     }
 
     /// Makes a ring in a new anonymous segment.
-    pub(crate) fn create(options: Options) -> Result<Ring, Error> {
-        let shm = Arc::new(SharedMemory::new(Self::segment_size(options.capacity))?);
+    pub(crate) fn create(options: Options) -> Result<Ring, CreateError> {
+        let shm = Arc::new(
+            SharedMemory::new(Self::segment_size(options.capacity)).map_err(CreateError::shm)?,
+        );
         // SAFETY: the segment was created just now and has not been shared.
         let write_lock = unsafe { RawMutex::init(Arc::clone(&shm), WRITE_LOCK, false) }?;
         // SAFETY: as above.

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use super::{Kind, Segment};
 use crate::{
-    Barrier, BarrierError, BoundedSemaphore, Condition, Error, Event, Lock, ReleaseError,
-    Semaphore, SharedMemory, Value, handle,
+    Barrier, BarrierError, BoundedSemaphore, Condition, CreateError, Error, Event, Lock,
+    ReleaseError, Semaphore, SharedMemory, Value, handle,
 };
 
 const LONG: Duration = Duration::from_secs(60);
@@ -60,11 +60,11 @@ fn a_semaphore_never_admits_more_than_its_value() {
 fn values_beyond_32_bits_are_refused() {
     assert!(matches!(
         Semaphore::new(1 << 40),
-        Err(Error::InvalidArgument(_))
+        Err(CreateError::InvalidArgument(_))
     ));
     assert!(matches!(
         Barrier::new(1 << 40),
-        Err(Error::InvalidArgument(_))
+        Err(CreateError::InvalidArgument(_))
     ));
     let sem = BoundedSemaphore::new(1).unwrap();
     assert!(matches!(
