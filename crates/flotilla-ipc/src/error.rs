@@ -312,6 +312,31 @@ pub enum RecvIntoError {
     Recv(#[from] RecvError),
 }
 
+/// Why [`FrameWriter::start`](crate::FrameWriter::start) refused a frame; nothing was
+/// loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameStartError {
+    /// The previous frame is not all sent yet: send it out with
+    /// [`Connection::try_send_frame`](crate::Connection::try_send_frame) first.
+    #[error("the previous frame is still being sent")]
+    InProgress,
+    /// More descriptors than one message carries.
+    #[error("cannot send these OS handles: {0}")]
+    HandlesNotSupported(&'static str),
+}
+
+impl From<FrameStartError> for Error {
+    fn from(e: FrameStartError) -> Self {
+        match e {
+            FrameStartError::InProgress => {
+                Error::Malformed("the previous frame is still being sent".into())
+            }
+            FrameStartError::HandlesNotSupported(why) => Error::HandlesNotSupported(why),
+        }
+    }
+}
+
 /// Why [`Connection::poll`](crate::Connection::poll) or [`wait`](crate::wait) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -930,6 +955,13 @@ mod tests {
     fn wait(e: WaitError) {
         match e {
             WaitError::OwnerDied | WaitError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn frame_start(e: FrameStartError) {
+        match e {
+            FrameStartError::InProgress | FrameStartError::HandlesNotSupported(_) => {}
         }
     }
 

