@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use flotilla_ipc::{
-    AcquireError, Array, CopyError, Error, IndexError, IndexOutOfRange, LengthMismatch, Value, pipe,
+    AcquireError, Array, CopyError, IndexError, IndexOutOfRange, LengthMismatch, LockError, Value,
+    pipe,
 };
 use flotilla_process::{StartMethod, get_context};
 
@@ -168,9 +169,15 @@ fn array_indexes_and_lengths_are_checked_not_panics() {
 fn raw_values_and_arrays_have_no_locked_section() {
     let v = Value::raw(1.0f32).unwrap();
     assert!(v.get_lock().is_none());
-    assert!(matches!(v.lock(), Err(AcquireError::Failed(Error::NoLock))));
+    assert!(matches!(
+        v.lock(),
+        Err(AcquireError::Failed(LockError::NoLock))
+    ));
     let a = Array::<i16>::raw(2).unwrap();
-    assert!(matches!(a.lock(), Err(AcquireError::Failed(Error::NoLock))));
+    assert!(matches!(
+        a.lock(),
+        Err(AcquireError::Failed(LockError::NoLock))
+    ));
     a.set(1, -2).unwrap();
     assert_eq!(a.to_vec().unwrap(), [0, -2]);
 }
@@ -190,7 +197,7 @@ fn a_values_lock_times_out_while_another_thread_holds_it() {
         held_rx.recv_timeout(LONG).unwrap();
         assert!(matches!(
             v.lock_timeout(Duration::from_millis(50)),
-            Err(AcquireError::Failed(Error::Timeout(_)))
+            Err(AcquireError::Failed(LockError::Timeout(_)))
         ));
         // The atomic operations do not wait for the lock.
         v.fetch_add(1);

@@ -89,7 +89,10 @@ async fn end_of_file_when_the_other_end_closes() {
     there.send(&1u8).unwrap();
     drop(there);
     assert_eq!(bounded(here.recv::<u8>()).await.unwrap(), 1);
-    assert!(matches!(bounded(here.recv::<u8>()).await, Err(RecvError::Disconnected)));
+    assert!(matches!(
+        bounded(here.recv::<u8>()).await,
+        Err(RecvError::Disconnected)
+    ));
 }
 
 #[tokio::test]

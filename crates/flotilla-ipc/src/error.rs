@@ -523,16 +523,76 @@ impl OsError {
         }
     }
 
-    /// A failure of a process-shared mutex that is not an OS error (it cannot be one,
-    /// on mutexes that are robust, not error-checking and waited on without limit),
-    /// kept as an OS error of kind `Other` rather than lost.
-    pub(crate) fn mutex(op: &'static str, e: Error) -> Self {
+    /// A failure of a process-shared mutex waited on without limit by its only user on
+    /// this thread, where only an OS error can happen; anything else is kept as an OS
+    /// error of kind `Other` rather than lost.
+    pub(crate) fn mutex(op: &'static str, e: LockError) -> Self {
         match e {
-            Error::Os { op, source } => OsError { op, source },
+            LockError::Os { op, source } => OsError { op, source },
             other => OsError {
                 op,
                 source: std::io::Error::other(other.to_string()),
             },
+        }
+    }
+}
+
+/// Why a lock was not acquired: what [`AcquireError::Failed`](crate::AcquireError::Failed)
+/// holds, for a [`Lock`](crate::Lock), [`RLock`](crate::RLock),
+/// [`Condition`](crate::Condition), or the lock of a [`Value`](crate::Value) or
+/// [`Array`](crate::Array).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// `try_acquire` found the lock held by someone else.
+    #[error("the lock is held by another thread or process")]
+    WouldBlock,
+    /// This thread already holds this `Lock`, which is not recursive: acquiring it again
+    /// would wait forever. Use an `RLock` to acquire a lock more than once.
+    #[error("this thread already holds the lock; a Lock is not recursive (use an RLock)")]
+    WouldDeadlock,
+    /// The lock was not free within the timeout.
+    #[error("timed out after {0:?} waiting for the lock")]
+    Timeout(std::time::Duration),
+    /// The `Value` or `Array` was made raw, without a lock, so it has no locked section.
+    #[error("this shared value was made raw, without a lock")]
+    NoLock,
+    /// The operating system reported an error.
+    #[error("{op}: {source}")]
+    Os {
+        /// What flotilla was doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl LockError {
+    pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
+        LockError::Os {
+            op,
+            source: std::io::Error::from(errno),
+        }
+    }
+}
+
+impl From<OsError> for LockError {
+    fn from(e: OsError) -> Self {
+        LockError::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
+impl From<LockError> for Error {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::WouldBlock => Error::WouldBlock,
+            LockError::WouldDeadlock => Error::WouldDeadlock,
+            LockError::Timeout(d) => Error::Timeout(d),
+            LockError::NoLock => Error::NoLock,
+            LockError::Os { op, source } => Error::Os { op, source },
         }
     }
 }
@@ -542,7 +602,8 @@ impl OsError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ShmError {
-    /// The size asked for cannot be a segment's: 0, or beyond what a file can hold.
+    /// The size asked for cannot be a segment's: 0, or beyond what a file can hold (or,
+    /// for a segment received from another process, beyond what its file holds).
     #[error("a segment of {size} bytes: {problem}")]
     InvalidSize {
         /// The size asked for.
@@ -600,10 +661,6 @@ pub enum ShmError {
         /// The name, without its leading slash.
         name: String,
     },
-    /// A segment received from another process does not hold what it claims (its file
-    /// is smaller than its size), or does not hold what the type received says.
-    #[error("received a malformed segment: {0}")]
-    Malformed(String),
     /// The operating system refused (the memory, a mapping, a descriptor).
     #[error("{op}: {source}")]
     Os {
@@ -918,7 +975,6 @@ mod tests {
             | ShmError::OutOfBounds { .. }
             | ShmError::Anonymous
             | ShmError::NameReused { .. }
-            | ShmError::Malformed(_)
             | ShmError::Os { .. } => {}
         }
     }
@@ -962,6 +1018,17 @@ mod tests {
     fn frame_start(e: FrameStartError) {
         match e {
             FrameStartError::InProgress | FrameStartError::HandlesNotSupported(_) => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn lock(e: LockError) {
+        match e {
+            LockError::WouldBlock
+            | LockError::WouldDeadlock
+            | LockError::Timeout(_)
+            | LockError::NoLock
+            | LockError::Os { .. } => {}
         }
     }
 

@@ -55,7 +55,7 @@ pub use crate::connection::{
 pub use crate::element::{Element, Integer};
 pub use crate::error::{
     AccessError, BarrierError, CopyError, CreateError, Error, FrameStartError, IndexError,
-    IndexOutOfRange, LengthMismatch, OsError, PollError, RecvError, RecvIntoError,
+    IndexOutOfRange, LengthMismatch, LockError, OsError, PollError, RecvError, RecvIntoError,
     RecvTimeoutError, ReleaseError, SendError, ShmError, WaitError,
 };
 pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};

@@ -279,9 +279,10 @@ impl SharedMemory {
         }
         let actual = file_size(&fd)?;
         if actual < size {
-            return Err(ShmError::Malformed(format!(
-                "a segment of {actual} bytes that claims {size}"
-            )));
+            return Err(ShmError::InvalidSize {
+                size,
+                problem: "more than the received segment's file holds",
+            });
         }
         Self::map(fd, len, name, 0)
     }
@@ -644,10 +645,10 @@ fn file_len(size: usize) -> Result<libc::off_t, ShmError> {
     })
 }
 
+/// The size of a segment's file (0 for the negative size no file has).
 fn file_size(fd: &OwnedFd) -> Result<usize, ShmError> {
     let stat = fstat(fd).map_err(|e| ShmError::os("fstat", e))?;
-    usize::try_from(stat.st_size)
-        .map_err(|_| ShmError::Malformed(format!("a file of {} bytes", stat.st_size)))
+    Ok(usize::try_from(stat.st_size).unwrap_or(0))
 }
 
 /// Checks a segment name; returns it without, and its `shm_open` path with, a leading

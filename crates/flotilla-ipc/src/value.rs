@@ -29,7 +29,7 @@ use crate::element::sealed::Atomic as _;
 use crate::element::{Element, Integer};
 use crate::error::{
     AccessError, CopyError, CreateError, Error, IndexError, IndexOutOfRange, LengthMismatch,
-    OsError,
+    LockError, OsError,
 };
 use crate::futex;
 use crate::lock::{AcquireError, RLock, RLockGuard, RawMutex};
@@ -186,7 +186,7 @@ impl<T: Element> Shared<T> {
         guard: impl FnOnce(&'a Self, RLockGuard<'a>) -> G,
     ) -> Result<G, AcquireError<G>> {
         let held = match &self.lock {
-            None => Err(AcquireError::Failed(Error::NoLock)),
+            None => Err(AcquireError::Failed(LockError::NoLock)),
             Some(lock) => lock.acquire_within(timeout),
         };
         let died = |lock: &Option<RLock>| {
@@ -418,7 +418,7 @@ impl<T: Element> Value<T> {
     /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
     /// and nobody has marked the value recovered since
     /// ([`ValueGuard::mark_recovered`]); [`AcquireError::Failed`] with
-    /// [`Error::NoLock`] for a raw value, or an OS error.
+    /// [`LockError::NoLock`] for a raw value, or an OS error.
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(10i32).unwrap();
@@ -432,7 +432,7 @@ impl<T: Element> Value<T> {
     }
 
     /// Like [`lock`](Self::lock), waiting at most `timeout`: fails with
-    /// [`AcquireError::Failed`] holding [`Error::Timeout`] when it passes first.
+    /// [`AcquireError::Failed`] holding [`LockError::Timeout`] when it passes first.
     pub fn lock_timeout(
         &self,
         timeout: Duration,
@@ -899,7 +899,7 @@ impl<T: Element> Array<T> {
     /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
     /// (perhaps halfway through an update) and nobody has marked the array recovered
     /// since ([`ArrayGuard::mark_recovered`]); [`AcquireError::Failed`] with
-    /// [`Error::NoLock`] for a raw array, or an OS error.
+    /// [`LockError::NoLock`] for a raw array, or an OS error.
     ///
     /// ```
     /// use flotilla_ipc::{AcquireError, Array};
@@ -917,7 +917,7 @@ impl<T: Element> Array<T> {
     }
 
     /// Like [`lock`](Self::lock), waiting at most `timeout`: fails with
-    /// [`AcquireError::Failed`] holding [`Error::Timeout`] when it passes first.
+    /// [`AcquireError::Failed`] holding [`LockError::Timeout`] when it passes first.
     pub fn lock_timeout(
         &self,
         timeout: Duration,

@@ -92,7 +92,7 @@ use std::time::{Duration, Instant};
 
 use flotilla_core::Deadline;
 
-use crate::error::{CreateError, Error};
+use crate::error::{CreateError, Error, LockError};
 use crate::futex::{self, try_spin};
 use crate::lock::{RawGuard, RawMutex};
 use crate::readiness::{Changed, Word};
@@ -252,13 +252,13 @@ fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
             held = Some(guard);
             Ok(true)
         }
-        Err(Error::WouldBlock) => Ok(false),
+        Err(LockError::WouldBlock) => Ok(false),
         Err(e) => Err(e),
     });
     match attempt {
         Ok(true) => return Ok(held.expect("a try_lock that ended the spin held the lock")),
         Ok(false) => {}
-        Err(e) => return Err(Refused::Failed(e)),
+        Err(e) => return Err(Refused::Failed(e.into())),
     }
     let outcome = match deadline.remaining() {
         None => mutex.lock(),
@@ -267,8 +267,8 @@ fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
     };
     match outcome {
         Ok((held, _)) => Ok(held),
-        Err(Error::Timeout(_)) => Err(Refused::Busy),
-        Err(e) => Err(Refused::Failed(e)),
+        Err(LockError::Timeout(_)) => Err(Refused::Busy),
+        Err(e) => Err(Refused::Failed(e.into())),
     }
 }
 
@@ -857,8 +857,8 @@ impl Ring {
         }
         match self.write_lock.try_lock() {
             Ok((_held, _)) => self.recover_writer(),
-            Err(Error::WouldBlock) => Ok(()),
-            Err(e) => Err(e),
+            Err(LockError::WouldBlock) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 

@@ -248,7 +248,8 @@ impl Condition {
     ///
     /// As for [`Lock::acquire`]: [`AcquireError::OwnerDied`] with the guard if the
     /// previous holder died holding the lock; [`AcquireError::Failed`] with
-    /// [`Error::WouldDeadlock`] if the condition is over a [`Lock`] this thread holds.
+    /// [`LockError::WouldDeadlock`](crate::LockError::WouldDeadlock) if the condition is
+    /// over a [`Lock`] this thread holds.
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
@@ -264,7 +265,7 @@ impl Condition {
     /// # Errors
     ///
     /// As for [`acquire`](Self::acquire), and [`AcquireError::Failed`] with
-    /// [`Error::Timeout`] if the timeout passed first.
+    /// [`LockError::Timeout`](crate::LockError::Timeout) if the timeout passed first.
     ///
     /// ```
     /// use std::time::Duration;
@@ -295,7 +296,8 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`AcquireError::Failed`] with [`Error::WouldBlock`] if it is held;
+    /// [`AcquireError::Failed`] with
+    /// [`LockError::WouldBlock`](crate::LockError::WouldBlock) if it is held;
     /// [`AcquireError::OwnerDied`] as for [`acquire`](Self::acquire).
     ///
     /// ```
