@@ -1,8 +1,14 @@
-//! The crate's one error enum.
+//! The crate's errors: one type per area or operation, each holding only the variants
+//! its calls can report, and the umbrella [`Error`] that each converts into (so `?`
+//! gathers them in a caller that does not care which).
 
 use flotilla_core::codec::CodecError;
 
-/// What went wrong in an IPC operation.
+/// What went wrong in an IPC operation: the umbrella every per-operation error of this
+/// crate converts into ([`SendError`], [`RecvError`], [`ShmError`], [`CreateError`],
+/// [`AccessError`], [`LockError`], ...), for a caller that gathers them with `?`. No
+/// function of this crate returns it directly but the queue operations (inside their
+/// `Failed` variants, their iterators, and `JoinableQueue::join`).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
