@@ -6,9 +6,8 @@ use flotilla_core::codec::CodecError;
 
 /// What went wrong in an IPC operation: the umbrella every per-operation error of this
 /// crate converts into ([`SendError`], [`RecvError`], [`ShmError`], [`CreateError`],
-/// [`AccessError`], [`LockError`], ...), for a caller that gathers them with `?`. No
-/// function of this crate returns it directly but the queue operations (inside their
-/// `Failed` variants, their iterators, and `JoinableQueue::join`).
+/// [`AccessError`], [`LockError`], [`QueueError`](crate::QueueError), ...), for a caller
+/// that gathers them with `?`. No function of this crate returns it itself.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -1035,6 +1034,18 @@ mod tests {
             | LockError::Timeout(_)
             | LockError::NoLock
             | LockError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn queue(e: crate::queue::QueueError) {
+        use crate::queue::QueueError;
+        match e {
+            QueueError::MessageTooLarge { .. }
+            | QueueError::Encode(_)
+            | QueueError::Decode(_)
+            | QueueError::Corrupted(_)
+            | QueueError::Os { .. } => {}
         }
     }
 

@@ -61,7 +61,7 @@ pub use crate::error::{
 pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};
 pub use crate::queue::{
     GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,
-    SimpleQueue, TaskDoneError, TryGetError, TryPutError,
+    QueueError, SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use crate::shm::{NameEvent, SharedMemory, set_name_tracker};
 pub use crate::sync::{

@@ -12,6 +12,7 @@ use flotilla_ipc::{
     Lock, LockError, OsError, PollError, Queue, RecvError, RecvIntoError, RecvTimeoutError,
     ReleaseError, Semaphore, SendError, SharedMemory, ShmError, Value, WaitError, pipe,
 };
+use flotilla_ipc::{GetTimeoutError, PutError, QueueError};
 
 /// Compiles only for types that can cross threads and be boxed as `dyn Error`.
 const fn assert_error<T: std::error::Error + Send + Sync + 'static>() {}
@@ -36,6 +37,7 @@ const _: () = {
     assert_error::<WaitError>();
     assert_error::<LockError>();
     assert_error::<FrameStartError>();
+    assert_error::<QueueError>();
 };
 
 /// `AcquireError` carries the guard of a lock whose holder died (so the data under it
@@ -552,4 +554,58 @@ fn a_wait_error_converts_into_the_umbrella() {
         Error::from(WaitError::OwnerDied),
         Error::OwnerDied
     ));
+}
+
+/// Encodes as a byte, refuses to encode 255, and refuses to decode 0.
+#[derive(Debug, PartialEq)]
+struct Picky(u8);
+
+impl serde::Serialize for Picky {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 255 {
+            return Err(serde::ser::Error::custom("255 refuses to be encoded"));
+        }
+        serializer.serialize_u8(self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Picky {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match <u8 as serde::Deserialize>::deserialize(deserializer)? {
+            0 => Err(serde::de::Error::custom("0 refuses to be decoded")),
+            n => Ok(Picky(n)),
+        }
+    }
+}
+
+#[test]
+fn queue_faults_are_queue_errors() {
+    let q: Queue<Picky> = Queue::new().unwrap();
+    match q.put(Picky(255)) {
+        Err(PutError::Failed(item, QueueError::Encode(_))) => assert_eq!(item, Picky(255)),
+        other => panic!("{other:?}"),
+    }
+    q.put(Picky(0)).unwrap();
+    q.put(Picky(1)).unwrap();
+    match q.get_timeout(Duration::from_secs(30)) {
+        Err(GetTimeoutError::Failed(e @ QueueError::Decode(_))) => {
+            assert!(
+                matches!(Error::from(e), Error::Codec(_)),
+                "the umbrella's name"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.get().unwrap(), Picky(1), "the queue goes on");
+
+    let small: Queue<Vec<u8>> = flotilla_ipc::QueueBuilder::new()
+        .max_message(100)
+        .build()
+        .unwrap();
+    let err = small.put(vec![7; 1000]).unwrap_err();
+    assert!(matches!(
+        err.error(),
+        Some(QueueError::MessageTooLarge { max: 100, .. })
+    ));
+    assert_eq!(err.into_inner().len(), 1000, "the item is handed back");
 }

@@ -94,5 +94,8 @@ from_ipc!(
     flotilla_ipc::WaitError,
     flotilla_ipc::BarrierError,
     flotilla_ipc::ReleaseError,
-    flotilla_ipc::OsError
+    flotilla_ipc::OsError,
+    flotilla_ipc::LockError,
+    flotilla_ipc::FrameStartError,
+    flotilla_ipc::QueueError
 );

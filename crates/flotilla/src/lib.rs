@@ -177,7 +177,7 @@ pub mod multiprocessing {
     #[doc(inline)]
     pub use flotilla_ipc::{
         AccessError, CopyError, CreateError, FrameStartError, IndexError, IndexOutOfRange,
-        LengthMismatch, LockError, OsError, ShmError, WaitError,
+        LengthMismatch, LockError, OsError, QueueError, ShmError, WaitError,
     };
     #[doc(inline)]
     pub use flotilla_ipc::{
