@@ -6,8 +6,8 @@
 use std::time::{Duration, Instant};
 
 use flotilla_ipc::{
-    Connection, Error, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder, RecvError,
-    RecvTimeoutError, TryPutError, pipe,
+    Connection, GetTimeoutError, PutError, PutTimeoutError, Queue, QueueBuilder, QueueError,
+    RecvError, RecvTimeoutError, TryPutError, pipe,
 };
 use flotilla_process::{Process, StartMethod, get_context};
 use serde::{Deserialize, Serialize};
@@ -277,7 +277,7 @@ fn an_item_that_cannot_be_encoded_is_handed_back_and_the_queue_works_on() {
     let q = Queue::<Picky>::bounded(2).unwrap();
     q.put(Picky::Good(1)).unwrap();
     match q.put(Picky::Bad) {
-        Err(PutError::Failed(item, Error::Codec(e))) => {
+        Err(PutError::Failed(item, QueueError::Encode(e))) => {
             assert_eq!(item, Picky::Bad);
             assert!(e.to_string().contains("refuses"), "{e}");
         }
@@ -300,7 +300,10 @@ fn an_item_that_cannot_be_encoded_is_handed_back_and_the_queue_works_on() {
     let q: Queue<Vec<u8>> = QueueBuilder::new().max_message(1000).build().unwrap();
     let err = q.put(vec![0; 2000]).unwrap_err();
     assert!(
-        matches!(err.error(), Some(Error::MessageTooLarge { max: 1000, .. })),
+        matches!(
+            err.error(),
+            Some(QueueError::MessageTooLarge { max: 1000, .. })
+        ),
         "{err:?}"
     );
     assert_eq!(err.into_inner().len(), 2000);

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{AcquireError, Connection, Error, Lock, RLock, pipe};
+use flotilla_ipc::{AcquireError, Connection, Error, Lock, LockError, RLock, pipe};
 use flotilla_process::{Process, StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -29,11 +29,11 @@ fn a_holder_killed_while_holding_the_lock_is_reported_and_the_lock_recovers() {
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "holding");
         assert!(matches!(
             lock.try_acquire(),
-            Err(AcquireError::Failed(Error::WouldBlock))
+            Err(AcquireError::Failed(LockError::WouldBlock))
         ));
         assert!(matches!(
             lock.acquire_timeout(SHORT),
-            Err(AcquireError::Failed(Error::Timeout(_)))
+            Err(AcquireError::Failed(LockError::Timeout(_)))
         ));
         child.kill().unwrap();
         match lock.acquire_timeout(LONG) {
@@ -170,7 +170,7 @@ fn acquire_times_out_while_another_process_holds_the_lock() {
         assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "holding");
         for timeout in [Duration::ZERO, SHORT] {
             match lock.acquire_timeout(timeout) {
-                Err(AcquireError::Failed(Error::Timeout(t))) => assert_eq!(t, timeout),
+                Err(AcquireError::Failed(LockError::Timeout(t))) => assert_eq!(t, timeout),
                 other => panic!("{method}: expected a timeout, got {other:?}"),
             }
         }
@@ -196,11 +196,11 @@ fn acquire_times_out_while_another_thread_holds_the_lock() {
         held_rx.recv_timeout(LONG).unwrap();
         assert!(matches!(
             lock.acquire_timeout(SHORT),
-            Err(AcquireError::Failed(Error::Timeout(_)))
+            Err(AcquireError::Failed(LockError::Timeout(_)))
         ));
         assert!(matches!(
             lock.try_acquire(),
-            Err(AcquireError::Failed(Error::WouldBlock))
+            Err(AcquireError::Failed(LockError::WouldBlock))
         ));
         done_tx.send(()).unwrap();
     });
@@ -213,12 +213,12 @@ fn a_lock_is_not_recursive_and_an_rlock_is() {
     let held = lock.acquire().unwrap();
     assert!(matches!(
         lock.acquire_timeout(LONG),
-        Err(AcquireError::Failed(Error::WouldDeadlock))
+        Err(AcquireError::Failed(LockError::WouldDeadlock))
     ));
     assert!(matches!(
         lock.try_acquire(),
         Err(AcquireError::Failed(
-            Error::WouldBlock | Error::WouldDeadlock
+            LockError::WouldBlock | LockError::WouldDeadlock
         ))
     ));
     drop(held);
@@ -233,7 +233,7 @@ fn a_lock_is_not_recursive_and_an_rlock_is() {
         s.spawn(|| {
             assert!(matches!(
                 rlock.try_acquire(),
-                Err(AcquireError::Failed(Error::WouldBlock))
+                Err(AcquireError::Failed(LockError::WouldBlock))
             ));
         });
     });
@@ -254,7 +254,7 @@ fn a_lock_sent_over_a_connection_is_the_same_lock_and_keeps_its_kind() {
         s.spawn(|| {
             assert!(matches!(
                 received.try_acquire(),
-                Err(AcquireError::Failed(Error::WouldBlock))
+                Err(AcquireError::Failed(LockError::WouldBlock))
             ));
         });
     });

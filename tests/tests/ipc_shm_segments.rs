@@ -2,10 +2,9 @@
 //! ones attached by name, and who unlinks a name (only its creator, only in its own
 //! process, and never from under a mapping).
 
-use std::io::ErrorKind;
 use std::time::Duration;
 
-use flotilla_ipc::{Connection, Error, SharedMemory, pipe};
+use flotilla_ipc::{Connection, SharedMemory, ShmError, pipe};
 use flotilla_process::{Process, StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -14,8 +13,8 @@ fn unique(tag: &str) -> String {
     format!("flotilla-test-{}-{tag}", std::process::id())
 }
 
-fn not_found(result: Result<SharedMemory, Error>) -> bool {
-    matches!(result, Err(Error::Os { source, .. }) if source.kind() == ErrorKind::NotFound)
+fn not_found(result: Result<SharedMemory, ShmError>) -> bool {
+    matches!(result, Err(ShmError::NotFound { .. }))
 }
 
 fn read_then_write(shm: SharedMemory) -> Vec<u8> {
@@ -175,9 +174,7 @@ fn a_creator_may_keep_the_name() {
     let attached = SharedMemory::open(&name).unwrap();
     attached.unlink().unwrap();
     assert!(not_found(SharedMemory::open(&name)));
-    assert!(
-        matches!(attached.unlink(), Err(Error::Os { source, .. }) if source.kind() == ErrorKind::NotFound)
-    );
+    assert!(matches!(attached.unlink(), Err(ShmError::NotFound { name: gone }) if gone == name));
 }
 
 #[test]
@@ -200,21 +197,21 @@ fn names_sizes_and_existence_are_checked() {
     assert_eq!(shm.name(), Some(name.as_str()));
     assert!(matches!(
         SharedMemory::create(&name, 10),
-        Err(Error::Os { source, .. }) if source.kind() == ErrorKind::AlreadyExists
+        Err(ShmError::AlreadyExists { name: taken }) if taken == name
     ));
     assert_eq!(SharedMemory::open(&name).unwrap().size(), 10);
     assert!(matches!(
         SharedMemory::create(&unique("zero"), 0),
-        Err(Error::InvalidSegment(_))
+        Err(ShmError::InvalidSize { size: 0, .. })
     ));
     assert!(matches!(
         SharedMemory::create("a/b", 8),
-        Err(Error::InvalidSegment(_))
+        Err(ShmError::InvalidName { .. })
     ));
     assert!(not_found(SharedMemory::open(&unique("never-created"))));
     assert!(matches!(
         SharedMemory::new(8).unwrap().unlink(),
-        Err(Error::InvalidSegment(_))
+        Err(ShmError::Anonymous)
     ));
 }
 

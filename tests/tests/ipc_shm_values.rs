@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{AcquireError, Array, Error, Value, pipe};
+use flotilla_ipc::{
+    AcquireError, Array, CopyError, IndexError, IndexOutOfRange, LengthMismatch, LockError, Value,
+    pipe,
+};
 use flotilla_process::{StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -136,21 +139,24 @@ fn array_indexes_and_lengths_are_checked_not_panics() {
     let a = Array::<u32>::new(3).unwrap();
     assert!(matches!(
         a.get(3),
-        Err(Error::IndexOutOfRange { index: 3, len: 3 })
+        Err(IndexError::OutOfRange(IndexOutOfRange { index: 3, len: 3 }))
     ));
     assert!(matches!(
         a.set(usize::MAX, 1),
-        Err(Error::IndexOutOfRange { .. })
+        Err(IndexError::OutOfRange(IndexOutOfRange {
+            index: usize::MAX,
+            len: 3
+        }))
     ));
     assert!(matches!(
         a.copy_from_slice(&[1, 2]),
-        Err(Error::LengthMismatch { got: 2, len: 3 })
+        Err(CopyError::LengthMismatch(LengthMismatch { got: 2, len: 3 }))
     ));
     let section = a.lock().unwrap();
-    assert!(matches!(section.get(3), Err(Error::IndexOutOfRange { .. })));
+    assert_eq!(section.get(3), Err(IndexOutOfRange { index: 3, len: 3 }));
     assert!(matches!(
         section.copy_from_slice(&[1; 4]),
-        Err(Error::LengthMismatch { .. })
+        Err(LengthMismatch { got: 4, len: 3 })
     ));
     section.copy_from_slice(&[4, 5, 6]).unwrap();
     assert_eq!(section.to_vec(), [4, 5, 6]);
@@ -163,9 +169,15 @@ fn array_indexes_and_lengths_are_checked_not_panics() {
 fn raw_values_and_arrays_have_no_locked_section() {
     let v = Value::raw(1.0f32).unwrap();
     assert!(v.get_lock().is_none());
-    assert!(matches!(v.lock(), Err(AcquireError::Failed(Error::NoLock))));
+    assert!(matches!(
+        v.lock(),
+        Err(AcquireError::Failed(LockError::NoLock))
+    ));
     let a = Array::<i16>::raw(2).unwrap();
-    assert!(matches!(a.lock(), Err(AcquireError::Failed(Error::NoLock))));
+    assert!(matches!(
+        a.lock(),
+        Err(AcquireError::Failed(LockError::NoLock))
+    ));
     a.set(1, -2).unwrap();
     assert_eq!(a.to_vec().unwrap(), [0, -2]);
 }
@@ -185,7 +197,7 @@ fn a_values_lock_times_out_while_another_thread_holds_it() {
         held_rx.recv_timeout(LONG).unwrap();
         assert!(matches!(
             v.lock_timeout(Duration::from_millis(50)),
-            Err(AcquireError::Failed(Error::Timeout(_)))
+            Err(AcquireError::Failed(LockError::Timeout(_)))
         ));
         // The atomic operations do not wait for the lock.
         v.fetch_add(1);

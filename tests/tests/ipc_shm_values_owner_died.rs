@@ -4,7 +4,10 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{AcquireError, Array, Connection, Error, Value, pipe};
+use flotilla_ipc::{
+    AccessError, AcquireError, Array, Connection, CopyError, IndexError, IndexOutOfRange, Value,
+    pipe,
+};
 use flotilla_process::{StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -22,8 +25,13 @@ fn update_until_killed(args: (Value<i64>, Array<i64>, Connection)) {
     drop((array, value));
 }
 
-fn owner_died<T: std::fmt::Debug>(r: Result<T, Error>) -> bool {
-    matches!(r, Err(Error::OwnerDied))
+fn owner_died<T: std::fmt::Debug>(r: Result<T, AccessError>) -> bool {
+    matches!(r, Err(AccessError::OwnerDied))
+}
+
+/// An array's indexed access reports it inside its own error type.
+fn index_owner_died<T: std::fmt::Debug>(r: Result<T, IndexError>) -> bool {
+    matches!(r, Err(IndexError::Access(AccessError::OwnerDied)))
 }
 
 #[test]
@@ -84,15 +92,21 @@ fn owner_died_is_reported_by_every_accessor_until_marked_recovered() {
             Err(AcquireError::OwnerDied(guard)) => drop(guard),
             other => panic!("{method}: get_lock: {other:?}"),
         }
-        assert!(owner_died(a.get(0)), "{method}: get");
-        assert!(owner_died(a.get(1)), "{method}: a second get");
-        assert!(owner_died(a.set(1, 0)), "{method}: set");
+        assert!(index_owner_died(a.get(0)), "{method}: get");
+        assert!(index_owner_died(a.get(1)), "{method}: a second get");
+        assert!(index_owner_died(a.set(1, 0)), "{method}: set");
         assert!(owner_died(a.to_vec()), "{method}: to_vec");
         assert!(
-            owner_died(a.copy_from_slice(&[0, 0])),
+            matches!(
+                a.copy_from_slice(&[0, 0]),
+                Err(CopyError::Access(AccessError::OwnerDied))
+            ),
             "{method}: copy_from_slice"
         );
-        assert!(matches!(a.get(2), Err(Error::IndexOutOfRange { .. })));
+        assert!(matches!(
+            a.get(2),
+            Err(IndexError::OutOfRange(IndexOutOfRange { index: 2, len: 2 }))
+        ));
         match a.lock_timeout(LONG) {
             Err(AcquireError::OwnerDied(guard)) => {
                 assert_eq!(guard.to_vec(), [-1, 2], "{method}: torn");

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use flotilla_ipc::{AcquireError, Condition, Connection, Error, Lock, Value, pipe};
+use flotilla_ipc::{AcquireError, Condition, Connection, Lock, LockError, Value, WaitError, pipe};
 use flotilla_process::{StartMethod, get_context};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -133,7 +133,7 @@ fn a_waiter_taking_the_lock_back_from_a_killed_holder_is_told() {
             });
             // Notified, then the lock is re-taken from a dead holder.
             assert!(
-                matches!(guard.wait_timeout(LONG), Err(Error::OwnerDied)),
+                matches!(guard.wait_timeout(LONG), Err(WaitError::OwnerDied)),
                 "{method}"
             );
         });
@@ -164,7 +164,7 @@ fn acquiring_after_a_killed_holder_reports_owner_died_with_the_guard() {
     assert_eq!(ours.recv_timeout::<String>(LONG).unwrap(), "holding");
     assert!(matches!(
         cond.acquire_timeout(Duration::from_millis(20)),
-        Err(AcquireError::Failed(Error::Timeout(_)))
+        Err(AcquireError::Failed(LockError::Timeout(_)))
     ));
     child.kill().unwrap();
     let mut guard = match cond.acquire_timeout(LONG) {

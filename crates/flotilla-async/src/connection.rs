@@ -25,7 +25,10 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use flotilla_ipc::{Connection, Error, Frame, FrameReader, FrameWriter, handle};
+use flotilla_ipc::{
+    Connection, Frame, FrameReader, FrameStartError, FrameWriter, OsError, RecvError, SendError,
+    handle,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::io::Interest;
@@ -89,18 +92,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn reactor_error(source: io::Error) -> Error {
-    Error::Os {
-        op: "wait for readiness",
-        source,
-    }
-}
+/// Waiting for readiness failed (tokio's reactor is gone): an OS error of the operation.
+const REACTOR: &str = "wait for readiness";
 
 /// What a step run under [`AsyncFd::async_io`] tells it: done (with the operation's own
 /// result), or wait for readiness (`WouldBlock`, which clears tokio's readiness flag).
-type Step<T> = io::Result<Result<T, Error>>;
+type Step<T, E> = io::Result<Result<T, E>>;
 
-fn would_block<T>() -> Step<T> {
+fn would_block<T, E>() -> Step<T, E> {
     Err(io::ErrorKind::WouldBlock.into())
 }
 
@@ -110,11 +109,16 @@ impl AsyncConnection {
     /// processes; a copy there should be used through an `AsyncConnection` too, or not
     /// at all).
     ///
+    /// # Errors
+    ///
+    /// [`OsError`] if the end cannot be made non-blocking or registered with the reactor
+    /// (out of memory or descriptors for epoll).
+    ///
     /// # Panics
     ///
     /// When called outside a tokio runtime with its I/O driver enabled.
     #[track_caller]
-    pub fn new(connection: Connection) -> Result<Self, Error> {
+    pub fn new(connection: Connection) -> Result<Self, OsError> {
         connection.set_nonblocking(true)?;
         let interest = match (connection.readable(), connection.writable()) {
             (true, true) => Interest::READABLE.add(Interest::WRITABLE),
@@ -125,7 +129,7 @@ impl AsyncConnection {
         // never replaced while registered (this type never hands out `&mut` to it), so
         // `as_raw_fd` returns the same open descriptor until `into_inner` or drop.
         let io = unsafe { AsyncFd::register_with_interest(Registered(connection), interest) }
-            .map_err(|e| Error::Os {
+            .map_err(|e| OsError {
                 op: "register with the tokio reactor",
                 source: e.into_parts().1,
             })?;
@@ -144,7 +148,11 @@ impl AsyncConnection {
 
     /// Deregisters the end and returns it in blocking mode. A frame half received or
     /// half sent at this point is lost: [`flush`](Self::flush) first.
-    pub fn into_inner(self) -> Result<Connection, Error> {
+    ///
+    /// # Errors
+    ///
+    /// [`OsError`] if the end cannot be put back in blocking mode (it is dropped then).
+    pub fn into_inner(self) -> Result<Connection, OsError> {
         let Registered(connection) = self.io.into_inner();
         connection.set_nonblocking(false)?;
         Ok(connection)
@@ -152,27 +160,46 @@ impl AsyncConnection {
 
     /// Sends `value`, with the descriptors of any handles inside it (a `Connection`
     /// end, shared memory, ...), as [`Connection::send`].
-    pub async fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
-        let (bytes, fds) = handle::encode(value)?;
+    ///
+    /// # Errors
+    ///
+    /// [`Connection::send`]'s [`SendError`]s: [`SendError::Encode`] (nothing sent),
+    /// [`SendError::Disconnected`], [`SendError::WrongDirection`] on a read-only end,
+    /// [`SendError::HandlesNotSupported`], [`SendError::Os`] (also when waiting for
+    /// readiness fails).
+    pub async fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
+        let (bytes, fds) = handle::encode(value).map_err(SendError::Encode)?;
         self.send_frame(bytes, fds).await
     }
 
     /// Sends `bytes` as one message.
-    pub async fn send_bytes(&self, bytes: &[u8]) -> Result<(), Error> {
+    ///
+    /// # Errors
+    ///
+    /// As for [`send`](Self::send), less the encoding.
+    pub async fn send_bytes(&self, bytes: &[u8]) -> Result<(), SendError> {
         self.send_frame(bytes.to_vec(), Vec::new()).await
     }
 
     /// Sends one frame: `payload` with `fds` beside it.
-    pub async fn send_frame(&self, payload: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(), Error> {
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_bytes`](Self::send_bytes).
+    pub async fn send_frame(&self, payload: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(), SendError> {
         // Checked before waiting: a read-only end is never registered for writability.
         if !self.get_ref().writable() {
-            return Err(Error::WrongDirection("read-only"));
+            return Err(SendError::WrongDirection("read-only"));
         }
         self.write(Some((payload, fds)), None).await
     }
 
     /// Writes out the rest of a frame whose send was dropped midway, if there is one.
-    pub async fn flush(&self) -> Result<(), Error> {
+    ///
+    /// # Errors
+    ///
+    /// As for [`send_bytes`](Self::send_bytes): those of the frame being written out.
+    pub async fn flush(&self) -> Result<(), SendError> {
         // Every frame given a ticket so far; none, always, on a read-only end.
         let issued = lock(&self.sending).issued;
         self.write(None, Some(issued)).await
@@ -180,14 +207,18 @@ impl AsyncConnection {
 
     /// Writes until the frame of `ticket` is all sent: first whatever frame is in the
     /// writer, then `frame` (which gets the ticket) unless `ticket` is given.
-    async fn write(&self, mut frame: Option<Frame>, mut ticket: Option<u64>) -> Result<(), Error> {
+    async fn write(
+        &self,
+        mut frame: Option<Frame>,
+        mut ticket: Option<u64>,
+    ) -> Result<(), SendError> {
         let finished =
             |sending: &Sending, ticket: Option<u64>| ticket.is_some_and(|t| sending.finished >= t);
         // Not even registering for writability when there is nothing to write.
         if finished(&lock(&self.sending), ticket) {
             return Ok(());
         }
-        let step = |registered: &Registered| -> Step<()> {
+        let step = |registered: &Registered| -> Step<(), SendError> {
             let mut sending = lock(&self.sending);
             loop {
                 if finished(&sending, ticket) {
@@ -198,15 +229,25 @@ impl AsyncConnection {
                     match registered.0.try_send_frame(&mut sending.frame) {
                         Ok(true) => sending.finished += 1,
                         Ok(false) => return would_block(),
-                        Err(e) => return Ok(Err(e.into())),
+                        Err(e) => return Ok(Err(e)),
                     }
                     continue;
                 }
                 let Some((payload, fds)) = frame.take() else {
                     unreachable!("a ticket is finished once its frame is sent");
                 };
-                if let Err(e) = sending.frame.start(payload, fds) {
-                    return Ok(Err(e));
+                match sending.frame.start(payload, fds) {
+                    Ok(()) => {}
+                    Err(FrameStartError::HandlesNotSupported(why)) => {
+                        return Ok(Err(SendError::HandlesNotSupported(why)));
+                    }
+                    // The loop above sends out any frame in progress before starting one.
+                    Err(e) => {
+                        return Ok(Err(SendError::Os {
+                            op: "start a frame",
+                            source: io::Error::other(e),
+                        }));
+                    }
                 }
                 sending.issued += 1;
                 ticket = Some(sending.issued);
@@ -215,38 +256,60 @@ impl AsyncConnection {
         self.io
             .async_io(Interest::WRITABLE, step)
             .await
-            .map_err(reactor_error)?
+            .map_err(|source| SendError::Os {
+                op: REACTOR,
+                source,
+            })?
     }
 
     /// Receives a value sent with `send`, waiting for it without blocking the runtime.
-    /// [`Error::Eof`] when the other end is closed.
-    pub async fn recv<T: DeserializeOwned>(&self) -> Result<T, Error> {
+    ///
+    /// # Errors
+    ///
+    /// [`Connection::recv`]'s [`RecvError`]s: [`RecvError::Disconnected`] when the other
+    /// end is closed, [`RecvError::Decode`] for a frame that is not a `T` (the next one
+    /// may be received), [`RecvError::Truncated`], [`RecvError::TooLarge`] and the
+    /// others that close the connection, [`RecvError::WrongDirection`] on a write-only
+    /// end, [`RecvError::Os`] (also when waiting for readiness fails).
+    pub async fn recv<T: DeserializeOwned>(&self) -> Result<T, RecvError> {
         let (bytes, fds) = self.recv_frame().await?;
         handle::decode_with_limit(&bytes, fds, self.get_ref().max_frame())
+            .map_err(RecvError::Decode)
     }
 
     /// Receives one message as bytes.
-    pub async fn recv_bytes(&self) -> Result<Vec<u8>, Error> {
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv`](Self::recv), less the decoding.
+    pub async fn recv_bytes(&self) -> Result<Vec<u8>, RecvError> {
         Ok(self.recv_frame().await?.0)
     }
 
     /// Receives one frame: its payload and the descriptors that came with it.
-    pub async fn recv_frame(&self) -> Result<Frame, Error> {
+    ///
+    /// # Errors
+    ///
+    /// As for [`recv_bytes`](Self::recv_bytes).
+    pub async fn recv_frame(&self) -> Result<Frame, RecvError> {
         // Checked before waiting: a write-only end is never registered for readability.
         if !self.get_ref().readable() {
-            return Err(Error::WrongDirection("write-only"));
+            return Err(RecvError::WrongDirection("write-only"));
         }
-        let step = |registered: &Registered| -> Step<Frame> {
+        let step = |registered: &Registered| -> Step<Frame, RecvError> {
             match registered.0.try_recv_frame(&mut lock(&self.receiving)) {
                 Ok(Some(frame)) => Ok(Ok(frame)),
                 Ok(None) => would_block(),
-                Err(e) => Ok(Err(e.into())),
+                Err(e) => Ok(Err(e)),
             }
         };
         self.io
             .async_io(Interest::READABLE, step)
             .await
-            .map_err(reactor_error)?
+            .map_err(|source| RecvError::Os {
+                op: REACTOR,
+                source,
+            })?
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use common::{LONG, bounded};
 use flotilla_async::AsyncConnection;
-use flotilla_ipc::{Connection, Error, RecvError, pipe};
+use flotilla_ipc::{Connection, RecvError, SendError, pipe};
 use flotilla_process::{StartMethod, get_context};
 
 /// The other side, in a child process: answers each number with its double and each
@@ -89,7 +89,10 @@ async fn end_of_file_when_the_other_end_closes() {
     there.send(&1u8).unwrap();
     drop(there);
     assert_eq!(bounded(here.recv::<u8>()).await.unwrap(), 1);
-    assert!(matches!(bounded(here.recv::<u8>()).await, Err(Error::Eof)));
+    assert!(matches!(
+        bounded(here.recv::<u8>()).await,
+        Err(RecvError::Disconnected)
+    ));
 }
 
 #[tokio::test]
@@ -194,11 +197,11 @@ async fn a_simplex_pipe_works_in_its_one_direction_and_comes_back_blocking() {
     assert_eq!(bounded(reader.recv::<Vec<u32>>()).await.unwrap(), [1, 2, 3]);
     assert!(matches!(
         reader.send(&0u8).await,
-        Err(Error::WrongDirection(_))
+        Err(SendError::WrongDirection(_))
     ));
     assert!(matches!(
         writer.recv_bytes().await,
-        Err(Error::WrongDirection(_))
+        Err(RecvError::WrongDirection(_))
     ));
     let (reader, writer) = (reader.into_inner().unwrap(), writer.into_inner().unwrap());
     writer.send(&9u8).unwrap();

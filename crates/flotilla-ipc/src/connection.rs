@@ -56,7 +56,9 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{Error, PollError, RecvError, RecvIntoError, RecvTimeoutError, SendError};
+use crate::error::{
+    FrameStartError, OsError, PollError, RecvError, RecvIntoError, RecvTimeoutError, SendError,
+};
 use crate::handle::{self, Exported, Fd};
 use flotilla_core::Deadline;
 
@@ -133,7 +135,7 @@ pub struct Connection {
 ///
 /// # Errors
 ///
-/// [`Error::Os`] when the OS refuses a socket pair or pipe (out of descriptors).
+/// [`OsError`] when the OS refuses a socket pair or pipe (out of descriptors).
 ///
 /// ```
 /// use flotilla_ipc::{SendError, pipe};
@@ -143,7 +145,7 @@ pub struct Connection {
 /// assert_eq!(reader.recv::<Vec<i32>>().unwrap(), [1, 2, 3]);
 /// assert!(matches!(reader.send(&0), Err(SendError::WrongDirection(_))));
 /// ```
-pub fn pipe(duplex: bool) -> Result<(Connection, Connection), Error> {
+pub fn pipe(duplex: bool) -> Result<(Connection, Connection), OsError> {
     if duplex {
         let (a, b) = sys::socketpair()?;
         Ok((
@@ -314,7 +316,7 @@ impl Connection {
     /// [`SendError::Encode`] when the value does not encode, and what
     /// [`send_frame`](Connection::send_frame) reports.
     pub fn send<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), SendError> {
-        let (bytes, fds) = handle::encode_codec(value).map_err(SendError::Encode)?;
+        let (bytes, fds) = handle::encode(value).map_err(SendError::Encode)?;
         self.send_frame(&bytes, &fds)
     }
 
@@ -337,7 +339,8 @@ impl Connection {
     /// of them; [`SendError::Os`] for any other OS error (`EAGAIN` in non-blocking mode).
     pub fn send_frame(&self, payload: &[u8], fds: &[OwnedFd]) -> Result<(), SendError> {
         self.check_send(fds)?;
-        let header = frame_header(payload.len(), fds.len())?;
+        let header =
+            frame_header(payload.len(), fds.len()).map_err(SendError::HandlesNotSupported)?;
         let raw: Vec<_> = fds.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
         let _guard = lock(&self.send_lock);
         sys::write_all(
@@ -375,7 +378,7 @@ impl Connection {
 
     /// Decodes a received frame as a `T`, within this end's maximum.
     fn decode<T: DeserializeOwned>(&self, bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, RecvError> {
-        handle::decode_codec(bytes, fds, self.max_frame).map_err(RecvError::Decode)
+        handle::decode_with_limit(bytes, fds, self.max_frame).map_err(RecvError::Decode)
     }
 
     /// Like [`recv`](Connection::recv), giving up with [`RecvTimeoutError::Timeout`] when
@@ -830,7 +833,11 @@ impl Connection {
     /// this end (a forked child's inherited one too). Receiving works in either mode
     /// (a receive that would block waits in `poll`), but a blocking send fails with
     /// `EAGAIN` instead of waiting while it is on.
-    pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), Error> {
+    ///
+    /// # Errors
+    ///
+    /// [`OsError`] if `fcntl` refuses (it should not, on an open end).
+    pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), OsError> {
         sys::set_nonblocking(self.fd.as_fd(), nonblocking)
     }
 
@@ -1034,16 +1041,19 @@ pub struct FrameWriter {
 }
 
 impl FrameWriter {
-    /// Loads the next frame: `payload` with `fds` beside it. Fails (loading nothing) when
-    /// the previous frame is not all sent, or when there are more descriptors than one
-    /// message carries.
-    pub fn start(&mut self, payload: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(), Error> {
+    /// Loads the next frame: `payload` with `fds` beside it.
+    ///
+    /// # Errors
+    ///
+    /// Loading nothing: [`FrameStartError::InProgress`] when the previous frame is not
+    /// all sent; [`FrameStartError::HandlesNotSupported`] when there are more
+    /// descriptors than one message carries.
+    pub fn start(&mut self, payload: Vec<u8>, fds: Vec<OwnedFd>) -> Result<(), FrameStartError> {
         if self.pending {
-            return Err(Error::Malformed(
-                "the previous frame is still being sent".into(),
-            ));
+            return Err(FrameStartError::InProgress);
         }
-        self.header = frame_header(payload.len(), fds.len())?;
+        self.header =
+            frame_header(payload.len(), fds.len()).map_err(FrameStartError::HandlesNotSupported)?;
         self.payload = payload;
         self.fds = fds;
         self.sent = 0;
@@ -1073,12 +1083,10 @@ fn parse_header(header: &[u8; HEADER_LEN]) -> (u64, usize, u32) {
 }
 
 /// The 16-byte header of a frame of `len` payload bytes with `nfds` descriptors, if one
-/// message can carry that many.
-fn frame_header(len: usize, nfds: usize) -> Result<[u8; HEADER_LEN], SendError> {
+/// message can carry that many (otherwise why not, for a `HandlesNotSupported`).
+fn frame_header(len: usize, nfds: usize) -> Result<[u8; HEADER_LEN], &'static str> {
     if nfds > sys::MAX_FDS_PER_MESSAGE {
-        return Err(SendError::HandlesNotSupported(
-            "more than 253 handles in one message",
-        ));
+        return Err("more than 253 handles in one message");
     }
     let mut header = [0u8; HEADER_LEN];
     header[..8].copy_from_slice(&(len as u64).to_le_bytes());

@@ -1,8 +1,13 @@
-//! The crate's one error enum.
+//! The crate's errors: one type per area or operation, each holding only the variants
+//! its calls can report, and the umbrella [`Error`] that each converts into (so `?`
+//! gathers them in a caller that does not care which).
 
 use flotilla_core::codec::CodecError;
 
-/// What went wrong in an IPC operation.
+/// What went wrong in an IPC operation: the umbrella every per-operation error of this
+/// crate converts into ([`SendError`], [`RecvError`], [`ShmError`], [`CreateError`],
+/// [`AccessError`], [`LockError`], [`QueueError`](crate::QueueError), ...), for a caller
+/// that gathers them with `?`. No function of this crate returns it itself.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -312,6 +317,31 @@ pub enum RecvIntoError {
     Recv(#[from] RecvError),
 }
 
+/// Why [`FrameWriter::start`](crate::FrameWriter::start) refused a frame; nothing was
+/// loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameStartError {
+    /// The previous frame is not all sent yet: send it out with
+    /// [`Connection::try_send_frame`](crate::Connection::try_send_frame) first.
+    #[error("the previous frame is still being sent")]
+    InProgress,
+    /// More descriptors than one message carries.
+    #[error("cannot send these OS handles: {0}")]
+    HandlesNotSupported(&'static str),
+}
+
+impl From<FrameStartError> for Error {
+    fn from(e: FrameStartError) -> Self {
+        match e {
+            FrameStartError::InProgress => {
+                Error::Malformed("the previous frame is still being sent".into())
+            }
+            FrameStartError::HandlesNotSupported(why) => Error::HandlesNotSupported(why),
+        }
+    }
+}
+
 /// Why [`Connection::poll`](crate::Connection::poll) or [`wait`](crate::wait) failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -416,15 +446,50 @@ pub enum BarrierError {
     },
 }
 
-impl BarrierError {
+impl From<OsError> for BarrierError {
     /// A failure of the barrier's mutex, as a barrier wait reports it.
-    pub(crate) fn mutex(e: Error) -> Self {
+    fn from(e: OsError) -> Self {
+        BarrierError::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
+/// Why a [`Condition`](crate::Condition) wait
+/// ([`ConditionGuard::wait`](crate::ConditionGuard::wait) and its timed and predicate
+/// forms) failed. Either way the wait is over.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// Taking the lock back, this process found that its holder had died holding it:
+    /// the guard holds the lock again, and the data it protects may be half-updated.
+    #[error("the previous holder of the condition's lock died while holding it")]
+    OwnerDied,
+    /// The lock could not be taken back.
+    #[error("{op}: {source}")]
+    Os {
+        /// What flotilla was doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl From<OsError> for WaitError {
+    fn from(e: OsError) -> Self {
+        WaitError::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
+impl From<WaitError> for Error {
+    fn from(e: WaitError) -> Self {
         match e {
-            Error::Os { op, source } => BarrierError::Os { op, source },
-            other => BarrierError::Os {
-                op: "barrier mutex",
-                source: std::io::Error::other(other),
-            },
+            WaitError::OwnerDied => Error::OwnerDied,
+            WaitError::Os { op, source } => Error::Os { op, source },
         }
     }
 }
@@ -441,6 +506,382 @@ pub enum ReleaseError {
         /// The largest value the semaphore may hold.
         bound: usize,
     },
+}
+
+/// An operating-system failure, for the operations that can fail in no other way (a
+/// futex wait or wake on a shared [`Value`](crate::Value), making a pipe, a barrier's
+/// bookkeeping mutex).
+#[derive(Debug, thiserror::Error)]
+#[error("{op}: {source}")]
+pub struct OsError {
+    /// What flotilla was doing.
+    pub op: &'static str,
+    /// The OS error.
+    pub source: std::io::Error,
+}
+
+impl OsError {
+    pub(crate) fn new(op: &'static str, errno: nix::errno::Errno) -> Self {
+        OsError {
+            op,
+            source: std::io::Error::from(errno),
+        }
+    }
+
+    /// A failure of a process-shared mutex waited on without limit by its only user on
+    /// this thread, where only an OS error can happen; anything else is kept as an OS
+    /// error of kind `Other` rather than lost.
+    pub(crate) fn mutex(op: &'static str, e: LockError) -> Self {
+        match e {
+            LockError::Os { op, source } => OsError { op, source },
+            other => OsError {
+                op,
+                source: std::io::Error::other(other.to_string()),
+            },
+        }
+    }
+}
+
+/// Why a lock was not acquired: what [`AcquireError::Failed`](crate::AcquireError::Failed)
+/// holds, for a [`Lock`](crate::Lock), [`RLock`](crate::RLock),
+/// [`Condition`](crate::Condition), or the lock of a [`Value`](crate::Value) or
+/// [`Array`](crate::Array).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum LockError {
+    /// `try_acquire` found the lock held by someone else.
+    #[error("the lock is held by another thread or process")]
+    WouldBlock,
+    /// This thread already holds this `Lock`, which is not recursive: acquiring it again
+    /// would wait forever. Use an `RLock` to acquire a lock more than once.
+    #[error("this thread already holds the lock; a Lock is not recursive (use an RLock)")]
+    WouldDeadlock,
+    /// The lock was not free within the timeout.
+    #[error("timed out after {0:?} waiting for the lock")]
+    Timeout(std::time::Duration),
+    /// The `Value` or `Array` was made raw, without a lock, so it has no locked section.
+    #[error("this shared value was made raw, without a lock")]
+    NoLock,
+    /// The operating system reported an error.
+    #[error("{op}: {source}")]
+    Os {
+        /// What flotilla was doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl LockError {
+    pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
+        LockError::Os {
+            op,
+            source: std::io::Error::from(errno),
+        }
+    }
+}
+
+impl From<OsError> for LockError {
+    fn from(e: OsError) -> Self {
+        LockError::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
+impl From<LockError> for Error {
+    fn from(e: LockError) -> Self {
+        match e {
+            LockError::WouldBlock => Error::WouldBlock,
+            LockError::WouldDeadlock => Error::WouldDeadlock,
+            LockError::Timeout(d) => Error::Timeout(d),
+            LockError::NoLock => Error::NoLock,
+            LockError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+/// Why a [`SharedMemory`](crate::SharedMemory) operation failed: making, opening,
+/// reading, writing or unlinking a segment.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShmError {
+    /// The size asked for cannot be a segment's: 0, or beyond what a file can hold (or,
+    /// for a segment received from another process, beyond what its file holds).
+    #[error("a segment of {size} bytes: {problem}")]
+    InvalidSize {
+        /// The size asked for.
+        size: usize,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// The name is not a valid segment name (empty, holding a `/` past its first
+    /// character or a NUL, longer than 255 bytes, or `.`/`..`).
+    #[error("the segment name {name:?} {problem}")]
+    InvalidName {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// No segment has this name ([`open`](crate::SharedMemory::open), or
+    /// [`unlink`](crate::SharedMemory::unlink) of a name someone else unlinked).
+    #[error("no shared memory segment is named {name:?}")]
+    NotFound {
+        /// The name, without its leading slash.
+        name: String,
+    },
+    /// [`create`](crate::SharedMemory::create) found the name taken.
+    #[error("a shared memory segment named {name:?} already exists")]
+    AlreadyExists {
+        /// The name, without its leading slash.
+        name: String,
+    },
+    /// [`open`](crate::SharedMemory::open) found a segment of size 0: its creator has
+    /// not sized it (yet).
+    #[error("the segment {name:?} has size 0: its creator has not sized it")]
+    Unsized {
+        /// The name, without its leading slash.
+        name: String,
+    },
+    /// A range of bytes past the end of the segment; nothing was read or written.
+    #[error("bytes {offset}..{end} are out of range for a segment of {size} bytes")]
+    OutOfBounds {
+        /// Where the range starts.
+        offset: usize,
+        /// Where it ends (exclusive); `usize::MAX` if that overflowed.
+        end: usize,
+        /// The segment's size.
+        size: usize,
+    },
+    /// [`unlink`](crate::SharedMemory::unlink) of an anonymous segment, which has no
+    /// name.
+    #[error("an anonymous segment has no name to unlink")]
+    Anonymous,
+    /// [`unlink`](crate::SharedMemory::unlink) found the name naming another segment
+    /// (someone unlinked this one and made a new one under its name), and left it alone.
+    #[error("the name {name:?} now names a different segment; it was left alone")]
+    NameReused {
+        /// The name, without its leading slash.
+        name: String,
+    },
+    /// The operating system refused (the memory, a mapping, a descriptor).
+    #[error("{op}: {source}")]
+    Os {
+        /// What flotilla was doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl ShmError {
+    pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
+        ShmError::Os {
+            op,
+            source: std::io::Error::from(errno),
+        }
+    }
+}
+
+/// Why making a shared primitive failed: a [`Lock`](crate::Lock) or
+/// [`RLock`](crate::RLock), a semaphore, [`Event`](crate::Event),
+/// [`Condition`](crate::Condition) or [`Barrier`](crate::Barrier), a
+/// [`Value`](crate::Value) or [`Array`](crate::Array), a [`Queue`](crate::Queue),
+/// [`JoinableQueue`](crate::JoinableQueue) or [`SimpleQueue`](crate::SimpleQueue).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// An argument outside what the primitive supports: a semaphore value or a number of
+    /// barrier parties beyond 32 bits, an array too large to address, a queue's ring
+    /// beyond 2 GiB.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The operating system refused the shared memory or the process-shared mutex.
+    #[error("{op}: {source}")]
+    Os {
+        /// What flotilla was doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl CreateError {
+    /// A new anonymous segment's failure: a size it cannot have is the caller's invalid
+    /// argument, anything else the system's refusal. (Name, range and receipt errors
+    /// cannot come from `SharedMemory::new`; they are kept as arguments, with their
+    /// message, rather than lost.)
+    pub(crate) fn shm(e: ShmError) -> Self {
+        match e {
+            ShmError::Os { op, source } => CreateError::Os { op, source },
+            other => CreateError::InvalidArgument(other.to_string()),
+        }
+    }
+}
+
+impl From<OsError> for CreateError {
+    fn from(e: OsError) -> Self {
+        CreateError::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
+/// Why an access to a locked [`Value`](crate::Value) or [`Array`](crate::Array) under
+/// its lock (`get`, `set`, `to_vec`) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccessError {
+    /// A holder of the lock died holding it, and nobody has marked the data recovered
+    /// since (see [When a lock holder dies](crate::Value#when-a-lock-holder-dies)): the
+    /// data may be half-updated. Nothing was read or written; the lock is released.
+    #[error(
+        "the previous holder of the lock died while holding it; the data is not marked recovered"
+    )]
+    OwnerDied,
+    /// The lock failed.
+    #[error("{op}: {source}")]
+    Os {
+        /// What flotilla was doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl From<OsError> for AccessError {
+    fn from(e: OsError) -> Self {
+        AccessError::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
+/// An index past the end of a shared [`Array`](crate::Array): what
+/// [`ArrayGuard::get`](crate::ArrayGuard::get) and `set` report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("index {index} is out of range for a shared array of length {len}")]
+pub struct IndexOutOfRange {
+    /// The index asked for.
+    pub index: usize,
+    /// The array's length.
+    pub len: usize,
+}
+
+/// A slice given to fill a shared [`Array`](crate::Array) that does not have the array's
+/// length: what [`ArrayGuard::copy_from_slice`](crate::ArrayGuard::copy_from_slice)
+/// reports. Nothing was written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the slice has {got} elements but the shared array has {len}")]
+pub struct LengthMismatch {
+    /// The slice's length.
+    pub got: usize,
+    /// The array's length.
+    pub len: usize,
+}
+
+/// Why [`Array::get`](crate::Array::get) or [`Array::set`](crate::Array::set) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum IndexError {
+    /// The index is past the end; the lock was not taken.
+    #[error(transparent)]
+    OutOfRange(#[from] IndexOutOfRange),
+    /// The access under the lock failed.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
+
+/// Why [`Array::copy_from_slice`](crate::Array::copy_from_slice) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CopyError {
+    /// The slice does not have the array's length; nothing was written.
+    #[error(transparent)]
+    LengthMismatch(#[from] LengthMismatch),
+    /// The access under the lock failed.
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
+
+impl From<OsError> for Error {
+    fn from(e: OsError) -> Self {
+        Error::Os {
+            op: e.op,
+            source: e.source,
+        }
+    }
+}
+
+impl From<ShmError> for Error {
+    fn from(e: ShmError) -> Self {
+        use nix::errno::Errno;
+        match e {
+            ShmError::OutOfBounds { offset, end, size } => Error::OutOfBounds { offset, end, size },
+            ShmError::NotFound { .. } => Error::os("shm_open", Errno::ENOENT),
+            ShmError::AlreadyExists { .. } => Error::os("shm_open", Errno::EEXIST),
+            ShmError::Os { op, source } => Error::Os { op, source },
+            other => Error::InvalidSegment(other.to_string()),
+        }
+    }
+}
+
+impl From<CreateError> for Error {
+    fn from(e: CreateError) -> Self {
+        match e {
+            CreateError::InvalidArgument(m) => Error::InvalidArgument(m),
+            CreateError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+impl From<AccessError> for Error {
+    fn from(e: AccessError) -> Self {
+        match e {
+            AccessError::OwnerDied => Error::OwnerDied,
+            AccessError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
+
+impl From<IndexOutOfRange> for Error {
+    fn from(e: IndexOutOfRange) -> Self {
+        Error::IndexOutOfRange {
+            index: e.index,
+            len: e.len,
+        }
+    }
+}
+
+impl From<LengthMismatch> for Error {
+    fn from(e: LengthMismatch) -> Self {
+        Error::LengthMismatch {
+            got: e.got,
+            len: e.len,
+        }
+    }
+}
+
+impl From<IndexError> for Error {
+    fn from(e: IndexError) -> Self {
+        match e {
+            IndexError::OutOfRange(e) => e.into(),
+            IndexError::Access(e) => e.into(),
+        }
+    }
+}
+
+impl From<CopyError> for Error {
+    fn from(e: CopyError) -> Self {
+        match e {
+            CopyError::LengthMismatch(e) => e.into(),
+            CopyError::Access(e) => e.into(),
+        }
+    }
 }
 
 impl From<BarrierError> for Error {
@@ -526,6 +967,91 @@ mod tests {
         match e {
             ReleaseError::OverReleased { .. } => {}
         }
+    }
+
+    #[allow(dead_code)]
+    fn shm(e: ShmError) {
+        match e {
+            ShmError::InvalidSize { .. }
+            | ShmError::InvalidName { .. }
+            | ShmError::NotFound { .. }
+            | ShmError::AlreadyExists { .. }
+            | ShmError::Unsized { .. }
+            | ShmError::OutOfBounds { .. }
+            | ShmError::Anonymous
+            | ShmError::NameReused { .. }
+            | ShmError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn create(e: CreateError) {
+        match e {
+            CreateError::InvalidArgument(_) | CreateError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn access(e: AccessError) {
+        match e {
+            AccessError::OwnerDied | AccessError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn index(e: IndexError) {
+        match e {
+            IndexError::OutOfRange(IndexOutOfRange { .. }) | IndexError::Access(_) => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn copy(e: CopyError) {
+        match e {
+            CopyError::LengthMismatch(LengthMismatch { .. }) | CopyError::Access(_) => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn wait(e: WaitError) {
+        match e {
+            WaitError::OwnerDied | WaitError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn frame_start(e: FrameStartError) {
+        match e {
+            FrameStartError::InProgress | FrameStartError::HandlesNotSupported(_) => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn lock(e: LockError) {
+        match e {
+            LockError::WouldBlock
+            | LockError::WouldDeadlock
+            | LockError::Timeout(_)
+            | LockError::NoLock
+            | LockError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn queue(e: crate::queue::QueueError) {
+        use crate::queue::QueueError;
+        match e {
+            QueueError::MessageTooLarge { .. }
+            | QueueError::Encode(_)
+            | QueueError::Decode(_)
+            | QueueError::Corrupted(_)
+            | QueueError::Os { .. } => {}
+        }
+    }
+
+    #[allow(dead_code)]
+    fn os(e: OsError) {
+        let OsError { op: _, source: _ } = e;
     }
 
     #[test]

@@ -25,8 +25,6 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::ser::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
-
 thread_local! {
     /// Descriptors collected by the `encode` running on this thread, if any.
     static OUTGOING: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
@@ -150,29 +148,23 @@ pub fn import<'de, D: Deserializer<'de>>(deserializer: D) -> Result<OwnedFd, D::
 
 /// Encodes `value`, collecting the descriptors its handles hold: the bytes and the
 /// descriptors to send beside them.
-pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>), Error> {
-    Ok(encode_codec(value)?)
-}
-
-/// [`encode`], with the codec's own error (the only one it can have).
-pub(crate) fn encode_codec<T: Serialize + ?Sized>(
-    value: &T,
-) -> Result<(Vec<u8>, Vec<OwnedFd>), CodecError> {
+///
+/// # Errors
+///
+/// The codec's [`CodecError`] when `value` cannot be encoded (a handle outside a
+/// transfer, a serializer's own error, ...): the only failure an encode has.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<(Vec<u8>, Vec<OwnedFd>), CodecError> {
     let mut buf = Vec::new();
-    let fds = encode_into_codec(&mut buf, value)?;
+    let fds = encode_into(&mut buf, value)?;
     Ok((buf, fds))
 }
 
 /// Like [`encode`], appending the bytes to `buf`.
+///
+/// # Errors
+///
+/// As for [`encode`].
 pub fn encode_into<T: Serialize + ?Sized>(
-    buf: &mut Vec<u8>,
-    value: &T,
-) -> Result<Vec<OwnedFd>, Error> {
-    Ok(encode_into_codec(buf, value)?)
-}
-
-/// [`encode_into`], with the codec's own error.
-fn encode_into_codec<T: Serialize + ?Sized>(
     buf: &mut Vec<u8>,
     value: &T,
 ) -> Result<Vec<OwnedFd>, CodecError> {
@@ -191,21 +183,21 @@ fn encode_into_codec<T: Serialize + ?Sized>(
 
 /// Decodes a `T` from `bytes`, its handles taking their descriptors from `fds`.
 /// Descriptors the value does not claim are closed. Uses the codec's default size limit.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, Error> {
+///
+/// # Errors
+///
+/// The codec's [`CodecError`] when the bytes are not a `T` (or its handles' descriptors
+/// are missing or claimed twice): the only failure a decode has.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], fds: Vec<OwnedFd>) -> Result<T, CodecError> {
     decode_with_limit(bytes, fds, codec::DEFAULT_LIMIT)
 }
 
 /// Like [`decode`], refusing to allocate beyond `limit` bytes.
+///
+/// # Errors
+///
+/// As for [`decode`], and the codec's limit error past `limit`.
 pub fn decode_with_limit<T: DeserializeOwned>(
-    bytes: &[u8],
-    fds: Vec<OwnedFd>,
-    limit: u64,
-) -> Result<T, Error> {
-    Ok(decode_codec(bytes, fds, limit)?)
-}
-
-/// [`decode_with_limit`], with the codec's own error (the only one it can have).
-pub(crate) fn decode_codec<T: DeserializeOwned>(
     bytes: &[u8],
     fds: Vec<OwnedFd>,
     limit: u64,

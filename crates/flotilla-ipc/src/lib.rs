@@ -54,13 +54,14 @@ pub use crate::connection::{
 };
 pub use crate::element::{Element, Integer};
 pub use crate::error::{
-    BarrierError, Error, PollError, RecvError, RecvIntoError, RecvTimeoutError, ReleaseError,
-    SendError,
+    AccessError, BarrierError, CopyError, CreateError, Error, FrameStartError, IndexError,
+    IndexOutOfRange, LengthMismatch, LockError, OsError, PollError, RecvError, RecvIntoError,
+    RecvTimeoutError, ReleaseError, SendError, ShmError, WaitError,
 };
 pub use crate::lock::{AcquireError, Lock, LockGuard, RLock, RLockGuard};
 pub use crate::queue::{
     GetError, GetTimeoutError, JoinableQueue, PutError, PutTimeoutError, Queue, QueueBuilder,
-    SimpleQueue, TaskDoneError, TryGetError, TryPutError,
+    QueueError, SimpleQueue, TaskDoneError, TryGetError, TryPutError,
 };
 pub use crate::shm::{NameEvent, SharedMemory, set_name_tracker};
 pub use crate::sync::{

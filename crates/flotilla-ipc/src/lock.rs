@@ -34,7 +34,7 @@ use nix::errno::Errno;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{CreateError, Error, LockError, OsError};
 use crate::shm::SharedMemory;
 use crate::sys;
 
@@ -83,8 +83,9 @@ impl RawMutex {
         shm: Arc<SharedMemory>,
         offset: usize,
         recursive: bool,
-    ) -> Result<Self, Error> {
-        let raw = RawMutex::attach(shm, offset)?;
+    ) -> Result<Self, CreateError> {
+        let raw = RawMutex::attach(shm, offset)
+            .map_err(|e| CreateError::InvalidArgument(e.to_string()))?;
         let kind = if recursive {
             libc::PTHREAD_MUTEX_RECURSIVE
         } else {
@@ -203,14 +204,14 @@ impl RawMutex {
     pub(crate) fn lock_within(
         &self,
         timeout: Option<Duration>,
-    ) -> Result<(RawGuard<'_>, Acquired), Error> {
+    ) -> Result<(RawGuard<'_>, Acquired), LockError> {
         let acquired = self.acquire_within(timeout)?;
         Ok((RawGuard::new(self), acquired))
     }
 
     /// [`lock_within`](Self::lock_within) without limit.
     #[inline]
-    pub(crate) fn lock(&self) -> Result<(RawGuard<'_>, Acquired), Error> {
+    pub(crate) fn lock(&self) -> Result<(RawGuard<'_>, Acquired), LockError> {
         self.lock_within(None)
     }
 
@@ -219,14 +220,14 @@ impl RawMutex {
     pub(crate) fn lock_timeout(
         &self,
         timeout: Duration,
-    ) -> Result<(RawGuard<'_>, Acquired), Error> {
+    ) -> Result<(RawGuard<'_>, Acquired), LockError> {
         self.lock_within(Some(timeout))
     }
 
     /// Locks the mutex, leaving the release to the caller: [`lock_within`](Self::lock_within),
     /// and [`relock`](Self::relock), whose levels the guards already out release.
     #[inline]
-    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Acquired, Error> {
+    fn acquire_within(&self, timeout: Option<Duration>) -> Result<Acquired, LockError> {
         let rc = match timeout.and_then(deadline) {
             // SAFETY: the mutex was initialised before the segment was shared (rule 1),
             // and its memory lives as long as `self`.
@@ -241,7 +242,7 @@ impl RawMutex {
 
     /// Locks the mutex if it is free, without waiting; as [`lock`](Self::lock).
     #[inline]
-    pub(crate) fn try_lock(&self) -> Result<(RawGuard<'_>, Acquired), Error> {
+    pub(crate) fn try_lock(&self) -> Result<(RawGuard<'_>, Acquired), LockError> {
         // SAFETY: as in `lock`.
         let rc = unsafe { libc::pthread_mutex_trylock(self.ptr()) };
         let acquired = match rc {
@@ -258,7 +259,7 @@ impl RawMutex {
         op: &'static str,
         rc: libc::c_int,
         timeout: Option<Duration>,
-    ) -> Result<Acquired, Error> {
+    ) -> Result<Acquired, LockError> {
         match rc {
             0 => Ok(Acquired::Clean),
             libc::EOWNERDEAD => {
@@ -269,17 +270,17 @@ impl RawMutex {
                     // Leave it unlocked rather than held forever; the error says why.
                     // SAFETY: we hold it, on this thread.
                     unsafe { libc::pthread_mutex_unlock(self.ptr()) };
-                    return Err(e);
+                    return Err(e.into());
                 }
                 if let Some(word) = self.owner_died_word() {
                     word.store(1, Ordering::SeqCst);
                 }
                 Ok(Acquired::OwnerDied)
             }
-            libc::EBUSY => Err(Error::WouldBlock),
-            libc::ETIMEDOUT => Err(Error::Timeout(timeout.unwrap_or_default())),
-            libc::EDEADLK => Err(Error::WouldDeadlock),
-            rc => Err(Error::os(op, Errno::from_raw(rc))),
+            libc::EBUSY => Err(LockError::WouldBlock),
+            libc::ETIMEDOUT => Err(LockError::Timeout(timeout.unwrap_or_default())),
+            libc::EDEADLK => Err(LockError::WouldDeadlock),
+            rc => Err(LockError::os(op, Errno::from_raw(rc))),
         }
     }
 
@@ -316,7 +317,7 @@ impl RawMutex {
 
     /// Takes back the `levels` released by [`unlock_all`](Self::unlock_all), waiting
     /// as long as it takes for the first.
-    pub(crate) fn relock(&self, levels: usize) -> Result<Acquired, Error> {
+    pub(crate) fn relock(&self, levels: usize) -> Result<Acquired, LockError> {
         if levels == 0 {
             return Ok(Acquired::Clean);
         }
@@ -359,10 +360,10 @@ fn timed_lock(mutex: *mut libc::pthread_mutex_t, at: &libc::timespec) -> libc::c
     unsafe { libc::pthread_mutex_timedlock(mutex, real_at.as_ref()) }
 }
 
-fn check(op: &'static str, rc: libc::c_int) -> Result<(), Error> {
+fn check(op: &'static str, rc: libc::c_int) -> Result<(), OsError> {
     match rc {
         0 => Ok(()),
-        rc => Err(Error::os(op, Errno::from_raw(rc))),
+        rc => Err(OsError::new(op, Errno::from_raw(rc))),
     }
 }
 
@@ -396,7 +397,7 @@ fn check(op: &'static str, rc: libc::c_int) -> Result<(), Error> {
 ///   (it is a semaphore). A flotilla `Lock` is released by dropping its guard, on the
 ///   acquiring thread.
 /// - Acquiring a `Lock` the same thread already holds blocks forever in Python; here it
-///   is [`Error::WouldDeadlock`].
+///   is [`LockError::WouldDeadlock`].
 ///
 /// # Examples
 ///
@@ -421,9 +422,9 @@ pub enum AcquireError<G> {
     /// lock itself works as before; but the data it protects may have been left
     /// half-updated. Only this acquirer is told.
     OwnerDied(G),
-    /// The lock was not acquired: [`Error::Timeout`], [`Error::WouldBlock`],
-    /// [`Error::WouldDeadlock`], [`Error::NoLock`], or an OS error.
-    Failed(Error),
+    /// The lock was not acquired: [`LockError::Timeout`], [`LockError::WouldBlock`],
+    /// [`LockError::WouldDeadlock`], [`LockError::NoLock`], or an OS error.
+    Failed(LockError),
 }
 
 impl<G> AcquireError<G> {
@@ -437,7 +438,11 @@ impl<G> AcquireError<G> {
     /// let guard = lock.acquire().or_else(AcquireError::recover).unwrap();
     /// # drop(guard);
     /// ```
-    pub fn recover(self) -> Result<G, Error> {
+    ///
+    /// # Errors
+    ///
+    /// The [`LockError`] of [`Failed`](Self::Failed).
+    pub fn recover(self) -> Result<G, LockError> {
         match self {
             AcquireError::OwnerDied(guard) => Ok(guard),
             AcquireError::Failed(e) => Err(e),
@@ -483,13 +488,13 @@ impl<G> From<AcquireError<G>> for Error {
     fn from(e: AcquireError<G>) -> Self {
         match e {
             AcquireError::OwnerDied(_) => Error::OwnerDied,
-            AcquireError::Failed(e) => e,
+            AcquireError::Failed(e) => e.into(),
         }
     }
 }
 
-impl<G> From<Error> for AcquireError<G> {
-    fn from(e: Error) -> Self {
+impl<G> From<LockError> for AcquireError<G> {
+    fn from(e: LockError) -> Self {
         AcquireError::Failed(e)
     }
 }
@@ -526,7 +531,7 @@ impl Drop for RawGuard<'_> {
 /// the guard inside [`AcquireError::OwnerDied`].
 #[inline]
 fn acquire_with<'a, G>(
-    outcome: Result<(RawGuard<'a>, Acquired), Error>,
+    outcome: Result<(RawGuard<'a>, Acquired), LockError>,
     guard: impl FnOnce(RawGuard<'a>) -> G,
 ) -> Result<G, AcquireError<G>> {
     match outcome {
@@ -601,14 +606,14 @@ macro_rules! lock_type {
             ///
             /// # Errors
             ///
-            /// [`Error::Os`] if the system refuses the memory or the mutex.
+            /// [`CreateError::Os`] if the system refuses the memory or the mutex.
             ///
             /// ```
             #[doc = concat!("let lock = flotilla_ipc::", stringify!($name), "::new().unwrap();")]
             /// drop(lock.try_acquire().unwrap());
             /// ```
-            pub fn new() -> Result<Self, Error> {
-                let shm = Arc::new(SharedMemory::new(RawMutex::SIZE)?);
+            pub fn new() -> Result<Self, CreateError> {
+                let shm = Arc::new(SharedMemory::new(RawMutex::SIZE).map_err(CreateError::shm)?);
                 // SAFETY: the segment was created just now and has not been shared.
                 let raw = unsafe { RawMutex::init(shm, 0, $recursive) }?;
                 Ok($name { raw })
@@ -632,7 +637,7 @@ macro_rules! lock_type {
             ///
             /// [`AcquireError::OwnerDied`] with the guard if the previous holder died
             /// holding the lock; [`AcquireError::Failed`] with an OS error (never
-            /// [`Error::Timeout`]: that is [`acquire_timeout`](Self::acquire_timeout)'s).
+            /// [`LockError::Timeout`]: that is [`acquire_timeout`](Self::acquire_timeout)'s).
             ///
             /// ```
             #[doc = concat!("let lock = flotilla_ipc::", stringify!($name), "::new().unwrap();")]
@@ -650,7 +655,7 @@ macro_rules! lock_type {
             /// # Errors
             ///
             /// As for [`acquire`](Self::acquire), and [`AcquireError::Failed`] with
-            /// [`Error::Timeout`] if the timeout passed first.
+            /// [`LockError::Timeout`] if the timeout passed first.
             ///
             /// ```
             /// use std::time::Duration;
@@ -680,7 +685,7 @@ macro_rules! lock_type {
             ///
             /// # Errors
             ///
-            /// [`AcquireError::Failed`] with [`Error::WouldBlock`] if someone else
+            /// [`AcquireError::Failed`] with [`LockError::WouldBlock`] if someone else
             /// holds it; [`AcquireError::OwnerDied`] as for [`acquire`](Self::acquire).
             ///
             /// ```
@@ -748,17 +753,17 @@ lock_type! {
     /// robust against a holder's death (see [`AcquireError`]).
     ///
     /// Not recursive: acquiring it again on the thread that holds it is
-    /// [`Error::WouldDeadlock`]. Give it to other processes by fork, as a process
+    /// [`LockError::WouldDeadlock`]. Give it to other processes by fork, as a process
     /// argument or over a `Connection`; a clone is another handle to the same lock.
     ///
     /// # Examples
     ///
     /// ```
-    /// use flotilla_ipc::{Error, Lock, AcquireError};
+    /// use flotilla_ipc::{AcquireError, Lock, LockError};
     ///
     /// let lock = Lock::new().unwrap();
     /// let guard = lock.acquire().unwrap();
-    /// assert!(matches!(lock.acquire(), Err(AcquireError::Failed(Error::WouldDeadlock))));
+    /// assert!(matches!(lock.acquire(), Err(AcquireError::Failed(LockError::WouldDeadlock))));
     /// drop(guard);
     /// assert!(lock.try_acquire().is_ok());
     /// ```

@@ -22,7 +22,7 @@ use serde::de::Error as _;
 use serde::ser::SerializeStruct;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::ShmError;
 use crate::handle::{Exported, Fd};
 
 /// The longest name a segment may have (`NAME_MAX`, without the leading slash).
@@ -157,8 +157,8 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidSegment`] for a size of 0; [`Error::Os`] when the system refuses
-    /// the memory.
+    /// [`ShmError::InvalidSize`] for a size of 0; [`ShmError::Os`] when the system
+    /// refuses the memory.
     ///
     /// # Examples
     ///
@@ -166,17 +166,17 @@ impl SharedMemory {
     /// let shm = flotilla_ipc::SharedMemory::new(100).unwrap();
     /// assert_eq!(shm.to_vec(), vec![0; 100]);
     /// ```
-    pub fn new(size: usize) -> Result<Self, Error> {
+    pub fn new(size: usize) -> Result<Self, ShmError> {
         let len = nonzero(size)?;
         let fd = memfd_create(
             c"flotilla-shm",
             MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
         )
-        .map_err(|e| Error::os("memfd_create", e))?;
-        nix::unistd::ftruncate(&fd, file_len(size)?).map_err(|e| Error::os("ftruncate", e))?;
+        .map_err(|e| ShmError::os("memfd_create", e))?;
+        nix::unistd::ftruncate(&fd, file_len(size)?).map_err(|e| ShmError::os("ftruncate", e))?;
         let seals = SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_SEAL;
         nix::fcntl::fcntl(&fd, FcntlArg::F_ADD_SEALS(seals))
-            .map_err(|e| Error::os("fcntl(F_ADD_SEALS)", e))?;
+            .map_err(|e| ShmError::os("fcntl(F_ADD_SEALS)", e))?;
         Self::map(fd, len, None, 0)
     }
 
@@ -189,8 +189,9 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] with [`std::io::ErrorKind::AlreadyExists`] if the name is taken;
-    /// [`Error::InvalidSegment`] for a size of 0 or a malformed name.
+    /// [`ShmError::AlreadyExists`] if the name is taken; [`ShmError::InvalidSize`] for a
+    /// size of 0; [`ShmError::InvalidName`] for a malformed name; [`ShmError::Os`] when
+    /// the system refuses the memory.
     ///
     /// # Examples
     ///
@@ -204,7 +205,7 @@ impl SharedMemory {
     /// drop(shm); // unlinks the name
     /// assert!(SharedMemory::open(&name).is_err());
     /// ```
-    pub fn create(name: &str, size: usize) -> Result<Self, Error> {
+    pub fn create(name: &str, size: usize) -> Result<Self, ShmError> {
         let len = nonzero(size)?;
         let (name, path) = shm_path(name)?;
         let fd = shm_open(
@@ -212,10 +213,13 @@ impl SharedMemory {
             OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_RDWR,
             Mode::S_IRUSR | Mode::S_IWUSR,
         )
-        .map_err(|e| Error::os("shm_open", e))?;
+        .map_err(|e| match e {
+            Errno::EEXIST => ShmError::AlreadyExists { name: name.clone() },
+            e => ShmError::os("shm_open", e),
+        })?;
         // Until the segment is mapped, a failure must not leave the new name behind.
         let sized = file_len(size).and_then(|off| {
-            nix::unistd::ftruncate(&fd, off).map_err(|e| Error::os("ftruncate", e))
+            nix::unistd::ftruncate(&fd, off).map_err(|e| ShmError::os("ftruncate", e))
         });
         let pid = nix::unistd::getpid().as_raw();
         match sized.and_then(|()| Self::map(fd, len, Some(name), pid)) {
@@ -236,9 +240,9 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] with [`std::io::ErrorKind::NotFound`] if there is no such segment;
-    /// [`Error::InvalidSegment`] for a malformed name or a segment of size 0 (its
-    /// creator has not sized it).
+    /// [`ShmError::NotFound`] if there is no such segment; [`ShmError::InvalidName`] for
+    /// a malformed name; [`ShmError::Unsized`] for a segment of size 0 (its creator has
+    /// not sized it); [`ShmError::Os`] if the system refuses the mapping.
     ///
     /// # Examples
     ///
@@ -255,30 +259,30 @@ impl SharedMemory {
     /// drop(attached); // leaves the name alone
     /// assert!(SharedMemory::open(&name).is_ok());
     /// ```
-    pub fn open(name: &str) -> Result<Self, Error> {
+    pub fn open(name: &str) -> Result<Self, ShmError> {
         let (name, path) = shm_path(name)?;
-        let fd = shm_open(path.as_str(), OFlag::O_RDWR, Mode::empty())
-            .map_err(|e| Error::os("shm_open", e))?;
-        let size = file_size(&fd)?;
-        let len = NonZeroUsize::new(size).ok_or_else(|| {
-            Error::InvalidSegment(format!(
-                "the segment {name:?} has size 0: its creator has not sized it"
-            ))
+        let fd = shm_open(path.as_str(), OFlag::O_RDWR, Mode::empty()).map_err(|e| match e {
+            Errno::ENOENT => ShmError::NotFound { name: name.clone() },
+            e => ShmError::os("shm_open", e),
         })?;
+        let size = file_size(&fd)?;
+        let len =
+            NonZeroUsize::new(size).ok_or_else(|| ShmError::Unsized { name: name.clone() })?;
         Self::map(fd, len, Some(name), 0)
     }
 
     /// Maps a segment received from another process.
-    fn received(fd: OwnedFd, size: usize, name: Option<String>) -> Result<Self, Error> {
+    fn received(fd: OwnedFd, size: usize, name: Option<String>) -> Result<Self, ShmError> {
         let len = nonzero(size)?;
         if let Some(name) = &name {
             shm_path(name)?;
         }
         let actual = file_size(&fd)?;
         if actual < size {
-            return Err(Error::InvalidSegment(format!(
-                "received a segment of {actual} bytes that claims {size}"
-            )));
+            return Err(ShmError::InvalidSize {
+                size,
+                problem: "more than the received segment's file holds",
+            });
         }
         Self::map(fd, len, name, 0)
     }
@@ -288,7 +292,7 @@ impl SharedMemory {
         len: NonZeroUsize,
         name: Option<String>,
         unlink_pid: i32,
-    ) -> Result<Self, Error> {
+    ) -> Result<Self, ShmError> {
         // SAFETY: the kernel chooses the address (`None`), so the new mapping overlaps no
         // existing object; `fd` is a shared-memory file of at least `len` bytes (sized by
         // our caller, or checked with fstat), so every page of the mapping is backed.
@@ -302,7 +306,7 @@ impl SharedMemory {
                 0,
             )
         }
-        .map_err(|e| Error::os("mmap", e))?;
+        .map_err(|e| ShmError::os("mmap", e))?;
         Ok(SharedMemory {
             ptr: ptr.cast(),
             size: len.get(),
@@ -355,7 +359,8 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if the range does not lie inside the segment.
+    /// [`ShmError::OutOfBounds`] if the range does not lie inside the segment; nothing
+    /// is copied then.
     ///
     /// ```
     /// let shm = flotilla_ipc::SharedMemory::new(16).unwrap();
@@ -365,7 +370,7 @@ impl SharedMemory {
     /// assert_eq!(buf, [0, 1, 2, 3]);
     /// assert!(shm.read_at(14, &mut buf).is_err());
     /// ```
-    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), Error> {
+    pub fn read_at(&self, offset: usize, buf: &mut [u8]) -> Result<(), ShmError> {
         let src = self.range(offset, buf.len())?;
         // SAFETY: `range` checked that `offset..offset + len` lies in the mapping, which
         // lives as long as `&self`; `buf` is private memory of the same length.
@@ -377,7 +382,8 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`Error::OutOfBounds`] if the range does not lie inside the segment.
+    /// [`ShmError::OutOfBounds`] if the range does not lie inside the segment; nothing
+    /// is copied then.
     ///
     /// ```
     /// let shm = flotilla_ipc::SharedMemory::new(4).unwrap();
@@ -385,7 +391,7 @@ impl SharedMemory {
     /// assert_eq!(shm.to_vec(), b"\0abc");
     /// assert!(shm.write_at(2, b"abc").is_err());
     /// ```
-    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), Error> {
+    pub fn write_at(&self, offset: usize, data: &[u8]) -> Result<(), ShmError> {
         let dst = self.range(offset, data.len())?;
         // SAFETY: as in `read_at`, with the roles of the two buffers swapped.
         unsafe { copy_in(data.as_ptr(), dst, data.len()) };
@@ -499,9 +505,9 @@ impl SharedMemory {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidSegment`] for an anonymous segment, or if the name now names a
-    /// different segment (which is left alone); [`Error::Os`] with
-    /// [`std::io::ErrorKind::NotFound`] if the name is already gone.
+    /// [`ShmError::Anonymous`] for an anonymous segment; [`ShmError::NameReused`] if the
+    /// name now names a different segment (which is left alone); [`ShmError::NotFound`]
+    /// if the name is already gone; [`ShmError::Os`] for other refusals.
     ///
     /// ```
     /// use flotilla_ipc::SharedMemory;
@@ -512,43 +518,47 @@ impl SharedMemory {
     /// assert!(SharedMemory::open(&name).is_err());
     /// shm.write_at(0, b"still ok").unwrap(); // the mapping outlives the name
     /// ```
-    pub fn unlink(&self) -> Result<(), Error> {
+    pub fn unlink(&self) -> Result<(), ShmError> {
         let Some(name) = &self.name else {
-            return Err(Error::InvalidSegment(
-                "an anonymous segment has no name to unlink".into(),
-            ));
+            return Err(ShmError::Anonymous);
         };
         self.unlink_pid.store(0, Ordering::Relaxed);
         let path = format!("/{name}");
-        let unlinked = if self.is_named_by(&path)? {
-            shm_unlink(path.as_str()).map_err(|e| Error::os("shm_unlink", e))
-        } else {
-            Err(Error::InvalidSegment(format!(
-                "the name {name:?} now names a different segment; it was left alone"
-            )))
+        let not_found = |e| match e {
+            Errno::ENOENT => ShmError::NotFound { name: name.clone() },
+            e => ShmError::os("shm_unlink", e),
+        };
+        let unlinked = match self.is_named_by(&path) {
+            Ok(true) => shm_unlink(path.as_str()).map_err(not_found),
+            Ok(false) => Err(ShmError::NameReused { name: name.clone() }),
+            Err(e) => Err(e),
         };
         track(NameEvent::Released, name);
         unlinked
     }
 
     /// Whether `path` in `/dev/shm` names this very segment (same device and inode).
-    fn is_named_by(&self, path: &str) -> Result<bool, Error> {
-        let theirs =
-            shm_open(path, OFlag::O_RDONLY, Mode::empty()).map_err(|e| Error::os("shm_open", e))?;
-        let theirs = fstat(&theirs).map_err(|e| Error::os("fstat", e))?;
-        let ours = fstat(&self.fd).map_err(|e| Error::os("fstat", e))?;
+    fn is_named_by(&self, path: &str) -> Result<bool, ShmError> {
+        let theirs = shm_open(path, OFlag::O_RDONLY, Mode::empty()).map_err(|e| match e {
+            Errno::ENOENT => ShmError::NotFound {
+                name: path.trim_start_matches('/').to_owned(),
+            },
+            e => ShmError::os("shm_open", e),
+        })?;
+        let theirs = fstat(&theirs).map_err(|e| ShmError::os("fstat", e))?;
+        let ours = fstat(&self.fd).map_err(|e| ShmError::os("fstat", e))?;
         Ok(theirs.st_dev == ours.st_dev && theirs.st_ino == ours.st_ino)
     }
 
     /// The address of `offset..offset + len`, if that lies inside the segment.
-    fn range(&self, offset: usize, len: usize) -> Result<*mut u8, Error> {
+    fn range(&self, offset: usize, len: usize) -> Result<*mut u8, ShmError> {
         match offset.checked_add(len) {
             Some(end) if end <= self.size => {
                 // SAFETY: `offset <= end <= size`, so the result is inside the mapping or
                 // one past its end.
                 Ok(unsafe { self.as_ptr().add(offset) })
             }
-            end => Err(Error::OutOfBounds {
+            end => Err(ShmError::OutOfBounds {
                 offset,
                 end: end.unwrap_or(usize::MAX),
                 size: self.size,
@@ -569,8 +579,7 @@ impl Drop for SharedMemory {
             match self.unlink() {
                 Ok(()) => {}
                 // Someone unlinked it first (maybe with `unlink()` in another process).
-                Err(Error::Os { source, .. })
-                    if source.raw_os_error() == Some(Errno::ENOENT as i32) => {}
+                Err(ShmError::NotFound { .. }) => {}
                 Err(e) => {
                     flotilla_core::event!(flotilla_core::log::Level::WARN, name, error = %e, "could not unlink a shared memory segment")
                 }
@@ -622,25 +631,29 @@ impl<'de> Deserialize<'de> for SharedMemory {
     }
 }
 
-fn nonzero(size: usize) -> Result<NonZeroUsize, Error> {
-    NonZeroUsize::new(size)
-        .ok_or_else(|| Error::InvalidSegment("a segment cannot have size 0".into()))
+fn nonzero(size: usize) -> Result<NonZeroUsize, ShmError> {
+    NonZeroUsize::new(size).ok_or(ShmError::InvalidSize {
+        size,
+        problem: "a segment cannot be empty",
+    })
 }
 
-fn file_len(size: usize) -> Result<libc::off_t, Error> {
-    libc::off_t::try_from(size)
-        .map_err(|_| Error::InvalidSegment(format!("{size} bytes is too large a segment")))
+fn file_len(size: usize) -> Result<libc::off_t, ShmError> {
+    libc::off_t::try_from(size).map_err(|_| ShmError::InvalidSize {
+        size,
+        problem: "too large for a file",
+    })
 }
 
-fn file_size(fd: &OwnedFd) -> Result<usize, Error> {
-    let stat = fstat(fd).map_err(|e| Error::os("fstat", e))?;
-    usize::try_from(stat.st_size)
-        .map_err(|_| Error::InvalidSegment(format!("a segment of {} bytes", stat.st_size)))
+/// The size of a segment's file (0 for the negative size no file has).
+fn file_size(fd: &OwnedFd) -> Result<usize, ShmError> {
+    let stat = fstat(fd).map_err(|e| ShmError::os("fstat", e))?;
+    Ok(usize::try_from(stat.st_size).unwrap_or(0))
 }
 
 /// Checks a segment name; returns it without, and its `shm_open` path with, a leading
 /// slash.
-fn shm_path(name: &str) -> Result<(String, String), Error> {
+fn shm_path(name: &str) -> Result<(String, String), ShmError> {
     let bare = name.strip_prefix('/').unwrap_or(name);
     let problem = if bare.is_empty() {
         Some("is empty")
@@ -656,9 +669,10 @@ fn shm_path(name: &str) -> Result<(String, String), Error> {
         None
     };
     match problem {
-        Some(problem) => Err(Error::InvalidSegment(format!(
-            "the segment name {name:?} {problem}"
-        ))),
+        Some(problem) => Err(ShmError::InvalidName {
+            name: name.to_owned(),
+            problem,
+        }),
         None => Ok((bare.to_owned(), format!("/{bare}"))),
     }
 }

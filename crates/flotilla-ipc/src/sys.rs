@@ -11,24 +11,24 @@ use nix::sys::socket::{
     AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
 };
 
-use crate::error::{Error, PollError, RecvError, SendError};
+use crate::error::{OsError, PollError, RecvError, SendError};
 
 /// The most descriptors one message carries (the kernel's `SCM_MAX_FD`).
 pub(crate) const MAX_FDS_PER_MESSAGE: usize = 253;
 
-pub(crate) fn socketpair() -> Result<(OwnedFd, OwnedFd), Error> {
+pub(crate) fn socketpair() -> Result<(OwnedFd, OwnedFd), OsError> {
     nix::sys::socket::socketpair(
         AddressFamily::Unix,
         SockType::Stream,
         None,
         SockFlag::SOCK_CLOEXEC,
     )
-    .map_err(|e| Error::os("socketpair", e))
+    .map_err(|e| OsError::new("socketpair", e))
 }
 
 /// A pipe: (read end, write end).
-pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), Error> {
-    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::os("pipe2", e))
+pub(crate) fn pipe() -> Result<(OwnedFd, OwnedFd), OsError> {
+    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| OsError::new("pipe2", e))
 }
 
 /// Writes all of `bufs`, retrying on partial writes and EINTR. When `fds` is not empty it
@@ -233,12 +233,12 @@ pub(crate) fn monotonic_after(after: Duration) -> nix::Result<Option<libc::times
 }
 
 /// Puts `fd`'s open file description in (or out of) non-blocking mode.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<(), Error> {
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<(), OsError> {
     use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| Error::os("fcntl", e))?;
+    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| OsError::new("fcntl", e))?;
     let mut flags = OFlag::from_bits_retain(flags);
     flags.set(OFlag::O_NONBLOCK, nonblocking);
-    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| Error::os("fcntl", e))?;
+    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| OsError::new("fcntl", e))?;
     Ok(())
 }
 

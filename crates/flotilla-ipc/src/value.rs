@@ -27,7 +27,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::element::sealed::Atomic as _;
 use crate::element::{Element, Integer};
-use crate::error::Error;
+use crate::error::{
+    AccessError, CopyError, CreateError, Error, IndexError, IndexOutOfRange, LengthMismatch,
+    LockError, OsError,
+};
 use crate::futex;
 use crate::lock::{AcquireError, RLock, RLockGuard, RawMutex};
 use crate::shm::SharedMemory;
@@ -49,19 +52,20 @@ struct Shared<T> {
 }
 
 impl<T: Element> Shared<T> {
-    fn new(len: usize, locked: bool) -> Result<Self, Error> {
+    fn new(len: usize, locked: bool) -> Result<Self, CreateError> {
         let bytes = len
             .checked_mul(size_of::<T::Atomic>())
             .and_then(|b| b.checked_add(DATA))
             .ok_or_else(|| {
-                Error::InvalidSegment(format!("an array of {len} elements is too large"))
+                CreateError::InvalidArgument(format!("an array of {len} elements is too large"))
             })?;
-        let shm = Arc::new(SharedMemory::new(bytes)?);
+        let shm = Arc::new(SharedMemory::new(bytes).map_err(CreateError::shm)?);
         let lock = if locked {
             // SAFETY: the segment was created just now and has not been shared.
+            let raw = unsafe { RawMutex::init(Arc::clone(&shm), 0, true) }?;
             Some(RLock::from_raw(
-                unsafe { RawMutex::init(Arc::clone(&shm), 0, true) }?
-                    .recording_owner_death(OWNER_DIED)?,
+                raw.recording_owner_death(OWNER_DIED)
+                    .map_err(|e| CreateError::InvalidArgument(e.to_string()))?,
             ))
         } else {
             None
@@ -106,11 +110,11 @@ impl<T: Element> Shared<T> {
         })
     }
 
-    fn check(&self, index: usize) -> Result<(), Error> {
+    fn check(&self, index: usize) -> Result<(), IndexOutOfRange> {
         if index < self.len {
             Ok(())
         } else {
-            Err(Error::IndexOutOfRange {
+            Err(IndexOutOfRange {
                 index,
                 len: self.len,
             })
@@ -147,17 +151,20 @@ impl<T: Element> Shared<T> {
         unsafe { self.shm.as_ptr().add(DATA) }.cast()
     }
 
-    /// Holds the lock for one access, if there is a lock: [`Error::OwnerDied`] (the
-    /// lock released again) while a holder's death is recorded and not yet marked
+    /// Holds the lock for one access, if there is a lock: [`AccessError::OwnerDied`]
+    /// (the lock released again) while a holder's death is recorded and not yet marked
     /// recovered, since that holder may have been halfway through an update of several
     /// elements (or of this one and other data).
-    fn enter(&self) -> Result<Option<RLockGuard<'_>>, Error> {
+    fn enter(&self) -> Result<Option<RLockGuard<'_>>, AccessError> {
         match &self.lock {
             None => Ok(None),
             Some(lock) => {
-                let held = lock.acquire().or_else(AcquireError::recover)?;
+                let held = lock
+                    .acquire()
+                    .or_else(AcquireError::recover)
+                    .map_err(|e| OsError::mutex("pthread_mutex_lock", e))?;
                 if lock.raw().owner_death_recorded() {
-                    return Err(Error::OwnerDied);
+                    return Err(AccessError::OwnerDied);
                 }
                 Ok(Some(held))
             }
@@ -179,7 +186,7 @@ impl<T: Element> Shared<T> {
         guard: impl FnOnce(&'a Self, RLockGuard<'a>) -> G,
     ) -> Result<G, AcquireError<G>> {
         let held = match &self.lock {
-            None => Err(AcquireError::Failed(Error::NoLock)),
+            None => Err(AcquireError::Failed(LockError::NoLock)),
             Some(lock) => lock.acquire_within(timeout),
         };
         let died = |lock: &Option<RLock>| {
@@ -197,11 +204,11 @@ impl<T: Element> Shared<T> {
         (0..self.len).map(|i| self.load(i)).collect()
     }
 
-    fn check_len(&self, values: &[T]) -> Result<(), Error> {
+    fn check_len(&self, values: &[T]) -> Result<(), LengthMismatch> {
         if values.len() == self.len {
             Ok(())
         } else {
-            Err(Error::LengthMismatch {
+            Err(LengthMismatch {
                 got: values.len(),
                 len: self.len,
             })
@@ -282,7 +289,8 @@ impl<'de, T: Element> Deserialize<'de> for Shared<T> {
 /// A holder killed in the middle of an update may leave the data torn (half of an
 /// array written, or a value out of step with other shared data). The lock records the
 /// death in the segment, and from then on *every* locked accessor reports it — `get`,
-/// `set`, `to_vec` and `copy_from_slice` with [`Error::OwnerDied`], [`Value::lock`] and
+/// `set`, `to_vec` and `copy_from_slice` with [`AccessError::OwnerDied`] (inside
+/// [`IndexError::Access`] or [`CopyError::Access`] for an array's), [`Value::lock`] and
 /// [`Array::lock`] with [`AcquireError::OwnerDied`] and the guard — in every process,
 /// until a guard's `mark_recovered` ([`ValueGuard::mark_recovered`],
 /// [`ArrayGuard::mark_recovered`]) says the data is repaired. So the notice cannot be
@@ -319,14 +327,14 @@ impl<T: Element> Value<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory or the lock.
+    /// [`CreateError::Os`] if the system refuses the memory or the lock.
     ///
     /// ```
     /// let flag = flotilla_ipc::Value::new(true).unwrap();
     /// assert!(flag.get().unwrap());
     /// assert!(flag.get_lock().is_some());
     /// ```
-    pub fn new(initial: T) -> Result<Self, Error> {
+    pub fn new(initial: T) -> Result<Self, CreateError> {
         Self::make(initial, true)
     }
 
@@ -336,18 +344,18 @@ impl<T: Element> Value<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
+    /// [`CreateError::Os`] if the system refuses the memory.
     ///
     /// ```
     /// let v = flotilla_ipc::Value::raw(7u8).unwrap();
     /// assert_eq!(v.get().unwrap(), 7);
     /// assert!(v.get_lock().is_none());
     /// ```
-    pub fn raw(initial: T) -> Result<Self, Error> {
+    pub fn raw(initial: T) -> Result<Self, CreateError> {
         Self::make(initial, false)
     }
 
-    fn make(initial: T, locked: bool) -> Result<Self, Error> {
+    fn make(initial: T, locked: bool) -> Result<Self, CreateError> {
         let shared = Shared::new(1, locked)?;
         shared.store(0, initial);
         Ok(Value { shared })
@@ -360,15 +368,15 @@ impl<T: Element> Value<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OwnerDied`] while a lock holder's death is not marked recovered (see
-    /// [When a lock holder dies](Value#when-a-lock-holder-dies)); [`Error::Os`] if the
-    /// lock fails.
+    /// [`AccessError::OwnerDied`] while a lock holder's death is not marked recovered
+    /// (see [When a lock holder dies](Value#when-a-lock-holder-dies)); [`AccessError::Os`]
+    /// if the lock fails.
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(-3i64).unwrap();
     /// assert_eq!(v.get().unwrap(), -3);
     /// ```
-    pub fn get(&self) -> Result<T, Error> {
+    pub fn get(&self) -> Result<T, AccessError> {
         let _held = self.shared.enter()?;
         Ok(self.shared.load(0))
     }
@@ -384,7 +392,7 @@ impl<T: Element> Value<T> {
     /// v.set(9).unwrap();
     /// assert_eq!(v.get().unwrap(), 9);
     /// ```
-    pub fn set(&self, value: T) -> Result<(), Error> {
+    pub fn set(&self, value: T) -> Result<(), AccessError> {
         let _held = self.shared.enter()?;
         self.shared.store(0, value);
         Ok(())
@@ -410,7 +418,7 @@ impl<T: Element> Value<T> {
     /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
     /// and nobody has marked the value recovered since
     /// ([`ValueGuard::mark_recovered`]); [`AcquireError::Failed`] with
-    /// [`Error::NoLock`] for a raw value, or an OS error.
+    /// [`LockError::NoLock`] for a raw value, or an OS error.
     ///
     /// ```
     /// let v = flotilla_ipc::Value::new(10i32).unwrap();
@@ -424,7 +432,7 @@ impl<T: Element> Value<T> {
     }
 
     /// Like [`lock`](Self::lock), waiting at most `timeout`: fails with
-    /// [`AcquireError::Failed`] holding [`Error::Timeout`] when it passes first.
+    /// [`AcquireError::Failed`] holding [`LockError::Timeout`] when it passes first.
     pub fn lock_timeout(
         &self,
         timeout: Duration,
@@ -541,13 +549,13 @@ impl Value<u32> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the kernel refuses the wait (it should not).
+    /// [`OsError`] if the kernel refuses the wait (it should not).
     ///
     /// ```
     /// let v = flotilla_ipc::Value::raw(0u32).unwrap();
     /// v.wait_while(1).unwrap(); // not 1: returns at once
     /// ```
-    pub fn wait_while(&self, expected: u32) -> Result<(), Error> {
+    pub fn wait_while(&self, expected: u32) -> Result<(), OsError> {
         self.wait_while_within(expected, None).map(drop)
     }
 
@@ -564,17 +572,17 @@ impl Value<u32> {
     /// let v = flotilla_ipc::Value::raw(0u32).unwrap();
     /// assert!(!v.wait_while_timeout(0, Duration::from_millis(1)).unwrap()); // timed out
     /// ```
-    pub fn wait_while_timeout(&self, expected: u32, timeout: Duration) -> Result<bool, Error> {
+    pub fn wait_while_timeout(&self, expected: u32, timeout: Duration) -> Result<bool, OsError> {
         self.wait_while_within(expected, Some(timeout))
     }
 
     /// The body of [`wait_while`](Self::wait_while) and its timed form.
-    fn wait_while_within(&self, expected: u32, timeout: Option<Duration>) -> Result<bool, Error> {
+    fn wait_while_within(&self, expected: u32, timeout: Option<Duration>) -> Result<bool, OsError> {
         let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
         match futex::wait(self.atomic(), expected, deadline) {
             Ok(futex::Wake::Woken) => Ok(true),
             Ok(futex::Wake::TimedOut) => Ok(false),
-            Err(e) => Err(Error::os("futex wait", e)),
+            Err(e) => Err(OsError::new("futex wait", e)),
         }
     }
 
@@ -583,15 +591,15 @@ impl Value<u32> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the kernel refuses the wake (it should not).
+    /// [`OsError`] if the kernel refuses the wake (it should not).
     ///
     /// ```
     /// let v = flotilla_ipc::Value::raw(0u32).unwrap();
     /// v.store(1);
     /// assert_eq!(v.wake_all().unwrap(), 0); // nobody was waiting
     /// ```
-    pub fn wake_all(&self) -> Result<usize, Error> {
-        futex::wake_all(self.atomic()).map_err(|e| Error::os("futex wake", e))
+    pub fn wake_all(&self) -> Result<usize, OsError> {
+        futex::wake_all(self.atomic()).map_err(|e| OsError::new("futex wake", e))
     }
 }
 
@@ -631,7 +639,7 @@ pub struct ValueGuard<'a, T: Element> {
 
 impl<T: Element> ValueGuard<'_, T> {
     /// Marks the value recovered after a holder's death: from now on its accessors
-    /// work again, instead of reporting [`Error::OwnerDied`]. Call it once the value
+    /// work again, instead of reporting [`AccessError::OwnerDied`]. Call it once the value
     /// (and whatever else the lock protects) is repaired.
     ///
     /// ```
@@ -675,7 +683,7 @@ impl<T: Element> fmt::Debug for ValueGuard<'_, T> {
 /// Python's `multiprocessing.Array` (and, made with [`raw`](Array::raw), `RawArray`): a
 /// fixed number of [`Element`]s in shared memory, with a recursive lock unless made raw.
 ///
-/// Indexing is checked: an index past the end is [`Error::IndexOutOfRange`], never a
+/// Indexing is checked: an index past the end is [`IndexOutOfRange`], never a
 /// panic. Each element access is atomic (see [`Value`'s access rules](Value#access)); for
 /// updates of several elements that others must see together, hold the lock with
 /// [`lock`](Self::lock). Give it to other processes by fork, as a process argument or
@@ -684,12 +692,15 @@ impl<T: Element> fmt::Debug for ValueGuard<'_, T> {
 /// # Examples
 ///
 /// ```
-/// use flotilla_ipc::{Array, Error};
+/// use flotilla_ipc::{Array, IndexError, IndexOutOfRange};
 ///
 /// let a = Array::from_slice(&[1i32, 2, 3]).unwrap();
 /// a.set(0, 10).unwrap();
 /// assert_eq!(a.to_vec().unwrap(), [10, 2, 3]);
-/// assert!(matches!(a.get(3), Err(Error::IndexOutOfRange { index: 3, len: 3 })));
+/// assert!(matches!(
+///     a.get(3),
+///     Err(IndexError::OutOfRange(IndexOutOfRange { index: 3, len: 3 }))
+/// ));
 ///
 /// // Several elements at once, under the lock:
 /// let section = a.lock().unwrap();
@@ -710,13 +721,14 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory or the lock.
+    /// [`CreateError::InvalidArgument`] for a `len` too large to address;
+    /// [`CreateError::Os`] if the system refuses the memory or the lock.
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<f32>::new(4).unwrap();
     /// assert_eq!(a.to_vec().unwrap(), [0.0; 4]);
     /// ```
-    pub fn new(len: usize) -> Result<Self, Error> {
+    pub fn new(len: usize) -> Result<Self, CreateError> {
         Ok(Array {
             shared: Shared::new(len, true)?,
         })
@@ -733,7 +745,7 @@ impl<T: Element> Array<T> {
     /// let a = flotilla_ipc::Array::from_slice(&[true, false]).unwrap();
     /// assert_eq!(a.to_vec().unwrap(), [true, false]);
     /// ```
-    pub fn from_slice(values: &[T]) -> Result<Self, Error> {
+    pub fn from_slice(values: &[T]) -> Result<Self, CreateError> {
         let array = Self::new(values.len())?;
         array.shared.store_all(values);
         Ok(array)
@@ -743,13 +755,13 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
+    /// As for [`new`](Self::new), less the lock.
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::raw(3).unwrap();
     /// assert!(a.get_lock().is_none());
     /// ```
-    pub fn raw(len: usize) -> Result<Self, Error> {
+    pub fn raw(len: usize) -> Result<Self, CreateError> {
         Ok(Array {
             shared: Shared::new(len, false)?,
         })
@@ -766,7 +778,7 @@ impl<T: Element> Array<T> {
     /// let a = flotilla_ipc::Array::raw_from_slice(&[1u64, 2]).unwrap();
     /// assert_eq!(a.get(1).unwrap(), 2);
     /// ```
-    pub fn raw_from_slice(values: &[T]) -> Result<Self, Error> {
+    pub fn raw_from_slice(values: &[T]) -> Result<Self, CreateError> {
         let array = Self::raw(values.len())?;
         array.shared.store_all(values);
         Ok(array)
@@ -794,17 +806,17 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::IndexOutOfRange`] past the end; [`Error::OwnerDied`] while a lock
-    /// holder's death is not marked recovered (see
-    /// [When a lock holder dies](Value#when-a-lock-holder-dies)); [`Error::Os`] if the
-    /// lock fails.
+    /// [`IndexError::OutOfRange`] past the end; [`IndexError::Access`] with
+    /// [`AccessError::OwnerDied`] while a lock holder's death is not marked recovered (see
+    /// [When a lock holder dies](Value#when-a-lock-holder-dies)), or
+    /// [`AccessError::Os`] if the lock fails.
     ///
     /// ```
     /// let a = flotilla_ipc::Array::from_slice(&[5u32, 6]).unwrap();
     /// assert_eq!(a.get(1).unwrap(), 6);
     /// assert!(a.get(2).is_err());
     /// ```
-    pub fn get(&self, index: usize) -> Result<T, Error> {
+    pub fn get(&self, index: usize) -> Result<T, IndexError> {
         self.shared.check(index)?;
         let _held = self.shared.enter()?;
         Ok(self.shared.load(index))
@@ -822,7 +834,7 @@ impl<T: Element> Array<T> {
     /// assert_eq!(a.to_vec().unwrap(), [0.0, 0.5]);
     /// assert!(a.set(2, 1.0).is_err());
     /// ```
-    pub fn set(&self, index: usize, value: T) -> Result<(), Error> {
+    pub fn set(&self, index: usize, value: T) -> Result<(), IndexError> {
         self.shared.check(index)?;
         let _held = self.shared.enter()?;
         self.shared.store(index, value);
@@ -834,14 +846,14 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::OwnerDied`] while a lock holder's death is not marked recovered;
-    /// [`Error::Os`] if the lock fails.
+    /// [`AccessError::OwnerDied`] while a lock holder's death is not marked recovered;
+    /// [`AccessError::Os`] if the lock fails.
     ///
     /// ```
     /// let a = flotilla_ipc::Array::from_slice(&[1i8, 2]).unwrap();
     /// assert_eq!(a.to_vec().unwrap(), vec![1, 2]);
     /// ```
-    pub fn to_vec(&self) -> Result<Vec<T>, Error> {
+    pub fn to_vec(&self) -> Result<Vec<T>, AccessError> {
         let _held = self.shared.enter()?;
         Ok(self.shared.to_vec())
     }
@@ -850,9 +862,8 @@ impl<T: Element> Array<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::LengthMismatch`] unless `values` has the array's length;
-    /// [`Error::OwnerDied`] while a lock holder's death is not marked recovered;
-    /// [`Error::Os`] if the lock fails.
+    /// [`CopyError::LengthMismatch`] unless `values` has the array's length (nothing is
+    /// written); [`CopyError::Access`] as for [`to_vec`](Self::to_vec).
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u16>::new(2).unwrap();
@@ -860,7 +871,7 @@ impl<T: Element> Array<T> {
     /// assert_eq!(a.to_vec().unwrap(), [3, 4]);
     /// assert!(a.copy_from_slice(&[1]).is_err());
     /// ```
-    pub fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {
+    pub fn copy_from_slice(&self, values: &[T]) -> Result<(), CopyError> {
         self.shared.check_len(values)?;
         let _held = self.shared.enter()?;
         self.shared.store_all(values);
@@ -888,7 +899,7 @@ impl<T: Element> Array<T> {
     /// [`AcquireError::OwnerDied`] with the guard if a holder died holding the lock
     /// (perhaps halfway through an update) and nobody has marked the array recovered
     /// since ([`ArrayGuard::mark_recovered`]); [`AcquireError::Failed`] with
-    /// [`Error::NoLock`] for a raw array, or an OS error.
+    /// [`LockError::NoLock`] for a raw array, or an OS error.
     ///
     /// ```
     /// use flotilla_ipc::{AcquireError, Array};
@@ -906,7 +917,7 @@ impl<T: Element> Array<T> {
     }
 
     /// Like [`lock`](Self::lock), waiting at most `timeout`: fails with
-    /// [`AcquireError::Failed`] holding [`Error::Timeout`] when it passes first.
+    /// [`AcquireError::Failed`] holding [`LockError::Timeout`] when it passes first.
     pub fn lock_timeout(
         &self,
         timeout: Duration,
@@ -967,7 +978,7 @@ pub struct ArrayGuard<'a, T: Element> {
 
 impl<T: Element> ArrayGuard<'_, T> {
     /// Marks the array recovered after a holder's death: from now on its accessors
-    /// work again, instead of reporting [`Error::OwnerDied`]. Call it once the elements
+    /// work again, instead of reporting [`AccessError::OwnerDied`]. Call it once the elements
     /// (and whatever else the lock protects) are repaired.
     ///
     /// ```
@@ -1002,7 +1013,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`Error::IndexOutOfRange`] past the end.
+    /// [`IndexOutOfRange`] past the end.
     ///
     /// ```
     /// let a = flotilla_ipc::Array::from_slice(&[7u8]).unwrap();
@@ -1010,7 +1021,7 @@ impl<T: Element> ArrayGuard<'_, T> {
     /// assert_eq!(section.get(0).unwrap(), 7);
     /// assert!(section.get(1).is_err());
     /// ```
-    pub fn get(&self, index: usize) -> Result<T, Error> {
+    pub fn get(&self, index: usize) -> Result<T, IndexOutOfRange> {
         self.shared.check(index)?;
         Ok(self.shared.load(index))
     }
@@ -1019,14 +1030,14 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`Error::IndexOutOfRange`] past the end.
+    /// [`IndexOutOfRange`] past the end.
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(1).unwrap();
     /// a.lock().unwrap().set(0, 3).unwrap();
     /// assert_eq!(a.get(0).unwrap(), 3);
     /// ```
-    pub fn set(&self, index: usize, value: T) -> Result<(), Error> {
+    pub fn set(&self, index: usize, value: T) -> Result<(), IndexOutOfRange> {
         self.shared.check(index)?;
         self.shared.store(index, value);
         Ok(())
@@ -1046,14 +1057,14 @@ impl<T: Element> ArrayGuard<'_, T> {
     ///
     /// # Errors
     ///
-    /// [`Error::LengthMismatch`] unless `values` has the array's length.
+    /// [`LengthMismatch`] unless `values` has the array's length; nothing is written.
     ///
     /// ```
     /// let a = flotilla_ipc::Array::<u8>::new(2).unwrap();
     /// a.lock().unwrap().copy_from_slice(&[8, 9]).unwrap();
     /// assert_eq!(a.to_vec().unwrap(), [8, 9]);
     /// ```
-    pub fn copy_from_slice(&self, values: &[T]) -> Result<(), Error> {
+    pub fn copy_from_slice(&self, values: &[T]) -> Result<(), LengthMismatch> {
         self.shared.check_len(values)?;
         self.shared.store_all(values);
         Ok(())

@@ -378,7 +378,7 @@ impl TaskEntry {
         &self,
         args: &A,
     ) -> Result<(Vec<u8>, Vec<OwnedFd>), flotilla_ipc::Error> {
-        handle::encode(&(self.target, args))
+        Ok(handle::encode(&(self.target, args))?)
     }
 }
 

@@ -66,7 +66,8 @@ impl Error {
 }
 
 /// Each of `flotilla_ipc`'s per-operation errors goes through its umbrella `Error`, so
-/// `?` on a connection's send, receive or poll works here as it does on the rest.
+/// `?` on a connection's send, receive or poll, a segment's or a primitive's creation,
+/// works here as it does on the rest.
 macro_rules! from_ipc {
     ($($ty:ty),*) => {$(
         impl From<$ty> for Error {
@@ -82,5 +83,19 @@ from_ipc!(
     flotilla_ipc::RecvError,
     flotilla_ipc::RecvTimeoutError,
     flotilla_ipc::RecvIntoError,
-    flotilla_ipc::PollError
+    flotilla_ipc::PollError,
+    flotilla_ipc::ShmError,
+    flotilla_ipc::CreateError,
+    flotilla_ipc::AccessError,
+    flotilla_ipc::IndexError,
+    flotilla_ipc::CopyError,
+    flotilla_ipc::IndexOutOfRange,
+    flotilla_ipc::LengthMismatch,
+    flotilla_ipc::WaitError,
+    flotilla_ipc::BarrierError,
+    flotilla_ipc::ReleaseError,
+    flotilla_ipc::OsError,
+    flotilla_ipc::LockError,
+    flotilla_ipc::FrameStartError,
+    flotilla_ipc::QueueError
 );

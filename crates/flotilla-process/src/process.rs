@@ -503,7 +503,9 @@ impl<R: DeserializeOwned> Process<R> {
         }
         let (code, outcome) = self.child.take_outcome();
         match outcome {
-            Outcome::Reported(Report::Returned(bytes), fds) => Ok(handle::decode(&bytes, fds)?),
+            Outcome::Reported(Report::Returned(bytes), fds) => {
+                Ok(handle::decode(&bytes, fds).map_err(flotilla_ipc::Error::from)?)
+            }
             Outcome::Reported(Report::Panicked(message), _) => Err(Error::Panicked { message }),
             Outcome::Reported(Report::Refused(reason), _) => Err(Error::Refused(reason)),
             Outcome::Taken => Err(Error::AlreadyJoined),

@@ -171,8 +171,14 @@ pub mod multiprocessing {
         Semaphore, SemaphorePermit,
     };
 
-    /// Errors of pipes and connections.
+    /// The umbrella error of pipes, connections, shared memory and shared primitives,
+    /// which each of their own error types converts into.
     pub use flotilla_ipc::Error as IpcError;
+    #[doc(inline)]
+    pub use flotilla_ipc::{
+        AccessError, CopyError, CreateError, FrameStartError, IndexError, IndexOutOfRange,
+        LengthMismatch, LockError, OsError, QueueError, ShmError, WaitError,
+    };
     #[doc(inline)]
     pub use flotilla_ipc::{
         BarrierError, PollError, RecvError, RecvIntoError, RecvTimeoutError, ReleaseError,

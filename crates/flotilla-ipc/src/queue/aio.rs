@@ -22,9 +22,9 @@ use flotilla_core::{Completer, codec};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::QueueError;
 use super::ring::{self, Refused};
 use super::{GetError, JoinableQueue, PutError, Queue, SimpleQueue, with_scratch};
-use crate::error::Error;
 
 /// What one non-blocking put did.
 enum Step<T> {
@@ -90,7 +90,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
     fn put_step(&self, item: T) -> Step<T> {
         with_scratch(|buf| {
             if let Err(e) = codec::encode_into(buf, &item) {
-                return Step::Refused(PutError::Failed(item, e.into()));
+                return Step::Refused(PutError::Failed(item, QueueError::Encode(e)));
             }
             if !self.ring.fits_whole(buf.len() as u64)
                 && (buf.len() as u64) <= self.ring.max_message()
@@ -122,7 +122,7 @@ impl<T: Serialize + DeserializeOwned + Send + 'static> Queue<T> {
             });
         if let Err(e) = started {
             let item = slot.lock().unwrap_or_else(PoisonError::into_inner).take();
-            let error = Error::Os {
+            let error = QueueError::Os {
                 op: "starting a thread to stream a long item",
                 source: e,
             };
@@ -212,7 +212,7 @@ impl<T> JoinableQueue<T> {
     /// worker.join().unwrap();
     /// # }
     /// ```
-    pub async fn join_async(&self) -> Result<(), Error> {
+    pub async fn join_async(&self) -> Result<(), QueueError> {
         let mut done = None;
         loop {
             if self.0.ring.unfinished() == 0 {

@@ -2,12 +2,87 @@
 //! and flotilla-thread's queues: a put that fails hands its item back, so nothing is lost
 //! on the error path, and `Debug` does not print the item, so `unwrap()` works for any
 //! `T`. Beyond the thread queues' outcomes there is `Failed`: the item could not be
-//! encoded (or decoded), or the system refused something; it carries the crate's
-//! [`Error`].
+//! encoded (or decoded), or the system refused something; it carries a [`QueueError`].
 
 use std::fmt;
 
-use crate::error::Error;
+use flotilla_core::codec::CodecError;
+
+/// Why a queue operation failed for a reason other than the queue's state (closed, full,
+/// empty, timed out): what the `Failed` variants of the put and get errors hold, and what
+/// [`JoinableQueue::join`](crate::JoinableQueue::join) and a queue's iterators report.
+///
+/// ```
+/// use flotilla_ipc::{Queue, QueueBuilder, QueueError};
+///
+/// let q: Queue<Vec<u8>> = QueueBuilder::new().max_message(100).build().unwrap();
+/// let err = q.put(vec![0; 1000]).unwrap_err();
+/// assert!(matches!(err.error(), Some(QueueError::MessageTooLarge { max: 100, .. })));
+/// assert_eq!(err.into_inner().len(), 1000, "the item is handed back");
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum QueueError {
+    /// A put's item, encoded, is longer than the queue's maximum
+    /// ([`QueueBuilder::max_message`](crate::QueueBuilder::max_message)); nothing was put.
+    #[error("a message of {len} bytes is longer than the queue's maximum of {max}")]
+    MessageTooLarge {
+        /// The encoded item's length.
+        len: u64,
+        /// The queue's maximum.
+        max: u64,
+    },
+    /// A put's item could not be encoded; nothing was put.
+    #[error("could not encode the item (nothing was put): {0}")]
+    Encode(#[source] CodecError),
+    /// A get took an item that does not decode as `T`: it is gone, and the queue goes on
+    /// with the next one.
+    #[error("could not decode the item taken (it is dropped): {0}")]
+    Decode(#[source] CodecError),
+    /// The queue's shared memory holds what no put writes: a process wrote over it.
+    #[error("the queue's shared memory is corrupted: {0}")]
+    Corrupted(String),
+    /// The operating system refused (a futex wait, the queue's mutexes, a thread).
+    #[error("{op}: {source}")]
+    Os {
+        /// What flotilla was doing.
+        op: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+impl QueueError {
+    pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
+        QueueError::Os {
+            op,
+            source: std::io::Error::from(errno),
+        }
+    }
+}
+
+impl From<crate::error::LockError> for QueueError {
+    /// A failure of one of the queue's mutexes, beyond the busy and timed-out outcomes
+    /// the ring handles itself: an OS error.
+    fn from(e: crate::error::LockError) -> Self {
+        let crate::error::OsError { op, source } = crate::error::OsError::mutex("queue mutex", e);
+        QueueError::Os { op, source }
+    }
+}
+
+impl From<QueueError> for crate::error::Error {
+    fn from(e: QueueError) -> Self {
+        use crate::error::Error;
+        match e {
+            QueueError::MessageTooLarge { len, max } => Error::MessageTooLarge { len, max },
+            QueueError::Encode(c) | QueueError::Decode(c) => Error::Codec(c),
+            QueueError::Corrupted(m) => {
+                Error::InvalidQueue(format!("the queue's shared memory is corrupted: {m}"))
+            }
+            QueueError::Os { op, source } => Error::Os { op, source },
+        }
+    }
+}
 
 /// A [`put`](crate::Queue::put) that did not put; holds the item back.
 ///
@@ -25,7 +100,7 @@ pub enum PutError<T> {
     Closed(T),
     /// The item could not be encoded or written (the error says why); it is handed
     /// back and the queue is as it was.
-    Failed(T, Error),
+    Failed(T, QueueError),
 }
 
 /// A [`try_put`](crate::Queue::try_put) that could not put at once.
@@ -44,7 +119,7 @@ pub enum TryPutError<T> {
     /// The queue is closed; the item is handed back.
     Closed(T),
     /// The item could not be encoded or written; it is handed back.
-    Failed(T, Error),
+    Failed(T, QueueError),
 }
 
 /// A [`put_timeout`](crate::Queue::put_timeout) that did not put in time.
@@ -65,7 +140,7 @@ pub enum PutTimeoutError<T> {
     /// The queue is closed (or was closed while waiting); the item is handed back.
     Closed(T),
     /// The item could not be encoded or written; it is handed back.
-    Failed(T, Error),
+    Failed(T, QueueError),
 }
 
 /// A [`get`](crate::Queue::get) that got nothing.
@@ -84,7 +159,7 @@ pub enum GetError {
     /// The queue is closed and drained: no item will ever come.
     Closed,
     /// A message was taken but could not be decoded, or the system refused something.
-    Failed(Error),
+    Failed(QueueError),
 }
 
 /// A [`try_get`](crate::Queue::try_get) that found nothing to get.
@@ -105,7 +180,7 @@ pub enum TryGetError {
     /// The queue is closed and drained: no item will ever come.
     Closed,
     /// A message was taken but could not be decoded, or the system refused something.
-    Failed(Error),
+    Failed(QueueError),
 }
 
 /// A [`get_timeout`](crate::Queue::get_timeout) that got nothing in time.
@@ -124,7 +199,7 @@ pub enum GetTimeoutError {
     /// The queue is closed and drained (or was closed while waiting).
     Closed,
     /// A message was taken but could not be decoded, or the system refused something.
-    Failed(Error),
+    Failed(QueueError),
 }
 
 /// [`task_done`](crate::JoinableQueue::task_done) was called more times than items were
@@ -158,7 +233,7 @@ macro_rules! item_errors {
             }
 
             /// The error, if the put failed for a reason other than the queue's state.
-            pub fn error(&self) -> Option<&Error> {
+            pub fn error(&self) -> Option<&QueueError> {
                 match self {
                     $name::Failed(_, e) => Some(e),
                     _ => None,

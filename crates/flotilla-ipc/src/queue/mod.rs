@@ -81,10 +81,11 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use self::error::{
-    GetError, GetTimeoutError, PutError, PutTimeoutError, TaskDoneError, TryGetError, TryPutError,
+    GetError, GetTimeoutError, PutError, PutTimeoutError, QueueError, TaskDoneError, TryGetError,
+    TryPutError,
 };
 use self::ring::{Options, Refused, Ring};
-use crate::error::Error;
+use crate::error::CreateError;
 use crate::shm::SharedMemory;
 
 /// The ring size of a queue made without [`QueueBuilder::capacity`]: 1 MiB.
@@ -139,20 +140,20 @@ impl QueueBuilder {
     }
 
     /// The longest item, encoded, in bytes: a longer one is refused by `put` with
-    /// [`Error::MessageTooLarge`], and consumers never allocate more for one item.
+    /// [`QueueError::MessageTooLarge`], and consumers never allocate more for one item.
     pub fn max_message(mut self, bytes: u64) -> Self {
         self.max_message = bytes;
         self
     }
 
-    fn ring<T>(&self) -> Result<Ring, Error> {
+    fn ring<T>(&self) -> Result<Ring, CreateError> {
         let capacity = self
             .capacity
             .max(ring::MIN_CAPACITY)
             .checked_next_power_of_two()
             .filter(|&c| c <= ring::MAX_CAPACITY)
             .ok_or_else(|| {
-                Error::InvalidQueue(format!(
+                CreateError::InvalidArgument(format!(
                     "a ring of {} bytes is larger than the 2 GiB maximum",
                     self.capacity
                 ))
@@ -169,9 +170,9 @@ impl QueueBuilder {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidQueue`] for a ring beyond 2 GiB; [`Error::Os`]
-    /// if the system refuses the memory.
-    pub fn build<T>(&self) -> Result<Queue<T>, Error> {
+    /// [`CreateError::InvalidArgument`] for a ring beyond 2 GiB; [`CreateError::Os`]
+    /// if the system refuses the memory or the queue's mutexes.
+    pub fn build<T>(&self) -> Result<Queue<T>, CreateError> {
         Ok(Queue::from_ring(self.ring::<T>()?))
     }
 
@@ -180,7 +181,7 @@ impl QueueBuilder {
     /// # Errors
     ///
     /// As for [`build`](Self::build).
-    pub fn build_joinable<T>(&self) -> Result<JoinableQueue<T>, Error> {
+    pub fn build_joinable<T>(&self) -> Result<JoinableQueue<T>, CreateError> {
         Ok(JoinableQueue(self.build()?))
     }
 }
@@ -275,13 +276,13 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
+    /// [`CreateError::Os`] if the system refuses the memory.
     ///
     /// ```
     /// let q = flotilla_ipc::Queue::<u32>::new().unwrap();
     /// assert_eq!(q.maxsize(), None);
     /// ```
-    pub fn new() -> Result<Self, Error> {
+    pub fn new() -> Result<Self, CreateError> {
         QueueBuilder::new().build()
     }
 
@@ -289,7 +290,7 @@ impl<T> Queue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory. A maxsize of 0 is unbounded, as
+    /// [`CreateError::Os`] if the system refuses the memory. A maxsize of 0 is unbounded, as
     /// Python's `Queue(maxsize=0)`.
     ///
     /// ```
@@ -297,7 +298,7 @@ impl<T> Queue<T> {
     /// assert_eq!(q.maxsize(), Some(3));
     /// assert_eq!(flotilla_ipc::Queue::<u32>::bounded(0).unwrap().maxsize(), None);
     /// ```
-    pub fn bounded(maxsize: usize) -> Result<Self, Error> {
+    pub fn bounded(maxsize: usize) -> Result<Self, CreateError> {
         QueueBuilder::new().maxsize(maxsize).build()
     }
 
@@ -382,7 +383,7 @@ impl<T> Queue<T> {
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_by(&self, item: T, deadline: Deadline) -> Result<(), (T, Refused)> {
         with_scratch(|buf| match codec::encode_into(buf, &item) {
-            Err(e) => Err((item, Refused::Failed(e.into()))),
+            Err(e) => Err((item, Refused::Failed(QueueError::Encode(e)))),
             Ok(()) => match self.ring.put(buf, deadline) {
                 Ok(()) => Ok(()),
                 Err(refused) => Err((item, refused)),
@@ -403,7 +404,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
                     codec::decode_with_limit(buf, self.ring.max_message().max(codec::DEFAULT_LIMIT))
                 }
             };
-            decoded.map_err(|e| Refused::Failed(e.into()))
+            decoded.map_err(|e| Refused::Failed(QueueError::Decode(e)))
         })
     }
 
@@ -567,7 +568,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             match self.get_timeout(PATIENCE) {
                 Ok(item) => taken.push(item),
                 // An item was taken but could not be decoded: it is dropped, and counts.
-                Err(GetTimeoutError::Failed(Error::Codec(_))) => {}
+                Err(GetTimeoutError::Failed(QueueError::Decode(_))) => {}
                 // The ring itself refused (its lock, a dead consumer's leftovers): no
                 // item was taken, and trying again would fail the same way.
                 Err(GetTimeoutError::Failed(e)) => {
@@ -664,7 +665,7 @@ pub struct Iter<'a, T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Iterator for Iter<'_, T> {
-    type Item = Result<T, Error>;
+    type Item = Result<T, QueueError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match self.queue.get() {
@@ -682,7 +683,7 @@ pub struct TryIter<'a, T> {
 }
 
 impl<T: Serialize + DeserializeOwned> Iterator for TryIter<'_, T> {
-    type Item = Result<T, Error>;
+    type Item = Result<T, QueueError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         match self.queue.try_get() {
@@ -694,7 +695,7 @@ impl<T: Serialize + DeserializeOwned> Iterator for TryIter<'_, T> {
 }
 
 impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a Queue<T> {
-    type Item = Result<T, Error>;
+    type Item = Result<T, QueueError>;
     type IntoIter = Iter<'a, T>;
 
     fn into_iter(self) -> Iter<'a, T> {
@@ -703,7 +704,7 @@ impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a Queue<T> {
 }
 
 impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a JoinableQueue<T> {
-    type Item = Result<T, Error>;
+    type Item = Result<T, QueueError>;
     type IntoIter = Iter<'a, T>;
 
     fn into_iter(self) -> Iter<'a, T> {
@@ -712,7 +713,7 @@ impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a JoinableQueue<T> 
 }
 
 impl<'a, T: Serialize + DeserializeOwned> IntoIterator for &'a SimpleQueue<T> {
-    type Item = Result<T, Error>;
+    type Item = Result<T, QueueError>;
     type IntoIter = Iter<'a, T>;
 
     fn into_iter(self) -> Iter<'a, T> {
@@ -766,8 +767,8 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
-    pub fn new() -> Result<Self, Error> {
+    /// [`CreateError::Os`] if the system refuses the memory.
+    pub fn new() -> Result<Self, CreateError> {
         QueueBuilder::new().build_joinable()
     }
 
@@ -776,7 +777,7 @@ impl<T> JoinableQueue<T> {
     /// # Errors
     ///
     /// As for [`Queue::bounded`].
-    pub fn bounded(maxsize: usize) -> Result<Self, Error> {
+    pub fn bounded(maxsize: usize) -> Result<Self, CreateError> {
         QueueBuilder::new().maxsize(maxsize).build_joinable()
     }
 
@@ -828,8 +829,9 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses to sleep.
-    pub fn join(&self) -> Result<(), Error> {
+    /// [`QueueError::Os`] if the system refuses to sleep; [`QueueError::Corrupted`] if
+    /// the queue's shared memory was written over.
+    pub fn join(&self) -> Result<(), QueueError> {
         self.0.ring.join(Deadline::NEVER).map(|_| ())
     }
 
@@ -838,7 +840,7 @@ impl<T> JoinableQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses to sleep.
+    /// As for [`join`](Self::join).
     ///
     /// ```
     /// use std::time::Duration;
@@ -851,7 +853,7 @@ impl<T> JoinableQueue<T> {
     /// q.task_done().unwrap();
     /// assert!(q.join_timeout(Duration::from_millis(10)).unwrap());
     /// ```
-    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, Error> {
+    pub fn join_timeout(&self, timeout: Duration) -> Result<bool, QueueError> {
         self.0.ring.join(Deadline::after(Some(timeout)))
     }
 
@@ -897,8 +899,8 @@ impl<T> SimpleQueue<T> {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
-    pub fn new() -> Result<Self, Error> {
+    /// [`CreateError::Os`] if the system refuses the memory.
+    pub fn new() -> Result<Self, CreateError> {
         Queue::new().map(SimpleQueue)
     }
 

@@ -92,7 +92,8 @@ use std::time::{Duration, Instant};
 
 use flotilla_core::Deadline;
 
-use crate::error::Error;
+use super::QueueError;
+use crate::error::{CreateError, Error, LockError};
 use crate::futex::{self, try_spin};
 use crate::lock::{RawGuard, RawMutex};
 use crate::readiness::{Changed, Word};
@@ -219,11 +220,11 @@ pub(crate) enum Refused {
     /// The queue is closed (put), or closed and drained (get).
     Closed,
     /// Something else went wrong.
-    Failed(Error),
+    Failed(QueueError),
 }
 
-impl From<Error> for Refused {
-    fn from(e: Error) -> Self {
+impl From<QueueError> for Refused {
+    fn from(e: QueueError) -> Self {
         Refused::Failed(e)
     }
 }
@@ -252,13 +253,13 @@ fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
             held = Some(guard);
             Ok(true)
         }
-        Err(Error::WouldBlock) => Ok(false),
+        Err(LockError::WouldBlock) => Ok(false),
         Err(e) => Err(e),
     });
     match attempt {
         Ok(true) => return Ok(held.expect("a try_lock that ended the spin held the lock")),
         Ok(false) => {}
-        Err(e) => return Err(Refused::Failed(e)),
+        Err(e) => return Err(Refused::Failed(e.into())),
     }
     let outcome = match deadline.remaining() {
         None => mutex.lock(),
@@ -267,8 +268,8 @@ fn lock(mutex: &RawMutex, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
     };
     match outcome {
         Ok((held, _)) => Ok(held),
-        Err(Error::Timeout(_)) => Err(Refused::Busy),
-        Err(e) => Err(Refused::Failed(e)),
+        Err(LockError::Timeout(_)) => Err(Refused::Busy),
+        Err(e) => Err(Refused::Failed(e.into())),
     }
 }
 
@@ -331,8 +332,8 @@ fn wake_all(seq: &AtomicU32) {
     futex::notify_all(seq);
 }
 
-fn corrupted(what: String) -> Error {
-    Error::InvalidQueue(format!("the queue's shared memory is corrupted: {what}"))
+fn corrupted(what: String) -> QueueError {
+    QueueError::Corrupted(what)
 }
 
 impl Ring {
@@ -342,8 +343,10 @@ impl Ring {
     }
 
     /// Makes a ring in a new anonymous segment.
-    pub(crate) fn create(options: Options) -> Result<Ring, Error> {
-        let shm = Arc::new(SharedMemory::new(Self::segment_size(options.capacity))?);
+    pub(crate) fn create(options: Options) -> Result<Ring, CreateError> {
+        let shm = Arc::new(
+            SharedMemory::new(Self::segment_size(options.capacity)).map_err(CreateError::shm)?,
+        );
         // SAFETY: the segment was created just now and has not been shared.
         let write_lock = unsafe { RawMutex::init(Arc::clone(&shm), WRITE_LOCK, false) }?;
         // SAFETY: as above.
@@ -577,7 +580,7 @@ impl Ring {
     }
 
     /// Free bytes in front of `head`, with a fresh look at the tail if `fresh`.
-    fn free(&self, head: u64, fresh: bool) -> Result<u64, Error> {
+    fn free(&self, head: u64, fresh: bool) -> Result<u64, QueueError> {
         let cache = &self.writer().other;
         let tail = if fresh {
             let tail = self.reader().pos.load(Ordering::Acquire);
@@ -593,7 +596,7 @@ impl Ring {
     }
 
     /// The head as far as it is needed from `tail`, with a fresh look if `fresh`.
-    fn head(&self, tail: u64, fresh: bool) -> Result<u64, Error> {
+    fn head(&self, tail: u64, fresh: bool) -> Result<u64, QueueError> {
         let cache = &self.reader().other;
         let head = if fresh {
             let head = self.writer().pos.load(Ordering::Acquire);
@@ -617,9 +620,9 @@ impl Ring {
         seq: &AtomicU32,
         sleeps: &AtomicU32,
         deadline: Deadline,
-        ready: &mut dyn FnMut() -> Result<bool, Error>,
-        housekeeping: &mut dyn FnMut() -> Result<(), Error>,
-    ) -> Result<bool, Error> {
+        ready: &mut dyn FnMut() -> Result<bool, QueueError>,
+        housekeeping: &mut dyn FnMut() -> Result<(), QueueError>,
+    ) -> Result<bool, QueueError> {
         if ready()? {
             return Ok(true);
         }
@@ -644,7 +647,7 @@ impl Ring {
             let mut done = ready();
             if matches!(done, Ok(false)) {
                 if let Err(e) = futex::wait(seq, seen, Some(until)) {
-                    done = Err(Error::os("futex wait", e));
+                    done = Err(QueueError::os("futex wait", e));
                 }
                 done = done.and_then(|_| ready());
             }
@@ -660,8 +663,8 @@ impl Ring {
     fn wait_for_room(
         &self,
         deadline: Deadline,
-        ready: &mut dyn FnMut() -> Result<bool, Error>,
-    ) -> Result<bool, Error> {
+        ready: &mut dyn FnMut() -> Result<bool, QueueError>,
+    ) -> Result<bool, QueueError> {
         let signals = self.signals();
         self.wait(
             &signals.space_seq,
@@ -677,8 +680,8 @@ impl Ring {
     fn wait_for_data(
         &self,
         deadline: Deadline,
-        ready: &mut dyn FnMut() -> Result<bool, Error>,
-    ) -> Result<bool, Error> {
+        ready: &mut dyn FnMut() -> Result<bool, QueueError>,
+    ) -> Result<bool, QueueError> {
         let signals = self.signals();
         self.wait(
             &signals.data_seq,
@@ -697,7 +700,7 @@ impl Ring {
     pub(crate) fn put(&self, message: &[u8], deadline: Deadline) -> Result<(), Refused> {
         let len = message.len() as u64;
         if len > self.max_message {
-            return Err(Refused::Failed(Error::MessageTooLarge {
+            return Err(Refused::Failed(QueueError::MessageTooLarge {
                 len,
                 max: self.max_message,
             }));
@@ -792,7 +795,7 @@ impl Ring {
     }
 
     /// Ends the open message at `head` with an ABORT chunk.
-    fn abort(&self, head: u64) -> Result<(), Error> {
+    fn abort(&self, head: u64) -> Result<(), QueueError> {
         let writer = self.writer();
         if self.free(head, true)? < HEADER {
             return Err(corrupted("no room left for an abort chunk".into()));
@@ -807,7 +810,7 @@ impl Ring {
 
     /// Repairs what a writer that died holding the write lock left: called by every new
     /// holder of the write lock (see "Dying in the middle").
-    fn recover_writer(&self) -> Result<(), Error> {
+    fn recover_writer(&self) -> Result<(), QueueError> {
         let writer = self.writer();
         if writer.pending.load(Ordering::Acquire) != 0 {
             let pos = writer.pend_pos.load(Ordering::Relaxed);
@@ -848,15 +851,15 @@ impl Ring {
 
     /// Called by a sleeping reader every [`SLICE`]: if a writer seems to be in the middle
     /// of something and the write lock is free, it died there; repair it.
-    fn rescue_writer(&self) -> Result<(), Error> {
+    fn rescue_writer(&self) -> Result<(), QueueError> {
         let writer = self.writer();
         if writer.pending.load(Ordering::Acquire) == 0 && writer.open.load(Ordering::Acquire) == 0 {
             return Ok(());
         }
         match self.write_lock.try_lock() {
             Ok((_held, _)) => self.recover_writer(),
-            Err(Error::WouldBlock) => Ok(()),
-            Err(e) => Err(e),
+            Err(LockError::WouldBlock) => Ok(()),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -958,7 +961,7 @@ impl Ring {
 
     /// Repairs what a reader that died holding the read lock left; `true` if the message
     /// at the tail is the rest of one it had begun, to be skipped.
-    fn recover_reader(&self) -> Result<bool, Error> {
+    fn recover_reader(&self) -> Result<bool, QueueError> {
         let reader = self.reader();
         if reader.pending.load(Ordering::Acquire) != 0 {
             let pos = reader.pend_pos.load(Ordering::Relaxed);
@@ -1024,7 +1027,7 @@ impl Ring {
     }
 
     /// Waits until every published message is marked done; `false` on the deadline.
-    pub(crate) fn join(&self, deadline: Deadline) -> Result<bool, Error> {
+    pub(crate) fn join(&self, deadline: Deadline) -> Result<bool, QueueError> {
         let until = match deadline.instant() {
             Some(at) if at <= Instant::now() => return Ok(self.unfinished() == 0),
             until => until,
@@ -1044,7 +1047,7 @@ impl Ring {
                 _ if self.unfinished() == 0 => return Ok(true),
                 Ok(futex::Wake::TimedOut) => return Ok(false),
                 Ok(futex::Wake::Woken) => {}
-                Err(e) => return Err(Error::os("futex wait", e)),
+                Err(e) => return Err(QueueError::os("futex wait", e)),
             }
         }
     }

@@ -43,7 +43,7 @@ use super::{Kind, Segment, to_u32};
 use crate::futex::{notify_all, sleep, spin};
 use flotilla_core::{Deadline, build};
 
-use crate::error::{BarrierError, Error};
+use crate::error::{BarrierError, CreateError, OsError};
 use crate::lock::{Acquired, RawGuard, RawMutex};
 
 const ROUND: usize = 4;
@@ -162,7 +162,7 @@ impl BarrierBuilder {
     /// # Errors
     ///
     /// As [`Barrier::new`].
-    pub fn build(self) -> Result<Barrier, Error> {
+    pub fn build(self) -> Result<Barrier, CreateError> {
         let parties = to_u32(self.parties, "a barrier of")?.max(1);
         let timeout = self.timeout.map_or(0, |t| {
             u64::try_from(t.as_nanos())
@@ -196,14 +196,15 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for more than `u32::MAX` parties; [`Error::Os`] if the
+    /// [`CreateError::InvalidArgument`] for more than `u32::MAX` parties;
+    /// [`CreateError::Os`] if the
     /// system refuses the memory or the mutex.
     ///
     /// ```
     /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
     /// assert_eq!(barrier.wait().unwrap(), 0);
     /// ```
-    pub fn new(parties: usize) -> Result<Self, Error> {
+    pub fn new(parties: usize) -> Result<Self, CreateError> {
         Barrier::builder(parties).build()
     }
 
@@ -322,7 +323,7 @@ impl Barrier {
     fn wait_within(&self, timeout: Option<Duration>) -> Result<usize, BarrierError> {
         let deadline = Deadline::after(timeout.or_else(|| self.timeout()));
         let (index, round) = {
-            let book = self.bookkeeping().map_err(BarrierError::mutex)?;
+            let book = self.bookkeeping()?;
             if self.broken() {
                 return Err(BarrierError::Broken);
             }
@@ -342,7 +343,7 @@ impl Barrier {
                     break;
                 }
                 if deadline.expired() {
-                    let _book = self.bookkeeping().map_err(BarrierError::mutex)?;
+                    let _book = self.bookkeeping()?;
                     if !ended() {
                         self.break_round();
                     }
@@ -400,7 +401,7 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// An OS error if the barrier's mutex could not be taken.
+    /// [`OsError`] if the barrier's mutex could not be taken.
     ///
     /// ```
     /// use flotilla_ipc::{Barrier, BarrierError};
@@ -409,7 +410,7 @@ impl Barrier {
     /// barrier.abort().unwrap();
     /// assert!(matches!(barrier.wait(), Err(BarrierError::Broken)));
     /// ```
-    pub fn abort(&self) -> Result<(), Error> {
+    pub fn abort(&self) -> Result<(), OsError> {
         let _book = self.bookkeeping()?;
         self.break_round();
         Ok(())
@@ -420,7 +421,7 @@ impl Barrier {
     ///
     /// # Errors
     ///
-    /// An OS error if the barrier's mutex could not be taken.
+    /// [`OsError`] if the barrier's mutex could not be taken.
     ///
     /// ```
     /// let barrier = flotilla_ipc::Barrier::new(1).unwrap();
@@ -428,7 +429,7 @@ impl Barrier {
     /// barrier.reset().unwrap();
     /// assert_eq!(barrier.wait().unwrap(), 0);
     /// ```
-    pub fn reset(&self) -> Result<(), Error> {
+    pub fn reset(&self) -> Result<(), OsError> {
         let _book = self.bookkeeping()?;
         if self.word(COUNT).load(Ordering::Relaxed) > 0 {
             self.end_round(true);
@@ -439,8 +440,11 @@ impl Barrier {
 
     /// Takes the barrier's mutex. If its last holder died holding it, the bookkeeping
     /// may be half-done: the barrier is broken, so that every waiter hears of it.
-    pub(super) fn bookkeeping(&self) -> Result<RawGuard<'_>, Error> {
-        let (book, acquired) = self.mutex.lock()?;
+    pub(super) fn bookkeeping(&self) -> Result<RawGuard<'_>, OsError> {
+        let (book, acquired) = self
+            .mutex
+            .lock()
+            .map_err(|e| OsError::mutex("barrier mutex", e))?;
         if acquired == Acquired::OwnerDied {
             flotilla_core::event!(
                 flotilla_core::log::Level::WARN,

@@ -53,7 +53,7 @@ use super::{Kind, Segment};
 use crate::futex::{self, sleep, spin};
 use flotilla_core::Deadline;
 
-use crate::error::Error;
+use crate::error::{CreateError, OsError, WaitError};
 use crate::lock::{AcquireError, Acquired, Lock, LockGuard, RLock, RLockGuard, RawMutex};
 use crate::shm::SharedMemory;
 
@@ -128,7 +128,7 @@ impl ConditionLock {
 /// - **The lock's holder** (a notifier, or a waiter between its wake-up and its
 ///   release): the lock is robust, so the next process to take it is told. From
 ///   [`acquire`](Self::acquire) that is [`AcquireError::OwnerDied`] with the guard;
-///   from a `wait` that was re-taking the lock, it is [`Error::OwnerDied`] — the guard
+///   from a `wait` that was re-taking the lock, it is [`WaitError::OwnerDied`] — the guard
 ///   holds the lock again all the same. Repair the shared data, then carry on.
 /// - **A waiter**, killed while waiting: it stays counted, so one later `notify(1)` may
 ///   go to it and wake no live process, or a notification it was given stays unused
@@ -169,14 +169,14 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory or the mutex.
+    /// [`CreateError::Os`] if the system refuses the memory or the mutex.
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
     /// let guard = cond.acquire().unwrap();
     /// assert_eq!(guard.waiting(), 0);
     /// ```
-    pub fn new() -> Result<Self, Error> {
+    pub fn new() -> Result<Self, CreateError> {
         Self::with_lock(RLock::new()?)
     }
 
@@ -185,7 +185,7 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
+    /// [`CreateError::Os`] if the system refuses the memory.
     ///
     /// ```
     /// use flotilla_ipc::{Condition, Lock};
@@ -196,7 +196,7 @@ impl Condition {
     /// assert!(lock.try_acquire().is_err(), "the condition's lock is that lock");
     /// # drop(guard);
     /// ```
-    pub fn with_lock(lock: impl Into<ConditionLock>) -> Result<Self, Error> {
+    pub fn with_lock(lock: impl Into<ConditionLock>) -> Result<Self, CreateError> {
         let (segment, ()) = Segment::new(Kind::Condition, |_| Ok(()))?;
         Ok(Condition {
             lock: lock.into(),
@@ -248,7 +248,8 @@ impl Condition {
     ///
     /// As for [`Lock::acquire`]: [`AcquireError::OwnerDied`] with the guard if the
     /// previous holder died holding the lock; [`AcquireError::Failed`] with
-    /// [`Error::WouldDeadlock`] if the condition is over a [`Lock`] this thread holds.
+    /// [`LockError::WouldDeadlock`](crate::LockError::WouldDeadlock) if the condition is
+    /// over a [`Lock`] this thread holds.
     ///
     /// ```
     /// let cond = flotilla_ipc::Condition::new().unwrap();
@@ -264,7 +265,7 @@ impl Condition {
     /// # Errors
     ///
     /// As for [`acquire`](Self::acquire), and [`AcquireError::Failed`] with
-    /// [`Error::Timeout`] if the timeout passed first.
+    /// [`LockError::Timeout`](crate::LockError::Timeout) if the timeout passed first.
     ///
     /// ```
     /// use std::time::Duration;
@@ -295,7 +296,8 @@ impl Condition {
     ///
     /// # Errors
     ///
-    /// [`AcquireError::Failed`] with [`Error::WouldBlock`] if it is held;
+    /// [`AcquireError::Failed`] with
+    /// [`LockError::WouldBlock`](crate::LockError::WouldBlock) if it is held;
     /// [`AcquireError::OwnerDied`] as for [`acquire`](Self::acquire).
     ///
     /// ```
@@ -446,11 +448,11 @@ impl ConditionGuard<'_> {
     ///
     /// # Errors
     ///
-    /// [`Error::OwnerDied`] if, taking the lock back, this process found that its
+    /// [`WaitError::OwnerDied`] if, taking the lock back, this process found that its
     /// holder had died holding it: the guard holds the lock again, and the data it
     /// protects may be half-updated (see [`Condition`]). An OS error if the lock could
-    /// not be taken back.
-    pub fn wait(&mut self) -> Result<(), Error> {
+    /// not be taken back ([`WaitError::Os`]).
+    pub fn wait(&mut self) -> Result<(), WaitError> {
         self.wait_until(Deadline::NEVER).map(drop)
     }
 
@@ -472,11 +474,11 @@ impl ConditionGuard<'_> {
     /// let mut guard = cond.acquire().unwrap();
     /// assert!(!guard.wait_timeout(Duration::from_millis(10)).unwrap()); // nobody notifies
     /// ```
-    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, Error> {
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<bool, WaitError> {
         self.wait_until(Deadline::after(Some(timeout)))
     }
 
-    fn wait_until(&mut self, deadline: Deadline) -> Result<bool, Error> {
+    fn wait_until(&mut self, deadline: Deadline) -> Result<bool, WaitError> {
         let cond = self.cond;
         let raw = cond.lock.raw();
         // Ticketed and counted while the lock is still held, so a notifier sees this
@@ -491,9 +493,9 @@ impl ConditionGuard<'_> {
         // Timed out: decide with the lock held again (or, if it could not be taken
         // back, as well as can be), so the count is never left wrong.
         let notified = signalled || cond.leave(ticket);
-        match relocked? {
+        match relocked.map_err(|e| OsError::mutex("pthread_mutex_lock", e))? {
             Acquired::Clean => Ok(notified),
-            Acquired::OwnerDied => Err(Error::OwnerDied),
+            Acquired::OwnerDied => Err(WaitError::OwnerDied),
         }
     }
 
@@ -504,7 +506,7 @@ impl ConditionGuard<'_> {
     ///
     /// # Errors
     ///
-    /// As for [`wait`](Self::wait): [`Error::OwnerDied`] stops the loop so that the
+    /// As for [`wait`](Self::wait): [`WaitError::OwnerDied`] stops the loop so that the
     /// caller can repair the data before testing it again.
     ///
     /// ```
@@ -512,7 +514,7 @@ impl ConditionGuard<'_> {
     /// let mut guard = cond.acquire().unwrap();
     /// guard.wait_for(|| true).unwrap();
     /// ```
-    pub fn wait_for<F>(&mut self, predicate: F) -> Result<(), Error>
+    pub fn wait_for<F>(&mut self, predicate: F) -> Result<(), WaitError>
     where
         F: FnMut() -> bool,
     {
@@ -534,7 +536,11 @@ impl ConditionGuard<'_> {
     /// let mut guard = cond.acquire().unwrap();
     /// assert!(!guard.wait_for_timeout(|| false, Duration::from_millis(10)).unwrap());
     /// ```
-    pub fn wait_for_timeout<F>(&mut self, predicate: F, timeout: Duration) -> Result<bool, Error>
+    pub fn wait_for_timeout<F>(
+        &mut self,
+        predicate: F,
+        timeout: Duration,
+    ) -> Result<bool, WaitError>
     where
         F: FnMut() -> bool,
     {
@@ -543,7 +549,7 @@ impl ConditionGuard<'_> {
 
     /// The body of [`wait_for`](Self::wait_for) and
     /// [`wait_for_timeout`](Self::wait_for_timeout).
-    fn wait_for_until<F>(&mut self, mut predicate: F, deadline: Deadline) -> Result<bool, Error>
+    fn wait_for_until<F>(&mut self, mut predicate: F, deadline: Deadline) -> Result<bool, WaitError>
     where
         F: FnMut() -> bool,
     {

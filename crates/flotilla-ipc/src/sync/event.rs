@@ -18,7 +18,7 @@ use super::{Kind, Segment};
 use crate::futex::{notify_all, sleep, spin};
 use flotilla_core::Deadline;
 
-use crate::error::Error;
+use crate::error::CreateError;
 
 const STATE: usize = 4;
 const WAITERS: usize = 8;
@@ -58,13 +58,13 @@ impl Event {
     ///
     /// # Errors
     ///
-    /// [`Error::Os`] if the system refuses the memory.
+    /// [`CreateError::Os`] if the system refuses the memory.
     ///
     /// ```
     /// let event = flotilla_ipc::Event::new().unwrap();
     /// assert!(!event.is_set());
     /// ```
-    pub fn new() -> Result<Self, Error> {
+    pub fn new() -> Result<Self, CreateError> {
         let (segment, ()) = Segment::new(Kind::Event, |_| Ok(()))?;
         Ok(Event { segment })
     }

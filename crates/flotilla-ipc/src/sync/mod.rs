@@ -53,7 +53,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::error::Error;
+use crate::error::{CreateError, Error};
 use crate::shm::SharedMemory;
 
 pub use self::barrier::{Barrier, BarrierBuilder};
@@ -108,10 +108,10 @@ impl Segment {
     /// in the segment) before the magic marks it complete (rule 1).
     fn new<R>(
         kind: Kind,
-        init: impl FnOnce(&Segment) -> Result<R, Error>,
-    ) -> Result<(Self, R), Error> {
+        init: impl FnOnce(&Segment) -> Result<R, CreateError>,
+    ) -> Result<(Self, R), CreateError> {
         let segment = Segment {
-            shm: Arc::new(SharedMemory::new(Self::SIZE)?),
+            shm: Arc::new(SharedMemory::new(Self::SIZE).map_err(CreateError::shm)?),
         };
         let made = init(&segment)?;
         segment
@@ -181,9 +181,10 @@ impl Segment {
 }
 
 /// A 32-bit count from a `usize` argument.
-fn to_u32(value: usize, what: &str) -> Result<u32, Error> {
-    u32::try_from(value)
-        .map_err(|_| Error::InvalidArgument(format!("{what} {value} does not fit in 32 bits")))
+fn to_u32(value: usize, what: &str) -> Result<u32, CreateError> {
+    u32::try_from(value).map_err(|_| {
+        CreateError::InvalidArgument(format!("{what} {value} does not fit in 32 bits"))
+    })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use super::{Kind, Segment, to_u32};
 use crate::futex::{notify, sleep, spin};
 use flotilla_core::Deadline;
 
-use crate::error::{Error, ReleaseError};
+use crate::error::{CreateError, ReleaseError};
 
 const VALUE: usize = 4;
 const WAITERS: usize = 8;
@@ -36,7 +36,7 @@ struct Inner {
 impl Inner {
     /// A counter at `value`, bounded by it for a [`BoundedSemaphore`], by `u32::MAX`
     /// otherwise.
-    fn new(kind: Kind, value: usize) -> Result<Self, Error> {
+    fn new(kind: Kind, value: usize) -> Result<Self, CreateError> {
         let value = to_u32(value, "a semaphore value of")?;
         let bound = if kind == Kind::BoundedSemaphore {
             value
@@ -284,14 +284,14 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`Error::InvalidArgument`] for a value beyond `u32::MAX`; [`Error::Os`] if the
+    /// [`CreateError::InvalidArgument`] for a value beyond `u32::MAX`; [`CreateError::Os`] if the
     /// system refuses the memory.
     ///
     /// ```
     /// let sem = flotilla_ipc::Semaphore::new(3).unwrap();
     /// assert_eq!(sem.value(), 3);
     /// ```
-    pub fn new(value: usize) -> Result<Self, Error> {
+    pub fn new(value: usize) -> Result<Self, CreateError> {
         Ok(Semaphore {
             inner: Inner::new(Kind::Semaphore, value)?,
         })
@@ -360,7 +360,7 @@ impl BoundedSemaphore {
     /// let sem = flotilla_ipc::BoundedSemaphore::new(3).unwrap();
     /// assert_eq!((sem.value(), sem.bound()), (3, 3));
     /// ```
-    pub fn new(value: usize) -> Result<Self, Error> {
+    pub fn new(value: usize) -> Result<Self, CreateError> {
         Ok(BoundedSemaphore {
             inner: Inner::new(Kind::BoundedSemaphore, value)?,
         })

@@ -147,7 +147,7 @@ fn try_forms_never_wait_and_maxsize_is_kept() {
     assert!(matches!(ring.put(&[0; 9000], now()), Err(Refused::Busy)));
     assert!(matches!(
         ring.put(&[0; 2 << 20], now()),
-        Err(Refused::Failed(Error::MessageTooLarge { .. }))
+        Err(Refused::Failed(QueueError::MessageTooLarge { .. }))
     ));
 }
 
@@ -311,14 +311,14 @@ fn a_corrupted_header_is_an_error_not_a_panic() {
     unsafe { ptr::write_bytes(ring.data(), 0xff, 4) };
     assert!(matches!(
         get(&ring, now()),
-        Err(Refused::Failed(Error::InvalidQueue(_)))
+        Err(Refused::Failed(QueueError::Corrupted(_)))
     ));
     // And a head gone wild.
     ring.writer().pos.store(1 << 40, Ordering::SeqCst);
     ring.reader().other.store(0, Ordering::Relaxed);
     assert!(matches!(
         get(&ring, now()),
-        Err(Refused::Failed(Error::InvalidQueue(_)))
+        Err(Refused::Failed(QueueError::Corrupted(_)))
     ));
 }
 
