@@ -51,7 +51,14 @@ ipc-channel's own cross-process tests do) and sends it an `IpcBytesSender` and a
 - **os-limit**: a raw `socketpair(AF_UNIX, SOCK_STREAM)` and a `fork`ed child. Parent: \
 `write` until the message is out, then `read` until its echo is in, into a buffer \
 allocated once; child: the same, the other way round. No header, no framing, no \
-allocation per message.";
+allocation per message.
+
+Every contender but flotilla blocks in the kernel while it waits for the other end, so on \
+a machine whose idle CPUs halt at once (see *Idle CPUs* under *The run*) a round trip \
+between two CPUs pays two vCPU wake-ups: 50-80 µs instead of 4-7. Which mode a round \
+gets depends on where the scheduler puts the two processes (on one CPU neither halts), \
+so those columns are bimodal. flotilla's waits poll the socket for up to 50 µs, \
+yielding the CPU between polls, before they block, and catch the echo awake.";
 
 /// The conditions of the `connection-throughput-*` figures, for `docs/benchmarks.md`.
 pub(crate) const THROUGHPUT_CONDITIONS: &str = "\

@@ -180,6 +180,36 @@ pub(crate) struct Machine {
     python: String,
     date: String,
     load_before: String,
+    idle: String,
+}
+
+/// How an idle CPU of this machine waits: the cpuidle driver and governor, and under
+/// `haltpoll` how long a guest CPU polls before it halts.
+fn idle_states() -> String {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .map(|s| s.trim().to_owned())
+    };
+    let driver = read("/sys/devices/system/cpu/cpuidle/current_driver");
+    let governor = read("/sys/devices/system/cpu/cpuidle/current_governor_ro")
+        .or_else(|| read("/sys/devices/system/cpu/cpuidle/current_governor"));
+    let mut idle = match (driver, governor) {
+        (Some(driver), Some(governor)) => {
+            format!("cpuidle driver `{driver}`, governor `{governor}`")
+        }
+        (Some(driver), None) => format!("cpuidle driver `{driver}`"),
+        _ => "unknown".to_owned(),
+    };
+    if let Some(ns) = read("/sys/module/haltpoll/parameters/guest_halt_poll_ns") {
+        let _ = write!(idle, ", `guest_halt_poll_ns` {ns}");
+        if ns == "0" {
+            idle.push_str(
+                " (an idle vCPU halts at once, and waking it costs tens of microseconds:                  a thread or process that blocks between two messages pays that, which is                  why flotilla polls briefly before it blocks)",
+            );
+        }
+    }
+    idle
 }
 
 /// The trimmed stdout of `program args`, if it runs.
@@ -227,6 +257,7 @@ impl Machine {
             },
             date: command_output("date", &["-u", "+%Y-%m-%d %H:%M UTC"]).unwrap_or_else(unknown),
             load_before: load_average(),
+            idle: idle_states(),
         }
     }
 }
@@ -298,6 +329,7 @@ pub(crate) fn markdown(
     let _ = writeln!(w, "\n## The run\n");
     let _ = writeln!(w, "- **Machine**: {}; {} cores", machine.cpu, machine.cores);
     let _ = writeln!(w, "- **Kernel**: {}", machine.kernel);
+    let _ = writeln!(w, "- **Idle CPUs**: {}", machine.idle);
     let _ = writeln!(w, "- **Rust**: {}, release profile", machine.rustc);
     let _ = writeln!(w, "- **Python**: {}", machine.python);
     let rounds = results.first().map_or(0, |r| r.rounds);

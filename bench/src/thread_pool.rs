@@ -48,7 +48,12 @@ round is a fresh process that makes 2,000 untimed calls, then 20,000 timed ones 
 with `--quick`), and keeps their median. The calls follow each other at once, so this is
 the latency of back-to-back requests: a pool whose threads spin a little before they
 park (crossbeam-channel's receivers do) finds its worker and its caller still awake,
-while one that parks at once pays a wake-up each way.";
+while one that parks at once pays a wake-up each way. On a machine whose idle CPUs halt
+at once (see *Idle CPUs* under *The run*) a wake-up costs 50-120 µs, and a worker whose
+short spin ran out while its caller was being woken is asleep for the next task too: a
+pool can stay in that slow mode, two wake-ups per call, for the rest of the process.
+flotilla's idle workers poll the queue for up to 50 µs before they block, which is
+longer than a wake-up.";
 
 /// The conditions of `executor-map`, for `docs/benchmarks.md`.
 pub(crate) const MAP_CONDITIONS: &str = "\
