@@ -31,6 +31,7 @@ struct ReadmeDoctests;
 pub mod build;
 pub mod codec;
 pub mod log;
+pub mod spin;
 
 mod cancel;
 mod deadline;

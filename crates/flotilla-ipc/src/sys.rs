@@ -252,54 +252,24 @@ pub(crate) fn poll_readable(
 }
 
 /// How long a wait for a descriptor polls it before it blocks (see [`poll_many`]).
-pub(crate) const POLL_SPIN: Duration = Duration::from_micros(50);
-/// A yield that took this long gave the CPU to a busy process for its time slice (0.75
-/// to 3 ms). Shorter stalls are not that: on an idle VM about one yield in fifty took
-/// 20-120 µs (the host running something else), and counting those stopped the polls
-/// that cure the slow mode for most of a run.
-const CONTENDED_YIELD: Duration = Duration::from_micros(500);
-/// How long a thread that saw a contended yield first waits without polling; each
-/// contended yield after a pause doubles it, up to [`MAX_SPIN_PAUSE`], and a poll that
-/// catches its event starts it over.
-const MIN_SPIN_PAUSE: Duration = Duration::from_millis(5);
-const MAX_SPIN_PAUSE: Duration = Duration::from_secs(1);
+pub(crate) const POLL_SPIN: Duration = flotilla_core::spin::POLL_FOR;
 
 thread_local! {
-    /// Until when this thread's waits block at once (see [`poll_many`]).
-    pub(crate) static NO_SPIN_UNTIL: std::cell::Cell<Option<Instant>> =
-        const { std::cell::Cell::new(None) };
-    /// The pause the next contended yield starts.
-    static SPIN_PAUSE: std::cell::Cell<Duration> = const { std::cell::Cell::new(MIN_SPIN_PAUSE) };
     /// How many of this thread's waits went on to block after their poll (for the tests).
     #[cfg(test)]
     pub(crate) static BLOCKED_WAITS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Whether this thread's waits poll before they block now.
-fn may_spin() -> bool {
-    match NO_SPIN_UNTIL.get() {
-        None => true,
-        Some(until) if Instant::now() >= until => {
-            NO_SPIN_UNTIL.set(None);
-            true
-        }
-        Some(_) => false,
-    }
-}
-
 /// Waits until at least one of `fds` is readable, or `timeout` passes; the indices of
 /// the ready ones.
 ///
-/// A wait that may block first polls for up to [`POLL_SPIN`], yielding the CPU between
-/// polls, then blocks in `poll`. A blocked process lets its CPU go idle, and on a virtual
-/// machine an idle vCPU halts: waking it took 50-120 µs here (haltpoll with no poll
-/// time), so a 64-byte round trip between two processes on two CPUs, each blocking in
-/// turn, took 62-80 µs with two halts, against 3.7-3.9 µs when each side polled first
-/// (issue 15's slow mode, `connection-round-trip-64B`). The yield is what makes it safe
-/// when the peer shares this CPU: a poll that only spun kept the peer from running, and
-/// the same round trip with both processes pinned to one CPU took 105 µs (4.7 blocking,
-/// 3.8 polling with yields). Under load (a busy process per CPU) polling with yields
-/// measured 3.8-3.9 µs against 4.6-7.1 blocking.
+/// A wait that may block first polls for up to [`POLL_SPIN`], by flotilla's one policy
+/// for waits ([`flotilla_core::spin`]: yielding between polls, and not while a busy
+/// process holds this CPU), then blocks in `poll`. Measured with two processes
+/// exchanging 64 bytes on two CPUs of an idle VM: 62-80 µs per round trip with each side
+/// blocking in turn (two vCPU halts), 3.7-3.9 µs with each side polling first; pinned to
+/// one CPU, 4.7 µs blocking and 3.8 polling with yields (105 µs with a spin that did not
+/// yield); with a busy process on each CPU, 4.6-7.1 µs blocking and 3.8-3.9 polling.
 pub(crate) fn poll_many(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
@@ -335,34 +305,25 @@ pub(crate) fn poll_many(
     }
 }
 
-/// Polls `pollfds` without blocking, yielding the CPU between polls, for up to `spin`
-/// (see [`poll_many`]); whether one is ready. Polls once, without the spin, when this
-/// thread saw a contended yield lately.
+/// Polls `pollfds` without blocking for up to `spin`, by flotilla's one policy
+/// ([`flotilla_core::spin::poll_for`]); whether one is ready.
 fn spin_poll(pollfds: &mut [PollFd<'_>], spin: Duration) -> Result<bool, PollError> {
-    if poll_now(pollfds)? {
-        return Ok(true);
-    }
-    if may_spin() {
-        let start = Instant::now();
-        while start.elapsed() < spin {
-            let before = Instant::now();
-            std::thread::yield_now();
-            if before.elapsed() >= CONTENDED_YIELD {
-                // A busy process had this CPU: stop polling for a while.
-                let pause = SPIN_PAUSE.get();
-                NO_SPIN_UNTIL.set(Some(Instant::now() + pause));
-                SPIN_PAUSE.set((2 * pause).min(MAX_SPIN_PAUSE));
-                break;
-            }
-            if poll_now(pollfds)? {
-                SPIN_PAUSE.set(MIN_SPIN_PAUSE);
-                return Ok(true);
-            }
+    let mut failed = None;
+    let ready = flotilla_core::spin::poll_for(spin, || match poll_now(pollfds) {
+        Ok(ready) => ready,
+        Err(e) => {
+            failed = Some(e);
+            true
         }
+    });
+    if let Some(e) = failed {
+        return Err(e);
     }
     #[cfg(test)]
-    BLOCKED_WAITS.set(BLOCKED_WAITS.get() + 1);
-    Ok(false)
+    if !ready {
+        BLOCKED_WAITS.set(BLOCKED_WAITS.get() + 1);
+    }
+    Ok(ready)
 }
 
 /// Whether `fd` becomes readable within a brief poll, the one every wait of this crate

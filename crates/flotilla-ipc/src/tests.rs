@@ -183,10 +183,11 @@ fn a_wait_that_yields_to_a_busy_neighbour_stops_polling() {
     let waiter = std::thread::spawn(|| {
         pin_to_cpu(0);
         let (_a, b) = pipe(true).unwrap();
-        crate::sys::NO_SPIN_UNTIL.set(None);
-        // Nothing comes: the wait polls, yields to the busy thread, and times out.
-        assert!(!b.poll_timeout(Duration::from_millis(20)).unwrap());
-        crate::sys::NO_SPIN_UNTIL.get().is_some()
+        flotilla_core::spin::unpause();
+        // Nothing comes: the wait polls, yields to the busy thread for its slice, and
+        // times out, well inside the pause that starts (5 ms at first).
+        assert!(!b.poll_timeout(Duration::from_micros(100)).unwrap());
+        flotilla_core::spin::paused()
     });
     let stopped_polling = waiter.join().unwrap();
     stop.store(true, Ordering::Relaxed);
