@@ -87,6 +87,7 @@ use std::sync::{
 
 use crate::deadline::Deadline;
 use crate::error::TaskError;
+use crate::spin::spin_for;
 use crate::wait::Signal;
 
 const PENDING: u8 = 0;
@@ -413,22 +414,19 @@ impl<T> Shared<T> {
             // (haltpoll with no poll time): the idle slow mode of issue 15, where a
             // trivial task finished a microsecond after its waiter had parked.
             let limit = |bound: Duration| timeout.map_or(bound, |t| t.min(bound));
-            let mut spin_for = limit(SPIN_FOR);
             let start = Instant::now();
-            loop {
-                for _ in 0..8 {
-                    std::hint::spin_loop();
-                }
+            let mut running = false;
+            spin_for(limit(SPIN_FOR), || {
                 let state = self.state();
-                if is_done(state) {
-                    return true;
-                }
-                if phase(state) == RUNNING {
-                    spin_for = limit(SPIN_RUNNING_FOR);
-                }
-                if start.elapsed() >= spin_for {
-                    break;
-                }
+                running = phase(state) == RUNNING;
+                is_done(state) || running
+            });
+            if running {
+                let left = limit(SPIN_RUNNING_FOR).saturating_sub(start.elapsed());
+                spin_for(left, || is_done(self.state()));
+            }
+            if is_done(self.state()) {
+                return true;
             }
         }
         let mut locked = self.lock();

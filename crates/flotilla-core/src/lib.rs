@@ -32,6 +32,8 @@ pub mod build;
 pub mod codec;
 pub mod log;
 pub mod spin;
+#[doc(hidden)]
+pub mod testing;
 
 mod cancel;
 mod deadline;

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::testing::pin_to_cpu;
 use crate::{Completer, ReturnWhen, as_completed_timeout, wait_timeout};
 
 fn watchers<T>(fut: &crate::Future<T>) -> usize {
@@ -80,26 +81,6 @@ fn a_completion_leaves_the_value_in_place() {
     completer.set_result("kept".to_owned());
     assert!(poll_once(&mut completion).is_ready());
     assert_eq!(fut.into_result().unwrap(), "kept");
-}
-
-/// Pins the calling thread to `cpu`, so a test's two threads run at the same time (the
-/// case a waiter's longer spin is for) however loaded the machine is.
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed `cpu_set_t` is a valid empty set; CPU_SET writes within it for
-    // any `cpu` below CPU_SETSIZE (checked by the assert), and sched_setaffinity only
-    // reads the set we pass with its true size.
-    let pinned = unsafe {
-        assert!(cpu < libc::CPU_SETSIZE as usize);
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        pinned,
-        0,
-        "cannot pin a thread to CPU {cpu} ({}); this test needs a machine with 2 CPUs",
-        std::io::Error::last_os_error()
-    );
 }
 
 /// Issue 15's idle slow mode: a waiter that parked a microsecond before a short task

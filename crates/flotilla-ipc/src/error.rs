@@ -446,16 +446,6 @@ pub enum BarrierError {
     },
 }
 
-impl From<OsError> for BarrierError {
-    /// A failure of the barrier's mutex, as a barrier wait reports it.
-    fn from(e: OsError) -> Self {
-        BarrierError::Os {
-            op: e.op,
-            source: e.source,
-        }
-    }
-}
-
 /// Why a [`Condition`](crate::Condition) wait
 /// ([`ConditionGuard::wait`](crate::ConditionGuard::wait) and its timed and predicate
 /// forms) failed. Either way the wait is over.
@@ -474,15 +464,6 @@ pub enum WaitError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-impl From<OsError> for WaitError {
-    fn from(e: OsError) -> Self {
-        WaitError::Os {
-            op: e.op,
-            source: e.source,
-        }
-    }
 }
 
 impl From<WaitError> for Error {
@@ -507,6 +488,32 @@ pub enum ReleaseError {
         bound: usize,
     },
 }
+
+/// `From<OsError>` for error types whose `Os { op, source }` variant carries an OS
+/// failure, so an [`OsError`] converts into each with `?` or `.into()`.
+macro_rules! from_os_error {
+    ($($ty:ty),* $(,)?) => {$(
+        impl From<OsError> for $ty {
+            fn from(e: OsError) -> Self {
+                Self::Os {
+                    op: e.op,
+                    source: e.source,
+                }
+            }
+        }
+    )*};
+}
+pub(crate) use from_os_error;
+
+from_os_error!(
+    Error,
+    BarrierError,
+    WaitError,
+    LockError,
+    ShmError,
+    CreateError,
+    AccessError,
+);
 
 /// An operating-system failure, for the operations that can fail in no other way (a
 /// futex wait or wake on a shared [`Value`](crate::Value), making a pipe, a barrier's
@@ -574,19 +581,7 @@ pub enum LockError {
 
 impl LockError {
     pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
-        LockError::Os {
-            op,
-            source: std::io::Error::from(errno),
-        }
-    }
-}
-
-impl From<OsError> for LockError {
-    fn from(e: OsError) -> Self {
-        LockError::Os {
-            op: e.op,
-            source: e.source,
-        }
+        OsError::new(op, errno).into()
     }
 }
 
@@ -678,10 +673,7 @@ pub enum ShmError {
 
 impl ShmError {
     pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
-        ShmError::Os {
-            op,
-            source: std::io::Error::from(errno),
-        }
+        OsError::new(op, errno).into()
     }
 }
 
@@ -721,15 +713,6 @@ impl CreateError {
     }
 }
 
-impl From<OsError> for CreateError {
-    fn from(e: OsError) -> Self {
-        CreateError::Os {
-            op: e.op,
-            source: e.source,
-        }
-    }
-}
-
 /// Why an access to a locked [`Value`](crate::Value) or [`Array`](crate::Array) under
 /// its lock (`get`, `set`, `to_vec`) failed.
 #[derive(Debug, thiserror::Error)]
@@ -750,15 +733,6 @@ pub enum AccessError {
         /// The OS error.
         source: std::io::Error,
     },
-}
-
-impl From<OsError> for AccessError {
-    fn from(e: OsError) -> Self {
-        AccessError::Os {
-            op: e.op,
-            source: e.source,
-        }
-    }
 }
 
 /// An index past the end of a shared [`Array`](crate::Array): what
@@ -806,15 +780,6 @@ pub enum CopyError {
     /// The access under the lock failed.
     #[error(transparent)]
     Access(#[from] AccessError),
-}
-
-impl From<OsError> for Error {
-    fn from(e: OsError) -> Self {
-        Error::Os {
-            op: e.op,
-            source: e.source,
-        }
-    }
 }
 
 impl From<ShmError> for Error {

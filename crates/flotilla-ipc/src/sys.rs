@@ -11,6 +11,8 @@ use nix::sys::socket::{
     AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
 };
 
+use flotilla_core::spin::POLL_FOR;
+
 use crate::error::{OsError, PollError, RecvError, SendError};
 
 /// The most descriptors one message carries (the kernel's `SCM_MAX_FD`).
@@ -251,9 +253,6 @@ pub(crate) fn poll_readable(
     Ok(!ready.is_empty())
 }
 
-/// How long a wait for a descriptor polls it before it blocks (see [`poll_many`]).
-pub(crate) const POLL_SPIN: Duration = flotilla_core::spin::POLL_FOR;
-
 thread_local! {
     /// How many of this thread's waits went on to block after their poll (for the tests).
     #[cfg(test)]
@@ -263,8 +262,8 @@ thread_local! {
 /// Waits until at least one of `fds` is readable, or `timeout` passes; the indices of
 /// the ready ones.
 ///
-/// A wait that may block first polls for up to [`POLL_SPIN`], by flotilla's one policy
-/// for waits ([`flotilla_core::spin`]: yielding between polls, and not while a busy
+/// A wait that may block first polls for up to [`POLL_FOR`], by flotilla's policy for
+/// waits on another process ([`flotilla_core::spin`]: yielding between polls, and not while a busy
 /// process holds this CPU), then blocks in `poll`. Measured with two processes
 /// exchanging 64 bytes on two CPUs of an idle VM: 62-80 µs per round trip with each side
 /// blocking in turn (two vCPU halts), 3.7-3.9 µs with each side polling first; pinned to
@@ -280,7 +279,7 @@ pub(crate) fn poll_many(
         .map(|fd| PollFd::new(*fd, PollFlags::POLLIN))
         .collect();
     if timeout != Some(Duration::ZERO) {
-        let spin = timeout.map_or(POLL_SPIN, |t| t.min(POLL_SPIN));
+        let spin = timeout.map_or(POLL_FOR, |t| t.min(POLL_FOR));
         if spin_poll(&mut pollfds, spin)? {
             return Ok(ready_indices(&pollfds));
         }
@@ -333,7 +332,7 @@ fn spin_poll(pollfds: &mut [PollFd<'_>], spin: Duration) -> Result<bool, PollErr
 #[doc(hidden)]
 pub fn poll_briefly(fd: BorrowedFd<'_>) -> bool {
     let mut pollfds = [PollFd::new(fd, PollFlags::POLLIN)];
-    spin_poll(&mut pollfds, POLL_SPIN).unwrap_or(true)
+    spin_poll(&mut pollfds, POLL_FOR).unwrap_or(true)
 }
 
 /// One `poll` that does not wait: whether any of `pollfds` is ready.

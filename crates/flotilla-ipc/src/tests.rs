@@ -3,6 +3,8 @@
 
 use std::os::fd::AsFd;
 
+use flotilla_core::testing::pin_to_cpu;
+
 use crate::{Connection, RecvError, pipe};
 
 /// Writes raw bytes to the peer of `conn`, bypassing the framing.
@@ -96,25 +98,6 @@ fn handles_degrade_to_an_error_not_an_abort_while_thread_locals_are_torn_down() 
     let (plain, handle_refused) = rx.recv_timeout(std::time::Duration::from_secs(60)).unwrap();
     assert_eq!(plain, Ok(7), "values without handles still cross");
     assert!(handle_refused, "a handle is an error, not a panic");
-}
-
-/// Pins the calling thread to `cpu`.
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed `cpu_set_t` is a valid empty set; CPU_SET writes within it for
-    // any `cpu` below CPU_SETSIZE (checked by the assert), and sched_setaffinity only
-    // reads the set we pass with its true size.
-    let pinned = unsafe {
-        assert!(cpu < libc::CPU_SETSIZE as usize);
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        pinned,
-        0,
-        "cannot pin a thread to CPU {cpu} ({}); this test needs a machine with 2 CPUs",
-        std::io::Error::last_os_error()
-    );
 }
 
 /// Issue 15's slow mode on a connection: a receiver that blocked between messages let

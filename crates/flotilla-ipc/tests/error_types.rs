@@ -120,30 +120,10 @@ fn send_to_a_closed_peer_is_disconnected_without_sigpipe() {
         }
         return;
     }
-    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "send_to_a_closed_peer_is_disconnected_without_sigpipe",
-            "--test-threads=1",
-        ])
-        .env(CHILD, "1")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("the child did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), None, "the child was killed by a signal");
-    assert!(status.success(), "{status:?}");
+    pass_in_a_child(
+        "send_to_a_closed_peer_is_disconnected_without_sigpipe",
+        CHILD,
+    );
 }
 
 #[test]
@@ -230,8 +210,9 @@ fn an_over_released_bounded_semaphore_is_over_released() {
 }
 
 /// Runs the test `name` of this binary again, in a child whose environment has `var`
-/// set, and fails unless it ran and passed within 60 s (for faults that must not touch
-/// this process: the descriptor limit).
+/// set, and fails unless it ran and passed within 60 s, not killed by a signal (for
+/// faults that must not touch this process: the descriptor limit, `SIGPIPE` at its
+/// default action).
 fn pass_in_a_child(name: &str, var: &str) {
     let out = std::env::temp_dir().join(format!("{}.{}.out", unique("child"), name));
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
@@ -253,6 +234,12 @@ fn pass_in_a_child(name: &str, var: &str) {
     };
     let report = std::fs::read_to_string(&out).unwrap_or_default();
     let _ = std::fs::remove_file(&out);
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        status.signal(),
+        None,
+        "{name}: the child was killed by a signal\n{report}"
+    );
     assert!(
         status.success(),
         "{name} failed in its child: {status:?}\n{report}"

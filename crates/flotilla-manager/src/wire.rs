@@ -194,16 +194,13 @@ impl Stream {
         if !buffered.is_empty() {
             return;
         }
-        match self {
-            Stream::Unix(s) => {
-                flotilla_ipc::poll_briefly(s.as_fd());
-            }
-            Stream::Tcp(s) => {
-                flotilla_ipc::poll_briefly(s.as_fd());
-            }
+        let fd = match self {
+            Stream::Unix(s) => s.as_fd(),
+            Stream::Tcp(s) => s.as_fd(),
             #[cfg(feature = "tls")]
-            Stream::Tls(_) => {}
-        }
+            Stream::Tls(_) => return,
+        };
+        flotilla_ipc::poll_briefly(fd);
     }
 
     /// What a look at the socket, without reading or waiting, finds: `Some(true)` when

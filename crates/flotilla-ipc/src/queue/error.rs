@@ -8,6 +8,8 @@ use std::fmt;
 
 use flotilla_core::codec::CodecError;
 
+use crate::error::{LockError, OsError};
+
 /// Why a queue operation failed for a reason other than the queue's state (closed, full,
 /// empty, timed out): what the `Failed` variants of the put and get errors hold, and what
 /// [`JoinableQueue::join`](crate::JoinableQueue::join) and a queue's iterators report.
@@ -54,19 +56,17 @@ pub enum QueueError {
 
 impl QueueError {
     pub(crate) fn os(op: &'static str, errno: nix::errno::Errno) -> Self {
-        QueueError::Os {
-            op,
-            source: std::io::Error::from(errno),
-        }
+        OsError::new(op, errno).into()
     }
 }
 
-impl From<crate::error::LockError> for QueueError {
+crate::error::from_os_error!(QueueError);
+
+impl From<LockError> for QueueError {
     /// A failure of one of the queue's mutexes, beyond the busy and timed-out outcomes
     /// the ring handles itself: an OS error.
-    fn from(e: crate::error::LockError) -> Self {
-        let crate::error::OsError { op, source } = crate::error::OsError::mutex("queue mutex", e);
-        QueueError::Os { op, source }
+    fn from(e: LockError) -> Self {
+        OsError::mutex("queue mutex", e).into()
     }
 }
 

@@ -27,7 +27,7 @@ use std::fmt;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
 use flotilla_core::{CancelToken, Deadline, Executor, Future, Task, TaskError, panic_message};
@@ -51,7 +51,8 @@ struct Pool {
     spinning: AtomicUsize,
     /// At most this many: half the CPUs this process may run on, at least one.
     max_spinning: usize,
-    /// How many times a worker went to the blocking receive (for the tests).
+    /// How many times a worker went to the blocking receive.
+    #[cfg(test)]
     blocked: AtomicUsize,
     /// The most workers seen polling at once.
     #[cfg(test)]
@@ -181,7 +182,8 @@ impl Pool {
     /// The next job, waiting for one; `None` once the pool is shut down and drained.
     ///
     /// A worker that finds the queue empty polls it for up to [`IDLE_SPIN`] before it
-    /// blocks, when no other worker is polling already. The reason is the cost of a
+    /// blocks, unless the most workers allowed to poll are polling already (see below).
+    /// The reason is the cost of a
     /// wake-up on a virtual machine: a blocked worker lets its vCPU halt, and waking a
     /// halted vCPU took 50-120 µs on the VMs flotilla is measured on (haltpoll with no
     /// poll time). A caller that submits, waits and submits again feeds that back into
@@ -192,7 +194,8 @@ impl Pool {
     /// 0.3-1 µs, for the rest of the process (issue 15's slow mode). A worker still
     /// polling takes the next task at once.
     ///
-    /// It polls without yielding, unlike a wait for a descriptor ([`flotilla_core::spin`]):
+    /// It polls without yielding ([`flotilla_core::spin::spin_for`]), unlike a wait for a
+    /// descriptor ([`flotilla_core::spin::poll_for`]):
     /// with a busy process on every CPU, a worker that yielded handed that process its
     /// time slice, stopped polling, and round trips took 5.6 µs; spinning, it keeps the
     /// CPU against the busy process and they took 0.75 µs. A caller woken on the
@@ -223,22 +226,19 @@ impl Pool {
                 Err(TryRecvError::Empty) => {}
             }
         }
+        #[cfg(test)]
         self.blocked.fetch_add(1, Ordering::Relaxed);
         self.receiver.recv().ok()
     }
 
     /// Polls the queue for up to [`IDLE_SPIN`].
     fn poll_queue(&self) -> Result<Task, TryRecvError> {
-        let start = Instant::now();
-        loop {
-            for _ in 0..8 {
-                std::hint::spin_loop();
-            }
-            match self.receiver.try_recv() {
-                Err(TryRecvError::Empty) if start.elapsed() < IDLE_SPIN => {}
-                polled => return polled,
-            }
-        }
+        let mut polled = Err(TryRecvError::Empty);
+        flotilla_core::spin::spin_for(IDLE_SPIN, || {
+            polled = self.receiver.try_recv();
+            !matches!(polled, Err(TryRecvError::Empty))
+        });
+        polled
     }
 
     /// Marks the pool broken and fails everything queued.
@@ -412,6 +412,7 @@ impl ThreadPoolExecutorBuilder {
                 spinning: AtomicUsize::new(0),
                 max_spinning: std::thread::available_parallelism()
                     .map_or(1, |cpus| (cpus.get() / 2).max(1)),
+                #[cfg(test)]
                 blocked: AtomicUsize::new(0),
                 #[cfg(test)]
                 most_spinning: AtomicUsize::new(0),

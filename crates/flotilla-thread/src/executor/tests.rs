@@ -4,6 +4,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
+use flotilla_core::testing::pin_to_cpu;
+
 use super::ThreadPoolExecutor;
 
 #[test]
@@ -46,26 +48,6 @@ fn map_batches_a_long_input_by_default_and_not_a_short_or_unknown_one() {
     let unknown = (0..100_000u64).filter(|x| x % 2 == 0);
     assert_eq!(chunk(pool.map(|x: u64| x, unknown.clone())), 1);
     assert_eq!(chunk(pool.map(|x: u64| x, unknown).chunksize(50)), 50);
-}
-
-/// Pins the calling thread to `cpu`, so a test's two threads run at the same time
-/// however loaded the machine is.
-fn pin_to_cpu(cpu: usize) {
-    // SAFETY: a zeroed `cpu_set_t` is a valid empty set; CPU_SET writes within it for
-    // any `cpu` below CPU_SETSIZE (checked by the assert), and sched_setaffinity only
-    // reads the set we pass with its true size.
-    let pinned = unsafe {
-        assert!(cpu < libc::CPU_SETSIZE as usize);
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    assert_eq!(
-        pinned,
-        0,
-        "cannot pin a thread to CPU {cpu} ({}); this test needs a machine with 2 CPUs",
-        std::io::Error::last_os_error()
-    );
 }
 
 /// Issue 15's idle slow mode: a worker that blocked between back-to-back tasks had to be
