@@ -30,6 +30,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crossbeam_channel::{Receiver, Sender, TryRecvError};
+use crossbeam_utils::CachePadded;
 use flotilla_core::{CancelToken, Deadline, Executor, Future, Task, TaskError, panic_message};
 
 pub use self::map::Map;
@@ -42,13 +43,16 @@ struct Pool {
     max_workers: usize,
     name_prefix: String,
     initializer: Option<Initializer>,
-    /// `None` once shut down.
-    sender: Mutex<Option<Sender<Task>>>,
+    /// `None` once shut down. Every submission locks it, so it has a cache line of its
+    /// own: sharing one with what workers write or read per task (`spinning`, `broken`)
+    /// made each submission wait for that line to come back from a worker's CPU.
+    sender: CachePadded<Mutex<Option<Sender<Task>>>>,
     receiver: Receiver<Task>,
     idle: AtomicUsize,
     started: AtomicUsize,
-    /// How many workers are polling the empty queue (see [`Pool::next_task`]).
-    spinning: AtomicUsize,
+    /// How many workers are polling the empty queue (see [`Pool::next_task`]). Written
+    /// each time a worker finds the queue empty: a cache line of its own, too.
+    spinning: CachePadded<AtomicUsize>,
     /// At most this many: half the CPUs this process may run on, at least one.
     max_spinning: usize,
     /// How many times a worker went to the blocking receive.
@@ -405,11 +409,11 @@ impl ThreadPoolExecutorBuilder {
                     .name_prefix
                     .unwrap_or_else(|| format!("ThreadPoolExecutor-{index}")),
                 initializer: self.initializer,
-                sender: Mutex::new(Some(sender)),
+                sender: CachePadded::new(Mutex::new(Some(sender))),
                 receiver,
                 idle: AtomicUsize::new(0),
                 started: AtomicUsize::new(0),
-                spinning: AtomicUsize::new(0),
+                spinning: CachePadded::new(AtomicUsize::new(0)),
                 max_spinning: std::thread::available_parallelism()
                     .map_or(1, |cpus| (cpus.get() / 2).max(1)),
                 #[cfg(test)]
