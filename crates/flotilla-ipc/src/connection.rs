@@ -16,9 +16,12 @@
 //! Descriptors travel as `SCM_RIGHTS` with the header's bytes (header and payload go in
 //! one `sendmsg`), so they arrive with the read that brings the frame's first byte.
 //!
-//! A receive reads up to 64 KiB at once (4 KiB on a new connection, growing as reads fill
-//! the buffer): a small frame costs one read, and frames that arrived together are taken
-//! from what was read ahead, with no read at all. (The kernel ends a read after the
+//! A receive reads up to 64 KiB at once, the next frame's header into place and the
+//! rest into a read-ahead buffer: a small frame costs one read, and frames that arrived
+//! together are taken from what was read ahead, with no read at all. A payload of 16 KiB
+//! or more that begins the buffer becomes the received `Vec` itself, with no copy; a
+//! payload with more than 64 KiB still to come is read straight into its `Vec`. No
+//! buffer is zeroed first: reads go into spare capacity. (The kernel ends a read after the
 //! message that carries descriptors, so one read brings at most one frame's descriptors,
 //! and the frame they belong to begins in that read.) A
 //! whole frame read ahead counts as readable for [`Connection::poll`] and [`wait`],
@@ -48,6 +51,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::IoSlice;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
@@ -70,10 +74,15 @@ const MAGIC: u32 = u32::from_le_bytes(*b"FLT1");
 const MIN_GROWTH: usize = 64 << 10;
 /// How much a receive reads at once when the frame at hand is small (or its end near):
 /// the frame and whatever follows it, kept for the next receive, so a small frame costs
-/// one read, and several small frames that arrived together one read between them.
+/// one read, and several small frames that arrived together one read between them. The
+/// buffer is never zeroed (reads go into its spare capacity), so a connection that
+/// carries a few small frames touches a page of it, not 64 KiB (which right after a
+/// fork would be 16 pages copied on write).
 const AHEAD: usize = 64 << 10;
-/// The read-ahead buffer's first size, before reads that fill it grow it to [`AHEAD`].
-const FIRST_AHEAD: usize = 4 << 10;
+/// From this payload length up, a payload that begins the read-ahead buffer becomes
+/// the received `Vec` itself, and a new buffer takes its place: no copy. Below it,
+/// copying the payload out costs less than a new buffer.
+const HAND_OVER: usize = 16 << 10;
 
 /// The largest frame a new connection accepts: 1 GiB. Change it per connection with
 /// [`Connection::set_max_frame`].
@@ -580,33 +589,34 @@ impl Connection {
                 reader.header[at..at + n].copy_from_slice(&reader.ahead[reader.start - n..][..n]);
                 reader.got += n;
                 if reader.got == HEADER_LEN {
-                    let (len, nfds) = self.check_header(&reader.header)?;
-                    reader.fds = self.claim_fds(reader, nfds)?;
-                    reader.len = len;
-                    reader.payload = Vec::new();
+                    self.begin_payload(reader)?;
                 }
             }
             if reader.got >= HEADER_LEN {
                 let at = reader.got - HEADER_LEN;
-                let n = reader.take_ahead(reader.len - at);
-                if n > 0 {
-                    // The bytes past `at` are room, not data: put these there.
-                    reader.payload.truncate(at);
-                    // A frame that goes on past these bytes gets room for as much again
-                    // at once (as `grow` would give it next), sparing a reallocation.
-                    let room = if at + n < reader.len {
-                        (2 * (at + n)).max(MIN_GROWTH).min(reader.len) - at
-                    } else {
-                        n
-                    };
-                    if reader.payload.try_reserve_exact(room).is_err() {
-                        return Err(self.poison(RecvError::NoMemory {
-                            len: reader.len as u64,
-                        }));
+                if at == 0 && reader.start == 0 && reader.end > 0 && reader.len >= HAND_OVER {
+                    // The payload begins the read-ahead buffer: the buffer becomes it.
+                    reader.got += reader.hand_over_ahead();
+                } else {
+                    let n = reader.take_ahead(reader.len - at);
+                    if n > 0 {
+                        // A frame that goes on past these bytes gets room for as much
+                        // again at once (as `grow` would give it next), sparing a
+                        // reallocation.
+                        let room = if at + n < reader.len {
+                            (2 * (at + n)).max(MIN_GROWTH).min(reader.len) - at
+                        } else {
+                            n
+                        };
+                        if reader.payload.try_reserve_exact(room).is_err() {
+                            return Err(self.poison(RecvError::NoMemory {
+                                len: reader.len as u64,
+                            }));
+                        }
+                        let bytes = &reader.ahead[reader.start - n..reader.start];
+                        reader.payload.extend_from_slice(bytes);
+                        reader.got += n;
                     }
-                    let bytes = &reader.ahead[reader.start - n..reader.start];
-                    reader.payload.extend_from_slice(bytes);
-                    reader.got += n;
                 }
                 if reader.got - HEADER_LEN == reader.len {
                     let frame = (
@@ -621,31 +631,39 @@ impl Connection {
             // All that was read ahead is taken: read from the descriptor. A payload with
             // much still to come is read straight into place, no further than its end;
             // anything else into the read-ahead buffer, in one read with whatever follows.
+            // At a frame's start the header is read into place and the rest into the
+            // buffer, so a large payload begins the buffer and can become it.
             let before = reader.position();
             let direct =
                 reader.got >= HEADER_LEN && reader.len - (reader.got - HEADER_LEN) >= AHEAD;
+            let at_start = reader.got == 0;
             let read = if direct {
                 let at = reader.got - HEADER_LEN;
-                if at == reader.payload.len() {
+                if reader.payload.capacity() == at {
                     self.grow(&mut reader.payload, reader.len)?;
                 }
+                let left = reader.len - at;
+                let room = reader.payload.spare_capacity_mut();
+                let room_len = room.len().min(left);
                 // A plain read, no control buffer: descriptors come with a frame's first
                 // bytes, which went through the read-ahead buffer.
-                sys::read_chunk(fd, socket, &mut reader.payload[at..], None, deadline)?
+                sys::read_chunk(fd, socket, &mut [&mut room[..room_len]], None, deadline)?
             } else {
-                // The buffer starts small and grows to `AHEAD` once reads fill it: a
-                // connection that carries a few small frames (a child's one report)
-                // never zeroes 64 KiB, which right after a fork is 16 pages copied on
-                // write. Everything in it has been taken here, so nothing is lost.
-                if reader.ahead.is_empty() {
-                    reader.ahead = vec![0; FIRST_AHEAD];
-                } else if reader.end == reader.ahead.len() && reader.ahead.len() < AHEAD {
-                    reader.ahead = vec![0; (4 * reader.ahead.len()).min(AHEAD)];
+                if reader.ahead.capacity() == 0 {
+                    reader.ahead = Vec::with_capacity(AHEAD);
                 }
+                // Everything in it has been taken here, so nothing is lost.
+                reader.ahead.clear();
                 reader.start = 0;
                 reader.end = 0;
                 let sink = socket.then_some(&mut reader.sink);
-                sys::read_chunk(fd, socket, &mut reader.ahead, sink, deadline)?
+                let room = reader.ahead.spare_capacity_mut();
+                if at_start {
+                    let header = as_room(&mut reader.header);
+                    sys::read_chunk(fd, socket, &mut [header, room], sink, deadline)?
+                } else {
+                    sys::read_chunk(fd, socket, &mut [room], sink, deadline)?
+                }
             };
             if !reader.sink.fds.is_empty() {
                 let fds = std::mem::take(&mut reader.sink.fds);
@@ -674,12 +692,23 @@ impl Connection {
                     });
                 }
                 Some(n) if direct => {
+                    let have = reader.payload.len();
+                    // SAFETY: the read wrote these `n` bytes of the spare capacity.
+                    unsafe { reader.payload.set_len(have + n) };
                     reader.got += n;
                     reader.read += n as u64;
                 }
                 Some(n) => {
-                    reader.end = n;
+                    let header = if at_start { n.min(HEADER_LEN) } else { 0 };
+                    // SAFETY: the read wrote the header's `header` bytes, then these
+                    // `n - header` bytes of the buffer's spare capacity (it was empty).
+                    unsafe { reader.ahead.set_len(n - header) };
+                    reader.end = n - header;
                     reader.read += n as u64;
+                    reader.got += header;
+                    if reader.got == HEADER_LEN && header > 0 {
+                        self.begin_payload(reader)?;
+                    }
                 }
             }
         }
@@ -715,18 +744,28 @@ impl Connection {
         Ok(reader.batches.pop_front().expect("just looked").fds)
     }
 
+    /// The header has arrived whole: checks it, claims its descriptors, and makes ready
+    /// for its payload.
+    fn begin_payload(&self, reader: &mut FrameReader) -> Result<(), RecvError> {
+        let (len, nfds) = self.check_header(&reader.header)?;
+        reader.fds = self.claim_fds(reader, nfds)?;
+        reader.len = len;
+        reader.payload = Vec::new();
+        Ok(())
+    }
+
     /// Makes room in `payload` (whose bytes have all arrived) for more of a payload of
     /// `len` bytes: as much again as has arrived (at least [`MIN_GROWTH`]), so memory
     /// stays within twice the bytes that really arrived, whatever length a header
     /// declares, and a large frame is reallocated a logarithmic number of times, not
-    /// once per MiB. Running out of memory is an error.
+    /// once per MiB. The room is spare capacity, never zeroed. Running out of memory is
+    /// an error.
     fn grow(&self, payload: &mut Vec<u8>, len: usize) -> Result<(), RecvError> {
         let have = payload.len();
         let more = have.max(MIN_GROWTH).min(len - have);
         if payload.try_reserve_exact(more).is_err() {
             return Err(self.poison(RecvError::NoMemory { len: len as u64 }));
         }
-        payload.resize(have + more, 0);
         Ok(())
     }
 
@@ -955,16 +994,15 @@ pub struct FrameReader {
     got: usize,
     /// The payload's length, once the header has arrived.
     len: usize,
-    /// Room for the payload, grown as its bytes arrive: its first `got - HEADER_LEN`
-    /// bytes have arrived, the rest are zeros.
+    /// The payload's `got - HEADER_LEN` bytes that have arrived; its spare capacity
+    /// is room for more, grown as they arrive.
     payload: Vec<u8>,
     /// The descriptors the frame declared, once its header has arrived.
     fds: Vec<OwnedFd>,
     /// Where `recvmsg` puts descriptors.
     sink: sys::FdSink,
-    /// Bytes read beyond the frame at hand ([`FIRST_AHEAD`] of room at first use, grown
-    /// to [`AHEAD`] by reads that fill it):
-    /// `ahead[start..end]` are not taken yet.
+    /// Bytes read beyond the frame at hand ([`AHEAD`] of capacity, from the first
+    /// read): `ahead[start..end]` are not taken yet, and `end` is its length.
     ahead: Vec<u8>,
     start: usize,
     end: usize,
@@ -1014,6 +1052,24 @@ impl FrameReader {
         n
     }
 
+    /// Makes the read-ahead buffer, whose first bytes begin the payload of the frame at
+    /// hand (none of it taken yet), that payload, up to its end; a new buffer takes its
+    /// place with whatever followed. Returns how many payload bytes it held.
+    fn hand_over_ahead(&mut self) -> usize {
+        let n = self.len.min(self.end);
+        let mut payload = std::mem::replace(&mut self.ahead, Vec::with_capacity(AHEAD));
+        self.ahead.extend_from_slice(&payload[n..]);
+        self.start = 0;
+        self.end = self.ahead.len();
+        payload.truncate(n);
+        if n == self.len {
+            // Whole: give back the buffer's unused tail (glibc shrinks in place).
+            payload.shrink_to_fit();
+        }
+        self.payload = payload;
+        n
+    }
+
     /// Forgets the partial frame and what was read ahead, closing the descriptors that
     /// came with them.
     fn reset(&mut self) {
@@ -1022,6 +1078,7 @@ impl FrameReader {
         self.payload = Vec::new();
         self.fds.clear();
         self.sink.fds.clear();
+        self.ahead.clear();
         self.start = 0;
         self.end = 0;
         self.batches.clear();
@@ -1075,6 +1132,13 @@ impl FrameWriter {
 }
 
 /// A header's payload length, descriptor count and magic.
+/// A header buffer as room for a read.
+fn as_room(header: &mut [u8; HEADER_LEN]) -> &mut [MaybeUninit<u8>] {
+    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the room is only written by
+    // a read, with bytes, so the array stays initialised.
+    unsafe { &mut *(header.as_mut_slice() as *mut [u8] as *mut [MaybeUninit<u8>]) }
+}
+
 fn parse_header(header: &[u8; HEADER_LEN]) -> (u64, usize, u32) {
     let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
     let nfds = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;

@@ -1,15 +1,14 @@
 //! The system calls this crate makes, the nix way: every `-1` becomes a `Result` at once,
 //! and every descriptor is an `OwnedFd` from the moment it exists.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
+use std::mem::MaybeUninit;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType,
-};
+use nix::sys::socket::{AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType};
 
 use flotilla_core::spin::POLL_FOR;
 
@@ -73,41 +72,79 @@ pub(crate) fn write_all(
 #[derive(Debug, Default)]
 pub(crate) struct FdSink {
     pub(crate) fds: Vec<OwnedFd>,
-    space: Vec<u8>,
+    /// Room for one message's `SCM_RIGHTS`, in `u64`s so that it is aligned for the
+    /// `cmsghdr` the kernel writes at its start.
+    space: Vec<u64>,
 }
 
-/// One `recvmsg`, keeping the descriptors that come with it. A message whose
-/// descriptors did not all fit is reported as `EMSGSIZE` (the ones that did are closed).
-fn recv_with_fds(
+/// One `recvmsg` (a socket) or `readv` (a pipe) into `iov`, never blocking on a socket
+/// (`MSG_DONTWAIT`); on a socket with `sink`, the descriptors that come with the bytes
+/// are kept in it. A message whose descriptors did not all fit is reported as
+/// `EMSGSIZE` (the ones that did are kept, and closed with the sink's next clear).
+///
+/// # Safety
+///
+/// Every `iovec` in `iov` must describe memory this thread may write for the whole
+/// call (it may be uninitialised: only the kernel writes it).
+unsafe fn read_once(
     fd: BorrowedFd<'_>,
-    buf: &mut [u8],
-    sink: &mut FdSink,
-    flags: MsgFlags,
+    socket: bool,
+    iov: &mut [libc::iovec],
+    sink: Option<&mut FdSink>,
 ) -> nix::Result<usize> {
-    if sink.space.capacity() == 0 {
-        sink.space = nix::cmsg_space!([RawFd; MAX_FDS_PER_MESSAGE]);
+    if !socket {
+        // SAFETY: the caller vouches for the buffers; `iov` is valid for its length.
+        let n = unsafe { libc::readv(fd.as_raw_fd(), iov.as_ptr(), iov.len() as libc::c_int) };
+        return Errno::result(n).map(|n| n as usize);
     }
-    let fds = &mut sink.fds;
-    let mut iov = [IoSliceMut::new(buf)];
-    let msg = nix::sys::socket::recvmsg::<()>(
-        fd.as_raw_fd(),
-        &mut iov,
-        Some(&mut sink.space),
-        MsgFlags::MSG_CMSG_CLOEXEC | flags,
-    )?;
-    for cmsg in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(raw) = cmsg {
-            for raw in raw {
-                // SAFETY: the kernel has just installed `raw` in this process for this
-                // message; nothing else owns it, so it becomes owned exactly once here.
-                fds.push(unsafe { OwnedFd::from_raw_fd(raw) });
+    // SAFETY: `msghdr` is plain old data, for which all zeroes is "no name, no control".
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_mut_ptr();
+    msg.msg_iovlen = iov.len() as _;
+    let mut sink = sink;
+    if let Some(sink) = sink.as_deref_mut() {
+        if sink.space.is_empty() {
+            let fds = (MAX_FDS_PER_MESSAGE * std::mem::size_of::<libc::c_int>()) as u32;
+            // SAFETY: CMSG_SPACE is arithmetic on its argument.
+            let bytes = unsafe { libc::CMSG_SPACE(fds) } as usize;
+            sink.space = vec![0; bytes.div_ceil(8)];
+        }
+        msg.msg_control = sink.space.as_mut_ptr().cast();
+        msg.msg_controllen = (sink.space.len() * 8) as _;
+    }
+    let flags = libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
+    // SAFETY: `msg` points at `iov` (the caller vouches for its buffers) and at the
+    // sink's control buffer of `msg_controllen` bytes, all alive for the call.
+    let n = Errno::result(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) })?;
+    if let Some(sink) = sink {
+        // SAFETY: the kernel has filled `msg`'s control buffer with `msg_controllen`
+        // bytes of well-formed control messages; the CMSG_ macros walk exactly those.
+        let mut cmsg = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+        while !cmsg.is_null() {
+            // SAFETY: a non-null header from CMSG_FIRSTHDR/NXTHDR lies within the buffer.
+            let header = unsafe { &*cmsg };
+            if header.cmsg_level == libc::SOL_SOCKET && header.cmsg_type == libc::SCM_RIGHTS {
+                // SAFETY: as above; CMSG_LEN(0) is the header's own length.
+                let (data, empty) = unsafe { (libc::CMSG_DATA(cmsg), libc::CMSG_LEN(0)) };
+                let count = (header.cmsg_len as usize).saturating_sub(empty as usize)
+                    / std::mem::size_of::<libc::c_int>();
+                for i in 0..count {
+                    // SAFETY: the data holds `count` descriptors, maybe unaligned.
+                    let raw = unsafe { data.cast::<libc::c_int>().add(i).read_unaligned() };
+                    // SAFETY: the kernel has just installed `raw` in this process for this
+                    // message; nothing else owns it, so it becomes owned exactly once here.
+                    let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                    sink.fds.push(owned);
+                }
             }
+            // SAFETY: `cmsg` is a header of `msg`'s control buffer.
+            cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
+        }
+        if msg.msg_flags & libc::MSG_CTRUNC != 0 {
+            return Err(Errno::EMSGSIZE);
         }
     }
-    if msg.flags.contains(MsgFlags::MSG_CTRUNC) {
-        return Err(Errno::EMSGSIZE);
-    }
-    Ok(msg.bytes)
+    Ok(n as usize)
 }
 
 /// A failed `poll` inside a receive, as the receive reports it.
@@ -118,15 +155,19 @@ fn recv_poll(e: PollError) -> RecvError {
     }
 }
 
-/// What [`recv_with_fds`]'s `EMSGSIZE` means to the receiver.
+/// What [`read_once`]'s `EMSGSIZE` means to the receiver.
 fn too_many_fds() -> RecvError {
     RecvError::Malformed(format!(
         "more than {MAX_FDS_PER_MESSAGE} descriptors arrived with one message"
     ))
 }
 
-/// One read of at most `buf.len()` bytes: `Ok(Some(n))` with what arrived (`Some(0)` at
-/// end of file), or `Ok(None)` when `deadline` passed with nothing to read.
+/// One read of at most the room in `bufs`, filled in order: `Ok(Some(n))` with what
+/// arrived (`Some(0)` at end of file), or `Ok(None)` when `deadline` passed with nothing
+/// to read. The first `n` bytes of the room are then written; the rest are as they were.
+///
+/// The room may be uninitialised (a `Vec`'s spare capacity): only the kernel writes it.
+/// At most two buffers (a header and what follows it).
 ///
 /// Without a deadline it waits as long as it takes (also on a descriptor in
 /// non-blocking mode, by polling). With one, it never waits past it: a socket is read
@@ -136,10 +177,24 @@ fn too_many_fds() -> RecvError {
 pub(crate) fn read_chunk(
     fd: BorrowedFd<'_>,
     socket: bool,
-    buf: &mut [u8],
+    bufs: &mut [&mut [MaybeUninit<u8>]],
     mut sink: Option<&mut FdSink>,
     deadline: Option<Instant>,
 ) -> Result<Option<usize>, RecvError> {
+    let empty = libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    };
+    let mut iov = [empty; 2];
+    assert!(
+        bufs.len() <= iov.len(),
+        "read_chunk reads into at most two buffers"
+    );
+    for (iov, buf) in iov.iter_mut().zip(bufs.iter_mut()) {
+        iov.iov_base = buf.as_mut_ptr().cast();
+        iov.iov_len = buf.len();
+    }
+    let iov = &mut iov[..bufs.len()];
     loop {
         // The read never waits: a wait goes through `poll_readable`, which polls before
         // it blocks (see `poll_many`). A pipe has no per-call "don't wait": ask first (a
@@ -147,12 +202,8 @@ pub(crate) fn read_chunk(
         // the bytes in between).
         let ready = socket || poll_readable(fd, Some(Duration::ZERO)).map_err(recv_poll)?;
         if ready {
-            let flags = MsgFlags::MSG_DONTWAIT;
-            let n = match (socket, sink.as_deref_mut()) {
-                (true, Some(sink)) => recv_with_fds(fd, buf, sink, flags),
-                (true, None) => nix::sys::socket::recv(fd.as_raw_fd(), buf, flags),
-                (false, _) => nix::unistd::read(fd, buf),
-            };
+            // SAFETY: every `iovec` is one of `bufs`, borrowed mutably for this call.
+            let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut()) };
             match n {
                 Ok(n) => return Ok(Some(n)),
                 Err(Errno::EINTR) => continue,

@@ -73,17 +73,73 @@ fn frames_on_both_sides_of_the_read_ahead_size_arrive_whole() {
     }
 }
 
-/// A new connection's read-ahead buffer starts at 4 KiB and grows (to 16, then 64 KiB)
-/// when a read fills it: frames on both sides of those sizes, as a new connection's
-/// first frame, arrive whole.
+/// Both sides of the hand-over size (16 KiB): a payload at least that long that begins
+/// the read-ahead buffer becomes the received `Vec` itself, a shorter one is copied out.
+/// Frames around it arrive whole: all at once with small frames behind them (which move
+/// to a new buffer), header first, header split, and in pieces shorter than the frame.
 #[test]
-fn frames_on_both_sides_of_the_first_read_ahead_sizes_arrive_whole() {
+fn frames_on_both_sides_of_the_hand_over_size_arrive_whole() {
+    const HAND_OVER: usize = 16 << 10;
     const HEADER: usize = 16;
-    for size in [4usize << 10, 16 << 10] {
-        for len in [size - HEADER - 1, size - HEADER, size - 1, size, size + 1] {
-            trickle(len, &[usize::MAX, 1]); // all at once
-            trickle(len, &[HEADER, 48_000]); // the header, then pieces
+    for len in [HAND_OVER - 1, HAND_OVER, HAND_OVER + 1, 40_000] {
+        trickle(len, &[usize::MAX, 1]); // all at once
+        trickle(len, &[HEADER, 48_000]); // the header, then the rest
+        trickle(len, &[7, 48_000]); // the header split
+        trickle(len, &[HEADER + 5_000, 3_001]); // the payload in pieces
+    }
+}
+
+/// A payload that became the received `Vec` keeps no more room than it needs: a
+/// program that keeps many received messages holds their bytes, not a read-ahead
+/// buffer each.
+#[test]
+fn a_handed_over_payload_keeps_no_spare_room() {
+    let (a, b) = pipe(true).unwrap();
+    within(move || {
+        for len in [16 << 10, 20_000, (64 << 10) - 16] {
+            let sent = pattern(len, 3);
+            a.send_bytes(&sent).unwrap();
+            let got = b.recv_bytes().unwrap();
+            assert!(got == sent, "a {len}-byte frame arrived changed");
+            assert!(
+                got.capacity() < len + 4096,
+                "a {len}-byte payload came with {} bytes of capacity",
+                got.capacity()
+            );
         }
+    });
+}
+
+/// A simplex pipe is read with `readv` rather than `recvmsg`: frames around the
+/// hand-over and read-ahead sizes arrive whole through one, several sent before the
+/// first receive.
+#[test]
+fn frames_around_the_buffer_sizes_arrive_whole_through_a_pipe() {
+    let (reader, writer) = pipe(false).unwrap();
+    let lens = [
+        0,
+        1,
+        (16 << 10) - 1,
+        16 << 10,
+        (16 << 10) + 1,
+        64 << 10,
+        200_000,
+    ];
+    let sent: Vec<Vec<u8>> = lens.iter().map(|&len| pattern(len, len as u8)).collect();
+    let to_send = sent.clone();
+    let sender = std::thread::spawn(move || {
+        for frame in &to_send {
+            writer.send_bytes(frame).unwrap();
+        }
+    });
+    let got = within(move || {
+        (0..7)
+            .map(|_| reader.recv_bytes().unwrap())
+            .collect::<Vec<_>>()
+    });
+    sender.join().unwrap();
+    for (got, sent) in got.iter().zip(&sent) {
+        assert!(got == sent, "a {}-byte frame arrived changed", sent.len());
     }
 }
 
