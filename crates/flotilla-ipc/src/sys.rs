@@ -195,22 +195,25 @@ pub(crate) fn read_chunk(
         iov.iov_len = buf.len();
     }
     let iov = &mut iov[..bufs.len()];
+    // What a read's result means here: `None` for "nothing yet".
+    let outcome = |n: nix::Result<usize>| match n {
+        Ok(n) => Some(Ok(Some(n))),
+        Err(Errno::EINTR | Errno::EAGAIN) => None,
+        Err(Errno::ECONNRESET) => Some(Ok(Some(0))),
+        Err(Errno::EMSGSIZE) => Some(Err(too_many_fds())),
+        Err(e) => Some(Err(RecvError::os("read", e))),
+    };
+    let mut polled = false;
     loop {
-        // The read never waits: a wait goes through `poll_readable`, which polls before
-        // it blocks (see `poll_many`). A pipe has no per-call "don't wait": ask first (a
-        // pipe read by two processes at once carries no frames anyway, so nobody takes
-        // the bytes in between).
-        let ready = socket || poll_readable(fd, Some(Duration::ZERO)).map_err(recv_poll)?;
+        // The read never waits. A pipe has no per-call "don't wait": ask first (a pipe
+        // read by two processes at once carries no frames anyway, so nobody takes the
+        // bytes in between).
+        let ready = socket || wait_readable(fd, Some(Duration::ZERO)).map_err(recv_poll)?;
         if ready {
             // SAFETY: every `iovec` is one of `bufs`, borrowed mutably for this call.
             let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut()) };
-            match n {
-                Ok(n) => return Ok(Some(n)),
-                Err(Errno::EINTR) => continue,
-                Err(Errno::EAGAIN) => {}
-                Err(Errno::ECONNRESET) => return Ok(Some(0)),
-                Err(Errno::EMSGSIZE) => return Err(too_many_fds()),
-                Err(e) => return Err(RecvError::os("read", e)),
+            if let Some(result) = outcome(n) {
+                return result;
             }
         }
         // Nothing to read yet: wait for readability, within the deadline.
@@ -224,10 +227,44 @@ pub(crate) fn read_chunk(
                 Some(left)
             }
         };
-        if !poll_readable(fd, left).map_err(recv_poll)? && left.is_some() {
+        // First, once, look again for a while before blocking, by flotilla's policy
+        // (see `poll_many`). On a socket each look is the read itself, so the look that
+        // finds the bytes takes them: a read, a yield and a read per message that comes
+        // during the looks, where a `poll` per look took five calls.
+        if !polled {
+            polled = true;
+            let limit = left.map_or(POLL_FOR, |left| left.min(POLL_FOR));
+            if socket {
+                let mut found = None;
+                flotilla_core::spin::poll_for(limit, || {
+                    // SAFETY: as above.
+                    let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut()) };
+                    found = outcome(n);
+                    found.is_some()
+                });
+                if let Some(result) = found {
+                    return result;
+                }
+                count_blocked_wait();
+            } else {
+                let mut pollfds = [PollFd::new(fd, PollFlags::POLLIN)];
+                if spin_poll(&mut pollfds, limit).map_err(recv_poll)? {
+                    continue;
+                }
+            }
+        }
+        if !wait_readable(fd, left).map_err(recv_poll)? && left.is_some() {
             return Ok(None);
         }
     }
+}
+
+/// Waits in `poll` until `fd` is readable (or at end of file / error) or `timeout`
+/// passes; no looks first (the caller made them), and nothing allocated.
+fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, PollError> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    let mut pollfds = [PollFd::new(fd, PollFlags::POLLIN)];
+    block_in_poll(&mut pollfds, deadline)
 }
 
 /// One write of as much of `iov` as fits without blocking (retried on EINTR); `fds`
@@ -335,6 +372,15 @@ pub(crate) fn poll_many(
             return Ok(ready_indices(&pollfds));
         }
     }
+    if block_in_poll(&mut pollfds, deadline)? {
+        Ok(ready_indices(&pollfds))
+    } else {
+        Ok(Vec::new())
+    }
+}
+
+/// Blocks in `poll` until one of `pollfds` is ready (true) or `deadline` passes (false).
+fn block_in_poll(pollfds: &mut [PollFd<'_>], deadline: Option<Instant>) -> Result<bool, PollError> {
     loop {
         let wait = match deadline {
             None => PollTimeout::NONE,
@@ -345,10 +391,10 @@ pub(crate) fn poll_many(
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)
             }
         };
-        match nix::poll::poll(&mut pollfds, wait) {
-            Ok(0) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(Vec::new()),
+        match nix::poll::poll(pollfds, wait) {
+            Ok(0) if deadline.is_some_and(|d| Instant::now() >= d) => return Ok(false),
             Ok(0) => continue,
-            Ok(_) => return Ok(ready_indices(&pollfds)),
+            Ok(_) => return Ok(true),
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(poll_error(e)),
         }
@@ -369,11 +415,16 @@ fn spin_poll(pollfds: &mut [PollFd<'_>], spin: Duration) -> Result<bool, PollErr
     if let Some(e) = failed {
         return Err(e);
     }
-    #[cfg(test)]
     if !ready {
-        BLOCKED_WAITS.set(BLOCKED_WAITS.get() + 1);
+        count_blocked_wait();
     }
     Ok(ready)
+}
+
+/// Counts a wait that went on to block after its looks (for the tests).
+fn count_blocked_wait() {
+    #[cfg(test)]
+    BLOCKED_WAITS.set(BLOCKED_WAITS.get() + 1);
 }
 
 /// Whether `fd` becomes readable within a brief poll, the one every wait of this crate
