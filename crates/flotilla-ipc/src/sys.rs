@@ -43,19 +43,23 @@ pub(crate) fn write_all(
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     let mut written = 0;
     let mut fds = fds;
+    assert!(bufs.len() <= 4, "write_all writes at most four buffers");
     while written < total {
-        // Rebuild the slices past what is written (rarely more than one round).
+        // Rebuild the slices past what is written (rarely more than one round), on the
+        // stack: a send allocates nothing.
         let mut skip = written;
-        let mut iov = Vec::with_capacity(bufs.len());
+        let mut iov = [IoSlice::new(&[]); 4];
+        let mut count = 0;
         for b in bufs {
             if skip >= b.len() {
                 skip -= b.len();
                 continue;
             }
-            iov.push(IoSlice::new(&b[skip..]));
+            iov[count] = IoSlice::new(&b[skip..]);
+            count += 1;
             skip = 0;
         }
-        match write_some(fd, socket, &iov, fds)? {
+        match write_some(fd, socket, &iov[..count], fds)? {
             Some(n) => {
                 written += n;
                 fds = &[];
