@@ -32,7 +32,8 @@
 //!
 //! - **Memory follows the bytes, not the header.** A header is checked against the
 //!   receiver's maximum before anything is allocated; then the payload's buffer grows
-//!   as its bytes arrive (by at most 1 MiB beyond them, with fallible reservation), so a
+//!   as its bytes arrive (to at most 1 MiB beyond them, or twice them once they are
+//!   more, with fallible reservation), so a
 //!   header announcing a huge frame costs nothing until the bytes come, and running out
 //!   of memory is [`RecvError::NoMemory`], never an abort.
 //! - **Deadlines cover the whole frame.** Every read waits in `poll`, bounded by the
@@ -71,7 +72,7 @@ use crate::sys;
 const HEADER_LEN: usize = 16;
 const MAGIC: u32 = u32::from_le_bytes(*b"FLT1");
 /// The least a payload buffer grows by at a time (or the rest of the payload, if less).
-const MIN_GROWTH: usize = 64 << 10;
+const MIN_GROWTH: usize = 1 << 20;
 /// How much a receive reads at once when the frame at hand is small (or its end near):
 /// the frame and whatever follows it, kept for the next receive, so a small frame costs
 /// one read, and several small frames that arrived together one read between them. The
@@ -604,7 +605,7 @@ impl Connection {
                         // again at once (as `grow` would give it next), sparing a
                         // reallocation.
                         let room = if at + n < reader.len {
-                            (2 * (at + n)).max(MIN_GROWTH).min(reader.len) - at
+                            n + (at + n).max(MIN_GROWTH).min(reader.len - at - n)
                         } else {
                             n
                         };
@@ -755,11 +756,11 @@ impl Connection {
     }
 
     /// Makes room in `payload` (whose bytes have all arrived) for more of a payload of
-    /// `len` bytes: as much again as has arrived (at least [`MIN_GROWTH`]), so memory
-    /// stays within twice the bytes that really arrived, whatever length a header
-    /// declares, and a large frame is reallocated a logarithmic number of times, not
-    /// once per MiB. The room is spare capacity, never zeroed. Running out of memory is
-    /// an error.
+    /// `len` bytes: as much again as has arrived, at least [`MIN_GROWTH`], so memory
+    /// stays within twice the bytes that really arrived (or 1 MiB beyond them), whatever
+    /// length a header declares, a frame of up to 1 MiB gets all its room at once, and a
+    /// larger one is reallocated a logarithmic number of times, not once per MiB. The
+    /// room is spare capacity, never zeroed. Running out of memory is an error.
     fn grow(&self, payload: &mut Vec<u8>, len: usize) -> Result<(), RecvError> {
         let have = payload.len();
         let more = have.max(MIN_GROWTH).min(len - have);
