@@ -43,6 +43,15 @@
 //!   read, and a taker (`into_result`, `.await` by value) moves it out only after its
 //!   compare-exchange set TAKEN on a state without READING; a taker that finds READING
 //!   waits for the reader on the lock. Nothing reads it after TAKEN.
+//! - **The count of handles** (`refs`, in the allocation). Futures, their clones, the
+//!   [`Completer`] and the [`Task`] each hold one. A new future's allocation starts with
+//!   the count of the handles it is made with (two: future and completer or task), so
+//!   making them takes no atomic operation; a clone adds one, a drop takes one away
+//!   (`Release`) and the drop that reaches zero frees it (after an `Acquire` fence), as
+//!   `Arc` does. [`Future::into_result`] on the last handle (count 1, read `Acquire`)
+//!   frees it with no decrement: no other handle exists, and none can be made but from
+//!   this one. The job's type is kept by a function pointer that frees the allocation as
+//!   what it is, not by a fat pointer.
 //! - **The job slot** of a [`Task`] is touched only through the one `Task` handle,
 //!   which is not `Clone`: it takes the closure out to run or drop it. Futures never
 //!   touch it.
@@ -63,15 +72,17 @@
 
 use std::cell::UnsafeCell;
 use std::fmt;
+use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::ptr::NonNull;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 // The state machine's atomics, lock and condition variable: std's, or loom's when built
-// with `--cfg loom` for the model in tests/loom_future.rs. (The `Arc`s stay std's: loom's
-// cannot become `Arc<dyn _>`, and the model is of the state byte, not the refcount.)
+// with `--cfg loom` for the model in tests/loom_future.rs. (The reference count of a
+// `Handle` stays std's: the model is of the state byte, not the refcount.)
 #[cfg(not(loom))]
 use crossbeam_utils::Backoff;
 #[cfg(loom)]
@@ -198,30 +209,166 @@ type Outcome<T> = Result<T, Box<TaskError>>;
 /// The guard of `Shared::inner`.
 type Locked<'a, T> = MutexGuard<'a, Option<Box<Inner<T>>>>;
 
-/// What rides along with a future in its allocation: nothing (`()`, for a
-/// [`Completer`]'s future), or a [`Task`]'s closure.
-trait Payload: Send {}
+/// One future's allocation: its [`Shared`] state, then what rides along with it:
+/// nothing (`()`, for a [`Completer`]'s future), or a [`Task`]'s closure. Every handle
+/// sees only the `Shared<T>` at its start (`repr(C)`); only the [`Task`], which knows
+/// `J`, touches `job`, which lies wholly after it.
+#[repr(C)]
+struct Alloc<T, J> {
+    shared: Shared<T>,
+    job: J,
+}
 
-impl<P: Send> Payload for P {}
-
-/// One future's allocation. `J` is the payload: a concrete type while it is built, then
-/// `dyn Payload` behind every [`Future`] and [`Completer`].
-struct Shared<T, J: ?Sized = dyn Payload> {
+/// A future's state, at the start of its allocation ([`Alloc`]).
+struct Shared<T> {
+    /// The handles to it ([`Handle`]s: futures, the completer or the task).
+    refs: std::sync::atomic::AtomicUsize,
+    /// Drops the allocation as the `Alloc<T, J>` it is, once the last handle is gone.
+    release: unsafe fn(NonNull<Shared<T>>),
     state: AtomicU8,
     inner: Mutex<Option<Box<Inner<T>>>>,
     cond: Condvar,
     /// The error is boxed so the slot is small for the usual outcome, a value.
     outcome: UnsafeCell<Option<Outcome<T>>>,
-    job: J,
 }
 
-// SAFETY: `outcome` and the job slot are the only fields not already `Sync`. The state
-// machine of the module docs gives every access to them one owner at a time: the
-// outcome is written by the one side owning the transition to a terminal phase, then
-// only read under `inner`'s lock with READING set, or moved out once by the side that
-// set TAKEN; the job slot is touched only through the one `Task`. Values cross threads
-// by those hand-offs only, hence `T: Send` and `J: Send`, not `Sync`.
-unsafe impl<T: Send, J: ?Sized + Send> Sync for Shared<T, J> {}
+// SAFETY: `outcome` is the only field not already `Sync`. The state machine of the
+// module docs gives every access to it one owner at a time: it is written by the one
+// side owning the transition to a terminal phase, then only read under `inner`'s lock
+// with READING set, or moved out once by the side that set TAKEN. Values cross threads
+// by those hand-offs only, hence `T: Send`, not `Sync`.
+unsafe impl<T: Send> Sync for Shared<T> {}
+
+/// A counted reference to a [`Shared`]: what `Arc<Shared<T>>` was, with what this
+/// module needs and `Arc` cannot give. A task's allocation is made with its two
+/// references (future and task) counted, not one plus an increment; the last handle
+/// can free it without a decrement ([`Handle::release_last`]); and the job's type is
+/// forgotten without a fat pointer. No weak references.
+struct Handle<T> {
+    ptr: NonNull<Shared<T>>,
+    _owns: PhantomData<Shared<T>>,
+}
+
+// SAFETY: a handle is a shared reference to a `Shared<T>`, which is `Sync` for
+// `T: Send`; the last handle, on whichever thread, drops the value and the job (which
+// was `Send` when it was made: `Handle::allocate` demands it): `Send` needs no more.
+unsafe impl<T: Send> Send for Handle<T> {}
+// SAFETY: as above.
+unsafe impl<T: Send> Sync for Handle<T> {}
+
+// A handle is a pointer, as `Arc` is: nothing is ever pinned through it.
+impl<T> Unpin for Handle<T> {}
+
+impl<T> Handle<T> {
+    /// A new allocation in `state`, with `outcome` and `job`, and `refs` handles to it.
+    fn allocate<J: Send>(
+        refs: usize,
+        state: u8,
+        outcome: Option<Outcome<T>>,
+        job: J,
+    ) -> NonNull<Shared<T>> {
+        let alloc = Box::new(Alloc {
+            shared: Shared {
+                refs: std::sync::atomic::AtomicUsize::new(refs),
+                release: release::<T, J>,
+                state: AtomicU8::new(state),
+                inner: Mutex::new(None),
+                cond: Condvar::new(),
+                outcome: UnsafeCell::new(outcome),
+            },
+            job,
+        });
+        // `shared` is at offset 0 (`repr(C)`): the pointer to the whole is one to it.
+        NonNull::from(Box::leak(alloc)).cast()
+    }
+
+    /// Takes over one of the counted references to `ptr`.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` came from [`Handle::allocate`], and the caller owns one of its counted
+    /// references, which this handle now holds.
+    unsafe fn adopt(ptr: NonNull<Shared<T>>) -> Self {
+        Handle {
+            ptr,
+            _owns: PhantomData,
+        }
+    }
+
+    /// A handle to a new allocation that only it refers to.
+    fn alone(state: u8, outcome: Option<Outcome<T>>) -> Self {
+        // SAFETY: made with one reference, which this handle holds.
+        unsafe { Self::adopt(Self::allocate(1, state, outcome, ())) }
+    }
+
+    /// The allocation's address: the future's identity.
+    fn addr(&self) -> usize {
+        self.ptr.as_ptr().addr()
+    }
+
+    /// Whether this is the only handle left (then none can be made but from it).
+    fn is_last(&self) -> bool {
+        // Pairs with the `Release` decrement of every handle dropped before: what they
+        // did with the allocation happened before what this handle's owner does next.
+        self.refs.load(Ordering::Acquire) == 1
+    }
+
+    /// Frees the allocation of the last handle, with no atomic decrement.
+    fn release_last(self) {
+        debug_assert!(self.is_last());
+        let ptr = self.ptr;
+        std::mem::forget(self);
+        // SAFETY: this was the last handle (the caller checked, and none can appear from
+        // nowhere), so nobody else can reach the allocation.
+        unsafe { (ptr.as_ref().release)(ptr) };
+    }
+}
+
+/// Drops an `Alloc<T, J>` (outcome, and the job if still there) and frees it.
+///
+/// # Safety
+///
+/// `ptr` came from `Handle::allocate::<J>`, and no handle to it is left.
+unsafe fn release<T, J>(ptr: NonNull<Shared<T>>) {
+    // SAFETY: it was a `Box<Alloc<T, J>>` (the caller vouches), now unreachable.
+    drop(unsafe { Box::from_raw(ptr.cast::<Alloc<T, J>>().as_ptr()) });
+}
+
+impl<T> Clone for Handle<T> {
+    fn clone(&self) -> Self {
+        // As `Arc`: a new reference needs no ordering, as the one it comes from keeps
+        // the allocation alive meanwhile. Counts that would overflow abort.
+        if self.refs.fetch_add(1, Ordering::Relaxed) > isize::MAX as usize {
+            std::process::abort();
+        }
+        Handle {
+            ptr: self.ptr,
+            _owns: PhantomData,
+        }
+    }
+}
+
+impl<T> Drop for Handle<T> {
+    fn drop(&mut self) {
+        if self.refs.fetch_sub(1, Ordering::Release) != 1 {
+            return;
+        }
+        // Pairs with the `Release` above of every other handle's drop.
+        std::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: that was the last reference: nobody else can reach the allocation.
+        unsafe { (self.ptr.as_ref().release)(self.ptr) };
+    }
+}
+
+impl<T> std::ops::Deref for Handle<T> {
+    type Target = Shared<T>;
+
+    fn deref(&self) -> &Shared<T> {
+        // SAFETY: the allocation lives while any handle does, and begins with this
+        // `Shared<T>` (see `Alloc`).
+        unsafe { self.ptr.as_ref() }
+    }
+}
 
 /// The eventual result of a task: Python's `concurrent.futures.Future`.
 ///
@@ -250,7 +397,7 @@ unsafe impl<T: Send, J: ?Sized + Send> Sync for Shared<T, J> {}
 /// assert!(fut.done());
 /// ```
 pub struct Future<T> {
-    shared: Arc<Shared<T>>,
+    shared: Handle<T>,
 }
 
 /// The completing side of a [`Future`], owned by whatever runs the task.
@@ -266,15 +413,10 @@ pub struct Future<T> {
 /// dropped) fails the future with [`TaskError::Broken`], so no waiter ever hangs on a
 /// task that nobody will finish.
 pub struct Completer<T> {
-    shared: Arc<Shared<T>>,
+    shared: Handle<T>,
 }
 
 impl<T> Shared<T> {
-    /// A future's allocation in `state`, with `outcome` already in place for a done one.
-    fn new(state: u8, outcome: Option<Outcome<T>>) -> Arc<Shared<T>> {
-        Arc::new(Shared::with_job(state, outcome, ()))
-    }
-
     fn lock(&self) -> Locked<'_, T> {
         // User code never runs under this lock (a reader's `Clone` is the exception, and
         // the READING guard survives its panic), so a poisoned lock can only come from a
@@ -295,78 +437,6 @@ impl<T> Shared<T> {
             return None;
         }
         Some(locked.get_or_insert_with(Box::default))
-    }
-
-    /// Moves the future to a terminal phase with `outcome`: from PENDING, or also from
-    /// RUNNING when `from_running` (only the completing side may ask that). Returns
-    /// whether this call made the transition.
-    fn finish(self: &Arc<Self>, from_running: bool, outcome: Result<T, TaskError>) -> bool {
-        let terminal = match &outcome {
-            Ok(_) => FINISHED_OK,
-            Err(TaskError::Cancelled) => CANCELLED,
-            Err(_) => FINISHED_ERR,
-        };
-        let mut current = self.state.load(Ordering::Acquire);
-        let from = loop {
-            match phase(current) {
-                PENDING => match self.state.compare_exchange_weak(
-                    current,
-                    (current & !PHASE) | COMPLETING,
-                    Ordering::Acquire,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => break COMPLETING,
-                    // A flag was set, or a racing cancel or start won: look again.
-                    Err(now) => current = now,
-                },
-                RUNNING if from_running => break RUNNING,
-                _ => return false,
-            }
-        };
-        // SAFETY: we own the transition out of `from` (module docs, "Who touches what":
-        // our compare-exchange entered COMPLETING, or the caller is the completing side
-        // of a RUNNING future), so no one else reads or writes the slot until the
-        // `fetch_xor` below publishes it.
-        unsafe { *self.outcome.get() = Some(outcome.map_err(Box::new)) };
-        // Only the phase bits change, from `from` (which nobody else can leave) to
-        // `terminal`; flags set meanwhile are kept.
-        let before = self.state.fetch_xor(from ^ terminal, Ordering::AcqRel);
-        if before & WAITERS != 0 {
-            self.wake_waiters();
-        }
-        true
-    }
-
-    /// After the terminal transition of a future with WAITERS: wakes the sleepers and
-    /// runs what was registered, outside the lock.
-    fn wake_waiters(self: &Arc<Self>) {
-        let mut locked = self.lock();
-        // WAITERS is set only by a registrant that then created the box.
-        let inner = locked.get_or_insert_with(Box::default);
-        // The box stays: a sleeper still counts itself out of it when it wakes.
-        let callbacks = std::mem::take(&mut inner.callbacks);
-        let wakers = std::mem::take(&mut inner.wakers);
-        let watchers = std::mem::take(&mut inner.watchers);
-        let sleepers = inner.sleepers > 0;
-        drop(locked);
-
-        if sleepers {
-            self.cond.notify_all();
-        }
-        for (signal, index) in watchers {
-            signal.fire(index);
-        }
-        for (_, waker) in wakers {
-            waker.wake();
-        }
-        if !callbacks.is_empty() {
-            let fut = Future {
-                shared: Arc::clone(self),
-            };
-            for callback in callbacks {
-                fut.run_callback(callback);
-            }
-        }
     }
 
     /// Waits while another side is between COMPLETING and its terminal phase: a few
@@ -506,14 +576,76 @@ impl<T> Shared<T> {
     }
 }
 
-impl<T, J> Shared<T, J> {
-    fn with_job(state: u8, outcome: Option<Outcome<T>>, job: J) -> Shared<T, J> {
-        Shared {
-            state: AtomicU8::new(state),
-            inner: Mutex::new(None),
-            cond: Condvar::new(),
-            outcome: UnsafeCell::new(outcome),
-            job,
+impl<T> Handle<T> {
+    /// Moves the future to a terminal phase with `outcome`: from PENDING, or also from
+    /// RUNNING when `from_running` (only the completing side may ask that). Returns
+    /// whether this call made the transition.
+    fn finish(&self, from_running: bool, outcome: Result<T, TaskError>) -> bool {
+        let terminal = match &outcome {
+            Ok(_) => FINISHED_OK,
+            Err(TaskError::Cancelled) => CANCELLED,
+            Err(_) => FINISHED_ERR,
+        };
+        let mut current = self.state.load(Ordering::Acquire);
+        let from = loop {
+            match phase(current) {
+                PENDING => match self.state.compare_exchange_weak(
+                    current,
+                    (current & !PHASE) | COMPLETING,
+                    Ordering::Acquire,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => break COMPLETING,
+                    // A flag was set, or a racing cancel or start won: look again.
+                    Err(now) => current = now,
+                },
+                RUNNING if from_running => break RUNNING,
+                _ => return false,
+            }
+        };
+        // SAFETY: we own the transition out of `from` (module docs, "Who touches what":
+        // our compare-exchange entered COMPLETING, or the caller is the completing side
+        // of a RUNNING future), so no one else reads or writes the slot until the
+        // `fetch_xor` below publishes it.
+        unsafe { *self.outcome.get() = Some(outcome.map_err(Box::new)) };
+        // Only the phase bits change, from `from` (which nobody else can leave) to
+        // `terminal`; flags set meanwhile are kept.
+        let before = self.state.fetch_xor(from ^ terminal, Ordering::AcqRel);
+        if before & WAITERS != 0 {
+            self.wake_waiters();
+        }
+        true
+    }
+
+    /// After the terminal transition of a future with WAITERS: wakes the sleepers and
+    /// runs what was registered, outside the lock.
+    fn wake_waiters(&self) {
+        let mut locked = self.lock();
+        // WAITERS is set only by a registrant that then created the box.
+        let inner = locked.get_or_insert_with(Box::default);
+        // The box stays: a sleeper still counts itself out of it when it wakes.
+        let callbacks = std::mem::take(&mut inner.callbacks);
+        let wakers = std::mem::take(&mut inner.wakers);
+        let watchers = std::mem::take(&mut inner.watchers);
+        let sleepers = inner.sleepers > 0;
+        drop(locked);
+
+        if sleepers {
+            self.cond.notify_all();
+        }
+        for (signal, index) in watchers {
+            signal.fire(index);
+        }
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+        if !callbacks.is_empty() {
+            let fut = Future {
+                shared: self.clone(),
+            };
+            for callback in callbacks {
+                fut.run_callback(callback);
+            }
         }
     }
 }
@@ -553,7 +685,7 @@ impl<T> Future<T> {
     /// ```
     pub fn ready(value: T) -> Self {
         Future {
-            shared: Shared::new(FINISHED_OK, Some(Ok(value))),
+            shared: Handle::alone(FINISHED_OK, Some(Ok(value))),
         }
     }
 
@@ -565,13 +697,13 @@ impl<T> Future<T> {
             _ => FINISHED_ERR,
         };
         Future {
-            shared: Shared::new(state, Some(Err(Box::new(error)))),
+            shared: Handle::alone(state, Some(Err(Box::new(error)))),
         }
     }
 
     /// Which task this future stands for; see [`FutureId`].
     pub fn id(&self) -> FutureId {
-        FutureId(Arc::as_ptr(&self.shared).addr())
+        FutureId(self.shared.addr())
     }
 
     /// Where the future is in its life.
@@ -728,16 +860,15 @@ impl<T> Future<T> {
         if !self.shared.wait_done(timeout) {
             return Err(TaskError::TimedOut);
         }
-        if Arc::strong_count(&self.shared) == 1 {
-            // Pairs with the `Release` decrement of every handle dropped before: what they
-            // did with the slot happened before what we do now.
-            std::sync::atomic::fence(Ordering::Acquire);
+        if self.shared.is_last() {
             // SAFETY: this is the last handle (the usual case: the completing side and
-            // the other clones have let go), and no `Weak` is ever made, so no other
-            // thread can reach the slot any more; the future is done, so it was written
-            // (module docs, "Who touches what"). Nothing needs keeping out, so TAKEN
-            // need not be set: the allocation goes with this handle.
+            // the other clones have let go; `is_last` ordered what they did before this),
+            // so no other thread can reach the slot any more; the future is done, so it
+            // was written (module docs, "Who touches what"). Nothing needs keeping out,
+            // so TAKEN need not be set: the allocation goes with this handle.
             let outcome = unsafe { (*self.shared.outcome.get()).take() };
+            // Freed with no atomic decrement: nobody else can count.
+            self.shared.release_last();
             return outcome.map_or(Err(TaskError::ResultTaken), |o| o.map_err(|e| *e));
         }
         self.shared.take()
@@ -882,7 +1013,7 @@ impl<T> std::panic::RefUnwindSafe for Completer<T> {}
 impl<T> Clone for Future<T> {
     fn clone(&self) -> Self {
         Future {
-            shared: Arc::clone(&self.shared),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -917,10 +1048,12 @@ impl<T> Shared<T> {
             }
         }
     }
+}
 
+impl<T> Handle<T> {
     /// The completing side's last word when it was never given one: fails a future that
     /// is not done yet with [`TaskError::Broken`].
-    fn abandon(self: &Arc<Self>) {
+    fn abandon(&self) {
         // The usual case, a completed task, needs nothing more. A racing cancel after
         // this check is settled by `finish`'s compare-exchange.
         if is_done(self.state.load(Ordering::Acquire)) {
@@ -938,11 +1071,10 @@ impl<T> Shared<T> {
 impl<T> Completer<T> {
     /// A new pending future and the completer that will finish it.
     pub fn new() -> (Completer<T>, Future<T>) {
-        let shared = Shared::new(PENDING, None);
-        let completer = Completer {
-            shared: Arc::clone(&shared),
-        };
-        (completer, Future { shared })
+        let ptr = Handle::allocate(2, PENDING, None, ());
+        // SAFETY: made with two references: one for each of these handles.
+        let (completer, future) = unsafe { (Handle::adopt(ptr), Handle::adopt(ptr)) };
+        (Completer { shared: completer }, Future { shared: future })
     }
 
     /// Marks the future running, unless it was cancelled: then returns false, and the
@@ -956,7 +1088,7 @@ impl<T> Completer<T> {
 
     /// Which task this completer finishes: its future's [`Future::id`].
     pub fn id(&self) -> FutureId {
-        FutureId(Arc::as_ptr(&self.shared).addr())
+        FutureId(self.shared.addr())
     }
 
     /// True when the user cancelled the future before it started.
@@ -1039,7 +1171,7 @@ impl<T> fmt::Debug for Completer<T> {
             .field(
                 "state",
                 &Future {
-                    shared: Arc::clone(&self.shared),
+                    shared: self.shared.clone(),
                 }
                 .state(),
             )
@@ -1047,39 +1179,56 @@ impl<T> fmt::Debug for Completer<T> {
     }
 }
 
-/// A task's closure, in its future's allocation: taken out once, through the one
-/// [`Task`].
+/// A task's closure, in its future's allocation (an `Alloc<T, JobSlot<F>>`): taken out
+/// once, through the one [`Task`].
 struct JobSlot<F>(UnsafeCell<Option<F>>);
 
-/// What a [`Task`] can do with its allocation without knowing the value type.
-trait Queued: Send + Sync {
-    fn run(self: Arc<Self>, before_publish: &dyn Fn());
-    fn fail(self: Arc<Self>, error: TaskError);
-    fn cancel(self: Arc<Self>);
-    fn abandon(self: Arc<Self>);
+/// What a [`Task`] does with its allocation, for the value and closure types it was
+/// made with: each takes over the task's reference.
+struct TaskVTable {
+    run: unsafe fn(NonNull<()>, &dyn Fn()),
+    fail: unsafe fn(NonNull<()>, TaskError),
+    cancel: unsafe fn(NonNull<()>),
+    abandon: unsafe fn(NonNull<()>),
 }
 
-impl<T, F> Shared<T, JobSlot<F>>
+/// The [`TaskVTable`] of a task of value `T` and closure `F`.
+struct TaskOps<T, F>(PhantomData<(T, F)>);
+
+impl<T, F> TaskOps<T, F>
 where
     T: Send + 'static,
     F: FnOnce() -> Result<T, TaskError> + Send + 'static,
 {
-    /// Takes the closure out of the job slot.
-    fn take_job(&self) -> Option<F> {
-        // SAFETY: the job slot is touched only through the one `Task` (module docs, "Who
-        // touches what"), whose consuming methods are the only callers, one at a time.
-        unsafe { (*self.job.0.get()).take() }
+    const VTABLE: TaskVTable = TaskVTable {
+        run: Self::run,
+        fail: Self::fail,
+        cancel: Self::cancel,
+        abandon: Self::abandon,
+    };
+
+    /// The task's handle, and its closure taken out of the job slot.
+    ///
+    /// # Safety
+    ///
+    /// `ptr` is a [`Task`]'s, made by `Task::new::<T, F>`; the caller hands over the
+    /// task's reference, once.
+    unsafe fn open(ptr: NonNull<()>) -> (Handle<T>, Option<F>) {
+        let alloc = ptr.cast::<Alloc<T, JobSlot<F>>>().as_ptr();
+        // SAFETY: the allocation is an `Alloc<T, JobSlot<F>>` (the caller vouches), alive
+        // while the task's reference is; its job slot is touched only through the one
+        // `Task` (module docs, "Who touches what"), and this is that task's one call.
+        let job = unsafe { (*(*alloc).job.0.get()).take() };
+        // SAFETY: the task's reference, handed over.
+        (unsafe { Handle::adopt(ptr.cast()) }, job)
     }
-}
 
-impl<T, F> Queued for Shared<T, JobSlot<F>>
-where
-    T: Send + 'static,
-    F: FnOnce() -> Result<T, TaskError> + Send + 'static,
-{
-    fn run(self: Arc<Self>, before_publish: &dyn Fn()) {
-        let job = self.take_job();
-        let shared: Arc<Shared<T>> = self;
+    /// # Safety
+    ///
+    /// As [`TaskOps::open`].
+    unsafe fn run(ptr: NonNull<()>, before_publish: &dyn Fn()) {
+        // SAFETY: passed on from the caller.
+        let (shared, job) = unsafe { Self::open(ptr) };
         let Some(job) = job.filter(|_| shared.set_running()) else {
             before_publish();
             return;
@@ -1092,24 +1241,33 @@ where
         shared.finish(true, outcome);
     }
 
-    fn fail(self: Arc<Self>, error: TaskError) {
-        let job = self.take_job();
-        let shared: Arc<Shared<T>> = self;
+    /// # Safety
+    ///
+    /// As [`TaskOps::open`].
+    unsafe fn fail(ptr: NonNull<()>, error: TaskError) {
+        // SAFETY: passed on from the caller.
+        let (shared, job) = unsafe { Self::open(ptr) };
         shared.finish(true, Err(error));
         drop(job);
     }
 
-    fn cancel(self: Arc<Self>) {
-        let job = self.take_job();
-        let shared: Arc<Shared<T>> = self;
+    /// # Safety
+    ///
+    /// As [`TaskOps::open`].
+    unsafe fn cancel(ptr: NonNull<()>) {
+        // SAFETY: passed on from the caller.
+        let (shared, job) = unsafe { Self::open(ptr) };
         shared.finish(false, Err(TaskError::Cancelled));
         shared.abandon();
         drop(job);
     }
 
-    fn abandon(self: Arc<Self>) {
-        let job = self.take_job();
-        let shared: Arc<Shared<T>> = self;
+    /// # Safety
+    ///
+    /// As [`TaskOps::open`].
+    unsafe fn abandon(ptr: NonNull<()>) {
+        // SAFETY: passed on from the caller.
+        let (shared, job) = unsafe { Self::open(ptr) };
         shared.abandon();
         drop(job);
     }
@@ -1138,9 +1296,18 @@ where
 /// assert!(fut.cancelled());
 /// ```
 pub struct Task {
-    /// `None` once a consuming method took it; `Drop` abandons what is left.
-    shared: Option<Arc<dyn Queued>>,
+    /// The allocation (an `Alloc<T, JobSlot<F>>`, holding one counted reference) and
+    /// what to do with it; `None` once a consuming method took it; `Drop` abandons what
+    /// is left.
+    raw: Option<(NonNull<()>, &'static TaskVTable)>,
 }
+
+// SAFETY: `Task::new` demands `T: Send` and `F: Send`, and a task only moves them to
+// the thread that runs, fails, cancels or drops it; through `&Task` only the address is
+// read.
+unsafe impl Send for Task {}
+// SAFETY: as above.
+unsafe impl Sync for Task {}
 
 impl Task {
     /// A pending task running `job`, and its future.
@@ -1149,31 +1316,25 @@ impl Task {
         T: Send + 'static,
         F: FnOnce() -> Result<T, TaskError> + Send + 'static,
     {
-        let shared = Arc::new(Shared::with_job(
-            PENDING,
-            None,
-            JobSlot(UnsafeCell::new(Some(job))),
-        ));
-        let fut = Future {
-            shared: Arc::clone(&shared) as Arc<Shared<T>>,
-        };
+        let job = JobSlot(UnsafeCell::new(Some(job)));
+        let ptr = Handle::<T>::allocate(2, PENDING, None, job);
+        // SAFETY: made with two references: the future's, and the task's, kept raw.
+        let shared = unsafe { Handle::adopt(ptr) };
+        let fut = Future { shared };
         let task = Task {
-            shared: Some(shared),
+            raw: Some((ptr.cast(), &TaskOps::<T, F>::VTABLE)),
         };
         (task, fut)
     }
 
     /// Which task this is: its future's [`Future::id`].
     pub fn id(&self) -> FutureId {
-        let shared = self
-            .shared
-            .as_ref()
-            .expect("taken only by consuming methods");
-        FutureId(Arc::as_ptr(shared).addr())
+        let (ptr, _) = self.raw.expect("taken only by consuming methods");
+        FutureId(ptr.as_ptr().addr())
     }
 
-    fn into_shared(mut self) -> Arc<dyn Queued> {
-        self.shared
+    fn into_raw(mut self) -> (NonNull<()>, &'static TaskVTable) {
+        self.raw
             .take()
             .expect("only consuming methods and drop take it")
     }
@@ -1184,25 +1345,32 @@ impl Task {
     /// worker idle there lets a caller that submits again on seeing the result find
     /// that worker.
     pub fn run(self, before_publish: &dyn Fn()) {
-        self.into_shared().run(before_publish);
+        let (ptr, ops) = self.into_raw();
+        // SAFETY: the task's pointer and its own table, its reference handed over once.
+        unsafe { (ops.run)(ptr, before_publish) };
     }
 
     /// Fails a task that will never run with `error` (a broken pool).
     pub fn fail(self, error: TaskError) {
-        self.into_shared().fail(error);
+        let (ptr, ops) = self.into_raw();
+        // SAFETY: as in `run`.
+        unsafe { (ops.fail)(ptr, error) };
     }
 
     /// Cancels a task that will never run (an executor shutting down with
     /// `cancel_futures`).
     pub fn cancel(self) {
-        self.into_shared().cancel();
+        let (ptr, ops) = self.into_raw();
+        // SAFETY: as in `run`.
+        unsafe { (ops.cancel)(ptr) };
     }
 }
 
 impl Drop for Task {
     fn drop(&mut self) {
-        if let Some(shared) = self.shared.take() {
-            shared.abandon();
+        if let Some((ptr, ops)) = self.raw.take() {
+            // SAFETY: as in `run`.
+            unsafe { (ops.abandon)(ptr) };
         }
     }
 }
@@ -1210,7 +1378,7 @@ impl Drop for Task {
 impl fmt::Debug for Task {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Task")
-            .field("id", &self.shared.as_ref().map(|s| Arc::as_ptr(s).addr()))
+            .field("id", &self.raw.map(|(ptr, _)| ptr.as_ptr().addr()))
             .finish_non_exhaustive()
     }
 }
