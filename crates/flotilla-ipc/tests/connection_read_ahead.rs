@@ -89,6 +89,19 @@ fn frames_on_both_sides_of_the_hand_over_size_arrive_whole() {
     }
 }
 
+/// Both sides of the first growth of a payload's buffer (1 MiB): a frame that fits in it
+/// gets all its room with its first bytes, a larger one grows again; either arrives
+/// whole, at once or in pieces.
+#[test]
+fn frames_on_both_sides_of_the_first_growth_arrive_whole() {
+    const GROWTH: usize = 1 << 20;
+    const HEADER: usize = 16;
+    for len in [GROWTH - 1, GROWTH, GROWTH + 1, GROWTH + (64 << 10) + 1] {
+        trickle(len, &[usize::MAX, 1]); // all at once
+        trickle(len, &[HEADER + 100, 300_001]); // in pieces
+    }
+}
+
 /// A payload that became the received `Vec` keeps no more room than it needs: a
 /// program that keeps many received messages holds their bytes, not a read-ahead
 /// buffer each.
