@@ -134,7 +134,7 @@ impl Child {
         }
         // Read a frame at a time as it arrives, never blocking: see the module doc. A
         // failure leaves it blocking, which only costs the timed join its precision.
-        let _ = results.set_nonblocking(true);
+        let _ = sys::set_nonblocking(results.as_fd());
         Child {
             pid,
             name,
@@ -271,7 +271,7 @@ impl Child {
     }
 
     /// Once the child has ended: takes the report from its shared page, if it stored
-    /// one there (then nothing came on the channel), and unmaps the page.
+    /// one there (then nothing came on the channel), and recycles the page.
     fn read_page(&self, status: &mut Status) -> Result<(), Error> {
         let Some(PageReport { page, child_end }) = self
             .page
@@ -282,7 +282,10 @@ impl Child {
             return Ok(());
         };
         drop(child_end);
-        if let (Outcome::Pending, Some(bytes)) = (&status.outcome, page.read()) {
+        let stored = page.read();
+        // The child has ended: the page is free for the next fork start.
+        page.recycle();
+        if let (Outcome::Pending, Some(bytes)) = (&status.outcome, stored) {
             let report: Report =
                 flotilla_core::codec::decode(&bytes).map_err(flotilla_ipc::Error::from)?;
             status.outcome = Outcome::Reported(report, Vec::new());
