@@ -155,6 +155,11 @@ pub(crate) fn spawn(role: &str, boot: Connection) -> Result<i32, Error> {
 /// Refuses to start processes from a process that was started as a worker but has not
 /// run its role: the bootstrap did not run, and `main` is running instead.
 pub(crate) fn guard() -> Result<(), Error> {
+    // Checked once: every start would otherwise take the environment's lock and scan it.
+    static CLEAR: AtomicBool = AtomicBool::new(false);
+    if CLEAR.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     if std::env::var_os(ROLE_VAR).is_some() {
         return Err(Error::Unsupported(
             "this process was started as a flotilla worker but never ran its task: \
@@ -162,6 +167,7 @@ pub(crate) fn guard() -> Result<(), Error> {
                 .into(),
         ));
     }
+    CLEAR.store(true, Ordering::Relaxed);
     Ok(())
 }
 
@@ -297,8 +303,12 @@ pub(crate) fn finish(
 static FLUSH_STDOUT: AtomicBool = AtomicBool::new(true);
 
 /// Called in a forked child, before anything else: see [`FLUSH_STDOUT`].
+#[inline]
 pub(crate) fn set_flush_stdout(flush: bool) {
-    FLUSH_STDOUT.store(flush, Ordering::Relaxed);
+    // Written only when it changes: in a fork child, a write copies the page.
+    if FLUSH_STDOUT.load(Ordering::Relaxed) != flush {
+        FLUSH_STDOUT.store(flush, Ordering::Relaxed);
+    }
 }
 
 /// Runs `target` in a child (after fork, or from a trampoline) and ends the process the

@@ -17,6 +17,14 @@
 //! value, 1 for a panic, 70 for a refusal. A child that ended with no report then has
 //! no knowable exit code: it is recorded as [`LOST_EXIT`] and `join` says why.
 //!
+//! The same holds while the server lives: once a forkserver child's report is in, its
+//! pidfd says when it ended, and the report its exit code (unless the server's word
+//! came first). The parent then wakes up once, for the report, instead of a second
+//! time for the server's word, which needs the server woken by the child's end first.
+//! Only a signal that killed the child between its report and its `_exit` would have
+//! given another code; what the child did is in its report either way. A child that
+//! ended without a report still waits for the server's word.
+//!
 //! A fork child has one more way to report: a page of memory shared with its parent
 //! (`sys::ReportPage`), for a report that fits in it and carries no descriptors — the
 //! common case. It stores the report there and exits without writing to the result
@@ -134,7 +142,7 @@ impl Child {
         }
         // Read a frame at a time as it arrives, never blocking: see the module doc. A
         // failure leaves it blocking, which only costs the timed join its precision.
-        let _ = results.set_nonblocking(true);
+        let _ = sys::set_nonblocking(results.as_fd());
         Child {
             pid,
             name,
@@ -233,12 +241,14 @@ impl Child {
         }
     }
 
-    /// The descriptor that becomes readable when there is news of the child's end.
+    /// The descriptor that becomes readable when there is news of the child's end: for
+    /// a forkserver child, its pidfd once its report is in (see [`reap`](Self::reap))
+    /// or its server is gone.
     fn exit_fd<'a>(&'a self, status: &Status) -> BorrowedFd<'a> {
         match &self.watch {
             ExitWatch::Server {
                 pidfd: Some(pidfd), ..
-            } if status.server_gone => pidfd.as_fd(),
+            } if status.server_gone || !matches!(status.outcome, Outcome::Pending) => pidfd.as_fd(),
             _ => self.sentinel(),
         }
     }
@@ -271,7 +281,7 @@ impl Child {
     }
 
     /// Once the child has ended: takes the report from its shared page, if it stored
-    /// one there (then nothing came on the channel), and unmaps the page.
+    /// one there (then nothing came on the channel), and recycles the page.
     fn read_page(&self, status: &mut Status) -> Result<(), Error> {
         let Some(PageReport { page, child_end }) = self
             .page
@@ -282,7 +292,10 @@ impl Child {
             return Ok(());
         };
         drop(child_end);
-        if let (Outcome::Pending, Some(bytes)) = (&status.outcome, page.read()) {
+        let stored = page.read();
+        // The child has ended: the page is free for the next fork start.
+        page.recycle();
+        if let (Outcome::Pending, Some(bytes)) = (&status.outcome, stored) {
             let report: Report =
                 flotilla_core::codec::decode(&bytes).map_err(flotilla_ipc::Error::from)?;
             status.outcome = Outcome::Reported(report, Vec::new());
@@ -318,7 +331,14 @@ impl Child {
                         Err(e) => return Err(e.into()),
                     }
                 }
-                if let (true, Some(pidfd)) = (status.server_gone, pidfd)
+                // A child whose report is in has ended once its pidfd says so, and
+                // with the code its report implies (it exits with exactly that code
+                // right after sending it): no need to wait for the server to wake up,
+                // reap it and send the code, which is a second wake-up of this
+                // process. The server's code, when it came first, is the one kept.
+                let reported = !matches!(status.outcome, Outcome::Pending);
+                if let (None, true, Some(pidfd)) =
+                    (status.exitcode, status.server_gone || reported, pidfd)
                     && flotilla_ipc::wait_indices_timeout(&[pidfd.as_fd()], Duration::ZERO)?.first()
                         == Some(&0)
                 {

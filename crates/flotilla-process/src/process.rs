@@ -406,7 +406,8 @@ where
     let (name, parent) = prepare(name)?;
     let (ours, theirs) = pipe(true)?;
     // Without a page (no memory to map one), the report travels on the channel.
-    let page = sys::ReportPage::new().ok();
+    let page = sys::ReportPage::new(parent.pid).ok();
+    warm_for_fork();
     // SAFETY: forwarded from this function's contract: the child only runs `body` and
     // flotilla's own bootstrap, which takes no lock another thread could hold (the
     // process state is replaced, not locked, in the child; stdout is flushed at the end
@@ -418,7 +419,12 @@ where
             // its other children's channels, ...) may live on here: see `fds`.
             fds::scrub_after_fork(&[theirs.as_fd().as_raw_fd()]);
             sys::forget_watcher();
-            drop(ours);
+            // Closed, not dropped: freeing its buffers would write (and so copy) heap
+            // pages for nothing in a process about to end.
+            let ours = std::mem::ManuallyDrop::new(ours);
+            // SAFETY: closes the parent's end of the result channel, which this
+            // process's copy of `ours` owns and, being never dropped, never closes again.
+            unsafe { libc::close(ours.as_fd().as_raw_fd()) };
             let parent_pid = parent.pid;
             state::reset_after_fork(
                 ProcessInfo {
@@ -452,6 +458,18 @@ where
             Ok(register(Child::new(pid, name, daemon, watch, ours, page)))
         }
     }
+}
+
+/// Just before a fork: first touches what every fork child touches, so that the child
+/// finds it ready in the memory it copies rather than setting it up itself. In the child
+/// each first-time setup costs page faults (a registered thread-local destructor four,
+/// stdout's buffer two), which were a good part of what a fork start cost beyond the
+/// bare fork. Both are one-time setups here: later calls cost nothing.
+fn warm_for_fork() {
+    // The handle encoder's thread-locals, which encoding the child's value uses.
+    let _ = flotilla_ipc::handle::encode(&());
+    // Stdout, which the child flushes as it ends.
+    let _ = std::io::stdout();
 }
 
 /// A pidfd for our new child `pid`; on failure the child is killed and reaped, so it is

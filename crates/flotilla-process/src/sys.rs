@@ -4,7 +4,7 @@
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStringExt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicPtr, AtomicU8, Ordering};
 
 use nix::errno::Errno;
 use nix::spawn::{PosixSpawnAttr, PosixSpawnFileActions, PosixSpawnFlags};
@@ -24,6 +24,17 @@ pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd, Error> {
     }
     // SAFETY: the kernel just created this descriptor for us; nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Makes `fd` non-blocking with one system call (`FIONBIO`), where reading its flags
+/// first and writing them back takes two.
+pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Error> {
+    let on: libc::c_int = 1;
+    // SAFETY: FIONBIO reads one int from the pointer, which points at `on`.
+    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONBIO, &on) } != 0 {
+        return Err(Error::os("ioctl(FIONBIO)", Errno::last()));
+    }
+    Ok(())
 }
 
 /// Sends `signal` to the process behind `pidfd`, which cannot have been replaced by a
@@ -127,8 +138,12 @@ pub(crate) fn watch_parent(parent: i32) {
 static WATCHER: AtomicBool = AtomicBool::new(false);
 
 /// In a child just forked: it has no watcher thread, whatever its parent had.
+#[inline]
 pub(crate) fn forget_watcher() {
-    WATCHER.store(false, Ordering::SeqCst);
+    // Written only when set: in a fork child, a write copies the page.
+    if WATCHER.load(Ordering::Relaxed) {
+        WATCHER.store(false, Ordering::SeqCst);
+    }
 }
 
 /// The watcher thread: sleeps until the parent process ends, then kills this process.
@@ -186,18 +201,19 @@ pub(crate) fn die_with_server(server: i32) {
 /// kernel's 15 bytes: the name `ps` and `top` show. Best effort: a failure changes
 /// nothing else, and is logged.
 pub(crate) fn set_process_name(name: &str) {
-    let mut len = 0;
+    // On the stack, NUL-terminated: this runs in every fork child, where each heap page
+    // written is a page copied.
+    let mut cut = [0u8; 16];
     for (i, c) in name.char_indices() {
         if c == '\0' || i + c.len_utf8() > 15 {
             break;
         }
-        len = i + c.len_utf8();
+        cut[i..i + c.len_utf8()].copy_from_slice(&name.as_bytes()[i..i + c.len_utf8()]);
     }
-    // No NUL inside: the cut stops at the first one.
-    let Ok(cut) = CString::new(&name.as_bytes()[..len]) else {
-        return;
-    };
-    if let Err(errno) = nix::sys::prctl::set_name(&cut) {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes from the
+    // pointer: `cut` is 16 bytes, its last always zero.
+    if unsafe { libc::prctl(libc::PR_SET_NAME, cut.as_ptr()) } != 0 {
+        let errno = Errno::last();
         flotilla_core::event!(flotilla_core::log::Level::DEBUG, %errno, name, "prctl(PR_SET_NAME) failed");
     }
 }
@@ -213,11 +229,17 @@ pub(crate) fn exit_now(code: i32) -> ! {
 /// How many threads this process has, not counting the [`watch_parent`] thread (which
 /// holds no lock a fork child could need).
 ///
-/// One `stat` of `/proc/self/task`: procfs gives that directory a link count of two
-/// plus the number of threads, so nothing is listed (listing it took five system calls,
-/// on every fork start and in every child's ending). A kernel that counted otherwise
-/// (a link count below three) gets the listing.
+/// First glibc's own word on it, `__libc_single_threaded`: true while this process has
+/// never started a second thread (nor inherited one's absence wrongly: a fork child of a
+/// process that had threads reads false). Reading it makes no system call, which matters
+/// on every fork start and in every child's ending. When it is false, or unknown (no
+/// glibc), one `stat` of `/proc/self/task`: procfs gives that directory a link count of
+/// two plus the number of threads, so nothing is listed (listing it took five system
+/// calls). A kernel that counted otherwise (a link count below three) gets the listing.
 pub(crate) fn thread_count() -> Result<usize, Error> {
+    if libc_says_single_threaded() {
+        return Ok(1);
+    }
     let watcher = usize::from(WATCHER.load(Ordering::SeqCst));
     let threads = match nix::sys::stat::stat("/proc/self/task") {
         Ok(st) if st.st_nlink >= 3 => st.st_nlink as usize - 2,
@@ -229,6 +251,35 @@ pub(crate) fn thread_count() -> Result<usize, Error> {
             .count(),
     };
     Ok(threads.saturating_sub(watcher).max(1))
+}
+
+/// Whether glibc's `__libc_single_threaded` (glibc 2.32+) says this process never had a
+/// second thread. False when it does not say so, or when this is no such glibc: the
+/// symbol is looked up once, at run time, so the program links with any C library.
+fn libc_says_single_threaded() -> bool {
+    /// The symbol's address; null before the lookup, [`ABSENT`] when there is none.
+    static WORD: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+    const ABSENT: *mut u8 = std::ptr::dangling_mut();
+    let mut word = WORD.load(Ordering::Acquire);
+    if word.is_null() {
+        // SAFETY: dlsym with RTLD_DEFAULT and a constant NUL-terminated name only looks
+        // the name up; the result is null or the variable's address.
+        let found = unsafe { libc::dlsym(libc::RTLD_DEFAULT, c"__libc_single_threaded".as_ptr()) };
+        word = if found.is_null() {
+            ABSENT
+        } else {
+            found.cast()
+        };
+        WORD.store(word, Ordering::Release);
+    }
+    if word == ABSENT {
+        return false;
+    }
+    // SAFETY: `word` is the address of glibc's `char __libc_single_threaded`, which
+    // lives as long as the process; glibc writes it (only ever from nonzero to zero) as
+    // a plain byte, read here as an atomic byte of the same size and alignment. While
+    // it is nonzero this is the only thread, so no other can be writing it.
+    unsafe { AtomicU8::from_ptr(word) }.load(Ordering::Acquire) != 0
 }
 
 /// Starts a fresh copy of this very executable (`/proc/self/exe`, so a binary replaced on
@@ -305,10 +356,28 @@ pub(crate) fn signal_name(signal: i32) -> &'static str {
 /// first and stores their length last (release); the parent reads the length (acquire)
 /// only once the child has ended. A fresh page is zero, and a child killed before the
 /// length store leaves it zero: no report.
+///
+/// A page whose report was read is kept as this process's one spare ([`recycle`]), its
+/// length word zeroed, and the next fork start takes it: one `mmap` and one `munmap` less
+/// per start, and the page stays mapped in the parent (no fault to read it back). Only a
+/// page whose child has ended is recycled: no process writes it any more. (A child's
+/// fork children map it too, but write only pages of their own.) A fork child inherits
+/// the spare slot, holding a page shared with its parent: the slot records which process
+/// put the page there, and a page put there by another process is unmapped, never used.
+///
+/// [`recycle`]: ReportPage::recycle
 #[derive(Debug)]
 pub(crate) struct ReportPage {
     base: std::ptr::NonNull<u8>,
+    /// The process that mapped or took this page, which alone may reuse it.
+    owner: i32,
 }
+
+/// The spare page: see [`ReportPage`]. Null when there is none.
+static SPARE: AtomicPtr<u8> = AtomicPtr::new(std::ptr::null_mut());
+/// The pid of the process that put [`SPARE`]'s page there. Written after the page is
+/// in place, so a spare read with an older pid is merely unmapped, never misused.
+static SPARE_OWNER: AtomicI32 = AtomicI32::new(0);
 
 // SAFETY: the page is plain memory owned by this value; every access goes through the
 // atomic length word, which orders the byte copies (see `write` and `read`).
@@ -322,8 +391,20 @@ impl ReportPage {
     /// The largest report that fits.
     pub(crate) const CAPACITY: usize = Self::SIZE - Self::HEADER;
 
-    /// A fresh zeroed page, shared with the children forked after this call.
-    pub(crate) fn new() -> Result<ReportPage, Error> {
+    /// A zeroed page, shared with the children forked after this call, for process
+    /// `owner` (the caller's pid): the spare page when this process has one, else a
+    /// fresh one.
+    pub(crate) fn new(owner: i32) -> Result<ReportPage, Error> {
+        if let Some(base) =
+            std::ptr::NonNull::new(SPARE.swap(std::ptr::null_mut(), Ordering::AcqRel))
+        {
+            if SPARE_OWNER.load(Ordering::Acquire) == owner {
+                return Ok(ReportPage { base, owner });
+            }
+            // Inherited from the process that forked this one, which still uses it:
+            // only this process's view of it goes.
+            unmap(base);
+        }
         // SAFETY: an anonymous mapping at an address of the kernel's choosing touches no
         // existing memory; the result is checked before use.
         let base = unsafe {
@@ -344,6 +425,7 @@ impl ReportPage {
         }
         Ok(ReportPage {
             base: std::ptr::NonNull::new(base.cast()).expect("mmap never maps address zero"),
+            owner,
         })
     }
 
@@ -387,11 +469,34 @@ impl ReportPage {
             std::slice::from_raw_parts(self.base.as_ptr().add(Self::HEADER), len).to_vec()
         })
     }
+
+    /// In the parent, once the child that had this page has ended (so nothing writes it
+    /// any more): keeps it as the spare for the next fork start, or unmaps it when there
+    /// already is one.
+    pub(crate) fn recycle(self) {
+        let this = std::mem::ManuallyDrop::new(self);
+        this.len_word().store(0, Ordering::Relaxed);
+        match SPARE.compare_exchange(
+            std::ptr::null_mut(),
+            this.base.as_ptr(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => SPARE_OWNER.store(this.owner, Ordering::Release),
+            Err(_) => unmap(this.base),
+        }
+    }
+}
+
+/// Unmaps a report page.
+fn unmap(base: std::ptr::NonNull<u8>) {
+    // SAFETY: every report page is a mapping of `ReportPage::SIZE` bytes made by
+    // `ReportPage::new`, unmapped once, by its one owner, and not used after.
+    unsafe { libc::munmap(base.as_ptr().cast(), ReportPage::SIZE) };
 }
 
 impl Drop for ReportPage {
     fn drop(&mut self) {
-        // SAFETY: the mapping was made by `new` with this size and is not used after.
-        unsafe { libc::munmap(self.base.as_ptr().cast(), Self::SIZE) };
+        unmap(self.base);
     }
 }

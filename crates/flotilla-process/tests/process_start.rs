@@ -272,3 +272,111 @@ fn a_child_sends_its_process_info_back() {
     assert_eq!(me.pid, child.pid());
     assert_eq!(parent, Some(flotilla_process::current_process()));
 }
+
+/// What [`fork_battery`] saw: each fork start's outcome, in a process whose thread count
+/// the fork start reads from glibc (never a second thread) or from procfs (once one ran).
+#[derive(Debug, serde::Serialize, serde::Deserialize, PartialEq)]
+struct ForkBattery {
+    value: Result<u64, String>,
+    comm: Result<String, String>,
+    panic: String,
+    big: Result<usize, String>,
+    killed: (String, Option<i32>),
+    with_a_thread: String,
+    after_the_thread: Result<u64, String>,
+}
+
+/// Runs in a fresh spawn child, single-threaded (no test harness around it): fork
+/// starts from a process that never had a second thread, then with one, then after it.
+fn fork_battery(_: ()) -> ForkBattery {
+    let show = |r: Result<u64, Error>| r.map_err(|e| e.to_string());
+    let value = show(
+        Process::fork(|| 6 * 7)
+            .start()
+            .and_then(|p| p.join_timeout(LONG)),
+    );
+    let comm = Process::fork(|| std::fs::read_to_string("/proc/self/comm").unwrap())
+        .name("forked-näme-that-is-long")
+        .start()
+        .and_then(|p| p.join_timeout(LONG))
+        .map(|c| c.trim_end().to_owned())
+        .map_err(|e| e.to_string());
+    let panic = match Process::fork(|| -> u64 { panic!("forked and exploded") })
+        .start()
+        .map(|p| p.join_timeout(LONG))
+    {
+        Ok(Err(Error::Panicked { message })) => message,
+        other => format!("{other:?}"),
+    };
+    let big = Process::fork(|| vec![7u8; 100_000])
+        .start()
+        .and_then(|p| p.join_timeout(LONG))
+        .map(|v| v.iter().filter(|&&b| b == 7).count())
+        .map_err(|e| e.to_string());
+    // Its report page is the one the starts above used: it must read as no report.
+    let killed = match Process::fork(|| {
+        std::thread::sleep(Duration::from_secs(300));
+        5u64
+    })
+    .start()
+    {
+        Ok(p) => {
+            let _ = p.kill();
+            (format!("{:?}", p.join_timeout(LONG)), p.exitcode())
+        }
+        Err(e) => (e.to_string(), None),
+    };
+    let (stop, stopped) = std::sync::mpsc::channel::<()>();
+    let other = std::thread::spawn(move || {
+        let _ = stopped.recv_timeout(LONG);
+    });
+    let with_a_thread = match Process::fork(|| 1).start() {
+        Err(Error::Unsupported(msg)) => msg,
+        other => format!("not refused: {other:?}"),
+    };
+    stop.send(()).unwrap();
+    other.join().unwrap();
+    let after_the_thread = show(
+        Process::fork(|| 9)
+            .start()
+            .and_then(|p| p.join_timeout(LONG)),
+    );
+    ForkBattery {
+        value,
+        comm,
+        panic,
+        big,
+        killed,
+        with_a_thread,
+        after_the_thread,
+    }
+}
+
+#[test]
+fn fork_starts_from_a_single_threaded_process_keep_every_guarantee() {
+    let child = get_context(Some(StartMethod::Spawn))
+        .process(fork_battery, ())
+        .start()
+        .unwrap();
+    let seen = child.join_timeout(LONG).unwrap();
+    assert_eq!(seen.value, Ok(42));
+    assert_eq!(
+        seen.comm,
+        Ok("forked-näme-th".to_owned()),
+        "cut at 15 bytes, on a char"
+    );
+    assert_eq!(seen.panic, "forked and exploded");
+    assert_eq!(seen.big, Ok(100_000));
+    assert!(seen.killed.0.contains("Signaled"), "{:?}", seen.killed);
+    assert_eq!(seen.killed.1, Some(-9));
+    assert!(
+        seen.with_a_thread.contains("runs 2 threads"),
+        "{}",
+        seen.with_a_thread
+    );
+    assert_eq!(
+        seen.after_the_thread,
+        Ok(9),
+        "a joined thread no longer counts"
+    );
+}
