@@ -108,6 +108,100 @@ mod serde_codec {
         })
     }
 
+    /// Encodes `value` into `writer`, in as many writes as the encoding takes (a byte
+    /// string is one write). For a destination that is not a `Vec`, such as a queue's
+    /// shared ring.
+    ///
+    /// ```
+    /// use flotilla_core::codec;
+    ///
+    /// let mut out = std::io::Cursor::new([0u8; 16]);
+    /// codec::encode_to(&mut out, &7u8).unwrap();
+    /// assert_eq!(out.position(), 1);
+    /// assert!(codec::encode_to(&mut [0u8; 2][..], &"too long").is_err());
+    /// ```
+    pub fn encode_to<W: std::io::Write, T: Serialize + ?Sized>(
+        writer: W,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        options()
+            .serialize_into(writer, value)
+            .map_err(|e| CodecError::new("could not encode the value", e))
+    }
+
+    /// Encodes `value` into `writer`, which gets exactly `size` bytes, the value's
+    /// [`encoded_size`] measured before: a `Serialize` that writes more (the value
+    /// changed in between, or its encoding is not deterministic) fails at the first byte
+    /// beyond, before `writer` sees it, and one that writes fewer fails at its end. For
+    /// a destination that must know the length first, such as a queue's ring.
+    ///
+    /// ```
+    /// use flotilla_core::codec;
+    ///
+    /// let value = vec![1u32, 2, 3];
+    /// let size = codec::encoded_size(&value).unwrap();
+    /// let mut out = Vec::new();
+    /// codec::encode_sized(&mut out, &value, size).unwrap();
+    /// assert_eq!(out, codec::encode(&value).unwrap());
+    /// assert!(codec::encode_sized(&mut Vec::new(), &value, size - 1).is_err());
+    /// assert!(codec::encode_sized(&mut Vec::new(), &value, size + 1).is_err());
+    /// ```
+    pub fn encode_sized<W: std::io::Write, T: Serialize + ?Sized>(
+        writer: W,
+        value: &T,
+        size: u64,
+    ) -> Result<(), CodecError> {
+        let mut exact = Exact {
+            writer,
+            left: size,
+            over: false,
+        };
+        let encoded = encode_to(&mut exact, value);
+        let wrong = |wrote: &str| CodecError {
+            what: "could not encode the value",
+            reason: format!("it encoded to {wrote} bytes than the {size} it was sized at"),
+        };
+        match encoded {
+            Err(_) if exact.over => Err(wrong("more")),
+            Err(e) => Err(e),
+            Ok(()) if exact.left > 0 => Err(wrong("fewer")),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// A writer that takes at most `left` more bytes.
+    struct Exact<W> {
+        writer: W,
+        left: u64,
+        over: bool,
+    }
+
+    impl<W: std::io::Write> std::io::Write for Exact<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() as u64 > self.left {
+                self.over = true;
+                return Err(std::io::Error::other("more bytes than sized"));
+            }
+            let n = self.writer.write(buf)?;
+            self.left -= n as u64;
+            Ok(n)
+        }
+
+        fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            if buf.len() as u64 > self.left {
+                self.over = true;
+                return Err(std::io::Error::other("more bytes than sized"));
+            }
+            self.writer.write_all(buf)?;
+            self.left -= buf.len() as u64;
+            Ok(())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.writer.flush()
+        }
+    }
+
     /// How many bytes [`encode`] would produce for `value`.
     pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<u64, CodecError> {
         options()
