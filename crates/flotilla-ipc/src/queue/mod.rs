@@ -216,6 +216,56 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
     result
 }
 
+/// Items that encode to more bytes than this are encoded straight into the ring (see
+/// [`Queue::put`]'s notes): for them, the copy into a buffer and then into the ring
+/// costs more than encoding them twice, once to learn their size.
+const DIRECT_FROM: usize = 64 << 10;
+
+/// The scratch buffer as a writer that takes at most [`DIRECT_FROM`] bytes.
+struct Capped<'a> {
+    buf: &'a mut Vec<u8>,
+    /// A write was refused for going beyond.
+    over: bool,
+}
+
+impl std::io::Write for Capped<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if self.buf.len() + bytes.len() > DIRECT_FROM {
+            self.over = true;
+            return Err(std::io::Error::other("a long item"));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A message being written into the ring, as the codec's writer; what the ring refused
+/// is kept (the codec reports only that the write failed).
+struct Sink<'r> {
+    outgoing: ring::Outgoing<'r>,
+    refused: Option<Refused>,
+}
+
+impl std::io::Write for Sink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.outgoing.write(bytes) {
+            Ok(()) => Ok(bytes.len()),
+            Err(refused) => {
+                self.refused = Some(refused);
+                Err(std::io::Error::other("the queue refused the item"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A first-in, first-out queue between processes: Python's `multiprocessing.Queue`.
 ///
 /// Items are any `T: Serialize + DeserializeOwned`. A `Queue` is a handle: clones, and
@@ -382,13 +432,40 @@ impl<T> Queue<T> {
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_by(&self, item: T, deadline: Deadline) -> Result<(), (T, Refused)> {
-        with_scratch(|buf| match codec::encode_into(buf, &item) {
-            Err(e) => Err((item, Refused::Failed(QueueError::Encode(e)))),
-            Ok(()) => match self.ring.put(buf, deadline) {
-                Ok(()) => Ok(()),
-                Err(refused) => Err((item, refused)),
-            },
-        })
+        // A short item is encoded into this thread's buffer (outside the lock) and copied
+        // in; one that turns out longer than `DIRECT_FROM` is encoded again, sized first,
+        // straight into the ring.
+        let short = with_scratch(|buf| {
+            let mut capped = Capped { buf, over: false };
+            match codec::encode_to(&mut capped, &item) {
+                Ok(()) => Some(self.ring.put(capped.buf, deadline)),
+                Err(_) if capped.over => None,
+                Err(e) => Some(Err(Refused::Failed(QueueError::Encode(e)))),
+            }
+        });
+        match short.unwrap_or_else(|| self.put_direct(&item, deadline)) {
+            Ok(()) => Ok(()),
+            Err(refused) => Err((item, refused)),
+        }
+    }
+
+    /// Encodes `item` straight into the ring: one copy of its bytes, made under the
+    /// producers' lock, chunk by chunk, each published as it fills.
+    fn put_direct(&self, item: &T, deadline: Deadline) -> Result<(), Refused> {
+        let size = codec::encoded_size(item).map_err(|e| Refused::Failed(QueueError::Encode(e)))?;
+        let mut sink = Sink {
+            outgoing: self.ring.begin(size, deadline)?,
+            refused: None,
+        };
+        match codec::encode_sized(&mut sink, item, size) {
+            Ok(()) => sink.outgoing.finish(),
+            // The ring refused (no room by the deadline), or the item's `Serialize` failed
+            // part of the way: what was published of it is withdrawn as `sink` drops.
+            Err(e) => Err(sink
+                .refused
+                .take()
+                .unwrap_or(Refused::Failed(QueueError::Encode(e)))),
+        }
     }
 
     fn get_by(&self, deadline: Deadline) -> Result<T, Refused> {

@@ -30,6 +30,19 @@ fn get(ring: &Ring, deadline: Deadline) -> Result<Vec<u8>, Refused> {
     ring.get(deadline, &mut out).map(|()| out)
 }
 
+/// Writes a whole chunk, header and payload, as a writer in the middle of its work.
+///
+/// # Safety
+///
+/// As for [`Ring::write_at`], for the chunk's bytes.
+unsafe fn write_chunk(ring: &Ring, pos: u64, flags: u32, payload: &[u8], total: u64) {
+    // SAFETY: our caller's promise covers the header and the payload after it.
+    unsafe {
+        ring.write_header(pos, flags, payload.len() as u64, total);
+        ring.write_at(pos + HEADER, payload);
+    }
+}
+
 fn soon() -> Deadline {
     Deadline::after(Some(LONG))
 }
@@ -207,7 +220,7 @@ fn a_writer_that_dies_mid_message_leaves_it_aborted() {
     die_holding(&ring.write_lock, || {
         let head = ring.writer().pos.load(Ordering::Relaxed);
         // SAFETY: this thread holds the write lock, and the ring has room.
-        unsafe { ring.write_chunk(head, FIRST, &[9; 1024], 100_000) };
+        unsafe { write_chunk(&ring, head, FIRST, &[9; 1024], 100_000) };
         commit(ring.writer(), head + span(1024), 1, true);
     });
     assert_eq!(get(&ring, soon()).unwrap(), b"before");
@@ -225,7 +238,7 @@ fn a_reader_waiting_on_a_dead_writers_message_repairs_it_itself() {
         die_holding(&ring.write_lock, || {
             let head = ring.writer().pos.load(Ordering::Relaxed);
             // SAFETY: this thread holds the write lock, and the ring has room.
-            unsafe { ring.write_chunk(head, FIRST, &[1; 512], 10_000) };
+            unsafe { write_chunk(&ring, head, FIRST, &[1; 512], 10_000) };
             commit(ring.writer(), head + span(512), 0, true);
             wake_all(&ring.signals().data_seq);
         });
@@ -244,7 +257,7 @@ fn a_writer_that_dies_while_committing_has_its_message_rolled_forward() {
         let writer = ring.writer();
         let head = writer.pos.load(Ordering::Relaxed);
         // SAFETY: this thread holds the write lock, and the ring has room.
-        unsafe { ring.write_chunk(head, FIRST | LAST, b"whole", 5) };
+        unsafe { write_chunk(&ring, head, FIRST | LAST, b"whole", 5) };
         // The commit's record is written, and nothing after it.
         writer.pend_pos.store(head + span(5), Ordering::Relaxed);
         writer.pend_msgs.store(1, Ordering::Relaxed);
