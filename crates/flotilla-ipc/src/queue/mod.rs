@@ -474,7 +474,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             // strings; an item of one chunk is copied out whole and decoded from there.
             let decoded = match self.ring.get_with(deadline, buf, |pieces| {
                 let limit = pieces.total();
-                codec::decode_from(pieces, limit)
+                codec::decode_from_source(pieces, limit)
             })? {
                 Some(decoded) => decoded,
                 None => {

@@ -1415,18 +1415,25 @@ impl Pieces<'_, '_> {
     }
 }
 
-impl std::io::Read for Pieces<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl Pieces<'_, '_> {
+    /// Copies up to `len` bytes of the message to `dst`, from the chunk at hand (moving
+    /// to the next first if this one is read through); how many, 0 at its end.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is private memory valid for `len` bytes of writes.
+    unsafe fn read_raw(&mut self, dst: *mut u8, len: usize) -> std::io::Result<usize> {
         loop {
             if self.end.is_some() {
                 return Err(std::io::Error::other("the message is not there"));
             }
             if self.left > 0 {
-                let n = (self.left as usize).min(buf.len());
+                let n = (self.left as usize).min(len);
                 // SAFETY: we hold the read lock (the cursor borrows the locked ring), and
                 // `[at, at + left)` is the unread payload of a checked chunk in
-                // `[tail, head)`; `buf` is private memory of at least `n` bytes.
-                unsafe { self.cursor.ring.read_at(self.at, buf.as_mut_ptr(), n) };
+                // `[tail, head)`; `dst` is valid for `n <= len` bytes (our caller's
+                // promise).
+                unsafe { self.cursor.ring.read_at(self.at, dst, n) };
                 self.at += n as u64;
                 self.left -= n as u64;
                 if self.left == 0 && self.chunk.flags & LAST == 0 {
@@ -1438,7 +1445,7 @@ impl std::io::Read for Pieces<'_, '_> {
                 }
                 return Ok(n);
             }
-            if self.chunk.flags & LAST != 0 || buf.is_empty() {
+            if self.chunk.flags & LAST != 0 || len == 0 {
                 return Ok(0);
             }
             if !self.spent {
@@ -1450,6 +1457,35 @@ impl std::io::Read for Pieces<'_, '_> {
                 self.end = Some(end);
             }
         }
+    }
+}
+
+impl std::io::Read for Pieces<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: `buf` is private memory of `buf.len()` bytes.
+        unsafe { self.read_raw(buf.as_mut_ptr(), buf.len()) }
+    }
+}
+
+/// A byte string of the message goes from the ring straight into its `Vec`, a chunk's
+/// worth at a time: one copy, and no zeroing first.
+impl flotilla_core::codec::ByteSource for Pieces<'_, '_> {
+    fn read_into_vec(&mut self, out: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+        out.reserve(len);
+        let mut left = len;
+        while left > 0 {
+            let spare = out.spare_capacity_mut();
+            // SAFETY: `spare` is `out`'s own unused capacity, at least `left` bytes
+            // (reserved above, and each pass fills what it counts).
+            let n = unsafe { self.read_raw(spare.as_mut_ptr().cast(), left) }?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            // SAFETY: `read_raw` initialised the `n` bytes after `out.len()`.
+            unsafe { out.set_len(out.len() + n) };
+            left -= n;
+        }
+        Ok(())
     }
 }
 
