@@ -547,3 +547,42 @@ fn a_message_aborted_while_it_is_read_in_pieces_gives_way_to_the_next() {
     });
     assert_eq!(ring.len(), 0);
 }
+
+#[test]
+fn a_writer_asleep_for_room_is_woken_once_per_half_ring_not_per_piece() {
+    // A slow reader takes a long message piece by piece; the writer, its ring full,
+    // sleeps between pieces. Woken for every piece the reader frees (16 of them), it
+    // would take turns with the reader; it is woken only when half the ring is free.
+    let ring = ring(1 << 20, 0);
+    let piece = ring.piece() as usize;
+    let long = message(8, 16 * piece);
+    let woken_before = ring.signals().space_seq.load(Ordering::SeqCst);
+    std::thread::scope(|s| {
+        s.spawn(|| ring.put(&long, soon()).unwrap());
+        let mut out = Vec::new();
+        let got = ring
+            .get_with(soon(), &mut out, |pieces| {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; piece / 4];
+                loop {
+                    // Slow enough that the writer is asleep whenever room is freed.
+                    std::thread::sleep(Duration::from_millis(2));
+                    match std::io::Read::read(pieces, &mut buf).unwrap() {
+                        0 => break got,
+                        n => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+            .unwrap();
+        assert!(got == Some(long.clone()), "the message differs");
+    });
+    let wakes = ring
+        .signals()
+        .space_seq
+        .load(Ordering::SeqCst)
+        .wrapping_sub(woken_before);
+    assert!(
+        wakes <= 10,
+        "the writer was woken {wakes} times for 16 pieces through a ring of 4"
+    );
+}
