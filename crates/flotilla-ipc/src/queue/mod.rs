@@ -24,6 +24,16 @@
 //! decodes it. Waiting is a brief spin and then a futex sleep, so a busy queue makes no
 //! system call per item.
 //!
+//! A long item (over 64 KiB encoded) is copied once on each side: `put` measures its
+//! encoding and then encodes it straight into the ring, chunk by chunk, each published
+//! as it fills, while a consumer decodes the chunks before it straight from the ring
+//! into the item (a byte string such as a `serde_bytes` buffer or
+//! [`ByteBuf`](flotilla_core::codec::ByteBuf) in one copy per chunk). Its `Serialize`
+//! therefore runs up to three times (a first try into a buffer, the measure, the
+//! encoding), the last one while the producers' lock is held: it should give the same
+//! bytes each time (an item whose encoding changes length is refused, nothing put),
+//! and must not put into the same queue.
+//!
 //! - **No feeder thread.** Python's `put` only appends to a buffer that a background
 //!   thread writes to a pipe later: an item can be lost when the process exits too soon,
 //!   and a child that put items nobody has read yet cannot be joined (its feeder thread
@@ -55,16 +65,18 @@
 //!
 //! # When a process dies
 //!
-//! A producer killed in the middle of a `put` leaves no partial item: the next process
-//! to take the producers' lock (or a consumer waiting for the rest of the item) finds
-//! the item unfinished and marks it aborted, and consumers drop what they had of it; an
-//! item whose bytes were all written when its producer died is published whole instead. A consumer killed in the middle of a `get` takes
-//! with it **at most the item it was reading**: if it had consumed part of a long item,
-//! the rest is skipped by the next consumer and the item is lost; if it had copied the
-//! item out whole but not yet marked it taken, the next consumer gets it instead. No
-//! other item is lost or duplicated, and the queue works on. A consumer that dies after
-//! `get` returned, before its `task_done`, leaves a [`JoinableQueue`] unfinished for
-//! ever, as in Python: [`join_timeout`](JoinableQueue::join_timeout) exists for that.
+//! A producer killed in the middle of a `put` (copying its item in, or encoding a long
+//! one into the ring) leaves no partial item: the next process to take the producers'
+//! lock (or a consumer waiting for the rest of the item) finds the item unfinished and
+//! marks it aborted, and consumers drop what they had of it; an item whose bytes were
+//! all written when its producer died is published whole instead. A consumer killed in
+//! the middle of a `get` takes with it **at most the item it was reading**: if it had
+//! consumed part of a long item, the rest is skipped by the next consumer and the item
+//! is lost; if it had copied the item out whole but not yet marked it taken, the next
+//! consumer gets it instead. No other item is lost or duplicated, and the queue works
+//! on. A consumer that dies after `get` returned, before its `task_done`, leaves a
+//! [`JoinableQueue`] unfinished for ever, as in Python:
+//! [`join_timeout`](JoinableQueue::join_timeout) exists for that.
 
 mod aio;
 mod error;
@@ -217,8 +229,8 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 }
 
 /// Items that encode to more bytes than this are encoded straight into the ring (see
-/// [`Queue::put`]'s notes): for them, the copy into a buffer and then into the ring
-/// costs more than encoding them twice, once to learn their size.
+/// the module documentation): for them, the copy into a buffer and then into the ring
+/// costs more than encoding them again, once to learn their size.
 const DIRECT_FROM: usize = 64 << 10;
 
 /// The scratch buffer as a writer that takes at most [`DIRECT_FROM`] bytes.

@@ -10,7 +10,7 @@
 //! offset 128   the read lock
 //! offset 192   Side     the writers' counters: head, messages published, ...
 //! offset 256   Side     the readers' counters: tail, messages consumed, ...
-//! offset 320   Signals  closed, and the futex words sleepers wait on
+//! offset 320   Signals  closed, the futex words sleepers wait on, the room a writer waits for
 //! offset 384   Tasks    task_done count and the joiners' futex word
 //! offset 4096  the ring: `capacity` bytes, a power of two
 //! ```
