@@ -29,10 +29,10 @@
 //! as it fills, while a consumer decodes the chunks before it straight from the ring
 //! into the item (a byte string such as a `serde_bytes` buffer or
 //! [`ByteBuf`](flotilla_core::codec::ByteBuf) in one copy per chunk). Its `Serialize`
-//! therefore runs up to three times (a first try into a buffer, the measure, the
-//! encoding), the last one while the producers' lock is held: it should give the same
-//! bytes each time (an item whose encoding changes length is refused, nothing put),
-//! and must not put into the same queue.
+//! therefore runs three times (a first try into a buffer, the measure, the encoding),
+//! the last one while the producers' lock is held: it should give the same bytes each
+//! time (an item whose encoding changes length is refused, nothing put), and must not
+//! put into the same queue.
 //!
 //! - **No feeder thread.** Python's `put` only appends to a buffer that a background
 //!   thread writes to a pipe later: an item can be lost when the process exits too soon,
