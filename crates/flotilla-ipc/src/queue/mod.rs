@@ -241,13 +241,19 @@ struct Capped<'a> {
 }
 
 impl std::io::Write for Capped<'_> {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.write_all(bytes).map(|()| bytes.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.buf.len() + bytes.len() > DIRECT_FROM {
             self.over = true;
             return Err(std::io::Error::other("a long item"));
         }
         self.buf.extend_from_slice(bytes);
-        Ok(bytes.len())
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

@@ -725,7 +725,24 @@ impl Ring {
 
     /// Puts one message: its bytes are in the ring, published, when this returns `Ok`.
     pub(crate) fn put(&self, message: &[u8], deadline: Deadline) -> Result<(), Refused> {
-        let mut outgoing = self.begin(message.len() as u64, deadline)?;
+        let total = message.len() as u64;
+        let held = self.prepare(total, deadline)?;
+        // The common case, kept short: a message that fits at once, as one chunk.
+        let writer = self.writer();
+        let head = writer.pos.load(Ordering::Relaxed);
+        let whole = span(total);
+        if total <= self.piece() && self.free(head, false)? >= whole {
+            // SAFETY: we hold the write lock and `whole` bytes from `head` are free.
+            unsafe {
+                self.write_header(head, FIRST | LAST, total, total);
+                self.write_at(head + HEADER, message);
+            }
+            let published = writer.msgs.load(Ordering::Relaxed);
+            commit(writer, head + whole, published + 1, false);
+            self.signals().wake_readers();
+            return Ok(());
+        }
+        let mut outgoing = self.outgoing(held, total, deadline);
         outgoing.write(message)?;
         outgoing.finish()
     }
@@ -735,6 +752,13 @@ impl Ring {
     /// [`Outgoing::write`], straight into the ring, and [`Outgoing::finish`] ends it; an
     /// `Outgoing` dropped unfinished withdraws what it had published.
     pub(crate) fn begin(&self, total: u64, deadline: Deadline) -> Result<Outgoing<'_>, Refused> {
+        let held = self.prepare(total, deadline)?;
+        Ok(self.outgoing(held, total, deadline))
+    }
+
+    /// What a put does before it writes: checks the length and the close, takes the
+    /// write lock, repairs what a dead writer left, waits to be below maxsize.
+    fn prepare(&self, total: u64, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
         if total > self.max_message {
             return Err(Refused::Failed(QueueError::MessageTooLarge {
                 len: total,
@@ -763,7 +787,14 @@ impl Ring {
         if self.is_closed() {
             return Err(Refused::Closed);
         }
-        Ok(Outgoing {
+        Ok(held)
+    }
+
+    /// A message of `total` bytes to write, with the write lock `held` (see
+    /// [`prepare`](Self::prepare)).
+    fn outgoing<'r>(&'r self, held: RawGuard<'r>, total: u64, deadline: Deadline) -> Outgoing<'r> {
+        let writer = self.writer();
+        Outgoing {
             ring: self,
             _held: held,
             deadline,
@@ -777,7 +808,7 @@ impl Ring {
             filled: 0,
             begun: false,
             done: false,
-        })
+        }
     }
 
     /// The most payload bytes of a chunk that does not end its message: a quarter of
