@@ -108,6 +108,100 @@ mod serde_codec {
         })
     }
 
+    /// Encodes `value` into `writer`, in as many writes as the encoding takes (a byte
+    /// string is one write). For a destination that is not a `Vec`, such as a queue's
+    /// shared ring.
+    ///
+    /// ```
+    /// use flotilla_core::codec;
+    ///
+    /// let mut out = std::io::Cursor::new([0u8; 16]);
+    /// codec::encode_to(&mut out, &7u8).unwrap();
+    /// assert_eq!(out.position(), 1);
+    /// assert!(codec::encode_to(&mut [0u8; 2][..], &"too long").is_err());
+    /// ```
+    pub fn encode_to<W: std::io::Write, T: Serialize + ?Sized>(
+        writer: W,
+        value: &T,
+    ) -> Result<(), CodecError> {
+        options()
+            .serialize_into(writer, value)
+            .map_err(|e| CodecError::new("could not encode the value", e))
+    }
+
+    /// Encodes `value` into `writer`, which gets exactly `size` bytes, the value's
+    /// [`encoded_size`] measured before: a `Serialize` that writes more (the value
+    /// changed in between, or its encoding is not deterministic) fails at the first byte
+    /// beyond, before `writer` sees it, and one that writes fewer fails at its end. For
+    /// a destination that must know the length first, such as a queue's ring.
+    ///
+    /// ```
+    /// use flotilla_core::codec;
+    ///
+    /// let value = vec![1u32, 2, 3];
+    /// let size = codec::encoded_size(&value).unwrap();
+    /// let mut out = Vec::new();
+    /// codec::encode_sized(&mut out, &value, size).unwrap();
+    /// assert_eq!(out, codec::encode(&value).unwrap());
+    /// assert!(codec::encode_sized(&mut Vec::new(), &value, size - 1).is_err());
+    /// assert!(codec::encode_sized(&mut Vec::new(), &value, size + 1).is_err());
+    /// ```
+    pub fn encode_sized<W: std::io::Write, T: Serialize + ?Sized>(
+        writer: W,
+        value: &T,
+        size: u64,
+    ) -> Result<(), CodecError> {
+        let mut exact = Exact {
+            writer,
+            left: size,
+            over: false,
+        };
+        let encoded = encode_to(&mut exact, value);
+        let wrong = |wrote: &str| CodecError {
+            what: "could not encode the value",
+            reason: format!("it encoded to {wrote} bytes than the {size} it was sized at"),
+        };
+        match encoded {
+            Err(_) if exact.over => Err(wrong("more")),
+            Err(e) => Err(e),
+            Ok(()) if exact.left > 0 => Err(wrong("fewer")),
+            Ok(()) => Ok(()),
+        }
+    }
+
+    /// A writer that takes at most `left` more bytes.
+    struct Exact<W> {
+        writer: W,
+        left: u64,
+        over: bool,
+    }
+
+    impl<W: std::io::Write> std::io::Write for Exact<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if buf.len() as u64 > self.left {
+                self.over = true;
+                return Err(std::io::Error::other("more bytes than sized"));
+            }
+            let n = self.writer.write(buf)?;
+            self.left -= n as u64;
+            Ok(n)
+        }
+
+        fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+            if buf.len() as u64 > self.left {
+                self.over = true;
+                return Err(std::io::Error::other("more bytes than sized"));
+            }
+            self.writer.write_all(buf)?;
+            self.left -= buf.len() as u64;
+            Ok(())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.writer.flush()
+        }
+    }
+
     /// How many bytes [`encode`] would produce for `value`.
     pub fn encoded_size<T: Serialize + ?Sized>(value: &T) -> Result<u64, CodecError> {
         options()
@@ -170,19 +264,169 @@ mod serde_codec {
         reader: R,
         limit: u64,
     ) -> Result<T, CodecError> {
+        decode_from_source(Plain(reader), limit)
+    }
+
+    /// A reader of bytes that can append a run of them to a `Vec` itself: without the
+    /// zero-filling that reading into a slice needs first, and in as few copies as its
+    /// storage allows (a queue's ring hands a byte string over chunk by chunk, straight
+    /// into the value's `Vec`).
+    pub trait ByteSource: std::io::Read {
+        /// Appends exactly `len` bytes to `out`, or fails (an `UnexpectedEof` if there
+        /// are fewer). The default fills zeros and reads over them.
+        ///
+        /// # Errors
+        ///
+        /// What reading fails with; `out` may then hold some of the bytes.
+        fn read_into_vec(&mut self, out: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+            let start = out.len();
+            out.resize(start + len, 0);
+            self.read_exact(&mut out[start..])
+        }
+    }
+
+    impl<S: ByteSource + ?Sized> ByteSource for &mut S {
+        fn read_into_vec(&mut self, out: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+            (**self).read_into_vec(out, len)
+        }
+    }
+
+    /// [`decode_from`] for a [`ByteSource`]: byte strings and strings are appended to
+    /// their `Vec` by the source itself, not read over zeros.
+    ///
+    /// ```
+    /// use flotilla_core::codec::{self, ByteBuf, ByteSource};
+    ///
+    /// struct Slice<'a>(&'a [u8]);
+    /// impl std::io::Read for Slice<'_> {
+    ///     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+    ///         self.0.read(buf)
+    ///     }
+    /// }
+    /// impl ByteSource for Slice<'_> {
+    ///     fn read_into_vec(&mut self, out: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+    ///         let (run, rest) = self.0.split_at_checked(len).ok_or(std::io::ErrorKind::UnexpectedEof)?;
+    ///         out.extend_from_slice(run);
+    ///         self.0 = rest;
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// let bytes = codec::encode(&(7u8, ByteBuf::from(vec![1u8; 100_000]))).unwrap();
+    /// let (n, data): (u8, ByteBuf) = codec::decode_from_source(Slice(&bytes), 1 << 20).unwrap();
+    /// assert_eq!((n, data.len()), (7, 100_000));
+    /// assert!(codec::decode_from_source::<u8, _>(Slice(&bytes), 1 << 20).is_err()); // trailing bytes
+    /// ```
+    pub fn decode_from_source<T: DeserializeOwned, S: ByteSource>(
+        source: S,
+        limit: u64,
+    ) -> Result<T, CodecError> {
         use std::io::BufRead;
-        let mut reader = std::io::BufReader::with_capacity(8 << 10, reader);
+        let mut reader = Buffered {
+            reader: std::io::BufReader::with_capacity(8 << 10, source),
+            scratch: Vec::new(),
+        };
         let value = options()
             .with_limit(limit)
-            .deserialize_from(&mut reader)
+            .deserialize_from_custom(&mut reader)
             .map_err(|e| CodecError::new("could not decode the value", e))?;
-        match reader.fill_buf() {
+        match reader.reader.fill_buf() {
             Ok([]) => Ok(value),
             Ok(_) => Err(CodecError {
                 what: "could not decode the value",
                 reason: "bytes were left after it".into(),
             }),
             Err(e) => Err(CodecError::new("could not decode the value", e.into())),
+        }
+    }
+
+    /// A plain reader as a [`ByteSource`] (the default, zero-filling `read_into_vec`).
+    struct Plain<R>(R);
+
+    impl<R: std::io::Read> std::io::Read for Plain<R> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+
+    impl<R: std::io::Read> ByteSource for Plain<R> {}
+
+    /// A source behind a buffer for the decoder's small reads; runs of bytes longer than
+    /// what is buffered go to the source's [`ByteSource::read_into_vec`].
+    struct Buffered<S> {
+        reader: std::io::BufReader<S>,
+        /// Reused for the runs that are only lent to the visitor.
+        scratch: Vec<u8>,
+    }
+
+    impl<S: ByteSource> Buffered<S> {
+        /// Appends the next `len` bytes to `out`.
+        fn take(&mut self, out: &mut Vec<u8>, len: usize) -> bincode::Result<()> {
+            use std::io::BufRead;
+            // `len` is within the decoder's limit (checked before it asks), as the
+            // allocation of bincode's own reader is.
+            out.reserve_exact(len);
+            let buffered = self.reader.buffer();
+            let n = buffered.len().min(len);
+            out.extend_from_slice(&buffered[..n]);
+            self.reader.consume(n);
+            if n < len {
+                // The buffer is empty: the source goes on where it left off.
+                self.reader.get_mut().read_into_vec(out, len - n)?;
+            }
+            Ok(())
+        }
+
+        /// The next `len` bytes, lent.
+        fn lend(&mut self, len: usize) -> bincode::Result<Vec<u8>> {
+            let mut bytes = std::mem::take(&mut self.scratch);
+            bytes.clear();
+            self.take(&mut bytes, len)?;
+            Ok(bytes)
+        }
+    }
+
+    impl<S: std::io::Read> std::io::Read for Buffered<S> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.reader.read(buf)
+        }
+
+        fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
+            self.reader.read_exact(buf)
+        }
+    }
+
+    /// On a reference, so that the caller keeps the reader to look for trailing bytes.
+    impl<'de, S: ByteSource> bincode::BincodeRead<'de> for &mut Buffered<S> {
+        fn forward_read_str<V: serde::de::Visitor<'de>>(
+            &mut self,
+            length: usize,
+            visitor: V,
+        ) -> bincode::Result<V::Value> {
+            let bytes = self.lend(length)?;
+            let visited = match std::str::from_utf8(&bytes) {
+                Ok(s) => visitor.visit_str(s),
+                Err(e) => Err(Box::new(bincode::ErrorKind::InvalidUtf8Encoding(e))),
+            };
+            self.scratch = bytes;
+            visited
+        }
+
+        fn get_byte_buffer(&mut self, length: usize) -> bincode::Result<Vec<u8>> {
+            let mut bytes = Vec::new();
+            self.take(&mut bytes, length)?;
+            Ok(bytes)
+        }
+
+        fn forward_read_bytes<V: serde::de::Visitor<'de>>(
+            &mut self,
+            length: usize,
+            visitor: V,
+        ) -> bincode::Result<V::Value> {
+            let bytes = self.lend(length)?;
+            let visited = visitor.visit_bytes(&bytes);
+            self.scratch = bytes;
+            visited
         }
     }
 }

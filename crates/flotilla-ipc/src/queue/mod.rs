@@ -24,6 +24,16 @@
 //! decodes it. Waiting is a brief spin and then a futex sleep, so a busy queue makes no
 //! system call per item.
 //!
+//! A long item (over 64 KiB encoded) is copied once on each side: `put` measures its
+//! encoding and then encodes it straight into the ring, chunk by chunk, each published
+//! as it fills, while a consumer decodes the chunks before it straight from the ring
+//! into the item (a byte string such as a `serde_bytes` buffer or
+//! [`ByteBuf`](flotilla_core::codec::ByteBuf) in one copy per chunk). Its `Serialize`
+//! therefore runs three times (a first try into a buffer, the measure, the encoding),
+//! the last one while the producers' lock is held: it should give the same bytes each
+//! time (an item whose encoding changes length is refused, nothing put), and must not
+//! put into the same queue.
+//!
 //! - **No feeder thread.** Python's `put` only appends to a buffer that a background
 //!   thread writes to a pipe later: an item can be lost when the process exits too soon,
 //!   and a child that put items nobody has read yet cannot be joined (its feeder thread
@@ -55,16 +65,18 @@
 //!
 //! # When a process dies
 //!
-//! A producer killed in the middle of a `put` leaves no partial item: the next process
-//! to take the producers' lock (or a consumer waiting for the rest of the item) finds
-//! the item unfinished and marks it aborted, and consumers drop what they had of it; an
-//! item whose bytes were all written when its producer died is published whole instead. A consumer killed in the middle of a `get` takes
-//! with it **at most the item it was reading**: if it had consumed part of a long item,
-//! the rest is skipped by the next consumer and the item is lost; if it had copied the
-//! item out whole but not yet marked it taken, the next consumer gets it instead. No
-//! other item is lost or duplicated, and the queue works on. A consumer that dies after
-//! `get` returned, before its `task_done`, leaves a [`JoinableQueue`] unfinished for
-//! ever, as in Python: [`join_timeout`](JoinableQueue::join_timeout) exists for that.
+//! A producer killed in the middle of a `put` (copying its item in, or encoding a long
+//! one into the ring) leaves no partial item: the next process to take the producers'
+//! lock (or a consumer waiting for the rest of the item) finds the item unfinished and
+//! marks it aborted, and consumers drop what they had of it; an item whose bytes were
+//! all written when its producer died is published whole instead. A consumer killed in
+//! the middle of a `get` takes with it **at most the item it was reading**: if it had
+//! consumed part of a long item, the rest is skipped by the next consumer and the item
+//! is lost; if it had copied the item out whole but not yet marked it taken, the next
+//! consumer gets it instead. No other item is lost or duplicated, and the queue works
+//! on. A consumer that dies after `get` returned, before its `task_done`, leaves a
+//! [`JoinableQueue`] unfinished for ever, as in Python:
+//! [`join_timeout`](JoinableQueue::join_timeout) exists for that.
 
 mod aio;
 mod error;
@@ -214,6 +226,62 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
         SCRATCH.set(buf);
     }
     result
+}
+
+/// Items that encode to more bytes than this are encoded straight into the ring (see
+/// the module documentation): for them, the copy into a buffer and then into the ring
+/// costs more than encoding them again, once to learn their size.
+const DIRECT_FROM: usize = 64 << 10;
+
+/// The scratch buffer as a writer that takes at most [`DIRECT_FROM`] bytes.
+struct Capped<'a> {
+    buf: &'a mut Vec<u8>,
+    /// A write was refused for going beyond.
+    over: bool,
+}
+
+impl std::io::Write for Capped<'_> {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.write_all(bytes).map(|()| bytes.len())
+    }
+
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.buf.len() + bytes.len() > DIRECT_FROM {
+            self.over = true;
+            return Err(std::io::Error::other("a long item"));
+        }
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A message being written into the ring, as the codec's writer; what the ring refused
+/// is kept (the codec reports only that the write failed).
+struct Sink<'r> {
+    outgoing: ring::Outgoing<'r>,
+    refused: Option<Refused>,
+}
+
+impl std::io::Write for Sink<'_> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        match self.outgoing.write(bytes) {
+            Ok(()) => Ok(bytes.len()),
+            Err(refused) => {
+                self.refused = Some(refused);
+                Err(std::io::Error::other("the queue refused the item"))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A first-in, first-out queue between processes: Python's `multiprocessing.Queue`.
@@ -382,13 +450,40 @@ impl<T> Queue<T> {
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_by(&self, item: T, deadline: Deadline) -> Result<(), (T, Refused)> {
-        with_scratch(|buf| match codec::encode_into(buf, &item) {
-            Err(e) => Err((item, Refused::Failed(QueueError::Encode(e)))),
-            Ok(()) => match self.ring.put(buf, deadline) {
-                Ok(()) => Ok(()),
-                Err(refused) => Err((item, refused)),
-            },
-        })
+        // A short item is encoded into this thread's buffer (outside the lock) and copied
+        // in; one that turns out longer than `DIRECT_FROM` is encoded again, sized first,
+        // straight into the ring.
+        let short = with_scratch(|buf| {
+            let mut capped = Capped { buf, over: false };
+            match codec::encode_to(&mut capped, &item) {
+                Ok(()) => Some(self.ring.put(capped.buf, deadline)),
+                Err(_) if capped.over => None,
+                Err(e) => Some(Err(Refused::Failed(QueueError::Encode(e)))),
+            }
+        });
+        match short.unwrap_or_else(|| self.put_direct(&item, deadline)) {
+            Ok(()) => Ok(()),
+            Err(refused) => Err((item, refused)),
+        }
+    }
+
+    /// Encodes `item` straight into the ring: one copy of its bytes, made under the
+    /// producers' lock, chunk by chunk, each published as it fills.
+    fn put_direct(&self, item: &T, deadline: Deadline) -> Result<(), Refused> {
+        let size = codec::encoded_size(item).map_err(|e| Refused::Failed(QueueError::Encode(e)))?;
+        let mut sink = Sink {
+            outgoing: self.ring.begin(size, deadline)?,
+            refused: None,
+        };
+        match codec::encode_sized(&mut sink, item, size) {
+            Ok(()) => sink.outgoing.finish(),
+            // The ring refused (no room by the deadline), or the item's `Serialize` failed
+            // part of the way: what was published of it is withdrawn as `sink` drops.
+            Err(e) => Err(sink
+                .refused
+                .take()
+                .unwrap_or(Refused::Failed(QueueError::Encode(e)))),
+        }
     }
 
     fn get_by(&self, deadline: Deadline) -> Result<T, Refused> {
@@ -397,7 +492,7 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
             // strings; an item of one chunk is copied out whole and decoded from there.
             let decoded = match self.ring.get_with(deadline, buf, |pieces| {
                 let limit = pieces.total();
-                codec::decode_from(pieces, limit)
+                codec::decode_from_source(pieces, limit)
             })? {
                 Some(decoded) => decoded,
                 None => {

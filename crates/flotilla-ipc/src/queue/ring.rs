@@ -10,7 +10,7 @@
 //! offset 128   the read lock
 //! offset 192   Side     the writers' counters: head, messages published, ...
 //! offset 256   Side     the readers' counters: tail, messages consumed, ...
-//! offset 320   Signals  closed, and the futex words sleepers wait on
+//! offset 320   Signals  closed, the futex words sleepers wait on, the room a writer waits for
 //! offset 384   Tasks    task_done count and the joiners' futex word
 //! offset 4096  the ring: `capacity` bytes, a power of two
 //! ```
@@ -31,10 +31,17 @@
 //! A message that fits in the free room is written whole, unless it is longer than a
 //! piece (a quarter of the ring, at least 64 KiB): then it goes in pieces, each published
 //! as soon as it is written, so that the reader copies one out while the writer copies
-//! the next in. One that does not fit is streamed: the writer writes what fits (in
-//! pieces), publishes it, and waits for readers to free more, so a message may be any
+//! the next in. One that does not fit is streamed: the writer writes a piece whenever
+//! one fits, publishes it, and waits for readers to free more, so a message may be any
 //! size, larger than the ring too. A non-final chunk always leaves at least 16 bytes
 //! free, so that an `ABORT` header can be written without waiting.
+//!
+//! The writer fills a chunk in the free room and writes its header last, just before the
+//! commit that publishes it ([`Outgoing`]): its bytes may come from a slice or straight
+//! from the encoder (the queue encodes a long item into the ring, its length measured
+//! first). Until that commit the chunk is free room that no reader looks at, so an item
+//! whose encoding fails part of the way is withdrawn like a put that timed out: an
+//! `ABORT` if some of its chunks were published, nothing at all otherwise.
 //!
 //! A reader copies a message of one chunk out whole (the queue decodes it from that
 //! copy); a message in pieces it hands to the decoder as a reader of the ring itself
@@ -84,6 +91,15 @@
 //! re-checks, and sleeps on the sequence word. The other side, after each commit (a
 //! sequentially consistent store), looks at that flag and bumps and wakes the word only
 //! when someone sleeps, so a busy queue makes no system calls at all.
+//!
+//! A writer that sleeps for room first says how much it waits for (`writer_wants`, a
+//! tail): half the ring, or the rest of its message if that is less. Readers wake it only
+//! once their tail is there (or they consume a message, which a writer waiting below
+//! maxsize waits for). Woken for every piece instead, a writer would take a wake-up
+//! (50-120 µs on a VM whose idle CPUs halt) to write one piece while the reader drained
+//! the ring and went to sleep in turn: both sides would take turns instead of copying
+//! at the same time. A waiter rechecks every [`SLICE`] anyway, so a wake-up lost to a
+//! reader that died is a delay, not a hang.
 
 use std::ptr;
 use std::sync::Arc;
@@ -100,7 +116,7 @@ use crate::readiness::{Changed, Word};
 use crate::shm::SharedMemory;
 
 const MAGIC: u64 = u64::from_le_bytes(*b"FLTQUEUE");
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 
 const WRITE_LOCK: usize = 64;
 const READ_LOCK: usize = 128;
@@ -181,6 +197,9 @@ struct Signals {
     async_readers: AtomicU32,
     /// How many `async` puts wait for `space_seq` to move.
     async_writers: AtomicU32,
+    /// The tail the sleeping writer waits for: readers wake it only once theirs is
+    /// there (or a message is consumed, for a writer waiting below maxsize with 0).
+    writer_wants: AtomicU64,
 }
 
 #[repr(C)]
@@ -312,10 +331,15 @@ impl Signals {
         wake(&self.data_seq, &self.reader_sleeps, &self.async_readers);
     }
 
-    /// After a commit of the readers' side: wakes the writer asleep for room and the
-    /// `async` puts, if there are any.
-    fn wake_writers(&self) {
-        wake(&self.space_seq, &self.writer_sleeps, &self.async_writers);
+    /// After a commit of the readers' side that moved the tail to `tail`: wakes the
+    /// writer asleep for room, if that is the room it waits for, and the `async` puts.
+    fn wake_writers(&self, tail: u64) {
+        // The flag first: a writer stores what it wants before it sets the flag.
+        let asleep = self.writer_sleeps.load(Ordering::SeqCst) != 0
+            && tail >= self.writer_wants.load(Ordering::SeqCst);
+        if asleep || self.async_writers.load(Ordering::SeqCst) != 0 {
+            wake_all(&self.space_seq);
+        }
     }
 }
 
@@ -503,19 +527,19 @@ impl Ring {
         }
     }
 
+    /// Writes a chunk's header (a chunk's payload length is at most the ring's, which fits
+    /// in its u32 field).
+    ///
     /// # Safety
     ///
-    /// As for [`write_at`](Self::write_at), for the chunk's header and payload.
-    unsafe fn write_chunk(&self, pos: u64, flags: u32, payload: &[u8], total: u64) {
+    /// As for [`write_at`](Self::write_at), for the header's bytes.
+    unsafe fn write_header(&self, pos: u64, flags: u32, len: u64, total: u64) {
         let mut header = [0u8; HEADER as usize];
-        header[..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        header[..4].copy_from_slice(&(len as u32).to_le_bytes());
         header[4..8].copy_from_slice(&flags.to_le_bytes());
         header[8..].copy_from_slice(&total.to_le_bytes());
-        // SAFETY: our caller's promise covers the header and the payload after it.
-        unsafe {
-            self.write_at(pos, &header);
-            self.write_at(pos + HEADER, payload);
-        }
+        // SAFETY: our caller's promise covers the header.
+        unsafe { self.write_at(pos, &header) };
     }
 
     /// A future that resolves when data may have come (or the queue closed): an
@@ -659,13 +683,16 @@ impl Ring {
         }
     }
 
-    /// A writer's [`wait`](Self::wait) for room (or a close).
+    /// A writer's [`wait`](Self::wait) for room (or a close); asleep, it is woken once
+    /// the readers' tail reaches `wanted_tail` or they consume a message.
     fn wait_for_room(
         &self,
         deadline: Deadline,
+        wanted_tail: u64,
         ready: &mut dyn FnMut() -> Result<bool, QueueError>,
     ) -> Result<bool, QueueError> {
         let signals = self.signals();
+        signals.writer_wants.store(wanted_tail, Ordering::SeqCst);
         self.wait(
             &signals.space_seq,
             &signals.writer_sleeps,
@@ -698,24 +725,52 @@ impl Ring {
 
     /// Puts one message: its bytes are in the ring, published, when this returns `Ok`.
     pub(crate) fn put(&self, message: &[u8], deadline: Deadline) -> Result<(), Refused> {
-        let len = message.len() as u64;
-        if len > self.max_message {
+        let total = message.len() as u64;
+        let held = self.prepare(total, deadline)?;
+        // The common case, kept short: a message that fits at once, as one chunk.
+        let writer = self.writer();
+        let head = writer.pos.load(Ordering::Relaxed);
+        let whole = span(total);
+        if total <= self.piece() && self.free(head, false)? >= whole {
+            // SAFETY: we hold the write lock and `whole` bytes from `head` are free.
+            unsafe {
+                self.write_header(head, FIRST | LAST, total, total);
+                self.write_at(head + HEADER, message);
+            }
+            let published = writer.msgs.load(Ordering::Relaxed);
+            commit(writer, head + whole, published + 1, false);
+            self.signals().wake_readers();
+            return Ok(());
+        }
+        let mut outgoing = self.outgoing(held, total, deadline);
+        outgoing.write(message)?;
+        outgoing.finish()
+    }
+
+    /// Begins a message of `total` bytes: takes the write lock and waits (up to the
+    /// deadline) for the queue to be below its maxsize. The bytes then go in through
+    /// [`Outgoing::write`], straight into the ring, and [`Outgoing::finish`] ends it; an
+    /// `Outgoing` dropped unfinished withdraws what it had published.
+    pub(crate) fn begin(&self, total: u64, deadline: Deadline) -> Result<Outgoing<'_>, Refused> {
+        let held = self.prepare(total, deadline)?;
+        Ok(self.outgoing(held, total, deadline))
+    }
+
+    /// What a put does before it writes: checks the length and the close, takes the
+    /// write lock, repairs what a dead writer left, waits to be below maxsize.
+    fn prepare(&self, total: u64, deadline: Deadline) -> Result<RawGuard<'_>, Refused> {
+        if total > self.max_message {
             return Err(Refused::Failed(QueueError::MessageTooLarge {
-                len,
+                len: total,
                 max: self.max_message,
             }));
         }
         if self.is_closed() {
             return Err(Refused::Closed);
         }
-        let _held = lock(&self.write_lock, deadline)?;
+        let held = lock(&self.write_lock, deadline)?;
         self.recover_writer()?;
-        self.put_locked(message, deadline)
-    }
-
-    fn put_locked(&self, message: &[u8], deadline: Deadline) -> Result<(), Refused> {
         let writer = self.writer();
-        let signals = self.signals();
         if self.maxsize != 0 {
             let mut room = || {
                 // Our own count is exact; a stale consumed count only makes us wait.
@@ -723,7 +778,8 @@ impl Ring {
                 let consumed = self.reader().msgs.load(Ordering::Acquire);
                 Ok(self.is_closed() || published.saturating_sub(consumed) < self.maxsize)
             };
-            let ready = self.wait_for_room(deadline, &mut room)?;
+            // Any consumed message may be the one we wait for: woken by every commit.
+            let ready = self.wait_for_room(deadline, 0, &mut room)?;
             if !ready {
                 return Err(Refused::Busy);
             }
@@ -731,58 +787,27 @@ impl Ring {
         if self.is_closed() {
             return Err(Refused::Closed);
         }
-        let total = message.len() as u64;
-        // A try_put (its deadline passed at the call) never streams.
-        let streams = !deadline.expired();
-        let piece = self.piece();
-        let published = writer.msgs.load(Ordering::Relaxed);
-        let mut head = writer.pos.load(Ordering::Relaxed);
-        let mut sent = 0usize;
-        loop {
-            let rest = &message[sent..];
-            let whole = span(rest.len() as u64);
-            // Wait for room for the whole rest, or (streaming) for half the ring; a
-            // try_put never streams.
-            let want = if streams {
-                whole.min(self.capacity / 2)
-            } else {
-                whole
-            };
-            let mut free = self.free(head, false)?;
-            if free < want {
-                let mut room = || {
-                    free = self.free(head, true)?;
-                    Ok(free >= want || (sent == 0 && self.is_closed()))
-                };
-                let ready = self.wait_for_room(deadline, &mut room)?;
-                if !ready {
-                    if sent > 0 {
-                        self.abort(head)?;
-                    }
-                    return Err(Refused::Busy);
-                }
-                if sent == 0 && free < want {
-                    return Err(Refused::Closed);
-                }
-            }
-            let first = if sent == 0 { FIRST } else { 0 };
-            if whole <= free && rest.len() as u64 <= piece {
-                // SAFETY: we hold the write lock and `whole <= free` bytes from `head`
-                // are free.
-                unsafe { self.write_chunk(head, first | LAST, rest, total) };
-                commit(writer, head + whole, published + 1, false);
-                signals.wake_readers();
-                return Ok(());
-            }
-            // Stream a piece of what fits, leaving room for an ABORT header; `free >=
-            // capacity / 2` here (or the whole rest fits), so `n` is at least a kilobyte.
-            let n = ((free - 2 * HEADER) / HEADER * HEADER).min(piece) as usize;
-            // SAFETY: as above, with `span(n) = HEADER + n <= free - HEADER`.
-            unsafe { self.write_chunk(head, first, &rest[..n], total) };
-            head += HEADER + n as u64;
-            sent += n;
-            commit(writer, head, published, true);
-            signals.wake_readers();
+        Ok(held)
+    }
+
+    /// A message of `total` bytes to write, with the write lock `held` (see
+    /// [`prepare`](Self::prepare)).
+    fn outgoing<'r>(&'r self, held: RawGuard<'r>, total: u64, deadline: Deadline) -> Outgoing<'r> {
+        let writer = self.writer();
+        Outgoing {
+            ring: self,
+            _held: held,
+            deadline,
+            // A try_put (its deadline passed at the call) never streams.
+            streams: !deadline.expired(),
+            total,
+            published: writer.msgs.load(Ordering::Relaxed),
+            head: writer.pos.load(Ordering::Relaxed),
+            sent: 0,
+            size: 0,
+            filled: 0,
+            begun: false,
+            done: false,
         }
     }
 
@@ -801,7 +826,7 @@ impl Ring {
             return Err(corrupted("no room left for an abort chunk".into()));
         }
         // SAFETY: we hold the write lock and HEADER bytes from `head` are free.
-        unsafe { self.write_chunk(head, ABORT, &[], 0) };
+        unsafe { self.write_header(head, ABORT, 0, 0) };
         let published = writer.msgs.load(Ordering::Relaxed);
         commit(writer, head + HEADER, published, false);
         self.signals().wake_readers();
@@ -976,7 +1001,7 @@ impl Ring {
             }
             apply(reader, pos, msgs, open);
             reader.pending.store(0, Ordering::Release);
-            self.signals().wake_writers();
+            self.signals().wake_writers(pos);
         }
         clear(&self.signals().reader_sleeps);
         let open = reader.open.load(Ordering::Acquire) != 0;
@@ -1049,6 +1074,189 @@ impl Ring {
                 Ok(futex::Wake::Woken) => {}
                 Err(e) => return Err(QueueError::os("futex wait", e)),
             }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// A writer's message in progress.
+// ---------------------------------------------------------------------------------------
+
+/// A message being written by the holder of the write lock (see [`Ring::begin`]): its
+/// bytes are copied into a chunk in the free room, and each chunk is published once it
+/// is full, so that a reader copies it out while the next one is filled.
+pub(crate) struct Outgoing<'r> {
+    ring: &'r Ring,
+    _held: RawGuard<'r>,
+    deadline: Deadline,
+    /// Whether the message may be streamed (waiting for room between chunks), or must
+    /// fit in the free room at once.
+    streams: bool,
+    /// The message's length.
+    total: u64,
+    /// Messages published before this one.
+    published: u64,
+    /// The committed head: where the chunk being filled begins.
+    head: u64,
+    /// Payload bytes in the chunks published so far.
+    sent: u64,
+    /// The chunk being filled: its payload length, and how much of it is written.
+    size: u64,
+    filled: u64,
+    /// A chunk is being filled.
+    begun: bool,
+    /// The last chunk is published.
+    done: bool,
+}
+
+impl Outgoing<'_> {
+    /// Copies `bytes` into the ring, after the message's bytes written so far; chunks are
+    /// published as they fill. Waits for room (up to the deadline) when streaming.
+    ///
+    /// # Errors
+    ///
+    /// [`Refused::Busy`] if no room came by the deadline (what was published of the
+    /// message is withdrawn when this is dropped); `Failed` if `bytes` go beyond the
+    /// length the message was begun with, or the ring is corrupted.
+    pub(crate) fn write(&mut self, mut bytes: &[u8]) -> Result<(), Refused> {
+        while !bytes.is_empty() {
+            if !self.begun {
+                if self.sent == self.total {
+                    return Err(Refused::Failed(beyond(self.total)));
+                }
+                self.open_chunk()?;
+            }
+            let n = ((self.size - self.filled) as usize).min(bytes.len());
+            // SAFETY: we hold the write lock (`_held`); `open_chunk` found `span(size)`
+            // bytes free from `head`, and `[head + HEADER + filled, + n)` lies inside
+            // them, unpublished until `publish` commits.
+            unsafe {
+                self.ring
+                    .write_at(self.head + HEADER + self.filled, &bytes[..n]);
+            }
+            self.filled += n as u64;
+            bytes = &bytes[n..];
+            if self.filled == self.size {
+                self.publish();
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the message: its last chunk is published.
+    ///
+    /// # Errors
+    ///
+    /// `Failed` if fewer bytes were written than the message was begun with (it is
+    /// withdrawn); as for [`write`](Self::write) for an empty message.
+    pub(crate) fn finish(mut self) -> Result<(), Refused> {
+        if self.total == 0 && !self.done {
+            // An empty message: one chunk with no payload.
+            self.open_chunk()?;
+            self.publish();
+        }
+        if !self.done {
+            return Err(Refused::Failed(QueueError::Corrupted(format!(
+                "a message of {} bytes ended after {}",
+                self.total,
+                self.sent + self.filled
+            ))));
+        }
+        Ok(())
+    }
+
+    /// Waits for room for the next chunk and sizes it: the whole rest if it fits and is
+    /// no longer than a piece, else a piece of what fits, leaving room for an `ABORT`.
+    fn open_chunk(&mut self) -> Result<(), Refused> {
+        let ring = self.ring;
+        let rest = self.total - self.sent;
+        let whole = span(rest);
+        let piece = ring.piece();
+        // Room for the whole rest, or (streaming) for a piece and an ABORT header, or
+        // half of a ring smaller than two pieces.
+        let want = if self.streams {
+            whole.min(HEADER + piece + HEADER).min(ring.capacity / 2)
+        } else {
+            whole
+        };
+        let head = self.head;
+        let mut free = ring.free(head, false)?;
+        if free < want {
+            let first = self.sent == 0;
+            let mut room = || {
+                free = ring.free(head, true)?;
+                Ok(free >= want || (first && ring.is_closed()))
+            };
+            // Asleep, the writer is woken only once half the ring (or the whole rest) is
+            // free: it then has plenty to copy while the reader drains the other half,
+            // instead of both taking turns at a wake-up per piece.
+            let asleep_want = whole.min(ring.capacity / 2).max(want);
+            let wanted_tail = (head + asleep_want).saturating_sub(ring.capacity);
+            let ready = ring.wait_for_room(self.deadline, wanted_tail, &mut room)?;
+            if !ready {
+                return Err(Refused::Busy);
+            }
+            if first && free < want {
+                return Err(Refused::Closed);
+            }
+        }
+        self.size = if whole <= free && rest <= piece {
+            rest
+        } else {
+            // `free >= HEADER + piece + HEADER` or half the ring here, or the whole rest
+            // fits (and is longer than a piece), so this is a full piece or more than a
+            // kilobyte.
+            ((free - 2 * HEADER) / HEADER * HEADER).min(piece)
+        };
+        self.filled = 0;
+        self.begun = true;
+        Ok(())
+    }
+
+    /// Publishes the full chunk being filled.
+    fn publish(&mut self) {
+        let ring = self.ring;
+        let first = if self.sent == 0 { FIRST } else { 0 };
+        let last = self.sent + self.size == self.total;
+        let flags = first | if last { LAST } else { 0 };
+        // SAFETY: we hold the write lock and the chunk's `span(size)` bytes from `head`
+        // were free (`open_chunk`); its payload is written.
+        unsafe { ring.write_header(self.head, flags, self.size, self.total) };
+        self.head += span(self.size);
+        self.sent += self.size;
+        self.begun = false;
+        self.done = last;
+        commit(
+            ring.writer(),
+            self.head,
+            self.published + u64::from(last),
+            !last,
+        );
+        ring.signals().wake_readers();
+    }
+}
+
+/// More bytes written than a message was begun with: callers size their messages
+/// exactly (the queue through `codec::encode_sized`), so only a bug gets here.
+fn beyond(total: u64) -> QueueError {
+    QueueError::Corrupted(format!(
+        "more bytes written than the {total} of the message"
+    ))
+}
+
+impl Drop for Outgoing<'_> {
+    /// Withdraws a message left unfinished (a timeout, an encoding error or a panic in
+    /// the middle): readers drop what was published of it.
+    fn drop(&mut self) {
+        if self.sent > 0
+            && !self.done
+            && let Err(e) = self.ring.abort(self.head)
+        {
+            flotilla_core::event!(
+                flotilla_core::log::Level::ERROR,
+                error = %e,
+                "a message could not be withdrawn from the queue"
+            );
         }
     }
 }
@@ -1128,7 +1336,7 @@ impl Cursor<'_> {
             // The writer gave up on (or died in) the message we were reading.
             self.tail += span(len);
             commit(ring.reader(), self.tail, self.consumed, false);
-            ring.signals().wake_writers();
+            ring.signals().wake_writers(self.tail);
             (self.open, self.skipping) = (false, false);
             return Ok(None);
         }
@@ -1171,7 +1379,9 @@ impl Cursor<'_> {
             (self.open, self.skipping) = (false, false);
         }
         commit(self.ring.reader(), self.tail, self.consumed, !last);
-        self.ring.signals().wake_writers();
+        // The message's end wakes a writer waiting below maxsize, whatever the tail.
+        let tail = if last { u64::MAX } else { self.tail };
+        self.ring.signals().wake_writers(tail);
     }
 }
 
@@ -1236,18 +1446,25 @@ impl Pieces<'_, '_> {
     }
 }
 
-impl std::io::Read for Pieces<'_, '_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+impl Pieces<'_, '_> {
+    /// Copies up to `len` bytes of the message to `dst`, from the chunk at hand (moving
+    /// to the next first if this one is read through); how many, 0 at its end.
+    ///
+    /// # Safety
+    ///
+    /// `dst` is private memory valid for `len` bytes of writes.
+    unsafe fn read_raw(&mut self, dst: *mut u8, len: usize) -> std::io::Result<usize> {
         loop {
             if self.end.is_some() {
                 return Err(std::io::Error::other("the message is not there"));
             }
             if self.left > 0 {
-                let n = (self.left as usize).min(buf.len());
+                let n = (self.left as usize).min(len);
                 // SAFETY: we hold the read lock (the cursor borrows the locked ring), and
                 // `[at, at + left)` is the unread payload of a checked chunk in
-                // `[tail, head)`; `buf` is private memory of at least `n` bytes.
-                unsafe { self.cursor.ring.read_at(self.at, buf.as_mut_ptr(), n) };
+                // `[tail, head)`; `dst` is valid for `n <= len` bytes (our caller's
+                // promise).
+                unsafe { self.cursor.ring.read_at(self.at, dst, n) };
                 self.at += n as u64;
                 self.left -= n as u64;
                 if self.left == 0 && self.chunk.flags & LAST == 0 {
@@ -1259,7 +1476,7 @@ impl std::io::Read for Pieces<'_, '_> {
                 }
                 return Ok(n);
             }
-            if self.chunk.flags & LAST != 0 || buf.is_empty() {
+            if self.chunk.flags & LAST != 0 || len == 0 {
                 return Ok(0);
             }
             if !self.spent {
@@ -1271,6 +1488,35 @@ impl std::io::Read for Pieces<'_, '_> {
                 self.end = Some(end);
             }
         }
+    }
+}
+
+impl std::io::Read for Pieces<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        // SAFETY: `buf` is private memory of `buf.len()` bytes.
+        unsafe { self.read_raw(buf.as_mut_ptr(), buf.len()) }
+    }
+}
+
+/// A byte string of the message goes from the ring straight into its `Vec`, a chunk's
+/// worth at a time: one copy, and no zeroing first.
+impl flotilla_core::codec::ByteSource for Pieces<'_, '_> {
+    fn read_into_vec(&mut self, out: &mut Vec<u8>, len: usize) -> std::io::Result<()> {
+        out.reserve(len);
+        let mut left = len;
+        while left > 0 {
+            let spare = out.spare_capacity_mut();
+            // SAFETY: `spare` is `out`'s own unused capacity, at least `left` bytes
+            // (reserved above, and each pass fills what it counts).
+            let n = unsafe { self.read_raw(spare.as_mut_ptr().cast(), left) }?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            // SAFETY: `read_raw` initialised the `n` bytes after `out.len()`.
+            unsafe { out.set_len(out.len() + n) };
+            left -= n;
+        }
+        Ok(())
     }
 }
 

@@ -30,6 +30,19 @@ fn get(ring: &Ring, deadline: Deadline) -> Result<Vec<u8>, Refused> {
     ring.get(deadline, &mut out).map(|()| out)
 }
 
+/// Writes a whole chunk, header and payload, as a writer in the middle of its work.
+///
+/// # Safety
+///
+/// As for [`Ring::write_at`], for the chunk's bytes.
+unsafe fn write_chunk(ring: &Ring, pos: u64, flags: u32, payload: &[u8], total: u64) {
+    // SAFETY: our caller's promise covers the header and the payload after it.
+    unsafe {
+        ring.write_header(pos, flags, payload.len() as u64, total);
+        ring.write_at(pos + HEADER, payload);
+    }
+}
+
 fn soon() -> Deadline {
     Deadline::after(Some(LONG))
 }
@@ -207,7 +220,7 @@ fn a_writer_that_dies_mid_message_leaves_it_aborted() {
     die_holding(&ring.write_lock, || {
         let head = ring.writer().pos.load(Ordering::Relaxed);
         // SAFETY: this thread holds the write lock, and the ring has room.
-        unsafe { ring.write_chunk(head, FIRST, &[9; 1024], 100_000) };
+        unsafe { write_chunk(&ring, head, FIRST, &[9; 1024], 100_000) };
         commit(ring.writer(), head + span(1024), 1, true);
     });
     assert_eq!(get(&ring, soon()).unwrap(), b"before");
@@ -225,7 +238,7 @@ fn a_reader_waiting_on_a_dead_writers_message_repairs_it_itself() {
         die_holding(&ring.write_lock, || {
             let head = ring.writer().pos.load(Ordering::Relaxed);
             // SAFETY: this thread holds the write lock, and the ring has room.
-            unsafe { ring.write_chunk(head, FIRST, &[1; 512], 10_000) };
+            unsafe { write_chunk(&ring, head, FIRST, &[1; 512], 10_000) };
             commit(ring.writer(), head + span(512), 0, true);
             wake_all(&ring.signals().data_seq);
         });
@@ -244,7 +257,7 @@ fn a_writer_that_dies_while_committing_has_its_message_rolled_forward() {
         let writer = ring.writer();
         let head = writer.pos.load(Ordering::Relaxed);
         // SAFETY: this thread holds the write lock, and the ring has room.
-        unsafe { ring.write_chunk(head, FIRST | LAST, b"whole", 5) };
+        unsafe { write_chunk(&ring, head, FIRST | LAST, b"whole", 5) };
         // The commit's record is written, and nothing after it.
         writer.pend_pos.store(head + span(5), Ordering::Relaxed);
         writer.pend_msgs.store(1, Ordering::Relaxed);
@@ -533,4 +546,43 @@ fn a_message_aborted_while_it_is_read_in_pieces_gives_way_to_the_next() {
         assert_eq!(out, message(2, 10));
     });
     assert_eq!(ring.len(), 0);
+}
+
+#[test]
+fn a_writer_asleep_for_room_is_woken_once_per_half_ring_not_per_piece() {
+    // A slow reader takes a long message piece by piece; the writer, its ring full,
+    // sleeps between pieces. Woken for every piece the reader frees (16 of them), it
+    // would take turns with the reader; it is woken only when half the ring is free.
+    let ring = ring(1 << 20, 0);
+    let piece = ring.piece() as usize;
+    let long = message(8, 16 * piece);
+    let woken_before = ring.signals().space_seq.load(Ordering::SeqCst);
+    std::thread::scope(|s| {
+        s.spawn(|| ring.put(&long, soon()).unwrap());
+        let mut out = Vec::new();
+        let got = ring
+            .get_with(soon(), &mut out, |pieces| {
+                let mut got = Vec::new();
+                let mut buf = vec![0u8; piece / 4];
+                loop {
+                    // Slow enough that the writer is asleep whenever room is freed.
+                    std::thread::sleep(Duration::from_millis(2));
+                    match std::io::Read::read(pieces, &mut buf).unwrap() {
+                        0 => break got,
+                        n => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+            .unwrap();
+        assert!(got == Some(long.clone()), "the message differs");
+    });
+    let wakes = ring
+        .signals()
+        .space_seq
+        .load(Ordering::SeqCst)
+        .wrapping_sub(woken_before);
+    assert!(
+        wakes <= 10,
+        "the writer was woken {wakes} times for 16 pieces through a ring of 4"
+    );
 }
