@@ -169,6 +169,37 @@ mod serde_codec {
         }
     }
 
+    /// Appends the encoding of `value` to `out` if it is at most `cap` bytes long: true
+    /// when it was, false when it is longer (then `out` holds its first bytes, and
+    /// encoding stopped there). For a destination that takes short values one way and
+    /// long ones another, such as a queue's ring.
+    ///
+    /// ```
+    /// use flotilla_core::codec;
+    ///
+    /// let mut out = Vec::new();
+    /// assert!(codec::encode_capped(&mut out, &[7u8; 4], 4).unwrap());
+    /// assert_eq!(out, [7; 4]);
+    /// out.clear();
+    /// assert!(!codec::encode_capped(&mut out, &[7u8; 5], 4).unwrap());
+    /// ```
+    pub fn encode_capped<T: Serialize + ?Sized>(
+        out: &mut Vec<u8>,
+        value: &T,
+        cap: usize,
+    ) -> Result<bool, CodecError> {
+        let mut capped = Exact {
+            writer: out,
+            left: cap as u64,
+            over: false,
+        };
+        match encode_to(&mut capped, value) {
+            Ok(()) => Ok(true),
+            Err(_) if capped.over => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// A writer that takes at most `left` more bytes.
     struct Exact<W> {
         writer: W,
@@ -176,22 +207,30 @@ mod serde_codec {
         over: bool,
     }
 
-    impl<W: std::io::Write> std::io::Write for Exact<W> {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            if buf.len() as u64 > self.left {
+    impl<W> Exact<W> {
+        /// Refuses a write of `len` bytes that would go beyond, noting it in `over`.
+        #[inline]
+        fn admit(&mut self, len: usize) -> std::io::Result<()> {
+            if len as u64 > self.left {
                 self.over = true;
-                return Err(std::io::Error::other("more bytes than sized"));
+                return Err(std::io::Error::other("more bytes than allowed"));
             }
+            Ok(())
+        }
+    }
+
+    impl<W: std::io::Write> std::io::Write for Exact<W> {
+        #[inline]
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.admit(buf.len())?;
             let n = self.writer.write(buf)?;
             self.left -= n as u64;
             Ok(n)
         }
 
+        #[inline]
         fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-            if buf.len() as u64 > self.left {
-                self.over = true;
-                return Err(std::io::Error::other("more bytes than sized"));
-            }
+            self.admit(buf.len())?;
             self.writer.write_all(buf)?;
             self.left -= buf.len() as u64;
             Ok(())

@@ -595,25 +595,19 @@ impl Connection {
             }
             if reader.got >= HEADER_LEN {
                 let at = reader.got - HEADER_LEN;
-                if at == 0 && reader.start == 0 && reader.end > 0 && reader.len >= HAND_OVER {
+                if at == 0
+                    && reader.start == 0
+                    && !reader.ahead.is_empty()
+                    && reader.len >= HAND_OVER
+                {
                     // The payload begins the read-ahead buffer: the buffer becomes it.
                     reader.got += reader.hand_over_ahead();
                 } else {
                     let n = reader.take_ahead(reader.len - at);
                     if n > 0 {
-                        // A frame that goes on past these bytes gets room for as much
-                        // again at once (as `grow` would give it next), sparing a
-                        // reallocation.
-                        let room = if at + n < reader.len {
-                            n + (at + n).max(MIN_GROWTH).min(reader.len - at - n)
-                        } else {
-                            n
-                        };
-                        if reader.payload.try_reserve_exact(room).is_err() {
-                            return Err(self.poison(RecvError::NoMemory {
-                                len: reader.len as u64,
-                            }));
-                        }
+                        // Room for these bytes, and at once for more when the frame goes
+                        // on past them, sparing a reallocation.
+                        self.grow(&mut reader.payload, n, reader.len)?;
                         let bytes = &reader.ahead[reader.start - n..reader.start];
                         reader.payload.extend_from_slice(bytes);
                         reader.got += n;
@@ -641,7 +635,7 @@ impl Connection {
             let read = if direct {
                 let at = reader.got - HEADER_LEN;
                 if reader.payload.capacity() == at {
-                    self.grow(&mut reader.payload, reader.len)?;
+                    self.grow(&mut reader.payload, 0, reader.len)?;
                 }
                 let left = reader.len - at;
                 let room = reader.payload.spare_capacity_mut();
@@ -656,7 +650,6 @@ impl Connection {
                 // Everything in it has been taken here, so nothing is lost.
                 reader.ahead.clear();
                 reader.start = 0;
-                reader.end = 0;
                 let sink = socket.then_some(&mut reader.sink);
                 let room = reader.ahead.spare_capacity_mut();
                 if at_start {
@@ -704,7 +697,6 @@ impl Connection {
                     // SAFETY: the read wrote the header's `header` bytes, then these
                     // `n - header` bytes of the buffer's spare capacity (it was empty).
                     unsafe { reader.ahead.set_len(n - header) };
-                    reader.end = n - header;
                     reader.read += n as u64;
                     reader.got += header;
                     if reader.got == HEADER_LEN && header > 0 {
@@ -755,16 +747,17 @@ impl Connection {
         Ok(())
     }
 
-    /// Makes room in `payload` (whose bytes have all arrived) for more of a payload of
-    /// `len` bytes: as much again as has arrived, at least [`MIN_GROWTH`], so memory
-    /// stays within twice the bytes that really arrived (or 1 MiB beyond them), whatever
-    /// length a header declares, a frame of up to 1 MiB gets all its room at once, and a
-    /// larger one is reallocated a logarithmic number of times, not once per MiB. The
-    /// room is spare capacity, never zeroed. Running out of memory is an error.
-    fn grow(&self, payload: &mut Vec<u8>, len: usize) -> Result<(), RecvError> {
-        let have = payload.len();
+    /// Makes room in `payload` (whose bytes have all arrived) for `coming` more bytes of a
+    /// payload of `len` bytes, and, when the payload goes on past them, for as much again
+    /// as will then have arrived, at least [`MIN_GROWTH`]: so memory stays within twice
+    /// the bytes that really arrived (or 1 MiB beyond them), whatever length a header
+    /// declares, a frame of up to 1 MiB gets all its room at once, and a larger one is
+    /// reallocated a logarithmic number of times, not once per MiB. The room is spare
+    /// capacity, never zeroed. Running out of memory is an error.
+    fn grow(&self, payload: &mut Vec<u8>, coming: usize, len: usize) -> Result<(), RecvError> {
+        let have = payload.len() + coming;
         let more = have.max(MIN_GROWTH).min(len - have);
-        if payload.try_reserve_exact(more).is_err() {
+        if payload.try_reserve_exact(coming + more).is_err() {
             return Err(self.poison(RecvError::NoMemory { len: len as u64 }));
         }
         Ok(())
@@ -1003,10 +996,9 @@ pub struct FrameReader {
     /// Where `recvmsg` puts descriptors.
     sink: sys::FdSink,
     /// Bytes read beyond the frame at hand ([`AHEAD`] of capacity, from the first
-    /// read): `ahead[start..end]` are not taken yet, and `end` is its length.
+    /// read): `ahead[start..]` are not taken yet.
     ahead: Vec<u8>,
     start: usize,
-    end: usize,
     /// Bytes read from the stream so far: the position just past `ahead[end - 1]`.
     read: u64,
     /// Where in the stream the frame at hand begins.
@@ -1027,13 +1019,13 @@ impl FrameReader {
     /// True when part of a frame has arrived and the rest has not, or bytes were read
     /// ahead.
     pub fn in_progress(&self) -> bool {
-        self.got > 0 || self.start < self.end || !self.batches.is_empty()
+        self.got > 0 || self.start < self.ahead.len() || !self.batches.is_empty()
     }
 
     /// True when a receive would not wait: a whole frame was read ahead, or a header
     /// a receive with this `max` frame refuses at once.
     fn ready(&self, max: u64) -> bool {
-        let ahead = &self.ahead[self.start..self.end];
+        let ahead = &self.ahead[self.start..];
         if self.got > 0 || ahead.len() < HEADER_LEN {
             return false;
         }
@@ -1043,12 +1035,12 @@ impl FrameReader {
 
     /// The stream position of the next byte to take.
     fn position(&self) -> u64 {
-        self.read - (self.end - self.start) as u64
+        self.read - (self.ahead.len() - self.start) as u64
     }
 
     /// Takes up to `want` bytes read ahead: how many; they are `ahead[start - n..start]`.
     fn take_ahead(&mut self, want: usize) -> usize {
-        let n = want.min(self.end - self.start);
+        let n = want.min(self.ahead.len() - self.start);
         self.start += n;
         n
     }
@@ -1057,11 +1049,10 @@ impl FrameReader {
     /// hand (none of it taken yet), that payload, up to its end; a new buffer takes its
     /// place with whatever followed. Returns how many payload bytes it held.
     fn hand_over_ahead(&mut self) -> usize {
-        let n = self.len.min(self.end);
+        let n = self.len.min(self.ahead.len());
         let mut payload = std::mem::replace(&mut self.ahead, Vec::with_capacity(AHEAD));
         self.ahead.extend_from_slice(&payload[n..]);
         self.start = 0;
-        self.end = self.ahead.len();
         payload.truncate(n);
         if n == self.len {
             // Whole: give back the buffer's unused tail (glibc shrinks in place).
@@ -1081,7 +1072,6 @@ impl FrameReader {
         self.sink.fds.clear();
         self.ahead.clear();
         self.start = 0;
-        self.end = 0;
         self.batches.clear();
     }
 }
@@ -1191,7 +1181,7 @@ impl Serialize for Connection {
         // Bytes this end read ahead would not go with it: refuse rather than lose them.
         if lock(&self.receiving.reader)
             .as_ref()
-            .is_some_and(|reader| reader.start < reader.end)
+            .is_some_and(|reader| reader.start < reader.ahead.len())
         {
             return Err(S::Error::custom(
                 "this connection end holds frames it read ahead: it cannot be sent",

@@ -212,7 +212,7 @@ pub(crate) fn read_chunk(
         // The read never waits. A pipe has no per-call "don't wait": ask first (a pipe
         // read by two processes at once carries no frames anyway, so nobody takes the
         // bytes in between).
-        let ready = socket || wait_readable(fd, Some(Duration::ZERO)).map_err(recv_poll)?;
+        let ready = socket || poll_now(&mut readable(fd)).map_err(recv_poll)?;
         if ready {
             // SAFETY: every `iovec` is one of `bufs`, borrowed mutably for this call.
             let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut()) };
@@ -250,25 +250,20 @@ pub(crate) fn read_chunk(
                     return result;
                 }
                 count_blocked_wait();
-            } else {
-                let mut pollfds = [PollFd::new(fd, PollFlags::POLLIN)];
-                if spin_poll(&mut pollfds, limit).map_err(recv_poll)? {
-                    continue;
-                }
+            } else if spin_poll(&mut readable(fd), limit).map_err(recv_poll)? {
+                continue;
             }
         }
-        if !wait_readable(fd, left).map_err(recv_poll)? && left.is_some() {
+        // Blocks, with no looks of its own (they were made above), allocating nothing.
+        if !block_in_poll(&mut readable(fd), deadline).map_err(recv_poll)? && left.is_some() {
             return Ok(None);
         }
     }
 }
 
-/// Waits in `poll` until `fd` is readable (or at end of file / error) or `timeout`
-/// passes; no looks first (the caller made them), and nothing allocated.
-fn wait_readable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, PollError> {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    let mut pollfds = [PollFd::new(fd, PollFlags::POLLIN)];
-    block_in_poll(&mut pollfds, deadline)
+/// What `poll` is asked of `fd` by a receive: readability (end of file and errors too).
+fn readable(fd: BorrowedFd<'_>) -> [PollFd<'_>; 1] {
+    [PollFd::new(fd, PollFlags::POLLIN)]
 }
 
 /// One write of as much of `iov` as fits without blocking (retried on EINTR); `fds`
@@ -437,8 +432,7 @@ fn count_blocked_wait() {
 /// readable, so the read that follows reports it.
 #[doc(hidden)]
 pub fn poll_briefly(fd: BorrowedFd<'_>) -> bool {
-    let mut pollfds = [PollFd::new(fd, PollFlags::POLLIN)];
-    spin_poll(&mut pollfds, POLL_FOR).unwrap_or(true)
+    spin_poll(&mut readable(fd), POLL_FOR).unwrap_or(true)
 }
 
 /// One `poll` that does not wait: whether any of `pollfds` is ready.

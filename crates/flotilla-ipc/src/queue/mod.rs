@@ -233,34 +233,6 @@ fn with_scratch<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 /// costs more than encoding them again, once to learn their size.
 const DIRECT_FROM: usize = 64 << 10;
 
-/// The scratch buffer as a writer that takes at most [`DIRECT_FROM`] bytes.
-struct Capped<'a> {
-    buf: &'a mut Vec<u8>,
-    /// A write was refused for going beyond.
-    over: bool,
-}
-
-impl std::io::Write for Capped<'_> {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.write_all(bytes).map(|()| bytes.len())
-    }
-
-    #[inline]
-    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.buf.len() + bytes.len() > DIRECT_FROM {
-            self.over = true;
-            return Err(std::io::Error::other("a long item"));
-        }
-        self.buf.extend_from_slice(bytes);
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A message being written into the ring, as the codec's writer; what the ring refused
 /// is kept (the codec reports only that the write failed).
 struct Sink<'r> {
@@ -453,13 +425,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
         // A short item is encoded into this thread's buffer (outside the lock) and copied
         // in; one that turns out longer than `DIRECT_FROM` is encoded again, sized first,
         // straight into the ring.
-        let short = with_scratch(|buf| {
-            let mut capped = Capped { buf, over: false };
-            match codec::encode_to(&mut capped, &item) {
-                Ok(()) => Some(self.ring.put(capped.buf, deadline)),
-                Err(_) if capped.over => None,
-                Err(e) => Some(Err(Refused::Failed(QueueError::Encode(e)))),
-            }
+        let short = with_scratch(|buf| match codec::encode_capped(buf, &item, DIRECT_FROM) {
+            Ok(true) => Some(self.ring.put(buf, deadline)),
+            Ok(false) => None,
+            Err(e) => Some(Err(Refused::Failed(QueueError::Encode(e)))),
         });
         match short.unwrap_or_else(|| self.put_direct(&item, deadline)) {
             Ok(()) => Ok(()),
