@@ -146,10 +146,11 @@ fn a_receiver_polls_before_it_blocks() {
 }
 
 /// A wait whose yield hands the CPU to another process (or thread) that wanted it stops
-/// polling, and the thread's waits block at once for a while: a poll that yields to a
-/// busy neighbour would wait out its time slice, milliseconds, for every message.
+/// yielding, and the thread's waits spin briefly or block for a while: a poll that
+/// yields to a busy neighbour would wait out its time slice, milliseconds, for every
+/// message.
 #[test]
-fn a_wait_that_yields_to_a_busy_neighbour_stops_polling() {
+fn a_wait_that_yields_to_a_busy_neighbour_stops_yielding() {
     use std::sync::Arc;
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::time::Duration;
@@ -191,6 +192,6 @@ fn a_wait_that_yields_to_a_busy_neighbour_stops_polling() {
     busy.join().unwrap();
     assert!(
         stopped_polling,
-        "a wait sharing its CPU with a busy thread kept polling"
+        "a wait sharing its CPU with a busy thread kept yielding"
     );
 }
