@@ -579,8 +579,8 @@ impl<T> Shared<T> {
 impl<T> Handle<T> {
     /// Moves the future to a terminal phase with `outcome`: from PENDING, or also from
     /// RUNNING when `from_running` (only the completing side may ask that). Returns
-    /// whether this call made the transition.
-    fn finish(&self, from_running: bool, outcome: Result<T, TaskError>) -> bool {
+    /// whether this call made the transition, and whether it woke anyone.
+    fn finish(&self, from_running: bool, outcome: Result<T, TaskError>) -> Finished {
         let terminal = match &outcome {
             Ok(_) => FINISHED_OK,
             Err(TaskError::Cancelled) => CANCELLED,
@@ -600,7 +600,7 @@ impl<T> Handle<T> {
                     Err(now) => current = now,
                 },
                 RUNNING if from_running => break RUNNING,
-                _ => return false,
+                _ => return Finished::NotMade,
             }
         };
         // SAFETY: we own the transition out of `from` (module docs, "Who touches what":
@@ -613,8 +613,9 @@ impl<T> Handle<T> {
         let before = self.state.fetch_xor(from ^ terminal, Ordering::AcqRel);
         if before & WAITERS != 0 {
             self.wake_waiters();
+            return Finished::WokeWaiters;
         }
-        true
+        Finished::Quietly
     }
 
     /// After the terminal transition of a future with WAITERS: wakes the sleepers and
@@ -767,7 +768,7 @@ impl<T> Future<T> {
             match phase(self.shared.state()) {
                 CANCELLED => return true,
                 PENDING => {
-                    if self.shared.finish(false, Err(TaskError::Cancelled)) {
+                    if self.shared.finish(false, Err(TaskError::Cancelled)) != Finished::NotMade {
                         return true;
                     }
                     // Lost to a start, another cancel or a completion: look again.
@@ -1179,6 +1180,17 @@ impl<T> fmt::Debug for Completer<T> {
     }
 }
 
+/// What a call of [`Handle::finish`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Finished {
+    /// Nothing: the future had left the phase it was to be finished from.
+    NotMade,
+    /// Made the future terminal; nobody was waiting.
+    Quietly,
+    /// Made the future terminal, and woke or ran what was registered on it.
+    WokeWaiters,
+}
+
 /// A task's closure, in its future's allocation (an `Alloc<T, JobSlot<F>>`): taken out
 /// once, through the one [`Task`].
 struct JobSlot<F>(UnsafeCell<Option<F>>);
@@ -1186,7 +1198,7 @@ struct JobSlot<F>(UnsafeCell<Option<F>>);
 /// What a [`Task`] does with its allocation, for the value and closure types it was
 /// made with: each takes over the task's reference.
 struct TaskVTable {
-    run: unsafe fn(NonNull<()>, &dyn Fn()),
+    run: unsafe fn(NonNull<()>, &dyn Fn()) -> bool,
     fail: unsafe fn(NonNull<()>, TaskError),
     cancel: unsafe fn(NonNull<()>),
     abandon: unsafe fn(NonNull<()>),
@@ -1226,19 +1238,19 @@ where
     /// # Safety
     ///
     /// As [`TaskOps::open`].
-    unsafe fn run(ptr: NonNull<()>, before_publish: &dyn Fn()) {
+    unsafe fn run(ptr: NonNull<()>, before_publish: &dyn Fn()) -> bool {
         // SAFETY: passed on from the caller.
         let (shared, job) = unsafe { Self::open(ptr) };
         let Some(job) = job.filter(|_| shared.set_running()) else {
             before_publish();
-            return;
+            return false;
         };
         let outcome = match catch_unwind(AssertUnwindSafe(job)) {
             Ok(outcome) => outcome,
             Err(payload) => Err(TaskError::from_panic(&*payload)),
         };
         before_publish();
-        shared.finish(true, outcome);
+        shared.finish(true, outcome) == Finished::WokeWaiters
     }
 
     /// # Safety
@@ -1344,10 +1356,15 @@ impl Task {
     /// skipped), before the outcome is published to waiters: a pool that marks its
     /// worker idle there lets a caller that submits again on seeing the result find
     /// that worker.
-    pub fn run(self, before_publish: &dyn Fn()) {
+    ///
+    /// Returns whether publishing the outcome woke anyone: a thread blocked on the
+    /// future, an awaiting task's waker, a callback or a `wait`. A worker that goes on
+    /// polling for work should then let a woken thread that shares its CPU run (see
+    /// [`crate::spin::yield_to_woken`]).
+    pub fn run(self, before_publish: &dyn Fn()) -> bool {
         let (ptr, ops) = self.into_raw();
         // SAFETY: the task's pointer and its own table, its reference handed over once.
-        unsafe { (ops.run)(ptr, before_publish) };
+        unsafe { (ops.run)(ptr, before_publish) }
     }
 
     /// Fails a task that will never run with `error` (a broken pool).

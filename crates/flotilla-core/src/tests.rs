@@ -148,3 +148,36 @@ fn a_waiter_that_sees_its_task_running_spins_through_a_short_task() {
         rounds - unparked
     );
 }
+
+/// A worker yields its CPU after a completion only when the completion woke someone
+/// (`spin::yield_to_woken`): `Task::run` says whether it did.
+#[test]
+fn a_run_task_says_whether_its_outcome_woke_anyone() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use crate::{Task, TaskError};
+
+    let (task, fut) = Task::new(|| Ok::<_, TaskError>(1u8));
+    assert!(!task.run(&|| {}), "nobody was waiting");
+    assert_eq!(fut.into_result().unwrap(), 1);
+
+    let (task, fut) = Task::new(|| Ok::<_, TaskError>(2u8));
+    let called = Arc::new(AtomicBool::new(false));
+    let flag = Arc::clone(&called);
+    fut.add_done_callback(move |_| flag.store(true, Ordering::Release));
+    assert!(task.run(&|| {}), "a callback was registered");
+    assert!(called.load(Ordering::Acquire));
+
+    let (task, fut) = Task::new(|| Err::<u8, _>(TaskError::Cancelled));
+    let _ = wait_timeout([&fut], ReturnWhen::AllCompleted, Duration::ZERO);
+    fut.add_done_callback(|_| {});
+    assert!(task.run(&|| {}), "a failure wakes the registered as well");
+
+    // A task cancelled before it ran: its cancel woke the registered, its run wakes
+    // nobody.
+    let (task, fut) = Task::new(|| Ok::<_, TaskError>(3u8));
+    fut.add_done_callback(|_| {});
+    assert!(fut.cancel());
+    assert!(!task.run(&|| {}));
+}

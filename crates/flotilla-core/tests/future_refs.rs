@@ -71,7 +71,9 @@ fn round(i: usize, values: &Arc<AtomicUsize>, closures: &Arc<AtomicUsize>) {
         })
         .collect();
     let worker = thread::spawn(move || match i % 4 {
-        0 | 1 => task.run(&|| {}),
+        0 | 1 => {
+            task.run(&|| {});
+        }
         2 => task.fail(TaskError::ShutDown),
         _ => drop(task),
     });

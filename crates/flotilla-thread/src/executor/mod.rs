@@ -175,11 +175,15 @@ impl Pool {
         };
         // `next_task` takes a queued job without blocking, and ends once shutdown has
         // dropped the sender and the queue is drained.
-        while let Some(job) = self.next_task() {
-            match self.broken_error() {
-                Some(error) => job.fail(error),
+        let mut woke = false;
+        while let Some(job) = self.next_task(woke) {
+            woke = match self.broken_error() {
+                Some(error) => {
+                    job.fail(error);
+                    false
+                }
                 None => job.run(&now_idle),
-            }
+            };
         }
     }
 
@@ -202,17 +206,26 @@ impl Pool {
     /// descriptor ([`flotilla_core::spin::poll_for`]):
     /// with a busy process on every CPU, a worker that yielded handed that process its
     /// time slice, stopped polling, and round trips took 5.6 µs; spinning, it keeps the
-    /// CPU against the busy process and they took 0.75 µs. A caller woken on the
-    /// worker's CPU is not kept waiting by the spin in practice: two threads that keep
-    /// running are spread over two CPUs. At most half the CPUs' worth of workers poll at
-    /// a time, the others block at once, so an idle pool burns at most that many CPUs
-    /// for at most `IDLE_SPIN` after its last task, and leaves the other half to its
-    /// callers.
-    fn next_task(&self) -> Option<Task> {
+    /// CPU against the busy process and they took 0.75 µs. At most half the CPUs' worth
+    /// of workers poll at a time, the others block at once, so an idle pool burns at
+    /// most that many CPUs for at most `IDLE_SPIN` after its last task, and leaves the
+    /// other half to its callers.
+    ///
+    /// A caller that the worker's completion woke (`woke`) may have been put on the
+    /// worker's CPU, where the spin would keep it waiting: so the worker first yields
+    /// once ([`flotilla_core::spin::yield_to_woken`]; with a busy process on every CPU,
+    /// one process in five of `run_in_executor` round trips took 22 µs each instead of
+    /// 3.3 without it). A worker whose yield was contended spins briefly, and not at all
+    /// while such spins keep finding nothing
+    /// ([`flotilla_core::spin::spin_unless_contended`]).
+    fn next_task(&self, woke: bool) -> Option<Task> {
         match self.receiver.try_recv() {
             Ok(job) => return Some(job),
             Err(TryRecvError::Disconnected) => return None,
             Err(TryRecvError::Empty) => {}
+        }
+        if woke {
+            flotilla_core::spin::yield_to_woken();
         }
         let polling = self
             .spinning
@@ -238,7 +251,7 @@ impl Pool {
     /// Polls the queue for up to [`IDLE_SPIN`].
     fn poll_queue(&self) -> Result<Task, TryRecvError> {
         let mut polled = Err(TryRecvError::Empty);
-        flotilla_core::spin::spin_for(IDLE_SPIN, || {
+        flotilla_core::spin::spin_unless_contended(IDLE_SPIN, || {
             polled = self.receiver.try_recv();
             !matches!(polled, Err(TryRecvError::Empty))
         });
