@@ -176,6 +176,14 @@ impl Figure {
         self.name.ends_with(LOADED_SUFFIX)
     }
 
+    /// The rounds this figure runs in a run of `rounds`: twice as many for a loaded one,
+    /// whose point is its worst round. With 5 rounds, whether a contender met the
+    /// environment's slow placement (see [`LOADED_CONDITIONS`]) at all was luck: in one
+    /// run a peer's worst round was 7.5 µs, in the next, with the same code, 55.
+    pub(crate) fn rounds(&self, rounds: usize) -> usize {
+        if self.loaded() { 2 * rounds } else { rounds }
+    }
+
     /// flotilla first, then the baselines.
     pub(crate) fn contenders(&self) -> Vec<Contender> {
         let flotilla = rust("flotilla", self.flotilla);
@@ -372,9 +380,10 @@ pub(crate) const LOADED_CONDITIONS: &str = "\
 The figure of the same name without `-loaded`, with the same contenders, plans and
 rounds, while the harness keeps one busy process per CPU running (a fresh process of the
 bench binary in a multiply-add loop): it starts them just before each contender's round
-and kills them just after, so every contender's round runs under the same load. The
-value of a latency figure is still the median call of a round; compare each
-contender's worst round (max) as well as its median (`--rounds N` for more rounds).
+and kills them just after, so every contender's round runs under the same load. A
+loaded figure runs twice the rounds of the others. The value of a latency figure is
+still the median call of a round; compare each contender's worst round (max) as well as
+its median (`--rounds N` for more rounds).
 
 Why these exist: flotilla's one-task latency used to be bimodal, a whole process at
 45-70 µs a round trip where the peers took 4-6 µs. The waiter of a flotilla future spun
@@ -384,7 +393,18 @@ on a CPU shared with a busy process (it hands over the rest of a time slice). Wh
 scheduler had put the worker on the waiter's CPU (it keeps such a pair together for the
 life of the process), the worker ran only once the waiter stopped spinning and yielding:
 a 50 µs spin, tried while looking for the cause, made every round trip 54 µs. A blocking
-wait on a flotilla future now spins for at most 3 µs of time, never yields, then parks.";
+wait on a flotilla future now spins for at most 3 µs of time, never yields, then parks.
+
+Two more slow modes showed under this load, each in one process in three to five:
+- Where the scheduler put the two ends of a connection on different CPUs, each beside
+  a busy process, every wake-up waited for the woken end to preempt that process: 40-55
+  µs per round trip, for every contender (the raw socket pair too). A flotilla wait
+  whose yield was contended now spins, without yielding, for up to 20 µs before it
+  blocks, and stops spinning for a while after three spins in a row found nothing
+  (the two ends then share a CPU, and the spin only keeps the peer off it).
+- Where the runtime thread that a `run_in_executor` completion woke was put on the
+  worker's CPU, the worker's 50 µs idle spin kept it waiting: 22 µs per call. A worker
+  whose completion woke someone now yields once before it spins.";
 
 /// `figure` under load: named `name` (which ends in [`LOADED_SUFFIX`]), the harness
 /// runs it with one busy process per CPU around every contender's round.

@@ -34,7 +34,8 @@ table and writes target/bench/results.json.
 
   --quick        2 rounds and fewer timed calls instead of 5 rounds: a smoke run
   --rounds N     N rounds (each a fresh process per contender) instead of 5 (or 2):
-                 for the distribution of a figure, its worst round beside its median
+                 for the distribution of a figure, its worst round beside its median;
+                 the loaded figures run twice as many (a slow round is rarer there)
   --write-docs   also rewrite docs/benchmarks.md from this run
   --note TEXT    the conditions of this run, for docs/benchmarks.md
   --list         list the figures and their contenders
@@ -152,6 +153,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut results = Vec::new();
     for figure in chosen {
+        let rounds = figure.rounds(rounds);
         eprintln!("{} ({} rounds)", figure.name, rounds);
         let result = harness::run_figure(figure, rounds, options.quick, &python, &root);
         report::print_figure(&result);

@@ -336,8 +336,8 @@ pub(crate) fn markdown(
     let kind = if quick { " (`--quick`)" } else { "" };
     let _ = writeln!(
         w,
-        "- **When**: {}, {rounds} rounds{kind}; load average (1, 5, 15 min) {} before the \
-         run, {} after",
+        "- **When**: {}, {rounds} rounds{kind} (twice as many for the loaded figures); load \
+         average (1, 5, 15 min) {} before the run, {} after",
         machine.date,
         machine.load_before,
         load_average()
