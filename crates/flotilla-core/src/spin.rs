@@ -234,14 +234,20 @@ pub fn unpause() {
     NEXT_SPINS_OFF.set(MIN_PAUSE);
 }
 
+/// Puts this thread in a pause of `length` with its spins on, as a contended yield
+/// does (for tests of a paused thread's waits).
+#[doc(hidden)]
+pub fn pause_for(length: Duration) {
+    unpause();
+    PAUSED_UNTIL.set(Some(Instant::now() + length));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Puts this thread in a pause, as a contended yield does.
     fn pause() {
-        unpause();
-        PAUSED_UNTIL.set(Some(Instant::now() + Duration::from_secs(60)));
+        pause_for(Duration::from_secs(60));
     }
 
     /// Calls `poll_for` with an event that never comes; how many looks it made.

@@ -145,6 +145,56 @@ fn a_receiver_polls_before_it_blocks() {
     echo.join().unwrap();
 }
 
+/// A wait whose CPU is contended (paused after a yield that handed it to a busy
+/// process) spins briefly before it blocks: where the two ends sit on different CPUs,
+/// each beside a busy process, blocking made every wake-up wait for the woken end to
+/// preempt that process (40-55 µs a round trip). The ends are threads pinned to two
+/// CPUs; the echoing end pauses itself before each wait and reports whether the wait
+/// blocked for a message sent 5 µs after its reply. Before the change a paused wait
+/// looked once and blocked: every round blocked. Rounds are retried as in
+/// `a_receiver_polls_before_it_blocks`.
+#[test]
+fn a_paused_receiver_spins_before_it_blocks() {
+    use std::time::{Duration, Instant};
+    let (a, b) = pipe(true).unwrap();
+    let echo = std::thread::spawn(move || {
+        pin_to_cpu(1);
+        while let Ok(()) = b.recv::<()>() {
+            flotilla_core::spin::pause_for(Duration::from_secs(60));
+            b.send(&()).unwrap();
+            let before = crate::sys::BLOCKED_WAITS.get();
+            if b.recv::<()>().is_err() {
+                break;
+            }
+            let blocked = crate::sys::BLOCKED_WAITS.get() != before;
+            let still_paused = flotilla_core::spin::paused();
+            b.send(&(blocked, still_paused)).unwrap();
+        }
+    });
+    pin_to_cpu(0);
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut in_a_row = 0;
+    while in_a_row < 20 {
+        assert!(
+            Instant::now() < give_up,
+            "a paused receiver blocked for a message 5 µs away in every round"
+        );
+        a.send(&()).unwrap();
+        a.recv_timeout::<()>(Duration::from_secs(30)).unwrap();
+        let pause = Instant::now();
+        while pause.elapsed() < Duration::from_micros(5) {
+            std::hint::spin_loop();
+        }
+        a.send(&()).unwrap();
+        let (blocked, still_paused): (bool, bool) =
+            a.recv_timeout(Duration::from_secs(30)).unwrap();
+        assert!(still_paused, "the wait was to be made paused");
+        in_a_row = if blocked { 0 } else { in_a_row + 1 };
+    }
+    drop(a);
+    echo.join().unwrap();
+}
+
 /// A wait whose yield hands the CPU to another process (or thread) that wanted it stops
 /// yielding, and the thread's waits spin briefly or block for a while: a poll that
 /// yields to a busy neighbour would wait out its time slice, milliseconds, for every
