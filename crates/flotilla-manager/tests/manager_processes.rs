@@ -5,25 +5,14 @@
 mod common;
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{LONG, with_deadline};
+use common::{LONG, wait_for, with_deadline};
 use flotilla_ipc::{Connection, pipe};
 use flotilla_manager::{
     Address, AuthKey, ConnectError, DictProxy, LockProxy, Manager, QueueProxy, Token, connect,
 };
 use flotilla_process::Process;
-
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < LONG,
-            "{what}: not reached within {LONG:?}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
 
 #[test]
 fn start_use_and_drop() {

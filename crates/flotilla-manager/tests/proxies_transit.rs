@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{LONG, with_deadline};
+use common::{LONG, wait_for, with_deadline};
 use flotilla_core::codec;
 use flotilla_manager::{
     Address, AuthKey, DictProxy, ListProxy, Manager, QueueProxy, RemoteErrorKind, Server, connect,
@@ -200,10 +200,15 @@ fn a_proxy_stored_in_a_dict_keeps_working_for_every_reader_until_removed() {
         assert_eq!(d.values().unwrap().len(), 1);
         assert_eq!(manager.number_of_objects().unwrap(), 2);
 
-        // Overwriting the value lets the old list go (the new one is held instead).
+        // Overwriting the value lets the old list go (the new one is held instead), once
+        // the server has also released the children's references to it, which it does
+        // when it reads the end of their connections, on its own time: a child's join
+        // can return first.
         d.set(&"inner".into(), &manager.list::<i32>().unwrap())
             .unwrap();
-        assert_eq!(manager.number_of_objects().unwrap(), 2);
+        wait_for("the old list freed", || {
+            manager.number_of_objects().unwrap() == 2
+        });
         // Deleting it lets the new one go.
         d.del(&"inner".into()).unwrap();
         assert_eq!(manager.number_of_objects().unwrap(), 1);

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use common::{LONG, TempDir, with_deadline};
+use common::{LONG, TempDir, wait_for, with_deadline};
 use flotilla_manager::wire::write_frame;
 use flotilla_manager::{
     AuthKey, Call, CallError, Client, DictProxy, LockProxy, QueueProxy, RemoteError,
@@ -344,11 +344,13 @@ fn references_are_per_connection_and_freed_with_it() {
         assert_eq!(c.number_of_objects().unwrap(), 3);
         // Dropping a proxy releases its object.
         drop(l);
-        wait_for(|| c.number_of_objects().unwrap() == 2);
+        wait_for("the list released", || c.number_of_objects().unwrap() == 2);
         // The connection going away frees the rest, except what a ticket holds, and
         // releases the lock.
         drop((d, lock, other));
-        wait_for(|| c.number_of_objects().unwrap() == 1);
+        wait_for("the other client's objects released", || {
+            c.number_of_objects().unwrap() == 1
+        });
         let mine = LockProxy::from_token(&c, &token).unwrap();
         assert!(mine.acquire_timeout(LONG).unwrap());
         // A ticket is spent once.
@@ -357,21 +359,13 @@ fn references_are_per_connection_and_freed_with_it() {
             Some(RemoteErrorKind::BadTicket)
         );
         drop(mine);
-        wait_for(|| c.number_of_objects().unwrap() == 0);
+        wait_for("the lock released", || c.number_of_objects().unwrap() == 0);
         // An id alone grants nothing: this client never held object 1.
         let q: QueueProxy<u8> = c.queue(0).unwrap();
         let token = q.share().unwrap();
         let wrong = DictProxy::<u8, u8>::from_token(&c, &token).unwrap_err();
         assert!(wrong.to_string().contains("not a `dict`"), "{wrong}");
     });
-}
-
-fn wait_for(mut cond: impl FnMut() -> bool) {
-    let start = std::time::Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < LONG, "condition not reached in time");
-        thread::sleep(Duration::from_millis(10));
-    }
 }
 
 #[test]

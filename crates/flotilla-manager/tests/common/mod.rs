@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Generous: tests wait this long for anything before failing.
 pub const LONG: Duration = Duration::from_secs(60);
@@ -37,6 +37,20 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Waits until `cond` holds, looking every 20 ms; fails the test after [`LONG`]. For what
+/// the server does on its own time, such as releasing the references of a client whose
+/// connection ended.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < LONG,
+            "{what}: not reached within {LONG:?}"
+        );
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
