@@ -313,3 +313,37 @@ fn a_receiver_waiting_for_its_turn_is_woken_when_the_other_is_done() {
     lens.sort_unstable();
     assert_eq!(lens, [10, 20]);
 }
+
+/// A receive with no deadline that has to wait blocks in the read itself while its
+/// descriptor is in blocking mode, and in `poll` while it is not (the read answers
+/// `EAGAIN`): either way frames that come later arrive whole, in order, with their
+/// descriptors, through a socket pair and through a pipe. The sender waits long enough
+/// for the receiver to be past its looks and blocked.
+#[test]
+fn a_receive_without_a_deadline_waits_in_either_mode() {
+    for nonblocking in [false, true] {
+        for duplex in [true, false] {
+            let (receiver, sender) = pipe(duplex).unwrap();
+            receiver.set_nonblocking(nonblocking).unwrap();
+            let (large, small, fds) = within(move || {
+                let writer = std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(50));
+                    sender.send_bytes(&pattern(100_000, 3)).unwrap();
+                    std::thread::sleep(Duration::from_millis(20));
+                    let file = marked_file(b"later");
+                    let fds = if duplex { vec![file] } else { Vec::new() };
+                    sender.send_frame(b"small", &fds).unwrap();
+                    sender
+                });
+                let large = receiver.recv_bytes().unwrap();
+                let (small, fds) = receiver.recv_frame().unwrap();
+                drop(writer.join().unwrap());
+                (large, small, fds.len())
+            });
+            let case = format!("duplex {duplex}, non-blocking {nonblocking}");
+            assert_eq!(large, pattern(100_000, 3), "{case}");
+            assert_eq!(small, b"small", "{case}");
+            assert_eq!(fds, usize::from(duplex), "{case}");
+        }
+    }
+}
