@@ -81,11 +81,10 @@ pub(crate) struct FdSink {
     space: Vec<u64>,
 }
 
-/// One `recvmsg` (a socket) or `readv` (a pipe) into `iov`; on a socket never blocking
-/// (`MSG_DONTWAIT`) unless `wait`, and a pipe's read blocks as its mode says. On a socket
-/// with `sink`, the descriptors that come with the bytes are kept in it. A message
-/// whose descriptors did not all fit is reported as `EMSGSIZE` (the ones that did are
-/// kept, and closed with the sink's next clear).
+/// One `recvmsg` (a socket) or `readv` (a pipe) into `iov`, never blocking on a socket
+/// (`MSG_DONTWAIT`); on a socket with `sink`, the descriptors that come with the bytes
+/// are kept in it. A message whose descriptors did not all fit is reported as
+/// `EMSGSIZE` (the ones that did are kept, and closed with the sink's next clear).
 ///
 /// # Safety
 ///
@@ -96,7 +95,6 @@ unsafe fn read_once(
     socket: bool,
     iov: &mut [libc::iovec],
     sink: Option<&mut FdSink>,
-    wait: bool,
 ) -> nix::Result<usize> {
     if !socket {
         // SAFETY: the caller vouches for the buffers; `iov` is valid for its length.
@@ -118,7 +116,7 @@ unsafe fn read_once(
         msg.msg_control = sink.space.as_mut_ptr().cast();
         msg.msg_controllen = (sink.space.len() * 8) as _;
     }
-    let flags = if wait { 0 } else { libc::MSG_DONTWAIT } | libc::MSG_CMSG_CLOEXEC;
+    let flags = libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC;
     // SAFETY: `msg` points at `iov` (the caller vouches for its buffers) and at the
     // sink's control buffer of `msg_controllen` bytes, all alive for the call.
     let n = Errno::result(unsafe { libc::recvmsg(fd.as_raw_fd(), &mut msg, flags) })?;
@@ -217,7 +215,7 @@ pub(crate) fn read_chunk(
         let ready = socket || poll_now(&mut readable(fd)).map_err(recv_poll)?;
         if ready {
             // SAFETY: every `iovec` is one of `bufs`, borrowed mutably for this call.
-            let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut(), false) };
+            let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut()) };
             if let Some(result) = outcome(n) {
                 return result;
             }
@@ -244,7 +242,7 @@ pub(crate) fn read_chunk(
                 let mut found = None;
                 flotilla_core::spin::poll_for(limit, || {
                     // SAFETY: as above.
-                    let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut(), false) };
+                    let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut()) };
                     found = outcome(n);
                     found.is_some()
                 });
@@ -257,16 +255,6 @@ pub(crate) fn read_chunk(
             }
         }
         // Blocks, with no looks of its own (they were made above), allocating nothing.
-        // With no deadline, in the read itself: one call where `poll` and a read took
-        // two, on every wait that blocks (a descriptor in non-blocking mode, whoever
-        // set it, answers EAGAIN at once, and is waited for in `poll`).
-        if deadline.is_none() {
-            // SAFETY: as above.
-            let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut(), true) };
-            if let Some(result) = outcome(n) {
-                return result;
-            }
-        }
         if !block_in_poll(&mut readable(fd), deadline).map_err(recv_poll)? && left.is_some() {
             return Ok(None);
         }

@@ -314,11 +314,10 @@ fn a_receiver_waiting_for_its_turn_is_woken_when_the_other_is_done() {
     assert_eq!(lens, [10, 20]);
 }
 
-/// A receive with no deadline that has to wait blocks in the read itself while its
-/// descriptor is in blocking mode, and in `poll` while it is not (the read answers
-/// `EAGAIN`): either way frames that come later arrive whole, in order, with their
-/// descriptors, through a socket pair and through a pipe. The sender waits long enough
-/// for the receiver to be past its looks and blocked.
+/// A receive with no deadline that has to wait, whether its descriptor is in blocking
+/// mode or not: frames that come later arrive whole, in order, with their descriptors,
+/// through a socket pair and through a pipe. The sender waits long enough for the
+/// receiver to be past its looks and blocked.
 #[test]
 fn a_receive_without_a_deadline_waits_in_either_mode() {
     for nonblocking in [false, true] {
