@@ -416,12 +416,18 @@ mod serde_codec {
             Ok(())
         }
 
-        /// The next `len` bytes, lent.
-        fn lend(&mut self, len: usize) -> bincode::Result<Vec<u8>> {
+        /// Lends the next `len` bytes to `visit`, in the reused scratch buffer.
+        fn visit_lent<R>(
+            &mut self,
+            len: usize,
+            visit: impl FnOnce(&[u8]) -> bincode::Result<R>,
+        ) -> bincode::Result<R> {
             let mut bytes = std::mem::take(&mut self.scratch);
             bytes.clear();
             self.take(&mut bytes, len)?;
-            Ok(bytes)
+            let visited = visit(&bytes);
+            self.scratch = bytes;
+            visited
         }
     }
 
@@ -442,13 +448,10 @@ mod serde_codec {
             length: usize,
             visitor: V,
         ) -> bincode::Result<V::Value> {
-            let bytes = self.lend(length)?;
-            let visited = match std::str::from_utf8(&bytes) {
+            self.visit_lent(length, |bytes| match std::str::from_utf8(bytes) {
                 Ok(s) => visitor.visit_str(s),
                 Err(e) => Err(Box::new(bincode::ErrorKind::InvalidUtf8Encoding(e))),
-            };
-            self.scratch = bytes;
-            visited
+            })
         }
 
         fn get_byte_buffer(&mut self, length: usize) -> bincode::Result<Vec<u8>> {
@@ -462,10 +465,7 @@ mod serde_codec {
             length: usize,
             visitor: V,
         ) -> bincode::Result<V::Value> {
-            let bytes = self.lend(length)?;
-            let visited = visitor.visit_bytes(&bytes);
-            self.scratch = bytes;
-            visited
+            self.visit_lent(length, |bytes| visitor.visit_bytes(bytes))
         }
     }
 }

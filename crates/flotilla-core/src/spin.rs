@@ -60,17 +60,63 @@ pub const FAILED_SPINS: u32 = 3;
 const MIN_PAUSE: Duration = Duration::from_millis(5);
 const MAX_PAUSE: Duration = Duration::from_secs(1);
 
+/// A stop that lasts [`MIN_PAUSE`] when started, twice as long each time it is started
+/// again, up to [`MAX_PAUSE`], until [`reset`](Self::reset).
+struct Backoff {
+    /// Until when it is on.
+    until: Cell<Option<Instant>>,
+    /// How long the next start lasts.
+    next: Cell<Duration>,
+}
+
+impl Backoff {
+    const fn new() -> Backoff {
+        Backoff {
+            until: Cell::new(None),
+            next: Cell::new(MIN_PAUSE),
+        }
+    }
+
+    /// Whether it is on now (one that ran out is forgotten).
+    fn on(&self) -> bool {
+        match self.until.get() {
+            None => false,
+            Some(until) if Instant::now() >= until => {
+                self.until.set(None);
+                false
+            }
+            Some(_) => true,
+        }
+    }
+
+    /// Starts it, for twice as long as the last start.
+    fn start(&self) {
+        let length = self.next.get();
+        self.until.set(Some(Instant::now() + length));
+        self.next.set((2 * length).min(MAX_PAUSE));
+    }
+
+    /// The next start lasts [`MIN_PAUSE`] again.
+    fn reset(&self) {
+        self.next.set(MIN_PAUSE);
+    }
+
+    /// Off, and reset.
+    fn clear(&self) {
+        self.until.set(None);
+        self.reset();
+    }
+}
+
 thread_local! {
-    /// Until when this thread's waits do not yield (its CPU is contended).
-    static PAUSED_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
-    /// The pause the next contended yield starts.
-    static NEXT_PAUSE: Cell<Duration> = const { Cell::new(MIN_PAUSE) };
+    /// While on, this thread's waits do not yield (its CPU is contended): started by a
+    /// contended yield, reset by a look that finds its event.
+    static PAUSE: Backoff = const { Backoff::new() };
+    /// While on, this thread's paused waits block at once, without spinning: started by
+    /// a run of failed spins, reset by a spin that finds its event.
+    static SPINS_OFF: Backoff = const { Backoff::new() };
     /// Spins in a row, during a pause, that found nothing.
     static SPINS_FAILED: Cell<u32> = const { Cell::new(0) };
-    /// Until when this thread's paused waits block at once, without spinning.
-    static SPINS_OFF_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
-    /// How long the next run of failed spins stops the spins.
-    static NEXT_SPINS_OFF: Cell<Duration> = const { Cell::new(MIN_PAUSE) };
 }
 
 /// Looks for an event with `ready` for up to `limit` (at most [`POLL_FOR`] is
@@ -103,7 +149,7 @@ pub fn poll_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
             return false;
         }
         if ready() {
-            NEXT_PAUSE.set(MIN_PAUSE);
+            PAUSE.with(Backoff::reset);
             return true;
         }
     }
@@ -115,9 +161,7 @@ fn yield_once() -> bool {
     let before = Instant::now();
     std::thread::yield_now();
     if before.elapsed() >= CONTENDED_YIELD {
-        let pause = NEXT_PAUSE.get();
-        PAUSED_UNTIL.set(Some(Instant::now() + pause));
-        NEXT_PAUSE.set((2 * pause).min(MAX_PAUSE));
+        PAUSE.with(Backoff::start);
         return false;
     }
     true
@@ -182,28 +226,18 @@ pub fn spin_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
 
 /// Whether this thread's waits block at once now, after a contended yield.
 pub fn paused() -> bool {
-    match PAUSED_UNTIL.get() {
-        None => false,
-        Some(until) if Instant::now() >= until => {
-            PAUSED_UNTIL.set(None);
-            false
-        }
-        Some(_) => true,
-    }
+    PAUSE.with(Backoff::on)
 }
 
 /// A paused thread's spin: for up to `limit` unless spins are off after a run of
 /// failed ones; whether the event came.
 fn contended_spin(limit: Duration, ready: impl FnMut() -> bool) -> bool {
-    if let Some(until) = SPINS_OFF_UNTIL.get() {
-        if Instant::now() < until {
-            return false;
-        }
-        SPINS_OFF_UNTIL.set(None);
+    if SPINS_OFF.with(Backoff::on) {
+        return false;
     }
     if spin_for(limit, ready) {
         SPINS_FAILED.set(0);
-        NEXT_SPINS_OFF.set(MIN_PAUSE);
+        SPINS_OFF.with(Backoff::reset);
         return true;
     }
     let failed = SPINS_FAILED.get() + 1;
@@ -211,29 +245,18 @@ fn contended_spin(limit: Duration, ready: impl FnMut() -> bool) -> bool {
         SPINS_FAILED.set(failed);
     } else {
         SPINS_FAILED.set(0);
-        let off = NEXT_SPINS_OFF.get();
-        SPINS_OFF_UNTIL.set(Some(Instant::now() + off));
-        NEXT_SPINS_OFF.set((2 * off).min(MAX_PAUSE));
+        SPINS_OFF.with(Backoff::start);
     }
     false
-}
-
-/// Whether this thread's paused waits block at once now, after a run of failed spins.
-pub fn spins_off() -> bool {
-    SPINS_OFF_UNTIL
-        .get()
-        .is_some_and(|until| Instant::now() < until)
 }
 
 /// Ends this thread's pause and any stop of its spins (for tests that need a thread to
 /// poll).
 #[doc(hidden)]
 pub fn unpause() {
-    PAUSED_UNTIL.set(None);
-    NEXT_PAUSE.set(MIN_PAUSE);
+    PAUSE.with(Backoff::clear);
+    SPINS_OFF.with(Backoff::clear);
     SPINS_FAILED.set(0);
-    SPINS_OFF_UNTIL.set(None);
-    NEXT_SPINS_OFF.set(MIN_PAUSE);
 }
 
 /// Puts this thread in a pause of `length` with its spins on, as a contended yield
@@ -241,7 +264,7 @@ pub fn unpause() {
 #[doc(hidden)]
 pub fn pause_for(length: Duration) {
     unpause();
-    PAUSED_UNTIL.set(Some(Instant::now() + length));
+    PAUSE.with(|pause| pause.until.set(Some(Instant::now() + length)));
 }
 
 #[cfg(test)]
@@ -250,6 +273,15 @@ mod tests {
 
     fn pause() {
         pause_for(Duration::from_secs(60));
+    }
+
+    fn spins_off() -> bool {
+        SPINS_OFF.with(Backoff::on)
+    }
+
+    /// How long the next run of failed spins stops the spins.
+    fn next_spins_off() -> Duration {
+        SPINS_OFF.with(|off| off.next.get())
     }
 
     /// Calls `poll_for` with an event that never comes; how many looks it made.
@@ -288,7 +320,7 @@ mod tests {
         }
         assert!(spins_off());
         assert_eq!(looks_for_nothing(), 1);
-        assert_eq!(NEXT_SPINS_OFF.get(), 2 * MIN_PAUSE);
+        assert_eq!(next_spins_off(), 2 * MIN_PAUSE);
     }
 
     #[test]
@@ -315,7 +347,7 @@ mod tests {
             looks_for_nothing();
         }
         assert!(spins_off());
-        SPINS_OFF_UNTIL.set(Some(Instant::now()));
+        SPINS_OFF.with(|off| off.until.set(Some(Instant::now())));
         assert!(!spins_off());
         assert!(looks_for_nothing() >= 2);
         // A second run of failures stops them for twice as long.
@@ -323,7 +355,7 @@ mod tests {
             looks_for_nothing();
         }
         assert!(spins_off());
-        assert_eq!(NEXT_SPINS_OFF.get(), 4 * MIN_PAUSE);
+        assert_eq!(next_spins_off(), 4 * MIN_PAUSE);
     }
 
     #[test]
@@ -359,8 +391,8 @@ mod tests {
             for _ in 0..FAILED_SPINS {
                 looks_for_nothing();
             }
-            SPINS_OFF_UNTIL.set(None);
+            SPINS_OFF.with(|off| off.until.set(None));
         }
-        assert_eq!(NEXT_SPINS_OFF.get(), MAX_PAUSE);
+        assert_eq!(next_spins_off(), MAX_PAUSE);
     }
 }

@@ -869,7 +869,7 @@ impl Connection {
     ///
     /// # Errors
     ///
-    /// [`OsError`] if `fcntl` refuses (it should not, on an open end).
+    /// [`OsError`] if `ioctl(FIONBIO)` refuses (it should not, on an open end).
     pub fn set_nonblocking(&self, nonblocking: bool) -> Result<(), OsError> {
         sys::set_nonblocking(self.fd.as_fd(), nonblocking)
     }
@@ -999,7 +999,7 @@ pub struct FrameReader {
     /// read): `ahead[start..]` are not taken yet.
     ahead: Vec<u8>,
     start: usize,
-    /// Bytes read from the stream so far: the position just past `ahead[end - 1]`.
+    /// Bytes read from the stream so far: the position just past the end of `ahead`.
     read: u64,
     /// Where in the stream the frame at hand begins.
     frame_at: u64,
@@ -1019,7 +1019,7 @@ impl FrameReader {
     /// True when part of a frame has arrived and the rest has not, or bytes were read
     /// ahead.
     pub fn in_progress(&self) -> bool {
-        self.got > 0 || self.start < self.ahead.len() || !self.batches.is_empty()
+        self.got > 0 || self.unread() > 0 || !self.batches.is_empty()
     }
 
     /// True when a receive would not wait: a whole frame was read ahead, or a header
@@ -1035,12 +1035,17 @@ impl FrameReader {
 
     /// The stream position of the next byte to take.
     fn position(&self) -> u64 {
-        self.read - (self.ahead.len() - self.start) as u64
+        self.read - self.unread() as u64
+    }
+
+    /// How many bytes read ahead are not taken yet (`ahead[start..]`).
+    fn unread(&self) -> usize {
+        self.ahead.len() - self.start
     }
 
     /// Takes up to `want` bytes read ahead: how many; they are `ahead[start - n..start]`.
     fn take_ahead(&mut self, want: usize) -> usize {
-        let n = want.min(self.ahead.len() - self.start);
+        let n = want.min(self.unread());
         self.start += n;
         n
     }
@@ -1122,7 +1127,6 @@ impl FrameWriter {
     }
 }
 
-/// A header's payload length, descriptor count and magic.
 /// A header buffer as room for a read.
 fn as_room(header: &mut [u8; HEADER_LEN]) -> &mut [MaybeUninit<u8>] {
     // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and the room is only written by
@@ -1130,6 +1134,7 @@ fn as_room(header: &mut [u8; HEADER_LEN]) -> &mut [MaybeUninit<u8>] {
     unsafe { &mut *(header.as_mut_slice() as *mut [u8] as *mut [MaybeUninit<u8>]) }
 }
 
+/// A header's payload length, descriptor count and magic.
 fn parse_header(header: &[u8; HEADER_LEN]) -> (u64, usize, u32) {
     let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
     let nfds = u32::from_le_bytes(header[8..12].try_into().expect("4 bytes")) as usize;
@@ -1181,7 +1186,7 @@ impl Serialize for Connection {
         // Bytes this end read ahead would not go with it: refuse rather than lose them.
         if lock(&self.receiving.reader)
             .as_ref()
-            .is_some_and(|reader| reader.start < reader.ahead.len())
+            .is_some_and(|reader| reader.unread() > 0)
         {
             return Err(S::Error::custom(
                 "this connection end holds frames it read ahead: it cannot be sent",

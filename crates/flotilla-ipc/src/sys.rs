@@ -208,11 +208,15 @@ pub(crate) fn read_chunk(
         Err(e) => Some(Err(RecvError::os("read", e))),
     };
     let mut polled = false;
+    // A `poll` of this wait has just found the pipe readable: no need to ask again.
+    let mut seen_readable = false;
     loop {
         // The read never waits. A pipe has no per-call "don't wait": ask first (a pipe
         // read by two processes at once carries no frames anyway, so nobody takes the
         // bytes in between).
-        let ready = socket || poll_now(&mut readable(fd)).map_err(recv_poll)?;
+        let ready = socket
+            || std::mem::take(&mut seen_readable)
+            || poll_now(&mut readable(fd)).map_err(recv_poll)?;
         if ready {
             // SAFETY: every `iovec` is one of `bufs`, borrowed mutably for this call.
             let n = unsafe { read_once(fd, socket, iov, sink.as_deref_mut()) };
@@ -251,11 +255,13 @@ pub(crate) fn read_chunk(
                 }
                 count_blocked_wait();
             } else if spin_poll(&mut readable(fd), limit).map_err(recv_poll)? {
+                seen_readable = true;
                 continue;
             }
         }
         // Blocks, with no looks of its own (they were made above), allocating nothing.
-        if !block_in_poll(&mut readable(fd), deadline).map_err(recv_poll)? && left.is_some() {
+        seen_readable = block_in_poll(&mut readable(fd), deadline).map_err(recv_poll)?;
+        if !seen_readable && left.is_some() {
             return Ok(None);
         }
     }
@@ -321,13 +327,14 @@ pub(crate) fn monotonic_after(after: Duration) -> nix::Result<Option<libc::times
     Ok(sum())
 }
 
-/// Puts `fd`'s open file description in (or out of) non-blocking mode.
+/// Puts `fd`'s open file description in (or out of) non-blocking mode, with one system
+/// call (`FIONBIO`), where reading its flags and writing them back takes two (a fork
+/// start makes this call for every child).
 pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> Result<(), OsError> {
-    use nix::fcntl::{FcntlArg, OFlag, fcntl};
-    let flags = fcntl(fd, FcntlArg::F_GETFL).map_err(|e| OsError::new("fcntl", e))?;
-    let mut flags = OFlag::from_bits_retain(flags);
-    flags.set(OFlag::O_NONBLOCK, nonblocking);
-    fcntl(fd, FcntlArg::F_SETFL(flags)).map_err(|e| OsError::new("fcntl", e))?;
+    let on = libc::c_int::from(nonblocking);
+    // SAFETY: FIONBIO reads one int from the pointer, which points at `on`.
+    let result = unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONBIO, &on) };
+    Errno::result(result).map_err(|e| OsError::new("ioctl(FIONBIO)", e))?;
     Ok(())
 }
 
@@ -350,8 +357,9 @@ thread_local! {
 /// the ready ones.
 ///
 /// A wait that may block first polls for up to [`POLL_FOR`], by flotilla's policy for
-/// waits on another process ([`flotilla_core::spin`]: yielding between polls, and not while a busy
-/// process holds this CPU), then blocks in `poll`. Measured with two processes
+/// waits on another process ([`flotilla_core::spin`]: yielding between polls, or
+/// spinning briefly without yielding while a busy process holds this CPU), then blocks
+/// in `poll`. Measured with two processes
 /// exchanging 64 bytes on two CPUs of an idle VM: 62-80 µs per round trip with each side
 /// blocking in turn (two vCPU halts), 3.7-3.9 µs with each side polling first; pinned to
 /// one CPU, 4.7 µs blocking and 3.8 polling with yields (105 µs with a spin that did not

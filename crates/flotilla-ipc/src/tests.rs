@@ -100,89 +100,39 @@ fn handles_degrade_to_an_error_not_an_abort_while_thread_locals_are_torn_down() 
     assert!(handle_refused, "a handle is an error, not a panic");
 }
 
-/// Issue 15's slow mode on a connection: a receiver that blocked between messages let
-/// its vCPU halt, and paid its wake-up (50-120 µs on a VM) for every message. A wait
-/// polls before it blocks, so a message that comes 15 µs after the receiver's last reply
-/// finds it still polling. The two ends are threads pinned to two CPUs; the echoing end
-/// reports, with each reply, whether its wait for that message blocked. Rounds are
-/// retried (a loaded machine preempts some): the test passes once 20 rounds in a row
-/// did not block, and fails if that never happens in 10 s, as when every wait blocked.
-#[test]
-fn a_receiver_polls_before_it_blocks() {
+/// Rounds of a message that comes `gap` after the echoing end's reply, until 20 rounds
+/// in a row found the echoing end's wait for it not blocked (true), or 10 s passed
+/// (false: a loaded machine preempts some rounds, so they are retried). The ends are
+/// threads pinned to two CPUs. With `paused`, the echoing end puts itself in a pause
+/// before each wait, as a contended yield does, and the test fails if the pause was
+/// over before the wait ended.
+fn rounds_until_twenty_did_not_block(gap: std::time::Duration, paused: bool) -> bool {
     use std::time::{Duration, Instant};
     let (a, b) = pipe(true).unwrap();
     let echo = std::thread::spawn(move || {
         pin_to_cpu(1);
         while let Ok(()) = b.recv::<()>() {
+            if paused {
+                flotilla_core::spin::pause_for(Duration::from_secs(60));
+            }
             b.send(&()).unwrap();
             let before = crate::sys::BLOCKED_WAITS.get();
             if b.recv::<()>().is_err() {
                 break;
             }
             let blocked = crate::sys::BLOCKED_WAITS.get() != before;
-            b.send(&blocked).unwrap();
-        }
-    });
-    pin_to_cpu(0);
-    let give_up = Instant::now() + Duration::from_secs(10);
-    let mut in_a_row = 0;
-    while in_a_row < 20 {
-        assert!(
-            Instant::now() < give_up,
-            "the receiver blocked between messages 15 µs apart in every round"
-        );
-        a.send(&()).unwrap();
-        a.recv_timeout::<()>(Duration::from_secs(30)).unwrap();
-        let pause = Instant::now();
-        while pause.elapsed() < Duration::from_micros(15) {
-            std::hint::spin_loop();
-        }
-        a.send(&()).unwrap();
-        let blocked: bool = a.recv_timeout(Duration::from_secs(30)).unwrap();
-        in_a_row = if blocked { 0 } else { in_a_row + 1 };
-    }
-    drop(a);
-    echo.join().unwrap();
-}
-
-/// A wait whose CPU is contended (paused after a yield that handed it to a busy
-/// process) spins briefly before it blocks: where the two ends sit on different CPUs,
-/// each beside a busy process, blocking made every wake-up wait for the woken end to
-/// preempt that process (40-55 µs a round trip). The ends are threads pinned to two
-/// CPUs; the echoing end pauses itself before each wait and reports whether the wait
-/// blocked for a message sent 5 µs after its reply. Before the change a paused wait
-/// looked once and blocked: every round blocked. Rounds are retried as in
-/// `a_receiver_polls_before_it_blocks`.
-#[test]
-fn a_paused_receiver_spins_before_it_blocks() {
-    use std::time::{Duration, Instant};
-    let (a, b) = pipe(true).unwrap();
-    let echo = std::thread::spawn(move || {
-        pin_to_cpu(1);
-        while let Ok(()) = b.recv::<()>() {
-            flotilla_core::spin::pause_for(Duration::from_secs(60));
-            b.send(&()).unwrap();
-            let before = crate::sys::BLOCKED_WAITS.get();
-            if b.recv::<()>().is_err() {
-                break;
-            }
-            let blocked = crate::sys::BLOCKED_WAITS.get() != before;
-            let still_paused = flotilla_core::spin::paused();
+            let still_paused = !paused || flotilla_core::spin::paused();
             b.send(&(blocked, still_paused)).unwrap();
         }
     });
     pin_to_cpu(0);
     let give_up = Instant::now() + Duration::from_secs(10);
     let mut in_a_row = 0;
-    while in_a_row < 20 {
-        assert!(
-            Instant::now() < give_up,
-            "a paused receiver blocked for a message 5 µs away in every round"
-        );
+    while in_a_row < 20 && Instant::now() < give_up {
         a.send(&()).unwrap();
         a.recv_timeout::<()>(Duration::from_secs(30)).unwrap();
-        let pause = Instant::now();
-        while pause.elapsed() < Duration::from_micros(5) {
+        let sent = Instant::now();
+        while sent.elapsed() < gap {
             std::hint::spin_loop();
         }
         a.send(&()).unwrap();
@@ -193,6 +143,32 @@ fn a_paused_receiver_spins_before_it_blocks() {
     }
     drop(a);
     echo.join().unwrap();
+    in_a_row == 20
+}
+
+/// Issue 15's slow mode on a connection: a receiver that blocked between messages let
+/// its vCPU halt, and paid its wake-up (50-120 µs on a VM) for every message. A wait
+/// polls before it blocks, so a message that comes 15 µs after the receiver's last reply
+/// finds it still polling. The test fails if every round blocked.
+#[test]
+fn a_receiver_polls_before_it_blocks() {
+    assert!(
+        rounds_until_twenty_did_not_block(std::time::Duration::from_micros(15), false),
+        "the receiver blocked between messages 15 µs apart in every round"
+    );
+}
+
+/// A wait whose CPU is contended (paused after a yield that handed it to a busy
+/// process) spins briefly before it blocks: where the two ends sit on different CPUs,
+/// each beside a busy process, blocking made every wake-up wait for the woken end to
+/// preempt that process (40-55 µs a round trip). Before the change a paused wait looked
+/// once and blocked: every round blocked, for a message sent 5 µs after the reply.
+#[test]
+fn a_paused_receiver_spins_before_it_blocks() {
+    assert!(
+        rounds_until_twenty_did_not_block(std::time::Duration::from_micros(5), true),
+        "a paused receiver blocked for a message 5 µs away in every round"
+    );
 }
 
 /// A wait whose yield hands the CPU to another process (or thread) that wanted it stops

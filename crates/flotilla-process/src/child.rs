@@ -142,7 +142,7 @@ impl Child {
         }
         // Read a frame at a time as it arrives, never blocking: see the module doc. A
         // failure leaves it blocking, which only costs the timed join its precision.
-        let _ = sys::set_nonblocking(results.as_fd());
+        let _ = results.set_nonblocking(true);
         Child {
             pid,
             name,

@@ -26,17 +26,6 @@ pub(crate) fn pidfd_open(pid: i32) -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Makes `fd` non-blocking with one system call (`FIONBIO`), where reading its flags
-/// first and writing them back takes two.
-pub(crate) fn set_nonblocking(fd: BorrowedFd<'_>) -> Result<(), Error> {
-    let on: libc::c_int = 1;
-    // SAFETY: FIONBIO reads one int from the pointer, which points at `on`.
-    if unsafe { libc::ioctl(fd.as_raw_fd(), libc::FIONBIO, &on) } != 0 {
-        return Err(Error::os("ioctl(FIONBIO)", Errno::last()));
-    }
-    Ok(())
-}
-
 /// Sends `signal` to the process behind `pidfd`, which cannot have been replaced by a
 /// newer process with the same pid.
 pub(crate) fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> Result<(), Error> {

@@ -202,8 +202,8 @@ impl Pool {
     /// 0.3-1 µs, for the rest of the process (issue 15's slow mode). A worker still
     /// polling takes the next task at once.
     ///
-    /// It polls without yielding ([`flotilla_core::spin::spin_for`]), unlike a wait for a
-    /// descriptor ([`flotilla_core::spin::poll_for`]):
+    /// It polls without yielding ([`flotilla_core::spin::spin_unless_contended`]), unlike
+    /// a wait for a descriptor ([`flotilla_core::spin::poll_for`]):
     /// with a busy process on every CPU, a worker that yielded handed that process its
     /// time slice, stopped polling, and round trips took 5.6 µs; spinning, it keeps the
     /// CPU against the busy process and they took 0.75 µs. At most half the CPUs' worth
