@@ -51,7 +51,9 @@
 //!   `Arc` does. [`Future::into_result`] on the last handle (count 1, read `Acquire`)
 //!   frees it with no decrement: no other handle exists, and none can be made but from
 //!   this one. The job's type is kept by a function pointer that frees the allocation as
-//!   what it is, not by a fat pointer.
+//!   what it is, not by a fat pointer. The memory comes from the thread's blocks of
+//!   future-sized slots (`slab.rs`): a burst of submissions makes one global allocation
+//!   per block, not one per future.
 //! - **The job slot** of a [`Task`] is touched only through the one `Task` handle,
 //!   which is not `Clone`: it takes the closure out to run or drop it. Futures never
 //!   touch it.
@@ -70,6 +72,7 @@
 //!   µs while the task is PENDING, up to 40 µs once it has seen it RUNNING (its worker
 //!   is then on another CPU); then it sleeps on `cond` counted in `sleepers`.
 
+use std::alloc::Layout;
 use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
@@ -267,7 +270,7 @@ impl<T> Handle<T> {
         outcome: Option<Outcome<T>>,
         job: J,
     ) -> NonNull<Shared<T>> {
-        let alloc = Box::new(Alloc {
+        let alloc = Alloc {
             shared: Shared {
                 refs: std::sync::atomic::AtomicUsize::new(refs),
                 release: release::<T, J>,
@@ -277,9 +280,12 @@ impl<T> Handle<T> {
                 outcome: UnsafeCell::new(outcome),
             },
             job,
-        });
+        };
+        let ptr = crate::slab::allocate(Layout::new::<Alloc<T, J>>()).cast::<Alloc<T, J>>();
+        // SAFETY: fresh memory of `Alloc<T, J>`'s layout.
+        unsafe { ptr.write(alloc) };
         // `shared` is at offset 0 (`repr(C)`): the pointer to the whole is one to it.
-        NonNull::from(Box::leak(alloc)).cast()
+        ptr.cast()
     }
 
     /// Takes over one of the counted references to `ptr`.
@@ -330,8 +336,13 @@ impl<T> Handle<T> {
 ///
 /// `ptr` came from `Handle::allocate::<J>`, and no handle to it is left.
 unsafe fn release<T, J>(ptr: NonNull<Shared<T>>) {
-    // SAFETY: it was a `Box<Alloc<T, J>>` (the caller vouches), now unreachable.
-    drop(unsafe { Box::from_raw(ptr.cast::<Alloc<T, J>>().as_ptr()) });
+    let alloc = ptr.cast::<Alloc<T, J>>();
+    // SAFETY: an `Alloc<T, J>` from `slab::allocate` (the caller vouches), now
+    // unreachable: dropped once, then its memory freed with the layout it was made with.
+    unsafe {
+        alloc.drop_in_place();
+        crate::slab::free(alloc.cast(), Layout::new::<Alloc<T, J>>());
+    }
 }
 
 impl<T> Clone for Handle<T> {

@@ -40,6 +40,7 @@ mod deadline;
 mod error;
 mod executor;
 mod future;
+mod slab;
 mod wait;
 mod window;
 
