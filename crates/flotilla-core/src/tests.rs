@@ -181,3 +181,34 @@ fn a_run_task_says_whether_its_outcome_woke_anyone() {
     assert!(fut.cancel());
     assert!(!task.run(&|| {}));
 }
+
+/// A waiter keeps spinning on a task it has seen running, unless the future is relayed:
+/// then the thread that will complete it may be waiting for the waiter's CPU.
+#[test]
+fn only_a_waiter_on_a_future_not_relayed_spins_while_it_runs() {
+    for (relayed, spins) in [(false, 1), (true, 0)] {
+        let (completer, fut) = if relayed {
+            Completer::<u8>::relayed()
+        } else {
+            Completer::<u8>::new()
+        };
+        assert!(completer.set_running_or_notify_cancel());
+        let waited = fut.clone();
+        let waiter = std::thread::spawn(move || {
+            let before = crate::future::RUNNING_SPINS.with(std::cell::Cell::get);
+            assert_eq!(waited.result_timeout(Duration::from_secs(30)).unwrap(), 7);
+            crate::future::RUNNING_SPINS.with(std::cell::Cell::get) - before
+        });
+        // Completed once the waiter sleeps, so it did wait, whatever its spin.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while fut.sleeper_count() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the waiter never slept"
+            );
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        completer.set_result(7);
+        assert_eq!(waiter.join().unwrap(), spins, "relayed: {relayed}");
+    }
+}

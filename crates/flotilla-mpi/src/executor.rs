@@ -144,7 +144,7 @@ impl Shared {
     {
         let entry = entry.as_ref().map_err(|why| remote(why.clone()))?;
         let args = entry.encode_args(args).map_err(remote)?;
-        let (completer, future) = Completer::new();
+        let (completer, future) = Completer::relayed();
         {
             let mut queue = self.lock();
             if queue.shutdown {

@@ -555,7 +555,7 @@ fn gather_in_order<R: Send + 'static>(chunks: Vec<Future<Vec<R>>>) -> Future<Vec
         completer: Option<flotilla_core::Completer<Vec<R>>>,
     }
 
-    let (completer, future) = flotilla_core::Completer::new();
+    let (completer, future) = flotilla_core::Completer::relayed();
     let state = Arc::new(std::sync::Mutex::new(Gather {
         chunks: chunks.clone(),
         next: 0,

@@ -336,7 +336,7 @@ impl Shared {
             message: format!("the task's arguments could not be encoded: {e}"),
             backtrace: None,
         })?;
-        let (completer, fut) = Completer::new();
+        let (completer, fut) = Completer::relayed();
         self.submit_job(Job {
             frame: task_frame(args, entry.offset),
             fds,
