@@ -33,6 +33,34 @@ pub fn set_process_name(name: &str) {
     NAME.store(new, Ordering::Release);
 }
 
+/// [`set_process_name`] in a fork child, without allocating: the name moves into a
+/// static slot. In a fork child each first allocation copies the allocator's pages.
+///
+/// # Safety
+///
+/// The calling process runs one thread (a fork child that has started none), so
+/// nothing reads the slot while it is written.
+#[doc(hidden)]
+pub unsafe fn set_process_name_in_fork_child(name: String) {
+    let slot = FORK_CHILD_NAME.0.get();
+    // SAFETY: one thread, the caller vouches. Whatever the slot held (the name of the
+    // process this one was forked from, if that was a fork child too) is overwritten,
+    // not dropped: a `&'static str` taken from it before points at its bytes, which are
+    // never freed.
+    unsafe { slot.write(std::mem::MaybeUninit::new(name)) };
+    NAME.store(slot.cast(), Ordering::Release);
+}
+
+/// The slot of [`set_process_name_in_fork_child`].
+struct ForkChildName(std::cell::UnsafeCell<std::mem::MaybeUninit<String>>);
+
+// SAFETY: written only by `set_process_name_in_fork_child`, in a process with one
+// thread; read through `NAME` after its `Release` store.
+unsafe impl Sync for ForkChildName {}
+
+static FORK_CHILD_NAME: ForkChildName =
+    ForkChildName(std::cell::UnsafeCell::new(std::mem::MaybeUninit::uninit()));
+
 /// This process's name for logs: "MainProcess" unless flotilla-process named it.
 pub fn process_name() -> &'static str {
     let name = NAME.load(Ordering::Acquire);
@@ -40,7 +68,8 @@ pub fn process_name() -> &'static str {
         "MainProcess"
     } else {
         // SAFETY: every non-null pointer stored in NAME came from `Box::into_raw` in
-        // `set_process_name` and is never freed, so it stays valid for 'static.
+        // `set_process_name` or is the static slot of `set_process_name_in_fork_child`;
+        // neither is ever freed, so it stays valid for 'static.
         unsafe { (*name).as_str() }
     }
 }

@@ -284,12 +284,19 @@ pub(crate) fn finish(
         flotilla_thread::join_non_daemon();
     }
     crate::process::join_children();
-    if let Ok(bytes) = codec::encode(report) {
-        let stored = fds.is_empty() && page.is_some_and(|page| page.write(&bytes));
-        if !stored {
-            // A parent that stopped listening just misses the report.
-            let _ = results.send_frame(&bytes, fds);
-        }
+    // Into the page when it fits there and carries no descriptors; else on the channel.
+    let stored = fds.is_empty()
+        && page.is_some_and(|page| {
+            page.write_with(|area| {
+                let capacity = area.len();
+                let mut rest = area;
+                codec::encode_to(&mut rest, report).ok()?;
+                Some(capacity - rest.len())
+            })
+        });
+    if !stored && let Ok(bytes) = codec::encode(report) {
+        // A parent that stopped listening just misses the report.
+        let _ = results.send_frame(&bytes, fds);
     }
     if FLUSH_STDOUT.load(Ordering::Relaxed) {
         let _ = std::io::stdout().flush();
@@ -327,7 +334,7 @@ where
         target()
     };
     match catch_unwind(AssertUnwindSafe(run)) {
-        Ok(value) => match handle::encode(&value) {
+        Ok(value) => match encode_value(&value) {
             Ok((bytes, fds)) => finish(results, page, &Report::Returned(bytes), &fds, 0),
             Err(e) => finish(
                 results,
@@ -345,6 +352,41 @@ where
             1,
         ),
     }
+}
+
+/// The bytes of a child's value, and the descriptors of its handles: encoded into the
+/// buffer its parent set aside before the fork ([`reserve_report_buffer`]) when there is
+/// one, so that a fork child with a small value allocates nothing. A first allocation in
+/// a fork child copies the allocator's pages: about five page faults, a good part of
+/// what a fork start costs beyond the bare fork.
+fn encode_value<R: Serialize>(
+    value: &R,
+) -> Result<(Vec<u8>, Vec<OwnedFd>), flotilla_core::codec::CodecError> {
+    let mut bytes = REPORT_BUFFER.with(std::cell::Cell::take);
+    bytes.clear();
+    let fds = handle::encode_into(&mut bytes, value)?;
+    Ok((bytes, fds))
+}
+
+/// The room [`reserve_report_buffer`] sets aside: a value this small fits the report
+/// page, too.
+const REPORT_BUFFER_SIZE: usize = 512;
+
+thread_local! {
+    /// See [`encode_value`]. Empty but for its capacity, in the parent.
+    static REPORT_BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Just before a fork, on the forking thread: makes sure the child finds a buffer for
+/// its value (see [`encode_value`]). Allocates only the first time.
+pub(crate) fn reserve_report_buffer() {
+    REPORT_BUFFER.with(|buffer| {
+        let mut bytes = buffer.take();
+        if bytes.capacity() < REPORT_BUFFER_SIZE {
+            bytes.reserve_exact(REPORT_BUFFER_SIZE);
+        }
+        buffer.set(bytes);
+    });
 }
 
 /// The entry at `offset` from [`entry_base`].

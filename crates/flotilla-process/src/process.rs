@@ -404,6 +404,8 @@ where
     R: Serialize,
 {
     let (name, parent) = prepare(name)?;
+    // The child's name in logs, made here: the child allocates nothing of its own.
+    let log_name = name.clone();
     let (ours, theirs) = pipe(true)?;
     // Without a page (no memory to map one), the report travels on the channel.
     let page = sys::ReportPage::new(parent.pid).ok();
@@ -426,13 +428,17 @@ where
             // process's copy of `ours` owns and, being never dropped, never closes again.
             unsafe { libc::close(ours.as_fd().as_raw_fd()) };
             let parent_pid = parent.pid;
-            state::reset_after_fork(
-                ProcessInfo {
-                    name,
-                    pid: std::process::id() as i32,
-                },
-                parent,
-            );
+            // SAFETY: a fork child, which has one thread until its target starts more.
+            unsafe {
+                state::reset_in_fork_child(
+                    ProcessInfo {
+                        name,
+                        pid: std::process::id() as i32,
+                    },
+                    parent,
+                    log_name,
+                );
+            }
             if daemon {
                 sys::watch_parent(parent_pid);
             }
@@ -463,13 +469,16 @@ where
 /// Just before a fork: first touches what every fork child touches, so that the child
 /// finds it ready in the memory it copies rather than setting it up itself. In the child
 /// each first-time setup costs page faults (a registered thread-local destructor four,
-/// stdout's buffer two), which were a good part of what a fork start cost beyond the
-/// bare fork. Both are one-time setups here: later calls cost nothing.
+/// stdout's buffer two, a first allocation about five), which were a good part of what
+/// a fork start cost beyond the bare fork. All are one-time setups here: later calls
+/// cost next to nothing.
 fn warm_for_fork() {
     // The handle encoder's thread-locals, which encoding the child's value uses.
     let _ = flotilla_ipc::handle::encode(&());
     // Stdout, which the child flushes as it ends.
     let _ = std::io::stdout();
+    // The buffer the child encodes its value into.
+    boot::reserve_report_buffer();
 }
 
 /// A pidfd for our new child `pid`; on failure the child is killed and reaped, so it is

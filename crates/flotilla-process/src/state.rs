@@ -8,6 +8,8 @@
 //! child replaces it with a fresh one before running any code of ours or the user's
 //! ([`reset_after_fork`]); the parent's copy is leaked in the child, never touched.
 
+use std::cell::UnsafeCell;
+use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 
@@ -102,6 +104,45 @@ pub(crate) fn reset_after_fork(identity: ProcessInfo, parent: ProcessInfo) {
     // not exist in this process.
     STATE.store(fresh, Ordering::Release);
 }
+
+/// [`reset_after_fork`] for a fork child, allocating nothing: in a fork child, each
+/// first allocation copies the allocator's pages, and these were the child's only ones
+/// before its target ran. The state goes into a static slot, and `log_name`, a copy of
+/// the name its parent made before the fork, becomes the name in logs.
+///
+/// # Safety
+///
+/// Called in a fork child before it starts any thread: nothing else reads or holds the
+/// state while it is replaced.
+pub(crate) unsafe fn reset_in_fork_child(
+    identity: ProcessInfo,
+    parent: ProcessInfo,
+    log_name: String,
+) {
+    crate::sys::set_process_name(&identity.name);
+    // SAFETY: one thread, the caller vouches.
+    unsafe { flotilla_core::log::set_process_name_in_fork_child(log_name) };
+    let slot = FORK_CHILD_STATE.0.get();
+    // SAFETY: one thread, the caller vouches, so nobody holds a guard of the state the
+    // slot may hold (this process's parent's, if that was a fork child too): it is
+    // overwritten, not dropped, as `reset_after_fork` leaks the old state.
+    unsafe {
+        slot.write(MaybeUninit::new(Mutex::new(State::new(
+            identity,
+            Some(parent),
+        ))))
+    };
+    STATE.store(slot.cast(), Ordering::Release);
+}
+
+/// The slot of [`reset_in_fork_child`].
+struct ForkChildState(UnsafeCell<MaybeUninit<Mutex<State>>>);
+
+// SAFETY: written only by `reset_in_fork_child`, in a process with one thread; reached
+// through `STATE` after its `Release` store, and then only through the mutex.
+unsafe impl Sync for ForkChildState {}
+
+static FORK_CHILD_STATE: ForkChildState = ForkChildState(UnsafeCell::new(MaybeUninit::uninit()));
 
 /// This process's name and pid.
 pub fn current_process() -> ProcessInfo {

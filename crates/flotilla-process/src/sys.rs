@@ -424,24 +424,26 @@ impl ReportPage {
         unsafe { std::sync::atomic::AtomicU64::from_ptr(self.base.as_ptr().cast()) }
     }
 
-    /// In the child: stores `bytes` as the report. False, storing nothing, when they do
-    /// not fit.
-    pub(crate) fn write(&self, bytes: &[u8]) -> bool {
-        if bytes.len() > Self::CAPACITY {
+    /// In the child: stores as the report what `fill` writes into the page's data area
+    /// (`CAPACITY` bytes) and says the length of (`None`: it did not fit). False,
+    /// storing nothing, when it did not fit.
+    ///
+    /// Writing straight into the page spares the child a buffer of its own: in a fork
+    /// child, the first allocation copies the allocator's pages (three page faults, and
+    /// two more for its code).
+    pub(crate) fn write_with(&self, fill: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        // SAFETY: the page's data area, `CAPACITY` bytes after the header, which only
+        // this child writes and nobody reads before the length store below; the slice
+        // ends with this call.
+        let area = unsafe {
+            std::slice::from_raw_parts_mut(self.base.as_ptr().add(Self::HEADER), Self::CAPACITY)
+        };
+        let Some(len) = fill(area).filter(|&len| len <= Self::CAPACITY) else {
             return false;
-        }
-        // SAFETY: the destination is this page's data area, `CAPACITY` bytes long
-        // (checked above), and nobody reads it before the length store below.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                bytes.as_ptr(),
-                self.base.as_ptr().add(Self::HEADER),
-                bytes.len(),
-            );
-        }
+        };
         // One more than the length, so an empty report is still a report.
         self.len_word()
-            .store(bytes.len() as u64 + 1, std::sync::atomic::Ordering::Release);
+            .store(len as u64 + 1, std::sync::atomic::Ordering::Release);
         true
     }
 

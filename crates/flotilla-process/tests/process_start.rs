@@ -380,3 +380,49 @@ fn fork_starts_from_a_single_threaded_process_keep_every_guarantee() {
         "a joined thread no longer counts"
     );
 }
+
+/// A process's names, as its state, its parent's state and its logs have them.
+type Names = (String, String, String);
+
+fn names() -> Names {
+    (
+        flotilla_process::current_process().name,
+        flotilla_process::parent_process()
+            .map(|p| p.name)
+            .unwrap_or_default(),
+        flotilla_core::log::process_name().to_owned(),
+    )
+}
+
+/// A fork child forks one of its own: each gets its own name in its state and its logs,
+/// though a fork child keeps both in static memory (it allocates nothing before its
+/// target runs), which a fork child of a fork child inherits and overwrites.
+fn fork_a_grandchild(_: ()) -> (Names, Names) {
+    let grandchild = get_context(Some(StartMethod::Fork))
+        .process(|(): ()| names(), ())
+        .name("Grandchild")
+        .start()
+        .expect("a fork child has one thread, so a fork start is allowed")
+        .join_timeout(LONG)
+        .expect("the grandchild returns its names");
+    (names(), grandchild)
+}
+
+#[test]
+fn a_fork_child_and_its_own_fork_child_have_their_own_names() {
+    let builder = get_context(Some(StartMethod::Fork))
+        .process(fork_a_grandchild, ())
+        .name("Child");
+    // SAFETY: the child only reads flotilla's process state (replaced, not locked, in a
+    // fork child) and forks in turn; it takes no lock another test thread could hold.
+    let child = unsafe { builder.start_unchecked() }.unwrap();
+    let (child_names, grandchild_names) = child.join_timeout(LONG).unwrap();
+    let me = flotilla_process::current_process().name;
+    assert_eq!(child_names, ("Child".into(), me, "Child".into()));
+    assert_eq!(
+        grandchild_names,
+        ("Grandchild".into(), "Child".into(), "Grandchild".into())
+    );
+    // This process's names are its own still.
+    assert_eq!(flotilla_core::log::process_name(), "MainProcess");
+}
