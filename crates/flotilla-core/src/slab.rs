@@ -413,5 +413,8 @@ mod tests {
         })
         .join()
         .unwrap();
+        // A thread whose first future is made in a thread-local destructor: `BLOCKS`
+        // is first used there, while the thread's locals are being torn down.
+        thread::spawn(|| LATE.with(|_| {})).join().unwrap();
     }
 }
