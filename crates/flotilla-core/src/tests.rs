@@ -212,3 +212,57 @@ fn only_a_waiter_on_a_future_not_relayed_spins_while_it_runs() {
         assert_eq!(waiter.join().unwrap(), spins, "relayed: {relayed}");
     }
 }
+
+/// A wait that slept and was woken from its own CPU makes the next wait of its thread
+/// skip the spin on a PENDING task (the completing thread shares the CPU, and the spin
+/// would only keep it off); one woken from another CPU brings the spin back.
+#[test]
+fn a_waiter_woken_from_its_own_cpu_does_not_spin_on_a_pending_task() {
+    use std::cell::Cell;
+    use std::sync::mpsc;
+
+    use crate::future::PENDING_SPINS;
+
+    // Completes each future it gets, on `cpu`, once its waiter sleeps.
+    fn completer_on(cpu: usize) -> mpsc::Sender<(Completer<u8>, crate::Future<u8>)> {
+        let (send, futures) = mpsc::channel::<(Completer<u8>, crate::Future<u8>)>();
+        std::thread::spawn(move || {
+            pin_to_cpu(cpu);
+            for (completer, fut) in futures {
+                let deadline = std::time::Instant::now() + Duration::from_secs(30);
+                while fut.sleeper_count() == 0 {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the waiter never slept"
+                    );
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+                completer.set_result(1);
+            }
+        });
+        send
+    }
+    let waiter = std::thread::spawn(|| {
+        pin_to_cpu(0);
+        let beside = completer_on(0);
+        let apart = completer_on(1);
+        // Spins on the PENDING task of each wait, for `count` waits completed by `by`.
+        let spins = |by: &mpsc::Sender<_>| {
+            let (completer, fut) = Completer::<u8>::new();
+            by.send((completer, fut.clone())).unwrap();
+            let before = PENDING_SPINS.with(Cell::get);
+            assert_eq!(fut.result_timeout(Duration::from_secs(30)).unwrap(), 1);
+            PENDING_SPINS.with(Cell::get) - before
+        };
+        [
+            spins(&apart),
+            spins(&beside),
+            spins(&beside),
+            spins(&apart),
+            spins(&apart),
+        ]
+    });
+    // The first wait spins; after one woken from its own CPU the next does not; after
+    // one woken from the other CPU it spins again.
+    assert_eq!(waiter.join().unwrap(), [1, 1, 0, 0, 1]);
+}
