@@ -71,12 +71,10 @@
 //! - The blocking waiter first spins on the state (see [`Shared::wait_done`]): a few
 //!   µs while the task is PENDING, up to 40 µs once it has seen it RUNNING (its worker
 //!   is then on another CPU), unless the future is relayed ([`Completer::relayed`]);
-//!   then it sleeps on `cond` counted in `sleepers`. A thread whose last sleep was
-//!   ended from its own CPU (`Inner::woken_on`) looks at a PENDING task once instead
-//!   of spinning on it.
+//!   then it sleeps on `cond` counted in `sleepers`.
 
 use std::alloc::Layout;
-use std::cell::{Cell, UnsafeCell};
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -132,28 +130,10 @@ const SPIN_RUNNING_FOR: Duration = if cfg!(loom) {
 } else {
     Duration::from_micros(40)
 };
-thread_local! {
-    /// The last wait of this thread that slept was woken by a thread on this thread's
-    /// CPU (see [`Shared::wait_done`]).
-    static WOKEN_HERE: Cell<bool> = const { Cell::new(false) };
-}
-
-/// The CPU this thread is running on, when the OS says (`sched_getcpu`, which reads
-/// the kernel's per-thread record without a system call where glibc has rseq).
-fn current_cpu() -> Option<u32> {
-    if cfg!(loom) {
-        return None;
-    }
-    // SAFETY: no arguments, no memory handed over.
-    u32::try_from(unsafe { libc::sched_getcpu() }).ok()
-}
-
 #[cfg(test)]
 thread_local! {
     /// How many waits of this thread spun on a RUNNING task (see [`Shared::wait_done`]).
-    pub(crate) static RUNNING_SPINS: Cell<usize> = const { Cell::new(0) };
-    /// How many waits of this thread spun on a PENDING task.
-    pub(crate) static PENDING_SPINS: Cell<usize> = const { Cell::new(0) };
+    pub(crate) static RUNNING_SPINS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// The bits of `state` that hold the phase.
@@ -219,9 +199,6 @@ struct Inner<T> {
     watchers: Vec<(Arc<Signal>, usize)>,
     /// Threads parked on `Shared::cond`.
     sleepers: usize,
-    /// The CPU the completing thread ran on when it woke them (see
-    /// [`Shared::wait_done`]).
-    woken_on: Option<u32>,
 }
 
 impl<T> Default for Inner<T> {
@@ -232,7 +209,6 @@ impl<T> Default for Inner<T> {
             next_waker: 0,
             watchers: Vec::new(),
             sleepers: 0,
-            woken_on: None,
         }
     }
 }
@@ -546,25 +522,10 @@ impl<T> Shared<T> {
             // process has it, not that the thread that will complete it is running. That
             // thread (a process pool's manager) may be waiting for this very CPU, and
             // each result then cost the whole spin.
-            //
-            // Nor while the last wait of this thread that slept was woken from this very
-            // CPU: the scheduler has put the thread that completes these futures beside
-            // this one, where a spin on a PENDING task only keeps it off the CPU (with
-            // a busy process on every CPU, a thread-pool round trip in that placement
-            // took 7.9 µs, 3 of them that spin). The state is looked at once instead.
             let limit = |bound: Duration| timeout.map_or(bound, |t| t.min(bound));
-            let pending_spin = if WOKEN_HERE.with(Cell::get) {
-                Duration::ZERO
-            } else {
-                limit(SPIN_FOR)
-            };
-            #[cfg(test)]
-            if !pending_spin.is_zero() {
-                PENDING_SPINS.with(|n| n.set(n.get() + 1));
-            }
             let start = Instant::now();
             let mut running = false;
-            spin_for(pending_spin, || {
+            spin_for(limit(SPIN_FOR), || {
                 let state = self.state();
                 running = phase(state) == RUNNING;
                 is_done(state) || running
@@ -583,7 +544,6 @@ impl<T> Shared<T> {
         if self.announce_waiter(&mut locked).is_none() {
             return true;
         }
-        let mut slept = false;
         while !is_done(self.state()) {
             if deadline.expired() {
                 return false;
@@ -591,12 +551,6 @@ impl<T> Shared<T> {
             Self::sleepers(&mut locked).sleepers += 1;
             locked = park(&self.cond, locked, deadline);
             Self::sleepers(&mut locked).sleepers -= 1;
-            slept = true;
-        }
-        if slept {
-            let woken_on = Self::sleepers(&mut locked).woken_on;
-            let here = woken_on.is_some() && woken_on == current_cpu();
-            WOKEN_HERE.with(|flag| flag.set(here));
         }
         true
     }
@@ -716,9 +670,6 @@ impl<T> Handle<T> {
         let wakers = std::mem::take(&mut inner.wakers);
         let watchers = std::mem::take(&mut inner.watchers);
         let sleepers = inner.sleepers > 0;
-        if sleepers {
-            inner.woken_on = current_cpu();
-        }
         drop(locked);
 
         if sleepers {
