@@ -274,18 +274,9 @@ unsafe impl<T: Send> Sync for Handle<T> {}
 impl<T> Unpin for Handle<T> {}
 
 impl<T> Handle<T> {
-    /// A new allocation in `state`, with `outcome` and `job`, and `refs` handles to it.
+    /// A new allocation in `state`, with `outcome` and `job`, and `refs` handles to it;
+    /// `relayed` says whether a relay publishes the outcome (see [`Completer::relayed`]).
     fn allocate<J: Send>(
-        refs: usize,
-        state: u8,
-        outcome: Option<Outcome<T>>,
-        job: J,
-    ) -> NonNull<Shared<T>> {
-        Self::allocate_relayed(refs, state, false, outcome, job)
-    }
-
-    /// [`Handle::allocate`], saying whether a relay publishes the outcome.
-    fn allocate_relayed<J: Send>(
         refs: usize,
         state: u8,
         relayed: bool,
@@ -327,7 +318,7 @@ impl<T> Handle<T> {
     /// A handle to a new allocation that only it refers to.
     fn alone(state: u8, outcome: Option<Outcome<T>>) -> Self {
         // SAFETY: made with one reference, which this handle holds.
-        unsafe { Self::adopt(Self::allocate(1, state, outcome, ())) }
+        unsafe { Self::adopt(Self::allocate(1, state, false, outcome, ())) }
     }
 
     /// The allocation's address: the future's identity.
@@ -1152,7 +1143,7 @@ impl<T> Completer<T> {
     }
 
     fn make(relayed: bool) -> (Completer<T>, Future<T>) {
-        let ptr = Handle::allocate_relayed(2, PENDING, relayed, None, ());
+        let ptr = Handle::allocate(2, PENDING, relayed, None, ());
         // SAFETY: made with two references: one for each of these handles.
         let (completer, future) = unsafe { (Handle::adopt(ptr), Handle::adopt(ptr)) };
         (Completer { shared: completer }, Future { shared: future })
@@ -1409,7 +1400,7 @@ impl Task {
         F: FnOnce() -> Result<T, TaskError> + Send + 'static,
     {
         let job = JobSlot(UnsafeCell::new(Some(job)));
-        let ptr = Handle::<T>::allocate(2, PENDING, None, job);
+        let ptr = Handle::<T>::allocate(2, PENDING, false, None, job);
         // SAFETY: made with two references: the future's, and the task's, kept raw.
         let shared = unsafe { Handle::adopt(ptr) };
         let fut = Future { shared };

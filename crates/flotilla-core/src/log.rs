@@ -42,24 +42,15 @@ pub fn set_process_name(name: &str) {
 /// nothing reads the slot while it is written.
 #[doc(hidden)]
 pub unsafe fn set_process_name_in_fork_child(name: String) {
-    let slot = FORK_CHILD_NAME.0.get();
-    // SAFETY: one thread, the caller vouches. Whatever the slot held (the name of the
-    // process this one was forked from, if that was a fork child too) is overwritten,
-    // not dropped: a `&'static str` taken from it before points at its bytes, which are
-    // never freed.
-    unsafe { slot.write(std::mem::MaybeUninit::new(name)) };
-    NAME.store(slot.cast(), Ordering::Release);
+    // SAFETY: one thread, the caller vouches, and nothing holds a reference into the
+    // slot: `process_name` lends the bytes of a name, which are never freed, not the
+    // `String` in the slot.
+    let slot = unsafe { FORK_CHILD_NAME.put(name) };
+    NAME.store(slot, Ordering::Release);
 }
 
-/// The slot of [`set_process_name_in_fork_child`].
-struct ForkChildName(std::cell::UnsafeCell<std::mem::MaybeUninit<String>>);
-
-// SAFETY: written only by `set_process_name_in_fork_child`, in a process with one
-// thread; read through `NAME` after its `Release` store.
-unsafe impl Sync for ForkChildName {}
-
-static FORK_CHILD_NAME: ForkChildName =
-    ForkChildName(std::cell::UnsafeCell::new(std::mem::MaybeUninit::uninit()));
+/// Where [`set_process_name_in_fork_child`] puts the name.
+static FORK_CHILD_NAME: crate::fork_slot::ForkSlot<String> = crate::fork_slot::ForkSlot::new();
 
 /// This process's name for logs: "MainProcess" unless flotilla-process named it.
 pub fn process_name() -> &'static str {

@@ -63,9 +63,21 @@ const fn slot_size(class: usize) -> usize {
 }
 
 /// How many slots a block of `class` holds.
-const fn slots_per_block(class: usize) -> usize {
-    (BLOCK_SIZE - size_of::<Header>()) / slot_size(class)
+fn slots_per_block(class: usize) -> usize {
+    SLOTS_PER_BLOCK[class]
 }
+
+/// [`slots_per_block`], worked out once: every allocation compares against it, and a
+/// division per allocation is a cost the table spares.
+const SLOTS_PER_BLOCK: [usize; CLASSES] = {
+    let mut slots = [0; CLASSES];
+    let mut class = 0;
+    while class < CLASSES {
+        slots[class] = (BLOCK_SIZE - size_of::<Header>()) / slot_size(class);
+        class += 1;
+    }
+    slots
+};
 
 const BLOCK_LAYOUT: Layout = match Layout::from_size_align(BLOCK_SIZE, align_of::<Header>()) {
     Ok(layout) => layout,
@@ -152,11 +164,9 @@ pub(crate) unsafe fn free(object: NonNull<u8>, layout: Layout) {
 /// The layout of a global allocation holding `layout`'s object after a word, and the
 /// object's offset in it.
 fn outer_layout(layout: Layout) -> (Layout, usize) {
-    let word = Layout::new::<usize>();
-    let (outer, offset) = word
+    Layout::new::<usize>()
         .extend(layout)
-        .expect("an object's layout plus one word");
-    (outer, offset)
+        .expect("an object's layout plus one word")
 }
 
 /// The next slot of the thread's current block of `class`, starting a new block when
@@ -175,10 +185,8 @@ fn take_slot(current: &Cell<Current>, class: usize) -> Option<NonNull<u8>> {
                 refs: AtomicUsize::new(slots_per_block(class)),
             });
         }
-        if !now.block.is_null() {
-            // SAFETY: the thread's full block: every slot handed out.
-            unsafe { leave(now.block, class, now.used) };
-        }
+        // The full block the thread leaves owes no count: it handed out every slot, and
+        // their frees free it.
         now = Current { block, used: 0 };
     }
     let offset = size_of::<Header>() + now.used * slot_size(class);

@@ -8,10 +8,10 @@
 //! child replaces it with a fresh one before running any code of ours or the user's
 //! ([`reset_after_fork`]); the parent's copy is leaked in the child, never touched.
 
-use std::cell::UnsafeCell;
-use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use flotilla_core::fork_slot::ForkSlot;
 
 use crate::child::Child;
 use crate::forkserver::ForkServer;
@@ -122,27 +122,15 @@ pub(crate) unsafe fn reset_in_fork_child(
     crate::sys::set_process_name(&identity.name);
     // SAFETY: one thread, the caller vouches.
     unsafe { flotilla_core::log::set_process_name_in_fork_child(log_name) };
-    let slot = FORK_CHILD_STATE.0.get();
     // SAFETY: one thread, the caller vouches, so nobody holds a guard of the state the
     // slot may hold (this process's parent's, if that was a fork child too): it is
     // overwritten, not dropped, as `reset_after_fork` leaks the old state.
-    unsafe {
-        slot.write(MaybeUninit::new(Mutex::new(State::new(
-            identity,
-            Some(parent),
-        ))))
-    };
-    STATE.store(slot.cast(), Ordering::Release);
+    let slot = unsafe { FORK_CHILD_STATE.put(Mutex::new(State::new(identity, Some(parent)))) };
+    STATE.store(slot, Ordering::Release);
 }
 
-/// The slot of [`reset_in_fork_child`].
-struct ForkChildState(UnsafeCell<MaybeUninit<Mutex<State>>>);
-
-// SAFETY: written only by `reset_in_fork_child`, in a process with one thread; reached
-// through `STATE` after its `Release` store, and then only through the mutex.
-unsafe impl Sync for ForkChildState {}
-
-static FORK_CHILD_STATE: ForkChildState = ForkChildState(UnsafeCell::new(MaybeUninit::uninit()));
+/// Where [`reset_in_fork_child`] puts the state.
+static FORK_CHILD_STATE: ForkSlot<Mutex<State>> = ForkSlot::new();
 
 /// This process's name and pid.
 pub fn current_process() -> ProcessInfo {

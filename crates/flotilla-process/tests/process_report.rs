@@ -22,14 +22,20 @@ fn pattern(len: usize) -> Vec<u8> {
 }
 
 /// Values on both sides of the shared page's size (4096 bytes less its 8-byte length
-/// word, and the report's own framing), and far beyond a socket buffer, come back
-/// whole from a fork child.
+/// word, and the report's own framing), on both sides of the 512-byte buffer the parent
+/// sets aside for the child's value (`boot::REPORT_BUFFER_SIZE`), and far beyond a
+/// socket buffer, come back whole from a fork child.
 #[test]
 fn fork_values_on_both_sides_of_the_report_page_come_back_whole() {
     within_60s("fork values of many sizes", || {
         for len in [
             0,
             1,
+            503,
+            504,
+            511,
+            512,
+            513,
             4000,
             4060,
             4070,
