@@ -36,7 +36,7 @@ and again (`bytes` in Python; in Rust an `Arc<Vec<u8>>` serialized as one byte b
 `serde_bytes` does, so putting it copies nothing before encoding). A round times 3 calls \
 (1 with `--quick`) after an untimed one of a tenth.
 
-- **flotilla**: `flotilla::multiprocessing::Queue` with the default ring (1 MiB), unbounded; \
+- **flotilla**: `flotilla::multiprocessing::Queue` with the default ring (4 MiB), unbounded; \
 `put` and `get` per item; the control and result queues are flotilla queues too.
 - **cpython**: `multiprocessing.Queue()` from a forkserver context, with the same \
 processes and protocol (`None` ends a batch).
