@@ -14,7 +14,9 @@
 //! ```
 //!
 //! Descriptors travel as `SCM_RIGHTS` with the header's bytes (header and payload go in
-//! one `sendmsg`), so they arrive with the read that brings the frame's first byte.
+//! one `sendmsg`), so they arrive with the read that brings the frame's first byte. A
+//! frame of up to 4 KiB without descriptors is copied into one buffer on the stack and
+//! goes in one `send`, which costs less than a `sendmsg` of two pieces.
 //!
 //! A receive reads up to 64 KiB at once, the next frame's header into place and the
 //! rest into a read-ahead buffer: a small frame costs one read, and frames that arrived

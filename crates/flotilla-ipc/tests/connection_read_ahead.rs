@@ -346,3 +346,52 @@ fn a_receive_without_a_deadline_waits_in_either_mode() {
         }
     }
 }
+
+/// Both sides of the contiguous-send size (a frame of up to 4 KiB + 16 bytes, header
+/// included, without descriptors, is copied into one buffer and sent with `send`; a
+/// larger one, or one with descriptors, goes with `sendmsg` in two pieces): frames of
+/// every kind arrive whole and in order, with their own descriptors, while the sender
+/// runs far ahead of a receiver that starts late (so sends block, and a socket buffer
+/// short of room takes part of a frame).
+#[test]
+fn frames_on_both_sides_of_the_contiguous_send_size_arrive_whole() {
+    const CONTIGUOUS: usize = 4096;
+    let lens = [0, 1, CONTIGUOUS - 1, CONTIGUOUS, CONTIGUOUS + 1, 8192];
+    let (a, b) = pipe(true).unwrap();
+    let rounds = 200;
+    let sender = std::thread::spawn(move || {
+        for round in 0..rounds {
+            for (i, &len) in lens.iter().enumerate() {
+                let seed = (round * lens.len() + i) as u8;
+                let fds = if (round + i) % 7 == 0 {
+                    vec![marked_file(format!("{round}/{len}").as_bytes())]
+                } else {
+                    Vec::new()
+                };
+                a.send_frame(&pattern(len, seed), &fds).unwrap();
+            }
+        }
+        a
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let got = within(move || {
+        (0..rounds * lens.len())
+            .map(|_| b.recv_frame().unwrap())
+            .collect::<Vec<_>>()
+    });
+    let _a = sender.join().unwrap();
+    for (n, (bytes, fds)) in got.into_iter().enumerate() {
+        let (round, i) = (n / lens.len(), n % lens.len());
+        let len = lens[i];
+        assert!(
+            bytes == pattern(len, n as u8),
+            "frame {n} ({len} bytes) arrived changed"
+        );
+        let texts: Vec<String> = fds.into_iter().map(text_of).collect();
+        if (round + i) % 7 == 0 {
+            assert_eq!(texts, [format!("{round}/{len}")], "frame {n}");
+        } else {
+            assert!(texts.is_empty(), "frame {n} got descriptors: {texts:?}");
+        }
+    }
+}
