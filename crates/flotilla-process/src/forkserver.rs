@@ -10,6 +10,15 @@
 //! answers with the child's pid and later, once it has reaped the child, its exit code.
 //! Only the server can reap its children, so only it can report how they ended.
 //!
+//! Children are forked ahead of their requests. Once it has served a request, the
+//! server forks a *spare*, which waits on a channel of its own; the next request goes
+//! to the spare (one `sendmsg` of the request and the bootstrap descriptor), the server
+//! answers at once, and forks the next spare while the new child runs: the fork is off
+//! the path of a start. A spare killed while it waits is reaped like any child, and the
+//! next request forks as before; a spare ends with the server (end of file on its
+//! channel). The first spare comes after the first request, so a program that starts
+//! one forkserver child keeps no idle process.
+//!
 //! The server exits when its parent process ends — it watches a pidfd of it, so a fork
 //! child of the parent that still holds a copy of the control socket cannot keep it
 //! alive — or when its control socket reaches end of file, terminating its daemonic
@@ -171,6 +180,9 @@ pub(crate) fn serve(control: Connection) -> ! {
     let me = std::process::id() as i32;
     // pid → (status channel, daemon)
     let mut children: HashMap<i32, (Connection, bool)> = HashMap::new();
+    // Made after the first request (a program that starts one child pays for no idle
+    // process), and again after each one it serves.
+    let mut spare: Option<Spare> = None;
     loop {
         let mut watched = vec![control.as_fd(), sigfd.as_fd()];
         if let Some(fd) = &parent_fd {
@@ -186,63 +198,132 @@ pub(crate) fn serve(control: Connection) -> ! {
         if child_ended {
             while let Ok(Some(_)) = sigfd.read_signal() {}
             for (pid, code) in sys::reap_any() {
-                if let Some((status, _)) = children.remove(&pid) {
+                if spare.as_ref().is_some_and(|spare| spare.pid == pid) {
+                    spare = None; // killed while it waited: the next request forks
+                } else if let Some((status, _)) = children.remove(&pid) {
                     let _ = status.send(&code);
                 }
             }
         }
-        if control_ready {
-            match control.recv_frame() {
-                Ok((bytes, fds)) => {
-                    let Ok(request) = codec::decode::<Request>(&bytes) else {
-                        continue;
-                    };
-                    let mut fds = fds.into_iter();
-                    let (Some(boot), Some(status)) = (fds.next(), fds.next()) else {
-                        continue;
-                    };
-                    let status = Connection::from_socket(status);
-                    // SAFETY: this process is single-threaded (it was exec'd fresh and
-                    // starts no threads), so the child may run any code.
-                    match unsafe { nix::unistd::fork() } {
-                        Ok(nix::unistd::ForkResult::Child) => {
-                            drop(control);
-                            drop(sigfd);
-                            drop(status);
-                            children.clear();
-                            let _ = nix::sys::signal::sigprocmask(
-                                SigmaskHow::SIG_UNBLOCK,
-                                Some(&chld),
-                                None,
-                            );
-                            // SAFETY: restoring the default disposition installs no code.
-                            let _ = unsafe {
-                                nix::sys::signal::signal(
-                                    Signal::SIGINT,
-                                    nix::sys::signal::SigHandler::SigDfl,
-                                )
-                            };
-                            drop(parent_fd);
-                            if request.daemon {
-                                sys::die_with_server(me);
-                            }
-                            boot::run_task(Connection::from_socket(boot), false)
-                        }
-                        Ok(nix::unistd::ForkResult::Parent { child }) => {
-                            drop(boot);
-                            if status.send(&child.as_raw()).is_ok() {
-                                children.insert(child.as_raw(), (status, request.daemon));
-                            }
-                        }
-                        Err(e) => {
-                            let _ = status.send(&-(e as i32));
-                        }
+        if !control_ready {
+            continue;
+        }
+        let Ok((bytes, fds)) = control.recv_frame() else {
+            leave(&children)
+        };
+        let Ok(request) = codec::decode::<Request>(&bytes) else {
+            continue;
+        };
+        let mut fds = fds.into_iter();
+        let (Some(boot), Some(status)) = (fds.next(), fds.next()) else {
+            continue;
+        };
+        let status = Connection::from_socket(status);
+        // The spare takes the request if it can; one that died meanwhile refuses it (its
+        // end is closed), and is reaped as it ended.
+        let handed = spare
+            .take()
+            .filter(|spare| {
+                spare
+                    .conn
+                    .send_frame(&bytes, std::slice::from_ref(&boot))
+                    .is_ok()
+            })
+            .map(|spare| spare.pid);
+        let started = match handed {
+            Some(pid) => Ok(pid),
+            // SAFETY: this process is single-threaded (it was exec'd fresh and starts no
+            // threads), so the child may run any code.
+            None => match unsafe { nix::unistd::fork() } {
+                Ok(nix::unistd::ForkResult::Child) => {
+                    drop(control);
+                    drop(sigfd);
+                    drop(status);
+                    children.clear();
+                    drop(parent_fd);
+                    become_child(&chld);
+                    if request.daemon {
+                        sys::die_with_server(me);
                     }
+                    boot::run_task(Connection::from_socket(boot), false)
                 }
-                Err(_) => leave(&children),
+                Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
+                Err(e) => Err(e),
+            },
+        };
+        drop(boot);
+        match started {
+            Ok(pid) => {
+                if status.send(&pid).is_ok() {
+                    children.insert(pid, (status, request.daemon));
+                }
+            }
+            Err(e) => {
+                let _ = status.send(&-(e as i32));
             }
         }
+        // The next child is forked now, while this one runs and its parent waits on
+        // it, instead of when it is asked for.
+        let Ok((ours, theirs)) = pipe(true) else {
+            continue;
+        };
+        // SAFETY: as above: this process is single-threaded.
+        match unsafe { nix::unistd::fork() } {
+            Ok(nix::unistd::ForkResult::Child) => {
+                drop(control);
+                drop(sigfd);
+                drop(ours);
+                children.clear();
+                drop(parent_fd);
+                spare_main(theirs, &chld, me)
+            }
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                spare = Some(Spare {
+                    pid: child.as_raw(),
+                    conn: ours,
+                });
+            }
+            Err(_) => {} // no spare: the next request forks
+        }
     }
+}
+
+/// A child the server forked before it was asked for, waiting for a request: a start
+/// then costs the server one `sendmsg` instead of a `fork`, and the fork of the next
+/// spare happens while the new child runs.
+struct Spare {
+    pid: i32,
+    /// The server's end of the spare's channel, on which a request arrives with the
+    /// child's bootstrap descriptor.
+    conn: Connection,
+}
+
+/// A spare's life: waits for a request, then becomes the child it asks for. It ends
+/// when the server closes its channel instead (the server ended).
+fn spare_main(conn: Connection, chld: &SigSet, server: i32) -> ! {
+    let Ok((bytes, fds)) = conn.recv_frame() else {
+        sys::exit_now(0)
+    };
+    let (Ok(request), Some(boot)) = (codec::decode::<Request>(&bytes), fds.into_iter().next())
+    else {
+        sys::exit_now(0)
+    };
+    drop(conn);
+    // Ctrl+C ignored until now, as by the server: a spare is not a child yet.
+    become_child(chld);
+    if request.daemon {
+        sys::die_with_server(server);
+    }
+    boot::run_task(Connection::from_socket(boot), false)
+}
+
+/// In a new child of the server: takes back the signal dispositions the server changed
+/// for itself.
+fn become_child(chld: &SigSet) {
+    let _ = nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(chld), None);
+    // SAFETY: restoring the default disposition installs no code.
+    let _ =
+        unsafe { nix::sys::signal::signal(Signal::SIGINT, nix::sys::signal::SigHandler::SigDfl) };
 }
 
 /// The parent is gone: takes the daemonic children along, as the parent would have at
