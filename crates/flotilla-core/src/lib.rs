@@ -31,6 +31,8 @@ struct ReadmeDoctests;
 pub mod build;
 pub mod codec;
 #[doc(hidden)]
+pub mod copy;
+#[doc(hidden)]
 pub mod fork_slot;
 pub mod log;
 pub mod spin;

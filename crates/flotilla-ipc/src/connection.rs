@@ -487,7 +487,7 @@ impl Connection {
         drop(fds);
         match buf.get_mut(..message.len()) {
             Some(place) => {
-                place.copy_from_slice(&message);
+                flotilla_core::copy::copy(place, &message);
                 Ok(message.len())
             }
             None => Err(RecvIntoError::BufferTooSmall {
@@ -611,7 +611,7 @@ impl Connection {
                         // on past them, sparing a reallocation.
                         self.grow(&mut reader.payload, n, reader.len)?;
                         let bytes = &reader.ahead[reader.start - n..reader.start];
-                        reader.payload.extend_from_slice(bytes);
+                        flotilla_core::copy::extend(&mut reader.payload, bytes);
                         reader.got += n;
                     }
                 }
@@ -1058,7 +1058,7 @@ impl FrameReader {
     fn hand_over_ahead(&mut self) -> usize {
         let n = self.len.min(self.ahead.len());
         let mut payload = std::mem::replace(&mut self.ahead, Vec::with_capacity(AHEAD));
-        self.ahead.extend_from_slice(&payload[n..]);
+        flotilla_core::copy::extend(&mut self.ahead, &payload[n..]);
         self.start = 0;
         payload.truncate(n);
         if n == self.len {

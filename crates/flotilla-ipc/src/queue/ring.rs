@@ -101,7 +101,7 @@
 //! at the same time. A waiter rechecks every [`SLICE`] anyway, so a wake-up lost to a
 //! reader that died is a delay, not a hang.
 
-use std::ptr;
+use flotilla_core::copy::copy_raw;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering, fence};
 use std::time::{Duration, Instant};
@@ -504,9 +504,11 @@ impl Ring {
         // (a chunk is never longer than the ring), so both copies stay inside the ring;
         // private `src` cannot overlap the shared mapping; the bytes are ours alone
         // (our caller's promise), so nobody reads or writes them concurrently.
+        // (`copy_raw` is `copy_nonoverlapping` that stays fast when the two addresses
+        // alias modulo 4 KiB.)
         unsafe {
-            ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(at), first);
-            ptr::copy_nonoverlapping(src.as_ptr().add(first), self.data(), src.len() - first);
+            copy_raw(src.as_ptr(), self.data().add(at), first);
+            copy_raw(src.as_ptr().add(first), self.data(), src.len() - first);
         }
     }
 
@@ -522,8 +524,8 @@ impl Ring {
         let first = len.min(self.capacity as usize - at);
         // SAFETY: as in `write_at`, with the roles swapped.
         unsafe {
-            ptr::copy_nonoverlapping(self.data().add(at), dst, first);
-            ptr::copy_nonoverlapping(self.data(), dst.add(first), len - first);
+            copy_raw(self.data().add(at), dst, first);
+            copy_raw(self.data(), dst.add(first), len - first);
         }
     }
 

@@ -321,7 +321,7 @@ fn a_corrupted_header_is_an_error_not_a_panic() {
     let ring = ring(4096, 0);
     ring.put(b"x", soon()).unwrap();
     // SAFETY: nobody else uses this ring; overwrite the published chunk's length.
-    unsafe { ptr::write_bytes(ring.data(), 0xff, 4) };
+    unsafe { std::ptr::write_bytes(ring.data(), 0xff, 4) };
     assert!(matches!(
         get(&ring, now()),
         Err(Refused::Failed(QueueError::Corrupted(_)))
