@@ -52,7 +52,7 @@ pub(crate) fn write_all(
         let mut joined = [0u8; CONTIGUOUS_SEND];
         let mut at = 0;
         for b in bufs {
-            joined[at..at + b.len()].copy_from_slice(b);
+            flotilla_core::copy::copy(&mut joined[at..at + b.len()], b);
             at += b.len();
         }
         return send_all(fd, &joined[..total]);

@@ -92,7 +92,7 @@ pub(super) fn request_frame(frame: &[u8], held: Option<u32>) -> Vec<u8> {
 /// Appends a copy of `frame` (made by [`task_frame`]) to `out`, marked to run at once or,
 /// when `held`, to wait for the pool's decision.
 fn push_request(out: &mut Vec<u8>, frame: &[u8], held: Option<u32>) {
-    out.extend_from_slice(frame);
+    flotilla_core::copy::extend(out, frame);
     let len = out.len();
     if frame.len() >= TRAILER {
         let (kind, seq) = match held {
