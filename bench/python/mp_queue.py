@@ -5,7 +5,8 @@ Run by `cargo xtask bench` as
     python3 mp_queue.py KIND-PxC --threads N --batch N --calls N \
         --warmup-calls N --warmup-batch N
 
-KIND is `small` (int items, counted as 8 bytes each) or `mib` (1 MiB bytes items). P
+KIND is `small` (int items, counted as 8 bytes each), `kib64` (64 KiB bytes items) or
+`mib` (1 MiB bytes items). P
 producer processes and C consumer processes, forkserver children started untimed, wait
 on a control queue; each call tells each producer how many items to put (n/P, the
 remainder to the first), each producer puts them and then one None per consumer it
@@ -22,7 +23,8 @@ from measure import Contender, main
 def make(kind):
     if kind == "small":
         return 0
-    return bytes(((i * 2654435761) & 0xFFFFFFFF) >> 24 for i in range(1 << 20))
+    size = 64 << 10 if kind == "kib64" else 1 << 20
+    return bytes(((i * 2654435761) & 0xFFFFFFFF) >> 24 for i in range(size))
 
 
 def producer(kind, control, data, ends):
@@ -48,7 +50,7 @@ def consumer(kind, go, data, results):
 
 class Queues(Contender):
     def __init__(self, kind, producers, consumers):
-        self.size = 8 if kind == "small" else 1 << 20
+        self.size = {"small": 8, "kib64": 64 << 10, "mib": 1 << 20}[kind]
         context = multiprocessing.get_context("forkserver")
         self.control = context.Queue()
         self.data = context.Queue()
@@ -93,7 +95,7 @@ class Queues(Contender):
 
 RUNNERS = {
     f"{kind}-{p}x{c}": (lambda args, kind=kind, p=p, c=c: Queues(kind, p, c))
-    for kind in ("small", "mib")
+    for kind in ("small", "kib64", "mib")
     for (p, c) in ((1, 1), (2, 2))
 }
 

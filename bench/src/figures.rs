@@ -327,21 +327,22 @@ macro_rules! queue_small {
     };
 }
 
-/// A `queue-throughput-1MiB-*` figure: `$p` producers and `$c` consumers of 1 MiB items.
-macro_rules! queue_mib {
-    ($name:literal, $title:literal, $p:literal, $c:literal, $python:literal,
-     [$($baseline:expr),*]) => {
+/// A `queue-throughput-<size>-*` figure: `$p` producers and `$c` consumers of byte blocks
+/// of `$size` bytes, `$messages` of them per timed call.
+macro_rules! queue_blocks {
+    ($name:literal, $title:literal, $size:expr, $messages:expr, $p:literal, $c:literal,
+     $python:literal, [$($baseline:expr),*]) => {
         Figure {
             name: $name,
             title: $title,
             unit: "MB/s",
             measure: Measure::Bandwidth {
-                messages: 512,
-                bytes: 1 << 20,
+                messages: $messages,
+                bytes: $size,
             },
             conditions: queue::CONDITIONS,
-            check: queue::check::<{ 1 << 20 }>,
-            flotilla: queue::flotilla_mib::<$p, $c>,
+            check: queue::check::<{ $size }>,
+            flotilla: queue::flotilla_blocks::<{ $size }, $p, $c>,
             baselines: &[cpython("mp_queue.py", $python), $($baseline),*],
         }
     };
@@ -685,9 +686,27 @@ pub(crate) const FIGURES: &[Figure] = &[
         "small-2x2",
         []
     ),
-    queue_mib!(
+    queue_blocks!(
+        "queue-throughput-64KiB-1x1",
+        "process Queue: 64 KiB items from 1 producer process to 1 consumer process",
+        64 << 10,
+        8192,
+        1,
+        1,
+        "kib64-1x1",
+        [
+            rust(
+                "ipc-channel",
+                connection::ipc_channel_throughput::<{ 64 << 10 }>
+            ),
+            rust("os-limit", queue::os_memcpy::<{ 64 << 10 }>)
+        ]
+    ),
+    queue_blocks!(
         "queue-throughput-1MiB-1x1",
         "process Queue: 1 MiB items from 1 producer process to 1 consumer process",
+        1 << 20,
+        512,
         1,
         1,
         "mib-1x1",
@@ -696,12 +715,14 @@ pub(crate) const FIGURES: &[Figure] = &[
                 "ipc-channel",
                 connection::ipc_channel_throughput::<{ 1 << 20 }>
             ),
-            rust("os-limit", queue::os_memcpy)
+            rust("os-limit", queue::os_memcpy::<{ 1 << 20 }>)
         ]
     ),
-    queue_mib!(
+    queue_blocks!(
         "queue-throughput-1MiB-2x2",
         "process Queue: 1 MiB items from 2 producer processes to 2 consumer processes",
+        1 << 20,
+        512,
         2,
         2,
         "mib-2x2",

@@ -31,8 +31,8 @@ consumer; each consumer, told to go on another control queue, gets items until a
 end-of-batch item, reports the count and bytes it got on a result queue, and waits for \
 the next go; the call ends when all C reports are in. Untimed, the \
 totals must equal what was put. The small items are integers (`u64`, the loop index; \
-Python `int`s); the 1 MiB items are one byte block made once per producer and put again \
-and again (`bytes` in Python; in Rust an `Arc<Vec<u8>>` serialized as one byte block, as \
+Python `int`s); the 64 KiB and 1 MiB items are one byte block made once per producer and \
+put again and again (`bytes` in Python; in Rust an `Arc<Vec<u8>>` serialized as one byte block, as \
 `serde_bytes` does, so putting it copies nothing before encoding). A round times 3 calls \
 (1 with `--quick`) after an untimed one of a tenth.
 
@@ -43,8 +43,8 @@ processes and protocol (`None` ends a batch).
 - **ipc-channel** (1×1 only: its receiver cannot be shared by consumers): the one-way \
 byte-channel contender of the connection figures, 8-byte messages for the small items.
 - **os-limit**: for the small items, the connection figures' raw `AF_UNIX` socket pair \
-with a `write` per 8-byte item (a stream: the child reads 64 KiB at a time); for 1 MiB, \
-`memcpy` of the item into a buffer in one process, once per item: the copy that no \
+with a `write` per 8-byte item (a stream: the child reads 64 KiB at a time); for the \
+byte blocks, `memcpy` of the item into a buffer in one process, once per item: the copy that no \
 queue between processes can avoid.";
 
 /// An item of a queue figure.
@@ -77,39 +77,39 @@ impl Item for u64 {
     }
 }
 
-/// A block of bytes, shared by the puts of one producer, encoded as one block.
+/// A block of `SIZE` bytes, shared by the puts of one producer, encoded as one block.
 #[derive(Clone)]
-pub(crate) struct Block(Arc<Vec<u8>>);
+pub(crate) struct Block<const SIZE: usize>(Arc<Vec<u8>>);
 
-impl Serialize for Block {
+impl<const SIZE: usize> Serialize for Block<SIZE> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_bytes(&self.0)
     }
 }
 
-impl<'de> Deserialize<'de> for Block {
+impl<'de, const SIZE: usize> Deserialize<'de> for Block<SIZE> {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl serde::de::Visitor<'_> for Visitor {
-            type Value = Block;
+        struct Visitor<const SIZE: usize>;
+        impl<const SIZE: usize> serde::de::Visitor<'_> for Visitor<SIZE> {
+            type Value = Block<SIZE>;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("bytes")
             }
-            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Block, E> {
+            fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Block<SIZE>, E> {
                 Ok(Block(Arc::new(v)))
             }
-            fn visit_bytes<E>(self, v: &[u8]) -> Result<Block, E> {
+            fn visit_bytes<E>(self, v: &[u8]) -> Result<Block<SIZE>, E> {
                 Ok(Block(Arc::new(v.to_vec())))
             }
         }
-        d.deserialize_byte_buf(Visitor)
+        d.deserialize_byte_buf(Visitor::<SIZE>)
     }
 }
 
-impl Item for Block {
+impl<const SIZE: usize> Item for Block<SIZE> {
     fn make() -> Self {
         Block(Arc::new(
-            (0..1u32 << 20)
+            (0..SIZE as u32)
                 .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
                 .collect(),
         ))
@@ -248,16 +248,16 @@ pub(crate) fn flotilla_small<const P: usize, const C: usize>(
     Ok(Box::new(Children::<u64>::start(P, C)?))
 }
 
-/// flotilla: P producers and C consumers of 1 MiB items.
-pub(crate) fn flotilla_mib<const P: usize, const C: usize>(
+/// flotilla: P producers and C consumers of byte blocks of `SIZE` bytes.
+pub(crate) fn flotilla_blocks<const SIZE: usize, const P: usize, const C: usize>(
     _threads: usize,
 ) -> anyhow::Result<Batch> {
-    Ok(Box::new(Children::<Block>::start(P, C)?))
+    Ok(Box::new(Children::<Block<SIZE>>::start(P, C)?))
 }
 
-/// os-limit for 1 MiB items: one `memcpy` of each item into a buffer, in this process.
-pub(crate) fn os_memcpy(_threads: usize) -> anyhow::Result<Batch> {
-    let item = Block::make();
+/// os-limit for byte blocks: one `memcpy` of each item into a buffer, in this process.
+pub(crate) fn os_memcpy<const SIZE: usize>(_threads: usize) -> anyhow::Result<Batch> {
+    let item = Block::<SIZE>::make();
     let mut buffer = vec![0u8; item.0.len()];
     Ok(Box::new(move |n: usize| {
         for _ in 0..n {
