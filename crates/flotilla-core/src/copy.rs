@@ -22,6 +22,7 @@
 const BACKWARD_FROM: usize = 512;
 
 /// The distances (destination minus source, modulo 4 KiB) where a forward copy stalls.
+#[inline]
 fn aliased(dst: *const u8, src: *const u8) -> bool {
     let ahead = (dst as usize).wrapping_sub(src as usize) % 4096;
     (1..64).contains(&ahead)
@@ -32,6 +33,7 @@ fn aliased(dst: *const u8, src: *const u8) -> bool {
 /// # Panics
 ///
 /// If the two lengths differ, as `copy_from_slice` does.
+#[inline]
 pub fn copy(dst: &mut [u8], src: &[u8]) {
     assert_eq!(
         dst.len(),
@@ -42,6 +44,13 @@ pub fn copy(dst: &mut [u8], src: &[u8]) {
         dst.copy_from_slice(src);
         return;
     }
+    backward(dst, src);
+}
+
+/// Copies `src` into `dst` (of equal lengths) from the end, 64 bytes at a time. Out of
+/// line, so that the callers' short copies, inlined, stay short.
+#[inline(never)]
+fn backward(dst: &mut [u8], src: &[u8]) {
     let head = src.len() % 64;
     let blocks = dst[head..]
         .rchunks_exact_mut(64)
@@ -56,11 +65,18 @@ pub fn copy(dst: &mut [u8], src: &[u8]) {
 }
 
 /// `vec.extend_from_slice(src)`, fast in the aliasing window too.
+#[inline]
 pub fn extend(vec: &mut Vec<u8>, src: &[u8]) {
     if src.len() < BACKWARD_FROM {
         vec.extend_from_slice(src);
         return;
     }
+    extend_long(vec, src);
+}
+
+/// [`extend`] for `src` of [`BACKWARD_FROM`] bytes or more.
+#[inline(never)]
+fn extend_long(vec: &mut Vec<u8>, src: &[u8]) {
     let len = vec.len();
     vec.reserve(src.len());
     let room = &mut vec.spare_capacity_mut()[..src.len()];
@@ -81,6 +97,7 @@ pub fn extend(vec: &mut Vec<u8>, src: &[u8]) {
 /// As for `ptr::copy_nonoverlapping`: `src` valid for reads and `dst` for writes of
 /// `len` bytes, the two not overlapping; and no other thread writes `src` or touches
 /// `dst` meanwhile (the caller's protocol, as for shared memory behind a lock).
+#[inline]
 pub unsafe fn copy_raw(src: *const u8, dst: *mut u8, len: usize) {
     if len < BACKWARD_FROM || !aliased(dst, src) {
         // SAFETY: the caller's contract.
