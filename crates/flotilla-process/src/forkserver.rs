@@ -301,6 +301,8 @@ struct Spare {
 /// A spare's life: waits for a request, then becomes the child it asks for. It ends
 /// when the server closes its channel instead (the server ended).
 fn spare_main(conn: Connection, chld: &SigSet, server: i32) -> ! {
+    // What `ps` shows while it waits; the child it becomes names itself.
+    sys::set_process_name("ForkServerSpare");
     let Ok((bytes, fds)) = conn.recv_frame() else {
         sys::exit_now(0)
     };

@@ -71,6 +71,13 @@ fn starts_take_the_spare_and_a_killed_spare_is_replaced() {
     };
     start(0, false); // the first start forks; the spare comes after it
     let server = flotilla_process::testing::forkserver_pid().unwrap();
+    let spare = the_spare(server);
+    let comm = std::fs::read_to_string(format!("/proc/{spare}/comm")).unwrap_or_default();
+    assert_eq!(
+        comm.trim_end(),
+        "ForkServerSpare",
+        "what ps shows of a spare"
+    );
     for i in 1..20 {
         let spare = the_spare(server);
         assert_eq!(
