@@ -40,28 +40,8 @@ pub fn copy(dst: &mut [u8], src: &[u8]) {
         src.len(),
         "copy between slices of unequal lengths"
     );
-    if src.len() < BACKWARD_FROM || !aliased(dst.as_ptr(), src.as_ptr()) {
-        dst.copy_from_slice(src);
-        return;
-    }
-    backward(dst, src);
-}
-
-/// Copies `src` into `dst` (of equal lengths) from the end, 64 bytes at a time. Out of
-/// line, so that the callers' short copies, inlined, stay short.
-#[inline(never)]
-fn backward(dst: &mut [u8], src: &[u8]) {
-    let head = src.len() % 64;
-    let blocks = dst[head..]
-        .rchunks_exact_mut(64)
-        .zip(src[head..].rchunks_exact(64));
-    for (to, from) in blocks {
-        // Fixed-size arrays: the compiler copies each block with vector moves, inline.
-        let to: &mut [u8; 64] = to.try_into().expect("a chunk of 64");
-        let from: &[u8; 64] = from.try_into().expect("a chunk of 64");
-        *to = *from;
-    }
-    dst[..head].copy_from_slice(&src[..head]);
+    // SAFETY: two slices of `src.len()` bytes, one borrowed mutably: valid, and disjoint.
+    unsafe { copy_raw(src.as_ptr(), dst.as_mut_ptr(), src.len()) };
 }
 
 /// `vec.extend_from_slice(src)`, fast in the aliasing window too.
@@ -79,15 +59,14 @@ pub fn extend(vec: &mut Vec<u8>, src: &[u8]) {
 fn extend_long(vec: &mut Vec<u8>, src: &[u8]) {
     let len = vec.len();
     vec.reserve(src.len());
-    let room = &mut vec.spare_capacity_mut()[..src.len()];
-    // SAFETY: `MaybeUninit<u8>` has the layout of `u8`, and every byte of `room` is
-    // written by `copy` before `set_len` makes it part of the vector; a `u8` has no
-    // invalid values, so viewing not yet written bytes as `u8` only for writing is
-    // sound (`copy` reads none of them).
-    let room = unsafe { &mut *(std::ptr::from_mut(room) as *mut [u8]) };
-    copy(room, src);
-    // SAFETY: the `src.len()` bytes after `len` were just written, within capacity.
-    unsafe { vec.set_len(len + src.len()) };
+    // SAFETY: after `reserve`, the `src.len()` bytes after `len` are within the vector's
+    // allocation, which `src` (borrowed while `vec` is borrowed mutably) cannot overlap;
+    // they are written through the pointer only, never read, before `set_len` makes them
+    // part of the vector.
+    unsafe {
+        copy_raw(src.as_ptr(), vec.as_mut_ptr().add(len), src.len());
+        vec.set_len(len + src.len());
+    }
 }
 
 /// `ptr::copy_nonoverlapping(src, dst, len)`, fast in the aliasing window too.
@@ -104,15 +83,29 @@ pub unsafe fn copy_raw(src: *const u8, dst: *mut u8, len: usize) {
         unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
         return;
     }
-    // SAFETY: the caller's contract: both ranges are valid, exclusive and disjoint for
-    // the duration of the call.
-    let (dst, src) = unsafe {
-        (
-            std::slice::from_raw_parts_mut(dst, len),
-            std::slice::from_raw_parts(src, len),
-        )
-    };
-    copy(dst, src);
+    // SAFETY: the caller's contract.
+    unsafe { backward(src, dst, len) };
+}
+
+/// Copies `len` bytes from `src` to `dst` from the end, 64 bytes at a time. Out of line,
+/// so that the callers' short copies, inlined, stay short.
+///
+/// # Safety
+///
+/// As for [`copy_raw`].
+#[inline(never)]
+unsafe fn backward(src: *const u8, dst: *mut u8, len: usize) {
+    let head = len % 64;
+    let mut at = len;
+    while at > head {
+        at -= 64;
+        // SAFETY: `head <= at` and `at + 64 <= len`, within both ranges (the caller's
+        // contract). A constant length: the compiler copies the block with vector
+        // moves, inline.
+        unsafe { std::ptr::copy_nonoverlapping(src.add(at), dst.add(at), 64) };
+    }
+    // SAFETY: the first `head` bytes, within both ranges.
+    unsafe { std::ptr::copy_nonoverlapping(src, dst, head) };
 }
 
 #[cfg(test)]
