@@ -15,9 +15,9 @@
 //! to the spare (one `sendmsg` of the request and the bootstrap descriptor), the server
 //! answers at once, and forks the next spare while the new child runs: the fork is off
 //! the path of a start. A spare killed while it waits is reaped like any child, and the
-//! next request forks as before; a spare ends with the server (end of file on its
-//! channel). The first spare comes after the first request, so a program that starts
-//! one forkserver child keeps no idle process.
+//! next request forks a new one for itself, as the first request does; a spare ends
+//! with the server (end of file on its channel). Every child starts as a spare, so a
+//! child's start has one path.
 //!
 //! The server exits when its parent process ends — it watches a pidfd of it, so a fork
 //! child of the parent that still holds a copy of the control socket cannot keep it
@@ -30,12 +30,13 @@
 //! This process-wide singleton lives here and only here; `state` holds the handle.
 
 use std::collections::HashMap;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use flotilla_core::codec;
 use flotilla_ipc::{Connection, pipe};
+use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use serde::{Deserialize, Serialize};
@@ -180,8 +181,7 @@ pub(crate) fn serve(control: Connection) -> ! {
     let me = std::process::id() as i32;
     // pid → (status channel, daemon)
     let mut children: HashMap<i32, (Connection, bool)> = HashMap::new();
-    // Made after the first request (a program that starts one child pays for no idle
-    // process), and again after each one it serves.
+    // Made for the first request, and again after each one it serves.
     let mut spare: Option<Spare> = None;
     loop {
         let mut watched = vec![control.as_fd(), sigfd.as_fd()];
@@ -199,7 +199,7 @@ pub(crate) fn serve(control: Connection) -> ! {
             while let Ok(Some(_)) = sigfd.read_signal() {}
             for (pid, code) in sys::reap_any() {
                 if spare.as_ref().is_some_and(|spare| spare.pid == pid) {
-                    spare = None; // killed while it waited: the next request forks
+                    spare = None; // killed while it waited: the next request forks another
                 } else if let Some((status, _)) = children.remove(&pid) {
                     let _ = status.send(&code);
                 }
@@ -219,42 +219,45 @@ pub(crate) fn serve(control: Connection) -> ! {
             continue;
         };
         let status = Connection::from_socket(status);
-        // The spare takes the request if it can; one that died meanwhile refuses it (its
-        // end is closed), and is reaped as it ended.
-        let handed = spare
-            .take()
-            .filter(|spare| {
-                spare
-                    .conn
-                    .send_frame(&bytes, std::slice::from_ref(&boot))
-                    .is_ok()
-            })
-            .map(|spare| spare.pid);
-        let started = match handed {
-            Some(pid) => Ok(pid),
-            // SAFETY: this process is single-threaded (it was exec'd fresh and starts no
-            // threads), so the child may run any code.
-            None => match unsafe { nix::unistd::fork() } {
-                Ok(nix::unistd::ForkResult::Child) => {
-                    drop(control);
-                    drop(sigfd);
-                    drop(status);
-                    children.clear();
-                    drop(parent_fd);
-                    become_child(&chld);
-                    if request.daemon {
-                        sys::die_with_server(me);
+        // The server's own descriptors, which a spare closes.
+        let mut own: Vec<RawFd> = vec![control.as_fd().as_raw_fd(), sigfd.as_raw_fd()];
+        own.extend(parent_fd.as_ref().map(AsRawFd::as_raw_fd));
+        own.extend(
+            children
+                .values()
+                .map(|(status, _)| status.as_fd().as_raw_fd()),
+        );
+        // The spare takes the request; one that died meanwhile refuses it (its end is
+        // closed), is reaped as it ended, and a new one is forked for the request.
+        let mut started = Err(Errno::EAGAIN);
+        for _ in 0..2 {
+            let taker = match spare.take() {
+                Some(taker) => taker,
+                None => {
+                    let request_fds = [boot.as_raw_fd(), status.as_fd().as_raw_fd()];
+                    match fork_spare(&[&own[..], &request_fds[..]].concat(), &chld, me) {
+                        Ok(taker) => taker,
+                        Err(e) => {
+                            started = Err(e);
+                            break;
+                        }
                     }
-                    boot::run_task(Connection::from_socket(boot), false)
                 }
-                Ok(nix::unistd::ForkResult::Parent { child }) => Ok(child.as_raw()),
-                Err(e) => Err(e),
-            },
-        };
+            };
+            if taker
+                .conn
+                .send_frame(&bytes, std::slice::from_ref(&boot))
+                .is_ok()
+            {
+                started = Ok(taker.pid);
+                break;
+            }
+        }
         drop(boot);
         match started {
             Ok(pid) => {
                 if status.send(&pid).is_ok() {
+                    own.push(status.as_fd().as_raw_fd());
                     children.insert(pid, (status, request.daemon));
                 }
             }
@@ -263,28 +266,33 @@ pub(crate) fn serve(control: Connection) -> ! {
             }
         }
         // The next child is forked now, while this one runs and its parent waits on
-        // it, instead of when it is asked for.
-        let Ok((ours, theirs)) = pipe(true) else {
-            continue;
-        };
-        // SAFETY: as above: this process is single-threaded.
-        match unsafe { nix::unistd::fork() } {
-            Ok(nix::unistd::ForkResult::Child) => {
-                drop(control);
-                drop(sigfd);
-                drop(ours);
-                children.clear();
-                drop(parent_fd);
-                spare_main(theirs, &chld, me)
+        // it, instead of when it is asked for (on failure, when it is asked for).
+        spare = fork_spare(&own, &chld, me).ok();
+    }
+}
+
+/// Forks a [`Spare`]. In the spare, which never returns from here, the descriptors
+/// `close` (the server's own) are closed, not dropped: nothing of the server's runs
+/// there again.
+fn fork_spare(close: &[RawFd], chld: &SigSet, server: i32) -> Result<Spare, Errno> {
+    let (ours, theirs) = pipe(true).map_err(|_| Errno::last())?;
+    // SAFETY: this process is single-threaded (it was exec'd fresh and starts no
+    // threads), so the child may run any code.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Child => {
+            for &fd in close {
+                // SAFETY: the server's descriptors, whose owners in this copy of its
+                // memory are never dropped (this function does not return here), so
+                // nothing closes them again.
+                unsafe { libc::close(fd) };
             }
-            Ok(nix::unistd::ForkResult::Parent { child }) => {
-                spare = Some(Spare {
-                    pid: child.as_raw(),
-                    conn: ours,
-                });
-            }
-            Err(_) => {} // no spare: the next request forks
+            drop(ours);
+            spare_main(theirs, chld, server)
         }
+        nix::unistd::ForkResult::Parent { child } => Ok(Spare {
+            pid: child.as_raw(),
+            conn: ours,
+        }),
     }
 }
 
