@@ -57,6 +57,18 @@
 //! - **The job slot** of a [`Task`] is touched only through the one `Task` handle,
 //!   which is not `Clone`: it takes the closure out to run or drop it. Futures never
 //!   touch it.
+//! - **The claim** of a future made by [`Completer::claimed`] (the job slot of its
+//!   allocation, read through shared references only) is a token word and the
+//!   executor's [`StartClaim`]. The token goes from unbound to bound once, by the
+//!   executor's compare-exchange ([`Completer::bind`]), or to revoked by a cancel's,
+//!   so a cancel and a bind have exactly one winner. A cancel of a PENDING claimed
+//!   future first revokes: an unbound token (the task was never handed over, and now
+//!   never will be), or the bound claim through [`StartClaim::revoke`], whose
+//!   compare-exchange in the executor's word races the worker's start. It moves the
+//!   phase only if that succeeded (PENDING → COMPLETING, as for any cancel); if the
+//!   worker won, it moves PENDING → RUNNING itself (the compare-exchange a start
+//!   makes, idempotent) and returns false. The executor's relay marks the future
+//!   running when it learns of the start; both transitions are the same one.
 //! - **`inner`** (a mutex): `callbacks`, `wakers`, `watchers` and `sleepers` are
 //!   appended to only under the lock *after* setting WAITERS and seeing (in the same
 //!   `fetch_or`) that the future was not done. The terminal transition takes the lock
@@ -92,12 +104,12 @@ use crossbeam_utils::Backoff;
 #[cfg(loom)]
 use loom::sync::{
     Condvar, Mutex, MutexGuard,
-    atomic::{AtomicU8, Ordering},
+    atomic::{AtomicU8, AtomicU64, Ordering},
 };
 #[cfg(not(loom))]
 use std::sync::{
     Condvar, Mutex, MutexGuard,
-    atomic::{AtomicU8, Ordering},
+    atomic::{AtomicU8, AtomicU64, Ordering},
 };
 
 use crate::deadline::Deadline;
@@ -240,6 +252,10 @@ struct Shared<T> {
     /// thread), not by the thread that runs the task: see [`Shared::wait_done`]. Set at
     /// allocation, never changed.
     relayed: bool,
+    /// The allocation is an `Alloc<T, Claim>`: a [`Claim`] rides along, which
+    /// [`Future::cancel`] must win (see [`Completer::claimed`]). Set at allocation, never
+    /// changed.
+    claimed: bool,
     inner: Mutex<Option<Box<Inner<T>>>>,
     cond: Condvar,
     /// The error is boxed so the slot is small for the usual outcome, a value.
@@ -276,10 +292,28 @@ impl<T> Unpin for Handle<T> {}
 impl<T> Handle<T> {
     /// A new allocation in `state`, with `outcome` and `job`, and `refs` handles to it;
     /// `relayed` says whether a relay publishes the outcome (see [`Completer::relayed`]).
+    /// (`claimed` is set by [`Handle::allocate_claimed`], the one maker whose job is a
+    /// [`Claim`].)
     fn allocate<J: Send>(
         refs: usize,
         state: u8,
         relayed: bool,
+        outcome: Option<Outcome<T>>,
+        job: J,
+    ) -> NonNull<Shared<T>> {
+        Self::allocate_as(refs, state, relayed, false, outcome, job)
+    }
+
+    /// A new pending, relayed allocation with `claim` riding along, and `refs` handles.
+    fn allocate_claimed(refs: usize, claim: Claim) -> NonNull<Shared<T>> {
+        Self::allocate_as(refs, PENDING, true, true, None, claim)
+    }
+
+    fn allocate_as<J: Send>(
+        refs: usize,
+        state: u8,
+        relayed: bool,
+        claimed: bool,
         outcome: Option<Outcome<T>>,
         job: J,
     ) -> NonNull<Shared<T>> {
@@ -289,6 +323,7 @@ impl<T> Handle<T> {
                 release: release::<T, J>,
                 state: AtomicU8::new(state),
                 relayed,
+                claimed,
                 inner: Mutex::new(None),
                 cond: Condvar::new(),
                 outcome: UnsafeCell::new(outcome),
@@ -324,6 +359,48 @@ impl<T> Handle<T> {
     /// The allocation's address: the future's identity.
     fn addr(&self) -> usize {
         self.ptr.as_ptr().addr()
+    }
+
+    /// The claim riding along, for a future made by [`Completer::claimed`].
+    fn claim(&self) -> Option<&Claim> {
+        if !self.claimed {
+            return None;
+        }
+        let alloc = self.ptr.cast::<Alloc<T, Claim>>();
+        // SAFETY: `claimed` is set only by `allocate_claimed`, so the allocation is an
+        // `Alloc<T, Claim>`, and `ptr` points to all of it (it is the allocation's own
+        // pointer, cast). The claim lives as long as any handle does, and is only ever
+        // reached through shared references.
+        Some(unsafe { &alloc.as_ref().job })
+    }
+
+    /// For a cancel of a pending future: keeps its task from starting elsewhere, if the
+    /// future is claimed (see [`Completer::claimed`]). True when the task will not start
+    /// that way: the claim was revoked now or before, the future was not bound yet (then
+    /// it never will be), or it has no claim (then the state byte alone decides). False
+    /// when the task has started.
+    fn revoke_claim(&self) -> bool {
+        let Some(claim) = self.claim() else {
+            return true;
+        };
+        // Pairs with `bind`'s release: the executor set up what `revoke` looks at
+        // before it bound the token.
+        let mut token = claim.token.load(Ordering::Acquire);
+        loop {
+            match token {
+                UNBOUND => match claim.token.compare_exchange(
+                    UNBOUND,
+                    REVOKED,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => return true,
+                    Err(now) => token = now, // bound meanwhile
+                },
+                REVOKED => return true,
+                token => return claim.claim.revoke(token),
+            }
+        }
     }
 
     /// Whether this is the only handle left (then none can be made but from it).
@@ -440,6 +517,33 @@ pub struct Future<T> {
 pub struct Completer<T> {
     shared: Handle<T>,
 }
+
+/// Where the start of a task that runs in another process is settled: see
+/// [`Completer::claimed`].
+///
+/// The executor gives each task it hands over a claim — typically a word in memory it
+/// shares with the worker, which the worker changes with one compare-exchange to start
+/// the task — and binds the task's future to a token naming it
+/// ([`Completer::bind`]). A cancel of the pending future calls `revoke` with that token
+/// before it marks the future cancelled.
+pub trait StartClaim: Send + Sync {
+    /// Keeps the task named by `token` from ever starting, if it has not started: true
+    /// when it never will (revoked now, or before), false when it has started.
+    fn revoke(&self, token: u64) -> bool;
+}
+
+/// What rides along with a future made by [`Completer::claimed`].
+struct Claim {
+    claim: Arc<dyn StartClaim>,
+    /// [`UNBOUND`], [`REVOKED`], or the token the executor bound.
+    token: AtomicU64,
+}
+
+/// A claimed future's token before [`Completer::bind`].
+const UNBOUND: u64 = 0;
+/// A claimed future's token once a cancel came before [`Completer::bind`]: it will not
+/// be bound.
+const REVOKED: u64 = u64::MAX;
 
 impl<T> Shared<T> {
     fn lock(&self) -> Locked<'_, T> {
@@ -800,6 +904,12 @@ impl<T> Future<T> {
             match phase(self.shared.state()) {
                 CANCELLED => return true,
                 PENDING => {
+                    if !self.shared.revoke_claim() {
+                        // Its worker elsewhere took the claim: it runs, whether or not the
+                        // relay has said so yet. Say so now (a no-op if it did).
+                        self.shared.set_running();
+                        continue;
+                    }
                     if self.shared.finish(false, Err(TaskError::Cancelled)) != Finished::NotMade {
                         return true;
                     }
@@ -1143,10 +1253,88 @@ impl<T> Completer<T> {
     }
 
     fn make(relayed: bool) -> (Completer<T>, Future<T>) {
-        let ptr = Handle::allocate(2, PENDING, relayed, None, ());
+        Self::adopt_pair(Handle::allocate(2, PENDING, relayed, None, ()))
+    }
+
+    /// The completer and future of an allocation made with two references.
+    fn adopt_pair(ptr: NonNull<Shared<T>>) -> (Completer<T>, Future<T>) {
         // SAFETY: made with two references: one for each of these handles.
         let (completer, future) = unsafe { (Handle::adopt(ptr), Handle::adopt(ptr)) };
         (Completer { shared: completer }, Future { shared: future })
+    }
+
+    /// [`Completer::relayed`], for a task that starts in another process without a word
+    /// to this one: its worker takes a claim to start it, and [`Future::cancel`] must
+    /// take the claim first (through `claim`'s [`revoke`](StartClaim::revoke)), so that
+    /// exactly one of them wins with no message between the processes.
+    ///
+    /// The executor [`bind`](Completer::bind)s the future to its token when it hands the
+    /// task over; until then a cancel needs no claim. Once a cancel finds the task
+    /// started, the future is running, whether or not the relay has said so yet.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use flotilla_core::{Completer, StartClaim};
+    ///
+    /// /// One word for task 1: 0 queued, 1 started (by the worker), 2 revoked.
+    /// struct Word(AtomicU64);
+    ///
+    /// impl StartClaim for Word {
+    ///     fn revoke(&self, _token: u64) -> bool {
+    ///         match self.0.compare_exchange(0, 2, Ordering::AcqRel, Ordering::Acquire) {
+    ///             Ok(_) | Err(2) => true,
+    ///             Err(_) => false,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let word = Arc::new(Word(AtomicU64::new(0)));
+    /// let (completer, fut) = Completer::<u8>::claimed(word.clone());
+    /// assert!(completer.bind(1));
+    /// // The worker takes the word: the task has started.
+    /// word.0.store(1, Ordering::Release);
+    /// assert!(!fut.cancel());
+    /// assert!(fut.running());
+    /// completer.set_result(3);
+    /// assert_eq!(fut.result().unwrap(), 3);
+    /// ```
+    pub fn claimed(claim: Arc<dyn StartClaim>) -> (Completer<T>, Future<T>) {
+        let claim = Claim {
+            claim,
+            token: AtomicU64::new(UNBOUND),
+        };
+        Self::adopt_pair(Handle::allocate_claimed(2, claim))
+    }
+
+    /// Binds a future made by [`claimed`](Completer::claimed) to `token`, its task's
+    /// claim, which a cancel from now on must [`revoke`](StartClaim::revoke): call it
+    /// once the worker can take the claim, before the task can reach the worker. False
+    /// when the future was cancelled first: then the task must not be handed over.
+    ///
+    /// A future is bound once: binding it again to another token returns false. A
+    /// future made without a claim has nothing to bind: true unless it was cancelled.
+    ///
+    /// # Panics
+    ///
+    /// If `token` is 0 or `u64::MAX`, which stand for "not bound yet" and "cancelled
+    /// before it was bound".
+    pub fn bind(&self, token: u64) -> bool {
+        assert!(
+            token != UNBOUND && token != REVOKED,
+            "a claim's token is neither 0 nor u64::MAX"
+        );
+        let Some(claim) = self.shared.claim() else {
+            return !self.is_cancelled();
+        };
+        // Release: what `revoke` will look at was set up before (see `revoke_claim`).
+        match claim
+            .token
+            .compare_exchange(UNBOUND, token, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => true,
+            Err(bound) => bound == token,
+        }
     }
 
     /// Marks the future running, unless it was cancelled: then returns false, and the

@@ -53,7 +53,7 @@ pub use crate::deadline::Deadline;
 pub use crate::error::{TaskError, panic_message};
 pub use crate::executor::Executor;
 pub use crate::future::{
-    Completer, Completion, Future, FutureId, ResultFuture, ResultRefFuture, State, Task,
+    Completer, Completion, Future, FutureId, ResultFuture, ResultRefFuture, StartClaim, State, Task,
 };
 pub use crate::wait::{
     AsCompleted, ReturnWhen, Waitable, as_completed, as_completed_timeout, wait, wait_timeout,

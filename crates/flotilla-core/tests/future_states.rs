@@ -261,3 +261,78 @@ fn cancel_racing_set_running_has_exactly_one_winner() {
         }
     }
 }
+
+/// A claim whose word says whether the worker started the task, and which counts the
+/// revokes it was asked for.
+struct Word {
+    started: std::sync::atomic::AtomicBool,
+    revoked: AtomicUsize,
+}
+
+impl flotilla_core::StartClaim for Word {
+    fn revoke(&self, token: u64) -> bool {
+        assert_eq!(token, 42, "the token bound is the one revoked");
+        if self.started.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.revoked.fetch_add(1, Ordering::SeqCst);
+        true
+    }
+}
+
+fn word() -> Arc<Word> {
+    Arc::new(Word {
+        started: false.into(),
+        revoked: AtomicUsize::new(0),
+    })
+}
+
+#[test]
+fn a_claimed_future_cancels_through_its_claim_once_bound() {
+    // Cancelled before it was bound: no revoke, and it can no longer be bound.
+    let claim = word();
+    let (completer, fut) = Completer::<u8>::claimed(claim.clone());
+    assert!(fut.cancel());
+    assert!(!completer.bind(42));
+    assert_eq!(claim.revoked.load(Ordering::SeqCst), 0);
+    assert!(matches!(fut.result(), Err(TaskError::Cancelled)));
+
+    // Bound, not started: the cancel revokes the claim, and the executor then skips it.
+    let claim = word();
+    let (completer, fut) = Completer::<u8>::claimed(claim.clone());
+    assert!(completer.bind(42));
+    assert!(
+        completer.bind(42),
+        "binding again to the same token is no change"
+    );
+    assert!(!completer.bind(43), "a future is bound to one token");
+    assert!(fut.cancel());
+    assert_eq!(claim.revoked.load(Ordering::SeqCst), 1);
+    assert!(fut.cancel(), "a second cancel finds it cancelled");
+    assert_eq!(claim.revoked.load(Ordering::SeqCst), 1);
+    assert!(!completer.set_running_or_notify_cancel());
+
+    // Bound and started elsewhere: the cancel fails and the future is running.
+    let claim = word();
+    let (completer, fut) = Completer::<u8>::claimed(claim.clone());
+    assert!(completer.bind(42));
+    assert_eq!(fut.state(), State::Pending);
+    claim.started.store(true, Ordering::SeqCst);
+    assert!(!fut.cancel());
+    assert_eq!(fut.state(), State::Running);
+    assert!(
+        completer.set_running_or_notify_cancel(),
+        "the relay's start is no change"
+    );
+    completer.set_result(9);
+    assert_eq!(fut.result_timeout(LONG).unwrap(), 9);
+    assert!(!fut.cancel());
+}
+
+#[test]
+fn a_future_without_a_claim_binds_unless_cancelled() {
+    let (completer, fut) = Completer::<u8>::relayed();
+    assert!(completer.bind(5));
+    assert!(fut.cancel());
+    assert!(!completer.bind(5));
+}

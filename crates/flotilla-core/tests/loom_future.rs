@@ -13,8 +13,8 @@
 
 use std::sync::Arc;
 
-use flotilla_core::{Completer, Task, TaskError};
-use loom::sync::atomic::{AtomicUsize, Ordering};
+use flotilla_core::{Completer, StartClaim, Task, TaskError};
+use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use loom::thread;
 
 /// A cancel racing the worker's start: exactly one wins, and the outcome says which.
@@ -131,5 +131,64 @@ fn a_reader_and_a_taker_do_not_overlap() {
             Err(other) => panic!("unexpected {other:?}"),
         }
         drop(keep);
+    });
+}
+
+/// A claimed future (`Completer::claimed`): a cancel racing the executor's bind and the
+/// worker's start through the claim word has exactly one winner, and the outcome and
+/// whether the task ran agree with it.
+#[test]
+fn a_claimed_cancel_against_bind_and_start_has_one_winner() {
+    /// The claim word: 0 not handed over, 1 queued, 2 started, 3 revoked.
+    struct Word(AtomicU64);
+
+    impl StartClaim for Word {
+        fn revoke(&self, _token: u64) -> bool {
+            matches!(
+                self.0
+                    .compare_exchange(1, 3, Ordering::AcqRel, Ordering::Acquire),
+                Ok(_) | Err(3)
+            )
+        }
+    }
+
+    loom::model(|| {
+        let word = Arc::new(Word(AtomicU64::new(0)));
+        let (completer, fut) = Completer::<u32>::claimed(word.clone());
+        let ran = Arc::new(AtomicUsize::new(0));
+        let executor = {
+            let ran = Arc::clone(&ran);
+            thread::spawn(move || {
+                // Hand the task over: its word first, then the binding.
+                word.0.store(1, Ordering::Release);
+                if !completer.bind(7) {
+                    completer.cancel(); // cancelled before: never sent
+                    return;
+                }
+                // The worker starts it, or finds it revoked and skips it.
+                if word
+                    .0
+                    .compare_exchange(1, 2, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                {
+                    ran.fetch_add(1, Ordering::SeqCst);
+                    // The relay learns of the start with the answer.
+                    assert!(completer.set_running_or_notify_cancel());
+                    completer.set_result(7);
+                } else {
+                    completer.cancel();
+                }
+            })
+        };
+        let cancelled = fut.cancel();
+        executor.join().unwrap();
+        assert!(fut.done());
+        match fut.result() {
+            Ok(7) => assert!(!cancelled && ran.load(Ordering::SeqCst) == 1),
+            Err(TaskError::Cancelled) => {
+                assert!(cancelled && ran.load(Ordering::SeqCst) == 0)
+            }
+            other => panic!("unexpected outcome {other:?}"),
+        }
     });
 }
