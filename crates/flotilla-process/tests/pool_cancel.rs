@@ -149,3 +149,103 @@ fn many_cancellations_race_starts_without_losing_a_task() {
         assert_eq!(seen, cancelled);
     });
 }
+
+/// Task `i` of a run: spins for `micros`, then leaves marker `i` in `dir`.
+fn mark(dir: PathBuf, i: usize, micros: u64) -> usize {
+    let until = Instant::now() + Duration::from_micros(micros);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+    std::fs::write(dir.join(i.to_string()), b"ran").unwrap();
+    i
+}
+
+/// The claim race, many times over: cancels from another thread race the workers'
+/// starts of tasks waiting in their pipelines (short ones, and now and then a long one,
+/// so that tasks are also taken back for an idle worker). Whatever the interleaving,
+/// a cancel that returns true means the task never ran, and one that returns false
+/// means it ran to its result, exactly once.
+#[test]
+fn a_cancel_that_succeeds_means_the_task_never_ran() {
+    let dir = marker("claims");
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.clone();
+    within(
+        Duration::from_secs(120),
+        "cancel racing claims",
+        move || {
+            let pool = ProcessPoolExecutor::builder()
+                .max_workers(2)
+                .build()
+                .unwrap();
+            let mut all = Vec::new();
+            for round in 0..4 {
+                let n = 1500;
+                let futs: Vec<_> = (0..n)
+                    .map(|i| {
+                        let micros = if i % 97 == 0 {
+                            3000
+                        } else {
+                            (i % 7) as u64 * 20
+                        };
+                        pool.submit(mark, (d.clone(), round * n + i, micros))
+                            .unwrap()
+                    })
+                    .collect();
+                let futs = std::sync::Arc::new(futs);
+                let canceller = {
+                    let futs = std::sync::Arc::clone(&futs);
+                    std::thread::spawn(move || {
+                        let mut outcomes = Vec::new();
+                        for (i, fut) in futs.iter().enumerate() {
+                            if i % 3 != 0 {
+                                continue;
+                            }
+                            // Now and then let the pool catch up, so the cancels meet tasks
+                            // in every stage: queued, in a pipeline, starting, running.
+                            if i % 60 == 0 {
+                                std::thread::sleep(Duration::from_micros(500));
+                            }
+                            outcomes.push((i, fut.cancel()));
+                        }
+                        outcomes
+                    })
+                };
+                let outcomes = canceller.join().unwrap();
+                for &(i, cancelled) in &outcomes {
+                    match futs[i].result_timeout(LONG) {
+                        Err(TaskError::Cancelled) => {
+                            assert!(cancelled, "task {i}: cancelled, but cancel said no");
+                        }
+                        Ok(got) => {
+                            assert!(!cancelled, "task {i}: cancel said yes, yet it ran");
+                            assert_eq!(got, round * n + i);
+                        }
+                        other => panic!("task {i}: unexpected {other:?}"),
+                    }
+                }
+                for (i, fut) in futs.iter().enumerate() {
+                    if i % 3 != 0 {
+                        assert_eq!(fut.result_timeout(LONG).unwrap(), round * n + i);
+                    }
+                }
+                all.extend(outcomes.into_iter().map(|(i, c)| (round * n + i, c)));
+            }
+            // Once the pool is gone, no copy of a task is left anywhere to run: the markers
+            // are final.
+            drop(pool);
+            let mut cancels = 0;
+            for (i, cancelled) in all {
+                let ran = d.join(i.to_string()).exists();
+                assert_eq!(
+                    ran, !cancelled,
+                    "task {i}: ran {ran}, cancelled {cancelled}"
+                );
+                cancels += usize::from(cancelled);
+            }
+            // The race was run: some cancels won (and, with 6,000 tasks, some lost).
+            assert!(cancels > 0);
+        },
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -33,8 +33,9 @@ use flotilla_ipc::{Connection, FrameWriter, pipe};
 use crate::fds::Internal;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
+use super::claims::{Claims, Seen, next_generation};
 use super::worker::{
-    BATCH_BYTES, BATCHED, Gate, Response, WorkerArgs, batch_request, request_frame, seal_batch,
+    BATCH_BYTES, BATCHED, Response, WorkerArgs, batch_request, request_frame, seal_batch,
     worker_main,
 };
 use super::{Canceller, Job, PIPELINE, Shared, WorkerDeath};
@@ -90,8 +91,9 @@ struct Worker {
     writer: FrameWriter,
     /// Frames to write after the one in `writer`.
     outbox: VecDeque<Out>,
-    /// The tasks sent to it, in order: the front one runs once it is `started`; the
-    /// others wait in its pipeline, pending, until the manager lets them start.
+    /// The tasks sent to it, in order: the front one runs once it is `started` (sent to
+    /// run at once, or the worker said it took its claim); the others wait in its
+    /// pipeline, pending, until the worker takes their claims.
     inflight: VecDeque<Job>,
     /// Tasks it may still be given before it retires (`max_tasks_per_child`).
     left: Option<usize>,
@@ -102,14 +104,11 @@ struct Worker {
     ready: bool,
     /// It has been given a task to run: it did start.
     worked: bool,
-    /// Where its held tasks are let go or skipped.
-    gate: Gate,
-    /// The sequence number of the last held task sent to it.
-    seq: u32,
-    /// When the task at the front of its pipeline was let go.
+    /// When the task at the front of its pipeline was sent to it idle, or the answer
+    /// before it was read: about when it started.
     started_at: Instant,
     /// How long its tasks have taken lately (a moving average), once one has been
-    /// answered: from being let go to its answer being read.
+    /// answered: from `started_at` to its answer being read.
     service: Option<Duration>,
     /// How many small tasks it may have in flight: [`PIPELINE`], or more when its tasks
     /// are short (see [`BUDGET`]); follows `service`.
@@ -192,6 +191,10 @@ pub(super) struct Manager {
     start_failures: u32,
     /// No worker starts before this, after a failed start.
     next_start: Option<Instant>,
+    /// The claim slots no task holds (see `claims`).
+    free: Vec<u32>,
+    /// The generation of the next claim.
+    generation: u64,
 }
 
 /// Whether the manager goes on after handling something.
@@ -214,7 +217,10 @@ impl Manager {
         eager: bool,
         started: Arc<AtomicUsize>,
     ) -> Manager {
+        let slots = u32::try_from(shared.claims.len()).unwrap_or(u32::MAX);
         Manager {
+            free: (0..slots).rev().collect(),
+            generation: 1,
             shared,
             context,
             max_workers,
@@ -329,7 +335,6 @@ impl Manager {
 
     fn start_worker(&mut self) -> Result<Worker, String> {
         let (ours, theirs) = pipe(true).map_err(|e| format!("could not start a worker: {e}"))?;
-        let gate = Gate::new().map_err(|e| format!("could not start a worker: {e}"))?;
         ours.set_nonblocking(true)
             .map_err(|e| format!("could not start a worker: {e}"))?;
         let init = match &self.init {
@@ -350,7 +355,7 @@ impl Manager {
                 worker_main,
                 WorkerArgs {
                     conn: theirs,
-                    gate: gate.clone(),
+                    claims: self.shared.claims.clone(),
                     init,
                     max_tasks: self.max_tasks,
                 },
@@ -369,8 +374,6 @@ impl Manager {
             stopped: None,
             ready: false,
             worked: false,
-            gate,
-            seq: 0,
             started_at: Instant::now(),
             service: None,
             depth: PIPELINE,
@@ -403,8 +406,8 @@ impl Manager {
     ///
     /// A task sent to an idle, ready worker starts at once (it is marked running as it
     /// is sent). One sent to a busy or starting worker waits in its pipeline, still
-    /// pending and cancellable; the worker starts it only when the manager says so,
-    /// after the task before it ends ([`release`](Self::release)).
+    /// pending and cancellable; the worker starts it by taking its claim once the task
+    /// before it ends, and skips it if a cancel took the claim first.
     fn dispatch(&mut self) {
         loop {
             let open: Vec<bool> = self.workers.iter().map(Worker::wants_tasks).collect();
@@ -442,7 +445,10 @@ impl Manager {
                     jobs.push_front(job);
                     break;
                 };
-                self.assign(i, job, small, &mut held);
+                if let Some(job) = self.assign(i, job, small, &mut held) {
+                    jobs.push_front(job); // no claim slot left: the rest waits
+                    break;
+                }
             }
             let full = !jobs.is_empty();
             {
@@ -460,30 +466,64 @@ impl Manager {
     }
 
     /// Hands `job` to worker `i` (it has room): to start at once if the worker is idle
-    /// and ready, to wait in its pipeline otherwise (then what cancels it is added to
-    /// `held`). A task cancelled meanwhile is dropped.
+    /// and ready, to wait in its pipeline with a claim otherwise (then what cancels it
+    /// is added to `held`). A task cancelled meanwhile is dropped. Gives the job back
+    /// when it would wait and no claim slot is free.
     fn assign(
         &mut self,
         i: usize,
         mut job: Job,
         small: bool,
         held: &mut Vec<(FutureId, Canceller)>,
-    ) {
+    ) -> Option<Job> {
+        let claims = &self.shared.claims;
         let worker = &mut self.workers[i];
         let idle = worker.inflight.is_empty();
         let now = worker.ready && (idle || job.eager);
         if now {
+            // A task sent again (its worker died before starting it, or it was taken
+            // back) still has its claim: take it, unless a cancel did.
+            if let Some((slot, word)) = job.claim.take() {
+                let started = claims.start(slot, word) == Some(true);
+                self.free.push(slot);
+                if !started {
+                    job.sink.cancel();
+                    return None;
+                }
+            }
             if !job.sink.start() {
-                return; // cancelled while queued
+                return None; // cancelled while queued
             }
             job.started = true;
             worker.worked = true;
             if idle {
                 worker.started_at = Instant::now();
             }
-        } else if job.sink.cancelled() {
-            job.sink.cancel();
-            return;
+        } else {
+            match job.claim {
+                Some((slot, word)) => match claims.again(slot, word) {
+                    Some(next) => job.claim = Some((slot, next)),
+                    None => {
+                        // Revoked by a cancel while it was queued again.
+                        self.free.push(slot);
+                        job.sink.cancel();
+                        return None;
+                    }
+                },
+                None => {
+                    let Some(slot) = self.free.pop() else {
+                        return Some(job);
+                    };
+                    let word = claims.queue(slot, next_generation(&mut self.generation));
+                    if !job.sink.bind(Claims::token(slot, word)) {
+                        claims.withdraw(slot, word);
+                        self.free.push(slot);
+                        job.sink.cancel();
+                        return None;
+                    }
+                    job.claim = Some((slot, word));
+                }
+            }
         }
         let fds = match job
             .fds
@@ -493,36 +533,36 @@ impl Manager {
         {
             Ok(fds) => fds,
             Err(e) => {
+                if let Some((slot, word)) = job.claim.take() {
+                    claims.withdraw(slot, word);
+                    self.free.push(slot);
+                }
                 job.sink.finish(Err(TaskError::Remote {
                     message: format!("could not send the task's handles to a worker: {e}"),
                     backtrace: None,
                 }));
-                return;
+                return None;
             }
         };
         let id = job.sink.id();
-        let seq = (!now).then(|| {
-            worker.seq = worker.seq.wrapping_add(1);
-            worker.seq
-        });
-        if let Some(seq) = seq {
-            job.seq = seq;
+        let claim = if now { None } else { job.claim };
+        if claim.is_some() {
             held.push((id, job.sink.canceller()));
         }
         if small {
             match worker.outbox.back_mut() {
                 Some(Out::Batch(batch)) if batch.len() + job.frame.len() <= BATCH_BYTES => {
-                    batch_request(batch, &job.frame, seq);
+                    batch_request(batch, &job.frame, claim);
                 }
                 _ => {
                     let mut batch = Vec::with_capacity(256);
-                    batch_request(&mut batch, &job.frame, seq);
+                    batch_request(&mut batch, &job.frame, claim);
                     worker.outbox.push_back(Out::Batch(batch));
                 }
             }
         } else {
             worker.outbox.push_back(Out::Single {
-                frame: request_frame(&job.frame, seq),
+                frame: request_frame(&job.frame, claim),
                 fds,
                 task: id,
             });
@@ -531,6 +571,7 @@ impl Manager {
             *left -= 1;
         }
         worker.inflight.push_back(job);
+        None
     }
 
     /// Takes back a task waiting in a busy worker's pipeline when another worker is idle
@@ -539,13 +580,10 @@ impl Manager {
     /// do, as in Python's pools, where whichever worker is free takes the next task.
     /// True when it took one.
     ///
-    /// It takes the first task of a pipeline not yet started, which is the first not yet
-    /// decided: skipping it through the gate decides nothing after it (the gate's
-    /// decisions go in order). It waits until the worker has seen the go of the task
-    /// before (the gate is [`settled`](Gate::settled)): the gate holds one decision, and
-    /// a skip written over an unseen go would skip that task too. Its frame may already
-    /// be written or still in the outbox; either way the worker finds it skipped, and
-    /// sends no answer for it.
+    /// It takes the first task of a pipeline whose claim is still queued, moving the
+    /// claim to a new copy with one compare-exchange, which races the worker's start:
+    /// if the worker wins, the task stays. The copy left behind may already be written
+    /// or still in the outbox; either way the worker finds its claim moved and skips it.
     ///
     /// [`dispatch`]: Self::dispatch
     fn take_back_for_idle(&mut self) -> bool {
@@ -553,54 +591,53 @@ impl Manager {
         if !idle {
             return false;
         }
-        let Some((k, at)) = self.workers.iter().enumerate().find_map(|(k, w)| {
-            let at = w.inflight.iter().position(|job| !job.started)?;
-            // Not while the worker has yet to see the go of the task before it.
-            w.gate.settled().then_some((k, at))
+        let claims = &self.shared.claims;
+        let Some((k, at, slot, next)) = self.workers.iter().enumerate().find_map(|(k, w)| {
+            w.inflight.iter().enumerate().find_map(|(at, job)| {
+                let (slot, word) = job.claim.filter(|_| !job.started)?;
+                let next = claims.again(slot, word)?;
+                Some((k, at, slot, next))
+            })
         }) else {
             return false;
         };
         let worker = &mut self.workers[k];
         let mut job = worker.inflight.remove(at).expect("found at this position");
-        worker.gate.decide(job.seq, false);
+        job.claim = Some((slot, next));
         if let Some(left) = &mut worker.left {
             *left += 1;
         }
-        job.seq = 0;
         let mut queue = self.shared.lock();
         queue.held.remove(&job.sink.id());
         queue.jobs.push_front(job);
         true
     }
 
-    /// Lets worker `i` start the task at the front of its pipeline, if it waits: marks it
-    /// running and tells the worker, through its gate, to go, or, when it was cancelled,
-    /// to skip it, and looks at the next. Called when the worker is free: ready, with the
-    /// task before ended.
-    fn release(&mut self, i: usize) {
+    /// Worker `i` said it started the held task at the front of its pipeline (it took
+    /// its claim): marks it running. A worker that says so of a task it could not have
+    /// started is not following the protocol, and is replaced.
+    fn front_started(&mut self, i: usize) -> Flow {
         let worker = &mut self.workers[i];
-        if !worker.ready {
-            return;
-        }
-        while let Some(front) = worker.inflight.front_mut() {
-            if front.started {
-                return;
-            }
-            self.shared.lock().held.remove(&front.sink.id());
-            if front.sink.start() {
-                front.started = true;
-                worker.worked = true;
-                worker.started_at = Instant::now();
-                worker.gate.decide(front.seq, true);
-                return;
-            }
-            let job = worker.inflight.pop_front().expect("just looked");
-            worker.gate.decide(job.seq, false);
-            job.sink.cancel();
-            if let Some(left) = &mut worker.left {
-                *left += 1;
-            }
-        }
+        let claimed = worker.inflight.front_mut().filter(|front| {
+            !front.started
+                && front.claim.is_some_and(|(slot, word)| {
+                    self.shared.claims.seen(slot, word) == Seen::Started
+                })
+        });
+        let Some(front) = claimed else {
+            flotilla_core::event!(
+                flotilla_core::log::Level::ERROR,
+                "a worker said it started a task it could not have started; replacing it"
+            );
+            let _ = worker.process.kill();
+            worker.left = Some(0);
+            return Flow::Go;
+        };
+        front.started = true;
+        worker.worked = true;
+        self.shared.lock().held.remove(&front.sink.id());
+        front.sink.start();
+        Flow::Go
     }
 
     /// Writes what worker `i` has waiting, as far as it goes without blocking.
@@ -623,18 +660,20 @@ impl Manager {
                     // with descriptors can fail so; a batch has none).
                     let at =
                         task.and_then(|id| worker.inflight.iter().position(|j| j.sink.id() == id));
-                    if let Some(job) = at.and_then(|at| worker.inflight.remove(at)) {
+                    if let Some(mut job) = at.and_then(|at| worker.inflight.remove(at)) {
                         self.shared.lock().held.remove(&job.sink.id());
                         if let Some(left) = &mut worker.left {
                             *left += 1;
+                        }
+                        // Never written, so no worker can start it.
+                        if let Some((slot, word)) = job.claim.take() {
+                            self.shared.claims.withdraw(slot, word);
+                            self.free.push(slot);
                         }
                         job.sink.finish(Err(TaskError::Remote {
                             message: format!("could not send the task to a worker: {e}"),
                             backtrace: None,
                         }));
-                        if at == Some(0) {
-                            self.release(i);
-                        }
                     }
                     continue;
                 }
@@ -732,10 +771,7 @@ impl Manager {
             // A worker running a short task answers within microseconds: look a few
             // times, yielding the processor in between (to that worker, on a busy
             // machine), before sleeping, which costs a wake-up per answer.
-            let busy = self
-                .workers
-                .iter()
-                .any(|w| w.inflight.front().is_some_and(|job| job.started));
+            let busy = self.workers.iter().any(|w| !w.inflight.is_empty());
             if busy && timeout != PollTimeout::ZERO {
                 for _ in 0..YIELDS {
                     if !matches!(poll(&mut fds, PollTimeout::ZERO), Ok(0)) {
@@ -838,13 +874,18 @@ impl Manager {
     /// Handles one answer of worker `i`.
     fn answer(&mut self, i: usize, bytes: Vec<u8>, fds: Vec<OwnedFd>) -> Flow {
         let worker = &mut self.workers[i];
-        let outcome = match Response::from_frame(bytes) {
+        let (response, next_started) = match Response::from_frame(bytes) {
+            Some(got) => (Some(got.0), got.1),
+            None => (None, false),
+        };
+        let outcome = match response {
             Some(Response::Ready) if !worker.ready => {
                 worker.ready = true;
-                self.release(i);
                 self.flush(i);
                 return Flow::Go;
             }
+            Some(Response::Skipped(word)) => return self.skipped(i, word),
+            Some(Response::Started) => return self.front_started(i),
             Some(Response::InitFailed(message)) => {
                 self.break_pool(format!("a worker's initializer failed: {message}"));
                 return Flow::Stop;
@@ -874,19 +915,54 @@ impl Manager {
             worker.left = Some(0);
             return Flow::Go;
         }
-        let job = worker.inflight.pop_front().expect("just looked");
+        let mut job = worker.inflight.pop_front().expect("just looked");
         let now = Instant::now();
         worker.answered(now);
-        if worker.inflight.front().is_some_and(|next| next.started) {
-            worker.started_at = now; // sent to run right after: it runs now
+        worker.started_at = now; // the next, if any, starts as this answer leaves
+        if let Some((slot, _)) = job.claim.take() {
+            self.free.push(slot);
         }
         // The worker works: whatever failed to start before is over.
         self.start_failures = 0;
         self.next_start = None;
-        // Let the next task start before completing this one (which runs callbacks).
-        self.release(i);
+        let flow = if next_started {
+            self.front_started(i)
+        } else {
+            Flow::Go
+        };
         self.flush(i);
         job.sink.finish(outcome);
+        flow
+    }
+
+    /// Worker `i` skipped the held task whose claim word was `word`: the one at the
+    /// front of its pipeline, if a cancel revoked it, or a copy since sent elsewhere,
+    /// which it no longer holds.
+    fn skipped(&mut self, i: usize, word: u64) -> Flow {
+        let claims = &self.shared.claims;
+        let worker = &mut self.workers[i];
+        let Some(front) = worker.inflight.front() else {
+            return Flow::Go;
+        };
+        let Some((slot, ours)) = front.claim.filter(|&(_, ours)| ours == word) else {
+            return Flow::Go; // a copy taken back for another worker
+        };
+        if claims.seen(slot, ours) != Seen::Revoked {
+            flotilla_core::event!(
+                flotilla_core::log::Level::ERROR,
+                "a worker skipped a task it could have run; replacing it"
+            );
+            let _ = worker.process.kill();
+            worker.left = Some(0);
+            return Flow::Go;
+        }
+        let job = worker.inflight.pop_front().expect("just looked");
+        self.free.push(slot);
+        if let Some(left) = &mut worker.left {
+            *left += 1;
+        }
+        self.shared.lock().held.remove(&job.sink.id());
+        job.sink.cancel();
         Flow::Go
     }
 
@@ -983,7 +1059,10 @@ impl Manager {
             }
             return true;
         }
-        let held = worker.inflight.pop_front().expect("running");
+        let mut held = worker.inflight.pop_front().expect("running");
+        if let Some((slot, _)) = held.claim.take() {
+            self.free.push(slot);
+        }
         let reason = format!(
             "{} (pid {}) {how} while running this task",
             worker.process.name(),
@@ -1009,12 +1088,36 @@ impl Manager {
         true
     }
 
-    /// Puts tasks a worker held but never ran back at the front of the queue, in order.
-    fn requeue(&self, jobs: VecDeque<Job>) {
-        let mut queue = self.shared.lock();
-        for mut job in jobs.into_iter().rev() {
-            job.started = false;
-            queue.jobs.push_front(job);
+    /// Puts tasks a worker held but never ran back at the front of the queue, in order
+    /// (they keep their claims, sent again with the next copy; one whose claim the
+    /// worker took before it died, without saying so, is queued again); those a cancel
+    /// revoked meanwhile are done with.
+    fn requeue(&mut self, jobs: VecDeque<Job>) {
+        let claims = &self.shared.claims;
+        let mut revoked = Vec::new();
+        {
+            let mut queue = self.shared.lock();
+            for mut job in jobs.into_iter().rev() {
+                queue.held.remove(&job.sink.id());
+                if let Some((slot, word)) = job.claim {
+                    match claims.seen(slot, word) {
+                        Seen::Revoked => {
+                            self.free.push(slot);
+                            revoked.push(job);
+                            continue;
+                        }
+                        Seen::Started => {
+                            job.claim = claims.restart(slot, word).map(|next| (slot, next));
+                        }
+                        Seen::Queued | Seen::Moved => {}
+                    }
+                }
+                job.started = false;
+                queue.jobs.push_front(job);
+            }
+        }
+        for job in revoked {
+            job.sink.cancel();
         }
     }
 
@@ -1038,6 +1141,10 @@ impl Manager {
         }
         for worker in &mut self.workers {
             for job in worker.inflight.drain(..) {
+                // Not started later by a worker that outlives this.
+                if let Some((slot, word)) = job.claim {
+                    self.shared.claims.withdraw(slot, word);
+                }
                 job.sink.finish(Err(error.clone()));
             }
             if kill {
@@ -1067,10 +1174,12 @@ impl Manager {
         }
         for worker in workers {
             for job in worker.inflight {
+                // Whatever it holds is skipped: it goes back to its connection, and ends.
+                if let Some((slot, word)) = job.claim {
+                    self.shared.claims.withdraw(slot, word);
+                }
                 job.sink.finish(Err(TaskError::ShutDown));
             }
-            // Whatever it holds is skipped: it goes back to its connection, and ends.
-            worker.gate.decide(worker.seq.wrapping_add(1), false);
             drop(worker.conn);
             processes.push(worker.process);
         }

@@ -18,29 +18,33 @@
 //! tasks.
 //!
 //! A task is running only once a worker starts it. One sent to an idle worker starts at
-//! once; one sent to a busy worker waits in its pipeline, still pending: when the worker
-//! is free the manager marks it running and tells the worker to go, or, if it was
-//! cancelled meanwhile, to skip it, in a word of shared memory the worker looks at (see
-//! `worker`). So `cancel` and `shutdown(cancel_futures = true)` reach every task that
-//! has not started, and no frame goes back and forth for it: the manager decides as it
-//! reads the answer to the task before, and the worker usually finds the decision made.
+//! once; one sent to a busy worker waits in its pipeline, still pending, with a *claim*:
+//! a word in memory the pool shares with its workers (see `claims`). The worker starts
+//! it by taking the claim with one compare-exchange, the moment the task before ends;
+//! `cancel` takes the same word first to keep it from starting (the future is
+//! [claimed](flotilla_core::Completer::claimed)), so exactly one of them wins, with no
+//! frame back and forth and no wait for the manager between one task and the next. The
+//! worker tells the manager that the task started with the answer to the task before
+//! (or a frame of its own when there is none), and the future shows it running. So
+//! `cancel` and `shutdown(cancel_futures = true)` reach every task that has not
+//! started. When a worker is idle and nothing is queued, a task waiting in another's
+//! pipeline is taken back for it the same way: its claim moves to a new copy, so the
+//! old copy can no longer start.
 //!
 //! The chunks of a map (`map`, `imap`, `imap_unordered`, ...) are the pool's own futures,
 //! which no user can cancel or see running: they are marked running as they are sent
-//! and run one after the other with no decision to wait for, as Python's pools run the
-//! tasks they have queued for a worker. Dropping a map's iterator cancels the chunks not
-//! yet sent.
+//! and run one after the other with no claim to take, as Python's pools run the tasks
+//! they have queued for a worker. Dropping a map's iterator cancels the chunks not yet
+//! sent.
 //!
 //! The price: a chunk sent into a worker's pipeline behind a slow one cannot be taken
 //! back for a worker that goes idle (it is already running, as far as the pool knows,
-//! and the worker runs it with no decision to wait for), so it waits for the slow chunk.
+//! and the worker runs it with no claim to take), so it waits for the slow chunk.
 //! What waits so is bounded by the pipeline: at most 15 chunks behind the slow one (16 in
 //! flight) when a worker's recent chunks took a few microseconds, at most one once they
 //! take half a millisecond or more (the depth follows their time); the other workers
 //! take everything else meanwhile. So a skewed map loses at most a millisecond or so of
 //! one worker's quick chunks; a larger `chunksize` makes the pipelines shallower still.
-//! Giving map chunks the gate instead, so that they could be taken back, would cost each
-//! of them the manager's turnaround that this avoids.
 //!
 //! A worker that fails to start (it cannot be started, or ends before it runs a task: its
 //! initializer exited, say) is retried after a pause that doubles each time, from 50 ms;
@@ -56,6 +60,7 @@
 //! one worker to the OOM killer can still finish everything else, which is what a user
 //! who chose processes for isolation wants.
 
+mod claims;
 mod classic;
 mod dispatcher;
 mod map;
@@ -69,15 +74,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use flotilla_core::{Completer, Future, FutureId, TaskError};
+use flotilla_core::{Completer, Future, FutureId, StartClaim, TaskError};
 use flotilla_ipc::handle;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use self::claims::Claims;
 pub use self::classic::{AsyncResult, Pool, PoolBuilder};
 use self::dispatcher::Manager;
 pub use self::map::ProcessMap;
-use self::worker::task_frame;
+use self::worker::{Held, task_frame};
 use crate::boot::{self, Target};
 use crate::context::{Context, StartMethod};
 use crate::error::Error;
@@ -107,12 +113,13 @@ pub enum WorkerDeath {
 trait Sink: Send {
     /// Marks the task running; false when it was cancelled and must be skipped.
     fn start(&self) -> bool;
+    /// Binds the task's future to its claim's token, as it is sent held: false when it
+    /// was cancelled and must not be sent (see [`Completer::bind`]).
+    fn bind(&self, token: u64) -> bool;
     /// Completes the task with a worker's encoded answer.
     fn finish(self: Box<Self>, outcome: Result<(Vec<u8>, Vec<OwnedFd>), TaskError>);
     /// Cancels a task that will never run.
     fn cancel(self: Box<Self>);
-    /// True when the user cancelled the task before it started.
-    fn cancelled(&self) -> bool;
     /// What cancels the task's future, if it has not started, from another thread
     /// (`shutdown(cancel_futures = true)` for a task waiting in a pipeline).
     fn canceller(&self) -> Canceller;
@@ -142,6 +149,10 @@ where
         self.completer.set_running_or_notify_cancel()
     }
 
+    fn bind(&self, token: u64) -> bool {
+        self.completer.bind(token)
+    }
+
     fn finish(self: Box<Self>, outcome: Result<(Vec<u8>, Vec<OwnedFd>), TaskError>) {
         let value = outcome.and_then(|(bytes, fds)| {
             handle::decode::<W>(&bytes, fds)
@@ -156,10 +167,6 @@ where
 
     fn cancel(self: Box<Self>) {
         self.completer.cancel();
-    }
-
-    fn cancelled(&self) -> bool {
-        self.completer.is_cancelled()
     }
 
     fn canceller(&self) -> Canceller {
@@ -178,7 +185,7 @@ struct Job {
     frame: Vec<u8>,
     fds: Vec<OwnedFd>,
     sink: Box<dyn Sink>,
-    /// Marked running and sent to run without waiting for the gate: it was at the front
+    /// Marked running and sent to run without a claim: it was at the front
     /// of its worker's pipeline, or it is `eager`. (Marking it running again, when it
     /// goes back to the queue after its worker died before starting it, is no change.)
     started: bool,
@@ -186,9 +193,9 @@ struct Job {
     /// pool, and nobody sees running: it may be marked running as it is sent, to run
     /// right after the tasks before it with no word from the manager in between.
     eager: bool,
-    /// Its sequence number among the held tasks of the worker it was sent to, if it was
-    /// sent held (see `worker`).
-    seq: u32,
+    /// Its claim, from when it was first sent held until it is done with: the slot, and
+    /// the word of its latest copy (see `claims`).
+    claim: Option<Held>,
 }
 
 #[derive(Default)]
@@ -211,6 +218,10 @@ struct Shared {
     /// dispatched at once; a submitter that finds it set rings `wake`.
     sleeping: AtomicBool,
     wake: Doorbell,
+    /// The claims of held tasks, shared with the workers.
+    claims: Claims,
+    /// The same, as the futures of tasks that may be held keep it.
+    claimer: Arc<dyn StartClaim>,
 }
 
 /// The manager's doorbell: an eventfd that submitters ring (one `write`) and the manager
@@ -336,7 +347,12 @@ impl Shared {
             message: format!("the task's arguments could not be encoded: {e}"),
             backtrace: None,
         })?;
-        let (completer, fut) = Completer::relayed();
+        // A map's chunk is never held (see `Job::eager`): it needs no claim.
+        let (completer, fut) = if eager {
+            Completer::relayed()
+        } else {
+            Completer::claimed(Arc::clone(&self.claimer))
+        };
         self.submit_job(Job {
             frame: task_frame(args, entry.offset),
             fds,
@@ -347,7 +363,7 @@ impl Shared {
             }),
             started: false,
             eager,
-            seq: 0,
+            claim: None,
         })?;
         Ok(fut)
     }
@@ -497,10 +513,15 @@ impl ProcessPoolExecutorBuilder {
                     .into(),
             ));
         }
+        // A slot for every task that can be held at once, with room for those that
+        // keep theirs while waiting in the queue to be sent again.
+        let claims = Claims::new(max_workers.saturating_mul(2 * dispatcher::DEEP))?;
         let shared = Arc::new(Shared {
             queue: Mutex::new(Queue::default()),
             sleeping: AtomicBool::new(false),
             wake: Doorbell::new()?,
+            claimer: Arc::new(claims.clone()),
+            claims,
         });
         let started = Arc::new(AtomicUsize::new(0));
         let manager = Manager::new(

@@ -7,27 +7,27 @@
 //! offset in this same binary (the worker was started by spawn or forkserver, which
 //! checked the binary's fingerprint).
 //!
-//! A task sent while the worker is busy (or still starting) is *held*: the worker reads
-//! it when it is free, then waits for the pool's decision on it, which the pool writes in
-//! a word of shared memory beside the connection (a [`Gate`]): go, and the pool has
-//! marked it running; skip, and it was cancelled meanwhile (no answer is sent for it).
-//! So a task is running only once its worker starts it, and one waiting in a pipeline
-//! can still be cancelled. The decision costs no frame: the pool makes it as it reads
-//! the answer to the task before (one atomic store, and a futex wake only when the
-//! worker already sleeps on the word), and the worker usually finds it made when it
-//! looks.
+//! A task sent while the worker is busy (or still starting) is *held*: it waits in the
+//! worker's pipeline, still pending and cancellable, and the worker starts it only by
+//! taking its claim, a word in memory the pool shares with its workers (see `claims`),
+//! with one compare-exchange; a cancel takes the same word first to keep it from
+//! starting. So a task is running only once its worker starts it, one waiting in a
+//! pipeline can still be cancelled, and the worker goes from one task to the next with
+//! no word from the pool in between. A held task it finds revoked (cancelled) or sent
+//! elsewhere, it skips, answering that it did.
 //!
 //! # Frames
 //!
 //! A frame is a task's payload as the codec encoded it (arguments one way, the value
 //! or a message the other), followed by a fixed trailer: for a request the entry
-//! (8 bytes, little-endian), a held task's sequence number (4 bytes, little-endian; 0
-//! when it runs at once) and a kind byte (run now, or held), for a response a kind
-//! byte. A trailer rather than an envelope type, because the payload then crosses with
-//! no re-encoding — the codec writes a `Vec<u8>` field byte by byte, which cost more
-//! than the rest of a small task's trip — and appending to the codec's buffer is free.
-//! (The manager sends a copy, keeping the original to send again should the worker die
-//! before it starts the task.)
+//! (8 bytes, little-endian), a held task's claim slot (4 bytes) and the claim word it
+//! expects there (8 bytes; both 0 when it runs at once), and a kind byte (run now, or
+//! held), for a response a kind byte (a skip carries the claim word it skipped as its
+//! payload). A trailer rather than an envelope type, because the payload then crosses
+//! with no re-encoding — the codec writes a `Vec<u8>` field byte by byte, which cost
+//! more than the rest of a small task's trip — and appending to the codec's buffer is
+//! free. (The manager sends a copy, keeping the original to send again should the
+//! worker die before it starts the task.)
 //!
 //! Several requests may travel in one frame, a *batch*, so that one write carries the
 //! tasks the pool hands a worker at once and one read takes them: the requests one
@@ -35,33 +35,36 @@
 //! byte of a batch. Only requests without descriptors are batched (one with descriptors
 //! travels alone, beside them), and only small ones (see [`BATCHED`]).
 //!
-//! # The gate word
+//! The worker answers every request, in order, with one response: the task's outcome,
+//! or a skip.
 //!
-//! One `u32` in shared memory per worker: bits 31..3 hold the sequence number (counted
-//! by the pool from 1, modulo 2^29, in the order it sends held tasks; the request
-//! carries it) of the last held task decided, bit 2 that the worker has seen that
-//! decision to go, bit 1 whether it may go, bit 0 that the worker sleeps on the word (so
-//! the pool wakes it). The pool decides held tasks in order, and decides the next only
-//! once the one before is skipped, answered, or seen to go; so a worker that finds a
-//! later task decided than the one it holds knows its own was skipped. (A go not yet
-//! seen must not be overwritten: the worker would take it for a skip. The pool takes a
-//! task back from a pipeline for an idle worker only once the go before it was seen.)
+//! # Telling the pool a held task started
+//!
+//! The claim settles a cancel; the pool also needs to know that the task started, for
+//! its future to say it runs and for a worker's death to fail the task it was running
+//! and requeue the rest. So the worker says so, at no extra write when it can: having
+//! ended a task, it keeps the answer while it looks at the next request, if that one
+//! is already read (or read ahead in its connection's buffer); if the next is held and
+//! it takes the claim, the answer goes with a flag in its kind byte, "and the next
+//! started". A held task started with no answer before it (the first after the worker
+//! became ready, or after an idle wait) gets a frame of its own, `Started`, before it
+//! runs. A worker that dies between taking a claim and telling of it never ran the
+//! task: the pool sends it again.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::time::Duration;
 
+use flotilla_ipc::Connection;
 use flotilla_ipc::handle::Fd;
-use flotilla_ipc::{Connection, Value};
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use serde::{Deserialize, Serialize};
 
+use super::claims::Claims;
 use crate::boot::{self, EntryResult};
 
 /// The kind byte of a request: run the entry on the payload now.
 const TASK: u8 = 0x54;
-/// The kind byte of a request that waits in the worker's pipeline: run it only when the
-/// pool's [`Gate`] says go.
+/// The kind byte of a request that waits in the worker's pipeline: run it only if its
+/// claim can be taken.
 const HELD: u8 = 0x48;
 
 /// The kind byte of a frame that carries several requests (see the module docs).
@@ -76,37 +79,41 @@ pub(super) const BATCH_BYTES: usize = 32 << 10;
 /// Appends a task request's trailer to its encoded arguments: the frame to send.
 pub(super) fn task_frame(mut args: Vec<u8>, entry: usize) -> Vec<u8> {
     args.extend_from_slice(&(entry as u64).to_le_bytes());
-    args.extend_from_slice(&0u32.to_le_bytes());
+    args.extend_from_slice(&[0; 12]);
     args.push(TASK);
     args
 }
 
+/// Where a held task's claim is: its slot, and the word it expects there.
+pub(super) type Held = (u32, u64);
+
 /// A copy of a request frame made by [`task_frame`], to run at once or, when `held` (with
-/// its sequence number), to wait for the pool's decision.
-pub(super) fn request_frame(frame: &[u8], held: Option<u32>) -> Vec<u8> {
+/// its claim), to run if its claim can be taken.
+pub(super) fn request_frame(frame: &[u8], held: Option<Held>) -> Vec<u8> {
     let mut out = Vec::with_capacity(frame.len());
     push_request(&mut out, frame, held);
     out
 }
 
 /// Appends a copy of `frame` (made by [`task_frame`]) to `out`, marked to run at once or,
-/// when `held`, to wait for the pool's decision.
-fn push_request(out: &mut Vec<u8>, frame: &[u8], held: Option<u32>) {
+/// when `held`, to run if its claim can be taken.
+fn push_request(out: &mut Vec<u8>, frame: &[u8], held: Option<Held>) {
     flotilla_core::copy::extend(out, frame);
     let len = out.len();
     if frame.len() >= TRAILER {
-        let (kind, seq) = match held {
-            Some(seq) => (HELD, seq),
-            None => (TASK, 0),
+        let (kind, (slot, word)) = match held {
+            Some(held) => (HELD, held),
+            None => (TASK, (0, 0)),
         };
-        out[len - 5..len - 1].copy_from_slice(&seq.to_le_bytes());
+        out[len - 13..len - 9].copy_from_slice(&slot.to_le_bytes());
+        out[len - 9..len - 1].copy_from_slice(&word.to_le_bytes());
         out[len - 1] = kind;
     }
 }
 
 /// Appends request `frame` (made by [`task_frame`], marked as [`request_frame`] marks
 /// it) to `batch`, a batch being built; [`seal_batch`] makes it a frame.
-pub(super) fn batch_request(batch: &mut Vec<u8>, frame: &[u8], held: Option<u32>) {
+pub(super) fn batch_request(batch: &mut Vec<u8>, frame: &[u8], held: Option<Held>) {
     // A request is at most a frame, and frames that large are not batched.
     let len = u32::try_from(frame.len()).unwrap_or(u32::MAX);
     batch.extend_from_slice(&len.to_le_bytes());
@@ -118,16 +125,17 @@ pub(super) fn seal_batch(batch: &mut Vec<u8>) {
     batch.push(BATCH);
 }
 
-/// The bytes a request frame adds after the arguments: entry, sequence number, kind.
-const TRAILER: usize = 8 + 4 + 1;
+/// The bytes a request frame adds after the arguments: entry, claim slot and word,
+/// kind.
+const TRAILER: usize = 8 + 4 + 8 + 1;
 
 /// A request taken from a frame: its entry, where its arguments are in the frame, and,
-/// when it is held, its sequence number.
+/// when it is held, its claim.
 #[derive(Debug, PartialEq)]
 struct Request {
     entry: usize,
     args: std::ops::Range<usize>,
-    held: Option<u32>,
+    held: Option<Held>,
 }
 
 /// The request in `frame[at..end]` (see [`parse_requests`]); `None` when it is
@@ -139,10 +147,11 @@ fn parse_request(frame: &[u8], at: usize, end: usize) -> Option<Request> {
     let args_end = end - TRAILER;
     let trailer = &frame[args_end..end];
     let entry = u64::from_le_bytes(trailer[..8].try_into().ok()?);
-    let seq = u32::from_le_bytes(trailer[8..12].try_into().ok()?);
-    let held = match trailer[12] {
+    let slot = u32::from_le_bytes(trailer[8..12].try_into().ok()?);
+    let word = u64::from_le_bytes(trailer[12..20].try_into().ok()?);
+    let held = match trailer[20] {
         TASK => None,
-        HELD => Some(seq),
+        HELD => Some((slot, word)),
         _ => return None,
     };
     Some(Request {
@@ -170,112 +179,6 @@ fn parse_requests(frame: &[u8]) -> Option<Vec<Request>> {
     (!requests.is_empty()).then_some(requests)
 }
 
-/// The pool's decisions on a worker's held tasks: a word in shared memory (see the
-/// module docs).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub(super) struct Gate {
-    word: Value<u32>,
-}
-
-impl Gate {
-    /// Bit 0: the worker sleeps on the word.
-    const SLEEPING: u32 = 1;
-    /// Bit 1: the task may go.
-    const GO: u32 = 2;
-    /// Bit 2: the worker has seen the decision to go.
-    const SEEN: u32 = 4;
-    /// Sequence numbers have 29 bits, above the three flags.
-    const SEQ: u32 = u32::MAX >> 3;
-    const SHIFT: u32 = 3;
-    /// Looks at the word this many times before yielding: the decision is usually on
-    /// its way.
-    const SPINS: u32 = 50;
-    /// Then yields the processor this many times, looking at the word after each, before
-    /// sleeping on it: the manager has just been woken by the answer before, and on a
-    /// busy machine it may be waiting for this very processor; sleeping instead would
-    /// cost the manager a futex wake and the worker a wake-up for each task.
-    const YIELDS: u32 = 100;
-    /// How often a sleeping worker checks that the pool is still there.
-    const CHECK: Duration = Duration::from_millis(200);
-
-    /// A new gate, with nothing decided.
-    pub(super) fn new() -> Result<Gate, flotilla_ipc::Error> {
-        Ok(Gate {
-            word: Value::raw(0)?,
-        })
-    }
-
-    /// The pool's side: decides held task `seq` (and so skips every earlier one the
-    /// worker has not seen decided), waking the worker if it sleeps on the word.
-    pub(super) fn decide(&self, seq: u32, go: bool) {
-        let word = ((seq & Self::SEQ) << Self::SHIFT) | if go { Self::GO } else { 0 };
-        if self.word.swap(word) & Self::SLEEPING != 0 {
-            let _ = self.word.wake_all();
-        }
-    }
-
-    /// The pool's side: true when no decision to go waits unseen, so the pool may decide
-    /// a later task (skip it) without the worker mistaking an earlier go for a skip.
-    pub(super) fn settled(&self) -> bool {
-        let word = self.word.load();
-        word & Self::GO == 0 || word & Self::SEEN != 0
-    }
-
-    /// The worker's side: waits for the decision on held task `seq`: `Some(true)` go,
-    /// `Some(false)` skip, `None` when the pool closed the connection meanwhile.
-    fn wait(&self, seq: u32, conn: &Connection) -> Option<bool> {
-        let mut spins = 0;
-        loop {
-            let word = self.word.load();
-            let ahead = (word >> Self::SHIFT).wrapping_sub(seq) & Self::SEQ;
-            if ahead == 0 {
-                let go = word & Self::GO != 0;
-                if go && word & Self::SEEN == 0 {
-                    // Only this worker changes the word now (the pool decides nothing
-                    // more until it sees this, or the task's answer): set SEEN, keeping
-                    // SLEEPING as it is.
-                    let _ = self.word.compare_exchange(word, word | Self::SEEN);
-                }
-                return Some(go);
-            }
-            if ahead <= Self::SEQ / 2 {
-                return Some(false); // a later task is decided: this one was skipped
-            }
-            if spins < Self::SPINS + Self::YIELDS {
-                spins += 1;
-                if spins <= Self::SPINS {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-                continue;
-            }
-            let sleeping = word | Self::SLEEPING;
-            if word != sleeping && self.word.compare_exchange(word, sleeping).is_err() {
-                continue;
-            }
-            if !matches!(
-                self.word.wait_while_timeout(sleeping, Self::CHECK),
-                Ok(true)
-            ) && pool_gone(conn)
-            {
-                return None;
-            }
-        }
-    }
-}
-
-/// True when the pool has closed its end of `conn` (its manager is gone).
-fn pool_gone(conn: &Connection) -> bool {
-    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::empty())];
-    match poll(&mut fds, PollTimeout::ZERO) {
-        Ok(_) => fds[0]
-            .revents()
-            .is_some_and(|got| got.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)),
-        Err(_) => false,
-    }
-}
-
 /// From a worker to the pool, one per request, in order.
 #[derive(Debug, PartialEq)]
 pub(super) enum Response {
@@ -289,6 +192,12 @@ pub(super) enum Response {
     InitFailed(String),
     /// The initializer ran; tasks may come. Sent once, first.
     Ready,
+    /// The held task whose claim word this was is not run: it was cancelled, or sent
+    /// elsewhere.
+    Skipped(u64),
+    /// The worker took the claim of the held task at the front of its pipeline, with
+    /// no answer before it to say so.
+    Started,
 }
 
 impl Response {
@@ -297,31 +206,50 @@ impl Response {
     const FAILED: u8 = 0x46;
     const INIT_FAILED: u8 = 0x49;
     const READY: u8 = 0x52;
+    const SKIPPED: u8 = 0x53;
+    const STARTED: u8 = 0x47;
+    /// Set in the kind byte of an answer: the worker has just started the next task,
+    /// a held one (its claim is taken).
+    const NEXT_STARTED: u8 = 0x80;
 
-    /// The frame that carries this response.
-    pub(super) fn into_frame(self) -> Vec<u8> {
+    /// The frame that carries this response, and whether the next task has started
+    /// (for an answer: `Done`, `Panicked` or `Failed`).
+    pub(super) fn into_frame(self, next_started: bool) -> Vec<u8> {
         let (mut bytes, kind) = match self {
             Response::Done(value) => (value, Self::DONE),
             Response::Panicked(message) => (message.into_bytes(), Self::PANICKED),
             Response::Failed(message) => (message.into_bytes(), Self::FAILED),
             Response::InitFailed(message) => (message.into_bytes(), Self::INIT_FAILED),
             Response::Ready => (Vec::new(), Self::READY),
+            Response::Skipped(word) => (word.to_le_bytes().to_vec(), Self::SKIPPED),
+            Response::Started => (Vec::new(), Self::STARTED),
         };
-        bytes.push(kind);
+        bytes.push(if next_started {
+            kind | Self::NEXT_STARTED
+        } else {
+            kind
+        });
         bytes
     }
 
-    /// The response a frame carries; `None` when it is malformed.
-    pub(super) fn from_frame(mut frame: Vec<u8>) -> Option<Response> {
+    /// The response a frame carries, and whether the next task has started; `None`
+    /// when it is malformed.
+    pub(super) fn from_frame(mut frame: Vec<u8>) -> Option<(Response, bool)> {
         let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
-        Some(match frame.pop()? {
+        let kind = frame.pop()?;
+        let next_started = kind & Self::NEXT_STARTED != 0;
+        let response = match kind & !Self::NEXT_STARTED {
             Self::DONE => Response::Done(frame),
             Self::PANICKED => Response::Panicked(text(frame)),
             Self::FAILED => Response::Failed(text(frame)),
+            _ if next_started => return None, // only an answer says so
             Self::INIT_FAILED => Response::InitFailed(text(frame)),
             Self::READY if frame.is_empty() => Response::Ready,
+            Self::SKIPPED => Response::Skipped(u64::from_le_bytes(frame.try_into().ok()?)),
+            Self::STARTED if frame.is_empty() => Response::Started,
             _ => return None,
-        })
+        };
+        Some((response, next_started))
     }
 }
 
@@ -329,8 +257,8 @@ impl Response {
 #[derive(Debug, Serialize, Deserialize)]
 pub(super) struct WorkerArgs {
     pub(super) conn: Connection,
-    /// Where the pool writes its decisions on held tasks.
-    pub(super) gate: Gate,
+    /// The claims of held tasks.
+    pub(super) claims: Claims,
     /// The initializer's entry, encoded arguments and their descriptors.
     pub(super) init: Option<(usize, Vec<u8>, Vec<Fd>)>,
     /// How many tasks to run before exiting, so the pool replaces the worker.
@@ -341,7 +269,7 @@ pub(super) struct WorkerArgs {
 pub(super) fn worker_main(args: WorkerArgs) {
     let WorkerArgs {
         conn,
-        gate,
+        claims,
         init,
         max_tasks,
     } = args;
@@ -358,8 +286,21 @@ pub(super) fn worker_main(args: WorkerArgs) {
     if send(&conn, Response::Ready, &[]).is_err() {
         return;
     }
+    // The last task's answer, while the worker looks at the next request: when that
+    // one is held and it takes its claim, the answer says so (see the module docs).
+    let mut answer: Option<(Response, Vec<OwnedFd>)> = None;
     let mut done = 0;
-    while max_tasks.is_none_or(|max| done < max) {
+    loop {
+        let last = max_tasks.is_some_and(|max| done >= max);
+        if answer.is_some() && (last || !conn.frame_read_ahead()) {
+            // The next request is not here yet (or none comes): the answer goes now.
+            if flush(&conn, &mut answer, false).is_err() {
+                return;
+            }
+        }
+        if last {
+            return;
+        }
         let Ok((bytes, fds)) = conn.recv_frame() else {
             return; // the pool closed our connection: time to go
         };
@@ -370,26 +311,53 @@ pub(super) fn worker_main(args: WorkerArgs) {
         let mut fds = Some(fds);
         for request in requests {
             if max_tasks.is_some_and(|max| done >= max) {
-                return; // the pool sends no more than that: not the protocol
+                // The pool sends no more than that: not the protocol. The last answer
+                // still goes.
+                let _ = flush(&conn, &mut answer, false);
+                return;
             }
             let fds = fds.take().unwrap_or_default();
-            if let Some(seq) = request.held {
-                match gate.wait(seq, &conn) {
-                    Some(true) => {}
-                    Some(false) => continue, // cancelled while it waited: its fds close
-                    None => return,
-                }
-            }
-            let sent = match run(request.entry, &bytes[request.args], fds) {
-                Ok(Ok((value, fds))) => send(&conn, Response::Done(value), &fds),
-                Ok(Err(message)) => send(&conn, Response::Failed(message), &[]),
-                Err(message) => send(&conn, Response::Panicked(message), &[]),
+            let sent = match request.held {
+                Some((slot, word)) => match claims.start(slot, word) {
+                    // Started: the pool learns so with the answer before, or now.
+                    Some(true) if answer.is_some() => flush(&conn, &mut answer, true),
+                    Some(true) => send(&conn, Response::Started, &[]),
+                    Some(false) => {
+                        // Cancelled while it waited, or sent elsewhere: its fds close.
+                        if flush(&conn, &mut answer, false).is_err()
+                            || send(&conn, Response::Skipped(word), &[]).is_err()
+                        {
+                            return;
+                        }
+                        continue;
+                    }
+                    None => return, // no such claim: not the protocol
+                },
+                None => flush(&conn, &mut answer, false),
             };
             if sent.is_err() {
                 return;
             }
+            answer = Some(match run(request.entry, &bytes[request.args], fds) {
+                Ok(Ok((value, fds))) => (Response::Done(value), fds),
+                Ok(Err(message)) => (Response::Failed(message), Vec::new()),
+                Err(message) => (Response::Panicked(message), Vec::new()),
+            });
             done += 1;
         }
+    }
+}
+
+/// Sends the answer kept in `answer`, if any, saying whether the worker has just
+/// started the next task (a held one, whose claim it took).
+fn flush(
+    conn: &Connection,
+    answer: &mut Option<(Response, Vec<OwnedFd>)>,
+    next_started: bool,
+) -> Result<(), flotilla_ipc::SendError> {
+    match answer.take() {
+        Some((response, fds)) => conn.send_frame(&response.into_frame(next_started), &fds),
+        None => Ok(()),
     }
 }
 
@@ -409,7 +377,7 @@ fn send(
     response: Response,
     fds: &[OwnedFd],
 ) -> Result<(), flotilla_ipc::SendError> {
-    conn.send_frame(&response.into_frame(), fds)
+    conn.send_frame(&response.into_frame(false), fds)
 }
 
 #[cfg(test)]
@@ -417,7 +385,7 @@ mod tests {
     use super::*;
 
     /// The one request a frame carries: its entry, arguments and held sequence number.
-    fn parse_task(frame: Vec<u8>) -> Option<(usize, Vec<u8>, Option<u32>)> {
+    fn parse_task(frame: Vec<u8>) -> Option<(usize, Vec<u8>, Option<Held>)> {
         let mut requests = parse_requests(&frame)?;
         assert_eq!(requests.len(), 1);
         let request = requests.pop()?;
@@ -428,8 +396,8 @@ mod tests {
     fn frames_round_trip_and_garbage_is_refused() {
         let frame = task_frame(vec![1, 2, 3], 0xdead_beef);
         assert_eq!(
-            parse_task(request_frame(&frame, Some(7))),
-            Some((0xdead_beef, vec![1, 2, 3], Some(7)))
+            parse_task(request_frame(&frame, Some((7, 0x1234_5678_9abc)))),
+            Some((0xdead_beef, vec![1, 2, 3], Some((7, 0x1234_5678_9abc))))
         );
         assert_eq!(
             parse_task(request_frame(&frame, None)),
@@ -451,22 +419,51 @@ mod tests {
             Response::Failed("bad".into()),
             Response::InitFailed("init".into()),
             Response::Ready,
+            Response::Skipped(0x0102_0304_0506_0708),
+            Response::Started,
         ] {
             let expected = format!("{response:?}");
-            let back = Response::from_frame(response.into_frame()).unwrap();
+            let (back, next) = Response::from_frame(response.into_frame(false)).unwrap();
             assert_eq!(format!("{back:?}"), expected);
+            assert!(!next);
+        }
+        // Only an answer says that the next task started.
+        for (response, answer) in [
+            (Response::Done(vec![1]), true),
+            (Response::Panicked("p".into()), true),
+            (Response::Failed("f".into()), true),
+            (Response::Ready, false),
+            (Response::Started, false),
+            (Response::Skipped(3), false),
+            (Response::InitFailed("i".into()), false),
+        ] {
+            let expected = format!("{response:?}");
+            let back = Response::from_frame(response.into_frame(true));
+            if answer {
+                let (back, next) = back.unwrap();
+                assert_eq!(format!("{back:?}"), expected);
+                assert!(next);
+            } else {
+                assert_eq!(back, None);
+            }
         }
         assert_eq!(Response::from_frame(Vec::new()), None);
         assert_eq!(Response::from_frame(vec![0]), None);
         assert_eq!(Response::from_frame(vec![1, Response::READY]), None);
+        assert_eq!(Response::from_frame(vec![1, 2, Response::SKIPPED]), None);
+        assert_eq!(Response::from_frame(vec![1, Response::STARTED]), None);
     }
 
     #[test]
     fn a_batch_carries_its_requests_in_order_and_a_bad_one_is_refused() {
         let mut batch = Vec::new();
         batch_request(&mut batch, &task_frame(vec![1, 2], 5), None);
-        batch_request(&mut batch, &task_frame(Vec::new(), 6), Some(9));
-        batch_request(&mut batch, &task_frame(vec![3; 100], 7), Some(10));
+        batch_request(&mut batch, &task_frame(Vec::new(), 6), Some((9, 1 << 40)));
+        batch_request(
+            &mut batch,
+            &task_frame(vec![3; 100], 7),
+            Some((10, u64::MAX)),
+        );
         seal_batch(&mut batch);
         let requests = parse_requests(&batch).unwrap();
         let got: Vec<_> = requests
@@ -477,8 +474,8 @@ mod tests {
             got,
             [
                 (5, vec![1, 2], None),
-                (6, Vec::new(), Some(9)),
-                (7, vec![3; 100], Some(10)),
+                (6, Vec::new(), Some((9, 1 << 40))),
+                (7, vec![3; 100], Some((10, u64::MAX))),
             ]
         );
         // An empty batch, a length past the end, a request too short, a cut length.
@@ -490,38 +487,5 @@ mod tests {
         assert_eq!(parse_requests(&long), None);
         assert_eq!(parse_requests(&[2, 0, 0, 0, TASK, TASK, BATCH]), None);
         assert_eq!(parse_requests(&[2, 0, BATCH]), None);
-    }
-
-    #[test]
-    fn the_gate_lets_go_skips_wakes_and_sees_a_pool_gone() {
-        let (ours, theirs) = flotilla_ipc::pipe(true).unwrap();
-        let gate = Gate::new().unwrap();
-        assert!(gate.settled());
-        gate.decide(1, true);
-        // A go the worker has not seen yet must not be decided over.
-        assert!(!gate.settled());
-        assert_eq!(gate.wait(1, &theirs), Some(true));
-        assert!(gate.settled());
-        // Task 2 was skipped with no decision of its own: a later one is decided.
-        gate.decide(3, false);
-        assert!(gate.settled());
-        assert_eq!(gate.wait(2, &theirs), Some(false));
-        assert_eq!(gate.wait(3, &theirs), Some(false));
-        // A decision made while the worker sleeps on the word wakes it.
-        let pool = gate.clone();
-        let decides = std::thread::spawn(move || {
-            std::thread::sleep(Duration::from_millis(300));
-            pool.decide(4, true);
-        });
-        assert_eq!(gate.wait(4, &theirs), Some(true));
-        decides.join().unwrap();
-        // Sequence numbers wrap.
-        gate.decide(Gate::SEQ, true);
-        assert_eq!(gate.wait(Gate::SEQ, &theirs), Some(true));
-        gate.decide(1, true);
-        assert_eq!(gate.wait(Gate::SEQ, &theirs), Some(false));
-        // No decision comes once the pool has closed its end: the worker is told so.
-        drop(ours);
-        assert_eq!(gate.wait(2, &theirs), None);
     }
 }
