@@ -17,6 +17,7 @@
 //!   flags: WAITERS  someone registered in `inner` (callback, waker, watcher, sleeper)
 //!          READING  a reader is cloning the outcome (under `inner`'s lock)
 //!          TAKEN    the outcome was moved out (into_result, `.await`)
+//!          YIELDING a blocking waiter yields its CPU to the completer (hint only)
 //! ```
 //!
 //! The three terminal phases are final, and the outcome slot is written exactly once,
@@ -83,7 +84,13 @@
 //! - The blocking waiter first spins on the state (see [`Shared::wait_done`]): a few
 //!   µs while the task is PENDING, up to 40 µs once it has seen it RUNNING (its worker
 //!   is then on another CPU), unless the future is relayed ([`Completer::relayed`]);
-//!   then it sleeps on `cond` counted in `sleepers`.
+//!   then it sleeps on `cond` counted in `sleepers`. A waiter whose tasks have been
+//!   completed from its own CPU after its spin failed (the scheduler put the worker
+//!   beside it: `spin::waiter_yields`) sets YIELDING and yields a few times instead of
+//!   spinning, then sleeps; a terminal transition that replaces YIELDING reports a
+//!   wake-up ([`Task::run`] returns true), so the worker yields back. YIELDING and
+//!   `finished_on` (the completer's CPU, written when someone waited) are hints: no
+//!   transition depends on them.
 
 use std::alloc::Layout;
 use std::cell::UnsafeCell;
@@ -156,6 +163,9 @@ const WAITERS: u8 = 1 << 3;
 const READING: u8 = 1 << 4;
 /// The outcome was moved out.
 const TAKEN: u8 = 1 << 5;
+/// A blocking waiter yields its CPU to the completer, which shares it (see
+/// [`Shared::wait_done`]): the completer should yield back once it has published.
+const YIELDING: u8 = 1 << 6;
 
 fn phase(state: u8) -> u8 {
     state & PHASE
@@ -260,6 +270,10 @@ struct Shared<T> {
     cond: Condvar,
     /// The error is boxed so the slot is small for the usual outcome, a value.
     outcome: UnsafeCell<Option<Outcome<T>>>,
+    /// The CPU the completing side published from, written when someone waited
+    /// (`u32::MAX` before): a hint for the blocking waiter's spin (see
+    /// [`crate::spin::waiter_yields`]), not part of the state machine.
+    finished_on: std::sync::atomic::AtomicU32,
 }
 
 // SAFETY: `outcome` is the only field not already `Sync`. The state machine of the
@@ -327,6 +341,7 @@ impl<T> Handle<T> {
                 inner: Mutex::new(None),
                 cond: Condvar::new(),
                 outcome: UnsafeCell::new(outcome),
+                finished_on: std::sync::atomic::AtomicU32::new(u32::MAX),
             },
             job,
         };
@@ -593,6 +608,8 @@ impl<T> Shared<T> {
         }
         // From the call: the spin below is part of the wait it bounds.
         let deadline = Deadline::after(timeout);
+        // Whether to learn, once it is done, where the task was completed from.
+        let mut noted = false;
         if timeout != Some(Duration::ZERO) {
             // A spin catches a short task finishing on another CPU; it is bounded in
             // time, not in spin-loop hints, since one `pause` takes from 35 to 190 ns on
@@ -617,37 +634,69 @@ impl<T> Shared<T> {
             // process has it, not that the thread that will complete it is running. That
             // thread (a process pool's manager) may be waiting for this very CPU, and
             // each result then cost the whole spin.
-            let limit = |bound: Duration| timeout.map_or(bound, |t| t.min(bound));
-            let start = Instant::now();
-            let mut running = false;
-            spin_for(limit(SPIN_FOR), || {
-                let state = self.state();
-                running = phase(state) == RUNNING;
-                is_done(state) || running
-            });
-            if running && !self.relayed {
-                #[cfg(test)]
-                RUNNING_SPINS.with(|n| n.set(n.get() + 1));
-                let left = limit(SPIN_RUNNING_FOR).saturating_sub(start.elapsed());
-                spin_for(left, || is_done(self.state()));
-            }
-            if is_done(self.state()) {
-                return true;
+            //
+            // Where the worker does share this CPU, the spin on a PENDING task cannot
+            // succeed: a waiter that has seen that (`spin::waiter_yields`) yields to
+            // the worker instead, with YIELDING set so that the worker yields back.
+            if !cfg!(loom) && !self.relayed && crate::spin::waiter_yields() {
+                self.state.fetch_or(YIELDING, Ordering::AcqRel);
+                for _ in 0..crate::spin::WAITER_YIELDS {
+                    if !crate::spin::waiter_yield() {
+                        break; // contended: this CPU has a busy process
+                    }
+                    if is_done(self.state()) {
+                        self.note_completer();
+                        return true;
+                    }
+                }
+                noted = true;
+            } else {
+                let limit = |bound: Duration| timeout.map_or(bound, |t| t.min(bound));
+                let start = Instant::now();
+                let mut running = false;
+                spin_for(limit(SPIN_FOR), || {
+                    let state = self.state();
+                    running = phase(state) == RUNNING;
+                    is_done(state) || running
+                });
+                if running && !self.relayed {
+                    #[cfg(test)]
+                    RUNNING_SPINS.with(|n| n.set(n.get() + 1));
+                    let left = limit(SPIN_RUNNING_FOR).saturating_sub(start.elapsed());
+                    spin_for(left, || is_done(self.state()));
+                }
+                if is_done(self.state()) {
+                    crate::spin::spin_found_it();
+                    return true;
+                }
+                // A spin that never saw the task start: its worker may share this CPU.
+                noted = !running && !self.relayed;
             }
         }
         let mut locked = self.lock();
-        if self.announce_waiter(&mut locked).is_none() {
-            return true;
-        }
-        while !is_done(self.state()) {
-            if deadline.expired() {
-                return false;
+        if self.announce_waiter(&mut locked).is_some() {
+            while !is_done(self.state()) {
+                if deadline.expired() {
+                    return false;
+                }
+                Self::sleepers(&mut locked).sleepers += 1;
+                locked = park(&self.cond, locked, deadline);
+                Self::sleepers(&mut locked).sleepers -= 1;
             }
-            Self::sleepers(&mut locked).sleepers += 1;
-            locked = park(&self.cond, locked, deadline);
-            Self::sleepers(&mut locked).sleepers -= 1;
+        }
+        drop(locked);
+        if noted {
+            self.note_completer();
         }
         true
+    }
+
+    /// Tells the blocking waiter's guess (`spin::waiter_yields`) which CPU the task
+    /// was completed from.
+    fn note_completer(&self) {
+        if !cfg!(loom) {
+            crate::spin::note_completer(self.finished_on.load(Ordering::Relaxed));
+        }
     }
 
     /// The waiters of a future that has announced one (so its box exists).
@@ -747,8 +796,18 @@ impl<T> Handle<T> {
         // Only the phase bits change, from `from` (which nobody else can leave) to
         // `terminal`; flags set meanwhile are kept.
         let before = self.state.fetch_xor(from ^ terminal, Ordering::AcqRel);
+        if before & (WAITERS | YIELDING) != 0 {
+            // Before the wake-ups: a sleeper reads it after the lock they take.
+            self.finished_on
+                .store(crate::spin::current_cpu(), Ordering::Relaxed);
+        }
         if before & WAITERS != 0 {
             self.wake_waiters();
+            return Finished::WokeWaiters;
+        }
+        if before & YIELDING != 0 {
+            // A waiter that yielded to us is runnable on this CPU: say so, so that we
+            // yield back.
             return Finished::WokeWaiters;
         }
         Finished::Quietly
@@ -1130,6 +1189,16 @@ impl<T> Future<T> {
         if let Some(inner) = self.shared.lock().as_mut() {
             inner.watchers.retain(|(s, _)| !Arc::ptr_eq(s, signal));
         }
+    }
+
+    /// Whether a blocking waiter yielded its CPU for the completer (the YIELDING flag),
+    /// or, with `set`, says one does.
+    #[cfg(test)]
+    pub(crate) fn yielding_waiter(&self, set: bool) -> bool {
+        if set {
+            self.shared.state.fetch_or(YIELDING, Ordering::AcqRel);
+        }
+        self.shared.state() & YIELDING != 0
     }
 
     /// Whether a blocking waiter, waker, callback or watcher registered itself (the

@@ -212,3 +212,45 @@ fn only_a_waiter_on_a_future_not_relayed_spins_while_it_runs() {
         assert_eq!(waiter.join().unwrap(), spins, "relayed: {relayed}");
     }
 }
+
+/// A waiter that has seen its task completed from its own CPU, after a spin that
+/// failed, yields to the completer next time instead of spinning, and its completer's
+/// `Task::run` says so (so that a pool worker yields back); the wait still ends when
+/// the completer is slower than the yields (the waiter then sleeps and is woken).
+#[test]
+fn a_waiter_that_suspects_a_shared_cpu_yields_and_its_completer_is_told() {
+    use std::sync::mpsc;
+
+    use crate::{Task, TaskError};
+
+    crate::spin::unpause();
+    crate::spin::spin_found_it();
+    crate::spin::note_completer(crate::spin::current_cpu());
+    let (to_worker, tasks) = mpsc::channel::<Task>();
+    let (to_waiter, woke) = mpsc::channel::<bool>();
+    let worker = std::thread::spawn(move || {
+        for task in tasks {
+            // Slower than the waiter's yields: it sleeps, and is woken.
+            std::thread::sleep(Duration::from_millis(20));
+            let _ = to_waiter.send(task.run(&|| {}));
+        }
+    });
+    let (task, fut) = Task::new(|| Ok::<_, TaskError>(7u8));
+    to_worker.send(task).unwrap();
+    assert_eq!(fut.result_timeout(Duration::from_secs(60)).unwrap(), 7);
+    assert!(fut.yielding_waiter(false), "the waiter yielded first");
+    assert!(
+        fut.parked_waiter_registered(),
+        "the waiter slept once its yields ran out"
+    );
+    assert!(woke.recv_timeout(Duration::from_secs(60)).unwrap());
+    drop(to_worker);
+    worker.join().unwrap();
+    crate::spin::spin_found_it();
+
+    // A waiter yielding to it, and nobody else: the completer is told, to yield back.
+    let (task, fut) = Task::new(|| Ok::<_, TaskError>(8u8));
+    assert!(fut.yielding_waiter(true));
+    assert!(task.run(&|| {}));
+    assert_eq!(fut.into_result().unwrap(), 8);
+}
