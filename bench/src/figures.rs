@@ -405,7 +405,17 @@ Two more slow modes showed under this load, each in one process in three to five
   (the two ends then share a CPU, and the spin only keeps the peer off it).
 - Where the runtime thread that a `run_in_executor` completion woke was put on the
   worker's CPU, the worker's 50 µs idle spin kept it waiting: 22 µs per call. A worker
-  whose completion woke someone now yields once before it spins.";
+  whose completion woke someone now yields once before it spins.
+
+And one more, in one process in five to seven: the scheduler put a thread pool's
+caller and its worker on one CPU, where the caller's spin on a task not yet started
+cannot see it start (the worker needs that CPU), so the caller slept and was woken for
+every task: 7.9 µs per round trip (crossbeam's pool, whose receive yields, took 2.1-9.4 µs
+in that placement). A waiter that has seen its task completed from its own CPU after a
+failed spin now yields to the worker a few times before it sleeps (3 µs a round trip),
+and a pool worker that completes a task whose waiter yields or sleeps on its own CPU
+moves itself to another CPU it may run on (narrowing its affinity for a moment, then
+restoring it, at most once per 2 ms): the pair then runs apart, at 0.45 µs.";
 
 /// `figure` under load: named `name` (which ends in [`LOADED_SUFFIX`]), the harness
 /// runs it with one busy process per CPU around every contender's round.

@@ -88,9 +88,11 @@
 //!   completed from its own CPU after its spin failed (the scheduler put the worker
 //!   beside it: `spin::waiter_yields`) sets YIELDING and yields a few times instead of
 //!   spinning, then sleeps; a terminal transition that replaces YIELDING reports a
-//!   wake-up ([`Task::run`] returns true), so the worker yields back. YIELDING and
-//!   `finished_on` (the completer's CPU, written when someone waited) are hints: no
-//!   transition depends on them.
+//!   wake-up ([`Task::run`] returns true), so the worker yields back. YIELDING,
+//!   `finished_on` (the completer's CPU, written when someone waited) and `waiter_on`
+//!   (the blocking waiter's CPU, written before YIELDING or WAITERS; a completer on
+//!   that CPU tells `spin::leave_a_shared_cpu`) are hints: no transition depends on
+//!   them.
 
 use std::alloc::Layout;
 use std::cell::UnsafeCell;
@@ -274,6 +276,10 @@ struct Shared<T> {
     /// (`u32::MAX` before): a hint for the blocking waiter's spin (see
     /// [`crate::spin::waiter_yields`]), not part of the state machine.
     finished_on: std::sync::atomic::AtomicU32,
+    /// The CPU a blocking waiter was on when it began to yield or sleep (`u32::MAX`
+    /// before): a completer on the same CPU shares it with its waiter (see
+    /// [`crate::spin::leave_a_shared_cpu`]). A hint, like `finished_on`.
+    waiter_on: std::sync::atomic::AtomicU32,
 }
 
 // SAFETY: `outcome` is the only field not already `Sync`. The state machine of the
@@ -342,6 +348,7 @@ impl<T> Handle<T> {
                 cond: Condvar::new(),
                 outcome: UnsafeCell::new(outcome),
                 finished_on: std::sync::atomic::AtomicU32::new(u32::MAX),
+                waiter_on: std::sync::atomic::AtomicU32::new(u32::MAX),
             },
             job,
         };
@@ -639,6 +646,7 @@ impl<T> Shared<T> {
             // succeed: a waiter that has seen that (`spin::waiter_yields`) yields to
             // the worker instead, with YIELDING set so that the worker yields back.
             if !cfg!(loom) && !self.relayed && crate::spin::waiter_yields() {
+                self.note_waiter_cpu();
                 self.state.fetch_or(YIELDING, Ordering::AcqRel);
                 for _ in 0..crate::spin::WAITER_YIELDS {
                     if !crate::spin::waiter_yield() {
@@ -674,6 +682,7 @@ impl<T> Shared<T> {
             }
         }
         let mut locked = self.lock();
+        self.note_waiter_cpu();
         if self.announce_waiter(&mut locked).is_some() {
             while !is_done(self.state()) {
                 if deadline.expired() {
@@ -689,6 +698,15 @@ impl<T> Shared<T> {
             self.note_completer();
         }
         true
+    }
+
+    /// Records the blocking waiter's CPU, before the flag that tells the completer to
+    /// look at it (YIELDING, or WAITERS).
+    fn note_waiter_cpu(&self) {
+        if !cfg!(loom) && !self.relayed {
+            self.waiter_on
+                .store(crate::spin::current_cpu(), Ordering::Relaxed);
+        }
     }
 
     /// Tells the blocking waiter's guess (`spin::waiter_yields`) which CPU the task
@@ -798,16 +816,19 @@ impl<T> Handle<T> {
         let before = self.state.fetch_xor(from ^ terminal, Ordering::AcqRel);
         if before & (WAITERS | YIELDING) != 0 {
             // Before the wake-ups: a sleeper reads it after the lock they take.
-            self.finished_on
-                .store(crate::spin::current_cpu(), Ordering::Relaxed);
+            let cpu = crate::spin::current_cpu();
+            self.finished_on.store(cpu, Ordering::Relaxed);
+            // The waiter wrote its CPU before the flag this swap replaced.
+            if cpu != u32::MAX && self.waiter_on.load(Ordering::Relaxed) == cpu {
+                crate::spin::completed_beside_waiter();
+            }
         }
         if before & WAITERS != 0 {
             self.wake_waiters();
             return Finished::WokeWaiters;
         }
         if before & YIELDING != 0 {
-            // A waiter that yielded to us is runnable on this CPU: say so, so that we
-            // yield back.
+            // That waiter is runnable on this CPU: say so, so that we yield back.
             return Finished::WokeWaiters;
         }
         Finished::Quietly
@@ -1686,7 +1707,8 @@ impl Task {
     /// that worker.
     ///
     /// Returns whether publishing the outcome woke anyone: a thread blocked on the
-    /// future, an awaiting task's waker, a callback or a `wait`. A worker that goes on
+    /// future, an awaiting task's waker, a callback or a `wait`, or a waiter that was
+    /// yielding its CPU to this thread. A worker that goes on
     /// polling for work should then let a woken thread that shares its CPU run (see
     /// [`crate::spin::yield_to_woken`]).
     pub fn run(self, before_publish: &dyn Fn()) -> bool {
