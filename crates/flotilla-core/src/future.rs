@@ -649,8 +649,9 @@ impl<T> Shared<T> {
                 self.note_waiter_cpu();
                 self.state.fetch_or(YIELDING, Ordering::AcqRel);
                 for _ in 0..crate::spin::WAITER_YIELDS {
-                    if !crate::spin::waiter_yield() {
-                        break; // contended: this CPU has a busy process
+                    // The yields are part of the wait its timeout bounds, as the spin is.
+                    if deadline.expired() || !crate::spin::yield_once() {
+                        break; // out of time, or contended: this CPU has a busy process
                     }
                     if is_done(self.state()) {
                         self.note_completer();

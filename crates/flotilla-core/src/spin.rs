@@ -196,12 +196,6 @@ pub(crate) fn note_completer(completer: u32) {
     }
 }
 
-/// Yields the CPU once for a waiter of [`waiter_yields`]; false when the yield was
-/// contended (a pause started: stop yielding).
-pub(crate) fn waiter_yield() -> bool {
-    yield_once()
-}
-
 thread_local! {
     /// This thread has just completed a future whose blocking waiter was yielding or
     /// sleeping on this same CPU (see [`leave_a_shared_cpu`]).
@@ -314,8 +308,9 @@ pub fn poll_for(limit: Duration, mut ready: impl FnMut() -> bool) -> bool {
     false
 }
 
-/// Yields the CPU once; false when the yield was contended, and a pause started.
-fn yield_once() -> bool {
+/// Yields the CPU once; false when the yield was contended, and a pause started (also
+/// a waiter's yield to its completer: see [`waiter_yields`]).
+pub(crate) fn yield_once() -> bool {
     let before = Instant::now();
     std::thread::yield_now();
     if before.elapsed() >= CONTENDED_YIELD {
@@ -508,9 +503,16 @@ mod tests {
         completed_beside_waiter();
         assert_eq!(leave_a_shared_cpu(), cpus > 1, "{cpus} CPUs allowed");
         assert!(same(&affinity(), &before), "the affinity is what it was");
-        // At most once per MOVE_EVERY.
+        // At most once per MOVE_EVERY: not within it, again after it. (The last move's
+        // time is set, not waited for: a thread moved to another CPU may wait there
+        // longer than MOVE_EVERY to run again on a busy machine.)
+        LAST_MOVE.set(Some(Instant::now()));
         completed_beside_waiter();
         assert!(!leave_a_shared_cpu());
+        assert!(same(&affinity(), &before));
+        LAST_MOVE.set(Instant::now().checked_sub(MOVE_EVERY));
+        completed_beside_waiter();
+        assert_eq!(leave_a_shared_cpu(), cpus > 1);
         assert!(same(&affinity(), &before));
 
         // A thread that may run on one CPU only stays there.

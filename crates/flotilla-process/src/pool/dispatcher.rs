@@ -157,6 +157,14 @@ impl Worker {
     fn wants_to_write(&self) -> bool {
         self.writer.in_progress() || !self.outbox.is_empty()
     }
+
+    /// It broke the protocol (`why`): nothing it says can be trusted. It is killed and
+    /// given no more tasks; its end of file follows, and its end is handled as a death.
+    fn replace(&mut self, why: &str) {
+        flotilla_core::event!(flotilla_core::log::Level::ERROR, "{why}; replacing it");
+        let _ = self.process.kill();
+        self.left = Some(0);
+    }
 }
 
 /// A worker whose connection ended, until its process has ended too.
@@ -355,7 +363,7 @@ impl Manager {
                 worker_main,
                 WorkerArgs {
                     conn: theirs,
-                    claims: self.shared.claims.clone(),
+                    claims: Claims::clone(&self.shared.claims),
                     init,
                     max_tasks: self.max_tasks,
                 },
@@ -613,6 +621,14 @@ impl Manager {
         true
     }
 
+    /// Gives back the claim slot `job` holds, if any: its task is done with (answered,
+    /// skipped, failed or sent to run at once), and its word started or revoked.
+    fn release_claim(&mut self, job: &mut Job) {
+        if let Some((slot, _)) = job.claim.take() {
+            self.free.push(slot);
+        }
+    }
+
     /// Worker `i` said it started the held task at the front of its pipeline (it took
     /// its claim): marks it running. A worker that says so of a task it could not have
     /// started is not following the protocol, and is replaced.
@@ -625,12 +641,7 @@ impl Manager {
                 })
         });
         let Some(front) = claimed else {
-            flotilla_core::event!(
-                flotilla_core::log::Level::ERROR,
-                "a worker said it started a task it could not have started; replacing it"
-            );
-            let _ = worker.process.kill();
-            worker.left = Some(0);
+            worker.replace("a worker said it started a task it could not have started");
             return Flow::Go;
         };
         front.started = true;
@@ -897,31 +908,19 @@ impl Manager {
                 backtrace: None,
             }),
             Some(Response::Ready) | None => {
-                flotilla_core::event!(
-                    flotilla_core::log::Level::ERROR,
-                    "a worker sent garbage; replacing it"
-                );
-                let _ = worker.process.kill();
-                worker.left = Some(0);
-                return Flow::Go; // its end of file follows
+                worker.replace("a worker sent garbage");
+                return Flow::Go;
             }
         };
         if !worker.inflight.front().is_some_and(|job| job.started) {
-            flotilla_core::event!(
-                flotilla_core::log::Level::ERROR,
-                "a worker answered a task it was not running; replacing it"
-            );
-            let _ = worker.process.kill();
-            worker.left = Some(0);
+            worker.replace("a worker answered a task it was not running");
             return Flow::Go;
         }
         let mut job = worker.inflight.pop_front().expect("just looked");
         let now = Instant::now();
         worker.answered(now);
         worker.started_at = now; // the next, if any, starts as this answer leaves
-        if let Some((slot, _)) = job.claim.take() {
-            self.free.push(slot);
-        }
+        self.release_claim(&mut job);
         // The worker works: whatever failed to start before is over.
         self.start_failures = 0;
         self.next_start = None;
@@ -948,12 +947,7 @@ impl Manager {
             return Flow::Go; // a copy taken back for another worker
         };
         if claims.seen(slot, ours) != Seen::Revoked {
-            flotilla_core::event!(
-                flotilla_core::log::Level::ERROR,
-                "a worker skipped a task it could have run; replacing it"
-            );
-            let _ = worker.process.kill();
-            worker.left = Some(0);
+            worker.replace("a worker skipped a task it could have run");
             return Flow::Go;
         }
         let job = worker.inflight.pop_front().expect("just looked");
@@ -986,9 +980,10 @@ impl Manager {
             // Killed on purpose. The task it held is the one to stop — unless that one
             // finished just before the kill and the next had started: that one did
             // nothing wrong, so it goes back to run again, with the rest.
-            let held = worker.inflight.pop_front().expect("running");
+            let mut held = worker.inflight.pop_front().expect("running");
             if held.sink.id() == stopped {
                 self.requeue(std::mem::take(&mut worker.inflight));
+                self.release_claim(&mut held);
                 held.sink.finish(Err(TaskError::Cancelled));
             } else {
                 worker.inflight.push_front(held);
@@ -1060,9 +1055,7 @@ impl Manager {
             return true;
         }
         let mut held = worker.inflight.pop_front().expect("running");
-        if let Some((slot, _)) = held.claim.take() {
-            self.free.push(slot);
-        }
+        self.release_claim(&mut held);
         let reason = format!(
             "{} (pid {}) {how} while running this task",
             worker.process.name(),
@@ -1091,14 +1084,13 @@ impl Manager {
     /// Puts tasks a worker held but never ran back at the front of the queue, in order
     /// (they keep their claims, sent again with the next copy; one whose claim the
     /// worker took before it died, without saying so, is queued again); those a cancel
-    /// revoked meanwhile are done with.
+    /// revoked meanwhile are done with. (The caller took them out of `held`.)
     fn requeue(&mut self, jobs: VecDeque<Job>) {
         let claims = &self.shared.claims;
         let mut revoked = Vec::new();
         {
             let mut queue = self.shared.lock();
             for mut job in jobs.into_iter().rev() {
-                queue.held.remove(&job.sink.id());
                 if let Some((slot, word)) = job.claim {
                     match claims.seen(slot, word) {
                         Seen::Revoked => {

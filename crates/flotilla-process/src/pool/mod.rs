@@ -218,10 +218,9 @@ struct Shared {
     /// dispatched at once; a submitter that finds it set rings `wake`.
     sleeping: AtomicBool,
     wake: Doorbell,
-    /// The claims of held tasks, shared with the workers.
-    claims: Claims,
-    /// The same, as the futures of tasks that may be held keep it.
-    claimer: Arc<dyn StartClaim>,
+    /// The claims of held tasks, shared with the workers, and kept by every task's
+    /// future.
+    claims: Arc<Claims>,
 }
 
 /// The manager's doorbell: an eventfd that submitters ring (one `write`) and the manager
@@ -347,12 +346,11 @@ impl Shared {
             message: format!("the task's arguments could not be encoded: {e}"),
             backtrace: None,
         })?;
-        // A map's chunk is never held (see `Job::eager`): it needs no claim.
-        let (completer, fut) = if eager {
-            Completer::relayed()
-        } else {
-            Completer::claimed(Arc::clone(&self.claimer))
-        };
+        // Every task may be held, a map's chunk too (in the pipeline of a worker still
+        // starting), so every future is claimed: a cancel of one that waits there (a
+        // dropped map's chunk) keeps it from running.
+        let claims: Arc<dyn StartClaim> = self.claims.clone();
+        let (completer, fut) = Completer::claimed(claims);
         self.submit_job(Job {
             frame: task_frame(args, entry.offset),
             fds,
@@ -520,8 +518,7 @@ impl ProcessPoolExecutorBuilder {
             queue: Mutex::new(Queue::default()),
             sleeping: AtomicBool::new(false),
             wake: Doorbell::new()?,
-            claimer: Arc::new(claims.clone()),
-            claims,
+            claims: Arc::new(claims),
         });
         let started = Arc::new(AtomicUsize::new(0));
         let manager = Manager::new(
